@@ -1,0 +1,80 @@
+//! # flotilla-raft: the Raft consensus core, with no I/O
+//!
+//! A deterministic state machine implementing the extended Raft paper (Ongaro & Ousterhout):
+//! leader election with randomised timeouts (§5.2), log replication with the consistency
+//! check (§5.3), commitment of current-term entries only (§5.4.2), fast log back-tracking
+//! (§5.3, the follower's conflict hint lets the leader skip a term per round trip), and
+//! service-initiated snapshots with InstallSnapshot for followers behind them (§7).
+//!
+//! The core has no threads, clocks, sockets, disks or global randomness. A driver feeds it
+//! three kinds of input and then acts on the [`Ready`] it returns:
+//!
+//! * [`Raft::tick`]: one unit of logical time (Flotilla's drivers use 10 ms);
+//! * [`Raft::step`]: a [`Message`] from another peer;
+//! * [`Raft::propose`] / [`Raft::snapshot`]: requests from the service above.
+//!
+//! [`Raft::ready`] then says what to persist, what to send (only after persisting) and what
+//! is committed and must be applied, in order. The same code runs under the deterministic
+//! simulator (`flotilla-sim`) and, later, real TCP and disk drivers.
+//!
+//! ## Invariants the core keeps
+//! * **Election safety**: a peer votes at most once per term, and the vote is persisted before
+//!   the reply leaves (`Ready` ordering).
+//! * **Log matching**: an AppendEntries is accepted only if the entry before it matches
+//!   (`prev_log_index`, `prev_log_term`); a follower truncates only at a real conflict.
+//! * **Leader completeness**: votes go only to candidates whose log is at least as up to date.
+//! * **Commit**: only entries of the leader's term are committed by counting replicas; a
+//!   committed entry is never truncated (violations panic with the peer and index).
+//! * **Apply order**: `Ready::applies` hands out indices strictly in order, each exactly once
+//!   per incarnation; a snapshot apply replaces everything up to its index.
+//!
+//! ## Example: three peers wired together by hand
+//! ```
+//! use flotilla_raft::{Apply, Config, Raft};
+//!
+//! let mut peers: Vec<Raft> = (1..=3).map(|id| Raft::new(Config::new(id, vec![1, 2, 3], id))).collect();
+//! let mut applied = vec![Vec::new(); 3];
+//! for _ in 0..200 {
+//!     for p in peers.iter_mut() { p.tick(); }
+//!     // Deliver every message until the cluster is quiet (a perfect network).
+//!     loop {
+//!         let mut sent = Vec::new();
+//!         for (i, p) in peers.iter_mut().enumerate() {
+//!             let ready = p.ready(); // (a real driver persists here, before sending)
+//!             sent.extend(ready.messages);
+//!             for a in ready.applies {
+//!                 if let Apply::Command { data, .. } = a { applied[i].push(data); }
+//!             }
+//!         }
+//!         if sent.is_empty() { break; }
+//!         for m in sent { peers[(m.to - 1) as usize].step(m.from, m.msg); }
+//!     }
+//!     if let Some(leader) = peers.iter_mut().find(|p| p.is_leader()) {
+//!         if leader.log().last_index() == 0 { leader.propose(b"hello".to_vec()).unwrap(); }
+//!     }
+//! }
+//! assert!(applied.iter().all(|a| a == &vec![b"hello".to_vec()]));
+//! ```
+
+mod config;
+mod error;
+mod log;
+mod message;
+mod raft;
+mod ready;
+mod rng;
+mod state;
+
+pub use config::Config;
+pub use error::ProposeError;
+pub use log::RaftLog;
+pub use message::{ConflictHint, Entry, Envelope, Message};
+pub use raft::{Raft, Role};
+pub use ready::{Apply, LogWrite, Ready, Snapshot};
+pub use state::{DecodeError, HardState, PersistentState};
+
+/// A peer's identity within its cluster.
+pub type NodeId = u64;
+
+#[cfg(test)]
+mod tests;

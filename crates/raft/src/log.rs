@@ -1,0 +1,206 @@
+//! The in-memory Raft log: a snapshot point followed by the entries after it.
+//!
+//! Invariants (checked by [`RaftLog::check`]):
+//! 1. Entry `i` (1-based, global index) lives at `entries[i - snapshot_index - 1]`.
+//! 2. Terms never decrease along the log, and none is below `snapshot_term`.
+//! 3. Index 0 with term 0 is the empty prefix every log shares.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Entry;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftLog {
+    /// The last index covered by the snapshot (0 = no snapshot).
+    snapshot_index: u64,
+    /// The term of the entry at `snapshot_index` (0 = no snapshot).
+    snapshot_term: u64,
+    /// Entries `snapshot_index + 1 ..= last_index()`.
+    entries: Vec<Entry>,
+}
+
+impl RaftLog {
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    pub fn snapshot_term(&self) -> u64 {
+        self.snapshot_term
+    }
+
+    /// The first index still held as an entry (may be `last_index() + 1` when empty).
+    pub fn first_index(&self) -> u64 {
+        self.snapshot_index + 1
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.snapshot_index + self.entries.len() as u64
+    }
+
+    pub fn last_term(&self) -> u64 {
+        self.entries.last().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    /// The term at `index`, if this log still knows it (the snapshot point counts).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot_index {
+            Some(self.snapshot_term)
+        } else {
+            self.entry(index).map(|e| e.term)
+        }
+    }
+
+    /// The entry at `index`, if held (not compacted and not beyond the end).
+    pub fn entry(&self, index: u64) -> Option<&Entry> {
+        if index <= self.snapshot_index {
+            return None;
+        }
+        self.entries.get((index - self.snapshot_index - 1) as usize)
+    }
+
+    /// Entries from `from` onwards (clamped to what is held), at most `max_bytes` of data but
+    /// always at least one entry if any is available, so a huge entry still makes progress.
+    pub fn entries_from(&self, from: u64, max_bytes: usize) -> Vec<Entry> {
+        let start = from.max(self.first_index());
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut i = start;
+        while let Some(e) = self.entry(i) {
+            if !out.is_empty() && bytes + e.data.len() > max_bytes {
+                break;
+            }
+            bytes += e.data.len();
+            out.push(e.clone());
+            i += 1;
+        }
+        out
+    }
+
+    /// All held entries from `from` (clamped), cloned, for persistence.
+    pub fn tail_from(&self, from: u64) -> Vec<Entry> {
+        let start = from.max(self.first_index());
+        if start > self.last_index() {
+            return Vec::new();
+        }
+        self.entries[(start - self.snapshot_index - 1) as usize..].to_vec()
+    }
+
+    /// The first index of the run of entries with `term` that contains `index`.
+    pub fn first_index_of_term_at(&self, index: u64) -> u64 {
+        let term = self.term_at(index);
+        let mut i = index;
+        while i > self.first_index() && self.term_at(i - 1) == term {
+            i -= 1;
+        }
+        i
+    }
+
+    /// The last index holding `term`, if any entry in the log has it.
+    pub fn last_index_of_term(&self, term: u64) -> Option<u64> {
+        // Terms are non-decreasing, so scan back from the end and stop once below `term`.
+        let mut i = self.last_index();
+        while i >= self.first_index() {
+            let t = self.term_at(i).expect("index within log");
+            if t == term {
+                return Some(i);
+            }
+            if t < term {
+                return None;
+            }
+            i -= 1;
+        }
+        None
+    }
+
+    pub fn append(&mut self, entry: Entry) -> u64 {
+        self.entries.push(entry);
+        self.last_index()
+    }
+
+    /// Drops every entry at `index` and after.
+    pub fn truncate_from(&mut self, index: u64) {
+        assert!(
+            index > self.snapshot_index,
+            "truncate_from({index}) would cut into the snapshot at {}",
+            self.snapshot_index
+        );
+        self.entries.truncate((index - self.snapshot_index - 1) as usize);
+    }
+
+    /// Discards entries up to and including `index`, which becomes the new snapshot point.
+    /// If the log holds `index` with `term`, the entries after it are kept; otherwise the
+    /// whole log is discarded (§7: a snapshot that does not match the log replaces it).
+    /// Returns true if the suffix was kept.
+    pub fn compact_to(&mut self, index: u64, term: u64) -> bool {
+        let keep = self.term_at(index) == Some(term) && index <= self.last_index();
+        if keep {
+            self.entries.drain(..(index - self.snapshot_index) as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        keep
+    }
+
+    /// Checks the invariants in the module docs; panics with a sentence if one is broken.
+    pub fn check(&self) {
+        let mut prev = self.snapshot_term;
+        for (i, e) in self.entries.iter().enumerate() {
+            assert!(
+                e.term >= prev,
+                "log term decreases at index {}: {} after {}",
+                self.snapshot_index + 1 + i as u64,
+                e.term,
+                prev
+            );
+            prev = e.term;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_with_terms(terms: &[u64]) -> RaftLog {
+        let mut log = RaftLog::default();
+        for &t in terms {
+            log.append(Entry { term: t, data: vec![t as u8] });
+        }
+        log
+    }
+
+    #[test]
+    fn term_lookup_and_runs() {
+        let log = log_with_terms(&[1, 1, 2, 2, 2, 4]);
+        assert_eq!(log.last_index(), 6);
+        assert_eq!(log.term_at(0), Some(0));
+        assert_eq!(log.term_at(4), Some(2));
+        assert_eq!(log.term_at(7), None);
+        assert_eq!(log.first_index_of_term_at(5), 3);
+        assert_eq!(log.last_index_of_term(2), Some(5));
+        assert_eq!(log.last_index_of_term(3), None);
+    }
+
+    #[test]
+    fn compaction_keeps_matching_suffix_and_drops_mismatch() {
+        let mut log = log_with_terms(&[1, 1, 2, 2]);
+        assert!(log.compact_to(2, 1));
+        assert_eq!((log.first_index(), log.last_index()), (3, 4));
+        assert_eq!(log.term_at(2), Some(1));
+        assert!(!log.compact_to(6, 3));
+        assert_eq!((log.snapshot_index(), log.last_index()), (6, 6));
+    }
+
+    #[test]
+    fn entries_from_respects_byte_cap_but_sends_at_least_one() {
+        let mut log = RaftLog::default();
+        for _ in 0..4 {
+            log.append(Entry { term: 1, data: vec![0; 100] });
+        }
+        assert_eq!(log.entries_from(1, 250).len(), 2);
+        assert_eq!(log.entries_from(1, 10).len(), 1);
+        assert_eq!(log.entries_from(5, 10).len(), 0);
+    }
+}

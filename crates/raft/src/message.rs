@@ -1,0 +1,137 @@
+//! The messages Raft peers exchange (Figure 2 of the extended Raft paper, plus the
+//! fast back-tracking hint of §5.3 and InstallSnapshot of §7).
+//!
+//! Every request names the sender's term; every reply carries the receiver's term so a
+//! stale leader or candidate learns it is behind and steps down.
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// One log entry: the term in which a leader created it, and the service's opaque command.
+/// Its index is implied by its position in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: u64,
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
+}
+
+/// Where a follower's log disagrees with an AppendEntries' consistency check, so the leader can
+/// skip a whole term per round trip instead of one entry (the "fast backup" of §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at `prev_log_index`, or `None` if its log is too short.
+    pub term: Option<u64>,
+    /// The first index the follower holds with `term` (meaningless when `term` is `None`).
+    pub first_index: u64,
+    /// One past the follower's last log index.
+    pub log_len: u64,
+}
+
+/// A Raft RPC request or reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    RequestVote {
+        term: u64,
+        last_log_index: u64,
+        last_log_term: u64,
+    },
+    RequestVoteReply {
+        term: u64,
+        granted: bool,
+    },
+    AppendEntries {
+        term: u64,
+        prev_log_index: u64,
+        prev_log_term: u64,
+        entries: Vec<Entry>,
+        leader_commit: u64,
+    },
+    AppendEntriesReply {
+        term: u64,
+        /// On success, the highest index now known to match the leader's log.
+        match_index: u64,
+        /// `None` on success; where the consistency check failed otherwise.
+        conflict: Option<ConflictHint>,
+    },
+    InstallSnapshot {
+        term: u64,
+        last_included_index: u64,
+        last_included_term: u64,
+        #[serde(with = "serde_bytes_compat")]
+        data: Vec<u8>,
+    },
+    InstallSnapshotReply {
+        term: u64,
+        /// The snapshot index the follower now holds (everything up to it matches the leader).
+        last_included_index: u64,
+    },
+}
+
+impl Message {
+    /// The sender's current term.
+    pub fn term(&self) -> u64 {
+        match self {
+            Message::RequestVote { term, .. }
+            | Message::RequestVoteReply { term, .. }
+            | Message::AppendEntries { term, .. }
+            | Message::AppendEntriesReply { term, .. }
+            | Message::InstallSnapshot { term, .. }
+            | Message::InstallSnapshotReply { term, .. } => *term,
+        }
+    }
+
+    /// True for replies; drivers that model RPCs (request, then reply) use it, e.g. to
+    /// count RPCs or to delay only replies when reordering.
+    pub fn is_reply(&self) -> bool {
+        matches!(
+            self,
+            Message::RequestVoteReply { .. }
+                | Message::AppendEntriesReply { .. }
+                | Message::InstallSnapshotReply { .. }
+        )
+    }
+}
+
+/// A message with its addresses, as returned in [`crate::Ready::messages`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Message,
+}
+
+/// Serialises `Vec<u8>` as one byte string rather than a sequence of u8, which keeps
+/// self-describing formats compact; postcard encodes both the same way.
+mod serde_bytes_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(b) = a.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}

@@ -1,0 +1,642 @@
+//! The Raft state machine (Figure 2 and §5–§7 of the extended paper).
+//!
+//! Invariants kept after every public call (see [`Raft::check_invariants`]):
+//! 1. `snapshot_index <= applied <= commit <= last_index`.
+//! 2. A leader's `progress[p].matched < progress[p].next <= last_index + 1`.
+//! 3. `commit` only moves forward and only past an entry of the current term that a majority
+//!    holds (§5.4.2); earlier entries are committed indirectly.
+//! 4. An entry at or below `commit` is never truncated (a leader that tries to is a bug).
+//! 5. A vote or term change is reported in the same `Ready` as the messages that depend on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::log::RaftLog;
+use crate::message::{ConflictHint, Entry, Envelope, Message};
+use crate::ready::{Apply, LogWrite, Ready, Snapshot};
+use crate::rng::SplitMix64;
+use crate::state::{DecodeError, HardState, PersistentState};
+use crate::{Config, NodeId, ProposeError};
+
+/// The role a peer plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+/// What a leader knows of one follower (§5.3).
+#[derive(Clone, Debug)]
+struct Progress {
+    /// Next index to send.
+    next: u64,
+    /// Highest index known to be replicated there.
+    matched: u64,
+    /// An AppendEntries or InstallSnapshot is outstanding; new proposals wait for its reply or
+    /// the next heartbeat instead of sending one more message each.
+    inflight: bool,
+}
+
+/// One Raft peer. Drive it with [`Raft::tick`], [`Raft::step`], [`Raft::propose`] and
+/// [`Raft::snapshot`], then drain [`Raft::ready`] and act on it as [`Ready`] documents.
+///
+/// ```
+/// use flotilla_raft::{Config, Raft, Role};
+///
+/// // A single-voter cluster elects itself once its election timeout passes.
+/// let mut raft = Raft::new(Config::new(1, vec![1], 7));
+/// for _ in 0..60 {
+///     raft.tick();
+/// }
+/// assert_eq!(raft.role(), Role::Leader);
+/// let (index, _term) = raft.propose(b"x=1".to_vec()).unwrap();
+/// let ready = raft.ready();
+/// assert!(ready.must_persist());
+/// assert_eq!(ready.applies.len(), 1, "alone, a proposal commits at once (index {index})");
+/// ```
+#[derive(Debug)]
+pub struct Raft {
+    cfg: Config,
+    /// The other voters.
+    peers: Vec<NodeId>,
+    hard: HardState,
+    log: RaftLog,
+    /// The latest snapshot's data, kept to send to followers that are behind it.
+    snapshot_data: Vec<u8>,
+    commit: u64,
+    /// Highest index handed to the service in `Ready::applies`.
+    applied: u64,
+    role: Role,
+    leader: Option<NodeId>,
+    votes: BTreeSet<NodeId>,
+    progress: BTreeMap<NodeId, Progress>,
+    election_elapsed: u32,
+    election_timeout: u32,
+    heartbeat_elapsed: u32,
+    rng: SplitMix64,
+    // Pending outputs, drained by `ready()`.
+    hard_dirty: bool,
+    /// The lowest log index changed since the last `ready()`.
+    unstable_from: Option<u64>,
+    snapshot_dirty: bool,
+    msgs: Vec<Envelope>,
+    applies: Vec<Apply>,
+}
+
+impl Raft {
+    /// A fresh peer with an empty log.
+    pub fn new(cfg: Config) -> Self {
+        Self::restore(cfg, PersistentState::default(), Vec::new())
+    }
+
+    /// A peer restarted from what an earlier incarnation persisted: the encoded state from
+    /// [`Raft::persistent_state`] and the last snapshot's data. The service is expected to
+    /// restore its own state from the same snapshot, so nothing is re-applied below it.
+    pub fn restore(cfg: Config, state: PersistentState, snapshot_data: Vec<u8>) -> Self {
+        cfg.validate();
+        let peers = cfg.voters.iter().copied().filter(|&v| v != cfg.id).collect();
+        let mut rng = SplitMix64::new(cfg.seed);
+        let election_timeout =
+            rng.between(cfg.election_timeout_min_ticks, cfg.election_timeout_max_ticks);
+        state.log.check();
+        let base = state.log.snapshot_index();
+        let raft = Raft {
+            peers,
+            hard: state.hard_state,
+            log: state.log,
+            snapshot_data,
+            commit: base,
+            applied: base,
+            role: Role::Follower,
+            leader: None,
+            votes: BTreeSet::new(),
+            progress: BTreeMap::new(),
+            election_elapsed: 0,
+            election_timeout,
+            heartbeat_elapsed: 0,
+            rng,
+            hard_dirty: false,
+            unstable_from: None,
+            snapshot_dirty: false,
+            msgs: Vec::new(),
+            applies: Vec::new(),
+            cfg,
+        };
+        raft.check_invariants();
+        raft
+    }
+
+    /// Like [`Raft::restore`], decoding bytes written from [`Raft::persistent_state`].
+    pub fn restore_from_bytes(
+        cfg: Config,
+        state: &[u8],
+        snapshot_data: Vec<u8>,
+    ) -> Result<Self, DecodeError> {
+        Ok(Self::restore(cfg, PersistentState::decode(state)?, snapshot_data))
+    }
+
+    // ----- accessors -----
+
+    pub fn id(&self) -> NodeId {
+        self.cfg.id
+    }
+    pub fn term(&self) -> u64 {
+        self.hard.term
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+    /// The leader of the current term, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.hard.voted_for
+    }
+    pub fn commit_index(&self) -> u64 {
+        self.commit
+    }
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn snapshot_data(&self) -> &[u8] {
+        &self.snapshot_data
+    }
+    /// Everything to persist but the snapshot data, for drivers that rewrite it whole.
+    pub fn persistent_state(&self) -> PersistentState {
+        PersistentState { hard_state: self.hard, log: self.log.clone() }
+    }
+    /// [`Raft::persistent_state`], encoded.
+    pub fn encode_state(&self) -> Vec<u8> {
+        // Encode without cloning the log.
+        #[derive(serde::Serialize)]
+        struct View<'a> {
+            hard_state: &'a HardState,
+            log: &'a RaftLog,
+        }
+        let mut out = vec![1u8];
+        out.extend(
+            postcard::to_allocvec(&View { hard_state: &self.hard, log: &self.log })
+                .expect("encoding into a Vec cannot fail"),
+        );
+        out
+    }
+
+    // ----- inputs -----
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+                self.heartbeat_elapsed = 0;
+                for p in self.peers.clone() {
+                    self.send_append(p);
+                }
+            }
+        } else {
+            self.election_elapsed += 1;
+            if self.election_elapsed >= self.election_timeout {
+                self.campaign();
+            }
+        }
+    }
+
+    /// Proposes a command. On the leader, returns the index and term it will have if it
+    /// commits; it may still be lost if this leader is deposed first.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(u64, u64), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { hint: self.leader });
+        }
+        let index = self.log.append(Entry { term: self.hard.term, data });
+        self.mark_unstable(index);
+        for p in self.peers.clone() {
+            if !self.progress[&p].inflight {
+                self.send_append(p);
+            }
+        }
+        self.maybe_commit();
+        Ok((index, self.hard.term))
+    }
+
+    /// The service has a snapshot of its state through `index` (which it has applied): the log
+    /// up to there may be discarded. Stale requests (at or below the current snapshot) are
+    /// ignored.
+    pub fn snapshot(&mut self, index: u64, data: Vec<u8>) {
+        if index <= self.log.snapshot_index() {
+            return;
+        }
+        assert!(
+            index <= self.applied,
+            "raft {}: snapshot at {index} but only {} has been applied",
+            self.cfg.id,
+            self.applied
+        );
+        let term = self.log.term_at(index).expect("applied index is in the log");
+        self.log.compact_to(index, term);
+        self.snapshot_data = data;
+        self.snapshot_dirty = true;
+        self.check_invariants();
+    }
+
+    /// Handles a message from peer `from`. Messages from unknown peers are dropped.
+    pub fn step(&mut self, from: NodeId, msg: Message) {
+        if from == self.cfg.id || !self.peers.contains(&from) {
+            return;
+        }
+        let term = msg.term();
+        if term > self.hard.term {
+            let leader = match msg {
+                Message::AppendEntries { .. } | Message::InstallSnapshot { .. } => Some(from),
+                _ => None,
+            };
+            self.become_follower(term, leader);
+        }
+        match msg {
+            Message::RequestVote { term, last_log_index, last_log_term } => {
+                self.on_request_vote(from, term, last_log_index, last_log_term)
+            }
+            Message::RequestVoteReply { term, granted } => {
+                self.on_vote_reply(from, term, granted)
+            }
+            Message::AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit } => {
+                self.on_append(from, term, prev_log_index, prev_log_term, entries, leader_commit)
+            }
+            Message::AppendEntriesReply { term, match_index, conflict } => {
+                self.on_append_reply(from, term, match_index, conflict)
+            }
+            Message::InstallSnapshot { term, last_included_index, last_included_term, data } => {
+                self.on_install_snapshot(from, term, last_included_index, last_included_term, data)
+            }
+            Message::InstallSnapshotReply { term, last_included_index } => {
+                self.on_install_snapshot_reply(from, term, last_included_index)
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Takes everything the driver must act on since the last call.
+    pub fn ready(&mut self) -> Ready {
+        let mut ready = Ready {
+            hard_state: self.hard_dirty.then_some(self.hard),
+            messages: std::mem::take(&mut self.msgs),
+            applies: std::mem::take(&mut self.applies),
+            ..Ready::default()
+        };
+        if self.snapshot_dirty {
+            ready.snapshot = Some(Snapshot {
+                index: self.log.snapshot_index(),
+                term: self.log.snapshot_term(),
+                data: self.snapshot_data.clone(),
+            });
+        }
+        if let Some(from) = self.unstable_from.take() {
+            let from = from.max(self.log.first_index());
+            ready.log_write = Some(LogWrite { from, entries: self.log.tail_from(from) });
+        }
+        self.hard_dirty = false;
+        self.snapshot_dirty = false;
+        ready
+    }
+
+    // ----- elections (§5.2) -----
+
+    fn campaign(&mut self) {
+        self.hard.term += 1;
+        self.hard.voted_for = Some(self.cfg.id);
+        self.hard_dirty = true;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.cfg.id]);
+        self.reset_election_timer();
+        if self.has_quorum(self.votes.len()) {
+            self.become_leader();
+            return;
+        }
+        let msg = Message::RequestVote {
+            term: self.hard.term,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for p in self.peers.clone() {
+            self.send(p, msg.clone());
+        }
+    }
+
+    fn on_request_vote(&mut self, from: NodeId, term: u64, last_index: u64, last_term: u64) {
+        let up_to_date = last_term > self.log.last_term()
+            || (last_term == self.log.last_term() && last_index >= self.log.last_index());
+        let granted = term == self.hard.term
+            && self.hard.voted_for.is_none_or(|v| v == from)
+            && up_to_date;
+        if granted {
+            if self.hard.voted_for != Some(from) {
+                self.hard.voted_for = Some(from);
+                self.hard_dirty = true;
+            }
+            self.reset_election_timer();
+        }
+        self.send(from, Message::RequestVoteReply { term: self.hard.term, granted });
+    }
+
+    fn on_vote_reply(&mut self, from: NodeId, term: u64, granted: bool) {
+        if self.role != Role::Candidate || term != self.hard.term || !granted {
+            return;
+        }
+        self.votes.insert(from);
+        if self.has_quorum(self.votes.len()) {
+            self.become_leader();
+        }
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        if term > self.hard.term {
+            self.hard = HardState { term, voted_for: None };
+            self.hard_dirty = true;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.progress.clear();
+        self.votes.clear();
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        self.heartbeat_elapsed = 0;
+        let next = self.log.last_index() + 1;
+        self.progress = self
+            .peers
+            .iter()
+            .map(|&p| (p, Progress { next, matched: 0, inflight: false }))
+            .collect();
+        for p in self.peers.clone() {
+            self.send_append(p);
+        }
+        // A lone voter commits on its own.
+        self.maybe_commit();
+    }
+
+    fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.election_timeout = self
+            .rng
+            .between(self.cfg.election_timeout_min_ticks, self.cfg.election_timeout_max_ticks);
+    }
+
+    fn has_quorum(&self, n: usize) -> bool {
+        n > self.cfg.voters.len() / 2
+    }
+
+    // ----- replication (§5.3) -----
+
+    /// Sends `peer` the entries from its `next` index, or the snapshot if they were compacted.
+    fn send_append(&mut self, peer: NodeId) {
+        let next = self.progress[&peer].next;
+        let msg = if next <= self.log.snapshot_index() {
+            Message::InstallSnapshot {
+                term: self.hard.term,
+                last_included_index: self.log.snapshot_index(),
+                last_included_term: self.log.snapshot_term(),
+                data: self.snapshot_data.clone(),
+            }
+        } else {
+            let prev = next - 1;
+            Message::AppendEntries {
+                term: self.hard.term,
+                prev_log_index: prev,
+                prev_log_term: self.log.term_at(prev).expect("prev is at or after the snapshot"),
+                entries: self.log.entries_from(next, self.cfg.max_append_bytes),
+                leader_commit: self.commit,
+            }
+        };
+        self.progress.get_mut(&peer).expect("leader tracks every peer").inflight = true;
+        self.send(peer, msg);
+    }
+
+    fn on_append(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        leader_commit: u64,
+    ) {
+        if term < self.hard.term {
+            let reply = Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: None };
+            self.send(from, reply);
+            return;
+        }
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen with a correct quorum; drop and say so.
+            debug_assert!(false, "raft {}: AppendEntries from {from} in my own term {term}", self.cfg.id);
+            return;
+        }
+        self.become_follower(term, Some(from));
+        self.reset_election_timer();
+
+        // Entries the snapshot already covers are committed, hence identical: skip them.
+        let (prev_index, prev_term, entries) = if prev_index < self.log.snapshot_index() {
+            let skip = (self.log.snapshot_index() - prev_index) as usize;
+            if skip >= entries.len() {
+                let matched = prev_index + entries.len() as u64;
+                self.reply_append_ok(from, matched);
+                return;
+            }
+            (self.log.snapshot_index(), self.log.snapshot_term(), entries[skip..].to_vec())
+        } else {
+            (prev_index, prev_term, entries)
+        };
+
+        match self.log.term_at(prev_index) {
+            None => {
+                let hint = ConflictHint { term: None, first_index: 0, log_len: self.log.last_index() + 1 };
+                self.send(from, Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: Some(hint) });
+            }
+            Some(t) if t != prev_term => {
+                let hint = ConflictHint {
+                    term: Some(t),
+                    first_index: self.log.first_index_of_term_at(prev_index),
+                    log_len: self.log.last_index() + 1,
+                };
+                self.send(from, Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: Some(hint) });
+            }
+            Some(_) => {
+                let last_new = prev_index + entries.len() as u64;
+                self.merge_entries(prev_index + 1, entries);
+                if leader_commit > self.commit {
+                    self.advance_commit(leader_commit.min(last_new));
+                }
+                self.reply_append_ok(from, last_new);
+            }
+        }
+    }
+
+    /// Appends `entries` starting at `first`, truncating our log at the first conflict only
+    /// (a stale, shorter AppendEntries must not cut entries a newer one already added).
+    fn merge_entries(&mut self, first: u64, entries: Vec<Entry>) {
+        for (i, e) in entries.into_iter().enumerate() {
+            let index = first + i as u64;
+            match self.log.term_at(index) {
+                Some(t) if t == e.term => continue,
+                Some(_) => {
+                    assert!(
+                        index > self.commit,
+                        "raft {}: leader overwrites committed index {index} (commit {})",
+                        self.cfg.id,
+                        self.commit
+                    );
+                    self.log.truncate_from(index);
+                    self.log.append(e);
+                    self.mark_unstable(index);
+                }
+                None => {
+                    self.log.append(e);
+                    self.mark_unstable(index);
+                }
+            }
+        }
+    }
+
+    fn reply_append_ok(&mut self, to: NodeId, match_index: u64) {
+        self.send(to, Message::AppendEntriesReply { term: self.hard.term, match_index, conflict: None });
+    }
+
+    fn on_append_reply(&mut self, from: NodeId, term: u64, match_index: u64, conflict: Option<ConflictHint>) {
+        if self.role != Role::Leader || term != self.hard.term {
+            return;
+        }
+        let last = self.log.last_index();
+        let next = match conflict {
+            None => {
+                let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+                p.matched = p.matched.max(match_index.min(last));
+                p.next = p.next.max(p.matched + 1);
+                p.inflight = false;
+                self.maybe_commit();
+                self.progress[&from].next
+            }
+            Some(hint) => {
+                // Skip the follower's whole conflicting term, or to its log end (§5.3 fast backup).
+                let next = match hint.term {
+                    None => hint.log_len,
+                    Some(t) => match self.log.last_index_of_term(t) {
+                        Some(i) => i + 1,
+                        None => hint.first_index,
+                    },
+                };
+                let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+                p.next = next.clamp(p.matched + 1, last + 1);
+                p.inflight = false;
+                p.next
+            }
+        };
+        if next <= last || conflict.is_some() {
+            self.send_append(from);
+        }
+    }
+
+    /// Commits the highest index of the current term that a majority holds (§5.4.2).
+    fn maybe_commit(&mut self) {
+        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        matched.push(self.log.last_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_index = matched[self.cfg.voters.len() / 2];
+        if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
+            self.advance_commit(quorum_index);
+        }
+    }
+
+    fn advance_commit(&mut self, to: u64) {
+        if to <= self.commit {
+            return;
+        }
+        self.commit = to;
+        while self.applied < self.commit {
+            self.applied += 1;
+            let e = self.log.entry(self.applied).expect("committed entry above snapshot is held");
+            self.applies.push(Apply::Command { index: self.applied, term: e.term, data: e.data.clone() });
+        }
+    }
+
+    // ----- snapshots (§7) -----
+
+    fn on_install_snapshot(&mut self, from: NodeId, term: u64, index: u64, snap_term: u64, data: Vec<u8>) {
+        if term < self.hard.term {
+            self.send(from, Message::InstallSnapshotReply { term: self.hard.term, last_included_index: 0 });
+            return;
+        }
+        if self.role == Role::Leader {
+            debug_assert!(false, "raft {}: InstallSnapshot from {from} in my own term {term}", self.cfg.id);
+            return;
+        }
+        self.become_follower(term, Some(from));
+        self.reset_election_timer();
+        // A snapshot at or below our commit point adds nothing; entries up to it match anyway.
+        if index > self.commit {
+            let kept_suffix = self.log.compact_to(index, snap_term);
+            if !kept_suffix {
+                self.mark_unstable(index + 1);
+            }
+            self.snapshot_data = data.clone();
+            self.snapshot_dirty = true;
+            self.commit = index;
+            self.applied = index;
+            self.applies.push(Apply::Snapshot(Snapshot { index, term: snap_term, data }));
+        }
+        self.send(from, Message::InstallSnapshotReply { term: self.hard.term, last_included_index: index });
+    }
+
+    fn on_install_snapshot_reply(&mut self, from: NodeId, term: u64, index: u64) {
+        if self.role != Role::Leader || term != self.hard.term {
+            return;
+        }
+        let last = self.log.last_index();
+        let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+        p.matched = p.matched.max(index.min(last));
+        p.next = p.next.max(p.matched + 1);
+        p.inflight = false;
+        let next = p.next;
+        self.maybe_commit();
+        if next <= last {
+            self.send_append(from);
+        }
+    }
+
+    // ----- plumbing -----
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.msgs.push(Envelope { from: self.cfg.id, to, msg });
+    }
+
+    fn mark_unstable(&mut self, index: u64) {
+        self.unstable_from = Some(self.unstable_from.map_or(index, |u| u.min(index)));
+    }
+
+    /// Checks the invariants in the module docs; panics with a sentence naming the peer.
+    pub fn check_invariants(&self) {
+        let id = self.cfg.id;
+        let (s, a, c, l) = (self.log.snapshot_index(), self.applied, self.commit, self.log.last_index());
+        assert!(s <= a && a <= c && c <= l, "raft {id}: need snapshot {s} <= applied {a} <= commit {c} <= last {l}");
+        if self.role == Role::Leader {
+            for (p, pr) in &self.progress {
+                assert!(
+                    pr.matched < pr.next && pr.next <= l + 1,
+                    "raft {id}: progress of {p} is matched {} next {} with last {l}",
+                    pr.matched,
+                    pr.next
+                );
+            }
+        }
+        if cfg!(debug_assertions) {
+            self.log.check();
+        }
+    }
+}

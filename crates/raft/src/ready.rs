@@ -1,0 +1,59 @@
+//! The outputs of the core after some input, collected by [`crate::Raft::ready`].
+
+use crate::{Entry, Envelope, HardState};
+
+/// A snapshot: the service state after applying every entry up to `index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub index: u64,
+    pub term: u64,
+    pub data: Vec<u8>,
+}
+
+/// An overwrite of the stored log: discard every stored entry with index `>= from`, then
+/// append `entries` (the first of which, if any, has index `from`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogWrite {
+    pub from: u64,
+    pub entries: Vec<Entry>,
+}
+
+/// Something the service must apply, in order. A `Command` at index `i` always follows the
+/// command or snapshot at `i - 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Apply {
+    Command { index: u64, term: u64, data: Vec<u8> },
+    /// Replace the service state with this snapshot (sent by the leader, §7).
+    Snapshot(Snapshot),
+}
+
+/// What the driver must do after an input, **in this order**:
+///
+/// 1. Make `snapshot`, `log_write` and `hard_state` durable (atomically, or snapshot first,
+///    then log, then hard state). [`crate::Raft::persistent_state`] gives the whole state for
+///    drivers that rewrite everything, as the labs' persister does.
+/// 2. Only then send `messages`: a vote or an acknowledgement must never outlive a crash
+///    that forgot what it promised.
+/// 3. Hand `applies` to the service in order. Committed entries are durable on a majority,
+///    so they may be applied in parallel with step 1.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub hard_state: Option<HardState>,
+    pub log_write: Option<LogWrite>,
+    /// A new snapshot to store (taken by the service or received from the leader); stored
+    /// entries up to its index may be discarded.
+    pub snapshot: Option<Snapshot>,
+    pub messages: Vec<Envelope>,
+    pub applies: Vec<Apply>,
+}
+
+impl Ready {
+    /// True if step 1 has anything to write.
+    pub fn must_persist(&self) -> bool {
+        self.hard_state.is_some() || self.log_write.is_some() || self.snapshot.is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.must_persist() && self.messages.is_empty() && self.applies.is_empty()
+    }
+}
