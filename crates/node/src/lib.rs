@@ -1,1 +1,98 @@
+//! # flotilla-node: the one trait every Flotilla server and clerk implements
+//!
+//! A [`Process`] is a deterministic state machine. Its inputs are a periodic tick and messages
+//! from other processes (plus whatever direct requests its owner makes, e.g. `start` on a Raft
+//! server); its outputs go into a [`Ctx`]: messages to send, bytes to persist, and events for
+//! its owner (applied commands, replies to clients). The simulator (`flotilla-sim`) drives it
+//! in virtual time; a TCP/disk driver will drive the very same type for real.
+//!
+//! ## Correctness contract for drivers
+//! After each input, a driver must make [`Ctx`]'s save durable **before** transmitting any of
+//! its sends: a sent message may depend on the saved state (a vote, an acknowledged entry).
 
+use std::time::Duration;
+
+/// Identifies a process (a server or a clerk) within one cluster: an index from 0.
+pub type NodeId = usize;
+
+/// A deterministic, I/O-free server or client.
+pub trait Process {
+    /// What processes send each other.
+    type Msg;
+    /// What the process reports to its owner (applied commands, client replies, …).
+    type Event;
+
+    /// One unit of time has passed (the driver fixes the tick length).
+    fn on_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>);
+
+    /// A message from `from` arrived.
+    fn on_message(&mut self, from: NodeId, msg: Self::Msg, ctx: &mut Ctx<Self::Msg, Self::Event>);
+
+    /// True if `msg` answers an earlier request. Drivers use it for statistics (RPC counts
+    /// count requests) and for fault injection that targets replies.
+    fn is_reply(_msg: &Self::Msg) -> bool {
+        false
+    }
+}
+
+/// A write to stable storage: the state, and optionally a new snapshot (`None` keeps the
+/// stored one). Both parts are replaced atomically.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Save {
+    pub state: Vec<u8>,
+    pub snapshot: Option<Vec<u8>>,
+}
+
+/// The outputs of one input, collected for the driver.
+#[derive(Debug)]
+pub struct Ctx<M, E> {
+    now: Duration,
+    sends: Vec<(NodeId, M)>,
+    save: Option<Save>,
+    events: Vec<E>,
+}
+
+impl<M, E> Ctx<M, E> {
+    pub fn new(now: Duration) -> Self {
+        Ctx { now, sends: Vec::new(), save: None, events: Vec::new() }
+    }
+
+    /// The driver's clock (virtual in the simulator). Processes should prefer counting ticks.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    pub fn send(&mut self, to: NodeId, msg: M) {
+        self.sends.push((to, msg));
+    }
+
+    /// Persists `state` (and `snapshot` if given). A later save in the same input replaces an
+    /// earlier one, but keeps the earlier snapshot if the later one has none.
+    pub fn save(&mut self, state: Vec<u8>, snapshot: Option<Vec<u8>>) {
+        let snapshot = snapshot.or_else(|| self.save.take().and_then(|s| s.snapshot));
+        self.save = Some(Save { state, snapshot });
+    }
+
+    pub fn emit(&mut self, event: E) {
+        self.events.push(event);
+    }
+
+    /// The collected outputs, in the order the driver must act on them: save, sends, events.
+    pub fn into_parts(self) -> (Option<Save>, Vec<(NodeId, M)>, Vec<E>) {
+        (self.save, self.sends, self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_save_keeps_an_earlier_snapshot() {
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.save(vec![1], Some(vec![9]));
+        ctx.save(vec![2], None);
+        let (save, _, _) = ctx.into_parts();
+        assert_eq!(save, Some(Save { state: vec![2], snapshot: Some(vec![9]) }));
+    }
+}

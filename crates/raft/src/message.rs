@@ -105,7 +105,7 @@ pub struct Envelope {
 /// Serialises `Vec<u8>` as one byte string rather than a sequence of u8, which keeps
 /// self-describing formats compact; postcard encodes both the same way.
 mod serde_bytes_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)

@@ -1,1 +1,64 @@
+//! # flotilla-scenarios: the MIT 6.5840 lab test scenarios on the deterministic simulator
+//!
+//! Each scenario is a function `fn(seed) -> trace_hash` with the same servers, faults,
+//! assertions and bounds as the lab test it is named after (see `LABS.md` in the project's
+//! shared notes). The integration tests in `tests/` run them over seeds from the environment;
+//! the `raft` bench times the whole suite. The returned trace hash lets a test check that a
+//! seed replays bit for bit.
 
+pub mod raft_3a;
+pub mod raft_3b;
+pub mod raft_3c;
+pub mod raft_3d;
+pub mod raft_random;
+
+/// A scenario: runs one seed, panics on failure, returns the simulation's trace hash.
+pub type Scenario = fn(u64) -> u64;
+
+/// Every Raft lab scenario, by its lab name.
+pub const RAFT_SCENARIOS: &[(&str, Scenario)] = &[
+    ("TestInitialElection3A", raft_3a::initial_election),
+    ("TestReElection3A", raft_3a::re_election),
+    ("TestManyElections3A", raft_3a::many_elections),
+    ("TestBasicAgree3B", raft_3b::basic_agree),
+    ("TestRPCBytes3B", raft_3b::rpc_bytes),
+    ("TestFollowerFailure3B", raft_3b::follower_failure),
+    ("TestLeaderFailure3B", raft_3b::leader_failure),
+    ("TestFailAgree3B", raft_3b::fail_agree),
+    ("TestFailNoAgree3B", raft_3b::fail_no_agree),
+    ("TestConcurrentStarts3B", raft_3b::concurrent_starts),
+    ("TestRejoin3B", raft_3b::rejoin),
+    ("TestBackup3B", raft_3b::backup),
+    ("TestCount3B", raft_3b::count),
+    ("TestPersist13C", raft_3c::persist1),
+    ("TestPersist23C", raft_3c::persist2),
+    ("TestPersist33C", raft_3c::persist3),
+    ("TestFigure83C", raft_3c::figure8),
+    ("TestUnreliableAgree3C", raft_3c::unreliable_agree),
+    ("TestFigure8Unreliable3C", raft_3c::figure8_unreliable),
+    ("TestReliableChurn3C", raft_3c::reliable_churn),
+    ("TestUnreliableChurn3C", raft_3c::unreliable_churn),
+    ("TestSnapshotBasic3D", raft_3d::snapshot_basic),
+    ("TestSnapshotInstall3D", raft_3d::snapshot_install),
+    ("TestSnapshotInstallUnreliable3D", raft_3d::snapshot_install_unreliable),
+    ("TestSnapshotInstallCrash3D", raft_3d::snapshot_install_crash),
+    ("TestSnapshotInstallUnCrash3D", raft_3d::snapshot_install_uncrash),
+    ("TestSnapshotAllCrash3D", raft_3d::snapshot_all_crash),
+    ("TestSnapshotInit3D", raft_3d::snapshot_init),
+];
+
+/// Declares one `#[test]` per scenario, each run over the environment's seeds with a replay
+/// line on failure. `target` is the integration-test file's name.
+#[macro_export]
+macro_rules! lab_tests {
+    ($target:literal; $($name:ident => $scenario:path),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                flotilla_testkit::run_seeds($target, stringify!($name), |seed| {
+                    $scenario(seed);
+                });
+            }
+        )+
+    };
+}

@@ -1,1 +1,18 @@
+//! # flotilla-testkit: testers for Flotilla services on the deterministic simulator
+//!
+//! * [`seeds`]: runs a scenario over the seeds chosen by the environment, and on failure prints
+//!   the seed and the exact command that replays it.
+//! * [`raft_server`]: [`RaftServer`], the Raft core wrapped as a simulated [`flotilla_node::Process`].
+//! * [`raft_tester`]: [`RaftTester`], the MIT labs' raft `config.go` harness (checkOneLeader,
+//!   one, wait, nCommitted, crash1/start1, applier checks) in virtual time.
+//! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
 
+pub mod raft_server;
+pub mod raft_tester;
+pub mod safety;
+pub mod seeds;
+
+pub use raft_server::RaftServer;
+pub use raft_tester::{as_int, int_cmd, RaftTester};
+pub use safety::SafetyChecker;
+pub use seeds::run_seeds;

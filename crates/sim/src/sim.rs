@@ -1,0 +1,341 @@
+//! The simulated cluster: nodes, links, persisters, the event queue and the virtual clock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::network::{Fate, NetConfig, Stats};
+use flotilla_node::{Ctx, NodeId, Process, Save};
+
+/// Stable storage of one node: survives crashes, as the labs' `Persister` does.
+#[derive(Clone, Debug, Default)]
+pub struct Persister {
+    state: Vec<u8>,
+    snapshot: Vec<u8>,
+}
+
+impl Persister {
+    pub fn state(&self) -> &[u8] {
+        &self.state
+    }
+    pub fn snapshot(&self) -> &[u8] {
+        &self.snapshot
+    }
+    /// Size of the persisted state (the labs' `RaftStateSize`).
+    pub fn state_size(&self) -> usize {
+        self.state.len()
+    }
+    pub fn snapshot_size(&self) -> usize {
+        self.snapshot.len()
+    }
+    fn apply(&mut self, save: Save) {
+        self.state = save.state;
+        if let Some(s) = save.snapshot {
+            self.snapshot = s;
+        }
+    }
+}
+
+/// Builds the process for node `id` at (re)start from its persister, with a fresh seed for the
+/// process's own randomness.
+pub type Factory<P> = Box<dyn FnMut(NodeId, &Persister, u64) -> P>;
+
+enum Event {
+    Tick { node: NodeId, incarnation: u64 },
+    Deliver { from: NodeId, to: NodeId, incarnation: u64, reply: bool, bytes: Vec<u8> },
+}
+
+struct Slot<P> {
+    process: Option<P>,
+    /// Bumped on crash and restart; events for an older incarnation are dropped.
+    incarnation: u64,
+    persister: Persister,
+}
+
+/// A deterministic simulated cluster of processes of type `P`.
+pub struct Sim<P: Process> {
+    /// Virtual time in microseconds since the start.
+    now: u64,
+    /// Tie-breaker that keeps the event order total and independent of anything but the seed.
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Slot<P>>,
+    /// `links[a][b]`: a message from a to b can pass.
+    links: Vec<Vec<bool>>,
+    connected: Vec<bool>,
+    reliable: bool,
+    long_reordering: bool,
+    net: NetConfig,
+    tick: Duration,
+    rng: ChaCha8Rng,
+    factory: Factory<P>,
+    events: VecDeque<(NodeId, P::Event)>,
+    stats: Stats,
+    trace: u64,
+    /// Called after every input a process handles, to check its invariants.
+    checker: Option<Box<dyn Fn(NodeId, &P)>>,
+}
+
+impl<P> Sim<P>
+where
+    P: Process,
+    P::Msg: Serialize + DeserializeOwned,
+{
+    /// `n` nodes, all started (from empty persisters) and connected, on a reliable network.
+    pub fn new(n: usize, seed: u64, tick: Duration, factory: Factory<P>) -> Self {
+        let mut sim = Sim {
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: (0..n).map(|_| Slot { process: None, incarnation: 0, persister: Persister::default() }).collect(),
+            links: vec![vec![false; n]; n],
+            connected: vec![false; n],
+            reliable: true,
+            long_reordering: false,
+            net: NetConfig::default(),
+            tick,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            factory,
+            events: VecDeque::new(),
+            stats: Stats { rpcs_received: vec![0; n], ..Stats::default() },
+            trace: FNV_OFFSET,
+            checker: None,
+        };
+        for i in 0..n {
+            sim.restart(i);
+            sim.connect(i);
+        }
+        sim
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+    pub fn now(&self) -> Duration {
+        Duration::from_micros(self.now)
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// A digest of every event processed so far: equal for two runs of the same seed.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+    /// The simulation's random generator, for test scripts' own choices, so they replay too.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+    pub fn set_net_config(&mut self, net: NetConfig) {
+        self.net = net;
+    }
+    pub fn set_reliable(&mut self, reliable: bool) {
+        self.reliable = reliable;
+    }
+    pub fn set_long_reordering(&mut self, on: bool) {
+        self.long_reordering = on;
+    }
+    /// Installs a check run after every input a live process handles.
+    pub fn set_checker(&mut self, check: Box<dyn Fn(NodeId, &P)>) {
+        self.checker = Some(check);
+    }
+
+    pub fn process(&self, i: NodeId) -> Option<&P> {
+        self.nodes[i].process.as_ref()
+    }
+    pub fn is_alive(&self, i: NodeId) -> bool {
+        self.nodes[i].process.is_some()
+    }
+    pub fn is_connected(&self, i: NodeId) -> bool {
+        self.connected[i]
+    }
+    pub fn persister(&self, i: NodeId) -> &Persister {
+        &self.nodes[i].persister
+    }
+
+    // ----- faults -----
+
+    /// Lets `i` talk to every other connected node.
+    pub fn connect(&mut self, i: NodeId) {
+        self.connected[i] = true;
+        for j in 0..self.len() {
+            if self.connected[j] {
+                self.links[i][j] = true;
+                self.links[j][i] = true;
+            }
+        }
+    }
+
+    /// Cuts every link of `i`; messages in flight to or from it are lost.
+    pub fn disconnect(&mut self, i: NodeId) {
+        self.connected[i] = false;
+        for j in 0..self.len() {
+            self.links[i][j] = false;
+            self.links[j][i] = false;
+        }
+    }
+
+    /// Splits the nodes into groups that can talk only among themselves. Nodes in no group are
+    /// disconnected.
+    pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
+        for i in 0..self.len() {
+            self.disconnect(i);
+        }
+        for g in groups {
+            for &a in g {
+                self.connected[a] = true;
+                for &b in g {
+                    self.links[a][b] = true;
+                }
+            }
+        }
+    }
+
+    /// Kills node `i`: its volatile state is gone, its persister kept. Messages in flight to it
+    /// are dropped on arrival; its own earlier messages may still arrive, as on a real network.
+    pub fn crash(&mut self, i: NodeId) {
+        self.nodes[i].process = None;
+        self.nodes[i].incarnation += 1;
+    }
+
+    /// (Re)starts node `i` from its persister; crashes it first if it is running.
+    pub fn restart(&mut self, i: NodeId) {
+        self.crash(i);
+        let seed = self.rng.gen();
+        let process = (self.factory)(i, &self.nodes[i].persister, seed);
+        self.nodes[i].process = Some(process);
+        // A random phase, so peers do not tick in lock step.
+        let phase = self.rng.gen_range(1..=self.tick.as_micros() as u64);
+        let incarnation = self.nodes[i].incarnation;
+        self.push(self.now + phase, Event::Tick { node: i, incarnation });
+    }
+
+    // ----- driving -----
+
+    /// Runs `f` on live process `i` (a direct request such as Raft's `start`), then acts on its
+    /// outputs. Returns `None` if `i` is crashed.
+    pub fn with_process<R>(&mut self, i: NodeId, f: impl FnOnce(&mut P, &mut Ctx<P::Msg, P::Event>) -> R) -> Option<R> {
+        let mut ctx = Ctx::new(self.now());
+        let process = self.nodes[i].process.as_mut()?;
+        let r = f(process, &mut ctx);
+        self.finish(i, ctx);
+        Some(r)
+    }
+
+    /// Takes the events processes emitted, oldest first.
+    pub fn drain_events(&mut self) -> Vec<(NodeId, P::Event)> {
+        self.events.drain(..).collect()
+    }
+
+    /// The time of the next queued event.
+    pub fn next_event_time(&self) -> Option<Duration> {
+        self.queue.keys().next().map(|&(t, _)| Duration::from_micros(t))
+    }
+
+    /// Moves the clock forward to `t` without processing anything (for test-script timers).
+    pub fn advance_to(&mut self, t: Duration) {
+        let t = t.as_micros() as u64;
+        assert!(t >= self.now, "virtual time cannot go back");
+        if let Some(&(next, _)) = self.queue.keys().next() {
+            assert!(t <= next, "advance_to would skip queued events");
+        }
+        self.now = t;
+    }
+
+    /// Processes the next event. Returns false if nothing is queued.
+    pub fn step(&mut self) -> bool {
+        let Some(((t, _), event)) = self.queue.pop_first() else {
+            return false;
+        };
+        self.now = t;
+        match event {
+            Event::Tick { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return true;
+                }
+                self.digest(&[0, node as u8]);
+                let mut ctx = Ctx::new(self.now());
+                self.nodes[node].process.as_mut().expect("current incarnation is alive").on_tick(&mut ctx);
+                self.finish(node, ctx);
+                let next = self.now + self.tick.as_micros() as u64;
+                self.push(next, Event::Tick { node, incarnation });
+            }
+            Event::Deliver { from, to, incarnation, reply, bytes } => {
+                let alive = self.nodes[to].incarnation == incarnation && self.nodes[to].process.is_some();
+                if !alive || !self.links[from][to] {
+                    return true;
+                }
+                self.digest(&[1, from as u8, to as u8]);
+                self.digest(&bytes);
+                self.stats.messages_delivered += 1;
+                if reply {
+                    self.stats.bytes += bytes.len() as u64;
+                } else {
+                    self.stats.rpcs_received[to] += 1;
+                }
+                let msg: P::Msg = postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
+                let mut ctx = Ctx::new(self.now());
+                self.nodes[to].process.as_mut().expect("checked alive").on_message(from, msg, &mut ctx);
+                self.finish(to, ctx);
+            }
+        }
+        true
+    }
+
+    /// Acts on a process's outputs: persist first, then send, then report events.
+    fn finish(&mut self, i: NodeId, ctx: Ctx<P::Msg, P::Event>) {
+        let (save, sends, events) = ctx.into_parts();
+        if let Some(save) = save {
+            self.nodes[i].persister.apply(save);
+        }
+        for (to, msg) in sends {
+            self.send(i, to, msg);
+        }
+        self.events.extend(events.into_iter().map(|e| (i, e)));
+        if let (Some(check), Some(p)) = (&self.checker, &self.nodes[i].process) {
+            check(i, p);
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, msg: P::Msg) {
+        let reply = P::is_reply(&msg);
+        let bytes = postcard::to_allocvec(&msg).expect("messages encode");
+        self.stats.messages_sent += 1;
+        if !reply {
+            self.stats.rpcs_sent += 1;
+            self.stats.bytes += bytes.len() as u64;
+        }
+        if to >= self.len() || !self.links[from][to] {
+            return;
+        }
+        match self.net.fate(&mut self.rng, self.reliable, self.long_reordering, reply) {
+            Fate::Drop => {}
+            Fate::DeliverAfter(d) => {
+                let incarnation = self.nodes[to].incarnation;
+                let at = self.now + d.as_micros() as u64;
+                self.push(at, Event::Deliver { from, to, incarnation, reply, bytes });
+            }
+        }
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    fn digest(&mut self, bytes: &[u8]) {
+        for &b in self.now.to_le_bytes().iter().chain(bytes) {
+            self.trace ^= u64::from(b);
+            self.trace = self.trace.wrapping_mul(FNV_PRIME);
+        }
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;

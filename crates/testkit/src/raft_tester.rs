@@ -1,0 +1,372 @@
+//! The labs' Raft tester (`raft/config.go`) on the simulator, in virtual time.
+//!
+//! Timing helpers keep the labs' numbers, since they are part of the contract: the election
+//! timeout constant ET is 1 s; `check_one_leader` polls 10 times, each after 450–550 ms;
+//! `one` gives each attempt 2 s and the whole call 10 s; `wait` backs off from 10 ms to 1 s
+//! over 30 polls. Every applied command is checked as the labs' appliers do: the same index
+//! must hold the same command on every peer, and applies arrive in order. A violation fails
+//! the test at once with a sentence naming the peer and index.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::raft_server::RaftServer;
+use flotilla_node::NodeId;
+use flotilla_raft::Apply;
+use flotilla_sim::{block_on, Runtime, Sim};
+
+/// The labs' election-timeout constant (`RaftElectionTimeout`).
+pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
+/// The labs' snapshot applier snapshots when `(index + 1) % SNAPSHOT_INTERVAL == 0`.
+pub const SNAPSHOT_INTERVAL: u64 = 10;
+/// The labs' per-test time limit, here in virtual time.
+pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(120);
+/// The simulator's tick, which the Raft timeouts in `flotilla_raft::Config::new` assume.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Encodes an integer command the way the scenarios use them.
+pub fn int_cmd(x: u64) -> Vec<u8> {
+    x.to_le_bytes().to_vec()
+}
+
+/// Decodes an integer command; `None` if the bytes are not one.
+pub fn as_int(cmd: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(cmd.try_into().ok()?))
+}
+
+/// What the testers' appliers have seen.
+#[derive(Default)]
+struct Applied {
+    /// `logs[i][index]`: the command peer i applied at index.
+    logs: Vec<BTreeMap<u64, Vec<u8>>>,
+    last_applied: Vec<u64>,
+    max_index: u64,
+}
+
+type StepCheck = Box<dyn FnMut(&Sim<RaftServer>)>;
+
+/// A simulated Raft cluster with the labs' checks. Create with [`RaftTester::new`], then
+/// [`RaftTester::run`] a script.
+pub struct RaftTester {
+    pub sim: Rc<RefCell<Sim<RaftServer>>>,
+    pub rt: Runtime,
+    n: usize,
+    /// Use the snapshotting applier (3D): snapshot every SNAPSHOT_INTERVAL entries.
+    snapshots: bool,
+    applied: RefCell<Applied>,
+    step_check: RefCell<Option<StepCheck>>,
+}
+
+impl RaftTester {
+    /// `n` peers, all up and connected; `unreliable` as labrpc's; `snapshots` selects the 3D applier.
+    pub fn new(n: usize, unreliable: bool, snapshots: bool, seed: u64) -> Rc<Self> {
+        let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| RaftServer::new(id, n, p, s));
+        let mut sim = Sim::new(n, seed, TICK, factory);
+        sim.set_reliable(!unreliable);
+        sim.set_checker(Box::new(|_, p: &RaftServer| p.raft().check_invariants()));
+        Rc::new(RaftTester {
+            sim: Rc::new(RefCell::new(sim)),
+            rt: Runtime::new(),
+            n,
+            snapshots,
+            applied: RefCell::new(Applied {
+                logs: vec![BTreeMap::new(); n],
+                last_applied: vec![0; n],
+                max_index: 0,
+            }),
+            step_check: RefCell::new(None),
+        })
+    }
+
+    /// Runs a check on the whole cluster after every simulator event (see `SafetyChecker`).
+    pub fn set_step_check(&self, check: StepCheck) {
+        *self.step_check.borrow_mut() = Some(check);
+    }
+
+    /// Runs `script` to completion in virtual time; panics past the labs' 120 s limit.
+    pub fn run<T: 'static>(self: &Rc<Self>, script: impl Future<Output = T> + 'static) -> T {
+        let me = self.clone();
+        block_on(&self.sim, &self.rt, TEST_TIME_LIMIT, move || me.after_input(), script)
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        self.rt.sleep(d).await
+    }
+
+    /// A random number in `0..n` from the simulation's seeded generator.
+    pub fn rand(&self, n: u64) -> u64 {
+        self.sim.borrow_mut().rng().gen_range(0..n)
+    }
+
+    /// A random command value, as the labs' `rand.Int()`.
+    pub fn rand_cmd(&self) -> Vec<u8> {
+        int_cmd(self.sim.borrow_mut().rng().gen_range(0..1u64 << 62))
+    }
+
+    pub fn trace_hash(&self) -> u64 {
+        self.sim.borrow().trace_hash()
+    }
+
+    // ----- the applier -----
+
+    fn after_input(&self) {
+        let events = self.sim.borrow_mut().drain_events();
+        for (i, apply) in events {
+            match apply {
+                Apply::Command { index, data, .. } => self.apply_command(i, index, data),
+                Apply::Snapshot(s) => self.ingest_snapshot(i, &s.data, Some(s.index)),
+            }
+        }
+        if let Some(check) = self.step_check.borrow_mut().as_mut() {
+            check(&self.sim.borrow());
+        }
+    }
+
+    fn apply_command(&self, i: NodeId, index: u64, cmd: Vec<u8>) {
+        let snapshot_due = {
+            let mut a = self.applied.borrow_mut();
+            if self.snapshots {
+                let expected = a.last_applied[i] + 1;
+                assert_eq!(index, expected, "server {i} apply out of order, expected index {expected}, got {index}");
+            } else if index > 1 && !a.logs[i].contains_key(&(index - 1)) {
+                panic!("server {i} apply out of order {index}");
+            }
+            for (j, log) in a.logs.iter().enumerate() {
+                if let Some(old) = log.get(&index) {
+                    assert_eq!(old, &cmd, "commit index={index} server={i} {cmd:?} != server={j} {old:?}");
+                }
+            }
+            a.logs[i].insert(index, cmd);
+            a.last_applied[i] = index;
+            a.max_index = a.max_index.max(index);
+            self.snapshots && (index + 1) % SNAPSHOT_INTERVAL == 0
+        };
+        if snapshot_due {
+            let data = self.encode_snapshot(i, index);
+            self.sim.borrow_mut().with_process(i, |p, ctx| p.snapshot(index, data, ctx));
+        }
+    }
+
+    /// The 3D applier's snapshot: the index and every command up to it.
+    fn encode_snapshot(&self, i: NodeId, index: u64) -> Vec<u8> {
+        let a = self.applied.borrow();
+        let xlog: Vec<&Vec<u8>> = (0..=index).filter_map(|j| a.logs[i].get(&j)).collect();
+        postcard::to_allocvec(&(index, xlog)).expect("encode snapshot")
+    }
+
+    fn ingest_snapshot(&self, i: NodeId, snapshot: &[u8], index: Option<u64>) {
+        let (last_included, xlog): (u64, Vec<Vec<u8>>) =
+            postcard::from_bytes(snapshot).unwrap_or_else(|e| panic!("server {i}: snapshot decode error: {e}"));
+        if let Some(index) = index {
+            assert_eq!(index, last_included, "server {i} snapshot doesn't match SnapshotIndex");
+        }
+        let mut a = self.applied.borrow_mut();
+        let first = last_included + 1 - xlog.len() as u64;
+        a.logs[i] = xlog.into_iter().enumerate().map(|(k, c)| (first + k as u64, c)).collect();
+        a.last_applied[i] = last_included;
+        a.max_index = a.max_index.max(last_included);
+    }
+
+    // ----- cluster control (crash1, start1, connect, …) -----
+
+    /// Crashes peer i: disconnected, volatile state gone, persister kept.
+    pub fn crash1(&self, i: NodeId) {
+        let mut sim = self.sim.borrow_mut();
+        sim.disconnect(i);
+        sim.crash(i);
+    }
+
+    /// (Re)starts peer i from its persister, disconnected (as the labs' start1). The applier
+    /// state restarts from the persisted snapshot, if any.
+    pub fn start1(&self, i: NodeId) {
+        self.crash1(i);
+        self.applied.borrow_mut().last_applied[i] = 0;
+        let snapshot = self.sim.borrow().persister(i).snapshot().to_vec();
+        if !snapshot.is_empty() {
+            self.ingest_snapshot(i, &snapshot, None);
+        }
+        self.sim.borrow_mut().restart(i);
+    }
+
+    pub fn connect(&self, i: NodeId) {
+        self.sim.borrow_mut().connect(i);
+    }
+    pub fn disconnect(&self, i: NodeId) {
+        self.sim.borrow_mut().disconnect(i);
+    }
+    pub fn is_connected(&self, i: NodeId) -> bool {
+        self.sim.borrow().is_connected(i)
+    }
+    pub fn is_alive(&self, i: NodeId) -> bool {
+        self.sim.borrow().is_alive(i)
+    }
+    pub fn set_unreliable(&self, unreliable: bool) {
+        self.sim.borrow_mut().set_reliable(!unreliable);
+    }
+    pub fn set_long_reordering(&self, on: bool) {
+        self.sim.borrow_mut().set_long_reordering(on);
+    }
+
+    /// Requests delivered to peer i (labrpc's `GetCount`).
+    pub fn rpc_count(&self, i: NodeId) -> u64 {
+        self.sim.borrow().stats().rpcs_received[i]
+    }
+    pub fn rpc_total(&self) -> u64 {
+        self.sim.borrow().stats().rpcs_sent
+    }
+    pub fn bytes_total(&self) -> u64 {
+        self.sim.borrow().stats().bytes
+    }
+    /// The largest persisted Raft state of any peer (the labs' `LogSize`).
+    pub fn log_size(&self) -> usize {
+        let sim = self.sim.borrow();
+        (0..self.n).map(|i| sim.persister(i).state_size()).max().unwrap_or(0)
+    }
+
+    // ----- the labs' client calls and checks -----
+
+    /// `rf.Start(cmd)` on peer i: `Some((index, term, is_leader))`, or `None` if i is crashed.
+    pub fn start(&self, i: NodeId, cmd: Vec<u8>) -> Option<(u64, u64, bool)> {
+        self.sim.borrow_mut().with_process(i, |p, ctx| match p.start(cmd, ctx) {
+            Ok((index, term)) => (index, term, true),
+            Err(_) => (0, p.raft().term(), false),
+        })
+    }
+
+    /// `rf.GetState()` on peer i, or `None` if crashed.
+    pub fn get_state(&self, i: NodeId) -> Option<(u64, bool)> {
+        self.sim.borrow().process(i).map(|p| (p.raft().term(), p.raft().is_leader()))
+    }
+
+    /// Waits for exactly one leader among the connected peers; returns the one of the highest
+    /// term. Fails if a term has two leaders, or if none appears within 10 polls.
+    pub async fn check_one_leader(&self) -> NodeId {
+        for _ in 0..10 {
+            let ms = 450 + self.rand(100);
+            self.sleep(Duration::from_millis(ms)).await;
+            let mut leaders: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+            for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+                if let Some((term, true)) = self.get_state(i) {
+                    leaders.entry(term).or_default().push(i);
+                }
+            }
+            for (term, ls) in &leaders {
+                assert!(ls.len() <= 1, "term {term} has {} (>1) leaders", ls.len());
+            }
+            if let Some((_, ls)) = leaders.last_key_value() {
+                return ls[0];
+            }
+        }
+        panic!("expected one leader, got none");
+    }
+
+    /// All connected peers agree on the term; returns it.
+    pub fn check_terms(&self) -> u64 {
+        let mut term = None;
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+            if let Some((t, _)) = self.get_state(i) {
+                match term {
+                    None => term = Some(t),
+                    Some(x) => assert_eq!(x, t, "servers disagree on term"),
+                }
+            }
+        }
+        term.expect("no connected live server")
+    }
+
+    /// No connected peer claims to be leader.
+    pub fn check_no_leader(&self) {
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+            if let Some((_, true)) = self.get_state(i) {
+                panic!("expected no leader among connected servers, but {i} claims to be leader");
+            }
+        }
+    }
+
+    /// How many peers have applied `index`, and the command they agree on.
+    pub fn n_committed(&self, index: u64) -> (usize, Option<Vec<u8>>) {
+        let a = self.applied.borrow();
+        let mut count = 0;
+        let mut cmd: Option<&Vec<u8>> = None;
+        for log in &a.logs {
+            if let Some(c) = log.get(&index) {
+                if let Some(prev) = cmd {
+                    assert_eq!(prev, c, "committed values do not match: index {index}");
+                }
+                count += 1;
+                cmd = Some(c);
+            }
+        }
+        (count, cmd.cloned())
+    }
+
+    /// The labs' `one(cmd, expectedServers, retry)`: submits `cmd` to whichever connected peer
+    /// accepts it and waits until at least `expected` peers applied it. Returns its index.
+    pub async fn one(&self, cmd: Vec<u8>, expected: usize, retry: bool) -> u64 {
+        let t0 = self.rt.now();
+        let mut starts = 0;
+        while self.rt.now() - t0 < Duration::from_secs(10) {
+            let mut index = None;
+            for _ in 0..self.n {
+                starts = (starts + 1) % self.n;
+                if self.is_connected(starts) {
+                    if let Some((i, _, true)) = self.start(starts, cmd.clone()) {
+                        index = Some(i);
+                        break;
+                    }
+                }
+            }
+            match index {
+                Some(index) => {
+                    let t1 = self.rt.now();
+                    while self.rt.now() - t1 < Duration::from_secs(2) {
+                        let (nd, cmd1) = self.n_committed(index);
+                        if nd > 0 && nd >= expected && cmd1.as_ref() == Some(&cmd) {
+                            return index;
+                        }
+                        self.sleep(Duration::from_millis(20)).await;
+                    }
+                    assert!(retry, "one({:?}) failed to reach agreement", as_int(&cmd));
+                }
+                None => self.sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("one({:?}) failed to reach agreement", as_int(&cmd));
+    }
+
+    /// The labs' `wait(index, n, startTerm)`: waits for `n` peers to apply `index`. Returns
+    /// `None` (the labs' -1) if some peer moved past `start_term` meanwhile.
+    pub async fn wait(&self, index: u64, n: usize, start_term: Option<u64>) -> Option<Vec<u8>> {
+        let mut to = Duration::from_millis(10);
+        for _ in 0..30 {
+            if self.n_committed(index).0 >= n {
+                break;
+            }
+            self.sleep(to).await;
+            if to < Duration::from_secs(1) {
+                to *= 2;
+            }
+            if let Some(st) = start_term {
+                for i in 0..self.n {
+                    if let Some((t, _)) = self.get_state(i) {
+                        if t > st {
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        let (nd, cmd) = self.n_committed(index);
+        assert!(nd >= n, "only {nd} decided for index {index}; wanted {n}");
+        cmd
+    }
+}
