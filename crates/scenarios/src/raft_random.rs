@@ -38,7 +38,8 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
         let mut faults = 0;
         for _ in 0..rounds {
             faults += inject_fault(&c, n);
-            let ms = 100 + c.rand(500);
+            // Mostly quick rounds (as Figure 8's 0–12 ms), sometimes long enough to elect.
+            let ms = if c.rand(3) == 0 { 100 + c.rand(500) } else { c.rand(13) };
             c.sleep(Duration::from_millis(ms)).await;
         }
         // Heal everything; the cluster must make progress again.
@@ -59,10 +60,29 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
     RandomRunReport { trace_hash: t.trace_hash(), committed, faults }
 }
 
-/// Applies one random fault; returns 1 if it changed anything.
+/// Applies one random fault; returns 1 if it did anything.
 fn inject_fault(c: &RaftTester, n: usize) -> usize {
     let i = c.rand(n as u64) as usize;
-    match c.rand(10) {
+    let leader = (0..n).find(|&k| c.get_state(k).is_some_and(|(_, l)| l) && c.is_connected(k));
+    match c.rand(14) {
+        10 | 11 => match leader {
+            Some(l) => c.crash1(l),
+            None => return 0,
+        },
+        12 => match leader {
+            Some(l) => c.disconnect(l),
+            None => return 0,
+        },
+        13 => {
+            // Restart a crashed peer so crashes do not pile up.
+            match (0..n).find(|&k| !c.is_alive(k)) {
+                Some(k) => {
+                    c.start1(k);
+                    c.connect(k);
+                }
+                None => return 0,
+            }
+        }
         0 | 1 => c.disconnect(i),
         2 | 3 => c.connect(i),
         4 => {
@@ -90,13 +110,15 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
     1
 }
 
-/// Proposes a command on every live peer every 5–50 ms until stopped.
+/// Proposes a command on every live peer every 5–50 ms until stopped, with idle gaps of up to
+/// 1 s: a new leader that gets no proposal for a while must not commit old-term entries by
+/// counting (Figure 8), and only idle gaps expose that.
 async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
     while !stop.get() {
         for i in 0..c.n() {
             c.start(i, c.rand_cmd());
         }
-        let ms = 5 + c.rand(45);
+        let ms = if c.rand(8) == 0 { c.rand(1000) } else { 5 + c.rand(45) };
         c.sleep(Duration::from_millis(ms)).await;
     }
 }

@@ -1,0 +1,29 @@
+//! The same seed replays the same run bit for bit; another seed does not.
+
+use flotilla_scenarios::{raft_3c, raft_3d, raft_random};
+
+fn assert_replays(name: &str, scenario: fn(u64) -> u64) {
+    let (a, b) = (scenario(7), scenario(7));
+    assert_eq!(a, b, "{name}: seed 7 produced two different traces");
+    assert_ne!(a, scenario(8), "{name}: seeds 7 and 8 produced the same trace");
+}
+
+#[test]
+fn test_same_seed_same_trace_figure8_unreliable() {
+    assert_replays("figure8_unreliable", raft_3c::figure8_unreliable);
+}
+
+#[test]
+fn test_same_seed_same_trace_unreliable_churn() {
+    assert_replays("unreliable_churn", raft_3c::unreliable_churn);
+}
+
+#[test]
+fn test_same_seed_same_trace_snapshot_install_uncrash() {
+    assert_replays("snapshot_install_uncrash", raft_3d::snapshot_install_uncrash);
+}
+
+#[test]
+fn test_same_seed_same_trace_random_faults() {
+    assert_replays("random_faults", |s| raft_random::random_faults(s, 20).trace_hash);
+}
