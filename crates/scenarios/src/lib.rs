@@ -6,6 +6,7 @@
 //! the `raft` bench times the whole suite. The returned trace hash lets a test check that a
 //! seed replays bit for bit.
 
+pub mod bench;
 pub mod raft_3a;
 pub mod raft_3b;
 pub mod raft_3c;
