@@ -1,1 +1,125 @@
-fn main(){}
+//! `flotilla`: one binary, thin subcommands that parse arguments and call the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "Flotilla: a distributed key/value stack built on Raft"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local simulated Raft cluster under faults and show it working (the embedded default).
+    Demo(demo::DemoArgs),
+    /// Run MIT 6.5840 lab scenarios on the deterministic simulator (all, or those named).
+    Scenario {
+        /// Scenario names (e.g. TestFigure8Unreliable3C); none runs all 28. `list` lists them.
+        names: Vec<String>,
+        /// Run exactly this seed (replays a failure).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run this many consecutive seeds, from 1.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+    },
+    /// Print benchmark figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Raft: scenario-suite wall time, core entries/s and messages per entry.
+    Raft {
+        /// Seeds per scenario for the suite timing.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Scenario { names, seed, seeds } => run_scenarios(&names, seed, seeds),
+        Command::Bench {
+            what: BenchWhat::Raft { seeds },
+        } => {
+            flotilla_scenarios::bench::print_raft_report(seeds);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("flotilla: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_scenarios(names: &[String], seed: Option<u64>, seeds: u64) -> Result<(), String> {
+    use flotilla_scenarios::RAFT_SCENARIOS;
+    if names.iter().any(|n| n == "list") {
+        for (name, _) in RAFT_SCENARIOS {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    for n in names {
+        if !RAFT_SCENARIOS
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(n))
+        {
+            return Err(format!(
+                "unknown scenario {n:?}; `flotilla scenario list` lists them"
+            ));
+        }
+    }
+    let chosen: Vec<_> = RAFT_SCENARIOS
+        .iter()
+        .filter(|(name, _)| names.is_empty() || names.iter().any(|n| name.eq_ignore_ascii_case(n)))
+        .collect();
+    let seed_list: Vec<u64> = match seed {
+        Some(s) => vec![s],
+        None => (1..=seeds).collect(),
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, scenario) in chosen {
+        for &s in &seed_list {
+            let t0 = std::time::Instant::now();
+            let outcome = std::panic::catch_unwind(|| scenario(s));
+            match outcome {
+                Ok(hash) => {
+                    passed += 1;
+                    println!(
+                        "ok     {name} seed {s} ({:.0} ms, trace {hash:016x})",
+                        t0.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                Err(_) => {
+                    failed += 1;
+                    println!("FAILED {name} seed {s}; replay: flotilla scenario {name} --seed {s}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        Err(format!("{failed} scenario run(s) failed"))
+    } else {
+        Ok(())
+    }
+}

@@ -54,7 +54,12 @@ pub struct Ctx<M, E> {
 
 impl<M, E> Ctx<M, E> {
     pub fn new(now: Duration) -> Self {
-        Ctx { now, sends: Vec::new(), save: None, events: Vec::new() }
+        Ctx {
+            now,
+            sends: Vec::new(),
+            save: None,
+            events: Vec::new(),
+        }
     }
 
     /// The driver's clock (virtual in the simulator). Processes should prefer counting ticks.
@@ -93,6 +98,12 @@ mod tests {
         ctx.save(vec![1], Some(vec![9]));
         ctx.save(vec![2], None);
         let (save, _, _) = ctx.into_parts();
-        assert_eq!(save, Some(Save { state: vec![2], snapshot: Some(vec![9]) }));
+        assert_eq!(
+            save,
+            Some(Save {
+                state: vec![2],
+                snapshot: Some(vec![9])
+            })
+        );
     }
 }

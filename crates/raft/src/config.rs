@@ -52,6 +52,11 @@ impl Config {
         let mut v = self.voters.clone();
         v.sort_unstable();
         v.dedup();
-        assert_eq!(v.len(), self.voters.len(), "raft config: duplicate voters {:?}", self.voters);
+        assert_eq!(
+            v.len(),
+            self.voters.len(),
+            "raft config: duplicate voters {:?}",
+            self.voters
+        );
     }
 }

@@ -124,7 +124,8 @@ impl RaftLog {
             "truncate_from({index}) would cut into the snapshot at {}",
             self.snapshot_index
         );
-        self.entries.truncate((index - self.snapshot_index - 1) as usize);
+        self.entries
+            .truncate((index - self.snapshot_index - 1) as usize);
     }
 
     /// Discards entries up to and including `index`, which becomes the new snapshot point.
@@ -166,7 +167,10 @@ mod tests {
     fn log_with_terms(terms: &[u64]) -> RaftLog {
         let mut log = RaftLog::default();
         for &t in terms {
-            log.append(Entry { term: t, data: vec![t as u8] });
+            log.append(Entry {
+                term: t,
+                data: vec![t as u8],
+            });
         }
         log
     }
@@ -197,7 +201,10 @@ mod tests {
     fn entries_from_respects_byte_cap_but_sends_at_least_one() {
         let mut log = RaftLog::default();
         for _ in 0..4 {
-            log.append(Entry { term: 1, data: vec![0; 100] });
+            log.append(Entry {
+                term: 1,
+                data: vec![0; 100],
+            });
         }
         assert_eq!(log.entries_from(1, 250).len(), 2);
         assert_eq!(log.entries_from(1, 10).len(), 1);

@@ -94,10 +94,17 @@ impl Raft {
     /// restore its own state from the same snapshot, so nothing is re-applied below it.
     pub fn restore(cfg: Config, state: PersistentState, snapshot_data: Vec<u8>) -> Self {
         cfg.validate();
-        let peers = cfg.voters.iter().copied().filter(|&v| v != cfg.id).collect();
+        let peers = cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != cfg.id)
+            .collect();
         let mut rng = SplitMix64::new(cfg.seed);
-        let election_timeout =
-            rng.between(cfg.election_timeout_min_ticks, cfg.election_timeout_max_ticks);
+        let election_timeout = rng.between(
+            cfg.election_timeout_min_ticks,
+            cfg.election_timeout_max_ticks,
+        );
         state.log.check();
         let base = state.log.snapshot_index();
         let raft = Raft {
@@ -132,7 +139,11 @@ impl Raft {
         state: &[u8],
         snapshot_data: Vec<u8>,
     ) -> Result<Self, DecodeError> {
-        Ok(Self::restore(cfg, PersistentState::decode(state)?, snapshot_data))
+        Ok(Self::restore(
+            cfg,
+            PersistentState::decode(state)?,
+            snapshot_data,
+        ))
     }
 
     // ----- accessors -----
@@ -170,7 +181,10 @@ impl Raft {
     }
     /// Everything to persist but the snapshot data, for drivers that rewrite it whole.
     pub fn persistent_state(&self) -> PersistentState {
-        PersistentState { hard_state: self.hard, log: self.log.clone() }
+        PersistentState {
+            hard_state: self.hard,
+            log: self.log.clone(),
+        }
     }
     /// [`Raft::persistent_state`], encoded.
     pub fn encode_state(&self) -> Vec<u8> {
@@ -182,8 +196,11 @@ impl Raft {
         }
         let mut out = vec![1u8];
         out.extend(
-            postcard::to_allocvec(&View { hard_state: &self.hard, log: &self.log })
-                .expect("encoding into a Vec cannot fail"),
+            postcard::to_allocvec(&View {
+                hard_state: &self.hard,
+                log: &self.log,
+            })
+            .expect("encoding into a Vec cannot fail"),
         );
         out
     }
@@ -214,7 +231,10 @@ impl Raft {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { hint: self.leader });
         }
-        let index = self.log.append(Entry { term: self.hard.term, data });
+        let index = self.log.append(Entry {
+            term: self.hard.term,
+            data,
+        });
         self.mark_unstable(index);
         for p in self.peers.clone() {
             if !self.progress[&p].inflight {
@@ -238,7 +258,10 @@ impl Raft {
             self.cfg.id,
             self.applied
         );
-        let term = self.log.term_at(index).expect("applied index is in the log");
+        let term = self
+            .log
+            .term_at(index)
+            .expect("applied index is in the log");
         self.log.compact_to(index, term);
         self.snapshot_data = data;
         self.snapshot_dirty = true;
@@ -259,24 +282,43 @@ impl Raft {
             self.become_follower(term, leader);
         }
         match msg {
-            Message::RequestVote { term, last_log_index, last_log_term } => {
-                self.on_request_vote(from, term, last_log_index, last_log_term)
-            }
-            Message::RequestVoteReply { term, granted } => {
-                self.on_vote_reply(from, term, granted)
-            }
-            Message::AppendEntries { term, prev_log_index, prev_log_term, entries, leader_commit } => {
-                self.on_append(from, term, prev_log_index, prev_log_term, entries, leader_commit)
-            }
-            Message::AppendEntriesReply { term, match_index, conflict } => {
-                self.on_append_reply(from, term, match_index, conflict)
-            }
-            Message::InstallSnapshot { term, last_included_index, last_included_term, data } => {
+            Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.on_request_vote(from, term, last_log_index, last_log_term),
+            Message::RequestVoteReply { term, granted } => self.on_vote_reply(from, term, granted),
+            Message::AppendEntries {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.on_append(
+                from,
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            ),
+            Message::AppendEntriesReply {
+                term,
+                match_index,
+                conflict,
+            } => self.on_append_reply(from, term, match_index, conflict),
+            Message::InstallSnapshot {
+                term,
+                last_included_index,
+                last_included_term,
+                data,
+            } => {
                 self.on_install_snapshot(from, term, last_included_index, last_included_term, data)
             }
-            Message::InstallSnapshotReply { term, last_included_index } => {
-                self.on_install_snapshot_reply(from, term, last_included_index)
-            }
+            Message::InstallSnapshotReply {
+                term,
+                last_included_index,
+            } => self.on_install_snapshot_reply(from, term, last_included_index),
         }
         self.check_invariants();
     }
@@ -298,7 +340,10 @@ impl Raft {
         }
         if let Some(from) = self.unstable_from.take() {
             let from = from.max(self.log.first_index());
-            ready.log_write = Some(LogWrite { from, entries: self.log.tail_from(from) });
+            ready.log_write = Some(LogWrite {
+                from,
+                entries: self.log.tail_from(from),
+            });
         }
         self.hard_dirty = false;
         self.snapshot_dirty = false;
@@ -332,9 +377,8 @@ impl Raft {
     fn on_request_vote(&mut self, from: NodeId, term: u64, last_index: u64, last_term: u64) {
         let up_to_date = last_term > self.log.last_term()
             || (last_term == self.log.last_term() && last_index >= self.log.last_index());
-        let granted = term == self.hard.term
-            && self.hard.voted_for.is_none_or(|v| v == from)
-            && up_to_date;
+        let granted =
+            term == self.hard.term && self.hard.voted_for.is_none_or(|v| v == from) && up_to_date;
         if granted {
             if self.hard.voted_for != Some(from) {
                 self.hard.voted_for = Some(from);
@@ -342,7 +386,13 @@ impl Raft {
             }
             self.reset_election_timer();
         }
-        self.send(from, Message::RequestVoteReply { term: self.hard.term, granted });
+        self.send(
+            from,
+            Message::RequestVoteReply {
+                term: self.hard.term,
+                granted,
+            },
+        );
     }
 
     fn on_vote_reply(&mut self, from: NodeId, term: u64, granted: bool) {
@@ -357,7 +407,10 @@ impl Raft {
 
     fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
         if term > self.hard.term {
-            self.hard = HardState { term, voted_for: None };
+            self.hard = HardState {
+                term,
+                voted_for: None,
+            };
             self.hard_dirty = true;
         }
         self.role = Role::Follower;
@@ -374,7 +427,16 @@ impl Raft {
         self.progress = self
             .peers
             .iter()
-            .map(|&p| (p, Progress { next, matched: 0, inflight: false }))
+            .map(|&p| {
+                (
+                    p,
+                    Progress {
+                        next,
+                        matched: 0,
+                        inflight: false,
+                    },
+                )
+            })
             .collect();
         for p in self.peers.clone() {
             self.send_append(p);
@@ -385,9 +447,10 @@ impl Raft {
 
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
-        self.election_timeout = self
-            .rng
-            .between(self.cfg.election_timeout_min_ticks, self.cfg.election_timeout_max_ticks);
+        self.election_timeout = self.rng.between(
+            self.cfg.election_timeout_min_ticks,
+            self.cfg.election_timeout_max_ticks,
+        );
     }
 
     fn has_quorum(&self, n: usize) -> bool {
@@ -411,12 +474,18 @@ impl Raft {
             Message::AppendEntries {
                 term: self.hard.term,
                 prev_log_index: prev,
-                prev_log_term: self.log.term_at(prev).expect("prev is at or after the snapshot"),
+                prev_log_term: self
+                    .log
+                    .term_at(prev)
+                    .expect("prev is at or after the snapshot"),
                 entries: self.log.entries_from(next, self.cfg.max_append_bytes),
                 leader_commit: self.commit,
             }
         };
-        self.progress.get_mut(&peer).expect("leader tracks every peer").inflight = true;
+        self.progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer")
+            .inflight = true;
         self.send(peer, msg);
     }
 
@@ -430,13 +499,21 @@ impl Raft {
         leader_commit: u64,
     ) {
         if term < self.hard.term {
-            let reply = Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: None };
+            let reply = Message::AppendEntriesReply {
+                term: self.hard.term,
+                match_index: 0,
+                conflict: None,
+            };
             self.send(from, reply);
             return;
         }
         if self.role == Role::Leader {
             // Two leaders in one term cannot happen with a correct quorum; drop and say so.
-            debug_assert!(false, "raft {}: AppendEntries from {from} in my own term {term}", self.cfg.id);
+            debug_assert!(
+                false,
+                "raft {}: AppendEntries from {from} in my own term {term}",
+                self.cfg.id
+            );
             return;
         }
         self.become_follower(term, Some(from));
@@ -450,15 +527,30 @@ impl Raft {
                 self.reply_append_ok(from, matched);
                 return;
             }
-            (self.log.snapshot_index(), self.log.snapshot_term(), entries[skip..].to_vec())
+            (
+                self.log.snapshot_index(),
+                self.log.snapshot_term(),
+                entries[skip..].to_vec(),
+            )
         } else {
             (prev_index, prev_term, entries)
         };
 
         match self.log.term_at(prev_index) {
             None => {
-                let hint = ConflictHint { term: None, first_index: 0, log_len: self.log.last_index() + 1 };
-                self.send(from, Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: Some(hint) });
+                let hint = ConflictHint {
+                    term: None,
+                    first_index: 0,
+                    log_len: self.log.last_index() + 1,
+                };
+                self.send(
+                    from,
+                    Message::AppendEntriesReply {
+                        term: self.hard.term,
+                        match_index: 0,
+                        conflict: Some(hint),
+                    },
+                );
             }
             Some(t) if t != prev_term => {
                 let hint = ConflictHint {
@@ -466,7 +558,14 @@ impl Raft {
                     first_index: self.log.first_index_of_term_at(prev_index),
                     log_len: self.log.last_index() + 1,
                 };
-                self.send(from, Message::AppendEntriesReply { term: self.hard.term, match_index: 0, conflict: Some(hint) });
+                self.send(
+                    from,
+                    Message::AppendEntriesReply {
+                        term: self.hard.term,
+                        match_index: 0,
+                        conflict: Some(hint),
+                    },
+                );
             }
             Some(_) => {
                 let last_new = prev_index + entries.len() as u64;
@@ -506,17 +605,33 @@ impl Raft {
     }
 
     fn reply_append_ok(&mut self, to: NodeId, match_index: u64) {
-        self.send(to, Message::AppendEntriesReply { term: self.hard.term, match_index, conflict: None });
+        self.send(
+            to,
+            Message::AppendEntriesReply {
+                term: self.hard.term,
+                match_index,
+                conflict: None,
+            },
+        );
     }
 
-    fn on_append_reply(&mut self, from: NodeId, term: u64, match_index: u64, conflict: Option<ConflictHint>) {
+    fn on_append_reply(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        match_index: u64,
+        conflict: Option<ConflictHint>,
+    ) {
         if self.role != Role::Leader || term != self.hard.term {
             return;
         }
         let last = self.log.last_index();
         let next = match conflict {
             None => {
-                let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+                let p = self
+                    .progress
+                    .get_mut(&from)
+                    .expect("leader tracks every peer");
                 p.matched = p.matched.max(match_index.min(last));
                 p.next = p.next.max(p.matched + 1);
                 p.inflight = false;
@@ -532,7 +647,10 @@ impl Raft {
                         None => hint.first_index,
                     },
                 };
-                let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+                let p = self
+                    .progress
+                    .get_mut(&from)
+                    .expect("leader tracks every peer");
                 p.next = next.clamp(p.matched + 1, last + 1);
                 p.inflight = false;
                 p.next
@@ -561,20 +679,44 @@ impl Raft {
         self.commit = to;
         while self.applied < self.commit {
             self.applied += 1;
-            let e = self.log.entry(self.applied).expect("committed entry above snapshot is held");
-            self.applies.push(Apply::Command { index: self.applied, term: e.term, data: e.data.clone() });
+            let e = self
+                .log
+                .entry(self.applied)
+                .expect("committed entry above snapshot is held");
+            self.applies.push(Apply::Command {
+                index: self.applied,
+                term: e.term,
+                data: e.data.clone(),
+            });
         }
     }
 
     // ----- snapshots (§7) -----
 
-    fn on_install_snapshot(&mut self, from: NodeId, term: u64, index: u64, snap_term: u64, data: Vec<u8>) {
+    fn on_install_snapshot(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        index: u64,
+        snap_term: u64,
+        data: Vec<u8>,
+    ) {
         if term < self.hard.term {
-            self.send(from, Message::InstallSnapshotReply { term: self.hard.term, last_included_index: 0 });
+            self.send(
+                from,
+                Message::InstallSnapshotReply {
+                    term: self.hard.term,
+                    last_included_index: 0,
+                },
+            );
             return;
         }
         if self.role == Role::Leader {
-            debug_assert!(false, "raft {}: InstallSnapshot from {from} in my own term {term}", self.cfg.id);
+            debug_assert!(
+                false,
+                "raft {}: InstallSnapshot from {from} in my own term {term}",
+                self.cfg.id
+            );
             return;
         }
         self.become_follower(term, Some(from));
@@ -589,9 +731,19 @@ impl Raft {
             self.snapshot_dirty = true;
             self.commit = index;
             self.applied = index;
-            self.applies.push(Apply::Snapshot(Snapshot { index, term: snap_term, data }));
+            self.applies.push(Apply::Snapshot(Snapshot {
+                index,
+                term: snap_term,
+                data,
+            }));
         }
-        self.send(from, Message::InstallSnapshotReply { term: self.hard.term, last_included_index: index });
+        self.send(
+            from,
+            Message::InstallSnapshotReply {
+                term: self.hard.term,
+                last_included_index: index,
+            },
+        );
     }
 
     fn on_install_snapshot_reply(&mut self, from: NodeId, term: u64, index: u64) {
@@ -599,7 +751,10 @@ impl Raft {
             return;
         }
         let last = self.log.last_index();
-        let p = self.progress.get_mut(&from).expect("leader tracks every peer");
+        let p = self
+            .progress
+            .get_mut(&from)
+            .expect("leader tracks every peer");
         p.matched = p.matched.max(index.min(last));
         p.next = p.next.max(p.matched + 1);
         p.inflight = false;
@@ -613,7 +768,11 @@ impl Raft {
     // ----- plumbing -----
 
     fn send(&mut self, to: NodeId, msg: Message) {
-        self.msgs.push(Envelope { from: self.cfg.id, to, msg });
+        self.msgs.push(Envelope {
+            from: self.cfg.id,
+            to,
+            msg,
+        });
     }
 
     fn mark_unstable(&mut self, index: u64) {
@@ -623,8 +782,16 @@ impl Raft {
     /// Checks the invariants in the module docs; panics with a sentence naming the peer.
     pub fn check_invariants(&self) {
         let id = self.cfg.id;
-        let (s, a, c, l) = (self.log.snapshot_index(), self.applied, self.commit, self.log.last_index());
-        assert!(s <= a && a <= c && c <= l, "raft {id}: need snapshot {s} <= applied {a} <= commit {c} <= last {l}");
+        let (s, a, c, l) = (
+            self.log.snapshot_index(),
+            self.applied,
+            self.commit,
+            self.log.last_index(),
+        );
+        assert!(
+            s <= a && a <= c && c <= l,
+            "raft {id}: need snapshot {s} <= applied {a} <= commit {c} <= last {l}"
+        );
         if self.role == Role::Leader {
             for (p, pr) in &self.progress {
                 assert!(

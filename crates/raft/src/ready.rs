@@ -22,7 +22,11 @@ pub struct LogWrite {
 /// command or snapshot at `i - 1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Apply {
-    Command { index: u64, term: u64, data: Vec<u8> },
+    Command {
+        index: u64,
+        term: u64,
+        data: Vec<u8>,
+    },
     /// Replace the service state with this snapshot (sent by the leader, §7).
     Snapshot(Snapshot),
 }

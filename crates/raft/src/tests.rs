@@ -21,7 +21,10 @@ fn r_max_ticks() -> u32 {
 }
 
 fn entry(term: u64, data: u8) -> Entry {
-    Entry { term, data: vec![data] }
+    Entry {
+        term,
+        data: vec![data],
+    }
 }
 
 /// Makes peer 1 of `n` the leader of term 1 by granting it every vote.
@@ -29,7 +32,13 @@ fn leader_of(n: u64) -> Raft {
     let mut r = Raft::new(cfg(1, n));
     elapse_election(&mut r);
     for p in 2..=n {
-        r.step(p, Message::RequestVoteReply { term: 1, granted: true });
+        r.step(
+            p,
+            Message::RequestVoteReply {
+                term: 1,
+                granted: true,
+            },
+        );
     }
     assert!(r.is_leader());
     r.ready();
@@ -42,29 +51,78 @@ fn leader_of(n: u64) -> Raft {
 fn follower_times_out_and_campaigns() {
     let mut r = Raft::new(cfg(1, 3));
     elapse_election(&mut r);
-    assert_eq!((r.role(), r.term(), r.voted_for()), (Role::Candidate, 1, Some(1)));
+    assert_eq!(
+        (r.role(), r.term(), r.voted_for()),
+        (Role::Candidate, 1, Some(1))
+    );
     let ready = r.ready();
-    assert_eq!(ready.hard_state, Some(HardState { term: 1, voted_for: Some(1) }));
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 1,
+            voted_for: Some(1)
+        })
+    );
     let to: Vec<_> = ready.messages.iter().map(|m| m.to).collect();
     assert_eq!(to, vec![2, 3]);
     assert!(ready.messages.iter().all(|m| m.msg
-        == Message::RequestVote { term: 1, last_log_index: 0, last_log_term: 0 }));
+        == Message::RequestVote {
+            term: 1,
+            last_log_index: 0,
+            last_log_term: 0
+        }));
 }
 
 /// §5.2: a peer grants at most one vote per term, first come first served.
 #[test]
 fn one_vote_per_term() {
     let mut r = Raft::new(cfg(1, 3));
-    r.step(2, Message::RequestVote { term: 5, last_log_index: 0, last_log_term: 0 });
-    r.step(3, Message::RequestVote { term: 5, last_log_index: 0, last_log_term: 0 });
+    r.step(
+        2,
+        Message::RequestVote {
+            term: 5,
+            last_log_index: 0,
+            last_log_term: 0,
+        },
+    );
+    r.step(
+        3,
+        Message::RequestVote {
+            term: 5,
+            last_log_index: 0,
+            last_log_term: 0,
+        },
+    );
     let ready = r.ready();
-    assert_eq!(ready.hard_state, Some(HardState { term: 5, voted_for: Some(2) }));
-    let replies: Vec<_> = ready.messages.iter().map(|m| (m.to, m.msg.clone())).collect();
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 5,
+            voted_for: Some(2)
+        })
+    );
+    let replies: Vec<_> = ready
+        .messages
+        .iter()
+        .map(|m| (m.to, m.msg.clone()))
+        .collect();
     assert_eq!(
         replies,
         vec![
-            (2, Message::RequestVoteReply { term: 5, granted: true }),
-            (3, Message::RequestVoteReply { term: 5, granted: false }),
+            (
+                2,
+                Message::RequestVoteReply {
+                    term: 5,
+                    granted: true
+                }
+            ),
+            (
+                3,
+                Message::RequestVoteReply {
+                    term: 5,
+                    granted: false
+                }
+            ),
         ]
     );
 }
@@ -76,9 +134,22 @@ fn vote_refused_to_stale_log() {
     leader.propose(vec![1]).unwrap();
     let state = leader.persistent_state();
     let mut r = Raft::restore(cfg(3, 3), state, Vec::new());
-    r.step(2, Message::RequestVote { term: 7, last_log_index: 5, last_log_term: 0 });
+    r.step(
+        2,
+        Message::RequestVote {
+            term: 7,
+            last_log_index: 5,
+            last_log_term: 0,
+        },
+    );
     let ready = r.ready();
-    assert_eq!(ready.messages[0].msg, Message::RequestVoteReply { term: 7, granted: false });
+    assert_eq!(
+        ready.messages[0].msg,
+        Message::RequestVoteReply {
+            term: 7,
+            granted: false
+        }
+    );
     assert_eq!(r.voted_for(), None);
 }
 
@@ -89,10 +160,28 @@ fn majority_makes_leader_which_heartbeats() {
     let mut r = Raft::new(cfg(1, 5));
     elapse_election(&mut r);
     r.ready();
-    r.step(2, Message::RequestVoteReply { term: 1, granted: true });
+    r.step(
+        2,
+        Message::RequestVoteReply {
+            term: 1,
+            granted: true,
+        },
+    );
     assert_eq!(r.role(), Role::Candidate, "2 of 5 votes is not a majority");
-    r.step(3, Message::RequestVoteReply { term: 1, granted: false });
-    r.step(4, Message::RequestVoteReply { term: 1, granted: true });
+    r.step(
+        3,
+        Message::RequestVoteReply {
+            term: 1,
+            granted: false,
+        },
+    );
+    r.step(
+        4,
+        Message::RequestVoteReply {
+            term: 1,
+            granted: true,
+        },
+    );
     assert_eq!(r.role(), Role::Leader);
     let ready = r.ready();
     assert_eq!(ready.messages.len(), 4);
@@ -104,9 +193,25 @@ fn majority_makes_leader_which_heartbeats() {
 #[test]
 fn higher_term_deposes_leader() {
     let mut r = leader_of(3);
-    r.step(3, Message::AppendEntriesReply { term: 9, match_index: 0, conflict: None });
-    assert_eq!((r.role(), r.term(), r.voted_for()), (Role::Follower, 9, None));
-    assert_eq!(r.ready().hard_state, Some(HardState { term: 9, voted_for: None }));
+    r.step(
+        3,
+        Message::AppendEntriesReply {
+            term: 9,
+            match_index: 0,
+            conflict: None,
+        },
+    );
+    assert_eq!(
+        (r.role(), r.term(), r.voted_for()),
+        (Role::Follower, 9, None)
+    );
+    assert_eq!(
+        r.ready().hard_state,
+        Some(HardState {
+            term: 9,
+            voted_for: None
+        })
+    );
 }
 
 /// §5.3: a follower whose entry at prev_log_index has another term refuses, and its hint names
@@ -114,21 +219,64 @@ fn higher_term_deposes_leader() {
 #[test]
 fn consistency_check_failure_returns_conflict_hint() {
     let mut r = Raft::new(cfg(2, 3));
-    r.step(1, Message::AppendEntries {
-        term: 2,
-        prev_log_index: 0,
-        prev_log_term: 0,
-        entries: vec![entry(1, 1), entry(2, 2), entry(2, 3)],
-        leader_commit: 0,
-    });
+    r.step(
+        1,
+        Message::AppendEntries {
+            term: 2,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![entry(1, 1), entry(2, 2), entry(2, 3)],
+            leader_commit: 0,
+        },
+    );
     r.ready();
-    r.step(3, Message::AppendEntries { term: 3, prev_log_index: 3, prev_log_term: 3, entries: vec![], leader_commit: 0 });
+    r.step(
+        3,
+        Message::AppendEntries {
+            term: 3,
+            prev_log_index: 3,
+            prev_log_term: 3,
+            entries: vec![],
+            leader_commit: 0,
+        },
+    );
     let ready = r.ready();
-    let hint = ConflictHint { term: Some(2), first_index: 2, log_len: 4 };
-    assert_eq!(ready.messages[0].msg, Message::AppendEntriesReply { term: 3, match_index: 0, conflict: Some(hint) });
-    r.step(3, Message::AppendEntries { term: 3, prev_log_index: 9, prev_log_term: 3, entries: vec![], leader_commit: 0 });
-    let hint = ConflictHint { term: None, first_index: 0, log_len: 4 };
-    assert_eq!(r.ready().messages[0].msg, Message::AppendEntriesReply { term: 3, match_index: 0, conflict: Some(hint) });
+    let hint = ConflictHint {
+        term: Some(2),
+        first_index: 2,
+        log_len: 4,
+    };
+    assert_eq!(
+        ready.messages[0].msg,
+        Message::AppendEntriesReply {
+            term: 3,
+            match_index: 0,
+            conflict: Some(hint)
+        }
+    );
+    r.step(
+        3,
+        Message::AppendEntries {
+            term: 3,
+            prev_log_index: 9,
+            prev_log_term: 3,
+            entries: vec![],
+            leader_commit: 0,
+        },
+    );
+    let hint = ConflictHint {
+        term: None,
+        first_index: 0,
+        log_len: 4,
+    };
+    assert_eq!(
+        r.ready().messages[0].msg,
+        Message::AppendEntriesReply {
+            term: 3,
+            match_index: 0,
+            conflict: Some(hint)
+        }
+    );
 }
 
 /// §5.3 (fast backup): given a hint whose term the leader lacks, the leader jumps straight to
@@ -140,10 +288,23 @@ fn leader_skips_a_term_per_round_trip() {
         r.propose(vec![i]).unwrap();
     }
     r.ready();
-    let hint = ConflictHint { term: Some(7), first_index: 3, log_len: 40 };
-    r.step(2, Message::AppendEntriesReply { term: 1, match_index: 0, conflict: Some(hint) });
+    let hint = ConflictHint {
+        term: Some(7),
+        first_index: 3,
+        log_len: 40,
+    };
+    r.step(
+        2,
+        Message::AppendEntriesReply {
+            term: 1,
+            match_index: 0,
+            conflict: Some(hint),
+        },
+    );
     let ready = r.ready();
-    assert!(matches!(ready.messages[0].msg, Message::AppendEntries { prev_log_index: 2, ref entries, .. } if entries.len() == 3));
+    assert!(
+        matches!(ready.messages[0].msg, Message::AppendEntries { prev_log_index: 2, ref entries, .. } if entries.len() == 3)
+    );
 }
 
 /// §5.4.2 (Figure 8): a new leader does not commit an entry of an earlier term just because a
@@ -155,16 +316,47 @@ fn only_current_term_entries_commit_by_counting() {
     let state = old.persistent_state();
     let mut r = Raft::restore(cfg(1, 3), state, Vec::new());
     elapse_election(&mut r);
-    r.step(2, Message::RequestVoteReply { term: 2, granted: true });
+    r.step(
+        2,
+        Message::RequestVoteReply {
+            term: 2,
+            granted: true,
+        },
+    );
     assert!(r.is_leader());
-    r.step(2, Message::AppendEntriesReply { term: 2, match_index: 1, conflict: None });
-    assert_eq!(r.commit_index(), 0, "index 1 is from term 1 and must not commit by counting");
+    r.step(
+        2,
+        Message::AppendEntriesReply {
+            term: 2,
+            match_index: 1,
+            conflict: None,
+        },
+    );
+    assert_eq!(
+        r.commit_index(),
+        0,
+        "index 1 is from term 1 and must not commit by counting"
+    );
     r.propose(vec![2]).unwrap();
-    r.step(2, Message::AppendEntriesReply { term: 2, match_index: 2, conflict: None });
+    r.step(
+        2,
+        Message::AppendEntriesReply {
+            term: 2,
+            match_index: 2,
+            conflict: None,
+        },
+    );
     assert_eq!(r.commit_index(), 2);
     let applies = r.ready().applies;
     assert_eq!(applies.len(), 2);
-    assert!(matches!(&applies[0], Apply::Command { index: 1, term: 1, .. }));
+    assert!(matches!(
+        &applies[0],
+        Apply::Command {
+            index: 1,
+            term: 1,
+            ..
+        }
+    ));
 }
 
 /// §7: a leader whose follower is behind its snapshot sends InstallSnapshot; the follower
@@ -175,21 +367,61 @@ fn install_snapshot_catches_up_a_follower() {
     for i in 0..4 {
         l.propose(vec![i]).unwrap();
     }
-    l.step(2, Message::AppendEntriesReply { term: 1, match_index: 4, conflict: None });
+    l.step(
+        2,
+        Message::AppendEntriesReply {
+            term: 1,
+            match_index: 4,
+            conflict: None,
+        },
+    );
     l.ready();
     l.snapshot(3, b"snap@3".to_vec());
     let ready = l.ready();
-    assert_eq!(ready.snapshot.as_ref().map(|s| (s.index, s.term)), Some((3, 1)));
-    let hint = ConflictHint { term: None, first_index: 0, log_len: 1 };
-    l.step(3, Message::AppendEntriesReply { term: 1, match_index: 0, conflict: Some(hint) });
+    assert_eq!(
+        ready.snapshot.as_ref().map(|s| (s.index, s.term)),
+        Some((3, 1))
+    );
+    let hint = ConflictHint {
+        term: None,
+        first_index: 0,
+        log_len: 1,
+    };
+    l.step(
+        3,
+        Message::AppendEntriesReply {
+            term: 1,
+            match_index: 0,
+            conflict: Some(hint),
+        },
+    );
     let msg = l.ready().messages.remove(0).msg;
-    assert!(matches!(msg, Message::InstallSnapshot { last_included_index: 3, .. }));
+    assert!(matches!(
+        msg,
+        Message::InstallSnapshot {
+            last_included_index: 3,
+            ..
+        }
+    ));
 
     let mut f = Raft::new(cfg(3, 3));
     f.step(1, msg);
     let ready = f.ready();
-    assert_eq!(ready.applies, vec![Apply::Snapshot(Snapshot { index: 3, term: 1, data: b"snap@3".to_vec() })]);
-    assert_eq!(ready.messages[0].msg, Message::InstallSnapshotReply { term: 1, last_included_index: 3 });
+    assert_eq!(
+        ready.applies,
+        vec![Apply::Snapshot(Snapshot {
+            index: 3,
+            term: 1,
+            data: b"snap@3".to_vec()
+        })]
+    );
+    assert_eq!(
+        ready.messages[0].msg,
+        Message::InstallSnapshotReply {
+            term: 1,
+            last_included_index: 3
+        }
+    );
     assert_eq!((f.commit_index(), f.log().last_index()), (3, 3));
 }
 
@@ -201,16 +433,28 @@ fn persisted_state_round_trips() {
     let bytes = l.encode_state();
     let back = PersistentState::decode(&bytes).unwrap();
     assert_eq!(back, l.persistent_state());
-    assert!(PersistentState::decode(&[9, 9, 9]).is_err(), "an unknown version must be rejected");
+    assert!(
+        PersistentState::decode(&[9, 9, 9]).is_err(),
+        "an unknown version must be rejected"
+    );
     let r = Raft::restore_from_bytes(cfg(1, 3), &bytes, Vec::new()).unwrap();
-    assert_eq!((r.term(), r.voted_for(), r.log().last_index()), (1, Some(1), 1));
+    assert_eq!(
+        (r.term(), r.voted_for(), r.log().last_index()),
+        (1, Some(1), 1)
+    );
 }
 
 /// §5.3: a follower never truncates entries because of a stale, shorter AppendEntries.
 #[test]
 fn stale_append_does_not_truncate() {
     let mut r = Raft::new(cfg(2, 3));
-    let ae = |entries| Message::AppendEntries { term: 1, prev_log_index: 0, prev_log_term: 0, entries, leader_commit: 0 };
+    let ae = |entries| Message::AppendEntries {
+        term: 1,
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 0,
+    };
     r.step(1, ae(vec![entry(1, 1), entry(1, 2)]));
     r.step(1, ae(vec![entry(1, 1)]));
     assert_eq!(r.log().last_index(), 2);

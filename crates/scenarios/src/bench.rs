@@ -45,7 +45,9 @@ impl CoreFigures {
 /// at a time and delivering every message at once (a perfect, instant network). The service
 /// snapshots every 10,000 entries so memory stays bounded. Messages count requests and replies.
 pub fn core_throughput(entries: u64, batch: u64, payload: usize) -> CoreFigures {
-    let mut peers: Vec<Raft> = (0..3).map(|id| Raft::new(Config::new(id, vec![0, 1, 2], 100 + id))).collect();
+    let mut peers: Vec<Raft> = (0..3)
+        .map(|id| Raft::new(Config::new(id, vec![0, 1, 2], 100 + id)))
+        .collect();
     let mut queue: VecDeque<Envelope> = VecDeque::new();
     let mut applied = [0u64; 3];
     let mut messages = 0u64;
@@ -65,15 +67,27 @@ pub fn core_throughput(entries: u64, batch: u64, payload: usize) -> CoreFigures 
     let t0 = Instant::now();
     while applied[leader] - start < entries {
         for _ in 0..batch {
-            peers[leader].propose(data.clone()).expect("leader stays leader on a perfect network");
+            peers[leader]
+                .propose(data.clone())
+                .expect("leader stays leader on a perfect network");
         }
         pump(&mut peers, &mut queue, &mut applied, &mut messages);
     }
-    CoreFigures { entries: applied[leader] - start, batch, elapsed: t0.elapsed(), messages }
+    CoreFigures {
+        entries: applied[leader] - start,
+        batch,
+        elapsed: t0.elapsed(),
+        messages,
+    }
 }
 
 /// Delivers messages until the cluster is quiet; counts applies; snapshots every 10,000.
-fn pump(peers: &mut [Raft], queue: &mut VecDeque<Envelope>, applied: &mut [u64; 3], messages: &mut u64) {
+fn pump(
+    peers: &mut [Raft],
+    queue: &mut VecDeque<Envelope>,
+    applied: &mut [u64; 3],
+    messages: &mut u64,
+) {
     loop {
         for (i, p) in peers.iter_mut().enumerate() {
             let ready = p.ready();
@@ -102,7 +116,11 @@ pub fn print_raft_report(seeds: u64) {
         println!("  {name:<36} {:>9.1} ms", d.as_secs_f64() * 1e3);
     }
     let total: Duration = times.iter().map(|(_, d)| *d).sum();
-    println!("  {:<36} {:>9.1} ms", "TOTAL (28 scenarios)", total.as_secs_f64() * 1e3);
+    println!(
+        "  {:<36} {:>9.1} ms",
+        "TOTAL (28 scenarios)",
+        total.as_secs_f64() * 1e3
+    );
     println!();
     println!("Raft core, 3 in-process peers, no I/O, 64-byte commands:");
     for batch in [1, 16, 256] {

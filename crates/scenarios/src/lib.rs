@@ -41,9 +41,18 @@ pub const RAFT_SCENARIOS: &[(&str, Scenario)] = &[
     ("TestUnreliableChurn3C", raft_3c::unreliable_churn),
     ("TestSnapshotBasic3D", raft_3d::snapshot_basic),
     ("TestSnapshotInstall3D", raft_3d::snapshot_install),
-    ("TestSnapshotInstallUnreliable3D", raft_3d::snapshot_install_unreliable),
-    ("TestSnapshotInstallCrash3D", raft_3d::snapshot_install_crash),
-    ("TestSnapshotInstallUnCrash3D", raft_3d::snapshot_install_uncrash),
+    (
+        "TestSnapshotInstallUnreliable3D",
+        raft_3d::snapshot_install_unreliable,
+    ),
+    (
+        "TestSnapshotInstallCrash3D",
+        raft_3d::snapshot_install_crash,
+    ),
+    (
+        "TestSnapshotInstallUnCrash3D",
+        raft_3d::snapshot_install_uncrash,
+    ),
     ("TestSnapshotAllCrash3D", raft_3d::snapshot_all_crash),
     ("TestSnapshotInit3D", raft_3d::snapshot_init),
 ];

@@ -38,7 +38,10 @@ pub fn rpc_bytes(seed: u64) -> u64 {
         }
         let got = c.bytes_total() - bytes0;
         let expected = n as u64 * sent;
-        assert!(got <= expected + 50_000, "too many RPC bytes; got {got}, expected {expected}");
+        assert!(
+            got <= expected + 50_000,
+            "too many RPC bytes; got {got}, expected {expected}"
+        );
     });
     t.trace_hash()
 }
@@ -160,7 +163,9 @@ pub fn concurrent_starts(seed: u64) -> u64 {
                 c.sleep(Duration::from_secs(3)).await;
             }
             let leader = c.check_one_leader().await;
-            let Some((_, term, true)) = c.start(leader, int_cmd(1)) else { continue };
+            let Some((_, term, true)) = c.start(leader, int_cmd(1)) else {
+                continue;
+            };
             let mut handles = Vec::new();
             for ii in 0..5u64 {
                 let c2 = c.clone();
@@ -193,7 +198,11 @@ pub fn concurrent_starts(seed: u64) -> u64 {
                 continue;
             }
             for ii in 0..5u64 {
-                assert!(cmds.contains(&(100 + ii)), "cmd {} missing in {cmds:?}", 100 + ii);
+                assert!(
+                    cmds.contains(&(100 + ii)),
+                    "cmd {} missing in {cmds:?}",
+                    100 + ii
+                );
             }
             return;
         }
@@ -294,7 +303,10 @@ pub fn count(seed: u64) -> u64 {
         let rpcs = || (0..n).map(|j| c.rpc_count(j)).sum::<u64>();
         c.check_one_leader().await;
         let total1 = rpcs();
-        assert!((1..=30).contains(&total1), "too many or few RPCs ({total1}) to elect initial leader");
+        assert!(
+            (1..=30).contains(&total1),
+            "too many or few RPCs ({total1}) to elect initial leader"
+        );
         let mut total2 = 0;
         let mut success = false;
         'attempts: for attempt in 0..5 {
@@ -304,7 +316,9 @@ pub fn count(seed: u64) -> u64 {
             let leader = c.check_one_leader().await;
             let total1 = rpcs();
             let iters = 10u64;
-            let Some((starti, term, true)) = c.start(leader, int_cmd(1)) else { continue };
+            let Some((starti, term, true)) = c.start(leader, int_cmd(1)) else {
+                continue;
+            };
             let mut cmds = Vec::new();
             for i in 1..iters + 2 {
                 let x = c.rand(1 << 31);
@@ -321,7 +335,12 @@ pub fn count(seed: u64) -> u64 {
                     None => continue 'attempts,
                     Some(cmd) => {
                         let expected = cmds[(i - 1) as usize];
-                        assert_eq!(as_int(&cmd), Some(expected), "wrong value committed for index {}", starti + i);
+                        assert_eq!(
+                            as_int(&cmd),
+                            Some(expected),
+                            "wrong value committed for index {}",
+                            starti + i
+                        );
                     }
                 }
             }
@@ -330,14 +349,21 @@ pub fn count(seed: u64) -> u64 {
             }
             total2 = rpcs();
             let used = total2 - total1;
-            assert!(used <= (iters + 1 + 3) * 3, "too many RPCs ({used}) for {iters} entries");
+            assert!(
+                used <= (iters + 1 + 3) * 3,
+                "too many RPCs ({used}) for {iters} entries"
+            );
             success = true;
             break;
         }
         assert!(success, "term changed too often");
         c.sleep(ELECTION_TIMEOUT).await;
         let total3 = rpcs();
-        assert!(total3 - total2 <= 3 * 20, "too many RPCs ({}) for 1 second of idleness", total3 - total2);
+        assert!(
+            total3 - total2 <= 3 * 20,
+            "too many RPCs ({}) for 1 second of idleness",
+            total3 - total2
+        );
     });
     t.trace_hash()
 }

@@ -103,7 +103,11 @@ pub fn persist3(seed: u64) -> u64 {
 
 /// Sleeps 0–500 ms one time in ten, otherwise 0–12 ms (the Figure 8 tests' pacing).
 async fn figure8_pause(c: &RaftTester) {
-    let ms = if c.rand(1000) < 100 { c.rand(ELECTION_TIMEOUT.as_millis() as u64 / 2) } else { c.rand(13) };
+    let ms = if c.rand(1000) < 100 {
+        c.rand(ELECTION_TIMEOUT.as_millis() as u64 / 2)
+    } else {
+        c.rand(13)
+    };
     c.sleep(Duration::from_millis(ms)).await;
 }
 
@@ -263,7 +267,9 @@ fn churn(seed: u64, unreliable: bool) -> u64 {
     let c = t.clone();
     t.run(async move {
         let stop = Rc::new(Cell::new(false));
-        let clients: Vec<_> = (0..3).map(|me| c.rt.spawn(churn_client(c.clone(), me, stop.clone()))).collect();
+        let clients: Vec<_> = (0..3)
+            .map(|me| c.rt.spawn(churn_client(c.clone(), me, stop.clone())))
+            .collect();
         for _ in 0..20 {
             if c.rand(1000) < 200 {
                 c.disconnect(c.rand(n as u64) as usize);

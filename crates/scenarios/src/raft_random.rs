@@ -39,7 +39,11 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
         for _ in 0..rounds {
             faults += inject_fault(&c, n);
             // Mostly quick rounds (as Figure 8's 0–12 ms), sometimes long enough to elect.
-            let ms = if c.rand(3) == 0 { 100 + c.rand(500) } else { c.rand(13) };
+            let ms = if c.rand(3) == 0 {
+                100 + c.rand(500)
+            } else {
+                c.rand(13)
+            };
             c.sleep(Duration::from_millis(ms)).await;
         }
         // Heal everything; the cluster must make progress again.
@@ -57,7 +61,11 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
         faults
     });
     let committed = checker.borrow().committed_len();
-    RandomRunReport { trace_hash: t.trace_hash(), committed, faults }
+    RandomRunReport {
+        trace_hash: t.trace_hash(),
+        committed,
+        faults,
+    }
 }
 
 /// Applies one random fault; returns 1 if it did anything.
@@ -99,7 +107,9 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
         7 => {
             // A random two-way partition.
             let mut sim = c.sim.borrow_mut();
-            let cut: Vec<bool> = (0..n).map(|_| rand::Rng::gen_bool(sim.rng(), 0.5)).collect();
+            let cut: Vec<bool> = (0..n)
+                .map(|_| rand::Rng::gen_bool(sim.rng(), 0.5))
+                .collect();
             let a: Vec<usize> = (0..n).filter(|&k| cut[k]).collect();
             let b: Vec<usize> = (0..n).filter(|&k| !cut[k]).collect();
             sim.partition(&[a, b]);
@@ -118,7 +128,11 @@ async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
         for i in 0..c.n() {
             c.start(i, c.rand_cmd());
         }
-        let ms = if c.rand(8) == 0 { c.rand(1000) } else { 5 + c.rand(45) };
+        let ms = if c.rand(8) == 0 {
+            c.rand(1000)
+        } else {
+            5 + c.rand(45)
+        };
         c.sleep(Duration::from_millis(ms)).await;
     }
 }

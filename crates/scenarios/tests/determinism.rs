@@ -5,7 +5,11 @@ use flotilla_scenarios::{raft_3c, raft_3d, raft_random};
 fn assert_replays(name: &str, scenario: fn(u64) -> u64) {
     let (a, b) = (scenario(7), scenario(7));
     assert_eq!(a, b, "{name}: seed 7 produced two different traces");
-    assert_ne!(a, scenario(8), "{name}: seeds 7 and 8 produced the same trace");
+    assert_ne!(
+        a,
+        scenario(8),
+        "{name}: seeds 7 and 8 produced the same trace"
+    );
 }
 
 #[test]
@@ -20,10 +24,15 @@ fn test_same_seed_same_trace_unreliable_churn() {
 
 #[test]
 fn test_same_seed_same_trace_snapshot_install_uncrash() {
-    assert_replays("snapshot_install_uncrash", raft_3d::snapshot_install_uncrash);
+    assert_replays(
+        "snapshot_install_uncrash",
+        raft_3d::snapshot_install_uncrash,
+    );
 }
 
 #[test]
 fn test_same_seed_same_trace_random_faults() {
-    assert_replays("random_faults", |s| raft_random::random_faults(s, 20).trace_hash);
+    assert_replays("random_faults", |s| {
+        raft_random::random_faults(s, 20).trace_hash
+    });
 }

@@ -6,7 +6,10 @@ use flotilla_testkit::seeds::run_seeds_n;
 
 #[test]
 fn test_random_faults_safety() {
-    let count = std::env::var("FLOTILLA_RANDOM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let count = std::env::var("FLOTILLA_RANDOM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let committed = std::cell::Cell::new(0usize);
     run_seeds_n("raft_random", "test_random_faults_safety", count, |seed| {
         let report = random_faults(seed, 100);
@@ -14,5 +17,9 @@ fn test_random_faults_safety() {
         committed.set(committed.get() + report.committed);
     });
     // Liveness across the runs: the cluster kept committing under faults, not just at the end.
-    assert!(committed.get() as u64 > 10 * count.min(1000), "only {} entries committed", committed.get());
+    assert!(
+        committed.get() as u64 > 10 * count.min(1000),
+        "only {} entries committed",
+        committed.get()
+    );
 }

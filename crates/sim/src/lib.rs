@@ -21,6 +21,6 @@ mod sim;
 
 pub use network::{NetConfig, Stats};
 pub use runtime::{block_on, JoinHandle, Runtime, Sleep};
-pub use sim::{Factory, Persister, Sim};
+pub use sim::{Checker, Factory, Persister, Sim};
 
 pub use flotilla_node::{Ctx, NodeId, Process, Save};

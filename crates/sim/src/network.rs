@@ -41,7 +41,13 @@ pub(crate) enum Fate {
 }
 
 impl NetConfig {
-    pub(crate) fn fate(&self, rng: &mut ChaCha8Rng, reliable: bool, long_reordering: bool, reply: bool) -> Fate {
+    pub(crate) fn fate(
+        &self,
+        rng: &mut ChaCha8Rng,
+        reliable: bool,
+        long_reordering: bool,
+        reply: bool,
+    ) -> Fate {
         let mut delay = if reliable {
             let (lo, hi) = self.reliable_latency;
             Duration::from_micros(rng.gen_range(lo.as_micros() as u64..=hi.as_micros() as u64))

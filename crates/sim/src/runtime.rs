@@ -63,12 +63,19 @@ impl Runtime {
 
     /// Completes once virtual time has advanced by `d`.
     pub fn sleep(&self, d: Duration) -> Sleep {
-        Sleep { rt: self.clone(), deadline: self.now() + d, registered: false }
+        Sleep {
+            rt: self.clone(),
+            deadline: self.now() + d,
+            registered: false,
+        }
     }
 
     /// Runs `fut` concurrently with the caller; its result is collected by awaiting the handle.
     pub fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
-        let slot: Rc<RefCell<JoinState<T>>> = Rc::new(RefCell::new(JoinState { value: None, waker: None }));
+        let slot: Rc<RefCell<JoinState<T>>> = Rc::new(RefCell::new(JoinState {
+            value: None,
+            waker: None,
+        }));
         let out = slot.clone();
         let task: Task = Box::pin(async move {
             let v = fut.await;
@@ -80,14 +87,21 @@ impl Runtime {
         });
         let mut tasks = self.inner.tasks.borrow_mut();
         tasks.push(Some(task));
-        self.inner.ready.lock().expect("single thread").push_back(tasks.len() - 1);
+        self.inner
+            .ready
+            .lock()
+            .expect("single thread")
+            .push_back(tasks.len() - 1);
         JoinHandle { slot }
     }
 
     fn add_timer(&self, deadline: Duration, waker: Waker) {
         let seq = self.inner.seq.get() + 1;
         self.inner.seq.set(seq);
-        self.inner.timers.borrow_mut().insert((deadline, seq), waker);
+        self.inner
+            .timers
+            .borrow_mut()
+            .insert((deadline, seq), waker);
     }
 
     fn next_timer(&self) -> Option<Duration> {
@@ -119,8 +133,15 @@ impl Runtime {
             let Some(id) = next else { break };
             let task = self.inner.tasks.borrow_mut()[id].take();
             let Some(mut task) = task else { continue };
-            let waker = Waker::from(Arc::new(TaskWaker { id, ready: self.inner.ready.clone() }));
-            if task.as_mut().poll(&mut Context::from_waker(&waker)).is_pending() {
+            let waker = Waker::from(Arc::new(TaskWaker {
+                id,
+                ready: self.inner.ready.clone(),
+            }));
+            if task
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+            {
                 self.inner.tasks.borrow_mut()[id] = Some(task);
             }
         }
@@ -200,7 +221,10 @@ where
 {
     rt.inner.now.set(sim.borrow().now());
     let mut handle = std::pin::pin!(rt.spawn(main));
-    let noop = Waker::from(Arc::new(TaskWaker { id: usize::MAX, ready: Arc::new(Mutex::new(VecDeque::new())) }));
+    let noop = Waker::from(Arc::new(TaskWaker {
+        id: usize::MAX,
+        ready: Arc::new(Mutex::new(VecDeque::new())),
+    }));
     loop {
         rt.run_ready();
         after_input();
@@ -220,7 +244,10 @@ where
                 after_input();
             }
         }
-        assert!(rt.now() <= limit, "test exceeded its virtual time limit of {limit:?}");
+        assert!(
+            rt.now() <= limit,
+            "test exceeded its virtual time limit of {limit:?}"
+        );
     }
 }
 
@@ -249,8 +276,12 @@ mod tests {
             }
             total
         };
-        let sim: Rc<RefCell<Sim<Idle>>> =
-            Rc::new(RefCell::new(Sim::new(1, 1, Duration::from_millis(100), Box::new(|_, _, _| Idle))));
+        let sim: Rc<RefCell<Sim<Idle>>> = Rc::new(RefCell::new(Sim::new(
+            1,
+            1,
+            Duration::from_millis(100),
+            Box::new(|_, _, _| Idle),
+        )));
         let total = block_on(&sim, &rt, Duration::from_secs(1), || {}, main);
         assert_eq!(total, 60);
         let names: Vec<_> = log.borrow().iter().map(|(n, _)| *n).collect();

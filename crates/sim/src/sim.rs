@@ -44,9 +44,21 @@ impl Persister {
 /// process's own randomness.
 pub type Factory<P> = Box<dyn FnMut(NodeId, &Persister, u64) -> P>;
 
+/// A check run on a process after every input it handles (e.g. its invariants).
+pub type Checker<P> = Box<dyn Fn(NodeId, &P)>;
+
 enum Event {
-    Tick { node: NodeId, incarnation: u64 },
-    Deliver { from: NodeId, to: NodeId, incarnation: u64, reply: bool, bytes: Vec<u8> },
+    Tick {
+        node: NodeId,
+        incarnation: u64,
+    },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        incarnation: u64,
+        reply: bool,
+        bytes: Vec<u8>,
+    },
 }
 
 struct Slot<P> {
@@ -77,7 +89,7 @@ pub struct Sim<P: Process> {
     stats: Stats,
     trace: u64,
     /// Called after every input a process handles, to check its invariants.
-    checker: Option<Box<dyn Fn(NodeId, &P)>>,
+    checker: Option<Checker<P>>,
 }
 
 impl<P> Sim<P>
@@ -91,7 +103,13 @@ where
             now: 0,
             seq: 0,
             queue: BTreeMap::new(),
-            nodes: (0..n).map(|_| Slot { process: None, incarnation: 0, persister: Persister::default() }).collect(),
+            nodes: (0..n)
+                .map(|_| Slot {
+                    process: None,
+                    incarnation: 0,
+                    persister: Persister::default(),
+                })
+                .collect(),
             links: vec![vec![false; n]; n],
             connected: vec![false; n],
             reliable: true,
@@ -101,7 +119,10 @@ where
             rng: ChaCha8Rng::seed_from_u64(seed),
             factory,
             events: VecDeque::new(),
-            stats: Stats { rpcs_received: vec![0; n], ..Stats::default() },
+            stats: Stats {
+                rpcs_received: vec![0; n],
+                ..Stats::default()
+            },
             trace: FNV_OFFSET,
             checker: None,
         };
@@ -142,7 +163,7 @@ where
         self.long_reordering = on;
     }
     /// Installs a check run after every input a live process handles.
-    pub fn set_checker(&mut self, check: Box<dyn Fn(NodeId, &P)>) {
+    pub fn set_checker(&mut self, check: Checker<P>) {
         self.checker = Some(check);
     }
 
@@ -213,14 +234,24 @@ where
         // A random phase, so peers do not tick in lock step.
         let phase = self.rng.gen_range(1..=self.tick.as_micros() as u64);
         let incarnation = self.nodes[i].incarnation;
-        self.push(self.now + phase, Event::Tick { node: i, incarnation });
+        self.push(
+            self.now + phase,
+            Event::Tick {
+                node: i,
+                incarnation,
+            },
+        );
     }
 
     // ----- driving -----
 
     /// Runs `f` on live process `i` (a direct request such as Raft's `start`), then acts on its
     /// outputs. Returns `None` if `i` is crashed.
-    pub fn with_process<R>(&mut self, i: NodeId, f: impl FnOnce(&mut P, &mut Ctx<P::Msg, P::Event>) -> R) -> Option<R> {
+    pub fn with_process<R>(
+        &mut self,
+        i: NodeId,
+        f: impl FnOnce(&mut P, &mut Ctx<P::Msg, P::Event>) -> R,
+    ) -> Option<R> {
         let mut ctx = Ctx::new(self.now());
         let process = self.nodes[i].process.as_mut()?;
         let r = f(process, &mut ctx);
@@ -235,7 +266,10 @@ where
 
     /// The time of the next queued event.
     pub fn next_event_time(&self) -> Option<Duration> {
-        self.queue.keys().next().map(|&(t, _)| Duration::from_micros(t))
+        self.queue
+            .keys()
+            .next()
+            .map(|&(t, _)| Duration::from_micros(t))
     }
 
     /// Moves the clock forward to `t` without processing anything (for test-script timers).
@@ -261,13 +295,24 @@ where
                 }
                 self.digest(&[0, node as u8]);
                 let mut ctx = Ctx::new(self.now());
-                self.nodes[node].process.as_mut().expect("current incarnation is alive").on_tick(&mut ctx);
+                self.nodes[node]
+                    .process
+                    .as_mut()
+                    .expect("current incarnation is alive")
+                    .on_tick(&mut ctx);
                 self.finish(node, ctx);
                 let next = self.now + self.tick.as_micros() as u64;
                 self.push(next, Event::Tick { node, incarnation });
             }
-            Event::Deliver { from, to, incarnation, reply, bytes } => {
-                let alive = self.nodes[to].incarnation == incarnation && self.nodes[to].process.is_some();
+            Event::Deliver {
+                from,
+                to,
+                incarnation,
+                reply,
+                bytes,
+            } => {
+                let alive =
+                    self.nodes[to].incarnation == incarnation && self.nodes[to].process.is_some();
                 if !alive || !self.links[from][to] {
                     return true;
                 }
@@ -279,9 +324,14 @@ where
                 } else {
                     self.stats.rpcs_received[to] += 1;
                 }
-                let msg: P::Msg = postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
+                let msg: P::Msg =
+                    postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
                 let mut ctx = Ctx::new(self.now());
-                self.nodes[to].process.as_mut().expect("checked alive").on_message(from, msg, &mut ctx);
+                self.nodes[to]
+                    .process
+                    .as_mut()
+                    .expect("checked alive")
+                    .on_message(from, msg, &mut ctx);
                 self.finish(to, ctx);
             }
         }
@@ -314,12 +364,24 @@ where
         if to >= self.len() || !self.links[from][to] {
             return;
         }
-        match self.net.fate(&mut self.rng, self.reliable, self.long_reordering, reply) {
+        match self
+            .net
+            .fate(&mut self.rng, self.reliable, self.long_reordering, reply)
+        {
             Fate::Drop => {}
             Fate::DeliverAfter(d) => {
                 let incarnation = self.nodes[to].incarnation;
                 let at = self.now + d.as_micros() as u64;
-                self.push(at, Event::Deliver { from, to, incarnation, reply, bytes });
+                self.push(
+                    at,
+                    Event::Deliver {
+                        from,
+                        to,
+                        incarnation,
+                        reply,
+                        bytes,
+                    },
+                );
             }
         }
     }

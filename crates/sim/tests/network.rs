@@ -35,11 +35,17 @@ impl Process for Echo {
 }
 
 fn sim(n: usize, seed: u64) -> Sim<Echo> {
-    Sim::new(n, seed, Duration::from_millis(10), Box::new(|_, _, _| Echo::default()))
+    Sim::new(
+        n,
+        seed,
+        Duration::from_millis(10),
+        Box::new(|_, _, _| Echo::default()),
+    )
 }
 
 fn ping(s: &mut Sim<Echo>, from: NodeId, to: NodeId, k: u32) {
-    s.with_process(from, |_, ctx| ctx.send(to, Msg::Ping(k))).expect("sender alive");
+    s.with_process(from, |_, ctx| ctx.send(to, Msg::Ping(k)))
+        .expect("sender alive");
 }
 
 fn run_for(s: &mut Sim<Echo>, d: Duration) {
@@ -50,7 +56,12 @@ fn run_for(s: &mut Sim<Echo>, d: Duration) {
 }
 
 fn pongs_at(s: &Sim<Echo>, i: NodeId) -> usize {
-    s.process(i).unwrap().got.iter().filter(|(_, m)| matches!(m, Msg::Pong(_))).count()
+    s.process(i)
+        .unwrap()
+        .got
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Pong(_)))
+        .count()
 }
 
 #[test]
@@ -68,7 +79,11 @@ fn reliable_network_delivers_everything_and_counts_rpcs() {
         Some((_, Msg::Ping(k))) => *k,
         other => panic!("unexpected last message {other:?}"),
     };
-    assert_eq!(s.persister(1).state(), &last.to_le_bytes(), "the handler's save is applied");
+    assert_eq!(
+        s.persister(1).state(),
+        &last.to_le_bytes(),
+        "the handler's save is applied"
+    );
 }
 
 #[test]
@@ -82,8 +97,14 @@ fn unreliable_network_drops_about_a_tenth_each_way() {
     let delivered = s.stats().rpcs_received[1];
     let replies = pongs_at(&s, 0);
     // 10% of requests dropped, then 10% of replies: about 9000 and 8100.
-    assert!((8800..9200).contains(&delivered), "{delivered} requests delivered");
-    assert!((7800..8400).contains(&replies), "{replies} replies delivered");
+    assert!(
+        (8800..9200).contains(&delivered),
+        "{delivered} requests delivered"
+    );
+    assert!(
+        (7800..8400).contains(&replies),
+        "{replies} replies delivered"
+    );
 }
 
 #[test]
@@ -96,7 +117,10 @@ fn disconnect_and_partition_cut_links_both_ways() {
     ping(&mut s, 0, 1, 3);
     ping(&mut s, 1, 2, 4);
     run_for(&mut s, Duration::from_secs(1));
-    assert!(s.process(2).unwrap().got.iter().all(|(f, _)| *f == 1), "only 1 may reach 2");
+    assert!(
+        s.process(2).unwrap().got.iter().all(|(f, _)| *f == 1),
+        "only 1 may reach 2"
+    );
     assert_eq!(pongs_at(&s, 1), 1);
     assert_eq!(pongs_at(&s, 0), 0);
 }
@@ -110,7 +134,10 @@ fn crash_loses_volatile_state_and_in_flight_messages_but_keeps_persister() {
     s.crash(1);
     s.restart(1);
     run_for(&mut s, Duration::from_secs(1));
-    assert!(s.process(1).unwrap().got.is_empty(), "the message to the old incarnation is lost");
+    assert!(
+        s.process(1).unwrap().got.is_empty(),
+        "the message to the old incarnation is lost"
+    );
     assert_eq!(s.persister(1).state(), &7u32.to_le_bytes());
 }
 
@@ -127,8 +154,19 @@ fn long_reordering_delays_replies_by_up_to_seconds() {
     // About a third of replies are not held back.
     assert!((60..140).contains(&early), "{early} replies arrived early");
     assert_eq!(pongs_at(&s, 0), 300);
-    let order: Vec<u32> = s.process(0).unwrap().got.iter().map(|(_, m)| match m { Msg::Pong(k) | Msg::Ping(k) => *k }).collect();
-    assert!(order.windows(2).any(|w| w[0] > w[1]), "replies were reordered");
+    let order: Vec<u32> = s
+        .process(0)
+        .unwrap()
+        .got
+        .iter()
+        .map(|(_, m)| match m {
+            Msg::Pong(k) | Msg::Ping(k) => *k,
+        })
+        .collect();
+    assert!(
+        order.windows(2).any(|w| w[0] > w[1]),
+        "replies were reordered"
+    );
 }
 
 #[test]

@@ -14,7 +14,9 @@ impl RaftServer {
     pub fn new(id: NodeId, n: usize, persister: &Persister, seed: u64) -> Self {
         let cfg = Config::new(id as u64, (0..n as u64).collect(), seed);
         let raft = Raft::restore_from_bytes(cfg, persister.state(), persister.snapshot().to_vec())
-            .unwrap_or_else(|e| panic!("raft {id}: cannot restart from its own persisted state: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("raft {id}: cannot restart from its own persisted state: {e}")
+            });
         RaftServer { raft }
     }
 
@@ -23,7 +25,11 @@ impl RaftServer {
     }
 
     /// The labs' `Start(command)`: `(index, term)` if this peer is the leader.
-    pub fn start(&mut self, command: Vec<u8>, ctx: &mut Ctx<Message, Apply>) -> Result<(u64, u64), ProposeError> {
+    pub fn start(
+        &mut self,
+        command: Vec<u8>,
+        ctx: &mut Ctx<Message, Apply>,
+    ) -> Result<(u64, u64), ProposeError> {
         let r = self.raft.propose(command);
         self.flush(ctx);
         r

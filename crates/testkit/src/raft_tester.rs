@@ -22,7 +22,7 @@ use flotilla_sim::{block_on, Runtime, Sim};
 
 /// The labs' election-timeout constant (`RaftElectionTimeout`).
 pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
-/// The labs' snapshot applier snapshots when `(index + 1) % SNAPSHOT_INTERVAL == 0`.
+/// The labs' snapshot applier snapshots when `(index + 1).is_multiple_of(SNAPSHOT_INTERVAL)`.
 pub const SNAPSHOT_INTERVAL: u64 = 10;
 /// The labs' per-test time limit, here in virtual time.
 pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -65,7 +65,8 @@ pub struct RaftTester {
 impl RaftTester {
     /// `n` peers, all up and connected; `unreliable` as labrpc's; `snapshots` selects the 3D applier.
     pub fn new(n: usize, unreliable: bool, snapshots: bool, seed: u64) -> Rc<Self> {
-        let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| RaftServer::new(id, n, p, s));
+        let factory =
+            Box::new(move |id, p: &flotilla_sim::Persister, s| RaftServer::new(id, n, p, s));
         let mut sim = Sim::new(n, seed, TICK, factory);
         sim.set_reliable(!unreliable);
         sim.set_checker(Box::new(|_, p: &RaftServer| p.raft().check_invariants()));
@@ -91,11 +92,21 @@ impl RaftTester {
     /// Runs `script` to completion in virtual time; panics past the labs' 120 s limit.
     pub fn run<T: 'static>(self: &Rc<Self>, script: impl Future<Output = T> + 'static) -> T {
         let me = self.clone();
-        let out = block_on(&self.sim, &self.rt, TEST_TIME_LIMIT, move || me.after_input(), script);
+        let out = block_on(
+            &self.sim,
+            &self.rt,
+            TEST_TIME_LIMIT,
+            move || me.after_input(),
+            script,
+        );
         if std::env::var_os("FLOTILLA_VERBOSE").is_some() {
             // The labs' closing line: virtual seconds, peers, RPCs sent, highest index applied.
             let (rpcs, index) = (self.rpc_total(), self.applied.borrow().max_index);
-            eprintln!("  ... Passed --  {:5.1}  {}  {rpcs:5}  {index:4}", self.rt.now().as_secs_f64(), self.n);
+            eprintln!(
+                "  ... Passed --  {:5.1}  {}  {rpcs:5}  {index:4}",
+                self.rt.now().as_secs_f64(),
+                self.n
+            );
         }
         out
     }
@@ -125,15 +136,17 @@ impl RaftTester {
     // ----- the applier -----
 
     fn after_input(&self) {
+        // Check the state the input produced before the applier reacts (its snapshots compact
+        // the log, which would hide newly committed entries from the check).
+        if let Some(check) = self.step_check.borrow_mut().as_mut() {
+            check(&self.sim.borrow());
+        }
         let events = self.sim.borrow_mut().drain_events();
         for (i, apply) in events {
             match apply {
                 Apply::Command { index, data, .. } => self.apply_command(i, index, data),
                 Apply::Snapshot(s) => self.ingest_snapshot(i, &s.data, Some(s.index)),
             }
-        }
-        if let Some(check) = self.step_check.borrow_mut().as_mut() {
-            check(&self.sim.borrow());
         }
     }
 
@@ -142,23 +155,31 @@ impl RaftTester {
             let mut a = self.applied.borrow_mut();
             if self.snapshots {
                 let expected = a.last_applied[i] + 1;
-                assert_eq!(index, expected, "server {i} apply out of order, expected index {expected}, got {index}");
+                assert_eq!(
+                    index, expected,
+                    "server {i} apply out of order, expected index {expected}, got {index}"
+                );
             } else if index > 1 && !a.logs[i].contains_key(&(index - 1)) {
                 panic!("server {i} apply out of order {index}");
             }
             for (j, log) in a.logs.iter().enumerate() {
                 if let Some(old) = log.get(&index) {
-                    assert_eq!(old, &cmd, "commit index={index} server={i} {cmd:?} != server={j} {old:?}");
+                    assert_eq!(
+                        old, &cmd,
+                        "commit index={index} server={i} {cmd:?} != server={j} {old:?}"
+                    );
                 }
             }
             a.logs[i].insert(index, cmd);
             a.last_applied[i] = index;
             a.max_index = a.max_index.max(index);
-            self.snapshots && (index + 1) % SNAPSHOT_INTERVAL == 0
+            self.snapshots && (index + 1).is_multiple_of(SNAPSHOT_INTERVAL)
         };
         if snapshot_due {
             let data = self.encode_snapshot(i, index);
-            self.sim.borrow_mut().with_process(i, |p, ctx| p.snapshot(index, data, ctx));
+            self.sim
+                .borrow_mut()
+                .with_process(i, |p, ctx| p.snapshot(index, data, ctx));
         }
     }
 
@@ -170,14 +191,21 @@ impl RaftTester {
     }
 
     fn ingest_snapshot(&self, i: NodeId, snapshot: &[u8], index: Option<u64>) {
-        let (last_included, xlog): (u64, Vec<Vec<u8>>) =
-            postcard::from_bytes(snapshot).unwrap_or_else(|e| panic!("server {i}: snapshot decode error: {e}"));
+        let (last_included, xlog): (u64, Vec<Vec<u8>>) = postcard::from_bytes(snapshot)
+            .unwrap_or_else(|e| panic!("server {i}: snapshot decode error: {e}"));
         if let Some(index) = index {
-            assert_eq!(index, last_included, "server {i} snapshot doesn't match SnapshotIndex");
+            assert_eq!(
+                index, last_included,
+                "server {i} snapshot doesn't match SnapshotIndex"
+            );
         }
         let mut a = self.applied.borrow_mut();
         let first = last_included + 1 - xlog.len() as u64;
-        a.logs[i] = xlog.into_iter().enumerate().map(|(k, c)| (first + k as u64, c)).collect();
+        a.logs[i] = xlog
+            .into_iter()
+            .enumerate()
+            .map(|(k, c)| (first + k as u64, c))
+            .collect();
         a.last_applied[i] = last_included;
         a.max_index = a.max_index.max(last_included);
     }
@@ -235,22 +263,30 @@ impl RaftTester {
     /// The largest persisted Raft state of any peer (the labs' `LogSize`).
     pub fn log_size(&self) -> usize {
         let sim = self.sim.borrow();
-        (0..self.n).map(|i| sim.persister(i).state_size()).max().unwrap_or(0)
+        (0..self.n)
+            .map(|i| sim.persister(i).state_size())
+            .max()
+            .unwrap_or(0)
     }
 
     // ----- the labs' client calls and checks -----
 
     /// `rf.Start(cmd)` on peer i: `Some((index, term, is_leader))`, or `None` if i is crashed.
     pub fn start(&self, i: NodeId, cmd: Vec<u8>) -> Option<(u64, u64, bool)> {
-        self.sim.borrow_mut().with_process(i, |p, ctx| match p.start(cmd, ctx) {
-            Ok((index, term)) => (index, term, true),
-            Err(_) => (0, p.raft().term(), false),
-        })
+        self.sim
+            .borrow_mut()
+            .with_process(i, |p, ctx| match p.start(cmd, ctx) {
+                Ok((index, term)) => (index, term, true),
+                Err(_) => (0, p.raft().term(), false),
+            })
     }
 
     /// `rf.GetState()` on peer i, or `None` if crashed.
     pub fn get_state(&self, i: NodeId) -> Option<(u64, bool)> {
-        self.sim.borrow().process(i).map(|p| (p.raft().term(), p.raft().is_leader()))
+        self.sim
+            .borrow()
+            .process(i)
+            .map(|p| (p.raft().term(), p.raft().is_leader()))
     }
 
     /// Waits for exactly one leader among the connected peers; returns the one of the highest

@@ -30,7 +30,10 @@ pub struct SafetyChecker {
 
 impl SafetyChecker {
     pub fn new() -> Self {
-        SafetyChecker { matching_every: 16, ..Self::default() }
+        SafetyChecker {
+            matching_every: 16,
+            ..Self::default()
+        }
     }
 
     /// How many indices have been committed so far.
@@ -45,7 +48,12 @@ impl SafetyChecker {
             let r = p.raft();
             if r.is_leader() {
                 match self.leaders.get(&r.term()) {
-                    Some(&l) => assert_eq!(l, i, "election safety: term {} has leaders {l} and {i}", r.term()),
+                    Some(&l) => assert_eq!(
+                        l,
+                        i,
+                        "election safety: term {} has leaders {l} and {i}",
+                        r.term()
+                    ),
                     None => {
                         self.leaders.insert(r.term(), i);
                         self.check_leader_complete(i, r.term(), r.log());
@@ -53,11 +61,19 @@ impl SafetyChecker {
                 }
             }
             // A restarted peer's commit index starts at its snapshot; re-check from there.
-            let from = self.checked[i].min(r.commit_index()).max(r.log().snapshot_index());
+            let from = self.checked[i]
+                .min(r.commit_index())
+                .max(r.log().snapshot_index());
             for index in from + 1..=r.commit_index() {
-                let e = r.log().entry(index).expect("committed index above snapshot is held");
+                let e = r
+                    .log()
+                    .entry(index)
+                    .expect("committed index above snapshot is held");
                 match self.committed.get(&index) {
-                    Some(c) => assert_eq!(c, e, "state-machine safety: peer {i} commits another entry at {index}"),
+                    Some(c) => assert_eq!(
+                        c, e,
+                        "state-machine safety: peer {i} commits another entry at {index}"
+                    ),
                     None => {
                         self.committed.insert(index, e.clone());
                     }
@@ -66,7 +82,7 @@ impl SafetyChecker {
             self.checked[i] = r.commit_index();
         }
         self.steps += 1;
-        if self.steps % self.matching_every.max(1) == 0 {
+        if self.steps.is_multiple_of(self.matching_every.max(1)) {
             check_log_matching(sim);
         }
     }
@@ -84,14 +100,17 @@ impl SafetyChecker {
 
 /// Log matching over every pair of live peers.
 pub fn check_log_matching(sim: &Sim<RaftServer>) {
-    let logs: Vec<(usize, &RaftLog)> =
-        (0..sim.len()).filter_map(|i| sim.process(i).map(|p| (i, p.raft().log()))).collect();
+    let logs: Vec<(usize, &RaftLog)> = (0..sim.len())
+        .filter_map(|i| sim.process(i).map(|p| (i, p.raft().log())))
+        .collect();
     for (x, &(i, a)) in logs.iter().enumerate() {
         for &(j, b) in &logs[x + 1..] {
             let lo = a.first_index().max(b.first_index());
             let hi = a.last_index().min(b.last_index());
             // The highest common index where the terms agree: everything from lo to it must match.
-            let Some(top) = (lo..=hi).rev().find(|&k| a.term_at(k) == b.term_at(k)) else { continue };
+            let Some(top) = (lo..=hi).rev().find(|&k| a.term_at(k) == b.term_at(k)) else {
+                continue;
+            };
             for k in lo..=top {
                 assert!(
                     a.entry(k) == b.entry(k),
