@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod mr;
+mod mr_bench;
+mod units;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +35,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seeds: u64,
     },
+    /// MapReduce: run jobs, coordinators and workers; generate corpora; benchmark.
+    Mr {
+        #[command(subcommand)]
+        command: mr::MrCommand,
+    },
     /// Print benchmark figures.
     Bench {
         #[command(subcommand)]
@@ -53,6 +61,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Mr { command } => mr::run(command),
         Command::Scenario { names, seed, seeds } => run_scenarios(&names, seed, seeds),
         Command::Bench {
             what: BenchWhat::Raft { seeds },
