@@ -30,10 +30,14 @@ pub enum MrCommand {
         /// Re-issue a task not finished within this time.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         task_timeout: Duration,
+        /// A worker silent this long (no heartbeat) is dead; its work is redone at once.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        worker_timeout: Duration,
         /// Where the mr-out-* files go.
         #[arg(long, default_value = ".")]
         output_dir: PathBuf,
-        #[arg(required = true)]
+        /// Inputs; none = the embedded default, a seeded corpus generated into ./mr-corpus.
+        #[arg()]
         files: Vec<PathBuf>,
     },
     /// Run the coordinator of a job; workers connect to it.
@@ -50,6 +54,9 @@ pub enum MrCommand {
         addr_file: Option<PathBuf>,
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         task_timeout: Duration,
+        /// A worker silent this long (no heartbeat) is dead; its work is redone at once.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        worker_timeout: Duration,
         #[arg(long, default_value = ".")]
         output_dir: PathBuf,
         /// After the job is done, keep telling workers to exit for this long.
@@ -119,14 +126,22 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
             workers,
             n_reduce,
             task_timeout,
+            worker_timeout,
             output_dir,
             files,
         } => {
             if workers == 0 {
                 return Err("--workers must be at least 1".into());
             }
-            let spec = coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
-                .map_err(|e| e.to_string())?;
+            let files = if files.is_empty() {
+                default_corpus()?
+            } else {
+                files
+            };
+            let mut spec =
+                coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
+                    .map_err(|e| e.to_string())?;
+            spec.worker_timeout = worker_timeout;
             let mode = if std::io::stderr().is_terminal() {
                 Display::Bars
             } else {
@@ -142,12 +157,15 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
             listen,
             addr_file,
             task_timeout,
+            worker_timeout,
             output_dir,
             linger,
             files,
         } => {
-            let spec = coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
-                .map_err(|e| e.to_string())?;
+            let mut spec =
+                coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
+                    .map_err(|e| e.to_string())?;
+            spec.worker_timeout = worker_timeout;
             runtime()?.block_on(async {
                 let listener = TcpListener::bind(&listen)
                     .await
@@ -220,6 +238,21 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
     }
 }
 
+/// The embedded default input: 8 files of 512 KiB, seed 1, in ./mr-corpus (reused if present).
+fn default_corpus() -> Result<Vec<PathBuf>, String> {
+    let dir = PathBuf::from("mr-corpus");
+    let paths: Vec<PathBuf> = (0..8).map(|k| dir.join(format!("pg-{k:02}.txt"))).collect();
+    if paths.iter().all(|p| p.is_file()) {
+        eprintln!("using the corpus in {}/", dir.display());
+        return Ok(paths);
+    }
+    eprintln!(
+        "no input files given: generating the default corpus (8 x 512 KiB, seed 1) in {}/",
+        dir.display()
+    );
+    corpus::generate(&dir, "pg", 8, 512 * 1024, 1).map_err(|e| e.to_string())
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -274,11 +307,14 @@ pub fn run_local(
     let mut children: Vec<Child> = (0..workers).map(|_| spawn()).collect::<Result<_, _>>()?;
     let mut display = ProgressDisplay::new(mode);
     let mut restarts = 0;
+    // When the last output file was written (the coordinator then lingers briefly).
+    let mut finished: Option<Duration> = None;
     while !server.is_finished() {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
         let progress = state.lock().expect("coordinator lock").progress();
         display.update(&progress, started.elapsed());
         if progress.reduces_done == progress.reduces_total {
+            finished.get_or_insert(started.elapsed());
             continue;
         }
         for child in children.iter_mut() {
@@ -300,7 +336,7 @@ pub fn run_local(
         let _ = c.wait();
     }
     let p = state.lock().expect("coordinator lock").progress();
-    let secs = started.elapsed().as_secs_f64();
+    let secs = finished.unwrap_or(started.elapsed()).as_secs_f64();
     Ok(format!(
         "done in {secs:.2} s: {} map and {} reduce tasks ({} map runs, {} reduce runs, {restarts} worker restarts), {:.1} MB/s; output in {}/mr-out-*",
         p.maps_total,

@@ -23,6 +23,7 @@ mod error;
 pub mod files;
 pub mod protocol;
 pub mod sequential;
+pub mod store;
 pub mod worker;
 
 pub use apps::{App, Registry};

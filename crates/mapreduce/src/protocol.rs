@@ -10,8 +10,19 @@ use flotilla_wire::{read_frame, write_frame, WireError, DEFAULT_MAX_FRAME};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
+    /// Worker → coordinator, first: which job is this? (Answered with `Job`.)
+    Hello { worker: u64, data_addr: String },
+    /// Worker → coordinator: my store already holds these map tasks' output for this job
+    /// (left by a worker process that died on this host); it is served at `data_addr`.
+    Recovered {
+        worker: u64,
+        data_addr: String,
+        maps: Vec<u32>,
+    },
     /// Worker → coordinator: give me work. `data_addr` is where I serve my map output.
     GetTask { worker: u64, data_addr: String },
+    /// Worker → coordinator: I am alive (sent every half second, even while a task runs).
+    Heartbeat { worker: u64, data_addr: String },
     /// Worker → coordinator: map task done; its buckets are at `data_addr`.
     MapDone {
         worker: u64,
@@ -24,13 +35,12 @@ pub enum Request {
         reduce: u32,
         output: Vec<u8>,
     },
-    /// Worker → coordinator: I could not fetch these maps' output from `holder`, so I gave up
+    /// Worker → coordinator: I could not fetch map output from these holders, so I gave up
     /// reduce task `reduce`.
     MapOutputLost {
         worker: u64,
         reduce: u32,
-        maps: Vec<u32>,
-        holder: String,
+        holders: Vec<String>,
     },
     /// Worker → coordinator: send me map task `map`'s input (when I cannot read it locally).
     FetchInput { map: u32 },
@@ -40,6 +50,10 @@ pub enum Request {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
+    /// The job's identity, so a worker never reuses another job's map output.
+    Job {
+        id: u64,
+    },
     Task(Task),
     /// Nothing to do right now; ask again shortly.
     Wait,

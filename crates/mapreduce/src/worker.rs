@@ -1,7 +1,8 @@
 //! The worker: asks the coordinator for tasks, runs them, keeps its map output on local disk
-//! and serves it to reducers over TCP until the job is done.
+//! (in a [`MapStore`] that a successor process can recover) and serves it to reducers over TCP
+//! until the job is done.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,10 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
 use crate::apps::Registry;
-use crate::compute::{decode_bucket, encode_bucket, map_to_buckets, reduce_to_output, KeyValue};
-use crate::files::{read_input, write_atomic};
+use crate::compute::{decode_bucket, map_to_buckets, reduce_to_output, KeyValue};
+use crate::files::read_input;
 use crate::protocol::{call, serve_one, Request, Response, Task};
+use crate::store::MapStore;
 use crate::MrError;
+
+/// How often a worker tells the coordinator it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How a worker is set up. [`WorkerConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
@@ -23,7 +28,8 @@ pub struct WorkerConfig {
     pub listen: String,
     /// The address reducers should use, if not the bound one (e.g. behind NAT).
     pub advertise: Option<String>,
-    /// Where map output is kept; a fresh directory under the system temp dir if `None`.
+    /// Where map output is kept. `None`: a slot under `$TMPDIR/flotilla-mr/<coordinator>/`,
+    /// shared with other workers of this host so a restarted worker recovers a dead one's.
     pub data_dir: Option<PathBuf>,
     /// Pause between asks when there is no work.
     pub poll: Duration,
@@ -65,8 +71,14 @@ struct Worker {
     cfg: WorkerConfig,
     registry: Registry,
     id: u64,
-    data_dir: PathBuf,
+    store: MapStore,
     data_addr: String,
+}
+
+/// When the coordinator was last reached, to tell "not up yet" from "gone".
+struct Contact {
+    started: Instant,
+    last: Option<Instant>,
 }
 
 /// Runs a worker until the job is done or the coordinator is gone.
@@ -75,15 +87,10 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry) -> Result<WorkerE
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let id = (u64::from(std::process::id()) << 32) ^ (nanos & 0xffff_ffff);
-    let (data_dir, owned_dir) = match &cfg.data_dir {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("flotilla-mr-{}-{nanos}", std::process::id())),
-            true,
-        ),
+    let store = match &cfg.data_dir {
+        Some(d) => MapStore::at(d)?,
+        None => MapStore::claim(&default_root(&cfg.coordinator))?,
     };
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| MrError::io(format!("cannot create {}", data_dir.display()), e))?;
     let listener = TcpListener::bind(&cfg.listen)
         .await
         .map_err(|e| MrError::io(format!("cannot listen on {}", cfg.listen), e))?;
@@ -91,57 +98,129 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry) -> Result<WorkerE
         .local_addr()
         .map_err(|e| MrError::io("reading the bound address", e))?;
     let data_addr = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let server = tokio::spawn(serve_buckets(listener, data_dir.clone()));
+    let server = tokio::spawn(serve_buckets(listener, store.dir().to_path_buf()));
     let worker = Arc::new(Worker {
         cfg,
         registry,
         id,
-        data_dir: data_dir.clone(),
+        store,
         data_addr,
     });
+    // Heartbeats run on the async runtime while tasks run on blocking threads, so a worker
+    // stalled inside an app still counts as alive, and a dead process falls silent.
+    let beats = tokio::spawn(worker.clone().heartbeats());
     let result = worker.work_loop().await;
+    beats.abort();
     server.abort();
-    if owned_dir {
-        let _ = std::fs::remove_dir_all(&data_dir);
+    if matches!(result, Ok(WorkerExit::JobDone)) {
+        let _ = worker.store.clear();
     }
     result
 }
 
+/// `$TMPDIR/flotilla-mr/<coordinator address>`: where this host's workers of one coordinator
+/// keep their slots.
+fn default_root(coordinator: &str) -> PathBuf {
+    let safe: String = coordinator
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::temp_dir().join("flotilla-mr").join(safe)
+}
+
 impl Worker {
-    async fn work_loop(self: &Arc<Self>) -> Result<WorkerExit, MrError> {
-        let started = Instant::now();
-        let mut last_contact: Option<Instant> = None;
+    async fn heartbeats(self: Arc<Self>) {
+        let beat = Request::Heartbeat {
+            worker: self.id,
+            data_addr: self.data_addr.clone(),
+        };
         loop {
-            let ask = Request::GetTask {
+            tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+            let _ = call(&self.cfg.coordinator, &beat, HEARTBEAT_INTERVAL * 2).await;
+        }
+    }
+
+    /// Sends `req` to the coordinator, retrying while it is unreachable. `Ok(None)` means the
+    /// coordinator is gone after having been reached: the job is over.
+    async fn ask(&self, req: &Request, contact: &mut Contact) -> Result<Option<Response>, MrError> {
+        loop {
+            match call(&self.cfg.coordinator, req, self.cfg.rpc_timeout).await {
+                Ok(Response::Error(e)) => return Err(MrError::Remote(e)),
+                Ok(r) => {
+                    contact.last = Some(Instant::now());
+                    return Ok(Some(r));
+                }
+                Err(e) => match contact.last {
+                    None if contact.started.elapsed() >= self.cfg.connect_grace => {
+                        return Err(MrError::CoordinatorUnreachable {
+                            addr: self.cfg.coordinator.clone(),
+                            source: e,
+                        });
+                    }
+                    Some(t) if t.elapsed() >= self.cfg.gone_after => return Ok(None),
+                    _ => tokio::time::sleep(self.cfg.poll).await,
+                },
+            }
+        }
+    }
+
+    async fn work_loop(self: &Arc<Self>) -> Result<WorkerExit, MrError> {
+        let mut contact = Contact {
+            started: Instant::now(),
+            last: None,
+        };
+        let hello = Request::Hello {
+            worker: self.id,
+            data_addr: self.data_addr.clone(),
+        };
+        let job = match self.ask(&hello, &mut contact).await? {
+            None => return Ok(WorkerExit::CoordinatorGone),
+            Some(Response::Job { id }) => id,
+            Some(other) => {
+                return Err(MrError::Remote(format!(
+                    "unexpected answer to Hello: {other:?}"
+                )))
+            }
+        };
+        let recovered = self.store.adopt(job)?;
+        if !recovered.is_empty() {
+            tracing::info!(
+                worker = self.id,
+                ?recovered,
+                "recovered map output left by a previous worker"
+            );
+            let req = Request::Recovered {
                 worker: self.id,
                 data_addr: self.data_addr.clone(),
+                maps: recovered,
             };
-            let reply = match call(&self.cfg.coordinator, &ask, self.cfg.rpc_timeout).await {
-                Ok(r) => r,
-                Err(e) => {
-                    match last_contact {
-                        None if started.elapsed() >= self.cfg.connect_grace => {
-                            return Err(MrError::CoordinatorUnreachable {
-                                addr: self.cfg.coordinator.clone(),
-                                source: e,
-                            });
-                        }
-                        Some(t) if t.elapsed() >= self.cfg.gone_after => {
-                            return Ok(WorkerExit::CoordinatorGone)
-                        }
-                        _ => {}
+            if self.ask(&req, &mut contact).await?.is_none() {
+                return Ok(WorkerExit::CoordinatorGone);
+            }
+        }
+        let get_task = Request::GetTask {
+            worker: self.id,
+            data_addr: self.data_addr.clone(),
+        };
+        loop {
+            match self.ask(&get_task, &mut contact).await? {
+                None => return Ok(WorkerExit::CoordinatorGone),
+                Some(Response::Task(task)) => {
+                    let report = self.run_task(task).await?;
+                    // If the report is lost the task times out and runs again; that is safe.
+                    if self.ask(&report, &mut contact).await?.is_none() {
+                        return Ok(WorkerExit::CoordinatorGone);
                     }
-                    tokio::time::sleep(self.cfg.poll).await;
-                    continue;
                 }
-            };
-            last_contact = Some(Instant::now());
-            match reply {
-                Response::Task(task) => self.run_task(task).await?,
-                Response::Wait => tokio::time::sleep(self.cfg.poll).await,
-                Response::Exit => return Ok(WorkerExit::JobDone),
-                Response::Error(e) => return Err(MrError::Remote(e)),
-                other => {
+                Some(Response::Wait) => tokio::time::sleep(self.cfg.poll).await,
+                Some(Response::Exit) => return Ok(WorkerExit::JobDone),
+                Some(other) => {
                     return Err(MrError::Remote(format!(
                         "unexpected answer to GetTask: {other:?}"
                     )))
@@ -150,8 +229,10 @@ impl Worker {
         }
     }
 
-    async fn run_task(self: &Arc<Self>, task: Task) -> Result<(), MrError> {
-        let report = match task {
+    /// Runs a task; returns the report for the coordinator.
+    async fn run_task(self: &Arc<Self>, task: Task) -> Result<Request, MrError> {
+        tracing::debug!(worker = self.id, ?task, "starting task");
+        Ok(match task {
             Task::Map {
                 map,
                 app,
@@ -180,14 +261,11 @@ impl Worker {
                 },
                 Err(lost) => lost,
             },
-        };
-        // If the report is lost the task times out and runs again; that is safe by design.
-        let _ = call(&self.cfg.coordinator, &report, self.cfg.rpc_timeout).await;
-        Ok(())
+        })
     }
 
     async fn run_map(
-        &self,
+        self: &Arc<Self>,
         map: u32,
         app_name: &str,
         name: String,
@@ -197,22 +275,18 @@ impl Worker {
     ) -> Result<(), MrError> {
         let app = self.registry.resolve(app_name)?;
         let contents = self.load_input(map, path, size).await?;
-        let dir = self.data_dir.clone();
-        let task = format!("map task {map} ({name})");
-        let app_label = app_name.to_string();
-        tokio::task::spawn_blocking(move || -> Result<(), MrError> {
-            let buckets = map_to_buckets(&*app, &name, &contents, n_reduce);
-            for (r, pairs) in buckets.into_iter().enumerate() {
-                write_atomic(&dir.join(format!("map-{map}-{r}")), &encode_bucket(pairs))?;
-            }
-            Ok(())
+        let me = self.clone();
+        let failed = |e: tokio::task::JoinError| MrError::AppFailed {
+            app: app_name.to_string(),
+            task: format!("map task {map}"),
+            message: e.to_string(),
+        };
+        tokio::task::spawn_blocking(move || {
+            me.store
+                .write_map(map, map_to_buckets(&*app, &name, &contents, n_reduce))
         })
         .await
-        .map_err(|e| MrError::AppFailed {
-            app: app_label,
-            task,
-            message: e.to_string(),
-        })?
+        .map_err(failed)?
     }
 
     /// Reads the input locally if this machine has it (same path and size), else fetches it
@@ -253,35 +327,43 @@ impl Worker {
             let me = self.clone();
             fetches.spawn(async move {
                 let got = me.fetch_bucket(map, reduce, &holder).await;
-                (map, holder, got)
+                (holder, got)
             });
         }
         let mut pairs: Vec<KeyValue> = Vec::new();
-        let mut lost: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut lost: BTreeSet<String> = BTreeSet::new();
         while let Some(joined) = fetches.join_next().await {
-            let (map, holder, got) =
+            let (holder, got) =
                 joined.map_err(|e| MrError::io("fetching map output", std::io::Error::other(e)))?;
             match got {
                 Some(bytes) => pairs.extend(decode_bucket(&bytes)?),
-                None => lost.entry(holder).or_default().push(map),
+                None => {
+                    lost.insert(holder);
+                }
             }
         }
-        if let Some((holder, maps)) = lost.into_iter().next() {
+        if !lost.is_empty() {
+            tracing::info!(
+                worker = self.id,
+                reduce,
+                ?lost,
+                "cannot fetch map output; giving the reduce task back"
+            );
+            let holders = lost.into_iter().collect();
             return Ok(Err(Request::MapOutputLost {
                 worker: self.id,
                 reduce,
-                maps,
-                holder,
+                holders,
             }));
         }
-        let task = format!("reduce task {reduce}");
+        let failed = |e: tokio::task::JoinError| MrError::AppFailed {
+            app: app_name.to_string(),
+            task: format!("reduce task {reduce}"),
+            message: e.to_string(),
+        };
         let output = tokio::task::spawn_blocking(move || reduce_to_output(&*app, pairs))
             .await
-            .map_err(|e| MrError::AppFailed {
-                app: app_name.to_string(),
-                task,
-                message: e.to_string(),
-            })?;
+            .map_err(failed)?;
         Ok(Ok(output))
     }
 
@@ -289,7 +371,7 @@ impl Worker {
     /// holder cannot be reached or no longer has it.
     async fn fetch_bucket(&self, map: u32, reduce: u32, holder: &str) -> Option<Vec<u8>> {
         if holder == self.data_addr {
-            return tokio::fs::read(self.data_dir.join(format!("map-{map}-{reduce}")))
+            return tokio::fs::read(self.store.bucket_path(map, reduce))
                 .await
                 .ok();
         }

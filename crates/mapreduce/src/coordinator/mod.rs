@@ -66,8 +66,22 @@ pub fn prepare_job(
         inputs: files,
         n_reduce,
         task_timeout,
+        worker_timeout: DEFAULT_WORKER_TIMEOUT,
+        job_id: new_job_id(),
     })
 }
+
+/// A job id unlikely to repeat: the clock and the process id.
+fn new_job_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+/// How long a worker may be silent before it is considered dead (workers heartbeat every
+/// [`crate::worker::HEARTBEAT_INTERVAL`]).
+pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves a job on `listener` until every output file is written, then keeps answering
 /// "exit" for `linger` so idle workers learn the job is over, and returns. Output files
@@ -121,20 +135,44 @@ async fn handle(
     start: Instant,
 ) -> Response {
     match req {
-        Request::GetTask { .. } => match state
+        Request::GetTask { worker, data_addr } => match state
             .lock()
             .expect("coordinator lock")
-            .assign(start.elapsed())
+            .assign(worker, &data_addr, start.elapsed())
         {
             Assignment::Task(t) => Response::Task(t),
             Assignment::Wait => Response::Wait,
             Assignment::Exit => Response::Exit,
         },
-        Request::MapDone { map, data_addr, .. } => {
-            state
-                .lock()
-                .expect("coordinator lock")
-                .map_done(map, data_addr);
+        Request::Hello { worker, data_addr } => {
+            let mut c = state.lock().expect("coordinator lock");
+            c.heartbeat(worker, &data_addr, start.elapsed());
+            Response::Job {
+                id: c.spec().job_id,
+            }
+        }
+        Request::Recovered {
+            worker,
+            data_addr,
+            maps,
+        } => {
+            let mut c = state.lock().expect("coordinator lock");
+            c.recovered(worker, &data_addr, &maps, start.elapsed());
+            Response::Ack
+        }
+        Request::Heartbeat { worker, data_addr } => {
+            let mut c = state.lock().expect("coordinator lock");
+            c.heartbeat(worker, &data_addr, start.elapsed());
+            Response::Ack
+        }
+        Request::MapDone {
+            worker,
+            map,
+            data_addr,
+        } => {
+            let mut c = state.lock().expect("coordinator lock");
+            c.heartbeat(worker, &data_addr, start.elapsed());
+            c.map_done(worker, map, data_addr);
             Response::Ack
         }
         Request::ReduceDone { reduce, output, .. } => {
@@ -153,15 +191,10 @@ async fn handle(
             }
         }
         Request::MapOutputLost {
-            reduce,
-            maps,
-            holder,
-            ..
+            reduce, holders, ..
         } => {
-            state
-                .lock()
-                .expect("coordinator lock")
-                .map_output_lost(reduce, &maps, &holder);
+            let mut c = state.lock().expect("coordinator lock");
+            c.map_output_lost(reduce, &holders);
             Response::Ack
         }
         Request::FetchInput { map } => {
