@@ -79,12 +79,7 @@ fn demo(n: usize, seed: u64, seconds: u64) -> usize {
             );
         }
         c.set_unreliable(false);
-        for i in 0..n {
-            if !c.is_alive(i) {
-                c.start1(i);
-            }
-            c.connect(i);
-        }
+        c.heal_all();
         stop.set(true);
         load.await;
         let index = c.one(c.rand_cmd(), n, true).await;
@@ -123,10 +118,7 @@ fn fault(c: &RaftTester, n: usize) -> String {
             )
         }
         _ => {
-            if !c.is_alive(i) {
-                c.start1(i);
-            }
-            c.connect(i);
+            c.revive(i);
             format!("peer {i} up and connected")
         }
     }

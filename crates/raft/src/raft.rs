@@ -498,26 +498,14 @@ impl Raft {
         entries: Vec<Entry>,
         leader_commit: u64,
     ) {
-        if term < self.hard.term {
-            let reply = Message::AppendEntriesReply {
-                term: self.hard.term,
-                match_index: 0,
-                conflict: None,
-            };
-            self.send(from, reply);
+        let stale = Message::AppendEntriesReply {
+            term: self.hard.term,
+            match_index: 0,
+            conflict: None,
+        };
+        if !self.follow_leader(from, term, stale) {
             return;
         }
-        if self.role == Role::Leader {
-            // Two leaders in one term cannot happen with a correct quorum; drop and say so.
-            debug_assert!(
-                false,
-                "raft {}: AppendEntries from {from} in my own term {term}",
-                self.cfg.id
-            );
-            return;
-        }
-        self.become_follower(term, Some(from));
-        self.reset_election_timer();
 
         // Entries the snapshot already covers are committed, hence identical: skip them.
         let (prev_index, prev_term, entries) = if prev_index < self.log.snapshot_index() {
@@ -578,6 +566,28 @@ impl Raft {
         }
     }
 
+    /// The common start of AppendEntries and InstallSnapshot, which only a leader of `term`
+    /// sends: a stale leader gets `stale_reply` (carrying our term, so it steps down); otherwise
+    /// this peer follows `from` and restarts its election timer. Returns false to ignore.
+    fn follow_leader(&mut self, from: NodeId, term: u64, stale_reply: Message) -> bool {
+        if term < self.hard.term {
+            self.send(from, stale_reply);
+            return false;
+        }
+        if self.role == Role::Leader {
+            // Two leaders in one term cannot happen with a correct quorum; drop and say so.
+            debug_assert!(
+                false,
+                "raft {}: leader message from {from} in my own term {term}",
+                self.cfg.id
+            );
+            return false;
+        }
+        self.become_follower(term, Some(from));
+        self.reset_election_timer();
+        true
+    }
+
     /// Appends `entries` starting at `first`, truncating our log at the first conflict only
     /// (a stale, shorter AppendEntries must not cut entries a newer one already added).
     fn merge_entries(&mut self, first: u64, entries: Vec<Entry>) {
@@ -627,17 +637,7 @@ impl Raft {
         }
         let last = self.log.last_index();
         let next = match conflict {
-            None => {
-                let p = self
-                    .progress
-                    .get_mut(&from)
-                    .expect("leader tracks every peer");
-                p.matched = p.matched.max(match_index.min(last));
-                p.next = p.next.max(p.matched + 1);
-                p.inflight = false;
-                self.maybe_commit();
-                self.progress[&from].next
-            }
+            None => self.record_match(from, match_index),
             Some(hint) => {
                 // Skip the follower's whole conflicting term, or to its log end (§5.3 fast backup).
                 let next = match hint.term {
@@ -701,26 +701,13 @@ impl Raft {
         snap_term: u64,
         data: Vec<u8>,
     ) {
-        if term < self.hard.term {
-            self.send(
-                from,
-                Message::InstallSnapshotReply {
-                    term: self.hard.term,
-                    last_included_index: 0,
-                },
-            );
+        let stale = Message::InstallSnapshotReply {
+            term: self.hard.term,
+            last_included_index: 0,
+        };
+        if !self.follow_leader(from, term, stale) {
             return;
         }
-        if self.role == Role::Leader {
-            debug_assert!(
-                false,
-                "raft {}: InstallSnapshot from {from} in my own term {term}",
-                self.cfg.id
-            );
-            return;
-        }
-        self.become_follower(term, Some(from));
-        self.reset_election_timer();
         // A snapshot at or below our commit point adds nothing; entries up to it match anyway.
         if index > self.commit {
             let kept_suffix = self.log.compact_to(index, snap_term);
@@ -750,6 +737,15 @@ impl Raft {
         if self.role != Role::Leader || term != self.hard.term {
             return;
         }
+        if self.record_match(from, index) <= self.log.last_index() {
+            self.send_append(from);
+        }
+    }
+
+    /// A follower acknowledged holding everything up to `index`: advance its progress (never
+    /// backwards: replies may be reordered), commit what a majority now holds, and return the
+    /// next index to send it.
+    fn record_match(&mut self, from: NodeId, index: u64) -> u64 {
         let last = self.log.last_index();
         let p = self
             .progress
@@ -760,9 +756,7 @@ impl Raft {
         p.inflight = false;
         let next = p.next;
         self.maybe_commit();
-        if next <= last {
-            self.send_append(from);
-        }
+        next
     }
 
     // ----- plumbing -----

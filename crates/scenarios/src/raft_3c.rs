@@ -276,10 +276,7 @@ fn churn(seed: u64, unreliable: bool) -> u64 {
             }
             if c.rand(1000) < 500 {
                 let i = c.rand(n as u64) as usize;
-                if !c.is_alive(i) {
-                    c.start1(i);
-                }
-                c.connect(i);
+                c.revive(i);
             }
             if c.rand(1000) < 200 {
                 let i = c.rand(n as u64) as usize;
@@ -292,12 +289,7 @@ fn churn(seed: u64, unreliable: bool) -> u64 {
         }
         c.sleep(ELECTION_TIMEOUT).await;
         c.set_unreliable(false);
-        for i in 0..n {
-            if !c.is_alive(i) {
-                c.start1(i);
-            }
-            c.connect(i);
-        }
+        c.heal_all();
         stop.set(true);
         let mut values = Vec::new();
         for h in clients {

@@ -49,12 +49,7 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
         // Heal everything; the cluster must make progress again.
         c.set_unreliable(false);
         c.set_long_reordering(false);
-        for i in 0..n {
-            if !c.is_alive(i) {
-                c.start1(i);
-            }
-            c.connect(i);
-        }
+        c.heal_all();
         stop.set(true);
         load.await;
         c.one(c.rand_cmd(), n, true).await;
@@ -99,10 +94,7 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
             }
         }
         5 | 6 => {
-            if !c.is_alive(i) {
-                c.start1(i);
-            }
-            c.connect(i);
+            c.revive(i);
         }
         7 => {
             // A random two-way partition.

@@ -231,6 +231,21 @@ impl RaftTester {
         self.sim.borrow_mut().restart(i);
     }
 
+    /// Restarts peer i if it is crashed, and connects it.
+    pub fn revive(&self, i: NodeId) {
+        if !self.is_alive(i) {
+            self.start1(i);
+        }
+        self.connect(i);
+    }
+
+    /// Restarts every crashed peer and connects every peer.
+    pub fn heal_all(&self) {
+        for i in 0..self.n {
+            self.revive(i);
+        }
+    }
+
     pub fn connect(&self, i: NodeId) {
         self.sim.borrow_mut().connect(i);
     }
