@@ -177,6 +177,12 @@ fn sorted_lines(files: &[PathBuf]) -> Vec<String> {
     lines
 }
 
+/// Runs `cmd` to completion within `limit`; returns its status.
+fn run_within(cmd: &mut Command, limit: Duration) -> ExitStatus {
+    let child = cmd.spawn().expect("spawn flotilla");
+    wait_all(vec![child], limit).remove(0)
+}
+
 /// Waits for every child; kills them all and fails if any is still running after `limit`
 /// (the lab wraps each process in `timeout`).
 fn wait_all(mut children: Vec<Child>, limit: Duration) -> Vec<ExitStatus> {
@@ -341,25 +347,24 @@ fn crash_recovery() {
 fn mr_run_survives_crashing_workers() {
     let job = Job::new(8);
     let expected = job.sequential("nocrash");
-    let out = flotilla(job.path())
-        .args([
-            "mr",
-            "run",
-            "--app",
-            "crash",
-            "--workers",
-            "3",
-            "--task-timeout",
-            "3s",
-        ])
-        .args(&job.inputs)
-        .output()
-        .expect("mr run");
-    assert!(
-        out.status.success(),
-        "mr run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let status = run_within(
+        flotilla(job.path())
+            .args([
+                "mr",
+                "run",
+                "--app",
+                "crash",
+                "--workers",
+                "3",
+                "--task-timeout",
+                "3s",
+            ])
+            .args(&job.inputs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        Duration::from_secs(240),
     );
+    assert!(status.success(), "mr run failed: {status}");
     assert_eq!(job.output(), expected);
 }
 

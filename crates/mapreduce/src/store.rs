@@ -106,6 +106,14 @@ impl MapStore {
         self.dir.join(format!("map-{map}-{reduce}"))
     }
 
+    /// The job is over: removes the slot, and its parent if no other slot is left.
+    pub fn remove(self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        if let Some(root) = self.dir.parent() {
+            let _ = fs::remove_dir(root); // fails, harmlessly, while other slots exist
+        }
+    }
+
     /// Removes everything but the lock.
     pub fn clear(&self) -> Result<(), MrError> {
         for name in self.entries()?.filter(|n| n != LOCK) {
@@ -165,5 +173,11 @@ mod tests {
             "another job's output is not reused"
         );
         assert!(!s.bucket_path(3, 0).exists(), "and it is wiped");
+        let dir = s.dir().to_path_buf();
+        s.remove();
+        assert!(
+            !dir.exists() && !root.path().exists(),
+            "a finished worker leaves nothing behind"
+        );
     }
 }

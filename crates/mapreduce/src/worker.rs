@@ -113,7 +113,9 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry) -> Result<WorkerE
     beats.abort();
     server.abort();
     if matches!(result, Ok(WorkerExit::JobDone)) {
-        let _ = worker.store.clear();
+        if let Ok(w) = Arc::try_unwrap(worker) {
+            w.store.remove();
+        }
     }
     result
 }
