@@ -188,21 +188,7 @@ impl Raft {
     }
     /// [`Raft::persistent_state`], encoded.
     pub fn encode_state(&self) -> Vec<u8> {
-        // Encode without cloning the log.
-        #[derive(serde::Serialize)]
-        struct View<'a> {
-            hard_state: &'a HardState,
-            log: &'a RaftLog,
-        }
-        let mut out = vec![1u8];
-        out.extend(
-            postcard::to_allocvec(&View {
-                hard_state: &self.hard,
-                log: &self.log,
-            })
-            .expect("encoding into a Vec cannot fail"),
-        );
-        out
+        crate::state::encode_parts(&self.hard, &self.log)
     }
 
     // ----- inputs -----

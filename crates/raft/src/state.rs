@@ -20,6 +20,21 @@ pub struct PersistentState {
     pub log: RaftLog,
 }
 
+/// The one encoder of persisted state (version byte, then postcard of the fields in
+/// [`PersistentState`]'s order), taking borrowed parts so a live peer need not clone its log.
+pub(crate) fn encode_parts(hard_state: &HardState, log: &RaftLog) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct View<'a> {
+        hard_state: &'a HardState,
+        log: &'a RaftLog,
+    }
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(
+        postcard::to_allocvec(&View { hard_state, log }).expect("encoding into a Vec cannot fail"),
+    );
+    out
+}
+
 /// Decoding persisted state failed: the bytes were not written by [`PersistentState::encode`].
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt raft state: {0}")]
@@ -31,9 +46,7 @@ impl PersistentState {
     /// Encodes as one version byte followed by postcard (varint) fields, so an empty log
     /// costs a handful of bytes and the 3D size bound measures the log itself.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT_VERSION];
-        out.extend(postcard::to_allocvec(self).expect("encoding into a Vec cannot fail"));
-        out
+        encode_parts(&self.hard_state, &self.log)
     }
 
     /// Decodes bytes from [`PersistentState::encode`]; empty input is the initial state.

@@ -293,7 +293,7 @@ where
                 if self.nodes[node].incarnation != incarnation {
                     return true;
                 }
-                self.digest(&[0, node as u8]);
+                self.digest(&[&[0u8][..], &(node as u32).to_le_bytes()].concat());
                 let mut ctx = Ctx::new(self.now());
                 self.nodes[node]
                     .process
@@ -316,7 +316,14 @@ where
                 if !alive || !self.links[from][to] {
                     return true;
                 }
-                self.digest(&[1, from as u8, to as u8]);
+                self.digest(
+                    &[
+                        &[1u8][..],
+                        &(from as u32).to_le_bytes(),
+                        &(to as u32).to_le_bytes(),
+                    ]
+                    .concat(),
+                );
                 self.digest(&bytes);
                 self.stats.messages_delivered += 1;
                 if reply {
