@@ -115,6 +115,9 @@ pub enum MrCommand {
         /// Corpus directory (generated if missing or of another size).
         #[arg(long, default_value = "target/mr-bench-corpus")]
         dir: PathBuf,
+        /// Runs per figure; the best is reported (shared machines are noisy).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
     },
 }
 
@@ -234,7 +237,12 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        MrCommand::Bench { size, files, dir } => crate::mr_bench::run(size, files, &dir),
+        MrCommand::Bench {
+            size,
+            files,
+            dir,
+            repeat,
+        } => crate::mr_bench::run(size, files, &dir, repeat),
     }
 }
 

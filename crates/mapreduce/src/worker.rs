@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::apps::Registry;
 use crate::compute::{decode_bucket, map_to_buckets, reduce_to_output, KeyValue};
-use crate::files::read_input;
+use crate::files::read_input_into;
 use crate::protocol::{call, serve_one, Request, Response, Task};
 use crate::store::MapStore;
 use crate::MrError;
@@ -73,6 +73,8 @@ struct Worker {
     id: u64,
     store: MapStore,
     data_addr: String,
+    /// Input bytes of the current map task; its capacity is reused from task to task.
+    input: std::sync::Mutex<Vec<u8>>,
 }
 
 /// When the coordinator was last reached, to tell "not up yet" from "gone".
@@ -105,6 +107,7 @@ pub async fn run_worker(cfg: WorkerConfig, registry: Registry) -> Result<WorkerE
         id,
         store,
         data_addr,
+        input: std::sync::Mutex::new(Vec::new()),
     });
     // Heartbeats run on the async runtime while tasks run on blocking threads, so a worker
     // stalled inside an app still counts as alive, and a dead process falls silent.
@@ -276,30 +279,42 @@ impl Worker {
         n_reduce: u32,
     ) -> Result<(), MrError> {
         let app = self.registry.resolve(app_name)?;
-        let contents = self.load_input(map, path, size).await?;
+        // Read locally if this machine has the file (same path and size), else fetch it.
+        let fetched = match std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
+            true => None,
+            false => Some(self.fetch_input(map).await?),
+        };
         let me = self.clone();
+        let path = path.to_path_buf();
         let failed = |e: tokio::task::JoinError| MrError::AppFailed {
             app: app_name.to_string(),
             task: format!("map task {map}"),
             message: e.to_string(),
         };
         tokio::task::spawn_blocking(move || {
-            me.store
-                .write_map(map, map_to_buckets(&*app, &name, &contents, n_reduce))
+            let t0 = Instant::now();
+            // One task at a time per worker, so the lock is never contended.
+            let mut buf = me.input.lock().expect("input buffer lock");
+            let text = match fetched {
+                None => read_input_into(&path, &mut buf)?,
+                Some(bytes) => {
+                    *buf = bytes;
+                    String::from_utf8_lossy(&buf)
+                }
+            };
+            let read = t0.elapsed();
+            let buckets = map_to_buckets(&*app, &name, &text, n_reduce);
+            let mapped = t0.elapsed() - read;
+            me.store.write_map(map, buckets)?;
+            tracing::debug!(map, ?read, ?mapped, stored = ?(t0.elapsed() - read - mapped), "map task done");
+            Ok(())
         })
         .await
         .map_err(failed)?
     }
 
-    /// Reads the input locally if this machine has it (same path and size), else fetches it
-    /// from the coordinator.
-    async fn load_input(&self, map: u32, path: &Path, size: u64) -> Result<String, MrError> {
-        if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
-            let p = path.to_path_buf();
-            return tokio::task::spawn_blocking(move || read_input(&p))
-                .await
-                .map_err(|e| MrError::io("reading input", std::io::Error::other(e)))?;
-        }
+    /// The input of map task `map`, from the coordinator.
+    async fn fetch_input(&self, map: u32) -> Result<Vec<u8>, MrError> {
         match call(
             &self.cfg.coordinator,
             &Request::FetchInput { map },
@@ -307,7 +322,7 @@ impl Worker {
         )
         .await?
         {
-            Response::Data(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Response::Data(bytes) => Ok(bytes),
             Response::Error(e) => Err(MrError::Remote(e)),
             other => Err(MrError::Remote(format!(
                 "unexpected answer to FetchInput: {other:?}"

@@ -9,7 +9,7 @@ mod text;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub use text::{words, Indexer, WordCount};
+pub use text::{count_words, words, Indexer, WordCount};
 
 /// A MapReduce job's logic. Implement it to run your own job with this crate as a library.
 ///
