@@ -16,49 +16,63 @@ use tokio::net::TcpListener;
 
 use crate::units::{parse_duration, parse_size};
 
+/// How a job runs: shared by `mr run` and `mr coordinator`.
+#[derive(clap::Args)]
+pub struct JobArgs {
+    /// Number of reduce tasks (output files).
+    #[arg(long = "reduce", default_value_t = 10)]
+    n_reduce: u32,
+    /// Re-issue a task not finished within this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    task_timeout: Duration,
+    /// A worker silent this long (no heartbeat) is dead; its work is redone at once.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    worker_timeout: Duration,
+    /// Where the mr-out-* files go.
+    #[arg(long, default_value = ".")]
+    output_dir: PathBuf,
+}
+
+impl JobArgs {
+    /// Checks the job and describes it for the coordinator.
+    fn spec(&self, app: &str, files: &[PathBuf], registry: &Registry) -> Result<JobSpec, String> {
+        let mut spec =
+            coordinator::prepare_job(app, files, self.n_reduce, self.task_timeout, registry)
+                .map_err(|e| e.to_string())?;
+        spec.worker_timeout = self.worker_timeout;
+        Ok(spec)
+    }
+}
+
 #[derive(Subcommand)]
 pub enum MrCommand {
     /// Run a whole job locally: a coordinator and N worker processes, with progress.
     Run {
+        /// The app to run (`flotilla mr apps` lists them).
         #[arg(long, default_value = "wc")]
         app: String,
+        /// Number of worker processes.
         #[arg(long, default_value_t = 2)]
         workers: usize,
-        /// Number of reduce tasks (output files).
-        #[arg(long = "reduce", default_value_t = 10)]
-        n_reduce: u32,
-        /// Re-issue a task not finished within this time.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        task_timeout: Duration,
-        /// A worker silent this long (no heartbeat) is dead; its work is redone at once.
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
-        worker_timeout: Duration,
-        /// Where the mr-out-* files go.
-        #[arg(long, default_value = ".")]
-        output_dir: PathBuf,
+        #[command(flatten)]
+        job: JobArgs,
         /// Inputs; none = the embedded default, a seeded corpus generated into ./mr-corpus.
         #[arg()]
         files: Vec<PathBuf>,
     },
     /// Run the coordinator of a job; workers connect to it.
     Coordinator {
+        /// The app to run (`flotilla mr apps` lists them).
         #[arg(long)]
         app: String,
-        #[arg(long = "reduce", default_value_t = 10)]
-        n_reduce: u32,
+        #[command(flatten)]
+        job: JobArgs,
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// Write the bound address to this file once listening (for scripts).
         #[arg(long)]
         addr_file: Option<PathBuf>,
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        task_timeout: Duration,
-        /// A worker silent this long (no heartbeat) is dead; its work is redone at once.
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
-        worker_timeout: Duration,
-        #[arg(long, default_value = ".")]
-        output_dir: PathBuf,
         /// After the job is done, keep telling workers to exit for this long.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         linger: Duration,
@@ -127,10 +141,7 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
         MrCommand::Run {
             app,
             workers,
-            n_reduce,
-            task_timeout,
-            worker_timeout,
-            output_dir,
+            job,
             files,
         } => {
             if workers == 0 {
@@ -141,34 +152,26 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
             } else {
                 files
             };
-            let mut spec =
-                coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
-                    .map_err(|e| e.to_string())?;
-            spec.worker_timeout = worker_timeout;
+            let spec = job.spec(&app, &files, &registry)?;
             let mode = if std::io::stderr().is_terminal() {
                 Display::Bars
             } else {
                 Display::Lines
             };
-            let report = run_local(spec, workers, &output_dir, mode)?;
+            let report = run_local(spec, workers, &job.output_dir, mode)?;
             println!("{report}");
             Ok(())
         }
         MrCommand::Coordinator {
             app,
-            n_reduce,
+            job,
             listen,
             addr_file,
-            task_timeout,
-            worker_timeout,
-            output_dir,
             linger,
             files,
         } => {
-            let mut spec =
-                coordinator::prepare_job(&app, &files, n_reduce, task_timeout, &registry)
-                    .map_err(|e| e.to_string())?;
-            spec.worker_timeout = worker_timeout;
+            let spec = job.spec(&app, &files, &registry)?;
+            let output_dir = job.output_dir;
             runtime()?.block_on(async {
                 let listener = TcpListener::bind(&listen)
                     .await
@@ -182,8 +185,9 @@ pub fn run(cmd: MrCommand) -> Result<(), String> {
                         .map_err(|e| e.to_string())?;
                 }
                 eprintln!(
-                    "coordinator: listening on {addr}; {} map tasks, {n_reduce} reduce tasks",
-                    spec.inputs.len()
+                    "coordinator: listening on {addr}; {} map tasks, {} reduce tasks",
+                    spec.inputs.len(),
+                    spec.n_reduce
                 );
                 let state = Arc::new(Mutex::new(Coordinator::new(spec)));
                 coordinator::serve(listener, state, output_dir, linger)

@@ -510,46 +510,36 @@ impl Raft {
             (prev_index, prev_term, entries)
         };
 
-        match self.log.term_at(prev_index) {
-            None => {
-                let hint = ConflictHint {
-                    term: None,
-                    first_index: 0,
-                    log_len: self.log.last_index() + 1,
-                };
-                self.send(
-                    from,
-                    Message::AppendEntriesReply {
-                        term: self.hard.term,
-                        match_index: 0,
-                        conflict: Some(hint),
-                    },
-                );
-            }
-            Some(t) if t != prev_term => {
-                let hint = ConflictHint {
-                    term: Some(t),
-                    first_index: self.log.first_index_of_term_at(prev_index),
-                    log_len: self.log.last_index() + 1,
-                };
-                self.send(
-                    from,
-                    Message::AppendEntriesReply {
-                        term: self.hard.term,
-                        match_index: 0,
-                        conflict: Some(hint),
-                    },
-                );
-            }
-            Some(_) => {
-                let last_new = prev_index + entries.len() as u64;
-                self.merge_entries(prev_index + 1, entries);
-                if leader_commit > self.commit {
-                    self.advance_commit(leader_commit.min(last_new));
-                }
-                self.reply_append_ok(from, last_new);
-            }
+        // The consistency check (§5.3); on failure, a hint that lets the leader skip a term.
+        let log_len = self.log.last_index() + 1;
+        let conflict = match self.log.term_at(prev_index) {
+            Some(t) if t == prev_term => None,
+            Some(t) => Some(ConflictHint {
+                term: Some(t),
+                first_index: self.log.first_index_of_term_at(prev_index),
+                log_len,
+            }),
+            None => Some(ConflictHint {
+                term: None,
+                first_index: 0,
+                log_len,
+            }),
+        };
+        if conflict.is_some() {
+            let reply = Message::AppendEntriesReply {
+                term: self.hard.term,
+                match_index: 0,
+                conflict,
+            };
+            self.send(from, reply);
+            return;
         }
+        let last_new = prev_index + entries.len() as u64;
+        self.merge_entries(prev_index + 1, entries);
+        if leader_commit > self.commit {
+            self.advance_commit(leader_commit.min(last_new));
+        }
+        self.reply_append_ok(from, last_new);
     }
 
     /// The common start of AppendEntries and InstallSnapshot, which only a leader of `term`

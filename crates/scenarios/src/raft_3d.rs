@@ -127,22 +127,10 @@ pub fn snapshot_init(seed: u64) -> u64 {
         for _ in 0..=SNAPSHOT_INTERVAL {
             c.one(c.rand_cmd(), n, true).await;
         }
-        for i in 0..n {
-            c.crash1(i);
-        }
-        for i in 0..n {
-            c.start1(i);
-            c.connect(i);
-        }
+        c.crash_and_restart_all();
         // A single op, to get something to be written back to persistent storage.
         c.one(c.rand_cmd(), n, true).await;
-        for i in 0..n {
-            c.crash1(i);
-        }
-        for i in 0..n {
-            c.start1(i);
-            c.connect(i);
-        }
+        c.crash_and_restart_all();
         // Do another op to trigger a potential bug.
         c.one(c.rand_cmd(), n, true).await;
     });

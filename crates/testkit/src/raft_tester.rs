@@ -239,6 +239,17 @@ impl RaftTester {
         self.connect(i);
     }
 
+    /// Crashes every peer, then restarts and reconnects them all (the 3D tests' "crash all").
+    pub fn crash_and_restart_all(&self) {
+        for i in 0..self.n {
+            self.crash1(i);
+        }
+        for i in 0..self.n {
+            self.start1(i);
+            self.connect(i);
+        }
+    }
+
     /// Restarts every crashed peer and connects every peer.
     pub fn heal_all(&self) {
         for i in 0..self.n {
