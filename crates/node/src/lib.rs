@@ -36,11 +36,14 @@ pub trait Process {
 }
 
 /// A write to stable storage: the state, and optionally a new snapshot (`None` keeps the
-/// stored one). Both parts are replaced atomically.
+/// stored one). Both parts change atomically.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Save {
     pub state: Vec<u8>,
     pub snapshot: Option<Vec<u8>>,
+    /// `state` is appended to the stored state instead of replacing it (an incremental
+    /// write, as a write-ahead log does). Never set together with a snapshot.
+    pub append: bool,
 }
 
 /// The outputs of one input, collected for the driver.
@@ -75,7 +78,25 @@ impl<M, E> Ctx<M, E> {
     /// earlier one, but keeps the earlier snapshot if the later one has none.
     pub fn save(&mut self, state: Vec<u8>, snapshot: Option<Vec<u8>>) {
         let snapshot = snapshot.or_else(|| self.save.take().and_then(|s| s.snapshot));
-        self.save = Some(Save { state, snapshot });
+        self.save = Some(Save {
+            state,
+            snapshot,
+            append: false,
+        });
+    }
+
+    /// Appends `bytes` to the persisted state (after any earlier save of this input).
+    pub fn append_state(&mut self, bytes: &[u8]) {
+        match &mut self.save {
+            Some(s) => s.state.extend_from_slice(bytes),
+            None => {
+                self.save = Some(Save {
+                    state: bytes.to_vec(),
+                    snapshot: None,
+                    append: true,
+                })
+            }
+        }
     }
 
     pub fn emit(&mut self, event: E) {
@@ -102,8 +123,26 @@ mod tests {
             save,
             Some(Save {
                 state: vec![2],
-                snapshot: Some(vec![9])
+                snapshot: Some(vec![9]),
+                append: false,
             })
         );
+    }
+
+    #[test]
+    fn appends_extend_the_save_of_the_same_input() {
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.append_state(&[1]);
+        ctx.append_state(&[2]);
+        let (save, _, _) = ctx.into_parts();
+        assert_eq!(
+            save.as_ref().map(|s| (&s.state[..], s.append)),
+            Some((&[1, 2][..], true))
+        );
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.save(vec![7], None);
+        ctx.append_state(&[8]);
+        let (save, _, _) = ctx.into_parts();
+        assert_eq!(save.map(|s| (s.state, s.append)), Some((vec![7, 8], false)));
     }
 }

@@ -71,7 +71,7 @@ pub use log::RaftLog;
 pub use message::{ConflictHint, Entry, Envelope, Message};
 pub use raft::{Raft, Role};
 pub use ready::{Apply, LogWrite, Ready, Snapshot};
-pub use state::{DecodeError, HardState, PersistentState};
+pub use state::{encode_changes, DecodeError, HardState, PersistentState};
 
 /// A peer's identity within its cluster.
 pub type NodeId = u64;

@@ -146,17 +146,26 @@ impl RaftLog {
 
     /// Checks the invariants in the module docs; panics with a sentence if one is broken.
     pub fn check(&self) {
+        if let Err(e) = self.validate() {
+            panic!("{e}");
+        }
+    }
+
+    /// As [`RaftLog::check`], returning the broken invariant instead (for decoded logs).
+    pub fn validate(&self) -> Result<(), String> {
         let mut prev = self.snapshot_term;
         for (i, e) in self.entries.iter().enumerate() {
-            assert!(
-                e.term >= prev,
-                "log term decreases at index {}: {} after {}",
-                self.snapshot_index + 1 + i as u64,
-                e.term,
-                prev
-            );
+            if e.term < prev {
+                return Err(format!(
+                    "log term decreases at index {}: {} after {}",
+                    self.snapshot_index + 1 + i as u64,
+                    e.term,
+                    prev
+                ));
+            }
             prev = e.term;
         }
+        Ok(())
     }
 }
 

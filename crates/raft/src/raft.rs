@@ -410,6 +410,13 @@ impl Raft {
         self.leader = Some(self.cfg.id);
         self.heartbeat_elapsed = 0;
         let next = self.log.last_index() + 1;
+        if self.cfg.leader_noop {
+            let index = self.log.append(Entry {
+                term: self.hard.term,
+                data: Vec::new(),
+            });
+            self.mark_unstable(index);
+        }
         self.progress = self
             .peers
             .iter()

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::log::RaftLog;
+use crate::message::Entry;
+use crate::ready::LogWrite;
 use crate::NodeId;
 
 /// Term and vote: must be durable before any message that depends on them is sent.
@@ -35,14 +37,82 @@ pub(crate) fn encode_parts(hard_state: &HardState, log: &RaftLog) -> Vec<u8> {
     out
 }
 
-/// Decoding persisted state failed: the bytes were not written by [`PersistentState::encode`].
+/// Decoding persisted state failed: the bytes were not written by [`PersistentState::encode`]
+/// and [`encode_changes`].
 #[derive(Debug, thiserror::Error)]
-#[error("corrupt raft state: {0}")]
-pub struct DecodeError(#[from] postcard::Error);
+pub enum DecodeError {
+    #[error("corrupt raft state: {0}")]
+    Format(#[from] postcard::Error),
+    #[error("corrupt raft state: {0}")]
+    Inconsistent(String),
+}
+
+/// An incremental change to persisted state, appended after the full state (see
+/// [`encode_changes`]).
+#[derive(Serialize, Deserialize)]
+enum Change {
+    HardState(HardState),
+    /// Drop stored entries from `from` on, then append `entries` (a [`LogWrite`]).
+    Log {
+        from: u64,
+        entries: Vec<Entry>,
+    },
+}
+
+/// Encodes a `Ready`'s hard state and log write as records to append to the bytes already
+/// persisted, so a driver that keeps one byte string per peer (the simulator's persister)
+/// writes only what changed instead of re-encoding the whole log each time. A snapshot
+/// cannot be expressed this way: persist [`PersistentState::encode`] in full then.
+///
+/// The stored bytes are then: the full state, followed by zero or more such records, which
+/// [`PersistentState::decode`] replays in order.
+pub fn encode_changes(hard_state: Option<&HardState>, log_write: Option<&LogWrite>) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(h) = hard_state {
+        out = postcard::to_extend(&Change::HardState(*h), out).expect("encoding into a Vec");
+    }
+    if let Some(w) = log_write {
+        #[derive(Serialize)]
+        enum ChangeRef<'a> {
+            #[allow(dead_code)]
+            HardState(HardState),
+            Log {
+                from: u64,
+                entries: &'a [Entry],
+            },
+        }
+        let c = ChangeRef::Log {
+            from: w.from,
+            entries: &w.entries,
+        };
+        out = postcard::to_extend(&c, out).expect("encoding into a Vec");
+    }
+    out
+}
 
 const FORMAT_VERSION: u8 = 1;
 
 impl PersistentState {
+    /// Applies one appended record; a record that does not fit the log is corruption.
+    fn replay(&mut self, change: Change) -> Result<(), DecodeError> {
+        match change {
+            Change::HardState(h) => self.hard_state = h,
+            Change::Log { from, entries } => {
+                let (snap, last) = (self.log.snapshot_index(), self.log.last_index());
+                if from <= snap || from > last + 1 {
+                    return Err(DecodeError::Inconsistent(format!(
+                        "log write from {from} does not fit a log of ({snap}, {last}]"
+                    )));
+                }
+                self.log.truncate_from(from);
+                for e in entries {
+                    self.log.append(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Encodes as one version byte followed by postcard (varint) fields, so an empty log
     /// costs a handful of bytes and the 3D size bound measures the log itself.
     pub fn encode(&self) -> Vec<u8> {
@@ -54,10 +124,18 @@ impl PersistentState {
         match bytes.split_first() {
             None => Ok(PersistentState::default()),
             Some((&FORMAT_VERSION, rest)) => {
-                let state: PersistentState = postcard::from_bytes(rest)?;
+                let (mut state, mut rest): (PersistentState, _) = postcard::take_from_bytes(rest)?;
+                while !rest.is_empty() {
+                    let (change, tail): (Change, _) = postcard::take_from_bytes(rest)?;
+                    state.replay(change)?;
+                    rest = tail;
+                }
+                state.log.validate().map_err(DecodeError::Inconsistent)?;
                 Ok(state)
             }
-            Some(_) => Err(DecodeError(postcard::Error::DeserializeBadEncoding)),
+            Some((v, _)) => Err(DecodeError::Inconsistent(format!(
+                "unknown format version {v}"
+            ))),
         }
     }
 }

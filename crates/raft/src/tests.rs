@@ -459,3 +459,111 @@ fn stale_append_does_not_truncate() {
     r.step(1, ae(vec![entry(1, 1)]));
     assert_eq!(r.log().last_index(), 2);
 }
+
+/// §8: with `leader_noop`, a new leader appends an empty entry of its term, persists it and
+/// sends it at once; one follower's acknowledgement (a majority of 3) commits it, and it is
+/// applied as a `Command` with empty data.
+#[test]
+fn leader_noop_commits_at_once() {
+    let mut r = Raft::new(Config {
+        leader_noop: true,
+        ..cfg(1, 3)
+    });
+    elapse_election(&mut r);
+    r.ready();
+    r.step(
+        2,
+        Message::RequestVoteReply {
+            term: 1,
+            granted: true,
+        },
+    );
+    assert!(r.is_leader());
+    let ready = r.ready();
+    assert_eq!(
+        ready.log_write,
+        Some(LogWrite {
+            from: 1,
+            entries: vec![Entry {
+                term: 1,
+                data: vec![]
+            }]
+        })
+    );
+    assert_eq!(ready.messages.len(), 2);
+    assert!(ready.messages.iter().all(|m| matches!(m.msg,
+        Message::AppendEntries { term: 1, prev_log_index: 0, ref entries, .. } if entries.len() == 1)));
+    r.step(
+        2,
+        Message::AppendEntriesReply {
+            term: 1,
+            match_index: 1,
+            conflict: None,
+        },
+    );
+    assert_eq!(r.commit_index(), 1);
+    assert_eq!(
+        r.ready().applies,
+        vec![Apply::Command {
+            index: 1,
+            term: 1,
+            data: vec![]
+        }]
+    );
+}
+
+/// Persisted state written as a full encoding followed by appended change records decodes to
+/// the same state as a full re-encoding, and records that do not fit the log are errors.
+#[test]
+fn appended_changes_replay_to_the_full_state() {
+    let mut r = leader_of(3);
+    let mut stored = r.encode_state();
+    for i in 0..5u8 {
+        r.propose(vec![i]).unwrap();
+        let ready = r.ready();
+        stored.extend(encode_changes(
+            ready.hard_state.as_ref(),
+            ready.log_write.as_ref(),
+        ));
+    }
+    // A follower-style overwrite: truncate at 3 and append a newer entry.
+    stored.extend(encode_changes(
+        Some(&HardState {
+            term: 2,
+            voted_for: None,
+        }),
+        Some(&LogWrite {
+            from: 3,
+            entries: vec![entry(2, 9)],
+        }),
+    ));
+    let decoded = PersistentState::decode(&stored).unwrap();
+    assert_eq!(decoded.hard_state.term, 2);
+    assert_eq!(decoded.log.last_index(), 3);
+    assert_eq!(decoded.log.entry(3), Some(&entry(2, 9)));
+    assert_eq!(decoded.log.entry(2).map(|e| e.data.clone()), Some(vec![1]));
+
+    let mut gap = r.encode_state();
+    gap.extend(encode_changes(
+        None,
+        Some(&LogWrite {
+            from: 99,
+            entries: vec![entry(1, 1)],
+        }),
+    ));
+    assert!(matches!(
+        PersistentState::decode(&gap),
+        Err(DecodeError::Inconsistent(_))
+    ));
+    let mut torn = r.encode_state();
+    torn.extend(
+        &encode_changes(
+            None,
+            Some(&LogWrite {
+                from: 1,
+                entries: vec![entry(1, 1)],
+            }),
+        )[..2],
+    );
+    assert!(PersistentState::decode(&torn).is_err());
+}

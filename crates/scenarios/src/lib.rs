@@ -7,6 +7,9 @@
 //! seed replays bit for bit.
 
 pub mod bench;
+pub mod kv_common;
+pub mod kvraft;
+pub mod kvsrv;
 pub mod raft_3a;
 pub mod raft_3b;
 pub mod raft_3c;
@@ -55,6 +58,69 @@ pub const RAFT_SCENARIOS: &[(&str, Scenario)] = &[
     ),
     ("TestSnapshotAllCrash3D", raft_3d::snapshot_all_crash),
     ("TestSnapshotInit3D", raft_3d::snapshot_init),
+];
+
+/// Every kvsrv lab scenario but the memory tests (which need their own process to measure
+/// the heap: `tests/kvsrv_mem.rs`), by its lab name.
+pub const KVSRV_SCENARIOS: &[(&str, Scenario)] = &[
+    ("TestBasic2", kvsrv::basic_2),
+    ("TestConcurrent2", kvsrv::concurrent_2),
+    ("TestUnreliable2", kvsrv::unreliable_2),
+    ("TestUnreliableOneKey2", kvsrv::unreliable_one_key_2),
+];
+
+/// Every kvraft lab scenario (parts 4A and 4B), by its lab name.
+pub const KVRAFT_SCENARIOS: &[(&str, Scenario)] = &[
+    ("TestBasic4A", kvraft::basic_4a),
+    ("TestSpeed4A", kvraft::speed_4a),
+    ("TestConcurrent4A", kvraft::concurrent_4a),
+    ("TestUnreliable4A", kvraft::unreliable_4a),
+    ("TestUnreliableOneKey4A", kvraft::unreliable_one_key_4a),
+    ("TestOnePartition4A", kvraft::one_partition_4a),
+    (
+        "TestManyPartitionsOneClient4A",
+        kvraft::many_partitions_one_client_4a,
+    ),
+    (
+        "TestManyPartitionsManyClients4A",
+        kvraft::many_partitions_many_clients_4a,
+    ),
+    ("TestPersistOneClient4A", kvraft::persist_one_client_4a),
+    ("TestPersistConcurrent4A", kvraft::persist_concurrent_4a),
+    (
+        "TestPersistConcurrentUnreliable4A",
+        kvraft::persist_concurrent_unreliable_4a,
+    ),
+    ("TestPersistPartition4A", kvraft::persist_partition_4a),
+    (
+        "TestPersistPartitionUnreliable4A",
+        kvraft::persist_partition_unreliable_4a,
+    ),
+    (
+        "TestPersistPartitionUnreliableLinearizable4A",
+        kvraft::persist_partition_unreliable_linearizable_4a,
+    ),
+    ("TestSnapshotRPC4B", kvraft::snapshot_rpc_4b),
+    ("TestSnapshotSize4B", kvraft::snapshot_size_4b),
+    ("TestSpeed4B", kvraft::speed_4b),
+    ("TestSnapshotRecover4B", kvraft::snapshot_recover_4b),
+    (
+        "TestSnapshotRecoverManyClients4B",
+        kvraft::snapshot_recover_many_clients_4b,
+    ),
+    ("TestSnapshotUnreliable4B", kvraft::snapshot_unreliable_4b),
+    (
+        "TestSnapshotUnreliableRecover4B",
+        kvraft::snapshot_unreliable_recover_4b,
+    ),
+    (
+        "TestSnapshotUnreliableRecoverConcurrentPartition4B",
+        kvraft::snapshot_unreliable_recover_concurrent_partition_4b,
+    ),
+    (
+        "TestSnapshotUnreliableRecoverConcurrentPartitionLinearizable4B",
+        kvraft::snapshot_unreliable_recover_concurrent_partition_linearizable_4b,
+    ),
 ];
 
 /// Declares one `#[test]` per scenario, each run over the environment's seeds with a replay

@@ -33,7 +33,11 @@ impl Persister {
         self.snapshot.len()
     }
     fn apply(&mut self, save: Save) {
-        self.state = save.state;
+        if save.append {
+            self.state.extend_from_slice(&save.state);
+        } else {
+            self.state = save.state;
+        }
         if let Some(s) = save.snapshot {
             self.snapshot = s;
         }
@@ -216,6 +220,13 @@ where
                 }
             }
         }
+    }
+
+    /// Opens or cuts the link between `a` and `b` in both directions, leaving every other link
+    /// as it is (e.g. to keep clients in touch with every server while servers are partitioned).
+    pub fn set_link(&mut self, a: NodeId, b: NodeId, up: bool) {
+        self.links[a][b] = up;
+        self.links[b][a] = up;
     }
 
     /// Kills node `i`: its volatile state is gone, its persister kept. Messages in flight to it

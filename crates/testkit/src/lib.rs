@@ -5,14 +5,21 @@
 //! * [`raft_server`]: [`RaftServer`], the Raft core wrapped as a simulated [`flotilla_node::Process`].
 //! * [`raft_tester`]: [`RaftTester`], the MIT labs' raft `config.go` harness (checkOneLeader,
 //!   one, wait, nCommitted, crash1/start1, applier checks) in virtual time.
+//! * [`service`]: [`ServiceTester`], servers plus a host of clerks, for any client/server service.
+//! * [`kv_tester`]: [`KvTester`], the labs' key/value tester: recording clients and the
+//!   linearizability check of every history.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
 
+pub mod kv_tester;
 pub mod raft_server;
 pub mod raft_tester;
 pub mod safety;
 pub mod seeds;
+pub mod service;
 
+pub use kv_tester::{KvClient, KvTester};
 pub use raft_server::RaftServer;
 pub use raft_tester::{as_int, int_cmd, RaftTester};
 pub use safety::SafetyChecker;
 pub use seeds::run_seeds;
+pub use service::ServiceTester;

@@ -1,27 +1,29 @@
-//! The Raft core as a simulated process: the glue every driver writes once.
+//! The Raft core as a simulated process for the labs' Raft tester: the shared
+//! [`RaftPeer`] glue, with committed entries reported to the tester as events.
 
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_raft::{Apply, Config, Message, ProposeError, Raft};
+use flotilla_rsm::RaftPeer;
 use flotilla_sim::Persister;
 
 /// One Raft peer in the simulator. Peers are numbered 0..n; the peer's Raft id is its node id.
 pub struct RaftServer {
-    raft: Raft,
+    peer: RaftPeer,
 }
 
 impl RaftServer {
     /// Starts peer `id` of `n` from what its persister holds.
     pub fn new(id: NodeId, n: usize, persister: &Persister, seed: u64) -> Self {
         let cfg = Config::new(id as u64, (0..n as u64).collect(), seed);
-        let raft = Raft::restore_from_bytes(cfg, persister.state(), persister.snapshot().to_vec())
-            .unwrap_or_else(|e| {
+        let peer =
+            RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
                 panic!("raft {id}: cannot restart from its own persisted state: {e}")
             });
-        RaftServer { raft }
+        RaftServer { peer }
     }
 
     pub fn raft(&self) -> &Raft {
-        &self.raft
+        self.peer.raft()
     }
 
     /// The labs' `Start(command)`: `(index, term)` if this peer is the leader.
@@ -30,27 +32,19 @@ impl RaftServer {
         command: Vec<u8>,
         ctx: &mut Ctx<Message, Apply>,
     ) -> Result<(u64, u64), ProposeError> {
-        let r = self.raft.propose(command);
+        let r = self.peer.raft_mut().propose(command);
         self.flush(ctx);
         r
     }
 
     /// The labs' `Snapshot(index, snapshot)`.
     pub fn snapshot(&mut self, index: u64, data: Vec<u8>, ctx: &mut Ctx<Message, Apply>) {
-        self.raft.snapshot(index, data);
+        self.peer.raft_mut().snapshot(index, data);
         self.flush(ctx);
     }
 
-    /// Acts on the core's `Ready` in the order it requires: persist, then send, then apply.
     fn flush(&mut self, ctx: &mut Ctx<Message, Apply>) {
-        let ready = self.raft.ready();
-        if ready.must_persist() {
-            ctx.save(self.raft.encode_state(), ready.snapshot.map(|s| s.data));
-        }
-        for m in ready.messages {
-            ctx.send(m.to as NodeId, m.msg);
-        }
-        for a in ready.applies {
+        for a in self.peer.flush(ctx, |m| m) {
             ctx.emit(a);
         }
     }
@@ -61,12 +55,12 @@ impl Process for RaftServer {
     type Event = Apply;
 
     fn on_tick(&mut self, ctx: &mut Ctx<Message, Apply>) {
-        self.raft.tick();
+        self.peer.raft_mut().tick();
         self.flush(ctx);
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, ctx: &mut Ctx<Message, Apply>) {
-        self.raft.step(from as u64, msg);
+        self.peer.raft_mut().step(from as u64, msg);
         self.flush(ctx);
     }
 

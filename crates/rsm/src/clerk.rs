@@ -1,0 +1,303 @@
+//! The client side of a replicated service: a clerk per logical client, and a host process
+//! that runs many of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use flotilla_node::{Ctx, NodeId, Process};
+
+use crate::msg::{ClientId, Msg, Request, Response, RsmError};
+
+/// Clerk timing, in driver ticks (10 ms in Flotilla's drivers).
+#[derive(Clone, Debug)]
+pub struct ClerkConfig {
+    /// Resend to the next server when a request has had no answer for this long. A leader
+    /// cut off in a minority holds requests it can never commit, so this bounds how long a
+    /// client sticks with it.
+    pub retry_ticks: u32,
+    /// After every server in turn refused (an election is under way), wait this long before
+    /// the next round instead of spinning at network speed.
+    pub round_backoff_ticks: u32,
+}
+
+impl Default for ClerkConfig {
+    fn default() -> Self {
+        ClerkConfig {
+            retry_ticks: 20,
+            round_backoff_ticks: 5,
+        }
+    }
+}
+
+/// The one request a clerk has in flight.
+#[derive(Clone, Debug)]
+struct Outstanding<C> {
+    seq: u64,
+    cmd: C,
+    /// Index into `servers` of the server the latest copy went to.
+    target: usize,
+    /// Ticks since the latest copy was sent.
+    waited: u32,
+    /// Servers tried since the last backoff.
+    hops: usize,
+    /// Ticks left before the next copy may go out (0: not backing off).
+    backoff: u32,
+}
+
+/// One logical client of a replicated service.
+///
+/// Invariants: at most one operation outstanding; each operation gets the next sequence
+/// number, and every copy of it carries the same one, so the service applies it once.
+#[derive(Clone, Debug)]
+pub struct Clerk<C> {
+    id: ClientId,
+    servers: Vec<NodeId>,
+    /// Index into `servers` of the server that answered last: the presumed leader.
+    leader: usize,
+    seq: u64,
+    op: Option<Outstanding<C>>,
+    cfg: ClerkConfig,
+}
+
+impl<C: Clone + Debug> Clerk<C> {
+    pub fn new(id: ClientId, servers: Vec<NodeId>, cfg: ClerkConfig) -> Self {
+        assert!(!servers.is_empty(), "clerk {id}: no servers to talk to");
+        Clerk {
+            id,
+            servers,
+            leader: 0,
+            seq: 0,
+            op: None,
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.op.is_some()
+    }
+
+    /// Starts an operation and sends it to the presumed leader; returns its sequence number.
+    /// Panics if one is already outstanding: a clerk is one sequential client.
+    pub fn start<R, E>(&mut self, cmd: C, ctx: &mut Ctx<Msg<C, R>, E>) -> u64 {
+        assert!(
+            self.op.is_none(),
+            "clerk {}: an operation is already outstanding",
+            self.id
+        );
+        self.seq += 1;
+        self.op = Some(Outstanding {
+            seq: self.seq,
+            cmd,
+            target: self.leader,
+            waited: 0,
+            hops: 0,
+            backoff: 0,
+        });
+        self.send(ctx);
+        self.seq
+    }
+
+    /// Replaces the servers this clerk may talk to (e.g. when a test reconnects it to more).
+    pub fn set_servers(&mut self, servers: Vec<NodeId>) {
+        assert!(
+            !servers.is_empty(),
+            "clerk {}: no servers to talk to",
+            self.id
+        );
+        self.servers = servers;
+        self.leader = 0;
+        if let Some(op) = self.op.as_mut() {
+            op.target %= self.servers.len();
+        }
+    }
+
+    /// Gives up on the outstanding operation (its outcome stays unknown). The next operation
+    /// gets a new sequence number.
+    pub fn abandon(&mut self) {
+        self.op = None;
+    }
+
+    fn send<R, E>(&mut self, ctx: &mut Ctx<Msg<C, R>, E>) {
+        let op = self.op.as_mut().expect("sending needs an operation");
+        op.waited = 0;
+        let req = Request {
+            client: self.id,
+            seq: op.seq,
+            cmd: op.cmd.clone(),
+        };
+        ctx.send(self.servers[op.target], Msg::Request(req));
+    }
+
+    /// Moves on to `next` (an index into `servers`), backing off after a full round.
+    fn retry<R, E>(&mut self, next: usize, ctx: &mut Ctx<Msg<C, R>, E>) {
+        let n = self.servers.len();
+        let backoff = self.cfg.round_backoff_ticks;
+        let op = self.op.as_mut().expect("retrying needs an operation");
+        op.target = next;
+        op.hops += 1;
+        if op.hops >= n && backoff > 0 {
+            op.hops = 0;
+            op.backoff = backoff;
+        } else {
+            self.send(ctx);
+        }
+    }
+
+    pub fn on_tick<R, E>(&mut self, ctx: &mut Ctx<Msg<C, R>, E>) {
+        let retry_ticks = self.cfg.retry_ticks;
+        let Some(op) = self.op.as_mut() else { return };
+        if op.backoff > 0 {
+            op.backoff -= 1;
+            if op.backoff == 0 {
+                self.send(ctx);
+            }
+            return;
+        }
+        op.waited += 1;
+        if op.waited >= retry_ticks {
+            let next = (op.target + 1) % self.servers.len();
+            self.retry(next, ctx);
+        }
+    }
+
+    /// Handles a server's response; returns the reply if it completes the operation.
+    pub fn on_response<R, E>(
+        &mut self,
+        from: NodeId,
+        resp: Response<R>,
+        ctx: &mut Ctx<Msg<C, R>, E>,
+    ) -> Option<R> {
+        let op = self.op.as_ref()?;
+        if resp.seq != op.seq {
+            return None; // a late answer to an earlier operation
+        }
+        let from_index = self.servers.iter().position(|&s| s == from)?;
+        match resp.result {
+            Ok(reply) => {
+                self.leader = from_index;
+                self.op = None;
+                Some(reply)
+            }
+            Err(RsmError::WrongLeader { hint }) => {
+                if from_index != op.target || op.backoff > 0 {
+                    return None; // a late refusal from a server already left behind
+                }
+                let hinted = hint
+                    .and_then(|h| self.servers.iter().position(|&s| s == h))
+                    .filter(|&h| h != from_index);
+                let next = hinted.unwrap_or((from_index + 1) % self.servers.len());
+                self.retry(next, ctx);
+                None
+            }
+            Err(RsmError::Stale) => None,
+        }
+    }
+}
+
+/// A completed operation, reported by a [`ClerkHost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClerkEvent<R> {
+    pub client: ClientId,
+    pub seq: u64,
+    pub reply: R,
+}
+
+/// A process that runs many clerks (a test driver's clients, or a router's): requests and
+/// responses carry the client id, so one network endpoint serves them all.
+pub struct ClerkHost<C, R> {
+    clerks: BTreeMap<ClientId, Clerk<C>>,
+    /// Clerks with an operation outstanding: only these need ticks.
+    busy: BTreeSet<ClientId>,
+    next_id: ClientId,
+    cfg: ClerkConfig,
+    _reply: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<C: Clone + Debug, R> ClerkHost<C, R> {
+    /// A host whose clerks get ids `first_id`, `first_id + 1`, …
+    pub fn new(first_id: ClientId, cfg: ClerkConfig) -> Self {
+        ClerkHost {
+            clerks: BTreeMap::new(),
+            busy: BTreeSet::new(),
+            next_id: first_id,
+            cfg,
+            _reply: std::marker::PhantomData,
+        }
+    }
+
+    /// Adds a clerk that talks to `servers`; returns its id.
+    pub fn add_clerk(&mut self, servers: Vec<NodeId>) -> ClientId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.clerks
+            .insert(id, Clerk::new(id, servers, self.cfg.clone()));
+        id
+    }
+
+    pub fn clerk(&self, id: ClientId) -> Option<&Clerk<C>> {
+        self.clerks.get(&id)
+    }
+
+    /// Starts an operation on clerk `id`; returns its sequence number.
+    pub fn start(&mut self, id: ClientId, cmd: C, ctx: &mut Ctx<Msg<C, R>, ClerkEvent<R>>) -> u64 {
+        let clerk = self
+            .clerks
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("no clerk {id} on this host"));
+        self.busy.insert(id);
+        clerk.start(cmd, ctx)
+    }
+
+    /// Replaces the servers clerk `id` may talk to.
+    pub fn set_servers(&mut self, id: ClientId, servers: Vec<NodeId>) {
+        if let Some(c) = self.clerks.get_mut(&id) {
+            c.set_servers(servers);
+        }
+    }
+
+    /// Gives up on clerk `id`'s outstanding operation.
+    pub fn abandon(&mut self, id: ClientId) {
+        if let Some(c) = self.clerks.get_mut(&id) {
+            c.abandon();
+        }
+        self.busy.remove(&id);
+    }
+}
+
+impl<C: Clone + Debug, R> Process for ClerkHost<C, R> {
+    type Msg = Msg<C, R>;
+    type Event = ClerkEvent<R>;
+
+    fn on_tick(&mut self, ctx: &mut Ctx<Msg<C, R>, ClerkEvent<R>>) {
+        for id in &self.busy {
+            if let Some(c) = self.clerks.get_mut(id) {
+                c.on_tick(ctx);
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        from: NodeId,
+        msg: Msg<C, R>,
+        ctx: &mut Ctx<Msg<C, R>, ClerkEvent<R>>,
+    ) {
+        let Msg::Response(resp) = msg else { return };
+        let (client, seq) = (resp.client, resp.seq);
+        let Some(clerk) = self.clerks.get_mut(&client) else {
+            return;
+        };
+        if let Some(reply) = clerk.on_response(from, resp, ctx) {
+            self.busy.remove(&client);
+            ctx.emit(ClerkEvent { client, seq, reply });
+        }
+    }
+
+    fn is_reply(msg: &Msg<C, R>) -> bool {
+        msg.is_reply()
+    }
+}

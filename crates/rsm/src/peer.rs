@@ -1,0 +1,66 @@
+//! The Raft core as a process's component: the glue every driver of the core needs once.
+
+use flotilla_node::{Ctx, NodeId};
+use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft};
+
+/// A Raft peer inside a [`flotilla_node::Process`]. Peer ids are node ids.
+///
+/// Persistence: the stored state is one byte string, the full encoding of term, vote and log
+/// followed by change records ([`flotilla_raft::encode_changes`]). An input that changed term,
+/// vote or log appends one record, so a save costs what changed, not the whole log; a
+/// snapshot rewrites the string in full (compacting away the records). The length of that
+/// string is the labs' `RaftStateSize`, which `max_raft_state` is compared with: records that
+/// were since overwritten count until the next snapshot, so snapshots come a little early,
+/// never late.
+#[derive(Debug)]
+pub struct RaftPeer {
+    raft: Raft,
+    /// Bytes of the last state saved (or restored): the labs' `RaftStateSize`.
+    state_size: usize,
+}
+
+impl RaftPeer {
+    /// Restarts a peer from what it persisted (both empty for a new peer).
+    pub fn restore(cfg: Config, state: &[u8], snapshot: &[u8]) -> Result<Self, DecodeError> {
+        let raft = Raft::restore_from_bytes(cfg, state, snapshot.to_vec())?;
+        Ok(RaftPeer {
+            raft,
+            state_size: state.len(),
+        })
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The core, for inputs (`tick`, `step`, `propose`, `snapshot`). Call [`RaftPeer::flush`]
+    /// after each.
+    pub fn raft_mut(&mut self) -> &mut Raft {
+        &mut self.raft
+    }
+
+    pub fn state_size(&self) -> usize {
+        self.state_size
+    }
+
+    /// Acts on the core's `Ready` in the order it requires: persist, then send (each message
+    /// wrapped by `wrap`). Returns the entries to apply, in order.
+    pub fn flush<M, E>(&mut self, ctx: &mut Ctx<M, E>, wrap: impl Fn(Message) -> M) -> Vec<Apply> {
+        let ready = self.raft.ready();
+        if ready.must_persist() {
+            if ready.snapshot.is_some() || self.state_size == 0 {
+                let state = self.raft.encode_state();
+                self.state_size = state.len();
+                ctx.save(state, ready.snapshot.map(|s| s.data));
+            } else {
+                let changes = encode_changes(ready.hard_state.as_ref(), ready.log_write.as_ref());
+                self.state_size += changes.len();
+                ctx.append_state(&changes);
+            }
+        }
+        for m in ready.messages {
+            ctx.send(m.to as NodeId, wrap(m.msg));
+        }
+        ready.applies
+    }
+}

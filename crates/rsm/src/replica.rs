@@ -1,0 +1,291 @@
+//! The replica driver: a state machine replicated through the Raft core, as a process.
+
+use std::collections::BTreeMap;
+
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_raft::{Apply, Config, DecodeError, ProposeError};
+
+use crate::machine::{SnapshotError, StateMachine};
+use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
+use crate::peer::RaftPeer;
+use crate::session::Sessions;
+
+/// Settings of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// The Raft peer's settings; services want `leader_noop` on ([`Config::for_service`]).
+    pub raft: Config,
+    /// Snapshot once the persisted Raft state reaches this many bytes; `None` never snapshots
+    /// (the log then grows without bound).
+    pub max_raft_state: Option<usize>,
+}
+
+/// Why a replica could not restart from what it persisted.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Raft(#[from] DecodeError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// A client waiting for the entry proposed at some index.
+#[derive(Clone, Debug)]
+struct Waiter {
+    /// The term the entry was proposed in: if the entry applied at that index has another
+    /// term, a different leader overwrote ours and the client must retry.
+    term: u64,
+    from: NodeId,
+    client: ClientId,
+    seq: u64,
+}
+
+/// One replica of a [`StateMachine`]: proposes client requests to Raft, applies committed
+/// entries in log order through the exactly-once table, answers clients, snapshots.
+///
+/// Invariants:
+/// * A client is answered with a reply only for an entry this replica applied, at the index it
+///   was proposed at, with the term it was proposed in, carrying the client's `(client, seq)`.
+///   Everything else gets `WrongLeader`, so a deposed leader never answers for an entry it
+///   did not see committed.
+/// * `applied` is the index of the last entry or snapshot the machine reflects.
+pub struct Replica<S: StateMachine> {
+    peer: RaftPeer,
+    state: Sessions<S>,
+    /// Clients waiting for the entry at each index (only on the leader that proposed it).
+    waiting: BTreeMap<u64, Waiter>,
+    applied: u64,
+    max_raft_state: Option<usize>,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Restarts (or starts, from empty bytes) a replica from its persisted Raft state and
+    /// snapshot; `machine` is the empty state the snapshot is restored into.
+    pub fn restore(
+        cfg: ReplicaConfig,
+        machine: S,
+        raft_state: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Self, RestoreError> {
+        let peer = RaftPeer::restore(cfg.raft, raft_state, snapshot)?;
+        let mut state = Sessions::new(machine);
+        state.restore(snapshot)?;
+        let applied = peer.raft().log().snapshot_index();
+        Ok(Replica {
+            peer,
+            state,
+            waiting: BTreeMap::new(),
+            applied,
+            max_raft_state: cfg.max_raft_state,
+        })
+    }
+
+    pub fn raft(&self) -> &flotilla_raft::Raft {
+        self.peer.raft()
+    }
+
+    pub fn state(&self) -> &Sessions<S> {
+        &self.state
+    }
+
+    /// Index of the last entry applied to the machine.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Bytes of Raft state last persisted.
+    pub fn raft_state_size(&self) -> usize {
+        self.peer.state_size()
+    }
+
+    fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        let (client, seq) = (req.client, req.seq);
+        let answer = |result| {
+            Msg::Response(Response {
+                client,
+                seq,
+                result,
+            })
+        };
+        if let Err(reply) = S::validate(&req.cmd) {
+            ctx.send(from, answer(Ok(reply)));
+            return;
+        }
+        let raft = self.peer.raft();
+        if !raft.is_leader() {
+            let hint = raft.leader().map(|l| l as NodeId);
+            ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
+            return;
+        }
+        // Already applied (the client's reply was lost): answer from the table. Applied
+        // means committed, so this is safe even on a leader about to be deposed.
+        if let Some(reply) = self.state.answered(client, seq) {
+            ctx.send(from, answer(Ok(reply.clone())));
+            return;
+        }
+        let data = postcard::to_allocvec(&req).expect("encoding into a Vec cannot fail");
+        match self.peer.raft_mut().propose(data) {
+            Ok((index, term)) => {
+                let waiter = Waiter {
+                    term,
+                    from,
+                    client,
+                    seq,
+                };
+                if let Some(old) = self.waiting.insert(index, waiter) {
+                    // An entry of an older term at this index was overwritten.
+                    reject(ctx, &old, None);
+                }
+            }
+            Err(ProposeError::NotLeader { hint }) => {
+                let hint = hint.map(|l| l as NodeId);
+                ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
+            }
+        }
+    }
+
+    /// Persists and sends what the core produced, applies committed entries, answers clients,
+    /// and snapshots when the persisted state has grown past `max_raft_state`.
+    fn drive(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        loop {
+            for apply in self.peer.flush(ctx, Msg::Raft) {
+                self.apply(apply, ctx);
+            }
+            self.reject_if_deposed(ctx);
+            let over = self
+                .max_raft_state
+                .is_some_and(|max| self.peer.state_size() >= max);
+            if !over || self.applied <= self.peer.raft().log().snapshot_index() {
+                return;
+            }
+            let data = self.state.snapshot();
+            self.peer.raft_mut().snapshot(self.applied, data);
+            // Loop once more to persist the snapshot and the shorter log.
+        }
+    }
+
+    fn apply(&mut self, apply: Apply, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        match apply {
+            Apply::Command { index, term, data } => {
+                self.applied = index;
+                let waiter = self.waiting.remove(&index);
+                self.reject_waiting_through(index, ctx);
+                if data.is_empty() {
+                    // The leader's no-op of a new term.
+                    if let Some(w) = waiter {
+                        reject(ctx, &w, None);
+                    }
+                    return;
+                }
+                let req: Request<S::Command> = match postcard::from_bytes(&data) {
+                    Ok(r) => r,
+                    // Every replica decodes the same bytes the same way, so skipping keeps
+                    // them in step; it can only mean a leader of another version wrote it.
+                    Err(_) => {
+                        if let Some(w) = waiter {
+                            reject(ctx, &w, None);
+                        }
+                        return;
+                    }
+                };
+                let (client, seq) = (req.client, req.seq);
+                let result = self.state.apply(req);
+                let Some(w) = waiter else { return };
+                let ours = w.term == term && w.client == client && w.seq == seq;
+                match result.reply() {
+                    Some(reply) if ours => ctx.send(
+                        w.from,
+                        Msg::Response(Response {
+                            client,
+                            seq,
+                            result: Ok(reply),
+                        }),
+                    ),
+                    _ => reject(ctx, &w, None),
+                }
+            }
+            Apply::Snapshot(snap) => {
+                if let Err(e) = self.state.restore(&snap.data) {
+                    // The leader sent a snapshot this build cannot read: continuing would
+                    // diverge from the other replicas.
+                    panic!(
+                        "replica {}: cannot restore the leader's snapshot at {}: {e}",
+                        self.peer.raft().id(),
+                        snap.index
+                    );
+                }
+                self.applied = snap.index;
+                self.reject_waiting_through(snap.index, ctx);
+            }
+        }
+    }
+
+    /// Clients waiting on entries at or below `index` that were not answered will never be.
+    fn reject_waiting_through(&mut self, index: u64, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        while let Some(entry) = self.waiting.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let w = entry.remove();
+            reject(ctx, &w, None);
+        }
+    }
+
+    /// A replica that is no longer leader of the term its waiters proposed in tells them to
+    /// retry elsewhere at once, rather than leaving them to time out.
+    fn reject_if_deposed(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        let raft = self.peer.raft();
+        let (leader, term) = (raft.is_leader(), raft.term());
+        let hint = raft.leader().map(|l| l as NodeId);
+        if self.waiting.is_empty() || (leader && self.waiting.values().all(|w| w.term == term)) {
+            return;
+        }
+        let keep = |w: &Waiter| leader && w.term == term;
+        let gone: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| !keep(w))
+            .map(|(&i, _)| i)
+            .collect();
+        for i in gone {
+            let w = self.waiting.remove(&i).expect("listed above");
+            reject(ctx, &w, hint);
+        }
+    }
+}
+
+/// Tells a waiting client to retry, with a leader hint if one is known.
+fn reject<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &Waiter, hint: Option<NodeId>) {
+    ctx.send(
+        w.from,
+        Msg::Response(Response {
+            client: w.client,
+            seq: w.seq,
+            result: Err(RsmError::WrongLeader { hint }),
+        }),
+    );
+}
+
+impl<S: StateMachine> Process for Replica<S> {
+    type Msg = MsgOf<S>;
+    type Event = ();
+
+    fn on_tick(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        self.peer.raft_mut().tick();
+        self.drive(ctx);
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: MsgOf<S>, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        match msg {
+            Msg::Raft(m) => self.peer.raft_mut().step(from as u64, m),
+            Msg::Request(req) => self.on_request(from, req, ctx),
+            // Replicas send responses, never receive them.
+            Msg::Response(_) => return,
+        }
+        self.drive(ctx);
+    }
+
+    fn is_reply(msg: &MsgOf<S>) -> bool {
+        msg.is_reply()
+    }
+}

@@ -1,0 +1,308 @@
+//! The labs' key/value tester on the simulator: KV clerks whose every operation is recorded
+//! in a history, checked for linearizability at the end (and written as JSON Lines when
+//! `FLOTILLA_HISTORY_DIR` is set).
+//!
+//! The same tester drives the single-node server ([`KvServer`]) and the Raft-replicated one
+//! ([`KvReplica`]); [`KvTester::kvsrv`] and [`KvTester::kvraft`] build each.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+use flotilla_kv::{Kv, KvCommand, KvReplica, KvReply, KvServer};
+use flotilla_node::{NodeId, Process};
+use flotilla_raft::Config;
+use flotilla_rsm::{ClientId, Msg, ReplicaConfig};
+use flotilla_sim::Persister;
+
+use crate::service::ServiceTester;
+
+/// The KV message type.
+type KvMsg = Msg<KvCommand, KvReply>;
+
+/// How long the final linearizability check may take before it answers "unknown" (which
+/// passes, as in the labs, after saying so).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A simulated KV service with recording clients.
+pub struct KvTester<Srv: Process<Msg = KvMsg>> {
+    pub svc: Rc<ServiceTester<Srv, KvCommand, KvReply>>,
+    history: RefCell<KvHistory>,
+    /// The last timestamp recorded, so that timestamps strictly increase in recording order:
+    /// a reply recorded before a later call is then ordered before it even when both happen
+    /// at the same virtual microsecond.
+    last_stamp: Cell<u64>,
+    /// Off for the memory tests, which must not count the history's copies of values.
+    recording: Cell<bool>,
+    name: String,
+    seed: u64,
+}
+
+impl KvTester<KvServer> {
+    /// One at-most-once server (node 0), as the kvsrv lab's `make_config`.
+    pub fn kvsrv(name: &str, seed: u64, unreliable: bool) -> Rc<Self> {
+        let svc = ServiceTester::new(1, unreliable, seed, Box::new(|_, _, _| KvServer::default()));
+        Self::wrap(svc, name, seed)
+    }
+}
+
+impl KvTester<KvReplica> {
+    /// `n` KV replicas; `max_raft_state` as the labs' maxraftstate (`None` for -1).
+    pub fn kvraft(
+        name: &str,
+        seed: u64,
+        n: usize,
+        unreliable: bool,
+        max_raft_state: Option<usize>,
+    ) -> Rc<Self> {
+        let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
+            let cfg = ReplicaConfig {
+                raft: Config::for_service(id as u64, (0..n as u64).collect(), s),
+                max_raft_state,
+            };
+            KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
+                .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))
+        });
+        Self::wrap(ServiceTester::new(n, unreliable, seed, factory), name, seed)
+    }
+
+    /// The live server that believes it leads in the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        (0..self.svc.n())
+            .filter_map(|s| {
+                self.svc
+                    .with_server(s, |r| (r.raft().is_leader(), r.raft().term()))
+                    .filter(|&(leads, _)| leads)
+                    .map(|(_, term)| (term, s))
+            })
+            .max()
+            .map(|(_, s)| s)
+    }
+}
+
+impl<Srv> KvTester<Srv>
+where
+    Srv: Process<Msg = KvMsg> + 'static,
+{
+    fn wrap(svc: Rc<ServiceTester<Srv, KvCommand, KvReply>>, name: &str, seed: u64) -> Rc<Self> {
+        Rc::new(KvTester {
+            svc,
+            history: RefCell::new(KvHistory::new()),
+            last_stamp: Cell::new(0),
+            recording: Cell::new(true),
+            name: name.to_owned(),
+            seed,
+        })
+    }
+
+    /// A clerk that knows every server, in a random order (the labs shuffle clerks' ends so
+    /// that none can assume server 0 leads).
+    pub fn make_client(self: &Rc<Self>) -> KvClient<Srv> {
+        self.make_client_to(self.svc.servers())
+    }
+
+    /// A clerk that can reach only `servers`, in a random order.
+    pub fn make_client_to(self: &Rc<Self>, mut servers: Vec<NodeId>) -> KvClient<Srv> {
+        for i in (1..servers.len()).rev() {
+            let j = self.svc.rand(i as u64 + 1) as usize;
+            servers.swap(i, j);
+        }
+        let id = self.svc.make_clerk(servers);
+        KvClient {
+            id,
+            t: self.clone(),
+        }
+    }
+
+    fn stamp(&self) -> u64 {
+        let now = self.svc.now().as_nanos() as u64;
+        let t = now.max(self.last_stamp.get() + 1);
+        self.last_stamp.set(t);
+        t
+    }
+
+    /// Stops (or resumes) recording operations in the history.
+    pub fn set_recording(&self, on: bool) {
+        self.recording.set(on);
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.history.borrow().len()
+    }
+
+    /// Writes the history if `FLOTILLA_HISTORY_DIR` is set, checks it, and panics with the
+    /// checker's explanation if it is not linearizable. An "unknown" verdict (the time limit
+    /// ran out) passes with a note, as in the labs.
+    pub fn check_linearizable(&self) {
+        let history = self.history.borrow();
+        if let Some(path) =
+            flotilla_check::write_history_if_requested(&self.name, self.seed, history.operations())
+        {
+            eprintln!("{}: history written to {}", self.name, path.display());
+        }
+        let started = std::time::Instant::now();
+        let verdict = history.check(Some(CHECK_TIMEOUT));
+        if std::env::var_os("FLOTILLA_VERBOSE").is_some() {
+            eprintln!(
+                "  ... Passed --  {:5.1}  {}  {:6} ops  (checked in {:.3} s)",
+                self.svc.now().as_secs_f64(),
+                self.svc.n(),
+                history.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        match verdict {
+            CheckResult::Ok => {}
+            CheckResult::Unknown => eprintln!(
+                "{} (seed {}): linearizability check timed out on {} operations; not failing",
+                self.name,
+                self.seed,
+                history.len()
+            ),
+            illegal => panic!(
+                "{} (seed {}): history of {} operations is not linearizable:\n{illegal}",
+                self.name,
+                self.seed,
+                history.len()
+            ),
+        }
+    }
+
+    /// The recorded history so far (for tests of the checker against broken servers).
+    pub fn history(&self) -> KvHistory {
+        self.history.borrow().clone()
+    }
+}
+
+/// A KV client whose operations are recorded in its tester's history.
+pub struct KvClient<Srv: Process<Msg = KvMsg>> {
+    pub id: ClientId,
+    t: Rc<KvTester<Srv>>,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl<Srv> KvClient<Srv>
+where
+    Srv: Process<Msg = KvMsg> + 'static,
+{
+    /// Lets this clerk reach only `servers` from now on.
+    pub fn connect(&self, servers: Vec<NodeId>) {
+        self.t.svc.connect_clerk(self.id, servers);
+    }
+
+    /// Runs `cmd` until answered, recording it with the output `output` derives.
+    async fn run(
+        &self,
+        input: KvInput,
+        cmd: KvCommand,
+        limit: Option<Duration>,
+    ) -> Option<KvReply> {
+        let call = self.t.stamp();
+        let reply = match limit {
+            None => Some(self.t.svc.call(self.id, cmd).await),
+            Some(d) => self.t.svc.call_timeout(self.id, cmd, d).await,
+        };
+        let (output, ret) = match &reply {
+            None => (KvOutput::Unknown, None),
+            Some(r) => (output_of(&input, r), Some(self.t.stamp())),
+        };
+        if !self.t.recording.get() {
+            return reply;
+        }
+        self.t.history.borrow_mut().push(Operation {
+            client: self.id,
+            input,
+            call,
+            output,
+            ret,
+        });
+        reply
+    }
+
+    /// The key's value ("" if none).
+    pub async fn get(&self, key: &str) -> String {
+        let r = self.try_get(key, None).await;
+        r.expect("an operation without a time limit completes")
+    }
+
+    pub async fn put(&self, key: &str, value: &str) {
+        self.try_put(key, value, None).await;
+    }
+
+    /// Appends; returns the old value if the server reports it (the single-node server does).
+    pub async fn append(&self, key: &str, value: &str) -> Option<String> {
+        let r = self.try_append(key, value, None).await;
+        r.expect("an operation without a time limit completes")
+    }
+
+    /// Deletes; returns whether the key existed.
+    pub async fn delete(&self, key: &str) -> bool {
+        let r = self.try_delete(key, None).await;
+        r.expect("an operation without a time limit completes")
+    }
+
+    /// Get with an optional time limit; `None` if it gave up (outcome unknown).
+    pub async fn try_get(&self, key: &str, limit: Option<Duration>) -> Option<String> {
+        let cmd = KvCommand::Get { key: key.into() };
+        let r = self.run(KvInput::get(key), cmd, limit).await?;
+        Some(text(
+            r.value_or_empty()
+                .unwrap_or_else(|| panic!("get({key}) answered {r:?}")),
+        ))
+    }
+
+    /// Put with an optional time limit; `None` if it gave up.
+    pub async fn try_put(&self, key: &str, value: &str, limit: Option<Duration>) -> Option<()> {
+        let cmd = KvCommand::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        let r = self.run(KvInput::put(key, value), cmd, limit).await?;
+        assert_eq!(r, KvReply::Done, "put({key}) answered {r:?}");
+        Some(())
+    }
+
+    /// Append with an optional time limit: `None` if it gave up, else the old value if the
+    /// server reports one.
+    pub async fn try_append(
+        &self,
+        key: &str,
+        value: &str,
+        limit: Option<Duration>,
+    ) -> Option<Option<String>> {
+        let cmd = KvCommand::Append {
+            key: key.into(),
+            value: value.into(),
+        };
+        let r = self.run(KvInput::append(key, value), cmd, limit).await?;
+        Some(match r {
+            KvReply::Value(v) => Some(text(&v.unwrap_or_default())),
+            KvReply::Len(_) => None,
+            other => panic!("append({key}) answered {other:?}"),
+        })
+    }
+
+    /// Delete with an optional time limit.
+    pub async fn try_delete(&self, key: &str, limit: Option<Duration>) -> Option<bool> {
+        let cmd = KvCommand::Delete { key: key.into() };
+        let r = self.run(KvInput::delete(key), cmd, limit).await?;
+        match r {
+            KvReply::Deleted(existed) => Some(existed),
+            other => panic!("delete({key}) answered {other:?}"),
+        }
+    }
+}
+
+/// What the checker should know of a reply.
+fn output_of(input: &KvInput, reply: &KvReply) -> KvOutput {
+    match reply {
+        // A Get's value, or the old value a kvsrv Append returned: both are checked.
+        KvReply::Value(v) => KvOutput::value(text(v.as_deref().unwrap_or_default())),
+        KvReply::Done | KvReply::Len(_) | KvReply::Deleted(_) => KvOutput::Done,
+        KvReply::Error(e) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
+    }
+}

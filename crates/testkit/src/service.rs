@@ -1,0 +1,376 @@
+//! A generic tester for client/server services on the simulator: servers 0..n and one
+//! [`ClerkHost`] node that runs every test client, as the labs' `config.go` harnesses do.
+//!
+//! Clients reach every server whatever the partition (the labs connect clerks to all
+//! servers; only server-to-server links are partitioned). A test script awaits
+//! [`ServiceTester::call`], which completes when the clerk has an answer, however many
+//! retries that took.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg};
+use flotilla_sim::{block_on, Persister, Runtime, Sim};
+
+use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
+
+/// A simulated node: a server, or the host of the test's clerks.
+pub enum SimNode<Srv, C, R> {
+    Server(Srv),
+    Clients(ClerkHost<C, R>),
+}
+
+/// What a node reports to the tester.
+#[derive(Debug)]
+pub enum NodeEvent<E, R> {
+    Server(E),
+    Clerk(ClerkEvent<R>),
+}
+
+/// Replays an inner process's outputs into the outer context, mapping its events.
+fn forward<M, E, F>(inner: Ctx<M, E>, outer: &mut Ctx<M, F>, map: impl Fn(E) -> F) {
+    let (save, sends, events) = inner.into_parts();
+    match save {
+        Some(s) if s.append => outer.append_state(&s.state),
+        Some(s) => outer.save(s.state, s.snapshot),
+        None => {}
+    }
+    for (to, m) in sends {
+        outer.send(to, m);
+    }
+    for e in events {
+        outer.emit(map(e));
+    }
+}
+
+impl<Srv, C, R> Process for SimNode<Srv, C, R>
+where
+    Srv: Process<Msg = Msg<C, R>>,
+    C: Clone + Debug,
+{
+    type Msg = Msg<C, R>;
+    type Event = NodeEvent<Srv::Event, R>;
+
+    fn on_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>) {
+        let mut inner = Ctx::new(ctx.now());
+        match self {
+            SimNode::Server(s) => {
+                s.on_tick(&mut inner);
+                forward(inner, ctx, NodeEvent::Server);
+            }
+            SimNode::Clients(h) => {
+                let mut inner = Ctx::new(ctx.now());
+                h.on_tick(&mut inner);
+                forward(inner, ctx, NodeEvent::Clerk);
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg<C, R>, ctx: &mut Ctx<Self::Msg, Self::Event>) {
+        match self {
+            SimNode::Server(s) => {
+                let mut inner = Ctx::new(ctx.now());
+                s.on_message(from, msg, &mut inner);
+                forward(inner, ctx, NodeEvent::Server);
+            }
+            SimNode::Clients(h) => {
+                let mut inner = Ctx::new(ctx.now());
+                h.on_message(from, msg, &mut inner);
+                forward(inner, ctx, NodeEvent::Clerk);
+            }
+        }
+    }
+
+    fn is_reply(msg: &Msg<C, R>) -> bool {
+        msg.is_reply()
+    }
+}
+
+/// Builds server `id` at (re)start from its persister and a fresh seed.
+pub type ServerFactory<Srv> = Box<dyn FnMut(NodeId, &Persister, u64) -> Srv>;
+
+type Node<Srv, C, R> = SimNode<Srv, C, R>;
+
+/// A completion slot per client with an operation in flight.
+struct Pending<R> {
+    reply: Option<R>,
+    waker: Option<Waker>,
+}
+
+/// Servers `0..n` plus the clerk host (node `n`) on a simulated network.
+pub struct ServiceTester<Srv, C, R>
+where
+    Srv: Process<Msg = Msg<C, R>>,
+    C: Clone + Debug,
+{
+    pub sim: Rc<RefCell<Sim<Node<Srv, C, R>>>>,
+    pub rt: Runtime,
+    n: usize,
+    pending: RefCell<BTreeMap<ClientId, Pending<R>>>,
+}
+
+impl<Srv, C, R> ServiceTester<Srv, C, R>
+where
+    Srv: Process<Msg = Msg<C, R>> + 'static,
+    C: Clone + Debug + Serialize + DeserializeOwned + 'static,
+    R: Clone + Debug + Serialize + DeserializeOwned + 'static,
+{
+    /// `n` servers made by `factory`, all up and connected, and a clerk host.
+    pub fn new(n: usize, unreliable: bool, seed: u64, mut factory: ServerFactory<Srv>) -> Rc<Self> {
+        let mut first_client: Option<ClientId> = None;
+        let node_factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
+            if id < n {
+                SimNode::Server(factory(id, p, s))
+            } else {
+                // Client ids from the seed: distinct across hosts and runs, replayable.
+                let base = *first_client.get_or_insert(s >> 16);
+                SimNode::Clients(ClerkHost::new(base, ClerkConfig::default()))
+            }
+        });
+        let mut sim = Sim::new(n + 1, seed, TICK, node_factory);
+        sim.set_reliable(!unreliable);
+        Rc::new(ServiceTester {
+            sim: Rc::new(RefCell::new(sim)),
+            rt: Runtime::new(),
+            n,
+            pending: RefCell::new(BTreeMap::new()),
+        })
+    }
+
+    /// Number of servers.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The node that hosts the clerks.
+    pub fn host(&self) -> NodeId {
+        self.n
+    }
+
+    pub fn servers(&self) -> Vec<NodeId> {
+        (0..self.n).collect()
+    }
+
+    /// Runs `script` to completion in virtual time; panics past the labs' 120 s limit.
+    pub fn run<T: 'static>(self: &Rc<Self>, script: impl Future<Output = T> + 'static) -> T {
+        self.run_for(TEST_TIME_LIMIT, script)
+    }
+
+    /// As [`ServiceTester::run`] with another virtual time limit.
+    pub fn run_for<T: 'static>(
+        self: &Rc<Self>,
+        limit: Duration,
+        script: impl Future<Output = T> + 'static,
+    ) -> T {
+        let me = self.clone();
+        block_on(&self.sim, &self.rt, limit, move || me.after_input(), script)
+    }
+
+    fn after_input(&self) {
+        let events = self.sim.borrow_mut().drain_events();
+        for (_, e) in events {
+            if let NodeEvent::Clerk(ev) = e {
+                let mut pending = self.pending.borrow_mut();
+                if let Some(p) = pending.get_mut(&ev.client) {
+                    p.reply = Some(ev.reply);
+                    if let Some(w) = p.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        self.rt.sleep(d).await
+    }
+
+    pub fn now(&self) -> Duration {
+        self.rt.now()
+    }
+
+    /// A random number in `0..n` from the simulation's seeded generator.
+    pub fn rand(&self, n: u64) -> u64 {
+        self.sim.borrow_mut().rng().gen_range(0..n)
+    }
+
+    pub fn trace_hash(&self) -> u64 {
+        self.sim.borrow().trace_hash()
+    }
+
+    fn with_host<T>(
+        &self,
+        f: impl FnOnce(&mut ClerkHost<C, R>, &mut Ctx<Msg<C, R>, ClerkEvent<R>>) -> T,
+    ) -> T {
+        let host = self.host();
+        let mut sim = self.sim.borrow_mut();
+        sim.with_process(host, |node, ctx| {
+            let SimNode::Clients(h) = node else {
+                unreachable!("node {host} is the clerk host")
+            };
+            let mut inner = Ctx::new(ctx.now());
+            let out = f(h, &mut inner);
+            forward(inner, ctx, NodeEvent::Clerk);
+            out
+        })
+        .expect("the clerk host never crashes")
+    }
+
+    /// A new clerk that talks to `servers`.
+    pub fn make_clerk(&self, servers: Vec<NodeId>) -> ClientId {
+        self.with_host(|h, _| h.add_clerk(servers))
+    }
+
+    /// Lets clerk `client` talk to `servers` only (the labs' `ConnectClient`).
+    pub fn connect_clerk(&self, client: ClientId, servers: Vec<NodeId>) {
+        self.with_host(|h, _| h.set_servers(client, servers));
+    }
+
+    /// Runs one operation on clerk `client` until it is answered.
+    pub async fn call(self: &Rc<Self>, client: ClientId, cmd: C) -> R {
+        self.start(client, cmd);
+        Completion {
+            tester: self.clone(),
+            client,
+        }
+        .await
+    }
+
+    /// As [`ServiceTester::call`], but gives up after `limit`: `None` means the outcome is
+    /// unknown (it may still take effect).
+    pub async fn call_timeout(
+        self: &Rc<Self>,
+        client: ClientId,
+        cmd: C,
+        limit: Duration,
+    ) -> Option<R> {
+        self.start(client, cmd);
+        let mut timer = Box::pin(self.rt.sleep(limit));
+        let got = std::future::poll_fn(|cx| {
+            if let Some(r) = self.take_reply(client) {
+                return Poll::Ready(Some(r));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if let Some(p) = self.pending.borrow_mut().get_mut(&client) {
+                p.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        if got.is_none() {
+            self.pending.borrow_mut().remove(&client);
+            self.with_host(|h, _| h.abandon(client));
+        }
+        got
+    }
+
+    fn start(&self, client: ClientId, cmd: C) {
+        self.pending.borrow_mut().insert(
+            client,
+            Pending {
+                reply: None,
+                waker: None,
+            },
+        );
+        self.with_host(|h, ctx| h.start(client, cmd, ctx));
+    }
+
+    fn take_reply(&self, client: ClientId) -> Option<R> {
+        let mut pending = self.pending.borrow_mut();
+        let reply = pending.get_mut(&client)?.reply.take()?;
+        pending.remove(&client);
+        Some(reply)
+    }
+
+    // ----- faults -----
+
+    /// Server-to-server links: only within each group. Clients keep every link.
+    pub fn partition(&self, groups: &[Vec<NodeId>]) {
+        let mut sim = self.sim.borrow_mut();
+        sim.partition(groups);
+        for s in 0..self.n {
+            sim.set_link(self.n, s, true);
+        }
+    }
+
+    /// Reconnects every server to every other.
+    pub fn heal(&self) {
+        self.partition(&[self.servers()]);
+    }
+
+    pub fn set_unreliable(&self, unreliable: bool) {
+        self.sim.borrow_mut().set_reliable(!unreliable);
+    }
+
+    /// Kills server `i` (its persister is kept).
+    pub fn crash(&self, i: NodeId) {
+        self.sim.borrow_mut().crash(i);
+    }
+
+    /// Restarts server `i` from its persister.
+    pub fn restart(&self, i: NodeId) {
+        self.sim.borrow_mut().restart(i);
+    }
+
+    pub fn is_alive(&self, i: NodeId) -> bool {
+        self.sim.borrow().is_alive(i)
+    }
+
+    /// Size of server `i`'s persisted Raft state and snapshot.
+    pub fn persisted_sizes(&self, i: NodeId) -> (usize, usize) {
+        let sim = self.sim.borrow();
+        let p = sim.persister(i);
+        (p.state_size(), p.snapshot_size())
+    }
+
+    /// Runs `f` on live server `i`.
+    pub fn with_server<T>(&self, i: NodeId, f: impl FnOnce(&Srv) -> T) -> Option<T> {
+        let sim = self.sim.borrow();
+        match sim.process(i)? {
+            SimNode::Server(s) => Some(f(s)),
+            SimNode::Clients(_) => None,
+        }
+    }
+}
+
+/// Completes when the tester has recorded client's reply.
+struct Completion<Srv, C, R>
+where
+    Srv: Process<Msg = Msg<C, R>> + 'static,
+    C: Clone + Debug + Serialize + DeserializeOwned + 'static,
+    R: Clone + Debug + Serialize + DeserializeOwned + 'static,
+{
+    tester: Rc<ServiceTester<Srv, C, R>>,
+    client: ClientId,
+}
+
+impl<Srv, C, R> Future for Completion<Srv, C, R>
+where
+    Srv: Process<Msg = Msg<C, R>> + 'static,
+    C: Clone + Debug + Serialize + DeserializeOwned + 'static,
+    R: Clone + Debug + Serialize + DeserializeOwned + 'static,
+{
+    type Output = R;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        if let Some(r) = self.tester.take_reply(self.client) {
+            return Poll::Ready(r);
+        }
+        if let Some(p) = self.tester.pending.borrow_mut().get_mut(&self.client) {
+            p.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
