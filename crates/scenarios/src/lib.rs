@@ -7,7 +7,10 @@
 //! seed replays bit for bit.
 
 pub mod bench;
+pub mod kv_bench;
+pub mod kv_broken;
 pub mod kv_common;
+pub mod kv_random;
 pub mod kvraft;
 pub mod kvsrv;
 pub mod raft_3a;
@@ -122,6 +125,14 @@ pub const KVRAFT_SCENARIOS: &[(&str, Scenario)] = &[
         kvraft::snapshot_unreliable_recover_concurrent_partition_linearizable_4b,
     ),
 ];
+
+/// Every lab scenario that runs by seed: Raft, kvsrv, kvraft.
+pub fn all_scenarios() -> impl Iterator<Item = &'static (&'static str, Scenario)> {
+    RAFT_SCENARIOS
+        .iter()
+        .chain(KVSRV_SCENARIOS)
+        .chain(KVRAFT_SCENARIOS)
+}
 
 /// Declares one `#[test]` per scenario, each run over the environment's seeds with a replay
 /// line on failure. `target` is the integration-test file's name.

@@ -1,6 +1,6 @@
 //! The same seed replays the same run bit for bit; another seed does not.
 
-use flotilla_scenarios::{raft_3c, raft_3d, raft_random};
+use flotilla_scenarios::{kv_random, kvraft, kvsrv, raft_3c, raft_3d, raft_random};
 
 fn assert_replays(name: &str, scenario: fn(u64) -> u64) {
     let (a, b) = (scenario(7), scenario(7));
@@ -35,4 +35,22 @@ fn test_same_seed_same_trace_random_faults() {
     assert_replays("random_faults", |s| {
         raft_random::random_faults(s, 20).trace_hash
     });
+}
+
+#[test]
+fn test_same_seed_same_trace_kvraft_partition_linearizable() {
+    assert_replays(
+        "kvraft linearizable",
+        kvraft::snapshot_unreliable_recover_concurrent_partition_linearizable_4b,
+    );
+}
+
+#[test]
+fn test_same_seed_same_trace_kvsrv_unreliable() {
+    assert_replays("kvsrv unreliable", kvsrv::unreliable_2);
+}
+
+#[test]
+fn test_same_seed_same_trace_kv_random() {
+    assert_replays("kv_random", |s| kv_random::kv_random(s, 5).trace_hash);
 }

@@ -85,6 +85,22 @@ impl<Srv> KvTester<Srv>
 where
     Srv: Process<Msg = KvMsg> + 'static,
 {
+    /// `n` servers of any kind (e.g. the deliberately broken ones in [`crate::broken`]).
+    pub fn custom(
+        name: &str,
+        seed: u64,
+        n: usize,
+        unreliable: bool,
+        factory: crate::service::ServerFactory<Srv>,
+    ) -> Rc<Self> {
+        Self::wrap(ServiceTester::new(n, unreliable, seed, factory), name, seed)
+    }
+
+    /// The checker's verdict on the history so far.
+    pub fn verdict(&self) -> CheckResult {
+        self.history.borrow().check(Some(CHECK_TIMEOUT))
+    }
+
     fn wrap(svc: Rc<ServiceTester<Srv, KvCommand, KvReply>>, name: &str, seed: u64) -> Rc<Self> {
         Rc::new(KvTester {
             svc,

@@ -10,6 +10,7 @@
 //!   linearizability check of every history.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
 
+pub mod broken;
 pub mod kv_tester;
 pub mod raft_server;
 pub mod raft_tester;

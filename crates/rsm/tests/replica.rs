@@ -1,0 +1,234 @@
+//! The replica driver and the clerk, fed one input at a time.
+
+use std::time::Duration;
+
+use flotilla_node::{Ctx, Process, Save};
+use flotilla_raft::Config;
+use flotilla_rsm::{
+    Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError, SnapshotError,
+    StateMachine,
+};
+
+/// A sum: commands add, replies are the new total.
+#[derive(Debug, Default)]
+struct Sum(u64);
+
+impl StateMachine for Sum {
+    type Command = u64;
+    type Reply = u64;
+    fn apply(&mut self, cmd: u64) -> u64 {
+        self.0 += cmd;
+        self.0
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+    fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        self.0 = match data {
+            [] => 0,
+            b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
+        };
+        Ok(())
+    }
+}
+
+type M = Msg<u64, u64>;
+
+/// Runs one input on `r`, applies its save to `disk`, returns what it sent.
+fn input(
+    r: &mut Replica<Sum>,
+    disk: &mut (Vec<u8>, Vec<u8>),
+    f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
+) -> Vec<(usize, M)> {
+    let mut ctx = Ctx::new(Duration::ZERO);
+    f(r, &mut ctx);
+    let (save, sends, _) = ctx.into_parts();
+    if let Some(Save {
+        state,
+        snapshot,
+        append,
+    }) = save
+    {
+        if append {
+            disk.0.extend(state);
+        } else {
+            disk.0 = state;
+        }
+        if let Some(s) = snapshot {
+            disk.1 = s;
+        }
+    }
+    sends
+}
+
+fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
+    let cfg = ReplicaConfig {
+        raft: Config::for_service(0, vec![0], 1),
+        max_raft_state,
+    };
+    Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
+}
+
+fn elect(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
+    for _ in 0..100 {
+        input(r, disk, |r, ctx| r.on_tick(ctx));
+    }
+    assert!(r.raft().is_leader());
+}
+
+fn request(client: u64, seq: u64, cmd: u64) -> M {
+    Msg::Request(Request { client, seq, cmd })
+}
+
+fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
+    (
+        9,
+        Msg::Response(Response {
+            client,
+            seq,
+            result: Ok(reply),
+        }),
+    )
+}
+
+/// A lone leader commits at once: the client is answered in the same input, and a retry of
+/// the same (client, seq) is answered from the table without a second effect.
+#[test]
+fn answers_once_and_dedups_retries() {
+    let mut disk = Default::default();
+    let mut r = solo(None, &disk);
+    elect(&mut r, &mut disk);
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 5), ctx)
+    });
+    assert_eq!(sent, vec![ok(1, 1, 5)]);
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 5), ctx)
+    });
+    assert_eq!(sent, vec![ok(1, 1, 5)]);
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(2, 1, 3), ctx)
+    });
+    assert_eq!(sent, vec![ok(2, 1, 8)]);
+    assert_eq!(r.state().machine().0, 8);
+}
+
+/// The persisted state stays near max_raft_state (snapshots), and a restart from what was
+/// persisted recovers the machine and the exactly-once table.
+#[test]
+fn snapshots_bound_the_log_and_restart_recovers() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    elect(&mut r, &mut disk);
+    for seq in 1..=200 {
+        input(&mut r, &mut disk, |r, ctx| {
+            r.on_message(9, request(1, seq, 1), ctx)
+        });
+        assert!(
+            disk.0.len() < 600,
+            "persisted state grew to {}",
+            disk.0.len()
+        );
+    }
+    assert!(r.raft().log().snapshot_index() > 100);
+    let mut back = solo(Some(300), &disk);
+    let restored = back.state().machine().0;
+    assert!(restored > 100, "the snapshot restored only {restored}");
+    // The entries after the snapshot are applied once the restarted leader commits.
+    elect(&mut back, &mut disk);
+    assert_eq!(back.state().machine().0, 200);
+    // The retry of the last request is a duplicate even after the restart.
+    let sent = input(&mut back, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 200, 1), ctx)
+    });
+    assert_eq!(sent, vec![ok(1, 200, 200)]);
+    assert_eq!(back.state().machine().0, 200);
+}
+
+/// A follower refuses with a leader hint and proposes nothing.
+#[test]
+fn a_follower_says_wrong_leader() {
+    let cfg = ReplicaConfig {
+        raft: Config::for_service(1, vec![0, 1, 2], 1),
+        max_raft_state: None,
+    };
+    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    let mut disk = Default::default();
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 5), ctx)
+    });
+    assert_eq!(
+        sent,
+        vec![(
+            9,
+            Msg::Response(Response {
+                client: 1,
+                seq: 1,
+                result: Err(RsmError::WrongLeader { hint: None })
+            })
+        )]
+    );
+    assert_eq!(r.raft().log().last_index(), 0);
+}
+
+fn clerk_sends<T>(
+    clerk: &mut Clerk<u64>,
+    f: impl FnOnce(&mut Clerk<u64>, &mut Ctx<M, ()>) -> T,
+) -> Vec<usize> {
+    let mut ctx = Ctx::new(Duration::ZERO);
+    let _ = f(clerk, &mut ctx);
+    ctx.into_parts().1.into_iter().map(|(to, _)| to).collect()
+}
+
+/// The clerk follows hints, moves on after a timeout, backs off after a full round of
+/// refusals, ignores answers to other operations, and remembers who answered.
+#[test]
+fn clerk_retries_hints_timeouts_and_backoff() {
+    let cfg = ClerkConfig {
+        retry_ticks: 3,
+        round_backoff_ticks: 2,
+    };
+    let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
+    let none = Vec::<usize>::new();
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
+    let refuse = |hint| Response {
+        client: 7,
+        seq: 1,
+        result: Err::<u64, _>(RsmError::WrongLeader { hint }),
+    };
+    // A hint is followed.
+    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(10, refuse(Some(12)), ctx));
+    assert_eq!(sent, vec![12]);
+    // No hint: the next server; after a refusal from every server in turn, a pause.
+    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(12, refuse(None), ctx));
+    assert_eq!(sent, vec![10]);
+    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(10, refuse(None), ctx));
+    assert_eq!(sent, none);
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), none);
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), vec![11]);
+    // A late refusal from a server already left behind changes nothing.
+    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(12, refuse(None), ctx));
+    assert_eq!(sent, none);
+    // Silence for retry_ticks: the next server.
+    for _ in 0..2 {
+        assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), none);
+    }
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), vec![12]);
+    // An answer for another sequence number is ignored; the right one completes.
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    let stale = Response {
+        client: 7,
+        seq: 0,
+        result: Ok(1),
+    };
+    assert_eq!(c.on_response(12, stale, &mut ctx), None);
+    let done = Response {
+        client: 7,
+        seq: 1,
+        result: Ok(42),
+    };
+    assert_eq!(c.on_response(12, done, &mut ctx), Some(42));
+    assert!(!c.is_busy());
+    // The next operation goes to the server that answered.
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(2, ctx)), vec![12]);
+}

@@ -1,0 +1,152 @@
+//! The randomized key/value suite: each seed draws a cluster (3, 5 or 7 replicas, with or
+//! without snapshots) and runs clients doing random Get / Put / Append / Delete on a few keys
+//! while a nemesis partitions, crashes, restarts and toggles an unreliable network. Some
+//! client operations give up after a deadline, so the history has operations of unknown
+//! outcome. At the end everything heals, every client reads every key, and the whole history
+//! must be linearizable, with the persisted Raft state within the snapshot bound.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use flotilla_kv::KvReplica;
+use flotilla_testkit::KvTester;
+
+type Tester = Rc<KvTester<KvReplica>>;
+
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+/// What one random run did, for reports.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KvRandomReport {
+    pub trace_hash: u64,
+    pub operations: usize,
+    pub faults: usize,
+}
+
+/// One randomized run of `seconds` virtual seconds of load under faults.
+pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
+    let (n, max_raft_state, clients) = {
+        let probe = KvTester::kvsrv("probe", seed, false);
+        let n = [3usize, 5, 5, 7][probe.svc.rand(4) as usize];
+        let mrs = [None, Some(1000), Some(4000)][probe.svc.rand(3) as usize];
+        (n, mrs, 3 + probe.svc.rand(6) as usize)
+    };
+    let t = KvTester::kvraft("KvRandom", seed, n, false, max_raft_state);
+    let t2 = t.clone();
+    let faults = t
+        .svc
+        .run_for(Duration::from_secs(seconds + 120), async move {
+            let t = t2;
+            let stop = Rc::new(Cell::new(false));
+            let load: Vec<_> = (0..clients)
+                .map(|cli| t.svc.rt.spawn(client(t.clone(), cli, stop.clone())))
+                .collect();
+            let faults = nemesis(&t, Duration::from_secs(seconds)).await;
+            // Heal everything: clients without a deadline must then finish, and every client
+            // must complete a read of every key.
+            t.svc.set_unreliable(false);
+            for s in 0..n {
+                if !t.svc.is_alive(s) {
+                    t.svc.restart(s);
+                }
+            }
+            t.svc.heal();
+            stop.set(true);
+            for h in load {
+                h.await;
+            }
+            let readers: Vec<_> = (0..clients).map(|_| t.make_client()).collect();
+            for ck in &readers {
+                for k in KEYS {
+                    ck.get(k).await;
+                }
+            }
+            faults
+        });
+    if let Some(m) = max_raft_state {
+        for s in 0..n {
+            let (state, _) = t.svc.persisted_sizes(s);
+            assert!(state <= 8 * m, "server {s}: Raft state {state} > 8*{m}");
+        }
+    }
+    t.check_linearizable();
+    KvRandomReport {
+        trace_hash: t.svc.trace_hash(),
+        operations: t.history_len(),
+        faults,
+    }
+}
+
+/// A client doing random operations until `stop`; a third of them give up after a short
+/// deadline (their outcome is then unknown to the checker).
+async fn client(t: Tester, cli: usize, stop: Rc<Cell<bool>>) {
+    let mut ck = t.make_client();
+    let mut j = 0;
+    while !stop.get() {
+        let key = KEYS[t.svc.rand(KEYS.len() as u64) as usize];
+        let value = format!("{cli}.{j} ");
+        j += 1;
+        let limit = (t.svc.rand(3) == 0).then(|| Duration::from_millis(100 + t.svc.rand(900)));
+        let done = match t.svc.rand(100) {
+            0..=39 => ck.try_get(key, limit).await.is_some(),
+            40..=59 => ck.try_put(key, &value, limit).await.is_some(),
+            60..=89 => ck.try_append(key, &value, limit).await.is_some(),
+            _ => ck.try_delete(key, limit).await.is_some(),
+        };
+        if !done {
+            // A clerk that gave up moves on with a fresh sequence number; sometimes the
+            // client is replaced by a new one instead, as a restarted process would be.
+            if t.svc.rand(2) == 0 {
+                ck = t.make_client();
+            }
+        }
+        t.svc.sleep(Duration::from_millis(t.svc.rand(20))).await;
+    }
+}
+
+/// Injects a random fault every 100–1500 ms for `duration`; returns how many.
+async fn nemesis(t: &Tester, duration: Duration) -> usize {
+    let n = t.svc.n();
+    let end = t.svc.now() + duration;
+    let mut faults = 0;
+    while t.svc.now() < end {
+        match t.svc.rand(6) {
+            0 => {
+                let mut halves = [Vec::new(), Vec::new()];
+                for s in 0..n {
+                    halves[t.svc.rand(2) as usize].push(s);
+                }
+                t.svc.partition(&halves);
+            }
+            1 => t.svc.heal(),
+            2 => {
+                let s = t.svc.rand(n as u64) as usize;
+                // Keep a majority alive so the run makes progress between faults.
+                let alive = (0..n).filter(|&i| t.svc.is_alive(i)).count();
+                if t.svc.is_alive(s) && alive > n / 2 + 1 {
+                    t.svc.crash(s);
+                }
+            }
+            3 => {
+                for s in 0..n {
+                    if !t.svc.is_alive(s) {
+                        t.svc.restart(s);
+                    }
+                }
+            }
+            4 => t.svc.set_unreliable(t.svc.rand(2) == 0),
+            _ => {
+                let s = t.svc.rand(n as u64) as usize;
+                if t.svc.is_alive(s) {
+                    t.svc.restart(s);
+                }
+            }
+        }
+        faults += 1;
+        t.svc
+            .sleep(Duration::from_millis(100 + t.svc.rand(1400)))
+            .await;
+    }
+    faults
+}
