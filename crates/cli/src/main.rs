@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seeds: u64,
     },
+    /// Check key/value histories (JSON Lines, as tests write them into FLOTILLA_HISTORY_DIR)
+    /// for linearizability.
+    Check {
+        /// History files, one operation a line.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Give up on a file after this many seconds (the verdict is then "unknown").
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// MapReduce: run jobs, coordinators and workers; generate corpora; benchmark.
     Mr {
         #[command(subcommand)]
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Mr { command } => mr::run(command),
         Command::Scenario { names, seed, seeds } => run_scenarios(&names, seed, seeds),
+        Command::Check { files, timeout } => check_histories(&files, timeout),
         Command::Bench {
             what: BenchWhat::Raft { seeds },
         } => {
@@ -96,6 +107,39 @@ fn main() -> ExitCode {
             eprintln!("flotilla: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Checks each history file; fails if any is not linearizable or cannot be read.
+fn check_histories(files: &[std::path::PathBuf], timeout: u64) -> Result<(), String> {
+    use flotilla_check::CheckResult;
+    let mut bad = 0;
+    for f in files {
+        let history = flotilla_check::read_jsonl(f)
+            .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let t0 = std::time::Instant::now();
+        let verdict = flotilla_check::check_kv(
+            &history,
+            Some(std::time::Duration::from_secs(timeout)),
+        );
+        let took = t0.elapsed().as_secs_f64();
+        let ops = history.len();
+        match verdict {
+            CheckResult::Ok => println!("{}: linearizable ({ops} operations, {took:.3} s)", f.display()),
+            CheckResult::Unknown => println!(
+                "{}: unknown: no verdict within {timeout} s ({ops} operations)",
+                f.display()
+            ),
+            illegal => {
+                bad += 1;
+                println!("{}: NOT linearizable ({ops} operations)\n{illegal}", f.display());
+            }
+        }
+    }
+    if bad > 0 {
+        Err(format!("{bad} of {} histories are not linearizable", files.len()))
+    } else {
+        Ok(())
     }
 }
 

@@ -20,6 +20,14 @@ impl StateMachine for Sum {
         self.0 += cmd;
         self.0
     }
+    /// Additions above 1000 are refused (standing in for oversized requests).
+    fn validate(cmd: &u64) -> Result<(), u64> {
+        if *cmd > 1000 {
+            Err(u64::MAX)
+        } else {
+            Ok(())
+        }
+    }
     fn snapshot(&self) -> Vec<u8> {
         self.0.to_le_bytes().to_vec()
     }
@@ -111,6 +119,21 @@ fn answers_once_and_dedups_retries() {
     });
     assert_eq!(sent, vec![ok(2, 1, 8)]);
     assert_eq!(r.state().machine().0, 8);
+}
+
+/// A request the machine refuses is answered at once and never reaches the log.
+#[test]
+fn invalid_requests_are_refused_before_the_log() {
+    let mut disk = Default::default();
+    let mut r = solo(None, &disk);
+    elect(&mut r, &mut disk);
+    let last = r.raft().log().last_index();
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 5000), ctx)
+    });
+    assert_eq!(sent, vec![ok(1, 1, u64::MAX)]);
+    assert_eq!(r.raft().log().last_index(), last);
+    assert_eq!(r.state().machine().0, 0);
 }
 
 /// The persisted state stays near max_raft_state (snapshots), and a restart from what was
