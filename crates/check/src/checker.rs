@@ -6,12 +6,13 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use std::collections::hash_map::Entry;
+use std::collections::BTreeSet;
 
 use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::entries::{Bitset, Entries, SetKey};
 use crate::explain::Explanation;
-use crate::model::{Model, Operation};
+use crate::model::{Lookahead, Model, Operation};
 
 /// How many search steps run between two looks at the clock: often enough to stop within
 /// about a millisecond of the deadline, rarely enough that the look costs nothing.
@@ -103,10 +104,17 @@ pub fn check_operations<M: Model>(
         let mut ops = std::mem::take(&mut partitions[p]);
         // Numbered in call order, the linearized set stays compact (see `Bitset`).
         ops.sort_by_key(|&i| (history[i].call, i));
-        match check_partition(model, history, &ops, deadline) {
+        match check_partition(model, history, &ops, deadline, true) {
             Verdict::Ok => {}
             Verdict::Unknown => timed_out = true,
             Verdict::Illegal(dead_end) => {
+                // The look-ahead prunes orders before they fail, so its longest prefix can be
+                // short. The plain search, if it ends soon, finds the prefix a reader expects.
+                let soon = Instant::now() + EXPLANATION_SEARCH_TIME;
+                let dead_end = match check_partition(model, history, &ops, Some(soon), false) {
+                    Verdict::Illegal(plain) => plain,
+                    _ => dead_end,
+                };
                 let explanation = Explanation::new(model, history, &ops, &dead_end, (p, count));
                 return CheckResult::Illegal(Box::new(explanation));
             }
@@ -203,13 +211,28 @@ struct Search<'a, M: Model> {
     state: M::State,
     /// The longest prefix that got stuck so far.
     longest: Option<DeadEnd>,
+    /// Each operation's part in the look-ahead.
+    kinds: Vec<Lookahead>,
+    /// `Reset` operations not linearized yet.
+    resets_left: usize,
+    /// `Observe` operations not linearized yet, in call order.
+    observers_left: BTreeSet<usize>,
 }
+
+/// How many of the earliest observations left the look-ahead checks a new state against:
+/// the earliest ones are the likeliest to reject a wrong order soon.
+const LOOKAHEAD_OBSERVERS: usize = 2;
+
+/// How long an illegal partition may be searched again without the look-ahead, for a longer
+/// (clearer) linearizable prefix in the explanation.
+const EXPLANATION_SEARCH_TIME: Duration = Duration::from_secs(1);
 
 fn check_partition<M: Model>(
     model: &M,
     history: &[Operation<M::Input, M::Output>],
     indices: &[usize],
     deadline: Option<Instant>,
+    lookahead: bool,
 ) -> Verdict {
     let ops: Vec<_> = indices.iter().map(|&i| &history[i]).collect();
     let times: Vec<_> = ops
@@ -219,7 +242,24 @@ fn check_partition<M: Model>(
             (op.call, if unknown { None } else { op.ret })
         })
         .collect();
+    let kinds: Vec<Lookahead> = ops
+        .iter()
+        .map(|op| {
+            if lookahead {
+                model.lookahead(&op.input, &op.output)
+            } else {
+                Lookahead::Neutral
+            }
+        })
+        .collect();
+    let resets_left = kinds.iter().filter(|&&k| k == Lookahead::Reset).count();
+    let observers_left = (0..kinds.len())
+        .filter(|&i| kinds[i] == Lookahead::Observe)
+        .collect();
     let mut search = Search {
+        kinds,
+        resets_left,
+        observers_left,
         model,
         entries: Entries::new(&times),
         linearized: Bitset::new(ops.len()),
@@ -280,10 +320,16 @@ impl<M: Model> Search<'_, M> {
         else {
             return Some(self.entries.next(node));
         };
+        self.take_lookahead(op);
+        if !self.viable(&state) {
+            self.restore_lookahead(op);
+            return Some(self.entries.next(node));
+        }
         self.linearized.set(op);
         if !self.cache.insert(&mut self.linearized, &state) {
             // Explored before from an equivalent point: it leads nowhere new.
             self.linearized.clear(op);
+            self.restore_lookahead(op);
             return Some(self.entries.next(node));
         }
         let before = std::mem::replace(&mut self.state, state);
@@ -296,9 +342,48 @@ impl<M: Model> Search<'_, M> {
     fn backtrack(&mut self) -> usize {
         let (node, state) = self.calls.pop().expect("backtrack with an empty stack");
         self.state = state;
-        self.linearized.clear(self.entries.op(node));
+        let op = self.entries.op(node);
+        self.linearized.clear(op);
+        self.restore_lookahead(op);
         self.entries.unlift(node);
         self.entries.next(node)
+    }
+
+    /// Marks `op` linearized in the look-ahead's books.
+    fn take_lookahead(&mut self, op: usize) {
+        match self.kinds[op] {
+            Lookahead::Reset => self.resets_left -= 1,
+            Lookahead::Observe => {
+                self.observers_left.remove(&op);
+            }
+            Lookahead::Neutral => {}
+        }
+    }
+
+    /// Undoes [`Search::take_lookahead`].
+    fn restore_lookahead(&mut self, op: usize) {
+        match self.kinds[op] {
+            Lookahead::Reset => self.resets_left += 1,
+            Lookahead::Observe => {
+                self.observers_left.insert(op);
+            }
+            Lookahead::Neutral => {}
+        }
+    }
+
+    /// Whether the operations left can still be linearized after reaching `state`, as far as
+    /// the look-ahead can tell (see [`Lookahead`]).
+    fn viable(&self, state: &M::State) -> bool {
+        if self.resets_left > 0 {
+            return true;
+        }
+        self.observers_left
+            .iter()
+            .take(LOOKAHEAD_OBSERVERS)
+            .all(|&o| {
+                let op = self.ops[o];
+                self.model.may_reach(state, &op.input, &op.output)
+            })
     }
 
     /// Remembers the longest prefix that got stuck, for the explanation. Only strictly longer

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::checker::{check_operations, CheckResult};
-use crate::model::{quote, Model, Operation};
+use crate::model::{quote, Lookahead, Model, Operation};
 
 /// A key/value store operation kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,6 +146,24 @@ impl Model for KvModel {
 
     fn output_is_unknown(&self, output: &KvOutput) -> bool {
         *output == KvOutput::Unknown
+    }
+
+    /// Appends only extend a value; puts and deletes replace it; a known get result or an
+    /// append's known old value is an observation of the value at that point.
+    fn lookahead(&self, input: &KvInput, output: &KvOutput) -> Lookahead {
+        match (input.op, output) {
+            (KvOp::Put | KvOp::Delete, _) => Lookahead::Reset,
+            (KvOp::Get | KvOp::Append, KvOutput::Value(_)) => Lookahead::Observe,
+            _ => Lookahead::Neutral,
+        }
+    }
+
+    /// With appends alone, later values extend the current one.
+    fn may_reach(&self, state: &String, _input: &KvInput, output: &KvOutput) -> bool {
+        match output {
+            KvOutput::Value(v) => v.starts_with(state.as_str()),
+            _ => true,
+        }
     }
 
     fn describe_operation(&self, input: &KvInput, output: &KvOutput) -> String {

@@ -115,5 +115,5 @@ pub use jsonl::{
     parse_jsonl, read_jsonl, to_jsonl, write_history_if_requested, write_jsonl, HISTORY_DIR_ENV,
 };
 pub use kv::{check_kv, KvHistory, KvInput, KvModel, KvOp, KvOperation, KvOutput, PendingOp};
-pub use model::{quote, truncate, Model, Operation};
+pub use model::{quote, truncate, Lookahead, Model, Operation};
 pub use register::{RegisterInput, RegisterModel, RegisterOperation, RegisterOutput};

@@ -71,6 +71,24 @@ pub trait Model {
         false
     }
 
+    /// How an operation takes part in the search's look-ahead (see [`Lookahead`]). The
+    /// default, [`Lookahead::Neutral`] for everything, turns the look-ahead off.
+    fn lookahead(&self, _input: &Self::Input, _output: &Self::Output) -> Lookahead {
+        Lookahead::Neutral
+    }
+
+    /// For an operation whose [`Model::lookahead`] is [`Lookahead::Observe`]: whether a state
+    /// it could be linearized in is reachable from `state` by steps of [`Lookahead::Neutral`]
+    /// operations alone. Returning `true` is always sound; `false` must be certain.
+    fn may_reach(
+        &self,
+        _state: &Self::State,
+        _input: &Self::Input,
+        _output: &Self::Output,
+    ) -> bool {
+        true
+    }
+
     /// A short human-readable form of an operation, e.g. `get("x") -> "1"`.
     fn describe_operation(&self, input: &Self::Input, output: &Self::Output) -> String;
 
@@ -110,4 +128,23 @@ mod tests {
         assert_eq!(truncate(&"x".repeat(100), 40).chars().count(), 40);
         assert_eq!(quote("x"), "\"x\"");
     }
+}
+
+/// An operation's part in the search's look-ahead, which prunes states from which the
+/// operations not yet linearized cannot all be linearized.
+///
+/// While no [`Lookahead::Reset`] operation is left to linearize, every later state is reached
+/// from the current one by `Neutral` and `Observe` steps; so each `Observe` operation left
+/// must find its state reachable ([`Model::may_reach`]), or the search backs off at once.
+/// For a key/value store with appends this turns an exponential search (every order of
+/// unobserved concurrent appends is a different state) into a direct one: a state that is not
+/// a prefix of a value read later is dropped as soon as it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookahead {
+    /// Changes the state only in ways `may_reach` accounts for (e.g. an append), or not at all.
+    Neutral,
+    /// Can change the state arbitrarily (e.g. a put or delete, or one of unknown outcome).
+    Reset,
+    /// Constrains the state it is linearized in (e.g. a get with a known result).
+    Observe,
 }

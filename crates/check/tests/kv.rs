@@ -266,13 +266,15 @@ fn explanation_is_short_and_names_the_blocked_operation() {
     assert!(text.lines().all(|l| l.chars().count() <= 160), "{text}");
 }
 
-/// Many concurrent appends of distinct values, then a read no order can produce: the search
-/// must try every order, which takes ages; the time limit must stop it.
+/// Many concurrent appends of distinct values and a concurrent put, then a read no order can
+/// produce: while the put is not placed, the look-ahead cannot prune, so the search must try
+/// every order of appends, which takes ages; the time limit must stop it.
 #[test]
 fn pathological_history_with_tiny_timeout_is_unknown() {
     let mut history: Vec<_> = (0..20)
         .map(|i| done(i, KvInput::append("x", format!("{i},")), 0, 1000))
         .collect();
+    history.push(done(98, KvInput::put("x", "p"), 0, 3000));
     history.push(get(99, "x", "impossible", 2000, 2001));
     let start = Instant::now();
     let result = check_kv(&history, Some(Duration::from_millis(20)));
@@ -285,6 +287,30 @@ fn pathological_history_with_tiny_timeout_is_unknown() {
     assert_eq!(
         result.to_string(),
         "unknown: the search ran out of time or memory budget"
+    );
+}
+
+/// The look-ahead: many concurrent appends observed only by a final read are checked at
+/// once (the plain search tries every order), both when the read is possible and when not.
+#[test]
+fn unobserved_concurrent_appends_are_checked_fast() {
+    let mut history: Vec<_> = (0..20)
+        .map(|i| done(i, KvInput::append("x", format!("{i},")), 0, 1000))
+        .collect();
+    let reversed: String = (0..20).rev().map(|i| format!("{i},")).collect();
+    history.push(get(99, "x", &reversed, 2000, 2001));
+    let start = Instant::now();
+    assert_eq!(
+        check_kv(&history, Some(Duration::from_secs(10))),
+        CheckResult::Ok
+    );
+    let last = history.len() - 1;
+    history[last] = get(99, "x", &reversed.replacen("3,", "", 1), 2000, 2001);
+    assert!(check_kv(&history, Some(Duration::from_secs(10))).is_illegal());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
     );
 }
 
