@@ -118,26 +118,33 @@ fn check_histories(files: &[std::path::PathBuf], timeout: u64) -> Result<(), Str
         let history = flotilla_check::read_jsonl(f)
             .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         let t0 = std::time::Instant::now();
-        let verdict = flotilla_check::check_kv(
-            &history,
-            Some(std::time::Duration::from_secs(timeout)),
-        );
+        let verdict =
+            flotilla_check::check_kv(&history, Some(std::time::Duration::from_secs(timeout)));
         let took = t0.elapsed().as_secs_f64();
         let ops = history.len();
         match verdict {
-            CheckResult::Ok => println!("{}: linearizable ({ops} operations, {took:.3} s)", f.display()),
+            CheckResult::Ok => println!(
+                "{}: linearizable ({ops} operations, {took:.3} s)",
+                f.display()
+            ),
             CheckResult::Unknown => println!(
                 "{}: unknown: no verdict within {timeout} s ({ops} operations)",
                 f.display()
             ),
             illegal => {
                 bad += 1;
-                println!("{}: NOT linearizable ({ops} operations)\n{illegal}", f.display());
+                println!(
+                    "{}: NOT linearizable ({ops} operations)\n{illegal}",
+                    f.display()
+                );
             }
         }
     }
     if bad > 0 {
-        Err(format!("{bad} of {} histories are not linearizable", files.len()))
+        Err(format!(
+            "{bad} of {} histories are not linearizable",
+            files.len()
+        ))
     } else {
         Ok(())
     }

@@ -52,6 +52,8 @@ pub struct Sessions<S: StateMachine> {
 #[derive(Serialize, Deserialize)]
 struct SnapshotParts<R> {
     table: Vec<(ClientId, u64, R)>,
+    /// One byte string, not a sequence of numbers: it is the bulk of every snapshot.
+    #[serde(with = "serde_bytes")]
     machine: Vec<u8>,
 }
 

@@ -3,8 +3,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use std::hash::Hasher;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHasher;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -127,7 +130,7 @@ where
                 rpcs_received: vec![0; n],
                 ..Stats::default()
             },
-            trace: FNV_OFFSET,
+            trace: TRACE_START,
             checker: None,
         };
         for i in 0..n {
@@ -409,13 +412,16 @@ where
         self.queue.insert((at, self.seq), event);
     }
 
+    /// Folds the current time and `bytes` into the trace hash. FxHash takes 8 bytes a step;
+    /// hashing byte by byte (FNV) was a fifth of the simulator's time with large snapshots.
     fn digest(&mut self, bytes: &[u8]) {
-        for &b in self.now.to_le_bytes().iter().chain(bytes) {
-            self.trace ^= u64::from(b);
-            self.trace = self.trace.wrapping_mul(FNV_PRIME);
-        }
+        let mut h = FxHasher::default();
+        h.write_u64(self.trace);
+        h.write_u64(self.now);
+        h.write(bytes);
+        self.trace = h.finish();
     }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// The trace hash before any event.
+const TRACE_START: u64 = 0xcbf2_9ce4_8422_2325;
