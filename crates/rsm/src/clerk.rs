@@ -259,6 +259,21 @@ impl<C: Clone + Debug, R> ClerkHost<C, R> {
         }
     }
 
+    /// Removes clerk `id` (its client went away).
+    pub fn remove_clerk(&mut self, id: ClientId) {
+        self.clerks.remove(&id);
+        self.busy.remove(&id);
+    }
+
+    /// Number of clerks.
+    pub fn len(&self) -> usize {
+        self.clerks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clerks.is_empty()
+    }
+
     /// Gives up on clerk `id`'s outstanding operation.
     pub fn abandon(&mut self, id: ClientId) {
         if let Some(c) = self.clerks.get_mut(&id) {

@@ -1,0 +1,223 @@
+//! The connection handshake: mutual proof of the cluster secret.
+//!
+//! ```text
+//! dialer   -> Hello   { version, from, nonce_d }
+//! acceptor -> Welcome { nonce_a, proof_a = HMAC(secret, "acceptor" | nonce_d | nonce_a | from) }
+//! dialer   -> Auth    { proof_d = HMAC(secret, "dialer"   | nonce_a | nonce_d | from) }
+//! ```
+//!
+//! Each side checks the other's proof in constant time. Fresh random nonces on both sides mean
+//! a recorded handshake cannot be replayed, and the secret never crosses the wire. (Traffic
+//! after the handshake is not encrypted: TLS is a separate layer.)
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::frame::{Frame, MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION};
+use crate::NetError;
+
+/// A handshake that takes longer than this is abandoned.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cluster secret every process of one cluster shares.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// A secret from its text; surrounding whitespace (a file's trailing newline) is ignored.
+    pub fn new(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.len() < 16 {
+            return Err(format!(
+                "the cluster secret must be at least 16 characters (got {})",
+                t.len()
+            ));
+        }
+        Ok(Secret(t.as_bytes().to_vec()))
+    }
+
+    /// A fresh random secret, as hex text.
+    pub fn generate() -> String {
+        let mut bytes = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn proof(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], from: u64) -> [u8; 32] {
+        let mut mac = self.mac(role, first, second, from);
+        let _ = &mut mac;
+        mac.finalize().into_bytes().into()
+    }
+
+    fn verify(
+        &self,
+        role: &[u8],
+        first: &[u8; 32],
+        second: &[u8; 32],
+        from: u64,
+        proof: &[u8; 32],
+    ) -> bool {
+        self.mac(role, first, second, from)
+            .verify_slice(proof)
+            .is_ok()
+    }
+
+    fn mac(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], from: u64) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(role);
+        mac.update(first);
+        mac.update(second);
+        mac.update(&from.to_le_bytes());
+        mac
+    }
+}
+
+fn nonce() -> [u8; 32] {
+    let mut n = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut n);
+    n
+}
+
+fn refused(peer: &str, reason: impl Into<String>) -> NetError {
+    NetError::Handshake {
+        peer: peer.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+async fn read<S, M>(s: &mut S, peer: &str) -> Result<Frame<M>, NetError>
+where
+    S: AsyncRead + Unpin,
+    M: DeserializeOwned,
+{
+    match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        flotilla_wire::read_frame(s, MAX_HANDSHAKE_FRAME),
+    )
+    .await
+    {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(refused(peer, "timed out")),
+    }
+}
+
+/// The dialer's side: proves itself as node `me`, checks the acceptor's proof.
+pub async fn dial<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<(), NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    M: Serialize + DeserializeOwned,
+{
+    let mine = nonce();
+    let hello: Frame<M> = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        from: me,
+        nonce: mine,
+    };
+    flotilla_wire::write_frame(s, &hello).await?;
+    let (theirs, proof) = match read::<S, M>(s, peer).await? {
+        Frame::Welcome { nonce, proof } => (nonce, proof),
+        Frame::Refused { reason } => return Err(refused(peer, format!("refused: {reason}"))),
+        _ => return Err(refused(peer, "unexpected frame instead of Welcome")),
+    };
+    if !secret.verify(b"acceptor", &mine, &theirs, me, &proof) {
+        return Err(refused(peer, "the peer does not know the cluster secret"));
+    }
+    let auth: Frame<M> = Frame::Auth {
+        proof: secret.proof(b"dialer", &theirs, &mine, me),
+    };
+    flotilla_wire::write_frame(s, &auth).await?;
+    Ok(())
+}
+
+/// The acceptor's side: returns the dialer's node id once it has proved itself.
+pub async fn accept<S, M>(s: &mut S, secret: &Secret, peer: &str) -> Result<u64, NetError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    M: Serialize + DeserializeOwned,
+{
+    let (version, from, theirs) = match read::<S, M>(s, peer).await? {
+        Frame::Hello {
+            version,
+            from,
+            nonce,
+        } => (version, from, nonce),
+        _ => return Err(refused(peer, "the first frame was not Hello")),
+    };
+    if version != PROTOCOL_VERSION {
+        let reason = format!("protocol version {version}, expected {PROTOCOL_VERSION}");
+        let _ = flotilla_wire::write_frame(
+            s,
+            &Frame::<M>::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(refused(peer, reason));
+    }
+    let mine = nonce();
+    let welcome: Frame<M> = Frame::Welcome {
+        nonce: mine,
+        proof: secret.proof(b"acceptor", &theirs, &mine, from),
+    };
+    flotilla_wire::write_frame(s, &welcome).await?;
+    match read::<S, M>(s, peer).await? {
+        Frame::Auth { proof } if secret.verify(b"dialer", &mine, &theirs, from, &proof) => Ok(from),
+        Frame::Auth { .. } => {
+            let reason = "the peer does not know the cluster secret";
+            let _ = flotilla_wire::write_frame(
+                s,
+                &Frame::<M>::Refused {
+                    reason: reason.into(),
+                },
+            )
+            .await;
+            Err(refused(peer, reason))
+        }
+        _ => Err(refused(peer, "unexpected frame instead of Auth")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair(a: &Secret, b: &Secret) -> (Result<(), NetError>, Result<u64, NetError>) {
+        let (mut x, mut y) = tokio::io::duplex(1 << 16);
+        let (a, b) = (a.clone(), b.clone());
+        let dialer = tokio::spawn(async move { dial::<_, u8>(&mut x, &a, 42, "acceptor").await });
+        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, "dialer").await });
+        (dialer.await.unwrap(), acceptor.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn same_secret_authenticates_both_ways() {
+        let s = Secret::new("0123456789abcdef-secret").unwrap();
+        let (d, a) = pair(&s, &s).await;
+        assert!(d.is_ok(), "{d:?}");
+        assert_eq!(a.unwrap(), 42);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_on_both_sides() {
+        let s = Secret::new("0123456789abcdef-secret").unwrap();
+        let t = Secret::new("0123456789abcdef-other!").unwrap();
+        let (d, a) = pair(&t, &s).await;
+        assert!(d
+            .unwrap_err()
+            .to_string()
+            .contains("does not know the cluster secret"));
+        assert!(a.is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_rejected() {
+        assert!(Secret::new("short").is_err());
+        assert_eq!(Secret::generate().len(), 48);
+    }
+}

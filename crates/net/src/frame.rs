@@ -1,0 +1,60 @@
+//! What travels on a Flotilla connection.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever [`Frame`] or a service message changes incompatibly; both ends of a
+/// connection must speak the same version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames before authentication are tiny; a larger one is an attack or a mistake.
+pub const MAX_HANDSHAKE_FRAME: usize = 4096;
+
+/// Largest frame an authenticated peer may send (snapshots travel in one message).
+pub const MAX_FRAME: usize = 256 << 20;
+
+/// One frame. The first three open a connection (see [`crate::auth`]); after that, service
+/// messages flow in batches, and clients may ask for a node's status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Frame<M> {
+    /// Dialer → acceptor: who is calling, and a fresh nonce.
+    Hello {
+        version: u32,
+        from: u64,
+        nonce: [u8; 32],
+    },
+    /// Acceptor → dialer: its own nonce, and its proof that it knows the secret.
+    Welcome {
+        nonce: [u8; 32],
+        proof: [u8; 32],
+    },
+    /// Dialer → acceptor: the dialer's proof.
+    Auth {
+        proof: [u8; 32],
+    },
+    /// Either side: the handshake failed, and why (the connection closes).
+    Refused {
+        reason: String,
+    },
+    /// Service messages, in order.
+    Msgs(Vec<M>),
+    /// Asks the node for a [`NodeStatus`].
+    StatusRequest,
+    Status(NodeStatus),
+}
+
+/// What `flotilla ctl status` shows of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub snapshot_index: u64,
+    /// Bytes of persisted Raft state (log and hard state).
+    pub state_bytes: u64,
+    /// Bytes of the persisted snapshot.
+    pub snapshot_bytes: u64,
+}

@@ -1,0 +1,128 @@
+//! One replica of a replicated service, on TCP: recovered from its storage, talking to its
+//! peers through an authenticated [`Transport`], driven by the [`crate::driver`] loop.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_raft::{Config, Role};
+use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
+use rand::Rng;
+use tokio::net::TcpListener;
+
+use crate::driver::{self, Durable, Outputs};
+use crate::frame::NodeStatus;
+use crate::transport::{Deliver, StatusSource, Transport, TransportConfig};
+use crate::{NetError, Secret};
+
+/// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms).
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// What one replica needs to know.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// This replica's id: its index in `peers`.
+    pub id: u64,
+    /// Every replica's address, by id (this one's included).
+    pub peers: Vec<String>,
+    pub secret: Secret,
+    /// Snapshot once the persisted Raft state reaches this many bytes.
+    pub max_raft_state: Option<usize>,
+}
+
+/// What a replica recovered from its storage.
+pub struct Recovered {
+    pub state: Vec<u8>,
+    pub snapshot: Vec<u8>,
+}
+
+/// The status `flotilla ctl status` shows, read from a running replica.
+pub fn status_of<S: StateMachine>(r: &Replica<S>) -> NodeStatus {
+    let raft = r.raft();
+    NodeStatus {
+        id: raft.id(),
+        role: match raft.role() {
+            Role::Leader => "leader",
+            Role::Candidate => "candidate",
+            Role::Follower => "follower",
+        }
+        .to_owned(),
+        term: raft.term(),
+        leader: raft.leader(),
+        commit_index: raft.commit_index(),
+        applied_index: r.applied(),
+        last_log_index: raft.log().last_index(),
+        snapshot_index: raft.log().snapshot_index(),
+        state_bytes: r.raft_state_size() as u64,
+        snapshot_bytes: raft.snapshot_data().len() as u64,
+    }
+}
+
+/// Runs replica `cfg.id` of the service `machine` until `shutdown` completes or the replica's
+/// storage fails. `listener` accepts peers and clients.
+pub async fn run_replica<S, D>(
+    cfg: ServerConfig,
+    machine: S,
+    durable: D,
+    recovered: Recovered,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError>
+where
+    S: StateMachine + Send + 'static,
+    S::Command: Send + Sync + 'static,
+    S::Reply: Send + Sync + 'static,
+    D: Durable + 'static,
+{
+    let n = cfg.peers.len() as u64;
+    let rcfg = ReplicaConfig {
+        raft: Config::for_service(cfg.id, (0..n).collect(), rand::thread_rng().gen()),
+        max_raft_state: cfg.max_raft_state,
+    };
+    let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
+        .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;
+    let peers: BTreeMap<u64, String> = (0..n)
+        .filter(|&p| p != cfg.id)
+        .map(|p| (p, cfg.peers[p as usize].clone()))
+        .collect();
+    let transport: Arc<Transport<MsgOf<S>>> = Transport::new(TransportConfig {
+        me: cfg.id,
+        secret: cfg.secret.clone(),
+        peers,
+    });
+    let t = transport.clone();
+    let outputs = Outputs {
+        send: Box::new(move |to, m| t.send(to as u64, m)),
+        event: Box::new(|()| {}),
+    };
+    let name = format!("replica-{}", cfg.id);
+    let (handle, join) = driver::spawn(&name, replica, durable, TICK, outputs);
+    let h = handle.clone();
+    let deliver: Deliver<MsgOf<S>> = Arc::new(move |from, m| h.deliver(from as usize, m));
+    let h = handle.clone();
+    let status: StatusSource = Arc::new(move || {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        h.call(move |r: &mut Replica<S>, _| {
+            let _ = tx.send(status_of(r));
+        });
+        rx
+    });
+    transport.dial_peers(deliver.clone());
+    let server = tokio::spawn(transport.clone().serve(listener, deliver, status));
+    let driver_done = tokio::task::spawn_blocking(move || join.join());
+    tokio::pin!(driver_done);
+    let result = tokio::select! {
+        () = shutdown => {
+            handle.stop();
+            driver_done.await
+        }
+        r = &mut driver_done => r,
+    };
+    server.abort();
+    match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(NetError::Storage("the replica thread panicked".into())),
+        Err(e) => Err(NetError::Storage(format!("the replica thread failed: {e}"))),
+    }
+}

@@ -1,0 +1,276 @@
+//! Connections: dialed to peers (reconnected with backoff), accepted from clients and peers.
+//!
+//! Each connection has one writer task that takes everything queued for it and writes it as
+//! one frame (`Frame::Msgs`), so a burst of Raft messages to a peer costs one write. Queues are
+//! bounded; a message for a full queue or a peer that is down is dropped, which Raft and the
+//! clerks tolerate (they retransmit), and which keeps a dead peer from eating memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::auth::{self, Secret};
+use crate::frame::{Frame, NodeStatus, MAX_FRAME};
+
+/// Messages queued per connection before new ones are dropped.
+const QUEUE: usize = 8192;
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Who this transport is and whom it dials.
+#[derive(Clone)]
+pub struct TransportConfig {
+    /// This process's node id, announced in every handshake.
+    pub me: u64,
+    pub secret: Secret,
+    /// Peers to dial, by node id: messages to them go over our own connection to them.
+    pub peers: BTreeMap<u64, String>,
+}
+
+/// Hands a received message to the local process.
+pub type Deliver<M> = Arc<dyn Fn(u64, M) + Send + Sync>;
+/// Answers a status request (asynchronously: the process answers from its own thread).
+pub type StatusSource = Arc<dyn Fn() -> tokio::sync::oneshot::Receiver<NodeStatus> + Send + Sync>;
+
+type Queue<M> = mpsc::Sender<Frame<M>>;
+
+/// The connections of one process.
+pub struct Transport<M> {
+    cfg: TransportConfig,
+    /// Writer queues: one per dialed peer, one per accepted client connection.
+    writers: Mutex<HashMap<u64, Queue<M>>>,
+}
+
+impl<M> Transport<M>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(cfg: TransportConfig) -> Arc<Self> {
+        Arc::new(Transport {
+            cfg,
+            writers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Queues `msg` for node `to`; dropped if there is no connection or its queue is full.
+    pub fn send(&self, to: u64, msg: M) {
+        let writers = self.writers.lock().expect("writers lock");
+        if let Some(q) = writers.get(&to) {
+            if q.try_send(Frame::Msgs(vec![msg])).is_err() {
+                tracing::debug!(to, "queue full or closed; message dropped");
+            }
+        }
+    }
+
+    /// Starts one dialer per configured peer. Must run inside a tokio runtime.
+    pub fn dial_peers(self: &Arc<Self>, deliver: Deliver<M>) {
+        for (&peer, addr) in &self.cfg.peers {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            self.writers.lock().expect("writers lock").insert(peer, tx);
+            let me = self.clone();
+            let (addr, deliver) = (addr.clone(), deliver.clone());
+            tokio::spawn(async move { me.dialer(peer, addr, rx, deliver).await });
+        }
+    }
+
+    async fn dialer(
+        self: Arc<Self>,
+        peer: u64,
+        addr: String,
+        mut rx: mpsc::Receiver<Frame<M>>,
+        deliver: Deliver<M>,
+    ) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.connect(&addr).await {
+                Ok(stream) => {
+                    backoff = BACKOFF_MIN;
+                    tracing::info!(peer, %addr, "connected");
+                    let (r, w) = tokio::io::split(stream);
+                    let reader =
+                        tokio::spawn(read_loop(r, peer, addr.clone(), deliver.clone(), None));
+                    write_loop(w, &mut rx, &addr).await;
+                    reader.abort();
+                }
+                Err(e) => tracing::debug!(peer, %addr, "cannot connect: {e}"),
+            }
+            // Whatever queued while the connection was down is stale; Raft resends.
+            while rx.try_recv().is_ok() {}
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<TcpStream, crate::NetError> {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        auth::dial::<_, M>(&mut s, &self.cfg.secret, self.cfg.me, addr).await?;
+        Ok(s)
+    }
+
+    /// Accepts connections until the listener fails. A connection whose handshake fails is
+    /// closed with a logged reason; so is one that sends a malformed or oversized frame.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        deliver: Deliver<M>,
+        status: StatusSource,
+    ) {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            let (deliver, status) = (deliver.clone(), status.clone());
+            tokio::spawn(async move {
+                if let Err(e) = me.accepted(stream, addr.to_string(), deliver, status).await {
+                    tracing::warn!(%addr, "connection closed: {e}");
+                }
+            });
+        }
+    }
+
+    async fn accepted(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        addr: String,
+        deliver: Deliver<M>,
+        status: StatusSource,
+    ) -> Result<(), crate::NetError> {
+        stream.set_nodelay(true)?;
+        let from = auth::accept::<_, M>(&mut stream, &self.cfg.secret, &addr).await?;
+        let (r, w) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        // Replies to a client go back on its own connection; peers are answered over ours.
+        if !self.cfg.peers.contains_key(&from) {
+            self.writers
+                .lock()
+                .expect("writers lock")
+                .insert(from, tx.clone());
+        }
+        let writer = tokio::spawn(async move { write_loop(w, &mut rx, "client").await });
+        read_loop(r, from, addr, deliver, Some((status, tx.clone()))).await;
+        let mut writers = self.writers.lock().expect("writers lock");
+        if writers.get(&from).is_some_and(|q| q.same_channel(&tx)) {
+            writers.remove(&from);
+        }
+        writer.abort();
+        Ok(())
+    }
+}
+
+/// Reads frames until the connection fails, delivering service messages and answering
+/// status requests (on accepted connections).
+async fn read_loop<R, M>(
+    mut r: R,
+    from: u64,
+    addr: String,
+    deliver: Deliver<M>,
+    status: Option<(StatusSource, Queue<M>)>,
+) where
+    R: AsyncRead + Unpin,
+    M: DeserializeOwned + Send + 'static,
+{
+    loop {
+        let frame: Frame<M> = match flotilla_wire::read_frame(&mut r, MAX_FRAME).await {
+            Ok(f) => f,
+            Err(flotilla_wire::WireError::Io(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                return
+            }
+            Err(e) => {
+                tracing::warn!(from, %addr, "closing connection: {e}");
+                return;
+            }
+        };
+        match frame {
+            Frame::Msgs(msgs) => {
+                for m in msgs {
+                    deliver(from, m);
+                }
+            }
+            Frame::StatusRequest => {
+                if let Some((source, q)) = &status {
+                    if let Ok(s) = source().await {
+                        let _ = q.send(Frame::Status(s)).await;
+                    }
+                }
+            }
+            other => {
+                let kind = std::mem::discriminant(&other);
+                tracing::warn!(from, %addr, "closing connection: unexpected frame {kind:?}");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes queued frames until the queue closes or a write fails, merging whatever is queued
+/// into one `Msgs` frame per write.
+async fn write_loop<W, M>(w: W, rx: &mut mpsc::Receiver<Frame<M>>, addr: &str)
+where
+    W: AsyncWrite + Unpin,
+    M: Serialize,
+{
+    let mut w = BufWriter::new(w);
+    while let Some(first) = rx.recv().await {
+        let mut frames = vec![first];
+        while let Ok(f) = rx.try_recv() {
+            match (frames.last_mut(), f) {
+                (Some(Frame::Msgs(batch)), Frame::Msgs(more)) => batch.extend(more),
+                (_, f) => frames.push(f),
+            }
+            if frames.len() > 64 {
+                break;
+            }
+        }
+        for f in &frames {
+            if let Err(e) = w.write_all(&flotilla_wire::encode(f)).await {
+                tracing::debug!(%addr, "write failed: {e}");
+                return;
+            }
+        }
+        if let Err(e) = w.flush().await {
+            tracing::debug!(%addr, "write failed: {e}");
+            return;
+        }
+    }
+}
+
+/// Asks the node at `addr` for its status (what `flotilla ctl status` does).
+pub async fn fetch_status<M>(
+    addr: &str,
+    secret: &Secret,
+    me: u64,
+) -> Result<NodeStatus, crate::NetError>
+where
+    M: Serialize + DeserializeOwned,
+{
+    let mut s = TcpStream::connect(addr).await?;
+    auth::dial::<_, M>(&mut s, secret, me, addr).await?;
+    flotilla_wire::write_frame(&mut s, &Frame::<M>::StatusRequest).await?;
+    loop {
+        match flotilla_wire::read_frame::<_, Frame<M>>(&mut s, MAX_FRAME).await? {
+            Frame::Status(st) => return Ok(st),
+            Frame::Msgs(_) => continue,
+            _ => {
+                return Err(crate::NetError::Handshake {
+                    peer: addr.to_owned(),
+                    reason: "unexpected answer to a status request".into(),
+                })
+            }
+        }
+    }
+}

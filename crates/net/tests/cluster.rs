@@ -1,0 +1,177 @@
+//! Three replicas on loopback TCP, driven by the same Replica the simulator runs: clients'
+//! operations are applied once, in order, across the loss of the leader and its restart.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_net::clients::Clients;
+use flotilla_net::driver::{Durable, MemoryDurable};
+use flotilla_net::server::{run_replica, Recovered, ServerConfig};
+use flotilla_net::transport::fetch_status;
+use flotilla_net::Secret;
+use flotilla_node::Save;
+use flotilla_rsm::{Msg, SnapshotError, StateMachine};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A sum: commands add, replies are the new total.
+#[derive(Debug, Default)]
+struct Sum(u64);
+
+impl StateMachine for Sum {
+    type Command = u64;
+    type Reply = u64;
+    fn apply(&mut self, cmd: u64) -> u64 {
+        self.0 += cmd;
+        self.0
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.to_le_bytes().to_vec()
+    }
+    fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+        self.0 = match data {
+            [] => 0,
+            b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
+        };
+        Ok(())
+    }
+}
+
+/// Storage that outlives the replica using it, as a disk would.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<MemoryDurable>>);
+
+impl Durable for Shared {
+    fn stage(&mut self, save: &Save) -> Result<(), String> {
+        self.0.lock().unwrap().stage(save)
+    }
+    fn sync(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn secret() -> Secret {
+    Secret::new("test-cluster-secret-0123").unwrap()
+}
+
+async fn start(
+    id: u64,
+    listener: TcpListener,
+    peers: Vec<String>,
+    disk: Shared,
+) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let recovered = {
+        let d = disk.0.lock().unwrap();
+        Recovered {
+            state: d.state.clone(),
+            snapshot: d.snapshot.clone(),
+        }
+    };
+    let cfg = ServerConfig {
+        id,
+        peers,
+        secret: secret(),
+        max_raft_state: Some(2000),
+    };
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        run_replica(cfg, Sum::default(), disk, recovered, listener, shutdown)
+            .await
+            .unwrap();
+    });
+    stop
+}
+
+async fn leader(peers: &[String]) -> Option<u64> {
+    for a in peers {
+        if let Ok(s) = fetch_status::<Msg<u64, u64>>(a, &secret(), 1 << 40).await {
+            if s.role == "leader" {
+                return Some(s.id);
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let disks: Vec<Shared> = (0..3).map(|_| Shared::default()).collect();
+    let mut stops = Vec::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        stops.push(Some(
+            start(id as u64, l, peers.clone(), disks[id].clone()).await,
+        ));
+    }
+    let clients: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let ck = clients.new_clerk().await;
+    let limit = Duration::from_secs(20);
+    for i in 1..=50u64 {
+        let total = tokio::time::timeout(limit, clients.call(ck, 1))
+            .await
+            .unwrap();
+        assert_eq!(total, Some(i));
+    }
+    let l = leader(&peers).await.expect("a leader after 50 operations");
+    stops[l as usize].take().unwrap().send(()).unwrap();
+    for i in 51..=100u64 {
+        let total = tokio::time::timeout(limit, clients.call(ck, 1))
+            .await
+            .unwrap();
+        assert_eq!(total, Some(i), "after the leader {l} stopped");
+    }
+    // Restart the old leader from its storage; it catches up and the service goes on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relisten = TcpListener::bind(&peers[l as usize]).await.unwrap();
+    stops[l as usize] = Some(start(l, relisten, peers.clone(), disks[l as usize].clone()).await);
+    for i in 101..=150u64 {
+        let total = tokio::time::timeout(limit, clients.call(ck, 1))
+            .await
+            .unwrap();
+        assert_eq!(total, Some(i));
+    }
+    let status = fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), 1 << 40)
+        .await
+        .unwrap();
+    assert_eq!(status.id, l);
+    // Snapshots keep the persisted state bounded (max_raft_state 2000).
+    for d in &disks {
+        assert!(d.0.lock().unwrap().state.len() < 16_000);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_the_secret_gets_nothing_done() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peers = vec![l.local_addr().unwrap().to_string()];
+    let _stop = start(0, l, peers.clone(), Shared::default()).await;
+    let wrong = Secret::new("not-the-cluster-secret!").unwrap();
+    let bad: Arc<Clients<u64, u64>> = Clients::connect(&peers, wrong.clone());
+    let ck = bad.new_clerk().await;
+    let r = tokio::time::timeout(Duration::from_secs(2), bad.call(ck, 1)).await;
+    assert!(
+        r.is_err(),
+        "an unauthenticated client's operation completed"
+    );
+    assert!(fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, 7)
+        .await
+        .is_err());
+    let good: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let ck = good.new_clerk().await;
+    let r = tokio::time::timeout(Duration::from_secs(10), good.call(ck, 5)).await;
+    assert_eq!(
+        r.unwrap(),
+        Some(5),
+        "the wrong client's operation must not have applied"
+    );
+}
