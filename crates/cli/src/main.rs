@@ -4,10 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod demo;
 mod mr;
 mod mr_bench;
+mod router;
+mod storage;
 mod units;
+mod up;
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +26,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a local simulated Raft cluster under faults and show it working (the embedded default).
+    /// Start a local replicated KV group (3 replicas) and a Redis-protocol router on port 6380,
+    /// as separate processes, with data under ./flotilla-data; Ctrl-C stops it.
+    Up(up::UpArgs),
+    /// Run one replica of the replicated KV service.
+    Server(cluster::ServerArgs),
+    /// Serve the Redis protocol, forwarding each command to the replicated KV service.
+    Router(router::RouterArgs),
+    /// Operate a running cluster.
+    Ctl {
+        #[command(subcommand)]
+        command: cluster::CtlCommand,
+    },
+    /// Run a local simulated Raft cluster under faults and show it working.
     Demo(demo::DemoArgs),
     /// Run MIT 6.5840 lab scenarios on the deterministic simulator (all, or those named).
     Scenario {
@@ -83,6 +99,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Up(args) => up::up(args),
+        Command::Server(args) => cluster::server(args),
+        Command::Router(args) => router::router(args),
+        Command::Ctl { command } => cluster::ctl(command),
         Command::Mr { command } => mr::run(command),
         Command::Scenario { names, seed, seeds } => run_scenarios(&names, seed, seeds),
         Command::Check { files, timeout } => check_histories(&files, timeout),

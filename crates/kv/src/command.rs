@@ -35,6 +35,13 @@ pub enum KvCommand {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
+    /// Adds `by` to the key's value read as a decimal 64-bit integer (a missing key is 0), as
+    /// Redis's INCRBY does, atomically.
+    Incr {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        by: i64,
+    },
 }
 
 impl KvCommand {
@@ -43,7 +50,8 @@ impl KvCommand {
             KvCommand::Get { key }
             | KvCommand::Put { key, .. }
             | KvCommand::Append { key, .. }
-            | KvCommand::Delete { key } => key,
+            | KvCommand::Delete { key }
+            | KvCommand::Incr { key, .. } => key,
         }
     }
 
@@ -75,6 +83,10 @@ pub enum KvError {
     KeyTooLarge { len: usize, max: usize },
     #[error("value of {len} bytes is longer than the limit of {max} bytes")]
     ValueTooLarge { len: usize, max: usize },
+    #[error("value is not an integer or out of range")]
+    NotAnInteger,
+    #[error("increment or decrement would overflow")]
+    Overflow,
 }
 
 /// Byte strings as one length-prefixed run (decoded into an exactly sized buffer) rather than
@@ -103,6 +115,8 @@ pub enum KvReply {
     Len(u64),
     /// Delete done: whether the key existed.
     Deleted(bool),
+    /// Incr done: the new value.
+    Int(i64),
     Error(KvError),
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use flotilla_rsm::{SnapshotError, StateMachine};
 use serde_bytes::{ByteBuf, Bytes};
 
-use crate::command::{KvCommand, KvReply};
+use crate::command::{KvCommand, KvError, KvReply};
 
 /// What an Append answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,26 @@ impl Kv {
 
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.data.get(key).map(Vec::as_slice)
+    }
+
+    fn incr(&mut self, key: Vec<u8>, by: i64) -> KvReply {
+        let old = match self.data.get(&key) {
+            None => 0,
+            Some(v) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                Some(n) => n,
+                None => return KvReply::Error(KvError::NotAnInteger),
+            },
+        };
+        match old.checked_add(by) {
+            Some(n) => {
+                self.data.insert(key, n.to_string().into_bytes());
+                KvReply::Int(n)
+            }
+            None => KvReply::Error(KvError::Overflow),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -82,6 +102,7 @@ impl StateMachine for Kv {
                 }
             }
             KvCommand::Delete { key } => KvReply::Deleted(self.data.remove(&key).is_some()),
+            KvCommand::Incr { key, by } => self.incr(key, by),
         }
     }
 
@@ -157,6 +178,23 @@ mod tests {
             KvReply::Deleted(false)
         );
         assert_eq!(kv.apply(get("a")), KvReply::Value(None));
+    }
+
+    #[test]
+    fn incr_counts_and_refuses_non_integers() {
+        let mut kv = Kv::default();
+        let incr = |by| KvCommand::Incr {
+            key: "n".into(),
+            by,
+        };
+        assert_eq!(kv.apply(incr(1)), KvReply::Int(1));
+        assert_eq!(kv.apply(incr(-5)), KvReply::Int(-4));
+        assert_eq!(kv.get(b"n"), Some(&b"-4"[..]));
+        kv.apply(put("n", "x"));
+        assert_eq!(kv.apply(incr(1)), KvReply::Error(KvError::NotAnInteger));
+        kv.apply(put("n", &i64::MAX.to_string()));
+        assert_eq!(kv.apply(incr(1)), KvReply::Error(KvError::Overflow));
+        assert_eq!(kv.get(b"n"), Some(i64::MAX.to_string().as_bytes()));
     }
 
     #[test]

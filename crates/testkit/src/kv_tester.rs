@@ -318,7 +318,7 @@ fn output_of(input: &KvInput, reply: &KvReply) -> KvOutput {
     match reply {
         // A Get's value, or the old value a kvsrv Append returned: both are checked.
         KvReply::Value(v) => KvOutput::value(text(v.as_deref().unwrap_or_default())),
-        KvReply::Done | KvReply::Len(_) | KvReply::Deleted(_) => KvOutput::Done,
+        KvReply::Done | KvReply::Len(_) | KvReply::Deleted(_) | KvReply::Int(_) => KvOutput::Done,
         KvReply::Error(e) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
     }
 }

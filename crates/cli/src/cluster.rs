@@ -1,0 +1,218 @@
+//! `flotilla server` and `flotilla ctl`: one replica of the replicated KV service as a
+//! process, and the operator's view of a running group.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use flotilla_kv::{Kv, KvMsg};
+use flotilla_net::server::{run_replica, ServerConfig};
+use flotilla_net::transport::fetch_status;
+use flotilla_net::{NodeStatus, Secret};
+use tokio::net::TcpListener;
+
+use crate::units::parse_size;
+
+/// Where the cluster secret comes from (the same for every process of a cluster).
+#[derive(Args, Clone)]
+pub struct SecretArgs {
+    /// File holding the cluster secret (at least 16 characters). Default: the
+    /// FLOTILLA_SECRET environment variable.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    pub fn load(&self) -> Result<Secret, String> {
+        let text = match &self.secret_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the secret file {}: {e}", p.display()))?,
+            None => std::env::var("FLOTILLA_SECRET").map_err(|_| {
+                "no cluster secret: pass --secret-file or set FLOTILLA_SECRET".to_owned()
+            })?,
+        };
+        Secret::new(&text)
+    }
+}
+
+/// `flotilla server`: runs one replica.
+#[derive(Args)]
+pub struct ServerArgs {
+    /// This replica's id: its position (from 0) in --peers.
+    #[arg(long)]
+    id: u64,
+    /// Every replica's address, this one's included, comma-separated, in id order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// Address to listen on (default: this replica's entry in --peers).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the write-ahead log and snapshots (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Snapshot when the Raft state on disk reaches this size.
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
+    max_raft_state: u64,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+pub fn server(args: ServerArgs) -> Result<(), String> {
+    let secret = args.secret.load()?;
+    let me = args.id as usize;
+    if me >= args.peers.len() {
+        return Err(format!(
+            "--id {} is not a position in --peers ({} replicas)",
+            args.id,
+            args.peers.len()
+        ));
+    }
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| args.peers[me].clone());
+    let (storage, recovered) = crate::storage::open(&args.data_dir)?;
+    let cfg = ServerConfig {
+        id: args.id,
+        peers: args.peers.clone(),
+        secret,
+        max_raft_state: Some(args.max_raft_state as usize),
+    };
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(id = cfg.id, %listen, data = %args.data_dir.display(), "replica starting");
+        run_replica(
+            cfg,
+            Kv::default(),
+            storage,
+            recovered,
+            listener,
+            shutdown_signal(),
+        )
+        .await
+        .map_err(|e| format!("replica {me} stopped: {e}"))
+    })
+}
+
+/// A tokio runtime for one process: two workers are plenty for the network side.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+}
+
+#[derive(Subcommand)]
+pub enum CtlCommand {
+    /// Every replica's role, term, indexes and storage sizes, in a table.
+    Status {
+        /// Replica addresses in id order (default: read from --dir's cluster file).
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<String>,
+        /// A `flotilla up` data directory: servers and secret are read from it.
+        #[arg(long, default_value = "flotilla-data")]
+        dir: PathBuf,
+        #[command(flatten)]
+        secret: SecretArgs,
+    },
+}
+
+pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
+    match cmd {
+        CtlCommand::Status {
+            servers,
+            dir,
+            secret,
+        } => {
+            let (servers, secret) = resolve_cluster(servers, &dir, &secret)?;
+            let rows = runtime()?.block_on(async {
+                let mut rows = Vec::new();
+                for a in &servers {
+                    let r = tokio::time::timeout(
+                        std::time::Duration::from_secs(2),
+                        fetch_status::<KvMsg>(a, &secret, 1 << 50),
+                    )
+                    .await;
+                    rows.push(match r {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("no answer within 2 s".to_owned()),
+                    });
+                }
+                rows
+            });
+            print!("{}", status_table(&servers, &rows));
+            Ok(())
+        }
+    }
+}
+
+/// Servers and secret from flags, or from a `flotilla up` directory.
+pub fn resolve_cluster(
+    servers: Vec<String>,
+    dir: &Path,
+    secret: &SecretArgs,
+) -> Result<(Vec<String>, Secret), String> {
+    if !servers.is_empty() {
+        return Ok((servers, secret.load()?));
+    }
+    let layout = crate::up::Layout::read(dir)?;
+    let secret = match secret.secret_file {
+        Some(_) => secret.load()?,
+        None => SecretArgs {
+            secret_file: Some(layout.secret_file(dir)),
+        }
+        .load()?,
+    };
+    Ok((layout.servers, secret))
+}
+
+fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> String {
+    let mut out = format!(
+        "{:>3}  {:<21} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+        "id",
+        "address",
+        "role",
+        "term",
+        "leader",
+        "commit",
+        "applied",
+        "last",
+        "snap",
+        "log bytes",
+        "snap bytes"
+    );
+    for (i, (addr, row)) in servers.iter().zip(rows).enumerate() {
+        match row {
+            Ok(s) => out.push_str(&format!(
+                "{:>3}  {:<21} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+                s.id,
+                addr,
+                s.role,
+                s.term,
+                s.leader.map_or("-".to_owned(), |l| l.to_string()),
+                s.commit_index,
+                s.applied_index,
+                s.last_log_index,
+                s.snapshot_index,
+                s.state_bytes,
+                s.snapshot_bytes
+            )),
+            Err(e) => out.push_str(&format!("{i:>3}  {addr:<21} unreachable: {e}\n")),
+        }
+    }
+    out
+}

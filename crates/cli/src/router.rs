@@ -1,0 +1,43 @@
+//! `flotilla router`: the Redis-protocol front of the replicated KV service.
+
+use clap::Args;
+use flotilla_net::router::{run_router, RouterConfig};
+use tokio::net::TcpListener;
+
+use crate::cluster::{runtime, shutdown_signal, SecretArgs};
+
+#[derive(Args)]
+pub struct RouterArgs {
+    /// The replicas' addresses in id order, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    servers: Vec<String>,
+    /// Address to serve the Redis protocol on.
+    #[arg(long, default_value = "127.0.0.1:6380")]
+    listen: String,
+    /// Require clients to AUTH with this password (default: FLOTILLA_PASSWORD, else none).
+    #[arg(long, env = "FLOTILLA_PASSWORD")]
+    password: Option<String>,
+    /// Refuse connections beyond this many.
+    #[arg(long, default_value_t = 10_000)]
+    max_clients: usize,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+pub fn router(args: RouterArgs) -> Result<(), String> {
+    let cfg = RouterConfig {
+        servers: args.servers,
+        secret: args.secret.load()?,
+        password: args.password,
+        max_clients: args.max_clients,
+    };
+    let listen = args.listen;
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "router serving the Redis protocol");
+        run_router(cfg, listener, shutdown_signal()).await;
+        Ok(())
+    })
+}

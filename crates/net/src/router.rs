@@ -1,0 +1,492 @@
+//! The Redis-protocol front: speaks RESP2 (and RESP3 after `HELLO 3`) to clients and forwards
+//! every key/value command to the replicated service through a clerk per connection.
+//!
+//! A connection's commands run in order, one at a time (its clerk has one operation
+//! outstanding), and pipelined requests are answered in order with their replies written
+//! together. Bad input never crashes the router: malformed requests and requests over the
+//! limits are answered with an error and the connection is closed; unknown commands and wrong
+//! arities get an error and the connection goes on.
+//!
+//! Routing goes through [`Router::group_for`], which today always answers the one group; the
+//! sharded service replaces it with key → shard → group (and splits MGET / MSET / DEL).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use flotilla_kv::{KvCommand, KvError, KvReply, MAX_VALUE_BYTES};
+use flotilla_resp::{
+    ClientCommand, Command, CommandQuery, Decoder, Hello, Limits, Protocol, Value,
+};
+use flotilla_rsm::ClientId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::clients::Clients;
+use crate::Secret;
+
+/// The router's settings.
+#[derive(Clone)]
+pub struct RouterConfig {
+    /// The replicas of the (one) KV group, by id.
+    pub servers: Vec<String>,
+    pub secret: Secret,
+    /// Clients must `AUTH` with this password first, if set.
+    pub password: Option<String>,
+    /// Connections beyond this many are refused with an error.
+    pub max_clients: usize,
+}
+
+type Kv = Clients<KvCommand, KvReply>;
+
+/// A running router's shared state.
+pub struct Router {
+    cfg: RouterConfig,
+    kv: Arc<Kv>,
+    connections: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+/// Serves clients on `listener` until `shutdown` completes.
+pub async fn run_router(
+    cfg: RouterConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let kv = Clients::connect(&cfg.servers, cfg.secret.clone());
+    let router = Arc::new(Router {
+        cfg,
+        kv,
+        connections: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+    });
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let r = router.clone();
+                    tokio::spawn(async move { r.serve(stream, addr.to_string()).await });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = shutdown => {}
+    }
+}
+
+/// Requests a router accepts: values up to the service's limit plus room for the command.
+pub fn limits() -> Limits {
+    Limits {
+        max_bulk_len: MAX_VALUE_BYTES + 1024,
+        ..Limits::default()
+    }
+}
+
+/// One client connection's state.
+struct Conn {
+    id: u64,
+    addr: String,
+    proto: Protocol,
+    authenticated: bool,
+    name: Option<Vec<u8>>,
+    /// Created on the first key/value command.
+    clerk: Option<ClientId>,
+}
+
+/// Whether to keep the connection after a reply.
+#[derive(PartialEq)]
+enum After {
+    Continue,
+    Close,
+}
+
+impl Router {
+    /// The replica group that holds `key`: with one group, always group 0.
+    fn group_for(&self, _key: &[u8]) -> usize {
+        0
+    }
+
+    async fn serve(self: Arc<Self>, mut stream: TcpStream, addr: String) {
+        let _ = stream.set_nodelay(true);
+        let open = self.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        if open > self.cfg.max_clients {
+            let _ = stream
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+            self.connections.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let mut conn = Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            addr,
+            proto: Protocol::Resp2,
+            authenticated: self.cfg.password.is_none(),
+            name: None,
+            clerk: None,
+        };
+        if let Err(e) = self.session(&mut stream, &mut conn).await {
+            tracing::debug!(addr = %conn.addr, "connection ended: {e}");
+        }
+        if let Some(c) = conn.clerk {
+            self.kv.remove_clerk(c);
+        }
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Reads requests, answers them in order; pipelined replies go out in one write.
+    async fn session(&self, stream: &mut TcpStream, conn: &mut Conn) -> std::io::Result<()> {
+        let mut decoder = Decoder::new(limits());
+        let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
+        let mut start = 0;
+        let mut out = Vec::new();
+        loop {
+            loop {
+                match decoder.decode(&buf[start..]) {
+                    Ok(Some((args, used))) => {
+                        start += used;
+                        let (reply, after) = self.request(conn, &args).await;
+                        flotilla_resp::encode(&reply, conn.proto, &mut out);
+                        if after == After::Close {
+                            stream.write_all(&out).await?;
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(addr = %conn.addr, "closing connection: {e}");
+                        flotilla_resp::encode(&e.to_value(), conn.proto, &mut out);
+                        stream.write_all(&out).await?;
+                        return Ok(());
+                    }
+                }
+            }
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
+            buf.drain(..start);
+            start = 0;
+            let mut chunk = [0u8; 16 << 10];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn request(&self, conn: &mut Conn, args: &[Vec<u8>]) -> (Value, After) {
+        let cmd = match Command::parse(args) {
+            Ok(c) => c,
+            Err(e) => return (e.to_value(), After::Continue),
+        };
+        let allowed = matches!(
+            cmd,
+            Command::Auth { .. } | Command::Hello(_) | Command::Quit
+        );
+        if !conn.authenticated && !allowed {
+            return (
+                Value::error("NOAUTH Authentication required."),
+                After::Continue,
+            );
+        }
+        match cmd {
+            Command::Quit => (Value::ok(), After::Close),
+            c => (self.execute(conn, c).await, After::Continue),
+        }
+    }
+
+    async fn execute(&self, conn: &mut Conn, cmd: Command) -> Value {
+        match cmd {
+            Command::Ping { message: None } => Value::simple("PONG"),
+            Command::Ping { message: Some(m) } | Command::Echo { message: m } => Value::bulk(m),
+            Command::Auth { username, password } => self.auth(conn, username, &password),
+            Command::Hello(h) => self.hello(conn, h),
+            Command::Select { db: 0 } => Value::ok(),
+            Command::Select { .. } => Value::error("ERR DB index is out of range"),
+            Command::Info { .. } => self.info(),
+            Command::Command(q) => command_query(q),
+            Command::Client(c) => client_command(conn, c),
+            Command::ConfigGet { patterns } => config_get(&patterns),
+            Command::DbSize | Command::FlushAll { .. } | Command::FlushDb { .. } => {
+                Value::error(format!(
+                    "ERR {} is not supported by flotilla",
+                    cmd.name().to_uppercase()
+                ))
+            }
+            kv => self.key_value(conn, kv).await,
+        }
+    }
+
+    fn auth(&self, conn: &mut Conn, username: Option<Vec<u8>>, password: &[u8]) -> Value {
+        let Some(expected) = &self.cfg.password else {
+            return Value::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
+        };
+        let user_ok = username.as_deref().is_none_or(|u| u == b"default");
+        if user_ok && constant_time_eq(password, expected.as_bytes()) {
+            conn.authenticated = true;
+            Value::ok()
+        } else {
+            Value::error("WRONGPASS invalid username-password pair or user is disabled.")
+        }
+    }
+
+    fn hello(&self, conn: &mut Conn, h: Hello) -> Value {
+        if let Some((user, pass)) = h.auth {
+            let v = self.auth(conn, Some(user), &pass);
+            if matches!(v, Value::Error(_)) {
+                return v;
+            }
+        } else if !conn.authenticated {
+            return Value::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        }
+        if let Some(p) = h.protocol {
+            conn.proto = p;
+        }
+        if let Some(n) = h.setname {
+            conn.name = Some(n);
+        }
+        let field = |k: &str, v: Value| (Value::bulk(k), v);
+        Value::Map(vec![
+            field("server", Value::bulk("redis")),
+            field("version", Value::bulk("7.0.0")),
+            field("proto", Value::Integer(conn.proto.version())),
+            field("id", Value::Integer(conn.id as i64)),
+            field("mode", Value::bulk("standalone")),
+            field("role", Value::bulk("master")),
+            field("modules", Value::Array(Vec::new())),
+        ])
+    }
+
+    fn info(&self) -> Value {
+        let text = format!(
+            "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            self.connections.load(Ordering::Relaxed),
+            self.cfg.servers.len()
+        );
+        Value::bulk(text)
+    }
+
+    /// Runs one service operation on the connection's clerk.
+    async fn call(&self, conn: &mut Conn, key: &[u8], cmd: KvCommand) -> Result<KvReply, Value> {
+        let _group = self.group_for(key);
+        let clerk = match conn.clerk {
+            Some(c) => c,
+            None => {
+                let c = self.kv.new_clerk().await;
+                conn.clerk = Some(c);
+                c
+            }
+        };
+        match self.kv.call(clerk, cmd).await {
+            Some(KvReply::Error(e)) => Err(kv_error(&e)),
+            Some(r) => Ok(r),
+            None => Err(Value::error(
+                "ERR internal error: the connection's client is gone",
+            )),
+        }
+    }
+
+    async fn key_value(&self, conn: &mut Conn, cmd: Command) -> Value {
+        match self.key_value_inner(conn, cmd).await {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    async fn key_value_inner(&self, conn: &mut Conn, cmd: Command) -> Result<Value, Value> {
+        let get = |key: Vec<u8>| KvCommand::Get { key };
+        Ok(match cmd {
+            Command::Get { key } => value_reply(self.call(conn, &key.clone(), get(key)).await?),
+            Command::Set {
+                key,
+                value,
+                options,
+            } => {
+                if options != flotilla_resp::SetOptions::default() {
+                    return Err(Value::error("ERR SET options (NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL) are not supported by flotilla yet"));
+                }
+                self.call(conn, &key.clone(), KvCommand::Put { key, value })
+                    .await?;
+                Value::ok()
+            }
+            Command::Append { key, value } => match self
+                .call(conn, &key.clone(), KvCommand::Append { key, value })
+                .await?
+            {
+                KvReply::Len(n) => Value::Integer(n as i64),
+                other => unexpected(other),
+            },
+            Command::Del { keys } => {
+                let mut n = 0;
+                for key in keys {
+                    if let KvReply::Deleted(true) = self
+                        .call(conn, &key.clone(), KvCommand::Delete { key })
+                        .await?
+                    {
+                        n += 1;
+                    }
+                }
+                Value::Integer(n)
+            }
+            Command::Exists { keys } => {
+                let mut n = 0;
+                for key in keys {
+                    if let KvReply::Value(Some(_)) = self.call(conn, &key.clone(), get(key)).await?
+                    {
+                        n += 1;
+                    }
+                }
+                Value::Integer(n)
+            }
+            Command::MGet { keys } => {
+                let mut values = Vec::with_capacity(keys.len());
+                for key in keys {
+                    values.push(value_reply(self.call(conn, &key.clone(), get(key)).await?));
+                }
+                Value::Array(values)
+            }
+            Command::MSet { pairs } => {
+                for (key, value) in pairs {
+                    self.call(conn, &key.clone(), KvCommand::Put { key, value })
+                        .await?;
+                }
+                Value::ok()
+            }
+            Command::Incr { key } => self.incr(conn, key, 1).await?,
+            Command::Decr { key } => self.incr(conn, key, -1).await?,
+            Command::IncrBy { key, delta } => self.incr(conn, key, delta).await?,
+            Command::DecrBy { key, delta } => match delta.checked_neg() {
+                Some(by) => self.incr(conn, key, by).await?,
+                None => return Err(Value::error("ERR decrement would overflow")),
+            },
+            other => Value::error(format!(
+                "ERR '{}' is not supported by flotilla",
+                other.name()
+            )),
+        })
+    }
+
+    async fn incr(&self, conn: &mut Conn, key: Vec<u8>, by: i64) -> Result<Value, Value> {
+        match self
+            .call(conn, &key.clone(), KvCommand::Incr { key, by })
+            .await?
+        {
+            KvReply::Int(n) => Ok(Value::Integer(n)),
+            other => Ok(unexpected(other)),
+        }
+    }
+}
+
+fn value_reply(r: KvReply) -> Value {
+    match r {
+        KvReply::Value(Some(v)) => Value::Bulk(v),
+        KvReply::Value(None) => Value::Null,
+        other => unexpected(other),
+    }
+}
+
+fn unexpected(r: KvReply) -> Value {
+    Value::error(format!("ERR internal error: unexpected reply {r:?}"))
+}
+
+fn kv_error(e: &KvError) -> Value {
+    Value::error(format!("ERR {e}"))
+}
+
+fn command_query(q: CommandQuery) -> Value {
+    match q {
+        CommandQuery::Count => Value::Integer(0),
+        CommandQuery::List => Value::Array(Vec::new()),
+        CommandQuery::Docs { .. } => Value::Map(Vec::new()),
+        CommandQuery::Info { names } => {
+            Value::Array(names.iter().map(|_| Value::NullArray).collect())
+        }
+    }
+}
+
+fn client_command(conn: &mut Conn, c: ClientCommand) -> Value {
+    match c {
+        ClientCommand::SetName { name } => {
+            conn.name = Some(name);
+            Value::ok()
+        }
+        ClientCommand::GetName => conn.name.clone().map_or(Value::Null, Value::Bulk),
+        ClientCommand::Id => Value::Integer(conn.id as i64),
+        ClientCommand::Info => Value::bulk(format!(
+            "id={} addr={} name={} db=0 resp={}\n",
+            conn.id,
+            conn.addr,
+            String::from_utf8_lossy(conn.name.as_deref().unwrap_or_default()),
+            conn.proto.version()
+        )),
+        ClientCommand::SetInfo { .. } => Value::ok(),
+    }
+}
+
+/// The few settings tools ask about (redis-benchmark asks for `save` and `appendonly`).
+fn config_get(patterns: &[Vec<u8>]) -> Value {
+    let known: [(&str, &str); 3] = [("save", ""), ("appendonly", "yes"), ("databases", "1")];
+    let mut pairs = Vec::new();
+    for p in patterns {
+        for (k, v) in known {
+            if glob_match(p, k.as_bytes()) && !pairs.iter().any(|(n, _): &(&str, &str)| *n == k) {
+                pairs.push((k, v));
+            }
+        }
+    }
+    Value::Map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Value::bulk(k), Value::bulk(v)))
+            .collect(),
+    )
+}
+
+/// `*` and `?` globbing, as CONFIG GET patterns use.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.split_first(), text.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob_match(rest, text) || (!text.is_empty() && glob_match(pattern, &text[1..]))
+        }
+        (Some((b'?', rest)), Some((_, t))) => glob_match(rest, t),
+        (Some((p, rest)), Some((c, t))) => p.eq_ignore_ascii_case(c) && glob_match(rest, t),
+        _ => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_patterns_glob() {
+        assert!(glob_match(b"save", b"save"));
+        assert!(glob_match(b"*", b"appendonly"));
+        assert!(glob_match(b"APPEND*", b"appendonly"));
+        assert!(!glob_match(b"save?", b"save"));
+        let Value::Map(pairs) = config_get(&[b"save".to_vec(), b"*only".to_vec()]) else {
+            panic!("a map")
+        };
+        assert_eq!(pairs.len(), 2);
+    }
+
+    #[test]
+    fn passwords_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

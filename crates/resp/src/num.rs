@@ -1,0 +1,70 @@
+//! Strict decimal integers, as Redis's `string2ll` reads them.
+
+/// Parses a decimal `i64` the way Redis does (`string2ll`): an optional `-`, then digits with
+/// no leading zero (except `0` itself); no `+`, no spaces, no `-0`, no overflow. Being as strict
+/// as Redis keeps `INCRBY k 010` and `$03` errors here too, not silently accepted.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s {
+        [b'0'] => return Some(0),
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    // Accumulate as a negative number so that i64::MIN (whose magnitude exceeds i64::MAX)
+    // parses without a special case.
+    let mut acc: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc = acc.checked_mul(10)?.checked_sub(i64::from(b - b'0'))?;
+    }
+    if negative {
+        Some(acc)
+    } else {
+        acc.checked_neg()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_i64;
+
+    #[test]
+    fn accepts_what_redis_accepts() {
+        for (s, n) in [
+            ("0", 0),
+            ("7", 7),
+            ("-7", -7),
+            ("1024", 1024),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), Some(n), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_redis_rejects() {
+        for s in [
+            "",
+            "-",
+            "+1",
+            " 1",
+            "1 ",
+            "01",
+            "-0",
+            "00",
+            "1a",
+            "1.5",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), None, "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! From argument vectors to [`Command`]s: a table of names and arities, then one small parser
+//! per command.
+
+use crate::command::{
+    ClientAttr, ClientCommand, Command, CommandQuery, Expiry, FlushMode, Hello, SetCondition,
+    SetOptions,
+};
+use crate::command_error::lossy;
+use crate::num::parse_i64;
+use crate::{CommandError, Protocol};
+
+/// Parses one command from its arguments. Every argument is owned by the request, so parsers
+/// move them out (`take`) rather than copy: a `SET` value may be tens of MiB.
+type Parser = fn(&mut [Vec<u8>]) -> Result<Command, CommandError>;
+
+/// A command (or subcommand) the parser knows.
+pub struct CommandSpec {
+    /// Lower-case name, as in Redis's `COMMAND INFO` (`client|setname` for subcommands).
+    pub name: &'static str,
+    /// Redis's arity convention, counting the name (and subcommand): `n` means exactly `n`
+    /// arguments, `-n` at least `n`.
+    pub arity: i32,
+    /// Turns arguments that passed the arity check into a command.
+    parse: Parser,
+}
+
+const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
+    CommandSpec { name, arity, parse }
+}
+
+/// The top-level commands, the most frequent first since lookup is a linear scan (which beats
+/// hashing for two dozen short names).
+pub const COMMANDS: &[CommandSpec] = &[
+    spec("get", 2, |a| Ok(Command::Get { key: take(a, 1) })),
+    spec("set", -3, parse_set),
+    spec("mget", -2, |a| Ok(Command::MGet { keys: rest(a, 1) })),
+    spec("mset", -3, parse_mset),
+    spec("del", -2, |a| Ok(Command::Del { keys: rest(a, 1) })),
+    spec("exists", -2, |a| Ok(Command::Exists { keys: rest(a, 1) })),
+    spec("incr", 2, |a| Ok(Command::Incr { key: take(a, 1) })),
+    spec("incrby", 3, parse_incrby),
+    spec("decr", 2, |a| Ok(Command::Decr { key: take(a, 1) })),
+    spec("decrby", 3, parse_decrby),
+    spec("append", 3, |a| {
+        let (key, value) = (take(a, 1), take(a, 2));
+        Ok(Command::Append { key, value })
+    }),
+    spec("ping", -1, parse_ping),
+    spec("echo", 2, |a| {
+        Ok(Command::Echo {
+            message: take(a, 1),
+        })
+    }),
+    spec("info", -1, |a| {
+        Ok(Command::Info {
+            sections: rest(a, 1),
+        })
+    }),
+    spec("auth", -2, parse_auth),
+    spec("quit", -1, |_| Ok(Command::Quit)),
+    spec("select", 2, |a| Ok(Command::Select { db: int(&a[1])? })),
+    spec("command", -1, parse_command),
+    spec("client", -2, |a| sub(a, "client", CLIENT)),
+    spec("hello", -1, parse_hello),
+    spec("config", -2, |a| sub(a, "config", CONFIG)),
+    spec("dbsize", 1, |_| Ok(Command::DbSize)),
+    spec("flushall", -1, |a| {
+        Ok(Command::FlushAll { mode: flush(a)? })
+    }),
+    spec("flushdb", -1, |a| Ok(Command::FlushDb { mode: flush(a)? })),
+];
+
+/// `CLIENT` subcommands (arity counts `CLIENT` and the subcommand).
+pub const CLIENT: &[CommandSpec] = &[
+    spec("client|setname", 3, |a| {
+        let name = client_name(take(a, 2), "Client names")?;
+        Ok(Command::Client(ClientCommand::SetName { name }))
+    }),
+    spec("client|getname", 2, |_| {
+        Ok(Command::Client(ClientCommand::GetName))
+    }),
+    spec("client|id", 2, |_| Ok(Command::Client(ClientCommand::Id))),
+    spec("client|info", 2, |_| {
+        Ok(Command::Client(ClientCommand::Info))
+    }),
+    spec("client|setinfo", 4, parse_client_setinfo),
+];
+
+/// `COMMAND` subcommands; plain `COMMAND` is handled before the table.
+pub const COMMAND: &[CommandSpec] = &[
+    spec("command|count", 2, |_| {
+        Ok(Command::Command(CommandQuery::Count))
+    }),
+    spec("command|docs", -2, |a| {
+        let names = rest(a, 2);
+        Ok(Command::Command(CommandQuery::Docs { names }))
+    }),
+    spec("command|info", -2, |a| {
+        let names = rest(a, 2);
+        Ok(Command::Command(CommandQuery::Info { names }))
+    }),
+];
+
+/// `CONFIG` subcommands.
+pub const CONFIG: &[CommandSpec] = &[spec("config|get", -3, |a| {
+    Ok(Command::ConfigGet {
+        patterns: rest(a, 2),
+    })
+})];
+
+impl Command {
+    /// Parses a request's arguments (name first, any case). Copies the arguments; the router
+    /// should prefer [`Command::from_args`], which moves them.
+    pub fn parse(args: &[Vec<u8>]) -> Result<Command, CommandError> {
+        Command::from_args(args.to_vec())
+    }
+
+    /// Parses a request's arguments, moving keys and values out of `args`.
+    pub fn from_args(mut args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
+        let name = args.first().ok_or(CommandError::Empty)?;
+        let spec = lookup(COMMANDS, "", name).ok_or_else(|| CommandError::unknown(&args))?;
+        run(spec, &mut args)
+    }
+}
+
+/// The spec in `table` whose name (after `prefix|`) is `name`, in any case.
+fn lookup<'a>(table: &'a [CommandSpec], prefix: &str, name: &[u8]) -> Option<&'a CommandSpec> {
+    table.iter().find(|spec| {
+        let short = spec.name.strip_prefix(prefix).unwrap_or(spec.name);
+        let short = short.strip_prefix('|').unwrap_or(short);
+        short.as_bytes().eq_ignore_ascii_case(name)
+    })
+}
+
+fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let arity_ok = match usize::try_from(spec.arity) {
+        Ok(exact) => args.len() == exact,
+        Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+    };
+    if !arity_ok {
+        return Err(CommandError::WrongArity(spec.name));
+    }
+    (spec.parse)(args)
+}
+
+/// Dispatches a container command (`CLIENT SETNAME ...`) on its subcommand, `args[1]`.
+fn sub(
+    args: &mut [Vec<u8>],
+    command: &str,
+    table: &[CommandSpec],
+) -> Result<Command, CommandError> {
+    match lookup(table, command, &args[1]) {
+        Some(spec) => run(spec, args),
+        None => Err(CommandError::unknown_subcommand(command, &args[1])),
+    }
+}
+
+/// Moves argument `i` out (the arity check guarantees it exists).
+fn take(args: &mut [Vec<u8>], i: usize) -> Vec<u8> {
+    std::mem::take(&mut args[i])
+}
+
+/// Moves arguments `from..` out.
+fn rest(args: &mut [Vec<u8>], from: usize) -> Vec<Vec<u8>> {
+    args[from..].iter_mut().map(std::mem::take).collect()
+}
+
+fn int(arg: &[u8]) -> Result<i64, CommandError> {
+    parse_i64(arg).ok_or(CommandError::NotInteger)
+}
+
+fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+fn parse_incrby(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let delta = int(&args[2])?;
+    Ok(Command::IncrBy {
+        key: take(args, 1),
+        delta,
+    })
+}
+
+fn parse_decrby(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let delta = int(&args[2])?;
+    if delta == i64::MIN {
+        return Err(CommandError::DecrementOverflow);
+    }
+    Ok(Command::DecrBy {
+        key: take(args, 1),
+        delta,
+    })
+}
+
+fn parse_mset(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    if args.len().is_multiple_of(2) {
+        return Err(CommandError::WrongArity("mset"));
+    }
+    let pairs = args[1..]
+        .chunks_exact_mut(2)
+        .map(|kv| (std::mem::take(&mut kv[0]), std::mem::take(&mut kv[1])))
+        .collect();
+    Ok(Command::MSet { pairs })
+}
+
+fn parse_ping(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    match args.len() {
+        1 => Ok(Command::Ping { message: None }),
+        2 => Ok(Command::Ping {
+            message: Some(take(args, 1)),
+        }),
+        _ => Err(CommandError::WrongArity("ping")),
+    }
+}
+
+fn parse_auth(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    match args.len() {
+        2 => Ok(Command::Auth {
+            username: None,
+            password: take(args, 1),
+        }),
+        3 => Ok(Command::Auth {
+            username: Some(take(args, 1)),
+            password: take(args, 2),
+        }),
+        // Redis answers a syntax error here, not an arity error.
+        _ => Err(CommandError::Syntax),
+    }
+}
+
+fn parse_command(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    if args.len() == 1 {
+        return Ok(Command::Command(CommandQuery::List));
+    }
+    sub(args, "command", COMMAND)
+}
+
+fn flush(args: &[Vec<u8>]) -> Result<FlushMode, CommandError> {
+    match args {
+        [_] => Ok(FlushMode::Default),
+        [_, mode] if is(mode, "sync") => Ok(FlushMode::Sync),
+        [_, mode] if is(mode, "async") => Ok(FlushMode::Async),
+        _ => Err(CommandError::Syntax),
+    }
+}
+
+fn parse_client_setinfo(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let attr = if is(&args[2], "lib-name") {
+        ClientAttr::LibName
+    } else if is(&args[2], "lib-ver") {
+        ClientAttr::LibVer
+    } else {
+        return Err(CommandError::UnrecognizedOption(lossy(&args[2])));
+    };
+    let value = client_name(take(args, 3), &lossy(&args[2]))?;
+    Ok(Command::Client(ClientCommand::SetInfo { attr, value }))
+}
+
+/// Client names and library attributes must be printable ASCII without spaces, because
+/// `CLIENT LIST` prints them space-separated (Redis's `validateClientAttr`).
+fn client_name(name: Vec<u8>, what: &str) -> Result<Vec<u8>, CommandError> {
+    if name.iter().all(|b| (b'!'..=b'~').contains(b)) {
+        Ok(name)
+    } else {
+        Err(CommandError::BadName(what.to_owned()))
+    }
+}
+
+/// `HELLO [protover [AUTH username password] [SETNAME name]]`, checked in Redis's order:
+/// version format, version value, then options.
+fn parse_hello(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let mut hello = Hello::default();
+    if args.len() == 1 {
+        return Ok(Command::Hello(hello));
+    }
+    let version = parse_i64(&args[1]).ok_or(CommandError::ProtocolVersionNotInteger)?;
+    hello.protocol = Some(Protocol::from_version(version).ok_or(CommandError::NoProto)?);
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - 1 - i;
+        if is(&args[i], "auth") && more >= 2 {
+            hello.auth = Some((take(args, i + 1), take(args, i + 2)));
+            i += 3;
+        } else if is(&args[i], "setname") && more >= 1 {
+            hello.setname = Some(client_name(take(args, i + 1), "Client names")?);
+            i += 2;
+        } else {
+            return Err(CommandError::HelloOption(lossy(&args[i])));
+        }
+    }
+    Ok(Command::Hello(hello))
+}
+
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`, in Redis's order: first
+/// the option words (any conflict is a syntax error), then the expiry number.
+fn parse_set(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    let mut options = SetOptions::default();
+    // The expiry's unit and the index of its number, parsed after all the words.
+    let mut expiry: Option<(&str, usize)> = None;
+    let mut keep_ttl = false;
+    let mut i = 3;
+    while i < args.len() {
+        let word = &args[i];
+        let has_value = i + 1 < args.len();
+        if is(word, "nx") && options.condition != Some(SetCondition::IfPresent) {
+            options.condition = Some(SetCondition::IfAbsent);
+        } else if is(word, "xx") && options.condition != Some(SetCondition::IfAbsent) {
+            options.condition = Some(SetCondition::IfPresent);
+        } else if is(word, "get") {
+            options.get = true;
+        } else if is(word, "keepttl") && expiry.is_none() {
+            keep_ttl = true;
+        } else if let Some(unit) = expiry_unit(word).filter(|_| has_value && !keep_ttl) {
+            if expiry.is_some_and(|(u, _)| u != unit) {
+                return Err(CommandError::Syntax);
+            }
+            expiry = Some((unit, i + 1));
+            i += 1;
+        } else {
+            return Err(CommandError::Syntax);
+        }
+        i += 1;
+    }
+    options.expiry = match expiry {
+        Some((unit, at)) => Some(set_expiry(unit, &args[at])?),
+        None if keep_ttl => Some(Expiry::KeepTtl),
+        None => None,
+    };
+    let (key, value) = (take(args, 1), take(args, 2));
+    Ok(Command::Set {
+        key,
+        value,
+        options,
+    })
+}
+
+fn expiry_unit(word: &[u8]) -> Option<&'static str> {
+    ["ex", "px", "exat", "pxat"]
+        .into_iter()
+        .find(|unit| is(word, unit))
+}
+
+/// The expiry number: an integer (else "not an integer"), positive and, for seconds, small
+/// enough to convert to milliseconds (else "invalid expire time").
+fn set_expiry(unit: &str, arg: &[u8]) -> Result<Expiry, CommandError> {
+    let n = int(arg)?;
+    let seconds = unit == "ex" || unit == "exat";
+    if n <= 0 || (seconds && n > i64::MAX / 1000) {
+        return Err(CommandError::InvalidExpireTime("set"));
+    }
+    let n = n.unsigned_abs();
+    Ok(match unit {
+        "ex" => Expiry::Seconds(n),
+        "px" => Expiry::Millis(n),
+        "exat" => Expiry::UnixSeconds(n),
+        _ => Expiry::UnixMillis(n),
+    })
+}

@@ -1,0 +1,60 @@
+//! The one error type of the crate. Every variant names the file it is about.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a storage operation failed.
+///
+/// `Io` and `Poisoned` are operating errors of a live node: the driver should stop the node
+/// and restart it, which recovers from what is on disk. `Corrupt` comes from
+/// [`crate::DiskStorage::open`] only: the directory holds data that no crash of this code can
+/// produce (bit rot, a missing file, another program's files); the node must not start from
+/// it, and an operator has to decide what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done, as a verb phrase ("fsync", "rename ... to").
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    /// Stored data fails verification where a crash cannot explain it.
+    #[error("corrupt storage file {} at byte offset {offset}: {reason}", file.display())]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
+    /// A record longer than the format's 32-bit length field.
+    #[error(
+        "a {what} of {len} bytes does not fit one record (at most {} bytes)",
+        u32::MAX
+    )]
+    TooLarge { what: &'static str, len: usize },
+
+    /// An earlier write or fsync failed, so what the files hold is unknown (after a failed
+    /// fsync Linux may drop the dirty pages and report success on the next one): nothing more
+    /// is accepted. Reopen the directory to continue from what is durable.
+    #[error("storage in {} is unusable after an earlier I/O error; reopen it", dir.display())]
+    Poisoned { dir: PathBuf },
+}
+
+impl StorageError {
+    /// A `Corrupt` error, for brevity at the many call sites.
+    pub(crate) fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            file: file.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Adapts an `io::Error` into [`StorageError::Io`] for `map_err`.
+pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { op, path, source }
+}

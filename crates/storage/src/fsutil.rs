@@ -1,0 +1,55 @@
+//! File-system steps with the durability each needs, named so the crash-safety argument in
+//! the crate docs can point at them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{io_err, StorageError};
+use crate::format::TEMP_SUFFIX;
+
+/// Makes `dir`'s entries (creations, renames, removals so far) durable: on Linux, fsync on a
+/// directory is what persists a rename or a new name.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Creates `dir/name` holding `parts` concatenated, all or nothing: written to
+/// `name.tmp`, fsynced (`sync_all`: data, size and allocation), renamed, then the directory
+/// fsynced. Invariant it gives: a file under a final name is always complete and durable, so
+/// readers may treat any damage in it as corruption, never as a crash.
+///
+/// Returns the file, open for writing at its end (the handle follows the rename).
+pub(crate) fn create_atomically(
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<File, StorageError> {
+    let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
+    let path = dir.join(name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(io_err("create", &temp))?;
+    for part in parts {
+        file.write_all(part).map_err(io_err("write", &temp))?;
+    }
+    file.sync_all().map_err(io_err("fsync", &temp))?;
+    fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, StorageError> {
+    fs::read(path).map_err(io_err("read", path))
+}
+
+/// Removes a file that is no longer needed. Not fsynced: a removal lost in a crash leaves a
+/// superseded file that the next open removes again.
+pub(crate) fn remove(path: &Path) -> Result<(), StorageError> {
+    fs::remove_file(path).map_err(io_err("remove", path))
+}

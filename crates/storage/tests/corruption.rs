@@ -1,0 +1,150 @@
+//! Damage no crash explains is reported as `Corrupt`, naming the file and byte offset, and
+//! nothing is dropped silently.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A replacement and `count` synced appends; each append's (segment, start offset).
+fn write(dir: &Path, segment_bytes: u64, count: usize) -> Vec<(PathBuf, u64)> {
+    let (mut storage, _) = open_with(dir, segment_bytes);
+    replace(&mut storage, b"BASE", Some(b"the snapshot"));
+    let mut starts = Vec::new();
+    for i in 0..count {
+        append(&mut storage, &record(i));
+        let tail = storage.wal_tail();
+        starts.push((tail.path, tail.written_bytes - 8 - record(i).len() as u64));
+    }
+    storage.sync().unwrap();
+    starts
+}
+
+/// Flips each given bit in place, expects `Corrupt` at `offset` of `file`, flips it back.
+fn expect_corrupt_for_flips(
+    dir: &Path,
+    file: &Path,
+    offset: u64,
+    bits: impl Iterator<Item = (u64, u8)>,
+) {
+    for (byte, bit) in bits {
+        flip_bit(file, byte, bit);
+        assert_corrupt(try_open(dir), file, offset);
+        flip_bit(file, byte, bit);
+    }
+}
+
+/// Every bit of the length and checksum, and of the first and last payload bytes.
+fn record_bits(start: u64, payload_len: usize) -> impl Iterator<Item = (u64, u8)> {
+    let last = start + 8 + payload_len as u64 - 1;
+    let bytes = (start..start + 9).chain([last]);
+    bytes.flat_map(|byte| (0..8).map(move |bit| (byte, bit)))
+}
+
+#[test]
+fn a_flip_in_any_record_but_the_last_of_the_last_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let starts = write(tmp.path(), 64 << 20, 10);
+    for (i, (segment, start)) in starts.iter().enumerate().take(9) {
+        expect_corrupt_for_flips(
+            tmp.path(),
+            segment,
+            *start,
+            record_bits(*start, record(i).len()),
+        );
+    }
+    // Every record read back intact once the flips are undone.
+    let expected = [b"BASE".to_vec(), (0..10).flat_map(record).collect()].concat();
+    assert_eq!(try_open(tmp.path()).unwrap().state, expected);
+}
+
+#[test]
+fn a_flip_or_cut_in_a_segment_before_the_last_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let starts = write(tmp.path(), 150, 30);
+    let last = &starts[29].0;
+    // Every record of an earlier segment, its own last record included.
+    for (i, (segment, start)) in starts.iter().enumerate().filter(|(_, (s, _))| s != last) {
+        expect_corrupt_for_flips(
+            tmp.path(),
+            segment,
+            *start,
+            record_bits(*start, record(i).len()),
+        );
+    }
+    let (segment, start) = &starts[3];
+    assert_ne!(segment, last);
+    truncate(segment, start + 5);
+    assert_corrupt(try_open(tmp.path()), segment, *start);
+}
+
+#[test]
+fn a_flip_in_a_segment_header_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), 150, 30);
+    let segs = segments(tmp.path());
+    for segment in [&segs[0], &segs[2], segs.last().unwrap()] {
+        let bits = (0..32).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
+        expect_corrupt_for_flips(tmp.path(), segment, 0, bits);
+    }
+}
+
+#[test]
+fn the_base_record_is_never_taken_for_a_torn_tail() {
+    // With no appends, the base record is the last record of the last segment; it was
+    // durable before the file got its name, so damage to it is corruption.
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), 64 << 20, 0);
+    let segment = segments(tmp.path()).pop().unwrap();
+    let len = fs::metadata(&segment).unwrap().len();
+    let bits = (32..len).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
+    expect_corrupt_for_flips(tmp.path(), &segment, 32, bits);
+    truncate(&segment, len - 1);
+    assert_corrupt(try_open(tmp.path()), &segment, 32);
+}
+
+#[test]
+fn a_missing_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), 150, 30);
+    let segs = segments(tmp.path());
+    assert!(segs.len() >= 4);
+    fs::remove_file(&segs[2]).unwrap();
+    assert_corrupt(try_open(tmp.path()), &segs[2], 0);
+    fs::remove_file(&segs[0]).unwrap();
+    assert_corrupt(try_open(tmp.path()), &segs[0], 0);
+}
+
+#[test]
+fn a_damaged_or_missing_snapshot_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), 64 << 20, 3);
+    let snapshot = tmp.path().join("snapshot-0000000000000002.snap");
+    let len = fs::metadata(&snapshot).unwrap().len();
+    for byte in 0..len {
+        flip_bit(&snapshot, byte, (byte % 8) as u8);
+        let offset = if byte < 24 { 0 } else { 24 };
+        assert_corrupt(try_open(tmp.path()), &snapshot, offset);
+        flip_bit(&snapshot, byte, (byte % 8) as u8);
+    }
+    let bytes = fs::read(&snapshot).unwrap();
+    fs::write(&snapshot, [&bytes[..], b"x"].concat()).unwrap();
+    assert_corrupt(try_open(tmp.path()), &snapshot, len);
+    fs::write(&snapshot, &bytes[..bytes.len() - 1]).unwrap();
+    assert_corrupt(try_open(tmp.path()), &snapshot, 24);
+    fs::remove_file(&snapshot).unwrap();
+    assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+}
+
+#[test]
+fn a_snapshot_without_any_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), 64 << 20, 3);
+    for segment in segments(tmp.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    let snapshot = tmp.path().join("snapshot-0000000000000002.snap");
+    assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+}

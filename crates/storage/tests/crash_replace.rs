@@ -1,0 +1,206 @@
+//! A crash at any point of a replacement recovers either the old generation or the new one,
+//! whole, and the next open cleans up what the replacement left.
+//!
+//! The intermediate directories are built from the files before and after a real
+//! replacement, following the documented steps: (1) snapshot to `.tmp`, renamed; (2) segment
+//! 0 of the new generation to `.tmp`, renamed (the commit point); (3) the old generation's
+//! files removed one by one. A `.tmp` may be empty, partly or wholly written.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use flotilla_storage::Recovered;
+
+const SEGMENT_BYTES: u64 = 100;
+
+/// One crash state: files taken from the old or new directory, some under a `.tmp` name
+/// and cut to a prefix.
+struct State {
+    what: String,
+    /// (name in the source directory, from the new directory?, name to give, bytes to keep)
+    files: Vec<(String, bool, String, Option<usize>)>,
+    expect_new: bool,
+}
+
+fn state(what: &str, expect_new: bool) -> State {
+    State {
+        what: what.to_string(),
+        files: Vec::new(),
+        expect_new,
+    }
+}
+
+impl State {
+    fn with(mut self, name: &str, from_new: bool) -> Self {
+        self.files.push((name.into(), from_new, name.into(), None));
+        self
+    }
+
+    fn with_temp(mut self, name: &str, keep: usize) -> Self {
+        self.files
+            .push((name.into(), true, format!("{name}.tmp"), Some(keep)));
+        self
+    }
+
+    fn build(&self, old: &Path, new: &Path, at: &Path) {
+        fs::create_dir_all(at).unwrap();
+        for (name, from_new, as_name, keep) in &self.files {
+            let bytes = fs::read(if *from_new { new } else { old }.join(name)).unwrap();
+            let keep = keep.unwrap_or(bytes.len()).min(bytes.len());
+            fs::write(at.join(as_name), &bytes[..keep]).unwrap();
+        }
+    }
+}
+
+/// The crash states of the replacement that turned `old` into `new`, in step order.
+fn crash_states(old: &Path, new: &Path) -> Vec<State> {
+    let (old_names, new_names): (BTreeSet<_>, BTreeSet<_>) = (
+        names(old).into_iter().collect(),
+        names(new).into_iter().collect(),
+    );
+    let old_only: Vec<&String> = old_names.difference(&new_names).collect();
+    let added: Vec<&String> = new_names.difference(&old_names).collect();
+    let snapshot = added.iter().find(|n| n.starts_with("snapshot-"));
+    let segment = added
+        .iter()
+        .find(|n| n.starts_with("wal-"))
+        .expect("a new segment");
+    let base = |what: &str, expect_new| {
+        old_names
+            .iter()
+            .fold(state(what, expect_new), |s, n| s.with(n, false))
+    };
+    let mut states = vec![base("nothing written", false)];
+    let mut before_segment = base("", false);
+    if let Some(snap) = snapshot {
+        for keep in [0, 20, usize::MAX] {
+            states
+                .push(base(&format!("snapshot .tmp of {keep} bytes"), false).with_temp(snap, keep));
+        }
+        states.push(base("snapshot renamed", false).with(snap, true));
+        before_segment = before_segment.with(snap, true);
+    }
+    for keep in [0, 10, 40, usize::MAX] {
+        let mut s = base(&format!("segment .tmp of {keep} bytes"), false).with_temp(segment, keep);
+        s.files
+            .extend(before_segment.files.iter().filter(|f| f.1).cloned());
+        states.push(s);
+    }
+    // Step 3: every subset of the old-only files already removed.
+    for removed in 0..1u32 << old_only.len() {
+        let keep_old = old_names.iter().filter(|n| {
+            old_only
+                .iter()
+                .position(|o| o == n)
+                .is_none_or(|i| removed & (1 << i) == 0)
+        });
+        let s = keep_old.fold(
+            state(&format!("committed, removed set {removed:#b}"), true),
+            |s, n| s.with(n, false),
+        );
+        states.push(added.iter().fold(s, |s, n| s.with(n, true)));
+    }
+    states
+}
+
+/// Runs every crash state of the replacement `make_new` applies to the directory `make_old`
+/// builds, checking the recovered pair, the files left, and that appending then works.
+fn check_replacement(
+    make_old: impl Fn(&Path) -> Recovered,
+    replace_state: &[u8],
+    snapshot: Option<&[u8]>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+    let old_pair = make_old(&old);
+    copy_dir(&old, &new);
+    let (mut storage, _) = open_with(&new, SEGMENT_BYTES);
+    replace(&mut storage, replace_state, snapshot);
+    drop(storage);
+    let new_pair = Recovered {
+        state: replace_state.to_vec(),
+        snapshot: snapshot.map_or(old_pair.snapshot.clone(), <[u8]>::to_vec),
+    };
+    for (i, s) in crash_states(&old, &new).iter().enumerate() {
+        let dir = tmp.path().join(format!("state-{i}"));
+        s.build(&old, &new, &dir);
+        let (mut storage, recovered) = open_with(&dir, SEGMENT_BYTES);
+        let (expected, files) = if s.expect_new {
+            (&new_pair, names(&new))
+        } else {
+            (&old_pair, names(&old))
+        };
+        assert_eq!(&recovered, expected, "{}", s.what);
+        assert_eq!(names(&dir), files, "{}: left-overs removed", s.what);
+        append(&mut storage, b"+after");
+        storage.sync().unwrap();
+        drop(storage);
+        let state = [expected.state.clone(), b"+after".to_vec()].concat();
+        assert_eq!(try_open(&dir).unwrap().state, state, "{}", s.what);
+    }
+}
+
+/// An old generation with a snapshot and several segments.
+fn old_with_snapshot(dir: &Path) -> Recovered {
+    let (mut storage, _) = open_with(dir, SEGMENT_BYTES);
+    replace(&mut storage, b"old base|", Some(b"old snapshot"));
+    let records: Vec<Vec<u8>> = (0..12).map(record).collect();
+    records.iter().for_each(|r| append(&mut storage, r));
+    storage.sync().unwrap();
+    assert!(segments(dir).len() >= 3);
+    Recovered {
+        state: [b"old base|".to_vec(), records.concat()].concat(),
+        snapshot: b"old snapshot".to_vec(),
+    }
+}
+
+/// A new directory's first generation, with appends and no snapshot.
+fn old_without_snapshot(dir: &Path) -> Recovered {
+    let (mut storage, _) = open_with(dir, SEGMENT_BYTES);
+    append(&mut storage, b"first|");
+    append(&mut storage, b"second|");
+    storage.sync().unwrap();
+    Recovered {
+        state: b"first|second|".to_vec(),
+        snapshot: Vec::new(),
+    }
+}
+
+#[test]
+fn a_crash_in_a_replacement_with_a_snapshot_recovers_old_or_new() {
+    check_replacement(
+        old_with_snapshot,
+        b"new base",
+        Some(b"new snapshot, longer than the old one"),
+    );
+}
+
+#[test]
+fn a_crash_in_a_replacement_keeping_the_snapshot_recovers_old_or_new() {
+    check_replacement(old_with_snapshot, b"new base", None);
+}
+
+#[test]
+fn a_crash_in_the_first_replacement_recovers_old_or_new() {
+    check_replacement(old_without_snapshot, b"new base", Some(b"first snapshot"));
+    check_replacement(old_without_snapshot, &[9; 300], None);
+}
+
+#[test]
+fn a_crash_while_starting_a_segment_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let expected = old_with_snapshot(tmp.path());
+    let last = segments(tmp.path()).pop().unwrap();
+    let name = last.file_name().unwrap().to_str().unwrap();
+    // The next seq's segment, caught before its rename.
+    let seq = u64::from_str_radix(&name[21..37], 16).unwrap();
+    let next = format!("{}{:016x}.log.tmp", &name[..21], seq + 1);
+    fs::write(tmp.path().join(&next), b"FLOTWAL").unwrap();
+    let (_, recovered) = open_with(tmp.path(), SEGMENT_BYTES);
+    assert_eq!(recovered, expected);
+    assert!(!names(tmp.path()).contains(&next));
+}
