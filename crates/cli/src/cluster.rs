@@ -125,6 +125,9 @@ pub enum CtlCommand {
         /// A `flotilla up` data directory: servers and secret are read from it.
         #[arg(long, default_value = "flotilla-data")]
         dir: PathBuf,
+        /// Print JSON (one object per replica, `null` if unreachable) instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         secret: SecretArgs,
     },
@@ -135,6 +138,7 @@ pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
         CtlCommand::Status {
             servers,
             dir,
+            json,
             secret,
         } => {
             let (servers, secret) = resolve_cluster(servers, &dir, &secret)?;
@@ -154,7 +158,12 @@ pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
                 }
                 rows
             });
-            print!("{}", status_table(&servers, &rows));
+            if json {
+                let v: Vec<Option<&NodeStatus>> = rows.iter().map(|r| r.as_ref().ok()).collect();
+                println!("{}", serde_json::to_string(&v).expect("statuses serialise"));
+            } else {
+                print!("{}", status_table(&servers, &rows));
+            }
             Ok(())
         }
     }

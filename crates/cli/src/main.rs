@@ -91,6 +91,7 @@ fn main() -> ExitCode {
     // Logs go to stderr; RUST_LOG selects them (e.g. RUST_LOG=flotilla_mr=info). Default: warnings.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

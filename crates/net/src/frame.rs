@@ -46,6 +46,8 @@ pub enum Frame<M> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub id: u64,
+    /// The process id, for operators (and fault tests) that need to signal it.
+    pub pid: u32,
     pub role: String,
     pub term: u64,
     pub leader: Option<u64>,

@@ -149,7 +149,7 @@ impl Router {
                 match decoder.decode(&buf[start..]) {
                     Ok(Some((args, used))) => {
                         start += used;
-                        let (reply, after) = self.request(conn, &args).await;
+                        let (reply, after) = self.request(conn, args).await;
                         flotilla_resp::encode(&reply, conn.proto, &mut out);
                         if after == After::Close {
                             stream.write_all(&out).await?;
@@ -180,8 +180,8 @@ impl Router {
         }
     }
 
-    async fn request(&self, conn: &mut Conn, args: &[Vec<u8>]) -> (Value, After) {
-        let cmd = match Command::parse(args) {
+    async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {
+        let cmd = match Command::from_args(args) {
             Ok(c) => c,
             Err(e) => return (e.to_value(), After::Continue),
         };

@@ -42,6 +42,7 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>) -> NodeStatus {
     let raft = r.raft();
     NodeStatus {
         id: raft.id(),
+        pid: std::process::id(),
         role: match raft.role() {
             Role::Leader => "leader",
             Role::Candidate => "candidate",

@@ -205,7 +205,7 @@ impl Decoder {
             if buf.len() - self.pos > max {
                 return Err(RespError::InlineTooLong { max });
             }
-            self.inline_scanned = buf.len(); self.pos += usize::from(buf.len() > self.pos + 3);
+            self.inline_scanned = buf.len();
             return Ok(Step::Pending);
         };
         let newline = from + newline;

@@ -206,6 +206,7 @@ fn reply_decoding_rejects_garbage() {
         b"_x\r\n",
         b"(12a\r\n",
         b"=2\r\nab\r\n",
+        b"=5\r\ntxt-a\r\n",
         b"$3\r\nabcd\r\n",
         b"*5\r\n",
         b"+OK\rX",
