@@ -52,6 +52,9 @@ pub struct ServerArgs {
     /// Snapshot when the Raft state on disk reaches this size.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     max_raft_state: u64,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<String>,
     #[command(flatten)]
     secret: SecretArgs,
 }
@@ -76,6 +79,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         peers: args.peers.clone(),
         secret,
         max_raft_state: Some(args.max_raft_state as usize),
+        metrics: args.metrics.clone(),
     };
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(&listen)
@@ -191,9 +195,10 @@ pub fn resolve_cluster(
 
 fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> String {
     let mut out = format!(
-        "{:>3}  {:<21} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+        "{:>3}  {:<21} {:>7} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
         "id",
         "address",
+        "pid",
         "role",
         "term",
         "leader",
@@ -202,14 +207,17 @@ fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> Stri
         "last",
         "snap",
         "log bytes",
-        "snap bytes"
+        "snap bytes",
+        "metrics"
     );
     for (i, (addr, row)) in servers.iter().zip(rows).enumerate() {
         match row {
-            Ok(s) => out.push_str(&format!(
-                "{:>3}  {:<21} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n",
+            Ok(s) => {
+                out.push_str(&format!(
+                "{:>3}  {:<21} {:>7} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
                 s.id,
                 addr,
+                s.pid,
                 s.role,
                 s.term,
                 s.leader.map_or("-".to_owned(), |l| l.to_string()),
@@ -218,8 +226,10 @@ fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> Stri
                 s.last_log_index,
                 s.snapshot_index,
                 s.state_bytes,
-                s.snapshot_bytes
-            )),
+                s.snapshot_bytes,
+                s.metrics.as_deref().map_or("-".to_owned(), |m| format!("http://{m}/metrics"))
+            ))
+            }
             Err(e) => out.push_str(&format!("{i:>3}  {addr:<21} unreachable: {e}\n")),
         }
     }

@@ -1,6 +1,7 @@
 //! `flotilla router`: the Redis-protocol front of the replicated KV service.
 
 use clap::Args;
+use flotilla_net::metrics::Metrics;
 use flotilla_net::router::{run_router, RouterConfig};
 use tokio::net::TcpListener;
 
@@ -17,6 +18,9 @@ pub struct RouterArgs {
     /// Require clients to AUTH with this password (default: FLOTILLA_PASSWORD, else none).
     #[arg(long, env = "FLOTILLA_PASSWORD")]
     password: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long)]
+    metrics: Option<String>,
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
@@ -25,14 +29,23 @@ pub struct RouterArgs {
 }
 
 pub fn router(args: RouterArgs) -> Result<(), String> {
+    let metrics = args.metrics.as_ref().map(|_| Metrics::router());
     let cfg = RouterConfig {
         servers: args.servers,
         secret: args.secret.load()?,
         password: args.password,
         max_clients: args.max_clients,
+        metrics: metrics.clone(),
     };
     let listen = args.listen;
+    let metrics_addr = args.metrics;
     runtime()?.block_on(async move {
+        if let (Some(addr), Some(m)) = (metrics_addr, metrics) {
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            tokio::spawn(flotilla_net::metrics::serve(l, m));
+        }
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -201,6 +201,8 @@ fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
                 args.dir.join(format!("node-{i}")).display().to_string(),
                 "--secret-file".into(),
                 secret.clone(),
+                "--metrics".into(),
+                metrics_addr(&layout.servers[i], 100),
             ],
             log: args.dir.join(format!("node-{i}.log")),
             child: None,
@@ -214,6 +216,8 @@ fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
         layout.router.clone(),
         "--secret-file".into(),
         secret,
+        "--metrics".into(),
+        metrics_addr(&layout.router, 1),
     ];
     if let Some(p) = &args.password {
         router.extend(["--password".into(), p.clone()]);
@@ -225,6 +229,17 @@ fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
         child: None,
     });
     procs
+}
+
+/// The metrics address of a process listening at `addr`: the same host, `offset` ports up.
+fn metrics_addr(addr: &str, offset: u16) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(p) => format!("{host}:{}", p.wrapping_add(offset)),
+            Err(_) => format!("{host}:0"),
+        },
+        None => format!("{addr}:0"),
+    }
 }
 
 async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
@@ -247,6 +262,10 @@ async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
     println!("  connect:  redis-cli -p {port}");
     println!("  status:   flotilla ctl status --dir {dir}");
     println!("  logs:     {dir}/node-*.log, {dir}/router.log");
+    println!(
+        "  metrics:  http://{}/metrics (router), replicas' in `ctl status`",
+        metrics_addr(&layout.router, 1)
+    );
     println!("  Ctrl-C stops everything; `flotilla up --dir {dir}` restarts it with its data.");
 }
 

@@ -102,6 +102,20 @@ pub struct Outputs<M, E> {
     pub event: Box<dyn FnMut(E) + Send>,
 }
 
+/// What one batch cost, for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchStats {
+    /// Inputs handled (ticks included).
+    pub inputs: usize,
+    /// Saves made durable by this batch's sync.
+    pub saves: usize,
+    /// How long the sync took, if there was one.
+    pub sync: Option<Duration>,
+}
+
+/// Looks at the process after each batch (e.g. to export its state as metrics).
+pub type Observer<P> = Box<dyn FnMut(&P, &BatchStats) + Send>;
+
 /// Runs `process` on a new thread named `name`, ticking every `tick`.
 pub fn spawn<P, D>(
     name: &str,
@@ -116,10 +130,28 @@ where
     P::Event: Send + 'static,
     D: Durable + 'static,
 {
+    spawn_observed(name, process, durable, tick, outputs, None)
+}
+
+/// As [`spawn`], calling `observe` after every batch.
+pub fn spawn_observed<P, D>(
+    name: &str,
+    process: P,
+    durable: D,
+    tick: Duration,
+    outputs: Outputs<P::Msg, P::Event>,
+    observe: Option<Observer<P>>,
+) -> (ProcessHandle<P>, JoinHandle<Result<(), NetError>>)
+where
+    P: Process + Send + 'static,
+    P::Msg: Send + 'static,
+    P::Event: Send + 'static,
+    D: Durable + 'static,
+{
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || run(process, durable, tick, rx, outputs))
+        .spawn(move || run(process, durable, tick, rx, outputs, observe))
         .expect("spawning a thread");
     (ProcessHandle { tx }, handle)
 }
@@ -128,7 +160,7 @@ where
 struct Pending<M, E> {
     sends: Vec<(NodeId, M)>,
     events: Vec<E>,
-    staged: bool,
+    saves: usize,
 }
 
 fn run<P: Process, D: Durable>(
@@ -137,6 +169,7 @@ fn run<P: Process, D: Durable>(
     tick: Duration,
     rx: mpsc::Receiver<Input<P>>,
     mut outputs: Outputs<P::Msg, P::Event>,
+    mut observe: Option<Observer<P>>,
 ) -> Result<(), NetError> {
     let start = Instant::now();
     let mut next_tick = start + tick;
@@ -157,8 +190,9 @@ fn run<P: Process, D: Durable>(
         let mut pending = Pending {
             sends: Vec::new(),
             events: Vec::new(),
-            staged: false,
+            saves: 0,
         };
+        let inputs = batch.len();
         let now = Instant::now();
         if now >= next_tick {
             let mut ctx = Ctx::new(now - start);
@@ -177,8 +211,19 @@ fn run<P: Process, D: Durable>(
             }
             collect(ctx, &mut durable, &mut pending)?;
         }
-        if pending.staged {
+        let mut sync = None;
+        if pending.saves > 0 {
+            let t = Instant::now();
             durable.sync().map_err(NetError::Storage)?;
+            sync = Some(t.elapsed());
+        }
+        if let Some(o) = observe.as_mut() {
+            let stats = BatchStats {
+                inputs,
+                saves: pending.saves,
+                sync,
+            };
+            o(&process, &stats);
         }
         for (to, m) in pending.sends {
             (outputs.send)(to, m);
@@ -200,7 +245,7 @@ fn collect<M, E, D: Durable>(
     let (save, sends, events) = ctx.into_parts();
     if let Some(save) = save {
         durable.stage(&save).map_err(NetError::Storage)?;
-        pending.staged = true;
+        pending.saves += 1;
     }
     pending.sends.extend(sends);
     pending.events.extend(events);

@@ -59,4 +59,6 @@ pub struct NodeStatus {
     pub state_bytes: u64,
     /// Bytes of the persisted snapshot.
     pub snapshot_bytes: u64,
+    /// Where the node serves Prometheus metrics, if it does.
+    pub metrics: Option<String>,
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod clients;
 pub mod driver;
 pub mod frame;
+pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod transport;

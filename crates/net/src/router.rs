@@ -34,6 +34,8 @@ pub struct RouterConfig {
     pub password: Option<String>,
     /// Connections beyond this many are refused with an error.
     pub max_clients: usize,
+    /// Where to count requests, errors and latency by command.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 type Kv = Clients<KvCommand, KvReply>;
@@ -181,10 +183,27 @@ impl Router {
     }
 
     async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {
+        let started = std::time::Instant::now();
         let cmd = match Command::from_args(args) {
             Ok(c) => c,
-            Err(e) => return (e.to_value(), After::Continue),
+            Err(e) => {
+                self.observe("unknown", started, true);
+                return (e.to_value(), After::Continue);
+            }
         };
+        let name = cmd.name();
+        let (reply, after) = self.dispatch(conn, cmd).await;
+        self.observe(name, started, matches!(reply, Value::Error(_)));
+        (reply, after)
+    }
+
+    fn observe(&self, command: &str, started: std::time::Instant, error: bool) {
+        if let Some(m) = &self.cfg.metrics {
+            m.observe_command(command, started.elapsed(), error);
+        }
+    }
+
+    async fn dispatch(&self, conn: &mut Conn, cmd: Command) -> (Value, After) {
         let allowed = matches!(
             cmd,
             Command::Auth { .. } | Command::Hello(_) | Command::Quit

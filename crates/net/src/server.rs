@@ -11,8 +11,9 @@ use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
 use tokio::net::TcpListener;
 
-use crate::driver::{self, Durable, Outputs};
+use crate::driver::{self, BatchStats, Durable, Outputs};
 use crate::frame::NodeStatus;
+use crate::metrics::Metrics;
 use crate::transport::{Deliver, StatusSource, Transport, TransportConfig};
 use crate::{NetError, Secret};
 
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub secret: Secret,
     /// Snapshot once the persisted Raft state reaches this many bytes.
     pub max_raft_state: Option<usize>,
+    /// Serve Prometheus metrics here, if set.
+    pub metrics: Option<String>,
 }
 
 /// What a replica recovered from its storage.
@@ -57,6 +60,7 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>) -> NodeStatus {
         snapshot_index: raft.log().snapshot_index(),
         state_bytes: r.raft_state_size() as u64,
         snapshot_bytes: raft.snapshot_data().len() as u64,
+        metrics: None,
     }
 }
 
@@ -98,14 +102,40 @@ where
         event: Box::new(|()| {}),
     };
     let name = format!("replica-{}", cfg.id);
-    let (handle, join) = driver::spawn(&name, replica, durable, TICK, outputs);
+    let metrics = match &cfg.metrics {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            let m = Metrics::replica();
+            tokio::spawn(crate::metrics::serve(l, m.clone()));
+            Some(m)
+        }
+        None => None,
+    };
+    let observe = metrics.map(|m| -> driver::Observer<Replica<S>> {
+        Box::new(move |r: &Replica<S>, b: &BatchStats| {
+            let raft = r.raft();
+            m.term.set(raft.term() as i64);
+            m.commit_index.set(raft.commit_index() as i64);
+            m.applied_index.set(r.applied() as i64);
+            m.is_leader.set(i64::from(raft.is_leader()));
+            if let Some(d) = b.sync {
+                m.fsync_seconds.observe(d.as_secs_f64());
+                m.batch_saves.observe(b.saves as f64);
+            }
+        })
+    });
+    let (handle, join) = driver::spawn_observed(&name, replica, durable, TICK, outputs, observe);
     let h = handle.clone();
     let deliver: Deliver<MsgOf<S>> = Arc::new(move |from, m| h.deliver(from as usize, m));
     let h = handle.clone();
+    let metrics_addr = cfg.metrics.clone();
     let status: StatusSource = Arc::new(move || {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let metrics = metrics_addr.clone();
         h.call(move |r: &mut Replica<S>, _| {
-            let _ = tx.send(status_of(r));
+            let mut s = status_of(r);
+            s.metrics = metrics;
+            let _ = tx.send(s);
         });
         rx
     });

@@ -73,6 +73,7 @@ async fn start(
         peers,
         secret: secret(),
         max_raft_state: Some(2000),
+        metrics: None,
     };
     tokio::spawn(async move {
         let shutdown = async {
