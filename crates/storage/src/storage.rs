@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use flotilla_node::Save;
 
 use crate::error::{io_err, StorageError};
-use crate::format::{frame_header, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{frame_header, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::fsutil::sync_dir;
 use crate::recovery::{self, Loaded};
 use crate::segment::Segment;
@@ -88,6 +88,8 @@ pub struct DiskStorage {
     /// Set by any failed write or fsync: what the files hold is then unknown, so every later
     /// call fails instead of appending after a hole or trusting a failed fsync.
     poisoned: bool,
+    /// Reused for each append's frame, so staging does not allocate.
+    frame: Vec<u8>,
 }
 
 impl DiskStorage {
@@ -102,10 +104,7 @@ impl DiskStorage {
             Some(loaded) => loaded,
             None => create_first_generation(dir)?,
         };
-        let path = dir.join(crate::format::segment_name(
-            loaded.generation,
-            loaded.last_seq,
-        ));
+        let path = dir.join(segment_name(loaded.generation, loaded.last_seq));
         let segment = Segment::reopen(path, loaded.last_seq, loaded.last_len)?;
         let storage = DiskStorage {
             dir: dir.to_path_buf(),
@@ -117,6 +116,7 @@ impl DiskStorage {
             state_size: loaded.state.len() as u64,
             snapshot_size: loaded.snapshot.len() as u64,
             poisoned: false,
+            frame: Vec::new(),
         };
         let recovered = Recovered {
             state: loaded.state,
@@ -131,9 +131,9 @@ impl DiskStorage {
     pub fn stage(&mut self, save: &Save) -> Result<(), StorageError> {
         self.check_usable()?;
         let result = if save.append {
-            debug_assert!(
+            assert!(
                 save.snapshot.is_none(),
-                "an append never carries a snapshot"
+                "a Save with append set carries a snapshot (flotilla_node::Save forbids it)"
             );
             self.append(&save.state)
         } else {
@@ -186,12 +186,11 @@ impl DiskStorage {
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {
-        match self.poisoned {
-            true => Err(StorageError::Poisoned {
-                dir: self.dir.clone(),
-            }),
-            false => Ok(()),
+        if self.poisoned {
+            let dir = self.dir.clone();
+            return Err(StorageError::Poisoned { dir });
         }
+        Ok(())
     }
 
     /// One record in the current segment, after rotating if it would overflow. An empty
@@ -208,10 +207,10 @@ impl DiskStorage {
             self.rotate()?;
         }
         // One write per record: a crash tears at most the tail, never interleaves.
-        let mut frame = Vec::with_capacity(frame_len as usize);
-        frame.extend_from_slice(&header);
-        frame.extend_from_slice(bytes);
-        self.segment.append(&frame)?;
+        self.frame.clear();
+        self.frame.extend_from_slice(&header);
+        self.frame.extend_from_slice(bytes);
+        self.segment.append(&self.frame)?;
         self.pending.records += 1;
         self.pending.bytes += bytes.len() as u64;
         self.state_size += bytes.len() as u64;

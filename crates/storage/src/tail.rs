@@ -94,6 +94,13 @@ mod tests {
                 assert!(valid_data_after(&b, starts[1]).is_some(), "{byte}.{bit}");
             }
         }
+        // With the tail torn too, the record after the damaged one is still found.
+        let torn = &buf[..buf.len() - 1];
+        for byte in starts[0]..starts[1] {
+            let mut b = torn.to_vec();
+            b[byte] ^= 0x04;
+            assert_eq!(valid_data_after(&b, starts[0]), Some(starts[1]), "{byte}");
+        }
         // Two bits of a length at once: only the record ending at the end of the file shows.
         let mut b = buf.clone();
         b[starts[0]] ^= 0x30;

@@ -204,3 +204,40 @@ fn a_crash_while_starting_a_segment_loses_nothing() {
     assert_eq!(recovered, expected);
     assert!(!names(tmp.path()).contains(&next));
 }
+
+/// Makes one step of the real replacement code fail, by putting a directory where it
+/// writes or renames a file: the step's error must leave the old generation whole (nothing
+/// removed or committed early), poison the storage, and a reopen recover the old pair.
+#[test]
+fn a_failed_replacement_step_leaves_the_old_generation() {
+    let blockers = [
+        "snapshot-0000000000000003.snap.tmp",
+        "snapshot-0000000000000003.snap",
+        "wal-0000000000000003-0000000000000000.log.tmp",
+        "wal-0000000000000003-0000000000000000.log",
+    ];
+    for blocker in blockers {
+        let tmp = tempfile::tempdir().unwrap();
+        let expected = old_with_snapshot(tmp.path());
+        let old_names = names(tmp.path());
+        let (mut storage, _) = open_with(tmp.path(), SEGMENT_BYTES);
+        // A non-empty directory: neither a file create nor a rename can replace it.
+        fs::create_dir_all(tmp.path().join(blocker).join("x")).unwrap();
+        let save = flotilla_node::Save {
+            state: b"new".to_vec(),
+            snapshot: Some(b"new snapshot".to_vec()),
+            append: false,
+        };
+        let err = storage.stage(&save).unwrap_err();
+        assert!(
+            matches!(err, flotilla_storage::StorageError::Io { .. }),
+            "{blocker}: {err}"
+        );
+        assert!(storage.sync().is_err(), "{blocker}: poisoned");
+        drop(storage);
+        fs::remove_dir_all(tmp.path().join(blocker)).unwrap();
+        let (_, recovered) = open_with(tmp.path(), SEGMENT_BYTES);
+        assert_eq!(recovered, expected, "{blocker}");
+        assert_eq!(names(tmp.path()), old_names, "{blocker}");
+    }
+}
