@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use flotilla_kv::{Kv, KvMsg};
 use flotilla_net::server::{run_replica, ServerConfig};
+use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::{NodeStatus, Secret};
 use tokio::net::TcpListener;
@@ -34,6 +35,39 @@ impl SecretArgs {
     }
 }
 
+/// Mutual TLS between cluster processes (all three files, or none for plain TCP).
+#[derive(Args, Clone)]
+pub struct TlsArgs {
+    /// This process's certificate (PEM), signed by --tls-ca, naming --tls-server-name.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// The DNS name every node certificate carries.
+    #[arg(long, default_value = "flotilla")]
+    pub tls_server_name: String,
+}
+
+impl TlsArgs {
+    pub fn load(&self) -> Result<Option<std::sync::Arc<PeerTls>>, String> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => {
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                };
+                PeerTls::load(&files, &self.tls_server_name).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 /// `flotilla server`: runs one replica.
 #[derive(Args)]
 pub struct ServerArgs {
@@ -57,6 +91,8 @@ pub struct ServerArgs {
     metrics: Option<String>,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn server(args: ServerArgs) -> Result<(), String> {
@@ -80,6 +116,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         secret,
         max_raft_state: Some(args.max_raft_state as usize),
         metrics: args.metrics.clone(),
+        tls: args.tls.load()?,
     };
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(&listen)
@@ -134,6 +171,8 @@ pub enum CtlCommand {
         json: bool,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -144,14 +183,16 @@ pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
             dir,
             json,
             secret,
+            tls,
         } => {
             let (servers, secret) = resolve_cluster(servers, &dir, &secret)?;
+            let tls = tls.load()?;
             let rows = runtime()?.block_on(async {
                 let mut rows = Vec::new();
                 for a in &servers {
                     let r = tokio::time::timeout(
                         std::time::Duration::from_secs(2),
-                        fetch_status::<KvMsg>(a, &secret, 1 << 50),
+                        fetch_status::<KvMsg>(a, &secret, 1 << 50, tls.as_deref()),
                     )
                     .await;
                     rows.push(match r {

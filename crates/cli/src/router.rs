@@ -5,7 +5,7 @@ use flotilla_net::metrics::Metrics;
 use flotilla_net::router::{run_router, RouterConfig};
 use tokio::net::TcpListener;
 
-use crate::cluster::{runtime, shutdown_signal, SecretArgs};
+use crate::cluster::{runtime, shutdown_signal, SecretArgs, TlsArgs};
 
 #[derive(Args)]
 pub struct RouterArgs {
@@ -24,8 +24,16 @@ pub struct RouterArgs {
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
+    /// Serve clients over TLS with this certificate (PEM; e.g. `redis-cli --tls`).
+    #[arg(long, requires = "client_tls_key")]
+    client_tls_cert: Option<std::path::PathBuf>,
+    /// The client-facing certificate's private key (PEM).
+    #[arg(long, requires = "client_tls_cert")]
+    client_tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn router(args: RouterArgs) -> Result<(), String> {
@@ -36,6 +44,11 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
         password: args.password,
         max_clients: args.max_clients,
         metrics: metrics.clone(),
+        tls: args.tls.load()?,
+        client_tls: match (&args.client_tls_cert, &args.client_tls_key) {
+            (Some(c), Some(k)) => Some(flotilla_net::tls::client_acceptor(c, k)?),
+            _ => None,
+        },
     };
     let listen = args.listen;
     let metrics_addr = args.metrics;

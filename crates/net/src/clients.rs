@@ -39,6 +39,15 @@ where
     /// inside a tokio runtime. The client's node id and clerk ids are random, so that clients
     /// of different processes and incarnations never share an exactly-once session.
     pub fn connect(servers: &[String], secret: Secret) -> Arc<Self> {
+        Self::connect_with(servers, secret, None)
+    }
+
+    /// As [`Clients::connect`], over mutual TLS if `tls` is given.
+    pub fn connect_with(
+        servers: &[String],
+        secret: Secret,
+        tls: Option<Arc<crate::tls::PeerTls>>,
+    ) -> Arc<Self> {
         let mut rng = rand::thread_rng();
         let me: u64 = rng.gen_range(1 << 32..1 << 62);
         let peers: BTreeMap<u64, String> = servers
@@ -46,7 +55,12 @@ where
             .enumerate()
             .map(|(i, a)| (i as u64, a.clone()))
             .collect();
-        let transport = Transport::new(TransportConfig { me, secret, peers });
+        let transport = Transport::new(TransportConfig {
+            me,
+            secret,
+            peers,
+            tls,
+        });
         let waiting: Waiting<R> = Arc::new(Mutex::new(HashMap::new()));
         let (t, w) = (transport.clone(), waiting.clone());
         let outputs = Outputs {

@@ -24,6 +24,7 @@ pub mod frame;
 pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 pub use auth::Secret;

@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::clients::Clients;
+use crate::tls::BoxIo;
 use crate::Secret;
 
 /// The router's settings.
@@ -36,6 +37,10 @@ pub struct RouterConfig {
     pub max_clients: usize,
     /// Where to count requests, errors and latency by command.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Mutual TLS towards the replicas, if configured.
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
+    /// TLS towards Redis clients, if configured.
+    pub client_tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 type Kv = Clients<KvCommand, KvReply>;
@@ -54,7 +59,7 @@ pub async fn run_router(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let kv = Clients::connect(&cfg.servers, cfg.secret.clone());
+    let kv = Clients::connect_with(&cfg.servers, cfg.secret.clone(), cfg.tls.clone());
     let router = Arc::new(Router {
         cfg,
         kv,
@@ -113,8 +118,18 @@ impl Router {
         0
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream, addr: String) {
-        let _ = stream.set_nodelay(true);
+    async fn serve(self: Arc<Self>, tcp: TcpStream, addr: String) {
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BoxIo = match &self.cfg.client_tls {
+            Some(acceptor) => match acceptor.accept(tcp).await {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    tracing::info!(%addr, "TLS handshake failed: {e}");
+                    return;
+                }
+            },
+            None => Box::new(tcp),
+        };
         let open = self.connections.fetch_add(1, Ordering::SeqCst) + 1;
         if open > self.cfg.max_clients {
             let _ = stream
@@ -141,7 +156,7 @@ impl Router {
     }
 
     /// Reads requests, answers them in order; pipelined replies go out in one write.
-    async fn session(&self, stream: &mut TcpStream, conn: &mut Conn) -> std::io::Result<()> {
+    async fn session(&self, stream: &mut BoxIo, conn: &mut Conn) -> std::io::Result<()> {
         let mut decoder = Decoder::new(limits());
         let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
         let mut start = 0;

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub max_raft_state: Option<usize>,
     /// Serve Prometheus metrics here, if set.
     pub metrics: Option<String>,
+    /// Mutual TLS between cluster processes, if configured.
+    pub tls: Option<Arc<crate::tls::PeerTls>>,
 }
 
 /// What a replica recovered from its storage.
@@ -95,6 +97,7 @@ where
         me: cfg.id,
         secret: cfg.secret.clone(),
         peers,
+        tls: cfg.tls.clone(),
     });
     let t = transport.clone();
     let outputs = Outputs {

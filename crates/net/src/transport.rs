@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{self, Secret};
 use crate::frame::{Frame, NodeStatus, MAX_FRAME};
+use crate::tls::{BoxIo, PeerTls};
 
 /// Messages queued per connection before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -31,6 +32,8 @@ pub struct TransportConfig {
     pub secret: Secret,
     /// Peers to dial, by node id: messages to them go over our own connection to them.
     pub peers: BTreeMap<u64, String>,
+    /// Mutual TLS on every connection, if configured.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 /// Hands a received message to the local process.
@@ -107,11 +110,9 @@ where
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<TcpStream, crate::NetError> {
-        let mut s = TcpStream::connect(addr).await?;
-        s.set_nodelay(true)?;
-        auth::dial::<_, M>(&mut s, &self.cfg.secret, self.cfg.me, addr).await?;
-        Ok(s)
+    async fn connect(&self, addr: &str) -> Result<BoxIo, crate::NetError> {
+        connect_authenticated::<M>(addr, &self.cfg.secret, self.cfg.me, self.cfg.tls.as_deref())
+            .await
     }
 
     /// Accepts connections until the listener fails. A connection whose handshake fails is
@@ -143,12 +144,22 @@ where
 
     async fn accepted(
         self: Arc<Self>,
-        mut stream: TcpStream,
+        tcp: TcpStream,
         addr: String,
         deliver: Deliver<M>,
         status: StatusSource,
     ) -> Result<(), crate::NetError> {
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let mut stream: BoxIo = match &self.cfg.tls {
+            Some(tls) => tls
+                .accept(tcp)
+                .await
+                .map_err(|e| crate::NetError::Handshake {
+                    peer: addr.clone(),
+                    reason: format!("TLS: {e}"),
+                })?,
+            None => Box::new(tcp),
+        };
         let from = auth::accept::<_, M>(&mut stream, &self.cfg.secret, &addr).await?;
         let (r, w) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel(QUEUE);
@@ -250,16 +261,43 @@ where
 }
 
 /// Asks the node at `addr` for its status (what `flotilla ctl status` does).
+/// Dials `addr` (over TLS if given) and proves knowledge of the secret as node `me`.
+pub async fn connect_authenticated<M>(
+    addr: &str,
+    secret: &Secret,
+    me: u64,
+    tls: Option<&PeerTls>,
+) -> Result<BoxIo, crate::NetError>
+where
+    M: Serialize + DeserializeOwned,
+{
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut s: BoxIo = match tls {
+        Some(tls) => tls
+            .connect(tcp)
+            .await
+            .map_err(|e| crate::NetError::Handshake {
+                peer: addr.to_owned(),
+                reason: format!("TLS: {e}"),
+            })?,
+        None => Box::new(tcp),
+    };
+    auth::dial::<_, M>(&mut s, secret, me, addr).await?;
+    Ok(s)
+}
+
+/// Asks the node at `addr` for its status (what `flotilla ctl status` does).
 pub async fn fetch_status<M>(
     addr: &str,
     secret: &Secret,
     me: u64,
+    tls: Option<&PeerTls>,
 ) -> Result<NodeStatus, crate::NetError>
 where
     M: Serialize + DeserializeOwned,
 {
-    let mut s = TcpStream::connect(addr).await?;
-    auth::dial::<_, M>(&mut s, secret, me, addr).await?;
+    let mut s = connect_authenticated::<M>(addr, secret, me, tls).await?;
     flotilla_wire::write_frame(&mut s, &Frame::<M>::StatusRequest).await?;
     loop {
         match flotilla_wire::read_frame::<_, Frame<M>>(&mut s, MAX_FRAME).await? {

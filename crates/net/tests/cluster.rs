@@ -7,6 +7,7 @@ use std::time::Duration;
 use flotilla_net::clients::Clients;
 use flotilla_net::driver::{Durable, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig};
+use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::Secret;
 use flotilla_node::Save;
@@ -60,6 +61,16 @@ async fn start(
     peers: Vec<String>,
     disk: Shared,
 ) -> oneshot::Sender<()> {
+    start_tls(id, listener, peers, disk, None).await
+}
+
+async fn start_tls(
+    id: u64,
+    listener: TcpListener,
+    peers: Vec<String>,
+    disk: Shared,
+    tls: Option<Arc<PeerTls>>,
+) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
     let recovered = {
         let d = disk.0.lock().unwrap();
@@ -74,6 +85,7 @@ async fn start(
         secret: secret(),
         max_raft_state: Some(2000),
         metrics: None,
+        tls,
     };
     tokio::spawn(async move {
         let shutdown = async {
@@ -88,7 +100,7 @@ async fn start(
 
 async fn leader(peers: &[String]) -> Option<u64> {
     for a in peers {
-        if let Ok(s) = fetch_status::<Msg<u64, u64>>(a, &secret(), 1 << 40).await {
+        if let Ok(s) = fetch_status::<Msg<u64, u64>>(a, &secret(), 1 << 40, None).await {
             if s.role == "leader" {
                 return Some(s.id);
             }
@@ -141,7 +153,7 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
             .unwrap();
         assert_eq!(total, Some(i));
     }
-    let status = fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), 1 << 40)
+    let status = fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), 1 << 40, None)
         .await
         .unwrap();
     assert_eq!(status.id, l);
@@ -164,7 +176,7 @@ async fn a_client_without_the_secret_gets_nothing_done() {
         r.is_err(),
         "an unauthenticated client's operation completed"
     );
-    assert!(fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, 7)
+    assert!(fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, 7, None)
         .await
         .is_err());
     let good: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
@@ -175,4 +187,70 @@ async fn a_client_without_the_secret_gets_nothing_done() {
         Some(5),
         "the wrong client's operation must not have applied"
     );
+}
+
+/// A CA and, signed by it, one certificate for every node (named "flotilla"), as PEM files.
+fn make_pki(dir: &std::path::Path, tag: &str) -> TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["flotilla".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let files = TlsFiles {
+        cert: dir.join(format!("{tag}-node.pem")),
+        key: dir.join(format!("{tag}-node.key")),
+        ca: dir.join(format!("{tag}-ca.pem")),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_the_cluster_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = PeerTls::load(&make_pki(dir.path(), "cluster"), "flotilla").unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let mut stops = Vec::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        let disk = Shared::default();
+        stops.push(start_tls(id as u64, l, peers.clone(), disk, Some(tls.clone())).await);
+    }
+    let good: Arc<Clients<u64, u64>> = Clients::connect_with(&peers, secret(), Some(tls.clone()));
+    let ck = good.new_clerk().await;
+    for i in 1..=20u64 {
+        let r = tokio::time::timeout(Duration::from_secs(20), good.call(ck, 1)).await;
+        assert_eq!(r.unwrap(), Some(i));
+    }
+    // Plain TCP, and TLS with a certificate from another CA, are both turned away.
+    let plain: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let ck = plain.new_clerk().await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), plain.call(ck, 1))
+            .await
+            .is_err()
+    );
+    let other = PeerTls::load(&make_pki(dir.path(), "other"), "flotilla").unwrap();
+    assert!(
+        fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), 9, Some(&other))
+            .await
+            .is_err()
+    );
+    let st = fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), 9, Some(&tls))
+        .await
+        .unwrap();
+    assert_eq!(st.commit_index, st.applied_index);
 }
