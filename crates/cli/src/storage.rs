@@ -7,9 +7,10 @@ use flotilla_net::driver::Durable;
 use flotilla_net::server::Recovered;
 use flotilla_node::Save;
 use flotilla_storage::{DiskStorage, StorageOptions};
+use nix::fcntl::{Flock, FlockArg};
 
-/// The WAL and snapshots of one replica.
-pub struct Disk(DiskStorage);
+/// The WAL and snapshots of one replica, and the lock that keeps a second process out.
+pub struct Disk(DiskStorage, #[allow(dead_code)] Flock<std::fs::File>);
 
 impl Durable for Disk {
     fn stage(&mut self, save: &Save) -> Result<(), String> {
@@ -22,10 +23,26 @@ impl Durable for Disk {
 
 /// Opens (or creates) `dir` and recovers what it holds.
 pub fn open(dir: &Path) -> Result<(Disk, Recovered), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    let lock_path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    // Two replicas on one directory would interleave their logs: refuse the second.
+    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        format!(
+            "the data directory {} is in use by another process ({e})",
+            dir.display()
+        )
+    })?;
     let (disk, rec) = DiskStorage::open(dir, StorageOptions::default())
         .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
     Ok((
-        Disk(disk),
+        Disk(disk, lock),
         Recovered {
             state: rec.state,
             snapshot: rec.snapshot,

@@ -338,3 +338,37 @@ fn a_process_without_the_secret_is_refused() {
     let st = cluster.status();
     assert!(st[0].is_some());
 }
+
+#[test]
+fn a_second_replica_on_the_same_data_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
+    let data = tmp.path().join("node");
+    let server = |port: u16| {
+        Command::new(BIN)
+            .args([
+                "server",
+                "--id",
+                "0",
+                "--peers",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data)
+            .arg("--secret-file")
+            .arg(&secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = server(free_ports(1));
+    std::thread::sleep(Duration::from_millis(500));
+    let second = server(free_ports(1)).wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another process"), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
