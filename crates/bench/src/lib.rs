@@ -1,0 +1,18 @@
+//! Flotilla's comparative key/value benchmark: the Redis-protocol router against single-node
+//! Redis (`appendfsync always`) and a 3-member etcd, at several client counts, with
+//! throughput, p50/p99 latency and the servers' CPU time per operation.
+//!
+//! Redis-protocol systems are driven by `redis-benchmark`; etcd by a generator on the
+//! `etcd-client` crate (the `etcd` feature, which needs `protoc` to build). `all` runs the
+//! three systems one after the other and writes a Markdown/JSON report and an SVG chart.
+
+pub mod cpu;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+pub mod orchestrate;
+pub mod redisbench;
+pub mod report;
+pub mod service;
+pub mod stats;
+pub mod svg;
+pub mod sweep;

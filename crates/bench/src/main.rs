@@ -1,0 +1,199 @@
+//! `flotilla-bench`: see the library's documentation and `flotilla-bench --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use flotilla_bench::cpu::{self, CpuMeter};
+use flotilla_bench::orchestrate::{self, Options};
+use flotilla_bench::report::{self, Report, SystemResult};
+use flotilla_bench::service;
+use flotilla_bench::sweep::{self, SweepSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "flotilla-bench",
+    about = "Key/value benchmark: Flotilla's router against Redis and etcd"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// redis-benchmark SET and GET against a Redis-protocol server already running.
+    Redis(RedisArgs),
+    /// The etcd-client load generator (put, then get) against an etcd already running.
+    Etcd(EtcdArgs),
+    /// Start Flotilla, Redis and etcd in turn, sweep each, write the report and chart.
+    All(AllArgs),
+}
+
+#[derive(Args, Clone)]
+struct Load {
+    /// Client counts to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<u32>,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: u32,
+}
+
+#[derive(Args, Clone)]
+struct Cpu {
+    /// Measure the CPU time of these processes (comma-separated pids).
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Measure the CPU time of the processes whose command line matches (as `pgrep -f`).
+    #[arg(long)]
+    pgrep: Option<String>,
+}
+
+#[derive(Args)]
+struct RedisArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long, default_value_t = 6380)]
+    port: u16,
+    /// Requests per operation and client count.
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Keys drawn at random from this many (redis-benchmark -r); 0 for a single key.
+    #[arg(long, default_value_t = 100_000)]
+    keyspace: u64,
+    /// Name of the system in the report.
+    #[arg(long, default_value = "server")]
+    name: String,
+    #[command(flatten)]
+    load: Load,
+    #[command(flatten)]
+    cpu: Cpu,
+}
+
+#[derive(Args)]
+struct EtcdArgs {
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// Puts (and then gets) per client count.
+    #[arg(long, default_value_t = 5_000)]
+    requests: u64,
+    #[command(flatten)]
+    load: Load,
+    #[command(flatten)]
+    cpu: Cpu,
+}
+
+#[derive(Args)]
+struct AllArgs {
+    /// Directory for report.md, report.json and kv-bench.svg.
+    #[arg(long, default_value = "target/bench-kv")]
+    out: PathBuf,
+    /// Requests per operation and client count for Flotilla and Redis.
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Puts (and then gets) per client count for etcd.
+    #[arg(long, default_value_t = 5_000)]
+    etcd_requests: u64,
+    /// Keys drawn at random from this many (redis-benchmark -r); 0 for a single key.
+    #[arg(long, default_value_t = 100_000)]
+    keyspace: u64,
+    /// The flotilla binary.
+    #[arg(long, default_value = "target/release/flotilla")]
+    flotilla_bin: PathBuf,
+    /// Systems to run, comma-separated: flotilla, redis, etcd.
+    #[arg(long, value_delimiter = ',', default_value = "flotilla,redis,etcd")]
+    systems: Vec<String>,
+    #[command(flatten)]
+    load: Load,
+}
+
+fn meter(cpu: &Cpu) -> Result<Option<CpuMeter>, String> {
+    let mut pids = cpu.pids.clone();
+    if let Some(pattern) = &cpu.pgrep {
+        let found = cpu::pgrep(pattern)?;
+        if found.is_empty() {
+            return Err(format!("no process matches {pattern:?}"));
+        }
+        pids.extend(found);
+    }
+    Ok((!pids.is_empty()).then(|| CpuMeter::new(pids)))
+}
+
+fn print_one(name: &str, points: Vec<report::Point>, value_size: u32) {
+    let r = Report {
+        machine: String::new(),
+        value_size,
+        systems: vec![SystemResult {
+            name: name.into(),
+            setup: String::new(),
+            points,
+            skipped: None,
+        }],
+    };
+    print!("{}", report::table(&r));
+}
+
+fn redis(a: RedisArgs) -> Result<(), String> {
+    let spec = SweepSpec {
+        clients: a.load.clients,
+        requests: a.requests,
+        value_size: a.load.value_size,
+        keyspace: a.keyspace,
+    };
+    let m = meter(&a.cpu)?;
+    let points = sweep::redis(&a.name, a.port, &spec, m.as_ref())?;
+    print_one(&a.name, points, a.load.value_size);
+    Ok(())
+}
+
+fn etcd(a: EtcdArgs) -> Result<(), String> {
+    let spec = SweepSpec {
+        clients: a.load.clients,
+        requests: a.requests,
+        value_size: a.load.value_size,
+        keyspace: 0,
+    };
+    let m = meter(&a.cpu)?;
+    let points = sweep::etcd(&a.endpoints, &spec, m.as_ref())?;
+    print_one("etcd", points, a.load.value_size);
+    Ok(())
+}
+
+fn all(a: AllArgs) -> Result<(), String> {
+    let spec = |requests| SweepSpec {
+        clients: a.load.clients.clone(),
+        requests,
+        value_size: a.load.value_size,
+        keyspace: a.keyspace,
+    };
+    let opts = Options {
+        out: a.out.clone(),
+        resp: spec(a.requests),
+        etcd: spec(a.etcd_requests),
+        flotilla_bin: a.flotilla_bin,
+        systems: a.systems,
+    };
+    let r = orchestrate::all(&opts)?;
+    println!("{}", report::markdown(&r));
+    for name in ["report.md", "report.json", "kv-bench.svg"] {
+        println!("wrote {}", a.out.join(name).display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = service::install_signal_handler().and_then(|()| match cli.command {
+        Cmd::Redis(a) => redis(a),
+        Cmd::Etcd(a) => etcd(a),
+        Cmd::All(a) => all(a),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flotilla-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
