@@ -188,12 +188,11 @@ impl Router {
             }
             buf.drain(..start);
             start = 0;
-            let mut chunk = [0u8; 16 << 10];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
+            // Read straight into the buffer's spare capacity (no zeroed scratch buffer).
+            buf.reserve(16 << 10);
+            if stream.read_buf(&mut buf).await? == 0 {
                 return Ok(());
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     }
 

@@ -25,6 +25,9 @@ pub(crate) struct Segment {
     len: u64,
     /// Bytes covered by an fsync; `sync` is a no-op when it equals `len`.
     synced_len: u64,
+    /// Appended records not yet handed to the kernel: a group commit writes the whole batch
+    /// with one `write` in `sync`, instead of one system call per record. Counted in `len`.
+    unwritten: Vec<u8>,
 }
 
 impl Segment {
@@ -49,6 +52,7 @@ impl Segment {
             seq,
             len,
             synced_len: len,
+            unwritten: Vec::new(),
         })
     }
 
@@ -65,15 +69,27 @@ impl Segment {
             seq,
             len,
             synced_len: len,
+            unwritten: Vec::new(),
         })
     }
 
-    /// Appends one framed record with a single `write` (left in the page cache).
+    /// Appends one framed record to the batch `sync` writes. Records of a batch reach the
+    /// file in order, in one `write`: a crash tears at most the tail of the last batch, which
+    /// recovery cuts off (nothing in it was acknowledged: acknowledgements follow `sync`).
     pub(crate) fn append(&mut self, frame: &[u8]) -> Result<(), StorageError> {
-        self.file
-            .write_all(frame)
-            .map_err(io_err("append to", &self.path))?;
+        self.unwritten.extend_from_slice(frame);
         self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    /// Hands the batch to the kernel (no fsync).
+    fn write_out(&mut self) -> Result<(), StorageError> {
+        if !self.unwritten.is_empty() {
+            self.file
+                .write_all(&self.unwritten)
+                .map_err(io_err("append to", &self.path))?;
+            self.unwritten.clear();
+        }
         Ok(())
     }
 
@@ -82,6 +98,7 @@ impl Segment {
     /// fdatasync(2): "a change to the file size ... would require a metadata flush"); the
     /// name was made durable when the segment was created. Skipped when nothing is new.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
+        self.write_out()?;
         if self.synced_len < self.len {
             self.file.sync_data().map_err(io_err("fsync", &self.path))?;
             self.synced_len = self.len;
