@@ -136,10 +136,10 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
     })
 }
 
-/// A tokio runtime for one process: two workers are plenty for the network side.
+/// A tokio runtime for one process, on one thread: the network tasks and the process's driver
+/// loop then pass messages without thread switches (see `flotilla_net::driver`).
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))

@@ -1,16 +1,21 @@
 //! The event loop that runs one process for real: inputs from the network and the owner,
 //! 10 ms ticks, durable saves with group commit, then sends.
 //!
-//! The loop owns the process on a thread of its own (storage fsyncs block only it). It takes
+//! The loop is a task of the process's tokio runtime, which Flotilla's binaries run on one
+//! thread: network tasks and the loop then hand each other messages without a single thread
+//! switch or futex, which on small machines costs more than the work itself. The loop takes
 //! every input already queued as one batch, feeds them in order, stages each input's save with
 //! the storage, makes the whole batch durable with **one** sync, and only then hands the
-//! batch's messages to the transport and its events to the owner. That is the order
+//! batch's messages to the transport and its events to the owner. The sync blocks the thread
+//! on purpose: nothing may be sent until it returns, and while it runs the kernel queues what
+//! arrives, which the next batch takes whole. That is the order
 //! `flotilla_node`'s contract demands (a vote or an acknowledgement never leaves before what it
 //! promises is on disk), paid once per batch rather than once per message.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use flotilla_node::{Ctx, NodeId, Process, Save};
 
@@ -68,7 +73,7 @@ pub enum Input<P: Process> {
 
 /// Where a running process's inputs go.
 pub struct ProcessHandle<P: Process> {
-    tx: mpsc::Sender<Input<P>>,
+    tx: mpsc::UnboundedSender<Input<P>>,
 }
 
 impl<P: Process> Clone for ProcessHandle<P> {
@@ -116,7 +121,8 @@ pub struct BatchStats {
 /// Looks at the process after each batch (e.g. to export its state as metrics).
 pub type Observer<P> = Box<dyn FnMut(&P, &BatchStats) + Send>;
 
-/// Runs `process` on a new thread named `name`, ticking every `tick`.
+/// Runs `process` as a task of the current tokio runtime, ticking every `tick`. `name` names
+/// it in logs.
 pub fn spawn<P, D>(
     name: &str,
     process: P,
@@ -148,11 +154,15 @@ where
     P::Event: Send + 'static,
     D: Durable + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || run(process, durable, tick, rx, outputs, observe))
-        .expect("spawning a thread");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let name = name.to_owned();
+    let handle = tokio::spawn(async move {
+        let r = run(process, durable, tick, rx, outputs, observe).await;
+        if let Err(e) = &r {
+            tracing::error!(process = %name, "stopped: {e}");
+        }
+        r
+    });
     (ProcessHandle { tx }, handle)
 }
 
@@ -163,23 +173,25 @@ struct Pending<M, E> {
     saves: usize,
 }
 
-fn run<P: Process, D: Durable>(
+async fn run<P: Process, D: Durable>(
     mut process: P,
     mut durable: D,
     tick: Duration,
-    rx: mpsc::Receiver<Input<P>>,
+    mut rx: mpsc::UnboundedReceiver<Input<P>>,
     mut outputs: Outputs<P::Msg, P::Event>,
     mut observe: Option<Observer<P>>,
 ) -> Result<(), NetError> {
     let start = Instant::now();
     let mut next_tick = start + tick;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
         let mut batch = Vec::new();
-        match rx.recv_timeout(wait) {
-            Ok(i) => batch.push(i),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        tokio::select! {
+            biased;
+            input = rx.recv() => match input {
+                Some(i) => batch.push(i),
+                None => return Ok(()),
+            },
+            () = tokio::time::sleep_until(next_tick.into()) => {}
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

@@ -144,19 +144,17 @@ where
     });
     transport.dial_peers(deliver.clone());
     let server = tokio::spawn(transport.clone().serve(listener, deliver, status));
-    let driver_done = tokio::task::spawn_blocking(move || join.join());
-    tokio::pin!(driver_done);
+    tokio::pin!(join);
     let result = tokio::select! {
         () = shutdown => {
             handle.stop();
-            driver_done.await
+            (&mut join).await
         }
-        r = &mut driver_done => r,
+        r = &mut join => r,
     };
     server.abort();
     match result {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(NetError::Storage("the replica thread panicked".into())),
-        Err(e) => Err(NetError::Storage(format!("the replica thread failed: {e}"))),
+        Ok(r) => r,
+        Err(e) => Err(NetError::Storage(format!("the replica task failed: {e}"))),
     }
 }
