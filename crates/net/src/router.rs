@@ -51,6 +51,10 @@ pub struct Router {
     kv: Arc<Kv>,
     connections: AtomicUsize,
     next_id: AtomicU64,
+    /// Clerks of closed connections, reused by new ones: every clerk that ever wrote keeps an
+    /// entry in the service's exactly-once table, so reuse bounds the table by the most
+    /// connections open at once instead of every connection ever made.
+    idle_clerks: std::sync::Mutex<Vec<ClientId>>,
 }
 
 /// Serves clients on `listener` until `shutdown` completes.
@@ -65,6 +69,7 @@ pub async fn run_router(
         kv,
         connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
+        idle_clerks: std::sync::Mutex::new(Vec::new()),
     });
     let accept = async {
         loop {
@@ -149,8 +154,9 @@ impl Router {
         if let Err(e) = self.session(&mut stream, &mut conn).await {
             tracing::debug!(addr = %conn.addr, "connection ended: {e}");
         }
+        // The session loop only ends between commands, so the clerk has nothing outstanding.
         if let Some(c) = conn.clerk {
-            self.kv.remove_clerk(c);
+            self.idle_clerks.lock().expect("idle clerks lock").push(c);
         }
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
@@ -314,7 +320,11 @@ impl Router {
         let clerk = match conn.clerk {
             Some(c) => c,
             None => {
-                let c = self.kv.new_clerk().await;
+                let reused = self.idle_clerks.lock().expect("idle clerks lock").pop();
+                let c = match reused {
+                    Some(c) => c,
+                    None => self.kv.new_clerk().await,
+                };
                 conn.clerk = Some(c);
                 c
             }
