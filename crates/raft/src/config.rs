@@ -27,6 +27,10 @@ pub struct Config {
     /// With it on, an applied `Command` with empty data is that no-op: services must ignore
     /// it and never propose empty commands of their own.
     pub leader_noop: bool,
+    /// How many AppendEntries a leader keeps in flight to a follower that is replicating
+    /// normally. 1 (the labs' behaviour) sends new entries only after the previous message is
+    /// answered; more lets replication overlap the follower's disk writes and the network.
+    pub max_inflight_appends: u32,
 }
 
 impl Config {
@@ -42,14 +46,16 @@ impl Config {
             max_append_bytes: 256 * 1024,
             seed,
             leader_noop: false,
+            max_inflight_appends: 1,
         }
     }
 
     /// The settings for a peer under a replicated service: as [`Config::new`], with the
-    /// leader no-op on.
+    /// leader no-op on and up to 4 AppendEntries in flight per follower.
     pub fn for_service(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Self {
         Config {
             leader_noop: true,
+            max_inflight_appends: 4,
             ..Config::new(id, voters, seed)
         }
     }

@@ -32,9 +32,14 @@ struct Progress {
     next: u64,
     /// Highest index known to be replicated there.
     matched: u64,
-    /// An AppendEntries or InstallSnapshot is outstanding; new proposals wait for its reply or
-    /// the next heartbeat instead of sending one more message each.
-    inflight: bool,
+    /// AppendEntries / InstallSnapshot messages outstanding. New proposals are sent at once
+    /// only while this is below the window (`max_inflight_appends`, 1 while probing);
+    /// otherwise they wait for a reply or the next heartbeat and go in one message.
+    inflight: u32,
+    /// The follower's match point is unknown (new leader, after a conflict, after a snapshot):
+    /// one message at a time, and `next` moves only on replies. Otherwise (replicating) each
+    /// AppendEntries advances `next` past what it carries, so several can be in flight.
+    probing: bool,
 }
 
 /// One Raft peer. Drive it with [`Raft::tick`], [`Raft::step`], [`Raft::propose`] and
@@ -200,6 +205,7 @@ impl Raft {
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
                 for p in self.peers.clone() {
+                    self.restart_window(p);
                     self.send_append(p);
                 }
             }
@@ -223,7 +229,7 @@ impl Raft {
         });
         self.mark_unstable(index);
         for p in self.peers.clone() {
-            if !self.progress[&p].inflight {
+            if self.can_send(p) {
                 self.send_append(p);
             }
         }
@@ -426,7 +432,8 @@ impl Raft {
                     Progress {
                         next,
                         matched: 0,
-                        inflight: false,
+                        inflight: 0,
+                        probing: true,
                     },
                 )
             })
@@ -475,11 +482,52 @@ impl Raft {
                 leader_commit: self.commit,
             }
         };
-        self.progress
+        let window = self.cfg.max_inflight_appends.max(1);
+        let p = self
+            .progress
             .get_mut(&peer)
-            .expect("leader tracks every peer")
-            .inflight = true;
+            .expect("leader tracks every peer");
+        p.inflight = (p.inflight + 1).min(window);
+        match &msg {
+            Message::InstallSnapshot { .. } => p.probing = true,
+            Message::AppendEntries {
+                prev_log_index,
+                entries,
+                ..
+            } if window > 1 && !p.probing => {
+                p.next = prev_log_index + entries.len() as u64 + 1;
+            }
+            _ => {}
+        }
         self.send(peer, msg);
+    }
+
+    /// Whether another AppendEntries may go to `peer` now (see [`Progress::inflight`]).
+    fn can_send(&self, peer: NodeId) -> bool {
+        let p = &self.progress[&peer];
+        let window = if p.probing {
+            1
+        } else {
+            self.cfg.max_inflight_appends.max(1)
+        };
+        p.inflight < window
+    }
+
+    /// At a heartbeat, a replicating peer with a window > 1 starts again from what it has
+    /// acknowledged: a message or reply lost on the way would otherwise leave its window full
+    /// (and its `next` past entries it never got) until a conflict shows up.
+    fn restart_window(&mut self, peer: NodeId) {
+        if self.cfg.max_inflight_appends <= 1 {
+            return;
+        }
+        let p = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
+        if !p.probing {
+            p.inflight = 0;
+            p.next = p.matched + 1;
+        }
     }
 
     fn on_append(
@@ -635,11 +683,12 @@ impl Raft {
                     .get_mut(&from)
                     .expect("leader tracks every peer");
                 p.next = next.clamp(p.matched + 1, last + 1);
-                p.inflight = false;
+                p.inflight = 0;
+                p.probing = true;
                 p.next
             }
         };
-        if next <= last || conflict.is_some() {
+        if conflict.is_some() || (next <= last && self.can_send(from)) {
             self.send_append(from);
         }
     }
@@ -736,7 +785,8 @@ impl Raft {
             .expect("leader tracks every peer");
         p.matched = p.matched.max(index.min(last));
         p.next = p.next.max(p.matched + 1);
-        p.inflight = false;
+        p.inflight = p.inflight.saturating_sub(1);
+        p.probing = false;
         let next = p.next;
         self.maybe_commit();
         next

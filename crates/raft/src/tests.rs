@@ -567,3 +567,73 @@ fn appended_changes_replay_to_the_full_state() {
     );
     assert!(PersistentState::decode(&torn).is_err());
 }
+
+/// Pipelining (etcd's inflight window): once a follower has acknowledged, a leader with
+/// `max_inflight_appends` 3 sends each new entry at once, each message starting where the
+/// previous one ended, until 3 are unanswered; a conflict sends it back to one probe at a time.
+#[test]
+fn replication_pipelines_up_to_the_window() {
+    let mut r = Raft::new(Config {
+        max_inflight_appends: 3,
+        ..cfg(1, 3)
+    });
+    elapse_election(&mut r);
+    let vote = Message::RequestVoteReply {
+        term: 1,
+        granted: true,
+    };
+    r.step(2, vote);
+    assert!(r.is_leader());
+    r.ready();
+    let ack = |m: u64| Message::AppendEntriesReply {
+        term: 1,
+        match_index: m,
+        conflict: None,
+    };
+    let to2 = |ready: &Ready| -> Vec<(u64, usize)> {
+        let appends = ready.messages.iter().filter(|m| m.to == 2);
+        appends
+            .filter_map(|m| match &m.msg {
+                Message::AppendEntries {
+                    prev_log_index,
+                    entries,
+                    ..
+                } => Some((*prev_log_index, entries.len())),
+                _ => None,
+            })
+            .collect()
+    };
+    // Probing: while the leader's first (empty) message is unanswered, proposals wait.
+    r.propose(vec![1]).unwrap();
+    r.propose(vec![2]).unwrap();
+    assert_eq!(to2(&r.ready()), vec![]);
+    r.step(2, ack(0));
+    assert_eq!(to2(&r.ready()), vec![(0, 2)]);
+    r.step(2, ack(2));
+    assert_eq!(to2(&r.ready()), vec![]);
+    // Replicating: each proposal is sent at once, until 3 are unanswered.
+    for i in 3..=6 {
+        r.propose(vec![i]).unwrap();
+    }
+    assert_eq!(to2(&r.ready()), vec![(2, 1), (3, 1), (4, 1)]);
+    r.propose(vec![7]).unwrap();
+    assert_eq!(to2(&r.ready()), vec![], "the window of 3 is full");
+    r.step(2, ack(3));
+    let sent = to2(&r.ready());
+    assert_eq!(sent, vec![(5, 2)], "a freed slot carries all that is new");
+    // A conflict: back to probing from the hint.
+    let hint = ConflictHint {
+        term: None,
+        first_index: 0,
+        log_len: 4,
+    };
+    let conflict = Message::AppendEntriesReply {
+        term: 1,
+        match_index: 0,
+        conflict: Some(hint),
+    };
+    r.step(2, conflict);
+    assert_eq!(to2(&r.ready()), vec![(3, 4)]);
+    r.propose(vec![8]).unwrap();
+    assert_eq!(to2(&r.ready()), vec![], "probing: one message at a time");
+}

@@ -14,7 +14,21 @@ pub struct RaftServer {
 impl RaftServer {
     /// Starts peer `id` of `n` from what its persister holds.
     pub fn new(id: NodeId, n: usize, persister: &Persister, seed: u64) -> Self {
-        let cfg = Config::new(id as u64, (0..n as u64).collect(), seed);
+        Self::with_window(id, n, persister, seed, 1)
+    }
+
+    /// As [`RaftServer::new`], with `window` AppendEntries in flight per follower.
+    pub fn with_window(
+        id: NodeId,
+        n: usize,
+        persister: &Persister,
+        seed: u64,
+        window: u32,
+    ) -> Self {
+        let cfg = Config {
+            max_inflight_appends: window,
+            ..Config::new(id as u64, (0..n as u64).collect(), seed)
+        };
         let peer =
             RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
                 panic!("raft {id}: cannot restart from its own persisted state: {e}")

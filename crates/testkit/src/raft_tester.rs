@@ -65,8 +65,21 @@ pub struct RaftTester {
 impl RaftTester {
     /// `n` peers, all up and connected; `unreliable` as labrpc's; `snapshots` selects the 3D applier.
     pub fn new(n: usize, unreliable: bool, snapshots: bool, seed: u64) -> Rc<Self> {
-        let factory =
-            Box::new(move |id, p: &flotilla_sim::Persister, s| RaftServer::new(id, n, p, s));
+        Self::with_window(n, unreliable, snapshots, seed, 1)
+    }
+
+    /// As [`RaftTester::new`], with up to `window` AppendEntries in flight per follower
+    /// (`Config::max_inflight_appends`; the labs' scenarios use 1).
+    pub fn with_window(
+        n: usize,
+        unreliable: bool,
+        snapshots: bool,
+        seed: u64,
+        window: u32,
+    ) -> Rc<Self> {
+        let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
+            RaftServer::with_window(id, n, p, s, window)
+        });
         let mut sim = Sim::new(n, seed, TICK, factory);
         sim.set_reliable(!unreliable);
         sim.set_checker(Box::new(|_, p: &RaftServer| p.raft().check_invariants()));
