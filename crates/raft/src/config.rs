@@ -51,11 +51,11 @@ impl Config {
     }
 
     /// The settings for a peer under a replicated service: as [`Config::new`], with the
-    /// leader no-op on and up to 4 AppendEntries in flight per follower.
+    /// leader no-op on and up to 16 AppendEntries in flight per follower.
     pub fn for_service(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Self {
         Config {
             leader_noop: true,
-            max_inflight_appends: 4,
+            max_inflight_appends: 16,
             ..Config::new(id, voters, seed)
         }
     }

@@ -25,8 +25,8 @@ pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
     let probe = RaftTester::new(1, false, false, seed);
     let n = [3usize, 5, 5, 7][probe.rand(4) as usize];
     let snapshots = probe.rand(2) == 0;
-    // Half the runs pipeline replication (several AppendEntries in flight per follower).
-    let window = [1, 4][probe.rand(2) as usize];
+    // Two runs in three pipeline replication (several AppendEntries in flight per follower).
+    let window = [1, 4, 16][probe.rand(3) as usize];
     drop(probe);
 
     let t = RaftTester::with_window(n, false, snapshots, seed, window);
