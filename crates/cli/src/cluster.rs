@@ -71,21 +71,26 @@ impl TlsArgs {
 /// `flotilla server`: runs one replica.
 #[derive(Args)]
 pub struct ServerArgs {
-    /// This replica's id: its position (from 0) in --peers.
+    /// A TOML file with any of the settings below (same names, with underscores: `id`,
+    /// `peers` as a list, `data_dir`, `max_raft_state` as "8MiB", `secret_file`, `tls_cert`, …);
+    /// flags given as well override it.
     #[arg(long)]
-    id: u64,
+    config: Option<PathBuf>,
+    /// This replica's id: its position (from 0) in --peers.
+    #[arg(long, required_unless_present = "config")]
+    id: Option<u64>,
     /// Every replica's address, this one's included, comma-separated, in id order.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
     peers: Vec<String>,
     /// Address to listen on (default: this replica's entry in --peers).
     #[arg(long)]
     listen: Option<String>,
     /// Directory for the write-ahead log and snapshots (created if missing).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// Snapshot when the Raft state on disk reaches this size.
-    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
-    max_raft_state: u64,
+    #[arg(long, required_unless_present = "config")]
+    data_dir: Option<PathBuf>,
+    /// Snapshot when the Raft state on disk reaches this size (default 8MiB).
+    #[arg(long, value_parser = parse_size)]
+    max_raft_state: Option<u64>,
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics: Option<String>,
@@ -95,13 +100,73 @@ pub struct ServerArgs {
     tls: TlsArgs,
 }
 
+/// `flotilla server --config FILE`: the same settings as the flags.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    id: Option<u64>,
+    #[serde(default)]
+    peers: Vec<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    max_raft_state: Option<String>,
+    metrics: Option<String>,
+    secret_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_server_name: Option<String>,
+}
+
+impl ServerArgs {
+    /// Fills what the flags left out from the config file, if any.
+    fn resolve(mut self) -> Result<Self, String> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        let f: ServerFile = toml::from_str(&text)
+            .map_err(|e| format!("bad config file {}: {e}", path.display()))?;
+        self.id = self.id.or(f.id);
+        if self.peers.is_empty() {
+            self.peers = f.peers;
+        }
+        self.listen = self.listen.or(f.listen);
+        self.data_dir = self.data_dir.or(f.data_dir);
+        if self.max_raft_state.is_none() {
+            self.max_raft_state = f.max_raft_state.as_deref().map(parse_size).transpose()?;
+        }
+        self.metrics = self.metrics.or(f.metrics);
+        self.secret.secret_file = self.secret.secret_file.or(f.secret_file);
+        self.tls.tls_cert = self.tls.tls_cert.or(f.tls_cert);
+        self.tls.tls_key = self.tls.tls_key.or(f.tls_key);
+        self.tls.tls_ca = self.tls.tls_ca.or(f.tls_ca);
+        if let Some(n) = f.tls_server_name {
+            self.tls.tls_server_name = n;
+        }
+        Ok(self)
+    }
+}
+
 pub fn server(args: ServerArgs) -> Result<(), String> {
+    let args = args.resolve()?;
+    let id = args
+        .id
+        .ok_or("no replica id: give --id or `id` in the config file")?;
+    if args.peers.is_empty() {
+        return Err("no peers: give --peers or `peers` in the config file".into());
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .ok_or("no data directory: give --data-dir or `data_dir` in the config file")?;
+    let max_raft_state = args.max_raft_state.unwrap_or(8 << 20);
     let secret = args.secret.load()?;
-    let me = args.id as usize;
+    let me = id as usize;
     if me >= args.peers.len() {
         return Err(format!(
-            "--id {} is not a position in --peers ({} replicas)",
-            args.id,
+            "replica id {id} is not a position in the peers ({} replicas)",
             args.peers.len()
         ));
     }
@@ -109,12 +174,12 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         .listen
         .clone()
         .unwrap_or_else(|| args.peers[me].clone());
-    let (storage, recovered) = crate::storage::open(&args.data_dir)?;
+    let (storage, recovered) = crate::storage::open(&data_dir)?;
     let cfg = ServerConfig {
-        id: args.id,
+        id,
         peers: args.peers.clone(),
         secret,
-        max_raft_state: Some(args.max_raft_state as usize),
+        max_raft_state: Some(max_raft_state as usize),
         metrics: args.metrics.clone(),
         tls: args.tls.load()?,
     };
@@ -122,7 +187,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(id = cfg.id, %listen, data = %args.data_dir.display(), "replica starting");
+        tracing::info!(id = cfg.id, %listen, data = %data_dir.display(), "replica starting");
         run_replica(
             cfg,
             Kv::default(),

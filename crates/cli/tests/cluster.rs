@@ -372,3 +372,55 @@ fn a_second_replica_on_the_same_data_directory_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+#[test]
+fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
+    let port = free_ports(1);
+    let config = tmp.path().join("node.toml");
+    let text = format!(
+        "id = 0\npeers = [\"127.0.0.1:{port}\"]\ndata_dir = {:?}\nmax_raft_state = \"1MiB\"\nsecret_file = {:?}\n",
+        tmp.path().join("data"),
+        secret
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut server = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut led = false;
+    while !led && Instant::now() < deadline {
+        let out = Command::new(BIN)
+            .args([
+                "ctl",
+                "status",
+                "--json",
+                "--servers",
+                &format!("127.0.0.1:{port}"),
+                "--secret-file",
+            ])
+            .arg(&secret)
+            .output()
+            .unwrap();
+        led = String::from_utf8_lossy(&out.stdout).contains("\"role\":\"leader\"");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(led, "the single replica from the config file never led");
+    std::fs::write(&config, "id = 0\npeer = []\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `peer`"), "{err}");
+}
