@@ -168,11 +168,16 @@ pub fn up(args: UpArgs) -> Result<(), String> {
     layout.write(&args.dir)?;
     let mut procs = processes(&args, &layout, &secret);
     runtime()?.block_on(async move {
+        // Handlers first: a Ctrl-C while the processes start must still stop them cleanly.
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
         for p in procs.iter_mut() {
             p.spawn()?;
         }
-        announce(&args, &layout, existing).await;
-        supervise(&mut procs).await;
+        tokio::select! {
+            () = announce(&args, &layout, existing) => supervise(&mut procs, stop).await,
+            () = &mut stop => {}
+        }
         // Router first, then the replicas.
         for p in procs.iter_mut().rev() {
             p.stop().await;
@@ -269,13 +274,14 @@ async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
     println!("  Ctrl-C stops everything; `flotilla up --dir {dir}` restarts it with its data.");
 }
 
-/// Restarts a process that exits on its own (after a second), until Ctrl-C or SIGTERM.
-async fn supervise(procs: &mut [Proc]) {
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
+/// Restarts a process that exits on its own (after a second), until `stop` completes.
+async fn supervise(
+    procs: &mut [Proc],
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) {
     loop {
         tokio::select! {
-            () = &mut stop => return,
+            () = stop.as_mut() => return,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         for p in procs.iter_mut() {

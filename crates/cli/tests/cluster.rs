@@ -424,3 +424,47 @@ fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `peer`"), "{err}");
 }
+
+/// Sends `bytes` on a fresh connection to the router and returns what it answers before
+/// closing (or within 2 s).
+fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn bad_input_gets_errors_and_the_router_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (port, base) = (free_ports(1), free_ports(3));
+    let cluster = Cluster::start(&tmp.path().join("data"), port, base);
+    // Malformed framing: an error, then the connection closes.
+    let r = raw_exchange(port, b"*2\r\n$3\r\nGET\r\n$x\r\n");
+    assert!(r.starts_with("-ERR Protocol error"), "{r:?}");
+    // A bulk string over the limit is refused before it is read.
+    let r = raw_exchange(port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$999999999999\r\n");
+    assert!(
+        r.starts_with("-ERR Protocol error") && r.contains("exceeds"),
+        "{r:?}"
+    );
+    // Unknown commands and wrong arity: errors, and the connection goes on (pipelined).
+    let r = raw_exchange(port, b"FOO bar\r\nGET\r\nPING\r\nQUIT\r\n");
+    assert!(r.contains("-ERR unknown command 'FOO'"), "{r:?}");
+    assert!(
+        r.contains("-ERR wrong number of arguments for 'get' command"),
+        "{r:?}"
+    );
+    assert!(r.contains("+PONG") && r.ends_with("+OK\r\n"), "{r:?}");
+    // Binary garbage does not take the router down.
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let _ = raw_exchange(port, &garbage);
+    let mut con = cluster.conn().unwrap();
+    let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+    assert_eq!(pong, "PONG");
+}
