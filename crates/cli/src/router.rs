@@ -21,6 +21,9 @@ pub struct RouterArgs {
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics: Option<String>,
+    /// Answer a command with an error if the cluster has not answered it within this long.
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    command_timeout: std::time::Duration,
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
@@ -43,6 +46,7 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
         secret: args.secret.load()?,
         password: args.password,
         max_clients: args.max_clients,
+        command_timeout: args.command_timeout,
         metrics: metrics.clone(),
         tls: args.tls.load()?,
         client_tls: match (&args.client_tls_cert, &args.client_tls_key) {

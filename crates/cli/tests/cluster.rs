@@ -468,3 +468,46 @@ fn bad_input_gets_errors_and_the_router_keeps_serving() {
     let pong: String = redis::cmd("PING").query(&mut con).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+#[test]
+fn a_command_the_cluster_cannot_answer_times_out_with_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
+    let (port, dead) = (free_ports(1), free_ports(1));
+    let mut router = Command::new(BIN)
+        .args(["router", "--servers", &format!("127.0.0.1:{dead}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--command-timeout",
+            "1s",
+        ])
+        .arg("--secret-file")
+        .arg(&secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reply = String::new();
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let started = Instant::now();
+            reply = raw_exchange(port, b"SET k v\r\nQUIT\r\n");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "took {:?}",
+                started.elapsed()
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    router.kill().unwrap();
+    router.wait().unwrap();
+    assert!(
+        reply.starts_with("-ERR no answer from the cluster within 1 s"),
+        "{reply:?}"
+    );
+}

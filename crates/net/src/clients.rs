@@ -115,6 +115,13 @@ where
         rx.await.ok()
     }
 
+    /// Gives up on clerk `client`'s outstanding operation: its outcome stays unknown (it may
+    /// still be applied), and the clerk's next operation gets a new sequence number.
+    pub fn abandon(&self, client: ClientId) {
+        self.waiting.lock().expect("waiting lock").remove(&client);
+        self.host.call(move |h, _| h.abandon(client));
+    }
+
     /// Forgets clerk `client` (its user went away).
     pub fn remove_clerk(&self, client: ClientId) {
         self.waiting.lock().expect("waiting lock").remove(&client);

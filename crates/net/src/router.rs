@@ -35,6 +35,10 @@ pub struct RouterConfig {
     pub password: Option<String>,
     /// Connections beyond this many are refused with an error.
     pub max_clients: usize,
+    /// A command the service has not answered within this long gets an error (its outcome is
+    /// then unknown: it may still be applied), rather than leaving the client hanging while,
+    /// say, no majority of replicas is reachable.
+    pub command_timeout: std::time::Duration,
     /// Where to count requests, errors and latency by command.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Mutual TLS towards the replicas, if configured.
@@ -329,12 +333,20 @@ impl Router {
                 c
             }
         };
-        match self.kv.call(clerk, cmd).await {
-            Some(KvReply::Error(e)) => Err(kv_error(&e)),
-            Some(r) => Ok(r),
-            None => Err(Value::error(
+        let limit = self.cfg.command_timeout;
+        match tokio::time::timeout(limit, self.kv.call(clerk, cmd)).await {
+            Ok(Some(KvReply::Error(e))) => Err(kv_error(&e)),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(Value::error(
                 "ERR internal error: the connection's client is gone",
             )),
+            Err(_) => {
+                self.kv.abandon(clerk);
+                Err(Value::error(format!(
+                    "ERR no answer from the cluster within {} s (is a majority of replicas up?); the command may or may not have been applied",
+                    limit.as_secs_f64()
+                )))
+            }
         }
     }
 
