@@ -319,8 +319,8 @@ impl Router {
     }
 
     /// Runs one service operation on the connection's clerk.
-    async fn call(&self, conn: &mut Conn, key: &[u8], cmd: KvCommand) -> Result<KvReply, Value> {
-        let _group = self.group_for(key);
+    async fn call(&self, conn: &mut Conn, cmd: KvCommand) -> Result<KvReply, Value> {
+        let _group = self.group_for(cmd.key());
         let clerk = match conn.clerk {
             Some(c) => c,
             None => {
@@ -359,7 +359,7 @@ impl Router {
     async fn key_value_inner(&self, conn: &mut Conn, cmd: Command) -> Result<Value, Value> {
         let get = |key: Vec<u8>| KvCommand::Get { key };
         Ok(match cmd {
-            Command::Get { key } => value_reply(self.call(conn, &key.clone(), get(key)).await?),
+            Command::Get { key } => value_reply(self.call(conn, get(key)).await?),
             Command::Set {
                 key,
                 value,
@@ -368,23 +368,20 @@ impl Router {
                 if options != flotilla_resp::SetOptions::default() {
                     return Err(Value::error("ERR SET options (NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL) are not supported by flotilla yet"));
                 }
-                self.call(conn, &key.clone(), KvCommand::Put { key, value })
-                    .await?;
+                self.call(conn, KvCommand::Put { key, value }).await?;
                 Value::ok()
             }
-            Command::Append { key, value } => match self
-                .call(conn, &key.clone(), KvCommand::Append { key, value })
-                .await?
-            {
-                KvReply::Len(n) => Value::Integer(n as i64),
-                other => unexpected(other),
-            },
+            Command::Append { key, value } => {
+                match self.call(conn, KvCommand::Append { key, value }).await? {
+                    KvReply::Len(n) => Value::Integer(n as i64),
+                    other => unexpected(other),
+                }
+            }
             Command::Del { keys } => {
                 let mut n = 0;
                 for key in keys {
-                    if let KvReply::Deleted(true) = self
-                        .call(conn, &key.clone(), KvCommand::Delete { key })
-                        .await?
+                    if let KvReply::Deleted(true) =
+                        self.call(conn, KvCommand::Delete { key }).await?
                     {
                         n += 1;
                     }
@@ -394,8 +391,7 @@ impl Router {
             Command::Exists { keys } => {
                 let mut n = 0;
                 for key in keys {
-                    if let KvReply::Value(Some(_)) = self.call(conn, &key.clone(), get(key)).await?
-                    {
+                    if let KvReply::Value(Some(_)) = self.call(conn, get(key)).await? {
                         n += 1;
                     }
                 }
@@ -404,14 +400,13 @@ impl Router {
             Command::MGet { keys } => {
                 let mut values = Vec::with_capacity(keys.len());
                 for key in keys {
-                    values.push(value_reply(self.call(conn, &key.clone(), get(key)).await?));
+                    values.push(value_reply(self.call(conn, get(key)).await?));
                 }
                 Value::Array(values)
             }
             Command::MSet { pairs } => {
                 for (key, value) in pairs {
-                    self.call(conn, &key.clone(), KvCommand::Put { key, value })
-                        .await?;
+                    self.call(conn, KvCommand::Put { key, value }).await?;
                 }
                 Value::ok()
             }
@@ -430,10 +425,7 @@ impl Router {
     }
 
     async fn incr(&self, conn: &mut Conn, key: Vec<u8>, by: i64) -> Result<Value, Value> {
-        match self
-            .call(conn, &key.clone(), KvCommand::Incr { key, by })
-            .await?
-        {
+        match self.call(conn, KvCommand::Incr { key, by }).await? {
             KvReply::Int(n) => Ok(Value::Integer(n)),
             other => Ok(unexpected(other)),
         }

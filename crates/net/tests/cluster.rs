@@ -51,6 +51,19 @@ impl Durable for Shared {
     }
 }
 
+/// `n` listeners on loopback ports and their addresses.
+async fn bind(n: usize) -> (Vec<TcpListener>, Vec<String>) {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let peers = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    (listeners, peers)
+}
+
 fn secret() -> Secret {
     Secret::new("test-cluster-secret-0123").unwrap()
 }
@@ -111,14 +124,7 @@ async fn leader(peers: &[String]) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect();
+    let (listeners, peers) = bind(3).await;
     let disks: Vec<Shared> = (0..3).map(|_| Shared::default()).collect();
     let mut stops = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {
@@ -165,8 +171,8 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_the_secret_gets_nothing_done() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let peers = vec![l.local_addr().unwrap().to_string()];
+    let (mut listeners, peers) = bind(1).await;
+    let l = listeners.pop().unwrap();
     let _stop = start(0, l, peers.clone(), Shared::default()).await;
     let wrong = Secret::new("not-the-cluster-secret!").unwrap();
     let bad: Arc<Clients<u64, u64>> = Clients::connect(&peers, wrong.clone());
@@ -216,14 +222,7 @@ fn make_pki(dir: &std::path::Path, tag: &str) -> TlsFiles {
 async fn mutual_tls_admits_only_the_cluster_ca() {
     let dir = tempfile::tempdir().unwrap();
     let tls = PeerTls::load(&make_pki(dir.path(), "cluster"), "flotilla").unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().to_string())
-        .collect();
+    let (listeners, peers) = bind(3).await;
     let mut stops = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {
         let disk = Shared::default();

@@ -233,22 +233,19 @@ impl<S: StateMachine> Replica<S> {
 
     /// A replica that is no longer leader of the term its waiters proposed in tells them to
     /// retry elsewhere at once, rather than leaving them to time out.
+    ///
+    /// Invariant (after every input): all waiters were proposed in the current term by this
+    /// replica as leader, since waiters are only added while leading and this runs after every
+    /// input. So one waiter's term tells whether they are all still ours.
     fn reject_if_deposed(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
         let raft = self.peer.raft();
         let (leader, term) = (raft.is_leader(), raft.term());
-        let hint = raft.leader().map(|l| l as NodeId);
-        if self.waiting.is_empty() || (leader && self.waiting.values().all(|w| w.term == term)) {
+        let ours = |w: &Waiter| leader && w.term == term;
+        if self.waiting.first_key_value().is_none_or(|(_, w)| ours(w)) {
             return;
         }
-        let keep = |w: &Waiter| leader && w.term == term;
-        let gone: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| !keep(w))
-            .map(|(&i, _)| i)
-            .collect();
-        for i in gone {
-            let w = self.waiting.remove(&i).expect("listed above");
+        let hint = raft.leader().map(|l| l as NodeId);
+        for w in std::mem::take(&mut self.waiting).into_values() {
             reject(ctx, &w, hint);
         }
     }

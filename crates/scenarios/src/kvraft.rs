@@ -247,8 +247,7 @@ pub fn generic(seed: u64, g: &'static Generic) -> u64 {
     let t = KvTester::kvraft(g.name, seed, g.servers, g.unreliable, g.max_raft_state);
     let script = generic_script(t.clone(), g);
     t.svc.run(script);
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 async fn generic_script(t: Tester, g: &'static Generic) {
@@ -385,8 +384,7 @@ fn speed(name: &'static str, seed: u64, max_raft_state: Option<usize>) -> u64 {
             limit / OPS as u32
         );
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 /// The lab's `TestSpeed4A`.
@@ -426,8 +424,7 @@ pub fn unreliable_one_key_4a(seed: u64) -> u64 {
         let v = ck.get("k").await;
         check_concurrent_appends(&v, &[UPTO; CLIENTS]);
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 /// The lab's `TestOnePartition4A`: the leader and one follower in a minority of 5. The
@@ -489,8 +486,7 @@ pub fn one_partition_4a(seed: u64) -> u64 {
         put.await;
         assert_eq!(ck.get("1").await, "15");
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 /// The lab's `TestSnapshotRPC4B`: 50 puts in a majority {0,1} trim the log to 8·1000 bytes;
@@ -533,8 +529,7 @@ pub fn snapshot_rpc_4b(seed: u64) -> u64 {
             assert_eq!(ck.get(k).await, v, "key {k}");
         }
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 /// The lab's `TestSnapshotSize4B`: 800 operations on one key; the persisted Raft state stays
@@ -565,6 +560,5 @@ pub fn snapshot_size_4b(seed: u64) -> u64 {
             );
         }
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }

@@ -21,8 +21,7 @@ fn generic(name: &'static str, seed: u64, clients: usize, unreliable: bool) -> u
     let t = KvTester::kvsrv(name, seed, unreliable);
     let script = generic_script(t.clone(), clients);
     t.svc.run(script);
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }
 
 async fn generic_script(t: Tester, clients: usize) {
@@ -125,6 +124,5 @@ pub fn unreliable_one_key_2(seed: u64) -> u64 {
         let v = ck.get("k").await;
         check_concurrent_appends(&v, &[UPTO; CLIENTS]);
     });
-    t.check_linearizable();
-    t.svc.trace_hash()
+    t.finish()
 }

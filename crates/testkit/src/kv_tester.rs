@@ -185,6 +185,13 @@ where
         }
     }
 
+    /// The end of a scenario: [`KvTester::check_linearizable`], then the simulation's trace
+    /// hash (which scenarios return so a seed's replay can be compared).
+    pub fn finish(&self) -> u64 {
+        self.check_linearizable();
+        self.svc.trace_hash()
+    }
+
     /// The recorded history so far (for tests of the checker against broken servers).
     pub fn history(&self) -> KvHistory {
         self.history.borrow().clone()

@@ -63,9 +63,9 @@ where
     type Event = NodeEvent<Srv::Event, R>;
 
     fn on_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>) {
-        let mut inner = Ctx::new(ctx.now());
         match self {
             SimNode::Server(s) => {
+                let mut inner = Ctx::new(ctx.now());
                 s.on_tick(&mut inner);
                 forward(inner, ctx, NodeEvent::Server);
             }
