@@ -6,11 +6,17 @@
 //! switch or futex, which on small machines costs more than the work itself. The loop takes
 //! every input already queued as one batch, feeds them in order, stages each input's save with
 //! the storage, makes the whole batch durable with **one** sync, and only then hands the
-//! batch's messages to the transport and its events to the owner. The sync blocks the thread
-//! on purpose: nothing may be sent until it returns, and while it runs the kernel queues what
-//! arrives, which the next batch takes whole. That is the order
+//! batch's messages to the transport and its events to the owner. That is the order
 //! `flotilla_node`'s contract demands (a vote or an acknowledgement never leaves before what it
 //! promises is on disk), paid once per batch rather than once per message.
+//!
+//! Messages the process marks [`Process::may_send_before_save`] (a leader's AppendEntries, a
+//! replica's answers to clients) go to the transport *before* the sync, and the sync runs on a blocking-pool thread while the
+//! runtime's thread writes them out: the followers write their logs while the leader writes
+//! its own. The loop itself still waits for the sync before it feeds the next input, which is
+//! the condition that makes those early sends safe: an acknowledgement of an entry is always
+//! handled after the batch that appended it is durable, so the leader never counts its own
+//! copy before it is on disk.
 
 use std::time::{Duration, Instant};
 
@@ -166,14 +172,15 @@ where
     (ProcessHandle { tx }, handle)
 }
 
-/// One batch's outputs, held until the batch is durable.
+/// One batch's outputs: those held until the batch is durable, and the sends that need not be.
 struct Pending<M, E> {
+    early: Vec<(NodeId, M)>,
     sends: Vec<(NodeId, M)>,
     events: Vec<E>,
     saves: usize,
 }
 
-async fn run<P: Process, D: Durable>(
+async fn run<P: Process, D: Durable + 'static>(
     mut process: P,
     mut durable: D,
     tick: Duration,
@@ -200,6 +207,7 @@ async fn run<P: Process, D: Durable>(
             }
         }
         let mut pending = Pending {
+            early: Vec::new(),
             sends: Vec::new(),
             events: Vec::new(),
             saves: 0,
@@ -209,7 +217,7 @@ async fn run<P: Process, D: Durable>(
         if now >= next_tick {
             let mut ctx = Ctx::new(now - start);
             process.on_tick(&mut ctx);
-            collect(ctx, &mut durable, &mut pending)?;
+            collect(&process, ctx, &mut durable, &mut pending)?;
             // After a stall, tick once and move on rather than catching up in a burst.
             next_tick = (next_tick + tick).max(now);
         }
@@ -221,12 +229,25 @@ async fn run<P: Process, D: Durable>(
                 Input::Call(f) => f(&mut process, &mut ctx),
                 Input::Stop => stop = true,
             }
-            collect(ctx, &mut durable, &mut pending)?;
+            collect(&process, ctx, &mut durable, &mut pending)?;
+        }
+        for (to, m) in pending.early.drain(..) {
+            (outputs.send)(to, m);
         }
         let mut sync = None;
         if pending.saves > 0 {
             let t = Instant::now();
-            durable.sync().map_err(NetError::Storage)?;
+            // Off this thread, so that the transport writes the early sends (and reads what
+            // arrives) meanwhile; the loop still feeds nothing until the sync is done.
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let mut d = durable;
+                let r = d.sync();
+                (d, r)
+            })
+            .await
+            .map_err(|e| NetError::Storage(format!("the sync thread failed: {e}")))?;
+            durable = back;
+            result.map_err(NetError::Storage)?;
             sync = Some(t.elapsed());
         }
         if let Some(o) = observe.as_mut() {
@@ -249,17 +270,24 @@ async fn run<P: Process, D: Durable>(
     }
 }
 
-fn collect<M, E, D: Durable>(
-    ctx: Ctx<M, E>,
+fn collect<P: Process, D: Durable>(
+    process: &P,
+    ctx: Ctx<P::Msg, P::Event>,
     durable: &mut D,
-    pending: &mut Pending<M, E>,
+    pending: &mut Pending<P::Msg, P::Event>,
 ) -> Result<(), NetError> {
     let (save, sends, events) = ctx.into_parts();
     if let Some(save) = save {
         durable.stage(&save).map_err(NetError::Storage)?;
         pending.saves += 1;
     }
-    pending.sends.extend(sends);
+    for (to, m) in sends {
+        if process.may_send_before_save(&m) {
+            pending.early.push((to, m));
+        } else {
+            pending.sends.push((to, m));
+        }
+    }
     pending.events.extend(events);
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! ## Correctness contract for drivers
 //! After each input, a driver must make [`Ctx`]'s save durable **before** transmitting any of
 //! its sends: a sent message may depend on the saved state (a vote, an acknowledged entry).
+//! The one exception is a message for which [`Process::may_send_before_save`] is true.
 
 use std::time::Duration;
 
@@ -31,6 +32,14 @@ pub trait Process {
     /// True if `msg` answers an earlier request. Drivers use it for statistics (RPC counts
     /// count requests) and for fault injection that targets replies.
     fn is_reply(_msg: &Self::Msg) -> bool {
+        false
+    }
+
+    /// True if `msg` may be sent before the save of the input that produced it is durable
+    /// (the exception to the contract above; see `flotilla_raft::Message::may_precede_persist`
+    /// for the cases and the condition they place on drivers). Drivers that persist at once
+    /// may ignore it.
+    fn may_send_before_save(&self, _msg: &Self::Msg) -> bool {
         false
     }
 }

@@ -82,6 +82,24 @@ impl Message {
         }
     }
 
+    /// True for the messages only a leader sends (AppendEntries, heartbeats included, and
+    /// InstallSnapshot): they promise nothing about the sender's own disk, so a driver may
+    /// send them while the save of the same input is still being made durable (Ongaro's
+    /// thesis §10.2.1: the leader writes its log in parallel with replicating it).
+    ///
+    /// Safe on one condition, which the driver must keep: the leader counts its own copy of
+    /// an entry toward a commit only once that copy is durable. A driver that makes each
+    /// batch durable before it feeds the next input keeps it, because a follower's
+    /// acknowledgement of an entry can only arrive in a batch after the one that appended it;
+    /// a lone voter commits without acknowledgements but sends no AppendEntries. Every other
+    /// message (votes, acknowledgements, requests for votes) waits for the save.
+    pub fn may_precede_persist(&self) -> bool {
+        matches!(
+            self,
+            Message::AppendEntries { .. } | Message::InstallSnapshot { .. }
+        )
+    }
+
     /// True for replies; drivers that model RPCs (request, then reply) use it, e.g. to
     /// count RPCs or to delay only replies when reordering.
     pub fn is_reply(&self) -> bool {

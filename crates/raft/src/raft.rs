@@ -175,6 +175,14 @@ impl Raft {
     pub fn commit_index(&self) -> u64 {
         self.commit
     }
+    /// True if every commit this peer can make rests on another voter's acknowledgement (it
+    /// is not the only voter). Then, under the driver condition of
+    /// [`Message::may_precede_persist`], everything committed is durable on a majority
+    /// without this peer's pending save, and answers computed from applied entries may leave
+    /// before that save is durable too.
+    pub fn commit_needs_peer_ack(&self) -> bool {
+        !self.peers.is_empty()
+    }
     pub fn applied_index(&self) -> u64 {
         self.applied
     }

@@ -285,4 +285,15 @@ impl<S: StateMachine> Process for Replica<S> {
     fn is_reply(msg: &MsgOf<S>) -> bool {
         msg.is_reply()
     }
+
+    /// A leader's AppendEntries, and answers to clients: an answer reports applied (so
+    /// committed) state, which needs no pending save of this replica's once commits rest on
+    /// another voter's acknowledgement (see `Raft::commit_needs_peer_ack`).
+    fn may_send_before_save(&self, msg: &MsgOf<S>) -> bool {
+        match msg {
+            Msg::Raft(m) => m.may_precede_persist(),
+            Msg::Response(_) => self.peer.raft().commit_needs_peer_ack(),
+            Msg::Request(_) => false,
+        }
+    }
 }

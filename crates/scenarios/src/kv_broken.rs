@@ -11,7 +11,7 @@ use flotilla_kv::{Kv, KvReplica};
 use flotilla_raft::Config;
 use flotilla_rsm::ReplicaConfig;
 use flotilla_sim::{NodeId, Persister, Process};
-use flotilla_testkit::broken::{LocalReadReplica, NoDedupServer};
+use flotilla_testkit::broken::{EarlyReplyReplica, LocalReadReplica, NoDedupServer};
 use flotilla_testkit::KvTester;
 
 use crate::kv_common::append_value;
@@ -114,5 +114,56 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
     } else {
         let t = KvTester::custom("FollowerReads", seed, 5, false, Box::new(factory(5)));
         run(t, |t| t.leader())
+    }
+}
+
+/// One replica on a slow disk (every sync takes 5–15 ms); a writer puts increasing values and
+/// the replica is killed and restarted right after each put is acknowledged, then the value is
+/// read back. With `early_replies`, the replica acknowledges before its save is durable, so a
+/// kill inside the sync forgets an acknowledged put.
+pub fn lone_replica_early_replies(seed: u64, early_replies: bool) -> CheckResult {
+    fn replica(p: &Persister, s: u64) -> KvReplica {
+        let cfg = ReplicaConfig {
+            raft: Config::for_service(0, vec![0], s),
+            max_raft_state: None,
+        };
+        KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
+            .expect("a replica restarts from what it persisted")
+    }
+    fn run<Srv: Process<Msg = KvMsg> + 'static>(t: Rc<KvTester<Srv>>) -> CheckResult {
+        t.svc
+            .sim
+            .borrow_mut()
+            .set_sync_latency(Some((Duration::from_millis(5), Duration::from_millis(15))));
+        let t2 = t.clone();
+        t.svc.run(async move {
+            let ck = t2.make_client();
+            for i in 1..=10 {
+                ck.put("x", &i.to_string()).await;
+                t2.svc.crash(0);
+                t2.svc.restart(0);
+                ck.get("x").await;
+            }
+        });
+        t.verdict()
+    }
+    if early_replies {
+        run(KvTester::custom(
+            "LoneReplicaEarlyReplies",
+            seed,
+            1,
+            false,
+            Box::new(|_, p, s| EarlyReplyReplica {
+                inner: replica(p, s),
+            }),
+        ))
+    } else {
+        run(KvTester::custom(
+            "LoneReplica",
+            seed,
+            1,
+            false,
+            Box::new(|_, p, s| replica(p, s)),
+        ))
     }
 }

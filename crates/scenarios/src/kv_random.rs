@@ -12,6 +12,8 @@ use std::time::Duration;
 use flotilla_kv::KvReplica;
 use flotilla_testkit::KvTester;
 
+use crate::raft_random::SYNC_LATENCY;
+
 type Tester = Rc<KvTester<KvReplica>>;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
@@ -26,13 +28,19 @@ pub struct KvRandomReport {
 
 /// One randomized run of `seconds` virtual seconds of load under faults.
 pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
-    let (n, max_raft_state, clients) = {
+    let (n, max_raft_state, clients, slow_disk) = {
         let probe = KvTester::kvsrv("probe", seed, false);
         let n = [3usize, 5, 5, 7][probe.svc.rand(4) as usize];
         let mrs = [None, Some(1000), Some(4000)][probe.svc.rand(3) as usize];
-        (n, mrs, 3 + probe.svc.rand(6) as usize)
+        let clients = 3 + probe.svc.rand(6) as usize;
+        (n, mrs, clients, probe.svc.rand(2) == 0)
     };
     let t = KvTester::kvraft("KvRandom", seed, n, false, max_raft_state);
+    if slow_disk {
+        // Syncs that take time: answers and AppendEntries that leave before the save (see
+        // `Sim::set_sync_latency`) meet crashes.
+        t.svc.sim.borrow_mut().set_sync_latency(Some(SYNC_LATENCY));
+    }
     let t2 = t.clone();
     let faults = t
         .svc

@@ -1,6 +1,6 @@
-//! Randomized fault runs: each seed draws a cluster size, snapshots on or off, and a schedule
-//! of mixed faults (partitions, crashes and restarts, unreliable and reordering networks)
-//! under client load, while [`SafetyChecker`] checks election safety, log matching, leader
+//! Randomized fault runs: each seed draws a cluster size, snapshots on or off, instant or slow
+//! disk syncs, and a schedule of mixed faults (partitions, crashes and restarts, unreliable and
+//! reordering networks) under client load, while [`SafetyChecker`] checks election safety, log matching, leader
 //! completeness and state-machine safety after every simulator step. At the end the network
 //! heals and the cluster must commit again (liveness).
 
@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::SafetyChecker;
+
+/// A sync's duration in the runs that model one: from instant to longer than a heartbeat
+/// round trip, so that messages, ticks and crashes all land inside syncs.
+pub const SYNC_LATENCY: (Duration, Duration) = (Duration::ZERO, Duration::from_millis(15));
 
 /// What one random run did, for reports.
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,15 +25,31 @@ pub struct RandomRunReport {
 
 /// One randomized run for `seed`, with `rounds` fault rounds of 100–600 ms each.
 pub fn random_faults(seed: u64, rounds: usize) -> RandomRunReport {
+    random_faults_with(seed, rounds, false)
+}
+
+/// As [`random_faults`]; `early_acks` breaks the peers on purpose (votes and acknowledgements
+/// sent before they are durable), which only the slow-disk runs can expose.
+pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomRunReport {
     // The configuration is drawn from the seed too, through the simulator's generator.
     let probe = RaftTester::new(1, false, false, seed);
     let n = [3usize, 5, 5, 7][probe.rand(4) as usize];
     let snapshots = probe.rand(2) == 0;
     // Two runs in three pipeline replication (several AppendEntries in flight per follower).
     let window = [1, 4, 16][probe.rand(3) as usize];
+    // Half the runs model a disk whose syncs take time, so a crash can catch a leader whose
+    // AppendEntries left before its own log was durable (see `Sim::set_sync_latency`).
+    let slow_disk = probe.rand(2) == 0;
     drop(probe);
 
-    let t = RaftTester::with_window(n, false, snapshots, seed, window);
+    let t = if early_acks {
+        RaftTester::with_early_acks(n, false, snapshots, seed, window)
+    } else {
+        RaftTester::with_window(n, false, snapshots, seed, window)
+    };
+    if slow_disk {
+        t.sim.borrow_mut().set_sync_latency(Some(SYNC_LATENCY));
+    }
     let checker = Rc::new(RefCell::new(SafetyChecker::new()));
     let ch = checker.clone();
     t.set_step_check(Box::new(move |sim| ch.borrow_mut().check(sim)));

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use flotilla_scenarios::raft_random::random_faults;
+use flotilla_scenarios::raft_random::{random_faults, random_faults_with};
 use flotilla_testkit::seeds::{run_seed_list, seeds_from_env_var};
 
 #[test]
@@ -20,5 +20,22 @@ fn test_random_faults_safety() {
     assert!(
         per_run > 10,
         "only {per_run} entries committed per run on average"
+    );
+}
+
+/// The slow-disk runs must be able to fail: peers that send votes and acknowledgements before
+/// what they promise is durable break Raft's safety once a crash lands inside a sync, and the
+/// safety checker must say so within the first seeds (seed 600 is the first, as measured).
+#[test]
+fn test_acks_before_the_save_are_caught() {
+    let caught = (1..=2000u64).find(|&seed| {
+        std::panic::catch_unwind(|| {
+            random_faults_with(seed, 100, true);
+        })
+        .is_err()
+    });
+    assert!(
+        caught.is_some(),
+        "2000 seeds of acknowledgements sent before their saves broke no safety check"
     );
 }

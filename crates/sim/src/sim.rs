@@ -66,13 +66,38 @@ enum Event {
         reply: bool,
         bytes: Vec<u8>,
     },
+    /// The sync a node started (sync-latency mode) is done.
+    Synced {
+        node: NodeId,
+        incarnation: u64,
+    },
 }
 
-struct Slot<P> {
+/// An input that arrived while its node was syncing, fed after the sync with the next batch.
+enum Deferred {
+    Tick,
+    Deliver {
+        from: NodeId,
+        reply: bool,
+        bytes: Vec<u8>,
+    },
+}
+
+/// A node's sync in flight, in sync-latency mode: the batch's saves, the outputs that wait
+/// for them, and the inputs that wait for the node.
+struct Syncing<P: Process> {
+    saves: Vec<Save>,
+    sends: Vec<(NodeId, P::Msg)>,
+    events: Vec<P::Event>,
+    deferred: Vec<Deferred>,
+}
+
+struct Slot<P: Process> {
     process: Option<P>,
     /// Bumped on crash and restart; events for an older incarnation are dropped.
     incarnation: u64,
     persister: Persister,
+    syncing: Option<Syncing<P>>,
 }
 
 /// A deterministic simulated cluster of processes of type `P`.
@@ -97,6 +122,8 @@ pub struct Sim<P: Process> {
     trace: u64,
     /// Called after every input a process handles, to check its invariants.
     checker: Option<Checker<P>>,
+    /// Sync-latency mode: how long a sync takes (µs, inclusive range); `None` persists at once.
+    sync_latency: Option<(u64, u64)>,
 }
 
 impl<P> Sim<P>
@@ -115,6 +142,7 @@ where
                     process: None,
                     incarnation: 0,
                     persister: Persister::default(),
+                    syncing: None,
                 })
                 .collect(),
             links: vec![vec![false; n]; n],
@@ -132,6 +160,7 @@ where
             },
             trace: TRACE_START,
             checker: None,
+            sync_latency: None,
         };
         for i in 0..n {
             sim.restart(i);
@@ -169,6 +198,18 @@ where
     pub fn set_long_reordering(&mut self, on: bool) {
         self.long_reordering = on;
     }
+    /// Sync-latency mode (`Some((min, max))`): a node's save takes a random time in the
+    /// range to become durable, as a real disk's sync does, and the simulator drives each node
+    /// the way the TCP driver does (`flotilla_net::driver`): the first input with a save
+    /// starts a sync; messages the process marks [`Process::may_send_before_save`] leave at
+    /// once, every other output waits for the sync; inputs that arrive meanwhile wait too and
+    /// are then fed as one batch, whose saves share the next sync. A crash during a sync
+    /// loses the batch's saves and held outputs, but not the early messages: the case those
+    /// messages must survive. `None` (the default) persists each input's save at once.
+    pub fn set_sync_latency(&mut self, range: Option<(Duration, Duration)>) {
+        self.sync_latency = range.map(|(a, b)| (a.as_micros() as u64, b.as_micros() as u64));
+    }
+
     /// Installs a check run after every input a live process handles.
     pub fn set_checker(&mut self, check: Checker<P>) {
         self.checker = Some(check);
@@ -237,6 +278,8 @@ where
     pub fn crash(&mut self, i: NodeId) {
         self.nodes[i].process = None;
         self.nodes[i].incarnation += 1;
+        // What the sync in flight would have made durable is lost, with what waited for it.
+        self.nodes[i].syncing = None;
     }
 
     /// (Re)starts node `i` from its persister; crashes it first if it is running.
@@ -307,16 +350,18 @@ where
                 if self.nodes[node].incarnation != incarnation {
                     return true;
                 }
-                self.digest(&[&[0u8][..], &(node as u32).to_le_bytes()].concat());
-                let mut ctx = Ctx::new(self.now());
-                self.nodes[node]
-                    .process
-                    .as_mut()
-                    .expect("current incarnation is alive")
-                    .on_tick(&mut ctx);
-                self.finish(node, ctx);
                 let next = self.now + self.tick.as_micros() as u64;
                 self.push(next, Event::Tick { node, incarnation });
+                if let Some(sync) = &mut self.nodes[node].syncing {
+                    sync.deferred.push(Deferred::Tick);
+                    return true;
+                }
+                self.feed_tick(node);
+            }
+            Event::Synced { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.complete_sync(node);
+                }
             }
             Event::Deliver {
                 from,
@@ -330,47 +375,152 @@ where
                 if !alive || !self.links[from][to] {
                     return true;
                 }
-                self.digest(
-                    &[
-                        &[1u8][..],
-                        &(from as u32).to_le_bytes(),
-                        &(to as u32).to_le_bytes(),
-                    ]
-                    .concat(),
-                );
-                self.digest(&bytes);
-                self.stats.messages_delivered += 1;
-                if reply {
-                    self.stats.bytes += bytes.len() as u64;
-                } else {
-                    self.stats.rpcs_received[to] += 1;
+                if let Some(sync) = &mut self.nodes[to].syncing {
+                    sync.deferred.push(Deferred::Deliver { from, reply, bytes });
+                    return true;
                 }
-                let msg: P::Msg =
-                    postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
-                let mut ctx = Ctx::new(self.now());
-                self.nodes[to]
-                    .process
-                    .as_mut()
-                    .expect("checked alive")
-                    .on_message(from, msg, &mut ctx);
-                self.finish(to, ctx);
+                self.feed_message(from, to, reply, bytes);
             }
         }
         true
     }
 
+    fn feed_tick(&mut self, node: NodeId) {
+        self.digest(&[&[0u8][..], &(node as u32).to_le_bytes()].concat());
+        let mut ctx = Ctx::new(self.now());
+        self.nodes[node]
+            .process
+            .as_mut()
+            .expect("current incarnation is alive")
+            .on_tick(&mut ctx);
+        self.finish(node, ctx);
+    }
+
+    fn feed_message(&mut self, from: NodeId, to: NodeId, reply: bool, bytes: Vec<u8>) {
+        self.digest(
+            &[
+                &[1u8][..],
+                &(from as u32).to_le_bytes(),
+                &(to as u32).to_le_bytes(),
+            ]
+            .concat(),
+        );
+        self.digest(&bytes);
+        self.stats.messages_delivered += 1;
+        if reply {
+            self.stats.bytes += bytes.len() as u64;
+        } else {
+            self.stats.rpcs_received[to] += 1;
+        }
+        let msg: P::Msg =
+            postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
+        let mut ctx = Ctx::new(self.now());
+        self.nodes[to]
+            .process
+            .as_mut()
+            .expect("checked alive")
+            .on_message(from, msg, &mut ctx);
+        self.finish(to, ctx);
+    }
+
+    /// A node's sync is done: its batch is durable, what waited for it goes out, and the
+    /// inputs that arrived meanwhile are fed as the next batch.
+    fn complete_sync(&mut self, node: NodeId) {
+        let Some(done) = self.nodes[node].syncing.take() else {
+            return;
+        };
+        self.digest(&[&[2u8][..], &(node as u32).to_le_bytes()].concat());
+        for save in done.saves {
+            self.nodes[node].persister.apply(save);
+        }
+        for (to, msg) in done.sends {
+            self.send(node, to, msg);
+        }
+        self.events
+            .extend(done.events.into_iter().map(|e| (node, e)));
+        for input in done.deferred {
+            // A crash cannot happen mid-batch (scripts run between events), so the node
+            // stays alive throughout.
+            match input {
+                Deferred::Tick => self.feed_tick(node),
+                // It had arrived (a real driver finds it queued): a partition since then
+                // does not take it back.
+                Deferred::Deliver { from, reply, bytes } => {
+                    self.feed_message(from, node, reply, bytes)
+                }
+            }
+        }
+    }
+
     /// Acts on a process's outputs: persist first, then send, then report events.
     fn finish(&mut self, i: NodeId, ctx: Ctx<P::Msg, P::Event>) {
         let (save, sends, events) = ctx.into_parts();
-        if let Some(save) = save {
-            self.nodes[i].persister.apply(save);
+        match self.sync_latency {
+            None => {
+                if let Some(save) = save {
+                    self.nodes[i].persister.apply(save);
+                }
+                for (to, msg) in sends {
+                    self.send(i, to, msg);
+                }
+                self.events.extend(events.into_iter().map(|e| (i, e)));
+            }
+            Some(latency) => self.finish_syncing(i, save, sends, events, latency),
         }
-        for (to, msg) in sends {
-            self.send(i, to, msg);
-        }
-        self.events.extend(events.into_iter().map(|e| (i, e)));
         if let (Some(check), Some(p)) = (&self.checker, &self.nodes[i].process) {
             check(i, p);
+        }
+    }
+
+    /// [`Sim::finish`] in sync-latency mode. An input fed while a sync is in flight (a
+    /// deferred input of the batch being fed, or a script's direct request) joins that sync.
+    fn finish_syncing(
+        &mut self,
+        i: NodeId,
+        save: Option<Save>,
+        sends: Vec<(NodeId, P::Msg)>,
+        events: Vec<P::Event>,
+        (min, max): (u64, u64),
+    ) {
+        let process = self.nodes[i]
+            .process
+            .as_ref()
+            .expect("finish runs on a live process");
+        let (early, held): (Vec<_>, Vec<_>) = sends
+            .into_iter()
+            .partition(|(_, m)| process.may_send_before_save(m));
+        for (to, msg) in early {
+            self.send(i, to, msg);
+        }
+        if self.nodes[i].syncing.is_none() && save.is_some() {
+            let incarnation = self.nodes[i].incarnation;
+            let at = self.now + self.rng.gen_range(min..=max);
+            self.push(
+                at,
+                Event::Synced {
+                    node: i,
+                    incarnation,
+                },
+            );
+            self.nodes[i].syncing = Some(Syncing {
+                saves: Vec::new(),
+                sends: Vec::new(),
+                events: Vec::new(),
+                deferred: Vec::new(),
+            });
+        }
+        match &mut self.nodes[i].syncing {
+            Some(sync) => {
+                sync.saves.extend(save);
+                sync.sends.extend(held);
+                sync.events.extend(events);
+            }
+            None => {
+                for (to, msg) in held {
+                    self.send(i, to, msg);
+                }
+                self.events.extend(events.into_iter().map(|e| (i, e)));
+            }
         }
     }
 

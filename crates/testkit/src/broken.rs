@@ -75,3 +75,32 @@ impl Process for LocalReadReplica {
         msg.is_reply()
     }
 }
+
+/// A replica that answers clients before its save is durable even when it is the only voter,
+/// so its commits rest on nothing durable: a crash inside the sync forgets an acknowledged
+/// write. (The correct replica sends answers early only when a commit needs another voter's
+/// acknowledgement: `Raft::commit_needs_peer_ack`.)
+pub struct EarlyReplyReplica {
+    pub inner: KvReplica,
+}
+
+impl Process for EarlyReplyReplica {
+    type Msg = KvMsg;
+    type Event = ();
+
+    fn on_tick(&mut self, ctx: &mut Ctx<KvMsg, ()>) {
+        self.inner.on_tick(ctx);
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: KvMsg, ctx: &mut Ctx<KvMsg, ()>) {
+        self.inner.on_message(from, msg, ctx);
+    }
+
+    fn is_reply(msg: &KvMsg) -> bool {
+        msg.is_reply()
+    }
+
+    fn may_send_before_save(&self, msg: &KvMsg) -> bool {
+        matches!(msg, Msg::Response(_)) || self.inner.may_send_before_save(msg)
+    }
+}

@@ -9,6 +9,9 @@ use flotilla_sim::Persister;
 /// One Raft peer in the simulator. Peers are numbered 0..n; the peer's Raft id is its node id.
 pub struct RaftServer {
     peer: RaftPeer,
+    /// Test-only breakage: every message may leave before the save it depends on (votes and
+    /// acknowledgements included), to prove that the slow-disk simulation catches it.
+    early_everything: bool,
 }
 
 impl RaftServer {
@@ -33,7 +36,18 @@ impl RaftServer {
             RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
                 panic!("raft {id}: cannot restart from its own persisted state: {e}")
             });
-        RaftServer { peer }
+        RaftServer {
+            peer,
+            early_everything: false,
+        }
+    }
+
+    /// Breaks the peer on purpose: it sends votes and acknowledgements before what they
+    /// promise is durable (see [`Process::may_send_before_save`]). Only for tests that show
+    /// the checks catch it.
+    pub fn send_everything_before_save(mut self) -> Self {
+        self.early_everything = true;
+        self
     }
 
     pub fn raft(&self) -> &Raft {
@@ -80,5 +94,9 @@ impl Process for RaftServer {
 
     fn is_reply(msg: &Message) -> bool {
         msg.is_reply()
+    }
+
+    fn may_send_before_save(&self, msg: &Message) -> bool {
+        self.early_everything || msg.may_precede_persist()
     }
 }

@@ -77,8 +77,37 @@ impl RaftTester {
         seed: u64,
         window: u32,
     ) -> Rc<Self> {
+        Self::build(n, unreliable, snapshots, seed, window, false)
+    }
+
+    /// As [`RaftTester::with_window`], with peers broken on purpose: they send votes and
+    /// acknowledgements before their saves are durable
+    /// ([`RaftServer::send_everything_before_save`]).
+    pub fn with_early_acks(
+        n: usize,
+        unreliable: bool,
+        snapshots: bool,
+        seed: u64,
+        window: u32,
+    ) -> Rc<Self> {
+        Self::build(n, unreliable, snapshots, seed, window, true)
+    }
+
+    fn build(
+        n: usize,
+        unreliable: bool,
+        snapshots: bool,
+        seed: u64,
+        window: u32,
+        early_acks: bool,
+    ) -> Rc<Self> {
         let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
-            RaftServer::with_window(id, n, p, s, window)
+            let server = RaftServer::with_window(id, n, p, s, window);
+            if early_acks {
+                server.send_everything_before_save()
+            } else {
+                server
+            }
         });
         let mut sim = Sim::new(n, seed, TICK, factory);
         sim.set_reliable(!unreliable);

@@ -95,6 +95,14 @@ where
     fn is_reply(msg: &Msg<C, R>) -> bool {
         msg.is_reply()
     }
+
+    fn may_send_before_save(&self, msg: &Msg<C, R>) -> bool {
+        match self {
+            SimNode::Server(s) => s.may_send_before_save(msg),
+            // Clerks persist nothing.
+            SimNode::Clients(_) => false,
+        }
+    }
 }
 
 /// Builds server `id` at (re)start from its persister and a fresh seed.
