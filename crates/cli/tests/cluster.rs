@@ -4,33 +4,15 @@
 //! corrupted. Every acknowledged write must stay readable, and the whole history must be
 //! linearizable (the project's checker).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flotilla_check::{check_kv, CheckResult, KvInput, KvOperation, KvOutput, Operation};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
-
-/// A free port and the two after it (best effort: probed by binding).
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20_000 + (rand_u32() % 30_000) as u16;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)
-}
+use common::{
+    check_all_acked, connect, free_ports, kill9, start_writers, stop_writers, Recorder, BIN,
+};
 
 struct Cluster {
     dir: PathBuf,
@@ -79,10 +61,7 @@ impl Cluster {
     }
 
     fn conn(&self) -> redis::RedisResult<redis::Connection> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?;
-        let c = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        c.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(c)
+        connect(self.port)
     }
 
     /// Stops `up` with SIGINT (as Ctrl-C) and waits for it.
@@ -135,132 +114,14 @@ impl Drop for Cluster {
     }
 }
 
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-}
-
-/// A history shared by the writer threads, in ns since `start`.
-struct Recorder {
-    start: Instant,
-    ops: Mutex<Vec<KvOperation>>,
-    /// Acknowledged SETs: key → value (each key is written once).
-    acked: Mutex<Vec<(String, String)>>,
-}
-
-impl Recorder {
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
-    }
-    fn record(&self, client: u64, input: KvInput, call: u64, output: Option<KvOutput>) {
-        let ret = output.as_ref().map(|_| self.now());
-        self.ops.lock().unwrap().push(Operation {
-            client,
-            input,
-            call,
-            output: output.unwrap_or(KvOutput::Unknown),
-            ret,
-        });
-    }
-}
-
-/// One client: SETs fresh keys, APPENDs to a shared key, reads back, until `stop`.
-fn writer(id: u64, cluster_port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
-    let open = || -> redis::Connection {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{cluster_port}/")).unwrap();
-        loop {
-            if let Ok(c) = client.get_connection_with_timeout(Duration::from_secs(2)) {
-                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                return c;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let mut con = open();
-    let mut j = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let (key, value) = (format!("c{id}-{j}"), format!("v{id}-{j}"));
-        let call = rec.now();
-        let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&value).query(&mut con);
-        rec.record(
-            id,
-            KvInput::put(&key, &value),
-            call,
-            r.as_ref().ok().map(|_| KvOutput::Done),
-        );
-        if r.is_ok() {
-            rec.acked.lock().unwrap().push((key.clone(), value.clone()));
-        } else {
-            con = open();
-        }
-        let piece = format!("x{id}.{j},");
-        let call = rec.now();
-        let r: redis::RedisResult<i64> = redis::cmd("APPEND")
-            .arg("shared")
-            .arg(&piece)
-            .query(&mut con);
-        rec.record(
-            id,
-            KvInput::append("shared", &piece),
-            call,
-            r.as_ref().ok().map(|_| KvOutput::Done),
-        );
-        if r.is_err() {
-            con = open();
-        }
-        let call = rec.now();
-        let r: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&key).query(&mut con);
-        let out = r
-            .as_ref()
-            .ok()
-            .map(|v| KvOutput::value(v.clone().unwrap_or_default()));
-        rec.record(id, KvInput::get(&key), call, out);
-        if r.is_err() {
-            con = open();
-        }
-        j += 1;
-    }
-}
-
-fn check_all_acked(cluster: &Cluster, rec: &Recorder) {
-    let mut con = cluster.conn().expect("connect");
-    let acked = rec.acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 50,
-        "only {} writes were acknowledged",
-        acked.len()
-    );
-    for (k, v) in &acked {
-        let got: Option<String> = redis::cmd("GET").arg(k).query(&mut con).expect("GET");
-        assert_eq!(
-            got.as_deref(),
-            Some(v.as_str()),
-            "acknowledged write of {k} lost"
-        );
-    }
-}
-
 #[test]
 fn kill_restart_and_corruption_lose_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let (port, base) = (free_ports(1), free_ports(3));
     let mut cluster = Cluster::start(&dir, port, base);
-    let rec = Arc::new(Recorder {
-        start: Instant::now(),
-        ops: Mutex::new(Vec::new()),
-        acked: Mutex::new(Vec::new()),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
-        .map(|id| {
-            let (rec, stop) = (rec.clone(), stop.clone());
-            std::thread::spawn(move || writer(id, port, rec, stop))
-        })
-        .collect();
+    let rec = Recorder::new();
+    let (stop, writers) = start_writers(4, port, &rec);
     std::thread::sleep(Duration::from_millis(1500));
     let (_, follower) = cluster.pids();
     kill9(follower);
@@ -268,22 +129,14 @@ fn kill_restart_and_corruption_lose_no_acknowledged_write() {
     let (leader, _) = cluster.pids();
     kill9(leader);
     std::thread::sleep(Duration::from_millis(3000));
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    check_all_acked(&cluster, &rec);
-    let history = rec.ops.lock().unwrap().clone();
-    match check_kv(&history, Some(Duration::from_secs(60))) {
-        CheckResult::Illegal(e) => panic!("the history is not linearizable:\n{e}"),
-        CheckResult::Unknown => eprintln!("linearizability check timed out"),
-        CheckResult::Ok => {}
-    }
+    stop_writers(stop, writers);
+    check_all_acked(cluster.port, &rec);
+    rec.assert_linearizable();
 
     // A full restart from disk finds every acknowledged write.
     cluster.stop();
     cluster.launch();
-    check_all_acked(&cluster, &rec);
+    check_all_acked(cluster.port, &rec);
 
     // A torn WAL tail (a crash mid-write) is cut off on restart; nothing acknowledged is lost.
     cluster.stop();
@@ -292,7 +145,7 @@ fn kill_restart_and_corruption_lose_no_acknowledged_write() {
     bytes.extend_from_slice(&[0x17, 0, 0, 0, 0xde, 0xad]);
     std::fs::write(&wal, bytes).unwrap();
     cluster.launch();
-    check_all_acked(&cluster, &rec);
+    check_all_acked(cluster.port, &rec);
     let st = cluster.status();
     assert!(
         st.iter().all(Option::is_some),

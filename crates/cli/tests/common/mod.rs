@@ -1,0 +1,192 @@
+//! What the process-level test files share: ports, a history recorder, the writer clients,
+//! and the acknowledged-write check.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_check::{check_kv, CheckResult, KvInput, KvOperation, KvOutput, Operation};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+
+/// A free port and the two after it (best effort: probed by binding).
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand_u32() % 30_000) as u16;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free ports");
+}
+
+pub fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)
+}
+
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+/// A history shared by the writer threads, in ns since `start`.
+pub struct Recorder {
+    pub start: Instant,
+    pub ops: Mutex<Vec<KvOperation>>,
+    /// Acknowledged SETs: key → value (each key is written once).
+    pub acked: Mutex<Vec<(String, String)>>,
+}
+
+impl Recorder {
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    pub fn record(&self, client: u64, input: KvInput, call: u64, output: Option<KvOutput>) {
+        let ret = output.as_ref().map(|_| self.now());
+        self.ops.lock().unwrap().push(Operation {
+            client,
+            input,
+            call,
+            output: output.unwrap_or(KvOutput::Unknown),
+            ret,
+        });
+    }
+}
+
+/// One client: SETs fresh keys, APPENDs to a shared key, reads back, until `stop`.
+pub fn writer(id: u64, cluster_port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    let open = || -> redis::Connection {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{cluster_port}/")).unwrap();
+        loop {
+            if let Ok(c) = client.get_connection_with_timeout(Duration::from_secs(2)) {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut con = open();
+    let mut j = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (key, value) = (format!("c{id}-{j}"), format!("v{id}-{j}"));
+        let call = rec.now();
+        let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&value).query(&mut con);
+        rec.record(
+            id,
+            KvInput::put(&key, &value),
+            call,
+            r.as_ref().ok().map(|_| KvOutput::Done),
+        );
+        if r.is_ok() {
+            rec.acked.lock().unwrap().push((key.clone(), value.clone()));
+        } else {
+            con = open();
+        }
+        let piece = format!("x{id}.{j},");
+        let call = rec.now();
+        let r: redis::RedisResult<i64> = redis::cmd("APPEND")
+            .arg("shared")
+            .arg(&piece)
+            .query(&mut con);
+        rec.record(
+            id,
+            KvInput::append("shared", &piece),
+            call,
+            r.as_ref().ok().map(|_| KvOutput::Done),
+        );
+        if r.is_err() {
+            con = open();
+        }
+        let call = rec.now();
+        let r: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&key).query(&mut con);
+        let out = r
+            .as_ref()
+            .ok()
+            .map(|v| KvOutput::value(v.clone().unwrap_or_default()));
+        rec.record(id, KvInput::get(&key), call, out);
+        if r.is_err() {
+            con = open();
+        }
+        j += 1;
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            start: Instant::now(),
+            ops: Mutex::new(Vec::new()),
+            acked: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Fails the test if the history so far is not linearizable (a check that runs out of
+    /// time is reported, not failed: the checker's "unknown").
+    pub fn assert_linearizable(&self) {
+        let history = self.ops.lock().unwrap().clone();
+        match check_kv(&history, Some(Duration::from_secs(60))) {
+            CheckResult::Illegal(e) => panic!("the history is not linearizable:\n{e}"),
+            CheckResult::Unknown => eprintln!("linearizability check timed out"),
+            CheckResult::Ok => {}
+        }
+    }
+}
+
+/// Starts `n` writer threads on the router at `port`; stop them with the returned flag.
+pub fn start_writers(
+    n: u64,
+    port: u16,
+    rec: &Arc<Recorder>,
+) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = (0..n)
+        .map(|id| {
+            let (rec, stop) = (rec.clone(), stop.clone());
+            std::thread::spawn(move || writer(id, port, rec, stop))
+        })
+        .collect();
+    (stop, threads)
+}
+
+/// Stops the writers and waits for them.
+pub fn stop_writers(stop: Arc<AtomicBool>, threads: Vec<std::thread::JoinHandle<()>>) {
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// A connection to the router at `port`, reads timing out after 10 s.
+pub fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let c = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(c)
+}
+
+/// Every acknowledged SET is readable through the router at `port`.
+pub fn check_all_acked(port: u16, rec: &Recorder) {
+    let mut con = connect(port).expect("connect");
+    let acked = rec.acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "only {} writes were acknowledged",
+        acked.len()
+    );
+    for (k, v) in &acked {
+        let got: Option<String> = redis::cmd("GET").arg(k).query(&mut con).expect("GET");
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_str()),
+            "acknowledged write of {k} lost"
+        );
+    }
+}
