@@ -2,16 +2,17 @@
 //! process, and the operator's view of a running group.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use flotilla_kv::{Kv, KvMsg};
-use flotilla_net::server::{run_replica, ServerConfig};
+use flotilla_net::server::{run_replica, ServerConfig, Timers};
 use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::{NodeStatus, Secret};
 use tokio::net::TcpListener;
 
-use crate::units::parse_size;
+use crate::units::{parse_duration, parse_size};
 
 /// Where the cluster secret comes from (the same for every process of a cluster).
 #[derive(Args, Clone)]
@@ -94,6 +95,14 @@ pub struct ServerArgs {
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics: Option<String>,
+    /// How often the leader sends heartbeats (default 50ms).
+    #[arg(long, value_parser = parse_duration)]
+    heartbeat: Option<Duration>,
+    /// Start an election after hearing from no leader for a random time between this and twice
+    /// this; with check-quorum, a leader cut off from a majority this long steps down
+    /// (default 300ms; at least three heartbeats).
+    #[arg(long, value_parser = parse_duration)]
+    election_timeout: Option<Duration>,
     #[command(flatten)]
     secret: SecretArgs,
     #[command(flatten)]
@@ -111,6 +120,8 @@ struct ServerFile {
     data_dir: Option<PathBuf>,
     max_raft_state: Option<String>,
     metrics: Option<String>,
+    heartbeat: Option<String>,
+    election_timeout: Option<String>,
     secret_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -138,6 +149,16 @@ impl ServerArgs {
             self.max_raft_state = f.max_raft_state.as_deref().map(parse_size).transpose()?;
         }
         self.metrics = self.metrics.or(f.metrics);
+        if self.heartbeat.is_none() {
+            self.heartbeat = f.heartbeat.as_deref().map(parse_duration).transpose()?;
+        }
+        if self.election_timeout.is_none() {
+            self.election_timeout = f
+                .election_timeout
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?;
+        }
         self.secret.secret_file = self.secret.secret_file.or(f.secret_file);
         self.tls.tls_cert = self.tls.tls_cert.or(f.tls_cert);
         self.tls.tls_key = self.tls.tls_key.or(f.tls_key);
@@ -162,6 +183,12 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         .clone()
         .ok_or("no data directory: give --data-dir or `data_dir` in the config file")?;
     let max_raft_state = args.max_raft_state.unwrap_or(8 << 20);
+    let defaults = Timers::default();
+    let timers = Timers {
+        heartbeat: args.heartbeat.unwrap_or(defaults.heartbeat),
+        election_timeout: args.election_timeout.unwrap_or(defaults.election_timeout),
+    };
+    timers.validate()?;
     let secret = args.secret.load()?;
     let me = id as usize;
     if me >= args.peers.len() {
@@ -182,6 +209,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         max_raft_state: Some(max_raft_state as usize),
         metrics: args.metrics.clone(),
         tls: args.tls.load()?,
+        timers,
     };
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(&listen)
@@ -261,7 +289,7 @@ pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
                 let mut rows = Vec::new();
                 for a in &servers {
                     let r = tokio::time::timeout(
-                        std::time::Duration::from_secs(2),
+                        Duration::from_secs(2),
                         fetch_status::<KvMsg>(a, &secret, 1 << 50, tls.as_deref()),
                     )
                     .await;

@@ -276,6 +276,25 @@ fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `peer`"), "{err}");
+    // Timers that cannot work together are refused with the rule they break.
+    std::fs::write(
+        &config,
+        "id = 0\npeers = [\"127.0.0.1:1\"]\nheartbeat = \"100ms\"\nelection_timeout = \"200ms\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("timers"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("must be at least three heartbeat intervals"),
+        "{err}"
+    );
 }
 
 /// Sends `bytes` on a fresh connection to the router and returns what it answers before

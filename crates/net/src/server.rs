@@ -34,6 +34,57 @@ pub struct ServerConfig {
     pub metrics: Option<String>,
     /// Mutual TLS between cluster processes, if configured.
     pub tls: Option<Arc<crate::tls::PeerTls>>,
+    pub timers: Timers,
+}
+
+/// Raft's timers on a real replica. A follower that hears nothing from a leader for a random
+/// time in `[election_timeout, 2 × election_timeout]` starts an election; a leader sends every
+/// follower a heartbeat every `heartbeat` and, with check-quorum, steps down once it has not
+/// heard from a majority for `election_timeout`. Both are rounded down to whole ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+}
+
+impl Default for Timers {
+    /// For a LAN, where a round trip takes well under a millisecond and an fsync a few: a
+    /// heartbeat every 50 ms, so a leader is missed only after six lost heartbeats in a row,
+    /// and a failover (an election timeout plus one election) within about a second.
+    fn default() -> Self {
+        Timers {
+            heartbeat: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(300),
+        }
+    }
+}
+
+impl Timers {
+    /// Checks the timers work together; the error says which rule they break.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat < TICK {
+            return Err(format!(
+                "the heartbeat interval ({:?}) must be at least one tick ({TICK:?})",
+                self.heartbeat
+            ));
+        }
+        if self.election_timeout < 3 * self.heartbeat {
+            return Err(format!(
+                "the election timeout ({:?}) must be at least three heartbeat intervals ({:?}): \
+                 otherwise a follower gives up on a live leader after a single late heartbeat",
+                self.election_timeout, self.heartbeat
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets `cfg`'s timer fields (in ticks of [`TICK`]).
+    pub fn apply(&self, cfg: &mut Config) {
+        let ticks = |d: Duration| (d.as_millis() / TICK.as_millis()) as u32;
+        cfg.heartbeat_ticks = ticks(self.heartbeat);
+        cfg.election_timeout_min_ticks = ticks(self.election_timeout);
+        cfg.election_timeout_max_ticks = 2 * ticks(self.election_timeout);
+    }
 }
 
 /// What a replica recovered from its storage.
@@ -83,8 +134,10 @@ where
     D: Durable + 'static,
 {
     let n = cfg.peers.len() as u64;
+    let mut raft = Config::for_service(cfg.id, (0..n).collect(), rand::thread_rng().gen());
+    cfg.timers.apply(&mut raft);
     let rcfg = ReplicaConfig {
-        raft: Config::for_service(cfg.id, (0..n).collect(), rand::thread_rng().gen()),
+        raft,
         max_raft_state: cfg.max_raft_state,
     };
     let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
@@ -156,5 +209,35 @@ where
     match result {
         Ok(r) => r,
         Err(e) => Err(NetError::Storage(format!("the replica task failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_become_ticks_and_bad_ones_are_refused() {
+        let mut cfg = Config::for_service(0, vec![0, 1, 2], 7);
+        Timers::default().apply(&mut cfg);
+        assert_eq!(
+            (
+                cfg.heartbeat_ticks,
+                cfg.election_timeout_min_ticks,
+                cfg.election_timeout_max_ticks
+            ),
+            (5, 30, 60)
+        );
+        assert!(Timers::default().validate().is_ok());
+        let too_fast = Timers {
+            heartbeat: Duration::from_millis(1),
+            ..Timers::default()
+        };
+        assert!(too_fast.validate().unwrap_err().contains("one tick"));
+        let too_short = Timers {
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(250),
+        };
+        assert!(too_short.validate().unwrap_err().contains("three heartbeat"));
     }
 }

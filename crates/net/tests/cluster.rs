@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flotilla_net::clients::Clients;
 use flotilla_net::driver::{Durable, MemoryDurable};
-use flotilla_net::server::{run_replica, Recovered, ServerConfig};
+use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::Secret;
@@ -99,6 +99,7 @@ async fn start_tls(
         max_raft_state: Some(2000),
         metrics: None,
         tls,
+        timers: Timers::default(),
     };
     tokio::spawn(async move {
         let shutdown = async {
