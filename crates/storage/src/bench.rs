@@ -1,4 +1,5 @@
-//! A throughput report of append + sync (group commit), for `benches/storage.rs` and the CLI.
+//! A throughput report of append + sync (group commit), and the latency of one ~2 KB append
+//! + sync with preallocation on and off, for `benches/storage.rs` and the CLI.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -14,9 +15,16 @@ const RECORD_BYTES: usize = 100;
 /// Syncs per batch size: enough for a stable mean, few enough for a quick run on a disk.
 const SYNCS: usize = 250;
 
-/// Measures staging 100-byte appends and syncing every 1, 16 and 256 of them, in fresh
-/// subdirectories of `dir` (removed afterwards), and returns one line per batch size. Put
-/// `dir` on the disk to measure: on tmpfs an fsync costs nothing.
+/// Payload of each append in the latency figures: about a Raft entry of a small write batch.
+const LATENCY_RECORD_BYTES: usize = 2048;
+/// Syncs per writer in the latency figures: a few preallocation chunk extensions each.
+const LATENCY_SYNCS: usize = 3000;
+
+/// Measures staging 100-byte appends and syncing every 1, 16 and 256 of them, then the
+/// latency of one 2 KB append + sync with preallocation off and on, by one writer and by
+/// three at once (the replicas of a group sharing a disk), in fresh subdirectories of `dir`
+/// (removed afterwards); returns one line per figure. Put `dir` on the disk to measure: on
+/// tmpfs an fsync costs nothing.
 pub fn bench_report(dir: &Path) -> String {
     let mut out = format!(
         "append + sync, {RECORD_BYTES}-byte records, {SYNCS} syncs per batch size, in {}\n",
@@ -31,7 +39,129 @@ pub fn bench_report(dir: &Path) -> String {
         let _ = fs::remove_dir_all(&sub); // best effort: a report, not a test
         let _ = writeln!(out, "batch {batch:>3}: {line}");
     }
+    let _ = writeln!(
+        out,
+        "append {LATENCY_RECORD_BYTES} B + sync, {LATENCY_SYNCS} syncs per writer \
+         (extension: a sync that added a preallocation chunk)"
+    );
+    for writers in [1, 3] {
+        for chunk in [0, 1 << 20, 4 << 20] {
+            let opts = StorageOptions {
+                preallocate_bytes: chunk,
+                ..StorageOptions::default()
+            };
+            let sub = dir.join(format!("flotilla-storage-latency-{writers}-{chunk}"));
+            let line = match latency(&sub, &opts, writers) {
+                Ok(l) => l.describe(),
+                Err(e) => format!("failed: {e}"),
+            };
+            let _ = fs::remove_dir_all(&sub);
+            let prealloc = match chunk {
+                0 => "off".to_string(),
+                c => format!("{} MiB", c >> 20),
+            };
+            let _ = writeln!(out, "{writers} writer(s), prealloc {prealloc:>5}: {line}");
+        }
+    }
     out
+}
+
+/// Every sync of a latency run: (time spent in `sync`, whether it grew the file).
+struct Latency(Vec<(Duration, bool)>);
+
+impl Latency {
+    fn describe(&self) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let mean = |v: &[Duration]| v.iter().sum::<Duration>() / v.len().max(1) as u32;
+        let pick = |grew: bool| {
+            let mut v: Vec<Duration> = self.0.iter().filter(|s| s.1 == grew).map(|s| s.0).collect();
+            v.sort();
+            v
+        };
+        let all: Vec<Duration> = self.0.iter().map(|s| s.0).collect();
+        let grew = pick(true);
+        // Without preallocation every sync grows the file: then "others" are all of them.
+        let extensions = grew.len() < self.0.len() / 2;
+        let mut others = if extensions { pick(false) } else { all.clone() };
+        others.sort();
+        let mut line = format!(
+            "mean {:>5.0} us, p50 {:>5.0} us, p99 {:>5.0} us (other syncs)",
+            us(mean(&all)),
+            us(others[others.len() / 2]),
+            us(others[others.len() * 99 / 100]),
+        );
+        if extensions && !grew.is_empty() {
+            let _ = write!(
+                line,
+                "; {} extensions mean {:>5.0} us max {:>5.0} us",
+                grew.len(),
+                us(mean(&grew)),
+                us(grew[grew.len() - 1]),
+            );
+        }
+        line
+    }
+}
+
+/// `writers` storages in subdirectories of `dir`, each appending and syncing one record at
+/// a time, all at once.
+fn latency(dir: &Path, opts: &StorageOptions, writers: usize) -> Result<Latency, StorageError> {
+    let _ = fs::remove_dir_all(dir);
+    let mut storages = Vec::new();
+    for w in 0..writers {
+        storages.push(DiskStorage::open(&dir.join(w.to_string()), opts.clone())?.0);
+    }
+    let save = Save {
+        state: vec![0x5a; LATENCY_RECORD_BYTES],
+        snapshot: None,
+        append: true,
+    };
+    let runs = std::thread::scope(|scope| {
+        let handles: Vec<_> = storages
+            .iter_mut()
+            .map(|storage| scope.spawn(|| one_writer(storage, &save, opts.preallocate_bytes)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a benchmark writer panicked"))
+            .collect::<Vec<_>>()
+    });
+    let mut syncs = Vec::new();
+    for run in runs {
+        syncs.extend(run?);
+    }
+    Ok(Latency(syncs))
+}
+
+/// Appends and syncs one record at a time. Which syncs grow the file is worked out from
+/// the record count and the chunk, not asked of the file system: a `stat` per sync was
+/// measured to add ~20 us to the next fsync.
+fn one_writer(
+    storage: &mut DiskStorage,
+    save: &Save,
+    chunk: u64,
+) -> Result<Vec<(Duration, bool)>, StorageError> {
+    let path = storage.wal_tail().path;
+    let file_len = || fs::metadata(&path).map_or(0, |m| m.len());
+    let mut end = file_len();
+    let mut syncs = Vec::with_capacity(LATENCY_SYNCS);
+    for _ in 0..LATENCY_SYNCS {
+        storage.stage(save)?;
+        let written = storage.wal_tail().written_bytes;
+        let grows = written > end;
+        if grows {
+            end = if chunk == 0 {
+                written
+            } else {
+                written.div_ceil(chunk) * chunk
+            };
+        }
+        let start = Instant::now();
+        storage.sync()?;
+        syncs.push((start.elapsed(), grows));
+    }
+    assert_eq!(file_len(), end, "the benchmark's model of preallocation");
+    Ok(syncs)
 }
 
 /// One batch size's figures.

@@ -23,6 +23,7 @@
 //! wal-<generation:016x>-<seq:016x>.log   WAL segment
 //!     header  "FLOTWAL\0" | version u32 = 1 | generation u64 | seq u64 | crc of those 28 bytes
 //!     record* length u32 | crc32c(payload) u32 | payload (length >= 1)
+//!     zero*   free space, in the last segment only (see below)
 //! snapshot-<generation:016x>.snap        snapshot
 //!     header  "FLOTSNP\0" | version u32 = 1 | generation u64 | crc of those 20 bytes
 //!     record  the snapshot (absent when the snapshot is empty)
@@ -36,6 +37,16 @@
 //! is the base state followed by the appends' payloads. A segment that would grow past
 //! [`StorageOptions::segment_bytes`] is fsynced and closed, and the next one (`seq + 1`)
 //! started. Records are at most `u32::MAX` bytes ([`StorageError::TooLarge`]).
+//!
+//! The *zero tail*: the last segment's file runs ahead of its records with zero bytes,
+//! preallocated [`StorageOptions::preallocate_bytes`] at a time, so that syncing a batch
+//! overwrites existing, durable bytes instead of growing the file (see `src/segment.rs`). No
+//! record has length 0, so the records end at the first zero length field; when only zeros
+//! follow it, they are free space and the next record starts there. The file's length is the
+//! end of the preallocated space. A segment is trimmed to its records before the next one is
+//! created, so only the last one has a zero tail. This changes no version: files written
+//! before it (ending at their last record) read the same, and a reader without it takes a
+//! zero tail for a torn one and truncates it.
 //!
 //! # Crash safety, step by step
 //!
@@ -56,10 +67,15 @@
 //! 3. `g`'s segments and any snapshot `n` does not refer to are removed (not fsynced). A
 //!    crash midway leaves files of `g`, which the next open removes again.
 //!
-//! Appends are single `write`s of whole records to the last segment; a crash can only tear
-//! what followed its last fsync (recovery below). `sync` is `fdatasync` on the last segment:
-//! enough because fdatasync also flushes the file size that appending grows, and the name
-//! was made durable by F. Earlier segments are durable by S.
+//! Appends are written a batch at a time, whole records in one positioned `write` just after
+//! the last segment's records: into its zero tail, or past the end of the file. A crash can
+//! only tear what followed its last fsync (recovery below). `sync` is `fdatasync` on the last
+//! segment: enough because fdatasync also flushes the length and allocation a batch that
+//! grows the file changes, and the name was made durable by F. A batch that would pass the
+//! end of the zero tail first gets the next chunk of zeros written after it, made durable by
+//! that same fdatasync: the file grows, and its metadata is committed, once per chunk.
+//! Earlier segments are durable by S (and end at their last record: rotation trims the zero
+//! tail, fsyncs, and only then creates the next segment).
 //!
 //! # Recovery
 //!
@@ -70,18 +86,27 @@
 //! 2. verify every header (checksum, magic, version, and generation and seq equal to the file
 //!    name's), the base record and the snapshot it names (which must exist): any failure is
 //!    `Corrupt`, by F;
-//! 3. read every record in order. In a segment before the last, any bad record is `Corrupt`
-//!    (by S). In the last segment, the first bad record (header cut short, zero length,
-//!    payload past the end of the file, or checksum mismatch) at offset `o` is a **torn
-//!    tail** — the file is truncated to `o` and fsynced, with a `tracing::warn!` — unless
-//!    valid data follows it, which makes it `Corrupt`: a valid record where `o`'s length
-//!    field (or that field with one bit flipped) says the next starts, or a valid record
-//!    ending exactly at the end of the file. Rationale and blind spots: `src/tail.rs`;
-//! 4. remove the segments of older generations and the snapshots not referred to.
+//! 3. read every record in order. In a segment before the last, anything else before the end
+//!    of the file, zeros included, is `Corrupt` (by S). In the last segment, take the first
+//!    bad record (header cut short, zero length, payload past the end of the file, or
+//!    checksum mismatch) at offset `o`. If only zeros follow `o`, they are **free space**:
+//!    kept, no warning, and the next record goes at `o`. Otherwise it is a **torn tail** —
+//!    the file is truncated to `o` and fsynced, with a `tracing::warn!` — unless valid data
+//!    follows it, which makes it `Corrupt`: a valid record where `o`'s length field (or that
+//!    field with one bit flipped) says the next starts, or a valid record at the *end of the
+//!    data* (one past the last non-zero byte; the record may end after it, in its payload's
+//!    own zeros) that only zeros follow. Rationale and blind spots: `src/tail.rs`;
+//! 4. remove the segments of older generations and the snapshots not referred to;
+//! 5. fdatasync the last segment before appending to it: a crashed process may have written
+//!    records it never synced, which recovery read from the page cache.
 //!
 //! What this cannot detect: damage to the very last record of the last segment after it was
-//! synced reads as a torn write, and that record is dropped with the warning (no framing
-//! can tell the two apart without a second copy).
+//! synced reads as a torn write, and that record is dropped with the warning; damage that
+//! zeroes the last records, to the end of the data, reads as free space (no framing can tell
+//! those apart without a second copy). And the reverse, on the safe side: a power failure
+//! that kept a later part of the last batch but lost an earlier one (possible for writes into
+//! the zero tail, which the file system may persist in any order) reads as `Corrupt` if a
+//! whole record survived after the hole: see `src/tail.rs`.
 //!
 //! `Corrupt` names the file and byte offset; it is never repaired silently. Files whose
 //! names this crate does not write are left alone. Only one `DiskStorage` may use a

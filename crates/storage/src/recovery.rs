@@ -12,7 +12,8 @@ use crate::format::{
     SEGMENT_HEADER_LEN,
 };
 use crate::fsutil::{read, remove};
-use crate::{snapshot, tail};
+use crate::snapshot;
+use crate::tail::{self, Tail};
 
 /// A verified generation, ready to append to.
 #[derive(Debug)]
@@ -22,7 +23,8 @@ pub(crate) struct Loaded {
     pub snapshot_generation: u64,
     pub state: Vec<u8>,
     pub snapshot: Vec<u8>,
-    /// The last segment's seq and its length once any torn tail is cut off.
+    /// The last segment's seq and the length of its valid records once any torn tail is
+    /// cut off: where the next record goes. The file may be longer, with zeros only.
     pub last_seq: u64,
     pub last_len: u64,
 }
@@ -109,7 +111,11 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         check_segment_header(&buf, generation, seq)
             .map_err(|r| StorageError::corrupt(&path, 0, r))?;
         let is_last = seq + 1 == count;
-        let (records, valid_len) = scan_records(&path, &buf, is_last, seq == 0)?;
+        let Scan {
+            records,
+            valid_len,
+            torn,
+        } = scan_records(&path, &buf, is_last, seq == 0)?;
         let mut records = records.into_iter();
         if seq == 0 {
             let base = records.next().ok_or_else(|| {
@@ -119,7 +125,7 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
             (snapshot_generation, state) = parse_base(&path, &buf, base, generation)?;
         }
         records.for_each(|r| state.extend_from_slice(&buf[r]));
-        if is_last && valid_len < buf.len() {
+        if torn {
             truncate(&path, valid_len as u64)?;
         }
         last_len = valid_len as u64;
@@ -160,17 +166,31 @@ fn parse_base(
     Ok((snap, state.to_vec()))
 }
 
-/// The payload ranges of a segment's records and the length they span.
+/// What a segment holds.
+struct Scan {
+    /// The payload ranges of its records.
+    records: Vec<Range<usize>>,
+    /// The length they span, header included: where the next record would start.
+    valid_len: usize,
+    /// Whether a torn tail follows them, to cut off (anything after them is zeros if not).
+    torn: bool,
+}
+
+/// Reads a segment's records.
 ///
-/// Only the last segment may end in a torn tail, and only after its base record (which, like
+/// Only the last segment may end in anything but a record: zeros (free preallocated space,
+/// kept) or a torn tail (cut off by the caller), and only after its base record (which, like
 /// every segment but the last, was durable before anything could depend on it): see
-/// [`tail::valid_data_after`] for how a torn tail is told from corruption.
+/// [`tail::classify`] for how they are told from corruption. A segment before the last was
+/// trimmed to its records before its successor was created (`Segment::close`), so even
+/// zeros there are damage: the records they replaced would be silently missing from the
+/// middle of the state.
 fn scan_records(
     path: &Path,
     buf: &[u8],
     is_last: bool,
     has_base: bool,
-) -> Result<(Vec<Range<usize>>, usize), StorageError> {
+) -> Result<Scan, StorageError> {
     let mut records = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     while at < buf.len() {
@@ -191,23 +211,38 @@ fn scan_records(
         if has_base && records.is_empty() {
             return Err(corrupt(format!("{error} in the base record")));
         }
-        if let Some(next) = tail::valid_data_after(buf, at) {
-            let reason = format!("{error}, yet a valid record follows at offset {next}");
-            return Err(corrupt(reason));
-        }
-        tracing::warn!(
-            file = %path.display(),
-            offset = at,
-            dropped_bytes = buf.len() - at,
-            "torn tail in the last WAL segment ({error}): truncating; these writes were never synced"
-        );
-        return Ok((records, at));
+        let torn = match tail::classify(buf, at) {
+            Tail::Free => false,
+            Tail::Torn { data_end } => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    dropped_bytes = data_end - at,
+                    "torn tail in the last WAL segment ({error}): truncating; these writes were never synced"
+                );
+                true
+            }
+            Tail::Corrupt { next } => {
+                let reason = format!("{error}, yet a valid record follows at offset {next}");
+                return Err(corrupt(reason));
+            }
+        };
+        return Ok(Scan {
+            records,
+            valid_len: at,
+            torn,
+        });
     }
-    Ok((records, at))
+    Ok(Scan {
+        records,
+        valid_len: at,
+        torn: false,
+    })
 }
 
 /// Cuts a torn tail off so that new records follow valid data, durably (`sync_all`: the
-/// size is metadata).
+/// size is metadata). Truncating rather than zeroing it back takes the rest of the zero tail
+/// along, which the next sync preallocates again: simpler, and as rare as a crash.
 fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
     let file = OpenOptions::new()
         .write(true)

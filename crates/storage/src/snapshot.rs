@@ -21,7 +21,7 @@ pub(crate) fn write(dir: &Path, generation: u64, data: &[u8]) -> Result<(), Stor
     } else {
         &[&header, &frame, data]
     };
-    create_atomically(dir, &snapshot_name(generation), parts)?;
+    create_atomically(dir, &snapshot_name(generation), parts, 0)?;
     Ok(())
 }
 

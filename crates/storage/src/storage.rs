@@ -10,7 +10,7 @@ use crate::error::{io_err, StorageError};
 use crate::format::{frame_header, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::fsutil::sync_dir;
 use crate::recovery::{self, Loaded};
-use crate::segment::Segment;
+use crate::segment::{Preallocation, Segment};
 use crate::snapshot;
 
 /// Tuning of a [`DiskStorage`].
@@ -20,12 +20,34 @@ pub struct StorageOptions {
     /// started, so no file grows without bound between replacements. A segment always takes
     /// at least one record, however large. Default 64 MiB.
     pub segment_bytes: u64,
+    /// The last segment's file is kept ahead of its records with zeros, written and fsynced
+    /// this many bytes at a time, so that a sync overwrites space that already exists instead
+    /// of growing the file (which makes each fdatasync commit metadata too: on ext4, a
+    /// journal commit). Never past `segment_bytes`; 0 disables it (each sync grows the file).
+    ///
+    /// Default 1 MiB: the sync that extends the file (writing the chunk of zeros, and
+    /// committing the new length) took 1.2-1.7 ms on the benchmark disk, once per ~500 syncs
+    /// of 2 KB, a few µs per sync on average; a new segment or generation costs the same
+    /// once. Larger chunks gain nothing measurable (the zeros cost the same bytes per byte of
+    /// log whatever the chunk; 4 MiB gave the same mean) and make that one sync slower
+    /// (4 MiB: 4-8 ms).
+    pub preallocate_bytes: u64,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             segment_bytes: 64 << 20,
+            preallocate_bytes: 1 << 20,
+        }
+    }
+}
+
+impl StorageOptions {
+    fn preallocation(&self) -> Preallocation {
+        Preallocation {
+            chunk: self.preallocate_bytes,
+            limit: self.segment_bytes,
         }
     }
 }
@@ -56,7 +78,8 @@ pub struct SyncStats {
 pub struct WalTail {
     /// The last segment of the current generation.
     pub path: PathBuf,
-    /// Bytes written to it: the next record starts here.
+    /// Bytes written to it: the next record starts here. The file may be longer, its records
+    /// followed by preallocated zeros ([`StorageOptions::preallocate_bytes`]).
     pub written_bytes: u64,
     /// Bytes of it known durable. A crash may lose anything after this, nothing before.
     pub synced_bytes: u64,
@@ -100,12 +123,13 @@ impl DiskStorage {
         opts: StorageOptions,
     ) -> Result<(DiskStorage, Recovered), StorageError> {
         create_dir_durably(dir)?;
+        let prealloc = opts.preallocation();
         let loaded = match recovery::load(dir)? {
             Some(loaded) => loaded,
-            None => create_first_generation(dir)?,
+            None => create_first_generation(dir, prealloc)?,
         };
         let path = dir.join(segment_name(loaded.generation, loaded.last_seq));
-        let segment = Segment::reopen(path, loaded.last_seq, loaded.last_len)?;
+        let segment = Segment::reopen(path, loaded.last_seq, loaded.last_len, prealloc)?;
         let storage = DiskStorage {
             dir: dir.to_path_buf(),
             opts,
@@ -217,13 +241,15 @@ impl DiskStorage {
         Ok(())
     }
 
-    /// Closes the current segment and starts the next one. The closed segment is fsynced
-    /// first: invariant, every segment but the last is complete and durable, which is what
-    /// lets recovery treat any damage in it as corruption (and lets `sync` fsync one file).
+    /// Closes the current segment and starts the next one. The closed segment is trimmed
+    /// to its records and fsynced first: invariant, every segment but the last is complete
+    /// and durable, which is what lets recovery treat any damage in it as corruption (and
+    /// lets `sync` fsync one file).
     fn rotate(&mut self) -> Result<(), StorageError> {
-        self.segment.sync()?;
+        self.segment.close()?;
         let seq = self.segment.seq() + 1;
-        self.segment = Segment::create(&self.dir, self.generation, seq, &[])?;
+        let prealloc = self.opts.preallocation();
+        self.segment = Segment::create(&self.dir, self.generation, seq, &[], prealloc)?;
         Ok(())
     }
 
@@ -241,7 +267,13 @@ impl DiskStorage {
             }
             None => self.snapshot_generation,
         };
-        self.segment = create_generation(&self.dir, generation, snapshot_generation, state)?;
+        self.segment = create_generation(
+            &self.dir,
+            generation,
+            snapshot_generation,
+            state,
+            self.opts.preallocation(),
+        )?;
         // Committed: from here on a crash recovers the new generation.
         self.generation = generation;
         self.snapshot_generation = snapshot_generation;
@@ -273,18 +305,19 @@ fn create_generation(
     generation: u64,
     snapshot_generation: u64,
     state: &[u8],
+    prealloc: Preallocation,
 ) -> Result<Segment, StorageError> {
     let snap = snapshot_generation.to_le_bytes();
     let header = frame_header(&[&snap, state]).ok_or(StorageError::TooLarge {
         what: "state",
         len: state.len(),
     })?;
-    Segment::create(dir, generation, 0, &[&header, &snap, state])
+    Segment::create(dir, generation, 0, &[&header, &snap, state], prealloc)
 }
 
 /// Generation 1 of a new directory: an empty state, no snapshot.
-fn create_first_generation(dir: &Path) -> Result<Loaded, StorageError> {
-    let segment = create_generation(dir, 1, 0, &[])?;
+fn create_first_generation(dir: &Path, prealloc: Preallocation) -> Result<Loaded, StorageError> {
+    let segment = create_generation(dir, 1, 0, &[], prealloc)?;
     Ok(Loaded {
         generation: 1,
         snapshot_generation: 0,

@@ -1,5 +1,6 @@
 //! Damage no crash explains is reported as `Corrupt`, naming the file and byte offset, and
-//! nothing is dropped silently.
+//! nothing is dropped silently. The WAL tests run with preallocation on (the default) and
+//! off.
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 /// A replacement and `count` synced appends; each append's (segment, start offset).
-fn write(dir: &Path, segment_bytes: u64, count: usize) -> Vec<(PathBuf, u64)> {
-    let (mut storage, _) = open_with(dir, segment_bytes);
+fn write(dir: &Path, segment_bytes: u64, preallocate: u64, count: usize) -> Vec<(PathBuf, u64)> {
+    let (mut storage, _) = open_opts(dir, &opts_with(segment_bytes, preallocate));
     replace(&mut storage, b"BASE", Some(b"the snapshot"));
     let mut starts = Vec::new();
     for i in 0..count {
@@ -45,70 +46,113 @@ fn record_bits(start: u64, payload_len: usize) -> impl Iterator<Item = (u64, u8)
 
 #[test]
 fn a_flip_in_any_record_but_the_last_of_the_last_segment_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let starts = write(tmp.path(), 64 << 20, 10);
-    for (i, (segment, start)) in starts.iter().enumerate().take(9) {
-        expect_corrupt_for_flips(
-            tmp.path(),
-            segment,
-            *start,
-            record_bits(*start, record(i).len()),
-        );
+    for preallocate in PREALLOCATIONS {
+        let tmp = tempfile::tempdir().unwrap();
+        let starts = write(tmp.path(), 64 << 20, preallocate, 10);
+        for (i, (segment, start)) in starts.iter().enumerate().take(9) {
+            expect_corrupt_for_flips(
+                tmp.path(),
+                segment,
+                *start,
+                record_bits(*start, record(i).len()),
+            );
+        }
+        // Every record read back intact once the flips are undone.
+        let expected = [b"BASE".to_vec(), (0..10).flat_map(record).collect()].concat();
+        assert_eq!(try_open(tmp.path()).unwrap().state, expected);
     }
-    // Every record read back intact once the flips are undone.
-    let expected = [b"BASE".to_vec(), (0..10).flat_map(record).collect()].concat();
-    assert_eq!(try_open(tmp.path()).unwrap().state, expected);
 }
 
 #[test]
 fn a_flip_or_cut_in_a_segment_before_the_last_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let starts = write(tmp.path(), 150, 30);
-    let last = &starts[29].0;
-    // Every record of an earlier segment, its own last record included.
-    for (i, (segment, start)) in starts.iter().enumerate().filter(|(_, (s, _))| s != last) {
-        expect_corrupt_for_flips(
-            tmp.path(),
-            segment,
-            *start,
-            record_bits(*start, record(i).len()),
-        );
+    for preallocate in PREALLOCATIONS {
+        let tmp = tempfile::tempdir().unwrap();
+        let starts = write(tmp.path(), 150, preallocate, 30);
+        let last = &starts[29].0;
+        // Every record of an earlier segment, its own last record included.
+        for (i, (segment, start)) in starts.iter().enumerate().filter(|(_, (s, _))| s != last) {
+            expect_corrupt_for_flips(
+                tmp.path(),
+                segment,
+                *start,
+                record_bits(*start, record(i).len()),
+            );
+        }
+        let (segment, start) = &starts[3];
+        assert_ne!(segment, last);
+        truncate(segment, start + 5);
+        assert_corrupt(try_open(tmp.path()), segment, *start);
     }
-    let (segment, start) = &starts[3];
-    assert_ne!(segment, last);
-    truncate(segment, start + 5);
-    assert_corrupt(try_open(tmp.path()), segment, *start);
+}
+
+#[test]
+fn zeros_after_the_records_of_a_segment_before_the_last_are_corruption() {
+    // Rotation trims the zero tail before the next segment exists, so zeros there are
+    // damage: records replaced by zeros would otherwise vanish from the middle of the state.
+    for preallocate in PREALLOCATIONS {
+        let tmp = tempfile::tempdir().unwrap();
+        let starts = write(tmp.path(), 150, preallocate, 30);
+        let segs = segments(tmp.path());
+        assert!(segs.len() >= 3);
+        // Trimmed to its records: it ends where its last record does.
+        let (i, (_, last_start)) = starts
+            .iter()
+            .enumerate()
+            .rfind(|(_, (s, _))| *s == segs[1])
+            .unwrap();
+        let end = last_start + 8 + record(i).len() as u64;
+        assert_eq!(file_len(&segs[1]), end);
+        let bytes = fs::read(&segs[1]).unwrap();
+        fs::write(&segs[1], [&bytes[..], &[0; 100]].concat()).unwrap();
+        assert_corrupt(try_open(tmp.path()), &segs[1], end);
+        // Or zeros in place of its last record.
+        fs::write(&segs[1], &bytes).unwrap();
+        zero_from(&segs[1], *last_start);
+        assert_corrupt(try_open(tmp.path()), &segs[1], *last_start);
+    }
 }
 
 #[test]
 fn a_flip_in_a_segment_header_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), 150, 30);
-    let segs = segments(tmp.path());
-    for segment in [&segs[0], &segs[2], segs.last().unwrap()] {
-        let bits = (0..32).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
-        expect_corrupt_for_flips(tmp.path(), segment, 0, bits);
+    for preallocate in PREALLOCATIONS {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), 150, preallocate, 30);
+        let segs = segments(tmp.path());
+        for segment in [&segs[0], &segs[2], segs.last().unwrap()] {
+            let bits = (0..32).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
+            expect_corrupt_for_flips(tmp.path(), segment, 0, bits);
+        }
     }
 }
 
 #[test]
 fn the_base_record_is_never_taken_for_a_torn_tail() {
     // With no appends, the base record is the last record of the last segment; it was
-    // durable before the file got its name, so damage to it is corruption.
-    let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), 64 << 20, 0);
-    let segment = segments(tmp.path()).pop().unwrap();
-    let len = fs::metadata(&segment).unwrap().len();
-    let bits = (32..len).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
-    expect_corrupt_for_flips(tmp.path(), &segment, 32, bits);
-    truncate(&segment, len - 1);
-    assert_corrupt(try_open(tmp.path()), &segment, 32);
+    // durable before the file got its name, so damage to it (or zeros in its place) is
+    // corruption.
+    for preallocate in PREALLOCATIONS {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), 64 << 20, preallocate, 0);
+        let segment = segments(tmp.path()).pop().unwrap();
+        // Header, frame header, snapshot generation, "BASE"; zeros after it if preallocated.
+        let end = 32 + 8 + 8 + 4;
+        let expected_len = if preallocate > 0 { preallocate } else { end };
+        assert_eq!(file_len(&segment), expected_len);
+        let bits = (32..end).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
+        expect_corrupt_for_flips(tmp.path(), &segment, 32, bits);
+        let bytes = fs::read(&segment).unwrap();
+        zero_from(&segment, 32);
+        assert_corrupt(try_open(tmp.path()), &segment, 32);
+        fs::write(&segment, &bytes).unwrap();
+        truncate(&segment, end - 1);
+        assert_corrupt(try_open(tmp.path()), &segment, 32);
+    }
 }
 
 #[test]
 fn a_missing_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), 150, 30);
+    write(tmp.path(), 150, 1 << 20, 30);
     let segs = segments(tmp.path());
     assert!(segs.len() >= 4);
     fs::remove_file(&segs[2]).unwrap();
@@ -120,7 +164,7 @@ fn a_missing_segment_is_corruption() {
 #[test]
 fn a_damaged_or_missing_snapshot_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), 64 << 20, 3);
+    write(tmp.path(), 64 << 20, 1 << 20, 3);
     let snapshot = tmp.path().join("snapshot-0000000000000002.snap");
     let len = fs::metadata(&snapshot).unwrap().len();
     for byte in 0..len {
@@ -141,7 +185,7 @@ fn a_damaged_or_missing_snapshot_is_corruption() {
 #[test]
 fn a_snapshot_without_any_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), 64 << 20, 3);
+    write(tmp.path(), 64 << 20, 1 << 20, 3);
     for segment in segments(tmp.path()) {
         fs::remove_file(segment).unwrap();
     }

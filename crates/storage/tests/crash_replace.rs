@@ -4,7 +4,8 @@
 //! The intermediate directories are built from the files before and after a real
 //! replacement, following the documented steps: (1) snapshot to `.tmp`, renamed; (2) segment
 //! 0 of the new generation to `.tmp`, renamed (the commit point); (3) the old generation's
-//! files removed one by one. A `.tmp` may be empty, partly or wholly written.
+//! files removed one by one. A `.tmp` may be empty, partly or wholly written. Segments carry
+//! their preallocated zeros (by default up to `SEGMENT_BYTES`; or in smaller chunks; or none).
 
 mod common;
 
@@ -13,9 +14,19 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use flotilla_storage::Recovered;
+use flotilla_storage::{Recovered, StorageOptions};
 
 const SEGMENT_BYTES: u64 = 100;
+
+/// Preallocation by default (capped at the segment size), in chunks smaller than a segment,
+/// and off.
+fn settings() -> [StorageOptions; 3] {
+    [
+        opts(SEGMENT_BYTES),
+        opts_with(SEGMENT_BYTES, 48),
+        opts_with(SEGMENT_BYTES, 0),
+    ]
+}
 
 /// One crash state: files taken from the old or new directory, some under a `.tmp` name
 /// and cut to a prefix.
@@ -110,15 +121,26 @@ fn crash_states(old: &Path, new: &Path) -> Vec<State> {
 /// Runs every crash state of the replacement `make_new` applies to the directory `make_old`
 /// builds, checking the recovered pair, the files left, and that appending then works.
 fn check_replacement(
-    make_old: impl Fn(&Path) -> Recovered,
+    make_old: impl Fn(&Path, &StorageOptions) -> Recovered,
+    replace_state: &[u8],
+    snapshot: Option<&[u8]>,
+) {
+    for opts in settings() {
+        check_replacement_with(&opts, &make_old, replace_state, snapshot);
+    }
+}
+
+fn check_replacement_with(
+    opts: &StorageOptions,
+    make_old: impl Fn(&Path, &StorageOptions) -> Recovered,
     replace_state: &[u8],
     snapshot: Option<&[u8]>,
 ) {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
-    let old_pair = make_old(&old);
+    let old_pair = make_old(&old, opts);
     copy_dir(&old, &new);
-    let (mut storage, _) = open_with(&new, SEGMENT_BYTES);
+    let (mut storage, _) = open_opts(&new, opts);
     replace(&mut storage, replace_state, snapshot);
     drop(storage);
     let new_pair = Recovered {
@@ -128,13 +150,13 @@ fn check_replacement(
     for (i, s) in crash_states(&old, &new).iter().enumerate() {
         let dir = tmp.path().join(format!("state-{i}"));
         s.build(&old, &new, &dir);
-        let (mut storage, recovered) = open_with(&dir, SEGMENT_BYTES);
+        let (mut storage, recovered) = open_opts(&dir, opts);
         let (expected, files) = if s.expect_new {
             (&new_pair, names(&new))
         } else {
             (&old_pair, names(&old))
         };
-        assert_eq!(&recovered, expected, "{}", s.what);
+        assert_eq!(&recovered, expected, "{}, {opts:?}", s.what);
         assert_eq!(names(&dir), files, "{}: left-overs removed", s.what);
         append(&mut storage, b"+after");
         storage.sync().unwrap();
@@ -145,8 +167,8 @@ fn check_replacement(
 }
 
 /// An old generation with a snapshot and several segments.
-fn old_with_snapshot(dir: &Path) -> Recovered {
-    let (mut storage, _) = open_with(dir, SEGMENT_BYTES);
+fn old_with_snapshot(dir: &Path, opts: &StorageOptions) -> Recovered {
+    let (mut storage, _) = open_opts(dir, opts);
     replace(&mut storage, b"old base|", Some(b"old snapshot"));
     let records: Vec<Vec<u8>> = (0..12).map(record).collect();
     records.iter().for_each(|r| append(&mut storage, r));
@@ -159,8 +181,8 @@ fn old_with_snapshot(dir: &Path) -> Recovered {
 }
 
 /// A new directory's first generation, with appends and no snapshot.
-fn old_without_snapshot(dir: &Path) -> Recovered {
-    let (mut storage, _) = open_with(dir, SEGMENT_BYTES);
+fn old_without_snapshot(dir: &Path, opts: &StorageOptions) -> Recovered {
+    let (mut storage, _) = open_opts(dir, opts);
     append(&mut storage, b"first|");
     append(&mut storage, b"second|");
     storage.sync().unwrap();
@@ -193,7 +215,7 @@ fn a_crash_in_the_first_replacement_recovers_old_or_new() {
 #[test]
 fn a_crash_while_starting_a_segment_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let expected = old_with_snapshot(tmp.path());
+    let expected = old_with_snapshot(tmp.path(), &opts(SEGMENT_BYTES));
     let last = segments(tmp.path()).pop().unwrap();
     let name = last.file_name().unwrap().to_str().unwrap();
     // The next seq's segment, caught before its rename.
@@ -218,7 +240,7 @@ fn a_failed_replacement_step_leaves_the_old_generation() {
     ];
     for blocker in blockers {
         let tmp = tempfile::tempdir().unwrap();
-        let expected = old_with_snapshot(tmp.path());
+        let expected = old_with_snapshot(tmp.path(), &opts(SEGMENT_BYTES));
         let old_names = names(tmp.path());
         let (mut storage, _) = open_with(tmp.path(), SEGMENT_BYTES);
         // A non-empty directory: neither a file create nor a rename can replace it.

@@ -1,14 +1,18 @@
 //! Random sequences of appends, replacements, syncs and crashes against an in-memory model.
 //!
-//! A crash drops the storage and cuts its last segment anywhere after the synced length
-//! (the OS lost some unsynced writes). After reopening, the state must be the model's durable
-//! state followed by some prefix, in whole records, of the unsynced appends; the snapshot
-//! must be the model's.
+//! A crash drops the storage and leaves its last segment holding, after the synced length,
+//! any prefix of the unsynced batch (the OS lost the rest of it), followed by what was there
+//! (zeros, preallocated or not) or by the end of the file. After reopening, the state must be
+//! the model's durable state followed by some prefix, in whole records, of the unsynced
+//! appends; the snapshot must be the model's. Runs with preallocation off, in chunks smaller
+//! than a segment (so that batches extend it often), and by default.
 
 mod common;
 
+use std::os::unix::fs::FileExt;
+
 use common::*;
-use flotilla_storage::DiskStorage;
+use flotilla_storage::{DiskStorage, StorageOptions};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -16,8 +20,9 @@ enum Op {
     Append(Vec<u8>),
     Replace(Vec<u8>, Option<Vec<u8>>),
     Sync,
-    /// Crash, keeping this fraction (of `u16::MAX`) of the unsynced bytes.
-    Crash(u16),
+    /// Crash, keeping this fraction (of `u16::MAX`) of the unsynced bytes; with `true`, the
+    /// file ends there (its new length reached the disk, the rest did not).
+    Crash(u16, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -26,7 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => bytes(48).prop_map(Op::Append),
         1 => (bytes(200), proptest::option::of(bytes(64))).prop_map(|(s, p)| Op::Replace(s, p)),
         3 => Just(Op::Sync),
-        2 => any::<u16>().prop_map(Op::Crash),
+        2 => (any::<u16>(), any::<bool>()).prop_map(|(k, t)| Op::Crash(k, t)),
     ]
 }
 
@@ -67,22 +72,59 @@ impl Model {
     }
 }
 
-fn crash(storage: DiskStorage, keep: u16, segment_bytes: u64) -> (DiskStorage, Vec<u8>, Vec<u8>) {
+/// The frame the storage writes for `payload`: length, CRC32C, payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let header = [
+        (payload.len() as u32).to_le_bytes(),
+        crc32c::crc32c(payload).to_le_bytes(),
+    ];
+    [header.concat(), payload.to_vec()].concat()
+}
+
+/// Drops the storage as a crash would, with a prefix of the batch it had not synced yet on
+/// disk (the storage writes a batch only when syncing it, so the crash writes that prefix
+/// itself), and reopens it.
+fn crash(
+    storage: DiskStorage,
+    unsynced: &[Vec<u8>],
+    keep: u16,
+    cut: bool,
+    opts: &StorageOptions,
+) -> (DiskStorage, Vec<u8>, Vec<u8>) {
     let dir = storage.dir().to_path_buf();
     let tail = storage.wal_tail();
     drop(storage);
-    let unsynced = tail.written_bytes - tail.synced_bytes;
-    truncate(
-        &tail.path,
-        tail.synced_bytes + unsynced * u64::from(keep) / u64::from(u16::MAX),
-    );
-    let (storage, recovered) = open_with(&dir, segment_bytes);
+    // The batch in the last segment: the latest unsynced appends (earlier ones may have gone
+    // to a segment that rotation closed, durably).
+    let in_last = tail.written_bytes - tail.synced_bytes;
+    let (mut frames, mut covered) = (Vec::new(), 0);
+    for record in unsynced.iter().rev() {
+        if covered >= in_last {
+            break;
+        }
+        covered += 8 + record.len() as u64;
+        frames.insert(0, frame(record));
+    }
+    assert_eq!(covered, in_last, "the unsynced frames add up");
+    let batch = frames.concat();
+    let kept = in_last * u64::from(keep) / u64::from(u16::MAX);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&tail.path)
+        .unwrap();
+    file.write_all_at(&batch[..kept as usize], tail.synced_bytes)
+        .unwrap();
+    if cut {
+        file.set_len(tail.synced_bytes + kept).unwrap();
+    }
+    drop(file);
+    let (storage, recovered) = open_opts(&dir, opts);
     (storage, recovered.state, recovered.snapshot)
 }
 
-fn run(ops: Vec<Op>, segment_bytes: u64) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, opts: StorageOptions) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut storage, _) = open_with(tmp.path(), segment_bytes);
+    let (mut storage, _) = open_opts(tmp.path(), &opts);
     let mut model = Model::default();
     for op in ops {
         match op {
@@ -102,8 +144,8 @@ fn run(ops: Vec<Op>, segment_bytes: u64) -> Result<(), TestCaseError> {
                 storage.sync().unwrap();
                 model.durable.extend(model.unsynced.drain(..).flatten());
             }
-            Op::Crash(keep) => {
-                let (s, state, snapshot) = crash(storage, keep, segment_bytes);
+            Op::Crash(keep, cut) => {
+                let (s, state, snapshot) = crash(storage, &model.unsynced, keep, cut, &opts);
                 storage = s;
                 model.recover(state, snapshot)?;
             }
@@ -111,7 +153,7 @@ fn run(ops: Vec<Op>, segment_bytes: u64) -> Result<(), TestCaseError> {
         prop_assert_eq!(storage.state_size(), model.size());
         prop_assert_eq!(storage.snapshot_size(), model.snapshot.len() as u64);
     }
-    let (_, state, snapshot) = crash(storage, 0, segment_bytes);
+    let (_, state, snapshot) = crash(storage, &model.unsynced, 0, false, &opts);
     model.recover(state, snapshot)
 }
 
@@ -122,7 +164,8 @@ proptest! {
     fn recovery_matches_the_model(
         ops in proptest::collection::vec(op(), 1..80),
         segment_bytes in prop_oneof![Just(64u64), 65u64..400, Just(64 << 20)],
+        preallocate_bytes in prop_oneof![Just(0u64), 1u64..300, Just(1 << 20)],
     ) {
-        run(ops, segment_bytes)?;
+        run(ops, opts_with(segment_bytes, preallocate_bytes))?;
     }
 }

@@ -7,9 +7,23 @@ use std::path::{Path, PathBuf};
 use flotilla_node::Save;
 use flotilla_storage::{DiskStorage, Recovered, StorageError, StorageOptions};
 
+/// `segment_bytes`, and the default preallocation.
 pub fn opts(segment_bytes: u64) -> StorageOptions {
-    StorageOptions { segment_bytes }
+    StorageOptions {
+        segment_bytes,
+        ..StorageOptions::default()
+    }
 }
+
+pub fn opts_with(segment_bytes: u64, preallocate_bytes: u64) -> StorageOptions {
+    StorageOptions {
+        segment_bytes,
+        preallocate_bytes,
+    }
+}
+
+/// Preallocation settings tests run under: the default, and off (files grow with each sync).
+pub const PREALLOCATIONS: [u64; 2] = [1 << 20, 0];
 
 pub fn open(dir: &Path) -> (DiskStorage, Recovered) {
     DiskStorage::open(dir, StorageOptions::default()).expect("open")
@@ -17,6 +31,10 @@ pub fn open(dir: &Path) -> (DiskStorage, Recovered) {
 
 pub fn open_with(dir: &Path, segment_bytes: u64) -> (DiskStorage, Recovered) {
     DiskStorage::open(dir, opts(segment_bytes)).expect("open")
+}
+
+pub fn open_opts(dir: &Path, opts: &StorageOptions) -> (DiskStorage, Recovered) {
+    DiskStorage::open(dir, opts.clone()).expect("open")
 }
 
 pub fn try_open(dir: &Path) -> Result<Recovered, StorageError> {
@@ -77,6 +95,18 @@ pub fn copy_dir(from: &Path, to: &Path) -> PathBuf {
 pub fn truncate(path: &Path, len: u64) {
     let file = fs::OpenOptions::new().write(true).open(path).expect("open");
     file.set_len(len).expect("truncate");
+}
+
+pub fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).expect("stat").len()
+}
+
+/// Overwrites bytes from `offset` to the end of the file with zeros, keeping its length:
+/// what a crash leaves of writes into preallocated space that never reached the disk.
+pub fn zero_from(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).expect("read");
+    bytes[offset as usize..].fill(0);
+    fs::write(path, bytes).expect("write");
 }
 
 pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
