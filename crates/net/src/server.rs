@@ -238,6 +238,9 @@ mod tests {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(250),
         };
-        assert!(too_short.validate().unwrap_err().contains("three heartbeat"));
+        assert!(too_short
+            .validate()
+            .unwrap_err()
+            .contains("three heartbeat"));
     }
 }
