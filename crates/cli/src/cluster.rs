@@ -89,7 +89,7 @@ pub struct ServerArgs {
     /// Directory for the write-ahead log and snapshots (created if missing).
     #[arg(long, required_unless_present = "config")]
     data_dir: Option<PathBuf>,
-    /// Snapshot when the Raft state on disk reaches this size (default 8MiB).
+    /// Snapshot when the Raft state on disk reaches this size (default 64MiB: a snapshot costs the whole state, so it is taken rarely; restart replays at most this much log).
     #[arg(long, value_parser = parse_size)]
     max_raft_state: Option<u64>,
     /// Serve Prometheus metrics on this address (GET /metrics).
@@ -182,7 +182,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         .data_dir
         .clone()
         .ok_or("no data directory: give --data-dir or `data_dir` in the config file")?;
-    let max_raft_state = args.max_raft_state.unwrap_or(8 << 20);
+    let max_raft_state = args.max_raft_state.unwrap_or(64 << 20);
     let defaults = Timers::default();
     let timers = Timers {
         heartbeat: args.heartbeat.unwrap_or(defaults.heartbeat),

@@ -1,5 +1,23 @@
 //! Static configuration of one Raft peer. Times are counted in ticks; the driver decides how
 //! long a tick is (Flotilla's drivers use 10 ms).
+//!
+//! ## How the three timers relate
+//! `heartbeat_ticks < election_timeout_min_ticks <= election_timeout_max_ticks` (checked).
+//! * A leader sends every follower an AppendEntries every `heartbeat_ticks`.
+//! * A follower that hears nothing from a leader for a random time in
+//!   `election_timeout_min_ticks..=election_timeout_max_ticks` (drawn anew each time its timer
+//!   restarts) starts an election, or with `pre_vote` a pre-vote round.
+//! * `election_timeout_min_ticks` is also the *lease*: a follower that heard from its leader
+//!   less than this long ago refuses pre-votes (and, with `check_quorum`, ignores requests
+//!   for votes), and a `check_quorum` leader steps down once it has not heard from a majority
+//!   for this long. The minimum, not the random timeout, because it is the one bound every
+//!   peer agrees on: no follower campaigns sooner than that after hearing from its leader, so
+//!   a leader cut off from the majority steps down at about the time the majority can first
+//!   elect another. (About: ticks are not synchronised and a follower's last AppendEntries
+//!   precedes its reply, so this is no basis for read leases.)
+//!
+//! The minimum should span several heartbeats (Flotilla uses 3): with check-quorum, a leader
+//! that misses every reply of a majority over one minimum timeout steps down.
 
 use crate::NodeId;
 
@@ -31,11 +49,44 @@ pub struct Config {
     /// normally. 1 (the labs' behaviour) sends new entries only after the previous message is
     /// answered; more lets replication overlap the follower's disk writes and the network.
     pub max_inflight_appends: u32,
+    /// Pre-vote (Ongaro's thesis §9.6). When its election timer fires, a peer first asks every
+    /// voter whether it *would* vote for it in the next term (`Message::PreVote`), without
+    /// raising its term or voting; only with a majority of grants does it start a real
+    /// election. A voter grants when the asker's log is at least as up to date as its own and
+    /// it has not heard from a live leader within `election_timeout_min_ticks`. So a peer that
+    /// was cut off and rejoins, or one that only lost its link to the leader, cannot raise the
+    /// cluster's term and depose a working leader. All peers of a cluster should agree on it
+    /// (a peer without it still answers pre-votes correctly).
+    pub pre_vote: bool,
+    /// Check-quorum (thesis §6.2) with leader stickiness (§4.2.3, etcd's `CheckQuorum`).
+    /// A leader that has not received a reply of its term from a majority of voters (itself
+    /// included) within the last `election_timeout_min_ticks` steps down to follower in the
+    /// same term, checked every tick; so a leader cut off from the majority stops claiming
+    /// leadership. And a peer that heard from a live leader within `election_timeout_min_ticks`
+    /// (or is that leader) ignores requests for votes: it neither grants nor adopts their term,
+    /// so a peer that lost only its link to the leader cannot depose it.
+    pub check_quorum: bool,
+    /// Test-only: breaks the core on purpose, to show that the scenarios catch the breakage.
+    /// Always `None` outside such tests.
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Ways to break pre-vote on purpose (see [`Config::sabotage`]). Test-only.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// A `PreVote` with a higher term makes its receiver adopt that term, as a `RequestVote`
+    /// would (the rule pre-vote must not follow).
+    PreVoteBumpsTerm,
+    /// Voters grant pre-votes on the log check alone, even while they hear from a live leader.
+    PreVoteIgnoresLease,
 }
 
 impl Config {
     /// The defaults Flotilla uses with a 10 ms tick: elections after 300–600 ms of silence,
-    /// heartbeats every 100 ms (10 per second per peer, the labs' ceiling).
+    /// heartbeats every 100 ms (10 per second per peer, the labs' ceiling). This is the labs'
+    /// Raft: pre-vote and check-quorum are off, so the lab scenarios see the paper's elections.
     pub fn new(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Self {
         Config {
             id,
@@ -47,15 +98,21 @@ impl Config {
             seed,
             leader_noop: false,
             max_inflight_appends: 1,
+            pre_vote: false,
+            check_quorum: false,
+            sabotage: None,
         }
     }
 
     /// The settings for a peer under a replicated service: as [`Config::new`], with the
-    /// leader no-op on and up to 16 AppendEntries in flight per follower.
+    /// leader no-op on, up to 16 AppendEntries in flight per follower, and pre-vote and
+    /// check-quorum on.
     pub fn for_service(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Self {
         Config {
             leader_noop: true,
             max_inflight_appends: 16,
+            pre_vote: true,
+            check_quorum: true,
             ..Config::new(id, voters, seed)
         }
     }

@@ -65,7 +65,7 @@ mod ready;
 mod rng;
 mod state;
 
-pub use config::Config;
+pub use config::{Config, Sabotage};
 pub use error::ProposeError;
 pub use log::RaftLog;
 pub use message::{ConflictHint, Entry, Envelope, Message};

@@ -1,8 +1,14 @@
 //! The messages Raft peers exchange (Figure 2 of the extended Raft paper, plus the
-//! fast back-tracking hint of §5.3 and InstallSnapshot of §7).
+//! fast back-tracking hint of §5.3, InstallSnapshot of §7 and the pre-vote of Ongaro's
+//! thesis §9.6).
 //!
 //! Every request names the sender's term; every reply carries the receiver's term so a
-//! stale leader or candidate learns it is behind and steps down.
+//! stale leader or candidate learns it is behind and steps down. The pre-vote pair is the
+//! exception, documented on its variants: its request names a term the sender has not
+//! entered, and a granted reply echoes it.
+//!
+//! Wire compatibility: drivers encode these with postcard, which numbers variants by their
+//! position, so new variants go at the end and existing ones never change their fields.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,10 +73,29 @@ pub enum Message {
         /// The snapshot index the follower now holds (everything up to it matches the leader).
         last_included_index: u64,
     },
+    /// "Would you vote for me in `term`?", asked by a pre-candidate before it starts a real
+    /// election (thesis §9.6). `term` is the sender's current term + 1: the term it would
+    /// campaign in. Neither the sender nor any receiver changes its term, vote or timer because
+    /// of it (a receiver never adopts this `term`).
+    PreVote {
+        term: u64,
+        last_log_index: u64,
+        last_log_term: u64,
+    },
+    /// The answer to a [`Message::PreVote`]. On a grant, `term` is the request's `term` (so the
+    /// pre-candidate can tell which round it answers, even when the voter's own term is lower;
+    /// it never adopts it). On a refusal, `term` is the voter's current term, so a pre-candidate
+    /// behind the cluster adopts it and can campaign in a term that can win (etcd does the
+    /// same; without it, a node with a stale term and the best log could never be elected).
+    PreVoteReply {
+        term: u64,
+        granted: bool,
+    },
 }
 
 impl Message {
-    /// The sender's current term.
+    /// The sender's current term; for the pre-vote pair, the term their variants document
+    /// (the term proposed by a request or a grant).
     pub fn term(&self) -> u64 {
         match self {
             Message::RequestVote { term, .. }
@@ -78,7 +103,9 @@ impl Message {
             | Message::AppendEntries { term, .. }
             | Message::AppendEntriesReply { term, .. }
             | Message::InstallSnapshot { term, .. }
-            | Message::InstallSnapshotReply { term, .. } => *term,
+            | Message::InstallSnapshotReply { term, .. }
+            | Message::PreVote { term, .. }
+            | Message::PreVoteReply { term, .. } => *term,
         }
     }
 
@@ -92,7 +119,7 @@ impl Message {
     /// batch durable before it feeds the next input keeps it, because a follower's
     /// acknowledgement of an entry can only arrive in a batch after the one that appended it;
     /// a lone voter commits without acknowledgements but sends no AppendEntries. Every other
-    /// message (votes, acknowledgements, requests for votes) waits for the save.
+    /// message (votes, acknowledgements, requests for votes and pre-votes) waits for the save.
     pub fn may_precede_persist(&self) -> bool {
         matches!(
             self,
@@ -108,6 +135,7 @@ impl Message {
             Message::RequestVoteReply { .. }
                 | Message::AppendEntriesReply { .. }
                 | Message::InstallSnapshotReply { .. }
+                | Message::PreVoteReply { .. }
         )
     }
 }

@@ -1,4 +1,5 @@
-//! The Raft state machine (Figure 2 and §5–§7 of the extended paper).
+//! The Raft state machine (Figure 2 and §5–§7 of the extended paper). Elections, pre-vote
+//! and check-quorum live in [`election`]; replication and snapshots here.
 //!
 //! Invariants kept after every public call (see [`Raft::check_invariants`]):
 //! 1. `snapshot_index <= applied <= commit <= last_index`.
@@ -7,6 +8,10 @@
 //!    holds (§5.4.2); earlier entries are committed indirectly.
 //! 4. An entry at or below `commit` is never truncated (a leader that tries to is a bug).
 //! 5. A vote or term change is reported in the same `Ready` as the messages that depend on it.
+//! 6. A pre-candidate is a follower that knows no leader (`pre_candidate` implies
+//!    `role == Follower` and `leader == None`).
+
+mod election;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +45,10 @@ struct Progress {
     /// one message at a time, and `next` moves only on replies. Otherwise (replicating) each
     /// AppendEntries advances `next` past what it carries, so several can be in flight.
     probing: bool,
+    /// The leader's tick (`Raft::ticks`) at which it last received a reply of its own term
+    /// from this follower; set to the election's tick when it becomes leader. Check-quorum
+    /// counts the followers heard from within the minimum election timeout.
+    last_heard: u64,
 }
 
 /// One Raft peer. Drive it with [`Raft::tick`], [`Raft::step`], [`Raft::propose`] and
@@ -72,12 +81,21 @@ pub struct Raft {
     /// Highest index handed to the service in `Ready::applies`.
     applied: u64,
     role: Role,
+    /// A follower collecting pre-votes (thesis §9.6): it asked for them without raising its
+    /// term, and starts a real election once a majority grants. Always a `Follower`.
+    pre_candidate: bool,
     leader: Option<NodeId>,
+    /// Grants collected in the current (pre-)election, this peer's own included.
     votes: BTreeSet<NodeId>,
     progress: BTreeMap<NodeId, Progress>,
+    /// Ticks since this peer last heard from its leader, granted a vote or started a
+    /// (pre-)election; below `election_timeout_min_ticks` with a known leader, the peer is
+    /// in that leader's lease (see [`Raft::in_lease`]).
     election_elapsed: u32,
     election_timeout: u32,
     heartbeat_elapsed: u32,
+    /// Ticks since this incarnation started: the clock check-quorum measures contact with.
+    ticks: u64,
     rng: SplitMix64,
     // Pending outputs, drained by `ready()`.
     hard_dirty: bool,
@@ -120,12 +138,14 @@ impl Raft {
             commit: base,
             applied: base,
             role: Role::Follower,
+            pre_candidate: false,
             leader: None,
             votes: BTreeSet::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
             election_timeout,
             heartbeat_elapsed: 0,
+            ticks: 0,
             rng,
             hard_dirty: false,
             unstable_from: None,
@@ -164,6 +184,11 @@ impl Raft {
     }
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
+    }
+    /// True while this peer collects pre-votes ([`Config::pre_vote`]); its role is then
+    /// `Follower`, as it has not started an election.
+    pub fn is_pre_candidate(&self) -> bool {
+        self.pre_candidate
     }
     /// The leader of the current term, if known.
     pub fn leader(&self) -> Option<NodeId> {
@@ -208,7 +233,12 @@ impl Raft {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         if self.role == Role::Leader {
+            if self.cfg.check_quorum && !self.quorum_active() {
+                self.step_down();
+                return;
+            }
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
@@ -220,7 +250,11 @@ impl Raft {
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {
-                self.campaign();
+                if self.cfg.pre_vote {
+                    self.pre_campaign();
+                } else {
+                    self.campaign();
+                }
             }
         }
     }
@@ -273,14 +307,10 @@ impl Raft {
         if from == self.cfg.id || !self.peers.contains(&from) {
             return;
         }
-        let term = msg.term();
-        if term > self.hard.term {
-            let leader = match msg {
-                Message::AppendEntries { .. } | Message::InstallSnapshot { .. } => Some(from),
-                _ => None,
-            };
-            self.become_follower(term, leader);
+        if !self.observe_term(from, &msg) {
+            return;
         }
+        self.note_contact(from, &msg);
         match msg {
             Message::RequestVote {
                 term,
@@ -319,6 +349,12 @@ impl Raft {
                 term,
                 last_included_index,
             } => self.on_install_snapshot_reply(from, term, last_included_index),
+            Message::PreVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.on_pre_vote(from, term, last_log_index, last_log_term),
+            Message::PreVoteReply { term, granted } => self.on_pre_vote_reply(from, term, granted),
         }
         self.check_invariants();
     }
@@ -348,121 +384,6 @@ impl Raft {
         self.hard_dirty = false;
         self.snapshot_dirty = false;
         ready
-    }
-
-    // ----- elections (§5.2) -----
-
-    fn campaign(&mut self) {
-        self.hard.term += 1;
-        self.hard.voted_for = Some(self.cfg.id);
-        self.hard_dirty = true;
-        self.role = Role::Candidate;
-        self.leader = None;
-        self.votes = BTreeSet::from([self.cfg.id]);
-        self.reset_election_timer();
-        if self.has_quorum(self.votes.len()) {
-            self.become_leader();
-            return;
-        }
-        let msg = Message::RequestVote {
-            term: self.hard.term,
-            last_log_index: self.log.last_index(),
-            last_log_term: self.log.last_term(),
-        };
-        for p in self.peers.clone() {
-            self.send(p, msg.clone());
-        }
-    }
-
-    fn on_request_vote(&mut self, from: NodeId, term: u64, last_index: u64, last_term: u64) {
-        let up_to_date = last_term > self.log.last_term()
-            || (last_term == self.log.last_term() && last_index >= self.log.last_index());
-        let granted =
-            term == self.hard.term && self.hard.voted_for.is_none_or(|v| v == from) && up_to_date;
-        if granted {
-            if self.hard.voted_for != Some(from) {
-                self.hard.voted_for = Some(from);
-                self.hard_dirty = true;
-            }
-            self.reset_election_timer();
-        }
-        self.send(
-            from,
-            Message::RequestVoteReply {
-                term: self.hard.term,
-                granted,
-            },
-        );
-    }
-
-    fn on_vote_reply(&mut self, from: NodeId, term: u64, granted: bool) {
-        if self.role != Role::Candidate || term != self.hard.term || !granted {
-            return;
-        }
-        self.votes.insert(from);
-        if self.has_quorum(self.votes.len()) {
-            self.become_leader();
-        }
-    }
-
-    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
-        if term > self.hard.term {
-            self.hard = HardState {
-                term,
-                voted_for: None,
-            };
-            self.hard_dirty = true;
-        }
-        self.role = Role::Follower;
-        self.leader = leader;
-        self.progress.clear();
-        self.votes.clear();
-    }
-
-    fn become_leader(&mut self) {
-        self.role = Role::Leader;
-        self.leader = Some(self.cfg.id);
-        self.heartbeat_elapsed = 0;
-        let next = self.log.last_index() + 1;
-        if self.cfg.leader_noop {
-            let index = self.log.append(Entry {
-                term: self.hard.term,
-                data: Vec::new(),
-            });
-            self.mark_unstable(index);
-        }
-        self.progress = self
-            .peers
-            .iter()
-            .map(|&p| {
-                (
-                    p,
-                    Progress {
-                        next,
-                        matched: 0,
-                        inflight: 0,
-                        probing: true,
-                    },
-                )
-            })
-            .collect();
-        for p in self.peers.clone() {
-            self.send_append(p);
-        }
-        // A lone voter commits on its own.
-        self.maybe_commit();
-    }
-
-    fn reset_election_timer(&mut self) {
-        self.election_elapsed = 0;
-        self.election_timeout = self.rng.between(
-            self.cfg.election_timeout_min_ticks,
-            self.cfg.election_timeout_max_ticks,
-        );
-    }
-
-    fn has_quorum(&self, n: usize) -> bool {
-        n > self.cfg.voters.len() / 2
     }
 
     // ----- replication (§5.3) -----
@@ -826,6 +747,12 @@ impl Raft {
         assert!(
             s <= a && a <= c && c <= l,
             "raft {id}: need snapshot {s} <= applied {a} <= commit {c} <= last {l}"
+        );
+        assert!(
+            !self.pre_candidate || (self.role == Role::Follower && self.leader.is_none()),
+            "raft {id}: pre-candidate with role {:?} and leader {:?}",
+            self.role,
+            self.leader
         );
         if self.role == Role::Leader {
             for (p, pr) in &self.progress {

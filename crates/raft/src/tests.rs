@@ -3,6 +3,8 @@
 
 use crate::*;
 
+mod election;
+
 fn cfg(id: NodeId, n: u64) -> Config {
     Config::new(id, (1..=n).collect(), 42 + id)
 }

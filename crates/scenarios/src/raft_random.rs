@@ -1,5 +1,5 @@
 //! Randomized fault runs: each seed draws a cluster size, snapshots on or off, instant or slow
-//! disk syncs, and a schedule of mixed faults (partitions, crashes and restarts, unreliable and
+//! disk syncs, pre-vote and check-quorum each on or off, and a schedule of mixed faults (partitions, crashes and restarts, unreliable and
 //! reordering networks) under client load, while [`SafetyChecker`] checks election safety, log matching, leader
 //! completeness and state-machine safety after every simulator step. At the end the network
 //! heals and the cluster must commit again (liveness).
@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_raft::Config;
 use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::SafetyChecker;
 
@@ -40,12 +41,20 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
     // Half the runs model a disk whose syncs take time, so a crash can catch a leader whose
     // AppendEntries left before its own log was durable (see `Sim::set_sync_latency`).
     let slow_disk = probe.rand(2) == 0;
+    // Drawn after the draws above, so that each seed keeps its earlier choices.
+    let pre_vote = probe.rand(2) == 0;
+    let check_quorum = probe.rand(2) == 0;
     drop(probe);
 
+    let modify = move |cfg: &mut Config| {
+        cfg.max_inflight_appends = window;
+        cfg.pre_vote = pre_vote;
+        cfg.check_quorum = check_quorum;
+    };
     let t = if early_acks {
-        RaftTester::with_early_acks(n, false, snapshots, seed, window)
+        RaftTester::with_early_acks(n, false, snapshots, seed, modify)
     } else {
-        RaftTester::with_window(n, false, snapshots, seed, window)
+        RaftTester::with_config(n, false, snapshots, seed, modify)
     };
     if slow_disk {
         t.sim.borrow_mut().set_sync_latency(Some(SYNC_LATENCY));

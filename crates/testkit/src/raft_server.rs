@@ -28,10 +28,22 @@ impl RaftServer {
         seed: u64,
         window: u32,
     ) -> Self {
-        let cfg = Config {
-            max_inflight_appends: window,
-            ..Config::new(id as u64, (0..n as u64).collect(), seed)
-        };
+        Self::with_config(id, n, persister, seed, &|cfg: &mut Config| {
+            cfg.max_inflight_appends = window
+        })
+    }
+
+    /// As [`RaftServer::new`], with the labs' [`Config::new`] changed by `modify` (which must
+    /// leave `id`, `voters` and `seed` alone).
+    pub fn with_config(
+        id: NodeId,
+        n: usize,
+        persister: &Persister,
+        seed: u64,
+        modify: &dyn Fn(&mut Config),
+    ) -> Self {
+        let mut cfg = Config::new(id as u64, (0..n as u64).collect(), seed);
+        modify(&mut cfg);
         let peer =
             RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
                 panic!("raft {id}: cannot restart from its own persisted state: {e}")

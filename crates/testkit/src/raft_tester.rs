@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::raft_server::RaftServer;
 use flotilla_node::NodeId;
-use flotilla_raft::Apply;
+use flotilla_raft::{Apply, Config, Raft};
 use flotilla_sim::{block_on, Runtime, Sim};
 
 /// The labs' election-timeout constant (`RaftElectionTimeout`).
@@ -77,10 +77,25 @@ impl RaftTester {
         seed: u64,
         window: u32,
     ) -> Rc<Self> {
-        Self::build(n, unreliable, snapshots, seed, window, false)
+        Self::with_config(n, unreliable, snapshots, seed, move |cfg| {
+            cfg.max_inflight_appends = window
+        })
     }
 
-    /// As [`RaftTester::with_window`], with peers broken on purpose: they send votes and
+    /// As [`RaftTester::new`], with every peer's configuration (the labs' `Config::new`)
+    /// changed by `modify`, at every start and restart; e.g. to turn on pre-vote. `modify`
+    /// must leave `id`, `voters` and `seed` alone.
+    pub fn with_config(
+        n: usize,
+        unreliable: bool,
+        snapshots: bool,
+        seed: u64,
+        modify: impl Fn(&mut Config) + 'static,
+    ) -> Rc<Self> {
+        Self::build(n, unreliable, snapshots, seed, Rc::new(modify), false)
+    }
+
+    /// As [`RaftTester::with_config`], with peers broken on purpose: they send votes and
     /// acknowledgements before their saves are durable
     /// ([`RaftServer::send_everything_before_save`]).
     pub fn with_early_acks(
@@ -88,9 +103,9 @@ impl RaftTester {
         unreliable: bool,
         snapshots: bool,
         seed: u64,
-        window: u32,
+        modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
-        Self::build(n, unreliable, snapshots, seed, window, true)
+        Self::build(n, unreliable, snapshots, seed, Rc::new(modify), true)
     }
 
     fn build(
@@ -98,11 +113,11 @@ impl RaftTester {
         unreliable: bool,
         snapshots: bool,
         seed: u64,
-        window: u32,
+        modify: Rc<dyn Fn(&mut Config)>,
         early_acks: bool,
     ) -> Rc<Self> {
         let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
-            let server = RaftServer::with_window(id, n, p, s, window);
+            let server = RaftServer::with_config(id, n, p, s, &*modify);
             if early_acks {
                 server.send_everything_before_save()
             } else {
@@ -305,6 +320,14 @@ impl RaftTester {
     pub fn disconnect(&self, i: NodeId) {
         self.sim.borrow_mut().disconnect(i);
     }
+    /// Splits the peers into groups that talk only among themselves (see `Sim::partition`).
+    pub fn partition(&self, groups: &[Vec<NodeId>]) {
+        self.sim.borrow_mut().partition(groups);
+    }
+    /// Opens or cuts the link between peers a and b only (a partial partition).
+    pub fn set_link(&self, a: NodeId, b: NodeId, up: bool) {
+        self.sim.borrow_mut().set_link(a, b, up);
+    }
     pub fn is_connected(&self, i: NodeId) -> bool {
         self.sim.borrow().is_connected(i)
     }
@@ -347,6 +370,11 @@ impl RaftTester {
                 Ok((index, term)) => (index, term, true),
                 Err(_) => (0, p.raft().term(), false),
             })
+    }
+
+    /// Runs `f` on peer i's Raft core (read-only), or returns `None` if i is crashed.
+    pub fn with_raft<R>(&self, i: NodeId, f: impl FnOnce(&Raft) -> R) -> Option<R> {
+        self.sim.borrow().process(i).map(|p| f(p.raft()))
     }
 
     /// `rf.GetState()` on peer i, or `None` if crashed.
