@@ -89,10 +89,11 @@ struct AllArgs {
     /// Directory for report.md, report.json and kv-bench.svg.
     #[arg(long, default_value = "target/bench-kv")]
     out: PathBuf,
-    /// Requests per operation and client count for Flotilla and Redis.
+    /// Requests per operation and client count for Flotilla and Redis, up to 16 clients;
+    /// more clients get proportionally more (64 clients: 4×), so every point lasts seconds.
     #[arg(long, default_value_t = 20_000)]
     requests: u64,
-    /// Puts (and then gets) per client count for etcd.
+    /// Puts (and then gets) per client count for etcd, scaled the same way.
     #[arg(long, default_value_t = 5_000)]
     etcd_requests: u64,
     /// Keys drawn at random from this many (redis-benchmark -r); 0 for a single key.

@@ -9,11 +9,20 @@ use crate::report::{OpPoint, Point};
 #[derive(Clone, Debug)]
 pub struct SweepSpec {
     pub clients: Vec<u32>,
-    /// Requests per operation and point.
+    /// Requests per operation and point at up to 16 clients; see [`SweepSpec::requests_for`].
     pub requests: u64,
     pub value_size: u32,
     /// redis-benchmark `-r`: keys drawn from this many (0: a single key).
     pub keyspace: u64,
+}
+
+impl SweepSpec {
+    /// Requests for a point with `clients` clients: `requests`, scaled up in proportion above
+    /// 16 clients, so that the busiest points also run for seconds rather than a fraction of
+    /// one, and connection set-up and warm-up do not weigh on their figures.
+    pub fn requests_for(&self, clients: u32) -> u64 {
+        self.requests.max(self.requests * u64::from(clients) / 16)
+    }
 }
 
 fn progress(label: &str, p: &Point) {
@@ -61,11 +70,12 @@ pub fn redis(
                 port,
                 test: test.into(),
                 clients,
-                requests: spec.requests,
+                requests: spec.requests_for(clients),
                 value_size: spec.value_size,
                 keyspace: spec.keyspace,
             };
-            redisbench::run(&rs, m).map(|r| measured_point(r, spec.requests, meter.is_some()))
+            let ops = rs.requests;
+            redisbench::run(&rs, m).map(|r| measured_point(r, ops, meter.is_some()))
         };
         let set = run("set")?;
         let get = run("get")?;
@@ -83,9 +93,9 @@ pub fn etcd(
     spec: &SweepSpec,
     meter: Option<&CpuMeter>,
 ) -> Result<Vec<Point>, String> {
-    let load = crate::etcd::EtcdLoad {
+    let load = |clients| crate::etcd::EtcdLoad {
         endpoints: endpoints.to_vec(),
-        requests: spec.requests,
+        requests: spec.requests_for(clients),
         value_size: spec.value_size as usize,
     };
     // One thread for the load, as redis-benchmark uses one: both compete with the servers
@@ -96,7 +106,7 @@ pub fn etcd(
         .map_err(|e| format!("cannot start the generator's runtime: {e}"))?;
     let mut points = Vec::new();
     for &clients in &spec.clients {
-        let p = rt.block_on(crate::etcd::run_point(&load, clients, meter))?;
+        let p = rt.block_on(crate::etcd::run_point(&load(clients), clients, meter))?;
         progress("etcd", &p);
         points.push(p);
     }
@@ -120,3 +130,20 @@ pub const NO_ETCD: &str = "this flotilla-bench was built without the etcd genera
 
 /// Whether this build has the etcd generator.
 pub const HAS_ETCD: bool = cfg!(feature = "etcd");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_points_get_proportionally_more_requests() {
+        let spec = SweepSpec {
+            clients: vec![1, 16, 64],
+            requests: 20_000,
+            value_size: 100,
+            keyspace: 0,
+        };
+        let got: Vec<u64> = spec.clients.iter().map(|&c| spec.requests_for(c)).collect();
+        assert_eq!(got, vec![20_000, 20_000, 80_000]);
+    }
+}
