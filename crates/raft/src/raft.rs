@@ -25,6 +25,8 @@ use crate::{Config, NodeId, ProposeError};
 /// The role a peer plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Follows a leader, or waits for one; a pre-candidate ([`Raft::is_pre_candidate`]) too,
+    /// since it has started no election.
     Follower,
     Candidate,
     Leader,
@@ -302,7 +304,8 @@ impl Raft {
         self.check_invariants();
     }
 
-    /// Handles a message from peer `from`. Messages from unknown peers are dropped.
+    /// Handles a message from peer `from`. Messages from unknown peers are dropped, and so
+    /// is a higher-term RequestVote that leader stickiness ignores ([`Config::check_quorum`]).
     pub fn step(&mut self, from: NodeId, msg: Message) {
         if from == self.cfg.id || !self.peers.contains(&from) {
             return;

@@ -17,6 +17,7 @@ pub mod raft_3a;
 pub mod raft_3b;
 pub mod raft_3c;
 pub mod raft_3d;
+pub mod raft_prod;
 pub mod raft_random;
 
 /// A scenario: runs one seed, panics on failure, returns the simulation's trace hash.

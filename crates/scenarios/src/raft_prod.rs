@@ -1,0 +1,229 @@
+//! Raft for production, on the simulator: pre-vote (Ongaro's thesis §9.6), check-quorum
+//! (thesis §6.2) and leader stickiness (thesis §4.2.3).
+//!
+//! Each scenario takes the [`Features`] its peers run with, so a test can run it with a
+//! feature, without it, and with it broken on purpose ([`Sabotage`]), and show that the
+//! scenario tells them apart. Peers otherwise use the labs' `Config::new` (no leader no-op,
+//! one AppendEntries in flight), on a reliable network, so the outcomes are the features'
+//! doing: the disruption scenarios are deterministic in what they report, whatever the seed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use flotilla_raft::{Config, Sabotage};
+use flotilla_testkit::raft_tester::{int_cmd, RaftTester, ELECTION_TIMEOUT, TICK};
+
+/// The production features the peers run with.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// Breaks pre-vote on purpose (test-only).
+    pub sabotage: Option<Sabotage>,
+}
+
+impl Features {
+    /// The labs' Raft (`Config::new`).
+    pub const NONE: Features = Features {
+        pre_vote: false,
+        check_quorum: false,
+        sabotage: None,
+    };
+    pub const PRE_VOTE: Features = Features {
+        pre_vote: true,
+        ..Features::NONE
+    };
+    pub const CHECK_QUORUM: Features = Features {
+        check_quorum: true,
+        ..Features::NONE
+    };
+    /// Both, as a service runs (`Config::for_service`).
+    pub const BOTH: Features = Features {
+        pre_vote: true,
+        check_quorum: true,
+        sabotage: None,
+    };
+
+    /// Pre-vote on, broken as `sabotage` says.
+    pub fn broken(sabotage: Sabotage) -> Features {
+        Features {
+            sabotage: Some(sabotage),
+            ..Features::PRE_VOTE
+        }
+    }
+
+    fn apply(self, cfg: &mut Config) {
+        cfg.pre_vote = self.pre_vote;
+        cfg.check_quorum = self.check_quorum;
+        cfg.sabotage = self.sabotage;
+    }
+}
+
+/// How long the disruption scenarios keep a peer cut off: many election timeouts (the
+/// longest is 600 ms), so a peer that would raise its term does so several times.
+pub const CUT_OFF: Duration = Duration::from_secs(5);
+
+/// The check-quorum bound: a leader steps down at the first tick at which it has had no reply
+/// from a majority for the minimum election timeout (300 ms with `Config::new`'s 30 ticks of
+/// 10 ms). Its last reply came before it was cut off, so it steps down at most 300 ms after;
+/// the scenario polls every tick, which adds up to one more, and one tick of slack.
+pub const STEP_DOWN_BOUND: Duration = Duration::from_millis(300 + 2 * 10);
+
+fn tester(n: usize, seed: u64, f: Features) -> Rc<RaftTester> {
+    RaftTester::with_config(n, false, false, seed, move |cfg| f.apply(cfg))
+}
+
+/// What a disruption scenario saw: whether the leader from before the fault still leads, in
+/// the same term, and whether the peers that matter stayed in that term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disruption {
+    pub leader: usize,
+    pub term_before: u64,
+    /// The old leader's `(term, is_leader)` at the end.
+    pub leader_after: (u64, bool),
+    /// The highest term among the watched peers at the end.
+    pub term_after: u64,
+}
+
+impl Disruption {
+    /// True if the leader lost its leadership or any watched peer's term moved.
+    pub fn disrupted(&self) -> bool {
+        self.leader_after != (self.term_before, true) || self.term_after != self.term_before
+    }
+}
+
+/// Elects a leader, commits one command on every peer, and returns the leader and its term,
+/// which every peer then shares.
+async fn settled_leader(c: &RaftTester) -> (usize, u64) {
+    c.one(int_cmd(1), c.n(), true).await;
+    let leader = c.check_one_leader().await;
+    let term = c.check_terms();
+    (leader, term)
+}
+
+fn max_term(c: &RaftTester, peers: impl Iterator<Item = usize>) -> u64 {
+    peers
+        .filter_map(|i| c.get_state(i).map(|(t, _)| t))
+        .max()
+        .expect("a live peer")
+}
+
+/// Pre-vote's rejoining peer (thesis §9.6): one follower of three is cut off from everyone for
+/// [`CUT_OFF`], then reconnected for 2 s. Its log is as up to date as the others' (nothing is
+/// proposed meanwhile), so only the pre-vote rules keep it from disrupting. Watches every peer.
+pub fn rejoining_follower(seed: u64, f: Features) -> Disruption {
+    let n = 3;
+    let t = tester(n, seed, f);
+    let c = t.clone();
+    t.run(async move {
+        let (leader, term_before) = settled_leader(&c).await;
+        let follower = (leader + 1) % n;
+        c.disconnect(follower);
+        c.sleep(CUT_OFF).await;
+        c.connect(follower);
+        c.sleep(2 * ELECTION_TIMEOUT).await;
+        Disruption {
+            leader,
+            term_before,
+            leader_after: c.get_state(leader).expect("leader alive"),
+            term_after: max_term(&c, 0..n),
+        }
+    })
+}
+
+/// A partial partition: one follower of three loses its link to the leader only, for
+/// [`CUT_OFF`]; it still reaches the other follower, which still hears the leader. With
+/// pre-vote, its pre-votes are refused (the other follower is in the leader's lease); with
+/// check-quorum alone, its real RequestVotes are ignored (stickiness). Without either, it
+/// wins the other follower's vote and deposes the leader. Watches the leader and the other
+/// follower (the cut-off one may raise its own term without effect).
+pub fn follower_cut_from_leader(seed: u64, f: Features) -> Disruption {
+    let n = 3;
+    let t = tester(n, seed, f);
+    let c = t.clone();
+    t.run(async move {
+        let (leader, term_before) = settled_leader(&c).await;
+        let follower = (leader + 1) % n;
+        c.set_link(leader, follower, false);
+        c.sleep(CUT_OFF).await;
+        Disruption {
+            leader,
+            term_before,
+            leader_after: c.get_state(leader).expect("leader alive"),
+            term_after: max_term(&c, (0..n).filter(|&i| i != follower)),
+        }
+    })
+}
+
+/// Check-quorum (thesis §6.2): the leader of `n` peers is cut off from the majority (alone for
+/// 3 peers; with one follower for 5). Returns how long it went on leading, or `None` if it
+/// still led after [`CUT_OFF`]. When it steps down, it must do so in its own term (not
+/// deposed by a higher one); then the majority must elect a leader and commit, and after the
+/// partition heals every peer must commit again.
+pub fn isolated_leader_steps_down(seed: u64, n: usize, f: Features) -> Option<Duration> {
+    let t = tester(n, seed, f);
+    let c = t.clone();
+    t.run(async move {
+        let (leader, term) = settled_leader(&c).await;
+        let minority: Vec<usize> = (0..(n - 1) / 2).map(|k| (leader + k) % n).collect();
+        let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
+        c.partition(&[minority, majority.clone()]);
+        let t0 = c.rt.now();
+        let mut led_for = None;
+        while c.rt.now() - t0 < CUT_OFF {
+            c.sleep(TICK).await;
+            let (t, is_leader) = c.get_state(leader).expect("leader alive");
+            if !is_leader {
+                assert_eq!(t, term, "the cut-off leader was deposed by a higher term");
+                led_for = Some(c.rt.now() - t0);
+                break;
+            }
+        }
+        if led_for.is_some() {
+            let new = c.check_one_leader().await;
+            assert!(majority.contains(&new), "leader {new} is in the minority");
+            c.one(int_cmd(2), majority.len(), true).await;
+            for i in 0..n {
+                c.connect(i);
+            }
+            c.one(int_cmd(3), n, true).await;
+        }
+        led_for
+    })
+}
+
+/// Liveness with the features on: 5 peers, 8 rounds in which the leader crashes, or is cut
+/// off (alone or with another peer). Each time the rest must elect a new leader within the
+/// labs' `check_one_leader` bound (about 5 s) and commit; then everyone comes back and must
+/// commit again. Pre-vote and stickiness delay elections (a peer in a lease refuses), and the
+/// cut-off leader must rejoin without blocking anyone.
+pub fn leader_failover(seed: u64, f: Features) -> u64 {
+    let n = 5;
+    let t = tester(n, seed, f);
+    let c = t.clone();
+    t.run(async move {
+        c.one(int_cmd(1), n, true).await;
+        for round in 0..8u64 {
+            let leader = c.check_one_leader().await;
+            let other = (leader + 1 + c.rand(n as u64 - 1) as usize) % n;
+            match c.rand(3) {
+                0 => c.crash1(leader),
+                1 => c.disconnect(leader),
+                _ => {
+                    c.disconnect(leader);
+                    c.disconnect(other);
+                }
+            }
+            let new = c.check_one_leader().await;
+            assert_ne!(
+                new, leader,
+                "round {round}: the cut-off leader still counts"
+            );
+            let up = (0..n).filter(|&i| c.is_connected(i)).count();
+            c.one(int_cmd(10 + round), up, true).await;
+            c.heal_all();
+            c.one(int_cmd(100 + round), n, true).await;
+        }
+    });
+    t.trace_hash()
+}
