@@ -21,8 +21,28 @@ use crate::tls::{BoxIo, PeerTls};
 
 /// Messages queued per connection before new ones are dropped.
 const QUEUE: usize = 8192;
+/// Redial back-off, doubling from the minimum. The maximum stays well under the election
+/// timeout (300 ms by default): when a partition heals, a leader must hear from its followers
+/// again before check-quorum gives up on it, or a healed link costs a needless election.
+/// (With 1 s, the network-partition test saw exactly that.) A failed dial on a LAN is cheap.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// Sent data unacknowledged this long closes the connection (`TCP_USER_TIMEOUT`), so that it
+/// is redialed. Without it, a connection caught in a partition (packets silently dropped)
+/// stays open, its retransmissions backing off to seconds apart, and stays silent for seconds
+/// after the partition heals: long enough for check-quorum to depose a leader whose
+/// followers are all reachable again (the network-partition test saw it). Raft's heartbeats
+/// keep data in flight, so a dead link is found within this bound.
+const UNACKED_LIMIT: Duration = Duration::from_secs(1);
+
+/// Settings every Flotilla TCP connection gets.
+fn tune(tcp: &TcpStream) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    #[cfg(target_os = "linux")]
+    socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(UNACKED_LIMIT))?;
+    Ok(())
+}
 
 /// Who this transport is and whom it dials.
 #[derive(Clone)]
@@ -149,7 +169,7 @@ where
         deliver: Deliver<M>,
         status: StatusSource,
     ) -> Result<(), crate::NetError> {
-        tcp.set_nodelay(true)?;
+        tune(&tcp)?;
         let mut stream: BoxIo = match &self.cfg.tls {
             Some(tls) => tls
                 .accept(tcp)
@@ -272,7 +292,7 @@ where
     M: Serialize + DeserializeOwned,
 {
     let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
+    tune(&tcp)?;
     let mut s: BoxIo = match tls {
         Some(tls) => tls
             .connect(tcp)
