@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_all_acked, connect, free_ports, kill9, start_writers, stop_writers, Recorder, BIN,
+    check_all_acked, connect, ctl_status, free_ports, kill9, start_writers, stop_writers, Recorder,
+    BIN,
 };
 
 struct Cluster {
@@ -76,17 +77,7 @@ impl Cluster {
 
     /// Each replica's status (None if unreachable), from `flotilla ctl status --json`.
     fn status(&self) -> Vec<Option<serde_json::Value>> {
-        let out = Command::new(BIN)
-            .args(["ctl", "status", "--json", "--dir"])
-            .arg(&self.dir)
-            .output()
-            .expect("ctl runs");
-        assert!(
-            out.status.success(),
-            "ctl status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("ctl prints JSON")
+        ctl_status(&["--dir".as_ref(), self.dir.as_os_str()])
     }
 
     /// Waits until one replica leads and returns (leader pid, a follower pid).

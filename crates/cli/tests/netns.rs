@@ -20,7 +20,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{check_all_acked, connect, free_ports, start_writers, stop_writers, Recorder, BIN};
+use common::{
+    check_all_acked, connect, ctl_status, free_ports, start_writers, stop_writers, Recorder, BIN,
+};
 
 /// Replicas' port inside their namespaces.
 const PORT: u16 = 7000;
@@ -198,19 +200,13 @@ struct Cluster<'a> {
 
 impl Cluster<'_> {
     fn status(&self) -> Vec<Option<Seen>> {
-        let out = Command::new(BIN)
-            .args(["ctl", "status", "--json", "--servers", &self.net.peers()])
-            .arg("--secret-file")
-            .arg(&self.secret)
-            .output()
-            .expect("ctl runs");
-        assert!(
-            out.status.success(),
-            "ctl status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rows: Vec<Option<serde_json::Value>> =
-            serde_json::from_slice(&out.stdout).expect("ctl prints JSON");
+        let peers = self.net.peers();
+        let rows = ctl_status(&[
+            "--servers".as_ref(),
+            peers.as_ref(),
+            "--secret-file".as_ref(),
+            self.secret.as_os_str(),
+        ]);
         rows.into_iter()
             .map(|r| {
                 r.map(|r| Seen {

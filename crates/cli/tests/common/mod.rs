@@ -190,3 +190,18 @@ pub fn check_all_acked(port: u16, rec: &Recorder) {
         );
     }
 }
+
+/// Each replica's status (None if unreachable), from `flotilla ctl status --json ARGS…`.
+pub fn ctl_status(args: &[&std::ffi::OsStr]) -> Vec<Option<serde_json::Value>> {
+    let out = std::process::Command::new(BIN)
+        .args(["ctl", "status", "--json"])
+        .args(args)
+        .output()
+        .expect("ctl runs");
+    assert!(
+        out.status.success(),
+        "ctl status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ctl prints JSON")
+}
