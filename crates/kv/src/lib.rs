@@ -4,7 +4,10 @@
 //!   size limits checked before anything reaches the log ([`KvError`]).
 //! * [`Kv`]: the key/value [`flotilla_rsm::StateMachine`]. Replicated with
 //!   [`flotilla_rsm::Replica`] it is the linearizable, exactly-once KV service (the 6.5840
-//!   `kvraft` lab): every operation, reads included, goes through the Raft log.
+//!   `kvraft` lab): every write goes through the Raft log; Gets are read-only
+//!   ([`flotilla_rsm::StateMachine::is_read_only`]), so they are served by ReadIndex by
+//!   default, by a leader lease, or through the log, as the Raft configuration's
+//!   [`flotilla_raft::ReadMode`] says.
 //! * [`KvServer`]: the single-node server with at-most-once semantics (the 6.5840 `kvsrv`
 //!   lab), where Append returns the value it replaced.
 //!

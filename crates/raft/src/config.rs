@@ -14,10 +14,15 @@
 //!   peer agrees on: no follower campaigns sooner than that after hearing from its leader, so
 //!   a leader cut off from the majority steps down at about the time the majority can first
 //!   elect another. (About: ticks are not synchronised and a follower's last AppendEntries
-//!   precedes its reply, so this is no basis for read leases.)
+//!   precedes its reply, so this is no basis for read leases; [`ReadMode::Lease`] uses a
+//!   shorter lease, measured from when the leader *sent* what a majority answered.)
 //!
 //! The minimum should span several heartbeats (Flotilla uses 3): with check-quorum, a leader
 //! that misses every reply of a majority over one minimum timeout steps down.
+//!
+//! ## Reads
+//! [`Config::read_mode`] says how a service serves reads; see [`ReadMode`] and
+//! [`crate::Raft::read_index`].
 
 use crate::NodeId;
 
@@ -66,13 +71,56 @@ pub struct Config {
     /// (or is that leader) ignores requests for votes: it neither grants nor adopts their term,
     /// so a peer that lost only its link to the leader cannot depose it.
     pub check_quorum: bool,
+    /// How the service above serves reads ([`ReadMode`]): through the log, by ReadIndex (the
+    /// services' default) or, opt-in, by a leader lease. The core's part is
+    /// [`crate::Raft::read_index`], which all three modes may call; the mode changes whether
+    /// a lease may answer without a heartbeat round.
+    pub read_mode: ReadMode,
+    /// [`ReadMode::Lease`] only: how many ticks shorter than `election_timeout_min_ticks` the
+    /// read lease is, to absorb clock drift between peers (see [`ReadMode::Lease`] for the
+    /// bound it assumes). At least 1: ticks are discrete, so even perfectly synchronised
+    /// clocks need one tick of margin. Must be below `election_timeout_min_ticks`.
+    pub lease_drift_margin_ticks: u32,
     /// Test-only: breaks the core on purpose, to show that the scenarios catch the breakage.
     /// Always `None` outside such tests.
     #[doc(hidden)]
     pub sabotage: Option<Sabotage>,
 }
 
-/// Ways to break pre-vote on purpose (see [`Config::sabotage`]). Test-only.
+/// How a replicated service answers read-only commands. Every mode is linearizable; they
+/// differ in cost and in what they assume.
+///
+/// * `Log`: a read is proposed and committed like a write, and answered when applied (the
+///   labs' way). Costs a log append, a replication round and an fsync per batch of reads.
+/// * `ReadIndex` (Ongaro's thesis §6.4): the leader notes its commit index, confirms with one
+///   heartbeat round that a majority still follows it (one round serves every read that
+///   arrived since the previous round), and the service answers once it has applied that
+///   index. No log write; one round trip. Assumes nothing about clocks.
+/// * `Lease` (thesis §6.4.1): a leader that a majority answered recently answers at its commit
+///   index at once, without a round; otherwise it falls back to ReadIndex. The lease lasts
+///   `election_timeout_min_ticks - lease_drift_margin_ticks` ticks from the tick at which the
+///   leader **sent** the latest heartbeat round a majority answered. It is safe because every
+///   peer that answered restarted its election timer on receiving that round, after it was
+///   sent, and (with [`Config::check_quorum`]'s stickiness and pre-vote's lease check) grants
+///   no vote until `election_timeout_min_ticks` of *its own* ticks have passed; so no other
+///   leader can be elected while the lease lasts, **provided the peers' ticks do not drift
+///   apart by more than `lease_drift_margin_ticks - 1` ticks over one minimum election
+///   timeout** (one of the margin's ticks absorbs that ticks are discrete). A stalled leader
+///   whose driver skips the ticks it missed counts as drift: its ticks then fall behind real
+///   time by the stall. A peer restarted in this mode also grants no vote for its first
+///   `election_timeout_min_ticks` (it may have answered a round it no longer remembers).
+///   Requires `check_quorum` (a validation error otherwise): without stickiness, a follower
+///   that answered the round can vote for a candidate at once. Opt-in.
+///
+/// Every peer of a cluster should run the same mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    Log,
+    ReadIndex,
+    Lease,
+}
+
+/// Ways to break the core on purpose (see [`Config::sabotage`]). Test-only.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sabotage {
@@ -81,6 +129,12 @@ pub enum Sabotage {
     PreVoteBumpsTerm,
     /// Voters grant pre-votes on the log check alone, even while they hear from a live leader.
     PreVoteIgnoresLease,
+    /// ReadIndex without its heartbeat round: a leader answers a read at its commit index as
+    /// soon as its term's entry is committed, trusting that it still leads.
+    ReadsWithoutRound,
+    /// Lets [`ReadMode::Lease`] pass validation without `check_quorum` (so with followers
+    /// that vote for a candidate while the leader's lease lasts).
+    LeaseWithoutCheckQuorum,
 }
 
 impl Config {
@@ -100,44 +154,85 @@ impl Config {
             max_inflight_appends: 1,
             pre_vote: false,
             check_quorum: false,
+            read_mode: ReadMode::Log,
+            lease_drift_margin_ticks: 5,
             sabotage: None,
         }
     }
 
     /// The settings for a peer under a replicated service: as [`Config::new`], with the
-    /// leader no-op on, up to 16 AppendEntries in flight per follower, and pre-vote and
-    /// check-quorum on.
+    /// leader no-op on, up to 16 AppendEntries in flight per follower, pre-vote and
+    /// check-quorum on, and reads by [`ReadMode::ReadIndex`].
     pub fn for_service(id: NodeId, voters: Vec<NodeId>, seed: u64) -> Self {
         Config {
             leader_noop: true,
             max_inflight_appends: 16,
             pre_vote: true,
             check_quorum: true,
+            read_mode: ReadMode::ReadIndex,
             ..Config::new(id, voters, seed)
         }
     }
 
-    /// Checks the configuration is usable; a bad one is a programmer error.
-    pub(crate) fn validate(&self) {
-        assert!(
-            self.voters.contains(&self.id),
-            "raft config: id {} is not among voters {:?}",
-            self.id,
-            self.voters
-        );
-        assert!(
-            self.election_timeout_min_ticks > self.heartbeat_ticks
-                && self.election_timeout_max_ticks >= self.election_timeout_min_ticks,
-            "raft config: need heartbeat_ticks < election_timeout_min_ticks <= election_timeout_max_ticks"
-        );
+    /// The read lease in ticks ([`ReadMode::Lease`]): the minimum election timeout less the
+    /// drift margin.
+    pub fn lease_ticks(&self) -> u32 {
+        self.election_timeout_min_ticks
+            .saturating_sub(self.lease_drift_margin_ticks)
+    }
+
+    /// Whether the configuration is usable; the error names the rule it breaks. Drivers that
+    /// build a configuration from user settings call it to report them;
+    /// [`crate::Raft::new`] panics on an unusable one.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.voters.contains(&self.id) {
+            return Err(format!(
+                "raft config: id {} is not among voters {:?}",
+                self.id, self.voters
+            ));
+        }
+        if !(self.election_timeout_min_ticks > self.heartbeat_ticks
+            && self.election_timeout_max_ticks >= self.election_timeout_min_ticks)
+        {
+            return Err(
+                "raft config: need heartbeat_ticks < election_timeout_min_ticks <= \
+                        election_timeout_max_ticks"
+                    .to_owned(),
+            );
+        }
         let mut v = self.voters.clone();
         v.sort_unstable();
         v.dedup();
-        assert_eq!(
-            v.len(),
-            self.voters.len(),
-            "raft config: duplicate voters {:?}",
-            self.voters
-        );
+        if v.len() != self.voters.len() {
+            return Err(format!("raft config: duplicate voters {:?}", self.voters));
+        }
+        if self.read_mode == ReadMode::Lease {
+            let unchecked = self.sabotage == Some(Sabotage::LeaseWithoutCheckQuorum);
+            if !self.check_quorum && !unchecked {
+                return Err(
+                    "raft config: lease reads need check_quorum: without leader \
+                            stickiness a follower that renewed the lease may vote for \
+                            another leader at once"
+                        .to_owned(),
+                );
+            }
+            if self.lease_drift_margin_ticks == 0
+                || self.lease_drift_margin_ticks >= self.election_timeout_min_ticks
+            {
+                return Err(format!(
+                    "raft config: lease reads need 1 <= lease_drift_margin_ticks ({}) < \
+                     election_timeout_min_ticks ({})",
+                    self.lease_drift_margin_ticks, self.election_timeout_min_ticks
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration is usable; a bad one is a programmer error.
+    pub(crate) fn validate(&self) {
+        if let Err(e) = self.check() {
+            panic!("{e}");
+        }
     }
 }

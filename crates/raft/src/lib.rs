@@ -11,10 +11,12 @@
 //!
 //! * [`Raft::tick`]: one unit of logical time (Flotilla's drivers use 10 ms);
 //! * [`Raft::step`]: a [`Message`] from another peer;
-//! * [`Raft::propose`] / [`Raft::snapshot`]: requests from the service above.
+//! * [`Raft::propose`] / [`Raft::snapshot`]: requests from the service above;
+//! * [`Raft::read_index`]: a read the service wants confirmed without the log (ReadIndex,
+//!   thesis §6.4, or a leader lease with [`ReadMode::Lease`]).
 //!
-//! [`Raft::ready`] then says what to persist, what to send (only after persisting) and what
-//! is committed and must be applied, in order. The same code runs under the deterministic
+//! [`Raft::ready`] then says what to persist, what to send (only after persisting), what
+//! is committed and must be applied, in order, and which reads may be answered. The same code runs under the deterministic
 //! simulator (`flotilla-sim`) and, later, real TCP and disk drivers.
 //!
 //! ## Invariants the core keeps
@@ -65,12 +67,12 @@ mod ready;
 mod rng;
 mod state;
 
-pub use config::{Config, Sabotage};
+pub use config::{Config, ReadMode, Sabotage};
 pub use error::ProposeError;
 pub use log::RaftLog;
 pub use message::{ConflictHint, Entry, Envelope, Message};
 pub use raft::{Raft, Role};
-pub use ready::{Apply, LogWrite, Ready, Snapshot};
+pub use ready::{Apply, LogWrite, ReadState, Ready, Snapshot};
 pub use state::{encode_changes, DecodeError, HardState, PersistentState};
 
 /// A peer's identity within its cluster.

@@ -1,6 +1,6 @@
 //! The messages Raft peers exchange (Figure 2 of the extended Raft paper, plus the
-//! fast back-tracking hint of §5.3, InstallSnapshot of §7 and the pre-vote of Ongaro's
-//! thesis §9.6).
+//! fast back-tracking hint of §5.3, InstallSnapshot of §7, the pre-vote of Ongaro's
+//! thesis §9.6 and the numbered heartbeat rounds of ReadIndex, thesis §6.4).
 //!
 //! Every request names the sender's term; every reply carries the receiver's term so a
 //! stale leader or candidate learns it is behind and steps down. The pre-vote pair is the
@@ -91,6 +91,22 @@ pub enum Message {
         term: u64,
         granted: bool,
     },
+    /// A leader's heartbeat round `round`, sent to every follower to confirm that a majority
+    /// still follows it (ReadIndex, thesis §6.4; and the renewal of a read lease). A follower
+    /// treats it as a heartbeat (it follows `term`'s leader and restarts its election timer)
+    /// and echoes `round`. Rounds are numbered in the order the leader sends them and never
+    /// go back, so an answer to an older round can never pass for a newer one. Carries no log
+    /// information: the periodic AppendEntries still do that.
+    Heartbeat {
+        term: u64,
+        round: u64,
+    },
+    /// The answer to a [`Message::Heartbeat`]: the follower's term and the round it answers.
+    /// A follower of a newer term answers with its term, which deposes the sender.
+    HeartbeatReply {
+        term: u64,
+        round: u64,
+    },
 }
 
 impl Message {
@@ -105,25 +121,33 @@ impl Message {
             | Message::InstallSnapshot { term, .. }
             | Message::InstallSnapshotReply { term, .. }
             | Message::PreVote { term, .. }
-            | Message::PreVoteReply { term, .. } => *term,
+            | Message::PreVoteReply { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatReply { term, .. } => *term,
         }
     }
 
-    /// True for the messages only a leader sends (AppendEntries, heartbeats included, and
-    /// InstallSnapshot): they promise nothing about the sender's own disk, so a driver may
-    /// send them while the save of the same input is still being made durable (Ongaro's
-    /// thesis §10.2.1: the leader writes its log in parallel with replicating it).
+    /// True for the messages only a leader sends (AppendEntries, heartbeats included, the
+    /// numbered `Heartbeat` rounds, and InstallSnapshot): they promise nothing about the
+    /// sender's own disk, so a driver may send them while the save of the same input is still
+    /// being made durable (Ongaro's thesis §10.2.1: the leader writes its log in parallel with
+    /// replicating it).
     ///
     /// Safe on one condition, which the driver must keep: the leader counts its own copy of
     /// an entry toward a commit only once that copy is durable. A driver that makes each
     /// batch durable before it feeds the next input keeps it, because a follower's
     /// acknowledgement of an entry can only arrive in a batch after the one that appended it;
     /// a lone voter commits without acknowledgements but sends no AppendEntries. Every other
-    /// message (votes, acknowledgements, requests for votes and pre-votes) waits for the save.
+    /// message (votes, acknowledgements, requests for votes, pre-votes and heartbeat replies)
+    /// waits for the save. (A `HeartbeatReply` might safely leave early too, since it promises
+    /// nothing a crash could make its sender forget that the lease rules do not already
+    /// cover; it waits anyway, as the conservative default.)
     pub fn may_precede_persist(&self) -> bool {
         matches!(
             self,
-            Message::AppendEntries { .. } | Message::InstallSnapshot { .. }
+            Message::AppendEntries { .. }
+                | Message::InstallSnapshot { .. }
+                | Message::Heartbeat { .. }
         )
     }
 
@@ -136,6 +160,7 @@ impl Message {
                 | Message::AppendEntriesReply { .. }
                 | Message::InstallSnapshotReply { .. }
                 | Message::PreVoteReply { .. }
+                | Message::HeartbeatReply { .. }
         )
     }
 }

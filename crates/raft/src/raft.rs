@@ -1,5 +1,6 @@
 //! The Raft state machine (Figure 2 and §5–§7 of the extended paper). Elections, pre-vote
-//! and check-quorum live in [`election`]; replication and snapshots here.
+//! and check-quorum live in [`election`]; ReadIndex and lease reads in [`read`]; replication
+//! and snapshots here.
 //!
 //! Invariants kept after every public call (see [`Raft::check_invariants`]):
 //! 1. `snapshot_index <= applied <= commit <= last_index`.
@@ -10,8 +11,12 @@
 //! 5. A vote or term change is reported in the same `Ready` as the messages that depend on it.
 //! 6. A pre-candidate is a follower that knows no leader (`pre_candidate` implies
 //!    `role == Follower` and `leader == None`).
+//! 7. Only a leader holds reads; its heartbeat rounds are answered up to at most the latest
+//!    sent, and reads wait for rounds above the one a majority answered, in order (see
+//!    [`read`]).
 
 mod election;
+mod read;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +25,7 @@ use crate::message::{ConflictHint, Entry, Envelope, Message};
 use crate::ready::{Apply, LogWrite, Ready, Snapshot};
 use crate::rng::SplitMix64;
 use crate::state::{DecodeError, HardState, PersistentState};
-use crate::{Config, NodeId, ProposeError};
+use crate::{Config, NodeId, ProposeError, ReadMode};
 
 /// The role a peer plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +56,9 @@ struct Progress {
     /// from this follower; set to the election's tick when it becomes leader. Check-quorum
     /// counts the followers heard from within the minimum election timeout.
     last_heard: u64,
+    /// The newest heartbeat round ([`Message::Heartbeat`]) this follower answered in this
+    /// leader's term; only moves forward.
+    acked_round: u64,
 }
 
 /// One Raft peer. Drive it with [`Raft::tick`], [`Raft::step`], [`Raft::propose`] and
@@ -98,6 +106,12 @@ pub struct Raft {
     heartbeat_elapsed: u32,
     /// Ticks since this incarnation started: the clock check-quorum measures contact with.
     ticks: u64,
+    /// In lease mode, a peer restarted with a term grants no (pre-)vote before this tick: it
+    /// may have answered a leader's round, and so renewed its read lease, before the crash
+    /// (see [`Raft::in_lease`]). 0 otherwise.
+    no_votes_before: u64,
+    /// ReadIndex and lease reads (leader only, but for the round counter).
+    reads: read::Reads,
     rng: SplitMix64,
     // Pending outputs, drained by `ready()`.
     hard_dirty: bool,
@@ -132,6 +146,11 @@ impl Raft {
         );
         state.log.check();
         let base = state.log.snapshot_index();
+        let no_votes_before = if cfg.read_mode == ReadMode::Lease && state.hard_state.term > 0 {
+            u64::from(cfg.election_timeout_min_ticks)
+        } else {
+            0
+        };
         let raft = Raft {
             peers,
             hard: state.hard_state,
@@ -148,6 +167,8 @@ impl Raft {
             election_timeout,
             heartbeat_elapsed: 0,
             ticks: 0,
+            no_votes_before,
+            reads: read::Reads::default(),
             rng,
             hard_dirty: false,
             unstable_from: None,
@@ -202,6 +223,10 @@ impl Raft {
     pub fn commit_index(&self) -> u64 {
         self.commit
     }
+    /// How the service is configured to serve reads ([`Config::read_mode`]).
+    pub fn read_mode(&self) -> ReadMode {
+        self.cfg.read_mode
+    }
     /// True if every commit this peer can make rests on another voter's acknowledgement (it
     /// is not the only voter). Then, under the driver condition of
     /// [`Message::may_precede_persist`], everything committed is durable on a majority
@@ -242,13 +267,15 @@ impl Raft {
                 return;
             }
             self.heartbeat_elapsed += 1;
-            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+            let heartbeat = self.heartbeat_elapsed >= self.cfg.heartbeat_ticks;
+            if heartbeat {
                 self.heartbeat_elapsed = 0;
                 for p in self.peers.clone() {
                     self.restart_window(p);
                     self.send_append(p);
                 }
             }
+            self.tick_reads(heartbeat);
         } else {
             self.election_elapsed += 1;
             if self.election_elapsed >= self.election_timeout {
@@ -358,6 +385,8 @@ impl Raft {
                 last_log_term,
             } => self.on_pre_vote(from, term, last_log_index, last_log_term),
             Message::PreVoteReply { term, granted } => self.on_pre_vote_reply(from, term, granted),
+            Message::Heartbeat { term, round } => self.on_heartbeat(from, term, round),
+            Message::HeartbeatReply { term, round } => self.on_heartbeat_reply(from, term, round),
         }
         self.check_invariants();
     }
@@ -368,6 +397,8 @@ impl Raft {
             hard_state: self.hard_dirty.then_some(self.hard),
             messages: std::mem::take(&mut self.msgs),
             applies: std::mem::take(&mut self.applies),
+            reads: std::mem::take(&mut self.reads.ready),
+            failed_reads: std::mem::take(&mut self.reads.failed),
             ..Ready::default()
         };
         if self.snapshot_dirty {
@@ -633,6 +664,7 @@ impl Raft {
         let quorum_index = matched[self.cfg.voters.len() / 2];
         if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
             self.advance_commit(quorum_index);
+            self.on_term_committed();
         }
     }
 
@@ -767,6 +799,7 @@ impl Raft {
                 );
             }
         }
+        self.check_read_invariants();
         if cfg!(debug_assertions) {
             self.log.check();
         }

@@ -31,6 +31,17 @@ pub enum Apply {
     Snapshot(Snapshot),
 }
 
+/// A read the leader confirmed ([`crate::Raft::read_index`]): the service may answer the read
+/// identified by `ctx` from its state once it has applied at least `index` (any later applied
+/// state will do too: it is committed state, newer than the read's start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadState {
+    /// The service's identifier of the read, as passed to `read_index`.
+    pub ctx: u64,
+    /// The leader's commit index when the read was registered (its read index).
+    pub index: u64,
+}
+
 /// What the driver must do after an input, **in this order**:
 ///
 /// 1. Make `snapshot`, `log_write` and `hard_state` durable (atomically, or snapshot first,
@@ -40,6 +51,11 @@ pub enum Apply {
 ///    that forgot what it promised.
 /// 3. Hand `applies` to the service in order. Committed entries are durable on a majority,
 ///    so they may be applied in parallel with step 1.
+/// 4. Answer `reads` once the service has applied through their index, and `failed_reads`
+///    with "not leader". Like answers computed from applied entries, a confirmed read's answer
+///    shows only committed state, and the leadership it rests on was confirmed by a majority
+///    without this input's save; so it may leave before step 1 completes under the same
+///    condition as they may ([`crate::Raft::commit_needs_peer_ack`]).
 #[derive(Debug, Default)]
 pub struct Ready {
     pub hard_state: Option<HardState>,
@@ -49,6 +65,12 @@ pub struct Ready {
     pub snapshot: Option<Snapshot>,
     pub messages: Vec<Envelope>,
     pub applies: Vec<Apply>,
+    /// Reads confirmed since the last `ready()`, in the order they were confirmed.
+    pub reads: Vec<ReadState>,
+    /// The `ctx` of reads this peer gave up on: it stopped leading (or its term changed), or
+    /// it could not confirm them within an election timeout. The service answers "not
+    /// leader"; the client retries.
+    pub failed_reads: Vec<u64>,
 }
 
 impl Ready {
@@ -58,6 +80,10 @@ impl Ready {
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.must_persist() && self.messages.is_empty() && self.applies.is_empty()
+        !self.must_persist()
+            && self.messages.is_empty()
+            && self.applies.is_empty()
+            && self.reads.is_empty()
+            && self.failed_reads.is_empty()
     }
 }

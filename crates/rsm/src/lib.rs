@@ -31,6 +31,6 @@ mod session;
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
 pub use machine::{SnapshotError, StateMachine};
 pub use msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
-pub use peer::RaftPeer;
+pub use peer::{Flushed, RaftPeer};
 pub use replica::{Replica, ReplicaConfig, RestoreError};
 pub use session::{Applied, Sessions};

@@ -1,7 +1,7 @@
 //! The Raft core as a process's component: the glue every driver of the core needs once.
 
 use flotilla_node::{Ctx, NodeId};
-use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft};
+use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState};
 
 /// A Raft peer inside a [`flotilla_node::Process`]. Peer ids are node ids.
 ///
@@ -44,8 +44,9 @@ impl RaftPeer {
     }
 
     /// Acts on the core's `Ready` in the order it requires: persist, then send (each message
-    /// wrapped by `wrap`). Returns the entries to apply, in order.
-    pub fn flush<M, E>(&mut self, ctx: &mut Ctx<M, E>, wrap: impl Fn(Message) -> M) -> Vec<Apply> {
+    /// wrapped by `wrap`). Returns what is left for the caller: the entries to apply, in
+    /// order, then the reads to answer.
+    pub fn flush<M, E>(&mut self, ctx: &mut Ctx<M, E>, wrap: impl Fn(Message) -> M) -> Flushed {
         let ready = self.raft.ready();
         if ready.must_persist() {
             if ready.snapshot.is_some() || self.state_size == 0 {
@@ -61,6 +62,23 @@ impl RaftPeer {
         for m in ready.messages {
             ctx.send(m.to as NodeId, wrap(m.msg));
         }
-        ready.applies
+        Flushed {
+            applies: ready.applies,
+            reads: ready.reads,
+            failed_reads: ready.failed_reads,
+        }
     }
+}
+
+/// The part of a `Ready` that [`RaftPeer::flush`] leaves to its caller, to act on in this
+/// order: apply `applies`, then answer `reads` once applied through their index, and
+/// `failed_reads` with "not leader".
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// Committed entries, in order.
+    pub applies: Vec<Apply>,
+    /// Reads the leader confirmed ([`flotilla_raft::Ready::reads`]).
+    pub reads: Vec<ReadState>,
+    /// Reads the leader gave up on ([`flotilla_raft::Ready::failed_reads`]).
+    pub failed_reads: Vec<u64>,
 }

@@ -1,9 +1,14 @@
 //! The replica driver: a state machine replicated through the Raft core, as a process.
+//!
+//! Writes go through the log. Reads ([`StateMachine::is_read_only`]) go through the log too
+//! with [`ReadMode::Log`]; otherwise the replica asks the core to confirm them
+//! ([`flotilla_raft::Raft::read_index`]: ReadIndex, or a lease with [`ReadMode::Lease`]) and
+//! answers each from the machine once it has applied through the read's index.
 
 use std::collections::BTreeMap;
 
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_raft::{Apply, Config, DecodeError, ProposeError};
+use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState};
 
 use crate::machine::{SnapshotError, StateMachine};
 use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
@@ -14,6 +19,7 @@ use crate::session::Sessions;
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
     /// The Raft peer's settings; services want `leader_noop` on ([`Config::for_service`]).
+    /// Its `read_mode` says how the replica serves reads.
     pub raft: Config,
     /// Snapshot once the persisted Raft state reaches this many bytes; `None` never snapshots
     /// (the log then grows without bound).
@@ -40,20 +46,44 @@ struct Waiter {
     seq: u64,
 }
 
+/// A client waiting for a read outside the log.
+#[derive(Clone, Debug)]
+struct ReadWaiter<C> {
+    /// The term of the leadership that registered it: a replica that no longer leads in it
+    /// tells the client to retry.
+    term: u64,
+    from: NodeId,
+    client: ClientId,
+    seq: u64,
+    cmd: C,
+}
+
 /// One replica of a [`StateMachine`]: proposes client requests to Raft, applies committed
 /// entries in log order through the exactly-once table, answers clients, snapshots.
 ///
 /// Invariants:
-/// * A client is answered with a reply only for an entry this replica applied, at the index it
-///   was proposed at, with the term it was proposed in, carrying the client's `(client, seq)`.
-///   Everything else gets `WrongLeader`, so a deposed leader never answers for an entry it
-///   did not see committed.
+/// * A client is answered with a write's reply only for an entry this replica applied, at the
+///   index it was proposed at, with the term it was proposed in, carrying the client's
+///   `(client, seq)`. Everything else gets `WrongLeader`, so a deposed leader never answers
+///   for an entry it did not see committed.
+/// * A read outside the log is answered only once the core confirmed it (`Ready::reads`) and
+///   the machine has applied through its read index, from the machine's state, recording
+///   nothing in the exactly-once table; reads the core failed, or held when this replica
+///   stops leading, get `WrongLeader`.
 /// * `applied` is the index of the last entry or snapshot the machine reflects.
 pub struct Replica<S: StateMachine> {
     peer: RaftPeer,
     state: Sessions<S>,
     /// Clients waiting for the entry at each index (only on the leader that proposed it).
     waiting: BTreeMap<u64, Waiter>,
+    /// Reads registered with the core, by the `ctx` given to `read_index`, not yet confirmed.
+    reads: BTreeMap<u64, ReadWaiter<S::Command>>,
+    /// Confirmed reads waiting for the machine to apply through their index, by
+    /// `(index, ctx)`.
+    confirmed: BTreeMap<(u64, u64), ReadWaiter<S::Command>>,
+    /// The `ctx` for the next read: unique within this incarnation, which is all the core
+    /// (whose reads die with it) needs.
+    next_read: u64,
     applied: u64,
     max_raft_state: Option<usize>,
 }
@@ -75,6 +105,9 @@ impl<S: StateMachine> Replica<S> {
             peer,
             state,
             waiting: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
+            next_read: 0,
             applied,
             max_raft_state: cfg.max_raft_state,
         })
@@ -117,6 +150,10 @@ impl<S: StateMachine> Replica<S> {
             ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
             return;
         }
+        if S::is_read_only(&req.cmd) && raft.read_mode() != ReadMode::Log {
+            self.start_read(from, req, ctx);
+            return;
+        }
         // Already applied (the client's reply was lost): answer from the table. Applied
         // means committed, so this is safe even on a leader about to be deposed.
         if let Some(reply) = self.state.answered(client, seq) {
@@ -144,13 +181,83 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Registers a read with the core (this replica leads); it is answered in
+    /// [`Replica::answer_reads`] once confirmed and applied.
+    fn start_read(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        let id = self.next_read;
+        self.next_read += 1;
+        let term = self.peer.raft().term();
+        match self.peer.raft_mut().read_index(id) {
+            Ok(()) => {
+                let w = ReadWaiter {
+                    term,
+                    from,
+                    client: req.client,
+                    seq: req.seq,
+                    cmd: req.cmd,
+                };
+                self.reads.insert(id, w);
+            }
+            Err(ProposeError::NotLeader { hint }) => {
+                let hint = hint.map(|l| l as NodeId);
+                reject_to(ctx, from, req.client, req.seq, hint);
+            }
+        }
+    }
+
+    /// Takes the core's verdicts on reads: failed ones are refused, confirmed ones wait for
+    /// their index to be applied; then answers every confirmed read the machine has reached.
+    fn settle_reads(
+        &mut self,
+        confirmed: Vec<ReadState>,
+        failed: Vec<u64>,
+        ctx: &mut Ctx<MsgOf<S>, ()>,
+    ) {
+        for id in failed {
+            if let Some(w) = self.reads.remove(&id) {
+                let hint = self.peer.raft().leader().map(|l| l as NodeId);
+                reject_to(ctx, w.from, w.client, w.seq, hint);
+            }
+        }
+        for r in confirmed {
+            if let Some(w) = self.reads.remove(&r.ctx) {
+                self.confirmed.insert((r.index, r.ctx), w);
+            }
+        }
+        self.answer_reads(ctx);
+    }
+
+    /// Answers the confirmed reads whose index the machine has applied, from its state now:
+    /// that state is committed and at least as new as the read index, so the answer is
+    /// linearizable (it reflects every write that completed before the read began, and only
+    /// writes committed before it is sent).
+    fn answer_reads(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        while let Some(entry) = self.confirmed.first_entry() {
+            if entry.key().0 > self.applied {
+                break;
+            }
+            let w = entry.remove();
+            let reply = self.state.read(w.cmd);
+            ctx.send(
+                w.from,
+                Msg::Response(Response {
+                    client: w.client,
+                    seq: w.seq,
+                    result: Ok(reply),
+                }),
+            );
+        }
+    }
+
     /// Persists and sends what the core produced, applies committed entries, answers clients,
     /// and snapshots when the persisted state has grown past `max_raft_state`.
     fn drive(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
         loop {
-            for apply in self.peer.flush(ctx, Msg::Raft) {
+            let flushed = self.peer.flush(ctx, Msg::Raft);
+            for apply in flushed.applies {
                 self.apply(apply, ctx);
             }
+            self.settle_reads(flushed.reads, flushed.failed_reads, ctx);
             self.reject_if_deposed(ctx);
             let over = self
                 .max_raft_state
@@ -231,33 +338,55 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// A replica that is no longer leader of the term its waiters proposed in tells them to
-    /// retry elsewhere at once, rather than leaving them to time out.
+    /// A replica that is no longer leader of the term its waiters proposed in (or its reads
+    /// were registered in) tells them to retry elsewhere at once, rather than leaving them to
+    /// time out.
     ///
-    /// Invariant (after every input): all waiters were proposed in the current term by this
-    /// replica as leader, since waiters are only added while leading and this runs after every
-    /// input. So one waiter's term tells whether they are all still ours.
+    /// Invariant (after every input): all waiters and reads were added in the current term by
+    /// this replica as leader, since they are only added while leading and this runs after
+    /// every input. So one of each tells whether they are all still ours.
     fn reject_if_deposed(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
         let raft = self.peer.raft();
         let (leader, term) = (raft.is_leader(), raft.term());
-        let ours = |w: &Waiter| leader && w.term == term;
-        if self.waiting.first_key_value().is_none_or(|(_, w)| ours(w)) {
+        let ours = |t: u64| leader && t == term;
+        let writes = self
+            .waiting
+            .first_key_value()
+            .is_none_or(|(_, w)| ours(w.term));
+        let reads = self.reads.values().next().is_none_or(|w| ours(w.term))
+            && self.confirmed.values().next().is_none_or(|w| ours(w.term));
+        if writes && reads {
             return;
         }
         let hint = raft.leader().map(|l| l as NodeId);
         for w in std::mem::take(&mut self.waiting).into_values() {
             reject(ctx, &w, hint);
         }
+        let reads = std::mem::take(&mut self.reads).into_values();
+        for w in reads.chain(std::mem::take(&mut self.confirmed).into_values()) {
+            reject_to(ctx, w.from, w.client, w.seq, hint);
+        }
     }
 }
 
 /// Tells a waiting client to retry, with a leader hint if one is known.
 fn reject<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &Waiter, hint: Option<NodeId>) {
+    reject_to(ctx, w.from, w.client, w.seq, hint);
+}
+
+/// Tells client `(client, seq)` at `from` to retry, with a leader hint if one is known.
+fn reject_to<C, R>(
+    ctx: &mut Ctx<Msg<C, R>, ()>,
+    from: NodeId,
+    client: ClientId,
+    seq: u64,
+    hint: Option<NodeId>,
+) {
     ctx.send(
-        w.from,
+        from,
         Msg::Response(Response {
-            client: w.client,
-            seq: w.seq,
+            client,
+            seq,
             result: Err(RsmError::WrongLeader { hint }),
         }),
     );
@@ -286,9 +415,19 @@ impl<S: StateMachine> Process for Replica<S> {
         msg.is_reply()
     }
 
-    /// A leader's AppendEntries, and answers to clients: an answer reports applied (so
-    /// committed) state, which needs no pending save of this replica's once commits rest on
-    /// another voter's acknowledgement (see `Raft::commit_needs_peer_ack`).
+    /// A leader's AppendEntries and heartbeat rounds, and answers to clients: an answer
+    /// reports applied (so committed) state, which needs no pending save of this replica's
+    /// once commits rest on another voter's acknowledgement (see
+    /// `Raft::commit_needs_peer_ack`).
+    ///
+    /// Answers to reads outside the log are such answers too. They report applied state (at
+    /// or past the read index, itself a commit index), and what makes them current, the
+    /// leadership confirmed by a majority's answers to a round or the lease those answers
+    /// gave, rests on the followers' state, not on anything in this replica's pending save: a
+    /// save pending on a leader holds new log entries, which no read reports until they
+    /// commit, and a term or vote change, which would have failed the read. A lone voter
+    /// (whose commits rest on its own save) still holds every answer for the save, reads
+    /// included: its read index may cover an entry of this very input.
     fn may_send_before_save(&self, msg: &MsgOf<S>) -> bool {
         match msg {
             Msg::Raft(m) => m.may_precede_persist(),

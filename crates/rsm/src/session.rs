@@ -109,6 +109,17 @@ impl<S: StateMachine> Sessions<S> {
         Applied::Fresh(reply)
     }
 
+    /// Executes a read-only command ([`StateMachine::is_read_only`]) on the current state,
+    /// outside the log (a read confirmed by ReadIndex or a lease): as for reads applied from
+    /// the log, nothing is recorded in the table and nothing changes.
+    pub fn read(&mut self, cmd: S::Command) -> S::Reply {
+        debug_assert!(
+            S::is_read_only(&cmd),
+            "a command that writes, read outside the log"
+        );
+        self.machine.apply(cmd)
+    }
+
     /// The machine and the table, encoded.
     pub fn snapshot(&self) -> Vec<u8> {
         let parts = SnapshotParts {

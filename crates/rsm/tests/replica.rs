@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use flotilla_node::{Ctx, Process, Save};
-use flotilla_raft::Config;
+use flotilla_raft::{Config, Message, ReadMode};
 use flotilla_rsm::{
     Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError, SnapshotError,
     StateMachine,
 };
 
-/// A sum: commands add, replies are the new total.
+/// A sum: commands add, replies are the new total; adding 0 is a read.
 #[derive(Debug, Default)]
 struct Sum(u64);
 
@@ -19,6 +19,9 @@ impl StateMachine for Sum {
     fn apply(&mut self, cmd: u64) -> u64 {
         self.0 += cmd;
         self.0
+    }
+    fn is_read_only(cmd: &u64) -> bool {
+        *cmd == 0
     }
     /// Additions above 1000 are refused (standing in for oversized requests).
     fn validate(cmd: &u64) -> Result<(), u64> {
@@ -254,4 +257,118 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     assert!(!c.is_busy());
     // The next operation goes to the server that answered.
     assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(2, ctx)), vec![12]);
+}
+
+fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
+    let mut raft = Config::for_service(0, vec![0], 1);
+    raft.read_mode = mode;
+    let cfg = ReplicaConfig {
+        raft,
+        max_raft_state: None,
+    };
+    Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
+}
+
+/// Thesis §6.4 on a lone voter: with ReadIndex (the services' default) a read is answered at
+/// once from the machine, leaving the log alone; with `ReadMode::Log` every read is an entry.
+#[test]
+fn reads_leave_the_log_alone_unless_in_log_mode() {
+    for (mode, entries_per_read) in [
+        (ReadMode::ReadIndex, 0),
+        (ReadMode::Lease, 0),
+        (ReadMode::Log, 1),
+    ] {
+        let mut disk = Default::default();
+        let mut r = solo_with(mode, &disk);
+        elect(&mut r, &mut disk);
+        input(&mut r, &mut disk, |r, ctx| {
+            r.on_message(9, request(1, 1, 5), ctx)
+        });
+        let last = r.raft().log().last_index();
+        for seq in 1..=3 {
+            let sent = input(&mut r, &mut disk, |r, ctx| {
+                r.on_message(9, request(2, seq, 0), ctx)
+            });
+            assert_eq!(sent, vec![ok(2, seq, 5)], "{mode:?}");
+        }
+        assert_eq!(
+            r.raft().log().last_index(),
+            last + 3 * entries_per_read,
+            "{mode:?}"
+        );
+        assert_eq!(r.state().clients(), 1, "{mode:?}: a read was recorded");
+    }
+}
+
+/// Elects replica 0 of three (pre-vote and a vote granted by replica 1) and commits its no-op.
+fn elect_of_three(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
+    let raft = |m| Msg::Raft(m);
+    for _ in 0..100 {
+        if r.raft().is_pre_candidate() {
+            break;
+        }
+        input(r, disk, |r, ctx| r.on_tick(ctx));
+    }
+    let grant = Message::PreVoteReply {
+        term: 1,
+        granted: true,
+    };
+    input(r, disk, |r, ctx| r.on_message(1, raft(grant), ctx));
+    let vote = Message::RequestVoteReply {
+        term: 1,
+        granted: true,
+    };
+    input(r, disk, |r, ctx| r.on_message(1, raft(vote), ctx));
+    assert!(r.raft().is_leader());
+    let ack = Message::AppendEntriesReply {
+        term: 1,
+        match_index: 1,
+        conflict: None,
+    };
+    input(r, disk, |r, ctx| r.on_message(1, raft(ack), ctx));
+    assert_eq!(r.raft().commit_index(), 1);
+}
+
+/// Thesis §6.4 with three replicas: a read sends a heartbeat round and no log entry, and is
+/// answered only when a follower answers the round; a read held when the leader is deposed is
+/// refused with the new leader as hint, so the clerk retries there.
+#[test]
+fn a_read_waits_for_its_round_and_fails_when_deposed() {
+    let cfg = ReplicaConfig {
+        raft: Config::for_service(0, vec![0, 1, 2], 1),
+        max_raft_state: None,
+    };
+    let mut disk = Default::default();
+    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    elect_of_three(&mut r, &mut disk);
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 0), ctx)
+    });
+    let hb = |round| Msg::Raft(Message::Heartbeat { term: 1, round });
+    assert_eq!(sent, vec![(1, hb(1)), (2, hb(1))]);
+    assert_eq!(r.raft().log().last_index(), 1);
+    let answer = Msg::Raft(Message::HeartbeatReply { term: 1, round: 1 });
+    let sent = input(&mut r, &mut disk, |r, ctx| r.on_message(2, answer, ctx));
+    assert_eq!(sent, vec![ok(1, 1, 0)]);
+
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 2, 0), ctx)
+    });
+    assert_eq!(sent, vec![(1, hb(2)), (2, hb(2))]);
+    let new_leader = Message::AppendEntries {
+        term: 2,
+        prev_log_index: 1,
+        prev_log_term: 1,
+        entries: vec![],
+        leader_commit: 1,
+    };
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(2, Msg::Raft(new_leader), ctx)
+    });
+    let refusal = Msg::Response(Response {
+        client: 1,
+        seq: 2,
+        result: Err(RsmError::WrongLeader { hint: Some(2) }),
+    });
+    assert!(sent.contains(&(9, refusal)), "sent {sent:?}");
 }

@@ -1,15 +1,18 @@
 //! The randomized key/value suite: each seed draws a cluster (3, 5 or 7 replicas, with or
-//! without snapshots) and runs clients doing random Get / Put / Append / Delete on a few keys
-//! while a nemesis partitions, crashes, restarts and toggles an unreliable network. Some
-//! client operations give up after a deadline, so the history has operations of unknown
-//! outcome. At the end everything heals, every client reads every key, and the whole history
-//! must be linearizable, with the persisted Raft state within the snapshot bound.
+//! without snapshots, reading through the log, by ReadIndex or by lease) and runs clients
+//! doing random Get / Put / Append / Delete on a few keys while a nemesis partitions, crashes,
+//! restarts and toggles an unreliable network. Some client operations give up after a
+//! deadline, so the history has operations of unknown outcome. At the end everything heals,
+//! every client reads every key, and the whole history must be linearizable, with the
+//! persisted Raft state within the snapshot bound; and no read lease may ever have overlapped
+//! a newer leader.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_kv::KvReplica;
+use flotilla_raft::ReadMode;
 use flotilla_testkit::KvTester;
 
 use crate::raft_random::SYNC_LATENCY;
@@ -19,23 +22,31 @@ type Tester = Rc<KvTester<KvReplica>>;
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
 /// What one random run did, for reports.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct KvRandomReport {
     pub trace_hash: u64,
     pub operations: usize,
     pub faults: usize,
+    pub read_mode: ReadMode,
 }
 
 /// One randomized run of `seconds` virtual seconds of load under faults.
 pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
-    let (n, max_raft_state, clients, slow_disk) = {
+    let (n, max_raft_state, clients, slow_disk, read_mode) = {
         let probe = KvTester::kvsrv("probe", seed, false);
         let n = [3usize, 5, 5, 7][probe.svc.rand(4) as usize];
         let mrs = [None, Some(1000), Some(4000)][probe.svc.rand(3) as usize];
         let clients = 3 + probe.svc.rand(6) as usize;
-        (n, mrs, clients, probe.svc.rand(2) == 0)
+        let slow_disk = probe.svc.rand(2) == 0;
+        // Drawn after the others, so every seed keeps its earlier choices.
+        let modes = [ReadMode::Log, ReadMode::ReadIndex, ReadMode::Lease];
+        let read_mode = modes[probe.svc.rand(3) as usize];
+        (n, mrs, clients, slow_disk, read_mode)
     };
-    let t = KvTester::kvraft("KvRandom", seed, n, false, max_raft_state);
+    let t = KvTester::kvraft_with("KvRandom", seed, n, false, max_raft_state, move |cfg| {
+        cfg.read_mode = read_mode
+    });
+    let leases = t.watch_read_leases();
     if slow_disk {
         // Syncs that take time: answers and AppendEntries that leave before the save (see
         // `Sim::set_sync_latency`) meet crashes.
@@ -79,10 +90,12 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
         }
     }
     t.check_linearizable();
+    leases.check();
     KvRandomReport {
         trace_hash: t.svc.trace_hash(),
         operations: t.history_len(),
         faults,
+        read_mode,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod kv_bench;
 pub mod kv_broken;
 pub mod kv_common;
 pub mod kv_random;
+pub mod kv_reads;
 pub mod kvraft;
 pub mod kvsrv;
 pub mod raft_3a;

@@ -4,6 +4,10 @@
 //!
 //! The same tester drives the single-node server ([`KvServer`]) and the Raft-replicated one
 //! ([`KvReplica`]); [`KvTester::kvsrv`] and [`KvTester::kvraft`] build each.
+//!
+//! `FLOTILLA_READ_MODE=log|read-index|lease` makes [`KvTester::kvraft`]'s replicas serve
+//! Gets through the log, by ReadIndex (the default, as services run) or by lease, so every
+//! kvraft lab scenario can be run in each mode.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -12,11 +16,12 @@ use std::time::Duration;
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
 use flotilla_kv::{Kv, KvCommand, KvReplica, KvReply, KvServer};
 use flotilla_node::{NodeId, Process};
-use flotilla_raft::Config;
+use flotilla_raft::{Config, ReadMode};
 use flotilla_rsm::{ClientId, Msg, ReplicaConfig};
 use flotilla_sim::Persister;
 
-use crate::service::ServiceTester;
+use crate::read_lease::{PeerView, ReadLeaseWatch};
+use crate::service::{ServiceTester, SimNode};
 
 /// The KV message type.
 type KvMsg = Msg<KvCommand, KvReply>;
@@ -47,8 +52,21 @@ impl KvTester<KvServer> {
     }
 }
 
+/// The read mode `FLOTILLA_READ_MODE` asks the KV scenarios to run with (`log`, `read-index`
+/// or `lease`); `None` when unset: the services' default ([`Config::for_service`]).
+pub fn read_mode_from_env() -> Option<ReadMode> {
+    let v = std::env::var("FLOTILLA_READ_MODE").ok()?;
+    match v.trim() {
+        "log" => Some(ReadMode::Log),
+        "read-index" | "readindex" => Some(ReadMode::ReadIndex),
+        "lease" => Some(ReadMode::Lease),
+        other => panic!("FLOTILLA_READ_MODE={other:?}: expected log, read-index or lease"),
+    }
+}
+
 impl KvTester<KvReplica> {
-    /// `n` KV replicas; `max_raft_state` as the labs' maxraftstate (`None` for -1).
+    /// `n` KV replicas; `max_raft_state` as the labs' maxraftstate (`None` for -1). Reads
+    /// as `FLOTILLA_READ_MODE` says, by default as a service reads (ReadIndex).
     pub fn kvraft(
         name: &str,
         seed: u64,
@@ -56,15 +74,59 @@ impl KvTester<KvReplica> {
         unreliable: bool,
         max_raft_state: Option<usize>,
     ) -> Rc<Self> {
+        let mode = read_mode_from_env();
+        Self::kvraft_with(name, seed, n, unreliable, max_raft_state, move |cfg| {
+            if let Some(m) = mode {
+                cfg.read_mode = m;
+            }
+        })
+    }
+
+    /// As [`KvTester::kvraft`], each replica's [`Config::for_service`] changed by `modify`
+    /// (which must leave `id`, `voters` and `seed` alone); the environment is not read.
+    pub fn kvraft_with(
+        name: &str,
+        seed: u64,
+        n: usize,
+        unreliable: bool,
+        max_raft_state: Option<usize>,
+        modify: impl Fn(&mut Config) + 'static,
+    ) -> Rc<Self> {
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
+            let mut raft = Config::for_service(id as u64, (0..n as u64).collect(), s);
+            modify(&mut raft);
             let cfg = ReplicaConfig {
-                raft: Config::for_service(id as u64, (0..n as u64).collect(), s),
+                raft,
                 max_raft_state,
             };
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))
         });
         Self::wrap(ServiceTester::new(n, unreliable, seed, factory), name, seed)
+    }
+
+    /// Watches read leases from now on (see [`ReadLeaseWatch`]): after every step of a
+    /// server, no server may hold a lease while another leads a newer term.
+    pub fn watch_read_leases(&self) -> Rc<ReadLeaseWatch> {
+        let watch = Rc::new(ReadLeaseWatch::default());
+        let w = watch.clone();
+        self.svc
+            .sim
+            .borrow_mut()
+            .set_checker(Box::new(move |i, node| {
+                if let SimNode::Server(r) = node {
+                    let raft = r.raft();
+                    let view = PeerView {
+                        term: raft.term(),
+                        leader: raft.is_leader(),
+                        lease: raft.has_read_lease(),
+                    };
+                    w.observe(i, view);
+                }
+            }));
+        let w = watch.clone();
+        self.svc.on_crash(move |i| w.forget(i));
+        watch
     }
 
     /// The live server that believes it leads in the highest term, if any.

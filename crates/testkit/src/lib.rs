@@ -9,11 +9,14 @@
 //! * [`kv_tester`]: [`KvTester`], the labs' key/value tester: recording clients and the
 //!   linearizability check of every history.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
+//! * [`read_lease`]: [`ReadLeaseWatch`], which checks after every step that no peer holds a
+//!   read lease while another leads a newer term.
 
 pub mod broken;
 pub mod kv_tester;
 pub mod raft_server;
 pub mod raft_tester;
+pub mod read_lease;
 pub mod safety;
 pub mod seeds;
 pub mod service;
@@ -21,6 +24,7 @@ pub mod service;
 pub use kv_tester::{KvClient, KvTester};
 pub use raft_server::RaftServer;
 pub use raft_tester::{as_int, int_cmd, RaftTester};
+pub use read_lease::ReadLeaseWatch;
 pub use safety::SafetyChecker;
 pub use seeds::run_seeds;
 pub use service::ServiceTester;

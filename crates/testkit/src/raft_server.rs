@@ -84,7 +84,7 @@ impl RaftServer {
     }
 
     fn flush(&mut self, ctx: &mut Ctx<Message, Apply>) {
-        for a in self.peer.flush(ctx, |m| m) {
+        for a in self.peer.flush(ctx, |m| m).applies {
             ctx.emit(a);
         }
     }

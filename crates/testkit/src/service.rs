@@ -105,6 +105,9 @@ where
     }
 }
 
+/// Told the id of a server the tester crashed or restarted.
+type CrashHook = Box<dyn Fn(NodeId)>;
+
 /// Builds server `id` at (re)start from its persister and a fresh seed.
 pub type ServerFactory<Srv> = Box<dyn FnMut(NodeId, &Persister, u64) -> Srv>;
 
@@ -126,6 +129,9 @@ where
     pub rt: Runtime,
     n: usize,
     pending: RefCell<BTreeMap<ClientId, Pending<R>>>,
+    /// Called with a server's id when the tester crashes (or restarts) it, for watchers that
+    /// keep a view of live servers.
+    crash_hooks: RefCell<Vec<CrashHook>>,
 }
 
 impl<Srv, C, R> ServiceTester<Srv, C, R>
@@ -153,6 +159,7 @@ where
             rt: Runtime::new(),
             n,
             pending: RefCell::new(BTreeMap::new()),
+            crash_hooks: RefCell::new(Vec::new()),
         })
     }
 
@@ -326,11 +333,24 @@ where
     /// Kills server `i` (its persister is kept).
     pub fn crash(&self, i: NodeId) {
         self.sim.borrow_mut().crash(i);
+        self.crashed(i);
     }
 
-    /// Restarts server `i` from its persister.
+    /// Restarts server `i` from its persister (crashing it first if it runs).
     pub fn restart(&self, i: NodeId) {
         self.sim.borrow_mut().restart(i);
+        self.crashed(i);
+    }
+
+    /// Calls `hook` with a server's id whenever the tester crashes or restarts it.
+    pub fn on_crash(&self, hook: impl Fn(NodeId) + 'static) {
+        self.crash_hooks.borrow_mut().push(Box::new(hook));
+    }
+
+    fn crashed(&self, i: NodeId) {
+        for hook in self.crash_hooks.borrow().iter() {
+            hook(i);
+        }
     }
 
     pub fn is_alive(&self, i: NodeId) -> bool {

@@ -48,9 +48,9 @@ impl Raft {
             Message::PreVote { .. } if self.cfg.sabotage != Some(Sabotage::PreVoteBumpsTerm) => {}
             // A grant echoes the term the pre-candidate proposed; it enters it by campaigning.
             Message::PreVoteReply { granted: true, .. } => {}
-            Message::AppendEntries { .. } | Message::InstallSnapshot { .. } => {
-                self.become_follower(term, Some(from))
-            }
+            Message::AppendEntries { .. }
+            | Message::InstallSnapshot { .. }
+            | Message::Heartbeat { .. } => self.become_follower(term, Some(from)),
             _ => self.become_follower(term, None),
         }
         true
@@ -60,10 +60,15 @@ impl Raft {
     /// its leader less than the minimum election timeout ago. No peer's election timer fires
     /// sooner than that after hearing from the leader, so a request for votes meanwhile comes
     /// from a peer that lost its link to a leader the rest of the cluster still follows.
+    ///
+    /// In [`ReadMode::Lease`](crate::ReadMode::Lease), also during the first minimum election
+    /// timeout of a peer restarted with a term: before its crash it may have answered a
+    /// round that renewed a leader's read lease, and that lease relies on its not voting.
     pub(super) fn in_lease(&self) -> bool {
         self.role == Role::Leader
             || (self.leader.is_some()
                 && self.election_elapsed < self.cfg.election_timeout_min_ticks)
+            || self.ticks < self.no_votes_before
     }
 
     /// Leader stickiness (check-quorum only): whether to ignore a `RequestVote` because this
@@ -155,6 +160,9 @@ impl Raft {
             };
             self.hard_dirty = true;
         }
+        if self.role == Role::Leader {
+            self.fail_reads();
+        }
         self.role = Role::Follower;
         self.pre_candidate = false;
         self.leader = leader;
@@ -189,6 +197,7 @@ impl Raft {
                         inflight: 0,
                         probing: true,
                         last_heard: now,
+                        acked_round: 0,
                     },
                 )
             })
@@ -196,6 +205,7 @@ impl Raft {
         for p in self.peers.clone() {
             self.send_append(p);
         }
+        self.start_reads_as_leader();
         // A lone voter commits on its own.
         self.maybe_commit();
     }
