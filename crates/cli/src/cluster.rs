@@ -10,6 +10,7 @@ use flotilla_net::server::{run_replica, ServerConfig, Timers};
 use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::{NodeStatus, Secret};
+use flotilla_raft::ReadMode;
 use tokio::net::TcpListener;
 
 use crate::units::{parse_duration, parse_size};
@@ -69,6 +70,17 @@ impl TlsArgs {
     }
 }
 
+fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
+    match s {
+        "read-index" => Ok(ReadMode::ReadIndex),
+        "lease" => Ok(ReadMode::Lease),
+        "log" => Ok(ReadMode::Log),
+        _ => Err(format!(
+            "unknown read mode {s:?}: use read-index, lease or log"
+        )),
+    }
+}
+
 /// `flotilla server`: runs one replica.
 #[derive(Args)]
 pub struct ServerArgs {
@@ -103,6 +115,12 @@ pub struct ServerArgs {
     /// (default 300ms; at least three heartbeats).
     #[arg(long, value_parser = parse_duration)]
     election_timeout: Option<Duration>,
+    /// How reads are served: `read-index` (default; one heartbeat round confirms leadership for
+    /// a batch of reads), `lease` (no round while the leader's lease lasts: 50 ms shorter than
+    /// the election timeout, assuming clocks drift less than that over one timeout), or `log`
+    /// (every read is a log entry, written and fsynced).
+    #[arg(long, value_parser = parse_read_mode)]
+    read_mode: Option<ReadMode>,
     #[command(flatten)]
     secret: SecretArgs,
     #[command(flatten)]
@@ -122,6 +140,7 @@ struct ServerFile {
     metrics: Option<String>,
     heartbeat: Option<String>,
     election_timeout: Option<String>,
+    read_mode: Option<String>,
     secret_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -151,6 +170,9 @@ impl ServerArgs {
         self.metrics = self.metrics.or(f.metrics);
         if self.heartbeat.is_none() {
             self.heartbeat = f.heartbeat.as_deref().map(parse_duration).transpose()?;
+        }
+        if self.read_mode.is_none() {
+            self.read_mode = f.read_mode.as_deref().map(parse_read_mode).transpose()?;
         }
         if self.election_timeout.is_none() {
             self.election_timeout = f
@@ -210,6 +232,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         metrics: args.metrics.clone(),
         tls: args.tls.load()?,
         timers,
+        read_mode: args.read_mode.unwrap_or(ReadMode::ReadIndex),
     };
     runtime()?.block_on(async move {
         let listener = TcpListener::bind(&listen)

@@ -225,7 +225,7 @@ fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
     let port = free_ports(1);
     let config = tmp.path().join("node.toml");
     let text = format!(
-        "id = 0\npeers = [\"127.0.0.1:{port}\"]\ndata_dir = {:?}\nmax_raft_state = \"1MiB\"\nsecret_file = {:?}\n",
+        "id = 0\npeers = [\"127.0.0.1:{port}\"]\ndata_dir = {:?}\nmax_raft_state = \"1MiB\"\nread_mode = \"lease\"\nsecret_file = {:?}\n",
         tmp.path().join("data"),
         secret
     );
@@ -286,6 +286,14 @@ fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
         err.contains("must be at least three heartbeat intervals"),
         "{err}"
     );
+    let out = Command::new(BIN)
+        .args(["server", "--id", "0", "--peers", "127.0.0.1:1"])
+        .args(["--read-mode", "dirty"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use read-index, lease or log"), "{err}");
 }
 
 /// Sends `bytes` on a fresh connection to the router and returns what it answers before

@@ -31,6 +31,9 @@ use crate::NetError;
 /// Most inputs handled between two syncs: bounds the latency a large backlog adds.
 const MAX_BATCH: usize = 4096;
 
+/// Most missed ticks fed after a stall: more than any Raft timer (10 s at 10 ms ticks).
+const MAX_CATCH_UP: u32 = 1000;
+
 /// Stable storage as the driver uses it.
 ///
 /// # Correctness
@@ -215,12 +218,20 @@ async fn run<P: Process, D: Durable>(
         };
         let inputs = batch.len();
         let now = Instant::now();
-        if now >= next_tick {
+        // Every tick that has passed is fed, a stall's included: the process measures time
+        // in ticks, and a leader's read lease must not outlast real time because the loop
+        // stalled (in a slow fsync, say). Past MAX_CATCH_UP ticks every timer has fired
+        // anyway, so the rest are skipped.
+        let mut fed = 0;
+        while now >= next_tick && fed < MAX_CATCH_UP {
             let mut ctx = Ctx::new(now - start);
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
-            // After a stall, tick once and move on rather than catching up in a burst.
-            next_tick = (next_tick + tick).max(now);
+            next_tick += tick;
+            fed += 1;
+        }
+        if now >= next_tick {
+            next_tick = now + tick;
         }
         let mut stop = false;
         for input in batch {
@@ -287,4 +298,49 @@ fn collect<P: Process, D: Durable>(
     }
     pending.events.extend(events);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its ticks.
+    struct Ticks(u32);
+
+    impl Process for Ticks {
+        type Msg = ();
+        type Event = u32;
+        fn on_tick(&mut self, _ctx: &mut Ctx<(), u32>) {
+            self.0 += 1;
+        }
+        fn on_message(&mut self, _from: NodeId, _msg: (), _ctx: &mut Ctx<(), u32>) {}
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stall_is_counted_in_ticks() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let outputs = Outputs {
+            send: Box::new(|_, _| {}),
+            event: Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        };
+        let tick = Duration::from_millis(10);
+        let (h, join) = spawn("ticks", Ticks(0), MemoryDurable::default(), tick, outputs);
+        let started = Instant::now();
+        // The loop's thread stalls for 300 ms, as in a slow fsync.
+        h.call(|_, _| std::thread::sleep(Duration::from_millis(300)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.call(|p, ctx| ctx.emit(p.0));
+        let ticks = rx.recv().await.expect("the count");
+        let elapsed = started.elapsed();
+        h.stop();
+        join.await.unwrap().unwrap();
+        // Skipping the stall's ticks would count about 6; every tick that passed is at least
+        // 30 (a slower machine only adds ticks).
+        assert!(
+            ticks >= 30,
+            "{ticks} ticks counted in {elapsed:?} with a 300 ms stall"
+        );
+    }
 }

@@ -43,4 +43,6 @@ pub enum NetError {
     Handshake { peer: String, reason: String },
     #[error("storage failed: {0}")]
     Storage(String),
+    #[error("bad configuration: {0}")]
+    Config(String),
 }

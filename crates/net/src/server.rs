@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_raft::{Config, Role};
+use flotilla_raft::{Config, ReadMode, Role};
 use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -35,6 +35,10 @@ pub struct ServerConfig {
     /// Mutual TLS between cluster processes, if configured.
     pub tls: Option<Arc<crate::tls::PeerTls>>,
     pub timers: Timers,
+    /// How reads are served: `ReadIndex` (the default: a heartbeat round per batch of
+    /// reads), `Lease` (no round while the leader's lease lasts; assumes bounded clock drift,
+    /// see `flotilla_raft::ReadMode`) or `Log` (every read is a log entry).
+    pub read_mode: ReadMode,
 }
 
 /// Raft's timers on a real replica. A follower that hears nothing from a leader for a random
@@ -136,6 +140,8 @@ where
     let n = cfg.peers.len() as u64;
     let mut raft = Config::for_service(cfg.id, (0..n).collect(), rand::thread_rng().gen());
     cfg.timers.apply(&mut raft);
+    raft.read_mode = cfg.read_mode;
+    raft.check().map_err(NetError::Config)?;
     let rcfg = ReplicaConfig {
         raft,
         max_raft_state: cfg.max_raft_state,

@@ -100,6 +100,7 @@ async fn start_tls(
         metrics: None,
         tls,
         timers: Timers::default(),
+        read_mode: flotilla_raft::ReadMode::ReadIndex,
     };
     tokio::spawn(async move {
         let shutdown = async {
