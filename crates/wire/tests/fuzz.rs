@@ -62,6 +62,18 @@ fn raft_message() -> impl Strategy<Value = Message> {
                     log_len
                 }),
             }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(term, last_log_index, last_log_term)| Message::PreVote {
+                term,
+                last_log_index,
+                last_log_term
+            }
+        ),
+        (any::<u64>(), any::<bool>())
+            .prop_map(|(term, granted)| Message::PreVoteReply { term, granted }),
+        (any::<u64>(), any::<u64>()).prop_map(|(term, round)| Message::Heartbeat { term, round }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(term, round)| Message::HeartbeatReply { term, round }),
     ]
 }
 
