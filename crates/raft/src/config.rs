@@ -135,6 +135,10 @@ pub enum Sabotage {
     /// Lets [`ReadMode::Lease`] pass validation without `check_quorum` (so with followers
     /// that vote for a candidate while the leader's lease lasts).
     LeaseWithoutCheckQuorum,
+    /// A leader transfer's election ([`crate::Message::TransferVote`]) is handled like an
+    /// ordinary `RequestVote`: followers in the old leader's lease (and the old leader itself)
+    /// ignore it under check-quorum, so the transfer never completes.
+    TransferVoteNotForced,
 }
 
 impl Config {

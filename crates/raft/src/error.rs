@@ -9,3 +9,20 @@ pub enum ProposeError {
     #[error("not the leader (last known leader: {hint:?})")]
     NotLeader { hint: Option<NodeId> },
 }
+
+/// Why [`crate::Raft::transfer_leadership`] refused to start a leader transfer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Only the leader can hand its leadership over; `hint` is the leader this peer knows.
+    #[error("not the leader (last known leader: {hint:?})")]
+    NotLeader { hint: Option<NodeId> },
+    /// The target is this peer itself.
+    #[error("cannot transfer leadership to myself")]
+    ToSelf,
+    /// The target is not another voter of the cluster.
+    #[error("{0} is not a voter of this cluster")]
+    NotAVoter(NodeId),
+    /// A transfer to `target` is already under way; it completes or is abandoned first.
+    #[error("a transfer to {target} is already in progress")]
+    InProgress { target: NodeId },
+}

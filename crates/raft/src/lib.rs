@@ -14,6 +14,8 @@
 //! * [`Raft::propose`] / [`Raft::snapshot`]: requests from the service above;
 //! * [`Raft::read_index`]: a read the service wants confirmed without the log (ReadIndex,
 //!   thesis §6.4, or a leader lease with [`ReadMode::Lease`]).
+//! * [`Raft::transfer_leadership`]: hand a leader's leadership to another voter (thesis
+//!   §3.10, `TimeoutNow`).
 //!
 //! [`Raft::ready`] then says what to persist, what to send (only after persisting), what
 //! is committed and must be applied, in order, and which reads may be answered. The same code runs under the deterministic
@@ -68,7 +70,7 @@ mod rng;
 mod state;
 
 pub use config::{Config, ReadMode, Sabotage};
-pub use error::ProposeError;
+pub use error::{ProposeError, TransferError};
 pub use log::RaftLog;
 pub use message::{ConflictHint, Entry, Envelope, Message};
 pub use raft::{Raft, Role};

@@ -107,6 +107,23 @@ pub enum Message {
         term: u64,
         round: u64,
     },
+    /// Leader transfer (thesis §3.10): the leader of `term` tells the target, whose log it has
+    /// brought up to date, to start an election at once. A follower of that leader in `term`
+    /// campaigns in `term + 1` without a pre-vote round, asking with [`Message::TransferVote`].
+    /// Has no reply; anything else (a stale term, another sender) is ignored.
+    TimeoutNow {
+        term: u64,
+    },
+    /// A [`Message::RequestVote`] (same fields, same meaning, answered with an ordinary
+    /// [`Message::RequestVoteReply`]) from a candidate that the leader itself asked to
+    /// campaign with [`Message::TimeoutNow`]. Voters still check the log and vote once per
+    /// term, but leader stickiness does not apply: a follower in the old leader's lease, and
+    /// the old leader itself, hear it (the leader gave up its lease when it sent TimeoutNow).
+    TransferVote {
+        term: u64,
+        last_log_index: u64,
+        last_log_term: u64,
+    },
 }
 
 impl Message {
@@ -123,7 +140,9 @@ impl Message {
             | Message::PreVote { term, .. }
             | Message::PreVoteReply { term, .. }
             | Message::Heartbeat { term, .. }
-            | Message::HeartbeatReply { term, .. } => *term,
+            | Message::HeartbeatReply { term, .. }
+            | Message::TimeoutNow { term }
+            | Message::TransferVote { term, .. } => *term,
         }
     }
 
@@ -141,7 +160,9 @@ impl Message {
     /// message (votes, acknowledgements, requests for votes, pre-votes and heartbeat replies)
     /// waits for the save. (A `HeartbeatReply` might safely leave early too, since it promises
     /// nothing a crash could make its sender forget that the lease rules do not already
-    /// cover; it waits anyway, as the conservative default.)
+    /// cover; it waits anyway, as the conservative default. So does a `TimeoutNow`, though
+    /// it only relays what the target already holds durably; and a `TransferVote` must wait,
+    /// as a `RequestVote` does, for the candidate's persisted vote for itself.)
     pub fn may_precede_persist(&self) -> bool {
         matches!(
             self,

@@ -14,9 +14,12 @@
 //! 7. Only a leader holds reads; its heartbeat rounds are answered up to at most the latest
 //!    sent, and reads wait for rounds above the one a majority answered, in order (see
 //!    [`read`]).
+//! 8. Only a leader has a leader transfer in progress, and its target is another voter (see
+//!    [`transfer`]).
 
 mod election;
 mod read;
+mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -112,6 +115,11 @@ pub struct Raft {
     no_votes_before: u64,
     /// ReadIndex and lease reads (leader only, but for the round counter).
     reads: read::Reads,
+    /// The leader transfer in progress (leader only; see [`transfer`]).
+    transfer: Option<transfer::Transfer>,
+    /// This leader sent a `TimeoutNow` in its term: a forced election may elect another
+    /// leader at any time, so its read lease is void until it leads again.
+    lease_revoked: bool,
     rng: SplitMix64,
     // Pending outputs, drained by `ready()`.
     hard_dirty: bool,
@@ -169,6 +177,8 @@ impl Raft {
             ticks: 0,
             no_votes_before,
             reads: read::Reads::default(),
+            transfer: None,
+            lease_revoked: false,
             rng,
             hard_dirty: false,
             unstable_from: None,
@@ -266,6 +276,7 @@ impl Raft {
                 self.step_down();
                 return;
             }
+            self.tick_transfer();
             self.heartbeat_elapsed += 1;
             let heartbeat = self.heartbeat_elapsed >= self.cfg.heartbeat_ticks;
             if heartbeat {
@@ -274,6 +285,7 @@ impl Raft {
                     self.restart_window(p);
                     self.send_append(p);
                 }
+                self.resend_timeout_now();
             }
             self.tick_reads(heartbeat);
         } else {
@@ -290,9 +302,16 @@ impl Raft {
 
     /// Proposes a command. On the leader, returns the index and term it will have if it
     /// commits; it may still be lost if this leader is deposed first.
+    ///
+    /// While a leader transfer is in progress ([`Raft::transfer_target`]) the leader refuses
+    /// proposals with `NotLeader` hinting at the target, which is about to lead (thesis
+    /// §3.10: new entries would only delay the target's catching up).
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(u64, u64), ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { hint: self.leader });
+        }
+        if let Some(target) = self.transfer_target() {
+            return Err(ProposeError::NotLeader { hint: Some(target) });
         }
         let index = self.log.append(Entry {
             term: self.hard.term,
@@ -387,6 +406,12 @@ impl Raft {
             Message::PreVoteReply { term, granted } => self.on_pre_vote_reply(from, term, granted),
             Message::Heartbeat { term, round } => self.on_heartbeat(from, term, round),
             Message::HeartbeatReply { term, round } => self.on_heartbeat_reply(from, term, round),
+            Message::TimeoutNow { term } => self.on_timeout_now(from, term),
+            Message::TransferVote {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.on_transfer_vote(from, term, last_log_index, last_log_term),
         }
         self.check_invariants();
     }
@@ -753,6 +778,7 @@ impl Raft {
         p.probing = false;
         let next = p.next;
         self.maybe_commit();
+        self.maybe_send_timeout_now(from);
         next
     }
 
@@ -798,6 +824,13 @@ impl Raft {
                     pr.next
                 );
             }
+        }
+        if let Some(target) = self.transfer_target() {
+            assert!(
+                self.role == Role::Leader && self.peers.contains(&target),
+                "raft {id}: transfer to {target} with role {:?}",
+                self.role
+            );
         }
         self.check_read_invariants();
         if cfg!(debug_assertions) {

@@ -5,6 +5,7 @@ use crate::*;
 
 mod election;
 mod read;
+mod transfer;
 
 fn cfg(id: NodeId, n: u64) -> Config {
     Config::new(id, (1..=n).collect(), 42 + id)

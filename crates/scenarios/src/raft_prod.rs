@@ -1,5 +1,5 @@
 //! Raft for production, on the simulator: pre-vote (Ongaro's thesis §9.6), check-quorum
-//! (thesis §6.2) and leader stickiness (thesis §4.2.3).
+//! (thesis §6.2), leader stickiness (thesis §4.2.3) and leader transfer (thesis §3.10).
 //!
 //! Each scenario takes the [`Features`] its peers run with, so a test can run it with a
 //! feature, without it, and with it broken on purpose ([`Sabotage`]), and show that the
@@ -18,7 +18,7 @@ use flotilla_testkit::raft_tester::{int_cmd, RaftTester, ELECTION_TIMEOUT, TICK}
 pub struct Features {
     pub pre_vote: bool,
     pub check_quorum: bool,
-    /// Breaks pre-vote on purpose (test-only).
+    /// Breaks a feature on purpose (test-only).
     pub sabotage: Option<Sabotage>,
 }
 
@@ -226,4 +226,101 @@ pub fn leader_failover(seed: u64, f: Features) -> u64 {
         }
     });
     t.trace_hash()
+}
+
+/// The leader-transfer bound: from the leader's `transfer_leadership` to the target leading in
+/// the next term. The transfer needs the target to catch up (one round trip: the leader
+/// refuses new proposals meanwhile), `TimeoutNow` and one vote round trip, all far below the
+/// minimum election timeout (300 ms), which is the bound; an election that a timer started
+/// instead would have to wait out the lease first, and under pre-vote would be in a later term.
+pub const TRANSFER_BOUND: Duration = Duration::from_millis(300);
+
+/// What one leader transfer saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferRound {
+    pub old: usize,
+    pub target: usize,
+    pub term_before: u64,
+    /// How long after the request the target led in `term_before + 1`, or `None` if it did
+    /// not within [`TRANSFER_BOUND`].
+    pub led_after: Option<Duration>,
+    /// Proposals the old leader refused while it still led (the transfer in progress).
+    pub refused: u64,
+}
+
+/// Leader transfer (thesis §3.10) under load: `n` peers running `f`; in each of `rounds`
+/// rounds the leader is asked to hand over to a random follower while commands keep arriving
+/// (a few at once, then one per tick to whichever peer accepts). Records when the target
+/// leads in the next term; if it does, the old leader must follow it within the bound, and a
+/// command must then commit on every peer (the tester checks that every applied command
+/// agrees). Stops at the first round that does not complete; at the end, the cluster must
+/// still commit a command on every peer.
+pub fn leader_transfer_under_load(
+    seed: u64,
+    n: usize,
+    f: Features,
+    rounds: usize,
+) -> Vec<TransferRound> {
+    let t = tester(n, seed, f);
+    let c = t.clone();
+    t.run(async move {
+        let mut out = Vec::new();
+        let mut cmd = 1000;
+        let mut next_cmd = || {
+            cmd += 1;
+            int_cmd(cmd)
+        };
+        c.one(next_cmd(), n, true).await;
+        for _ in 0..rounds {
+            let old = c.check_one_leader().await;
+            let (term_before, _) = c.get_state(old).expect("leader alive");
+            let target = (old + 1 + c.rand(n as u64 - 1) as usize) % n;
+            for _ in 0..5 {
+                c.start(old, next_cmd());
+            }
+            let asked = c.transfer_leadership(old, target).expect("leader alive");
+            assert_eq!(asked, Ok(()), "the leader refused the transfer");
+            let t0 = c.rt.now();
+            let mut led_after = None;
+            let mut refused = 0;
+            while c.rt.now() - t0 <= TRANSFER_BOUND {
+                if c.get_state(target) == Some((term_before + 1, true)) {
+                    led_after = Some(c.rt.now() - t0);
+                    break;
+                }
+                for i in 0..n {
+                    match c.start(i, next_cmd()) {
+                        Some((_, _, true)) => break,
+                        _ if i == old && c.get_state(old) == Some((term_before, true)) => {
+                            refused += 1
+                        }
+                        _ => {}
+                    }
+                }
+                c.sleep(TICK).await;
+            }
+            out.push(TransferRound {
+                old,
+                target,
+                term_before,
+                led_after,
+                refused,
+            });
+            if led_after.is_none() {
+                break;
+            }
+            let t1 = c.rt.now();
+            while c.with_raft(old, |r| r.leader()) != Some(Some(target as u64)) {
+                assert!(
+                    c.rt.now() - t1 <= TRANSFER_BOUND,
+                    "the old leader {old} does not follow {target}"
+                );
+                c.sleep(TICK).await;
+            }
+            assert_eq!(c.get_state(old), Some((term_before + 1, false)));
+            c.one(next_cmd(), n, true).await;
+        }
+        c.one(next_cmd(), n, true).await;
+        out
+    })
 }

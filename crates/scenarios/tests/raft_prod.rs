@@ -4,8 +4,8 @@
 
 use flotilla_raft::Sabotage;
 use flotilla_scenarios::raft_prod::{
-    follower_cut_from_leader, isolated_leader_steps_down, leader_failover, rejoining_follower,
-    Features, STEP_DOWN_BOUND,
+    follower_cut_from_leader, isolated_leader_steps_down, leader_failover,
+    leader_transfer_under_load, rejoining_follower, Features, STEP_DOWN_BOUND, TRANSFER_BOUND,
 };
 use flotilla_testkit::run_seeds;
 
@@ -171,6 +171,58 @@ fn test_prevote_and_check_quorum_keep_electing_leaders() {
                 Features::BOTH,
             ] {
                 leader_failover(seed, f);
+            }
+        },
+    );
+}
+
+/// Leader transfer (thesis §3.10) with pre-vote and check-quorum on, under load: with 3 and 5
+/// peers, 3 transfers in a row to random followers each make the target lead in the next term
+/// within `TRANSFER_BOUND`, the old leader follows it, the old leader refused proposals
+/// meanwhile, and every command committed agrees (the tester's check).
+#[test]
+fn test_leader_transfer_hands_off_under_load() {
+    run_seeds(
+        TARGET,
+        "test_leader_transfer_hands_off_under_load",
+        |seed| {
+            for n in [3, 5] {
+                let rounds = leader_transfer_under_load(seed, n, Features::BOTH, 3);
+                assert_eq!(rounds.len(), 3, "{n} peers: {rounds:?}");
+                for r in &rounds {
+                    assert!(
+                        r.led_after.is_some_and(|d| d <= TRANSFER_BOUND),
+                        "{n} peers: transfer did not complete in {TRANSFER_BOUND:?}: {r:?}"
+                    );
+                    assert!(
+                        r.refused > 0,
+                        "{n} peers: the old leader took proposals during the transfer: {r:?}"
+                    );
+                }
+            }
+        },
+    );
+}
+
+/// Broken on purpose: the target's TransferVote is handled as an ordinary RequestVote, which
+/// the followers in the old leader's lease (and the old leader) ignore under check-quorum. The
+/// transfer never completes, and the scenario catches it.
+#[test]
+fn test_broken_transfer_vote_not_forced_is_caught() {
+    run_seeds(
+        TARGET,
+        "test_broken_transfer_vote_not_forced_is_caught",
+        |seed| {
+            for n in [3, 5] {
+                let f = Features {
+                    sabotage: Some(Sabotage::TransferVoteNotForced),
+                    ..Features::BOTH
+                };
+                let rounds = leader_transfer_under_load(seed, n, f, 3);
+                assert!(
+                    rounds.iter().any(|r| r.led_after.is_none()),
+                    "{n} peers: transfers completed with unforced votes: {rounds:?}"
+                );
             }
         },
     );

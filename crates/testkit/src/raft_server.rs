@@ -2,7 +2,7 @@
 //! [`RaftPeer`] glue, with committed entries reported to the tester as events.
 
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_raft::{Apply, Config, Message, ProposeError, Raft};
+use flotilla_raft::{Apply, Config, Message, ProposeError, Raft, TransferError};
 use flotilla_rsm::RaftPeer;
 use flotilla_sim::Persister;
 
@@ -73,6 +73,17 @@ impl RaftServer {
         ctx: &mut Ctx<Message, Apply>,
     ) -> Result<(u64, u64), ProposeError> {
         let r = self.peer.raft_mut().propose(command);
+        self.flush(ctx);
+        r
+    }
+
+    /// Starts a leader transfer to peer `to` ([`Raft::transfer_leadership`]).
+    pub fn transfer_leadership(
+        &mut self,
+        to: NodeId,
+        ctx: &mut Ctx<Message, Apply>,
+    ) -> Result<(), TransferError> {
+        let r = self.peer.raft_mut().transfer_leadership(to as u64);
         self.flush(ctx);
         r
     }

@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::raft_server::RaftServer;
 use flotilla_node::NodeId;
-use flotilla_raft::{Apply, Config, Raft};
+use flotilla_raft::{Apply, Config, Raft, TransferError};
 use flotilla_sim::{block_on, Runtime, Sim};
 
 /// The labs' election-timeout constant (`RaftElectionTimeout`).
@@ -370,6 +370,14 @@ impl RaftTester {
                 Ok((index, term)) => (index, term, true),
                 Err(_) => (0, p.raft().term(), false),
             })
+    }
+
+    /// Asks peer i to hand its leadership to peer `to` ([`Raft::transfer_leadership`]), or
+    /// returns `None` if i is crashed.
+    pub fn transfer_leadership(&self, i: NodeId, to: NodeId) -> Option<Result<(), TransferError>> {
+        self.sim
+            .borrow_mut()
+            .with_process(i, |p, ctx| p.transfer_leadership(to, ctx))
     }
 
     /// Runs `f` on peer i's Raft core (read-only), or returns `None` if i is crashed.

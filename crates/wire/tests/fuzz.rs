@@ -74,6 +74,14 @@ fn raft_message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>()).prop_map(|(term, round)| Message::Heartbeat { term, round }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(term, round)| Message::HeartbeatReply { term, round }),
+        any::<u64>().prop_map(|term| Message::TimeoutNow { term }),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(term, last_log_index, last_log_term)| Message::TransferVote {
+                term,
+                last_log_index,
+                last_log_term
+            }
+        ),
     ]
 }
 

@@ -43,6 +43,12 @@ impl Raft {
             // Stickiness: a live leader's follower neither adopts the term nor answers, so a
             // peer that lost only its link to the leader cannot depose it.
             Message::RequestVote { .. } if self.ignores_vote_requests(false) => return false,
+            // A leader transfer's election is heard in the lease (unless sabotaged).
+            Message::TransferVote { .. }
+                if self.ignores_vote_requests(self.transfer_vote_forced()) =>
+            {
+                return false
+            }
             // A proposed term: adopting it would let a rejected pre-candidate raise everyone's
             // term, which is what pre-vote exists to prevent.
             Message::PreVote { .. } if self.cfg.sabotage != Some(Sabotage::PreVoteBumpsTerm) => {}
@@ -50,7 +56,8 @@ impl Raft {
             Message::PreVoteReply { granted: true, .. } => {}
             Message::AppendEntries { .. }
             | Message::InstallSnapshot { .. }
-            | Message::Heartbeat { .. } => self.become_follower(term, Some(from)),
+            | Message::Heartbeat { .. }
+            | Message::TimeoutNow { .. } => self.become_follower(term, Some(from)),
             _ => self.become_follower(term, None),
         }
         true
@@ -76,9 +83,9 @@ impl Raft {
     ///
     /// `force` is the hook for leader transfer (thesis §3.10): an election the leader itself
     /// asked for (its `TimeoutNow`) must be heard by followers in its lease, or no transfer
-    /// could succeed. Such a candidate's request will come as its own message variant (a
-    /// field on `RequestVote` would change its wire format), handled with `force = true`;
-    /// until then every caller passes false.
+    /// could succeed. Such a candidate's request comes as its own message variant,
+    /// [`Message::TransferVote`] (a field on `RequestVote` would change its wire format),
+    /// handled with `force = true`; ordinary `RequestVote`s pass false.
     pub(super) fn ignores_vote_requests(&self, force: bool) -> bool {
         self.cfg.check_quorum && !force && self.in_lease()
     }
@@ -91,6 +98,12 @@ impl Raft {
     // ----- elections (§5.2) -----
 
     pub(super) fn campaign(&mut self) {
+        self.campaign_with(false);
+    }
+
+    /// Starts an election in the next term. `transfer`: the leader asked for it with
+    /// `TimeoutNow`, so the votes are requested with [`Message::TransferVote`].
+    pub(super) fn campaign_with(&mut self, transfer: bool) {
         self.hard.term += 1;
         self.hard.voted_for = Some(self.cfg.id);
         self.hard_dirty = true;
@@ -103,10 +116,20 @@ impl Raft {
             self.become_leader();
             return;
         }
-        let msg = Message::RequestVote {
-            term: self.hard.term,
-            last_log_index: self.log.last_index(),
-            last_log_term: self.log.last_term(),
+        let (term, last_log_index, last_log_term) =
+            (self.hard.term, self.log.last_index(), self.log.last_term());
+        let msg = if transfer {
+            Message::TransferVote {
+                term,
+                last_log_index,
+                last_log_term,
+            }
+        } else {
+            Message::RequestVote {
+                term,
+                last_log_index,
+                last_log_term,
+            }
         };
         for p in self.peers.clone() {
             self.send(p, msg.clone());
@@ -120,12 +143,24 @@ impl Raft {
         last_index: u64,
         last_term: u64,
     ) {
+        self.answer_vote(from, term, last_index, last_term, false);
+    }
+
+    /// Answers a request for a vote; `force` for a leader transfer's ([`Raft::ignores_vote_requests`]).
+    pub(super) fn answer_vote(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+        force: bool,
+    ) {
         // A higher-term request in a lease was dropped by `observe_term`; one of our own term
         // is refused here, since this peer already follows a live leader in it.
         let granted = term == self.hard.term
             && self.hard.voted_for.is_none_or(|v| v == from)
             && self.log_up_to_date(last_index, last_term)
-            && !self.ignores_vote_requests(false);
+            && !self.ignores_vote_requests(force);
         if granted {
             if self.hard.voted_for != Some(from) {
                 self.hard.voted_for = Some(from);
@@ -163,6 +198,7 @@ impl Raft {
         if self.role == Role::Leader {
             self.fail_reads();
         }
+        self.transfer = None;
         self.role = Role::Follower;
         self.pre_candidate = false;
         self.leader = leader;
@@ -174,6 +210,8 @@ impl Raft {
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
         self.heartbeat_elapsed = 0;
+        self.transfer = None;
+        self.lease_revoked = false;
         let next = self.log.last_index() + 1;
         if self.cfg.leader_noop {
             let index = self.log.append(Entry {

@@ -21,6 +21,9 @@
 //!   sent the newest round a majority answered, for [`crate::Config::lease_ticks`]. While it
 //!   lasts (and its term's entry is committed) a read is confirmed at once at `commit`. The
 //!   leader sends a round at its election and at every heartbeat to keep it.
+//!   A leader that sent a `TimeoutNow` (leader transfer) has no lease for the rest of its
+//!   term: the target's forced election is heard by followers in the lease. Otherwise reads
+//!   are unaffected by a transfer in progress (ReadIndex rounds still confirm leadership).
 //! * **Giving up.** A leader that stops leading, or changes term, fails every read it holds;
 //!   so does a leader that could not confirm a read within `election_timeout_max_ticks`
 //!   (possible only without check-quorum, which deposes such a leader sooner). Failed reads
@@ -100,6 +103,7 @@ impl Raft {
         let lease = u64::from(self.cfg.lease_ticks());
         self.cfg.read_mode == ReadMode::Lease
             && self.role == Role::Leader
+            && !self.lease_revoked
             && self
                 .reads
                 .lease_from
