@@ -33,8 +33,28 @@ fn entry(term: u64, data: u8) -> Entry {
 
 /// Makes peer 1 of `n` the leader of term 1 by granting it every vote.
 fn leader_of(n: u64) -> Raft {
-    let mut r = Raft::new(cfg(1, n));
-    elapse_election(&mut r);
+    leader_with(cfg(1, n))
+}
+
+/// Makes peer 1 the leader of term 1 under `cfg` (any pre-vote round granted by everyone).
+fn leader_with(cfg: Config) -> Raft {
+    let n = cfg.voters.len() as u64;
+    let mut r = Raft::new(cfg);
+    for _ in 0..=r_max_ticks() {
+        if r.is_pre_candidate() || r.role() == Role::Candidate {
+            break;
+        }
+        r.tick();
+    }
+    for p in 2..=n {
+        r.step(
+            p,
+            Message::PreVoteReply {
+                term: 1,
+                granted: true,
+            },
+        );
+    }
     for p in 2..=n {
         r.step(
             p,
@@ -44,7 +64,7 @@ fn leader_of(n: u64) -> Raft {
             },
         );
     }
-    assert!(r.is_leader());
+    assert!(r.is_leader() && r.term() == 1);
     r.ready();
     r
 }

@@ -1,7 +1,7 @@
 //! Unit tests of pre-vote (Ongaro's thesis §9.6), check-quorum (thesis §6.2) and leader
 //! stickiness (thesis §4.2.3): each feeds one input and asserts the exact outputs.
 
-use super::{cfg, leader_of, r_max_ticks};
+use super::{cfg, leader_of, leader_with, r_max_ticks};
 use crate::*;
 
 fn with_pre_vote(id: NodeId, n: u64) -> Config {
@@ -57,39 +57,6 @@ fn elapse_pre_election(r: &mut Raft) {
         r.tick();
     }
     panic!("raft {} never became a pre-candidate", r.id());
-}
-
-/// Makes peer 1 the leader of term 1 under `cfg` (any pre-vote round granted by everyone).
-fn leader_with(cfg: Config) -> Raft {
-    let n = cfg.voters.len() as u64;
-    let mut r = Raft::new(cfg);
-    for _ in 0..=r_max_ticks() {
-        if r.is_pre_candidate() || r.role() == Role::Candidate {
-            break;
-        }
-        r.tick();
-    }
-    for p in 2..=n {
-        r.step(
-            p,
-            Message::PreVoteReply {
-                term: 1,
-                granted: true,
-            },
-        );
-    }
-    for p in 2..=n {
-        r.step(
-            p,
-            Message::RequestVoteReply {
-                term: 1,
-                granted: true,
-            },
-        );
-    }
-    assert!(r.is_leader() && r.term() == 1);
-    r.ready();
-    r
 }
 
 /// The replies peer `to` got in this `Ready`.

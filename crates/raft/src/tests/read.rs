@@ -1,7 +1,7 @@
 //! Unit tests of ReadIndex (Ongaro's thesis §6.4) and lease reads (§6.4.1): each feeds one
 //! input and asserts the exact outputs.
 
-use super::{cfg, elapse_election};
+use super::{cfg, elapse_election, leader_with};
 use crate::*;
 
 fn with_reads(n: u64, mode: ReadMode) -> Config {
@@ -11,26 +11,6 @@ fn with_reads(n: u64, mode: ReadMode) -> Config {
         check_quorum: mode == ReadMode::Lease,
         ..cfg(1, n)
     }
-}
-
-/// Peer 1 as leader of term 1 under `cfg`, its no-op at index 1 appended; committed only if
-/// it is the only voter.
-fn leader(cfg: Config) -> Raft {
-    let n = cfg.voters.len() as u64;
-    let mut r = Raft::new(cfg);
-    elapse_election(&mut r);
-    for p in 2..=n {
-        r.step(
-            p,
-            Message::RequestVoteReply {
-                term: 1,
-                granted: true,
-            },
-        );
-    }
-    assert!(r.is_leader());
-    r.ready();
-    r
 }
 
 /// Follower `from` acknowledges the log through `index` (term 1).
@@ -47,7 +27,7 @@ fn ack(r: &mut Raft, from: NodeId, index: u64) {
 
 /// A leader of `n` peers whose no-op (index 1) is committed, with everything drained.
 fn committed_leader(n: u64, mode: ReadMode) -> Raft {
-    let mut r = leader(with_reads(n, mode));
+    let mut r = leader_with(with_reads(n, mode));
     for p in 2..=n / 2 + 1 {
         ack(&mut r, p, 1);
     }
@@ -84,7 +64,7 @@ fn heartbeat_ticks() -> u32 {
 /// goes out, and the read is confirmed at the no-op's index once a majority answers it.
 #[test]
 fn no_read_before_the_terms_entry_commits() {
-    let mut r = leader(with_reads(3, ReadMode::ReadIndex));
+    let mut r = leader_with(with_reads(3, ReadMode::ReadIndex));
     r.read_index(7).unwrap();
     let ready = r.ready();
     assert!(ready.messages.is_empty() && ready.reads.is_empty());
@@ -170,7 +150,7 @@ fn stale_round_replies_do_not_confirm() {
 /// entry or for a round: deposed by a higher term (here a follower's answer to a round).
 #[test]
 fn pending_reads_fail_on_step_down() {
-    let mut r = leader(with_reads(3, ReadMode::ReadIndex));
+    let mut r = leader_with(with_reads(3, ReadMode::ReadIndex));
     r.read_index(1).unwrap();
     ack(&mut r, 2, 1);
     r.read_index(2).unwrap();
@@ -242,7 +222,7 @@ fn follower_answers_a_round_and_restarts_its_timer() {
 /// confirmed at once, with nothing sent.
 #[test]
 fn lone_voter_reads_at_once() {
-    let mut r = leader(with_reads(1, ReadMode::ReadIndex));
+    let mut r = leader_with(with_reads(1, ReadMode::ReadIndex));
     assert_eq!(r.commit_index(), 1);
     r.read_index(5).unwrap();
     let ready = r.ready();
@@ -274,7 +254,7 @@ fn unconfirmed_reads_fail_after_an_election_timeout() {
 /// at once, sending nothing.
 #[test]
 fn lease_confirms_reads_without_a_round() {
-    let mut r = leader(with_reads(3, ReadMode::Lease));
+    let mut r = leader_with(with_reads(3, ReadMode::Lease));
     // The new leader started round 1 at its election; its no-op commits.
     assert_eq!(r.read_round(), 1);
     ack(&mut r, 2, 1);
@@ -293,7 +273,7 @@ fn lease_confirms_reads_without_a_round() {
 /// round sent at tick 20 renews the lease (to tick 45) and confirms it.
 #[test]
 fn lease_runs_from_the_send_tick() {
-    let mut r = leader(with_reads(3, ReadMode::Lease));
+    let mut r = leader_with(with_reads(3, ReadMode::Lease));
     let lease = r_cfg_lease();
     ack(&mut r, 2, 1);
     for _ in 0..20 {
