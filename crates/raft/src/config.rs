@@ -28,9 +28,12 @@ use crate::NodeId;
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// This peer's id; must appear in `voters`.
+    /// This peer's id; must appear in `voters` unless `voters` is empty.
     pub id: NodeId,
-    /// Every voting member, this peer included. All peers must be given the same set.
+    /// The boot configuration: every voting member, this peer included, used until the log
+    /// or a snapshot holds a membership (see [`crate::Membership`]). Every founding peer must
+    /// be given the same set. Empty for a peer that joins a running cluster: it waits,
+    /// never campaigning, until a leader that added it sends it the log or a snapshot.
     pub voters: Vec<NodeId>,
     /// Lower bound of the randomised election timeout, in ticks.
     pub election_timeout_min_ticks: u32,
@@ -139,6 +142,12 @@ pub enum Sabotage {
     /// ordinary `RequestVote`: followers in the old leader's lease (and the old leader itself)
     /// ignore it under check-quorum, so the transfer never completes.
     TransferVoteNotForced,
+    /// A leader accepts a membership change while the previous one is still uncommitted, so
+    /// two changes can together move the majority by two voters.
+    ConcurrentMembershipChanges,
+    /// A new leader accepts a membership change before it has committed an entry of its own
+    /// term (the single-server change bug the thesis's 2015 correction fixes).
+    MembershipChangeBeforeTermCommit,
 }
 
 impl Config {
@@ -189,7 +198,7 @@ impl Config {
     /// build a configuration from user settings call it to report them;
     /// [`crate::Raft::new`] panics on an unusable one.
     pub fn check(&self) -> Result<(), String> {
-        if !self.voters.contains(&self.id) {
+        if !self.voters.is_empty() && !self.voters.contains(&self.id) {
             return Err(format!(
                 "raft config: id {} is not among voters {:?}",
                 self.id, self.voters

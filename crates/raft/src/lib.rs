@@ -16,6 +16,8 @@
 //!   thesis §6.4, or a leader lease with [`ReadMode::Lease`]).
 //! * [`Raft::transfer_leadership`]: hand a leader's leadership to another voter (thesis
 //!   §3.10, `TimeoutNow`).
+//! * [`Raft::propose_membership`]: add a learner, promote it to voter, or remove a member,
+//!   one server at a time (thesis §4.1; see [`Membership`]).
 //!
 //! [`Raft::ready`] then says what to persist, what to send (only after persisting), what
 //! is committed and must be applied, in order, and which reads may be answered. The same code runs under the deterministic
@@ -63,6 +65,7 @@
 mod config;
 mod error;
 mod log;
+mod membership;
 mod message;
 mod raft;
 mod ready;
@@ -72,7 +75,8 @@ mod state;
 pub use config::{Config, ReadMode, Sabotage};
 pub use error::{ProposeError, TransferError};
 pub use log::RaftLog;
-pub use message::{ConflictHint, Entry, Envelope, Message};
+pub use membership::{Membership, MembershipChange, MembershipError};
+pub use message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 pub use raft::{Raft, Role};
 pub use ready::{Apply, LogWrite, ReadState, Ready, Snapshot};
 pub use state::{encode_changes, DecodeError, HardState, PersistentState};

@@ -4,10 +4,12 @@
 //! 1. Entry `i` (1-based, global index) lives at `entries[i - snapshot_index - 1]`.
 //! 2. Terms never decrease along the log, and none is below `snapshot_term`.
 //! 3. Index 0 with term 0 is the empty prefix every log shares.
+//! 4. `membership_indices` lists exactly the held entries of kind `Membership`, in order.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Entry;
+use crate::message::EntryKind;
+use crate::{Entry, Membership};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftLog {
@@ -15,8 +17,15 @@ pub struct RaftLog {
     snapshot_index: u64,
     /// The term of the entry at `snapshot_index` (0 = no snapshot).
     snapshot_term: u64,
+    /// The membership as of `snapshot_index`: the latest one at or below it. `None` until a
+    /// snapshot is taken with one known (then the peer's boot configuration applies).
+    snapshot_membership: Option<Membership>,
     /// Entries `snapshot_index + 1 ..= last_index()`.
     entries: Vec<Entry>,
+    /// The indices of the held membership entries, in order (derived from `entries`: rebuilt
+    /// after decoding by [`RaftLog::reindex`]).
+    #[serde(skip)]
+    membership_indices: Vec<u64>,
 }
 
 impl RaftLog {
@@ -48,6 +57,25 @@ impl RaftLog {
         } else {
             self.entry(index).map(|e| e.term)
         }
+    }
+
+    /// The membership as of the snapshot point (`None`: the boot configuration).
+    pub fn snapshot_membership(&self) -> Option<&Membership> {
+        self.snapshot_membership.as_ref()
+    }
+
+    /// The indices of the membership entries held, oldest first.
+    pub fn membership_indices(&self) -> &[u64] {
+        &self.membership_indices
+    }
+
+    /// Rebuilds the derived index of membership entries (after deserialising).
+    pub(crate) fn reindex(&mut self) {
+        let base = self.snapshot_index;
+        self.membership_indices = (self.entries.iter().enumerate())
+            .filter(|(_, e)| e.kind == EntryKind::Membership)
+            .map(|(i, _)| base + 1 + i as u64)
+            .collect();
     }
 
     /// The entry at `index`, if held (not compacted and not beyond the end).
@@ -113,7 +141,11 @@ impl RaftLog {
     }
 
     pub fn append(&mut self, entry: Entry) -> u64 {
+        let kind = entry.kind;
         self.entries.push(entry);
+        if kind == EntryKind::Membership {
+            self.membership_indices.push(self.last_index());
+        }
         self.last_index()
     }
 
@@ -126,13 +158,14 @@ impl RaftLog {
         );
         self.entries
             .truncate((index - self.snapshot_index - 1) as usize);
+        self.membership_indices.retain(|&i| i < index);
     }
 
-    /// Discards entries up to and including `index`, which becomes the new snapshot point.
-    /// If the log holds `index` with `term`, the entries after it are kept; otherwise the
-    /// whole log is discarded (§7: a snapshot that does not match the log replaces it).
-    /// Returns true if the suffix was kept.
-    pub fn compact_to(&mut self, index: u64, term: u64) -> bool {
+    /// Discards entries up to and including `index`, which becomes the new snapshot point,
+    /// with `membership` the membership as of it. If the log holds `index` with `term`, the
+    /// entries after it are kept; otherwise the whole log is discarded (§7: a snapshot that
+    /// does not match the log replaces it). Returns true if the suffix was kept.
+    pub fn compact_to(&mut self, index: u64, term: u64, membership: Membership) -> bool {
         let keep = self.term_at(index) == Some(term) && index <= self.last_index();
         if keep {
             self.entries.drain(..(index - self.snapshot_index) as usize);
@@ -141,7 +174,22 @@ impl RaftLog {
         }
         self.snapshot_index = index;
         self.snapshot_term = term;
+        self.snapshot_membership = Some(membership);
+        self.reindex();
         keep
+    }
+
+    /// A log from the parts of an older format (no membership: the boot configuration).
+    pub(crate) fn from_parts(snapshot_index: u64, snapshot_term: u64, entries: Vec<Entry>) -> Self {
+        let mut log = RaftLog {
+            snapshot_index,
+            snapshot_term,
+            snapshot_membership: None,
+            entries,
+            membership_indices: Vec::new(),
+        };
+        log.reindex();
+        log
     }
 
     /// Checks the invariants in the module docs; panics with a sentence if one is broken.
@@ -164,6 +212,12 @@ impl RaftLog {
                 ));
             }
             prev = e.term;
+            if e.kind == EntryKind::Membership && Membership::decode(&e.data).is_none() {
+                return Err(format!(
+                    "membership entry at index {} does not decode",
+                    self.snapshot_index + 1 + i as u64
+                ));
+            }
         }
         Ok(())
     }
@@ -176,10 +230,7 @@ mod tests {
     fn log_with_terms(terms: &[u64]) -> RaftLog {
         let mut log = RaftLog::default();
         for &t in terms {
-            log.append(Entry {
-                term: t,
-                data: vec![t as u8],
-            });
+            log.append(Entry::command(t, vec![t as u8]));
         }
         log
     }
@@ -199,10 +250,10 @@ mod tests {
     #[test]
     fn compaction_keeps_matching_suffix_and_drops_mismatch() {
         let mut log = log_with_terms(&[1, 1, 2, 2]);
-        assert!(log.compact_to(2, 1));
+        assert!(log.compact_to(2, 1, Membership::default()));
         assert_eq!((log.first_index(), log.last_index()), (3, 4));
         assert_eq!(log.term_at(2), Some(1));
-        assert!(!log.compact_to(6, 3));
+        assert!(!log.compact_to(6, 3, Membership::default()));
         assert_eq!((log.snapshot_index(), log.last_index()), (6, 6));
     }
 
@@ -210,10 +261,7 @@ mod tests {
     fn entries_from_respects_byte_cap_but_sends_at_least_one() {
         let mut log = RaftLog::default();
         for _ in 0..4 {
-            log.append(Entry {
-                term: 1,
-                data: vec![0; 100],
-            });
+            log.append(Entry::command(1, vec![0; 100]));
         }
         assert_eq!(log.entries_from(1, 250).len(), 2);
         assert_eq!(log.entries_from(1, 10).len(), 1);

@@ -8,19 +8,44 @@
 //! entered, and a granted reply echoes it.
 //!
 //! Wire compatibility: drivers encode these with postcard, which numbers variants by their
-//! position, so new variants go at the end and existing ones never change their fields.
+//! position, so new variants go at the end. Changing an existing variant's fields (as
+//! membership changes did to `Entry` and `InstallSnapshot`) breaks compatibility between
+//! builds: drivers bump their protocol version then, so a mixed cluster refuses to connect
+//! instead of misreading messages.
 
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 
-/// One log entry: the term in which a leader created it, and the service's opaque command.
-/// Its index is implied by its position in the log.
+/// One log entry: the term in which a leader created it, what kind of entry it is, and its
+/// bytes. Its index is implied by its position in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub term: u64,
+    pub kind: EntryKind,
     #[serde(with = "serde_bytes_compat")]
     pub data: Vec<u8>,
+}
+
+/// What an entry's bytes are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// The service's opaque command (empty: a leader's no-op).
+    #[default]
+    Command,
+    /// A [`crate::Membership`] (postcard), which the core interprets itself.
+    Membership,
+}
+
+impl Entry {
+    /// A command entry.
+    pub fn command(term: u64, data: Vec<u8>) -> Self {
+        Entry {
+            term,
+            kind: EntryKind::Command,
+            data,
+        }
+    }
 }
 
 /// Where a follower's log disagrees with an AppendEntries' consistency check, so the leader can
@@ -65,6 +90,8 @@ pub enum Message {
         term: u64,
         last_included_index: u64,
         last_included_term: u64,
+        /// The membership as of `last_included_index` (the latest one at or below it).
+        membership: crate::Membership,
         #[serde(with = "serde_bytes_compat")]
         data: Vec<u8>,
     },

@@ -16,19 +16,24 @@
 //!    [`read`]).
 //! 8. Only a leader has a leader transfer in progress, and its target is another voter (see
 //!    [`transfer`]).
+//! 9. `membership` is the latest membership in the log (or the snapshot's, or the boot
+//!    configuration), and `peers` is every other member, plus, while that membership's entry
+//!    is uncommitted, every other member of the one before it (see [`membership`]). A leader
+//!    is a voter and tracks exactly `peers`.
 
 mod election;
+mod membership;
 mod read;
 mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::log::RaftLog;
-use crate::message::{ConflictHint, Entry, Envelope, Message};
+use crate::message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 use crate::ready::{Apply, LogWrite, Ready, Snapshot};
 use crate::rng::SplitMix64;
 use crate::state::{DecodeError, HardState, PersistentState};
-use crate::{Config, NodeId, ProposeError, ReadMode};
+use crate::{Config, Membership, NodeId, ProposeError, ReadMode};
 
 /// The role a peer plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +69,22 @@ struct Progress {
     acked_round: u64,
 }
 
+impl Progress {
+    /// A peer this leader has just started tracking at `ticks`: probing from `next`, and
+    /// counted as heard from now (a new leader, or a new member, gets one minimum election
+    /// timeout before check-quorum counts it as silent).
+    fn new(next: u64, ticks: u64) -> Self {
+        Progress {
+            next,
+            matched: 0,
+            inflight: 0,
+            probing: true,
+            last_heard: ticks,
+            acked_round: 0,
+        }
+    }
+}
+
 /// One Raft peer. Drive it with [`Raft::tick`], [`Raft::step`], [`Raft::propose`] and
 /// [`Raft::snapshot`], then drain [`Raft::ready`] and act on it as [`Ready`] documents.
 ///
@@ -84,8 +105,13 @@ struct Progress {
 #[derive(Debug)]
 pub struct Raft {
     cfg: Config,
-    /// The other voters.
+    /// The peers this one replicates to when it leads: every other member (see invariant 9).
     peers: Vec<NodeId>,
+    /// The membership in use: the latest in the log, committed or not (thesis §4.1).
+    membership: Membership,
+    /// The index of the entry that set `membership` (0 for the boot configuration, the
+    /// snapshot index for a snapshot's).
+    membership_index: u64,
     hard: HardState,
     log: RaftLog,
     /// The latest snapshot's data, kept to send to followers that are behind it.
@@ -141,12 +167,6 @@ impl Raft {
     /// restore its own state from the same snapshot, so nothing is re-applied below it.
     pub fn restore(cfg: Config, state: PersistentState, snapshot_data: Vec<u8>) -> Self {
         cfg.validate();
-        let peers = cfg
-            .voters
-            .iter()
-            .copied()
-            .filter(|&v| v != cfg.id)
-            .collect();
         let mut rng = SplitMix64::new(cfg.seed);
         let election_timeout = rng.between(
             cfg.election_timeout_min_ticks,
@@ -159,8 +179,10 @@ impl Raft {
         } else {
             0
         };
-        let raft = Raft {
-            peers,
+        let mut raft = Raft {
+            peers: Vec::new(),
+            membership: Membership::default(),
+            membership_index: 0,
             hard: state.hard_state,
             log: state.log,
             snapshot_data,
@@ -187,6 +209,7 @@ impl Raft {
             applies: Vec::new(),
             cfg,
         };
+        raft.refresh_membership();
         raft.check_invariants();
         raft
     }
@@ -208,6 +231,10 @@ impl Raft {
 
     pub fn id(&self) -> NodeId {
         self.cfg.id
+    }
+    /// The configuration this peer was started with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
     pub fn term(&self) -> u64 {
         self.hard.term
@@ -243,7 +270,16 @@ impl Raft {
     /// without this peer's pending save, and answers computed from applied entries may leave
     /// before that save is durable too.
     pub fn commit_needs_peer_ack(&self) -> bool {
-        !self.peers.is_empty()
+        self.membership.voters.iter().any(|&v| v != self.cfg.id)
+    }
+
+    /// Whether a driver may send `msg`, which this peer produced, before the save of the same
+    /// input is durable: [`Message::may_precede_persist`], and only while commits rest on
+    /// another voter's acknowledgement. A lone voter commits an entry in the very input that
+    /// appends it, so an AppendEntries of its (to a learner) would carry a commit index its
+    /// own crash could take back.
+    pub fn may_send_early(&self, msg: &Message) -> bool {
+        msg.may_precede_persist() && self.commit_needs_peer_ack()
     }
     pub fn applied_index(&self) -> u64 {
         self.applied
@@ -290,7 +326,8 @@ impl Raft {
             self.tick_reads(heartbeat);
         } else {
             self.election_elapsed += 1;
-            if self.election_elapsed >= self.election_timeout {
+            // Only voters campaign: a learner, a removed peer or one waiting to join waits.
+            if self.election_elapsed >= self.election_timeout && self.is_voter() {
                 if self.cfg.pre_vote {
                     self.pre_campaign();
                 } else {
@@ -313,10 +350,7 @@ impl Raft {
         if let Some(target) = self.transfer_target() {
             return Err(ProposeError::NotLeader { hint: Some(target) });
         }
-        let index = self.log.append(Entry {
-            term: self.hard.term,
-            data,
-        });
+        let index = self.log.append(Entry::command(self.hard.term, data));
         self.mark_unstable(index);
         for p in self.peers.clone() {
             if self.can_send(p) {
@@ -344,16 +378,21 @@ impl Raft {
             .log
             .term_at(index)
             .expect("applied index is in the log");
-        self.log.compact_to(index, term);
+        let membership = self.membership_at(index);
+        self.log.compact_to(index, term, membership);
+        self.refresh_membership();
         self.snapshot_data = data;
         self.snapshot_dirty = true;
         self.check_invariants();
     }
 
-    /// Handles a message from peer `from`. Messages from unknown peers are dropped, and so
-    /// is a higher-term RequestVote that leader stickiness ignores ([`Config::check_quorum`]).
+    /// Handles a message from peer `from`. A higher-term RequestVote that leader stickiness
+    /// ignores ([`Config::check_quorum`]) is dropped. Messages from peers outside the
+    /// membership are handled like any other: a new member may hear from a leader it does not
+    /// know yet, and a candidate may hold a newer membership than this peer (thesis §4.1);
+    /// only votes from voters count, and a leader ignores replies from peers it does not track.
     pub fn step(&mut self, from: NodeId, msg: Message) {
-        if from == self.cfg.id || !self.peers.contains(&from) {
+        if from == self.cfg.id {
             return;
         }
         if !self.observe_term(from, &msg) {
@@ -390,10 +429,15 @@ impl Raft {
                 term,
                 last_included_index,
                 last_included_term,
+                membership,
                 data,
-            } => {
-                self.on_install_snapshot(from, term, last_included_index, last_included_term, data)
-            }
+            } => self.on_install_snapshot(
+                from,
+                term,
+                (last_included_index, last_included_term),
+                membership,
+                data,
+            ),
             Message::InstallSnapshotReply {
                 term,
                 last_included_index,
@@ -455,6 +499,7 @@ impl Raft {
                 term: self.hard.term,
                 last_included_index: self.log.snapshot_index(),
                 last_included_term: self.log.snapshot_term(),
+                membership: self.membership_at(self.log.snapshot_index()),
                 data: self.snapshot_data.clone(),
             }
         } else {
@@ -532,7 +577,12 @@ impl Raft {
             match_index: 0,
             conflict: None,
         };
-        if !self.follow_leader(from, term, stale) {
+        // A membership entry that does not decode cannot come from a correct leader: drop the
+        // whole message rather than hold an entry this peer could not act on.
+        let undecodable = entries
+            .iter()
+            .any(|e| e.kind == EntryKind::Membership && Membership::decode(&e.data).is_none());
+        if undecodable || !self.follow_leader(from, term, stale) {
             return;
         }
 
@@ -610,6 +660,8 @@ impl Raft {
     /// Appends `entries` starting at `first`, truncating our log at the first conflict only
     /// (a stale, shorter AppendEntries must not cut entries a newer one already added).
     fn merge_entries(&mut self, first: u64, entries: Vec<Entry>) {
+        let memberships_before = self.log.membership_indices().len();
+        let mut truncated = false;
         for (i, e) in entries.into_iter().enumerate() {
             let index = first + i as u64;
             match self.log.term_at(index) {
@@ -622,6 +674,7 @@ impl Raft {
                         self.commit
                     );
                     self.log.truncate_from(index);
+                    truncated = true;
                     self.log.append(e);
                     self.mark_unstable(index);
                 }
@@ -630,6 +683,9 @@ impl Raft {
                     self.mark_unstable(index);
                 }
             }
+        }
+        if truncated || self.log.membership_indices().len() != memberships_before {
+            self.refresh_membership();
         }
     }
 
@@ -656,7 +712,10 @@ impl Raft {
         }
         let last = self.log.last_index();
         let next = match conflict {
-            None => self.record_match(from, match_index),
+            None => match self.record_match(from, match_index) {
+                Some(next) => next,
+                None => return,
+            },
             Some(hint) => {
                 // Skip the follower's whole conflicting term, or to its log end (§5.3 fast backup).
                 let next = match hint.term {
@@ -666,10 +725,9 @@ impl Raft {
                         None => hint.first_index,
                     },
                 };
-                let p = self
-                    .progress
-                    .get_mut(&from)
-                    .expect("leader tracks every peer");
+                let Some(p) = self.progress.get_mut(&from) else {
+                    return;
+                };
                 p.next = next.clamp(p.matched + 1, last + 1);
                 p.inflight = 0;
                 p.probing = true;
@@ -681,12 +739,17 @@ impl Raft {
         }
     }
 
-    /// Commits the highest index of the current term that a majority holds (§5.4.2).
+    /// Commits the highest index of the current term that a majority of voters holds
+    /// (§5.4.2), counting with the membership in use (thesis §4.1: even for its own entry).
     fn maybe_commit(&mut self) {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
-        matched.push(self.log.last_index());
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_index = matched[self.cfg.voters.len() / 2];
+        let (me, last) = (self.cfg.id, self.log.last_index());
+        let quorum_index = self.membership.quorum_index(|v| {
+            if v == me {
+                last
+            } else {
+                self.progress.get(&v).map_or(0, |p| p.matched)
+            }
+        });
         if quorum_index > self.commit && self.log.term_at(quorum_index) == Some(self.hard.term) {
             self.advance_commit(quorum_index);
             self.on_term_committed();
@@ -697,6 +760,8 @@ impl Raft {
         if to <= self.commit {
             return;
         }
+        let membership_committed =
+            self.commit < self.membership_index && self.membership_index <= to;
         self.commit = to;
         while self.applied < self.commit {
             self.applied += 1;
@@ -704,11 +769,23 @@ impl Raft {
                 .log
                 .entry(self.applied)
                 .expect("committed entry above snapshot is held");
-            self.applies.push(Apply::Command {
-                index: self.applied,
-                term: e.term,
-                data: e.data.clone(),
+            let (index, term) = (self.applied, e.term);
+            self.applies.push(match e.kind {
+                EntryKind::Command => Apply::Command {
+                    index,
+                    term,
+                    data: e.data.clone(),
+                },
+                EntryKind::Membership => Apply::Membership {
+                    index,
+                    term,
+                    membership: Membership::decode(&e.data).expect("validated when appended"),
+                },
             });
+        }
+        if membership_committed {
+            // The previous membership's leavers need no more entries (invariant 9).
+            self.refresh_membership();
         }
     }
 
@@ -718,8 +795,8 @@ impl Raft {
         &mut self,
         from: NodeId,
         term: u64,
-        index: u64,
-        snap_term: u64,
+        (index, snap_term): (u64, u64),
+        membership: Membership,
         data: Vec<u8>,
     ) {
         let stale = Message::InstallSnapshotReply {
@@ -731,10 +808,11 @@ impl Raft {
         }
         // A snapshot at or below our commit point adds nothing; entries up to it match anyway.
         if index > self.commit {
-            let kept_suffix = self.log.compact_to(index, snap_term);
+            let kept_suffix = self.log.compact_to(index, snap_term, membership);
             if !kept_suffix {
                 self.mark_unstable(index + 1);
             }
+            self.refresh_membership();
             self.snapshot_data = data.clone();
             self.snapshot_dirty = true;
             self.commit = index;
@@ -758,20 +836,20 @@ impl Raft {
         if self.role != Role::Leader || term != self.hard.term {
             return;
         }
-        if self.record_match(from, index) <= self.log.last_index() {
+        if self
+            .record_match(from, index)
+            .is_some_and(|next| next <= self.log.last_index())
+        {
             self.send_append(from);
         }
     }
 
     /// A follower acknowledged holding everything up to `index`: advance its progress (never
     /// backwards: replies may be reordered), commit what a majority now holds, and return the
-    /// next index to send it.
-    fn record_match(&mut self, from: NodeId, index: u64) -> u64 {
+    /// next index to send it (`None` for a peer this leader does not track).
+    fn record_match(&mut self, from: NodeId, index: u64) -> Option<u64> {
         let last = self.log.last_index();
-        let p = self
-            .progress
-            .get_mut(&from)
-            .expect("leader tracks every peer");
+        let p = self.progress.get_mut(&from)?;
         p.matched = p.matched.max(index.min(last));
         p.next = p.next.max(p.matched + 1);
         p.inflight = p.inflight.saturating_sub(1);
@@ -779,7 +857,7 @@ impl Raft {
         let next = p.next;
         self.maybe_commit();
         self.maybe_send_timeout_now(from);
-        next
+        Some(next)
     }
 
     // ----- plumbing -----
@@ -827,7 +905,7 @@ impl Raft {
         }
         if let Some(target) = self.transfer_target() {
             assert!(
-                self.role == Role::Leader && self.peers.contains(&target),
+                self.role == Role::Leader && self.membership.is_voter(target) && target != id,
                 "raft {id}: transfer to {target} with role {:?}",
                 self.role
             );

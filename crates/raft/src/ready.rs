@@ -29,6 +29,23 @@ pub enum Apply {
     },
     /// Replace the service state with this snapshot (sent by the leader, §7).
     Snapshot(Snapshot),
+    /// A membership change committed at `index` (the core already uses it; services record
+    /// it, e.g. to learn new members' addresses, and count the index as applied).
+    Membership {
+        index: u64,
+        term: u64,
+        membership: crate::Membership,
+    },
+}
+
+impl Apply {
+    /// The log index this apply brings the service to.
+    pub fn index(&self) -> u64 {
+        match self {
+            Apply::Command { index, .. } | Apply::Membership { index, .. } => *index,
+            Apply::Snapshot(s) => s.index,
+        }
+    }
 }
 
 /// A read the leader confirmed ([`crate::Raft::read_index`]): the service may answer the read

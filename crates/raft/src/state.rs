@@ -48,15 +48,43 @@ pub enum DecodeError {
 }
 
 /// An incremental change to persisted state, appended after the full state (see
-/// [`encode_changes`]).
+/// [`encode_changes`]). Variants are numbered by position: new ones go at the end, so a
+/// state written by an older build, base and records, still decodes.
 #[derive(Serialize, Deserialize)]
 enum Change {
     HardState(HardState),
+    /// Format 1's log write: entries without a kind (all commands). Read, never written.
+    LogV1 {
+        from: u64,
+        entries: Vec<EntryV1>,
+    },
     /// Drop stored entries from `from` on, then append `entries` (a [`LogWrite`]).
     Log {
         from: u64,
         entries: Vec<Entry>,
     },
+}
+
+/// Format 1's entry (before membership entries existed): always a command.
+#[derive(Serialize, Deserialize)]
+struct EntryV1 {
+    term: u64,
+    data: Vec<u8>,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry::command(e.term, e.data)
+    }
+}
+
+/// Format 1's full state: the log had no membership.
+#[derive(Serialize, Deserialize)]
+struct StateV1 {
+    hard_state: HardState,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    entries: Vec<EntryV1>,
 }
 
 /// Encodes a `Ready`'s hard state and log write as records to append to the bytes already
@@ -76,6 +104,8 @@ pub fn encode_changes(hard_state: Option<&HardState>, log_write: Option<&LogWrit
         enum ChangeRef<'a> {
             #[allow(dead_code)]
             HardState(HardState),
+            #[allow(dead_code)]
+            LogV1,
             Log {
                 from: u64,
                 entries: &'a [Entry],
@@ -90,13 +120,19 @@ pub fn encode_changes(hard_state: Option<&HardState>, log_write: Option<&LogWrit
     out
 }
 
-const FORMAT_VERSION: u8 = 1;
+/// 2 added entry kinds and the snapshot's membership; 1 is still read (see [`Change`]).
+const FORMAT_VERSION: u8 = 2;
+const FORMAT_V1: u8 = 1;
 
 impl PersistentState {
     /// Applies one appended record; a record that does not fit the log is corruption.
     fn replay(&mut self, change: Change) -> Result<(), DecodeError> {
         match change {
             Change::HardState(h) => self.hard_state = h,
+            Change::LogV1 { from, entries } => {
+                let entries = entries.into_iter().map(Entry::from).collect();
+                return self.replay(Change::Log { from, entries });
+            }
             Change::Log { from, entries } => {
                 let (snap, last) = (self.log.snapshot_index(), self.log.last_index());
                 if from <= snap || from > last + 1 {
@@ -123,8 +159,21 @@ impl PersistentState {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         match bytes.split_first() {
             None => Ok(PersistentState::default()),
-            Some((&FORMAT_VERSION, rest)) => {
-                let (mut state, mut rest): (PersistentState, _) = postcard::take_from_bytes(rest)?;
+            Some((&version @ (FORMAT_V1 | FORMAT_VERSION), rest)) => {
+                let (mut state, mut rest) = if version == FORMAT_V1 {
+                    let (v1, rest): (StateV1, _) = postcard::take_from_bytes(rest)?;
+                    let entries = v1.entries.into_iter().map(Entry::from).collect();
+                    let log = RaftLog::from_parts(v1.snapshot_index, v1.snapshot_term, entries);
+                    let state = PersistentState {
+                        hard_state: v1.hard_state,
+                        log,
+                    };
+                    (state, rest)
+                } else {
+                    let (mut state, rest): (PersistentState, _) = postcard::take_from_bytes(rest)?;
+                    state.log.reindex();
+                    (state, rest)
+                };
                 while !rest.is_empty() {
                     let (change, tail): (Change, _) = postcard::take_from_bytes(rest)?;
                     state.replay(change)?;

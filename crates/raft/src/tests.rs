@@ -4,6 +4,7 @@
 use crate::*;
 
 mod election;
+mod membership;
 mod read;
 mod transfer;
 
@@ -25,10 +26,7 @@ fn r_max_ticks() -> u32 {
 }
 
 fn entry(term: u64, data: u8) -> Entry {
-    Entry {
-        term,
-        data: vec![data],
-    }
+    Entry::command(term, vec![data])
 }
 
 /// Makes peer 1 of `n` the leader of term 1 by granting it every vote.
@@ -508,10 +506,7 @@ fn leader_noop_commits_at_once() {
         ready.log_write,
         Some(LogWrite {
             from: 1,
-            entries: vec![Entry {
-                term: 1,
-                data: vec![]
-            }]
+            entries: vec![Entry::command(1, vec![])]
         })
     );
     assert_eq!(ready.messages.len(), 2);

@@ -30,7 +30,10 @@ mod session;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
 pub use machine::{SnapshotError, StateMachine};
-pub use msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
+pub use msg::{
+    AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClientId, Msg, MsgOf, Request,
+    Response, RsmError,
+};
 pub use peer::{Flushed, RaftPeer};
 pub use replica::{Replica, ReplicaConfig, RestoreError};
 pub use session::{Applied, Sessions};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use flotilla_node::NodeId;
+use flotilla_raft::{Membership, MembershipChange};
 
 use crate::StateMachine;
 
@@ -40,13 +41,62 @@ pub enum RsmError {
     Stale,
 }
 
-/// Every message of a replicated service: Raft traffic between replicas, and requests and
-/// responses between clerks and replicas. One type, so one transport carries both.
+/// An operator's request about the replica group itself (`flotilla ctl add-node` …), sent to
+/// its leader. `id` is the caller's, echoed in the answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminRequest {
+    pub id: u64,
+    pub op: AdminOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// One membership change; answered once its entry is committed.
+    Change(MembershipChange),
+    /// Start handing leadership to voter `to`; answered at once (the caller watches the
+    /// group's status for the new leader).
+    TransferLeader { to: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminResponse {
+    pub id: u64,
+    pub result: Result<AdminReply, AdminError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminReply {
+    /// The change committed at `index`; the group's membership is now `membership`.
+    Changed { index: u64, membership: Membership },
+    /// The leader started the transfer.
+    TransferStarted,
+}
+
+/// Why an admin request was not carried out. `NotLeader` and `Lost` mean "try again" (at the
+/// hinted leader); `Refused` says why the leader would not (some refusals are temporary: a
+/// change in progress, a learner still catching up).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AdminError {
+    #[error("not the leader (try {hint:?})")]
+    NotLeader { hint: Option<NodeId> },
+    #[error("{0}")]
+    Refused(String),
+    /// The leader lost leadership before the change committed; it may or may not take
+    /// effect (a new leader may still commit it): look at the membership before retrying.
+    #[error("leadership changed before the change committed; check the membership")]
+    Lost,
+}
+
+/// Every message of a replicated service: Raft traffic between replicas, requests and
+/// responses between clerks and replicas, and operators' admin requests. One type, so one
+/// transport carries all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg<C, R> {
     Raft(flotilla_raft::Message),
     Request(Request<C>),
     Response(Response<R>),
+    Admin(AdminRequest),
+    AdminResponse(AdminResponse),
 }
 
 impl<C, R> Msg<C, R> {
@@ -54,8 +104,8 @@ impl<C, R> Msg<C, R> {
     pub fn is_reply(&self) -> bool {
         match self {
             Msg::Raft(m) => m.is_reply(),
-            Msg::Request(_) => false,
-            Msg::Response(_) => true,
+            Msg::Request(_) | Msg::Admin(_) => false,
+            Msg::Response(_) | Msg::AdminResponse(_) => true,
         }
     }
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState};
 
+use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
+
 use crate::machine::{SnapshotError, StateMachine};
 use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
 use crate::peer::RaftPeer;
@@ -44,6 +46,14 @@ struct Waiter {
     from: NodeId,
     client: ClientId,
     seq: u64,
+}
+
+/// An operator waiting for the membership entry proposed at some index.
+#[derive(Clone, Debug)]
+struct AdminWaiter {
+    term: u64,
+    from: NodeId,
+    id: u64,
 }
 
 /// A client waiting for a read outside the log.
@@ -84,6 +94,8 @@ pub struct Replica<S: StateMachine> {
     /// The `ctx` for the next read: unique within this incarnation, which is all the core
     /// (whose reads die with it) needs.
     next_read: u64,
+    /// Operators waiting for membership entries, by index (leader only, like `waiting`).
+    changes: BTreeMap<u64, AdminWaiter>,
     applied: u64,
     max_raft_state: Option<usize>,
 }
@@ -108,6 +120,7 @@ impl<S: StateMachine> Replica<S> {
             reads: BTreeMap::new(),
             confirmed: BTreeMap::new(),
             next_read: 0,
+            changes: BTreeMap::new(),
             applied,
             max_raft_state: cfg.max_raft_state,
         })
@@ -179,6 +192,49 @@ impl<S: StateMachine> Replica<S> {
                 ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
             }
         }
+    }
+
+    /// An operator's request: a membership change (answered when committed) or a leader
+    /// transfer (answered when started).
+    fn on_admin(&mut self, from: NodeId, req: AdminRequest, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        let answer = |ctx: &mut Ctx<MsgOf<S>, ()>, result| {
+            ctx.send(
+                from,
+                Msg::AdminResponse(AdminResponse { id: req.id, result }),
+            );
+        };
+        let raft = self.peer.raft_mut();
+        let result = match req.op {
+            AdminOp::TransferLeader { to } => match raft.transfer_leadership(to) {
+                Ok(()) => Ok(AdminReply::TransferStarted),
+                Err(flotilla_raft::TransferError::NotLeader { hint }) => {
+                    Err(AdminError::NotLeader {
+                        hint: hint.map(|l| l as NodeId),
+                    })
+                }
+                Err(e) => Err(AdminError::Refused(e.to_string())),
+            },
+            AdminOp::Change(change) => match raft.propose_membership(change) {
+                Ok((index, term)) => {
+                    let w = AdminWaiter {
+                        term,
+                        from,
+                        id: req.id,
+                    };
+                    if let Some(old) = self.changes.insert(index, w) {
+                        reject_admin(ctx, &old);
+                    }
+                    return;
+                }
+                Err(flotilla_raft::MembershipError::NotLeader { hint }) => {
+                    Err(AdminError::NotLeader {
+                        hint: hint.map(|l| l as NodeId),
+                    })
+                }
+                Err(e) => Err(AdminError::Refused(e.to_string())),
+            },
+        };
+        answer(ctx, result);
     }
 
     /// Registers a read with the core (this replica leads); it is answered in
@@ -311,6 +367,25 @@ impl<S: StateMachine> Replica<S> {
                     _ => reject(ctx, &w, None),
                 }
             }
+            Apply::Membership {
+                index,
+                term,
+                membership,
+            } => {
+                self.applied = index;
+                self.reject_waiting_through(index, ctx);
+                if let Some(w) = self.changes.remove(&index) {
+                    let result = if w.term == term {
+                        Ok(AdminReply::Changed { index, membership })
+                    } else {
+                        Err(AdminError::Lost)
+                    };
+                    ctx.send(
+                        w.from,
+                        Msg::AdminResponse(AdminResponse { id: w.id, result }),
+                    );
+                }
+            }
             Apply::Snapshot(snap) => {
                 if let Err(e) = self.state.restore(&snap.data) {
                     // The leader sent a snapshot this build cannot read: continuing would
@@ -327,7 +402,8 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// Clients waiting on entries at or below `index` that were not answered will never be.
+    /// Clients (and operators) waiting on entries at or below `index` that were not answered
+    /// will never be.
     fn reject_waiting_through(&mut self, index: u64, ctx: &mut Ctx<MsgOf<S>, ()>) {
         while let Some(entry) = self.waiting.first_entry() {
             if *entry.key() > index {
@@ -335,6 +411,12 @@ impl<S: StateMachine> Replica<S> {
             }
             let w = entry.remove();
             reject(ctx, &w, None);
+        }
+        while let Some(entry) = self.changes.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            reject_admin(ctx, &entry.remove());
         }
     }
 
@@ -355,10 +437,14 @@ impl<S: StateMachine> Replica<S> {
             .is_none_or(|(_, w)| ours(w.term));
         let reads = self.reads.values().next().is_none_or(|w| ours(w.term))
             && self.confirmed.values().next().is_none_or(|w| ours(w.term));
-        if writes && reads {
+        let changes = (self.changes.values().next()).is_none_or(|w| ours(w.term));
+        if writes && reads && changes {
             return;
         }
         let hint = raft.leader().map(|l| l as NodeId);
+        for w in std::mem::take(&mut self.changes).into_values() {
+            reject_admin(ctx, &w);
+        }
         for w in std::mem::take(&mut self.waiting).into_values() {
             reject(ctx, &w, hint);
         }
@@ -372,6 +458,18 @@ impl<S: StateMachine> Replica<S> {
 /// Tells a waiting client to retry, with a leader hint if one is known.
 fn reject<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &Waiter, hint: Option<NodeId>) {
     reject_to(ctx, w.from, w.client, w.seq, hint);
+}
+
+/// Tells a waiting operator its change's fate is unknown: this replica stopped leading, or
+/// another entry took its index. The operator looks at the membership before retrying.
+fn reject_admin<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &AdminWaiter) {
+    ctx.send(
+        w.from,
+        Msg::AdminResponse(AdminResponse {
+            id: w.id,
+            result: Err(AdminError::Lost),
+        }),
+    );
 }
 
 /// Tells client `(client, seq)` at `from` to retry, with a leader hint if one is known.
@@ -405,8 +503,9 @@ impl<S: StateMachine> Process for Replica<S> {
         match msg {
             Msg::Raft(m) => self.peer.raft_mut().step(from as u64, m),
             Msg::Request(req) => self.on_request(from, req, ctx),
+            Msg::Admin(req) => self.on_admin(from, req, ctx),
             // Replicas send responses, never receive them.
-            Msg::Response(_) => return,
+            Msg::Response(_) | Msg::AdminResponse(_) => return,
         }
         self.drive(ctx);
     }
@@ -430,9 +529,9 @@ impl<S: StateMachine> Process for Replica<S> {
     /// included: its read index may cover an entry of this very input.
     fn may_send_before_save(&self, msg: &MsgOf<S>) -> bool {
         match msg {
-            Msg::Raft(m) => m.may_precede_persist(),
-            Msg::Response(_) => self.peer.raft().commit_needs_peer_ack(),
-            Msg::Request(_) => false,
+            Msg::Raft(m) => self.peer.raft().may_send_early(m),
+            Msg::Response(_) | Msg::AdminResponse(_) => self.peer.raft().commit_needs_peer_ack(),
+            Msg::Request(_) | Msg::Admin(_) => false,
         }
     }
 }

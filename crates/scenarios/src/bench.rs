@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use flotilla_raft::{Apply, Config, Envelope, Raft};
+use flotilla_raft::{Config, Envelope, Raft};
 
 use crate::RAFT_SCENARIOS;
 
@@ -93,10 +93,7 @@ fn pump(
             let ready = p.ready();
             queue.extend(ready.messages);
             for a in ready.applies {
-                applied[i] = match a {
-                    Apply::Command { index, .. } => index,
-                    Apply::Snapshot(s) => s.index,
-                };
+                applied[i] = a.index();
             }
             if applied[i] >= p.log().snapshot_index() + 10_000 {
                 p.snapshot(applied[i], applied[i].to_le_bytes().to_vec());

@@ -5,13 +5,10 @@
 mod common;
 
 use common::*;
-use flotilla_raft::{encode_changes, Entry, HardState, LogWrite, PersistentState};
+use flotilla_raft::{encode_changes, Entry, HardState, LogWrite, Membership, PersistentState};
 
 fn entry(term: u64, i: u64) -> Entry {
-    Entry {
-        term,
-        data: format!("put k{i} v{i}").into_bytes(),
-    }
+    Entry::command(term, format!("put k{i} v{i}").into_bytes())
 }
 
 fn hard(term: u64, voted_for: Option<u64>) -> HardState {
@@ -62,7 +59,10 @@ fn raft_records_round_trip_and_decode() {
         }
         if !snapshotted && index > 160 {
             // The log is compacted and the state rewritten in full, with the snapshot.
-            snapshotted = model.log.compact_to(100, model.log.term_at(100).unwrap());
+            snapshotted =
+                model
+                    .log
+                    .compact_to(100, model.log.term_at(100).unwrap(), Membership::default());
             replace(&mut storage, &model.encode(), Some(b"kv snapshot at 100"));
         }
     }

@@ -120,6 +120,6 @@ impl Process for RaftServer {
     }
 
     fn may_send_before_save(&self, msg: &Message) -> bool {
-        self.early_everything || msg.may_precede_persist()
+        self.early_everything || self.raft().may_send_early(msg)
     }
 }

@@ -2,20 +2,42 @@
 //! panics; and every message Flotilla sends survives a round trip.
 
 use flotilla_mr::protocol::{Request, Response, Task};
-use flotilla_raft::{ConflictHint, Entry, Message};
+use flotilla_raft::{ConflictHint, Entry, EntryKind, Membership, Message};
 use flotilla_wire::{decode, encode, DEFAULT_MAX_FRAME};
 use proptest::prelude::*;
 
 fn raft_message() -> impl Strategy<Value = Message> {
     let entries = prop::collection::vec(
-        (any::<u64>(), prop::collection::vec(any::<u8>(), 0..64)),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ),
         0..8,
     )
     .prop_map(|v| {
         v.into_iter()
-            .map(|(term, data)| Entry { term, data })
+            .map(|(term, config, data)| Entry {
+                term,
+                kind: if config {
+                    EntryKind::Membership
+                } else {
+                    EntryKind::Command
+                },
+                data,
+            })
             .collect::<Vec<_>>()
     });
+    let membership = (
+        prop::collection::btree_set(any::<u64>(), 0..5),
+        prop::collection::btree_set(any::<u64>(), 0..3),
+        prop::collection::btree_map(any::<u64>(), "[a-z0-9.:]{0,20}", 0..3),
+    )
+        .prop_map(|(voters, learners, addrs)| Membership {
+            voters,
+            learners,
+            addrs,
+        });
     prop_oneof![
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
             |(term, last_log_index, last_log_term)| Message::RequestVote {
@@ -82,6 +104,24 @@ fn raft_message() -> impl Strategy<Value = Message> {
                 last_log_term
             }
         ),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            membership,
+            prop::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(
+                |(term, last_included_index, last_included_term, membership, data)| {
+                    Message::InstallSnapshot {
+                        term,
+                        last_included_index,
+                        last_included_term,
+                        membership,
+                        data,
+                    }
+                }
+            ),
     ]
 }
 

@@ -112,7 +112,7 @@ impl Raft {
         self.leader = None;
         self.votes = BTreeSet::from([self.cfg.id]);
         self.reset_election_timer();
-        if self.has_quorum(self.votes.len()) {
+        if self.membership.is_quorum(&self.votes) {
             self.become_leader();
             return;
         }
@@ -131,7 +131,7 @@ impl Raft {
                 last_log_term,
             }
         };
-        for p in self.peers.clone() {
+        for p in self.voter_peers() {
             self.send(p, msg.clone());
         }
     }
@@ -182,7 +182,7 @@ impl Raft {
             return;
         }
         self.votes.insert(from);
-        if self.has_quorum(self.votes.len()) {
+        if self.membership.is_quorum(&self.votes) {
             self.become_leader();
         }
     }
@@ -214,31 +214,15 @@ impl Raft {
         self.lease_revoked = false;
         let next = self.log.last_index() + 1;
         if self.cfg.leader_noop {
-            let index = self.log.append(Entry {
-                term: self.hard.term,
-                data: Vec::new(),
-            });
+            let index = self.log.append(Entry::command(self.hard.term, Vec::new()));
             self.mark_unstable(index);
         }
         // Every follower starts as heard from now: a new leader gets one minimum election
         // timeout to hear from a majority before check-quorum can depose it.
-        let now = self.ticks;
         self.progress = self
             .peers
             .iter()
-            .map(|&p| {
-                (
-                    p,
-                    Progress {
-                        next,
-                        matched: 0,
-                        inflight: 0,
-                        probing: true,
-                        last_heard: now,
-                        acked_round: 0,
-                    },
-                )
-            })
+            .map(|&p| (p, Progress::new(next, self.ticks)))
             .collect();
         for p in self.peers.clone() {
             self.send_append(p);
@@ -256,10 +240,6 @@ impl Raft {
         );
     }
 
-    pub(super) fn has_quorum(&self, n: usize) -> bool {
-        n > self.cfg.voters.len() / 2
-    }
-
     // ----- pre-vote (thesis §9.6) -----
 
     /// The election timer fired with pre-vote on: ask every voter for a pre-vote in the next
@@ -272,7 +252,7 @@ impl Raft {
         self.leader = None;
         self.votes = BTreeSet::from([self.cfg.id]);
         self.reset_election_timer();
-        if self.has_quorum(self.votes.len()) {
+        if self.membership.is_quorum(&self.votes) {
             self.campaign();
             return;
         }
@@ -281,7 +261,7 @@ impl Raft {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        for p in self.peers.clone() {
+        for p in self.voter_peers() {
             self.send(p, msg.clone());
         }
     }
@@ -316,7 +296,7 @@ impl Raft {
             return;
         }
         self.votes.insert(from);
-        if self.has_quorum(self.votes.len()) {
+        if self.membership.is_quorum(&self.votes) {
             self.campaign();
         }
     }
@@ -336,12 +316,11 @@ impl Raft {
             return false;
         }
         let window = u64::from(self.cfg.election_timeout_min_ticks);
-        let recent = self
-            .progress
-            .values()
-            .filter(|p| self.ticks - p.last_heard < window)
-            .count();
-        self.has_quorum(recent + 1)
+        let recent = (self.progress.iter())
+            .filter(|(_, p)| self.ticks - p.last_heard < window)
+            .map(|(id, _)| id);
+        self.membership
+            .is_quorum(recent.chain(std::iter::once(&self.cfg.id)))
     }
 
     /// Records, on a leader, that `from` replied in this leader's term (for check-quorum).

@@ -161,7 +161,7 @@ impl Raft {
             term: self.hard.term,
             round,
         };
-        for p in self.peers.clone() {
+        for p in self.voter_peers() {
             self.send(p, msg.clone());
         }
         // A lone voter is its own majority.
@@ -171,10 +171,14 @@ impl Raft {
     /// Advances `quorum_round` to the newest round a majority answered, starts the lease from
     /// its send tick, and confirms the reads it covers.
     fn confirm_reads(&mut self) {
-        let mut acked: Vec<u64> = self.progress.values().map(|p| p.acked_round).collect();
-        acked.push(self.reads.round);
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let q = acked[self.cfg.voters.len() / 2];
+        let (me, round) = (self.cfg.id, self.reads.round);
+        let q = self.membership.quorum_index(|v| {
+            if v == me {
+                round
+            } else {
+                self.progress.get(&v).map_or(0, |p| p.acked_round)
+            }
+        });
         let r = &mut self.reads;
         if q <= r.quorum_round {
             return;
@@ -282,10 +286,9 @@ impl Raft {
         if self.role != Role::Leader || term != self.hard.term || round > self.reads.round {
             return;
         }
-        let p = self
-            .progress
-            .get_mut(&from)
-            .expect("leader tracks every peer");
+        let Some(p) = self.progress.get_mut(&from) else {
+            return;
+        };
         p.acked_round = p.acked_round.max(round);
         self.confirm_reads();
         self.maybe_start_round();

@@ -45,7 +45,7 @@ impl Raft {
         if to == self.cfg.id {
             return Err(TransferError::ToSelf);
         }
-        if !self.peers.contains(&to) {
+        if !self.membership.is_voter(to) {
             return Err(TransferError::NotAVoter(to));
         }
         if let Some(t) = self.transfer {
@@ -118,7 +118,8 @@ impl Raft {
 
     /// `TimeoutNow` from `from`: if it is our leader in our term, campaign at once.
     pub(super) fn on_timeout_now(&mut self, from: NodeId, term: u64) {
-        if term == self.hard.term && self.role == Role::Follower && self.leader == Some(from) {
+        let follows = self.role == Role::Follower && self.leader == Some(from);
+        if term == self.hard.term && follows && self.is_voter() {
             self.campaign_with(true);
         }
     }

@@ -20,7 +20,11 @@ fn cluster(n: u64) -> Vec<Raft> {
 
 /// Delivers every message until the cluster is quiet; messages to or from a peer in `cut`
 /// are lost. `on_deliver` sees each delivered envelope first, with the peers.
-fn settle_with(peers: &mut [Raft], cut: &[NodeId], mut on_deliver: impl FnMut(&[Raft], &Envelope)) {
+pub(super) fn settle_with(
+    peers: &mut [Raft],
+    cut: &[NodeId],
+    mut on_deliver: impl FnMut(&[Raft], &Envelope),
+) {
     loop {
         let mut sent = Vec::new();
         for p in peers.iter_mut() {
@@ -39,11 +43,11 @@ fn settle_with(peers: &mut [Raft], cut: &[NodeId], mut on_deliver: impl FnMut(&[
     }
 }
 
-fn settle(peers: &mut [Raft], cut: &[NodeId]) {
+pub(super) fn settle(peers: &mut [Raft], cut: &[NodeId]) {
     settle_with(peers, cut, |_, _| {});
 }
 
-fn tick_all(peers: &mut [Raft], cut: &[NodeId]) {
+pub(super) fn tick_all(peers: &mut [Raft], cut: &[NodeId]) {
     for p in peers.iter_mut() {
         p.tick();
     }
@@ -51,7 +55,7 @@ fn tick_all(peers: &mut [Raft], cut: &[NodeId]) {
 }
 
 /// Ticks until the cluster has a leader every other peer follows; returns its id.
-fn elect(peers: &mut [Raft]) -> NodeId {
+pub(super) fn elect(peers: &mut [Raft]) -> NodeId {
     for _ in 0..1000 {
         tick_all(peers, &[]);
         if let Some(l) = peers.iter().find(|p| p.is_leader()).map(|p| p.id()) {
@@ -63,7 +67,7 @@ fn elect(peers: &mut [Raft]) -> NodeId {
     panic!("no leader elected");
 }
 
-fn peer(peers: &mut [Raft], id: NodeId) -> &mut Raft {
+pub(super) fn peer(peers: &mut [Raft], id: NodeId) -> &mut Raft {
     &mut peers[(id - 1) as usize]
 }
 
