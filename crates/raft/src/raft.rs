@@ -894,6 +894,13 @@ impl Raft {
             self.leader
         );
         if self.role == Role::Leader {
+            assert!(
+                self.is_voter() && self.progress.keys().eq(self.peers.iter()),
+                "raft {id}: leader of membership {:?} tracks {:?}, peers {:?}",
+                self.membership,
+                self.progress.keys().collect::<Vec<_>>(),
+                self.peers
+            );
             for (p, pr) in &self.progress {
                 assert!(
                     pr.matched < pr.next && pr.next <= l + 1,
