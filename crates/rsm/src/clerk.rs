@@ -36,6 +36,15 @@ struct Outstanding<C> {
     cmd: C,
     /// Index into `servers` of the server the latest copy went to.
     target: usize,
+    /// Index into `servers` of the round-robin position: it moves one server on whenever a
+    /// refusal gives no hint to follow, never with a hint. Hints alone could trap the clerk:
+    /// two removed servers that never hear from a leader again can point at each other (or
+    /// one at the other, the other at nobody) forever.
+    cursor: usize,
+    /// The latest copy went to a server a refusal hinted at. A refusal from it is then not
+    /// followed by another hint, so the cursor moves at least every other refusal and every
+    /// server is tried within two rounds.
+    hinted: bool,
     /// Ticks since the latest copy was sent.
     waited: u32,
     /// Servers tried since the last backoff.
@@ -93,6 +102,8 @@ impl<C: Clone + Debug> Clerk<C> {
             seq: self.seq,
             cmd,
             target: self.leader,
+            cursor: self.leader,
+            hinted: false,
             waited: 0,
             hops: 0,
             backoff: 0,
@@ -112,6 +123,7 @@ impl<C: Clone + Debug> Clerk<C> {
         self.leader = 0;
         if let Some(op) = self.op.as_mut() {
             op.target %= self.servers.len();
+            op.cursor %= self.servers.len();
         }
     }
 
@@ -138,6 +150,7 @@ impl<C: Clone + Debug> Clerk<C> {
         let backoff = self.cfg.round_backoff_ticks;
         let op = self.op.as_mut().expect("retrying needs an operation");
         op.target = next;
+        op.hinted = false;
         op.hops += 1;
         if op.hops >= n && backoff > 0 {
             op.hops = 0;
@@ -159,7 +172,8 @@ impl<C: Clone + Debug> Clerk<C> {
         }
         op.waited += 1;
         if op.waited >= retry_ticks {
-            let next = (op.target + 1) % self.servers.len();
+            op.cursor = (op.cursor + 1) % self.servers.len();
+            let next = op.cursor;
             self.retry(next, ctx);
         }
     }
@@ -186,11 +200,22 @@ impl<C: Clone + Debug> Clerk<C> {
                 if from_index != op.target || op.backoff > 0 {
                     return None; // a late refusal from a server already left behind
                 }
+                let n = self.servers.len();
                 let hinted = hint
                     .and_then(|h| self.servers.iter().position(|&s| s == h))
-                    .filter(|&h| h != from_index);
-                let next = hinted.unwrap_or((from_index + 1) % self.servers.len());
-                self.retry(next, ctx);
+                    .filter(|&h| h != from_index && !op.hinted);
+                if let Some(next) = hinted {
+                    self.retry(next, ctx);
+                    self.op.as_mut().expect("still outstanding").hinted = true;
+                } else {
+                    let op = self.op.as_mut().expect("still outstanding");
+                    op.cursor = (op.cursor + 1) % n;
+                    if op.cursor == from_index && n > 1 {
+                        op.cursor = (op.cursor + 1) % n;
+                    }
+                    let next = op.cursor;
+                    self.retry(next, ctx);
+                }
                 None
             }
             Err(RsmError::Stale) => None,
