@@ -19,7 +19,7 @@ use crate::raft_random::SYNC_LATENCY;
 
 type Tester = Rc<KvTester<KvReplica>>;
 
-const KEYS: [&str; 3] = ["a", "b", "c"];
+pub const KEYS: [&str; 3] = ["a", "b", "c"];
 
 /// What one random run did, for reports.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +101,7 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
 
 /// A client doing random operations until `stop`; a third of them give up after a short
 /// deadline (their outcome is then unknown to the checker).
-async fn client(t: Tester, cli: usize, stop: Rc<Cell<bool>>) {
+pub async fn client(t: Tester, cli: usize, stop: Rc<Cell<bool>>) {
     let mut ck = t.make_client();
     let mut j = 0;
     while !stop.get() {

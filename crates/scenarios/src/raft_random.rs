@@ -95,7 +95,7 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
 }
 
 /// Applies one random fault; returns 1 if it did anything.
-fn inject_fault(c: &RaftTester, n: usize) -> usize {
+pub fn inject_fault(c: &RaftTester, n: usize) -> usize {
     let i = c.rand(n as u64) as usize;
     let leader = (0..n).find(|&k| c.get_state(k).is_some_and(|(_, l)| l) && c.is_connected(k));
     match c.rand(14) {
@@ -146,7 +146,7 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
 /// Proposes a command on every live peer every 5–50 ms until stopped, with idle gaps of up to
 /// 1 s: a new leader that gets no proposal for a while must not commit old-term entries by
 /// counting (Figure 8), and only idle gaps expose that.
-async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
+pub async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
     while !stop.get() {
         for i in 0..c.n() {
             c.start(i, c.rand_cmd());

@@ -1,6 +1,8 @@
 //! The same seed replays the same run bit for bit; another seed does not.
 
-use flotilla_scenarios::{kv_random, kvraft, kvsrv, raft_3c, raft_3d, raft_random};
+use flotilla_scenarios::{
+    kv_random, kvraft, kvsrv, membership, membership_random, raft_3c, raft_3d, raft_random,
+};
 
 fn assert_replays(name: &str, scenario: fn(u64) -> u64) {
     let (a, b) = (scenario(7), scenario(7));
@@ -53,4 +55,23 @@ fn test_same_seed_same_trace_kvsrv_unreliable() {
 #[test]
 fn test_same_seed_same_trace_kv_random() {
     assert_replays("kv_random", |s| kv_random::kv_random(s, 5).trace_hash);
+}
+
+#[test]
+fn test_same_seed_same_trace_raft_membership_random() {
+    assert_replays("raft_membership_random", |s| {
+        membership_random::raft_membership_random(s, 20).trace_hash
+    });
+}
+
+#[test]
+fn test_same_seed_same_trace_kv_membership_random() {
+    assert_replays("kv_membership_random", |s| {
+        membership_random::kv_membership_random(s, 5).trace_hash
+    });
+}
+
+#[test]
+fn test_same_seed_same_trace_grow_under_load() {
+    assert_replays("grow_3_to_5_under_load", membership::grow_3_to_5_under_load);
 }

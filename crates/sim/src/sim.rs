@@ -227,6 +227,11 @@ where
     pub fn persister(&self, i: NodeId) -> &Persister {
         &self.nodes[i].persister
     }
+    /// Whether node `i` has a sync in flight (sync-latency mode): the saves of its latest
+    /// inputs are not durable yet, and the outputs that wait for them have not left.
+    pub fn is_syncing(&self, i: NodeId) -> bool {
+        self.nodes[i].syncing.is_some()
+    }
 
     // ----- faults -----
 

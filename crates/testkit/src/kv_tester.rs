@@ -92,8 +92,34 @@ impl KvTester<KvReplica> {
         max_raft_state: Option<usize>,
         modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
+        Self::kvraft_members(name, seed, n, n, unreliable, max_raft_state, modify)
+    }
+
+    /// As [`KvTester::kvraft_with`], with `slots` servers of which only `0..voters` found the
+    /// group (their boot configuration); the others boot joining ([`Config::voters`] empty)
+    /// and wait for a leader to add them (see [`crate::membership`]). They model machines a
+    /// membership change brings in later; clients know every slot.
+    pub fn kvraft_members(
+        name: &str,
+        seed: u64,
+        slots: usize,
+        voters: usize,
+        unreliable: bool,
+        max_raft_state: Option<usize>,
+        modify: impl Fn(&mut Config) + 'static,
+    ) -> Rc<Self> {
+        assert!(
+            (1..=slots).contains(&voters),
+            "{voters} founding voters in {slots} slots"
+        );
+        let n = slots;
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
-            let mut raft = Config::for_service(id as u64, (0..n as u64).collect(), s);
+            let boot = if id < voters {
+                (0..voters as u64).collect()
+            } else {
+                Vec::new()
+            };
+            let mut raft = Config::for_service(id as u64, boot, s);
             modify(&mut raft);
             let cfg = ReplicaConfig {
                 raft,

@@ -8,12 +8,15 @@
 //! * [`service`]: [`ServiceTester`], servers plus a host of clerks, for any client/server service.
 //! * [`kv_tester`]: [`KvTester`], the labs' key/value tester: recording clients and the
 //!   linearizability check of every history.
+//! * [`membership`]: membership changes and leader transfers on a replica group, made as an
+//!   operator makes them (admin requests, retried), and the group's settled membership.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
 //! * [`read_lease`]: [`ReadLeaseWatch`], which checks after every step that no peer holds a
 //!   read lease while another leads a newer term.
 
 pub mod broken;
 pub mod kv_tester;
+pub mod membership;
 pub mod raft_server;
 pub mod raft_tester;
 pub mod read_lease;

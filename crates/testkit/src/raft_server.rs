@@ -2,7 +2,9 @@
 //! [`RaftPeer`] glue, with committed entries reported to the tester as events.
 
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_raft::{Apply, Config, Message, ProposeError, Raft, TransferError};
+use flotilla_raft::{
+    Apply, Config, MembershipChange, MembershipError, Message, ProposeError, Raft, TransferError,
+};
 use flotilla_rsm::RaftPeer;
 use flotilla_sim::Persister;
 
@@ -42,7 +44,20 @@ impl RaftServer {
         seed: u64,
         modify: &dyn Fn(&mut Config),
     ) -> Self {
-        let mut cfg = Config::new(id as u64, (0..n as u64).collect(), seed);
+        Self::with_voters(id, (0..n as u64).collect(), persister, seed, modify)
+    }
+
+    /// As [`RaftServer::with_config`], booting with `voters` as the cluster's configuration
+    /// ([`Config::voters`]): empty for a peer that joins a running cluster and waits for a
+    /// leader to add it.
+    pub fn with_voters(
+        id: NodeId,
+        voters: Vec<u64>,
+        persister: &Persister,
+        seed: u64,
+        modify: &dyn Fn(&mut Config),
+    ) -> Self {
+        let mut cfg = Config::new(id as u64, voters, seed);
         modify(&mut cfg);
         let peer =
             RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
@@ -84,6 +99,17 @@ impl RaftServer {
         ctx: &mut Ctx<Message, Apply>,
     ) -> Result<(), TransferError> {
         let r = self.peer.raft_mut().transfer_leadership(to as u64);
+        self.flush(ctx);
+        r
+    }
+
+    /// Proposes a membership change ([`Raft::propose_membership`]).
+    pub fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        ctx: &mut Ctx<Message, Apply>,
+    ) -> Result<(u64, u64), MembershipError> {
+        let r = self.peer.raft_mut().propose_membership(change);
         self.flush(ctx);
         r
     }

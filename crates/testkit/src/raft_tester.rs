@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::raft_server::RaftServer;
 use flotilla_node::NodeId;
-use flotilla_raft::{Apply, Config, Raft, TransferError};
+use flotilla_raft::{Apply, Config, MembershipChange, MembershipError, Raft, TransferError};
 use flotilla_sim::{block_on, Runtime, Sim};
 
 /// The labs' election-timeout constant (`RaftElectionTimeout`).
@@ -92,7 +92,35 @@ impl RaftTester {
         seed: u64,
         modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
-        Self::build(n, unreliable, snapshots, seed, Rc::new(modify), false)
+        Self::build(n, n, unreliable, snapshots, seed, Rc::new(modify), false)
+    }
+
+    /// `slots` peers of which only `0..voters` found the cluster (their boot configuration,
+    /// [`Config::voters`]); the others boot joining (no voters), never campaign, and wait for
+    /// a leader to add them ([`RaftTester::propose_membership`]): the simulator's fixed slots
+    /// model machines that a membership change brings in later. `modify` as in
+    /// [`RaftTester::with_config`].
+    pub fn with_members(
+        slots: usize,
+        voters: usize,
+        unreliable: bool,
+        snapshots: bool,
+        seed: u64,
+        modify: impl Fn(&mut Config) + 'static,
+    ) -> Rc<Self> {
+        assert!(
+            (1..=slots).contains(&voters),
+            "{voters} founding voters in {slots} slots"
+        );
+        Self::build(
+            slots,
+            voters,
+            unreliable,
+            snapshots,
+            seed,
+            Rc::new(modify),
+            false,
+        )
     }
 
     /// As [`RaftTester::with_config`], with peers broken on purpose: they send votes and
@@ -105,11 +133,13 @@ impl RaftTester {
         seed: u64,
         modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
-        Self::build(n, unreliable, snapshots, seed, Rc::new(modify), true)
+        Self::build(n, n, unreliable, snapshots, seed, Rc::new(modify), true)
     }
 
+    /// `n` slots, of which `0..voters` boot as the founding voters and the rest join later.
     fn build(
         n: usize,
+        voters: usize,
         unreliable: bool,
         snapshots: bool,
         seed: u64,
@@ -117,7 +147,12 @@ impl RaftTester {
         early_acks: bool,
     ) -> Rc<Self> {
         let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
-            let server = RaftServer::with_config(id, n, p, s, &*modify);
+            let boot = if id < voters {
+                (0..voters as u64).collect()
+            } else {
+                Vec::new()
+            };
+            let server = RaftServer::with_voters(id, boot, p, s, &*modify);
             if early_acks {
                 server.send_everything_before_save()
             } else {
@@ -385,9 +420,34 @@ impl RaftTester {
             .with_process(i, |p, ctx| p.transfer_leadership(to, ctx))
     }
 
+    /// Asks peer i to propose a membership change ([`Raft::propose_membership`]): its entry's
+    /// `(index, term)`, or why it was refused; `None` if i is crashed.
+    pub fn propose_membership(
+        &self,
+        i: NodeId,
+        change: MembershipChange,
+    ) -> Option<Result<(u64, u64), MembershipError>> {
+        self.sim
+            .borrow_mut()
+            .with_process(i, |p, ctx| p.propose_membership(change, ctx))
+    }
+
     /// Runs `f` on peer i's Raft core (read-only), or returns `None` if i is crashed.
     pub fn with_raft<R>(&self, i: NodeId, f: impl FnOnce(&Raft) -> R) -> Option<R> {
         self.sim.borrow().process(i).map(|p| f(p.raft()))
+    }
+
+    /// The connected live peer that leads in the highest term, if any, without waiting (see
+    /// [`RaftTester::check_one_leader`] for the labs' check).
+    pub fn leader_now(&self) -> Option<NodeId> {
+        (0..self.n)
+            .filter(|&i| self.is_connected(i))
+            .filter_map(|i| match self.get_state(i) {
+                Some((term, true)) => Some((term, i)),
+                _ => None,
+            })
+            .max()
+            .map(|(_, i)| i)
     }
 
     /// `rf.GetState()` on peer i, or `None` if crashed.

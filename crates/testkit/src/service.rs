@@ -4,9 +4,10 @@
 //! Clients reach every server whatever the partition (the labs connect clerks to all
 //! servers; only server-to-server links are partitioned). A test script awaits
 //! [`ServiceTester::call`], which completes when the clerk has an answer, however many
-//! retries that took.
+//! retries that took. The clerk host is also where operators' admin requests
+//! ([`ServiceTester::admin`]: membership changes, leader transfers) come from.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
@@ -20,7 +21,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg};
+use flotilla_rsm::{
+    AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClerkConfig, ClerkEvent,
+    ClerkHost, ClientId, Msg,
+};
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
@@ -36,6 +40,8 @@ pub enum SimNode<Srv, C, R> {
 pub enum NodeEvent<E, R> {
     Server(E),
     Clerk(ClerkEvent<R>),
+    /// An answer to an operator's admin request, received by the clerk host.
+    Admin(AdminResponse),
 }
 
 /// Replays an inner process's outputs into the outer context, mapping its events.
@@ -83,6 +89,12 @@ where
                 let mut inner = Ctx::new(ctx.now());
                 s.on_message(from, msg, &mut inner);
                 forward(inner, ctx, NodeEvent::Server);
+            }
+            // Clerks ignore admin answers: the host hands them to the tester's operator.
+            SimNode::Clients(_) if matches!(msg, Msg::AdminResponse(_)) => {
+                if let Msg::AdminResponse(r) = msg {
+                    ctx.emit(NodeEvent::Admin(r));
+                }
             }
             SimNode::Clients(h) => {
                 let mut inner = Ctx::new(ctx.now());
@@ -132,6 +144,11 @@ where
     /// Called with a server's id when the tester crashes (or restarts) it, for watchers that
     /// keep a view of live servers.
     crash_hooks: RefCell<Vec<CrashHook>>,
+    /// Admin requests in flight, by request id: the answer once it arrives.
+    admin: RefCell<BTreeMap<u64, Pending<Result<AdminReply, AdminError>>>>,
+    /// The id of the next admin request (unique within the run, so late answers to requests
+    /// given up on are told apart).
+    next_admin: Cell<u64>,
 }
 
 impl<Srv, C, R> ServiceTester<Srv, C, R>
@@ -160,6 +177,8 @@ where
             n,
             pending: RefCell::new(BTreeMap::new()),
             crash_hooks: RefCell::new(Vec::new()),
+            admin: RefCell::new(BTreeMap::new()),
+            next_admin: Cell::new(1),
         })
     }
 
@@ -195,14 +214,26 @@ where
     fn after_input(&self) {
         let events = self.sim.borrow_mut().drain_events();
         for (_, e) in events {
-            if let NodeEvent::Clerk(ev) = e {
-                let mut pending = self.pending.borrow_mut();
-                if let Some(p) = pending.get_mut(&ev.client) {
-                    p.reply = Some(ev.reply);
-                    if let Some(w) = p.waker.take() {
-                        w.wake();
+            match e {
+                NodeEvent::Clerk(ev) => {
+                    let mut pending = self.pending.borrow_mut();
+                    if let Some(p) = pending.get_mut(&ev.client) {
+                        p.reply = Some(ev.reply);
+                        if let Some(w) = p.waker.take() {
+                            w.wake();
+                        }
                     }
                 }
+                NodeEvent::Admin(r) => {
+                    let mut admin = self.admin.borrow_mut();
+                    if let Some(p) = admin.get_mut(&r.id) {
+                        p.reply = Some(r.result);
+                        if let Some(w) = p.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                NodeEvent::Server(_) => {}
             }
         }
     }
@@ -308,6 +339,47 @@ where
         let reply = pending.get_mut(&client)?.reply.take()?;
         pending.remove(&client);
         Some(reply)
+    }
+
+    /// Sends an operator's admin request from the clerk host to server `to`, over the
+    /// network like a client's, and waits up to `limit` for its answer: `None` if none came
+    /// (the request or the answer was lost, or the change has not committed yet; a change may
+    /// still take effect).
+    pub async fn admin(
+        self: &Rc<Self>,
+        to: NodeId,
+        op: AdminOp,
+        limit: Duration,
+    ) -> Option<Result<AdminReply, AdminError>> {
+        let id = self.next_admin.get();
+        self.next_admin.set(id + 1);
+        let pending = Pending {
+            reply: None,
+            waker: None,
+        };
+        self.admin.borrow_mut().insert(id, pending);
+        let host = self.host();
+        self.sim.borrow_mut().with_process(host, |_, ctx| {
+            ctx.send(to, Msg::Admin(AdminRequest { id, op }));
+        });
+        let mut timer = Box::pin(self.rt.sleep(limit));
+        let got = std::future::poll_fn(|cx| {
+            let mut admin = self.admin.borrow_mut();
+            let p = admin
+                .get_mut(&id)
+                .expect("pending until answered or abandoned");
+            if let Some(r) = p.reply.take() {
+                return Poll::Ready(Some(r));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            p.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        self.admin.borrow_mut().remove(&id);
+        got
     }
 
     // ----- faults -----
