@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use flotilla_kv::{Kv, KvMsg};
+use flotilla_net::admin::{survey, ClusterView};
 use flotilla_net::server::{run_replica, ServerConfig, Timers};
 use flotilla_net::tls::{PeerTls, TlsFiles};
-use flotilla_net::transport::fetch_status;
 use flotilla_net::{NodeStatus, Secret};
 use flotilla_raft::ReadMode;
 use tokio::net::TcpListener;
@@ -89,15 +89,26 @@ pub struct ServerArgs {
     /// flags given as well override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// This replica's id: its position (from 0) in --peers.
+    /// This replica's id. A founding replica's is its position (from 0) in --peers; a joining
+    /// replica's (--join) is any id the group has never used, e.g. the next after its highest.
     #[arg(long, required_unless_present = "config")]
     id: Option<u64>,
-    /// Every replica's address, this one's included, comma-separated, in id order.
-    #[arg(long, value_delimiter = ',', required_unless_present = "config")]
+    /// The founding replicas' addresses, this one's included, comma-separated, in id order.
+    /// They are the group's first membership; later members' addresses travel with the
+    /// membership in the log, so the list need not change when members are added or removed.
+    #[arg(long, value_delimiter = ',', required_unless_present_any = ["config", "join"])]
     peers: Vec<String>,
     /// Address to listen on (default: this replica's entry in --peers).
     #[arg(long)]
     listen: Option<String>,
+    /// Join a running group instead of founding one: start with a new, empty --data-dir,
+    /// listening on --listen (or this id's entry in --peers), and wait, never campaigning,
+    /// until `flotilla ctl add-node ID ADDR` adds it (ADDR: where the others reach it). It
+    /// learns the membership and the members' addresses from the leader; --peers is optional.
+    /// Keep the flag when restarting it: it is ignored once the data directory holds a
+    /// membership.
+    #[arg(long)]
+    join: bool,
     /// Directory for the write-ahead log and snapshots (created if missing).
     #[arg(long, required_unless_present = "config")]
     data_dir: Option<PathBuf>,
@@ -135,6 +146,7 @@ struct ServerFile {
     #[serde(default)]
     peers: Vec<String>,
     listen: Option<String>,
+    join: Option<bool>,
     data_dir: Option<PathBuf>,
     max_raft_state: Option<String>,
     metrics: Option<String>,
@@ -163,6 +175,7 @@ impl ServerArgs {
             self.peers = f.peers;
         }
         self.listen = self.listen.or(f.listen);
+        self.join = self.join || f.join.unwrap_or(false);
         self.data_dir = self.data_dir.or(f.data_dir);
         if self.max_raft_state.is_none() {
             self.max_raft_state = f.max_raft_state.as_deref().map(parse_size).transpose()?;
@@ -197,8 +210,12 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
     let id = args
         .id
         .ok_or("no replica id: give --id or `id` in the config file")?;
-    if args.peers.is_empty() {
-        return Err("no peers: give --peers or `peers` in the config file".into());
+    if args.peers.is_empty() && !args.join {
+        return Err(
+            "no peers: give --peers or `peers` in the config file (or --join to join a running \
+             group)"
+                .into(),
+        );
     }
     let data_dir = args
         .data_dir
@@ -213,20 +230,28 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
     timers.validate()?;
     let secret = args.secret.load()?;
     let me = id as usize;
-    if me >= args.peers.len() {
+    if me >= args.peers.len() && !args.join {
         return Err(format!(
-            "replica id {id} is not a position in the peers ({} replicas)",
+            "replica id {id} is not a position in the peers ({} replicas); to add a replica \
+             to a running group, start it with --join",
             args.peers.len()
         ));
     }
-    let listen = args
-        .listen
-        .clone()
-        .unwrap_or_else(|| args.peers[me].clone());
+    let listen = match (&args.listen, args.peers.get(me)) {
+        (Some(l), _) => l.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(format!(
+                "replica {id} has no address to listen on: give --listen (or --peers with an \
+                 entry at position {id})"
+            ))
+        }
+    };
     let (storage, recovered) = crate::storage::open(&data_dir)?;
     let cfg = ServerConfig {
         id,
         peers: args.peers.clone(),
+        join: args.join,
         secret,
         max_raft_state: Some(max_raft_state as usize),
         metrics: args.metrics.clone(),
@@ -238,7 +263,8 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(id = cfg.id, %listen, data = %data_dir.display(), "replica starting");
+        let join = cfg.join;
+        tracing::info!(id = cfg.id, %listen, join, data = %data_dir.display(), "replica starting");
         run_replica(
             cfg,
             Kv::default(),
@@ -277,62 +303,123 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// Which group a `ctl` command talks to, and how.
+#[derive(Args, Clone)]
+pub struct ClusterArgs {
+    /// Addresses of some of the group's replicas, comma-separated (the founding ones in id
+    /// order will do); the other members are found from their statuses. Default: read from
+    /// --dir's cluster file.
+    #[arg(long, value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// A `flotilla up` data directory: servers and secret are read from it.
+    #[arg(long, default_value = "flotilla-data")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// A group to talk to: where to start, and the credentials.
+pub struct Cluster {
+    pub seeds: Vec<String>,
+    pub secret: Secret,
+    pub tls: Option<std::sync::Arc<PeerTls>>,
+}
+
+impl ClusterArgs {
+    pub fn load(&self) -> Result<Cluster, String> {
+        let (seeds, secret) = resolve_cluster(self.servers.clone(), &self.dir, &self.secret)?;
+        Ok(Cluster {
+            seeds,
+            secret,
+            tls: self.tls.load()?,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 pub enum CtlCommand {
-    /// Every replica's role, term, indexes and storage sizes, in a table.
+    /// Every replica's role, term, indexes, storage sizes and place in the membership, in a
+    /// table, then the group's membership. Members not among --servers are found and shown.
     Status {
-        /// Replica addresses in id order (default: read from --dir's cluster file).
-        #[arg(long, value_delimiter = ',')]
-        servers: Vec<String>,
-        /// A `flotilla up` data directory: servers and secret are read from it.
-        #[arg(long, default_value = "flotilla-data")]
-        dir: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Print JSON (one object per replica, `null` if unreachable) instead of a table.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        secret: SecretArgs,
-        #[command(flatten)]
-        tls: TlsArgs,
     },
+    /// Add a replica started with `flotilla server --join`: as a learner, then, once it has
+    /// caught up with the log, as a voter (unless --learner).
+    AddNode(crate::members::AddNodeArgs),
+    /// Promote a learner to voter, once it has caught up.
+    Promote(crate::members::NodeArgs),
+    /// Remove a replica (voter or learner) from the group. If it leads, leadership is handed
+    /// to another voter first. Stop its process afterwards.
+    RemoveNode(crate::members::NodeArgs),
+    /// Hand leadership to another voter, and wait until it leads.
+    TransferLeader(crate::members::NodeArgs),
 }
+
+/// How long `ctl status` waits for each replica.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
 
 pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
     match cmd {
-        CtlCommand::Status {
-            servers,
-            dir,
-            json,
-            secret,
-            tls,
-        } => {
-            let (servers, secret) = resolve_cluster(servers, &dir, &secret)?;
-            let tls = tls.load()?;
-            let rows = runtime()?.block_on(async {
-                let mut rows = Vec::new();
-                for a in &servers {
-                    let r = tokio::time::timeout(
-                        Duration::from_secs(2),
-                        fetch_status::<KvMsg>(a, &secret, 1 << 50, tls.as_deref()),
-                    )
-                    .await;
-                    rows.push(match r {
-                        Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("no answer within 2 s".to_owned()),
-                    });
-                }
-                rows
-            });
+        CtlCommand::Status { cluster, json } => {
+            let c = cluster.load()?;
+            let rows = runtime()?.block_on(status_rows(&c));
             if json {
-                let v: Vec<Option<&NodeStatus>> = rows.iter().map(|r| r.as_ref().ok()).collect();
+                let v: Vec<Option<&NodeStatus>> =
+                    rows.iter().map(|(_, r)| r.as_ref().ok()).collect();
                 println!("{}", serde_json::to_string(&v).expect("statuses serialise"));
             } else {
-                print!("{}", status_table(&servers, &rows));
+                print!("{}", status_table(&rows));
+                print!("{}", membership_summary(&rows));
             }
             Ok(())
         }
+        CtlCommand::AddNode(a) => crate::members::add_node(a),
+        CtlCommand::Promote(a) => crate::members::promote(a),
+        CtlCommand::RemoveNode(a) => crate::members::remove_node(a),
+        CtlCommand::TransferLeader(a) => crate::members::transfer_leader(a),
     }
+}
+
+/// One row per replica asked: its address, and its status or why there is none.
+type StatusRows = Vec<(String, Result<NodeStatus, String>)>;
+
+/// The statuses of the seeds, then of every member they name that was not among them.
+async fn status_rows(c: &Cluster) -> StatusRows {
+    let mut rows: StatusRows = Vec::new();
+    let mut ask = c.seeds.clone();
+    // Each round asks the members the previous one revealed; a few rounds find them all.
+    for _ in 0..4 {
+        if ask.is_empty() {
+            break;
+        }
+        let answers = survey::<KvMsg>(&ask, &c.secret, c.tls.clone(), STATUS_WAIT).await;
+        rows.extend(ask.into_iter().zip(answers));
+        let Some(view) = ClusterView::of(&answered(&rows)) else {
+            break;
+        };
+        // Members not heard from yet, by id (an address may be spelt two ways) or address.
+        let heard = |id: u64, addr: &String| {
+            (rows.iter()).any(|(a, r)| a == addr || r.as_ref().is_ok_and(|s| s.id == id))
+        };
+        ask = (view.addrs.into_iter())
+            .filter(|(id, a)| !heard(*id, a))
+            .map(|(_, a)| a)
+            .collect();
+    }
+    rows
+}
+
+/// The rows that answered, with their addresses.
+fn answered(rows: &StatusRows) -> Vec<(String, NodeStatus)> {
+    (rows.iter())
+        .filter_map(|(a, r)| r.as_ref().ok().map(|s| (a.clone(), s.clone())))
+        .collect()
 }
 
 /// Servers and secret from flags, or from a `flotilla up` directory.
@@ -355,13 +442,14 @@ pub fn resolve_cluster(
     Ok((layout.servers, secret))
 }
 
-fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> String {
+fn status_table(rows: &StatusRows) -> String {
     let mut out = format!(
-        "{:>3}  {:<21} {:>7} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
+        "{:>3}  {:<21} {:>7} {:<9} {:<7} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
         "id",
         "address",
         "pid",
         "role",
+        "member",
         "term",
         "leader",
         "commit",
@@ -372,15 +460,16 @@ fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> Stri
         "snap bytes",
         "metrics"
     );
-    for (i, (addr, row)) in servers.iter().zip(rows).enumerate() {
+    let view = ClusterView::of(&answered(rows)).unwrap_or_default();
+    for (i, (addr, row)) in rows.iter().enumerate() {
         match row {
-            Ok(s) => {
-                out.push_str(&format!(
-                "{:>3}  {:<21} {:>7} {:<9} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
+            Ok(s) => out.push_str(&format!(
+                "{:>3}  {:<21} {:>7} {:<9} {:<7} {:>5} {:>6} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}  {}\n",
                 s.id,
                 addr,
                 s.pid,
                 s.role,
+                s.member,
                 s.term,
                 s.leader.map_or("-".to_owned(), |l| l.to_string()),
                 s.commit_index,
@@ -390,9 +479,46 @@ fn status_table(servers: &[String], rows: &[Result<NodeStatus, String>]) -> Stri
                 s.state_bytes,
                 s.snapshot_bytes,
                 s.metrics.as_deref().map_or("-".to_owned(), |m| format!("http://{m}/metrics"))
-            ))
+            )),
+            Err(e) => {
+                // A silent replica's id: the one the membership gives its address, else its
+                // position (--servers are the founding replicas in id order).
+                let id = (view.addrs.iter().find(|(_, a)| *a == addr))
+                    .map_or(i as u64, |(&id, _)| id);
+                out.push_str(&format!("{id:>3}  {addr:<21} unreachable: {e}\n"));
             }
-            Err(e) => out.push_str(&format!("{i:>3}  {addr:<21} unreachable: {e}\n")),
+        }
+    }
+    out
+}
+
+/// The group's membership in words, and any replica that sees another one.
+fn membership_summary(rows: &StatusRows) -> String {
+    let heard = answered(rows);
+    let Some(view) = ClusterView::of(&heard) else {
+        return "membership: unknown (no replica answered)\n".to_owned();
+    };
+    let source = match view.leader {
+        Some(l) => format!("as the leader, node {l}, sees it"),
+        None => "no leader now; the newest any replica holds".to_owned(),
+    };
+    let mut out = format!(
+        "\nmembership (log index {}, {}; {source}):\n  voters:   {}\n  learners: {}\n",
+        view.membership_index,
+        if view.committed {
+            "committed"
+        } else {
+            "not yet committed"
+        },
+        crate::members::describe(&view.voters, &view.addrs),
+        crate::members::describe(&view.learners, &view.addrs),
+    );
+    for (_, s) in &heard {
+        if s.membership_index != view.membership_index {
+            out.push_str(&format!(
+                "  node {} ({}) uses another membership (log index {}): voters {:?}, learners {:?}\n",
+                s.id, s.member, s.membership_index, s.voters, s.learners
+            ));
         }
     }
     out

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod demo;
+mod members;
 mod mr;
 mod mr_bench;
 mod router;

@@ -9,9 +9,15 @@ use crate::cluster::{runtime, shutdown_signal, SecretArgs, TlsArgs};
 
 #[derive(Args)]
 pub struct RouterArgs {
-    /// The replicas' addresses in id order, comma-separated.
+    /// Replicas' addresses, comma-separated: the founding ones in id order, or any current
+    /// members. The router asks them for the group's membership and follows it: it reaches
+    /// members added later and stops using removed ones.
     #[arg(long, value_delimiter = ',', required = true)]
     servers: Vec<String>,
+    /// Talk only to the --servers replicas, never to other members it learns of (a router
+    /// that must see only part of the group, as partition tests need).
+    #[arg(long)]
+    pin_servers: bool,
     /// Address to serve the Redis protocol on.
     #[arg(long, default_value = "127.0.0.1:6380")]
     listen: String,
@@ -43,6 +49,7 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
     let metrics = args.metrics.as_ref().map(|_| Metrics::router());
     let cfg = RouterConfig {
         servers: args.servers,
+        pin_servers: args.pin_servers,
         secret: args.secret.load()?,
         password: args.password,
         max_clients: args.max_clients,

@@ -309,15 +309,19 @@ fn netns_partitions_keep_the_service_safe_and_available() {
     // The router answers after 1 s when the cluster cannot: writers then record an unknown
     // outcome and go on, instead of hanging through a partition.
     let port = free_ports(1);
-    let router = |servers: &str, port: u16, log: &str| {
+    // A pinned router talks to its --servers only, never to other members it learns of.
+    let router = |servers: &str, pinned: bool, port: u16, log: &str| {
         let mut cmd = Command::new(BIN);
         cmd.args(["router", "--servers", servers])
+            .args(pinned.then_some("--pin-servers"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--command-timeout", "1s", "--secret-file"])
             .arg(&secret);
         spawn_logged(&mut cmd, &tmp.path().join(log))
     };
-    procs.0.push(router(&net.peers(), port, "router.log"));
+    procs
+        .0
+        .push(router(&net.peers(), false, port, "router.log"));
     let cluster = Cluster {
         net: &net,
         secret: secret.clone(),
@@ -351,7 +355,7 @@ fn netns_partitions_keep_the_service_safe_and_available() {
         // A client that can reach only the old leader gets no read.
         let lone_port = free_ports(1);
         let lone = format!("{}:{PORT}", net.replica_ip(old));
-        let mut lone_router = Procs(vec![router(&lone, lone_port, "lone-router.log")]);
+        let mut lone_router = Procs(vec![router(&lone, true, lone_port, "lone-router.log")]);
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut con = loop {
             if let Ok(c) = connect(lone_port) {

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! dialer   -> Hello   { version, from, nonce_d }
-//! acceptor -> Welcome { nonce_a, proof_a = HMAC(secret, "acceptor" | nonce_d | nonce_a | from) }
+//! acceptor -> Welcome { id, nonce_a, proof_a = HMAC(secret, "acceptor" | nonce_d | nonce_a | from | id) }
 //! dialer   -> Auth    { proof_d = HMAC(secret, "dialer"   | nonce_a | nonce_d | from) }
 //! ```
 //!
 //! Each side checks the other's proof in constant time. Fresh random nonces on both sides mean
 //! a recorded handshake cannot be replayed, and the secret never crosses the wire. (Traffic
-//! after the handshake is not encrypted: TLS is a separate layer.)
+//! after the handshake is not encrypted: TLS is a separate layer.) The acceptor names itself
+//! (`id`), so a dialer that expects another node at that address finds out.
+//!
+//! A dialer of another protocol version is refused with both versions in words: every
+//! process of a cluster must run the same build.
 
 use std::time::Duration;
 
@@ -49,10 +53,12 @@ impl Secret {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn proof(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], from: u64) -> [u8; 32] {
-        let mut mac = self.mac(role, first, second, from);
-        let _ = &mut mac;
-        mac.finalize().into_bytes().into()
+    /// The proof of `role` over both nonces and the node ids in `ids`.
+    fn proof(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], ids: &[u64]) -> [u8; 32] {
+        self.mac(role, first, second, ids)
+            .finalize()
+            .into_bytes()
+            .into()
     }
 
     fn verify(
@@ -60,20 +66,22 @@ impl Secret {
         role: &[u8],
         first: &[u8; 32],
         second: &[u8; 32],
-        from: u64,
+        ids: &[u64],
         proof: &[u8; 32],
     ) -> bool {
-        self.mac(role, first, second, from)
+        self.mac(role, first, second, ids)
             .verify_slice(proof)
             .is_ok()
     }
 
-    fn mac(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], from: u64) -> Hmac<Sha256> {
+    fn mac(&self, role: &[u8], first: &[u8; 32], second: &[u8; 32], ids: &[u64]) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(role);
         mac.update(first);
         mac.update(second);
-        mac.update(&from.to_le_bytes());
+        for id in ids {
+            mac.update(&id.to_le_bytes());
+        }
         mac
     }
 }
@@ -107,8 +115,9 @@ where
     }
 }
 
-/// The dialer's side: proves itself as node `me`, checks the acceptor's proof.
-pub async fn dial<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<(), NetError>
+/// The dialer's side: proves itself as node `me`, checks the acceptor's proof, and returns
+/// the acceptor's node id.
+pub async fn dial<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<u64, NetError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -120,23 +129,23 @@ where
         nonce: mine,
     };
     flotilla_wire::write_frame(s, &hello).await?;
-    let (theirs, proof) = match read::<S, M>(s, peer).await? {
-        Frame::Welcome { nonce, proof } => (nonce, proof),
+    let (id, theirs, proof) = match read::<S, M>(s, peer).await? {
+        Frame::Welcome { id, nonce, proof } => (id, nonce, proof),
         Frame::Refused { reason } => return Err(refused(peer, format!("refused: {reason}"))),
         _ => return Err(refused(peer, "unexpected frame instead of Welcome")),
     };
-    if !secret.verify(b"acceptor", &mine, &theirs, me, &proof) {
+    if !secret.verify(b"acceptor", &mine, &theirs, &[me, id], &proof) {
         return Err(refused(peer, "the peer does not know the cluster secret"));
     }
     let auth: Frame<M> = Frame::Auth {
-        proof: secret.proof(b"dialer", &theirs, &mine, me),
+        proof: secret.proof(b"dialer", &theirs, &mine, &[me]),
     };
     flotilla_wire::write_frame(s, &auth).await?;
-    Ok(())
+    Ok(id)
 }
 
-/// The acceptor's side: returns the dialer's node id once it has proved itself.
-pub async fn accept<S, M>(s: &mut S, secret: &Secret, peer: &str) -> Result<u64, NetError>
+/// The acceptor's side (node `me`): returns the dialer's node id once it has proved itself.
+pub async fn accept<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<u64, NetError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -150,7 +159,10 @@ where
         _ => return Err(refused(peer, "the first frame was not Hello")),
     };
     if version != PROTOCOL_VERSION {
-        let reason = format!("protocol version {version}, expected {PROTOCOL_VERSION}");
+        let reason = format!(
+            "the dialer speaks protocol version {version} and this node version {PROTOCOL_VERSION}: \
+             every process of a cluster must run the same Flotilla build"
+        );
         let _ = flotilla_wire::write_frame(
             s,
             &Frame::<M>::Refused {
@@ -162,12 +174,15 @@ where
     }
     let mine = nonce();
     let welcome: Frame<M> = Frame::Welcome {
+        id: me,
         nonce: mine,
-        proof: secret.proof(b"acceptor", &theirs, &mine, from),
+        proof: secret.proof(b"acceptor", &theirs, &mine, &[from, me]),
     };
     flotilla_wire::write_frame(s, &welcome).await?;
     match read::<S, M>(s, peer).await? {
-        Frame::Auth { proof } if secret.verify(b"dialer", &mine, &theirs, from, &proof) => Ok(from),
+        Frame::Auth { proof } if secret.verify(b"dialer", &mine, &theirs, &[from], &proof) => {
+            Ok(from)
+        }
         Frame::Auth { .. } => {
             let reason = "the peer does not know the cluster secret";
             let _ = flotilla_wire::write_frame(
@@ -187,20 +202,51 @@ where
 mod tests {
     use super::*;
 
-    async fn pair(a: &Secret, b: &Secret) -> (Result<(), NetError>, Result<u64, NetError>) {
+    async fn pair(a: &Secret, b: &Secret) -> (Result<u64, NetError>, Result<u64, NetError>) {
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let (a, b) = (a.clone(), b.clone());
         let dialer = tokio::spawn(async move { dial::<_, u8>(&mut x, &a, 42, "acceptor").await });
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, "dialer").await });
+        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "dialer").await });
         (dialer.await.unwrap(), acceptor.await.unwrap())
     }
 
     #[tokio::test]
-    async fn same_secret_authenticates_both_ways() {
+    async fn same_secret_authenticates_both_ways_and_names_both_ends() {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (d, a) = pair(&s, &s).await;
-        assert!(d.is_ok(), "{d:?}");
+        assert_eq!(d.unwrap(), 7, "the dialer learns the acceptor's id");
         assert_eq!(a.unwrap(), 42);
+    }
+
+    /// A build of another protocol version (a Hello from it) is refused, in words, on both
+    /// sides: a mixed-build cluster must not half-work.
+    #[tokio::test]
+    async fn another_protocol_version_is_refused_in_words() {
+        let s = Secret::new("0123456789abcdef-secret").unwrap();
+        let (mut x, mut y) = tokio::io::duplex(1 << 16);
+        let b = s.clone();
+        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "old").await });
+        let hello: Frame<u8> = Frame::Hello {
+            version: PROTOCOL_VERSION - 1,
+            from: 42,
+            nonce: nonce(),
+        };
+        flotilla_wire::write_frame(&mut x, &hello).await.unwrap();
+        let answer: Frame<u8> = flotilla_wire::read_frame(&mut x, MAX_HANDSHAKE_FRAME)
+            .await
+            .unwrap();
+        let Frame::Refused { reason } = answer else {
+            panic!("expected Refused, got {answer:?}")
+        };
+        let versions = format!(
+            "protocol version {} and this node version {PROTOCOL_VERSION}",
+            PROTOCOL_VERSION - 1
+        );
+        assert!(
+            reason.contains(&versions) && reason.contains("same Flotilla build"),
+            "{reason}"
+        );
+        assert!(acceptor.await.unwrap().is_err());
     }
 
     #[tokio::test]

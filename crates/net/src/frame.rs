@@ -1,10 +1,16 @@
 //! What travels on a Flotilla connection.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever [`Frame`] or a service message changes incompatibly; both ends of a
-/// connection must speak the same version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// connection must speak the same version. `Hello` and `Refused` must keep their shape across
+/// versions, so that an acceptor can read any dialer's version and refuse it in words.
+///
+/// 2: membership change (Raft entries and snapshots carry a membership; admin messages;
+/// `Welcome` names the acceptor; [`NodeStatus`] shows the membership).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frames before authentication are tiny; a larger one is an attack or a mistake.
 pub const MAX_HANDSHAKE_FRAME: usize = 4096;
@@ -22,8 +28,12 @@ pub enum Frame<M> {
         from: u64,
         nonce: [u8; 32],
     },
-    /// Acceptor → dialer: its own nonce, and its proof that it knows the secret.
+    /// Acceptor → dialer: its node id, its own nonce, and its proof that it knows the secret.
+    /// The id lets a dialer notice that an address now belongs to another node (a replaced
+    /// machine reusing the old one's address) instead of taking one node's answers for
+    /// another's.
     Welcome {
+        id: u64,
         nonce: [u8; 32],
         proof: [u8; 32],
     },
@@ -61,4 +71,23 @@ pub struct NodeStatus {
     pub snapshot_bytes: u64,
     /// Where the node serves Prometheus metrics, if it does.
     pub metrics: Option<String>,
+    /// This node's place in the membership it uses: `voter`, `learner`, or `none` (waiting
+    /// to be added, or removed).
+    pub member: String,
+    /// The membership this node uses (the latest in its log, committed or not): voters.
+    pub voters: Vec<u64>,
+    /// Learners: members that receive the log but neither vote nor count toward commits.
+    pub learners: Vec<u64>,
+    /// Each member's address as this node knows it (from the membership, else from its
+    /// `--peers`); a member missing here is one this node reaches only when it dials in.
+    pub addrs: BTreeMap<u64, String>,
+    /// Log index of the entry that set the membership (0: the boot configuration).
+    pub membership_index: u64,
+}
+
+impl NodeStatus {
+    /// Whether the membership this node uses is committed (as far as it knows).
+    pub fn membership_committed(&self) -> bool {
+        self.membership_index <= self.commit_index
+    }
 }

@@ -14,9 +14,12 @@
 //! * [`driver`]: the event loop that owns one process on a thread of its own: it feeds inputs
 //!   and 10 ms ticks, stages every save with the storage, syncs once per batch (group commit),
 //!   and only then hands the batch's messages to the transport.
+//! * [`admin`]: what operators' tools and the router ask of a running group: statuses of many
+//!   nodes at once, the membership they describe, membership changes and leader transfers.
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
 
+pub mod admin;
 pub mod auth;
 pub mod clients;
 pub mod driver;

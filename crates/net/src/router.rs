@@ -28,8 +28,12 @@ use crate::Secret;
 /// The router's settings.
 #[derive(Clone)]
 pub struct RouterConfig {
-    /// The replicas of the (one) KV group, by id.
+    /// Replicas of the (one) KV group to start from (taken to be in id order until one
+    /// answers); the router then follows the group's membership.
     pub servers: Vec<String>,
+    /// Talk only to `servers`, never to other members it learns of (see
+    /// `Clients::connect_pinned`).
+    pub pin_servers: bool,
     pub secret: Secret,
     /// Clients must `AUTH` with this password first, if set.
     pub password: Option<String>,
@@ -67,7 +71,11 @@ pub async fn run_router(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let kv = Clients::connect_with(&cfg.servers, cfg.secret.clone(), cfg.tls.clone());
+    let kv = if cfg.pin_servers {
+        Clients::connect_pinned(&cfg.servers, cfg.secret.clone(), cfg.tls.clone())
+    } else {
+        Clients::connect_with(&cfg.servers, cfg.secret.clone(), cfg.tls.clone())
+    };
     let router = Arc::new(Router {
         cfg,
         kv,
@@ -313,7 +321,7 @@ impl Router {
             "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             self.connections.load(Ordering::Relaxed),
-            self.cfg.servers.len()
+            self.kv.servers().len()
         );
         Value::bulk(text)
     }

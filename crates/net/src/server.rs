@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_raft::{Config, ReadMode, Role};
+use flotilla_raft::{Config, Membership, Raft, ReadMode, Role};
 use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -20,13 +20,25 @@ use crate::{NetError, Secret};
 /// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms).
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// A sync at least this long is logged: a third of the default election timeout, long
+/// enough that followers may start to miss their leader.
+const SLOW_SYNC: Duration = Duration::from_millis(100);
+
 /// What one replica needs to know.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// This replica's id: its index in `peers`.
+    /// This replica's id: a founding replica's is its index in `peers`; a joining one's is any
+    /// id the group has never used.
     pub id: u64,
-    /// Every replica's address, by id (this one's included).
+    /// Addresses by id (the index): the founding replicas', this one's included. A founding
+    /// replica boots a group of exactly these. After that, and for a joining replica, it is
+    /// only an address book, which each member's address in the membership overrides.
     pub peers: Vec<String>,
+    /// Join a running group instead of founding one: boot with no voters and wait, never
+    /// campaigning, until a leader adds this replica (`flotilla ctl add-node`); the membership
+    /// then comes from the leader's log or snapshot. Ignored once the replica's own storage
+    /// holds a membership.
+    pub join: bool,
     pub secret: Secret,
     /// Snapshot once the persisted Raft state reaches this many bytes.
     pub max_raft_state: Option<usize>,
@@ -97,9 +109,72 @@ pub struct Recovered {
     pub snapshot: Vec<u8>,
 }
 
-/// The status `flotilla ctl status` shows, read from a running replica.
-pub fn status_of<S: StateMachine>(r: &Replica<S>) -> NodeStatus {
+/// Each member's address: the one the membership carries, else `boot`'s entry for its id
+/// (members of the boot configuration have none in the membership). Members with neither are
+/// left out.
+pub fn member_addrs(m: &Membership, boot: &[String]) -> BTreeMap<u64, String> {
+    (m.members().into_iter())
+        .filter_map(|id| {
+            let addr = m.addrs.get(&id).or_else(|| boot.get(id as usize));
+            addr.map(|a| (id, a.clone()))
+        })
+        .collect()
+}
+
+/// Keeps a replica's transport dialing its group's members as the membership changes.
+struct AddressBook {
+    me: u64,
+    /// `ServerConfig::peers`.
+    boot: Vec<String>,
+    /// The membership last seen committed. Its members stay dialed while a newer one is not
+    /// committed, so a member being removed receives the entry that removes it (and stops
+    /// campaigning), as the core intends.
+    committed: Membership,
+    /// The (membership index, committed) the book was last computed for.
+    seen: Option<(u64, bool)>,
+}
+
+impl AddressBook {
+    fn new(me: u64, boot: Vec<String>, raft: &Raft) -> Self {
+        AddressBook {
+            me,
+            boot,
+            committed: raft.membership().clone(),
+            seen: None,
+        }
+    }
+
+    /// The peers to dial, if they may have changed since the last call.
+    fn update(&mut self, raft: &Raft) -> Option<BTreeMap<u64, String>> {
+        let index = raft.membership_index();
+        let key = (index, index <= raft.commit_index());
+        if self.seen == Some(key) {
+            return None;
+        }
+        self.seen = Some(key);
+        if key.1 {
+            self.committed = raft.membership().clone();
+        }
+        let mut book = member_addrs(&self.committed, &self.boot);
+        book.extend(member_addrs(raft.membership(), &self.boot));
+        book.remove(&self.me);
+        Some(book)
+    }
+}
+
+/// The status `flotilla ctl status` shows, read from a running replica whose boot address
+/// book is `boot`.
+pub fn status_of<S: StateMachine>(r: &Replica<S>, boot: &[String]) -> NodeStatus {
     let raft = r.raft();
+    let m = raft.membership();
+    let me = raft.id();
+    let member = if m.is_voter(me) {
+        "voter"
+    } else if m.is_learner(me) {
+        "learner"
+    } else {
+        "none"
+    };
     NodeStatus {
         id: raft.id(),
         pid: std::process::id(),
@@ -118,6 +193,11 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>) -> NodeStatus {
         state_bytes: r.raft_state_size() as u64,
         snapshot_bytes: raft.snapshot_data().len() as u64,
         metrics: None,
+        member: member.to_owned(),
+        voters: m.voters.iter().copied().collect(),
+        learners: m.learners.iter().copied().collect(),
+        addrs: member_addrs(m, boot),
+        membership_index: raft.membership_index(),
     }
 }
 
@@ -138,7 +218,12 @@ where
     D: Durable + 'static,
 {
     let n = cfg.peers.len() as u64;
-    let mut raft = Config::for_service(cfg.id, (0..n).collect(), rand::thread_rng().gen());
+    let voters = if cfg.join {
+        Vec::new()
+    } else {
+        (0..n).collect()
+    };
+    let mut raft = Config::for_service(cfg.id, voters, rand::thread_rng().gen());
     cfg.timers.apply(&mut raft);
     raft.read_mode = cfg.read_mode;
     raft.check().map_err(NetError::Config)?;
@@ -148,10 +233,13 @@ where
     };
     let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
         .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;
-    let peers: BTreeMap<u64, String> = (0..n)
-        .filter(|&p| p != cfg.id)
-        .map(|p| (p, cfg.peers[p as usize].clone()))
-        .collect();
+    // Members' addresses come from the membership in use (from the log or snapshot, so a
+    // restarted replica finds those added after it first started), else from `peers`.
+    let mut book = AddressBook::new(cfg.id, cfg.peers.clone(), replica.raft());
+    let peers = book.update(replica.raft()).expect("a first address book");
+    if cfg.join && replica.raft().membership().members().is_empty() {
+        tracing::info!(id = cfg.id, "waiting for the group to add this replica");
+    }
     let transport: Arc<Transport<MsgOf<S>>> = Transport::new(TransportConfig {
         me: cfg.id,
         secret: cfg.secret.clone(),
@@ -173,9 +261,28 @@ where
         }
         None => None,
     };
-    let observe = metrics.map(|m| -> driver::Observer<Replica<S>> {
-        Box::new(move |r: &Replica<S>, b: &BatchStats| {
-            let raft = r.raft();
+    // After each batch (before its messages leave): follow the membership, export metrics.
+    let t = transport.clone();
+    let mut seen: Option<(u64, Role, Option<u64>)> = None;
+    let observe: driver::Observer<Replica<S>> = Box::new(move |r: &Replica<S>, b: &BatchStats| {
+        let raft = r.raft();
+        if let Some(peers) = book.update(raft) {
+            t.set_peers(peers);
+        }
+        // What an operator reads a failover from: every change of term, role or leader.
+        let now = (raft.term(), raft.role(), raft.leader());
+        if seen != Some(now) {
+            seen = Some(now);
+            tracing::info!(term = now.0, role = ?now.1, leader = ?now.2, "raft state");
+        }
+        if let Some(d) = b.sync.filter(|d| *d >= SLOW_SYNC) {
+            tracing::warn!(
+                took_ms = d.as_millis() as u64,
+                saves = b.saves,
+                "slow fsync: the replica answered nothing meanwhile"
+            );
+        }
+        if let Some(m) = &metrics {
             m.term.set(raft.term() as i64);
             m.commit_index.set(raft.commit_index() as i64);
             m.applied_index.set(r.applied() as i64);
@@ -184,23 +291,28 @@ where
                 m.fsync_seconds.observe(d.as_secs_f64());
                 m.batch_saves.observe(b.saves as f64);
             }
-        })
+        }
     });
-    let (handle, join) = driver::spawn_observed(&name, replica, durable, TICK, outputs, observe);
+    let (handle, join) =
+        driver::spawn_observed(&name, replica, durable, TICK, outputs, Some(observe));
     let h = handle.clone();
     let deliver: Deliver<MsgOf<S>> = Arc::new(move |from, m| h.deliver(from as usize, m));
     let h = handle.clone();
     let metrics_addr = cfg.metrics.clone();
+    let boot = Arc::new(cfg.peers.clone());
     let status: StatusSource = Arc::new(move || {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let metrics = metrics_addr.clone();
+        let boot = boot.clone();
         h.call(move |r: &mut Replica<S>, _| {
-            let mut s = status_of(r);
+            let mut s = status_of(r, &boot);
             s.metrics = metrics;
             let _ = tx.send(s);
         });
         rx
     });
+    // Before any await: the observer's `set_peers` needs it, and the membership cannot change
+    // before the first message arrives, which needs `serve`.
     transport.dial_peers(deliver.clone());
     let server = tokio::spawn(transport.clone().serve(listener, deliver, status));
     tokio::pin!(join);

@@ -4,9 +4,16 @@
 //! one frame (`Frame::Msgs`), so a burst of Raft messages to a peer costs one write. Queues are
 //! bounded; a message for a full queue or a peer that is down is dropped, which Raft and the
 //! clerks tolerate (they retransmit), and which keeps a dead peer from eating memory.
+//!
+//! The peers to dial (the address book) change at runtime ([`Transport::set_peers`]): a
+//! replica follows its group's membership, a router the members it learns of. A node with no
+//! address for a peer that dials *it* answers over that peer's connection, as it answers
+//! clients: a joining node knows no one's address, but every member that added it dials it.
+//! A dialer checks that the node answering at an address is the one it expects, so a machine
+//! that took over a removed node's address is never taken for that node.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -50,7 +57,8 @@ pub struct TransportConfig {
     /// This process's node id, announced in every handshake.
     pub me: u64,
     pub secret: Secret,
-    /// Peers to dial, by node id: messages to them go over our own connection to them.
+    /// Peers to dial at first, by node id: messages to them go over our own connection to
+    /// them. [`Transport::set_peers`] replaces them.
     pub peers: BTreeMap<u64, String>,
     /// Mutual TLS on every connection, if configured.
     pub tls: Option<Arc<PeerTls>>,
@@ -63,11 +71,35 @@ pub type StatusSource = Arc<dyn Fn() -> tokio::sync::oneshot::Receiver<NodeStatu
 
 type Queue<M> = mpsc::Sender<Frame<M>>;
 
+/// One dialed peer.
+struct Dialer<M> {
+    addr: String,
+    /// Its writer queue (also in `writers`, unless a newer one replaced it there).
+    queue: Queue<M>,
+    /// The task that dials and writes; aborting it closes the connection (see [`Reader`]).
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The task reading a dialed connection, aborted when its dialer ends or is aborted, so a
+/// dropped peer's connection closes in both directions.
+struct Reader(tokio::task::JoinHandle<()>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The connections of one process.
 pub struct Transport<M> {
     cfg: TransportConfig,
-    /// Writer queues: one per dialed peer, one per accepted client connection.
+    /// Dialed peers, by id: the current address book. Locked before `writers` when both are.
+    dialers: Mutex<BTreeMap<u64, Dialer<M>>>,
+    /// Writer queues: one per dialed peer, one per accepted connection from a node that is
+    /// not a dialed peer (a client, or a peer whose address this node does not know).
     writers: Mutex<HashMap<u64, Queue<M>>>,
+    /// Where received messages go; set by [`Transport::dial_peers`], used by later dials.
+    deliver: OnceLock<Deliver<M>>,
 }
 
 impl<M> Transport<M>
@@ -77,8 +109,19 @@ where
     pub fn new(cfg: TransportConfig) -> Arc<Self> {
         Arc::new(Transport {
             cfg,
+            dialers: Mutex::new(BTreeMap::new()),
             writers: Mutex::new(HashMap::new()),
+            deliver: OnceLock::new(),
         })
+    }
+
+    /// The peers dialed now, by id.
+    pub fn peers(&self) -> BTreeMap<u64, String> {
+        let dialers = self.dialers.lock().expect("dialers lock");
+        dialers
+            .iter()
+            .map(|(&id, d)| (id, d.addr.clone()))
+            .collect()
     }
 
     /// Queues `msg` for node `to`; dropped if there is no connection or its queue is full.
@@ -91,14 +134,53 @@ where
         }
     }
 
-    /// Starts one dialer per configured peer. Must run inside a tokio runtime.
+    /// Starts one dialer per configured peer and keeps `deliver` for the peers
+    /// [`Transport::set_peers`] adds later. Must run inside a tokio runtime.
     pub fn dial_peers(self: &Arc<Self>, deliver: Deliver<M>) {
-        for (&peer, addr) in &self.cfg.peers {
+        if self.deliver.set(deliver).is_err() {
+            panic!("node {}: dial_peers called twice", self.cfg.me);
+        }
+        self.set_peers(self.cfg.peers.clone());
+    }
+
+    /// Makes `peers` the address book: dials the new ones (and those whose address changed),
+    /// drops the rest, closing their connections. Must run inside a tokio runtime, after
+    /// [`Transport::dial_peers`].
+    pub fn set_peers(self: &Arc<Self>, peers: BTreeMap<u64, String>) {
+        let deliver = self
+            .deliver
+            .get()
+            .unwrap_or_else(|| panic!("node {}: set_peers before dial_peers", self.cfg.me))
+            .clone();
+        let mut dialers = self.dialers.lock().expect("dialers lock");
+        let mut writers = self.writers.lock().expect("writers lock");
+        let stale: Vec<u64> = (dialers.iter())
+            .filter(|&(id, d)| peers.get(id) != Some(&d.addr))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            let d = dialers.remove(&id).expect("a listed dialer");
+            d.task.abort();
+            if writers.get(&id).is_some_and(|q| q.same_channel(&d.queue)) {
+                writers.remove(&id);
+            }
+            tracing::info!(peer = id, addr = %d.addr, "no longer dialed");
+        }
+        for (&peer, addr) in &peers {
+            if peer == self.cfg.me || dialers.contains_key(&peer) {
+                continue;
+            }
             let (tx, rx) = mpsc::channel(QUEUE);
-            self.writers.lock().expect("writers lock").insert(peer, tx);
+            writers.insert(peer, tx.clone());
             let me = self.clone();
-            let (addr, deliver) = (addr.clone(), deliver.clone());
-            tokio::spawn(async move { me.dialer(peer, addr, rx, deliver).await });
+            let (a, deliver) = (addr.clone(), deliver.clone());
+            let task = tokio::spawn(async move { me.dialer(peer, a, rx, deliver).await });
+            let d = Dialer {
+                addr: addr.clone(),
+                queue: tx,
+                task,
+            };
+            dialers.insert(peer, d);
         }
     }
 
@@ -110,17 +192,34 @@ where
         deliver: Deliver<M>,
     ) {
         let mut backoff = BACKOFF_MIN;
+        // The wrong node answering is worth one warning, not one per redial.
+        let mut warned = false;
         loop {
             match self.connect(&addr).await {
-                Ok(stream) => {
+                Ok((stream, id)) if id == peer => {
                     backoff = BACKOFF_MIN;
+                    warned = false;
                     tracing::info!(peer, %addr, "connected");
                     let (r, w) = tokio::io::split(stream);
-                    let reader =
-                        tokio::spawn(read_loop(r, peer, addr.clone(), deliver.clone(), None));
+                    let _reader = Reader(tokio::spawn(read_loop(
+                        r,
+                        peer,
+                        addr.clone(),
+                        deliver.clone(),
+                        None,
+                    )));
                     write_loop(w, &mut rx, &addr).await;
-                    reader.abort();
                 }
+                Ok((_, id)) if !warned => {
+                    warned = true;
+                    tracing::warn!(
+                        peer,
+                        %addr,
+                        "node {id} answers at {addr}, not node {peer} (did a new node take \
+                         over the address?); not talking to it as {peer}"
+                    );
+                }
+                Ok(_) => {}
                 Err(e) => tracing::debug!(peer, %addr, "cannot connect: {e}"),
             }
             // Whatever queued while the connection was down is stale; Raft resends.
@@ -130,9 +229,8 @@ where
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<BoxIo, crate::NetError> {
-        connect_authenticated::<M>(addr, &self.cfg.secret, self.cfg.me, self.cfg.tls.as_deref())
-            .await
+    async fn connect(&self, addr: &str) -> Result<(BoxIo, u64), crate::NetError> {
+        connect_to::<M>(addr, &self.cfg.secret, self.cfg.me, self.cfg.tls.as_deref()).await
     }
 
     /// Accepts connections until the listener fails. A connection whose handshake fails is
@@ -180,15 +278,19 @@ where
                 })?,
             None => Box::new(tcp),
         };
-        let from = auth::accept::<_, M>(&mut stream, &self.cfg.secret, &addr).await?;
+        let from = auth::accept::<_, M>(&mut stream, &self.cfg.secret, self.cfg.me, &addr).await?;
         let (r, w) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel(QUEUE);
-        // Replies to a client go back on its own connection; peers are answered over ours.
-        if !self.cfg.peers.contains_key(&from) {
-            self.writers
-                .lock()
-                .expect("writers lock")
-                .insert(from, tx.clone());
+        // Replies to a client go back on its own connection; dialed peers are answered over
+        // ours. (The dialers lock is held so that a peer dialed from now on takes over.)
+        {
+            let dialers = self.dialers.lock().expect("dialers lock");
+            if !dialers.contains_key(&from) {
+                self.writers
+                    .lock()
+                    .expect("writers lock")
+                    .insert(from, tx.clone());
+            }
         }
         let writer = tokio::spawn(async move { write_loop(w, &mut rx, "client").await });
         read_loop(r, from, addr, deliver, Some((status, tx.clone()))).await;
@@ -280,7 +382,6 @@ where
     }
 }
 
-/// Asks the node at `addr` for its status (what `flotilla ctl status` does).
 /// Dials `addr` (over TLS if given) and proves knowledge of the secret as node `me`.
 pub async fn connect_authenticated<M>(
     addr: &str,
@@ -288,6 +389,19 @@ pub async fn connect_authenticated<M>(
     me: u64,
     tls: Option<&PeerTls>,
 ) -> Result<BoxIo, crate::NetError>
+where
+    M: Serialize + DeserializeOwned,
+{
+    Ok(connect_to::<M>(addr, secret, me, tls).await?.0)
+}
+
+/// As [`connect_authenticated`], also returning the node id the acceptor gave.
+pub async fn connect_to<M>(
+    addr: &str,
+    secret: &Secret,
+    me: u64,
+    tls: Option<&PeerTls>,
+) -> Result<(BoxIo, u64), crate::NetError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -303,8 +417,8 @@ where
             })?,
         None => Box::new(tcp),
     };
-    auth::dial::<_, M>(&mut s, secret, me, addr).await?;
-    Ok(s)
+    let id = auth::dial::<_, M>(&mut s, secret, me, addr).await?;
+    Ok((s, id))
 }
 
 /// Asks the node at `addr` for its status (what `flotilla ctl status` does).

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_net::admin::admin_request;
 use flotilla_net::clients::Clients;
 use flotilla_net::driver::{Durable, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
@@ -11,7 +12,8 @@ use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::Secret;
 use flotilla_node::Save;
-use flotilla_rsm::{Msg, SnapshotError, StateMachine};
+use flotilla_raft::MembershipChange;
+use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg, SnapshotError, StateMachine};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -84,6 +86,17 @@ async fn start_tls(
     disk: Shared,
     tls: Option<Arc<PeerTls>>,
 ) -> oneshot::Sender<()> {
+    launch(id, listener, peers, false, disk, tls).await
+}
+
+async fn launch(
+    id: u64,
+    listener: TcpListener,
+    peers: Vec<String>,
+    join: bool,
+    disk: Shared,
+    tls: Option<Arc<PeerTls>>,
+) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel::<()>();
     let recovered = {
         let d = disk.0.lock().unwrap();
@@ -95,6 +108,7 @@ async fn start_tls(
     let cfg = ServerConfig {
         id,
         peers,
+        join,
         secret: secret(),
         max_raft_state: Some(2000),
         metrics: None,
@@ -254,4 +268,120 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
         .await
         .unwrap();
     assert_eq!(st.commit_index, st.applied_index);
+}
+
+/// Sends `op` to the leader among `peers` (ids are positions) until it is carried out,
+/// retrying while there is no leader or the leader is busy (a change in progress, a learner
+/// catching up). A change is answered once committed; a calm group never loses one.
+async fn admin(peers: &[String], op: AdminOp) -> AdminReply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{op:?} not done in 20 s"
+        );
+        if let Some(l) = leader(peers).await {
+            let addr = &peers[l as usize];
+            let limit = Duration::from_secs(5);
+            match admin_request::<u64, u64>(addr, &secret(), None, op.clone(), limit).await {
+                Ok(Ok(reply)) => return reply,
+                Ok(Err(AdminError::Busy(_) | AdminError::NotLeader { .. })) | Err(_) => {}
+                Ok(Err(e)) => panic!("{op:?} failed: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn add_all(clients: &Clients<u64, u64>, ck: flotilla_rsm::ClientId, from: u64, to: u64) {
+    for i in from..=to {
+        let r = tokio::time::timeout(Duration::from_secs(20), clients.call(ck, 1)).await;
+        assert_eq!(r.unwrap(), Some(i));
+    }
+}
+
+/// Membership change over TCP, as `flotilla ctl` does it: a replica that boots with no voters
+/// and knows no address is added and promoted (catching up from a snapshot), leadership moves
+/// to it, removing the leader is refused in words, a founding replica is removed; every change
+/// is answered once committed, and the clients follow the membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
+    let (listeners, peers) = bind(4).await;
+    let mut listeners = listeners.into_iter();
+    let founders = peers[..3].to_vec();
+    let mut stops = Vec::new();
+    for id in 0..3 {
+        let l = listeners.next().unwrap();
+        stops.push(start(id, l, founders.clone(), Shared::default()).await);
+    }
+    let l = listeners.next().unwrap();
+    stops.push(launch(3, l, Vec::new(), true, Shared::default(), None).await);
+    let clients: Arc<Clients<u64, u64>> = Clients::connect(&founders, secret());
+    let ck = clients.new_clerk().await;
+    // Past max_raft_state (2000 bytes, ~17 a command): the log from index 1 is gone, so the
+    // learner can only catch up from a snapshot.
+    add_all(&clients, ck, 1, 300).await;
+
+    let add = MembershipChange::AddLearner {
+        id: 3,
+        addr: peers[3].clone(),
+    };
+    let AdminReply::Changed { membership, .. } = admin(&peers, AdminOp::Change(add)).await else {
+        panic!("a change answered as a transfer")
+    };
+    assert!(membership.is_learner(3) && membership.voters.len() == 3);
+    let promote = AdminOp::Change(MembershipChange::Promote { id: 3 });
+    let AdminReply::Changed { membership, .. } = admin(&peers, promote).await else {
+        panic!("a change answered as a transfer")
+    };
+    assert!(membership.is_voter(3));
+    let joined = fetch_status::<Msg<u64, u64>>(&peers[3], &secret(), 1 << 40, None)
+        .await
+        .unwrap();
+    assert_eq!((joined.member.as_str(), joined.voters.len()), ("voter", 4));
+    assert!(
+        joined.snapshot_index > 0,
+        "node 3 caught up without a snapshot"
+    );
+
+    let l = leader(&peers).await.expect("a leader");
+    let remove_leader = AdminOp::Change(MembershipChange::Remove { id: l });
+    let r = admin_request::<u64, u64>(&peers[l as usize], &secret(), None, remove_leader, limit())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r, Err(AdminError::Refused(why)) if why.contains("transfer leadership first")),
+        "{r:?}"
+    );
+    assert_eq!(
+        admin(&peers, AdminOp::TransferLeader { to: 3 }).await,
+        AdminReply::TransferStarted
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while leader(&peers).await != Some(3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 3 did not take over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Node 3 knows no founding replica's address: it leads over the connections they opened.
+    add_all(&clients, ck, 301, 350).await;
+
+    admin(&peers, AdminOp::Change(MembershipChange::Remove { id: 0 })).await;
+    stops.remove(0).send(()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while clients.servers() != vec![1, 2, 3] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            clients.servers()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    add_all(&clients, ck, 351, 400).await;
+}
+
+fn limit() -> Duration {
+    Duration::from_secs(5)
 }

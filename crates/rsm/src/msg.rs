@@ -73,8 +73,9 @@ pub enum AdminReply {
 }
 
 /// Why an admin request was not carried out. `NotLeader` and `Lost` mean "try again" (at the
-/// hinted leader); `Refused` says why the leader would not (some refusals are temporary: a
-/// change in progress, a learner still catching up).
+/// hinted leader); `Busy` says why the leader would not *yet* (a change in progress, a
+/// learner still catching up, a new leader's first commit, a leader transfer), so the same
+/// request may succeed later; `Refused` says why it never will as asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AdminError {
     #[error("not the leader (try {hint:?})")]
@@ -85,6 +86,9 @@ pub enum AdminError {
     /// effect (a new leader may still commit it): look at the membership before retrying.
     #[error("leadership changed before the change committed; check the membership")]
     Lost,
+    /// Refused for now (the reason says why); the same request may succeed later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// Every message of a replicated service: Raft traffic between replicas, requests and

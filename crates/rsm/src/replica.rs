@@ -212,6 +212,9 @@ impl<S: StateMachine> Replica<S> {
                         hint: hint.map(|l| l as NodeId),
                     })
                 }
+                Err(e @ flotilla_raft::TransferError::InProgress { .. }) => {
+                    Err(AdminError::Busy(e.to_string()))
+                }
                 Err(e) => Err(AdminError::Refused(e.to_string())),
             },
             AdminOp::Change(change) => match raft.propose_membership(change) {
@@ -231,6 +234,12 @@ impl<S: StateMachine> Replica<S> {
                         hint: hint.map(|l| l as NodeId),
                     })
                 }
+                Err(
+                    e @ (flotilla_raft::MembershipError::ChangeInProgress { .. }
+                    | flotilla_raft::MembershipError::TermNotCommitted
+                    | flotilla_raft::MembershipError::TransferInProgress { .. }
+                    | flotilla_raft::MembershipError::LearnerBehind { .. }),
+                ) => Err(AdminError::Busy(e.to_string())),
                 Err(e) => Err(AdminError::Refused(e.to_string())),
             },
         };
@@ -373,8 +382,10 @@ impl<S: StateMachine> Replica<S> {
                 membership,
             } => {
                 self.applied = index;
+                // Taken first: `reject_waiting_through` would tell it the change was lost.
+                let waiter = self.changes.remove(&index);
                 self.reject_waiting_through(index, ctx);
-                if let Some(w) = self.changes.remove(&index) {
+                if let Some(w) = waiter {
                     let result = if w.term == term {
                         Ok(AdminReply::Changed { index, membership })
                     } else {
