@@ -126,8 +126,23 @@ pub async fn client(t: Tester, cli: usize, stop: Rc<Cell<bool>>) {
     }
 }
 
-/// Injects a random fault every 100–1500 ms for `duration`; returns how many.
+/// Injects a random fault every 100–1500 ms for `duration`; returns how many. Crashes keep a
+/// majority of the servers alive, so the run makes progress between faults.
 async fn nemesis(t: &Tester, duration: Duration) -> usize {
+    let n = t.svc.n();
+    nemesis_with(t, duration, |t, _| {
+        (0..n).filter(|&i| t.svc.is_alive(i)).count() > n / 2 + 1
+    })
+    .await
+}
+
+/// As [`nemesis`], crashing server `s` only when `may_crash(t, s)` (checked without drawing
+/// from the simulator's generator, so the draws stay the same whatever it says).
+pub async fn nemesis_with(
+    t: &Tester,
+    duration: Duration,
+    may_crash: impl Fn(&Tester, usize) -> bool,
+) -> usize {
     let n = t.svc.n();
     let end = t.svc.now() + duration;
     let mut faults = 0;
@@ -143,9 +158,7 @@ async fn nemesis(t: &Tester, duration: Duration) -> usize {
             1 => t.svc.heal(),
             2 => {
                 let s = t.svc.rand(n as u64) as usize;
-                // Keep a majority alive so the run makes progress between faults.
-                let alive = (0..n).filter(|&i| t.svc.is_alive(i)).count();
-                if t.svc.is_alive(s) && alive > n / 2 + 1 {
+                if t.svc.is_alive(s) && may_crash(t, s) {
                     t.svc.crash(s);
                 }
             }

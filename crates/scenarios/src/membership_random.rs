@@ -31,7 +31,7 @@ use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::{KvTester, SafetyChecker};
 
 use crate::kv_random::{client, KEYS};
-use crate::raft_random::{client_load, inject_fault, SYNC_LATENCY};
+use crate::raft_random::{client_load, fault_rounds, SYNC_LATENCY};
 
 /// What the operator did in one run, by outcome.
 #[derive(Debug, Default, Clone)]
@@ -217,19 +217,7 @@ pub fn raft_membership_random(seed: u64, rounds: usize) -> MembershipRunReport {
         let stop = Rc::new(Cell::new(false));
         let load = c.rt.spawn(client_load(c.clone(), stop.clone()));
         let op = c.rt.spawn(raft_operator(c.clone(), stop.clone(), st));
-        let mut faults = 0;
-        for _ in 0..rounds {
-            faults += inject_fault(&c, slots);
-            let ms = if c.rand(3) == 0 {
-                100 + c.rand(500)
-            } else {
-                c.rand(13)
-            };
-            c.sleep(Duration::from_millis(ms)).await;
-        }
-        c.set_unreliable(false);
-        c.set_long_reordering(false);
-        c.heal_all();
+        let faults = fault_rounds(&c, slots, rounds).await;
         stop.set(true);
         load.await;
         op.await;
@@ -498,47 +486,8 @@ fn may_crash(t: &Tester, s: NodeId) -> bool {
         })
 }
 
-/// As [`crate::kv_random`]'s nemesis over every slot: a random fault every 100–1500 ms for
-/// `duration`, crashing a server only if every membership keeps a live majority of voters.
+/// As [`crate::kv_random`]'s nemesis over every slot, crashing a server only if every
+/// membership keeps a live majority of voters.
 async fn nemesis(t: &Tester, duration: Duration) -> usize {
-    let n = t.svc.n();
-    let end = t.svc.now() + duration;
-    let mut faults = 0;
-    while t.svc.now() < end {
-        match t.svc.rand(6) {
-            0 => {
-                let mut halves = [Vec::new(), Vec::new()];
-                for s in 0..n {
-                    halves[t.svc.rand(2) as usize].push(s);
-                }
-                t.svc.partition(&halves);
-            }
-            1 => t.svc.heal(),
-            2 => {
-                let s = t.svc.rand(n as u64) as usize;
-                if t.svc.is_alive(s) && may_crash(t, s) {
-                    t.svc.crash(s);
-                }
-            }
-            3 => {
-                for s in 0..n {
-                    if !t.svc.is_alive(s) {
-                        t.svc.restart(s);
-                    }
-                }
-            }
-            4 => t.svc.set_unreliable(t.svc.rand(2) == 0),
-            _ => {
-                let s = t.svc.rand(n as u64) as usize;
-                if t.svc.is_alive(s) {
-                    t.svc.restart(s);
-                }
-            }
-        }
-        faults += 1;
-        t.svc
-            .sleep(Duration::from_millis(100 + t.svc.rand(1400)))
-            .await;
-    }
-    faults
+    crate::kv_random::nemesis_with(t, duration, may_crash).await
 }

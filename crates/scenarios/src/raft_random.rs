@@ -66,21 +66,7 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
     let faults = t.run(async move {
         let stop = Rc::new(Cell::new(false));
         let load = c.rt.spawn(client_load(c.clone(), stop.clone()));
-        let mut faults = 0;
-        for _ in 0..rounds {
-            faults += inject_fault(&c, n);
-            // Mostly quick rounds (as Figure 8's 0–12 ms), sometimes long enough to elect.
-            let ms = if c.rand(3) == 0 {
-                100 + c.rand(500)
-            } else {
-                c.rand(13)
-            };
-            c.sleep(Duration::from_millis(ms)).await;
-        }
-        // Heal everything; the cluster must make progress again.
-        c.set_unreliable(false);
-        c.set_long_reordering(false);
-        c.heal_all();
+        let faults = fault_rounds(&c, n, rounds).await;
         stop.set(true);
         load.await;
         c.one(c.rand_cmd(), n, true).await;
@@ -95,7 +81,7 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
 }
 
 /// Applies one random fault; returns 1 if it did anything.
-pub fn inject_fault(c: &RaftTester, n: usize) -> usize {
+fn inject_fault(c: &RaftTester, n: usize) -> usize {
     let i = c.rand(n as u64) as usize;
     let leader = (0..n).find(|&k| c.get_state(k).is_some_and(|(_, l)| l) && c.is_connected(k));
     match c.rand(14) {
@@ -158,4 +144,24 @@ pub async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
         };
         c.sleep(Duration::from_millis(ms)).await;
     }
+}
+
+/// `rounds` rounds of one random fault each over slots `0..n`, mostly quick (as Figure 8's
+/// 0–12 ms), sometimes long enough to elect; then everything healed, so the cluster must make
+/// progress again. Returns how many faults were injected.
+pub async fn fault_rounds(c: &RaftTester, n: usize, rounds: usize) -> usize {
+    let mut faults = 0;
+    for _ in 0..rounds {
+        faults += inject_fault(c, n);
+        let ms = if c.rand(3) == 0 {
+            100 + c.rand(500)
+        } else {
+            c.rand(13)
+        };
+        c.sleep(Duration::from_millis(ms)).await;
+    }
+    c.set_unreliable(false);
+    c.set_long_reordering(false);
+    c.heal_all();
+    faults
 }
