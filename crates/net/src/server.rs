@@ -181,6 +181,8 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>, boot: &[String]) -> NodeStatus
         role: match raft.role() {
             Role::Leader => "leader",
             Role::Candidate => "candidate",
+            // Asking for pre-votes: no leader heard from for an election timeout.
+            Role::Follower if raft.is_pre_candidate() => "pre-candidate",
             Role::Follower => "follower",
         }
         .to_owned(),
