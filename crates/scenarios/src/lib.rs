@@ -23,6 +23,7 @@ pub mod raft_3c;
 pub mod raft_3d;
 pub mod raft_prod;
 pub mod raft_random;
+pub mod shardctrler;
 
 /// A scenario: runs one seed, panics on failure, returns the simulation's trace hash.
 pub type Scenario = fn(u64) -> u64;
