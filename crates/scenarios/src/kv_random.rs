@@ -64,31 +64,15 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
             let faults = nemesis(&t, Duration::from_secs(seconds)).await;
             // Heal everything: clients without a deadline must then finish, and every client
             // must complete a read of every key.
-            t.svc.set_unreliable(false);
-            for s in 0..n {
-                if !t.svc.is_alive(s) {
-                    t.svc.restart(s);
-                }
-            }
-            t.svc.heal();
+            heal_everything(&t);
             stop.set(true);
             for h in load {
                 h.await;
             }
-            let readers: Vec<_> = (0..clients).map(|_| t.make_client()).collect();
-            for ck in &readers {
-                for k in KEYS {
-                    ck.get(k).await;
-                }
-            }
+            read_every_key(&t, clients).await;
             faults
         });
-    if let Some(m) = max_raft_state {
-        for s in 0..n {
-            let (state, _) = t.svc.persisted_sizes(s);
-            assert!(state <= 8 * m, "server {s}: Raft state {state} > 8*{m}");
-        }
-    }
+    check_raft_state_bound(&t, max_raft_state);
     t.check_linearizable();
     leases.check();
     KvRandomReport {
@@ -183,4 +167,37 @@ pub async fn nemesis_with(
             .await;
     }
     faults
+}
+
+/// Ends the faults: a reliable network, every crashed server restarted, every partition
+/// healed.
+pub fn heal_everything(t: &Tester) {
+    t.svc.set_unreliable(false);
+    for s in 0..t.svc.n() {
+        if !t.svc.is_alive(s) {
+            t.svc.restart(s);
+        }
+    }
+    t.svc.heal();
+}
+
+/// `clients` fresh clients each complete a read of every key (all must be served again).
+pub async fn read_every_key(t: &Tester, clients: usize) {
+    let readers: Vec<_> = (0..clients).map(|_| t.make_client()).collect();
+    for ck in &readers {
+        for k in KEYS {
+            ck.get(k).await;
+        }
+    }
+}
+
+/// The labs' bound: with snapshots at `max_raft_state` bytes, no server's persisted Raft
+/// state exceeds 8 times that.
+pub fn check_raft_state_bound(t: &Tester, max_raft_state: Option<usize>) {
+    if let Some(m) = max_raft_state {
+        for s in 0..t.svc.n() {
+            let (state, _) = t.svc.persisted_sizes(s);
+            assert!(state <= 8 * m, "server {s}: Raft state {state} > 8*{m}");
+        }
+    }
 }

@@ -30,7 +30,7 @@ use flotilla_testkit::membership as ops;
 use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::{KvTester, SafetyChecker};
 
-use crate::kv_random::{client, KEYS};
+use crate::kv_random::{check_raft_state_bound, client, heal_everything, read_every_key};
 use crate::raft_random::{client_load, fault_rounds, SYNC_LATENCY};
 
 /// What the operator did in one run, by outcome.
@@ -377,33 +377,17 @@ pub fn kv_membership_random(seed: u64, seconds: u64) -> MembershipRunReport {
                 t.svc.rt.spawn(trace_group(t.clone()));
             }
             let faults = nemesis(&t, Duration::from_secs(seconds)).await;
-            t.svc.set_unreliable(false);
-            for s in 0..slots {
-                if !t.svc.is_alive(s) {
-                    t.svc.restart(s);
-                }
-            }
-            t.svc.heal();
+            heal_everything(&t);
             stop.set(true);
             for h in load {
                 h.await;
             }
             op.await;
-            let readers: Vec<_> = (0..clients).map(|_| t.make_client()).collect();
-            for ck in &readers {
-                for k in KEYS {
-                    ck.get(k).await;
-                }
-            }
+            read_every_key(&t, clients).await;
             ops::settled(&t.svc, Duration::from_secs(30)).await;
             faults
         });
-    if let Some(m) = max_raft_state {
-        for s in 0..slots {
-            let (state, _) = t.svc.persisted_sizes(s);
-            assert!(state <= 8 * m, "server {s}: Raft state {state} > 8*{m}");
-        }
-    }
+    check_raft_state_bound(&t, max_raft_state);
     t.check_linearizable();
     leases.check();
     let ops = stats.borrow().clone();
