@@ -21,7 +21,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_all_acked, connect, ctl_status, free_ports, start_writers, stop_writers, Recorder, BIN,
+    check_all_acked, connect, ctl_status, free_ports, start_writers, stop_writers, Recorder,
+    TestDir, BIN,
 };
 
 /// Replicas' port inside their namespaces.
@@ -180,7 +181,9 @@ impl Drop for Procs {
 
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
     let file = std::fs::File::create(log).unwrap();
-    cmd.stdout(Stdio::null())
+    // Info: replicas log every change of term, role and leader, which a failure is read from.
+    cmd.env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(file)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
@@ -289,7 +292,7 @@ fn assert_writes_progress(rec: &Recorder, limit: Duration, when: &str) {
 #[ignore = "needs root for network namespaces; CI runs it with --ignored"]
 fn netns_partitions_keep_the_service_safe_and_available() {
     let net = Net::create(3);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "netns-test-cluster-secret\n").unwrap();
     let mut procs = Procs(Vec::new());

@@ -205,3 +205,26 @@ pub fn ctl_status(args: &[&std::ffi::OsStr]) -> Vec<Option<serde_json::Value>> {
     );
     serde_json::from_slice(&out.stdout).expect("ctl prints JSON")
 }
+
+/// A test's temporary directory (data directories and process logs) that is kept, and its
+/// path printed, when the test fails, so a failure can be read from the logs.
+pub struct TestDir(pub tempfile::TempDir);
+
+impl TestDir {
+    pub fn new() -> Self {
+        TestDir(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.disable_cleanup(true);
+            eprintln!("logs kept in {}", self.0.path().display());
+        }
+    }
+}
