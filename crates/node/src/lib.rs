@@ -112,6 +112,28 @@ impl<M, E> Ctx<M, E> {
         self.events.push(event);
     }
 
+    /// Replays these outputs (an inner process's, run with a context of its own) into
+    /// `outer`, mapping messages and events into the outer process's types: the save first,
+    /// then the sends and events in order.
+    pub fn forward_into<N, F>(
+        self,
+        outer: &mut Ctx<N, F>,
+        msg: impl Fn(M) -> N,
+        event: impl Fn(E) -> F,
+    ) {
+        match self.save {
+            Some(s) if s.append => outer.append_state(&s.state),
+            Some(s) => outer.save(s.state, s.snapshot),
+            None => {}
+        }
+        for (to, m) in self.sends {
+            outer.send(to, msg(m));
+        }
+        for e in self.events {
+            outer.emit(event(e));
+        }
+    }
+
     /// The collected outputs, in the order the driver must act on them: save, sends, events.
     pub fn into_parts(self) -> (Option<Save>, Vec<(NodeId, M)>, Vec<E>) {
         (self.save, self.sends, self.events)

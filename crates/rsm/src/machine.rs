@@ -18,10 +18,19 @@ pub struct SnapshotError(pub String);
 ///   randomness, no iteration over hash-map order.
 /// * `restore(snapshot())` must give back an equal state.
 /// * Exactly-once is not the machine's concern: [`crate::Sessions`] filters duplicates before
-///   `apply` sees them.
+///   `apply` sees them, unless the machine keeps its own records
+///   ([`StateMachine::REPLICA_SESSIONS`] false).
 pub trait StateMachine {
     type Command: Clone + Debug + Serialize + DeserializeOwned;
     type Reply: Clone + Debug + Serialize + DeserializeOwned;
+
+    /// Whether the replica's exactly-once table filters this machine's commands (by the
+    /// request's client and sequence number). A machine whose exactly-once records must move
+    /// with parts of its state (a shard group hands each shard's records to the shard's next
+    /// owner) sets it false, carries the client's tag inside its commands and filters
+    /// duplicates itself; every command then reaches `apply`, including a replica's own
+    /// ([`crate::Replica::propose_own`]).
+    const REPLICA_SESSIONS: bool = true;
 
     /// Applies a committed command and returns the reply for the client that sent it.
     fn apply(&mut self, cmd: Self::Command) -> Self::Reply;

@@ -144,6 +144,32 @@ impl<S: StateMachine> Replica<S> {
         self.peer.state_size()
     }
 
+    /// Proposes a command of the replica's own, not a client's (a shard group's next
+    /// configuration, a shard's data received from its previous owner); nobody waits for its
+    /// reply. Only for machines that filter duplicates themselves
+    /// ([`StateMachine::REPLICA_SESSIONS`] false): the same command may be proposed again (by
+    /// this leader or the next) and `apply` must make the repeat harmless. Returns the index it
+    /// was proposed at.
+    pub fn propose_own(
+        &mut self,
+        cmd: S::Command,
+        ctx: &mut Ctx<MsgOf<S>, ()>,
+    ) -> Result<u64, ProposeError> {
+        assert!(
+            !S::REPLICA_SESSIONS,
+            "propose_own on a machine whose duplicates the replica's table filters"
+        );
+        let req = Request {
+            client: 0,
+            seq: 0,
+            cmd,
+        };
+        let data = postcard::to_allocvec(&req).expect("encoding into a Vec cannot fail");
+        let (index, _) = self.peer.raft_mut().propose(data)?;
+        self.drive(ctx);
+        Ok(index)
+    }
+
     fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
         let (client, seq) = (req.client, req.seq);
         let answer = |result| {

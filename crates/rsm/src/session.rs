@@ -87,7 +87,7 @@ impl<S: StateMachine> Sessions<S> {
 
     /// Applies `req` at most once.
     pub fn apply(&mut self, req: Request<S::Command>) -> Applied<S::Reply> {
-        if S::is_read_only(&req.cmd) {
+        if S::is_read_only(&req.cmd) || !S::REPLICA_SESSIONS {
             return Applied::Fresh(self.machine.apply(req.cmd));
         }
         if let Some(s) = self.table.get(&req.client) {

@@ -10,6 +10,8 @@
 //!   linearizability check of every history.
 //! * [`membership`]: membership changes and leader transfers on a replica group, made as an
 //!   operator makes them (admin requests, retried), and the group's settled membership.
+//! * [`shard_tester`]: [`ShardTester`], the labs' sharded KV tester: a controller, three
+//!   replica groups and recording clients.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
 //! * [`read_lease`]: [`ReadLeaseWatch`], which checks after every step that no peer holds a
 //!   read lease while another leads a newer term.
@@ -23,6 +25,7 @@ pub mod read_lease;
 pub mod safety;
 pub mod seeds;
 pub mod service;
+pub mod shard_tester;
 
 pub use kv_tester::{KvClient, KvTester};
 pub use raft_server::RaftServer;
@@ -31,3 +34,4 @@ pub use read_lease::ReadLeaseWatch;
 pub use safety::SafetyChecker;
 pub use seeds::run_seeds;
 pub use service::ServiceTester;
+pub use shard_tester::{ShardClient, ShardTester, ShardTesterConfig};

@@ -46,18 +46,7 @@ pub enum NodeEvent<E, R> {
 
 /// Replays an inner process's outputs into the outer context, mapping its events.
 fn forward<M, E, F>(inner: Ctx<M, E>, outer: &mut Ctx<M, F>, map: impl Fn(E) -> F) {
-    let (save, sends, events) = inner.into_parts();
-    match save {
-        Some(s) if s.append => outer.append_state(&s.state),
-        Some(s) => outer.save(s.state, s.snapshot),
-        None => {}
-    }
-    for (to, m) in sends {
-        outer.send(to, m);
-    }
-    for e in events {
-        outer.emit(map(e));
-    }
+    inner.forward_into(outer, |m| m, map);
 }
 
 impl<Srv, C, R> Process for SimNode<Srv, C, R>

@@ -1,0 +1,400 @@
+//! The client of a sharded Flotilla: maps each key to its shard and the shard to its group by
+//! the latest configuration it knows, asks the controller for a newer one when a group says
+//! "wrong group" or cannot be reached, and retries until the operation is done, exactly once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flotilla_kv::{KvCommand, KvReply};
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg};
+use flotilla_shardctrler::{CtrlCommand, CtrlReply, ShardConfig};
+
+use crate::machine::{key_shard, ShardCommand, ShardReply};
+use crate::msg::ShardMsg;
+use crate::server::Resolver;
+
+/// Clerk timing, in driver ticks (10 ms).
+#[derive(Clone, Debug)]
+pub struct ShardClerkConfig {
+    /// Within one group: as the replicated KV's clerk (retry another server on silence).
+    pub group: ClerkConfig,
+    /// Every this long without an answer from a group, ask the controller whether the shard
+    /// moved (a group that left may be gone for good); the group is tried meanwhile.
+    pub group_patience_ticks: u32,
+    /// Wait this long before retrying a group that has the shard but not its data yet, or
+    /// before asking the controller again when no group serves the shard.
+    pub backoff_ticks: u32,
+}
+
+impl Default for ShardClerkConfig {
+    fn default() -> Self {
+        ShardClerkConfig {
+            group: ClerkConfig::default(),
+            group_patience_ticks: 30,
+            backoff_ticks: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Phase {
+    /// Asking the controller for the latest configuration.
+    Config,
+    /// Sent to the group the configuration names; ticks since.
+    Group { ticks: u32 },
+    /// Backing off; ticks left, then `then_config` says whether to ask the controller first.
+    Wait { ticks: u32, then_config: bool },
+}
+
+#[derive(Clone, Debug)]
+struct Op {
+    seq: u64,
+    op: KvCommand,
+    phase: Phase,
+}
+
+/// One sequential client of a sharded Flotilla.
+///
+/// Invariant: every copy of an operation, to whichever group, carries the same `(id, seq)`;
+/// each shard keeps its clients' last `(seq, reply)` and hands them over with the shard, so
+/// the operation takes effect once wherever it lands.
+pub struct ShardClerk {
+    id: ClientId,
+    seq: u64,
+    config: ShardConfig,
+    ctrl: Clerk<CtrlCommand>,
+    /// Talks to one group at a time; its servers are switched when the shard's group changes.
+    group: Clerk<ShardCommand>,
+    /// The group `group` talks to now.
+    group_id: u64,
+    op: Option<Op>,
+    resolve: Resolver,
+    cfg: ShardClerkConfig,
+}
+
+impl ShardClerk {
+    pub fn new(
+        id: ClientId,
+        ctrlers: Vec<NodeId>,
+        resolve: Resolver,
+        nshards: usize,
+        cfg: ShardClerkConfig,
+    ) -> Self {
+        ShardClerk {
+            id,
+            seq: 0,
+            config: ShardConfig::initial(nshards),
+            ctrl: Clerk::new(id, ctrlers.clone(), cfg.group.clone()),
+            // Placeholder servers until the first configuration names a group.
+            group: Clerk::new(id, ctrlers, cfg.group.clone()),
+            group_id: 0,
+            op: None,
+            resolve,
+            cfg,
+        }
+    }
+
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.op.is_some()
+    }
+
+    /// The latest configuration this clerk knows.
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Starts an operation; returns its sequence number. Panics if one is outstanding.
+    pub fn start<E>(&mut self, op: KvCommand, ctx: &mut Ctx<ShardMsg, E>) -> u64 {
+        assert!(self.op.is_none(), "shard clerk {}: busy", self.id);
+        self.seq += 1;
+        self.op = Some(Op {
+            seq: self.seq,
+            op,
+            phase: Phase::Config,
+        });
+        if self.config.num == 0 {
+            self.ask_controller(ctx);
+        } else {
+            self.send_to_group(ctx);
+        }
+        self.seq
+    }
+
+    /// Gives up on the outstanding operation (its outcome stays unknown).
+    pub fn abandon(&mut self) {
+        self.op = None;
+        self.ctrl.abandon();
+        self.group.abandon();
+    }
+
+    fn ask_controller<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
+        let Some(op) = self.op.as_mut() else { return };
+        op.phase = Phase::Config;
+        self.query_controller(ctx);
+    }
+
+    /// Asks the controller for the latest configuration, unless a query is out already.
+    fn query_controller<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
+        if self.ctrl.is_busy() {
+            return;
+        }
+        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+        self.ctrl.start(CtrlCommand::Query(None), &mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+    }
+
+    fn send_to_group<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
+        let id = self.id;
+        let Some(op) = self.op.as_mut() else { return };
+        let shard = key_shard(op.op.key(), self.config.shards.len());
+        let gid = self.config.shards[shard];
+        let servers: Vec<NodeId> = (self.config.groups.get(&gid).into_iter().flatten())
+            .filter_map(|name| (self.resolve)(name))
+            .collect();
+        if servers.is_empty() {
+            // No group serves the shard yet (or none we can reach): ask again shortly.
+            op.phase = Phase::Wait {
+                ticks: self.cfg.backoff_ticks,
+                then_config: true,
+            };
+            return;
+        }
+        if gid != self.group_id {
+            self.group.set_servers(servers);
+            self.group_id = gid;
+        }
+        op.phase = Phase::Group { ticks: 0 };
+        let cmd = ShardCommand::Op {
+            client: id,
+            seq: op.seq,
+            op: op.op.clone(),
+        };
+        self.group.abandon();
+        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+        self.group.start(cmd, &mut inner);
+        inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+    }
+
+    pub fn on_tick<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
+        let Some(op) = self.op.as_mut() else { return };
+        match &mut op.phase {
+            Phase::Config => {}
+            Phase::Group { ticks } => {
+                *ticks += 1;
+                // A group silent this long may have left (and be gone for good): ask the
+                // controller on the side, and keep trying the group meanwhile.
+                if *ticks % self.cfg.group_patience_ticks == 0 {
+                    self.query_controller(ctx);
+                }
+                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+                self.group.on_tick(&mut inner);
+                inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+            }
+            Phase::Wait { ticks, then_config } => {
+                *ticks = ticks.saturating_sub(1);
+                if *ticks == 0 {
+                    if *then_config {
+                        self.ask_controller(ctx);
+                    } else {
+                        self.send_to_group(ctx);
+                    }
+                }
+            }
+        }
+        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+        self.ctrl.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+    }
+
+    /// Handles a message for this clerk; returns the reply if it completes the operation.
+    pub fn on_message<E>(
+        &mut self,
+        from: NodeId,
+        msg: ShardMsg,
+        ctx: &mut Ctx<ShardMsg, E>,
+    ) -> Option<(u64, KvReply)> {
+        match msg {
+            ShardMsg::Ctrl(Msg::Response(resp)) => {
+                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+                let reply = self.ctrl.on_response(from, resp, &mut inner);
+                inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+                if let Some(CtrlReply::Config(c)) = reply {
+                    let newer = c.num > self.config.num;
+                    if newer {
+                        self.config = c;
+                    }
+                    let op = self.op.as_mut()?;
+                    let shard = key_shard(op.op.key(), self.config.shards.len());
+                    let moved = self.config.shards[shard] != self.group_id;
+                    if matches!(op.phase, Phase::Group { .. }) && newer && moved {
+                        // The shard's group changed while its old group was silent.
+                        self.send_to_group(ctx);
+                    } else if matches!(op.phase, Phase::Config) {
+                        if newer {
+                            self.send_to_group(ctx);
+                        } else {
+                            // Nothing newer: the group that refused has not reached this
+                            // configuration yet. Give it a moment rather than spin.
+                            op.phase = Phase::Wait {
+                                ticks: self.cfg.backoff_ticks,
+                                then_config: false,
+                            };
+                        }
+                    }
+                }
+                None
+            }
+            ShardMsg::Group(Msg::Response(resp)) => {
+                if !matches!(self.op.as_ref()?.phase, Phase::Group { .. }) {
+                    return None;
+                }
+                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
+                let reply = self.group.on_response(from, resp, &mut inner);
+                inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+                match reply? {
+                    ShardReply::Kv(r) => {
+                        let op = self.op.take().expect("outstanding");
+                        Some((op.seq, r))
+                    }
+                    ShardReply::WrongGroup => {
+                        self.ask_controller(ctx);
+                        None
+                    }
+                    ShardReply::NotReady => {
+                        let op = self.op.as_mut().expect("outstanding");
+                        op.phase = Phase::Wait {
+                            ticks: self.cfg.backoff_ticks,
+                            then_config: false,
+                        };
+                        None
+                    }
+                    // Neither answers a client's current operation.
+                    ShardReply::Stale | ShardReply::Done => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A finished operation, reported by a [`ShardClerkHost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardClerkEvent {
+    pub client: ClientId,
+    pub seq: u64,
+    pub reply: KvReply,
+}
+
+/// A process running many shard clerks (a test's clients, a router's connections).
+pub struct ShardClerkHost {
+    clerks: BTreeMap<ClientId, ShardClerk>,
+    busy: BTreeSet<ClientId>,
+    next_id: ClientId,
+    ctrlers: Vec<NodeId>,
+    resolve: Resolver,
+    nshards: usize,
+    cfg: ShardClerkConfig,
+}
+
+impl ShardClerkHost {
+    /// A host whose clerks get ids `first_id`, `first_id + 1`, …
+    pub fn new(
+        first_id: ClientId,
+        ctrlers: Vec<NodeId>,
+        resolve: Resolver,
+        nshards: usize,
+        cfg: ShardClerkConfig,
+    ) -> Self {
+        ShardClerkHost {
+            clerks: BTreeMap::new(),
+            busy: BTreeSet::new(),
+            next_id: first_id,
+            ctrlers,
+            resolve,
+            nshards,
+            cfg,
+        }
+    }
+
+    pub fn add_clerk(&mut self) -> ClientId {
+        self.add_clerk_with(self.ctrlers.clone())
+    }
+
+    /// A clerk that follows the configurations of the controller at `ctrlers`.
+    pub fn add_clerk_with(&mut self, ctrlers: Vec<NodeId>) -> ClientId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let clerk = ShardClerk::new(
+            id,
+            ctrlers,
+            self.resolve.clone(),
+            self.nshards,
+            self.cfg.clone(),
+        );
+        self.clerks.insert(id, clerk);
+        id
+    }
+
+    pub fn clerk(&self, id: ClientId) -> Option<&ShardClerk> {
+        self.clerks.get(&id)
+    }
+
+    pub fn remove_clerk(&mut self, id: ClientId) {
+        self.clerks.remove(&id);
+        self.busy.remove(&id);
+    }
+
+    pub fn start<E>(&mut self, id: ClientId, op: KvCommand, ctx: &mut Ctx<ShardMsg, E>) -> u64 {
+        let clerk = (self.clerks.get_mut(&id)).unwrap_or_else(|| panic!("no clerk {id}"));
+        self.busy.insert(id);
+        clerk.start(op, ctx)
+    }
+
+    pub fn abandon(&mut self, id: ClientId) {
+        if let Some(c) = self.clerks.get_mut(&id) {
+            c.abandon();
+        }
+        self.busy.remove(&id);
+    }
+}
+
+impl Process for ShardClerkHost {
+    type Msg = ShardMsg;
+    type Event = ShardClerkEvent;
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ShardClerkEvent>) {
+        for id in &self.busy {
+            if let Some(c) = self.clerks.get_mut(id) {
+                c.on_tick(ctx);
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        from: NodeId,
+        msg: ShardMsg,
+        ctx: &mut Ctx<ShardMsg, ShardClerkEvent>,
+    ) {
+        let client = match &msg {
+            ShardMsg::Ctrl(Msg::Response(r)) => r.client,
+            ShardMsg::Group(Msg::Response(r)) => r.client,
+            _ => return,
+        };
+        let Some(clerk) = self.clerks.get_mut(&client) else {
+            return;
+        };
+        if let Some((seq, reply)) = clerk.on_message(from, msg, ctx) {
+            self.busy.remove(&client);
+            ctx.emit(ShardClerkEvent { client, seq, reply });
+        }
+    }
+
+    fn is_reply(msg: &ShardMsg) -> bool {
+        msg.is_reply()
+    }
+}

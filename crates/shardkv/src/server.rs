@@ -1,0 +1,353 @@
+//! The processes of a sharded Flotilla: a shard group's replica ([`ShardServer`]) and a
+//! controller replica speaking the same message type ([`CtrlServer`]). Both are sans-I/O
+//! [`Process`]es, run by the simulator and by the TCP driver alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_raft::Raft;
+use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
+use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
+
+use crate::machine::{ShardCommand, ShardKv};
+use crate::msg::ShardMsg;
+
+/// Turns a server name from a configuration (`ShardConfig::groups`) into the node to send to:
+/// the simulator's node for `server-100-2`, a TCP peer for `10.0.0.7:7001`. `None`: unknown,
+/// skipped.
+pub type Resolver = Arc<dyn Fn(&str) -> Option<NodeId> + Send + Sync>;
+
+/// Settings of one shard-group replica.
+#[derive(Clone, Debug)]
+pub struct ShardServerConfig {
+    pub gid: Gid,
+    pub nshards: usize,
+    pub replica: ReplicaConfig,
+    /// The controller's replicas.
+    pub ctrlers: Vec<NodeId>,
+    /// The id of this replica's controller clerk (unique among the controller's clients).
+    pub ctrl_client: ClientId,
+    /// Ticks between the leader's rounds: ask the controller for the next configuration, pull
+    /// missing shards, tell previous owners what arrived. The labs poll every 100 ms.
+    pub poll_ticks: u32,
+    /// Ticks before a shard whose Install this leader proposed may be proposed again (the
+    /// first may have been lost with a leadership change).
+    pub install_retry_ticks: u32,
+}
+
+impl ShardServerConfig {
+    pub fn new(gid: Gid, nshards: usize, replica: ReplicaConfig, ctrlers: Vec<NodeId>) -> Self {
+        ShardServerConfig {
+            gid,
+            nshards,
+            ctrl_client: (1 << 62) | (gid << 16) | replica.raft.id,
+            replica,
+            ctrlers,
+            poll_ticks: 10,
+            install_retry_ticks: 50,
+        }
+    }
+}
+
+/// One replica of a shard group: the replicated [`ShardKv`] plus, while it leads, the loop
+/// that walks the group through configurations: poll the controller for the next one and
+/// propose it; pull each incoming shard from its previous owner and propose its data; tell
+/// previous owners what arrived so they delete it, and record their answer. Every step goes
+/// through the group's log, so a new leader picks up where the old one stopped; every step is
+/// idempotent, so repeating one is harmless.
+///
+/// It answers other groups from its applied state (any replica can: a frozen shard never
+/// changes): `Pull` with the shards it froze, `Delete` by proposing the deletion and, once
+/// applied, saying so.
+pub struct ShardServer {
+    replica: Replica<ShardKv>,
+    ctrl: Clerk<CtrlCommand>,
+    resolve: Resolver,
+    poll_ticks: u32,
+    since_poll: u32,
+    install_retry_ticks: u32,
+    /// Shards whose Install this replica proposed, by (configuration, shard): ticks since.
+    installing: BTreeMap<(u64, usize), u32>,
+    /// The next server to try in each group, so retries go round a group whose leader is down.
+    cursor: BTreeMap<Gid, usize>,
+}
+
+impl ShardServer {
+    /// Restarts (or starts, from empty bytes) a replica from what it persisted.
+    pub fn restore(
+        cfg: ShardServerConfig,
+        resolve: Resolver,
+        raft_state: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Self, RestoreError> {
+        let machine = ShardKv::new(cfg.gid, cfg.nshards);
+        let replica = Replica::restore(cfg.replica, machine, raft_state, snapshot)?;
+        let clerk_cfg = ClerkConfig::default();
+        Ok(ShardServer {
+            replica,
+            ctrl: Clerk::new(cfg.ctrl_client, cfg.ctrlers, clerk_cfg),
+            resolve,
+            poll_ticks: cfg.poll_ticks.max(1),
+            since_poll: 0,
+            install_retry_ticks: cfg.install_retry_ticks,
+            installing: BTreeMap::new(),
+            cursor: BTreeMap::new(),
+        })
+    }
+
+    pub fn replica(&self) -> &Replica<ShardKv> {
+        &self.replica
+    }
+
+    pub fn machine(&self) -> &ShardKv {
+        self.replica.state().machine()
+    }
+
+    pub fn raft(&self) -> &Raft {
+        self.replica.raft()
+    }
+
+    fn replica_do(
+        &mut self,
+        ctx: &mut Ctx<ShardMsg, ()>,
+        f: impl FnOnce(&mut Replica<ShardKv>, &mut Ctx<crate::GroupMsg, ()>),
+    ) {
+        let mut inner = Ctx::new(ctx.now());
+        f(&mut self.replica, &mut inner);
+        inner.forward_into(ctx, ShardMsg::Group, |()| ());
+    }
+
+    fn propose(&mut self, cmd: ShardCommand, ctx: &mut Ctx<ShardMsg, ()>) {
+        self.replica_do(ctx, |r, inner| {
+            // Not leading any more: the next leader proposes it.
+            let _ = r.propose_own(cmd, inner);
+        });
+    }
+
+    /// A server of group `gid` as the previous configuration lists it, the next in turn.
+    fn next_server_of(&mut self, gid: Gid) -> Option<NodeId> {
+        let servers = self.replica.state().machine().prev().groups.get(&gid)?;
+        if servers.is_empty() {
+            return None;
+        }
+        let cursor = self.cursor.entry(gid).or_default();
+        let name = &servers[*cursor % servers.len()];
+        *cursor = cursor.wrapping_add(1);
+        (self.resolve)(name)
+    }
+
+    /// One round of the leader's reconfiguration loop.
+    fn poll(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        let m = self.machine();
+        let num = m.config().num;
+        let (settled, pulls, notices) = (m.settled(), m.pulls(), m.notices());
+        if settled && !self.ctrl.is_busy() {
+            let mut inner = Ctx::new(ctx.now());
+            self.ctrl
+                .start(CtrlCommand::Query(Some(num + 1)), &mut inner);
+            inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        }
+        for (gid, shards) in pulls {
+            let shards: Vec<usize> = (shards.into_iter())
+                .filter(|s| !self.installing.contains_key(&(num, *s)))
+                .collect();
+            if shards.is_empty() {
+                continue;
+            }
+            if let Some(to) = self.next_server_of(gid) {
+                ctx.send(to, ShardMsg::Pull { num, shards });
+            }
+        }
+        for (gid, shards) in notices {
+            if let Some(to) = self.next_server_of(gid) {
+                ctx.send(to, ShardMsg::Delete { num, shards });
+            }
+        }
+    }
+
+    fn on_ctrl_reply(&mut self, reply: CtrlReply, ctx: &mut Ctx<ShardMsg, ()>) {
+        let CtrlReply::Config(next) = reply else {
+            return;
+        };
+        let m = self.machine();
+        if next.num == m.config().num + 1 && m.settled() && self.raft().is_leader() {
+            self.propose(ShardCommand::Config(next), ctx);
+        }
+    }
+
+    fn on_pull_reply(
+        &mut self,
+        num: u64,
+        shards: BTreeMap<usize, crate::ShardBlob>,
+        ctx: &mut Ctx<ShardMsg, ()>,
+    ) {
+        if !self.raft().is_leader() || num != self.machine().config().num {
+            return;
+        }
+        let pulling = self.machine().shard_states();
+        let shards: BTreeMap<usize, crate::ShardBlob> = (shards.into_iter())
+            .filter(|(s, _)| {
+                pulling.get(s) == Some(&crate::ShardState::Pulling)
+                    && !self.installing.contains_key(&(num, *s))
+            })
+            .collect();
+        if shards.is_empty() {
+            return;
+        }
+        for &s in shards.keys() {
+            self.installing.insert((num, s), 0);
+        }
+        self.propose(ShardCommand::Install { num, shards }, ctx);
+    }
+
+    fn on_delete(
+        &mut self,
+        from: NodeId,
+        num: u64,
+        shards: Vec<usize>,
+        ctx: &mut Ctx<ShardMsg, ()>,
+    ) {
+        if self.machine().deleted(num, &shards) {
+            ctx.send(from, ShardMsg::Deleted { num, shards });
+        } else if self.raft().is_leader() && self.machine().config().num == num {
+            // Answered when the requester asks again after the deletion applied.
+            self.propose(ShardCommand::Delete { num, shards }, ctx);
+        }
+    }
+
+    fn on_deleted(&mut self, num: u64, shards: Vec<usize>, ctx: &mut Ctx<ShardMsg, ()>) {
+        let m = self.machine();
+        if !self.raft().is_leader() || num != m.config().num {
+            return;
+        }
+        let states = m.shard_states();
+        let shards: Vec<usize> = (shards.into_iter())
+            .filter(|s| states.get(s) == Some(&crate::ShardState::Notify))
+            .collect();
+        if !shards.is_empty() {
+            self.propose(ShardCommand::Confirmed { num, shards }, ctx);
+        }
+    }
+}
+
+impl Process for ShardServer {
+    type Msg = ShardMsg;
+    type Event = ();
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        self.replica_do(ctx, |r, inner| r.on_tick(inner));
+        let mut inner = Ctx::new(ctx.now());
+        self.ctrl.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        let retry = self.install_retry_ticks;
+        self.installing.retain(|_, age| {
+            *age += 1;
+            *age < retry
+        });
+        self.since_poll += 1;
+        if self.since_poll >= self.poll_ticks {
+            self.since_poll = 0;
+            if self.raft().is_leader() {
+                self.poll(ctx);
+            } else {
+                self.installing.clear();
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
+        match msg {
+            ShardMsg::Group(m) => self.replica_do(ctx, |r, inner| r.on_message(from, m, inner)),
+            ShardMsg::Ctrl(Msg::Response(resp)) => {
+                let mut inner = Ctx::new(ctx.now());
+                let reply = self.ctrl.on_response(from, resp, &mut inner);
+                inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+                if let Some(reply) = reply {
+                    self.on_ctrl_reply(reply, ctx);
+                }
+            }
+            // A shard server serves no controller requests.
+            ShardMsg::Ctrl(_) => {}
+            ShardMsg::Pull { num, shards } => {
+                let shards = self.machine().handoff(num, &shards);
+                ctx.send(from, ShardMsg::PullReply { num, shards });
+            }
+            ShardMsg::PullReply { num, shards } => self.on_pull_reply(num, shards, ctx),
+            ShardMsg::Delete { num, shards } => self.on_delete(from, num, shards, ctx),
+            ShardMsg::Deleted { num, shards } => self.on_deleted(num, shards, ctx),
+        }
+    }
+
+    fn is_reply(msg: &ShardMsg) -> bool {
+        msg.is_reply()
+    }
+
+    /// The group's own traffic as the replica decides; what reports applied state to other
+    /// groups (frozen shards, deletions) like the replica's answers to clients; requests to the
+    /// controller and to other groups at once (they carry nothing this replica must persist).
+    fn may_send_before_save(&self, msg: &ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Group(m) => self.replica.may_send_before_save(m),
+            ShardMsg::PullReply { .. } | ShardMsg::Deleted { .. } => {
+                self.raft().commit_needs_peer_ack()
+            }
+            ShardMsg::Ctrl(_) | ShardMsg::Pull { .. } | ShardMsg::Delete { .. } => true,
+        }
+    }
+}
+
+/// A controller replica on the sharded system's message type: `Replica<Ctrler>` answering
+/// [`ShardMsg::Ctrl`] and ignoring the rest.
+pub struct CtrlServer {
+    replica: Replica<Ctrler>,
+}
+
+impl CtrlServer {
+    pub fn restore(
+        cfg: ReplicaConfig,
+        nshards: usize,
+        raft_state: &[u8],
+        snapshot: &[u8],
+    ) -> Result<Self, RestoreError> {
+        let replica = Replica::restore(cfg, Ctrler::new(nshards), raft_state, snapshot)?;
+        Ok(CtrlServer { replica })
+    }
+
+    pub fn replica(&self) -> &Replica<Ctrler> {
+        &self.replica
+    }
+
+    pub fn raft(&self) -> &Raft {
+        self.replica.raft()
+    }
+}
+
+impl Process for CtrlServer {
+    type Msg = ShardMsg;
+    type Event = ();
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        let mut inner = Ctx::new(ctx.now());
+        self.replica.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
+        let ShardMsg::Ctrl(m) = msg else { return };
+        let mut inner = Ctx::new(ctx.now());
+        self.replica.on_message(from, m, &mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+    }
+
+    fn is_reply(msg: &ShardMsg) -> bool {
+        msg.is_reply()
+    }
+
+    fn may_send_before_save(&self, msg: &ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Ctrl(m) => self.replica.may_send_before_save(m),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,720 @@
+//! The labs' sharded key/value tester (`shardkv/config.go`) on the simulator: a controller of
+//! 3 replicas, replica groups 100, 101, 102 of `n` servers each named `server-<gid>-<i>`, a
+//! second controller (for the rejection test) and one node hosting every client. Clients'
+//! operations are recorded and checked for linearizability, as [`crate::KvTester`] does.
+//!
+//! Node ids: controller `0..3`, second controller `3..6`, group `g`'s server `i` at
+//! `6 + g·n + i`, the client host last.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use rand::Rng;
+
+use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+use flotilla_kv::{KvCommand, KvReply};
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_raft::Config;
+use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
+use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
+use flotilla_shardkv::{
+    key_shard, CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg,
+    ShardServer, ShardServerConfig,
+};
+use flotilla_sim::{block_on, Persister, Runtime, Sim};
+
+use crate::kv_tester::CHECK_TIMEOUT;
+use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
+
+/// Replicas of each controller service.
+pub const CTRLERS: usize = 3;
+/// The groups' ids: group `g` is `FIRST_GID + g`.
+pub const FIRST_GID: Gid = 100;
+/// Node of the first group's first server.
+const FIRST_GROUP_NODE: usize = 2 * CTRLERS;
+
+/// A simulated node of the sharded system.
+pub enum ShardNode {
+    Ctrl(Box<CtrlServer>),
+    Group(Box<ShardServer>),
+    Host(TestHost),
+}
+
+/// The node running the test's clients: shard clerks, and controller clerks for the test's
+/// own Join / Leave / Move / Query.
+pub struct TestHost {
+    shard: ShardClerkHost,
+    ctrl: ClerkHost<CtrlCommand, CtrlReply>,
+}
+
+#[derive(Debug)]
+pub enum HostEvent {
+    Shard(ShardClerkEvent),
+    Ctrl(ClerkEvent<CtrlReply>),
+}
+
+impl Process for ShardNode {
+    type Msg = ShardMsg;
+    type Event = HostEvent;
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, HostEvent>) {
+        match self {
+            ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_tick(c)),
+            ShardNode::Group(s) => server_step(ctx, |c| s.on_tick(c)),
+            ShardNode::Host(h) => {
+                let mut inner = Ctx::new(ctx.now());
+                h.shard.on_tick(&mut inner);
+                inner.forward_into(ctx, |m| m, HostEvent::Shard);
+                let mut inner = Ctx::new(ctx.now());
+                h.ctrl.on_tick(&mut inner);
+                inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, HostEvent>) {
+        match self {
+            ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
+            ShardNode::Group(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
+            ShardNode::Host(h) => match msg {
+                ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if h.ctrl.clerk(r.client).is_some()) =>
+                {
+                    let mut inner = Ctx::new(ctx.now());
+                    h.ctrl.on_message(from, m, &mut inner);
+                    inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+                }
+                other => {
+                    let mut inner = Ctx::new(ctx.now());
+                    h.shard.on_message(from, other, &mut inner);
+                    inner.forward_into(ctx, |m| m, HostEvent::Shard);
+                }
+            },
+        }
+    }
+
+    fn is_reply(msg: &ShardMsg) -> bool {
+        msg.is_reply()
+    }
+
+    fn may_send_before_save(&self, msg: &ShardMsg) -> bool {
+        match self {
+            ShardNode::Ctrl(s) => s.may_send_before_save(msg),
+            ShardNode::Group(s) => s.may_send_before_save(msg),
+            ShardNode::Host(_) => false,
+        }
+    }
+}
+
+fn server_step(ctx: &mut Ctx<ShardMsg, HostEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
+    let mut inner = Ctx::new(ctx.now());
+    f(&mut inner);
+    inner.forward_into(ctx, |m| m, |()| unreachable!("servers emit no events"));
+}
+
+/// The simulator's node for a server name `server-<gid>-<i>` of a tester with `n` servers
+/// per group.
+fn resolver(n: usize, groups: usize) -> Resolver {
+    Arc::new(move |name: &str| {
+        let rest = name.strip_prefix("server-")?;
+        let (gid, i) = rest.split_once('-')?;
+        let (gid, i): (Gid, usize) = (gid.parse().ok()?, i.parse().ok()?);
+        let g = gid.checked_sub(FIRST_GID)? as usize;
+        (g < groups && i < n).then_some(FIRST_GROUP_NODE + g * n + i)
+    })
+}
+
+struct Pending<R> {
+    reply: Option<R>,
+    waker: Option<Waker>,
+}
+
+/// Settings of a [`ShardTester`].
+#[derive(Clone, Debug)]
+pub struct ShardTesterConfig {
+    /// Servers per group.
+    pub n: usize,
+    pub groups: usize,
+    pub unreliable: bool,
+    /// The labs' maxraftstate for the groups (`None` for -1).
+    pub max_raft_state: Option<usize>,
+    pub nshards: usize,
+}
+
+impl ShardTesterConfig {
+    pub fn lab(n: usize, unreliable: bool, max_raft_state: Option<usize>) -> Self {
+        ShardTesterConfig {
+            n,
+            groups: 3,
+            unreliable,
+            max_raft_state,
+            nshards: DEFAULT_SHARDS,
+        }
+    }
+}
+
+/// The sharded system on a simulated network, with recording clients.
+pub struct ShardTester {
+    pub sim: Rc<RefCell<Sim<ShardNode>>>,
+    pub rt: Runtime,
+    cfg: ShardTesterConfig,
+    host: NodeId,
+    kv_pending: RefCell<BTreeMap<ClientId, Pending<KvReply>>>,
+    ctrl_pending: RefCell<BTreeMap<ClientId, Pending<CtrlReply>>>,
+    /// The test's controller clerks: of the main controller, of the second.
+    admin: ClientId,
+    admin2: ClientId,
+    history: RefCell<KvHistory>,
+    last_stamp: Cell<u64>,
+    name: String,
+    seed: u64,
+}
+
+impl ShardTester {
+    pub fn new(name: &str, seed: u64, cfg: ShardTesterConfig) -> Rc<Self> {
+        let (n, groups) = (cfg.n, cfg.groups);
+        let host = FIRST_GROUP_NODE + groups * n;
+        let resolve = resolver(n, groups);
+        let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
+        let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
+            if id < 2 * CTRLERS {
+                let first = id / CTRLERS * CTRLERS;
+                let voters = (first as u64..(first + CTRLERS) as u64).collect();
+                let cfg = ReplicaConfig {
+                    raft: Config::for_service(id as u64, voters, s),
+                    max_raft_state: None,
+                };
+                let c = CtrlServer::restore(cfg, nshards, p.state(), p.snapshot())
+                    .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"));
+                ShardNode::Ctrl(Box::new(c))
+            } else if id < host {
+                let g = (id - FIRST_GROUP_NODE) / n;
+                let first = FIRST_GROUP_NODE + g * n;
+                let voters = (first as u64..(first + n) as u64).collect();
+                let replica = ReplicaConfig {
+                    raft: Config::for_service(id as u64, voters, s),
+                    max_raft_state: mrs,
+                };
+                let ctrlers = (0..CTRLERS).collect();
+                let cfg = ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
+                let srv = ShardServer::restore(cfg, resolve.clone(), p.state(), p.snapshot())
+                    .unwrap_or_else(|e| panic!("server {id} of group {g}: cannot restart: {e}"));
+                ShardNode::Group(Box::new(srv))
+            } else {
+                // Client ids from the seed: replayable, distinct across runs.
+                let base = s >> 16;
+                let shard = ShardClerkHost::new(
+                    base,
+                    (0..CTRLERS).collect(),
+                    resolve.clone(),
+                    nshards,
+                    ShardClerkConfig::default(),
+                );
+                let ctrl = ClerkHost::new(base + (1 << 40), ClerkConfig::default());
+                ShardNode::Host(TestHost { shard, ctrl })
+            }
+        });
+        let mut sim = Sim::new(host + 1, seed, TICK, factory);
+        sim.set_reliable(!cfg.unreliable);
+        let sim = Rc::new(RefCell::new(sim));
+        let mut ids = (0, 0);
+        sim.borrow_mut().with_process(host, |node, _| {
+            let ShardNode::Host(h) = node else {
+                unreachable!()
+            };
+            ids = (
+                h.ctrl.add_clerk((0..CTRLERS).collect()),
+                h.ctrl.add_clerk((CTRLERS..2 * CTRLERS).collect()),
+            );
+        });
+        Rc::new(ShardTester {
+            sim,
+            rt: Runtime::new(),
+            cfg,
+            host,
+            kv_pending: RefCell::new(BTreeMap::new()),
+            ctrl_pending: RefCell::new(BTreeMap::new()),
+            admin: ids.0,
+            admin2: ids.1,
+            history: RefCell::new(KvHistory::new()),
+            last_stamp: Cell::new(0),
+            name: name.to_owned(),
+            seed,
+        })
+    }
+
+    pub fn config(&self) -> &ShardTesterConfig {
+        &self.cfg
+    }
+
+    pub fn gid(&self, g: usize) -> Gid {
+        FIRST_GID + g as Gid
+    }
+
+    /// Group `g`'s servers' names.
+    pub fn names(&self, g: usize) -> Vec<String> {
+        (0..self.cfg.n)
+            .map(|i| format!("server-{}-{i}", self.gid(g)))
+            .collect()
+    }
+
+    /// The node of group `g`'s server `i`.
+    pub fn node(&self, g: usize, i: usize) -> NodeId {
+        FIRST_GROUP_NODE + g * self.cfg.n + i
+    }
+
+    /// Runs `script` in virtual time; panics past the labs' 120 s limit.
+    pub fn run<T: 'static>(self: &Rc<Self>, script: impl Future<Output = T> + 'static) -> T {
+        self.run_for(TEST_TIME_LIMIT, script)
+    }
+
+    pub fn run_for<T: 'static>(
+        self: &Rc<Self>,
+        limit: Duration,
+        script: impl Future<Output = T> + 'static,
+    ) -> T {
+        let me = self.clone();
+        block_on(&self.sim, &self.rt, limit, move || me.after_input(), script)
+    }
+
+    fn after_input(&self) {
+        let events = self.sim.borrow_mut().drain_events();
+        for (_, e) in events {
+            match e {
+                HostEvent::Shard(ev) => wake(&self.kv_pending, ev.client, ev.reply),
+                HostEvent::Ctrl(ev) => wake(&self.ctrl_pending, ev.client, ev.reply),
+            }
+        }
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        self.rt.sleep(d).await
+    }
+
+    pub fn now(&self) -> Duration {
+        self.rt.now()
+    }
+
+    /// A random number in `0..n` from the simulation's seeded generator.
+    pub fn rand(&self, n: u64) -> u64 {
+        self.sim.borrow_mut().rng().gen_range(0..n)
+    }
+
+    /// A random string of `len` letters and digits (the labs' `randstring`).
+    pub fn randstring(&self, len: usize) -> String {
+        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        let mut sim = self.sim.borrow_mut();
+        (0..len)
+            .map(|_| CHARS[sim.rng().gen_range(0..CHARS.len())] as char)
+            .collect()
+    }
+
+    pub fn trace_hash(&self) -> u64 {
+        self.sim.borrow().trace_hash()
+    }
+
+    fn with_host<T>(&self, f: impl FnOnce(&mut TestHost, &mut Ctx<ShardMsg, HostEvent>) -> T) -> T {
+        let host = self.host;
+        let mut sim = self.sim.borrow_mut();
+        sim.with_process(host, |node, ctx| {
+            let ShardNode::Host(h) = node else {
+                unreachable!("node {host} is the client host")
+            };
+            f(h, ctx)
+        })
+        .expect("the client host never crashes")
+    }
+
+    // ----- the controller -----
+
+    /// Runs a controller command through the main controller (or the second one) until
+    /// answered; panics if refused.
+    pub async fn ctrl(self: &Rc<Self>, second: bool, cmd: CtrlCommand) -> CtrlReply {
+        let id = if second { self.admin2 } else { self.admin };
+        self.ctrl_pending.borrow_mut().insert(id, new_pending());
+        let c = cmd.clone();
+        self.with_host(|h, ctx| {
+            let mut inner = Ctx::new(ctx.now());
+            h.ctrl.start(id, c, &mut inner);
+            inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+        });
+        let reply = wait_for(&self.ctrl_pending, id).await;
+        if let CtrlReply::Err(e) = &reply {
+            panic!("{cmd:?} refused: {e}");
+        }
+        reply
+    }
+
+    /// Groups `gs` join (the labs' `joinm`).
+    pub async fn joinm(self: &Rc<Self>, gs: &[usize]) {
+        let groups = gs.iter().map(|&g| (self.gid(g), self.names(g))).collect();
+        self.ctrl(false, CtrlCommand::Join(groups)).await;
+    }
+
+    pub async fn join(self: &Rc<Self>, g: usize) {
+        self.joinm(&[g]).await
+    }
+
+    pub async fn leavem(self: &Rc<Self>, gs: &[usize]) {
+        let gids = gs.iter().map(|&g| self.gid(g)).collect();
+        self.ctrl(false, CtrlCommand::Leave(gids)).await;
+    }
+
+    pub async fn leave(self: &Rc<Self>, g: usize) {
+        self.leavem(&[g]).await
+    }
+
+    /// Shard `shard` moves to group `g`.
+    pub async fn move_shard(self: &Rc<Self>, shard: usize, g: usize) {
+        let gid = self.gid(g);
+        self.ctrl(false, CtrlCommand::Move { shard, gid }).await;
+    }
+
+    /// The main controller's latest configuration.
+    pub async fn query(self: &Rc<Self>) -> ShardConfig {
+        match self.ctrl(false, CtrlCommand::Query(None)).await {
+            CtrlReply::Config(c) => c,
+            other => panic!("query answered {other:?}"),
+        }
+    }
+
+    // ----- faults -----
+
+    pub fn shutdown_server(&self, g: usize, i: usize) {
+        self.sim.borrow_mut().crash(self.node(g, i));
+    }
+
+    pub fn start_server(&self, g: usize, i: usize) {
+        self.sim.borrow_mut().restart(self.node(g, i));
+    }
+
+    pub fn shutdown_group(&self, g: usize) {
+        for i in 0..self.cfg.n {
+            self.shutdown_server(g, i);
+        }
+    }
+
+    pub fn start_group(&self, g: usize) {
+        for i in 0..self.cfg.n {
+            self.start_server(g, i);
+        }
+    }
+
+    pub fn set_unreliable(&self, unreliable: bool) {
+        self.sim.borrow_mut().set_reliable(!unreliable);
+    }
+
+    /// Server-to-server links only within each of `parts` (nodes in none are cut off from
+    /// servers); the client host keeps every link, as the labs' clerks do.
+    pub fn partition(&self, parts: &[Vec<NodeId>]) {
+        let mut sim = self.sim.borrow_mut();
+        sim.partition(parts);
+        for s in 0..self.host {
+            sim.set_link(self.host, s, true);
+        }
+    }
+
+    /// Every node reaches every other again.
+    pub fn heal(&self) {
+        self.partition(&[(0..=self.host).collect()]);
+    }
+
+    /// Every group server's node.
+    pub fn group_nodes(&self) -> Vec<NodeId> {
+        (FIRST_GROUP_NODE..self.host).collect()
+    }
+
+    /// Size of node `i`'s persisted Raft state and snapshot.
+    pub fn persisted_sizes(&self, i: NodeId) -> (usize, usize) {
+        let sim = self.sim.borrow();
+        let p = sim.persister(i);
+        (p.state_size(), p.snapshot_size())
+    }
+
+    /// The labs' `checklogs`: each group server's Raft state is at most 8 × maxraftstate, and
+    /// with no limit it has never snapshotted.
+    pub fn check_logs(&self) {
+        for node in self.group_nodes() {
+            let (state, snap) = self.persisted_sizes(node);
+            match self.cfg.max_raft_state {
+                Some(max) => assert!(
+                    state <= 8 * max,
+                    "node {node}: raft state of {state} bytes > 8 × maxraftstate ({max})"
+                ),
+                None => assert_eq!(snap, 0, "node {node} snapshotted with no maxraftstate"),
+            }
+        }
+    }
+
+    /// Runs `f` on live group server node `i`.
+    pub fn with_server<T>(&self, i: NodeId, f: impl FnOnce(&ShardServer) -> T) -> Option<T> {
+        let sim = self.sim.borrow();
+        match sim.process(i)? {
+            ShardNode::Group(s) => Some(f(s)),
+            _ => None,
+        }
+    }
+
+    /// One key per shard, key `s` in shard `s` (the labs use "0".."9", which their `key2shard`,
+    /// the first byte mod 10, spreads one per shard; Flotilla hashes whole keys).
+    pub fn shard_keys(&self) -> Vec<String> {
+        (0..self.cfg.nshards)
+            .map(|s| {
+                (0..)
+                    .map(|j| format!("{s}-{j}"))
+                    .find(|k| key_shard(k.as_bytes(), self.cfg.nshards) == s)
+                    .expect("some key lands in every shard")
+            })
+            .collect()
+    }
+
+    pub fn shard_of(&self, key: &str) -> usize {
+        key_shard(key.as_bytes(), self.cfg.nshards)
+    }
+
+    // ----- clients -----
+
+    /// A client of the main controller's configurations.
+    pub fn make_client(self: &Rc<Self>) -> ShardClient {
+        let id = self.with_host(|h, _| h.shard.add_clerk());
+        ShardClient {
+            id,
+            t: self.clone(),
+        }
+    }
+
+    /// A client that follows the second controller's configurations.
+    pub fn make_client_of_second(self: &Rc<Self>) -> ShardClient {
+        let ctrlers = (CTRLERS..2 * CTRLERS).collect();
+        let id = self.with_host(|h, _| h.shard.add_clerk_with(ctrlers));
+        ShardClient {
+            id,
+            t: self.clone(),
+        }
+    }
+
+    /// The second controller, for the rejection test.
+    pub async fn join_second(self: &Rc<Self>, g: usize) {
+        let groups = [(self.gid(g), self.names(g))].into_iter().collect();
+        self.ctrl(true, CtrlCommand::Join(groups)).await;
+    }
+
+    fn stamp(&self) -> u64 {
+        let now = self.now().as_nanos() as u64;
+        let t = now.max(self.last_stamp.get() + 1);
+        self.last_stamp.set(t);
+        t
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.history.borrow().len()
+    }
+
+    pub fn verdict(&self) -> CheckResult {
+        self.history.borrow().check(Some(CHECK_TIMEOUT))
+    }
+
+    /// Writes the history if `FLOTILLA_HISTORY_DIR` is set and panics if it is not
+    /// linearizable ("unknown" after the time limit passes with a note, as in the labs).
+    pub fn check_linearizable(&self) {
+        let history = self.history.borrow();
+        if let Some(path) =
+            flotilla_check::write_history_if_requested(&self.name, self.seed, history.operations())
+        {
+            eprintln!("{}: history written to {}", self.name, path.display());
+        }
+        let started = std::time::Instant::now();
+        let verdict = history.check(Some(CHECK_TIMEOUT));
+        if std::env::var_os("FLOTILLA_VERBOSE").is_some() {
+            eprintln!(
+                "  ... Passed --  {:5.1}  {:6} ops  (checked in {:.3} s)  {}",
+                self.now().as_secs_f64(),
+                history.len(),
+                started.elapsed().as_secs_f64(),
+                self.name,
+            );
+        }
+        match verdict {
+            CheckResult::Ok => {}
+            CheckResult::Unknown => eprintln!(
+                "{} (seed {}): linearizability check timed out on {} operations; not failing",
+                self.name,
+                self.seed,
+                history.len()
+            ),
+            illegal => panic!(
+                "{} (seed {}): history of {} operations is not linearizable:\n{illegal}",
+                self.name,
+                self.seed,
+                history.len()
+            ),
+        }
+    }
+
+    /// [`ShardTester::check_linearizable`], then the trace hash.
+    pub fn finish(&self) -> u64 {
+        self.check_linearizable();
+        self.trace_hash()
+    }
+}
+
+fn new_pending<R>() -> Pending<R> {
+    Pending {
+        reply: None,
+        waker: None,
+    }
+}
+
+fn wake<R>(pending: &RefCell<BTreeMap<ClientId, Pending<R>>>, client: ClientId, reply: R) {
+    if let Some(p) = pending.borrow_mut().get_mut(&client) {
+        p.reply = Some(reply);
+        if let Some(w) = p.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+async fn wait_for<R>(pending: &RefCell<BTreeMap<ClientId, Pending<R>>>, id: ClientId) -> R {
+    std::future::poll_fn(|cx| {
+        let mut p = pending.borrow_mut();
+        let slot = p.get_mut(&id).expect("pending until answered");
+        if let Some(r) = slot.reply.take() {
+            p.remove(&id);
+            return Poll::Ready(r);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    })
+    .await
+}
+
+/// A sharded-KV client whose operations are recorded in its tester's history.
+pub struct ShardClient {
+    pub id: ClientId,
+    t: Rc<ShardTester>,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl ShardClient {
+    async fn run(
+        &self,
+        input: KvInput,
+        cmd: KvCommand,
+        limit: Option<Duration>,
+    ) -> Option<KvReply> {
+        let t = &self.t;
+        let call = t.stamp();
+        t.kv_pending.borrow_mut().insert(self.id, new_pending());
+        let id = self.id;
+        t.with_host(|h, ctx| {
+            h.shard.start(id, cmd, ctx);
+        });
+        let reply = match limit {
+            None => Some(wait_for(&t.kv_pending, id).await),
+            Some(d) => {
+                let mut timer = Box::pin(t.rt.sleep(d));
+                let got = std::future::poll_fn(|cx| {
+                    let mut p = t.kv_pending.borrow_mut();
+                    let slot = p.get_mut(&id).expect("pending until answered");
+                    if let Some(r) = slot.reply.take() {
+                        p.remove(&id);
+                        return Poll::Ready(Some(r));
+                    }
+                    if timer.as_mut().poll(cx).is_ready() {
+                        p.remove(&id);
+                        return Poll::Ready(None);
+                    }
+                    slot.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await;
+                if got.is_none() {
+                    t.with_host(|h, _| h.shard.abandon(id));
+                }
+                got
+            }
+        };
+        let (output, ret) = match &reply {
+            None => (KvOutput::Unknown, None),
+            Some(KvReply::Error(e)) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
+            Some(KvReply::Value(v)) => (
+                KvOutput::value(text(v.as_deref().unwrap_or_default())),
+                Some(t.stamp()),
+            ),
+            Some(_) => (KvOutput::Done, Some(t.stamp())),
+        };
+        t.history.borrow_mut().push(Operation {
+            client: self.id,
+            input,
+            call,
+            output,
+            ret,
+        });
+        reply
+    }
+
+    /// The key's value ("" if none).
+    pub async fn get(&self, key: &str) -> String {
+        self.try_get(key, None)
+            .await
+            .expect("an operation without a time limit completes")
+    }
+
+    pub async fn try_get(&self, key: &str, limit: Option<Duration>) -> Option<String> {
+        let cmd = KvCommand::Get { key: key.into() };
+        let r = self.run(KvInput::get(key), cmd, limit).await?;
+        Some(text(
+            r.value_or_empty()
+                .unwrap_or_else(|| panic!("get({key}) answered {r:?}")),
+        ))
+    }
+
+    pub async fn put(&self, key: &str, value: &str) {
+        self.try_put(key, value, None)
+            .await
+            .expect("an operation without a time limit completes")
+    }
+
+    pub async fn try_put(&self, key: &str, value: &str, limit: Option<Duration>) -> Option<()> {
+        let cmd = KvCommand::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        let r = self.run(KvInput::put(key, value), cmd, limit).await?;
+        assert_eq!(r, KvReply::Done, "put({key}) answered {r:?}");
+        Some(())
+    }
+
+    pub async fn append(&self, key: &str, value: &str) {
+        self.try_append(key, value, None)
+            .await
+            .expect("an operation without a time limit completes")
+    }
+
+    pub async fn try_append(&self, key: &str, value: &str, limit: Option<Duration>) -> Option<()> {
+        let cmd = KvCommand::Append {
+            key: key.into(),
+            value: value.into(),
+        };
+        let r = self.run(KvInput::append(key, value), cmd, limit).await?;
+        assert!(matches!(r, KvReply::Len(_)), "append({key}) answered {r:?}");
+        Some(())
+    }
+
+    /// The labs' `check`: the key's value must be `want`.
+    pub async fn check(&self, key: &str, want: &str) {
+        let got = self.get(key).await;
+        assert_eq!(
+            got, want,
+            "Get({key}): expected {want:?}, received {got:?} (seed {})",
+            self.t.seed
+        );
+    }
+}
