@@ -25,6 +25,7 @@ pub mod raft_prod;
 pub mod raft_random;
 pub mod shardctrler;
 pub mod shardkv;
+pub mod shardkv_random;
 
 /// A scenario: runs one seed, panics on failure, returns the simulation's trace hash.
 pub type Scenario = fn(u64) -> u64;

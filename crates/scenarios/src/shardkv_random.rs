@@ -1,0 +1,242 @@
+//! The randomized sharded key/value suite: each seed draws a system (3 groups of 3, with or
+//! without snapshots, 4 or 10 shards) and runs clients doing random Get / Put / Append on keys
+//! spread over the shards while a nemesis joins, leaves and moves groups and shards, crashes
+//! and restarts servers (whole groups too), cuts servers off, and toggles an unreliable
+//! network. Some client operations give up after a deadline, so the history has operations
+//! of unknown outcome. At the end everything heals; then
+//!
+//! * every group reaches the latest configuration with nothing pending, and between them the
+//!   groups hold every assigned shard exactly once and nothing else (handed-off shards were
+//!   deleted);
+//! * every client reads every key, and the whole history is linearizable;
+//! * every server's persisted Raft state is within 8 × maxraftstate.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use flotilla_shardctrler::Gid;
+use flotilla_shardkv::ShardState;
+use flotilla_testkit::{ShardTester, ShardTesterConfig};
+
+/// What one random run did, for reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardRandomReport {
+    pub trace_hash: u64,
+    pub operations: usize,
+    pub faults: usize,
+    /// Join, Leave and Move commands the controller applied.
+    pub reconfigurations: usize,
+    /// The latest configuration's number at the end.
+    pub configs: u64,
+}
+
+/// One randomized run of `seconds` virtual seconds of load under faults and reconfigurations.
+pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
+    let cfg = {
+        let probe = ShardTester::new("probe", seed, ShardTesterConfig::lab(3, false, None));
+        ShardTesterConfig {
+            max_raft_state: [None, Some(1000), Some(4000)][probe.rand(3) as usize],
+            nshards: [4, 10, 10][probe.rand(3) as usize],
+            ..ShardTesterConfig::lab(3, false, None)
+        }
+    };
+    let mrs = cfg.max_raft_state;
+    let t = ShardTester::new("ShardKvRandom", seed, cfg);
+    let clients = 3 + t.rand(5) as usize;
+    let keys: Rc<Vec<String>> = Rc::new((0..12).map(|i| format!("key-{i}")).collect());
+    let t2 = t.clone();
+    let (faults, reconfigurations, configs) =
+        t.run_for(Duration::from_secs(seconds + 120), async move {
+            let t = t2;
+            let first = 1 + t.rand(3) as usize;
+            t.joinm(&(0..first).collect::<Vec<_>>()).await;
+            let stop = Rc::new(Cell::new(false));
+            let load: Vec<_> = (0..clients)
+                .map(|_| t.rt.spawn(client(t.clone(), keys.clone(), stop.clone())))
+                .collect();
+            let counts = nemesis(&t, Duration::from_secs(seconds)).await;
+            heal_everything(&t);
+            stop.set(true);
+            for h in load {
+                h.await;
+            }
+            let configs = settle(&t).await;
+            let ck = t.make_client();
+            for k in keys.iter() {
+                ck.get(k).await;
+            }
+            (counts.0, counts.1, configs)
+        });
+    for node in t.group_nodes() {
+        let (state, _) = t.persisted_sizes(node);
+        if let Some(max) = mrs {
+            assert!(
+                state <= 8 * max,
+                "seed {seed}: node {node} holds {state} bytes of Raft state > 8 × {max}"
+            );
+        }
+    }
+    t.check_linearizable();
+    ShardRandomReport {
+        trace_hash: t.trace_hash(),
+        operations: t.history_len(),
+        faults,
+        reconfigurations,
+        configs,
+    }
+}
+
+/// Random operations on random keys until told to stop; a third of them with a deadline.
+async fn client(t: Rc<ShardTester>, keys: Rc<Vec<String>>, stop: Rc<Cell<bool>>) {
+    let ck = t.make_client();
+    while !stop.get() {
+        let k = &keys[t.rand(keys.len() as u64) as usize];
+        let limit = (t.rand(3) == 0).then(|| Duration::from_millis(200 + t.rand(1000)));
+        match t.rand(3) {
+            0 => {
+                ck.try_get(k, limit).await;
+            }
+            1 => {
+                ck.try_put(k, &t.randstring(3), limit).await;
+            }
+            _ => {
+                ck.try_append(k, &t.randstring(3), limit).await;
+            }
+        }
+        if t.rand(4) == 0 {
+            t.sleep(Duration::from_millis(t.rand(50))).await;
+        }
+    }
+}
+
+/// Faults and reconfigurations every 50–600 ms for `duration`; returns how many of each.
+async fn nemesis(t: &Rc<ShardTester>, duration: Duration) -> (usize, usize) {
+    let end = t.now() + duration;
+    let groups = t.config().groups;
+    let n = t.config().n;
+    let (mut faults, mut reconfigurations) = (0, 0);
+    while t.now() < end {
+        t.sleep(Duration::from_millis(50 + t.rand(550))).await;
+        match t.rand(10) {
+            // Reconfigure: join, leave or move, whatever the latest configuration allows.
+            0..=3 => {
+                let latest = t.query().await;
+                let joined: Vec<usize> = (0..groups)
+                    .filter(|&g| latest.groups.contains_key(&t.gid(g)))
+                    .collect();
+                let absent: Vec<usize> = (0..groups).filter(|g| !joined.contains(g)).collect();
+                match t.rand(3) {
+                    0 if !absent.is_empty() => {
+                        let g = absent[t.rand(absent.len() as u64) as usize];
+                        t.join(g).await;
+                    }
+                    // Never the last group: its shards would have nowhere to go.
+                    1 if joined.len() > 1 => {
+                        let g = joined[t.rand(joined.len() as u64) as usize];
+                        t.leave(g).await;
+                    }
+                    _ => {
+                        let g = joined[t.rand(joined.len() as u64) as usize];
+                        let shard = t.rand(t.config().nshards as u64) as usize;
+                        t.move_shard(shard, g).await;
+                    }
+                }
+                reconfigurations += 1;
+            }
+            4 | 5 => {
+                let (g, i) = (t.rand(groups as u64) as usize, t.rand(n as u64) as usize);
+                t.shutdown_server(g, i);
+                faults += 1;
+            }
+            6 => {
+                let (g, i) = (t.rand(groups as u64) as usize, t.rand(n as u64) as usize);
+                t.start_server(g, i);
+            }
+            7 => {
+                // A whole group down for a while, then back.
+                let g = t.rand(groups as u64) as usize;
+                t.shutdown_group(g);
+                t.sleep(Duration::from_millis(t.rand(1000))).await;
+                t.start_group(g);
+                faults += 1;
+            }
+            8 => {
+                // One server cut off from every other server.
+                let victim = t.group_nodes()[t.rand((groups * n) as u64) as usize];
+                let rest: Vec<usize> = (0..t.sim.borrow().len()).filter(|&i| i != victim).collect();
+                t.partition(&[rest, vec![victim]]);
+                faults += 1;
+            }
+            _ => {
+                if t.rand(2) == 0 {
+                    t.heal();
+                }
+                t.set_unreliable(t.rand(2) == 0);
+                faults += 1;
+            }
+        }
+    }
+    (faults, reconfigurations)
+}
+
+/// Every server up, every link up, a reliable network.
+fn heal_everything(t: &ShardTester) {
+    for g in 0..t.config().groups {
+        for i in 0..t.config().n {
+            if !t.sim.borrow().is_alive(t.node(g, i)) {
+                t.start_server(g, i);
+            }
+        }
+    }
+    t.heal();
+    t.set_unreliable(false);
+}
+
+/// Waits until every group's replicas all reached the latest configuration with nothing
+/// pending, then checks that between them the groups hold each assigned shard exactly once.
+/// Returns the configuration's number.
+async fn settle(t: &Rc<ShardTester>) -> u64 {
+    let latest = t.query().await;
+    let deadline = t.now() + Duration::from_secs(30);
+    loop {
+        let views: Vec<(u64, bool)> = (t.group_nodes().into_iter())
+            .map(|node| {
+                t.with_server(node, |s| (s.machine().config().num, s.machine().settled()))
+                    .expect("every server is up")
+            })
+            .collect();
+        if views
+            .iter()
+            .all(|&(num, settled)| num == latest.num && settled)
+        {
+            break;
+        }
+        assert!(
+            t.now() < deadline,
+            "groups did not settle on configuration {} within 30 s: {views:?}",
+            latest.num
+        );
+        t.sleep(Duration::from_millis(100)).await;
+    }
+    for g in 0..t.config().groups {
+        for i in 0..t.config().n {
+            let held: BTreeMap<usize, ShardState> = t
+                .with_server(t.node(g, i), |s| s.machine().shard_states())
+                .expect("up");
+            let owned: BTreeMap<usize, ShardState> = (latest.shards.iter().enumerate())
+                .filter(|(_, &o)| o == t.gid(g))
+                .map(|(s, _)| (s, ShardState::Serving))
+                .collect();
+            assert_eq!(
+                held,
+                owned,
+                "group {} replica {i} holds other shards than configuration {} gives it",
+                t.gid(g) as Gid,
+                latest.num
+            );
+        }
+    }
+    latest.num
+}

@@ -1,0 +1,44 @@
+//! The randomized sharded key/value suite: random joins, leaves and moves under crashes,
+//! partitions and an unreliable network, with clients on keys over every shard; every history
+//! checked for linearizability, and at the end every shard held exactly once.
+//! `FLOTILLA_RANDOM_SEEDS=K` runs K seeds (default 10); `FLOTILLA_SEED=N` replays one.
+
+use std::cell::Cell;
+
+use flotilla_scenarios::shardkv_random::shardkv_random;
+use flotilla_testkit::seeds::{run_seed_list, seeds_from_env_var};
+
+#[test]
+fn test_shardkv_random_linearizable() {
+    let seeds = seeds_from_env_var("FLOTILLA_RANDOM_SEEDS", 10);
+    let (ops, reconfigs, configs) = (Cell::new(0usize), Cell::new(0usize), Cell::new(0u64));
+    run_seed_list(
+        "shardkv_random",
+        "test_shardkv_random_linearizable",
+        &seeds,
+        |seed| {
+            let r = shardkv_random(seed, 10);
+            assert!(r.faults > 0, "seed {seed} injected no faults");
+            ops.set(ops.get() + r.operations);
+            reconfigs.set(reconfigs.get() + r.reconfigurations);
+            configs.set(configs.get() + r.configs);
+        },
+    );
+    let runs = seeds.len();
+    eprintln!(
+        "{runs} seeds: {} operations, {} reconfiguration commands, {} configurations reached",
+        ops.get(),
+        reconfigs.get(),
+        configs.get()
+    );
+    assert!(
+        ops.get() / runs > 50,
+        "only {} operations per run",
+        ops.get() / runs
+    );
+    assert!(
+        configs.get() as usize > 3 * runs,
+        "too few configurations: {}",
+        configs.get()
+    );
+}
