@@ -134,12 +134,31 @@ pub const KVRAFT_SCENARIOS: &[(&str, Scenario)] = &[
     ),
 ];
 
-/// Every lab scenario that runs by seed: Raft, kvsrv, kvraft.
+/// Every shardkv lab scenario (5A, 5B and the challenges), by its lab name.
+pub const SHARDKV_SCENARIOS: &[(&str, Scenario)] = &[
+    ("TestStaticShards5A", shardkv::static_shards_5a),
+    ("TestRejection5A", shardkv::rejection_5a),
+    ("TestJoinLeave5B", shardkv::join_leave_5b),
+    ("TestSnapshot5B", shardkv::snapshot_5b),
+    ("TestMissChange5B", shardkv::miss_change_5b),
+    ("TestConcurrent1_5B", shardkv::concurrent1_5b),
+    ("TestConcurrent2_5B", shardkv::concurrent2_5b),
+    ("TestConcurrent3_5B", shardkv::concurrent3_5b),
+    ("TestUnreliable1_5B", shardkv::unreliable1_5b),
+    ("TestUnreliable2_5B", shardkv::unreliable2_5b),
+    ("TestUnreliable3_5B", shardkv::unreliable3_5b),
+    ("TestChallenge1Delete", shardkv::challenge1_delete),
+    ("TestChallenge2Unaffected", shardkv::challenge2_unaffected),
+    ("TestChallenge2Partial", shardkv::challenge2_partial),
+];
+
+/// Every lab scenario that runs by seed: Raft, kvsrv, kvraft, shardkv.
 pub fn all_scenarios() -> impl Iterator<Item = &'static (&'static str, Scenario)> {
     RAFT_SCENARIOS
         .iter()
         .chain(KVSRV_SCENARIOS)
         .chain(KVRAFT_SCENARIOS)
+        .chain(SHARDKV_SCENARIOS)
 }
 
 /// Declares one `#[test]` per scenario, each run over the environment's seeds with a replay

@@ -2,6 +2,7 @@
 
 use flotilla_scenarios::{
     kv_random, kvraft, kvsrv, membership, membership_random, raft_3c, raft_3d, raft_random,
+    shardkv, shardkv_random,
 };
 
 fn assert_replays(name: &str, scenario: fn(u64) -> u64) {
@@ -74,4 +75,16 @@ fn test_same_seed_same_trace_kv_membership_random() {
 #[test]
 fn test_same_seed_same_trace_grow_under_load() {
     assert_replays("grow_3_to_5_under_load", membership::grow_3_to_5_under_load);
+}
+
+#[test]
+fn test_same_seed_same_trace_shardkv_concurrent3() {
+    assert_replays("shardkv concurrent3", shardkv::concurrent3_5b);
+}
+
+#[test]
+fn test_same_seed_same_trace_shardkv_random() {
+    assert_replays("shardkv_random", |s| {
+        shardkv_random::shardkv_random(s, 5).trace_hash
+    });
 }
