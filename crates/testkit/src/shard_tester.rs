@@ -3,6 +3,9 @@
 //! second controller (for the rejection test) and one node hosting every client. Clients'
 //! operations are recorded and checked for linearizability, as [`crate::KvTester`] does.
 //!
+//! `FLOTILLA_READ_MODE=log|read-index|lease` sets how the groups serve Gets, as for
+//! [`crate::KvTester::kvraft`].
+//!
 //! Node ids: controller `0..3`, second controller `3..6`, group `g`'s server `i` at
 //! `6 + g·n + i`, the client host last.
 
@@ -180,6 +183,7 @@ impl ShardTester {
         let host = FIRST_GROUP_NODE + groups * n;
         let resolve = resolver(n, groups);
         let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
+        let read_mode = crate::kv_tester::read_mode_from_env();
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
             if id < 2 * CTRLERS {
                 let first = id / CTRLERS * CTRLERS;
@@ -195,8 +199,12 @@ impl ShardTester {
                 let g = (id - FIRST_GROUP_NODE) / n;
                 let first = FIRST_GROUP_NODE + g * n;
                 let voters = (first as u64..(first + n) as u64).collect();
+                let mut raft = Config::for_service(id as u64, voters, s);
+                if let Some(m) = read_mode {
+                    raft.read_mode = m;
+                }
                 let replica = ReplicaConfig {
-                    raft: Config::for_service(id as u64, voters, s),
+                    raft,
                     max_raft_state: mrs,
                 };
                 let ctrlers = (0..CTRLERS).collect();
