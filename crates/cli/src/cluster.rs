@@ -8,9 +8,11 @@ use clap::{Args, Subcommand};
 use flotilla_kv::{Kv, KvMsg};
 use flotilla_net::admin::{survey, ClusterView};
 use flotilla_net::server::{run_replica, ServerConfig, Timers};
+use flotilla_net::sharded::{run_shard_server, ShardRole, ShardServerSettings};
 use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::{NodeStatus, Secret};
 use flotilla_raft::ReadMode;
+use flotilla_shardctrler::DEFAULT_SHARDS;
 use tokio::net::TcpListener;
 
 use crate::units::{parse_duration, parse_size};
@@ -81,9 +83,42 @@ fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
     }
 }
 
+/// What a `flotilla server` process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A replica of the (single-group) replicated KV service.
+    Kv,
+    /// A replica of the shard controller of a sharded deployment.
+    Ctrler,
+    /// A replica of shard group --gid of a sharded deployment.
+    Shard,
+}
+
 /// `flotilla server`: runs one replica.
 #[derive(Args)]
+#[command(
+    after_help = "Sharded deployment: run three `--role ctrler` replicas (the shard \
+controller) and groups of `--role shard --gid N --ctrlers C1,C2,C3` replicas, every one with \
+--peers listing its own group's addresses and --id its position there; then \
+`flotilla ctl join N ADDR,ADDR,ADDR` hands group N shards, and `flotilla router --ctrlers \
+C1,C2,C3` serves them. Every process of one deployment needs the same --shards."
+)]
 pub struct ServerArgs {
+    /// What to run: a replica of the replicated KV service (`kv`), of the shard controller
+    /// (`ctrler`), or of a shard group (`shard`, with --gid and --ctrlers).
+    #[arg(long, value_enum)]
+    role: Option<Role>,
+    /// The shard group this replica belongs to (--role shard; not 0).
+    #[arg(long)]
+    gid: Option<u64>,
+    /// The shard controller's replicas, comma-separated (--role shard).
+    #[arg(long, value_delimiter = ',')]
+    ctrlers: Vec<String>,
+    /// Shards of a sharded deployment (--role ctrler and shard; default 10); every process
+    /// of the deployment must be given the same number.
+    #[arg(long)]
+    shards: Option<usize>,
     /// A TOML file with any of the settings below (same names, with underscores: `id`,
     /// `peers` as a list, `data_dir`, `max_raft_state` as "8MiB", `secret_file`, `tls_cert`, …);
     /// flags given as well override it.
@@ -142,6 +177,11 @@ pub struct ServerArgs {
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ServerFile {
+    role: Option<Role>,
+    gid: Option<u64>,
+    #[serde(default)]
+    ctrlers: Vec<String>,
+    shards: Option<usize>,
     id: Option<u64>,
     #[serde(default)]
     peers: Vec<String>,
@@ -171,6 +211,12 @@ impl ServerArgs {
         let f: ServerFile = toml::from_str(&text)
             .map_err(|e| format!("bad config file {}: {e}", path.display()))?;
         self.id = self.id.or(f.id);
+        self.role = self.role.or(f.role);
+        self.gid = self.gid.or(f.gid);
+        if self.ctrlers.is_empty() {
+            self.ctrlers = f.ctrlers;
+        }
+        self.shards = self.shards.or(f.shards);
         if self.peers.is_empty() {
             self.peers = f.peers;
         }
@@ -247,6 +293,13 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
             ))
         }
     };
+    let role = args.role.unwrap_or(Role::Kv);
+    if role != Role::Kv {
+        return sharded_server(args, role, timers, data_dir, listen);
+    }
+    if args.gid.is_some() || !args.ctrlers.is_empty() || args.shards.is_some() {
+        return Err("--gid, --ctrlers and --shards are for --role shard or ctrler".into());
+    }
     let (storage, recovered) = crate::storage::open(&data_dir)?;
     let cfg = ServerConfig {
         id,
@@ -275,6 +328,71 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         )
         .await
         .map_err(|e| format!("replica {me} stopped: {e}"))
+    })
+}
+
+/// `flotilla server --role ctrler|shard`: one replica of a sharded deployment.
+fn sharded_server(
+    args: ServerArgs,
+    role: Role,
+    timers: Timers,
+    data_dir: PathBuf,
+    listen: String,
+) -> Result<(), String> {
+    if args.join {
+        return Err(
+            "--join is for --role kv: a sharded deployment grows by joining new groups \
+             (`flotilla ctl join`)"
+                .into(),
+        );
+    }
+    let id = args.id.expect("checked by the caller") as usize;
+    let role = match role {
+        Role::Ctrler => {
+            if args.gid.is_some() || !args.ctrlers.is_empty() {
+                return Err("--gid and --ctrlers are for --role shard".into());
+            }
+            ShardRole::Ctrler
+        }
+        _ => {
+            let gid = args
+                .gid
+                .ok_or("--role shard needs --gid N (the group's id, not 0)")?;
+            if gid == 0 {
+                return Err("--gid 0 is reserved (it means \"no group\")".into());
+            }
+            if args.ctrlers.is_empty() {
+                return Err(
+                    "--role shard needs --ctrlers ADDR,ADDR,ADDR (the shard controller)".into(),
+                );
+            }
+            ShardRole::Group {
+                gid,
+                ctrlers: args.ctrlers.clone(),
+            }
+        }
+    };
+    let cfg = ShardServerSettings {
+        role,
+        peers: args.peers.clone(),
+        index: id,
+        nshards: args.shards.unwrap_or(DEFAULT_SHARDS),
+        secret: args.secret.load()?,
+        max_raft_state: Some(args.max_raft_state.unwrap_or(64 << 20) as usize),
+        metrics: args.metrics.clone(),
+        tls: args.tls.load()?,
+        timers,
+        read_mode: args.read_mode.unwrap_or(ReadMode::ReadIndex),
+    };
+    let (storage, recovered) = crate::storage::open(&data_dir)?;
+    runtime()?.block_on(async move {
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(role = ?cfg.role, index = id, %listen, data = %data_dir.display(), "sharded server starting");
+        run_shard_server(cfg, storage, recovered, listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("server {id} stopped: {e}"))
     })
 }
 
@@ -359,6 +477,8 @@ pub enum CtlCommand {
     RemoveNode(crate::members::NodeArgs),
     /// Hand leadership to another voter, and wait until it leads.
     TransferLeader(crate::members::NodeArgs),
+    #[command(flatten)]
+    Shards(crate::shards::ShardCommand),
 }
 
 /// How long `ctl status` waits for each replica.
@@ -383,6 +503,7 @@ pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
         CtlCommand::Promote(a) => crate::members::promote(a),
         CtlCommand::RemoveNode(a) => crate::members::remove_node(a),
         CtlCommand::TransferLeader(a) => crate::members::transfer_leader(a),
+        CtlCommand::Shards(c) => crate::shards::run(c),
     }
 }
 

@@ -10,6 +10,7 @@ mod members;
 mod mr;
 mod mr_bench;
 mod router;
+mod shards;
 mod storage;
 mod units;
 mod up;
@@ -27,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local replicated KV group (3 replicas) and a Redis-protocol router on port 6380,
-    /// as separate processes, with data under ./flotilla-data; Ctrl-C stops it.
+    /// Start a local sharded KV cluster (a shard controller of 3 replicas, two shard groups of
+    /// 3, joined) and a Redis-protocol router on port 6380, as separate processes, with data
+    /// under ./flotilla-data (`--single`: one replicated group instead); Ctrl-C stops it.
     Up(up::UpArgs),
     /// Run one replica of the replicated KV service.
     Server(cluster::ServerArgs),

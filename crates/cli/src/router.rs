@@ -2,7 +2,7 @@
 
 use clap::Args;
 use flotilla_net::metrics::Metrics;
-use flotilla_net::router::{run_router, RouterConfig};
+use flotilla_net::router::{run_router, RouterConfig, ShardedRouting};
 use tokio::net::TcpListener;
 
 use crate::cluster::{runtime, shutdown_signal, SecretArgs, TlsArgs};
@@ -12,8 +12,20 @@ pub struct RouterArgs {
     /// Replicas' addresses, comma-separated: the founding ones in id order, or any current
     /// members. The router asks them for the group's membership and follows it: it reaches
     /// members added later and stops using removed ones.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "ctrlers",
+        conflicts_with = "ctrlers"
+    )]
     servers: Vec<String>,
+    /// Front a sharded deployment instead: the shard controller's replicas, comma-separated.
+    /// Each key goes to the group the controller's configuration gives its shard.
+    #[arg(long, value_delimiter = ',')]
+    ctrlers: Vec<String>,
+    /// Shards of the sharded deployment (as its servers were started with).
+    #[arg(long, default_value_t = flotilla_shardctrler::DEFAULT_SHARDS, requires = "ctrlers")]
+    shards: usize,
     /// Talk only to the --servers replicas, never to other members it learns of (a router
     /// that must see only part of the group, as partition tests need).
     #[arg(long)]
@@ -60,6 +72,10 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
             (Some(c), Some(k)) => Some(flotilla_net::tls::client_acceptor(c, k)?),
             _ => None,
         },
+        sharded: (!args.ctrlers.is_empty()).then(|| ShardedRouting {
+            ctrlers: args.ctrlers.clone(),
+            nshards: args.shards,
+        }),
     };
     let listen = args.listen;
     let metrics_addr = args.metrics;
@@ -74,7 +90,8 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "router serving the Redis protocol");
-        run_router(cfg, listener, shutdown_signal()).await;
-        Ok(())
+        run_router(cfg, listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("router: {e}"))
     })
 }

@@ -1,16 +1,21 @@
-//! `flotilla up`: a local replicated KV group of N server processes and a Redis-protocol
-//! router, on loopback, with everything under one data directory. Running it again restarts
-//! the same cluster from the data it left. Ctrl-C stops every process cleanly.
+//! `flotilla up`: a local sharded KV cluster (a shard controller of N replicas and two shard
+//! groups of N, joined) or, with `--single`, one replicated KV group of N, and a
+//! Redis-protocol router, all as processes on loopback, with everything under one data
+//! directory. Running it again restarts the same cluster from the data it left (the
+//! directory's `cluster.json` decides which kind). Ctrl-C stops every process cleanly.
 //!
 //! The directory holds `cluster.json` (addresses), `secret` (the cluster secret, mode 0600),
-//! `node-<i>/` (each replica's write-ahead log and snapshots) and one log file per process.
+//! one directory per replica with its write-ahead log and snapshots (`node-<i>/` for a single
+//! group; `ctrler-<i>/`, `group-<g>-<i>/` when sharded) and one log file per process.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Args;
+use flotilla_shardctrler::Gid;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use tokio::process::{Child, Command};
 
 use crate::cluster::{runtime, shutdown_signal};
@@ -26,9 +31,17 @@ pub struct UpArgs {
     /// Replicas listen on this port and the ones after it.
     #[arg(long, default_value_t = 7101)]
     base_port: u16,
-    /// Number of replicas.
+    /// Number of replicas (of the controller and of each shard group, when sharded).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// One replicated KV group (the replicas on --base-port and after) instead of a sharded
+    /// cluster. Sharded, the controller listens on --base-port and after, group 1 on the next
+    /// --replicas ports, group 2 on the ones after.
+    #[arg(long)]
+    single: bool,
+    /// Shards of a new sharded cluster.
+    #[arg(long, default_value_t = flotilla_shardctrler::DEFAULT_SHARDS)]
+    shards: usize,
     /// Address every process binds to.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -40,8 +53,21 @@ pub struct UpArgs {
 /// Where a cluster's processes listen, as `cluster.json` records it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Layout {
+    /// The single group's replicas; the controller's, when sharded.
     pub servers: Vec<String>,
     pub router: String,
+    /// A sharded cluster's controller and groups (absent for a single group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharded: Option<ShardedLayout>,
+}
+
+/// Where a sharded cluster's servers listen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ShardedLayout {
+    pub ctrlers: Vec<String>,
+    /// The groups `up` starts and joins, by group id.
+    pub groups: BTreeMap<Gid, Vec<String>>,
+    pub shards: usize,
 }
 
 impl Layout {
@@ -79,13 +105,38 @@ fn layout(args: &UpArgs) -> Result<(Layout, bool), String> {
     if args.replicas == 0 || args.replicas > 9 {
         return Err("--replicas must be between 1 and 9".into());
     }
-    let servers = (0..args.replicas)
-        .map(|i| format!("{}:{}", args.host, args.base_port as usize + i))
-        .collect();
+    let addrs = |from: usize| -> Vec<String> {
+        (0..args.replicas)
+            .map(|i| format!("{}:{}", args.host, args.base_port as usize + from + i))
+            .collect()
+    };
+    let router = format!("{}:{}", args.host, args.port);
+    if args.single {
+        let servers = addrs(0);
+        return Ok((
+            Layout {
+                servers,
+                router,
+                sharded: None,
+            },
+            false,
+        ));
+    }
+    if args.shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
+    let ctrlers = addrs(0);
+    let groups = (1..=2).map(|g| (g, addrs(g as usize * args.replicas)));
+    let sharded = ShardedLayout {
+        ctrlers: ctrlers.clone(),
+        groups: groups.collect(),
+        shards: args.shards,
+    };
     Ok((
         Layout {
-            servers,
-            router: format!("{}:{}", args.host, args.port),
+            servers: ctrlers,
+            router,
+            sharded: Some(sharded),
         },
         false,
     ))
@@ -191,6 +242,9 @@ pub fn up(args: UpArgs) -> Result<(), String> {
 }
 
 fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
+    if let Some(sharded) = &layout.sharded {
+        return sharded_processes(args, layout, sharded, secret);
+    }
     let secret = secret.display().to_string();
     let peers = layout.servers.join(",");
     let mut procs: Vec<Proc> = (0..layout.servers.len())
@@ -236,6 +290,112 @@ fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
     procs
 }
 
+/// The controller's replicas, each group's, then the router.
+fn sharded_processes(
+    args: &UpArgs,
+    layout: &Layout,
+    sharded: &ShardedLayout,
+    secret: &Path,
+) -> Vec<Proc> {
+    let secret = secret.display().to_string();
+    let ctrlers = sharded.ctrlers.join(",");
+    let shards = sharded.shards.to_string();
+    let server = |name: String, role: Vec<String>, peers: &[String], i: usize| -> Proc {
+        let mut a: Vec<String> = vec!["server".into()];
+        a.extend(role);
+        a.extend([
+            "--id".into(),
+            i.to_string(),
+            "--peers".into(),
+            peers.join(","),
+            "--shards".into(),
+            shards.clone(),
+            "--data-dir".into(),
+            args.dir.join(&name).display().to_string(),
+            "--secret-file".into(),
+            secret.clone(),
+            "--metrics".into(),
+            metrics_addr(&peers[i], 100),
+        ]);
+        Proc {
+            log: args.dir.join(format!("{name}.log")),
+            name,
+            args: a,
+            child: None,
+        }
+    };
+    let mut procs = Vec::new();
+    for i in 0..sharded.ctrlers.len() {
+        let role = vec!["--role".into(), "ctrler".into()];
+        procs.push(server(format!("ctrler-{i}"), role, &sharded.ctrlers, i));
+    }
+    for (g, peers) in &sharded.groups {
+        for i in 0..peers.len() {
+            let role = vec![
+                "--role".into(),
+                "shard".into(),
+                "--gid".into(),
+                g.to_string(),
+                "--ctrlers".into(),
+                ctrlers.clone(),
+            ];
+            procs.push(server(format!("group-{g}-{i}"), role, peers, i));
+        }
+    }
+    let mut router = vec![
+        "router".into(),
+        "--ctrlers".into(),
+        ctrlers,
+        "--shards".into(),
+        shards,
+        "--listen".into(),
+        layout.router.clone(),
+        "--secret-file".into(),
+        secret,
+        "--metrics".into(),
+        metrics_addr(&layout.router, 1),
+    ];
+    if let Some(p) = &args.password {
+        router.extend(["--password".into(), p.clone()]);
+    }
+    procs.push(Proc {
+        name: "router".into(),
+        args: router,
+        log: args.dir.join("router.log"),
+        child: None,
+    });
+    procs
+}
+
+/// Hands a new sharded cluster's groups to the controller, once: a controller that has any
+/// configuration beyond the first has been given groups already (by an earlier `up`, or by
+/// an operator since, whose changes a restart must not undo).
+async fn join_groups(dir: &Path, layout: &Layout, sharded: &ShardedLayout) -> Result<(), String> {
+    let secret = crate::cluster::SecretArgs {
+        secret_file: Some(layout.secret_file(dir)),
+    }
+    .load()?;
+    let clients = flotilla_net::sharded::ShardClients::connect(
+        &sharded.ctrlers,
+        sharded.shards,
+        secret,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let limit = Duration::from_secs(30);
+    let latest = clients.query(None, limit).await?;
+    if latest.num > 0 {
+        return Ok(());
+    }
+    let join = flotilla_shardctrler::CtrlCommand::Join(sharded.groups.clone());
+    match clients.ctrl(join, limit).await? {
+        flotilla_shardctrler::CtrlReply::Done { .. } => Ok(()),
+        other => Err(format!(
+            "the controller refused to join the groups: {other:?}"
+        )),
+    }
+}
+
 /// The metrics address of a process listening at `addr`: the same host, `offset` ports up.
 fn metrics_addr(addr: &str, offset: u16) -> String {
     match addr.rsplit_once(':') {
@@ -257,16 +417,37 @@ async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
     }
     let dir = args.dir.display();
     let port = layout.router.rsplit(':').next().unwrap_or("6380");
-    println!(
-        "flotilla: {} {} replicas ({}) and a Redis-protocol router on {}",
-        if existing { "restarted" } else { "started" },
-        layout.servers.len(),
-        layout.servers.join(", "),
-        layout.router
-    );
-    println!("  connect:  redis-cli -p {port}");
-    println!("  status:   flotilla ctl status --dir {dir}");
-    println!("  logs:     {dir}/node-*.log, {dir}/router.log");
+    let how = if existing { "restarted" } else { "started" };
+    if let Some(sharded) = &layout.sharded {
+        if let Err(e) = join_groups(&args.dir, layout, sharded).await {
+            eprintln!("flotilla: cannot hand the groups to the controller: {e}");
+        }
+        println!(
+            "flotilla: {how} a sharded cluster ({} shards): controller ({}), {}, and a \
+             Redis-protocol router on {}",
+            sharded.shards,
+            sharded.ctrlers.join(", "),
+            (sharded.groups.iter())
+                .map(|(g, s)| format!("group {g} ({})", s.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            layout.router
+        );
+        println!("  connect:  redis-cli -p {port}");
+        println!("  shards:   flotilla ctl shards --dir {dir}");
+        println!("  groups:   flotilla ctl join GID ADDR,ADDR,ADDR / ctl leave GID --dir {dir}");
+        println!("  logs:     {dir}/ctrler-*.log, {dir}/group-*.log, {dir}/router.log");
+    } else {
+        println!(
+            "flotilla: {how} {} replicas ({}) and a Redis-protocol router on {}",
+            layout.servers.len(),
+            layout.servers.join(", "),
+            layout.router
+        );
+        println!("  connect:  redis-cli -p {port}");
+        println!("  status:   flotilla ctl status --dir {dir}");
+        println!("  logs:     {dir}/node-*.log, {dir}/router.log");
+    }
     println!(
         "  metrics:  http://{}/metrics (router), replicas' in `ctl status`",
         metrics_addr(&layout.router, 1)

@@ -36,7 +36,7 @@ impl Cluster {
 
     fn launch(&mut self) {
         let child = Command::new(BIN)
-            .args(["up", "--dir"])
+            .args(["up", "--single", "--dir"])
             .arg(&self.dir)
             .args([
                 "--port",

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// 2: membership change (Raft entries and snapshots carry a membership; admin messages;
 /// `Welcome` names the acceptor; [`NodeStatus`] shows the membership).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: sharding (the sharded system's message type; [`NodeStatus::shard`]).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Frames before authentication are tiny; a larger one is an attack or a mistake.
 pub const MAX_HANDSHAKE_FRAME: usize = 4096;
@@ -83,6 +84,23 @@ pub struct NodeStatus {
     pub addrs: BTreeMap<u64, String>,
     /// Log index of the entry that set the membership (0: the boot configuration).
     pub membership_index: u64,
+    /// A node of a sharded deployment: what it knows of the shard configurations.
+    pub shard: Option<Box<ShardView>>,
+}
+
+/// What a node of a sharded deployment shows `flotilla ctl shards`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardView {
+    /// `ctrler` (a controller replica) or `group` (a shard group's replica).
+    pub kind: String,
+    /// The node's group (0 for a controller).
+    pub gid: u64,
+    /// A controller's latest configuration number; a group's current one (as applied here).
+    pub config_num: u64,
+    /// A group's shards by number: `Serving`, `Pulling`, `Notify` or `Handoff`.
+    pub states: BTreeMap<usize, String>,
+    /// Keys held in each of those shards.
+    pub keys: BTreeMap<usize, usize>,
 }
 
 impl NodeStatus {

@@ -14,6 +14,8 @@
 //! * [`driver`]: the event loop that owns one process on a thread of its own: it feeds inputs
 //!   and 10 ms ticks, stages every save with the storage, syncs once per batch (group commit),
 //!   and only then hands the batch's messages to the transport.
+//! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas, node ids
+//!   from addresses, and the clients a router and `flotilla ctl` use.
 //! * [`admin`]: what operators' tools and the router ask of a running group: statuses of many
 //!   nodes at once, the membership they describe, membership changes and leader transfers.
 //!
@@ -27,12 +29,13 @@ pub mod frame;
 pub mod metrics;
 pub mod router;
 pub mod server;
+pub mod sharded;
 pub mod tls;
 pub mod transport;
 
 pub use auth::Secret;
 pub use driver::{Durable, Input, MemoryDurable, ProcessHandle};
-pub use frame::{Frame, NodeStatus};
+pub use frame::{Frame, NodeStatus, ShardView};
 pub use transport::{Transport, TransportConfig};
 
 /// Why a connection or a process driver failed.

@@ -7,11 +7,18 @@
 //! limits are answered with an error and the connection is closed; unknown commands and wrong
 //! arities get an error and the connection goes on.
 //!
-//! Routing goes through [`Router::group_for`], which today always answers the one group; the
-//! sharded service replaces it with key → shard → group (and splits MGET / MSET / DEL).
+//! The router fronts either one replicated KV group ([`Clients`]) or a sharded Flotilla
+//! ([`ShardClients`], with [`RouterConfig::sharded`]): there each connection's clerk maps every
+//! key to its shard and the shard to its group by the controller's latest configuration, and
+//! follows the shards as they move. Multi-key commands (MGET, MSET, DEL, EXISTS) are split by
+//! group, the groups' parts run at once (each on a clerk of its own), and the replies are put
+//! back in the order of the keys.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use flotilla_kv::{KvCommand, KvError, KvReply, MAX_VALUE_BYTES};
 use flotilla_resp::{
@@ -22,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::clients::Clients;
+use crate::sharded::ShardClients;
 use crate::tls::BoxIo;
 use crate::Secret;
 
@@ -49,14 +57,52 @@ pub struct RouterConfig {
     pub tls: Option<Arc<crate::tls::PeerTls>>,
     /// TLS towards Redis clients, if configured.
     pub client_tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Front a sharded Flotilla instead of one group (`servers` is then unused).
+    pub sharded: Option<ShardedRouting>,
 }
 
-type Kv = Clients<KvCommand, KvReply>;
+/// Where a router finds a sharded Flotilla.
+#[derive(Clone, Debug)]
+pub struct ShardedRouting {
+    /// The controller replicas' addresses.
+    pub ctrlers: Vec<String>,
+    /// Shards in the system (as the servers were started with).
+    pub nshards: usize,
+}
+
+/// The service behind the router.
+enum Backend {
+    Group(Arc<Clients<KvCommand, KvReply>>),
+    Sharded(Arc<ShardClients>),
+}
+
+impl Backend {
+    async fn new_clerk(&self) -> ClientId {
+        match self {
+            Backend::Group(c) => c.new_clerk().await,
+            Backend::Sharded(c) => c.new_clerk().await,
+        }
+    }
+
+    async fn call(&self, clerk: ClientId, cmd: KvCommand) -> Option<KvReply> {
+        match self {
+            Backend::Group(c) => c.call(clerk, cmd).await,
+            Backend::Sharded(c) => c.call(clerk, cmd).await,
+        }
+    }
+
+    fn abandon(&self, clerk: ClientId) {
+        match self {
+            Backend::Group(c) => c.abandon(clerk),
+            Backend::Sharded(c) => c.abandon(clerk),
+        }
+    }
+}
 
 /// A running router's shared state.
 pub struct Router {
     cfg: RouterConfig,
-    kv: Arc<Kv>,
+    kv: Backend,
     connections: AtomicUsize,
     next_id: AtomicU64,
     /// Clerks of closed connections, reused by new ones: every clerk that ever wrote keeps an
@@ -70,11 +116,24 @@ pub async fn run_router(
     cfg: RouterConfig,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
-) {
-    let kv = if cfg.pin_servers {
-        Clients::connect_pinned(&cfg.servers, cfg.secret.clone(), cfg.tls.clone())
-    } else {
-        Clients::connect_with(&cfg.servers, cfg.secret.clone(), cfg.tls.clone())
+) -> Result<(), crate::NetError> {
+    let kv = match &cfg.sharded {
+        Some(s) => Backend::Sharded(ShardClients::connect(
+            &s.ctrlers,
+            s.nshards,
+            cfg.secret.clone(),
+            cfg.tls.clone(),
+        )?),
+        None if cfg.pin_servers => Backend::Group(Clients::connect_pinned(
+            &cfg.servers,
+            cfg.secret.clone(),
+            cfg.tls.clone(),
+        )),
+        None => Backend::Group(Clients::connect_with(
+            &cfg.servers,
+            cfg.secret.clone(),
+            cfg.tls.clone(),
+        )),
     };
     let router = Arc::new(Router {
         cfg,
@@ -101,6 +160,7 @@ pub async fn run_router(
         () = accept => {}
         () = shutdown => {}
     }
+    Ok(())
 }
 
 /// Requests a router accepts: values up to the service's limit plus room for the command.
@@ -120,6 +180,9 @@ struct Conn {
     name: Option<Vec<u8>>,
     /// Created on the first key/value command.
     clerk: Option<ClientId>,
+    /// More clerks, for the groups' parts of a multi-key command that run alongside the
+    /// first (sharded only); kept for the connection's next such command.
+    extra: Vec<ClientId>,
 }
 
 /// Whether to keep the connection after a reply.
@@ -130,11 +193,6 @@ enum After {
 }
 
 impl Router {
-    /// The replica group that holds `key`: with one group, always group 0.
-    fn group_for(&self, _key: &[u8]) -> usize {
-        0
-    }
-
     async fn serve(self: Arc<Self>, tcp: TcpStream, addr: String) {
         let _ = tcp.set_nodelay(true);
         let mut stream: BoxIo = match &self.cfg.client_tls {
@@ -162,14 +220,16 @@ impl Router {
             authenticated: self.cfg.password.is_none(),
             name: None,
             clerk: None,
+            extra: Vec::new(),
         };
         if let Err(e) = self.session(&mut stream, &mut conn).await {
             tracing::debug!(addr = %conn.addr, "connection ended: {e}");
         }
-        // The session loop only ends between commands, so the clerk has nothing outstanding.
-        if let Some(c) = conn.clerk {
-            self.idle_clerks.lock().expect("idle clerks lock").push(c);
-        }
+        // The session loop only ends between commands, so the clerks have nothing outstanding.
+        let mut idle = self.idle_clerks.lock().expect("idle clerks lock");
+        idle.extend(conn.clerk.take());
+        idle.append(&mut conn.extra);
+        drop(idle);
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -318,29 +378,103 @@ impl Router {
 
     fn info(&self) -> Value {
         let text = format!(
-            "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:{}\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Replication\r\nrole:master\r\n{}\r\n",
             env!("CARGO_PKG_VERSION"),
             self.connections.load(Ordering::Relaxed),
-            self.kv.servers().len()
+            match &self.kv {
+                Backend::Group(c) => format!("flotilla_replicas:{}", c.servers().len()),
+                Backend::Sharded(c) => format!("flotilla_shards:{}", c.nshards()),
+            }
         );
         Value::bulk(text)
     }
 
+    /// A clerk for a connection: an idle one, else a new one.
+    async fn clerk(&self) -> ClientId {
+        let reused = self.idle_clerks.lock().expect("idle clerks lock").pop();
+        match reused {
+            Some(c) => c,
+            None => self.kv.new_clerk().await,
+        }
+    }
+
     /// Runs one service operation on the connection's clerk.
     async fn call(&self, conn: &mut Conn, cmd: KvCommand) -> Result<KvReply, Value> {
-        let _group = self.group_for(cmd.key());
         let clerk = match conn.clerk {
             Some(c) => c,
             None => {
-                let reused = self.idle_clerks.lock().expect("idle clerks lock").pop();
-                let c = match reused {
-                    Some(c) => c,
-                    None => self.kv.new_clerk().await,
-                };
+                let c = self.clerk().await;
                 conn.clerk = Some(c);
                 c
             }
         };
+        self.call_on(clerk, cmd).await
+    }
+
+    /// Runs operations on many keys, in the order given when they go to one group. With
+    /// shards, the keys are split by the group the connection's clerk last saw holding them;
+    /// each group's part runs on a clerk of its own, all at once, and the replies come back
+    /// in the order of `cmds`. (A stale split costs only speed: every clerk finds each key's
+    /// group itself.) The first error ends the command; parts already applied stay applied.
+    async fn call_many(
+        &self,
+        conn: &mut Conn,
+        cmds: Vec<KvCommand>,
+    ) -> Result<Vec<KvReply>, Value> {
+        let Backend::Sharded(shards) = &self.kv else {
+            let mut out = Vec::with_capacity(cmds.len());
+            for c in cmds {
+                out.push(self.call(conn, c).await?);
+            }
+            return Ok(out);
+        };
+        let mut cmds = cmds.into_iter();
+        let mut out = Vec::with_capacity(cmds.len());
+        let Some(first) = cmds.next() else {
+            return Ok(out);
+        };
+        // The first key goes alone: it gives a new clerk its first configuration.
+        out.push(self.call(conn, first).await?);
+        let main = conn
+            .clerk
+            .expect("the connection's clerk exists after a call");
+        let config = shards.config_of(main).await.unwrap_or_default();
+        let mut parts: Vec<(u64, Vec<(usize, KvCommand)>)> = Vec::new();
+        for (i, c) in cmds.enumerate() {
+            let gid = match config.shards.len() {
+                0 => 0,
+                n => config.shards[flotilla_shardkv::key_shard(c.key(), n)],
+            };
+            match parts.iter_mut().find(|(g, _)| *g == gid) {
+                Some((_, p)) => p.push((i + 1, c)),
+                None => parts.push((gid, vec![(i + 1, c)])),
+            }
+        }
+        while conn.extra.len() + 1 < parts.len() {
+            let c = self.clerk().await;
+            conn.extra.push(c);
+        }
+        let clerks = std::iter::once(main).chain(conn.extra.iter().copied());
+        let runs: Vec<_> = (parts.into_iter().zip(clerks))
+            .map(|((_, part), clerk)| async move {
+                let mut done = Vec::with_capacity(part.len());
+                for (i, c) in part {
+                    done.push((i, self.call_on(clerk, c).await?));
+                }
+                Ok::<_, Value>(done)
+            })
+            .collect();
+        let mut replies: Vec<(usize, KvReply)> = Vec::new();
+        for r in join_all(runs).await {
+            replies.extend(r?);
+        }
+        replies.sort_by_key(|(i, _)| *i);
+        out.extend(replies.into_iter().map(|(_, r)| r));
+        Ok(out)
+    }
+
+    /// Runs one operation on `clerk`, within the command timeout.
+    async fn call_on(&self, clerk: ClientId, cmd: KvCommand) -> Result<KvReply, Value> {
         let limit = self.cfg.command_timeout;
         match tokio::time::timeout(limit, self.kv.call(clerk, cmd)).await {
             Ok(Some(KvReply::Error(e))) => Err(kv_error(&e)),
@@ -386,36 +520,31 @@ impl Router {
                 }
             }
             Command::Del { keys } => {
-                let mut n = 0;
-                for key in keys {
-                    if let KvReply::Deleted(true) =
-                        self.call(conn, KvCommand::Delete { key }).await?
-                    {
-                        n += 1;
-                    }
-                }
-                Value::Integer(n)
+                let dels = keys.into_iter().map(|key| KvCommand::Delete { key });
+                let replies = self.call_many(conn, dels.collect()).await?;
+                let n = (replies.iter())
+                    .filter(|r| matches!(r, KvReply::Deleted(true)))
+                    .count();
+                Value::Integer(n as i64)
             }
             Command::Exists { keys } => {
-                let mut n = 0;
-                for key in keys {
-                    if let KvReply::Value(Some(_)) = self.call(conn, get(key)).await? {
-                        n += 1;
-                    }
-                }
-                Value::Integer(n)
+                let replies = self
+                    .call_many(conn, keys.into_iter().map(get).collect())
+                    .await?;
+                let n = (replies.iter())
+                    .filter(|r| matches!(r, KvReply::Value(Some(_))))
+                    .count();
+                Value::Integer(n as i64)
             }
             Command::MGet { keys } => {
-                let mut values = Vec::with_capacity(keys.len());
-                for key in keys {
-                    values.push(value_reply(self.call(conn, get(key)).await?));
-                }
-                Value::Array(values)
+                let replies = self
+                    .call_many(conn, keys.into_iter().map(get).collect())
+                    .await?;
+                Value::Array(replies.into_iter().map(value_reply).collect())
             }
             Command::MSet { pairs } => {
-                for (key, value) in pairs {
-                    self.call(conn, KvCommand::Put { key, value }).await?;
-                }
+                let puts = (pairs.into_iter()).map(|(key, value)| KvCommand::Put { key, value });
+                self.call_many(conn, puts.collect()).await?;
                 Value::ok()
             }
             Command::Incr { key } => self.incr(conn, key, 1).await?,
@@ -438,6 +567,30 @@ impl Router {
             other => Ok(unexpected(other)),
         }
     }
+}
+
+/// Runs `futs` at once (on this task) and returns their outputs in order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                    *o = Some(v);
+                }
+            }
+        }
+        if out.iter().all(Option::is_some) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 fn value_reply(r: KvReply) -> Value {

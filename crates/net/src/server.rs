@@ -6,9 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_node::Process;
 use flotilla_raft::{Config, Membership, Raft, ReadMode, Role};
 use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::driver::{self, BatchStats, Durable, Outputs};
@@ -200,6 +203,7 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>, boot: &[String]) -> NodeStatus
         learners: m.learners.iter().copied().collect(),
         addrs: member_addrs(m, boot),
         membership_index: raft.membership_index(),
+        shard: None,
     }
 }
 
@@ -225,10 +229,7 @@ where
     } else {
         (0..n).collect()
     };
-    let mut raft = Config::for_service(cfg.id, voters, rand::thread_rng().gen());
-    cfg.timers.apply(&mut raft);
-    raft.read_mode = cfg.read_mode;
-    raft.check().map_err(NetError::Config)?;
+    let raft = raft_config(cfg.id, voters, &cfg.timers, cfg.read_mode)?;
     let rcfg = ReplicaConfig {
         raft,
         max_raft_state: cfg.max_raft_state,
@@ -248,33 +249,74 @@ where
         peers,
         tls: cfg.tls.clone(),
     });
-    let t = transport.clone();
-    let outputs = Outputs {
-        send: Box::new(move |to, m| t.send(to as u64, m)),
-        event: Box::new(|()| {}),
-    };
-    let name = format!("replica-{}", cfg.id);
-    let metrics = match &cfg.metrics {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
-            let m = Metrics::replica();
-            tokio::spawn(crate::metrics::serve(l, m.clone()));
-            Some(m)
-        }
-        None => None,
-    };
+    let metrics = serve_metrics(cfg.metrics.as_deref()).await?;
     // After each batch (before its messages leave): follow the membership, export metrics.
     let t = transport.clone();
-    let mut seen: Option<(u64, Role, Option<u64>)> = None;
+    let mut watch = RaftWatch::new(metrics);
     let observe: driver::Observer<Replica<S>> = Box::new(move |r: &Replica<S>, b: &BatchStats| {
-        let raft = r.raft();
-        if let Some(peers) = book.update(raft) {
+        if let Some(peers) = book.update(r.raft()) {
             t.set_peers(peers);
         }
-        // What an operator reads a failover from: every change of term, role or leader.
+        watch.observe(r.raft(), r.applied(), b);
+    });
+    let metrics_addr = cfg.metrics.clone();
+    let boot = cfg.peers.clone();
+    let status: StatusOf<Replica<S>> = Arc::new(move |r: &Replica<S>| {
+        let mut s = status_of(r, &boot);
+        s.metrics = metrics_addr.clone();
+        s
+    });
+    let name = format!("replica-{}", cfg.id);
+    host_process(
+        &name, replica, durable, transport, observe, status, listener, shutdown,
+    )
+    .await
+}
+
+/// The Raft settings of a service replica: production features on, `timers` and `read_mode`
+/// applied, checked.
+pub fn raft_config(
+    id: u64,
+    voters: Vec<u64>,
+    timers: &Timers,
+    read_mode: ReadMode,
+) -> Result<Config, NetError> {
+    let mut raft = Config::for_service(id, voters, rand::thread_rng().gen());
+    timers.apply(&mut raft);
+    raft.read_mode = read_mode;
+    raft.check().map_err(NetError::Config)?;
+    Ok(raft)
+}
+
+/// Serves a replica's Prometheus metrics on `addr`, if given.
+pub async fn serve_metrics(addr: Option<&str>) -> Result<Option<Arc<Metrics>>, NetError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let l = TcpListener::bind(addr).await?;
+    let m = Metrics::replica();
+    tokio::spawn(crate::metrics::serve(l, m.clone()));
+    Ok(Some(m))
+}
+
+/// What a Raft replica's driver does after each batch, whatever its service: log every change
+/// of term, role or leader (what an operator reads a failover from) and slow syncs, and
+/// export metrics.
+pub struct RaftWatch {
+    seen: Option<(u64, Role, Option<u64>)>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl RaftWatch {
+    pub fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        RaftWatch {
+            seen: None,
+            metrics,
+        }
+    }
+
+    pub fn observe(&mut self, raft: &Raft, applied: u64, b: &BatchStats) {
         let now = (raft.term(), raft.role(), raft.leader());
-        if seen != Some(now) {
-            seen = Some(now);
+        if self.seen != Some(now) {
+            self.seen = Some(now);
             tracing::info!(term = now.0, role = ?now.1, leader = ?now.2, "raft state");
         }
         if let Some(d) = b.sync.filter(|d| *d >= SLOW_SYNC) {
@@ -284,37 +326,63 @@ where
                 "slow fsync: the replica answered nothing meanwhile"
             );
         }
-        if let Some(m) = &metrics {
+        if let Some(m) = &self.metrics {
             m.term.set(raft.term() as i64);
             m.commit_index.set(raft.commit_index() as i64);
-            m.applied_index.set(r.applied() as i64);
+            m.applied_index.set(applied as i64);
             m.is_leader.set(i64::from(raft.is_leader()));
             if let Some(d) = b.sync {
                 m.fsync_seconds.observe(d.as_secs_f64());
                 m.batch_saves.observe(b.saves as f64);
             }
         }
-    });
+    }
+}
+
+/// How a hosted process describes itself to `flotilla ctl` (read on its own thread).
+pub type StatusOf<P> = Arc<dyn Fn(&P) -> NodeStatus + Send + Sync>;
+
+/// Runs `process` (any Flotilla process: a KV replica, a shard controller or shard group
+/// replica) on `transport` until `shutdown` completes or its storage fails: the driver loop
+/// with `durable` and `observe`, peers dialed, `listener` accepting peers and clients, status
+/// requests answered with `status`.
+#[allow(clippy::too_many_arguments)]
+pub async fn host_process<P, D>(
+    name: &str,
+    process: P,
+    durable: D,
+    transport: Arc<Transport<P::Msg>>,
+    observe: driver::Observer<P>,
+    status: StatusOf<P>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError>
+where
+    P: Process<Event = ()> + Send + 'static,
+    P::Msg: Serialize + DeserializeOwned + Send + Sync + 'static,
+    D: Durable + 'static,
+{
+    let t = transport.clone();
+    let outputs = Outputs {
+        send: Box::new(move |to, m| t.send(to as u64, m)),
+        event: Box::new(|()| {}),
+    };
     let (handle, join) =
-        driver::spawn_observed(&name, replica, durable, TICK, outputs, Some(observe));
+        driver::spawn_observed(name, process, durable, TICK, outputs, Some(observe));
     let h = handle.clone();
-    let deliver: Deliver<MsgOf<S>> = Arc::new(move |from, m| h.deliver(from as usize, m));
+    let deliver: Deliver<P::Msg> = Arc::new(move |from, m| h.deliver(from as usize, m));
     let h = handle.clone();
-    let metrics_addr = cfg.metrics.clone();
-    let boot = Arc::new(cfg.peers.clone());
     let status: StatusSource = Arc::new(move || {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let metrics = metrics_addr.clone();
-        let boot = boot.clone();
-        h.call(move |r: &mut Replica<S>, _| {
-            let mut s = status_of(r, &boot);
-            s.metrics = metrics;
-            let _ = tx.send(s);
+        let status = status.clone();
+        h.call(move |p: &mut P, _| {
+            let _ = tx.send(status(p));
         });
         rx
     });
-    // Before any await: the observer's `set_peers` needs it, and the membership cannot change
-    // before the first message arrives, which needs `serve`.
+    // Before any await: the observer may change the peers (`set_peers`, `add_peer`), which
+    // needs this, and nothing can change them before the first message arrives, which needs
+    // `serve`.
     transport.dial_peers(deliver.clone());
     let server = tokio::spawn(transport.clone().serve(listener, deliver, status));
     tokio::pin!(join);
@@ -328,7 +396,7 @@ where
     server.abort();
     match result {
         Ok(r) => r,
-        Err(e) => Err(NetError::Storage(format!("the replica task failed: {e}"))),
+        Err(e) => Err(NetError::Storage(format!("the process task failed: {e}"))),
     }
 }
 

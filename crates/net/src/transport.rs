@@ -167,21 +167,48 @@ where
             tracing::info!(peer = id, addr = %d.addr, "no longer dialed");
         }
         for (&peer, addr) in &peers {
-            if peer == self.cfg.me || dialers.contains_key(&peer) {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(QUEUE);
-            writers.insert(peer, tx.clone());
-            let me = self.clone();
-            let (a, deliver) = (addr.clone(), deliver.clone());
-            let task = tokio::spawn(async move { me.dialer(peer, a, rx, deliver).await });
-            let d = Dialer {
-                addr: addr.clone(),
-                queue: tx,
-                task,
-            };
-            dialers.insert(peer, d);
+            self.dial_locked(&mut dialers, &mut writers, peer, addr, &deliver);
         }
+    }
+
+    /// Adds `peer` at `addr` to the address book, unless it is there already (at any
+    /// address): a sharded deployment's servers dial the servers of other groups as the
+    /// configurations name them, and never drop one (a group that left may still be asked
+    /// for shards it holds). Must run inside a tokio runtime, after [`Transport::dial_peers`].
+    pub fn add_peer(self: &Arc<Self>, peer: u64, addr: &str) {
+        let deliver = self
+            .deliver
+            .get()
+            .unwrap_or_else(|| panic!("node {}: add_peer before dial_peers", self.cfg.me))
+            .clone();
+        let mut dialers = self.dialers.lock().expect("dialers lock");
+        let mut writers = self.writers.lock().expect("writers lock");
+        self.dial_locked(&mut dialers, &mut writers, peer, addr, &deliver);
+    }
+
+    /// Starts dialing `peer` at `addr` unless it is dialed already (or is this node).
+    fn dial_locked(
+        self: &Arc<Self>,
+        dialers: &mut BTreeMap<u64, Dialer<M>>,
+        writers: &mut HashMap<u64, Queue<M>>,
+        peer: u64,
+        addr: &str,
+        deliver: &Deliver<M>,
+    ) {
+        if peer == self.cfg.me || dialers.contains_key(&peer) {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        writers.insert(peer, tx.clone());
+        let me = self.clone();
+        let (a, deliver) = (addr.to_owned(), deliver.clone());
+        let task = tokio::spawn(async move { me.dialer(peer, a, rx, deliver).await });
+        let d = Dialer {
+            addr: addr.to_owned(),
+            queue: tx,
+            task,
+        };
+        dialers.insert(peer, d);
     }
 
     async fn dialer(

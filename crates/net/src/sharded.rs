@@ -1,0 +1,508 @@
+//! A sharded Flotilla on TCP: controller replicas and shard-group replicas as processes, and
+//! the clients that routers and operators' tools use.
+//!
+//! **Node ids.** The sharded system's processes learn of each other by name: a controller
+//! configuration lists each group's servers (`ShardConfig::groups`), and in deployment those
+//! names are the servers' advertised addresses (`10.0.0.7:7104`). A shard server must reach
+//! servers of groups it learns of only from a configuration, and a dialer checks that the node
+//! answering at an address has the id it expects, so every process must derive the same id
+//! from the same address with no table to share: [`node_id`] hashes the address into
+//! `[2^62, 2^63)`. Clients' ids (routers, tools) are random in `[2^32, 2^62)`
+//! ([`crate::clients::random_node_id`]), so a server's id never equals a client's. A group's
+//! (and the controller's) Raft ids are its servers' node ids, so Raft messages go straight to
+//! the node of that id. Two addresses hashing to one id would be refused at start-up
+//! ([`ShardServerSettings`] checks its group and controller); across groups the chance is
+//! about n²/2⁶³ for n servers.
+//!
+//! **Dialing.** The [`Resolver`] handed to shard servers and clerks turns a name into its id
+//! and adds the address to the transport's address book on first use
+//! ([`Transport::add_peer`]), so a server dials another group's servers when it first pulls
+//! from or notifies them, and a router a group's servers when a key first maps there.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_kv::{KvCommand, KvReply};
+use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_raft::ReadMode;
+use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
+use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
+use flotilla_shardkv::{
+    CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg, ShardServer,
+    ShardServerConfig,
+};
+use rand::Rng;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::clients::random_node_id;
+use crate::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
+use crate::frame::ShardView;
+use crate::server::{
+    host_process, raft_config, serve_metrics, status_of, RaftWatch, Recovered, StatusOf, Timers,
+    TICK,
+};
+use crate::tls::PeerTls;
+use crate::transport::{Deliver, Transport, TransportConfig};
+use crate::{NetError, Secret};
+
+/// The node id of the sharded-system server advertised at `addr` (module docs): FNV-1a of
+/// the address, in `[2^62, 2^63)`.
+pub fn node_id(addr: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in addr.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (1 << 62) | (h >> 2)
+}
+
+/// Node ids of `addrs`, refusing duplicates (the same address twice, or a hash collision).
+pub fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
+    let ids: Vec<u64> = addrs.iter().map(|a| node_id(a)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(j) = ids[..i].iter().position(|x| x == id) {
+            return Err(NetError::Config(format!(
+                "servers {} and {} have the same node id (the same address twice?)",
+                addrs[j], addrs[i]
+            )));
+        }
+    }
+    Ok(ids)
+}
+
+/// A [`Resolver`] that names nodes by address and dials each one `transport` does not yet
+/// know on first use (module docs). Called from the process's own driver task, inside the
+/// runtime, after the transport's `dial_peers`.
+pub fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
+    let t = Arc::downgrade(transport);
+    Arc::new(move |name: &str| {
+        let id = node_id(name);
+        if let Some(t) = t.upgrade() {
+            t.add_peer(id, name);
+        }
+        Some(id as NodeId)
+    })
+}
+
+/// What a server of the sharded system is.
+#[derive(Clone, Debug)]
+pub enum ShardRole {
+    /// A replica of the shard controller.
+    Ctrler,
+    /// A replica of shard group `gid`, which follows the controller at `ctrlers`.
+    Group { gid: Gid, ctrlers: Vec<String> },
+}
+
+/// What one server of the sharded system needs to know.
+#[derive(Clone)]
+pub struct ShardServerSettings {
+    pub role: ShardRole,
+    /// The replicas of this server's group (the controller's, for a controller replica),
+    /// by advertised address, this one's included. Fixed: sharded groups do not change
+    /// membership (a group is replaced by joining a new one and removing the old).
+    pub peers: Vec<String>,
+    /// This server's position in `peers`.
+    pub index: usize,
+    /// Shards in the system; every process of one deployment must agree.
+    pub nshards: usize,
+    pub secret: Secret,
+    pub max_raft_state: Option<usize>,
+    pub metrics: Option<String>,
+    pub tls: Option<Arc<PeerTls>>,
+    pub timers: Timers,
+    pub read_mode: ReadMode,
+}
+
+/// Runs one server of the sharded system until `shutdown` completes or its storage fails.
+pub async fn run_shard_server<D: Durable + 'static>(
+    cfg: ShardServerSettings,
+    durable: D,
+    recovered: Recovered,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NetError> {
+    let ids = node_ids(&cfg.peers)?;
+    let Some(&me) = ids.get(cfg.index) else {
+        return Err(NetError::Config(format!(
+            "server index {} is not a position in the {} peers",
+            cfg.index,
+            ids.len()
+        )));
+    };
+    if cfg.nshards == 0 {
+        return Err(NetError::Config(
+            "the number of shards must be at least 1".into(),
+        ));
+    }
+    let raft = raft_config(me, ids.clone(), &cfg.timers, cfg.read_mode)?;
+    let rcfg = ReplicaConfig {
+        raft,
+        max_raft_state: cfg.max_raft_state,
+    };
+    let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
+    let mut peers = addrs.clone();
+    peers.remove(&me);
+    let metrics = serve_metrics(cfg.metrics.as_deref()).await?;
+    let stored = |e: flotilla_rsm::RestoreError| {
+        NetError::Storage(format!("cannot restart from the stored state: {e}"))
+    };
+    let mut watch = RaftWatch::new(metrics);
+    let metrics_addr = cfg.metrics.clone();
+    match cfg.role.clone() {
+        ShardRole::Ctrler => {
+            let transport = shard_transport(me, &cfg, peers);
+            let server =
+                CtrlServer::restore(rcfg, cfg.nshards, &recovered.state, &recovered.snapshot)
+                    .map_err(stored)?;
+            let observe: driver::Observer<CtrlServer> =
+                Box::new(move |s: &CtrlServer, b: &BatchStats| {
+                    watch.observe(s.raft(), s.replica().applied(), b)
+                });
+            let status: StatusOf<CtrlServer> = Arc::new(move |s: &CtrlServer| {
+                let mut st = status_of(s.replica(), &[]);
+                st.addrs = addrs.clone();
+                st.metrics = metrics_addr.clone();
+                st.shard = Some(Box::new(ShardView {
+                    kind: "ctrler".into(),
+                    gid: 0,
+                    config_num: s.replica().state().machine().latest().num,
+                    ..ShardView::default()
+                }));
+                st
+            });
+            let name = format!("ctrler-{}", cfg.index);
+            host_process(
+                &name, server, durable, transport, observe, status, listener, shutdown,
+            )
+            .await
+        }
+        ShardRole::Group { gid, ctrlers } => {
+            if gid == 0 {
+                return Err(NetError::Config("group id 0 is reserved (no group)".into()));
+            }
+            let ctrl_ids = node_ids(&ctrlers)?;
+            if let Some(a) = ctrlers.iter().find(|a| cfg.peers.contains(a)) {
+                return Err(NetError::Config(format!(
+                    "{a} is listed both as a controller and as a server of group {gid}"
+                )));
+            }
+            // The controller is dialed from the start; other groups as configurations name them.
+            peers.extend(ctrl_ids.iter().copied().zip(ctrlers.iter().cloned()));
+            let transport = shard_transport(me, &cfg, peers);
+            let ctrl_nodes = ctrl_ids.iter().map(|&i| i as NodeId).collect();
+            let mut scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
+            // Unique among the controller's clients: clerks' ids are below 2^62 (module docs).
+            scfg.ctrl_client = me;
+            let resolve = dialing_resolver(&transport);
+            let server = ShardServer::restore(scfg, resolve, &recovered.state, &recovered.snapshot)
+                .map_err(stored)?;
+            let observe: driver::Observer<ShardServer> =
+                Box::new(move |s: &ShardServer, b: &BatchStats| {
+                    watch.observe(s.raft(), s.replica().applied(), b)
+                });
+            let status: StatusOf<ShardServer> = Arc::new(move |s: &ShardServer| {
+                let mut st = status_of(s.replica(), &[]);
+                st.addrs = addrs.clone();
+                st.metrics = metrics_addr.clone();
+                st.shard = Some(Box::new(group_view(s)));
+                st
+            });
+            let name = format!("group-{gid}-{}", cfg.index);
+            host_process(
+                &name, server, durable, transport, observe, status, listener, shutdown,
+            )
+            .await
+        }
+    }
+}
+
+fn shard_transport(
+    me: u64,
+    cfg: &ShardServerSettings,
+    peers: BTreeMap<u64, String>,
+) -> Arc<Transport<ShardMsg>> {
+    Transport::new(TransportConfig {
+        me,
+        secret: cfg.secret.clone(),
+        peers,
+        tls: cfg.tls.clone(),
+    })
+}
+
+/// A shard group replica's view of its shards.
+fn group_view(s: &ShardServer) -> ShardView {
+    let m = s.machine();
+    ShardView {
+        kind: "group".into(),
+        gid: m.gid(),
+        config_num: m.config().num,
+        states: (m.shard_states().into_iter())
+            .map(|(shard, st)| (shard, format!("{st:?}")))
+            .collect(),
+        keys: m.shard_keys(),
+    }
+}
+
+/// The client side of the sharded system in one process: shard clerks (one per router
+/// connection, key → shard → group) and controller clerks (for `flotilla ctl` and `up`).
+pub struct ShardClientHost {
+    shard: ShardClerkHost,
+    ctrl: ClerkHost<CtrlCommand, CtrlReply>,
+    ctrlers: Vec<NodeId>,
+}
+
+/// A finished operation of a [`ShardClientHost`]'s clerk.
+#[derive(Debug)]
+pub enum ClientEvent {
+    Kv(ShardClerkEvent),
+    Ctrl(ClerkEvent<CtrlReply>),
+}
+
+impl Process for ShardClientHost {
+    type Msg = ShardMsg;
+    type Event = ClientEvent;
+
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
+        let mut inner = Ctx::new(ctx.now());
+        self.shard.on_tick(&mut inner);
+        inner.forward_into(ctx, |m| m, ClientEvent::Kv);
+        let mut inner = Ctx::new(ctx.now());
+        self.ctrl.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
+        match msg {
+            ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if self.ctrl.clerk(r.client).is_some()) =>
+            {
+                let mut inner = Ctx::new(ctx.now());
+                self.ctrl.on_message(from, m, &mut inner);
+                inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
+            }
+            other => {
+                let mut inner = Ctx::new(ctx.now());
+                self.shard.on_message(from, other, &mut inner);
+                inner.forward_into(ctx, |m| m, ClientEvent::Kv);
+            }
+        }
+    }
+
+    fn is_reply(msg: &ShardMsg) -> bool {
+        msg.is_reply()
+    }
+}
+
+type Waiting<R> = Arc<Mutex<HashMap<ClientId, oneshot::Sender<R>>>>;
+
+/// Clerks of a sharded Flotilla with an async API: what the router and `flotilla ctl` use.
+pub struct ShardClients {
+    host: ProcessHandle<ShardClientHost>,
+    kv: Waiting<KvReply>,
+    ctrl: Waiting<CtrlReply>,
+    /// The controller clerk, created on first use; one controller call at a time.
+    ctrl_clerk: tokio::sync::Mutex<Option<ClientId>>,
+    transport: Arc<Transport<ShardMsg>>,
+    nshards: usize,
+}
+
+impl ShardClients {
+    /// Clients of the sharded system whose controller replicas listen at `ctrlers`, with
+    /// `nshards` shards. Must run inside a tokio runtime. Node and clerk ids are random (see
+    /// [`crate::clients::Clients::connect`]).
+    pub fn connect(
+        ctrlers: &[String],
+        nshards: usize,
+        secret: Secret,
+        tls: Option<Arc<PeerTls>>,
+    ) -> Result<Arc<Self>, NetError> {
+        if nshards == 0 {
+            return Err(NetError::Config(
+                "the number of shards must be at least 1".into(),
+            ));
+        }
+        let ids = node_ids(ctrlers)?;
+        let transport = Transport::new(TransportConfig {
+            me: random_node_id(),
+            secret,
+            peers: ids.iter().copied().zip(ctrlers.iter().cloned()).collect(),
+            tls,
+        });
+        let kv: Waiting<KvReply> = Arc::default();
+        let ctrl: Waiting<CtrlReply> = Arc::default();
+        let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
+        let outputs = Outputs {
+            send: Box::new(move |to, m| t.send(to as u64, m)),
+            event: Box::new(move |e: ClientEvent| match e {
+                ClientEvent::Kv(e) => {
+                    if let Some(tx) = k.lock().expect("waiting lock").remove(&e.client) {
+                        let _ = tx.send(e.reply);
+                    }
+                }
+                ClientEvent::Ctrl(e) => {
+                    if let Some(tx) = c.lock().expect("waiting lock").remove(&e.client) {
+                        let _ = tx.send(e.reply);
+                    }
+                }
+            }),
+        };
+        let mut rng = rand::thread_rng();
+        let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
+        let resolve = dialing_resolver(&transport);
+        let host = ShardClientHost {
+            shard: ShardClerkHost::new(
+                rng.gen_range(1..1 << 61),
+                ctrl_nodes.clone(),
+                resolve,
+                nshards,
+                ShardClerkConfig::default(),
+            ),
+            ctrl: ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
+            ctrlers: ctrl_nodes,
+        };
+        let (handle, _join) = driver::spawn(
+            "shard-clerks",
+            host,
+            MemoryDurable::default(),
+            TICK,
+            outputs,
+        );
+        let h = handle.clone();
+        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from as usize, m));
+        transport.dial_peers(deliver);
+        Ok(Arc::new(ShardClients {
+            host: handle,
+            kv,
+            ctrl,
+            ctrl_clerk: tokio::sync::Mutex::new(None),
+            transport,
+            nshards,
+        }))
+    }
+
+    pub fn nshards(&self) -> usize {
+        self.nshards
+    }
+
+    /// The transport, e.g. to see which servers it dials.
+    pub fn transport(&self) -> &Arc<Transport<ShardMsg>> {
+        &self.transport
+    }
+
+    /// A new shard clerk (one sequential client).
+    pub async fn new_clerk(&self) -> ClientId {
+        let (tx, rx) = oneshot::channel();
+        self.host.call(move |h, _| {
+            let _ = tx.send(h.shard.add_clerk());
+        });
+        rx.await.expect("the clerk host runs as long as its handle")
+    }
+
+    /// Runs `cmd` on shard clerk `client` until a group answers it, exactly once. `None` if
+    /// there is no such clerk or it has an operation outstanding.
+    pub async fn call(&self, client: ClientId, cmd: KvCommand) -> Option<KvReply> {
+        let (tx, rx) = oneshot::channel();
+        self.kv.lock().expect("waiting lock").insert(client, tx);
+        let waiting = self.kv.clone();
+        self.host.call(move |h, ctx| {
+            if h.shard.clerk(client).is_some_and(|c| !c.is_busy()) {
+                let mut inner = Ctx::new(ctx.now());
+                h.shard.start(client, cmd, &mut inner);
+                inner.forward_into(ctx, |m| m, ClientEvent::Kv);
+            } else {
+                waiting.lock().expect("waiting lock").remove(&client);
+            }
+        });
+        rx.await.ok()
+    }
+
+    /// Gives up on shard clerk `client`'s outstanding operation (its outcome stays unknown).
+    pub fn abandon(&self, client: ClientId) {
+        self.kv.lock().expect("waiting lock").remove(&client);
+        self.host.call(move |h, _| h.shard.abandon(client));
+    }
+
+    /// The latest configuration shard clerk `client` knows (configuration 0 before its first
+    /// operation).
+    pub async fn config_of(&self, client: ClientId) -> Option<ShardConfig> {
+        let (tx, rx) = oneshot::channel();
+        self.host.call(move |h, _| {
+            let _ = tx.send(h.shard.clerk(client).map(|c| c.config().clone()));
+        });
+        rx.await.ok().flatten()
+    }
+
+    /// Runs `cmd` on the controller, waiting at most `limit`. An error says the controller did
+    /// not answer in time (a Join, Leave or Move may then still take effect).
+    pub async fn ctrl(&self, cmd: CtrlCommand, limit: Duration) -> Result<CtrlReply, String> {
+        let mut slot = self.ctrl_clerk.lock().await;
+        let client = match *slot {
+            Some(c) => c,
+            None => {
+                let (tx, rx) = oneshot::channel();
+                self.host.call(move |h, _| {
+                    let _ = tx.send(h.ctrl.add_clerk(h.ctrlers.clone()));
+                });
+                let c = rx.await.map_err(|_| "the clerk host stopped".to_owned())?;
+                *slot = Some(c);
+                c
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.ctrl.lock().expect("waiting lock").insert(client, tx);
+        self.host.call(move |h, ctx| {
+            let mut inner = Ctx::new(ctx.now());
+            h.ctrl.start(client, cmd, &mut inner);
+            inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
+        });
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err("the clerk host stopped".into()),
+            Err(_) => {
+                self.ctrl.lock().expect("waiting lock").remove(&client);
+                self.host.call(move |h, _| h.ctrl.abandon(client));
+                Err(format!(
+                    "no answer from the controller within {limit:?} (is a majority of its \
+                     replicas up?)"
+                ))
+            }
+        }
+    }
+
+    /// The controller's latest configuration.
+    pub async fn query(&self, num: Option<u64>, limit: Duration) -> Result<ShardConfig, String> {
+        match self.ctrl(CtrlCommand::Query(num), limit).await? {
+            CtrlReply::Config(c) => Ok(c),
+            CtrlReply::Err(e) => Err(e.to_string()),
+            other => Err(format!("unexpected answer from the controller: {other:?}")),
+        }
+    }
+}
+
+impl Drop for ShardClients {
+    fn drop(&mut self) {
+        self.host.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_server_ids_and_duplicates_are_refused() {
+        let a = node_id("127.0.0.1:7101");
+        assert_eq!(a, node_id("127.0.0.1:7101"));
+        assert_ne!(a, node_id("127.0.0.1:7102"));
+        for addr in ["127.0.0.1:7101", "10.0.0.7:7104", "", "host.example:1"] {
+            let id = node_id(addr);
+            // Above every client id (random_node_id is below 2^62).
+            assert!((1 << 62..1 << 63).contains(&id), "{addr}: {id}");
+        }
+        let addrs = vec!["a:1".to_owned(), "b:1".to_owned(), "a:1".to_owned()];
+        let e = node_ids(&addrs).unwrap_err().to_string();
+        assert!(e.contains("a:1 and a:1"), "{e}");
+    }
+}
