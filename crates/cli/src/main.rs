@@ -88,6 +88,9 @@ enum BenchWhat {
     /// Key/value: operations per virtual and wall second in simulation with 1 and 10
     /// clients, and the linearizability checker's time on a 10 000-operation history.
     Kv,
+    /// Sharded key/value in simulation: operations per virtual second with 1, 2 and 3 groups
+    /// (uniform keys, a per-message service time on every group server).
+    Shards,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +125,12 @@ fn main() -> ExitCode {
             flotilla_scenarios::kv_bench::print_kv_report();
             println!();
             print!("{}", flotilla_check::bench_report());
+            Ok(())
+        }
+        Command::Bench {
+            what: BenchWhat::Shards,
+        } => {
+            flotilla_scenarios::shard_bench::print_shard_report();
             Ok(())
         }
     };

@@ -98,6 +98,10 @@ struct Slot<P: Process> {
     incarnation: u64,
     persister: Persister,
     syncing: Option<Syncing<P>>,
+    /// Service-time mode: µs each delivered message keeps this node busy (0: none), and the
+    /// virtual time until which it is busy.
+    service: u64,
+    busy_until: u64,
 }
 
 /// A deterministic simulated cluster of processes of type `P`.
@@ -143,6 +147,8 @@ where
                     incarnation: 0,
                     persister: Persister::default(),
                     syncing: None,
+                    service: 0,
+                    busy_until: 0,
                 })
                 .collect(),
             links: vec![vec![false; n]; n],
@@ -211,6 +217,18 @@ where
     }
 
     /// Installs a check run after every input a live process handles.
+    /// Service-time mode for `nodes`: handling a delivered message keeps a node busy for
+    /// `per_message` (`None`: no cost, the default), and messages that arrive meanwhile wait,
+    /// in arrival order, until it is free. A model of a server's CPU: a node then handles at
+    /// most one message per `per_message`, so throughput has a ceiling per node (ticks cost
+    /// nothing). Deterministic: it draws no randomness.
+    pub fn set_service_time(&mut self, nodes: &[NodeId], per_message: Option<Duration>) {
+        let us = per_message.map_or(0, |d| d.as_micros() as u64);
+        for &i in nodes {
+            self.nodes[i].service = us;
+        }
+    }
+
     pub fn set_checker(&mut self, check: Checker<P>) {
         self.checker = Some(check);
     }
@@ -285,6 +303,7 @@ where
         self.nodes[i].incarnation += 1;
         // What the sync in flight would have made durable is lost, with what waited for it.
         self.nodes[i].syncing = None;
+        self.nodes[i].busy_until = 0;
     }
 
     /// (Re)starts node `i` from its persister; crashes it first if it is running.
@@ -383,6 +402,26 @@ where
                 if let Some(sync) = &mut self.nodes[to].syncing {
                     sync.deferred.push(Deferred::Deliver { from, reply, bytes });
                     return true;
+                }
+                let slot = &mut self.nodes[to];
+                if slot.service > 0 {
+                    if slot.busy_until > self.now {
+                        // Busy: wait behind what arrived earlier (pushed earlier, so it is
+                        // taken first at the same time).
+                        let at = slot.busy_until;
+                        self.push(
+                            at,
+                            Event::Deliver {
+                                from,
+                                to,
+                                incarnation,
+                                reply,
+                                bytes,
+                            },
+                        );
+                        return true;
+                    }
+                    slot.busy_until = self.now + slot.service;
                 }
                 self.feed_message(from, to, reply, bytes);
             }

@@ -183,3 +183,38 @@ fn same_seed_same_trace() {
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));
 }
+
+/// Service-time mode: a busy node takes messages one at a time, `per_message` apart; other
+/// nodes are unaffected.
+#[test]
+fn a_busy_node_handles_messages_one_service_time_apart() {
+    let mut s = sim(3, 5);
+    let per = Duration::from_millis(2);
+    s.set_service_time(&[1], Some(per));
+    for k in 0..5 {
+        ping(&mut s, 0, 1, k);
+    }
+    ping(&mut s, 0, 2, 99);
+    let mut handled: Vec<(NodeId, Msg, Duration)> = Vec::new();
+    while handled.iter().filter(|(n, ..)| *n != 0).count() < 6 {
+        assert!(s.step(), "events left");
+        for (node, (_, m)) in s.drain_events() {
+            handled.push((node, m, s.now()));
+        }
+    }
+    let at_1: Vec<_> = handled.iter().filter(|(n, ..)| *n == 1).collect();
+    let mut got: Vec<Msg> = at_1.iter().map(|(_, m, _)| m.clone()).collect();
+    got.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(got, (0..5).map(Msg::Ping).collect::<Vec<_>>());
+    for w in at_1.windows(2) {
+        assert!(w[1].2 >= w[0].2 + per, "handled {:?} then {:?}", w[0], w[1]);
+    }
+    // The reliable network's latency is at most 3 ms: without a service time all five would
+    // be handled within it.
+    assert!(at_1[4].2 >= at_1[0].2 + 4 * per);
+    let at_2 = handled.iter().find(|(n, ..)| *n == 2).unwrap();
+    assert!(
+        at_2.2 <= Duration::from_millis(3),
+        "node 2 has no service time"
+    );
+}
