@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Comparative key/value benchmark: Flotilla's Redis-protocol router (`flotilla up`, fsync on)
-# against single-node Redis (appendfsync always) and a 3-member etcd, at 1, 16 and 64 clients.
+# Comparative key/value benchmark: Flotilla's Redis-protocol router (`flotilla up --single`,
+# fsync on), the sharded cluster (`flotilla up --groups G`, G = 1, 2, 3, and the time to move a
+# 1 MB shard) against single-node Redis (appendfsync always) and a 3-member etcd, at 1, 16 and
+# 64 clients.
 #
 #   scripts/bench-kv.sh                       # everything, report in target/bench-kv/
+#   scripts/bench-kv.sh --systems flotilla,sharded   # Flotilla alone, one group and sharded
 #   scripts/bench-kv.sh --requests 5000       # any `flotilla-bench all` flag is passed on
 #   OUT=/tmp/kv scripts/bench-kv.sh --systems redis,etcd
 #   NO_BUILD=1 scripts/bench-kv.sh            # use the binaries already in target/release

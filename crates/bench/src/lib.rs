@@ -4,7 +4,9 @@
 //!
 //! Redis-protocol systems are driven by `redis-benchmark`; etcd by a generator on the
 //! `etcd-client` crate (the `etcd` feature, which needs `protoc` to build). `all` runs the
-//! three systems one after the other and writes a Markdown/JSON report and an SVG chart.
+//! systems one after the other (Flotilla as one replicated group, then sharded with 1, 2 and 3
+//! groups, plus the time a 1 MB shard takes to move) and writes a Markdown/JSON report and an
+//! SVG chart.
 
 pub mod cpu;
 #[cfg(feature = "etcd")]
@@ -13,6 +15,7 @@ pub mod orchestrate;
 pub mod redisbench;
 pub mod report;
 pub mod service;
+pub mod sharded;
 pub mod stats;
 pub mod svg;
 pub mod sweep;

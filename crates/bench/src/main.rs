@@ -26,7 +26,8 @@ enum Cmd {
     Redis(RedisArgs),
     /// The etcd-client load generator (put, then get) against an etcd already running.
     Etcd(EtcdArgs),
-    /// Start Flotilla, Redis and etcd in turn, sweep each, write the report and chart.
+    /// Start Flotilla (one group, then sharded at 1, 2 and 3 groups), Redis and etcd in turn,
+    /// sweep each, time a shard move, write the report and chart.
     All(AllArgs),
 }
 
@@ -102,8 +103,13 @@ struct AllArgs {
     /// The flotilla binary.
     #[arg(long, default_value = "target/release/flotilla")]
     flotilla_bin: PathBuf,
-    /// Systems to run, comma-separated: flotilla, redis, etcd.
-    #[arg(long, value_delimiter = ',', default_value = "flotilla,redis,etcd")]
+    /// Systems to run, comma-separated: flotilla (`up --single`), sharded (`up --groups G`
+    /// for G = 1, 2, 3, and the time to move a 1 MB shard), redis, etcd.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "flotilla,sharded,redis,etcd"
+    )]
     systems: Vec<String>,
     #[command(flatten)]
     load: Load,
@@ -131,6 +137,7 @@ fn print_one(name: &str, points: Vec<report::Point>, value_size: u32) {
             points,
             skipped: None,
         }],
+        shard_move: None,
     };
     print!("{}", report::table(&r));
 }

@@ -1,5 +1,6 @@
-//! `flotilla-bench all`: Flotilla, Redis and etcd, one after the other on this machine, each
-//! started in a temporary directory on 127.0.0.1, swept, and stopped; then the report and chart.
+//! `flotilla-bench all`: Flotilla (one replicated group), Flotilla sharded (1, 2 and 3 groups,
+//! and a shard move), Redis and etcd, one after the other on this machine, each started in a
+//! temporary directory on 127.0.0.1, swept, and stopped; then the report and chart.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,13 +9,23 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::cpu::{self, CpuMeter};
-use crate::report::{self, Report, SystemResult, ETCD, FLOTILLA, REDIS};
+use crate::report::{self, MoveResult, Report, SystemResult, ETCD, FLOTILLA, REDIS, SHARDED};
 use crate::service::{self, Service};
+use crate::sharded;
 use crate::svg;
 use crate::sweep::{self, SweepSpec};
 
 pub const FLOTILLA_PORT: u16 = 6390;
 pub const FLOTILLA_BASE_PORT: u16 = 7201;
+/// The sharded cluster's router, and its controller's first port (its groups' follow).
+pub const SHARDED_PORT: u16 = 6392;
+pub const SHARDED_BASE_PORT: u16 = 7401;
+/// Replicas of the controller and of each group.
+const REPLICAS: u16 = 3;
+/// Group counts the sharded system is swept at.
+pub const SHARDED_GROUPS: [usize; 3] = [1, 2, 3];
+/// How far above a process's port `flotilla up` puts its metrics endpoint (replica, router).
+const METRICS_OFFSET: (u16, u16) = (100, 1);
 pub const REDIS_PORT: u16 = 6391;
 /// (client, peer) ports of the three etcd members (not 2379/2380, where a packaged etcd
 /// service may listen).
@@ -24,7 +35,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct Options {
     pub out: PathBuf,
-    /// Sweep of the Redis-protocol systems (Flotilla, Redis).
+    /// Sweep of the Redis-protocol systems (Flotilla, sharded Flotilla, Redis).
     pub resp: SweepSpec,
     /// Sweep of etcd (its own request count: it is much slower).
     pub etcd: SweepSpec,
@@ -46,6 +57,17 @@ pub fn all(opts: &Options) -> Result<Report, String> {
     if want(FLOTILLA) {
         systems.push(run_flotilla(opts, &tmp.path().join("flotilla")));
     }
+    let mut shard_move = None;
+    if want(SHARDED) {
+        for g in SHARDED_GROUPS {
+            systems.push(run_sharded(
+                opts,
+                &tmp.path().join(format!("sharded-{g}")),
+                g,
+            ));
+        }
+        shard_move = Some(run_shard_move(opts, &tmp.path().join("shard-move")));
+    }
     if want(REDIS) {
         systems.push(run_redis(opts, &tmp.path().join("redis")));
     }
@@ -56,7 +78,11 @@ pub fn all(opts: &Options) -> Result<Report, String> {
         machine: machine(tmp.path()),
         value_size: opts.resp.value_size,
         systems,
+        shard_move,
     };
+    if let Some(m) = &report.shard_move {
+        eprintln!("{}", report::move_line(Some(m)));
+    }
     write_outputs(&report, &opts.out)?;
     Ok(report)
 }
@@ -70,7 +96,14 @@ fn write_outputs(report: &Report, out: &Path) -> Result<(), String> {
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| format!("cannot encode the report as JSON: {e}"))?;
     write("report.json", json + "\n")?;
-    write("kv-bench.svg", svg::render(&svg::panels(report)))
+    let notes: Vec<String> = (report.shard_move.as_ref())
+        .map(|m| report::move_line(Some(m)))
+        .into_iter()
+        .collect();
+    write(
+        "kv-bench.svg",
+        svg::render_with_notes(&svg::panels(report), &notes),
+    )
 }
 
 /// "2 CPUs (model), Linux x.y; data in /tmp/…" for the report's heading.
@@ -126,8 +159,9 @@ fn mkdir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
-/// Whether `bin` has the `up` and `router` subcommands with the flags used here.
-fn flotilla_available(bin: &Path) -> Result<(), String> {
+/// Whether `bin` has the `up` and `router` subcommands with the flags used here (and `ctl`,
+/// for a sharded cluster).
+fn flotilla_available(bin: &Path, sharded: bool) -> Result<(), String> {
     let help = |sub: &str| {
         Command::new(bin)
             .args([sub, "--help"])
@@ -142,52 +176,188 @@ fn flotilla_available(bin: &Path) -> Result<(), String> {
             bin.display()
         )
     })?;
-    if !up.contains("--base-port") || !up.contains("--dir") || !up.contains("--port") {
+    let flags: &[&str] = if sharded {
+        &["--base-port", "--dir", "--port", "--groups"]
+    } else {
+        &["--base-port", "--dir", "--port", "--single"]
+    };
+    if let Some(f) = flags.iter().find(|f| !up.contains(*f)) {
         return Err(format!(
-            "`{} up` lacks --dir, --port or --base-port",
+            "`{} up` lacks {f} (rebuild it with `cargo build --release -p flotilla`)",
             bin.display()
         ));
+    }
+    if sharded && !help("ctl").is_some_and(|h| h.contains("move")) {
+        return Err(format!("{} has no `ctl move` command yet", bin.display()));
     }
     help("router")
         .map(drop)
         .ok_or_else(|| format!("{} has no `router` command yet", bin.display()))
 }
 
+/// Every port a `flotilla up` uses: the router's, `replicas` replica ports from `base`, and
+/// each one's metrics port.
+pub fn up_ports(router: u16, base: u16, replicas: u16) -> Vec<u16> {
+    let mut ports = vec![router, router + METRICS_OFFSET.1];
+    for i in 0..replicas {
+        ports.extend([base + i, base + i + METRICS_OFFSET.0]);
+    }
+    ports
+}
+
+/// Starts `flotilla up ARGS` with its data in `dir/data`, once all its ports are free, and
+/// waits until its router answers on `port`.
+fn start_up(
+    opts: &Options,
+    dir: &Path,
+    args: &[String],
+    port: u16,
+    ports: &[u16],
+) -> Result<Service, String> {
+    mkdir(dir)?;
+    for &p in ports {
+        service::ensure_port_free(p)?;
+    }
+    let mut cmd = Command::new(&opts.flotilla_bin);
+    cmd.arg("up").arg("--dir").arg(dir.join("data")).args(args);
+    let mut svc = Service::start("flotilla up", &mut cmd, &dir.join("up.log"))?
+        .with_stop_signal(Signal::SIGINT);
+    service::wait_resp_ready(&mut svc, port, READY_TIMEOUT)?;
+    Ok(svc)
+}
+
+/// Sweeps a started `flotilla up` with redis-benchmark, measuring the CPU of `up` and all its
+/// child processes, then stops it.
+fn sweep_up(
+    opts: &Options,
+    name: &str,
+    mut svc: Service,
+    port: u16,
+) -> Result<Vec<report::Point>, String> {
+    let tree = cpu::process_tree(svc.pid());
+    svc.set_tree(&tree);
+    eprintln!("{name}: ready; CPU measured over {} processes", tree.len());
+    let meter = CpuMeter::new(tree);
+    let points = sweep::redis(name, port, &opts.resp, Some(&meter));
+    svc.check_running()?;
+    svc.stop();
+    points
+}
+
 fn run_flotilla(opts: &Options, dir: &Path) -> SystemResult {
     let setup = format!(
-        "`flotilla up`: 3 replicas (127.0.0.1:{FLOTILLA_BASE_PORT}…) and the router on \
-         127.0.0.1:{FLOTILLA_PORT}, WAL fsync on (its default); redis-benchmark; CPU of `up` and \
-         all its child processes"
+        "`flotilla up --single`: one group of 3 replicas (127.0.0.1:{FLOTILLA_BASE_PORT}…) and \
+         the router on 127.0.0.1:{FLOTILLA_PORT}, WAL fsync on (its default); redis-benchmark; \
+         CPU of `up` and all its child processes"
     );
     eprintln!("Flotilla: starting 3 replicas and the router");
-    let result = flotilla_available(&opts.flotilla_bin).and_then(|()| {
-        mkdir(dir)?;
-        service::ensure_port_free(FLOTILLA_PORT)?;
-        for i in 0..3 {
-            service::ensure_port_free(FLOTILLA_BASE_PORT + i)?;
-        }
-        let mut cmd = Command::new(&opts.flotilla_bin);
-        cmd.arg("up")
-            .arg("--dir")
-            .arg(dir.join("data"))
-            .args(["--port", &FLOTILLA_PORT.to_string()])
-            .args(["--base-port", &FLOTILLA_BASE_PORT.to_string()]);
-        let mut svc = Service::start("flotilla up", &mut cmd, &dir.join("up.log"))?
-            .with_stop_signal(Signal::SIGINT);
-        service::wait_resp_ready(&mut svc, FLOTILLA_PORT, READY_TIMEOUT)?;
-        let tree = cpu::process_tree(svc.pid());
-        svc.set_tree(&tree);
-        eprintln!(
-            "Flotilla: ready; CPU measured over {} processes",
-            tree.len()
-        );
-        let meter = CpuMeter::new(tree);
-        let points = sweep::redis(FLOTILLA, FLOTILLA_PORT, &opts.resp, Some(&meter));
-        svc.check_running()?;
-        svc.stop();
-        points
+    let result = flotilla_available(&opts.flotilla_bin, false).and_then(|()| {
+        let args: Vec<String> = vec![
+            "--single".into(),
+            "--port".into(),
+            FLOTILLA_PORT.to_string(),
+            "--base-port".into(),
+            FLOTILLA_BASE_PORT.to_string(),
+        ];
+        let ports = up_ports(FLOTILLA_PORT, FLOTILLA_BASE_PORT, REPLICAS);
+        let svc = start_up(opts, dir, &args, FLOTILLA_PORT, &ports)?;
+        sweep_up(opts, FLOTILLA, svc, FLOTILLA_PORT)
     });
     finish(FLOTILLA, setup, result)
+}
+
+/// `flotilla up --groups G` on the sharded ports: the controller's 3 replicas, then G groups
+/// of 3.
+fn sharded_args(groups: usize) -> (Vec<String>, Vec<u16>) {
+    let args = vec![
+        "--groups".into(),
+        groups.to_string(),
+        "--port".into(),
+        SHARDED_PORT.to_string(),
+        "--base-port".into(),
+        SHARDED_BASE_PORT.to_string(),
+    ];
+    let replicas = REPLICAS * (1 + groups as u16);
+    (args, up_ports(SHARDED_PORT, SHARDED_BASE_PORT, replicas))
+}
+
+fn run_sharded(opts: &Options, dir: &Path, groups: usize) -> SystemResult {
+    let name = report::sharded_name(groups);
+    let last = SHARDED_BASE_PORT + REPLICAS * (1 + groups as u16) - 1;
+    let setup = format!(
+        "`flotilla up --groups {groups}`: a controller of 3 replicas and {groups} shard \
+         group{} of 3 (127.0.0.1:{SHARDED_BASE_PORT}–{last}, 10 shards), the router on \
+         127.0.0.1:{SHARDED_PORT}, WAL fsync on; redis-benchmark with uniform keys \
+         (`key:__rand_int__`, spread over all shards); CPU of `up` and all its child processes",
+        if groups == 1 { "" } else { "s" }
+    );
+    eprintln!(
+        "{name}: starting a controller and {groups} group{} of 3, and the router",
+        if groups == 1 { "" } else { "s" }
+    );
+    let result = flotilla_available(&opts.flotilla_bin, true).and_then(|()| {
+        let (args, ports) = sharded_args(groups);
+        let svc = start_up(opts, dir, &args, SHARDED_PORT, &ports)?;
+        sweep_up(opts, &name, svc, SHARDED_PORT)
+    });
+    finish(&name, setup, result)
+}
+
+/// The number of shards of the cluster in `data` (its cluster.json).
+fn cluster_shards(data: &Path) -> Result<usize, String> {
+    let p = data.join("cluster.json");
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is malformed: {e}", p.display()))?;
+    (v["sharded"]["shards"].as_u64())
+        .map(|n| n as usize)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{} describes no sharded cluster", p.display()))
+}
+
+/// On a fresh `up --groups 2`: about 1 MB into one shard, then `ctl move --wait` timed,
+/// back and forth.
+fn run_shard_move(opts: &Options, dir: &Path) -> MoveResult {
+    let setup = format!(
+        "`flotilla up --groups 2` (fresh); {} SETs of {} KiB values on keys sharing the hash \
+         tag {{{}}} through the router, then `flotilla ctl move SHARD GID --wait` {} times, \
+         back and forth between the groups, each timed from the command's start until every \
+         group involved settled, and a key read back through the router after each",
+        sharded::MOVE_KEYS,
+        sharded::MOVE_VALUE_SIZE / 1024,
+        sharded::MOVE_TAG,
+        sharded::MOVES
+    );
+    eprintln!("Shard move: starting a controller and 2 groups of 3, and the router");
+    let result = flotilla_available(&opts.flotilla_bin, true).and_then(|()| {
+        let (args, ports) = sharded_args(2);
+        let mut svc = start_up(opts, dir, &args, SHARDED_PORT, &ports)?;
+        let tree = cpu::process_tree(svc.pid());
+        svc.set_tree(&tree);
+        let data = dir.join("data");
+        let shard = sharded::move_shard(cluster_shards(&data)?);
+        let bytes = sharded::fill_shard(SHARDED_PORT)?;
+        eprintln!(
+            "Shard move: {bytes} bytes in shard {shard}; moving it {} times",
+            sharded::MOVES
+        );
+        let moves = sharded::time_moves(&opts.flotilla_bin, &data, SHARDED_PORT, shard)?;
+        svc.check_running()?;
+        svc.stop();
+        Ok(MoveResult {
+            setup: setup.clone(),
+            shard,
+            bytes,
+            keys: sharded::MOVE_KEYS,
+            moves,
+            skipped: None,
+        })
+    });
+    result.unwrap_or_else(|why| {
+        eprintln!("Shard move: skipped: {why}");
+        MoveResult::skipped(&setup, why)
+    })
 }
 
 fn run_redis(opts: &Options, dir: &Path) -> SystemResult {
@@ -301,4 +471,26 @@ fn wait_etcd(endpoints: &[String], members: &mut [Service]) -> Result<(), String
 #[cfg(not(feature = "etcd"))]
 fn wait_etcd(_endpoints: &[String], _members: &mut [Service]) -> Result<(), String> {
     Err(sweep::NO_ETCD.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharded_ports_cover_the_controller_every_group_and_the_router() {
+        let (args, ports) = sharded_args(3);
+        assert_eq!(args[..2], ["--groups".to_string(), "3".to_string()]);
+        // Router and its metrics, 12 replicas and their metrics.
+        assert_eq!(ports.len(), 2 + 2 * 12);
+        assert!(ports.contains(&SHARDED_PORT) && ports.contains(&(SHARDED_PORT + 1)));
+        assert!(ports.contains(&(SHARDED_BASE_PORT + 11)));
+        assert!(!ports.contains(&(SHARDED_BASE_PORT + 12)));
+        assert!(ports.contains(&(SHARDED_BASE_PORT + 111)));
+        // No port shared with the single group's or Redis's.
+        let single = up_ports(FLOTILLA_PORT, FLOTILLA_BASE_PORT, REPLICAS);
+        assert!(ports
+            .iter()
+            .all(|p| !single.contains(p) && *p != REDIS_PORT));
+    }
 }

@@ -9,6 +9,16 @@ use crate::stats::OpStats;
 pub const FLOTILLA: &str = "Flotilla";
 pub const REDIS: &str = "Redis";
 pub const ETCD: &str = "etcd";
+/// The selection name (`--systems sharded`) of the sharded cluster at 1, 2 and 3 groups.
+pub const SHARDED: &str = "sharded";
+
+/// The report's name for a sharded cluster of `groups` groups: "Flotilla 2 groups".
+pub fn sharded_name(groups: usize) -> String {
+    format!(
+        "Flotilla {groups} group{}",
+        if groups == 1 { "" } else { "s" }
+    )
+}
 
 /// One operation at one client count, with the CPU the servers spent on it.
 #[derive(Clone, Debug, Serialize)]
@@ -75,11 +85,64 @@ impl SystemResult {
     }
 }
 
+/// One `ctl move SHARD GID --wait`, timed from the command's start until every group
+/// involved settled.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardMove {
+    pub from: u64,
+    pub to: u64,
+    pub seconds: f64,
+}
+
+/// The shard-move measurement: a shard holding `bytes` moved back and forth between groups.
+#[derive(Clone, Debug, Serialize)]
+pub struct MoveResult {
+    /// How it was run.
+    pub setup: String,
+    pub shard: usize,
+    /// Value bytes written into the shard, over `keys` keys.
+    pub bytes: u64,
+    pub keys: u32,
+    pub moves: Vec<ShardMove>,
+    pub skipped: Option<String>,
+}
+
+impl MoveResult {
+    pub fn skipped(setup: &str, why: String) -> Self {
+        Self {
+            setup: setup.into(),
+            shard: 0,
+            bytes: 0,
+            keys: 0,
+            moves: Vec::new(),
+            skipped: Some(why),
+        }
+    }
+
+    /// (min, median, max) of the moves' seconds; `None` without moves.
+    pub fn summary(&self) -> Option<(f64, f64, f64)> {
+        let mut t: Vec<f64> = self.moves.iter().map(|m| m.seconds).collect();
+        if t.is_empty() {
+            return None;
+        }
+        t.sort_by(f64::total_cmp);
+        let n = t.len();
+        let median = if n % 2 == 1 {
+            t[n / 2]
+        } else {
+            (t[n / 2 - 1] + t[n / 2]) / 2.0
+        };
+        Some((t[0], median, t[n - 1]))
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub machine: String,
     pub value_size: u32,
     pub systems: Vec<SystemResult>,
+    /// The shard-move measurement (`None`: the sharded system was not selected).
+    pub shard_move: Option<MoveResult>,
 }
 
 impl Report {
@@ -115,10 +178,40 @@ pub fn markdown(r: &Report) -> String {
             }
         }
     }
+    if let Some(m) = &r.shard_move {
+        match &m.skipped {
+            Some(why) => {
+                let _ = writeln!(s, "- **Shard move** skipped: {why}");
+            }
+            None => {
+                let _ = writeln!(s, "- **Shard move**: {}", m.setup);
+            }
+        }
+    }
     s.push('\n');
     s.push_str("## Targets (as measured)\n\n");
     for line in targets(r) {
         let _ = writeln!(s, "- {line}");
+    }
+    let notes = sharded_notes(r);
+    if !notes.is_empty() {
+        s.push_str("\n## Sharding (as measured)\n\n");
+        for line in notes {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    if let Some(m) = r.shard_move.as_ref().filter(|m| !m.moves.is_empty()) {
+        s.push_str("\n| Move | From group | To group | Seconds |\n|--:|--:|--:|--:|\n");
+        for (i, mv) in m.moves.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.3} |",
+                i + 1,
+                mv.from,
+                mv.to,
+                mv.seconds
+            );
+        }
     }
     s
 }
@@ -213,6 +306,50 @@ pub fn targets(r: &Report) -> Vec<String> {
     lines
 }
 
+/// The sharded cluster's figures, as measured: SET@64 of 2 and 3 groups over 1 group, and
+/// the shard-move times. Empty when the sharded system was not run.
+pub fn sharded_notes(r: &Report) -> Vec<String> {
+    let names: Vec<String> = (1..=3).map(sharded_name).collect();
+    if r.shard_move.is_none() && !names.iter().any(|n| r.system(n).is_some()) {
+        return Vec::new();
+    }
+    let ops = |g: usize| set_at(r, &names[g - 1], 64).map(|o| o.stats.ops_per_sec);
+    let speedup = |g: usize| match (ops(g), ops(1)) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => {
+            format!("{g} groups {:.2}× ({a:.0} / {b:.0} ops/s)", a / b)
+        }
+        _ => format!("{g} groups not measured"),
+    };
+    let mut lines = vec![format!(
+        "Sharded speed-up, SET@64 over 1 group (uniform keys, through the router): {}, {}",
+        speedup(2),
+        speedup(3)
+    )];
+    lines.push(move_line(r.shard_move.as_ref()));
+    lines
+}
+
+/// The shard-move times in one line (also the chart's note).
+pub fn move_line(m: Option<&MoveResult>) -> String {
+    let Some(m) = m else {
+        return "Shard move: not measured".into();
+    };
+    if let Some(why) = &m.skipped {
+        return format!("Shard move: not measured ({why})");
+    }
+    match m.summary() {
+        Some((min, median, max)) => format!(
+            "Shard move ({:.2} MB in shard {} over {} keys, `ctl move --wait`): min {min:.2} s, \
+             median {median:.2} s, max {max:.2} s over {} moves",
+            m.bytes as f64 / 1e6,
+            m.shard,
+            m.keys,
+            m.moves.len()
+        ),
+        None => "Shard move: not measured (no move finished)".into(),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -248,7 +385,92 @@ pub(crate) mod tests {
             machine: "2 CPUs".into(),
             value_size: 100,
             systems: vec![sys(FLOTILLA, 600.0), sys(REDIS, 1000.0), sys(ETCD, 100.0)],
+            shard_move: None,
         }
+    }
+
+    /// The sample report with sharded systems of 1, 2 and 3 groups and three moves.
+    pub(crate) fn sharded_report() -> Report {
+        let mut r = sample_report();
+        for (g, k) in [(1, 400.0), (2, 700.0), (3, 600.0)] {
+            let mut sys = r.systems[0].clone();
+            sys.name = sharded_name(g);
+            for p in &mut sys.points {
+                p.set.stats.ops_per_sec = k * f64::from(p.clients);
+            }
+            r.systems.push(sys);
+        }
+        let mv = |from, to, seconds| ShardMove { from, to, seconds };
+        r.shard_move = Some(MoveResult {
+            setup: "test".into(),
+            shard: 7,
+            bytes: 1_024_000,
+            keys: 100,
+            moves: vec![mv(1, 2, 0.9), mv(2, 1, 0.3), mv(1, 2, 0.5)],
+            skipped: None,
+        });
+        r
+    }
+
+    #[test]
+    fn sharded_names_are_singular_for_one_group() {
+        assert_eq!(sharded_name(1), "Flotilla 1 group");
+        assert_eq!(sharded_name(3), "Flotilla 3 groups");
+    }
+
+    #[test]
+    fn sharded_speedup_and_move_times_are_reported() {
+        let r = sharded_report();
+        let lines = sharded_notes(&r);
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].contains("2 groups 1.75× (44800 / 25600 ops/s)")
+                && lines[0].contains("3 groups 1.50× (38400 / 25600 ops/s)"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("1.02 MB in shard 7 over 100 keys")
+                && lines[1].contains("min 0.30 s, median 0.50 s, max 0.90 s over 3 moves"),
+            "{}",
+            lines[1]
+        );
+        let md = markdown(&r);
+        assert!(md.contains("## Sharding (as measured)"), "{md}");
+        assert!(md.contains("| Flotilla 2 groups | 64 | 44800 |"), "{md}");
+        assert!(md.contains("| 2 | 2 | 1 | 0.300 |"), "{md}");
+        // The older targets are unchanged.
+        assert_eq!(targets(&r), targets(&sample_report()));
+    }
+
+    #[test]
+    fn sharded_figures_missing_say_not_measured() {
+        assert!(sharded_notes(&sample_report()).is_empty());
+        assert!(!markdown(&sample_report()).contains("Sharding"));
+        let mut r = sharded_report();
+        r.systems.retain(|s| s.name != sharded_name(3));
+        r.shard_move = Some(MoveResult::skipped("test", "port taken".into()));
+        let lines = sharded_notes(&r);
+        assert!(lines[0].contains("2 groups 1.75×"), "{}", lines[0]);
+        assert!(lines[0].contains("3 groups not measured"), "{}", lines[0]);
+        assert_eq!(lines[1], "Shard move: not measured (port taken)");
+        assert!(markdown(&r).contains("**Shard move** skipped: port taken"));
+        let even = MoveResult {
+            moves: vec![
+                ShardMove {
+                    from: 1,
+                    to: 2,
+                    seconds: 1.0,
+                },
+                ShardMove {
+                    from: 2,
+                    to: 1,
+                    seconds: 2.0,
+                },
+            ],
+            ..MoveResult::skipped("test", String::new())
+        };
+        assert_eq!(even.summary(), Some((1.0, 1.5, 2.0)));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use crate::report::Report;
 const PANEL_W: f64 = 480.0;
 const PANEL_H: f64 = 400.0;
 const LEGEND_H: f64 = 70.0;
+/// Height of one note line below the legend.
+const NOTE_H: f64 = 18.0;
 const MARGIN_L: f64 = 75.0;
 const MARGIN_R: f64 = 20.0;
 const MARGIN_T: f64 = 40.0;
@@ -36,6 +38,9 @@ fn color(system: &str, index: usize) -> &'static str {
         "Flotilla" => "#1f77b4",
         "Redis" => "#d62728",
         "etcd" => "#2ca02c",
+        "Flotilla 1 group" => "#17becf",
+        "Flotilla 2 groups" => "#ff7f0e",
+        "Flotilla 3 groups" => "#bcbd22",
         _ => ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f"][index % 4],
     }
 }
@@ -133,8 +138,13 @@ fn tick_label(v: f64) -> String {
 
 /// The whole chart as an SVG document.
 pub fn render(panels: &[Panel]) -> String {
+    render_with_notes(panels, &[])
+}
+
+/// The chart with lines of text below the legend (the shard-move times).
+pub fn render_with_notes(panels: &[Panel], notes: &[String]) -> String {
     let width = PANEL_W * panels.len() as f64;
-    let height = PANEL_H + LEGEND_H;
+    let height = PANEL_H + LEGEND_H + NOTE_H * notes.len() as f64;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
          viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -145,6 +155,14 @@ pub fn render(panels: &[Panel]) -> String {
     }
     if let Some(first) = panels.first() {
         legend(&mut s, &first.series, PANEL_H);
+    }
+    for (i, note) in notes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x=\"{MARGIN_L}\" y=\"{:.1}\">{}</text>",
+            PANEL_H + LEGEND_H + NOTE_H * i as f64 + 4.0,
+            escape(note)
+        );
     }
     s.push_str("</svg>\n");
     s
@@ -324,6 +342,26 @@ mod tests {
         ] {
             assert!(svg.contains(label), "{label} missing");
         }
+    }
+
+    #[test]
+    fn sharded_systems_have_their_own_colours_and_the_move_note_is_drawn() {
+        let r = crate::report::tests::sharded_report();
+        let note = crate::report::move_line(r.shard_move.as_ref());
+        let svg = render_with_notes(&panels(&r), std::slice::from_ref(&note));
+        // 6 systems × (SET, GET) × 2 panels.
+        assert_eq!(svg.matches("<polyline").count(), 24);
+        for (name, col) in [
+            ("Flotilla 1 group", "#17becf"),
+            ("Flotilla 2 groups", "#ff7f0e"),
+            ("Flotilla 3 groups", "#bcbd22"),
+        ] {
+            assert!(svg.contains(name), "{name} missing");
+            assert!(svg.contains(&format!("stroke=\"{col}\"")), "{col} missing");
+        }
+        assert!(svg.contains("median 0.50 s"), "move note missing");
+        assert!(svg.contains("height=\"488\""), "room for the note");
+        assert!(numbers_in(&svg).iter().all(|n| n.is_finite()));
     }
 
     #[test]

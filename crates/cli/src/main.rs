@@ -29,8 +29,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a local sharded KV cluster (a shard controller of 3 replicas, two shard groups of
-    /// 3, joined) and a Redis-protocol router on port 6380, as separate processes, with data
-    /// under ./flotilla-data (`--single`: one replicated group instead); Ctrl-C stops it.
+    /// 3 (`--groups`), joined) and a Redis-protocol router on port 6380, as separate
+    /// processes, with data under ./flotilla-data (`--single`: one replicated group instead);
+    /// Ctrl-C stops it.
     Up(up::UpArgs),
     /// Run one replica of the replicated KV service.
     Server(cluster::ServerArgs),

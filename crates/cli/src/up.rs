@@ -1,5 +1,5 @@
-//! `flotilla up`: a local sharded KV cluster (a shard controller of N replicas and two shard
-//! groups of N, joined) or, with `--single`, one replicated KV group of N, and a
+//! `flotilla up`: a local sharded KV cluster (a shard controller of N replicas and `--groups`
+//! shard groups of N, two by default, joined) or, with `--single`, one replicated KV group of N, and a
 //! Redis-protocol router, all as processes on loopback, with everything under one data
 //! directory. Running it again restarts the same cluster from the data it left (the
 //! directory's `cluster.json` decides which kind). Ctrl-C stops every process cleanly.
@@ -36,9 +36,13 @@ pub struct UpArgs {
     replicas: usize,
     /// One replicated KV group (the replicas on --base-port and after) instead of a sharded
     /// cluster. Sharded, the controller listens on --base-port and after, group 1 on the next
-    /// --replicas ports, group 2 on the ones after.
-    #[arg(long)]
+    /// --replicas ports, group 2 on the ones after, and so on.
+    #[arg(long, conflicts_with = "groups")]
     single: bool,
+    /// Shard groups of a new sharded cluster (1 to 9), joined on first start. An existing
+    /// data directory keeps the groups it has.
+    #[arg(long, default_value_t = 2)]
+    groups: usize,
     /// Shards of a new sharded cluster.
     #[arg(long, default_value_t = flotilla_shardctrler::DEFAULT_SHARDS)]
     shards: usize,
@@ -125,8 +129,18 @@ fn layout(args: &UpArgs) -> Result<(Layout, bool), String> {
     if args.shards == 0 {
         return Err("--shards must be at least 1".into());
     }
+    if args.groups == 0 || args.groups > 9 {
+        return Err("--groups must be between 1 and 9".into());
+    }
+    let last_port = args.base_port as usize + (args.groups + 1) * args.replicas - 1;
+    if last_port > usize::from(u16::MAX) {
+        return Err(format!(
+            "--base-port {} leaves no room for {} groups of {} replicas",
+            args.base_port, args.groups, args.replicas
+        ));
+    }
     let ctrlers = addrs(0);
-    let groups = (1..=2).map(|g| (g, addrs(g as usize * args.replicas)));
+    let groups = (1..=args.groups as Gid).map(|g| (g, addrs(g as usize * args.replicas)));
     let sharded = ShardedLayout {
         ctrlers: ctrlers.clone(),
         groups: groups.collect(),
@@ -483,5 +497,47 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn args(extra: &[&str]) -> UpArgs {
+        let dir = std::env::temp_dir().join("flotilla-up-layout-test-does-not-exist");
+        let mut argv = vec!["up", "--dir", dir.to_str().unwrap()];
+        argv.extend(extra);
+        Cli::try_parse_from(argv).unwrap().up
+    }
+
+    #[test]
+    fn groups_take_the_ports_after_the_controller() {
+        let (l, existing) = layout(&args(&["--groups", "3", "--base-port", "7000"])).unwrap();
+        assert!(!existing);
+        let sharded = l.sharded.unwrap();
+        assert_eq!(sharded.ctrlers[0], "127.0.0.1:7000");
+        assert_eq!(sharded.groups.len(), 3);
+        assert_eq!(sharded.groups[&1][0], "127.0.0.1:7003");
+        assert_eq!(sharded.groups[&3][2], "127.0.0.1:7011");
+        let (l, _) = layout(&args(&[])).unwrap();
+        assert_eq!(l.sharded.unwrap().groups.len(), 2);
+    }
+
+    #[test]
+    fn group_counts_out_of_range_are_refused() {
+        assert!(layout(&args(&["--groups", "0"])).is_err());
+        assert!(layout(&args(&["--groups", "10"])).is_err());
+        assert!(layout(&args(&["--groups", "9", "--base-port", "65530"])).is_err());
+        assert!(Cli::try_parse_from(["up", "--single", "--groups", "2"]).is_err());
+        let (l, _) = layout(&args(&["--single"])).unwrap();
+        assert!(l.sharded.is_none());
     }
 }

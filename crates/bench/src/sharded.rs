@@ -1,0 +1,221 @@
+//! The sharded cluster's shard-move measurement: about 1 MB written into one shard through the
+//! router (keys sharing a hash tag, so `key_shard` says which shard), then `flotilla ctl move
+//! SHARD GID --wait` timed, back and forth between two groups, each move followed by a read
+//! through the router that must return the value written.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::report::ShardMove;
+
+/// The hash tag every key of the moved shard shares.
+pub const MOVE_TAG: &str = "bench-move";
+/// Keys written into the shard, and the size of each value: 100 × 10 KiB ≈ 1 MB.
+pub const MOVE_KEYS: u32 = 100;
+pub const MOVE_VALUE_SIZE: usize = 10 * 1024;
+/// How many times the shard is moved (back and forth).
+pub const MOVES: usize = 3;
+/// How long one `ctl move --wait` may take.
+const MOVE_TIMEOUT: &str = "60s";
+
+/// The key of the `i`th value: `{bench-move}:i`.
+pub fn move_key(i: u32) -> String {
+    format!("{{{MOVE_TAG}}}:{i}")
+}
+
+/// The `i`th value: `MOVE_VALUE_SIZE` letters, different for every key.
+pub fn move_value(i: u32) -> Vec<u8> {
+    (0..MOVE_VALUE_SIZE)
+        .map(|j| b'a' + ((i as usize * 7 + j) % 26) as u8)
+        .collect()
+}
+
+/// The shard all the move keys are in.
+pub fn move_shard(nshards: usize) -> usize {
+    flotilla_shardkv::key_shard(move_key(0).as_bytes(), nshards)
+}
+
+/// A minimal Redis-protocol connection: SET and GET of binary values.
+pub struct Resp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Resp {
+    pub fn connect(port: u16) -> Result<Self, String> {
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("cannot connect to 127.0.0.1:{port}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let writer = s.try_clone().map_err(|e| e.to_string())?;
+        Ok(Self {
+            reader: BufReader::new(s),
+            writer,
+        })
+    }
+
+    fn send(&mut self, args: &[&[u8]]) -> Result<(), String> {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        self.writer
+            .write_all(&req)
+            .map_err(|e| format!("cannot send to the router: {e}"))
+    }
+
+    /// One reply: a simple string or a bulk string (`None`: nil); an error reply is an error.
+    fn reply(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| format!("no answer from the router: {e}"))?;
+        let line = line.trim_end();
+        match line.as_bytes().first() {
+            Some(b'+') => Ok(Some(line.as_bytes()[1..].to_vec())),
+            Some(b'-') => Err(format!("the router answered {line:?}")),
+            Some(b'$') => {
+                let n: i64 = line[1..]
+                    .parse()
+                    .map_err(|_| format!("bad bulk length {line:?}"))?;
+                if n < 0 {
+                    return Ok(None);
+                }
+                let mut buf = vec![0; n as usize + 2];
+                self.reader
+                    .read_exact(&mut buf)
+                    .map_err(|e| format!("short bulk reply: {e}"))?;
+                buf.truncate(n as usize);
+                Ok(Some(buf))
+            }
+            _ => Err(format!("unexpected reply {line:?}")),
+        }
+    }
+
+    pub fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.send(&[b"SET", key.as_bytes(), value])?;
+        match self.reply()? {
+            Some(ok) if ok == b"OK" => Ok(()),
+            other => Err(format!("SET {key} answered {other:?}")),
+        }
+    }
+
+    pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.send(&[b"GET", key.as_bytes()])?;
+        self.reply()
+    }
+}
+
+/// Writes the move keys through the router on `port`; returns the value bytes written.
+pub fn fill_shard(port: u16) -> Result<u64, String> {
+    let mut c = Resp::connect(port)?;
+    for i in 0..MOVE_KEYS {
+        c.set(&move_key(i), &move_value(i))?;
+    }
+    Ok(u64::from(MOVE_KEYS) * MOVE_VALUE_SIZE as u64)
+}
+
+/// Reads key `i` back through the router and checks its value.
+pub fn check_key(port: u16, i: u32) -> Result<(), String> {
+    let key = move_key(i);
+    match Resp::connect(port)?.get(&key)? {
+        Some(v) if v == move_value(i) => Ok(()),
+        Some(v) => Err(format!(
+            "GET {key} returned {} bytes that are not the value written",
+            v.len()
+        )),
+        None => Err(format!("GET {key} found nothing after the move")),
+    }
+}
+
+/// The latest configuration as `ctl query --json` prints it: (shard owners, group ids).
+fn query(bin: &Path, data: &Path) -> Result<(Vec<u64>, Vec<u64>), String> {
+    let out = Command::new(bin)
+        .args(["ctl", "query", "--json", "--dir"])
+        .arg(data)
+        .output()
+        .map_err(|e| format!("cannot run {} ctl query: {e}", bin.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ctl query failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("ctl query --json printed no JSON ({e})"))?;
+    let shards = (v["shards"].as_array())
+        .ok_or("ctl query --json has no shards")?
+        .iter()
+        .map(|g| g.as_u64().ok_or("a shard's owner is not a number"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups = (v["groups"].as_object())
+        .ok_or("ctl query --json has no groups")?
+        .keys()
+        .map(|g| g.parse().map_err(|_| format!("group id {g:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((shards, groups))
+}
+
+/// Moves `shard` to another group `MOVES` times (back and forth), timing each `ctl move
+/// --wait` and reading a key back through the router on `port` after each.
+pub fn time_moves(
+    bin: &Path,
+    data: &Path,
+    port: u16,
+    shard: usize,
+) -> Result<Vec<ShardMove>, String> {
+    let mut moves = Vec::new();
+    for m in 0..MOVES {
+        let (owners, groups) = query(bin, data)?;
+        let from = *owners
+            .get(shard)
+            .ok_or_else(|| format!("the configuration has no shard {shard}"))?;
+        let to = *groups
+            .iter()
+            .find(|&&g| g != from)
+            .ok_or("the cluster has a single group: nowhere to move the shard")?;
+        let started = Instant::now();
+        let out = Command::new(bin)
+            .args(["ctl", "move", &shard.to_string(), &to.to_string()])
+            .args(["--wait", "--timeout", MOVE_TIMEOUT, "--dir"])
+            .arg(data)
+            .output()
+            .map_err(|e| format!("cannot run {} ctl move: {e}", bin.display()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.contains("settled") {
+            return Err(format!(
+                "ctl move {shard} {to} failed: {}{}",
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        check_key(port, (m as u32 * 37) % MOVE_KEYS)?;
+        eprintln!("  shard {shard}: group {from} → group {to} in {seconds:.3} s; value read back");
+        moves.push(ShardMove { from, to, seconds });
+    }
+    Ok(moves)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_keys_share_one_shard_and_values_differ() {
+        for nshards in [1, 10, 16] {
+            let s = move_shard(nshards);
+            assert!((0..MOVE_KEYS)
+                .all(|i| { flotilla_shardkv::key_shard(move_key(i).as_bytes(), nshards) == s }));
+        }
+        assert_eq!(move_key(3), "{bench-move}:3");
+        assert_eq!(move_value(1).len(), MOVE_VALUE_SIZE);
+        assert_ne!(move_value(1), move_value(2));
+        assert_eq!(u64::from(MOVE_KEYS) * MOVE_VALUE_SIZE as u64, 1_024_000);
+    }
+}
