@@ -460,6 +460,8 @@ impl ClusterArgs {
 pub enum CtlCommand {
     /// Every replica's role, term, indexes, storage sizes and place in the membership, in a
     /// table, then the group's membership. Members not among --servers are found and shown.
+    /// For a sharded `flotilla up` directory: each group's shards and every server's view of
+    /// them (as `ctl shards`).
     Status {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -487,6 +489,19 @@ const STATUS_WAIT: Duration = Duration::from_secs(2);
 pub fn ctl(cmd: CtlCommand) -> Result<(), String> {
     match cmd {
         CtlCommand::Status { cluster, json } => {
+            let sharded = crate::up::Layout::read(&cluster.dir).is_ok_and(|l| l.sharded.is_some());
+            if cluster.servers.is_empty() && sharded {
+                // A sharded `flotilla up`: the configuration's shards by group, then every
+                // server (controller and groups) with the shards it holds and their states.
+                let ctrl = crate::shards::CtrlArgs {
+                    ctrlers: Vec::new(),
+                    dir: cluster.dir,
+                    timeout: STATUS_WAIT * 5,
+                    secret: cluster.secret,
+                    tls: cluster.tls,
+                };
+                return crate::shards::run(crate::shards::ShardCommand::Shards { json, ctrl });
+            }
             let c = cluster.load()?;
             let rows = runtime()?.block_on(status_rows(&c));
             if json {

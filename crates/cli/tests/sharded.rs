@@ -233,6 +233,15 @@ fn join_and_leave_under_load_lose_and_duplicate_nothing() {
     rec.assert_linearizable();
     multi_key_commands(port, "after");
 
+    // `ctl status` on a sharded directory shows each group's shards.
+    let st = ctl(&data, &["status"]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(st.status.success(), "{text}");
+    for g in ["group 2", "group 3"] {
+        assert!(text.contains(g), "ctl status does not show {g}:\n{text}");
+    }
+    assert!(!text.contains("group 1 "), "group 1 left:\n{text}");
+
     // Group 1 holds no shard any more: the router does not need it.
     let st = ctl(&data, &["shards", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("JSON");
