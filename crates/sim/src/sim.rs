@@ -216,7 +216,6 @@ where
         self.sync_latency = range.map(|(a, b)| (a.as_micros() as u64, b.as_micros() as u64));
     }
 
-    /// Installs a check run after every input a live process handles.
     /// Service-time mode for `nodes`: handling a delivered message keeps a node busy for
     /// `per_message` (`None`: no cost, the default), and messages that arrive meanwhile wait,
     /// in arrival order, until it is free. A model of a server's CPU: a node then handles at
@@ -229,6 +228,7 @@ where
         }
     }
 
+    /// Installs a check run after every input a live process handles.
     pub fn set_checker(&mut self, check: Checker<P>) {
         self.checker = Some(check);
     }
