@@ -18,11 +18,16 @@ use crate::model::{Lookahead, Model, Operation};
 /// about a millisecond of the deadline, rarely enough that the look costs nothing.
 const DEADLINE_CHECK_INTERVAL: u64 = 4096;
 
-/// How many `(linearized set, state)` pairs the memo of one partition may hold before the
-/// search gives up with `Unknown`: about 1 GB with key/value states of a few dozen bytes,
-/// reached in some 10 s of a hopeless search. No history of porcupine's test suite needs
-/// more than 200 000.
-pub(crate) const CACHE_ENTRIES_MAX: usize = 4_000_000;
+/// How many bytes the memo of one partition may hold (its `(linearized set, state)` pairs,
+/// counted with [`Model::state_bytes`]) before the search gives up with `Unknown`. A budget in
+/// bytes, not pairs: a key/value state is the key's whole value, so a key appended to
+/// thousands of times has states of tens of kilobytes, and 4 million of those (the former
+/// budget, in pairs) was 24 GB when the OOM killer ended a test. No history of porcupine's
+/// test suite needs more than 200 000 pairs of a few dozen bytes.
+pub(crate) const CACHE_BYTES_MAX: usize = 1 << 30;
+
+/// A memo entry's bytes besides its state and set: the hash map's slot and key, the bucket.
+const PAIR_OVERHEAD: usize = 48;
 
 /// The verdict on a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +37,7 @@ pub enum CheckResult {
     /// The history is not linearizable; the explanation is about its smallest offending partition.
     Illegal(Box<Explanation>),
     /// No verdict: the time limit ran out, or a partition's search outgrew its memory budget
-    /// (4 million explored configurations), before any partition was found illegal.
+    /// (1 GiB of explored configurations), before any partition was found illegal.
     Unknown,
 }
 
@@ -147,6 +152,8 @@ enum Verdict {
 struct Cache<S> {
     entries: FxHashMap<u64, Bucket<S>>,
     len: usize,
+    /// Approximate bytes held: states as the model counts them, plus each pair's overhead.
+    bytes: usize,
 }
 
 /// The pairs whose hash is the same: almost always one, which then costs no extra allocation.
@@ -160,17 +167,22 @@ impl<S: Clone + Eq + Hash> Cache<S> {
         Cache {
             entries: FxHashMap::default(),
             len: 0,
+            bytes: 0,
         }
     }
 
-    /// Records the pair; false if it was already there.
-    fn insert(&mut self, linearized: &mut Bitset, state: &S) -> bool {
+    /// Records the pair; false if it was already there. `state_bytes` is what the state
+    /// holds, for the budget.
+    fn insert(&mut self, linearized: &mut Bitset, state: &S, state_bytes: usize) -> bool {
         let mut hasher = FxHasher::default();
         hasher.write_u64(linearized.hash());
         state.hash(&mut hasher);
-        match self.entries.entry(hasher.finish()) {
+        let key = match self.entries.entry(hasher.finish()) {
             Entry::Vacant(slot) => {
-                slot.insert(Bucket::One(linearized.key(), state.clone()));
+                let key = linearized.key();
+                let bytes = key.bytes();
+                slot.insert(Bucket::One(key, state.clone()));
+                bytes
             }
             Entry::Occupied(mut slot) => match slot.get_mut() {
                 Bucket::One(l, s) if s == state && linearized.matches(l) => return false,
@@ -181,19 +193,25 @@ impl<S: Clone + Eq + Hash> Cache<S> {
                 {
                     return false
                 }
-                Bucket::Many(pairs) => pairs.push((linearized.key(), state.clone())),
+                Bucket::Many(pairs) => {
+                    let key = linearized.key();
+                    let bytes = key.bytes();
+                    pairs.push((key, state.clone()));
+                    bytes
+                }
                 Bucket::One(..) => {
                     let Bucket::One(l, s) = slot.insert(Bucket::Many(Vec::new())) else {
                         unreachable!("matched One above")
                     };
-                    slot.insert(Bucket::Many(vec![
-                        (l, s),
-                        (linearized.key(), state.clone()),
-                    ]));
+                    let key = linearized.key();
+                    let bytes = key.bytes();
+                    slot.insert(Bucket::Many(vec![(l, s), (key, state.clone())]));
+                    bytes
                 }
             },
-        }
+        };
         self.len += 1;
+        self.bytes += state_bytes + key + PAIR_OVERHEAD;
         true
     }
 }
@@ -306,7 +324,7 @@ impl<M: Model> Search<'_, M> {
     /// Whether the search must give up: the deadline passed, or the memo outgrew its budget
     /// (a search that would exhaust memory must end in `Unknown`, not in the OOM killer).
     fn out_of_budget(&self, deadline: Option<Instant>) -> bool {
-        self.cache.len > CACHE_ENTRIES_MAX || deadline.is_some_and(|d| Instant::now() >= d)
+        self.cache.bytes > CACHE_BYTES_MAX || deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// Tries to linearize the call at `node`; returns the entry to look at next, or `None`
@@ -326,7 +344,8 @@ impl<M: Model> Search<'_, M> {
             return Some(self.entries.next(node));
         }
         self.linearized.set(op);
-        if !self.cache.insert(&mut self.linearized, &state) {
+        let state_bytes = self.model.state_bytes(&state);
+        if !self.cache.insert(&mut self.linearized, &state, state_bytes) {
             // Explored before from an equivalent point: it leads nowhere new.
             self.linearized.clear(op);
             self.restore_lookahead(op);

@@ -150,6 +150,13 @@ pub(crate) struct SetKey {
     middle: Box<[u64]>,
 }
 
+impl SetKey {
+    /// Bytes it holds, for the memo's budget.
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<SetKey>() + self.middle.len() * 8
+    }
+}
+
 /// A fixed pseudo-random value per bit (SplitMix64's finalizer).
 fn bit_hash(bit: usize) -> u64 {
     let mut z = (bit as u64)

@@ -118,6 +118,10 @@ impl Model for KvModel {
         String::new()
     }
 
+    fn state_bytes(&self, state: &String) -> usize {
+        std::mem::size_of::<String>() + state.capacity()
+    }
+
     fn step(&self, state: &String, input: &KvInput, output: &KvOutput) -> Option<String> {
         match (input.op, output) {
             (KvOp::Get, KvOutput::Unknown) => Some(state.clone()),

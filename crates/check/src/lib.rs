@@ -28,7 +28,8 @@
 //!   history's length.
 //! - With a time limit the clock is read every 4096 steps; when it runs out the answer is
 //!   [`CheckResult::Unknown`] rather than a hang. So it is, limit or not, when one partition's
-//!   cache reaches 4 million entries (about 1 GB): better an answer than the OOM killer.
+//!   cache holds 1 GiB of explored configurations (states counted by their size, so a key
+//!   whose value grows long reaches it sooner): better an answer than the OOM killer.
 //!
 //! The problem is NP-complete and the cost grows steeply with the number of operations
 //! concurrent on one key, especially when proving a history *illegal*, which means exploring

@@ -49,6 +49,13 @@ pub trait Model {
     /// The state before any operation.
     fn init(&self) -> Self::State;
 
+    /// Bytes a copy of `state` holds, for the checker's memory budget (its memo keeps a copy
+    /// of every state explored). The default counts the value itself; states that own heap
+    /// data (a key/value model's string) add it.
+    fn state_bytes(&self, _state: &Self::State) -> usize {
+        std::mem::size_of::<Self::State>()
+    }
+
     /// The state after applying `input` in `state`, if that can produce `output`; `None` if the
     /// step is illegal (the output could not have come from this state).
     fn step(

@@ -357,3 +357,26 @@ fn register_model_checks_porcupine_quiz_example() {
 fn operation_returning_before_its_call_is_a_programmer_error() {
     check(&[get(0, "x", "", 10, 5)]);
 }
+
+/// The memo's budget counts bytes: with long values every explored state is large, so a
+/// hopeless search on one key gives up (`Unknown`) after a gigabyte of states, not after
+/// millions of them (4 million states of ~250 KB each, the budget when it counted entries,
+/// would be a terabyte: the OOM killer ended a test that way).
+#[test]
+fn a_search_over_long_values_stops_at_the_memory_budget() {
+    let big = |i: usize| format!("{i}:{}", "v".repeat(16 << 10));
+    let mut history: Vec<_> = (0..32)
+        .map(|i| done(i as u64, KvInput::append("x", big(i)), 0, 1000))
+        .collect();
+    history.push(done(98, KvInput::put("x", "p"), 0, 3000));
+    history.push(get(99, "x", "impossible", 2000, 2001));
+    let start = Instant::now();
+    // No time limit: only the memory budget can end this search early.
+    let result = check_kv(&history, None);
+    assert_eq!(result, CheckResult::Unknown);
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+}
