@@ -23,8 +23,8 @@ impl Durable for Disk {
 
 /// Opens (or creates) `dir` and recovers what it holds.
 pub fn open(dir: &Path) -> Result<(Disk, Recovered), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    flotilla_storage::durable::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the data directory: {e}"))?;
     let lock_path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -97,7 +97,10 @@ impl Layout {
 
     fn write(&self, dir: &Path) -> Result<(), String> {
         let text = serde_json::to_string_pretty(self).expect("a layout serialises");
-        std::fs::write(Self::path(dir), text).map_err(|e| format!("cannot write cluster.json: {e}"))
+        // All or nothing and fsynced: `up` refuses to start on a malformed layout, so a power
+        // loss must never leave a partial or empty one.
+        flotilla_storage::durable::write_file(&Self::path(dir), text.as_bytes(), 0o644)
+            .map_err(|e| format!("cannot write the cluster layout: {e}"))
     }
 }
 
@@ -160,11 +163,11 @@ fn ensure_secret(path: &Path) -> Result<(), String> {
     if path.exists() {
         return Ok(());
     }
-    std::fs::write(path, flotilla_net::Secret::generate() + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot restrict {}: {e}", path.display()))
+    // Readable by its owner only from the first byte, and durable before any process that
+    // reads it starts.
+    let secret = flotilla_net::Secret::generate() + "\n";
+    flotilla_storage::durable::write_file(path, secret.as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write the cluster secret: {e}"))
 }
 
 /// One supervised process: what to run and where its output goes.
@@ -225,8 +228,8 @@ impl Proc {
 }
 
 pub fn up(args: UpArgs) -> Result<(), String> {
-    std::fs::create_dir_all(&args.dir)
-        .map_err(|e| format!("cannot create {}: {e}", args.dir.display()))?;
+    flotilla_storage::durable::create_dir_all(&args.dir)
+        .map_err(|e| format!("cannot create the cluster directory: {e}"))?;
     let (layout, existing) = layout(&args)?;
     let secret = layout.secret_file(&args.dir);
     ensure_secret(&secret)?;

@@ -113,6 +113,7 @@
 //! directory at a time (not enforced by a lock).
 
 mod bench;
+pub mod durable;
 mod error;
 mod format;
 mod fsutil;

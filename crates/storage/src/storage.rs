@@ -1,14 +1,12 @@
 //! [`DiskStorage`]: the writer, and the public types around it.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flotilla_node::Save;
 
-use crate::error::{io_err, StorageError};
+use crate::error::StorageError;
 use crate::format::{frame_header, segment_name, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::fsutil::sync_dir;
 use crate::recovery::{self, Loaded};
 use crate::segment::{Preallocation, Segment};
 use crate::snapshot;
@@ -328,14 +326,7 @@ fn create_first_generation(dir: &Path, prealloc: Preallocation) -> Result<Loaded
     })
 }
 
-/// Creates `dir` if missing, and makes its name durable in its parent.
+/// Creates `dir` if missing, and makes its name (and any missing parent's) durable.
 fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => Ok(()),
-    }
+    crate::durable::create_dir_all(dir)
 }
