@@ -128,9 +128,13 @@ pub struct Raft {
     votes: BTreeSet<NodeId>,
     progress: BTreeMap<NodeId, Progress>,
     /// Ticks since this peer last heard from its leader, granted a vote or started a
-    /// (pre-)election; below `election_timeout_min_ticks` with a known leader, the peer is
-    /// in that leader's lease (see [`Raft::in_lease`]).
+    /// (pre-)election: the election timer.
     election_elapsed: u32,
+    /// The tick (of `ticks`) at which this peer last heard from a leader of its term (an
+    /// AppendEntries, InstallSnapshot or heartbeat round it accepted). Until
+    /// `election_timeout_min_ticks` after it the peer is in that leader's lease, whatever it
+    /// has learned since (a higher term forgets `leader`, not this; see [`Raft::in_lease`]).
+    leader_contact: Option<u64>,
     election_timeout: u32,
     heartbeat_elapsed: u32,
     /// Ticks since this incarnation started: the clock check-quorum measures contact with.
@@ -194,6 +198,7 @@ impl Raft {
             votes: BTreeSet::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
+            leader_contact: None,
             election_timeout,
             heartbeat_elapsed: 0,
             ticks: 0,
@@ -654,6 +659,7 @@ impl Raft {
         }
         self.become_follower(term, Some(from));
         self.reset_election_timer();
+        self.leader_contact = Some(self.ticks);
         true
     }
 
