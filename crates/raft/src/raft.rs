@@ -342,6 +342,25 @@ impl Raft {
         }
     }
 
+    /// A tick that passed while the driver could not run this peer (a stall; see
+    /// `flotilla_node::Process::on_missed_tick`): every clock advances as with
+    /// [`Raft::tick`] — the read lease and the promise not to vote ([`Raft::in_lease`]) are
+    /// measured by `ticks`, and must not outlast real time — but no timer acts: no
+    /// check-quorum step-down, election or heartbeat. The next `tick` acts on what is due,
+    /// after the driver has fed the messages that queued during the stall, so a leader is
+    /// credited with its followers' answers before check-quorum looks. Deferring that is
+    /// safe: check-quorum only steers clients away from a cut-off leader; no read rests on
+    /// it (a lease runs from when its round was *sent*, a ReadIndex read needs a round).
+    pub fn tick_missed(&mut self) {
+        self.ticks += 1;
+        if self.role == Role::Leader {
+            self.tick_transfer();
+            self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        } else {
+            self.election_elapsed = self.election_elapsed.saturating_add(1);
+        }
+    }
+
     /// Proposes a command. On the leader, returns the index and term it will have if it
     /// commits; it may still be lost if this leader is deposed first.
     ///

@@ -457,9 +457,7 @@ struct Trio {
 
 impl Trio {
     fn new() -> Self {
-        let peers = (1..=3)
-            .map(|id| (id, Raft::new(lease_cfg(id))))
-            .collect();
+        let peers = (1..=3).map(|id| (id, Raft::new(lease_cfg(id)))).collect();
         Trio {
             peers,
             wire: Vec::new(),
@@ -530,7 +528,11 @@ fn a_higher_term_does_not_end_a_followers_lease_promise() {
         granted: false,
     };
     t.peer(2).step(3, refusal);
-    assert_eq!(t.peer(2).term(), 2, "a refused pre-vote's higher term is adopted");
+    assert_eq!(
+        t.peer(2).term(),
+        2,
+        "a refused pre-vote's higher term is adopted"
+    );
     // X's election timer fires; L is now cut off, F and X talk.
     while !t.peer(3).is_pre_candidate() {
         t.peer(3).tick();
@@ -542,4 +544,40 @@ fn a_higher_term_does_not_end_a_followers_lease_promise() {
         t.peer(3).term()
     );
     assert!(!t.peer(3).is_leader(), "F voted in L's lease");
+}
+
+/// Ticks missed in a driver stall (`Raft::tick_missed`) advance the lease's clock — a lease
+/// must not outlast real time — but hold check-quorum until the next `tick`, which then
+/// counts the answers that queued during the stall (thesis §6.2 measures contact, and the
+/// driver could not read any).
+#[test]
+fn missed_ticks_end_the_lease_but_wait_for_queued_answers() {
+    let mut r = committed_leader(3, ReadMode::Lease);
+    for _ in 0..heartbeat_ticks() {
+        r.tick();
+    }
+    let round = r.read_round();
+    r.step(2, answer(1, round));
+    assert!(r.has_read_lease());
+    r.ready();
+    let stall = cfg(1, 1).election_timeout_min_ticks + 10;
+    for _ in 0..stall {
+        r.tick_missed();
+    }
+    assert!(!r.has_read_lease(), "the lease outlasted the stall");
+    assert!(r.is_leader(), "a missed tick acted on check-quorum");
+    assert!(
+        r.ready().messages.is_empty(),
+        "a missed tick sent something"
+    );
+    // Follower 2's answer queued during the stall; then the acting tick.
+    ack(&mut r, 2, 1);
+    r.tick();
+    assert!(r.is_leader(), "deposed although a majority answered");
+    // Without the answer, the acting tick deposes it.
+    for _ in 0..stall {
+        r.tick_missed();
+    }
+    r.tick();
+    assert_eq!((r.role(), r.term()), (Role::Follower, 1));
 }
