@@ -32,7 +32,101 @@ pub fn random_node_id() -> u64 {
     rand::thread_rng().gen_range(1 << 32..1 << 62)
 }
 
-type Waiting<R> = Arc<Mutex<HashMap<ClientId, oneshot::Sender<R>>>>;
+/// Callers waiting for their clerk's operation to finish, matched by `(client, seq)`.
+///
+/// A clerk's reply is handed only to the call that started the operation it answers: after
+/// a call is abandoned (a router's command timeout), the clerk's next call registers a new
+/// waiter while a reply to the abandoned operation may already be on its way out of the
+/// driver; that stale reply must not answer the new command.
+///
+/// Invariant: a waiter's `seq` is set only by the driver-task closure that started *its*
+/// operation (checked by `token`), and replies are handed out on the driver task after the
+/// batch that produced them, so a reply `(c, s)` reaches a waiter only if that waiter's call
+/// started operation `s` of clerk `c`.
+pub(crate) struct Waiters<R> {
+    inner: Mutex<WaitersInner<R>>,
+}
+
+struct WaitersInner<R> {
+    by_client: HashMap<ClientId, Waiter<R>>,
+    /// Tells the waiters of one clerk apart (a new one per call).
+    next_token: u64,
+}
+
+struct Waiter<R> {
+    token: u64,
+    /// The operation this call started; `None` until the driver has started it.
+    seq: Option<u64>,
+    tx: oneshot::Sender<R>,
+}
+
+impl<R> Default for Waiters<R> {
+    fn default() -> Self {
+        Waiters {
+            inner: Mutex::new(WaitersInner {
+                by_client: HashMap::new(),
+                next_token: 0,
+            }),
+        }
+    }
+}
+
+impl<R> Waiters<R> {
+    /// Registers a call on clerk `client`, replacing any earlier one; returns the token its
+    /// start must present to [`Waiters::started`], and where the reply will arrive.
+    pub(crate) fn wait(&self, client: ClientId) -> (u64, oneshot::Receiver<R>) {
+        let (tx, rx) = oneshot::channel();
+        let mut w = self.inner.lock().expect("waiters lock");
+        w.next_token += 1;
+        let token = w.next_token;
+        w.by_client.insert(
+            client,
+            Waiter {
+                token,
+                seq: None,
+                tx,
+            },
+        );
+        (token, rx)
+    }
+
+    /// The call `token` started operation `seq` of clerk `client` (on the driver task).
+    pub(crate) fn started(&self, client: ClientId, token: u64, seq: u64) {
+        let mut w = self.inner.lock().expect("waiters lock");
+        if let Some(waiter) = w.by_client.get_mut(&client) {
+            if waiter.token == token {
+                waiter.seq = Some(seq);
+            }
+        }
+    }
+
+    /// Forgets the call `token` on clerk `client` (its operation could not start).
+    pub(crate) fn cancel_token(&self, client: ClientId, token: u64) {
+        let mut w = self.inner.lock().expect("waiters lock");
+        if w.by_client.get(&client).is_some_and(|x| x.token == token) {
+            w.by_client.remove(&client);
+        }
+    }
+
+    /// Forgets whatever call waits on clerk `client` (abandoned, or the clerk removed).
+    pub(crate) fn cancel(&self, client: ClientId) {
+        self.inner
+            .lock()
+            .expect("waiters lock")
+            .by_client
+            .remove(&client);
+    }
+
+    /// Hands `reply`, the answer to operation `seq` of clerk `client`, to the call that
+    /// started that operation; drops it if no such call waits (abandoned: stale).
+    pub(crate) fn answer(&self, client: ClientId, seq: u64, reply: R) {
+        let mut w = self.inner.lock().expect("waiters lock");
+        if w.by_client.get(&client).is_some_and(|x| x.seq == Some(seq)) {
+            let waiter = w.by_client.remove(&client).expect("just found");
+            let _ = waiter.tx.send(reply);
+        }
+    }
+}
 
 /// Which servers the clerks talk to, shared with the calls run on the clerk host (which
 /// read it there, so a clerk added while the membership changes still ends up current).
@@ -51,7 +145,7 @@ where
     R: Send + 'static,
 {
     host: ProcessHandle<ClerkHost<C, R>>,
-    waiting: Waiting<R>,
+    waiting: Arc<Waiters<R>>,
     roster: Arc<Mutex<Roster>>,
     transport: Arc<Transport<Msg<C, R>>>,
     /// The task following the membership (aborted on drop).
@@ -111,15 +205,11 @@ where
             peers,
             tls: tls.clone(),
         });
-        let waiting: Waiting<R> = Arc::new(Mutex::new(HashMap::new()));
+        let waiting: Arc<Waiters<R>> = Arc::default();
         let (t, w) = (transport.clone(), waiting.clone());
         let outputs = Outputs {
             send: Box::new(move |to, m| t.send(to as u64, m)),
-            event: Box::new(move |e: ClerkEvent<R>| {
-                if let Some(tx) = w.lock().expect("waiting lock").remove(&e.client) {
-                    let _ = tx.send(e.reply);
-                }
-            }),
+            event: Box::new(move |e: ClerkEvent<R>| w.answer(e.client, e.seq, e.reply)),
         };
         let host = ClerkHost::new(rng.gen_range(1..1 << 62), ClerkConfig::default());
         let (handle, _join) =
@@ -171,17 +261,14 @@ where
     /// `None` if there is no such clerk or it already has an operation outstanding (each
     /// clerk is one sequential client).
     pub async fn call(&self, client: ClientId, cmd: C) -> Option<R> {
-        let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("waiting lock")
-            .insert(client, tx);
+        let (token, rx) = self.waiting.wait(client);
         let waiting = self.waiting.clone();
         self.host.call(move |h, ctx| {
             if h.clerk(client).is_some_and(|c| !c.is_busy()) {
-                h.start(client, cmd, ctx);
+                let seq = h.start(client, cmd, ctx);
+                waiting.started(client, token, seq);
             } else {
-                waiting.lock().expect("waiting lock").remove(&client);
+                waiting.cancel_token(client, token);
             }
         });
         rx.await.ok()
@@ -190,13 +277,13 @@ where
     /// Gives up on clerk `client`'s outstanding operation: its outcome stays unknown (it may
     /// still be applied), and the clerk's next operation gets a new sequence number.
     pub fn abandon(&self, client: ClientId) {
-        self.waiting.lock().expect("waiting lock").remove(&client);
+        self.waiting.cancel(client);
         self.host.call(move |h, _| h.abandon(client));
     }
 
     /// Forgets clerk `client` (its user went away).
     pub fn remove_clerk(&self, client: ClientId) {
-        self.waiting.lock().expect("waiting lock").remove(&client);
+        self.waiting.cancel(client);
         let roster = self.roster.clone();
         self.host.call(move |h, _| {
             roster.lock().expect("roster lock").clerks.remove(&client);
@@ -292,5 +379,89 @@ where
                 h.set_servers(c, roster.servers.clone());
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Poll;
+
+    use flotilla_rsm::Response;
+
+    use super::*;
+
+    /// Polls `f` once: `Some` if it finished.
+    async fn poll_once<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *f).poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// Waits until the clerk host has handled every input queued before this call.
+    async fn settle<C, R>(c: &Clients<C, R>)
+    where
+        C: Clone + Debug + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        c.host.call(move |_, _| {
+            let _ = tx.send(());
+        });
+        rx.await.expect("the clerk host runs");
+    }
+
+    fn answer(seq: u64, reply: &str) -> Msg<String, String> {
+        Msg::Response(Response {
+            client: 0, // set by the caller
+            seq,
+            result: Ok(reply.to_owned()),
+        })
+    }
+
+    /// Issue 15, item 5: reply n is queued in the driver, the caller gives up on n, and the
+    /// clerk's next call n+1 registers its waiter before the driver hands reply n out. Reply n
+    /// must not answer call n+1. On a current-thread runtime nothing runs until the test
+    /// awaits, so the interleaving is exact.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reply_to_an_abandoned_call_does_not_answer_the_next() {
+        // Nobody listens there: the test plays the server by delivering the answers itself.
+        let clients: Arc<Clients<String, String>> = Clients::connect(
+            &["127.0.0.1:1".to_owned()],
+            Secret::new("a test secret, 16+ chars").expect("secret"),
+        );
+        let ck = clients.new_clerk().await;
+        let with_client = |m: Msg<String, String>| match m {
+            Msg::Response(mut r) => {
+                r.client = ck;
+                Msg::Response(r)
+            }
+            other => other,
+        };
+        let mut first = pin!(clients.call(ck, "first".to_owned()));
+        assert!(
+            poll_once(&mut first).await.is_none(),
+            "no server answered yet"
+        );
+        settle(&clients).await; // operation 1 has started
+        clients
+            .host
+            .deliver(0, with_client(answer(1, "reply to first")));
+        clients.abandon(ck); // the command timed out just as its reply came in
+        let mut second = pin!(clients.call(ck, "second".to_owned()));
+        assert!(poll_once(&mut second).await.is_none());
+        settle(&clients).await; // reply 1 handled, operation 2 started
+        assert_eq!(
+            poll_once(&mut second).await,
+            None,
+            "the second call must not receive the first's reply"
+        );
+        clients
+            .host
+            .deliver(0, with_client(answer(2, "reply to second")));
+        assert_eq!(second.await.as_deref(), Some("reply to second"));
     }
 }

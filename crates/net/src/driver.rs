@@ -216,23 +216,53 @@ async fn run<P: Process, D: Durable>(
             events: Vec::new(),
             saves: 0,
         };
-        let inputs = batch.len();
         let now = Instant::now();
         // Every tick that has passed is fed, a stall's included: the process measures time
         // in ticks, and a leader's read lease must not outlast real time because the loop
         // stalled (in a slow fsync, say). Past MAX_CATCH_UP ticks every timer has fired
         // anyway, so the rest are skipped.
-        let mut fed = 0;
-        while now >= next_tick && fed < MAX_CATCH_UP {
-            let mut ctx = Ctx::new(now - start);
-            process.on_tick(&mut ctx);
-            collect(&process, ctx, &mut durable, &mut pending)?;
+        let mut due = 0;
+        while now >= next_tick && due < MAX_CATCH_UP {
             next_tick += tick;
-            fed += 1;
+            due += 1;
         }
         if now >= next_tick {
             next_tick = now + tick;
         }
+        // After a stall, what arrived meanwhile is handled before the process acts on its
+        // timers: a leader whose followers answered must not be deposed by check-quorum for
+        // not having read their answers. The ticks go in as missed ticks (clocks advance,
+        // timers wait; `Process::on_missed_tick`), then the inputs, then one acting tick,
+        // fed up to a tick early (`next_tick` moves on for it). Invariants: an input is
+        // handled with the process's clock less than one tick behind real time, as without
+        // a stall, so no lease outlasts real time; the early tick makes the clock run ahead
+        // by less than a tick until the next one is due, which only ends a follower's
+        // promise not to vote sooner, by less than the lease's drift margin; and a lease
+        // counts from when its round was *sent*, so an answer handled after the missed
+        // ticks lengthens no lease. The loop first yields once so that the network tasks,
+        // which the stall held up too on this runtime's one thread, hand over what they
+        // have read.
+        let stalled = due > 1;
+        if stalled {
+            tokio::task::yield_now().await;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..due {
+                let mut ctx = Ctx::new(now - start);
+                process.on_missed_tick(&mut ctx);
+                collect(&process, ctx, &mut durable, &mut pending)?;
+            }
+            next_tick += tick;
+        } else if due == 1 {
+            let mut ctx = Ctx::new(now - start);
+            process.on_tick(&mut ctx);
+            collect(&process, ctx, &mut durable, &mut pending)?;
+        }
+        let inputs = batch.len();
         let mut stop = false;
         for input in batch {
             let mut ctx = Ctx::new(now - start);
@@ -241,6 +271,11 @@ async fn run<P: Process, D: Durable>(
                 Input::Call(f) => f(&mut process, &mut ctx),
                 Input::Stop => stop = true,
             }
+            collect(&process, ctx, &mut durable, &mut pending)?;
+        }
+        if stalled {
+            let mut ctx = Ctx::new(now - start);
+            process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
         }
         let early = !pending.early.is_empty();
@@ -302,6 +337,10 @@ fn collect<P: Process, D: Durable>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use flotilla_node::Save;
+
     use super::*;
 
     /// Counts its ticks.
@@ -341,6 +380,146 @@ mod tests {
         assert!(
             ticks >= 30,
             "{ticks} ticks counted in {elapsed:?} with a 300 ms stall"
+        );
+    }
+
+    /// A Raft peer as a process, for driver tests: it emits whether it leads, and in which
+    /// term, when asked.
+    struct Peer(flotilla_rsm::RaftPeer);
+
+    impl Peer {
+        fn flush(&mut self, ctx: &mut Ctx<flotilla_raft::Message, (bool, u64)>) {
+            self.0.flush(ctx, |m| m);
+        }
+    }
+
+    impl Process for Peer {
+        type Msg = flotilla_raft::Message;
+        type Event = (bool, u64);
+        fn on_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>) {
+            self.0.raft_mut().tick();
+            self.flush(ctx);
+        }
+        fn on_missed_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>) {
+            self.0.raft_mut().tick_missed();
+            self.flush(ctx);
+        }
+        fn on_message(
+            &mut self,
+            from: NodeId,
+            msg: Self::Msg,
+            ctx: &mut Ctx<Self::Msg, Self::Event>,
+        ) {
+            self.0.raft_mut().step(from as u64, msg);
+            self.flush(ctx);
+        }
+        fn is_reply(msg: &Self::Msg) -> bool {
+            msg.is_reply()
+        }
+        fn may_send_before_save(&self, msg: &Self::Msg) -> bool {
+            self.0.raft().may_send_early(msg)
+        }
+    }
+
+    /// Storage whose next sync, once armed, takes `stall` (a slow fsync).
+    struct Stalling {
+        armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        stall: Duration,
+        /// Told when the stalled sync returns.
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl Durable for Stalling {
+        fn stage(&mut self, _save: &Save) -> Result<(), String> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), String> {
+            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(self.stall);
+                if let Some(tx) = self.done.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn raft_cfg(id: u64) -> flotilla_raft::Config {
+        flotilla_raft::Config::for_service(id, vec![1, 2, 3], id)
+    }
+
+    /// Issue 15, item 7: a leader's fsync stalls for 400 ms, longer than check-quorum's
+    /// 300 ms window, while both followers answer at once (their answers queue during the
+    /// stall). The answers are credited before check-quorum looks, so the leader stays.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_leader_whose_followers_answered_survives_a_stall() {
+        use std::sync::{Arc, Mutex};
+        use tokio::sync::oneshot;
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        // The followers answer inside the send hook, straight into the leader's inbox; they
+        // never tick, so they never campaign. The hook gets the leader's handle once spawned.
+        let inbox: Arc<Mutex<Option<ProcessHandle<Peer>>>> = Arc::default();
+        let mut followers: BTreeMap<u64, flotilla_raft::Raft> = (2..=3)
+            .map(|id| (id, flotilla_raft::Raft::new(raft_cfg(id))))
+            .collect();
+        let hook = inbox.clone();
+        let outputs = Outputs {
+            send: Box::new(move |to, m| {
+                let f = followers.get_mut(&(to as u64)).expect("a follower");
+                f.step(1, m);
+                let h = hook.lock().unwrap();
+                for e in f.ready().messages {
+                    h.as_ref().expect("spawned").deliver(to, e.msg);
+                }
+            }),
+            event: Box::new(move |e| {
+                let _ = ev_tx.send(e);
+            }),
+        };
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (done_tx, done_rx) = oneshot::channel();
+        let durable = Stalling {
+            armed: armed.clone(),
+            stall: Duration::from_millis(400),
+            done: Some(done_tx),
+        };
+        let peer = Peer(flotilla_rsm::RaftPeer::restore(raft_cfg(1), &[], &[]).unwrap());
+        let tick = Duration::from_millis(10);
+        let (h, join) = spawn("leader", peer, durable, tick, outputs);
+        *inbox.lock().unwrap() = Some(h.clone());
+        let status = |h: &ProcessHandle<Peer>| {
+            h.call(|p, ctx| ctx.emit((p.0.raft().is_leader(), p.0.raft().term())))
+        };
+        // Peer 1 is the only one whose election timer runs: it leads within 600 ms.
+        let mut term = 0;
+        for _ in 0..200 {
+            status(&h);
+            let (leads, t) = ev_rx.recv().await.expect("status");
+            if leads {
+                term = t;
+                break;
+            }
+            tokio::time::sleep(tick).await;
+        }
+        assert!(term > 0, "peer 1 never led");
+        // A proposal's save stalls the leader's loop for 400 ms, after its AppendEntries went
+        // out early and both followers answered.
+        armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        h.call(|p, ctx| {
+            p.0.raft_mut()
+                .propose(b"x".to_vec())
+                .expect("the leader takes a proposal");
+            p.flush(ctx);
+        });
+        done_rx.await.expect("the stall ended");
+        status(&h);
+        let after = ev_rx.recv().await.expect("status");
+        h.stop();
+        join.await.unwrap().unwrap();
+        assert_eq!(
+            after,
+            (true, term),
+            "the leader stepped down after a stall although its followers answered"
         );
     }
 }

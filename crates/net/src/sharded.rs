@@ -19,9 +19,9 @@
 //! ([`Transport::add_peer`]), so a server dials another group's servers when it first pulls
 //! from or notifies them, and a router a group's servers when a key first maps there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_kv::{KvCommand, KvReply};
@@ -37,7 +37,7 @@ use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::clients::random_node_id;
+use crate::clients::{random_node_id, Waiters};
 use crate::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
 use crate::frame::ShardView;
 use crate::server::{
@@ -295,13 +295,12 @@ impl Process for ShardClientHost {
     }
 }
 
-type Waiting<R> = Arc<Mutex<HashMap<ClientId, oneshot::Sender<R>>>>;
-
 /// Clerks of a sharded Flotilla with an async API: what the router and `flotilla ctl` use.
 pub struct ShardClients {
     host: ProcessHandle<ShardClientHost>,
-    kv: Waiting<KvReply>,
-    ctrl: Waiting<CtrlReply>,
+    /// Calls waiting on shard clerks, and on the controller clerk, matched by (client, seq).
+    kv: Arc<Waiters<KvReply>>,
+    ctrl: Arc<Waiters<CtrlReply>>,
     /// The controller clerk, created on first use; one controller call at a time.
     ctrl_clerk: tokio::sync::Mutex<Option<ClientId>>,
     transport: Arc<Transport<ShardMsg>>,
@@ -330,22 +329,14 @@ impl ShardClients {
             peers: ids.iter().copied().zip(ctrlers.iter().cloned()).collect(),
             tls,
         });
-        let kv: Waiting<KvReply> = Arc::default();
-        let ctrl: Waiting<CtrlReply> = Arc::default();
+        let kv: Arc<Waiters<KvReply>> = Arc::default();
+        let ctrl: Arc<Waiters<CtrlReply>> = Arc::default();
         let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
         let outputs = Outputs {
             send: Box::new(move |to, m| t.send(to as u64, m)),
             event: Box::new(move |e: ClientEvent| match e {
-                ClientEvent::Kv(e) => {
-                    if let Some(tx) = k.lock().expect("waiting lock").remove(&e.client) {
-                        let _ = tx.send(e.reply);
-                    }
-                }
-                ClientEvent::Ctrl(e) => {
-                    if let Some(tx) = c.lock().expect("waiting lock").remove(&e.client) {
-                        let _ = tx.send(e.reply);
-                    }
-                }
+                ClientEvent::Kv(e) => k.answer(e.client, e.seq, e.reply),
+                ClientEvent::Ctrl(e) => c.answer(e.client, e.seq, e.reply),
             }),
         };
         let mut rng = rand::thread_rng();
@@ -403,16 +394,16 @@ impl ShardClients {
     /// Runs `cmd` on shard clerk `client` until a group answers it, exactly once. `None` if
     /// there is no such clerk or it has an operation outstanding.
     pub async fn call(&self, client: ClientId, cmd: KvCommand) -> Option<KvReply> {
-        let (tx, rx) = oneshot::channel();
-        self.kv.lock().expect("waiting lock").insert(client, tx);
+        let (token, rx) = self.kv.wait(client);
         let waiting = self.kv.clone();
         self.host.call(move |h, ctx| {
             if h.shard.clerk(client).is_some_and(|c| !c.is_busy()) {
                 let mut inner = Ctx::new(ctx.now());
-                h.shard.start(client, cmd, &mut inner);
+                let seq = h.shard.start(client, cmd, &mut inner);
+                waiting.started(client, token, seq);
                 inner.forward_into(ctx, |m| m, ClientEvent::Kv);
             } else {
-                waiting.lock().expect("waiting lock").remove(&client);
+                waiting.cancel_token(client, token);
             }
         });
         rx.await.ok()
@@ -420,7 +411,7 @@ impl ShardClients {
 
     /// Gives up on shard clerk `client`'s outstanding operation (its outcome stays unknown).
     pub fn abandon(&self, client: ClientId) {
-        self.kv.lock().expect("waiting lock").remove(&client);
+        self.kv.cancel(client);
         self.host.call(move |h, _| h.shard.abandon(client));
     }
 
@@ -450,18 +441,19 @@ impl ShardClients {
                 c
             }
         };
-        let (tx, rx) = oneshot::channel();
-        self.ctrl.lock().expect("waiting lock").insert(client, tx);
+        let (token, rx) = self.ctrl.wait(client);
+        let waiting = self.ctrl.clone();
         self.host.call(move |h, ctx| {
             let mut inner = Ctx::new(ctx.now());
-            h.ctrl.start(client, cmd, &mut inner);
+            let seq = h.ctrl.start(client, cmd, &mut inner);
+            waiting.started(client, token, seq);
             inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
         });
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err("the clerk host stopped".into()),
             Err(_) => {
-                self.ctrl.lock().expect("waiting lock").remove(&client);
+                self.ctrl.cancel(client);
                 self.host.call(move |h, _| h.ctrl.abandon(client));
                 Err(format!(
                     "no answer from the controller within {limit:?} (is a majority of its \
@@ -504,5 +496,80 @@ mod tests {
         let addrs = vec!["a:1".to_owned(), "b:1".to_owned(), "a:1".to_owned()];
         let e = node_ids(&addrs).unwrap_err().to_string();
         assert!(e.contains("a:1 and a:1"), "{e}");
+    }
+
+    /// Polls `f` once: `Some` if it finished.
+    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *f).poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// Waits until the clerk host has handled every input queued before this call.
+    async fn settle(c: &ShardClients) {
+        let (tx, rx) = oneshot::channel();
+        c.host.call(move |_, _| {
+            let _ = tx.send(());
+        });
+        rx.await.expect("the clerk host runs");
+    }
+
+    fn value(v: &str) -> KvReply {
+        KvReply::Value(Some(v.as_bytes().to_vec()))
+    }
+
+    /// Issue 15, item 5, for the sharded clients: reply n is queued in the driver, the caller
+    /// gives up on n, the clerk's next call registers before the driver hands reply n out;
+    /// reply n must not answer call n+1. Exact on a current-thread runtime (nothing runs until
+    /// the test awaits); the test plays the controller and the group.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reply_to_an_abandoned_call_does_not_answer_the_next() {
+        use flotilla_rsm::Response;
+        use flotilla_shardkv::ShardReply;
+        let (ctrler, group) = ("127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned());
+        let secret = Secret::new("a test secret, 16+ chars").expect("secret");
+        let clients =
+            ShardClients::connect(std::slice::from_ref(&ctrler), 2, secret, None).expect("clients");
+        let ck = clients.new_clerk().await;
+        let get = || KvCommand::Get { key: b"k".to_vec() };
+        let from_group = |seq: u64, reply: KvReply| {
+            let m = ShardMsg::Group(Msg::Response(Response {
+                client: ck,
+                seq,
+                result: Ok(ShardReply::Kv(reply)),
+            }));
+            (node_id(&group) as NodeId, m)
+        };
+        let mut first = std::pin::pin!(clients.call(ck, get()));
+        assert!(poll_once(&mut first).await.is_none());
+        settle(&clients).await; // the clerk asked the controller
+        let config = ShardConfig {
+            num: 1,
+            shards: vec![1, 1],
+            groups: BTreeMap::from([(1, vec![group.clone()])]),
+        };
+        let m = ShardMsg::Ctrl(Msg::Response(Response {
+            client: ck,
+            seq: 1,
+            result: Ok(CtrlReply::Config(config)),
+        }));
+        clients.host.deliver(node_id(&ctrler) as NodeId, m);
+        settle(&clients).await; // operation 1 went to group 1
+        let (from, m) = from_group(1, value("first"));
+        clients.host.deliver(from, m);
+        clients.abandon(ck); // the command timed out just as its reply came in
+        let mut second = std::pin::pin!(clients.call(ck, get()));
+        assert!(poll_once(&mut second).await.is_none());
+        settle(&clients).await; // reply 1 handled, operation 2 sent
+        assert_eq!(
+            poll_once(&mut second).await,
+            None,
+            "the second call must not receive the first's reply"
+        );
+        let (from, m) = from_group(2, value("second"));
+        clients.host.deliver(from, m);
+        assert_eq!(second.await, Some(value("second")));
     }
 }

@@ -26,6 +26,17 @@ pub trait Process {
     /// One unit of time has passed (the driver fixes the tick length).
     fn on_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>);
 
+    /// A tick that passed while the driver could not run the process (it stalled, in a slow
+    /// fsync say). The driver feeds every such tick, then the inputs that queued during the
+    /// stall, then one [`Process::on_tick`]. The process's clocks must advance as on
+    /// `on_tick` (a lease must not outlast real time), but it may leave acting on what fell
+    /// due to that `on_tick`, which sees the queued inputs first: a leader whose followers
+    /// answered during the stall is not deposed for not having heard them. Default:
+    /// `on_tick`.
+    fn on_missed_tick(&mut self, ctx: &mut Ctx<Self::Msg, Self::Event>) {
+        self.on_tick(ctx);
+    }
+
     /// A message from `from` arrived.
     fn on_message(&mut self, from: NodeId, msg: Self::Msg, ctx: &mut Ctx<Self::Msg, Self::Event>);
 

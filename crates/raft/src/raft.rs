@@ -128,9 +128,13 @@ pub struct Raft {
     votes: BTreeSet<NodeId>,
     progress: BTreeMap<NodeId, Progress>,
     /// Ticks since this peer last heard from its leader, granted a vote or started a
-    /// (pre-)election; below `election_timeout_min_ticks` with a known leader, the peer is
-    /// in that leader's lease (see [`Raft::in_lease`]).
+    /// (pre-)election: the election timer.
     election_elapsed: u32,
+    /// The tick (of `ticks`) at which this peer last heard from a leader of its term (an
+    /// AppendEntries, InstallSnapshot or heartbeat round it accepted). Until
+    /// `election_timeout_min_ticks` after it the peer is in that leader's lease, whatever it
+    /// has learned since (a higher term forgets `leader`, not this; see [`Raft::in_lease`]).
+    leader_contact: Option<u64>,
     election_timeout: u32,
     heartbeat_elapsed: u32,
     /// Ticks since this incarnation started: the clock check-quorum measures contact with.
@@ -194,6 +198,7 @@ impl Raft {
             votes: BTreeSet::new(),
             progress: BTreeMap::new(),
             election_elapsed: 0,
+            leader_contact: None,
             election_timeout,
             heartbeat_elapsed: 0,
             ticks: 0,
@@ -334,6 +339,25 @@ impl Raft {
                     self.campaign();
                 }
             }
+        }
+    }
+
+    /// A tick that passed while the driver could not run this peer (a stall; see
+    /// `flotilla_node::Process::on_missed_tick`): every clock advances as with
+    /// [`Raft::tick`] — the read lease and the promise not to vote ([`Raft::in_lease`]) are
+    /// measured by `ticks`, and must not outlast real time — but no timer acts: no
+    /// check-quorum step-down, election or heartbeat. The next `tick` acts on what is due,
+    /// after the driver has fed the messages that queued during the stall, so a leader is
+    /// credited with its followers' answers before check-quorum looks. Deferring that is
+    /// safe: check-quorum only steers clients away from a cut-off leader; no read rests on
+    /// it (a lease runs from when its round was *sent*, a ReadIndex read needs a round).
+    pub fn tick_missed(&mut self) {
+        self.ticks += 1;
+        if self.role == Role::Leader {
+            self.tick_transfer();
+            self.heartbeat_elapsed = self.heartbeat_elapsed.saturating_add(1);
+        } else {
+            self.election_elapsed = self.election_elapsed.saturating_add(1);
         }
     }
 
@@ -654,6 +678,7 @@ impl Raft {
         }
         self.become_follower(term, Some(from));
         self.reset_election_timer();
+        self.leader_contact = Some(self.ticks);
         true
     }
 

@@ -112,15 +112,26 @@ impl<C: Clone + Debug> Clerk<C> {
         self.seq
     }
 
+    /// The server presumed to lead: the one that answered last (the first before any did).
+    pub fn leader(&self) -> NodeId {
+        self.servers[self.leader]
+    }
+
     /// Replaces the servers this clerk may talk to (e.g. when a test reconnects it to more).
     pub fn set_servers(&mut self, servers: Vec<NodeId>) {
+        self.set_servers_led_by(servers, None);
+    }
+
+    /// As [`Clerk::set_servers`], presuming `leader` leads if it is one of `servers` (a hint
+    /// kept from an earlier time with them), else the first.
+    pub fn set_servers_led_by(&mut self, servers: Vec<NodeId>, leader: Option<NodeId>) {
         assert!(
             !servers.is_empty(),
             "clerk {}: no servers to talk to",
             self.id
         );
+        self.leader = (leader.and_then(|l| servers.iter().position(|&s| s == l))).unwrap_or(0);
         self.servers = servers;
-        self.leader = 0;
         if let Some(op) = self.op.as_mut() {
             op.target %= self.servers.len();
             op.cursor %= self.servers.len();

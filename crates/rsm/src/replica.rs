@@ -536,6 +536,12 @@ impl<S: StateMachine> Process for Replica<S> {
         self.drive(ctx);
     }
 
+    /// Raft's clocks advance, its timers wait for the next tick ([`flotilla_raft::Raft::tick_missed`]).
+    fn on_missed_tick(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        self.peer.raft_mut().tick_missed();
+        self.drive(ctx);
+    }
+
     fn on_message(&mut self, from: NodeId, msg: MsgOf<S>, ctx: &mut Ctx<MsgOf<S>, ()>) {
         match msg {
             Msg::Raft(m) => self.peer.raft_mut().step(from as u64, m),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use flotilla_kv::{KvCommand, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg};
-use flotilla_shardctrler::{CtrlCommand, CtrlReply, ShardConfig};
+use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
 
 use crate::machine::{key_shard, ShardCommand, ShardReply};
 use crate::msg::ShardMsg;
@@ -67,6 +67,11 @@ pub struct ShardClerk {
     group: Clerk<ShardCommand>,
     /// The group `group` talks to now.
     group_id: u64,
+    /// The presumed leader of each group `group` talked to before, so that a clerk whose
+    /// keys alternate between groups does not start each switch at the group's first
+    /// server (a timeout per switch if that one is down). Bounded: only groups of the
+    /// latest configuration are kept.
+    leaders: BTreeMap<Gid, NodeId>,
     op: Option<Op>,
     resolve: Resolver,
     cfg: ShardClerkConfig,
@@ -88,6 +93,7 @@ impl ShardClerk {
             // Placeholder servers until the first configuration names a group.
             group: Clerk::new(id, ctrlers, cfg.group.clone()),
             group_id: 0,
+            leaders: BTreeMap::new(),
             op: None,
             resolve,
             cfg,
@@ -164,7 +170,11 @@ impl ShardClerk {
             return;
         }
         if gid != self.group_id {
-            self.group.set_servers(servers);
+            if self.config.groups.contains_key(&self.group_id) {
+                self.leaders.insert(self.group_id, self.group.leader());
+            }
+            let hint = self.leaders.get(&gid).copied();
+            self.group.set_servers_led_by(servers, hint);
             self.group_id = gid;
         }
         op.phase = Phase::Group { ticks: 0 };
@@ -226,6 +236,8 @@ impl ShardClerk {
                     let newer = c.num > self.config.num;
                     if newer {
                         self.config = c;
+                        let groups = &self.config.groups;
+                        self.leaders.retain(|g, _| groups.contains_key(g));
                     }
                     let op = self.op.as_mut()?;
                     let shard = key_shard(op.op.key(), self.config.shards.len());
@@ -396,5 +408,117 @@ impl Process for ShardClerkHost {
 
     fn is_reply(msg: &ShardMsg) -> bool {
         msg.is_reply()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use flotilla_rsm::{Request, Response};
+
+    use super::*;
+
+    const CTRLER: NodeId = 1;
+    /// Group g's servers are nodes 10g, 10g+1, 10g+2, named "g-0", "g-1", "g-2".
+    fn node(name: &str) -> NodeId {
+        let (g, i) = name.split_once('-').expect("g-i");
+        10 * g.parse::<usize>().unwrap() + i.parse::<usize>().unwrap()
+    }
+
+    /// A key of each shard `0..nshards`.
+    fn key_of(shard: usize, nshards: usize) -> Vec<u8> {
+        (0u32..)
+            .map(|i| format!("k{i}").into_bytes())
+            .find(|k| key_shard(k, nshards) == shard)
+            .expect("some key")
+    }
+
+    /// Plays the controller and two groups, whose first servers (10 and 20) are down and
+    /// whose second servers lead; runs `op` to completion. Returns the ticks it took.
+    fn run(
+        clerk: &mut ShardClerk,
+        op: KvCommand,
+        config: &ShardConfig,
+        to_down: &mut usize,
+    ) -> u32 {
+        let mut ctx: Ctx<ShardMsg, ()> = Ctx::new(Duration::ZERO);
+        clerk.start(op, &mut ctx);
+        let mut ticks = 0;
+        loop {
+            let (_, sends, _) = ctx.into_parts();
+            ctx = Ctx::new(Duration::ZERO);
+            let mut done = false;
+            for (to, m) in sends {
+                let answer = match m {
+                    ShardMsg::Ctrl(Msg::Request(Request { client, seq, .. })) => {
+                        assert_eq!(to, CTRLER);
+                        ShardMsg::Ctrl(Msg::Response(Response {
+                            client,
+                            seq,
+                            result: Ok(CtrlReply::Config(config.clone())),
+                        }))
+                    }
+                    ShardMsg::Group(Msg::Request(Request { client, seq, .. })) => {
+                        if to % 10 == 0 {
+                            *to_down += 1;
+                            continue; // down
+                        }
+                        ShardMsg::Group(Msg::Response(Response {
+                            client,
+                            seq,
+                            result: Ok(ShardReply::Kv(KvReply::Value(None))),
+                        }))
+                    }
+                    other => panic!("unexpected {other:?}"),
+                };
+                done |= clerk.on_message(to, answer, &mut ctx).is_some();
+            }
+            if done {
+                return ticks;
+            }
+            assert!(ticks < 1000, "the operation never finished");
+            clerk.on_tick(&mut ctx);
+            ticks += 1;
+        }
+    }
+
+    /// Issue 15, item 8: a clerk alternating between the keys of two groups keeps each
+    /// group's leader; with each group's first server down, only the first operation on
+    /// each group waits for a retry, not every switch.
+    #[test]
+    fn alternating_groups_keep_each_groups_leader() {
+        let nshards = 2;
+        let resolve: Resolver = Arc::new(|name: &str| Some(node(name)));
+        let cfg = ShardClerkConfig::default();
+        let mut clerk = ShardClerk::new(7, vec![CTRLER], resolve, nshards, cfg.clone());
+        let names = |g: u64| (0..3).map(|i| format!("{g}-{i}")).collect::<Vec<_>>();
+        let config = ShardConfig {
+            num: 1,
+            shards: vec![1, 2],
+            groups: BTreeMap::from([(1, names(1)), (2, names(2))]),
+        };
+        let keys = [key_of(0, nshards), key_of(1, nshards)];
+        let mut to_down = 0;
+        let mut waits = Vec::new();
+        for i in 0..10 {
+            let key = keys[i % 2].clone();
+            waits.push(run(
+                &mut clerk,
+                KvCommand::Get { key },
+                &config,
+                &mut to_down,
+            ));
+        }
+        // Each group's first operation tries the down server first and retries after
+        // `retry_ticks`; every later one goes straight to the leader it found.
+        assert_eq!(to_down, 2, "requests sent to a down server: {waits:?}");
+        let retry = cfg.group.retry_ticks;
+        assert_eq!(waits[..2], [retry, retry]);
+        assert!(
+            waits[2..].iter().all(|&t| t == 0),
+            "ticks per operation: {waits:?}"
+        );
     }
 }

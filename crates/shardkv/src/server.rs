@@ -118,6 +118,27 @@ impl ShardServer {
         inner.forward_into(ctx, ShardMsg::Group, |()| ());
     }
 
+    /// A tick's work besides the replica's: the controller clerk, install retries, polls.
+    fn tick_rest(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        let mut inner = Ctx::new(ctx.now());
+        self.ctrl.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        let retry = self.install_retry_ticks;
+        self.installing.retain(|_, age| {
+            *age += 1;
+            *age < retry
+        });
+        self.since_poll += 1;
+        if self.since_poll >= self.poll_ticks {
+            self.since_poll = 0;
+            if self.raft().is_leader() {
+                self.poll(ctx);
+            } else {
+                self.installing.clear();
+            }
+        }
+    }
+
     fn propose(&mut self, cmd: ShardCommand, ctx: &mut Ctx<ShardMsg, ()>) {
         self.replica_do(ctx, |r, inner| {
             // Not leading any more: the next leader proposes it.
@@ -237,23 +258,14 @@ impl Process for ShardServer {
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
         self.replica_do(ctx, |r, inner| r.on_tick(inner));
-        let mut inner = Ctx::new(ctx.now());
-        self.ctrl.on_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
-        let retry = self.install_retry_ticks;
-        self.installing.retain(|_, age| {
-            *age += 1;
-            *age < retry
-        });
-        self.since_poll += 1;
-        if self.since_poll >= self.poll_ticks {
-            self.since_poll = 0;
-            if self.raft().is_leader() {
-                self.poll(ctx);
-            } else {
-                self.installing.clear();
-            }
-        }
+        self.tick_rest(ctx);
+    }
+
+    /// The replica's clocks advance with its timers held (`Replica::on_missed_tick`); the
+    /// rest ticks as usual: its timers (configuration polls, retries) only send.
+    fn on_missed_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        self.replica_do(ctx, |r, inner| r.on_missed_tick(inner));
+        self.tick_rest(ctx);
     }
 
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
@@ -330,6 +342,12 @@ impl Process for CtrlServer {
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
         let mut inner = Ctx::new(ctx.now());
         self.replica.on_tick(&mut inner);
+        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+    }
+
+    fn on_missed_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        let mut inner = Ctx::new(ctx.now());
+        self.replica.on_missed_tick(&mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
     }
 

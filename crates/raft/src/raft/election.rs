@@ -12,9 +12,9 @@
 //!   ours (or equal, if we have neither voted for another nor know a leader in it), when the
 //!   asker's log is at least as up to date and we are not in a live leader's lease. Granting
 //!   changes nothing here: no term, vote or timer.
-//! * **Lease** ([`Raft::in_lease`]): a leader, or a follower that heard from its leader less
-//!   than `election_timeout_min_ticks` ago. Refuses pre-votes always, and with check-quorum
-//!   ignores `RequestVote` too (stickiness).
+//! * **Lease** ([`Raft::in_lease`]): a leader, or a peer that heard from a leader less than
+//!   `election_timeout_min_ticks` ago, even if it has adopted a higher term since. Refuses
+//!   pre-votes always, and with check-quorum ignores `RequestVote` too (stickiness).
 //! * **Check-quorum** ([`Raft::quorum_active`]): a leader steps down (same term) at the first
 //!   tick at which fewer than a majority of voters, itself included, have sent it a reply of
 //!   its term within the last `election_timeout_min_ticks`.
@@ -64,17 +64,25 @@ impl Raft {
     }
 
     /// Whether this peer is within a live leader's lease: it is the leader, or it heard from
-    /// its leader less than the minimum election timeout ago. No peer's election timer fires
+    /// a leader less than the minimum election timeout ago. No peer's election timer fires
     /// sooner than that after hearing from the leader, so a request for votes meanwhile comes
     /// from a peer that lost its link to a leader the rest of the cluster still follows.
+    ///
+    /// The promise runs from the last contact, not from what `leader` says now: adopting a
+    /// higher term from a message that names no leader (a refused `PreVoteReply`, a stale
+    /// reply) forgets the leader, but the leader's read lease (thesis §6.4.1) still counts
+    /// on this peer's answer to its round, so the peer must not vote before the promise
+    /// runs out. Invariant: a peer that accepted a leader's message at tick `c` grants no
+    /// (pre-)vote before tick `c + election_timeout_min_ticks`, except to a leader transfer's
+    /// election (`TransferVote`, which the leader itself started and whose lease it voided).
     ///
     /// In [`ReadMode::Lease`](crate::ReadMode::Lease), also during the first minimum election
     /// timeout of a peer restarted with a term: before its crash it may have answered a
     /// round that renewed a leader's read lease, and that lease relies on its not voting.
     pub(super) fn in_lease(&self) -> bool {
         self.role == Role::Leader
-            || (self.leader.is_some()
-                && self.election_elapsed < self.cfg.election_timeout_min_ticks)
+            || (self.leader_contact)
+                .is_some_and(|c| self.ticks < c + u64::from(self.cfg.election_timeout_min_ticks))
             || self.ticks < self.no_votes_before
     }
 

@@ -1,6 +1,8 @@
 //! Unit tests of ReadIndex (Ongaro's thesis §6.4) and lease reads (§6.4.1): each feeds one
 //! input and asserts the exact outputs.
 
+use std::collections::BTreeMap;
+
 use super::{cfg, elapse_election, leader_with};
 use crate::*;
 
@@ -444,4 +446,138 @@ fn round_messages_keep_the_wire_format() {
     assert_eq!(postcard::to_allocvec(&hb).unwrap(), vec![8, 2, 7]);
     let bytes = postcard::to_allocvec(&reply).unwrap();
     assert_eq!(postcard::from_bytes::<Message>(&bytes).unwrap(), reply);
+}
+
+/// Three peers under [`Config::for_service`] in lease mode, whose messages the test carries.
+struct Trio {
+    peers: BTreeMap<NodeId, Raft>,
+    /// Messages sent and not yet delivered, in order.
+    wire: Vec<Envelope>,
+}
+
+impl Trio {
+    fn new() -> Self {
+        let peers = (1..=3).map(|id| (id, Raft::new(lease_cfg(id)))).collect();
+        Trio {
+            peers,
+            wire: Vec::new(),
+        }
+    }
+
+    fn peer(&mut self, id: NodeId) -> &mut Raft {
+        self.peers.get_mut(&id).expect("a peer of the trio")
+    }
+
+    /// Collects what every peer sent (persistence is instant here).
+    fn collect(&mut self) {
+        for r in self.peers.values_mut() {
+            self.wire.extend(r.ready().messages);
+        }
+    }
+
+    /// Delivers messages until none is left, dropping those to or from a peer in `cut`.
+    fn settle(&mut self, cut: &[NodeId]) {
+        self.collect();
+        while !self.wire.is_empty() {
+            for m in std::mem::take(&mut self.wire) {
+                if !cut.contains(&m.from) && !cut.contains(&m.to) {
+                    self.peer(m.to).step(m.from, m.msg);
+                }
+            }
+            self.collect();
+        }
+    }
+}
+
+fn lease_cfg(id: NodeId) -> Config {
+    Config {
+        read_mode: ReadMode::Lease,
+        ..Config::for_service(id, vec![1, 2, 3], 42 + id)
+    }
+}
+
+/// Thesis §6.4.1 (and §9.6's reason for it): a leader's read lease holds because a follower
+/// that answered its round votes for nobody until a minimum election timeout after it last
+/// heard from the leader, *whatever else it learns meanwhile*. Here F (2), in L's (1) lease,
+/// adopts a higher term from X's (3) delayed refusal of an old pre-vote, which forgets who
+/// leads; it must still refuse X's pre-vote and vote, or X leads while L serves lease reads.
+#[test]
+fn a_higher_term_does_not_end_a_followers_lease_promise() {
+    let mut t = Trio::new();
+    // L leads term 1; its no-op commits and F confirms a round: L holds a lease.
+    while !t.peer(1).is_pre_candidate() {
+        t.peer(1).tick();
+    }
+    t.settle(&[]);
+    assert!(t.peer(1).is_leader());
+    for _ in 0..heartbeat_ticks() {
+        t.peer(1).tick();
+    }
+    t.settle(&[3]);
+    assert!(t.peer(1).has_read_lease(), "F answered L's round");
+    // X ran for term 2 earlier and lost; cut off, it restarts in term 2 with L's log.
+    let mut state = t.peer(3).persistent_state();
+    state.hard_state = HardState {
+        term: 2,
+        voted_for: Some(3),
+    };
+    *t.peer(3) = Raft::restore(lease_cfg(3), state, Vec::new());
+    // F receives X's refusal of a pre-vote F once asked for, delayed until now.
+    let refusal = Message::PreVoteReply {
+        term: 2,
+        granted: false,
+    };
+    t.peer(2).step(3, refusal);
+    assert_eq!(
+        t.peer(2).term(),
+        2,
+        "a refused pre-vote's higher term is adopted"
+    );
+    // X's election timer fires; L is now cut off, F and X talk.
+    while !t.peer(3).is_pre_candidate() {
+        t.peer(3).tick();
+    }
+    t.settle(&[1]);
+    assert!(
+        !(t.peer(3).is_leader() && t.peer(1).has_read_lease()),
+        "X leads term {} while L still holds its read lease in term 1",
+        t.peer(3).term()
+    );
+    assert!(!t.peer(3).is_leader(), "F voted in L's lease");
+}
+
+/// Ticks missed in a driver stall (`Raft::tick_missed`) advance the lease's clock — a lease
+/// must not outlast real time — but hold check-quorum until the next `tick`, which then
+/// counts the answers that queued during the stall (thesis §6.2 measures contact, and the
+/// driver could not read any).
+#[test]
+fn missed_ticks_end_the_lease_but_wait_for_queued_answers() {
+    let mut r = committed_leader(3, ReadMode::Lease);
+    for _ in 0..heartbeat_ticks() {
+        r.tick();
+    }
+    let round = r.read_round();
+    r.step(2, answer(1, round));
+    assert!(r.has_read_lease());
+    r.ready();
+    let stall = cfg(1, 1).election_timeout_min_ticks + 10;
+    for _ in 0..stall {
+        r.tick_missed();
+    }
+    assert!(!r.has_read_lease(), "the lease outlasted the stall");
+    assert!(r.is_leader(), "a missed tick acted on check-quorum");
+    assert!(
+        r.ready().messages.is_empty(),
+        "a missed tick sent something"
+    );
+    // Follower 2's answer queued during the stall; then the acting tick.
+    ack(&mut r, 2, 1);
+    r.tick();
+    assert!(r.is_leader(), "deposed although a majority answered");
+    // Without the answer, the acting tick deposes it.
+    for _ in 0..stall {
+        r.tick_missed();
+    }
+    r.tick();
+    assert_eq!((r.role(), r.term()), (Role::Follower, 1));
 }
