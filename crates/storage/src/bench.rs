@@ -146,14 +146,16 @@ fn one_writer(
     let mut end = file_len();
     let mut syncs = Vec::with_capacity(LATENCY_SYNCS);
     for _ in 0..LATENCY_SYNCS {
+        let at = storage.wal_tail().next_batch;
         storage.stage(save)?;
-        let written = storage.wal_tail().written_bytes;
+        // Batch header, record length, payload; the file then runs to a page boundary.
+        let written = (at + 16 + 4 + save.state.len() as u64).div_ceil(4096) * 4096;
         let grows = written > end;
         if grows {
             end = if chunk == 0 {
                 written
             } else {
-                written.div_ceil(chunk) * chunk
+                (written.div_ceil(chunk) * chunk).div_ceil(4096) * 4096
             };
         }
         let start = Instant::now();

@@ -43,6 +43,17 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether this is a write or fsync that failed for lack of space (`ENOSPC`, or a quota:
+    /// `EDQUOT`). Such a failure does not poison the storage: what is durable is unchanged,
+    /// and [`crate::DiskStorage::sync`] retries everything staged since the last successful
+    /// sync, so the caller can wait for space and try again.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => is_disk_full(source),
+            _ => false,
+        }
+    }
+
     /// A `Corrupt` error, for brevity at the many call sites.
     pub(crate) fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> Self {
         StorageError::Corrupt {
@@ -51,6 +62,17 @@ impl StorageError {
             reason: reason.into(),
         }
     }
+}
+
+/// `ENOSPC` or `EDQUOT`, by kind or by number (the numbers are Linux's, in case an error
+/// was built from a raw code the standard library did not classify).
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// Adapts an `io::Error` into [`StorageError::Io`] for `map_err`.

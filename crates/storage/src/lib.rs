@@ -116,6 +116,7 @@ mod bench;
 mod error;
 mod format;
 mod fsutil;
+mod io;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -124,4 +125,5 @@ mod tail;
 
 pub use bench::bench_report;
 pub use error::StorageError;
+pub use io::{FaultHook, Faults, FileOp};
 pub use storage::{DiskStorage, Recovered, StorageOptions, SyncStats, WalTail};

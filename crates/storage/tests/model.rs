@@ -1,10 +1,11 @@
 //! Random sequences of appends, replacements, syncs and crashes against an in-memory model.
 //!
-//! A crash drops the storage and leaves its last segment holding, after the synced length,
-//! any prefix of the unsynced batch (the OS lost the rest of it), followed by what was there
-//! (zeros, preallocated or not) or by the end of the file. After reopening, the state must be
-//! the model's durable state followed by some prefix, in whole records, of the unsynced
-//! appends; the snapshot must be the model's. Runs with preallocation off, in chunks smaller
+//! A crash drops the storage and leaves its last segment holding, where the next batch
+//! would start, any prefix of the unsynced batch (the OS lost the rest of it), followed by
+//! what was there (zeros, preallocated or not) or by the end of the file. After reopening,
+//! the state must be exactly the model's durable state (format 2: an unsynced batch is
+//! dropped whole; format 1 kept a prefix of whole records of it); the snapshot must be the
+//! model's. Runs with preallocation off, in chunks smaller
 //! than a segment (so that batches extend it often), and by default.
 
 mod common;
@@ -52,16 +53,10 @@ impl Model {
     fn recover(&mut self, state: Vec<u8>, snapshot: Vec<u8>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&snapshot, &self.snapshot);
         prop_assert!(state.starts_with(&self.durable), "lost durable data");
-        let mut rest = &state[self.durable.len()..];
-        for record in &self.unsynced {
-            match rest.strip_prefix(record.as_slice()) {
-                Some(r) => rest = r,
-                None => break,
-            }
-        }
+        // Format 2: a batch is all or nothing, and an unsynced one never complete.
         prop_assert!(
-            rest.is_empty(),
-            "recovered bytes that are not a prefix of whole appends"
+            state.len() == self.durable.len(),
+            "recovered part of an unsynced batch"
         );
         *self = Model {
             durable: state,
@@ -72,18 +67,10 @@ impl Model {
     }
 }
 
-/// The frame the storage writes for `payload`: length, CRC32C, payload.
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let header = [
-        (payload.len() as u32).to_le_bytes(),
-        crc32c::crc32c(payload).to_le_bytes(),
-    ];
-    [header.concat(), payload.to_vec()].concat()
-}
-
-/// Drops the storage as a crash would, with a prefix of the batch it had not synced yet on
-/// disk (the storage writes a batch only when syncing it, so the crash writes that prefix
-/// itself), and reopens it.
+/// Drops the storage as a crash would: staged appends are only in memory (a sync writes
+/// them), so the crash writes, where the next batch would start, a prefix of what that sync
+/// would have written (a batch header that never got its checksum right, then the records),
+/// as a sync interrupted by the crash can leave; then reopens.
 fn crash(
     storage: DiskStorage,
     unsynced: &[Vec<u8>],
@@ -94,28 +81,22 @@ fn crash(
     let dir = storage.dir().to_path_buf();
     let tail = storage.wal_tail();
     drop(storage);
-    // The batch in the last segment: the latest unsynced appends (earlier ones may have gone
-    // to a segment that rotation closed, durably).
-    let in_last = tail.written_bytes - tail.synced_bytes;
-    let (mut frames, mut covered) = (Vec::new(), 0);
-    for record in unsynced.iter().rev() {
-        if covered >= in_last {
-            break;
-        }
-        covered += 8 + record.len() as u64;
-        frames.insert(0, frame(record));
+    let mut batch = vec![0xa5; 16];
+    for record in unsynced {
+        batch.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        batch.extend_from_slice(record);
     }
-    assert_eq!(covered, in_last, "the unsynced frames add up");
-    let batch = frames.concat();
-    let kept = in_last * u64::from(keep) / u64::from(u16::MAX);
+    let kept = batch.len() as u64 * u64::from(keep) / u64::from(u16::MAX);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&tail.path)
         .unwrap();
-    file.write_all_at(&batch[..kept as usize], tail.synced_bytes)
-        .unwrap();
-    if cut {
-        file.set_len(tail.synced_bytes + kept).unwrap();
+    if !unsynced.is_empty() {
+        file.write_all_at(&batch[..kept as usize], tail.next_batch)
+            .unwrap();
+        if cut {
+            file.set_len(tail.next_batch + kept).unwrap();
+        }
     }
     drop(file);
     let (storage, recovered) = open_opts(&dir, opts);
