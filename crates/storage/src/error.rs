@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 /// Why a storage operation failed.
 ///
-/// `Io` and `Poisoned` are operating errors of a live node: the driver should stop the node
-/// and restart it, which recovers from what is on disk. `Corrupt` comes from
+/// `Io` and `Poisoned` are operating errors of a live node. An `Io` error for lack of space
+/// ([`StorageError::is_disk_full`]) leaves the storage usable: nothing durable changed, and a
+/// later `sync` retries. After any other, the storage is poisoned: the driver should stop
+/// the node and restart it, which recovers from what is on disk. `Corrupt` comes from
 /// [`crate::DiskStorage::open`] only: the directory holds data that no crash of this code can
 /// produce (bit rot, a missing file, another program's files); the node must not start from
 /// it, and an operator has to decide what to do.
@@ -35,9 +37,10 @@ pub enum StorageError {
     )]
     TooLarge { what: &'static str, len: usize },
 
-    /// An earlier write or fsync failed, so what the files hold is unknown (after a failed
-    /// fsync Linux may drop the dirty pages and report success on the next one): nothing more
-    /// is accepted. Reopen the directory to continue from what is durable.
+    /// An earlier write or fsync failed (other than for lack of space), so what the files
+    /// hold is unknown (after a failed fsync Linux may drop the dirty pages and report
+    /// success on the next one): nothing more is accepted. Reopen the directory to continue
+    /// from what is durable; the open rewrites it rather than trust the page cache.
     #[error("storage in {} is unusable after an earlier I/O error; reopen it", dir.display())]
     Poisoned { dir: PathBuf },
 }

@@ -123,7 +123,13 @@ pub(crate) fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
 /// its format version. The error is the reason to report (the offset is always 0).
 pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Result<u32, String> {
     let versions = [FORMAT_VERSION_1, FORMAT_VERSION];
-    let fields = check_header(buf, &SEGMENT_MAGIC, SEGMENT_HEADER_LEN, "WAL segment", &versions)?;
+    let fields = check_header(
+        buf,
+        &SEGMENT_MAGIC,
+        SEGMENT_HEADER_LEN,
+        "WAL segment",
+        &versions,
+    )?;
     let found = (u64_at(fields, 12), u64_at(fields, 20));
     if found != (generation, seq) {
         return Err(format!(
@@ -131,12 +137,20 @@ pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Res
             found.0, found.1
         ));
     }
-    Ok(u32::from_le_bytes(fields[8..12].try_into().expect("4 bytes")))
+    Ok(u32::from_le_bytes(
+        fields[8..12].try_into().expect("4 bytes"),
+    ))
 }
 
 pub(crate) fn check_snapshot_header(buf: &[u8], generation: u64) -> Result<(), String> {
     let versions = [SNAPSHOT_VERSION];
-    let fields = check_header(buf, &SNAPSHOT_MAGIC, SNAPSHOT_HEADER_LEN, "snapshot", &versions)?;
+    let fields = check_header(
+        buf,
+        &SNAPSHOT_MAGIC,
+        SNAPSHOT_HEADER_LEN,
+        "snapshot",
+        &versions,
+    )?;
     let found = u64_at(fields, 12);
     if found != generation {
         return Err(format!(
@@ -248,7 +262,12 @@ pub(crate) fn read_frame(buf: &[u8], at: usize) -> Result<Range<usize>, FrameErr
 /// The header of a batch whose body is `body` (the records, each `len u32 | payload`),
 /// written at `offset` of segment `seq` of `generation`. The header's own checksum covers
 /// where it belongs, so a batch header is valid only at its own place.
-pub(crate) fn batch_header(generation: u64, seq: u64, offset: u64, body: &[u8]) -> [u8; BATCH_HEADER_LEN] {
+pub(crate) fn batch_header(
+    generation: u64,
+    seq: u64,
+    offset: u64,
+    body: &[u8],
+) -> [u8; BATCH_HEADER_LEN] {
     let mut h = [0u8; BATCH_HEADER_LEN];
     h[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
     h[8..12].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
@@ -321,13 +340,21 @@ pub(crate) fn batch_records(buf: &[u8], body: Range<usize>) -> Result<Vec<Range<
     let mut records = Vec::new();
     let mut at = body.start;
     while at < body.end {
-        let Some(h) = buf.get(at..at + BATCH_RECORD_HEADER_LEN).filter(|_| at + 4 <= body.end) else {
-            return Err(format!("a record header is cut short by the batch's end at {}", body.end));
+        let Some(h) = buf
+            .get(at..at + BATCH_RECORD_HEADER_LEN)
+            .filter(|_| at + 4 <= body.end)
+        else {
+            return Err(format!(
+                "a record header is cut short by the batch's end at {}",
+                body.end
+            ));
         };
         let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
         let start = at + BATCH_RECORD_HEADER_LEN;
         if len == 0 || start + len > body.end {
-            return Err(format!("record length {len} at offset {at} does not fit its batch"));
+            return Err(format!(
+                "record length {len} at offset {at} does not fit its batch"
+            ));
         }
         records.push(start..start + len);
         at = start + len;
@@ -400,16 +427,37 @@ mod tests {
         buf[4112..4112 + body.len()].copy_from_slice(&body);
         let range = read_batch(&buf, 4, 1, 4096).unwrap();
         assert_eq!(range, 4112..4112 + body.len());
-        assert_eq!(batch_records(&buf, range).unwrap(), vec![4116..4119, 4123..4124]);
-        assert_eq!(read_batch(&buf, 4, 2, 4096), Err(BatchError::Header), "another segment");
-        assert_eq!(read_batch(&buf, 5, 1, 4096), Err(BatchError::Header), "another generation");
+        assert_eq!(
+            batch_records(&buf, range).unwrap(),
+            vec![4116..4119, 4123..4124]
+        );
+        assert_eq!(
+            read_batch(&buf, 4, 2, 4096),
+            Err(BatchError::Header),
+            "another segment"
+        );
+        assert_eq!(
+            read_batch(&buf, 5, 1, 4096),
+            Err(BatchError::Header),
+            "another generation"
+        );
         let mut moved = vec![0u8; 4096];
         moved.extend_from_slice(&buf);
-        assert_eq!(read_batch(&moved, 4, 1, 8192), Err(BatchError::Header), "another offset");
+        assert_eq!(
+            read_batch(&moved, 4, 1, 8192),
+            Err(BatchError::Header),
+            "another offset"
+        );
         assert_eq!(read_batch(&buf, 4, 1, 0), Err(BatchError::Header), "zeros");
-        assert_eq!(read_batch(&buf[..4120], 4, 1, 4096), Err(BatchError::PastEnd { len: 12 }));
+        assert_eq!(
+            read_batch(&buf[..4120], 4, 1, 4096),
+            Err(BatchError::PastEnd { len: 12 })
+        );
         buf[4118] ^= 1;
-        assert_eq!(read_batch(&buf, 4, 1, 4096), Err(BatchError::Checksum { len: 12 }));
+        assert_eq!(
+            read_batch(&buf, 4, 1, 4096),
+            Err(BatchError::Checksum { len: 12 })
+        );
         assert!(batch_records(&body, 0..body.len() - 1).is_err());
     }
 }

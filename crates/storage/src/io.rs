@@ -48,7 +48,11 @@ impl Faults {
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Faults(hook)" } else { "Faults(none)" })
+        f.write_str(if self.0.is_some() {
+            "Faults(hook)"
+        } else {
+            "Faults(none)"
+        })
     }
 }
 
@@ -100,7 +104,8 @@ impl Files {
             let _ = file.write_all_at(half, offset); // the part a full disk still took
             return Err(io_err("write", path)(e));
         }
-        file.write_all_at(buf, offset).map_err(io_err("write", path))
+        file.write_all_at(buf, offset)
+            .map_err(io_err("write", path))
     }
 
     pub(crate) fn sync_data(&self, file: &File, path: &Path) -> Result<(), StorageError> {

@@ -1,5 +1,6 @@
-//! Opening a directory: choosing the generation, reading and verifying it, cutting off a
-//! torn tail and removing what an interrupted replacement left behind.
+//! Opening a directory: choosing the generation, reading and verifying it (a torn last
+//! batch dropped) and removing what an interrupted replacement left behind. What it read
+//! is then rewritten as a new generation by `DiskStorage::open`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -237,7 +238,7 @@ fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, Stor
 /// Reads a version-1 segment's records.
 ///
 /// Only the last segment may end in anything but a record: zeros (free preallocated space,
-/// kept) or a torn tail (cut off by the caller), and only after its base record (which, like
+/// ignored) or a torn tail (dropped), and only after its base record (which, like
 /// every segment but the last, was durable before anything could depend on it): see
 /// [`tail::classify`] for how they are told from corruption. A segment before the last was
 /// trimmed to its records before its successor was created (`Segment::close`), so even

@@ -1,4 +1,5 @@
-//! The WAL segment appends go to, and the zeros preallocated ahead of its records.
+//! The WAL segment appends go to, one page-aligned batch per sync, and the zeros
+//! preallocated ahead of its batches.
 //!
 //! Why preallocate: a `write` that grows a file makes its `fdatasync` commit metadata too
 //! (the size, and the extents delayed allocation assigns), which on ext4 is a journal
@@ -7,16 +8,21 @@
 //! `fdatasync` must flush, so it costs the data write and the cache flush only (2 KB append +
 //! sync on ext4, `cargo bench -p flotilla-storage`: a median of ~85 µs instead of ~135-180 µs
 //! with one writer, ~135 µs instead of ~220-240 µs with three on the same disk). So a
-//! segment's file runs ahead of its records with zeros, written and made durable a chunk at
+//! segment's file runs ahead of its batches with zeros, written and made durable a chunk at
 //! a time, and batches are written into them with positioned writes.
+//!
+//! Format 2 keeps this: each batch still overwrites preallocated zeros (it starts on the
+//! next page boundary instead of right after the previous batch, so it never rewrites the
+//! page holding synced data). The price is space: a batch takes at least a page of the file,
+//! so a 100-byte append synced alone uses 4 KiB of log (format 1: 108 bytes), and the zeros
+//! written to preallocate cost as much per batch; the page written back per fdatasync is the
+//! same one 4 KiB page either way (format 1's batch shared it with synced records).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, StorageError};
-use crate::format::{
-    batch_header, page_align, segment_header, segment_name, BATCH_HEADER_LEN,
-};
+use crate::format::{batch_header, page_align, segment_header, segment_name, BATCH_HEADER_LEN};
 use crate::fsutil::{create_atomically, write_zeros_at};
 use crate::io::Files;
 
@@ -135,7 +141,11 @@ impl Segment {
     /// same place again, zeros included (after a failed fsync the kernel may have dropped
     /// those dirty pages, so everything is written anew from memory).
     pub(crate) fn write_batch(&mut self, body: &[u8]) -> Result<(), StorageError> {
-        debug_assert!(!self.closed, "a batch written to closed {}", self.path.display());
+        debug_assert!(
+            !self.closed,
+            "a batch written to closed {}",
+            self.path.display()
+        );
         let at = self.next_batch();
         let header = batch_header(self.generation, self.seq, at, body);
         let batch_end = at + (BATCH_HEADER_LEN + body.len()) as u64;
@@ -204,7 +214,11 @@ mod tests {
             chunk: 100,
             limit: 1000,
         };
-        assert_eq!(p.target(4096), 4096, "capped at the limit, but not below what is needed");
+        assert_eq!(
+            p.target(4096),
+            4096,
+            "capped at the limit, but not below what is needed"
+        );
         let p = Preallocation {
             chunk: 6000,
             limit: 1 << 20,

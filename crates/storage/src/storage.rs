@@ -150,6 +150,9 @@ impl DiskStorage {
     /// for 100 MB (see the crate docs). It also converts a directory of an older format.
     ///
     /// Fails with [`StorageError::Corrupt`] when the files hold damage no crash explains.
+    /// The rewrite needs room for one more copy of the state: on a full disk it fails with
+    /// an error for which [`StorageError::is_disk_full`] holds, having removed what it
+    /// wrote and changed nothing; the caller may retry the open once space returns.
     pub fn open(
         dir: &Path,
         opts: StorageOptions,
@@ -162,8 +165,14 @@ impl DiskStorage {
             None => (0, 0, Vec::new(), Vec::new()),
         };
         let generation = old + 1;
-        let segment =
-            create_generation(&files, dir, generation, snapshot_generation, &state, prealloc)?;
+        let segment = create_generation(
+            &files,
+            dir,
+            generation,
+            snapshot_generation,
+            &state,
+            prealloc,
+        )?;
         recovery::remove_superseded(dir, generation, snapshot_generation)?;
         let storage = DiskStorage {
             dir: dir.to_path_buf(),
@@ -378,7 +387,8 @@ impl DiskStorage {
             Ok(segment) => segment,
             Err(e) => {
                 if snapshot.is_some() {
-                    let _ = fs::remove_file(self.dir.join(crate::format::snapshot_name(generation)));
+                    let _ =
+                        fs::remove_file(self.dir.join(crate::format::snapshot_name(generation)));
                 }
                 return Err(e);
             }
@@ -417,7 +427,14 @@ fn create_generation(
         what: "state",
         len: state.len(),
     })?;
-    Segment::create(files, dir, generation, 0, &[&header, &snap, state], prealloc)
+    Segment::create(
+        files,
+        dir,
+        generation,
+        0,
+        &[&header, &snap, state],
+        prealloc,
+    )
 }
 
 /// Creates `dir` if missing, and makes its name durable in its parent.

@@ -81,15 +81,29 @@ fn setup(dir: &Path, before_dir: &Path, opts: &StorageOptions, batch: usize, len
 /// Page `p` of `bytes`, zero-filled past its end (what a file grown over it reads).
 fn page(bytes: &[u8], p: usize) -> Vec<u8> {
     let mut out = vec![0; PAGE];
-    let (start, end) = ((p * PAGE).min(bytes.len()), ((p + 1) * PAGE).min(bytes.len()));
+    let (start, end) = (
+        (p * PAGE).min(bytes.len()),
+        ((p + 1) * PAGE).min(bytes.len()),
+    );
     out[..end - start].copy_from_slice(&bytes[start..end]);
     out
 }
 
 /// Opens the crash state keeping the pages of `kept` (a bit per entry of `pages`); with
 /// `old_length`, the file keeps its length from before the batch (the new length was lost).
-fn check(crash: &Crash, tmp: &Path, before_dir: &Path, opts: &StorageOptions, kept: u64, old_length: bool) {
-    let len = if old_length { crash.before.len() } else { crash.after.len() };
+fn check(
+    crash: &Crash,
+    tmp: &Path,
+    before_dir: &Path,
+    opts: &StorageOptions,
+    kept: u64,
+    old_length: bool,
+) {
+    let len = if old_length {
+        crash.before.len()
+    } else {
+        crash.after.len()
+    };
     let mut bytes = crash.before.clone();
     bytes.resize(crash.after.len().max(crash.before.len()), 0);
     for (i, &p) in crash.pages.iter().enumerate() {
@@ -107,18 +121,31 @@ fn check(crash: &Crash, tmp: &Path, before_dir: &Path, opts: &StorageOptions, ke
     } else {
         &crash.before_state
     };
-    let what = format!("kept pages {kept:#b} of {:?}, old length {old_length}, {opts:?}", crash.pages);
+    let what = format!(
+        "kept pages {kept:#b} of {:?}, old length {old_length}, {opts:?}",
+        crash.pages
+    );
     match flotilla_storage::DiskStorage::open(&dir, opts.clone()) {
         Ok((mut storage, recovered)) => {
-            assert!(recovered.state == *expected, "{what}: recovered {} bytes, expected {} (before {}, after {})",
-                recovered.state.len(), expected.len(), crash.before_state.len(), crash.after_state.len());
+            assert!(
+                recovered.state == *expected,
+                "{what}: recovered {} bytes, expected {} (before {}, after {})",
+                recovered.state.len(),
+                expected.len(),
+                crash.before_state.len(),
+                crash.after_state.len()
+            );
             assert_eq!(recovered.snapshot, b"snapshot", "{what}");
             // Appends after the crash follow the recovered state.
             append(&mut storage, b"after the crash");
             storage.sync().unwrap();
             drop(storage);
             let again = open_opts(&dir, opts).1.state;
-            assert_eq!(again, [&expected[..], b"after the crash"].concat(), "{what}");
+            assert_eq!(
+                again,
+                [&expected[..], b"after the crash"].concat(),
+                "{what}"
+            );
         }
         Err(e) => panic!("{what}: {e}"),
     }
@@ -135,7 +162,13 @@ fn next(seed: &mut u64) -> u64 {
 
 fn run(opts: &StorageOptions, batch: usize, len: usize, random: Option<usize>) {
     let tmp = tempfile::tempdir().unwrap();
-    let crash = setup(&tmp.path().join("dir"), &tmp.path().join("before"), opts, batch, len);
+    let crash = setup(
+        &tmp.path().join("dir"),
+        &tmp.path().join("before"),
+        opts,
+        batch,
+        len,
+    );
     let n = crash.pages.len();
     assert!(n >= 1);
     let masks: Vec<u64> = match random {
@@ -154,10 +187,21 @@ fn run(opts: &StorageOptions, batch: usize, len: usize, random: Option<usize>) {
             m
         }
     };
-    let lengths: &[bool] = if opts.preallocate_bytes == 0 { &[false, true] } else { &[false] };
+    let lengths: &[bool] = if opts.preallocate_bytes == 0 {
+        &[false, true]
+    } else {
+        &[false]
+    };
     for &kept in &masks {
         for &old_length in lengths {
-            check(&crash, tmp.path(), &tmp.path().join("before"), opts, kept, old_length);
+            check(
+                &crash,
+                tmp.path(),
+                &tmp.path().join("before"),
+                opts,
+                kept,
+                old_length,
+            );
         }
     }
 }

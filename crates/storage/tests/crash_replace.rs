@@ -162,13 +162,19 @@ fn check_replacement_with(
         // Left-overs removed: the snapshot that goes with the state, and the generation
         // the open rewrote the state into (one segment holding it as its base record).
         let snapshots = |n: Vec<String>| -> Vec<String> {
-            n.into_iter().filter(|n| n.starts_with("snapshot-")).collect()
+            n.into_iter()
+                .filter(|n| n.starts_with("snapshot-"))
+                .collect()
         };
         let left = names(&dir);
         assert_eq!(snapshots(left.clone()), snapshots(files), "{}", s.what);
         let wal: Vec<&String> = left.iter().filter(|n| n.starts_with("wal-")).collect();
         assert_eq!(wal.len(), 1, "{}: {left:?}", s.what);
-        assert!(wal[0].ends_with("-0000000000000000.log"), "{}: {left:?}", s.what);
+        assert!(
+            wal[0].ends_with("-0000000000000000.log"),
+            "{}: {left:?}",
+            s.what
+        );
         append(&mut storage, b"+after");
         storage.sync().unwrap();
         drop(storage);
@@ -275,7 +281,10 @@ fn a_failed_replacement_step_leaves_the_old_generation() {
         fs::remove_dir_all(tmp.path().join(blocker)).unwrap();
         // Nothing of the failed replacement is left.
         let left = names(tmp.path());
-        assert!(left.iter().all(|n| !n.contains("0000000000000004")), "{blocker}: {left:?}");
+        assert!(
+            left.iter().all(|n| !n.contains("0000000000000004")),
+            "{blocker}: {left:?}"
+        );
         let (_, recovered) = open_with(tmp.path(), SEGMENT_BYTES);
         assert_eq!(recovered, expected, "{blocker}");
     }

@@ -53,7 +53,10 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
     hook.fail(rule(Kind::Sync, "wal-", 0, EIO));
     append(&mut storage, b"never durable");
     let err = storage.sync().unwrap_err();
-    assert!(matches!(err, StorageError::Io { .. }) && !err.is_disk_full(), "{err}");
+    assert!(
+        matches!(err, StorageError::Io { .. }) && !err.is_disk_full(),
+        "{err}"
+    );
     assert!(hook.spent());
     assert!(storage.is_poisoned());
     // Every later call fails, even those that would write nothing.
@@ -63,12 +66,18 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
         snapshot: None,
         append: true,
     };
-    assert!(matches!(storage.stage(&save), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(
+        storage.stage(&save),
+        Err(StorageError::Poisoned { .. })
+    ));
     let replacement = Save {
         append: false,
         ..save
     };
-    assert!(matches!(storage.stage(&replacement), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(
+        storage.stage(&replacement),
+        Err(StorageError::Poisoned { .. })
+    ));
     drop(storage);
 
     // The restart: the batch whose fsync failed is in the page cache, readable. The open
@@ -87,7 +96,12 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
     assert!(new_segment.exists());
     assert!(!old_segment.exists(), "the old generation is removed");
     // Written in full and fsynced (as a .tmp, before its rename) during the open.
-    let new_name = new_segment.file_name().unwrap().to_str().unwrap().to_string();
+    let new_name = new_segment
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let tmp_name = format!("{new_name}.tmp");
     let log = hook.take_log();
     let written: u64 = log
@@ -96,10 +110,17 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
         .map(|s| s.len)
         .sum();
     assert!(written >= recovered.state.len() as u64, "{log:?}");
-    let synced = log.iter().position(|s| s.kind == Kind::Sync && s.name == tmp_name);
-    let last_write = log.iter().rposition(|s| s.kind == Kind::Write && s.name == tmp_name);
+    let synced = log
+        .iter()
+        .position(|s| s.kind == Kind::Sync && s.name == tmp_name);
+    let last_write = log
+        .iter()
+        .rposition(|s| s.kind == Kind::Write && s.name == tmp_name);
     assert!(synced > last_write, "fsynced after its last write: {log:?}");
-    assert_eq!(names(tmp.path()), ["snapshot-0000000000000002.snap", new_name.as_str()]);
+    assert_eq!(
+        names(tmp.path()),
+        ["snapshot-0000000000000002.snap", new_name.as_str()]
+    );
     drop(storage);
     assert_eq!(try_open(tmp.path()).unwrap().state, recovered.state);
 }
@@ -124,7 +145,12 @@ fn a_failed_write_that_is_not_disk_full_poisons() {
 /// the previous sync, then lets space return: the retried sync succeeds and a reopen
 /// recovers everything staged. Returns false, having checked nothing, if the rule matched no
 /// operation of the sync (a batch that does not extend the file makes one write, not two).
-fn disk_full_then_space_returns(opts: &StorageOptions, hook: &Hook, fail: Rule, batch: usize) -> bool {
+fn disk_full_then_space_returns(
+    opts: &StorageOptions,
+    hook: &Hook,
+    fail: Rule,
+    batch: usize,
+) -> bool {
     let tmp = tempfile::tempdir().unwrap();
     let (mut storage, state) = written(tmp.path(), opts);
     let what = format!("{fail:?}, {opts:?}");
@@ -136,7 +162,10 @@ fn disk_full_then_space_returns(opts: &StorageOptions, hook: &Hook, fail: Rule, 
     }
     let err = match storage.sync() {
         Ok(_) if !hook.spent() => {
-            hook.fail(Rule { times: 0, ..rule(Kind::Create, "", 0, 0) });
+            hook.fail(Rule {
+                times: 0,
+                ..rule(Kind::Create, "", 0, 0)
+            });
             return false;
         }
         Ok(stats) => panic!("{what}: the injected failure was ignored: {stats:?}"),
@@ -145,18 +174,25 @@ fn disk_full_then_space_returns(opts: &StorageOptions, hook: &Hook, fail: Rule, 
     assert!(err.is_disk_full(), "{what}: {err}");
     assert!(hook.spent(), "{what}");
     assert!(!storage.is_poisoned(), "{what}");
-    assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".tmp")), "{what}: no partial file");
+    assert!(
+        !names(tmp.path()).iter().any(|n| n.ends_with(".tmp")),
+        "{what}: no partial file"
+    );
     // A crash now (a copy of the files as they are): what was durable is there, and no
     // half-written batch reads as corruption. Whole batches of segments the failed sync
     // closed may be durable too: a prefix of the staged records.
     let elsewhere = tempfile::tempdir().unwrap();
     let crash = copy_dir(tmp.path(), &elsewhere.path().join("crash"));
-    let recovered = try_open(&crash).unwrap_or_else(|e| panic!("{what}: {e}")).state;
+    let recovered = try_open(&crash)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .state;
     assert!(recovered.starts_with(&state), "{what}");
     assert!(staged.starts_with(&recovered[state.len()..]), "{what}");
     // More is staged while the disk is full; then space returns.
     append(&mut storage, b"|while full");
-    let stats = storage.sync().unwrap_or_else(|e| panic!("{what}: retry: {e}"));
+    let stats = storage
+        .sync()
+        .unwrap_or_else(|e| panic!("{what}: retry: {e}"));
     assert_eq!(stats.records, batch as u64 + 1, "{what}");
     append(&mut storage, b"|after");
     storage.sync().unwrap();
@@ -183,7 +219,10 @@ fn disk_full_on_a_write_or_an_fsync_is_retried_by_the_next_sync() {
             }
         }
     }
-    assert!(applied >= 40, "only {applied} cases hit the injected failure");
+    assert!(
+        applied >= 40,
+        "only {applied} cases hit the injected failure"
+    );
 }
 
 #[test]
@@ -193,10 +232,18 @@ fn disk_full_while_creating_the_next_segment_is_retried_by_the_next_sync() {
         // Small segments: the batch rotates through several.
         let opts = with_hook(opts_with(12 << 10, preallocate), &hook);
         // Creating the first or second new segment, writing its header, fsyncing it.
-        for (kind, skip) in [(Kind::Create, 0), (Kind::Create, 1), (Kind::Write, 1), (Kind::Sync, 1)] {
+        for (kind, skip) in [
+            (Kind::Create, 0),
+            (Kind::Create, 1),
+            (Kind::Write, 1),
+            (Kind::Sync, 1),
+        ] {
             let fail = rule(kind, ".log.tmp", skip, ENOSPC);
             let what = format!("{fail:?} {preallocate}");
-            assert!(disk_full_then_space_returns(&opts, &hook, fail, 2000), "{what}");
+            assert!(
+                disk_full_then_space_returns(&opts, &hook, fail, 2000),
+                "{what}"
+            );
         }
     }
 }
@@ -223,9 +270,16 @@ fn disk_full_in_a_replacement_is_retried_by_the_next_sync() {
             let err = storage.stage(&save).unwrap_err();
             assert!(err.is_disk_full(), "{what}: {err}");
             assert!(!storage.is_poisoned());
-            assert_eq!(storage.state_size(), 9, "{what}: the replacement counts as staged");
+            assert_eq!(
+                storage.state_size(),
+                9,
+                "{what}: the replacement counts as staged"
+            );
             let left = names(tmp.path());
-            assert!(!left.iter().any(|n| n.contains("0000000000000004")), "{what}: {left:?}");
+            assert!(
+                !left.iter().any(|n| n.contains("0000000000000004")),
+                "{what}: {left:?}"
+            );
             let elsewhere = tempfile::tempdir().unwrap();
             let crash = copy_dir(tmp.path(), &elsewhere.path().join("crash"));
             assert_eq!(try_open(&crash).unwrap().state, state, "{what}");
@@ -253,14 +307,20 @@ fn no_batch_write_touches_a_page_holding_synced_data() {
             let tail = storage.wal_tail();
             let name = tail.path.file_name().unwrap().to_str().unwrap().to_string();
             let first_free_page = tail.synced_bytes.div_ceil(4096) * 4096;
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             for i in 0..1 + (seed >> 60) as usize {
                 let len = 1 + ((seed >> (i * 5 % 40)) % 3000) as usize;
                 append(&mut storage, &vec![(round % 251) as u8 | 1; len]);
             }
             hook.take_log();
             storage.sync().unwrap();
-            for w in hook.take_log().iter().filter(|s| s.kind == Kind::Write && s.name == name) {
+            for w in hook
+                .take_log()
+                .iter()
+                .filter(|s| s.kind == Kind::Write && s.name == name)
+            {
                 assert!(
                     w.offset >= first_free_page,
                     "round {round}, {preallocate}: a write at {} below page {first_free_page}, synced up to {}",
@@ -319,18 +379,44 @@ fn a_directory_of_format_1_opens_and_is_rewritten_as_format_2() {
     assert_eq!(recovered.snapshot, b"old snapshot");
     assert_eq!(
         names(tmp.path()),
-        ["snapshot-0000000000000002.snap", "wal-0000000000000003-0000000000000000.log"]
+        [
+            "snapshot-0000000000000002.snap",
+            "wal-0000000000000003-0000000000000000.log"
+        ]
     );
     let segment = fs::read(tmp.path().join("wal-0000000000000003-0000000000000000.log")).unwrap();
     assert_eq!(segment[8..12], 2u32.to_le_bytes(), "written in format 2");
     append(&mut storage, b"five|");
     storage.sync().unwrap();
     drop(storage);
-    assert_eq!(try_open(tmp.path()).unwrap().state, [&expected[..], b"five|"].concat());
+    assert_eq!(
+        try_open(tmp.path()).unwrap().state,
+        [&expected[..], b"five|"].concat()
+    );
     // Damage in format 1 is still corruption.
     let tmp = tempfile::tempdir().unwrap();
     format_1_directory(tmp.path());
     let seg0 = tmp.path().join("wal-0000000000000002-0000000000000000.log");
     flip_bit(&seg0, 32 + 8 + 13 + 9, 0);
     assert_corrupt(try_open(tmp.path()), &seg0, 32 + 8 + 13);
+}
+
+#[test]
+fn an_open_that_finds_the_disk_full_leaves_nothing_and_can_be_retried() {
+    // The open rewrites the state, which needs room for one copy of it: with none, it fails
+    // with a disk-full error, removes what it wrote, and a later open (space back) works.
+    for kind in [Kind::Create, Kind::Write, Kind::Sync] {
+        let hook = Hook::new();
+        let opts = with_hook(StorageOptions::default(), &hook);
+        let tmp = tempfile::tempdir().unwrap();
+        let (storage, state) = written(tmp.path(), &opts);
+        drop(storage);
+        let before = names(tmp.path());
+        hook.fail(rule(kind, ".log.tmp", 0, ENOSPC));
+        let err = DiskStorage::open(tmp.path(), opts.clone()).unwrap_err();
+        assert!(err.is_disk_full(), "{kind:?}: {err}");
+        assert_eq!(names(tmp.path()), before, "{kind:?}: nothing left behind");
+        let (_, recovered) = open_opts(tmp.path(), &opts);
+        assert_eq!(recovered.state, state, "{kind:?}");
+    }
 }

@@ -84,7 +84,15 @@ fn a_zeroed_block_in_durable_data_followed_by_valid_records_is_corruption() {
         let segment = last_segment(tmp.path());
         let original = fs::read(&segment).unwrap();
         for (i, &start) in starts.iter().enumerate() {
-            for (from, len) in [(0, 4), (0, 16), (0, 64), (0, 4096), (3, 8), (9, 60), (40, 40)] {
+            for (from, len) in [
+                (0, 4),
+                (0, 16),
+                (0, 64),
+                (0, 4096),
+                (3, 8),
+                (9, 60),
+                (40, 40),
+            ] {
                 let (a, b) = (start + from, start + from + len);
                 if b > last_start {
                     continue; // damage to the last batch reads as a torn batch: a blind spot
@@ -128,13 +136,21 @@ fn closed_segments_are_trimmed_and_no_zeros_go_past_the_segment_size() {
     let segs = segments(tmp.path());
     assert!(segs.len() > 5);
     for s in &segs[..segs.len() - 1] {
-        assert_eq!(file_len(s), ends[s], "{} ends at its batches' page", s.display());
+        assert_eq!(
+            file_len(s),
+            ends[s],
+            "{} ends at its batches' page",
+            s.display()
+        );
     }
     let last = segs.last().unwrap();
     let len = file_len(last);
     // Up to the segment size, or the end of the page a batch that fits it ends in.
     assert!(len <= 20_480 && len.is_multiple_of(4096), "{len}");
-    assert!(len >= ends[last], "the last segment ends at or after its batches' page");
+    assert!(
+        len >= ends[last],
+        "the last segment ends at or after its batches' page"
+    );
     assert_eq!(open_opts(tmp.path(), &opts).1.state, expected);
 }
 

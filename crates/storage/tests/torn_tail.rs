@@ -105,7 +105,11 @@ fn check_every_cut(opts: &StorageOptions, tear: Tear, count: usize) {
         storage.sync().unwrap();
         drop(storage);
         let after = [&expected[..], b"after the crash"].concat();
-        assert_eq!(open_opts(&dir, opts).1.state, after, "{what}, then appended");
+        assert_eq!(
+            open_opts(&dir, opts).1.state,
+            after,
+            "{what}, then appended"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -57,7 +57,11 @@ impl Hook {
 
     /// Whether the rule has failed every operation it was to fail.
     pub fn spent(&self) -> bool {
-        self.rule.lock().unwrap().as_ref().is_none_or(|r| r.times == 0)
+        self.rule
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|r| r.times == 0)
     }
 
     pub fn take_log(&self) -> Vec<Seen> {
