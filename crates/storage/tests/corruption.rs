@@ -1,6 +1,11 @@
 //! Damage no crash explains is reported as `Corrupt`, naming the file and byte offset, and
 //! nothing is dropped silently. The WAL tests run with preallocation on (the default) and
 //! off.
+//!
+//! Format 2: each append is synced as a batch of its own (to know where each batch starts),
+//! the offsets are the batches' (header 16 bytes, then a 4-byte length per record), and a
+//! closed segment ends on the page after its last batch. Damage to the last batch reads as
+//! a torn batch, as damage to the last record did.
 
 mod common;
 

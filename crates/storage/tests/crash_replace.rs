@@ -6,6 +6,10 @@
 //! 0 of the new generation to `.tmp`, renamed (the commit point); (3) the old generation's
 //! files removed one by one. A `.tmp` may be empty, partly or wholly written. Segments carry
 //! their preallocated zeros (by default up to `SEGMENT_BYTES`; or in smaller chunks; or none).
+//!
+//! Format 2: every open rewrites what it recovered as a new generation, so the files left
+//! after recovery are that generation's one segment and the snapshot that goes with it,
+//! under new names (the checks compare those, not the names of the old or new directory).
 
 mod common;
 
