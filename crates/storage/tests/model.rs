@@ -1,17 +1,22 @@
-//! Random sequences of appends, replacements, syncs and crashes against an in-memory model.
+//! Random sequences of appends, replacements, syncs, full disks and crashes against an
+//! in-memory model.
 //!
 //! A crash drops the storage and leaves its last segment holding, where the next batch
 //! would start, any prefix of the unsynced batch (the OS lost the rest of it), followed by
 //! what was there (zeros, preallocated or not) or by the end of the file. After reopening,
 //! the state must be exactly the model's durable state (format 2: an unsynced batch is
 //! dropped whole; format 1 kept a prefix of whole records of it); the snapshot must be the
-//! model's. Runs with preallocation off, in chunks smaller
-//! than a segment (so that batches extend it often), and by default.
+//! model's. A sync may also meet a full disk (an injected ENOSPC on one of its writes or
+//! fsyncs): it must fail with a disk-full error, leave the storage usable, and the appends
+//! stay staged for the next sync; a crash after it may recover whole appends of it too (the
+//! batches of segments it closed). Runs with preallocation off, in chunks smaller than a
+//! segment (so that batches extend it often), and by default.
 
 mod common;
 
 use std::os::unix::fs::FileExt;
 
+use common::hook::*;
 use common::*;
 use flotilla_storage::{DiskStorage, StorageOptions};
 use proptest::prelude::*;
@@ -24,6 +29,9 @@ enum Op {
     /// Crash, keeping this fraction (of `u16::MAX`) of the unsynced bytes; with `true`, the
     /// file ends there (its new length reached the disk, the rest did not).
     Crash(u16, bool),
+    /// A sync while the disk is full: the write (or, with `true`, the fsync) numbered
+    /// `skip` of it fails with ENOSPC; the staged appends stay staged for the next sync.
+    DiskFull(u8, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (bytes(200), proptest::option::of(bytes(64))).prop_map(|(s, p)| Op::Replace(s, p)),
         3 => Just(Op::Sync),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(k, t)| Op::Crash(k, t)),
+        2 => (0u8..4, any::<bool>()).prop_map(|(n, f)| Op::DiskFull(n, f)),
     ]
 }
 
@@ -42,6 +51,9 @@ struct Model {
     durable: Vec<u8>,
     unsynced: Vec<Vec<u8>>,
     snapshot: Vec<u8>,
+    /// A sync failed for lack of space since the last successful one: it may have made a
+    /// prefix of the unsynced appends durable (whole batches of segments it closed).
+    partial: bool,
 }
 
 impl Model {
@@ -53,15 +65,24 @@ impl Model {
     fn recover(&mut self, state: Vec<u8>, snapshot: Vec<u8>) -> Result<(), TestCaseError> {
         prop_assert_eq!(&snapshot, &self.snapshot);
         prop_assert!(state.starts_with(&self.durable), "lost durable data");
-        // Format 2: a batch is all or nothing, and an unsynced one never complete.
+        // Format 2: a batch is all or nothing, and an unsynced one never complete; only a
+        // sync that failed for lack of space may have made some of its batches durable.
+        let mut rest = &state[self.durable.len()..];
+        for record in self.unsynced.iter().take_while(|_| self.partial) {
+            match rest.strip_prefix(record.as_slice()) {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
         prop_assert!(
-            state.len() == self.durable.len(),
-            "recovered part of an unsynced batch"
+            rest.is_empty(),
+            "recovered bytes that are not durable (nor, after a disk-full sync, whole appends)"
         );
         *self = Model {
             durable: state,
             unsynced: Vec::new(),
             snapshot,
+            partial: false,
         };
         Ok(())
     }
@@ -104,6 +125,8 @@ fn crash(
 }
 
 fn run(ops: Vec<Op>, opts: StorageOptions) -> Result<(), TestCaseError> {
+    let hook = Hook::new();
+    let opts = with_hook(opts, &hook);
     let tmp = tempfile::tempdir().unwrap();
     let (mut storage, _) = open_opts(tmp.path(), &opts);
     let mut model = Model::default();
@@ -120,10 +143,41 @@ fn run(ops: Vec<Op>, opts: StorageOptions) -> Result<(), TestCaseError> {
                 model.snapshot = snapshot.unwrap_or(std::mem::take(&mut model.snapshot));
                 model.durable = state;
                 model.unsynced.clear();
+                model.partial = false;
+            }
+            Op::DiskFull(skip, fsync) => {
+                let kind = if fsync { Kind::Sync } else { Kind::Write };
+                hook.fail(Rule {
+                    kind,
+                    name: "wal-".into(),
+                    skip: skip.into(),
+                    times: 1,
+                    errno: ENOSPC,
+                });
+                match storage.sync() {
+                    Ok(_) => {
+                        model.durable.extend(model.unsynced.drain(..).flatten());
+                        model.partial = false;
+                    }
+                    Err(e) => {
+                        prop_assert!(e.is_disk_full(), "{e}");
+                        prop_assert!(!storage.is_poisoned());
+                        model.partial = true;
+                    }
+                }
+                // Space returns (the rule, if the sync did not reach it, is dropped).
+                hook.fail(Rule {
+                    kind,
+                    name: String::new(),
+                    skip: 0,
+                    times: 0,
+                    errno: 0,
+                });
             }
             Op::Sync => {
                 storage.sync().unwrap();
                 model.durable.extend(model.unsynced.drain(..).flatten());
+                model.partial = false;
             }
             Op::Crash(keep, cut) => {
                 let (s, state, snapshot) = crash(storage, &model.unsynced, keep, cut, &opts);
