@@ -4,10 +4,13 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_node::Save;
 
+use crate::io::{FaultHook, Faults, FileOp};
 use crate::{DiskStorage, StorageError, StorageOptions};
 
 /// Bytes of each record, about a small Raft entry with its framing.
@@ -19,6 +22,22 @@ const SYNCS: usize = 250;
 const LATENCY_RECORD_BYTES: usize = 2048;
 /// Syncs per writer in the latency figures: a few preallocation chunk extensions each.
 const LATENCY_SYNCS: usize = 3000;
+
+/// Bytes of WAL the open-time figure recovers and rewrites.
+const OPEN_WAL_BYTES: usize = 100 << 20;
+
+/// Counts the bytes handed to `write` (a [`FaultHook`] that never fails).
+#[derive(Default)]
+struct CountWrites(AtomicU64);
+
+impl FaultHook for CountWrites {
+    fn check(&self, op: FileOp<'_>) -> std::io::Result<()> {
+        if let FileOp::Write { len, .. } = op {
+            self.0.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
 
 /// Measures staging 100-byte appends and syncing every 1, 16 and 256 of them, then the
 /// latency of one 2 KB append + sync with preallocation off and on, by one writer and by
@@ -39,6 +58,31 @@ pub fn bench_report(dir: &Path) -> String {
         let _ = fs::remove_dir_all(&sub); // best effort: a report, not a test
         let _ = writeln!(out, "batch {batch:>3}: {line}");
     }
+    for chunk in [1 << 20, 0] {
+        let sub = dir.join("flotilla-storage-bytes");
+        let line = match bytes_per_batch(&sub, chunk) {
+            Ok((written, used)) => {
+                format!("{written:.0} B written, {used:.0} B of log file used per batch")
+            }
+            Err(e) => format!("failed: {e}"),
+        };
+        let _ = fs::remove_dir_all(&sub);
+        let _ = writeln!(
+            out,
+            "one {RECORD_BYTES}-byte append per sync, prealloc {chunk:>7}: {line}"
+        );
+    }
+    let sub = dir.join("flotilla-storage-open");
+    let line = match open_time(&sub) {
+        Ok((read, open)) => format!(
+            "recovery read {:.0} ms (an open before the rewrite), open with rewrite {:.0} ms",
+            read.as_secs_f64() * 1e3,
+            open.as_secs_f64() * 1e3
+        ),
+        Err(e) => format!("failed: {e}"),
+    };
+    let _ = fs::remove_dir_all(&sub);
+    let _ = writeln!(out, "open of {} MiB of WAL: {line}", OPEN_WAL_BYTES >> 20);
     let _ = writeln!(
         out,
         "append {LATENCY_RECORD_BYTES} B + sync, {LATENCY_SYNCS} syncs per writer \
@@ -64,6 +108,70 @@ pub fn bench_report(dir: &Path) -> String {
         }
     }
     out
+}
+
+/// Bytes handed to `write` per sync of one small append, and bytes of log file each one
+/// takes (a batch a page, in format 2), over 1000 syncs.
+fn bytes_per_batch(dir: &Path, chunk: u64) -> Result<(f64, f64), StorageError> {
+    let _ = fs::remove_dir_all(dir);
+    let counter = Arc::new(CountWrites::default());
+    let opts = StorageOptions {
+        preallocate_bytes: chunk,
+        faults: Faults::new(counter.clone()),
+        ..StorageOptions::default()
+    };
+    let (mut storage, _) = DiskStorage::open(dir, opts)?;
+    let save = Save {
+        state: vec![0x5a; RECORD_BYTES],
+        snapshot: None,
+        append: true,
+    };
+    const N: u64 = 1000;
+    let (start_bytes, start_end) = (
+        counter.0.load(Ordering::Relaxed),
+        storage.wal_tail().next_batch,
+    );
+    for _ in 0..N {
+        storage.stage(&save)?;
+        storage.sync()?;
+    }
+    let written = counter.0.load(Ordering::Relaxed) - start_bytes;
+    let used = storage.wal_tail().next_batch - start_end;
+    Ok((written as f64 / N as f64, used as f64 / N as f64))
+}
+
+/// Writes [`OPEN_WAL_BYTES`] of appends (1 MiB batches of 4 KiB records), then times the
+/// recovery read alone (all an open did before it rewrote the state) and a whole open.
+fn open_time(dir: &Path) -> Result<(Duration, Duration), StorageError> {
+    let _ = fs::remove_dir_all(dir);
+    let (mut storage, _) = DiskStorage::open(dir, StorageOptions::default())?;
+    let save = Save {
+        state: vec![0x5a; 4096],
+        snapshot: None,
+        append: true,
+    };
+    for i in 0..OPEN_WAL_BYTES / 4096 {
+        storage.stage(&save)?;
+        if i % 256 == 255 {
+            storage.sync()?;
+        }
+    }
+    storage.sync()?;
+    drop(storage);
+    let start = Instant::now();
+    let loaded = crate::recovery::load(dir)?;
+    let read = start.elapsed();
+    drop(loaded);
+    let start = Instant::now();
+    let (storage, recovered) = DiskStorage::open(dir, StorageOptions::default())?;
+    let open = start.elapsed();
+    assert_eq!(
+        recovered.state.len(),
+        OPEN_WAL_BYTES,
+        "the benchmark's state"
+    );
+    drop(storage);
+    Ok((read, open))
 }
 
 /// Every sync of a latency run: (time spent in `sync`, whether it grew the file).
@@ -146,14 +254,16 @@ fn one_writer(
     let mut end = file_len();
     let mut syncs = Vec::with_capacity(LATENCY_SYNCS);
     for _ in 0..LATENCY_SYNCS {
+        let at = storage.wal_tail().next_batch;
         storage.stage(save)?;
-        let written = storage.wal_tail().written_bytes;
+        // Batch header, record length, payload; the file then runs to a page boundary.
+        let written = (at + 16 + 4 + save.state.len() as u64).div_ceil(4096) * 4096;
         let grows = written > end;
         if grows {
             end = if chunk == 0 {
                 written
             } else {
-                written.div_ceil(chunk) * chunk
+                (written.div_ceil(chunk) * chunk).div_ceil(4096) * 4096
             };
         }
         let start = Instant::now();

@@ -3,8 +3,28 @@
 use std::fmt;
 use std::ops::Range;
 
-/// Version of every header below; a reader refuses any other.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version of the segments this build writes: 2, appends framed in page-aligned batches.
+/// Version 1 (a record per append, written right after the previous one) is still read, and
+/// rewritten as version 2 by the open that reads it.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The version before batches; segments of it are read, never written.
+pub(crate) const FORMAT_VERSION_1: u32 = 1;
+/// Version of snapshot files, whose format did not change.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// Every batch of a version-2 segment starts on a multiple of this: writing it never
+/// rewrites a page (or a sector: 512 B and 4 KiB divide it) that holds durable data.
+pub(crate) const PAGE: u64 = 4096;
+/// Batch header: body length u64, CRC32C of the body u32, CRC32C of (generation, seq,
+/// offset, body length, body CRC) u32.
+pub(crate) const BATCH_HEADER_LEN: usize = 16;
+/// Record header inside a batch body: payload length u32 (the batch checksum covers it).
+pub(crate) const BATCH_RECORD_HEADER_LEN: usize = 4;
+
+/// `at` rounded up to a page boundary.
+pub(crate) fn page_align(at: u64) -> u64 {
+    at.div_ceil(PAGE) * PAGE
+}
 
 const SEGMENT_MAGIC: [u8; 8] = *b"FLOTWAL\0";
 const SNAPSHOT_MAGIC: [u8; 8] = *b"FLOTSNP\0";
@@ -70,9 +90,18 @@ fn parse_hex(s: &str) -> Option<u64> {
 }
 
 pub(crate) fn segment_header(generation: u64, seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    segment_header_version(generation, seq, FORMAT_VERSION)
+}
+
+/// A segment header of any version (tests of older formats write them).
+pub(crate) fn segment_header_version(
+    generation: u64,
+    seq: u64,
+    version: u32,
+) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h[12..20].copy_from_slice(&generation.to_le_bytes());
     h[20..28].copy_from_slice(&seq.to_le_bytes());
     let crc = crc32c::crc32c(&h[..28]);
@@ -83,17 +112,24 @@ pub(crate) fn segment_header(generation: u64, seq: u64) -> [u8; SEGMENT_HEADER_L
 pub(crate) fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
     let mut h = [0u8; SNAPSHOT_HEADER_LEN];
     h[..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     h[12..20].copy_from_slice(&generation.to_le_bytes());
     let crc = crc32c::crc32c(&h[..20]);
     h[20..].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-/// Checks a segment header against the generation and seq its file name promises; the
-/// error is the reason to report (the offset is always 0).
-pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Result<(), String> {
-    let fields = check_header(buf, &SEGMENT_MAGIC, SEGMENT_HEADER_LEN, "WAL segment")?;
+/// Checks a segment header against the generation and seq its file name promises; returns
+/// its format version. The error is the reason to report (the offset is always 0).
+pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Result<u32, String> {
+    let versions = [FORMAT_VERSION_1, FORMAT_VERSION];
+    let fields = check_header(
+        buf,
+        &SEGMENT_MAGIC,
+        SEGMENT_HEADER_LEN,
+        "WAL segment",
+        &versions,
+    )?;
     let found = (u64_at(fields, 12), u64_at(fields, 20));
     if found != (generation, seq) {
         return Err(format!(
@@ -101,11 +137,20 @@ pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Res
             found.0, found.1
         ));
     }
-    Ok(())
+    Ok(u32::from_le_bytes(
+        fields[8..12].try_into().expect("4 bytes"),
+    ))
 }
 
 pub(crate) fn check_snapshot_header(buf: &[u8], generation: u64) -> Result<(), String> {
-    let fields = check_header(buf, &SNAPSHOT_MAGIC, SNAPSHOT_HEADER_LEN, "snapshot")?;
+    let versions = [SNAPSHOT_VERSION];
+    let fields = check_header(
+        buf,
+        &SNAPSHOT_MAGIC,
+        SNAPSHOT_HEADER_LEN,
+        "snapshot",
+        &versions,
+    )?;
     let found = u64_at(fields, 12);
     if found != generation {
         return Err(format!(
@@ -121,6 +166,7 @@ fn check_header<'a>(
     magic: &[u8; 8],
     len: usize,
     what: &str,
+    versions: &[u32],
 ) -> Result<&'a [u8], String> {
     let Some(h) = buf.get(..len) else {
         return Err(format!(
@@ -136,9 +182,9 @@ fn check_header<'a>(
         return Err(format!("not a {what} (bad magic)"));
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !versions.contains(&version) {
         return Err(format!(
-            "{what} format version {version}, this build reads {FORMAT_VERSION}"
+            "{what} format version {version}, this build reads {versions:?}"
         ));
     }
     Ok(h)
@@ -213,6 +259,112 @@ pub(crate) fn read_frame(buf: &[u8], at: usize) -> Result<Range<usize>, FrameErr
     Ok(start..end)
 }
 
+/// The header of a batch whose body is `body` (the records, each `len u32 | payload`),
+/// written at `offset` of segment `seq` of `generation`. The header's own checksum covers
+/// where it belongs, so a batch header is valid only at its own place.
+pub(crate) fn batch_header(
+    generation: u64,
+    seq: u64,
+    offset: u64,
+    body: &[u8],
+) -> [u8; BATCH_HEADER_LEN] {
+    let mut h = [0u8; BATCH_HEADER_LEN];
+    h[..8].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    h[8..12].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    let crc = batch_header_crc(generation, seq, offset, &h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn batch_header_crc(generation: u64, seq: u64, offset: u64, fields: &[u8]) -> u32 {
+    let mut place = [0u8; 24];
+    place[..8].copy_from_slice(&generation.to_le_bytes());
+    place[8..16].copy_from_slice(&seq.to_le_bytes());
+    place[16..].copy_from_slice(&offset.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&place), fields)
+}
+
+/// Why no valid batch starts at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchError {
+    /// The header's checksum does not match (zeros, garbage, or a header torn or damaged).
+    Header,
+    /// The header is valid but the body runs past the end of the file.
+    PastEnd { len: u64 },
+    /// The header is valid but the body does not match its checksum.
+    Checksum { len: u64 },
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::Header => write!(f, "no valid batch header"),
+            BatchError::PastEnd { len } => {
+                write!(f, "a {len}-byte batch runs past the end of the file")
+            }
+            BatchError::Checksum { len } => write!(f, "checksum mismatch in a {len}-byte batch"),
+        }
+    }
+}
+
+/// Reads the batch at `offset`, verifying both checksums; returns its body's range.
+pub(crate) fn read_batch(
+    buf: &[u8],
+    generation: u64,
+    seq: u64,
+    offset: usize,
+) -> Result<Range<usize>, BatchError> {
+    let Some(h) = buf.get(offset..offset + BATCH_HEADER_LEN) else {
+        return Err(BatchError::Header);
+    };
+    let stored = u32::from_le_bytes(h[12..].try_into().expect("4 bytes"));
+    if batch_header_crc(generation, seq, offset as u64, &h[..12]) != stored {
+        return Err(BatchError::Header);
+    }
+    let len = u64_at(h, 0);
+    let start = offset + BATCH_HEADER_LEN;
+    let end = match usize::try_from(len).ok().and_then(|l| start.checked_add(l)) {
+        Some(end) if end <= buf.len() => end,
+        _ => return Err(BatchError::PastEnd { len }),
+    };
+    let crc = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&buf[start..end]) != crc {
+        return Err(BatchError::Checksum { len });
+    }
+    Ok(start..end)
+}
+
+/// Splits a verified batch body into its records' payload ranges. A body that passed its
+/// checksum yet does not split exactly was written wrong, not torn: the error is the reason.
+pub(crate) fn batch_records(buf: &[u8], body: Range<usize>) -> Result<Vec<Range<usize>>, String> {
+    let mut records = Vec::new();
+    let mut at = body.start;
+    while at < body.end {
+        let Some(h) = buf
+            .get(at..at + BATCH_RECORD_HEADER_LEN)
+            .filter(|_| at + 4 <= body.end)
+        else {
+            return Err(format!(
+                "a record header is cut short by the batch's end at {}",
+                body.end
+            ));
+        };
+        let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
+        let start = at + BATCH_RECORD_HEADER_LEN;
+        if len == 0 || start + len > body.end {
+            return Err(format!(
+                "record length {len} at offset {at} does not fit its batch"
+            ));
+        }
+        records.push(start..start + len);
+        at = start + len;
+    }
+    if records.is_empty() {
+        return Err("an empty batch".to_string());
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +393,10 @@ mod tests {
 
     #[test]
     fn headers_check_and_reject_a_mismatched_name() {
-        assert_eq!(check_segment_header(&segment_header(2, 5), 2, 5), Ok(()));
+        assert_eq!(check_segment_header(&segment_header(2, 5), 2, 5), Ok(2));
+        let v1 = segment_header_version(2, 5, 1);
+        assert_eq!(check_segment_header(&v1, 2, 5), Ok(1));
+        assert!(check_segment_header(&segment_header_version(2, 5, 3), 2, 5).is_err());
         assert!(check_segment_header(&segment_header(2, 5), 2, 6).is_err());
         assert_eq!(check_snapshot_header(&snapshot_header(9), 9), Ok(()));
         assert!(check_snapshot_header(&snapshot_header(9)[..10], 9).is_err());
@@ -261,5 +416,48 @@ mod tests {
         buf[10] ^= 1;
         assert_eq!(read_frame(&buf, 0), Err(FrameError::Checksum { len: 3 }));
         assert_eq!(read_frame(&[0; 12], 0), Err(FrameError::ZeroLength));
+    }
+
+    #[test]
+    fn batches_read_back_only_at_their_own_place() {
+        let body = [&3u32.to_le_bytes()[..], b"abc", &1u32.to_le_bytes(), b"d"].concat();
+        let mut buf = vec![0u8; 8192];
+        let h = batch_header(4, 1, 4096, &body);
+        buf[4096..4112].copy_from_slice(&h);
+        buf[4112..4112 + body.len()].copy_from_slice(&body);
+        let range = read_batch(&buf, 4, 1, 4096).unwrap();
+        assert_eq!(range, 4112..4112 + body.len());
+        assert_eq!(
+            batch_records(&buf, range).unwrap(),
+            vec![4116..4119, 4123..4124]
+        );
+        assert_eq!(
+            read_batch(&buf, 4, 2, 4096),
+            Err(BatchError::Header),
+            "another segment"
+        );
+        assert_eq!(
+            read_batch(&buf, 5, 1, 4096),
+            Err(BatchError::Header),
+            "another generation"
+        );
+        let mut moved = vec![0u8; 4096];
+        moved.extend_from_slice(&buf);
+        assert_eq!(
+            read_batch(&moved, 4, 1, 8192),
+            Err(BatchError::Header),
+            "another offset"
+        );
+        assert_eq!(read_batch(&buf, 4, 1, 0), Err(BatchError::Header), "zeros");
+        assert_eq!(
+            read_batch(&buf[..4120], 4, 1, 4096),
+            Err(BatchError::PastEnd { len: 12 })
+        );
+        buf[4118] ^= 1;
+        assert_eq!(
+            read_batch(&buf, 4, 1, 4096),
+            Err(BatchError::Checksum { len: 12 })
+        );
+        assert!(batch_records(&body, 0..body.len() - 1).is_err());
     }
 }

@@ -2,12 +2,11 @@
 //! the crate docs can point at them.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{io_err, StorageError};
 use crate::format::TEMP_SUFFIX;
+use crate::io::Files;
 
 /// Makes `dir`'s entries (creations, renames, removals so far) durable: on Linux, fsync on a
 /// directory is what persists a rename or a new name.
@@ -24,8 +23,11 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 /// crash. The zero tail is a WAL segment's preallocated space (see [`crate::segment`]),
 /// durable with the rest at the cost of the one fsync the file needs anyway.
 ///
-/// Returns the file, open for reading and writing (the handle follows the rename).
+/// Returns the file, open for reading and writing (the handle follows the rename). On a
+/// failure up to the rename the `.tmp` is removed (best effort; the next open removes it
+/// otherwise), so a disk that filled up is not kept full by a half-written file.
 pub(crate) fn create_atomically(
+    files: &Files,
     dir: &Path,
     name: &str,
     parts: &[&[u8]],
@@ -33,21 +35,43 @@ pub(crate) fn create_atomically(
 ) -> Result<File, StorageError> {
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let path = dir.join(name);
-    let mut file = OpenOptions::new()
+    let written = write_temp(files, &temp, parts, zero_tail).and_then(|file| {
+        fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
+        Ok(file)
+    });
+    let file = match written {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            return Err(e);
+        }
+    };
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Creates `temp` holding `parts` then `zero_tail` zeros, fsynced.
+fn write_temp(
+    files: &Files,
+    temp: &Path,
+    parts: &[&[u8]],
+    zero_tail: u64,
+) -> Result<File, StorageError> {
+    files.check_create(temp)?;
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temp)
-        .map_err(io_err("create", &temp))?;
+        .open(temp)
+        .map_err(io_err("create", temp))?;
+    let mut at = 0;
     for part in parts {
-        file.write_all(part).map_err(io_err("write", &temp))?;
+        files.write_at(&file, temp, part, at)?;
+        at += part.len() as u64;
     }
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    write_zeros_at(&file, &temp, len as u64, zero_tail)?;
-    file.sync_all().map_err(io_err("fsync", &temp))?;
-    fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
-    sync_dir(dir)?;
+    write_zeros_at(files, &file, temp, at, zero_tail)?;
+    files.sync_all(&file, temp)?;
     Ok(file)
 }
 
@@ -56,6 +80,7 @@ pub(crate) fn create_atomically(
 /// the first write to it is a metadata change the journal must commit, which is what
 /// preallocating is meant to take out of the per-batch fsync.
 pub(crate) fn write_zeros_at(
+    files: &Files,
     file: &File,
     path: &Path,
     mut offset: u64,
@@ -65,8 +90,7 @@ pub(crate) fn write_zeros_at(
     let end = offset + len;
     while offset < end {
         let n = (end - offset).min(ZEROS.len() as u64);
-        file.write_all_at(&ZEROS[..n as usize], offset)
-            .map_err(io_err("write zeros to", path))?;
+        files.write_at(file, path, &ZEROS[..n as usize], offset)?;
         offset += n;
     }
     Ok(())

@@ -1,21 +1,22 @@
-//! Opening a directory: choosing the generation, reading and verifying it, cutting off a
-//! torn tail and removing what an interrupted replacement left behind.
+//! Opening a directory: choosing the generation, reading and verifying it (a torn last
+//! batch dropped) and removing what an interrupted replacement left behind. What it read
+//! is then rewritten as a new generation by `DiskStorage::open`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, StorageError};
 use crate::format::{
-    check_segment_header, parse_name, read_frame, segment_name, snapshot_name, FileKind,
-    SEGMENT_HEADER_LEN,
+    batch_records, check_segment_header, page_align, parse_name, read_batch, read_frame,
+    segment_name, snapshot_name, FileKind, FORMAT_VERSION_1, PAGE, SEGMENT_HEADER_LEN,
 };
 use crate::fsutil::{read, remove};
 use crate::snapshot;
 use crate::tail::{self, Tail};
 
-/// A verified generation, ready to append to.
+/// A verified generation, to be rewritten as the next one (see `DiskStorage::open`).
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub generation: u64,
@@ -23,10 +24,6 @@ pub(crate) struct Loaded {
     pub snapshot_generation: u64,
     pub state: Vec<u8>,
     pub snapshot: Vec<u8>,
-    /// The last segment's seq and the length of its valid records once any torn tail is
-    /// cut off: where the next record goes. The file may be longer, with zeros only.
-    pub last_seq: u64,
-    pub last_len: u64,
 }
 
 /// The directory's files this crate recognises, by kind.
@@ -104,18 +101,28 @@ fn check_sequence(dir: &Path, generation: u64, seqs: &BTreeSet<u64>) -> Result<(
 fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, StorageError> {
     let mut state = Vec::new();
     let mut snapshot_generation = 0;
-    let mut last_len = 0;
+    let mut generation_version = None;
     for seq in 0..count {
         let path = dir.join(segment_name(generation, seq));
         let buf = read(&path)?;
-        check_segment_header(&buf, generation, seq)
+        let version = check_segment_header(&buf, generation, seq)
             .map_err(|r| StorageError::corrupt(&path, 0, r))?;
+        if *generation_version.get_or_insert(version) != version {
+            let reason = format!("format version {version} in a generation of another version");
+            return Err(StorageError::corrupt(&path, 0, reason));
+        }
         let is_last = seq + 1 == count;
-        let Scan {
-            records,
-            valid_len,
-            torn,
-        } = scan_records(&path, &buf, is_last, seq == 0)?;
+        let place = Place {
+            path: &path,
+            generation,
+            seq,
+            is_last,
+        };
+        let records = if version == FORMAT_VERSION_1 {
+            scan_records(&path, &buf, is_last, seq == 0)?
+        } else {
+            scan_batches(&place, &buf)?
+        };
         let mut records = records.into_iter();
         if seq == 0 {
             let base = records.next().ok_or_else(|| {
@@ -125,10 +132,6 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
             (snapshot_generation, state) = parse_base(&path, &buf, base, generation)?;
         }
         records.for_each(|r| state.extend_from_slice(&buf[r]));
-        if torn {
-            truncate(&path, valid_len as u64)?;
-        }
-        last_len = valid_len as u64;
     }
     let snapshot = match snapshot_generation {
         0 => Vec::new(),
@@ -139,8 +142,6 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         snapshot_generation,
         state,
         snapshot,
-        last_seq: count - 1,
-        last_len,
     })
 }
 
@@ -166,20 +167,78 @@ fn parse_base(
     Ok((snap, state.to_vec()))
 }
 
-/// What a segment holds.
-struct Scan {
-    /// The payload ranges of its records.
-    records: Vec<Range<usize>>,
-    /// The length they span, header included: where the next record would start.
-    valid_len: usize,
-    /// Whether a torn tail follows them, to cut off (anything after them is zeros if not).
-    torn: bool,
+/// Which segment is being read: what a batch header's checksum covers, and whether a torn
+/// tail may end it.
+struct Place<'a> {
+    path: &'a Path,
+    generation: u64,
+    seq: u64,
+    is_last: bool,
 }
 
-/// Reads a segment's records.
+/// Reads the records of a version-2 segment: the base record (segment 0), then batches,
+/// each at a page boundary after the previous one's end (see `src/tail.rs` for why a
+/// torn last batch can be told from damage).
+///
+/// Before the last segment, the batches run to the end of the file (trimmed on a page
+/// boundary when it was closed): any bad batch is corruption, zeros included (records
+/// replaced by zeros would vanish from the middle of the state). In the last segment, the
+/// first bad batch at `o` is followed by zeros only (free space: the normal end), by a valid
+/// batch at a later page boundary (corruption: that batch was written after the one at `o`
+/// was synced), or by neither: the torn last batch, dropped whole with a warning.
+fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, StorageError> {
+    let path = place.path;
+    let mut records = Vec::new();
+    let mut at = SEGMENT_HEADER_LEN;
+    if place.seq == 0 {
+        let base = read_frame(buf, at).map_err(|e| {
+            StorageError::corrupt(path, at as u64, format!("{e} in the base record"))
+        })?;
+        at = base.end;
+        records.push(base);
+    }
+    let mut at = page_align(at as u64) as usize;
+    while at < buf.len() {
+        let error = match read_batch(buf, place.generation, place.seq, at) {
+            Ok(body) => {
+                let batch = batch_records(buf, body.clone())
+                    .map_err(|r| StorageError::corrupt(path, at as u64, r))?;
+                records.extend(batch);
+                at = page_align(body.end as u64) as usize;
+                continue;
+            }
+            Err(e) => e,
+        };
+        let corrupt = |reason: String| StorageError::corrupt(path, at as u64, reason);
+        if !place.is_last {
+            return Err(corrupt(format!(
+                "{error} in a segment that is not the last"
+            )));
+        }
+        if buf[at..].iter().all(|&b| b == 0) {
+            break; // free space
+        }
+        let later = (at + PAGE as usize..buf.len())
+            .step_by(PAGE as usize)
+            .find(|&p| read_batch(buf, place.generation, place.seq, p).is_ok());
+        if let Some(next) = later {
+            let reason = format!("{error}, yet a valid batch follows at offset {next}");
+            return Err(corrupt(reason));
+        }
+        tracing::warn!(
+            file = %path.display(),
+            offset = at,
+            "torn last batch in the WAL ({error}): dropped whole; it was never synced"
+        );
+        break;
+    }
+    Ok(records)
+}
+
+/// Reads a version-1 segment's records.
 ///
 /// Only the last segment may end in anything but a record: zeros (free preallocated space,
-/// kept) or a torn tail (cut off by the caller), and only after its base record (which, like
+/// ignored) or a torn tail (dropped), and only after its base record (which, like
 /// every segment but the last, was durable before anything could depend on it): see
 /// [`tail::classify`] for how they are told from corruption. A segment before the last was
 /// trimmed to its records before its successor was created (`Segment::close`), so even
@@ -190,7 +249,7 @@ fn scan_records(
     buf: &[u8],
     is_last: bool,
     has_base: bool,
-) -> Result<Scan, StorageError> {
+) -> Result<Vec<Range<usize>>, StorageError> {
     let mut records = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     while at < buf.len() {
@@ -211,45 +270,24 @@ fn scan_records(
         if has_base && records.is_empty() {
             return Err(corrupt(format!("{error} in the base record")));
         }
-        let torn = match tail::classify(buf, at) {
-            Tail::Free => false,
+        match tail::classify(buf, at) {
+            Tail::Free => {}
             Tail::Torn { data_end } => {
                 tracing::warn!(
                     file = %path.display(),
                     offset = at,
                     dropped_bytes = data_end - at,
-                    "torn tail in the last WAL segment ({error}): truncating; these writes were never synced"
+                    "torn tail in the last WAL segment ({error}): dropped; these writes were never synced"
                 );
-                true
             }
             Tail::Corrupt { next } => {
                 let reason = format!("{error}, yet a valid record follows at offset {next}");
                 return Err(corrupt(reason));
             }
-        };
-        return Ok(Scan {
-            records,
-            valid_len: at,
-            torn,
-        });
+        }
+        return Ok(records);
     }
-    Ok(Scan {
-        records,
-        valid_len: at,
-        torn: false,
-    })
-}
-
-/// Cuts a torn tail off so that new records follow valid data, durably (`sync_all`: the
-/// size is metadata). Truncating rather than zeroing it back takes the rest of the zero tail
-/// along, which the next sync preallocates again: simpler, and as rare as a crash.
-fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_err("open for truncating", path))?;
-    file.set_len(len).map_err(io_err("truncate", path))?;
-    file.sync_all().map_err(io_err("fsync", path))
+    Ok(records)
 }
 
 /// Removes every segment of another generation and every snapshot but `snapshot_generation`:

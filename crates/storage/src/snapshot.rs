@@ -8,9 +8,15 @@ use crate::format::{
     SNAPSHOT_HEADER_LEN,
 };
 use crate::fsutil::{create_atomically, read};
+use crate::io::Files;
 
 /// Writes the snapshot of `generation` durably (temp file, fsync, rename, directory fsync).
-pub(crate) fn write(dir: &Path, generation: u64, data: &[u8]) -> Result<(), StorageError> {
+pub(crate) fn write(
+    files: &Files,
+    dir: &Path,
+    generation: u64,
+    data: &[u8],
+) -> Result<(), StorageError> {
     let frame = frame_header(&[data]).ok_or(StorageError::TooLarge {
         what: "snapshot",
         len: data.len(),
@@ -21,7 +27,7 @@ pub(crate) fn write(dir: &Path, generation: u64, data: &[u8]) -> Result<(), Stor
     } else {
         &[&header, &frame, data]
     };
-    create_atomically(dir, &snapshot_name(generation), parts, 0)?;
+    create_atomically(files, dir, &snapshot_name(generation), parts, 0)?;
     Ok(())
 }
 

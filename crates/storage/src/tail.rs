@@ -1,6 +1,14 @@
-//! What follows the last valid record of the last WAL segment: free preallocated space, a
-//! torn tail (a crash cut the last, unsynced writes short), or corruption (damage to bytes
-//! that were already durable).
+//! Format 1 only: what follows the last valid record of the last WAL segment of a version-1
+//! generation: free preallocated space, a torn tail (a crash cut the last, unsynced writes
+//! short), or corruption (damage to bytes that were already durable). Kept to open
+//! directories written before format 2; the open rewrites them in format 2 at once.
+//!
+//! Format 2 states the invariant these rules could not: **any subset of the pages of the
+//! unsynced last batch reads as a torn tail (the batch dropped whole), and only damage to
+//! what an earlier sync covered is corruption.** Each batch starts on a fresh page with a
+//! header giving its length and the checksum of all of it, and no write touches a page that
+//! holds synced data (crate docs, invariants P and B, and `recovery::scan_batches`). The
+//! text below describes format 1, including the hole it left, which format 2 closes.
 //!
 //! What a crash leaves: records are only written after the last valid one, into zeros the
 //! segment was preallocated with (see `crate::segment`) or past the end of the file, and
@@ -27,6 +35,8 @@
 //! from a zeroed block of durable data followed by records, which must be corruption. The
 //! error is on the safe side (the node does not start; nothing acknowledged is dropped), and
 //! names the offset where an operator who knows the machine lost power can cut the file.
+//! (Format 2 has no such hole: see above.) Format 1 also rewrote, with each batch, the
+//! page holding the last synced record, which a torn write could damage.
 
 use crate::format::{read_frame, FRAME_HEADER_LEN};
 

@@ -1,6 +1,11 @@
 //! Damage no crash explains is reported as `Corrupt`, naming the file and byte offset, and
 //! nothing is dropped silently. The WAL tests run with preallocation on (the default) and
 //! off.
+//!
+//! Format 2: each append is synced as a batch of its own (to know where each batch starts),
+//! the offsets are the batches' (header 16 bytes, then a 4-byte length per record), and a
+//! closed segment ends on the page after its last batch. Damage to the last batch reads as
+//! a torn batch, as damage to the last record did.
 
 mod common;
 
@@ -9,17 +14,18 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// A replacement and `count` synced appends; each append's (segment, start offset).
+/// A replacement and `count` appends, each synced as a batch of its own; each batch's
+/// (segment, start offset).
 fn write(dir: &Path, segment_bytes: u64, preallocate: u64, count: usize) -> Vec<(PathBuf, u64)> {
     let (mut storage, _) = open_opts(dir, &opts_with(segment_bytes, preallocate));
     replace(&mut storage, b"BASE", Some(b"the snapshot"));
     let mut starts = Vec::new();
     for i in 0..count {
         append(&mut storage, &record(i));
+        storage.sync().unwrap();
         let tail = storage.wal_tail();
-        starts.push((tail.path, tail.written_bytes - 8 - record(i).len() as u64));
+        starts.push((tail.path, tail.synced_bytes - 20 - record(i).len() as u64));
     }
-    storage.sync().unwrap();
     starts
 }
 
@@ -37,15 +43,16 @@ fn expect_corrupt_for_flips(
     }
 }
 
-/// Every bit of the length and checksum, and of the first and last payload bytes.
+/// Every bit of a one-record batch's header (length and checksums) and record length, and
+/// of the first and last payload bytes.
 fn record_bits(start: u64, payload_len: usize) -> impl Iterator<Item = (u64, u8)> {
-    let last = start + 8 + payload_len as u64 - 1;
-    let bytes = (start..start + 9).chain([last]);
+    let last = start + 20 + payload_len as u64 - 1;
+    let bytes = (start..start + 21).chain([last]);
     bytes.flat_map(|byte| (0..8).map(move |bit| (byte, bit)))
 }
 
 #[test]
-fn a_flip_in_any_record_but_the_last_of_the_last_segment_is_corruption() {
+fn a_flip_in_any_batch_but_the_last_of_the_last_segment_is_corruption() {
     for preallocate in PREALLOCATIONS {
         let tmp = tempfile::tempdir().unwrap();
         let starts = write(tmp.path(), 64 << 20, preallocate, 10);
@@ -100,7 +107,8 @@ fn zeros_after_the_records_of_a_segment_before_the_last_are_corruption() {
             .enumerate()
             .rfind(|(_, (s, _))| *s == segs[1])
             .unwrap();
-        let end = last_start + 8 + record(i).len() as u64;
+        // Trimmed on the page boundary after its last batch.
+        let end = (last_start + 20 + record(i).len() as u64).div_ceil(4096) * 4096;
         assert_eq!(file_len(&segs[1]), end);
         let bytes = fs::read(&segs[1]).unwrap();
         fs::write(&segs[1], [&bytes[..], &[0; 100]].concat()).unwrap();
@@ -136,7 +144,7 @@ fn the_base_record_is_never_taken_for_a_torn_tail() {
         let segment = segments(tmp.path()).pop().unwrap();
         // Header, frame header, snapshot generation, "BASE"; zeros after it if preallocated.
         let end = 32 + 8 + 8 + 4;
-        let expected_len = if preallocate > 0 { preallocate } else { end };
+        let expected_len = if preallocate > 0 { preallocate } else { 4096 };
         assert_eq!(file_len(&segment), expected_len);
         let bits = (32..end).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
         expect_corrupt_for_flips(tmp.path(), &segment, 32, bits);

@@ -68,9 +68,9 @@ fn raft_records_round_trip_and_decode() {
     }
     storage.sync().unwrap();
     drop(storage);
+    assert!(segments(tmp.path()).len() > 2, "the log rotated");
 
     let (_, recovered) = open_with(tmp.path(), 1024);
-    assert!(segments(tmp.path()).len() > 2, "the log rotated");
     let decoded = PersistentState::decode(&recovered.state).unwrap();
     assert_eq!(decoded, model);
     assert_eq!(decoded.log.snapshot_index(), 100);

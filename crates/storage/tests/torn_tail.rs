@@ -1,7 +1,11 @@
-//! A crash tears the tail of the last segment: recovery keeps exactly the records wholly
-//! before the damage, truncates the rest away, and later appends follow valid data. Each
-//! test runs with preallocation on (the default) and off, and the tear either cuts the file
-//! short or zeroes it from the cut on (a crash inside preallocated space keeps the length).
+//! A crash tears the last batch of the last segment: recovery drops that batch whole and
+//! keeps every earlier one, and later appends follow. Each test runs with preallocation on
+//! (the default) and off, and the tear either cuts the file short or zeroes it from the cut
+//! on (a crash inside preallocated space keeps the length). Any subset of the batch's pages
+//! is `batch_pages.rs`; this one cuts at every byte.
+//!
+//! Format 2 changed these tests: a torn batch used to keep its whole records before the
+//! tear (a prefix of it), now it is all or nothing.
 
 mod common;
 
@@ -39,171 +43,135 @@ fn settings(segment_bytes: u64) -> Vec<(StorageOptions, Tear)> {
         .collect()
 }
 
-/// A directory holding a replacement then `count` or more synced appends, the last three in
-/// one segment.
+/// A directory holding a replacement, `count` appends synced in batches of three, then one
+/// more batch of three: its segment, where it starts and ends, and the states without and
+/// with it.
 struct Written {
-    base: Vec<u8>,
-    /// (segment, start, end) of each append, in order.
-    records: Vec<(PathBuf, u64, u64)>,
+    segment: PathBuf,
+    start: u64,
+    end: u64,
+    before: Vec<u8>,
+    after: Vec<u8>,
 }
 
 fn write(dir: &Path, opts: &StorageOptions, count: usize) -> Written {
     let (mut storage, _) = open_opts(dir, opts);
-    let base = b"BASE".to_vec();
-    replace(&mut storage, &base, Some(b"snapshot"));
-    let mut records: Vec<(PathBuf, u64, u64)> = Vec::new();
-    // At least `count` records, and the last three in one segment.
-    let last_three_together =
-        |r: &[(PathBuf, u64, u64)]| r.len() >= 3 && r[r.len() - 3].0 == r[r.len() - 1].0;
-    for i in 0.. {
-        if i >= count && last_three_together(&records) {
-            break;
-        }
+    replace(&mut storage, b"BASE", Some(b"snapshot"));
+    let mut state = b"BASE".to_vec();
+    for i in 0..count {
         append(&mut storage, &record(i));
-        let tail = storage.wal_tail();
-        let start = tail.written_bytes - 8 - record(i).len() as u64;
-        records.push((tail.path, start, tail.written_bytes));
+        state.extend(record(i));
+        if i % 3 == 2 {
+            storage.sync().unwrap();
+        }
     }
     storage.sync().unwrap();
-    Written { base, records }
+    let before = state.clone();
+    for i in count..count + 3 {
+        append(&mut storage, &record(i));
+        state.extend(record(i));
+    }
+    storage.sync().unwrap();
+    let tail = storage.wal_tail();
+    let body: u64 = (count..count + 3).map(|i| 4 + record(i).len() as u64).sum();
+    let start = tail.synced_bytes - 16 - body;
+    Written {
+        segment: tail.path,
+        start,
+        end: tail.synced_bytes,
+        before,
+        after: state,
+    }
 }
 
-fn expected_state(w: &Written, kept: usize) -> Vec<u8> {
-    let appended: Vec<u8> = (0..kept).flat_map(record).collect();
-    [w.base.clone(), appended].concat()
-}
-
-/// Tears a copy of the directory's last segment at every offset from the start of its
-/// third-to-last record to its end, and checks what a reopen recovers and leaves on disk.
+/// Tears a copy of the directory's last segment at every offset of its last batch, and
+/// checks what a reopen recovers.
 fn check_every_cut(opts: &StorageOptions, tear: Tear, count: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let original = tmp.path().join("original");
     let w = write(&original, opts, count);
-    let count = w.records.len();
-    let last = w.records.last().unwrap().0.clone();
-    let in_last: Vec<usize> = (0..count).filter(|&i| w.records[i].0 == last).collect();
-    assert!(
-        in_last.len() >= 3,
-        "the last segment holds {} records",
-        in_last.len()
-    );
-    let first_cut = w.records[in_last[in_last.len() - 3]].1;
-    let end = w.records[count - 1].2;
-    let original_bytes = fs::read(original.join(last.file_name().unwrap())).unwrap();
-    for cut in first_cut..=end {
+    assert_eq!(w.start % 4096, 0, "a batch starts on a page");
+    let name = w.segment.file_name().unwrap();
+    for cut in w.start..=w.end {
         let what = format!("{tear:?} at {cut}, {opts:?}");
         let dir = copy_dir(&original, &tmp.path().join(format!("cut-{cut}")));
-        let segment = dir.join(last.file_name().unwrap());
-        tear.apply(&segment, cut);
-        let torn_len = file_len(&segment);
-        // A record survives if the tear left it whole: it ends before the cut, or (zeroed)
-        // the bytes the tear zeroed were zeros already.
-        let survives = |(path, _, end): &(PathBuf, u64, u64)| {
-            let zeroed = || {
-                original_bytes[cut as usize..*end as usize]
-                    .iter()
-                    .all(|&b| b == 0)
-            };
-            *path != last || *end <= cut || (tear == Tear::ZeroFill && zeroed())
-        };
-        let kept = w.records.iter().take_while(|r| survives(r)).count();
+        tear.apply(&dir.join(name), cut);
+        let expected = if cut == w.end { &w.after } else { &w.before };
         let (mut storage, recovered) = open_opts(&dir, opts);
-        assert_eq!(recovered.state, expected_state(&w, kept), "{what}");
+        assert_eq!(&recovered.state, expected, "{what}");
         assert_eq!(recovered.snapshot, b"snapshot");
-        // The end of its last whole record (or where its first one started).
-        let valid_end = match &w.records[kept - 1] {
-            (path, _, end) if *path == last => *end,
-            _ => first_cut,
-        };
-        // Zeros after it are free space, kept; a torn record is cut off with whatever
-        // follows it.
-        let expected_len = if valid_end >= cut {
-            torn_len
-        } else {
-            valid_end
-        };
-        assert_eq!(file_len(&segment), expected_len, "{what}");
         // New appends follow valid data.
         append(&mut storage, b"after the crash");
         storage.sync().unwrap();
         drop(storage);
-        let after = [expected_state(&w, kept), b"after the crash".to_vec()].concat();
-        let (_, recovered) = open_opts(&dir, opts);
-        assert_eq!(recovered.state, after, "{what}, then appended");
+        let after = [&expected[..], b"after the crash"].concat();
+        assert_eq!(
+            open_opts(&dir, opts).1.state,
+            after,
+            "{what}, then appended"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 #[test]
-fn every_cut_in_the_last_three_records_recovers_the_whole_records_before_it() {
+fn every_cut_in_the_last_batch_drops_it_whole() {
     for (opts, tear) in settings(64 << 20) {
         check_every_cut(&opts, tear, 12);
     }
 }
 
 #[test]
-fn every_cut_in_the_last_three_records_of_a_rotated_log() {
-    // Segments of ~5 records: the cut is in the last of several segments.
-    for (opts, tear) in settings(200) {
+fn every_cut_in_the_last_batch_of_a_rotated_log() {
+    // A page for the header and one for a batch: a segment per batch, so the cut is in the
+    // last of several segments.
+    for (opts, tear) in settings(8192) {
         check_every_cut(&opts, tear, 43);
     }
 }
 
-/// Writes `count` records, then replaces the end of the last segment from the start of the
-/// last record on with `tail` bytes (as a crash that extended the size before the data can
-/// leave).
-fn with_tail(opts: &StorageOptions, count: usize, tail: &[u8]) -> (tempfile::TempDir, Written) {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = write(tmp.path(), opts, count);
-    let (segment, start, _) = w.records[count - 1].clone();
-    truncate(&segment, start);
-    let mut bytes = fs::read(&segment).unwrap();
-    bytes.extend_from_slice(tail);
-    fs::write(&segment, bytes).unwrap();
-    (tmp, w)
-}
-
 #[test]
-fn a_zero_tail_is_free_space_and_a_garbage_tail_is_cut_off() {
+fn a_zero_tail_is_free_space_and_a_garbage_tail_is_dropped() {
     for opts in PREALLOCATIONS.map(|p| opts_with(64 << 20, p)) {
         for tail in [vec![0u8; 4096], vec![0xff; 4096], vec![0xff; 5], vec![0; 1]] {
             let what = format!("tail {:?} x {}, {opts:?}", tail[0], tail.len());
-            let (tmp, w) = with_tail(&opts, 10, &tail);
+            let tmp = tempfile::tempdir().unwrap();
+            let w = write(tmp.path(), &opts, 10);
+            // Garbage where the next batch would start (the padding after the last batch is
+            // never read).
+            let mut bytes = fs::read(&w.segment).unwrap();
+            let next = w.end.div_ceil(4096) as usize * 4096;
+            bytes.resize(bytes.len().max(next + tail.len()), 0);
+            bytes[next..next + tail.len()].copy_from_slice(&tail);
+            fs::write(&w.segment, bytes).unwrap();
             let (mut storage, recovered) = open_opts(tmp.path(), &opts);
-            assert_eq!(recovered.state, expected_state(&w, 9), "{what}");
-            let (segment, start, _) = &w.records[9];
-            let kept_len = if tail[0] == 0 {
-                start + tail.len() as u64
-            } else {
-                *start
-            };
-            assert_eq!(file_len(segment), kept_len, "{what}");
+            assert_eq!(recovered.state, w.after, "{what}");
             append(&mut storage, b"next");
             storage.sync().unwrap();
             drop(storage);
-            let after = [expected_state(&w, 9), b"next".to_vec()].concat();
+            let after = [&w.after[..], b"next"].concat();
             assert_eq!(open_opts(tmp.path(), &opts).1.state, after, "{what}");
         }
     }
 }
 
 #[test]
-fn damage_in_the_final_record_reads_as_a_torn_write() {
+fn damage_anywhere_in_the_last_batch_reads_as_a_torn_batch() {
     for preallocate in PREALLOCATIONS {
         let opts = opts_with(64 << 20, preallocate);
         let tmp = tempfile::tempdir().unwrap();
         let original = tmp.path().join("original");
         let w = write(&original, &opts, 10);
-        let (segment, start, end) = w.records[9].clone();
-        // Every bit of the final record: length, checksum and payload.
-        for byte in start..end {
+        let name = w.segment.file_name().unwrap();
+        // Every bit of the last batch: its header, record lengths and payloads.
+        for byte in w.start..w.end {
             for bit in 0..8 {
                 let dir = copy_dir(&original, &tmp.path().join("flipped"));
-                flip_bit(&dir.join(segment.file_name().unwrap()), byte, bit);
+                flip_bit(&dir.join(name), byte, bit);
                 let recovered = DiskStorage::open(&dir, opts.clone())
                     .unwrap_or_else(|e| panic!("{byte}.{bit}, {opts:?}: {e}"))
                     .1;
-                assert_eq!(recovered.state, expected_state(&w, 9), "{byte}.{bit}");
+                assert_eq!(recovered.state, w.before, "{byte}.{bit}");
                 fs::remove_dir_all(&dir).unwrap();
             }
         }
@@ -217,7 +185,7 @@ fn a_cut_in_the_header_of_the_last_segment_is_corruption() {
         let tmp = tempfile::tempdir().unwrap();
         let w = write(tmp.path(), &opts_with(100, preallocate), 20);
         let last = segments(tmp.path()).pop().unwrap();
-        assert_eq!(last, w.records.last().unwrap().0);
+        assert_eq!(last, w.segment);
         for cut in [0, 1, 31] {
             truncate(&last, cut);
             assert_corrupt(try_open(tmp.path()), &last, 0);

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod hook;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,7 @@ pub fn opts_with(segment_bytes: u64, preallocate_bytes: u64) -> StorageOptions {
     StorageOptions {
         segment_bytes,
         preallocate_bytes,
+        ..StorageOptions::default()
     }
 }
 
