@@ -20,8 +20,10 @@
 //! not authenticated may send only Redis's small requests (10 arguments of 16 KiB,
 //! [`Limits::UNAUTHENTICATED`]); the bytes all connections hold of requests not yet answered
 //! share one budget, [`RouterConfig::max_buffered_bytes`], past which reading pauses (see
-//! [`input`] for how every request still completes); and a connection idle for
-//! [`RouterConfig::idle_timeout`] is closed, as Redis's `timeout` does.
+//! [`input`] for how every request still completes); replies are written as they pile up, so a
+//! client that does not read them stops its pipeline instead of making them accumulate; and a
+//! connection idle for [`RouterConfig::idle_timeout`] (neither sending nor taking replies) is
+//! closed, as Redis's `timeout` does.
 
 mod input;
 
@@ -76,7 +78,8 @@ pub struct RouterConfig {
     /// largest request accepted. See [`DEFAULT_MAX_BUFFERED_BYTES`] and [`input`].
     pub max_buffered_bytes: usize,
     /// Close a connection whose client has sent nothing for this long (in the middle of a
-    /// request too), as Redis's `timeout`; `None` (Redis's `timeout 0`, the default): never.
+    /// request too), or taken none of its replies, as Redis's `timeout`; `None` (Redis's
+    /// `timeout 0`, the default): never.
     /// Time spent waiting for the cluster's answer, or for the buffer budget, is not idle.
     pub idle_timeout: Option<std::time::Duration>,
 }
@@ -190,6 +193,10 @@ pub async fn run_router(
     Ok(())
 }
 
+/// Replies of pipelined requests gathered before they are written: enough for one write to
+/// carry many small replies, small enough that a client not reading costs little.
+const REPLIES_BATCH: usize = 64 << 10;
+
 /// Requests a router accepts: values up to the service's limit plus room for the command.
 pub fn limits() -> Limits {
     Limits {
@@ -260,7 +267,8 @@ impl Router {
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Reads requests, answers them in order; pipelined replies go out in one write.
+    /// Reads requests, answers them in order; pipelined replies go out together, in writes of
+    /// [`REPLIES_BATCH`] or so.
     async fn session(&self, stream: &mut BoxIo, conn: &mut Conn) -> std::io::Result<()> {
         let mut decoder = match conn.authenticated {
             true => Decoder::new(limits()),
@@ -281,23 +289,23 @@ impl Router {
                         }
                         flotilla_resp::encode(&reply, conn.proto, &mut out);
                         if after == After::Close {
-                            stream.write_all(&out).await?;
-                            return Ok(());
+                            return self.write_out(stream, &mut out).await;
+                        }
+                        if out.len() >= REPLIES_BATCH {
+                            // Before running the next request: a client that pipelines reads
+                            // and does not read the replies must not make them pile up here.
+                            self.write_out(stream, &mut out).await?;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(addr = %conn.addr, "closing connection: {e}");
                         flotilla_resp::encode(&e.to_value(), conn.proto, &mut out);
-                        stream.write_all(&out).await?;
-                        return Ok(());
+                        return self.write_out(stream, &mut out).await;
                     }
                 }
             }
-            if !out.is_empty() {
-                stream.write_all(&out).await?;
-                out.clear();
-            }
+            self.write_out(stream, &mut out).await?;
             match input.fill(stream, self.cfg.idle_timeout).await? {
                 Fill::Data(_) => {}
                 Fill::Closed => return Ok(()),
@@ -310,11 +318,35 @@ impl Router {
                     tracing::info!(addr = %conn.addr, "closing connection: request over {max} bytes");
                     let e = Value::error(format!("ERR Protocol error: request larger than the router's max-buffered-bytes ({max} bytes)"));
                     flotilla_resp::encode(&e, conn.proto, &mut out);
-                    stream.write_all(&out).await?;
-                    return Ok(());
+                    return self.write_out(stream, &mut out).await;
                 }
             }
         }
+    }
+
+    /// Writes `out` and empties it. With an idle timeout, a client that takes none of it for
+    /// that long is idle too (Redis counts a successful write as interaction): the write fails
+    /// with `TimedOut` and the connection closes, rather than holding its replies forever.
+    async fn write_out(&self, stream: &mut BoxIo, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut written = 0;
+        while written < out.len() {
+            let write = stream.write(&out[written..]);
+            let n = match self.cfg.idle_timeout {
+                Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle: the client took no reply bytes within the timeout",
+                    )
+                })??,
+                None => write.await?,
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        out.clear();
+        Ok(())
     }
 
     async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {

@@ -323,3 +323,35 @@ async fn an_idle_connection_is_closed_after_the_timeout() {
         Value::Array(vec![Value::bulk("timeout"), Value::bulk("0")])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_replies_is_closed_before_they_pile_up() {
+    let port = start(Settings {
+        idle_timeout: Some(Duration::from_secs(1)),
+        ..Settings::default()
+    })
+    .await;
+    let mut watcher = Client::connect(port).await;
+    let big = value_of(3, 1 << 20);
+    assert_eq!(
+        watcher.call(&[b"SET", b"big", &big]).await,
+        Value::simple("OK")
+    );
+    // 64 MiB of replies, far more than the sockets' buffers take, then an INCR; never read.
+    let mut pipeline = command(&[b"GET", b"big"]).repeat(64);
+    pipeline.extend(command(&[b"INCR", b"n"]));
+    let mut reader = Client::connect(port).await;
+    reader.send(&pipeline).await;
+    // The router writes replies as they come, so it stops at a full socket (holding one reply
+    // at most, not 64) and the idle timeout closes the connection before the INCR runs.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while watcher.info("connected_clients").await > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a client that reads nothing stays connected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(watcher.call(&[b"GET", b"n"]).await, Value::Null);
+    drop(reader);
+}
