@@ -20,10 +20,10 @@
 //! not authenticated may send only Redis's small requests (10 arguments of 16 KiB,
 //! [`Limits::UNAUTHENTICATED`]); the bytes all connections hold of requests not yet answered
 //! share one budget, [`RouterConfig::max_buffered_bytes`], past which reading pauses (see
-//! [`input`] for how every request still completes); replies are written as they pile up, so a
-//! client that does not read them stops its pipeline instead of making them accumulate; and a
-//! connection idle for [`RouterConfig::idle_timeout`] (neither sending nor taking replies) is
-//! closed, as Redis's `timeout` does.
+//! `router/input.rs` for how every request still completes); replies are written as they pile
+//! up, so a client that does not read them stops its pipeline instead of making them
+//! accumulate; and a connection idle for [`RouterConfig::idle_timeout`] (neither sending nor
+//! taking replies) is closed, as Redis's `timeout` does.
 
 mod input;
 
@@ -75,12 +75,12 @@ pub struct RouterConfig {
     pub sharded: Option<ShardedRouting>,
     /// The bytes all connections together may hold of requests not yet answered (beyond a
     /// small allowance each), past which they stop reading until some are answered; also the
-    /// largest request accepted. See [`DEFAULT_MAX_BUFFERED_BYTES`] and [`input`].
+    /// largest request accepted. See [`DEFAULT_MAX_BUFFERED_BYTES`] and `router/input.rs`.
     pub max_buffered_bytes: usize,
     /// Close a connection whose client has sent nothing for this long (in the middle of a
     /// request too), or taken none of its replies, as Redis's `timeout`; `None` (Redis's
-    /// `timeout 0`, the default): never.
-    /// Time spent waiting for the cluster's answer, or for the buffer budget, is not idle.
+    /// `timeout 0`, the default): never. Time spent waiting for the cluster's answer, or for
+    /// the buffer budget, is not idle.
     pub idle_timeout: Option<std::time::Duration>,
 }
 
@@ -292,7 +292,7 @@ impl Router {
                             return self.write_out(stream, &mut out).await;
                         }
                         if out.len() >= REPLIES_BATCH {
-                            // Before running the next request: a client that pipelines reads
+                            // Before running the next request: a client that pipelines requests
                             // and does not read the replies must not make them pile up here.
                             self.write_out(stream, &mut out).await?;
                         }
