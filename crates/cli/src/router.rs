@@ -2,7 +2,7 @@
 
 use clap::Args;
 use flotilla_net::metrics::Metrics;
-use flotilla_net::router::{run_router, RouterConfig, ShardedRouting};
+use flotilla_net::router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 use tokio::net::TcpListener;
 
 use crate::cluster::{runtime, shutdown_signal, SecretArgs, TlsArgs};
@@ -45,6 +45,16 @@ pub struct RouterArgs {
     /// Refuse connections beyond this many.
     #[arg(long, default_value_t = 10_000)]
     max_clients: usize,
+    /// The bytes all connections together may hold of requests not yet answered (beyond 16 KiB
+    /// each); past it the router stops reading until some are answered: clients wait, none is
+    /// dropped. Also the largest request accepted. At most about twice this is held in all.
+    /// (256 MiB by default; accepts units: 64MiB, 1GiB.)
+    #[arg(long, default_value_t = DEFAULT_MAX_BUFFERED_BYTES, value_parser = parse_bytes)]
+    max_buffered_bytes: usize,
+    /// Close a connection after its client has sent nothing for this long (Redis's `timeout`:
+    /// seconds, or e.g. 500ms); 0, the default, never does.
+    #[arg(long, default_value = "0", value_parser = crate::units::parse_duration)]
+    timeout: std::time::Duration,
     /// Serve clients over TLS with this certificate (PEM; e.g. `redis-cli --tls`).
     #[arg(long, requires = "client_tls_key")]
     client_tls_cert: Option<std::path::PathBuf>,
@@ -76,6 +86,8 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
             ctrlers: args.ctrlers.clone(),
             nshards: args.shards,
         }),
+        max_buffered_bytes: args.max_buffered_bytes,
+        idle_timeout: (!args.timeout.is_zero()).then_some(args.timeout),
     };
     let listen = args.listen;
     let metrics_addr = args.metrics;
@@ -94,4 +106,10 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("router: {e}"))
     })
+}
+
+/// A size ("256MiB", "1048576") in bytes.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let n = crate::units::parse_size(s)?;
+    usize::try_from(n).map_err(|_| format!("{s:?} is too large"))
 }

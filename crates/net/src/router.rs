@@ -13,6 +13,19 @@
 //! follows the shards as they move. Multi-key commands (MGET, MSET, DEL, EXISTS) are split by
 //! group, the groups' parts run at once (each on a clerk of its own), and the replies are put
 //! back in the order of the keys.
+//!
+//! ## Limits
+//!
+//! What a connection may make the router hold is bounded: with a password, a client that has
+//! not authenticated may send only Redis's small requests (10 arguments of 16 KiB,
+//! [`Limits::UNAUTHENTICATED`]); the bytes all connections hold of requests not yet answered
+//! share one budget, [`RouterConfig::max_buffered_bytes`], past which reading pauses (see
+//! `router/input.rs` for how every request still completes); replies are written as they pile
+//! up, so a client that does not read them stops its pipeline instead of making them
+//! accumulate; and a connection idle for [`RouterConfig::idle_timeout`] (neither sending nor
+//! taking replies) is closed, as Redis's `timeout` does.
+
+mod input;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,9 +38,10 @@ use flotilla_resp::{
     ClientCommand, Command, CommandQuery, Decoder, Hello, Limits, Protocol, Value,
 };
 use flotilla_rsm::ClientId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use self::input::{Budget, Fill, Input};
 use crate::clients::Clients;
 use crate::sharded::ShardClients;
 use crate::tls::BoxIo;
@@ -59,7 +73,20 @@ pub struct RouterConfig {
     pub client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// Front a sharded Flotilla instead of one group (`servers` is then unused).
     pub sharded: Option<ShardedRouting>,
+    /// The bytes all connections together may hold of requests not yet answered (beyond a
+    /// small allowance each), past which they stop reading until some are answered; also the
+    /// largest request accepted. See [`DEFAULT_MAX_BUFFERED_BYTES`] and `router/input.rs`.
+    pub max_buffered_bytes: usize,
+    /// Close a connection whose client has sent nothing for this long (in the middle of a
+    /// request too), or taken none of its replies, as Redis's `timeout`; `None` (Redis's
+    /// `timeout 0`, the default): never. Time spent waiting for the cluster's answer, or for
+    /// the buffer budget, is not idle.
+    pub idle_timeout: Option<std::time::Duration>,
 }
+
+/// The default [`RouterConfig::max_buffered_bytes`]: 256 MiB, room for eight of the largest
+/// values (32 MiB) arriving at once at full speed, or one `MSET` of seven.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 /// Where a router finds a sharded Flotilla.
 #[derive(Clone, Debug)]
@@ -109,6 +136,8 @@ pub struct Router {
     /// entry in the service's exactly-once table, so reuse bounds the table by the most
     /// connections open at once instead of every connection ever made.
     idle_clerks: std::sync::Mutex<Vec<ClientId>>,
+    /// The bytes of requests not yet answered that all connections share.
+    budget: Budget,
 }
 
 /// Serves clients on `listener` until `shutdown` completes.
@@ -136,6 +165,7 @@ pub async fn run_router(
         )),
     };
     let router = Arc::new(Router {
+        budget: Budget::new(cfg.max_buffered_bytes),
         cfg,
         kv,
         connections: AtomicUsize::new(0),
@@ -162,6 +192,10 @@ pub async fn run_router(
     }
     Ok(())
 }
+
+/// Replies of pipelined requests gathered before they are written: enough for one write to
+/// carry many small replies, small enough that a client not reading costs little.
+const REPLIES_BATCH: usize = 64 << 10;
 
 /// Requests a router accepts: values up to the service's limit plus room for the command.
 pub fn limits() -> Limits {
@@ -233,45 +267,86 @@ impl Router {
         self.connections.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Reads requests, answers them in order; pipelined replies go out in one write.
+    /// Reads requests, answers them in order; pipelined replies go out together, in writes of
+    /// [`REPLIES_BATCH`] or so.
     async fn session(&self, stream: &mut BoxIo, conn: &mut Conn) -> std::io::Result<()> {
-        let mut decoder = Decoder::new(limits());
-        let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);
-        let mut start = 0;
+        let mut decoder = match conn.authenticated {
+            true => Decoder::new(limits()),
+            false => Decoder::before_auth(limits(), Limits::UNAUTHENTICATED),
+        };
+        let mut input = Input::new(&self.budget, conn.id);
         let mut out = Vec::new();
         loop {
             loop {
-                match decoder.decode(&buf[start..]) {
+                match decoder.decode(input.unparsed()) {
                     Ok(Some((args, used))) => {
-                        start += used;
+                        input.parsed(used);
                         let (reply, after) = self.request(conn, args).await;
+                        input.answered(used);
+                        if conn.authenticated {
+                            // Between requests, so the next one is judged by the full limits.
+                            decoder.authenticated();
+                        }
                         flotilla_resp::encode(&reply, conn.proto, &mut out);
                         if after == After::Close {
-                            stream.write_all(&out).await?;
-                            return Ok(());
+                            return self.write_out(stream, &mut out).await;
+                        }
+                        if out.len() >= REPLIES_BATCH {
+                            // Before running the next request: a client that pipelines requests
+                            // and does not read the replies must not make them pile up here.
+                            self.write_out(stream, &mut out).await?;
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         tracing::info!(addr = %conn.addr, "closing connection: {e}");
                         flotilla_resp::encode(&e.to_value(), conn.proto, &mut out);
-                        stream.write_all(&out).await?;
-                        return Ok(());
+                        return self.write_out(stream, &mut out).await;
                     }
                 }
             }
-            if !out.is_empty() {
-                stream.write_all(&out).await?;
-                out.clear();
-            }
-            buf.drain(..start);
-            start = 0;
-            // Read straight into the buffer's spare capacity (no zeroed scratch buffer).
-            buf.reserve(16 << 10);
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Ok(());
+            self.write_out(stream, &mut out).await?;
+            match input.fill(stream, self.cfg.idle_timeout).await? {
+                Fill::Data(_) => {}
+                Fill::Closed => return Ok(()),
+                Fill::Idle => {
+                    // Redis closes an idle client without a word.
+                    tracing::debug!(addr = %conn.addr, "closing idle connection");
+                    return Ok(());
+                }
+                Fill::TooLarge(max) => {
+                    tracing::info!(addr = %conn.addr, "closing connection: request over {max} bytes");
+                    let e = Value::error(format!("ERR Protocol error: request larger than the router's max-buffered-bytes ({max} bytes)"));
+                    flotilla_resp::encode(&e, conn.proto, &mut out);
+                    return self.write_out(stream, &mut out).await;
+                }
             }
         }
+    }
+
+    /// Writes `out` and empties it. With an idle timeout, a client that takes none of it for
+    /// that long is idle too (Redis counts a successful write as interaction): the write fails
+    /// with `TimedOut` and the connection closes, rather than holding its replies forever.
+    async fn write_out(&self, stream: &mut BoxIo, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut written = 0;
+        while written < out.len() {
+            let write = stream.write(&out[written..]);
+            let n = match self.cfg.idle_timeout {
+                Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle: the client took no reply bytes within the timeout",
+                    )
+                })??,
+                None => write.await?,
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        out.clear();
+        Ok(())
     }
 
     async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {
@@ -323,7 +398,7 @@ impl Router {
             Command::Info { .. } => self.info(),
             Command::Command(q) => command_query(q),
             Command::Client(c) => client_command(conn, c),
-            Command::ConfigGet { patterns } => config_get(&patterns),
+            Command::ConfigGet { patterns } => config_get(&self.config_values(), &patterns),
             Command::DbSize | Command::FlushAll { .. } | Command::FlushDb { .. } => {
                 Value::error(format!(
                     "ERR {} is not supported by flotilla",
@@ -376,11 +451,29 @@ impl Router {
         ])
     }
 
+    /// The settings `CONFIG GET` reports: redis-benchmark asks for `save` and `appendonly`;
+    /// `timeout` and `maxclients` are the router's own, in Redis's units.
+    fn config_values(&self) -> Vec<(&'static str, String)> {
+        let timeout = self.cfg.idle_timeout.map_or(0.0, |t| t.as_secs_f64());
+        vec![
+            ("save", String::new()),
+            ("appendonly", "yes".into()),
+            ("databases", "1".into()),
+            ("timeout", format!("{timeout}")),
+            ("maxclients", self.cfg.max_clients.to_string()),
+        ]
+    }
+
     fn info(&self) -> Value {
+        let budget = self.budget.stats();
         let text = format!(
-            "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\n\r\n# Replication\r\nrole:master\r\n{}\r\n",
+            "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:{}\r\nflotilla_buffered_bytes:{}\r\nflotilla_buffered_bytes_peak:{}\r\nflotilla_max_buffered_bytes:{}\r\nflotilla_buffer_waits:{}\r\n\r\n# Replication\r\nrole:master\r\n{}\r\n",
             env!("CARGO_PKG_VERSION"),
             self.connections.load(Ordering::Relaxed),
+            budget.used,
+            budget.peak,
+            budget.max,
+            budget.waits,
             match &self.kv {
                 Backend::Group(c) => format!("flotilla_replicas:{}", c.servers().len()),
                 Backend::Sharded(c) => format!("flotilla_shards:{}", c.nshards()),
@@ -639,13 +732,12 @@ fn client_command(conn: &mut Conn, c: ClientCommand) -> Value {
     }
 }
 
-/// The few settings tools ask about (redis-benchmark asks for `save` and `appendonly`).
-fn config_get(patterns: &[Vec<u8>]) -> Value {
-    let known: [(&str, &str); 3] = [("save", ""), ("appendonly", "yes"), ("databases", "1")];
-    let mut pairs = Vec::new();
+/// `CONFIG GET`: the `known` settings matching any of `patterns`, each once.
+fn config_get(known: &[(&'static str, String)], patterns: &[Vec<u8>]) -> Value {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
     for p in patterns {
         for (k, v) in known {
-            if glob_match(p, k.as_bytes()) && !pairs.iter().any(|(n, _): &(&str, &str)| *n == k) {
+            if glob_match(p, k.as_bytes()) && !pairs.iter().any(|(n, _)| n == k) {
                 pairs.push((k, v));
             }
         }
@@ -685,7 +777,8 @@ mod tests {
         assert!(glob_match(b"*", b"appendonly"));
         assert!(glob_match(b"APPEND*", b"appendonly"));
         assert!(!glob_match(b"save?", b"save"));
-        let Value::Map(pairs) = config_get(&[b"save".to_vec(), b"*only".to_vec()]) else {
+        let known = [("save", String::new()), ("appendonly", "yes".into())];
+        let Value::Map(pairs) = config_get(&known, &[b"save".to_vec(), b"*only".to_vec()]) else {
             panic!("a map")
         };
         assert_eq!(pairs.len(), 2);

@@ -28,6 +28,19 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// What a client that has not yet authenticated may send, as Redis limits it (since 6.2.6,
+    /// CVE-2021-32675): at most 10 arguments of at most 16 KiB each, enough for `AUTH`,
+    /// `HELLO 3 AUTH user pass SETNAME name` and `QUIT`. Without these, anyone who can connect
+    /// makes the server hold a whole declared bulk before it has checked a password. Inline
+    /// requests keep Redis's 64 KiB (it does not lower that one either).
+    pub const UNAUTHENTICATED: Limits = Limits {
+        max_bulk_len: 16 << 10,
+        max_array_len: 10,
+        max_inline_len: 64 << 10,
+    };
+}
+
 /// How many bytes a `*<count>` or `$<len>` line may take before its CRLF. Twenty digits and a
 /// sign cover every i64; a longer line is garbage, and bounding it keeps each call's rescan of
 /// a pending length line O(1).
@@ -57,10 +70,17 @@ const MAX_PREALLOCATED_ARGS: usize = 1024;
 /// bytes are included in the `n` of the next request. The decoder bounds each request, not the
 /// buffer: the caller should close a connection whose buffer grows past
 /// `max_bulk_len + max_inline_len` or so without yielding a request.
+///
+/// A decoder made with [`Decoder::before_auth`] enforces smaller limits until the caller says
+/// the client has authenticated, and reports breaches of them in Redis's words
+/// (`unauthenticated bulk length`).
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    /// The bounds every request is checked against.
+    /// The bounds every request is checked against now.
     limits: Limits,
+    /// The bounds that replace `limits` once the client authenticates: `Some` exactly while
+    /// the client has not (and `limits` are the smaller, unauthenticated ones).
+    after_auth: Option<Limits>,
     /// Offset in the caller's buffer of the first byte not yet turned into an argument (or
     /// skipped): where the next call resumes.
     pos: usize,
@@ -81,6 +101,7 @@ impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
+            after_auth: None,
             pos: 0,
             args: None,
             remaining: 0,
@@ -88,7 +109,28 @@ impl Decoder {
         }
     }
 
-    /// The limits this decoder enforces.
+    /// A decoder for a client that must authenticate before anything else: it enforces
+    /// `before` (usually [`Limits::UNAUTHENTICATED`]) until [`Decoder::authenticated`] is
+    /// called, then `limits`.
+    pub fn before_auth(limits: Limits, before: Limits) -> Decoder {
+        Decoder {
+            after_auth: Some(limits),
+            ..Decoder::new(before)
+        }
+    }
+
+    /// The client has authenticated: lengths read from now on are checked against the full
+    /// limits. Call it between requests (after the request that authenticated was decoded and
+    /// run, before decoding the next), so that a pipelined request after `AUTH` is judged by
+    /// the limits of an authenticated client, as Redis judges it. Does nothing if the limits
+    /// were never lowered.
+    pub fn authenticated(&mut self) {
+        if let Some(limits) = self.after_auth.take() {
+            self.limits = limits;
+        }
+    }
+
+    /// The limits this decoder enforces now.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -138,10 +180,14 @@ impl Decoder {
             return Ok(Step::Skipped);
         }
         let max = self.limits.max_array_len;
-        let count = usize::try_from(count)
-            .ok()
-            .filter(|&c| c <= max)
-            .ok_or(RespError::TooManyArguments { len: count, max })?;
+        let count =
+            usize::try_from(count)
+                .ok()
+                .filter(|&c| c <= max)
+                .ok_or(match self.after_auth {
+                    Some(_) => RespError::UnauthenticatedMultibulkLength { len: count, max },
+                    None => RespError::TooManyArguments { len: count, max },
+                })?;
         self.remaining = count;
         self.args = Some(Vec::with_capacity(count.min(MAX_PREALLOCATED_ARGS)));
         Ok(Step::Started)
@@ -181,7 +227,10 @@ impl Decoder {
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= max)
-            .ok_or(RespError::BulkTooLong { len, max })?;
+            .ok_or(match self.after_auth {
+                Some(_) => RespError::UnauthenticatedBulkLength { len, max },
+                None => RespError::BulkTooLong { len, max },
+            })?;
         let end = start.saturating_add(len);
         if buf.len() < end.saturating_add(2) {
             return Ok(None);

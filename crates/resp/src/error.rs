@@ -28,6 +28,13 @@ pub enum RespError {
     /// `$<len>` above [`Limits::max_bulk_len`](crate::Limits::max_bulk_len).
     #[error("Protocol error: bulk length {len} exceeds the limit of {max} bytes")]
     BulkTooLong { len: i64, max: usize },
+    /// `*<count>` above the limit for a client that has not authenticated
+    /// ([`Limits::UNAUTHENTICATED`](crate::Limits::UNAUTHENTICATED)); Redis's words.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength { len: i64, max: usize },
+    /// `$<len>` above the limit for a client that has not authenticated; Redis's words.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength { len: i64, max: usize },
     /// An inline request longer than [`Limits::max_inline_len`](crate::Limits::max_inline_len)
     /// without a newline.
     #[error("Protocol error: too big inline request (no newline within {max} bytes)")]

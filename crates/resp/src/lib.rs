@@ -52,7 +52,9 @@
 //! [`Limits`] bounds a bulk string (`max_bulk_len`, default 512 MiB as in Redis), the number of
 //! arguments (`max_array_len`, default 2^20) and an inline line (`max_inline_len`, 64 KiB).
 //! They are checked when a length is read, before any memory is reserved for it; a length line
-//! itself may not exceed 32 bytes.
+//! itself may not exceed 32 bytes. A server with a password gives clients that have not
+//! authenticated Redis's smaller [`Limits::UNAUTHENTICATED`] (10 arguments of 16 KiB) through
+//! [`Decoder::before_auth`], and lifts them with [`Decoder::authenticated`].
 //!
 //! ## The caller's contract
 //!

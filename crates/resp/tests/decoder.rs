@@ -313,3 +313,68 @@ fn dropping_unconsumed_bytes_is_a_programmer_error() {
     assert_eq!(decoder.decode(b"*2\r\n$3\r\nGET\r\n"), Ok(None));
     let _ = decoder.decode(b"$1\r\nk\r\n");
 }
+
+/// A decoder for a client that has not authenticated, over the default limits.
+fn before_auth() -> Decoder {
+    Decoder::before_auth(Limits::default(), Limits::UNAUTHENTICATED)
+}
+
+#[test]
+fn before_auth_requests_are_limited_in_redis_words() {
+    // The attack of issue 15 (9): a 32 MiB bulk declared before AUTH is refused at its header,
+    // not buffered.
+    let header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$33554432\r\n";
+    let e = decode_all(&mut before_auth(), header).unwrap_err();
+    assert_eq!(e.to_string(), "Protocol error: unauthenticated bulk length");
+    assert_eq!(
+        e.to_value(),
+        flotilla_resp::Value::Error("ERR Protocol error: unauthenticated bulk length".into())
+    );
+    let e = decode_all(&mut before_auth(), b"*11\r\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Protocol error: unauthenticated multibulk length"
+    );
+    // At the limits exactly (10 arguments, 16 KiB), all is well: a long password still gets
+    // to AUTH (and its WRONGPASS).
+    let mut big = b"*10\r\n$4\r\nAUTH\r\n$16384\r\n".to_vec();
+    big.extend([b'p'; 16384]);
+    big.extend(b"\r\n");
+    for _ in 0..8 {
+        big.extend(b"$1\r\nx\r\n");
+    }
+    let (reqs, left) = decode_all(&mut before_auth(), &big).unwrap();
+    assert_eq!(
+        (reqs.len(), reqs[0].len(), reqs[0][1].len(), left),
+        (1, 10, 16384, 0)
+    );
+    // The same decoder with full limits (no password configured) accepts the big header.
+    let mut full = Decoder::new(Limits::default());
+    assert_eq!(full.decode(header), Ok(None));
+}
+
+#[test]
+fn authenticating_lifts_the_limits_for_the_next_request() {
+    // AUTH, then a pipelined SET with a value over 16 KiB: decoded after the AUTH ran.
+    let mut buf =
+        b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$20000\r\n".to_vec();
+    buf.extend([b'v'; 20000]);
+    buf.extend(b"\r\n");
+    let mut decoder = before_auth();
+    let (auth, used) = decoder.decode(&buf).unwrap().unwrap();
+    assert_eq!(auth[0], b"AUTH");
+    decoder.authenticated();
+    let (set, rest) = decoder.decode(&buf[used..]).unwrap().unwrap();
+    assert_eq!((set[2].len(), used + rest), (20000, buf.len()));
+    assert_eq!(decoder.limits(), &Limits::default());
+    // Not authenticated: the same stream fails at the SET's value.
+    let mut decoder = before_auth();
+    let (_, used) = decoder.decode(&buf).unwrap().unwrap();
+    assert_eq!(
+        decoder.decode(&buf[used..]),
+        Err(RespError::UnauthenticatedBulkLength {
+            len: 20000,
+            max: 16384
+        })
+    );
+}
