@@ -152,7 +152,7 @@ impl FileCache {
     pub fn set_len(&mut self, len: u64) {
         if len < self.size {
             self.pages.retain(|&p, _| p * PAGE < len);
-            if len % PAGE != 0 {
+            if !len.is_multiple_of(PAGE) {
                 if let Some(page) = self.pages.get_mut(&(len / PAGE)) {
                     page[(len % PAGE) as usize..].fill(0); // invariant 3
                 }

@@ -192,23 +192,25 @@ impl State {
         Ok(buf)
     }
 
-    /// A write; `Ok(None)` if it tripped the armed trip (the hook has run).
+    /// A write; `Ok(None)` if it tripped the armed trip (the write is in the cache, and the
+    /// hook has run).
     fn write(&mut self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<Option<u32>, i32> {
         let (file, append) = {
             let h = self.handles.get(&fh).ok_or(libc::EBADF)?;
             (h.file.clone(), h.append)
         };
-        if self.trips(ino, offset) {
-            return Ok(None);
-        }
         let cache = self.cache(ino, Some(&file))?;
         let at = if append { cache.size() } else { offset };
         cache.write(at, data).map_err(|e| errno(&e))?;
+        if self.trips(ino, false, at, data.len()) {
+            return Ok(None);
+        }
         Ok(Some(data.len() as u32))
     }
 
-    /// Whether a write at `offset` to `ino` fires the armed trip; if so, fires it.
-    fn trips(&mut self, ino: u64, offset: u64) -> bool {
+    /// Whether a write of `len` bytes at `offset` to `ino` (or, `at_fsync`, an fsync of
+    /// `ino` with `len` unsynced bytes) fires the armed trip; if so, fires it.
+    fn trips(&mut self, ino: u64, at_fsync: bool, offset: u64, len: usize) -> bool {
         let Some(armed) = &self.armed else {
             return false;
         };
@@ -217,7 +219,9 @@ impl State {
         };
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let t = &armed.trip;
-        if offset < t.min_offset
+        if t.at_fsync != at_fsync
+            || offset < t.min_offset
+            || len < t.min_len
             || !name.starts_with(&t.name_prefix)
             || !name.ends_with(&t.name_suffix)
         {
@@ -231,6 +235,10 @@ impl State {
     }
 
     fn fsync(&mut self, ino: u64) -> Result<(), i32> {
+        let dirty = self.caches.get(&ino).map_or(0, |c| c.dirty_pages());
+        if self.trips(ino, true, 0, dirty * crate::PAGE as usize) {
+            return Err(libc::EIO);
+        }
         if let Some(c) = self.caches.get_mut(&ino) {
             c.sync().map_err(|e| errno(&e))?;
             self.caches.remove(&ino);

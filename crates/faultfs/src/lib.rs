@@ -25,8 +25,8 @@
 //! - The caller must stop every process using the mount before a crash (a write racing
 //!   the crash could land on either side of it). Open handles may remain.
 //!
-//! [`Mount::arm_trip`] runs a callback at the first write matching a name pattern and an
-//! offset, and fails that write: a test uses it to kill every process in the middle of
+//! [`Mount::arm_trip`] runs a callback at the first write matching a name pattern, an
+//! offset and a length, and fails that write: a test uses it to kill every process in the middle of
 //! writing a particular file (a snapshot, say).
 
 pub mod cache;
@@ -102,12 +102,17 @@ pub struct Options {
 }
 
 /// Which write fires an armed trip: the first to a file whose name starts with
-/// `name_prefix` and ends with `name_suffix`, at `min_offset` or beyond.
-#[derive(Debug, Clone)]
+/// `name_prefix` and ends with `name_suffix`, at `min_offset` or beyond, of `min_len` bytes
+/// or more (the kernel splits a large write(2) into FUSE writes of up to 128 KiB). With
+/// `at_fsync`, the first fsync of such a file holding at least `min_len` bytes of unsynced
+/// pages fires it instead (before syncing anything; the fsync fails with EIO).
+#[derive(Debug, Clone, Default)]
 pub struct Trip {
     pub name_prefix: String,
     pub name_suffix: String,
     pub min_offset: u64,
+    pub min_len: usize,
+    pub at_fsync: bool,
 }
 
 /// A mounted faultfs; unmounted when dropped.
@@ -164,8 +169,10 @@ impl Mount {
         self.lock().crash(mode).map_err(Error::Crash)
     }
 
-    /// Arms `trip`: the first write matching it runs `hook` (with the file's backing path)
-    /// on the file system's thread, and fails with EIO. Replaces any trip armed before.
+    /// Arms `trip`: the first write matching it reaches the cache (unsynced, like every
+    /// write), then runs `hook` (with the file's backing path) on the file system's thread,
+    /// then fails with EIO. Replaces any trip armed before. A hook that kills the writer
+    /// leaves that write's pages unsynced, for a torn crash to keep or lose.
     pub fn arm_trip(&self, trip: Trip, hook: impl FnOnce(&Path) + Send + 'static) {
         self.lock().armed = Some(fs::Armed {
             trip,

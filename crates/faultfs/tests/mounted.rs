@@ -203,14 +203,51 @@ fn a_trip_fires_at_the_matching_write_and_fails_it() {
             name_prefix: "snap".into(),
             name_suffix: ".tmp".into(),
             min_offset: 8192,
+            min_len: 100,
+            at_fsync: false,
         },
         move |p| tx.send(p.to_path_buf()).unwrap(),
     );
     let f = File::create(fx.at("snap-1.tmp")).unwrap();
     f.write_all_at(&[1; 8192], 0).unwrap();
     assert!(rx.try_recv().is_err(), "fired before the offset");
-    let err = f.write_all_at(&[1; 100], 8192).unwrap_err();
+    f.write_all_at(&[1; 99], 8192).unwrap();
+    assert!(
+        rx.try_recv().is_err(),
+        "fired for a write shorter than min_len"
+    );
+    let err = f.write_all_at(&[2; 100], 8192).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
     assert_eq!(rx.try_recv().unwrap(), fx.backing.join("snap-1.tmp"));
     assert_eq!(fx.mount.disarm(), [fx.backing.join("snap-1.tmp")]);
+    // The tripping write is in the cache, unsynced: a crash takes it away.
+    assert_eq!(read(&fx.at("snap-1.tmp"))[8192..], [2; 100]);
+    fx.mount.crash(CrashMode::Drop).unwrap();
+    assert_eq!(fs::metadata(fx.at("snap-1.tmp")).unwrap().len(), 0);
+    // Once fired, a trip stays disarmed.
+    f.write_all_at(&[3; 200], 0).unwrap();
+
+    // At fsync: fires with the data unsynced, and the fsync fails.
+    let (tx, rx) = std::sync::mpsc::channel();
+    fx.mount.arm_trip(
+        Trip {
+            name_prefix: "wal".into(),
+            min_len: 2 * PAGE as usize,
+            at_fsync: true,
+            ..Trip::default()
+        },
+        move |p| tx.send(p.to_path_buf()).unwrap(),
+    );
+    let w = File::create(fx.at("wal")).unwrap();
+    w.write_all_at(b"one page", 0).unwrap();
+    w.sync_data().unwrap();
+    assert!(
+        rx.try_recv().is_err(),
+        "fired with less than min_len unsynced"
+    );
+    w.write_all_at(&[4; 2 * PAGE as usize], 100).unwrap();
+    assert_eq!(w.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+    assert_eq!(rx.try_recv().unwrap(), fx.backing.join("wal"));
+    fx.mount.crash(CrashMode::Drop).unwrap();
+    assert_eq!(read(&fx.at("wal")), b"one page");
 }
