@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_ports, start_writers, stop_writers, Recorder, TestDir, BIN};
+use common::{start_writers, stop_writers, Recorder, TestDir, BIN};
 use faultfs::{CrashMode, Mount, Options, Trip};
 use flotilla_check::{KvInput, KvOutput};
 use nix::sys::signal::{kill, Signal};
@@ -47,8 +47,9 @@ const BULK_KEYS: usize = 16;
 
 /// One cluster on faultfs, and what a failure report needs.
 struct Rig {
-    tmp: TestDir,
+    /// Before `tmp`: fields drop in order, and the mount must go before its directory.
     mount: Mount,
+    tmp: TestDir,
     data: PathBuf,
     /// `flotilla up` arguments after `--dir D`.
     args: Vec<String>,
@@ -82,8 +83,8 @@ impl Rig {
         fs::create_dir(&data).unwrap();
         fs::File::open(&mnt).unwrap().sync_all().unwrap();
         Some(Rig {
-            tmp,
             mount,
+            tmp,
             data,
             args,
             port,
@@ -133,7 +134,7 @@ impl Rig {
                     .ok()
             });
             if ok.is_some() {
-                return;
+                break;
             }
             if let Some(Ok(Some(status))) = self.up.as_mut().map(|c| c.try_wait()) {
                 self.fail(&format!(
@@ -146,6 +147,34 @@ impl Rig {
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // `up` says "restarted" when it found the directory's cluster, "started" when it
+        // made a new one (which would serve, empty).
+        let banner = |s: &Self| {
+            let out = fs::read_to_string(s.logs().join("up.out")).unwrap_or_default();
+            let since = out
+                .rsplit("==== start")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            ["flotilla: restarted", "flotilla: started"]
+                .into_iter()
+                .find(|b| since.contains(b))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while banner(self).is_none() {
+            if Instant::now() > deadline {
+                self.fail(&format!(
+                    "{what}: `flotilla up` printed no banner within 30 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.round > 0 && banner(self) != Some("flotilla: restarted") {
+            self.fail(&format!(
+                "{what}: `flotilla up` did not find its cluster in the data directory and \
+                 started a new, empty one"
+            ));
         }
     }
 
@@ -183,7 +212,11 @@ impl Rig {
             Ok(r) => r,
             Err(e) => self.fail(&format!("the power loss itself failed: {e}")),
         };
-        let line = format!("round {} ({why}, {mode:?}): {report}", self.round);
+        let line = format!(
+            "round {} ({why}, {mode:?}) at {:.1} s: {report}",
+            self.round,
+            rec.start.elapsed().as_secs_f64()
+        );
         eprintln!("{line}");
         self.story.push(line);
         self.start();
@@ -195,11 +228,29 @@ impl Rig {
     /// Fails if `up` has had to restart any process since it last started: a replica that
     /// cannot recover its directory exits, and `up` restarts it every second, while the
     /// others serve without it.
+    ///
+    /// One exit whose log ends in "Address already in use" is tolerated (said, not failed):
+    /// a port taken for a moment by another connection's source port is the host's doing.
     fn check_no_restarts(&self, when: &str) {
         let out = fs::read_to_string(self.logs().join("up.out")).unwrap_or_default();
         let since = out.rsplit("==== start").next().unwrap_or_default();
-        if let Some(line) = since.lines().find(|l| l.contains(" exited (")) {
-            self.fail(&format!("{when}, round {}: {line}", self.round));
+        let mut exits = std::collections::BTreeMap::new();
+        for line in since.lines().filter(|l| l.contains(" exited (")) {
+            let name = line
+                .split(" exited (")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let log = line
+                .rsplit_once("(see ")
+                .map(|(_, l)| l.trim_end_matches(')'));
+            let why = log.map(|l| tail(Path::new(l), 3)).unwrap_or_default();
+            let n = exits.entry(name).or_insert(0);
+            *n += 1;
+            if *n > 1 || !why.contains("Address already in use") {
+                self.fail(&format!("{when}, round {}: {line}\n{why}", self.round));
+            }
+            eprintln!("round {}: tolerated: {line}: {}", self.round, why.trim());
         }
     }
 
@@ -485,7 +536,7 @@ fn check_history(rig: &Rig, rec: &Recorder) {
 #[ignore = "needs root and /dev/fuse; run by .ci/run"]
 fn single_group_survives_power_losses() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (port, base) = (free_ports(1), free_ports(3));
+    let (port, base) = cluster_ports(3);
     let args = vec![
         "--single".to_owned(),
         "--port".into(),
@@ -580,7 +631,7 @@ fn single_group_survives_power_losses() {
 #[ignore = "needs root and /dev/fuse; run by .ci/run"]
 fn sharded_cluster_survives_power_losses() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let (port, base) = (free_ports(1), free_ports(9));
+    let (port, base) = cluster_ports(9);
     let args = vec![
         "--port".to_owned(),
         port.to_string(),
@@ -649,6 +700,23 @@ fn sharded_cluster_survives_power_losses() {
     for s in &rig.story {
         eprintln!("  {s}");
     }
+}
+
+/// Ports for `n` servers and a router, all below the kernel's ephemeral range (which starts
+/// at 32768): a restart binds every port again while the processes starting with it dial
+/// out, and an outgoing connection's source port must not take a server's. Returns
+/// (router port, base port); checked free: base..base+n, their metrics ports (+100), the
+/// router's port and its metrics port (+1).
+fn cluster_ports(n: u16) -> (u16, u16) {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    for _ in 0..500 {
+        let base = 10_000 + (common::rand_u32() % 22_000) as u16;
+        let (router, needed) = (base + n, base..base + n + 2);
+        if needed.clone().all(free) && (base + 100..base + 100 + n).all(free) {
+            return (router, base);
+        }
+    }
+    panic!("no free ports below 32768");
 }
 
 /// The group the latest configuration gives `shard` to (from `ctl shards --json`).
