@@ -9,11 +9,15 @@
 //! step. It must come back; every acknowledged write must read back; at the end the whole
 //! history (across every crash) must be linearizable.
 //!
-//! Nine power losses: six on one group (one in the middle of writing a snapshot, one in the
-//! middle of writing a big WAL batch, one with a big batch written but not fsynced, each
-//! caught by a faultfs trip on a write to or fsync of such a file),
+//! Ten power losses: seven on one group (one in the middle of writing a snapshot, one in the
+//! middle of writing a big WAL batch, one with a big batch written but not fsynced, one with
+//! a batch of several records written but not fsynced, each caught by a faultfs trip on a
+//! write to or fsync of such a file),
 //! three on the sharded cluster (one right after `ctl move` committed a new configuration,
 //! while the groups move the shard).
+//!
+//! Torn crashes' seeds are fixed, offset by `FLOTILLA_POWERLOSS_SEED` if set (each round's
+//! line, printed with `--nocapture` and in a failure's message, shows the seed used).
 //!
 //! By default names created since their directory's last fsync are lost too (faultfs's
 //! strict names); `FLOTILLA_POWERLOSS_LAX_NAMES=1` keeps every name, to look at data alone.
@@ -36,6 +40,18 @@ use faultfs::{CrashMode, Mount, Options, Trip};
 use flotilla_check::{KvInput, KvOutput};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// A torn crash whose seed is `n` plus `FLOTILLA_POWERLOSS_SEED` (default 0), so other
+/// page choices can be tried without editing the test.
+fn torn(n: u64) -> CrashMode {
+    let base = std::env::var("FLOTILLA_POWERLOSS_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    CrashMode::Torn {
+        seed: base.wrapping_add(n),
+    }
+}
 
 /// The two tests share 2 cores with everything else: one cluster at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -255,12 +271,23 @@ impl Rig {
     }
 
     /// A round whose kill is done by a faultfs trip, at the first write matching `trip`.
-    fn trip_round(&mut self, trip: Trip, mode: CrashMode, why: &str, rec: &Recorder) {
+    /// `stop`, if given, is set right after the kill (clients that should write no more).
+    fn trip_round(
+        &mut self,
+        trip: Trip,
+        mode: CrashMode,
+        why: &str,
+        rec: &Recorder,
+        stop: Option<Arc<AtomicBool>>,
+    ) {
         self.round += 1;
         let (tx, rx) = std::sync::mpsc::channel();
         let pid = self.up_pid.clone();
         self.mount.arm_trip(trip, move |path| {
             let pids = kill_tree(pid.swap(0, Ordering::SeqCst));
+            if let Some(stop) = stop {
+                stop.store(true, Ordering::Relaxed);
+            }
             let _ = tx.send((path.to_path_buf(), pids));
         });
         let (path, pids) = match rx.recv_timeout(Duration::from_secs(120)) {
@@ -298,8 +325,10 @@ impl Rig {
                 }
             };
             if got.as_deref() != Some(v.as_str()) {
+                let short = |s: &str| format!("{:?} ({} bytes)", &s[..s.len().min(40)], s.len());
+                let (v, got) = (short(v), got.as_deref().map(short));
                 self.fail(&format!(
-                    "round {} ({why}): acknowledged SET {k} = {v:?} reads back as {got:?} \
+                    "round {} ({why}): acknowledged SET {k} = {v} reads back as {got:?} \
                      ({} acknowledged SETs checked before it)",
                     self.round,
                     acked.iter().position(|a| a.0 == *k).unwrap_or(0)
@@ -381,7 +410,10 @@ fn tail(p: &Path, n: usize) -> String {
     if let Ok(mut f) = fs::File::open(p) {
         let _ = f.read_to_string(&mut s);
     }
-    let lines: Vec<&str> = s.lines().collect();
+    // A torn crash can leave zeros in a log: drop them, and blank lines, so the tail
+    // shows the last words.
+    let s = s.replace('\0', "");
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
     out.push('\n');
     out
@@ -479,6 +511,34 @@ fn bulk_writer(port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// A client SETting fresh keys to 3 KB values until `stop` (acknowledged ones are checked
+/// like the small writers').
+fn medium_writer(id: u64, port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    let mut con = None;
+    let mut j = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = con.as_mut() else {
+            con = common::connect(port).ok();
+            if con.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let key = format!("mid-{id}-{j}");
+        let mut value = format!("m{id}-{j}/");
+        value.extend(std::iter::repeat_n('.', 3000 - value.len()));
+        let call = rec.now();
+        let r: redis::RedisResult<()> = redis::cmd("SET").arg(&key).arg(&value).query(c);
+        let out = r.as_ref().ok().map(|_| KvOutput::Done);
+        rec.record(id, KvInput::put(&key, &value), call, out);
+        match r {
+            Ok(()) => rec.acked.lock().unwrap().push((key, value)),
+            Err(_) => con = None,
+        }
+        j += 1;
+    }
+}
+
 /// A bulk value: `tag` followed by `.` padding to `BULK` bytes.
 fn bulk_value(tag: &str) -> String {
     let mut v = String::with_capacity(BULK);
@@ -553,7 +613,7 @@ fn single_group_survives_power_losses() {
     let (stop, writers) = start_writers(3, port, &rec);
     let rounds = [
         ("under load", CrashMode::Drop),
-        ("under load", CrashMode::Torn { seed: 11 }),
+        ("under load", torn(11)),
         ("under load", CrashMode::Drop),
     ];
     for (why, mode) in rounds {
@@ -577,12 +637,7 @@ fn single_group_survives_power_losses() {
         min_offset: 1 << 20,
         ..Trip::default()
     };
-    rig.trip_round(
-        snapshot,
-        CrashMode::Torn { seed: 23 },
-        "while writing a snapshot",
-        &rec,
-    );
+    rig.trip_round(snapshot, torn(23), "while writing a snapshot", &rec, None);
     // A power loss in the middle of a big WAL batch (1 MiB values: each batch is several
     // FUSE writes of up to 128 KiB): killed right after one of them reached the cache, so
     // the torn crash keeps some of the batch's pages and loses others, the earlier ones
@@ -593,12 +648,7 @@ fn single_group_survives_power_losses() {
         min_len: 64 << 10,
         ..Trip::default()
     };
-    rig.trip_round(
-        batch,
-        CrashMode::Torn { seed: 31 },
-        "in the middle of a WAL batch",
-        &rec,
-    );
+    rig.trip_round(batch, torn(31), "in the middle of a WAL batch", &rec, None);
     // A power loss with a whole big batch written and its fsync not done: killed at the
     // fsync of a WAL segment holding 512 KiB or more unsynced. The torn crash keeps a
     // random subset of the batch's pages, so a hole can precede whole records: the batch's
@@ -611,9 +661,32 @@ fn single_group_survives_power_losses() {
         ..Trip::default()
     };
     let why = "with a whole WAL batch unsynced";
-    rig.trip_round(unsynced, CrashMode::Torn { seed: 47 }, why, &rec);
+    rig.trip_round(unsynced, torn(47), why, &rec, Some(bulk_stop.clone()));
     bulk_stop.store(true, Ordering::Relaxed);
     bulk.join().unwrap();
+
+    // A torn batch of several records: 3 KB values from 4 more clients make group-commit
+    // batches of a few records over a few pages; killed at the fsync of one holding 3 pages
+    // or more, the torn crash can keep a later record whole after losing an earlier page.
+    let medium_stop = Arc::new(AtomicBool::new(false));
+    let medium: Vec<_> = (0..4)
+        .map(|id| {
+            let (rec, stop) = (rec.clone(), medium_stop.clone());
+            std::thread::spawn(move || medium_writer(200 + id, port, rec, stop))
+        })
+        .collect();
+    let several = Trip {
+        name_prefix: "wal-".into(),
+        name_suffix: ".log".into(),
+        min_len: 3 * faultfs::PAGE as usize,
+        at_fsync: true,
+        ..Trip::default()
+    };
+    let why = "with a batch of several records unsynced";
+    rig.trip_round(several, torn(53), why, &rec, Some(medium_stop));
+    for t in medium {
+        t.join().unwrap();
+    }
 
     await_writes(&rig, &rec, 40);
     stop_writers(stop, writers);
@@ -671,7 +744,7 @@ fn sharded_cluster_survives_power_losses() {
     }
     rig.kill_all();
     rig.crash_and_restart(
-        CrashMode::Torn { seed: 5 },
+        torn(5),
         &format!("during the move of shard 0 from group {from} to {to}"),
         &rec,
     );
@@ -689,7 +762,7 @@ fn sharded_cluster_survives_power_losses() {
     rig.round += 1;
     await_writes(&rig, &rec, 40);
     rig.kill_all();
-    rig.crash_and_restart(CrashMode::Torn { seed: 99 }, "under load", &rec);
+    rig.crash_and_restart(torn(99), "under load", &rec);
 
     await_writes(&rig, &rec, 40);
     stop_writers(stop, writers);
