@@ -1,5 +1,6 @@
 //! faultfs mounted for real: what survives a power loss, through ordinary file calls.
-//! Needs /dev/fuse and fusermount3 (CI has both); skipped, saying so, without /dev/fuse.
+//! Needs root and /dev/fuse (CI has both), so `#[ignore]`d: `.ci/run` runs them with
+//! `--include-ignored` in its power-loss tier. Without /dev/fuse they skip, saying so.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -64,6 +65,7 @@ fn durable_file(fx: &Fixture, name: &str, content: &[u8]) -> File {
 }
 
 #[test]
+#[ignore = "mounts a FUSE file system: needs root and /dev/fuse; run by .ci/run's power-loss tier"]
 fn unsynced_writes_are_lost_and_synced_ones_kept() {
     let Some(fx) = Fixture::new(false) else {
         return;
@@ -97,6 +99,7 @@ fn unsynced_writes_are_lost_and_synced_ones_kept() {
 }
 
 #[test]
+#[ignore = "mounts a FUSE file system: needs root and /dev/fuse; run by .ci/run's power-loss tier"]
 fn appends_truncation_and_rename_behave_like_a_file_system() {
     let Some(fx) = Fixture::new(false) else {
         return;
@@ -142,6 +145,7 @@ fn appends_truncation_and_rename_behave_like_a_file_system() {
 }
 
 #[test]
+#[ignore = "mounts a FUSE file system: needs root and /dev/fuse; run by .ci/run's power-loss tier"]
 fn strict_names_lose_what_the_directory_fsync_did_not_cover() {
     let Some(fx) = Fixture::new(true) else {
         return;
@@ -162,6 +166,7 @@ fn strict_names_lose_what_the_directory_fsync_did_not_cover() {
 }
 
 #[test]
+#[ignore = "mounts a FUSE file system: needs root and /dev/fuse; run by .ci/run's power-loss tier"]
 fn torn_crash_keeps_some_unsynced_pages_whole_and_loses_the_others() {
     let Some(fx) = Fixture::new(false) else {
         return;
@@ -193,6 +198,7 @@ fn torn_crash_keeps_some_unsynced_pages_whole_and_loses_the_others() {
 }
 
 #[test]
+#[ignore = "mounts a FUSE file system: needs root and /dev/fuse; run by .ci/run's power-loss tier"]
 fn a_trip_fires_at_the_matching_write_and_fails_it() {
     let Some(fx) = Fixture::new(false) else {
         return;
