@@ -38,7 +38,10 @@ const ALLOWED: &[(&str, &str)] = &[
     ("crates/check/", "histories written for inspection"),
     // The power-loss test file system: it passes the calls of the processes under test to
     // its backing directory, whose own durability is beside the point.
-    ("crates/faultfs/", "the simulated disk of the power-loss tier"),
+    (
+        "crates/faultfs/",
+        "the simulated disk of the power-loss tier",
+    ),
     // MapReduce keeps no state across a coordinator restart: a job is re-run whole; its
     // outputs are renamed into place only when complete (crates/mapreduce/src/files.rs).
     (
