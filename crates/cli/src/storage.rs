@@ -3,22 +3,46 @@
 
 use std::path::Path;
 
-use flotilla_net::driver::Durable;
+use flotilla_net::driver::{Durable, DurableError};
 use flotilla_net::server::Recovered;
 use flotilla_node::Save;
-use flotilla_storage::{DiskStorage, StorageOptions};
+use flotilla_storage::{DiskStorage, StorageError, StorageOptions};
 use nix::fcntl::{Flock, FlockArg};
 
 /// The WAL and snapshots of one replica, and the lock that keeps a second process out.
 pub struct Disk(DiskStorage, #[allow(dead_code)] Flock<std::fs::File>);
 
 impl Durable for Disk {
-    fn stage(&mut self, save: &Save) -> Result<(), String> {
-        self.0.stage(save).map_err(|e| e.to_string())
+    fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
+        self.0.stage(save).map_err(classify)
     }
-    fn sync(&mut self) -> Result<(), String> {
-        self.0.sync().map(|_| ()).map_err(|e| e.to_string())
+    fn sync(&mut self) -> Result<(), DurableError> {
+        self.0.sync().map(|_| ()).map_err(classify)
     }
+}
+
+/// Disk full is an error the driver waits out; anything else stops the replica.
+///
+/// MERGE (storage contract, issue 15 item 4): once `flotilla_storage` has
+/// `StorageError::is_disk_full` (after which a failed stage or sync leaves the storage usable
+/// and retryable rather than poisoned), use it here instead of `is_disk_full` below. Until
+/// then the storage poisons itself on every I/O error, so the retry that follows a disk-full
+/// error fails as `Poisoned`, which is fatal: the replica exits as before, only later.
+fn classify(e: StorageError) -> DurableError {
+    if is_disk_full(&e) {
+        DurableError::DiskFull(e.to_string())
+    } else {
+        DurableError::Fatal(e.to_string())
+    }
+}
+
+/// ENOSPC ("no space left on device") or EDQUOT (a quota reached): space may come back.
+fn is_disk_full(e: &StorageError) -> bool {
+    let StorageError::Io { source, .. } = e else {
+        return false;
+    };
+    source.kind() == std::io::ErrorKind::StorageFull
+        || source.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 /// Opens (or creates) `dir` and recovers what it holds.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_kv::{KvCommand, KvReply};
+use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
@@ -232,7 +232,15 @@ impl ShardClerk {
                 let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
                 let reply = self.ctrl.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
-                if let Some(CtrlReply::Config(c)) = reply {
+                if let Some(Err(_)) = reply {
+                    // The controller cannot write (disk full): no configuration to follow.
+                    if !matches!(self.op.as_ref()?.phase, Phase::Config) {
+                        return None;
+                    }
+                    let op = self.op.take().expect("outstanding");
+                    return Some((op.seq, KvReply::Error(KvError::DiskFull)));
+                }
+                if let Some(Ok(CtrlReply::Config(c))) = reply {
                     let newer = c.num > self.config.num;
                     if newer {
                         self.config = c;
@@ -268,15 +276,20 @@ impl ShardClerk {
                 let reply = self.group.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
                 match reply? {
-                    ShardReply::Kv(r) => {
+                    Err(_) => {
+                        // A majority of the group cannot write (disk full).
+                        let op = self.op.take().expect("outstanding");
+                        Some((op.seq, KvReply::Error(KvError::DiskFull)))
+                    }
+                    Ok(ShardReply::Kv(r)) => {
                         let op = self.op.take().expect("outstanding");
                         Some((op.seq, r))
                     }
-                    ShardReply::WrongGroup => {
+                    Ok(ShardReply::WrongGroup) => {
                         self.ask_controller(ctx);
                         None
                     }
-                    ShardReply::NotReady => {
+                    Ok(ShardReply::NotReady) => {
                         let op = self.op.as_mut().expect("outstanding");
                         op.phase = Phase::Wait {
                             ticks: self.cfg.backoff_ticks,
@@ -285,7 +298,7 @@ impl ShardClerk {
                         None
                     }
                     // Neither answers a client's current operation.
-                    ShardReply::Stale | ShardReply::Done => None,
+                    Ok(ShardReply::Stale | ShardReply::Done) => None,
                 }
             }
             _ => None,
