@@ -417,9 +417,11 @@ async fn make_durable<P: Process, D: Durable>(
         match write_batch(durable, pending) {
             Ok(()) => {
                 if let Some(t) = full_since {
+                    // Named again: the first report may not have reached a log kept on the
+                    // full disk.
                     tracing::warn!(
                         waited_ms = t.elapsed().as_millis() as u64,
-                        "disk space is back: writing again"
+                        "disk full no more: space is back, writing and answering again"
                     );
                 }
                 return Ok(false);
