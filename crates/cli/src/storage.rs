@@ -14,35 +14,27 @@ pub struct Disk(DiskStorage, #[allow(dead_code)] Flock<std::fs::File>);
 
 impl Durable for Disk {
     fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
-        self.0.stage(save).map_err(classify)
+        match self.0.stage(save) {
+            // A replacement the storage could not write for lack of space stays staged: the
+            // next sync writes it first, and reports the lack of space while it lasts.
+            Err(e) if e.is_disk_full() => Ok(()),
+            r => r.map_err(classify),
+        }
     }
     fn sync(&mut self) -> Result<(), DurableError> {
         self.0.sync().map(|_| ()).map_err(classify)
     }
 }
 
-/// Disk full is an error the driver waits out; anything else stops the replica.
-///
-/// MERGE (storage contract, issue 15 item 4): once `flotilla_storage` has
-/// `StorageError::is_disk_full` (after which a failed stage or sync leaves the storage usable
-/// and retryable rather than poisoned), use it here instead of `is_disk_full` below. Until
-/// then the storage poisons itself on every I/O error, so the retry that follows a disk-full
-/// error fails as `Poisoned`, which is fatal: the replica exits as before, only later.
+/// Disk full is an error the driver waits out (the storage stays usable and its next sync
+/// retries everything staged since the last successful one); anything else poisons the
+/// storage and stops the replica (`flotilla up` restarts it, which recovers what is durable).
 fn classify(e: StorageError) -> DurableError {
-    if is_disk_full(&e) {
+    if e.is_disk_full() {
         DurableError::DiskFull(e.to_string())
     } else {
         DurableError::Fatal(e.to_string())
     }
-}
-
-/// ENOSPC ("no space left on device") or EDQUOT (a quota reached): space may come back.
-fn is_disk_full(e: &StorageError) -> bool {
-    let StorageError::Io { source, .. } = e else {
-        return false;
-    };
-    source.kind() == std::io::ErrorKind::StorageFull
-        || source.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
 /// Opens (or creates) `dir` and recovers what it holds.
