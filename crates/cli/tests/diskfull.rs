@@ -11,6 +11,7 @@ mod common;
 
 use std::fs::File;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{free_ports, BIN};
 
@@ -101,8 +102,6 @@ fn replica_pids(dir: &std::path::Path) -> Vec<i32> {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
-
-use std::time::{Duration, Instant};
 
 #[test]
 #[ignore = "needs root: mounts a tmpfs (run by .ci/run as root)"]
