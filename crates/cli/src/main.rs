@@ -1,5 +1,6 @@
 //! `flotilla`: one binary, thin subcommands that parse arguments and call the library crates.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -96,8 +97,11 @@ enum BenchWhat {
 
 fn main() -> ExitCode {
     // Logs go to stderr; RUST_LOG selects them (e.g. RUST_LOG=flotilla_mr=info). Default: warnings.
+    // A log that cannot be written (a replica's stderr is a file on its data disk, which may
+    // be full) loses the line: tracing must not report that with `eprintln!`, which panics.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -138,7 +142,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("flotilla: {msg}");
+            // Not `eprintln!`: it panics when stderr cannot be written (a full disk).
+            let _ = writeln!(std::io::stderr(), "flotilla: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -3,21 +3,37 @@
 
 use std::path::Path;
 
-use flotilla_net::driver::Durable;
+use flotilla_net::driver::{Durable, DurableError};
 use flotilla_net::server::Recovered;
 use flotilla_node::Save;
-use flotilla_storage::{DiskStorage, StorageOptions};
+use flotilla_storage::{DiskStorage, StorageError, StorageOptions};
 use nix::fcntl::{Flock, FlockArg};
 
 /// The WAL and snapshots of one replica, and the lock that keeps a second process out.
 pub struct Disk(DiskStorage, #[allow(dead_code)] Flock<std::fs::File>);
 
 impl Durable for Disk {
-    fn stage(&mut self, save: &Save) -> Result<(), String> {
-        self.0.stage(save).map_err(|e| e.to_string())
+    fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
+        match self.0.stage(save) {
+            // A replacement the storage could not write for lack of space stays staged: the
+            // next sync writes it first, and reports the lack of space while it lasts.
+            Err(e) if e.is_disk_full() => Ok(()),
+            r => r.map_err(classify),
+        }
     }
-    fn sync(&mut self) -> Result<(), String> {
-        self.0.sync().map(|_| ()).map_err(|e| e.to_string())
+    fn sync(&mut self) -> Result<(), DurableError> {
+        self.0.sync().map(|_| ()).map_err(classify)
+    }
+}
+
+/// Disk full is an error the driver waits out (the storage stays usable and its next sync
+/// retries everything staged since the last successful one); anything else poisons the
+/// storage and stops the replica (`flotilla up` restarts it, which recovers what is durable).
+fn classify(e: StorageError) -> DurableError {
+    if e.is_disk_full() {
+        DurableError::DiskFull(e.to_string())
+    } else {
+        DurableError::Fatal(e.to_string())
     }
 }
 

@@ -76,9 +76,14 @@ impl KvCommand {
     }
 }
 
-/// A command was refused; nothing changed.
+/// A command was refused; nothing changed (except after `DiskFull`, see there).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum KvError {
+    /// The servers of the key's group (or the controller) cannot write their logs for want
+    /// of disk space. Reported by clerks, never by the state machine; the outcome of the
+    /// command is unknown (an earlier copy may have reached a leader before it stalled).
+    #[error("disk full: the replicas cannot write their logs (no space left on device); the command may or may not have been applied")]
+    DiskFull,
     #[error("key of {len} bytes is longer than the limit of {max} bytes")]
     KeyTooLarge { len: usize, max: usize },
     #[error("value of {len} bytes is longer than the limit of {max} bytes")]

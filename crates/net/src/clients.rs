@@ -10,7 +10,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg};
+use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, RsmError};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -145,7 +145,7 @@ where
     R: Send + 'static,
 {
     host: ProcessHandle<ClerkHost<C, R>>,
-    waiting: Arc<Waiters<R>>,
+    waiting: Arc<Waiters<Result<R, RsmError>>>,
     roster: Arc<Mutex<Roster>>,
     transport: Arc<Transport<Msg<C, R>>>,
     /// The task following the membership (aborted on drop).
@@ -205,7 +205,7 @@ where
             peers,
             tls: tls.clone(),
         });
-        let waiting: Arc<Waiters<R>> = Arc::default();
+        let waiting: Arc<Waiters<Result<R, RsmError>>> = Arc::default();
         let (t, w) = (transport.clone(), waiting.clone());
         let outputs = Outputs {
             send: Box::new(move |to, m| t.send(to as u64, m)),
@@ -257,10 +257,11 @@ where
         self.roster.lock().expect("roster lock").servers.clone()
     }
 
-    /// Runs `cmd` on clerk `client` until the service answers (retrying across leaders).
+    /// Runs `cmd` on clerk `client` until the service answers (retrying across leaders), or
+    /// reports why it cannot ([`RsmError::DiskFull`]: the command's outcome is then unknown).
     /// `None` if there is no such clerk or it already has an operation outstanding (each
     /// clerk is one sequential client).
-    pub async fn call(&self, client: ClientId, cmd: C) -> Option<R> {
+    pub async fn call(&self, client: ClientId, cmd: C) -> Option<Result<R, RsmError>> {
         let (token, rx) = self.waiting.wait(client);
         let waiting = self.waiting.clone();
         self.host.call(move |h, ctx| {
@@ -462,6 +463,6 @@ mod tests {
         clients
             .host
             .deliver(0, with_client(answer(2, "reply to second")));
-        assert_eq!(second.await.as_deref(), Some("reply to second"));
+        assert_eq!(second.await, Some(Ok("reply to second".to_owned())));
     }
 }

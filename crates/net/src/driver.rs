@@ -18,13 +18,22 @@
 //! nothing until the sync returns, which is the condition that makes the early sends safe: an
 //! acknowledgement of an entry is always handled after the batch that appended it is durable,
 //! so the leader never counts its own copy before it is on disk.
+//!
+//! A full disk is not fatal. When staging or syncing fails with [`DurableError::DiskFull`]
+//! the loop holds the batch's outputs (nothing that depends on the unwritten saves leaves),
+//! stops feeding the process (no ticks, no messages: each could depend on those saves),
+//! retries the failed write with backoff ([`FULL_RETRY_MIN`] doubling to [`FULL_RETRY_MAX`]),
+//! and meanwhile answers what arrives through [`Process::refuse`] (a client hears "disk full"
+//! at once and tries another replica; Raft traffic is dropped, as a lossy network would).
+//! For Raft this is a very slow fsync: peers elect another leader if need be. Once the write
+//! succeeds the batch completes as usual, and the ticks missed meanwhile are fed then.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use flotilla_node::{Ctx, NodeId, Process, Save};
+use flotilla_node::{Ctx, NodeId, Process, Refusal, Save};
 
 use crate::NetError;
 
@@ -34,15 +43,37 @@ const MAX_BATCH: usize = 4096;
 /// Most missed ticks fed after a stall: more than any Raft timer (10 s at 10 ms ticks).
 const MAX_CATCH_UP: u32 = 1000;
 
+/// First wait before retrying a write that failed for lack of space.
+pub const FULL_RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between retries: space that comes back is used within about this long.
+pub const FULL_RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Why a [`Durable`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    /// No space left on the device. The call had no effect (what was durable still is, what
+    /// was staged still is); the same call may be made again later and succeeds once there
+    /// is space. The driver waits and retries.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// Anything else: the storage is unusable and the process must stop (a restart recovers
+    /// what is durable).
+    #[error("{0}")]
+    Fatal(String),
+}
+
 /// Stable storage as the driver uses it.
 ///
 /// # Correctness
-/// After `sync` returns, everything staged before it must survive a crash.
+/// After `sync` returns, everything staged before it must survive a crash. A call that fails
+/// with [`DurableError::DiskFull`] changes nothing: a `stage` that failed staged nothing (the
+/// driver stages the same save again before the next `sync`), and a `sync` that failed
+/// leaves everything staged since the last successful one staged.
 pub trait Durable: Send {
     /// Records one input's save (appended or replacing; see [`Save`]). May buffer.
-    fn stage(&mut self, save: &Save) -> Result<(), String>;
+    fn stage(&mut self, save: &Save) -> Result<(), DurableError>;
     /// Makes everything staged durable.
-    fn sync(&mut self) -> Result<(), String>;
+    fn sync(&mut self) -> Result<(), DurableError>;
 }
 
 /// Storage in memory, for processes that persist nothing that matters (a router's clerks) and
@@ -54,7 +85,7 @@ pub struct MemoryDurable {
 }
 
 impl Durable for MemoryDurable {
-    fn stage(&mut self, save: &Save) -> Result<(), String> {
+    fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
         if save.append {
             self.state.extend_from_slice(&save.state);
         } else {
@@ -65,7 +96,7 @@ impl Durable for MemoryDurable {
         }
         Ok(())
     }
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), DurableError> {
         Ok(())
     }
 }
@@ -124,8 +155,11 @@ pub struct BatchStats {
     pub inputs: usize,
     /// Saves made durable by this batch's sync.
     pub saves: usize,
-    /// How long the sync took, if there was one.
+    /// How long the sync took, if there was one (waiting for disk space included).
     pub sync: Option<Duration>,
+    /// The batch waits for disk space. The observer is called once with this set as a
+    /// disk-full episode begins, and as usual (unset) when the batch is durable at last.
+    pub disk_full: bool,
 }
 
 /// Looks at the process after each batch (e.g. to export its state as metrics).
@@ -182,6 +216,26 @@ struct Pending<M, E> {
     sends: Vec<(NodeId, M)>,
     events: Vec<E>,
     saves: usize,
+    /// A save whose `stage` failed for lack of space, to stage again before the sync. While
+    /// it is set the process is fed nothing (any input may depend on it).
+    unstaged: Option<Save>,
+}
+
+impl<M, E> Pending<M, E> {
+    fn new() -> Self {
+        Pending {
+            early: Vec::new(),
+            sends: Vec::new(),
+            events: Vec::new(),
+            saves: 0,
+            unstaged: None,
+        }
+    }
+
+    /// The process may not be fed: a save of this batch waits for disk space.
+    fn stalled(&self) -> bool {
+        self.unstaged.is_some()
+    }
 }
 
 async fn run<P: Process, D: Durable>(
@@ -194,8 +248,10 @@ async fn run<P: Process, D: Durable>(
 ) -> Result<(), NetError> {
     let start = Instant::now();
     let mut next_tick = start + tick;
+    // Calls that arrived while the disk was full, fed first in the next batch.
+    let mut deferred: Vec<Input<P>> = Vec::new();
     loop {
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut deferred);
         tokio::select! {
             biased;
             input = rx.recv() => match input {
@@ -210,13 +266,11 @@ async fn run<P: Process, D: Durable>(
                 Err(_) => break,
             }
         }
-        let mut pending = Pending {
-            early: Vec::new(),
-            sends: Vec::new(),
-            events: Vec::new(),
-            saves: 0,
-        };
+        let mut pending = Pending::new();
         let now = Instant::now();
+        // The first tick due: if a save waits for disk space the ticks not fed are due again
+        // after it (see `fed_ticks`).
+        let first_due = next_tick;
         // Every tick that has passed is fed, a stall's included: the process measures time
         // in ticks, and a leader's read lease must not outlast real time because the loop
         // stalled (in a slow fsync, say). Past MAX_CATCH_UP ticks every timer has fired
@@ -243,6 +297,10 @@ async fn run<P: Process, D: Durable>(
         // which the stall held up too on this runtime's one thread, hand over what they
         // have read.
         let stalled = due > 1;
+        // Ticks fed this batch. None is fed while a save waits for disk space; those not fed
+        // are fed after it, with the wait's (`next_tick` is put back): clocks must not lose
+        // the time a full disk took.
+        let mut fed_ticks = 0;
         if stalled {
             tokio::task::yield_now().await;
             while batch.len() < MAX_BATCH {
@@ -252,19 +310,28 @@ async fn run<P: Process, D: Durable>(
                 }
             }
             for _ in 0..due {
+                if pending.stalled() {
+                    break;
+                }
                 let mut ctx = Ctx::new(now - start);
                 process.on_missed_tick(&mut ctx);
                 collect(&process, ctx, &mut durable, &mut pending)?;
+                fed_ticks += 1;
             }
             next_tick += tick;
         } else if due == 1 {
             let mut ctx = Ctx::new(now - start);
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
+            fed_ticks += 1;
         }
         let inputs = batch.len();
         let mut stop = false;
         for input in batch {
+            if pending.stalled() {
+                stop |= refuse(&process, input, &mut outputs, &mut deferred);
+                continue;
+            }
             let mut ctx = Ctx::new(now - start);
             match input {
                 Input::Msg { from, msg } => process.on_message(from, msg, &mut ctx),
@@ -273,10 +340,14 @@ async fn run<P: Process, D: Durable>(
             }
             collect(&process, ctx, &mut durable, &mut pending)?;
         }
-        if stalled {
+        if stalled && !pending.stalled() {
             let mut ctx = Ctx::new(now - start);
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
+            fed_ticks += 1;
+        }
+        if pending.stalled() {
+            next_tick = first_due + tick * fed_ticks;
         }
         let early = !pending.early.is_empty();
         for (to, m) in pending.early.drain(..) {
@@ -288,9 +359,21 @@ async fn run<P: Process, D: Durable>(
             tokio::task::yield_now().await;
         }
         let mut sync = None;
-        if pending.saves > 0 {
+        if pending.saves > 0 || pending.stalled() {
             let t = Instant::now();
-            durable.sync().map_err(NetError::Storage)?;
+            let stopped = make_durable(
+                &mut process,
+                &mut durable,
+                &mut pending,
+                &mut rx,
+                &mut outputs,
+                &mut deferred,
+                (stop, &mut observe),
+            )
+            .await?;
+            if stopped {
+                return Ok(());
+            }
             sync = Some(t.elapsed());
         }
         if let Some(o) = observe.as_mut() {
@@ -298,6 +381,7 @@ async fn run<P: Process, D: Durable>(
                 inputs,
                 saves: pending.saves,
                 sync,
+                disk_full: false,
             };
             o(&process, &stats);
         }
@@ -313,6 +397,114 @@ async fn run<P: Process, D: Durable>(
     }
 }
 
+/// Makes the batch's saves durable: stages the one left unstaged, then syncs. While the disk
+/// is full it retries with backoff, answering what arrives meanwhile (see [`refuse`]). Returns
+/// true if the loop must end without the batch (a `Stop`, already asked for in `stopping.0`
+/// or arriving meanwhile, or every handle gone): its outputs are dropped, as a crash would.
+async fn make_durable<P: Process, D: Durable>(
+    // `&mut` although only read: a `&P` held across the awaits would need `P: Sync`.
+    process: &mut P,
+    durable: &mut D,
+    pending: &mut Pending<P::Msg, P::Event>,
+    rx: &mut mpsc::UnboundedReceiver<Input<P>>,
+    outputs: &mut Outputs<P::Msg, P::Event>,
+    deferred: &mut Vec<Input<P>>,
+    (stopping, observe): (bool, &mut Option<Observer<P>>),
+) -> Result<bool, NetError> {
+    let mut backoff = FULL_RETRY_MIN;
+    let mut full_since: Option<Instant> = None;
+    loop {
+        match write_batch(durable, pending) {
+            Ok(()) => {
+                if let Some(t) = full_since {
+                    // Named again: the first report may not have reached a log kept on the
+                    // full disk.
+                    tracing::warn!(
+                        waited_ms = t.elapsed().as_millis() as u64,
+                        "disk full no more: space is back, writing and answering again"
+                    );
+                }
+                return Ok(false);
+            }
+            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+            Err(DurableError::DiskFull(e)) => {
+                if stopping {
+                    return Ok(true);
+                }
+                if full_since.is_none() {
+                    // Once per episode: the retries below stay quiet.
+                    tracing::error!(
+                        "disk full: {e}; answering nothing until there is space again                          (retrying every {} ms at most)",
+                        FULL_RETRY_MAX.as_millis()
+                    );
+                    full_since = Some(Instant::now());
+                    if let Some(o) = observe.as_mut() {
+                        let stats = BatchStats {
+                            disk_full: true,
+                            ..BatchStats::default()
+                        };
+                        o(&*process, &stats);
+                    }
+                }
+            }
+        }
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        backoff = (backoff * 2).min(FULL_RETRY_MAX);
+        loop {
+            tokio::select! {
+                biased;
+                input = rx.recv() => {
+                    let stop = input.is_none_or(|i| refuse(&*process, i, outputs, deferred));
+                    if stop {
+                        return Ok(true);
+                    }
+                }
+                () = &mut retry => break,
+            }
+        }
+    }
+}
+
+/// One attempt at making the batch durable.
+fn write_batch<D: Durable, M, E>(
+    durable: &mut D,
+    pending: &mut Pending<M, E>,
+) -> Result<(), DurableError> {
+    if let Some(save) = &pending.unstaged {
+        durable.stage(save)?;
+        pending.unstaged = None;
+        pending.saves += 1;
+    }
+    durable.sync()
+}
+
+/// Handles an input that arrives while the process cannot be fed: a message gets the
+/// process's refusal, if any (else it is dropped); a call waits for the next batch. Returns
+/// true for `Stop`.
+fn refuse<P: Process>(
+    process: &P,
+    input: Input<P>,
+    outputs: &mut Outputs<P::Msg, P::Event>,
+    deferred: &mut Vec<Input<P>>,
+) -> bool {
+    match input {
+        Input::Msg { from, msg } => {
+            if let Some(answer) = process.refuse(&msg, Refusal::DiskFull) {
+                (outputs.send)(from, answer);
+            }
+            false
+        }
+        Input::Call(f) => {
+            deferred.push(Input::Call(f));
+            false
+        }
+        Input::Stop => true,
+    }
+}
+
+/// Takes one input's outputs into the batch. A save that cannot be staged for lack of space
+/// is kept in `pending.unstaged`, which stops the feeding of further inputs.
 fn collect<P: Process, D: Durable>(
     process: &P,
     ctx: Ctx<P::Msg, P::Event>,
@@ -321,8 +513,11 @@ fn collect<P: Process, D: Durable>(
 ) -> Result<(), NetError> {
     let (save, sends, events) = ctx.into_parts();
     if let Some(save) = save {
-        durable.stage(&save).map_err(NetError::Storage)?;
-        pending.saves += 1;
+        match durable.stage(&save) {
+            Ok(()) => pending.saves += 1,
+            Err(DurableError::DiskFull(_)) => pending.unstaged = Some(save),
+            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+        }
     }
     for (to, m) in sends {
         if process.may_send_before_save(&m) {
@@ -338,6 +533,9 @@ fn collect<P: Process, D: Durable>(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use flotilla_node::Save;
 
@@ -430,10 +628,10 @@ mod tests {
     }
 
     impl Durable for Stalling {
-        fn stage(&mut self, _save: &Save) -> Result<(), String> {
+        fn stage(&mut self, _save: &Save) -> Result<(), DurableError> {
             Ok(())
         }
-        fn sync(&mut self) -> Result<(), String> {
+        fn sync(&mut self) -> Result<(), DurableError> {
             if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 std::thread::sleep(self.stall);
                 if let Some(tx) = self.done.take() {
@@ -521,5 +719,282 @@ mod tests {
             (true, term),
             "the leader stepped down after a stall although its followers answered"
         );
+    }
+
+    /// A counter service: `Add` adds to the total, saves it and answers `Total` once saved.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum CMsg {
+        Add(u64),
+        Total(u64),
+        /// What a replica with a full disk answers.
+        Full,
+        /// Peer traffic, which a full replica drops.
+        Ping,
+    }
+
+    #[derive(Default)]
+    struct Counter {
+        total: u64,
+        /// The disk, to tell whether an input is fed during an episode.
+        disk: Arc<Disk>,
+        /// Inputs fed after a write was refused and before space came back: there must be
+        /// none (each may depend on the save that waits).
+        fed_while_full: u64,
+        /// Ticks fed, missed ones included.
+        ticks: u64,
+    }
+
+    impl Counter {
+        fn fed(&mut self) {
+            let d = &self.disk;
+            if d.full.load(Ordering::SeqCst) && *d.refused.lock().unwrap() > 0 {
+                self.fed_while_full += 1;
+            }
+        }
+    }
+
+    impl Process for Counter {
+        type Msg = CMsg;
+        type Event = ();
+        fn on_tick(&mut self, _ctx: &mut Ctx<CMsg, ()>) {
+            self.fed();
+            self.ticks += 1;
+        }
+        fn on_message(&mut self, from: NodeId, msg: CMsg, ctx: &mut Ctx<CMsg, ()>) {
+            self.fed();
+            if let CMsg::Add(n) = msg {
+                self.total += n;
+                ctx.append_state(&self.total.to_le_bytes());
+                ctx.send(from, CMsg::Total(self.total));
+            }
+        }
+        fn refuse(&self, msg: &CMsg, why: Refusal) -> Option<CMsg> {
+            assert_eq!(why, Refusal::DiskFull);
+            matches!(msg, CMsg::Add(_)).then_some(CMsg::Full)
+        }
+    }
+
+    /// What the fake disk holds and does, shared with the test.
+    #[derive(Default)]
+    struct Disk {
+        /// While set, `stage` (if `stage_fails`) or `sync` fail with disk full.
+        full: AtomicBool,
+        stage_fails: bool,
+        staged: Mutex<Vec<u64>>,
+        durable: Mutex<Vec<u64>>,
+        /// Writes refused for lack of space so far.
+        refused: Mutex<u32>,
+        refusal: tokio::sync::Notify,
+    }
+
+    impl Disk {
+        fn refuse(&self) -> Result<(), DurableError> {
+            *self.refused.lock().unwrap() += 1;
+            self.refusal.notify_one();
+            Err(DurableError::DiskFull("no space left on device".into()))
+        }
+    }
+
+    struct FakeDurable(Arc<Disk>);
+
+    impl Durable for FakeDurable {
+        fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
+            if self.0.stage_fails && self.0.full.load(Ordering::SeqCst) {
+                return self.0.refuse();
+            }
+            let total = u64::from_le_bytes(save.state[..8].try_into().unwrap());
+            self.0.staged.lock().unwrap().push(total);
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), DurableError> {
+            if self.0.full.load(Ordering::SeqCst) {
+                return self.0.refuse();
+            }
+            let staged = std::mem::take(&mut *self.0.staged.lock().unwrap());
+            self.0.durable.lock().unwrap().extend(staged);
+            Ok(())
+        }
+    }
+
+    /// A client's request during a disk-full episode is refused at once and never fed; the
+    /// answer to the request whose save waits for space leaves only once it is durable; the
+    /// process is fed nothing meanwhile and keeps its state; the observer hears of the
+    /// episode. With `stage_fails` the save cannot even be staged, else only the sync fails.
+    async fn disk_full_episode(stage_fails: bool) {
+        let disk = Arc::new(Disk {
+            stage_fails,
+            ..Disk::default()
+        });
+        disk.full.store(true, Ordering::SeqCst);
+        // Each send, with what was durable when it left.
+        let (tx, mut sent) = mpsc::unbounded_channel();
+        let d = disk.clone();
+        let outputs = Outputs {
+            send: Box::new(move |to, m| {
+                let durable = d.durable.lock().unwrap().clone();
+                let _ = tx.send((to, m, durable));
+            }),
+            event: Box::new(|()| {}),
+        };
+        let episodes = Arc::new(Mutex::new(Vec::new()));
+        let e = episodes.clone();
+        let observe: Observer<Counter> = Box::new(move |_, b: &BatchStats| {
+            e.lock().unwrap().push(b.disk_full);
+        });
+        let counter = Counter {
+            disk: disk.clone(),
+            ..Counter::default()
+        };
+        let (h, join) = spawn_observed(
+            "counter",
+            counter,
+            FakeDurable(disk.clone()),
+            Duration::from_millis(10),
+            outputs,
+            Some(observe),
+        );
+        h.deliver(1, CMsg::Add(5));
+        disk.refusal.notified().await;
+        // The episode has begun: the total (5) waits for space.
+        let fed_while_full = {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A call waits for the episode's end.
+            h.call(move |p, _| {
+                let _ = tx.send((p.fed_while_full, p.total));
+            });
+            rx
+        };
+        h.deliver(2, CMsg::Add(7));
+        h.deliver(3, CMsg::Ping);
+        let (to, m, durable) = sent.recv().await.expect("a refusal");
+        assert_eq!((to, m), (2, CMsg::Full), "the request is refused at once");
+        assert!(durable.is_empty());
+        // Retried with backoff, and still nothing else sent.
+        disk.refusal.notified().await;
+        assert!(sent.try_recv().is_err(), "nothing leaves before the sync");
+        assert_eq!(
+            *episodes.lock().unwrap(),
+            vec![true],
+            "one episode reported"
+        );
+        disk.full.store(false, Ordering::SeqCst);
+        let (to, m, durable) = sent.recv().await.expect("the held answer");
+        assert_eq!((to, m), (1, CMsg::Total(5)));
+        assert_eq!(
+            durable,
+            vec![5],
+            "the answer left after its save was durable"
+        );
+        assert_eq!(
+            fed_while_full.await.unwrap(),
+            (0, 5),
+            "nothing fed meanwhile"
+        );
+        // The refused request was never applied; the state carried on from 5.
+        h.deliver(1, CMsg::Add(1));
+        let (_, m, durable) = sent.recv().await.expect("the next answer");
+        assert_eq!((m, durable), (CMsg::Total(6), vec![5, 6]));
+        assert!(*disk.refused.lock().unwrap() >= 2);
+        assert_eq!(episodes.lock().unwrap().first(), Some(&true));
+        assert!(
+            !episodes.lock().unwrap().last().unwrap(),
+            "the episode ended"
+        );
+        h.stop();
+        join.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_disk_at_sync_holds_the_batch_and_refuses_clients() {
+        disk_full_episode(false).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_disk_at_stage_holds_the_batch_and_refuses_clients() {
+        disk_full_episode(true).await;
+    }
+
+    /// A stop during an episode ends the loop without waiting for space.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stop_while_the_disk_is_full_ends_the_loop() {
+        let disk = Arc::new(Disk::default());
+        disk.full.store(true, Ordering::SeqCst);
+        let outputs = Outputs {
+            send: Box::new(|_, _| {}),
+            event: Box::new(|()| {}),
+        };
+        let tick = Duration::from_millis(10);
+        let counter = Counter {
+            disk: disk.clone(),
+            ..Counter::default()
+        };
+        let (h, join) = spawn("c", counter, FakeDurable(disk.clone()), tick, outputs);
+        h.deliver(1, CMsg::Add(5));
+        disk.refusal.notified().await;
+        h.stop();
+        join.await.unwrap().unwrap();
+        assert!(disk.durable.lock().unwrap().is_empty());
+    }
+
+    /// Any other storage error stops the process.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_fatal_storage_error_stops_the_loop() {
+        struct Broken;
+        impl Durable for Broken {
+            fn stage(&mut self, _: &Save) -> Result<(), DurableError> {
+                Ok(())
+            }
+            fn sync(&mut self) -> Result<(), DurableError> {
+                Err(DurableError::Fatal("I/O error".into()))
+            }
+        }
+        let outputs = Outputs {
+            send: Box::new(|_, _| {}),
+            event: Box::new(|()| {}),
+        };
+        let tick = Duration::from_millis(10);
+        let (h, join) = spawn("c", Counter::default(), Broken, tick, outputs);
+        h.deliver(1, CMsg::Add(5));
+        let r = join.await.unwrap();
+        assert!(matches!(r, Err(NetError::Storage(e)) if e == "I/O error"));
+    }
+
+    /// The time a full disk took is fed as ticks once it is over (a leader's lease must not
+    /// outlast real time because its clock stood still while it waited for space).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_ticks_of_a_disk_full_episode_are_fed_after_it() {
+        let disk = Arc::new(Disk::default());
+        disk.full.store(true, Ordering::SeqCst);
+        let outputs = Outputs {
+            send: Box::new(|_, _| {}),
+            event: Box::new(|()| {}),
+        };
+        let tick = Duration::from_millis(10);
+        let counter = Counter {
+            disk: disk.clone(),
+            ..Counter::default()
+        };
+        let started = Instant::now();
+        let (h, join) = spawn("c", counter, FakeDurable(disk.clone()), tick, outputs);
+        h.deliver(1, CMsg::Add(5));
+        for _ in 0..3 {
+            disk.refusal.notified().await; // retried at 100, then 300 ms
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        h.call(move |p, _| {
+            let _ = tx.send((p.ticks, p.fed_while_full));
+        });
+        disk.full.store(false, Ordering::SeqCst);
+        let full_for = started.elapsed();
+        let (ticks, fed_while_full) = rx.await.unwrap();
+        assert_eq!(fed_while_full, 0);
+        // Every tick up to the end of the episode was fed before the call ran.
+        let elapsed_ticks = (full_for.as_millis() / tick.as_millis()) as u64;
+        assert!(
+            ticks + 1 >= elapsed_ticks,
+            "{ticks} ticks fed after a {full_for:?} episode"
+        );
+        h.stop();
+        join.await.unwrap().unwrap();
     }
 }

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub commit_index: Gauge,
     pub applied_index: Gauge,
     pub is_leader: Gauge,
+    /// 1 while the replica waits for disk space (its writes failed with "no space left").
+    pub disk_full: Gauge,
     pub fsync_seconds: Histogram,
     pub batch_saves: Histogram,
     pub requests: Family<CommandLabels, Counter>,
@@ -59,6 +61,11 @@ impl Metrics {
             "flotilla_raft_is_leader",
             "1 if this replica leads",
             m.is_leader.clone(),
+        );
+        r.register(
+            "flotilla_storage_disk_full",
+            "1 while the replica's disk is full: it answers nothing until its writes succeed",
+            m.disk_full.clone(),
         );
         r.register(
             "flotilla_storage_fsync_seconds",
@@ -102,6 +109,7 @@ impl Metrics {
             commit_index: Gauge::default(),
             applied_index: Gauge::default(),
             is_leader: Gauge::default(),
+            disk_full: Gauge::default(),
             fsync_seconds: latency_histogram(),
             batch_saves: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             requests: Family::default(),
@@ -181,6 +189,9 @@ mod tests {
         );
         let r = Metrics::replica();
         r.term.set(7);
-        assert!(r.render().contains("flotilla_raft_term 7"));
+        r.disk_full.set(1);
+        let text = r.render();
+        assert!(text.contains("flotilla_raft_term 7"), "{text}");
+        assert!(text.contains("flotilla_storage_disk_full 1"), "{text}");
     }
 }

@@ -113,7 +113,10 @@ impl Backend {
 
     async fn call(&self, clerk: ClientId, cmd: KvCommand) -> Option<KvReply> {
         match self {
-            Backend::Group(c) => c.call(clerk, cmd).await,
+            // A group out of disk space answers like a sharded one: with the KV error.
+            Backend::Group(c) => {
+                (c.call(clerk, cmd).await).map(|r| r.unwrap_or(KvReply::Error(KvError::DiskFull)))
+            }
             Backend::Sharded(c) => c.call(clerk, cmd).await,
         }
     }

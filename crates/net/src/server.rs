@@ -314,6 +314,13 @@ impl RaftWatch {
     }
 
     pub fn observe(&mut self, raft: &Raft, applied: u64, b: &BatchStats) {
+        if let Some(m) = &self.metrics {
+            m.disk_full.set(i64::from(b.disk_full));
+        }
+        if b.disk_full {
+            // The driver has logged it; the Raft state is not durable yet, so not reported.
+            return;
+        }
         let now = (raft.term(), raft.role(), raft.leader());
         if self.seen != Some(now) {
             self.seen = Some(now);

@@ -27,7 +27,7 @@ use std::time::Duration;
 use flotilla_kv::{KvCommand, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_raft::ReadMode;
-use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
+use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig, RsmError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
 use flotilla_shardkv::{
     CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg, ShardServer,
@@ -300,7 +300,7 @@ pub struct ShardClients {
     host: ProcessHandle<ShardClientHost>,
     /// Calls waiting on shard clerks, and on the controller clerk, matched by (client, seq).
     kv: Arc<Waiters<KvReply>>,
-    ctrl: Arc<Waiters<CtrlReply>>,
+    ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>>,
     /// The controller clerk, created on first use; one controller call at a time.
     ctrl_clerk: tokio::sync::Mutex<Option<ClientId>>,
     transport: Arc<Transport<ShardMsg>>,
@@ -330,7 +330,7 @@ impl ShardClients {
             tls,
         });
         let kv: Arc<Waiters<KvReply>> = Arc::default();
-        let ctrl: Arc<Waiters<CtrlReply>> = Arc::default();
+        let ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>> = Arc::default();
         let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
         let outputs = Outputs {
             send: Box::new(move |to, m| t.send(to as u64, m)),
@@ -450,7 +450,8 @@ impl ShardClients {
             inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
         });
         match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(format!("the controller cannot answer: {e}")),
             Ok(Err(_)) => Err("the clerk host stopped".into()),
             Err(_) => {
                 self.ctrl.cancel(client);

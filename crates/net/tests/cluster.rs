@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flotilla_net::admin::admin_request;
 use flotilla_net::clients::Clients;
-use flotilla_net::driver::{Durable, MemoryDurable};
+use flotilla_net::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
@@ -45,10 +45,10 @@ impl StateMachine for Sum {
 struct Shared(Arc<Mutex<MemoryDurable>>);
 
 impl Durable for Shared {
-    fn stage(&mut self, save: &Save) -> Result<(), String> {
+    fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
         self.0.lock().unwrap().stage(save)
     }
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<(), DurableError> {
         Ok(())
     }
 }
@@ -155,7 +155,7 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
         let total = tokio::time::timeout(limit, clients.call(ck, 1))
             .await
             .unwrap();
-        assert_eq!(total, Some(i));
+        assert_eq!(total, Some(Ok(i)));
     }
     let l = leader(&peers).await.expect("a leader after 50 operations");
     stops[l as usize].take().unwrap().send(()).unwrap();
@@ -163,7 +163,7 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
         let total = tokio::time::timeout(limit, clients.call(ck, 1))
             .await
             .unwrap();
-        assert_eq!(total, Some(i), "after the leader {l} stopped");
+        assert_eq!(total, Some(Ok(i)), "after the leader {l} stopped");
     }
     // Restart the old leader from its storage; it catches up and the service goes on.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -173,7 +173,7 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
         let total = tokio::time::timeout(limit, clients.call(ck, 1))
             .await
             .unwrap();
-        assert_eq!(total, Some(i));
+        assert_eq!(total, Some(Ok(i)));
     }
     let status = fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), 1 << 40, None)
         .await
@@ -206,7 +206,7 @@ async fn a_client_without_the_secret_gets_nothing_done() {
     let r = tokio::time::timeout(Duration::from_secs(10), good.call(ck, 5)).await;
     assert_eq!(
         r.unwrap(),
-        Some(5),
+        Some(Ok(5)),
         "the wrong client's operation must not have applied"
     );
 }
@@ -248,7 +248,7 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
     let ck = good.new_clerk().await;
     for i in 1..=20u64 {
         let r = tokio::time::timeout(Duration::from_secs(20), good.call(ck, 1)).await;
-        assert_eq!(r.unwrap(), Some(i));
+        assert_eq!(r.unwrap(), Some(Ok(i)));
     }
     // Plain TCP, and TLS with a certificate from another CA, are both turned away.
     let plain: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
@@ -296,7 +296,7 @@ async fn admin(peers: &[String], op: AdminOp) -> AdminReply {
 async fn add_all(clients: &Clients<u64, u64>, ck: flotilla_rsm::ClientId, from: u64, to: u64) {
     for i in from..=to {
         let r = tokio::time::timeout(Duration::from_secs(20), clients.call(ck, 1)).await;
-        assert_eq!(r.unwrap(), Some(i));
+        assert_eq!(r.unwrap(), Some(Ok(i)));
     }
 }
 

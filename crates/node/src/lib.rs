@@ -53,6 +53,25 @@ pub trait Process {
     fn may_send_before_save(&self, _msg: &Self::Msg) -> bool {
         false
     }
+
+    /// The answer to `msg`, sent back to its sender instead of feeding `msg` to the process,
+    /// while the driver cannot feed it anything (`why`). Drivers call it for every message
+    /// that arrives meanwhile. A process answers the requests whose senders should hear why
+    /// (a client's command: "the disk is full, try elsewhere") and returns `None` for the
+    /// rest, which the driver drops as a lossy network would (Raft's traffic is retried).
+    /// The answer must not depend on state the process has not yet made durable.
+    fn refuse(&self, _msg: &Self::Msg, _why: Refusal) -> Option<Self::Msg> {
+        None
+    }
+}
+
+/// Why a driver refuses a process's inputs for now (see [`Process::refuse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The process's storage has no space left: its latest saves wait to be written, and
+    /// nothing can be fed to it until they are (every input may depend on them).
+    DiskFull,
 }
 
 /// A write to stable storage: the state, and optionally a new snapshot (`None` keeps the

@@ -51,6 +51,22 @@ struct Outstanding<C> {
     hops: usize,
     /// Ticks left before the next copy may go out (0: not backing off).
     backoff: u32,
+    /// Indexes into `servers` of those that answered this operation "disk full" (and have
+    /// not answered otherwise since).
+    full: BTreeSet<usize>,
+    /// Indexes into `servers` of those a copy went to without an answer in time (and that
+    /// have not answered since).
+    silent: BTreeSet<usize>,
+}
+
+impl<C> Outstanding<C> {
+    /// The group can make no progress on this operation for want of disk space: a majority
+    /// of the servers said their disk is full (a commit needs a majority's writes), or every
+    /// server said so or stayed silent. Retrying then only runs the caller's clock out.
+    fn out_of_space(&self, servers: usize) -> bool {
+        let full = self.full.len();
+        full > servers / 2 || (full > 0 && full + self.silent.len() >= servers)
+    }
 }
 
 /// One logical client of a replicated service.
@@ -107,6 +123,8 @@ impl<C: Clone + Debug> Clerk<C> {
             waited: 0,
             hops: 0,
             backoff: 0,
+            full: BTreeSet::new(),
+            silent: BTreeSet::new(),
         });
         self.send(ctx);
         self.seq
@@ -183,29 +201,55 @@ impl<C: Clone + Debug> Clerk<C> {
         }
         op.waited += 1;
         if op.waited >= retry_ticks {
+            op.silent.insert(op.target);
             op.cursor = (op.cursor + 1) % self.servers.len();
             let next = op.cursor;
             self.retry(next, ctx);
         }
     }
 
-    /// Handles a server's response; returns the reply if it completes the operation.
+    /// Handles a server's response; returns the outcome if it completes the operation: the
+    /// reply, or [`RsmError::DiskFull`] when the group cannot make progress for want of disk
+    /// space (see `Outstanding::out_of_space`; the command's outcome is then unknown).
     pub fn on_response<R, E>(
         &mut self,
         from: NodeId,
         resp: Response<R>,
         ctx: &mut Ctx<Msg<C, R>, E>,
-    ) -> Option<R> {
-        let op = self.op.as_ref()?;
+    ) -> Option<Result<R, RsmError>> {
+        let op = self.op.as_mut()?;
         if resp.seq != op.seq {
             return None; // a late answer to an earlier operation
         }
         let from_index = self.servers.iter().position(|&s| s == from)?;
+        op.silent.remove(&from_index);
+        if !matches!(resp.result, Err(RsmError::DiskFull)) {
+            op.full.remove(&from_index);
+        }
         match resp.result {
             Ok(reply) => {
                 self.leader = from_index;
                 self.op = None;
-                Some(reply)
+                Some(Ok(reply))
+            }
+            Err(RsmError::DiskFull) => {
+                op.full.insert(from_index);
+                if op.out_of_space(self.servers.len()) {
+                    self.op = None;
+                    return Some(Err(RsmError::DiskFull));
+                }
+                if from_index != op.target || op.backoff > 0 {
+                    return None; // a late refusal from a server already left behind
+                }
+                // Another replica may still lead (or be elected): try the next one.
+                let n = self.servers.len();
+                op.cursor = (op.cursor + 1) % n;
+                if op.cursor == from_index && n > 1 {
+                    op.cursor = (op.cursor + 1) % n;
+                }
+                let next = op.cursor;
+                self.retry(next, ctx);
+                None
             }
             Err(RsmError::WrongLeader { hint }) => {
                 if from_index != op.target || op.backoff > 0 {
@@ -239,7 +283,8 @@ impl<C: Clone + Debug> Clerk<C> {
 pub struct ClerkEvent<R> {
     pub client: ClientId,
     pub seq: u64,
-    pub reply: R,
+    /// The reply, or why the service could not give one ([`RsmError::DiskFull`]).
+    pub reply: Result<R, RsmError>,
 }
 
 /// A process that runs many clerks (a test driver's clients, or a router's): requests and

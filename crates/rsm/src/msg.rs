@@ -39,6 +39,12 @@ pub enum RsmError {
     /// whose answer the client no longer waits for.
     #[error("stale request")]
     Stale,
+    /// The replica's disk is full: it takes no request until it can write again. Another
+    /// replica may still serve it; once a majority's disks are full, the group cannot commit
+    /// anything and a clerk reports this to its caller (the outcome of its command is then
+    /// unknown: an earlier copy may have reached a leader before it stalled).
+    #[error("disk full: the replicas cannot write their logs (no space left on device)")]
+    DiskFull,
 }
 
 /// An operator's request about the replica group itself (`flotilla ctl add-node` …), sent to

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_node::{Ctx, NodeId, Process, Refusal};
 use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState};
 
 use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
@@ -575,6 +575,27 @@ impl<S: StateMachine> Process for Replica<S> {
             Msg::Raft(m) => self.peer.raft().may_send_early(m),
             Msg::Response(_) | Msg::AdminResponse(_) => self.peer.raft().commit_needs_peer_ack(),
             Msg::Request(_) | Msg::Admin(_) => false,
+        }
+    }
+
+    /// A client's command and an operator's request hear why (their senders try another
+    /// replica or report it); Raft traffic is dropped (peers resend it).
+    fn refuse(&self, msg: &MsgOf<S>, why: Refusal) -> Option<MsgOf<S>> {
+        let Refusal::DiskFull = why else { return None };
+        match msg {
+            Msg::Request(req) => Some(Msg::Response(Response {
+                client: req.client,
+                seq: req.seq,
+                result: Err(RsmError::DiskFull),
+            })),
+            Msg::Admin(req) => Some(Msg::AdminResponse(AdminResponse {
+                id: req.id,
+                result: Err(AdminError::Busy(format!(
+                    "node {}'s disk is full: it can write nothing until there is space",
+                    self.peer.raft().id()
+                ))),
+            })),
+            Msg::Raft(_) | Msg::Response(_) | Msg::AdminResponse(_) => None,
         }
     }
 }

@@ -254,10 +254,87 @@ fn clerk_retries_hints_timeouts_and_backoff() {
         seq: 1,
         result: Ok(42),
     };
-    assert_eq!(c.on_response(10, done, &mut ctx), Some(42));
+    assert_eq!(c.on_response(10, done, &mut ctx), Some(Ok(42)));
     assert!(!c.is_busy());
     // The next operation goes to the server that answered.
     assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(2, ctx)), vec![10]);
+}
+
+/// A replica whose disk is full refuses a client's request with `DiskFull` (sent in its
+/// place by the driver); the clerk tries the others, carries on while a majority may still
+/// write (the group can elect a leader that can), and reports `DiskFull` promptly once a
+/// majority's disks are full, or every server is full or silent.
+#[test]
+fn clerk_reports_disk_full_once_the_group_cannot_write() {
+    let cfg = ClerkConfig {
+        retry_ticks: 3,
+        round_backoff_ticks: 2,
+    };
+    let r = solo(None, &(Vec::new(), Vec::new()));
+    let req = Msg::Request(Request {
+        client: 7,
+        seq: 1,
+        cmd: 5,
+    });
+    let full = r.refuse(&req, flotilla_node::Refusal::DiskFull);
+    assert_eq!(
+        full,
+        Some(Msg::Response(Response {
+            client: 7,
+            seq: 1,
+            result: Err(RsmError::DiskFull),
+        }))
+    );
+    let hb = Msg::Raft(Message::Heartbeat { term: 1, round: 1 });
+    assert_eq!(r.refuse(&hb, flotilla_node::Refusal::DiskFull), None);
+    let full = || Response {
+        client: 7,
+        seq: 1,
+        result: Err::<u64, _>(RsmError::DiskFull),
+    };
+    let not_leader = || Response {
+        client: 7,
+        seq: 1,
+        result: Err::<u64, _>(RsmError::WrongLeader { hint: None }),
+    };
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    // One full replica of three: the others may elect a leader; keep trying.
+    let mut c = Clerk::new(7, vec![10, 11, 12], cfg.clone());
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_response(10, full(), ctx)),
+        vec![11]
+    );
+    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(11, not_leader(), ctx));
+    assert_eq!(sent, vec![12]);
+    assert!(c.is_busy());
+    // A second full replica is a majority: the group cannot commit; report it.
+    assert_eq!(
+        c.on_response(12, full(), &mut ctx),
+        Some(Err(RsmError::DiskFull))
+    );
+    assert!(!c.is_busy());
+    // One full, the others silent: nobody can serve; report it.
+    let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
+    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_response(10, full(), ctx)),
+        vec![11]
+    );
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        sent.extend(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)));
+    }
+    assert_eq!(sent, vec![12], "11 was silent: try 12");
+    for _ in 0..3 {
+        assert!(c.is_busy(), "12 has had no time to answer yet");
+        let _ = clerk_sends(&mut c, |c, ctx| c.on_tick(ctx));
+    }
+    // 12 silent too: every server is full or silent. The next answer from a full one ends it.
+    assert_eq!(
+        c.on_response(10, full(), &mut ctx),
+        Some(Err(RsmError::DiskFull))
+    );
 }
 
 /// Stale hints cannot trap a clerk: two removed servers that never hear from a leader again,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_kv::{KvCommand, KvReply};
+use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
@@ -232,7 +232,15 @@ impl ShardClerk {
                 let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
                 let reply = self.ctrl.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
-                if let Some(CtrlReply::Config(c)) = reply {
+                if let Some(Err(_)) = reply {
+                    // The controller cannot write (disk full): no configuration to follow.
+                    if !matches!(self.op.as_ref()?.phase, Phase::Config) {
+                        return None;
+                    }
+                    let op = self.op.take().expect("outstanding");
+                    return Some((op.seq, KvReply::Error(KvError::DiskFull)));
+                }
+                if let Some(Ok(CtrlReply::Config(c))) = reply {
                     let newer = c.num > self.config.num;
                     if newer {
                         self.config = c;
@@ -268,15 +276,20 @@ impl ShardClerk {
                 let reply = self.group.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
                 match reply? {
-                    ShardReply::Kv(r) => {
+                    Err(_) => {
+                        // A majority of the group cannot write (disk full).
+                        let op = self.op.take().expect("outstanding");
+                        Some((op.seq, KvReply::Error(KvError::DiskFull)))
+                    }
+                    Ok(ShardReply::Kv(r)) => {
                         let op = self.op.take().expect("outstanding");
                         Some((op.seq, r))
                     }
-                    ShardReply::WrongGroup => {
+                    Ok(ShardReply::WrongGroup) => {
                         self.ask_controller(ctx);
                         None
                     }
-                    ShardReply::NotReady => {
+                    Ok(ShardReply::NotReady) => {
                         let op = self.op.as_mut().expect("outstanding");
                         op.phase = Phase::Wait {
                             ticks: self.cfg.backoff_ticks,
@@ -285,7 +298,7 @@ impl ShardClerk {
                         None
                     }
                     // Neither answers a client's current operation.
-                    ShardReply::Stale | ShardReply::Done => None,
+                    Ok(ShardReply::Stale | ShardReply::Done) => None,
                 }
             }
             _ => None,
@@ -520,5 +533,90 @@ mod tests {
             waits[2..].iter().all(|&t| t == 0),
             "ticks per operation: {waits:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod disk_full_tests {
+    use std::sync::Arc;
+
+    use flotilla_rsm::{Response, RsmError};
+
+    use super::*;
+
+    type Sent = Vec<(NodeId, ShardMsg)>;
+
+    fn sends(f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) -> Sent {
+        let mut ctx = Ctx::new(std::time::Duration::ZERO);
+        f(&mut ctx);
+        ctx.into_parts().1
+    }
+
+    /// A clerk of client 7, controller replicas 0..3, group 1's servers "a", "b", "c" at
+    /// nodes 10, 11, 12.
+    fn clerk() -> ShardClerk {
+        let resolve: Resolver = Arc::new(|name: &str| match name {
+            "a" => Some(10),
+            "b" => Some(11),
+            "c" => Some(12),
+            _ => None,
+        });
+        ShardClerk::new(7, vec![0, 1, 2], resolve, 4, ShardClerkConfig::default())
+    }
+
+    fn full_group(seq: u64) -> ShardMsg {
+        ShardMsg::Group(Msg::Response(Response {
+            client: 7,
+            seq,
+            result: Err(RsmError::DiskFull),
+        }))
+    }
+
+    fn full_ctrl(seq: u64) -> ShardMsg {
+        ShardMsg::Ctrl(Msg::Response(Response {
+            client: 7,
+            seq,
+            result: Err(RsmError::DiskFull),
+        }))
+    }
+
+    /// A group whose majority's disks are full, or a controller's, ends the operation with
+    /// `KvError::DiskFull` at once rather than retrying until the caller gives up.
+    #[test]
+    fn a_group_or_controller_out_of_disk_space_ends_the_operation() {
+        let get = || KvCommand::Get { key: b"k".to_vec() };
+        let mut c = clerk();
+        let sent = sends(|ctx| {
+            c.start(get(), ctx);
+        });
+        assert!(matches!(sent[..], [(0, ShardMsg::Ctrl(_))]), "{sent:?}");
+        let config = ShardConfig {
+            num: 1,
+            shards: vec![1; 4],
+            groups: [(1, vec!["a".into(), "b".into(), "c".into()])].into(),
+        };
+        let answer = ShardMsg::Ctrl(Msg::Response(Response {
+            client: 7,
+            seq: 1,
+            result: Ok(CtrlReply::Config(config)),
+        }));
+        let sent = sends(|ctx| assert_eq!(c.on_message(0, answer, ctx), None));
+        assert!(matches!(sent[..], [(10, ShardMsg::Group(_))]), "{sent:?}");
+        let sent = sends(|ctx| assert_eq!(c.on_message(10, full_group(1), ctx), None));
+        assert!(matches!(sent[..], [(11, ShardMsg::Group(_))]), "{sent:?}");
+        let mut ctx = Ctx::<ShardMsg, ()>::new(std::time::Duration::ZERO);
+        let done = c.on_message(11, full_group(1), &mut ctx);
+        assert_eq!(done, Some((1, KvReply::Error(KvError::DiskFull))));
+        assert!(!c.is_busy());
+
+        // The controller cannot write: no configuration to follow.
+        let mut c = clerk();
+        let _ = sends(|ctx| {
+            c.start(get(), ctx);
+        });
+        let sent = sends(|ctx| assert_eq!(c.on_message(0, full_ctrl(1), ctx), None));
+        assert!(matches!(sent[..], [(1, ShardMsg::Ctrl(_))]), "{sent:?}");
+        let done = c.on_message(1, full_ctrl(1), &mut ctx);
+        assert_eq!(done, Some((1, KvReply::Error(KvError::DiskFull))));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_node::{Ctx, NodeId, Process, Refusal};
 use flotilla_raft::Raft;
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
@@ -275,7 +275,8 @@ impl Process for ShardServer {
                 let mut inner = Ctx::new(ctx.now());
                 let reply = self.ctrl.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
-                if let Some(reply) = reply {
+                // A controller out of disk space is asked again at the next poll.
+                if let Some(Ok(reply)) = reply {
                     self.on_ctrl_reply(reply, ctx);
                 }
             }
@@ -305,6 +306,15 @@ impl Process for ShardServer {
                 self.raft().commit_needs_peer_ack()
             }
             ShardMsg::Ctrl(_) | ShardMsg::Pull { .. } | ShardMsg::Delete { .. } => true,
+        }
+    }
+
+    /// Clients' operations as the replica refuses them; other groups' pulls and deletions are
+    /// dropped (they are resent).
+    fn refuse(&self, msg: &ShardMsg, why: Refusal) -> Option<ShardMsg> {
+        match msg {
+            ShardMsg::Group(m) => self.replica.refuse(m, why).map(ShardMsg::Group),
+            _ => None,
         }
     }
 }
@@ -366,6 +376,13 @@ impl Process for CtrlServer {
         match msg {
             ShardMsg::Ctrl(m) => self.replica.may_send_before_save(m),
             _ => false,
+        }
+    }
+
+    fn refuse(&self, msg: &ShardMsg, why: Refusal) -> Option<ShardMsg> {
+        match msg {
+            ShardMsg::Ctrl(m) => self.replica.refuse(m, why).map(ShardMsg::Ctrl),
+            _ => None,
         }
     }
 }

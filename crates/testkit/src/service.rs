@@ -207,7 +207,7 @@ where
                 NodeEvent::Clerk(ev) => {
                     let mut pending = self.pending.borrow_mut();
                     if let Some(p) = pending.get_mut(&ev.client) {
-                        p.reply = Some(ev.reply);
+                        p.reply = Some(ev.reply.expect("simulated disks never fill"));
                         if let Some(w) = p.waker.take() {
                             w.wake();
                         }

@@ -294,7 +294,10 @@ impl ShardTester {
         for (_, e) in events {
             match e {
                 HostEvent::Shard(ev) => wake(&self.kv_pending, ev.client, ev.reply),
-                HostEvent::Ctrl(ev) => wake(&self.ctrl_pending, ev.client, ev.reply),
+                HostEvent::Ctrl(ev) => {
+                    let reply = ev.reply.expect("simulated disks never fill");
+                    wake(&self.ctrl_pending, ev.client, reply)
+                }
             }
         }
     }
