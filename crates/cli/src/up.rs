@@ -8,6 +8,24 @@
 //! one directory per replica with its write-ahead log and snapshots (`node-<i>/` for a single
 //! group; `ctrler-<i>/`, `group-<g>-<i>/` when sharded) and one log file per process.
 
+/// `println!` that never panics: `up` runs for days, and its output may go to a closed pipe
+/// or a log file on a full disk; a supervisor that panicked there would leave its cluster
+/// unsupervised.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see `say!`).
+macro_rules! say_err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -250,7 +268,7 @@ pub fn up(args: UpArgs) -> Result<(), String> {
         for p in procs.iter_mut().rev() {
             p.stop().await;
         }
-        println!(
+        say!(
             "flotilla: stopped; the data stays in {}",
             args.dir.display()
         );
@@ -437,9 +455,9 @@ async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
     let how = if existing { "restarted" } else { "started" };
     if let Some(sharded) = &layout.sharded {
         if let Err(e) = join_groups(&args.dir, layout, sharded).await {
-            eprintln!("flotilla: cannot hand the groups to the controller: {e}");
+            say_err!("flotilla: cannot hand the groups to the controller: {e}");
         }
-        println!(
+        say!(
             "flotilla: {how} a sharded cluster ({} shards): controller ({}), {}, and a \
              Redis-protocol router on {}",
             sharded.shards,
@@ -450,26 +468,26 @@ async fn announce(args: &UpArgs, layout: &Layout, existing: bool) {
                 .join(", "),
             layout.router
         );
-        println!("  connect:  redis-cli -p {port}");
-        println!("  shards:   flotilla ctl shards --dir {dir}");
-        println!("  groups:   flotilla ctl join GID ADDR,ADDR,ADDR / ctl leave GID --dir {dir}");
-        println!("  logs:     {dir}/ctrler-*.log, {dir}/group-*.log, {dir}/router.log");
+        say!("  connect:  redis-cli -p {port}");
+        say!("  shards:   flotilla ctl shards --dir {dir}");
+        say!("  groups:   flotilla ctl join GID ADDR,ADDR,ADDR / ctl leave GID --dir {dir}");
+        say!("  logs:     {dir}/ctrler-*.log, {dir}/group-*.log, {dir}/router.log");
     } else {
-        println!(
+        say!(
             "flotilla: {how} {} replicas ({}) and a Redis-protocol router on {}",
             layout.servers.len(),
             layout.servers.join(", "),
             layout.router
         );
-        println!("  connect:  redis-cli -p {port}");
-        println!("  status:   flotilla ctl status --dir {dir}");
-        println!("  logs:     {dir}/node-*.log, {dir}/router.log");
+        say!("  connect:  redis-cli -p {port}");
+        say!("  status:   flotilla ctl status --dir {dir}");
+        say!("  logs:     {dir}/node-*.log, {dir}/router.log");
     }
-    println!(
+    say!(
         "  metrics:  http://{}/metrics (router), replicas' in `ctl status`",
         metrics_addr(&layout.router, 1)
     );
-    println!("  Ctrl-C stops everything; `flotilla up --dir {dir}` restarts it with its data.");
+    say!("  Ctrl-C stops everything; `flotilla up --dir {dir}` restarts it with its data.");
 }
 
 /// Restarts a process that exits on its own (after a second), until `stop` completes.
@@ -489,14 +507,14 @@ async fn supervise(
                 _ => None,
             };
             if let Some(status) = exited {
-                eprintln!(
+                say_err!(
                     "flotilla: {} exited ({status}); restarting it in 1 s (see {})",
                     p.name,
                     p.log.display()
                 );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 if let Err(e) = p.spawn() {
-                    eprintln!("flotilla: {e}");
+                    say_err!("flotilla: {e}");
                 }
             }
         }
