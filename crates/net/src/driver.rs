@@ -34,6 +34,10 @@ const MAX_BATCH: usize = 4096;
 /// Most missed ticks fed after a stall: more than any Raft timer (10 s at 10 ms ticks).
 const MAX_CATCH_UP: u32 = 1000;
 
+/// A loop waking this late for a tick logs that it stalled: two thirds of the minimum election
+/// timeout (300 ms by default), so every stall that can cost an election is in the log.
+const STALL_WARNING: Duration = Duration::from_millis(200);
+
 /// Stable storage as the driver uses it.
 ///
 /// # Correctness
@@ -218,6 +222,12 @@ async fn run<P: Process, D: Durable>(
         };
         let inputs = batch.len();
         let now = Instant::now();
+        // Said, so that an election a stall caused (a loop this late may have let an election
+        // timeout or check-quorum expire) can be told from one a fault caused.
+        let late = now.saturating_duration_since(next_tick);
+        if late >= STALL_WARNING {
+            tracing::warn!("stalled: late_ms={}", late.as_millis());
+        }
         // Every tick that has passed is fed, a stall's included: the process measures time
         // in ticks, and a leader's read lease must not outlast real time because the loop
         // stalled (in a slow fsync, say). Past MAX_CATCH_UP ticks every timer has fired
