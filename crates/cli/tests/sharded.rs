@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_all_acked, connect, free_ports, start_writers, stop_writers, Recorder, TestDir, BIN,
+    check_all_acked, connect, free_up_ports, start_writers, stop_writers, Recorder, TestDir, BIN,
 };
 use flotilla_check::{KvOp, KvOutput};
 
@@ -114,7 +114,7 @@ fn multi_key_commands(port: u16, tag: &str) {
 fn join_and_leave_under_load_lose_and_duplicate_nothing() {
     let tmp = TestDir::new();
     let data = tmp.path().join("data");
-    let (port, base) = (free_ports(2), free_ports(12));
+    let (port, base) = free_up_ports(12);
     let up = Command::new(BIN)
         .args(["up", "--dir"])
         .arg(&data)
