@@ -55,16 +55,23 @@ impl Cluster {
             .spawn()
             .expect("flotilla up starts");
         self.up = Some(child);
+        // Up when the router answers and so does every replica: `up` starts them all at once,
+        // and the router answers PING on its own, often before the replicas listen (a test
+        // asking replica 0 at once found nothing there).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = self.conn() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
+        loop {
+            let pong = (self.conn().ok())
+                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok());
+            let st = self.status();
+            if pong && st.iter().all(Option::is_some) {
+                return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not come up within 30 s: PING answered: {pong}; replicas: {st:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the cluster did not answer PING within 30 s");
     }
 
     fn conn(&self) -> redis::RedisResult<redis::Connection> {
