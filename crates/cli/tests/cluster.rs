@@ -62,7 +62,9 @@ impl Cluster {
         loop {
             let pong = (self.conn().ok())
                 .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok());
-            let st = self.status();
+            // Only then does cluster.json surely exist whole: `up` writes it before it starts
+            // the router.
+            let st = if pong { self.status() } else { Vec::new() };
             if pong && st.iter().all(Option::is_some) {
                 return;
             }
