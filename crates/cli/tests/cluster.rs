@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    check_all_acked, connect, ctl_status, free_ports, kill9, start_writers, stop_writers, Recorder,
-    BIN,
+    check_all_acked, connect, ctl_status, free_ports, free_up_ports, kill9, start_writers,
+    stop_writers, Recorder, TestDir, BIN,
 };
 
 struct Cluster {
@@ -35,6 +35,12 @@ impl Cluster {
     }
 
     fn launch(&mut self) {
+        // Beside the data directory, so that a failed test keeps it with the replicas' logs.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_file_name("up.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .args(["up", "--single", "--dir"])
             .arg(&self.dir)
@@ -44,21 +50,30 @@ impl Cluster {
                 "--base-port",
                 &self.base.to_string(),
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("flotilla up starts");
         self.up = Some(child);
+        // Up when the router answers and so does every replica: `up` starts them all at once,
+        // and the router answers PING on its own, often before the replicas listen (a test
+        // asking replica 0 at once found nothing there).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = self.conn() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
+        loop {
+            let pong = (self.conn().ok())
+                .is_some_and(|mut c| redis::cmd("PING").query::<String>(&mut c).is_ok());
+            // Only then does cluster.json surely exist whole: `up` writes it before it starts
+            // the router.
+            let st = if pong { self.status() } else { Vec::new() };
+            if pong && st.iter().all(Option::is_some) {
+                return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not come up within 30 s: PING answered: {pong}; replicas: {st:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the cluster did not answer PING within 30 s");
     }
 
     fn conn(&self) -> redis::RedisResult<redis::Connection> {
@@ -107,9 +122,9 @@ impl Drop for Cluster {
 
 #[test]
 fn kill_restart_and_corruption_lose_no_acknowledged_write() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let dir = tmp.path().join("data");
-    let (port, base) = (free_ports(1), free_ports(3));
+    let (port, base) = free_up_ports(3);
     let mut cluster = Cluster::start(&dir, port, base);
     let rec = Recorder::new();
     let (stop, writers) = start_writers(4, port, &rec);
@@ -156,9 +171,9 @@ fn newest_wal(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_process_without_the_secret_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let dir = tmp.path().join("data");
-    let (port, base) = (free_ports(1), free_ports(3));
+    let (port, base) = free_up_ports(3);
     let cluster = Cluster::start(&dir, port, base);
     let wrong = tmp.path().join("wrong-secret");
     std::fs::write(&wrong, "this-is-not-the-cluster-secret\n").unwrap();
@@ -310,8 +325,8 @@ fn raw_exchange(port: u16, bytes: &[u8]) -> String {
 
 #[test]
 fn bad_input_gets_errors_and_the_router_keeps_serving() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (port, base) = (free_ports(1), free_ports(3));
+    let tmp = TestDir::new();
+    let (port, base) = free_up_ports(3);
     let cluster = Cluster::start(&tmp.path().join("data"), port, base);
     // Malformed framing: an error, then the connection closes.
     let r = raw_exchange(port, b"*2\r\n$3\r\nGET\r\n$x\r\n");
@@ -342,7 +357,7 @@ fn bad_input_gets_errors_and_the_router_keeps_serving() {
 
 #[test]
 fn a_command_the_cluster_cannot_answer_times_out_with_an_error() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TestDir::new();
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
     let (port, dead) = (free_ports(1), free_ports(1));
@@ -356,8 +371,9 @@ fn a_command_the_cluster_cannot_answer_times_out_with_an_error() {
         ])
         .arg("--secret-file")
         .arg(&secret)
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("router.log")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -375,10 +391,12 @@ fn a_command_the_cluster_cannot_answer_times_out_with_an_error() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let alive = router.try_wait().unwrap();
     router.kill().unwrap();
     router.wait().unwrap();
     assert!(
         reply.starts_with("-ERR no answer from the cluster within 1 s"),
-        "{reply:?}"
+        "{reply:?} port {port} dead {dead} exited {alive:?}; log:\n{}",
+        std::fs::read_to_string(tmp.path().join("router.log")).unwrap()
     );
 }

@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -271,6 +271,39 @@ impl Cluster<'_> {
     }
 }
 
+/// Where each replica's log ended at a moment, to read what the replicas logged since.
+struct LogMarks(Vec<(PathBuf, usize)>);
+
+impl LogMarks {
+    fn now(logs: &[PathBuf]) -> LogMarks {
+        LogMarks(
+            logs.iter()
+                .map(|p| (p.clone(), std::fs::read(p).map_or(0, |b| b.len())))
+                .collect(),
+        )
+    }
+
+    /// The stalls of 200 ms or more that replicas' event loops logged since the mark, as
+    /// (replica, milliseconds late).
+    fn stalls(&self) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        for (i, (path, from)) in self.0.iter().enumerate() {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let text = String::from_utf8_lossy(bytes.get(*from..).unwrap_or_default());
+            for (_, rest) in text
+                .lines()
+                .filter_map(|l| l.split_once("stalled: late_ms="))
+            {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(ms) = digits.parse() {
+                    out.push((i, ms));
+                }
+            }
+        }
+        out
+    }
+}
+
 fn acked(rec: &Recorder) -> usize {
     rec.acked.lock().unwrap().len()
 }
@@ -334,6 +367,9 @@ fn netns_partitions_keep_the_service_safe_and_available() {
         net: &net,
         secret: secret.clone(),
     };
+    let logs: Vec<PathBuf> = (0..net.n)
+        .map(|i| tmp.path().join(format!("node-{i}.log")))
+        .collect();
     let all: Vec<usize> = (0..net.n).collect();
     cluster.leader_among(&all);
 
@@ -373,7 +409,7 @@ fn netns_partitions_keep_the_service_safe_and_available() {
             std::thread::sleep(Duration::from_millis(50));
         };
         let read: redis::RedisResult<Option<String>> =
-            redis::cmd("GET").arg("shared").query(&mut con);
+            redis::cmd("GET").arg("shared-0").query(&mut con);
         assert!(
             read.is_err(),
             "the cut-off old leader answered a read: {read:?}"
@@ -383,29 +419,51 @@ fn netns_partitions_keep_the_service_safe_and_available() {
         net.heal();
         cluster.settle();
 
-        // 2. A follower cut off (2 | 1), then healed: with pre-vote it does not raise the term,
-        // so the leader keeps leading in the same term.
+        // 2. A follower cut off (2 | 1), then healed: with pre-vote it does not raise the term
+        // while cut off, so when it returns the leader keeps leading in the same term.
         let (leader, term) = cluster.leader_among(&all);
         let follower = (leader + 1) % net.n;
+        let marks = LogMarks::now(&logs);
         net.isolate(follower);
+        let cut_term = cluster.status()[follower].as_ref().map(|s| s.term);
         std::thread::sleep(Duration::from_secs(3));
         assert_writes_progress(&rec, Duration::from_secs(5), "2 | 1");
+        // Nothing but its own elections can change the term of a replica that hears no one.
+        let st = cluster.status();
+        assert_eq!(
+            st[follower].as_ref().map(|s| s.term),
+            cut_term,
+            "the isolated follower raised its term while cut off: {st:?}"
+        );
         net.heal();
         std::thread::sleep(Duration::from_secs(2));
         let st = cluster.status();
-        assert_eq!(
-            st[leader],
-            Some(Seen {
+        let undisturbed = st[leader]
+            == Some(Seen {
                 role: "leader".into(),
-                term
-            }),
-            "a follower returning from isolation disturbed the leader: {st:?}"
-        );
-        assert_eq!(
-            st[follower].as_ref().map(|s| s.term),
-            Some(term),
-            "the returning follower's term: {st:?}"
-        );
+                term,
+            })
+            && st[follower].as_ref().map(|s| s.term) == Some(term);
+        if !undisturbed {
+            // The leader's or the other follower's event loop stalling past an election
+            // timeout (this VM stalls whole, every process at once, for up to half a second)
+            // may legitimately cost the leader its term; the replicas log every such stall.
+            // Without one, the returning follower is to blame. (Its own stalls excuse nothing:
+            // the other two, hearing from each other, refuse its pre-votes.)
+            let stalls: Vec<(usize, u64)> = (marks.stalls().into_iter())
+                .filter(|&(i, _)| i != follower)
+                .collect();
+            assert!(
+                !stalls.is_empty(),
+                "a follower returning from isolation disturbed the leader (term {term}), \
+                 and neither the leader nor the other follower logged a stall: {st:?}"
+            );
+            eprintln!(
+                "round {round}: the leader of term {term} did not last across stalls \
+                 (replica, ms) {stalls:?}: {st:?}"
+            );
+            cluster.settle();
+        }
 
         // 3. Every replica alone (1 | 1 | 1): nothing commits; then heal and writes resume.
         net.split_all();

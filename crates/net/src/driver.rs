@@ -62,6 +62,10 @@ pub enum DurableError {
     Fatal(String),
 }
 
+/// A loop waking this late for a tick logs that it stalled: two thirds of the minimum election
+/// timeout (300 ms by default), so every stall that can cost an election is in the log.
+const STALL_WARNING: Duration = Duration::from_millis(200);
+
 /// Stable storage as the driver uses it.
 ///
 /// # Correctness
@@ -271,6 +275,12 @@ async fn run<P: Process, D: Durable>(
         // The first tick due: if a save waits for disk space the ticks not fed are due again
         // after it (see `fed_ticks`).
         let first_due = next_tick;
+        // Said, so that an election a stall caused (a loop this late may have let an election
+        // timeout or check-quorum expire) can be told from one a fault caused.
+        let late = now.saturating_duration_since(next_tick);
+        if late >= STALL_WARNING {
+            tracing::warn!("stalled: late_ms={}", late.as_millis());
+        }
         // Every tick that has passed is fed, a stall's included: the process measures time
         // in ticks, and a leader's read lease must not outlast real time because the loop
         // stalled (in a slow fsync, say). Past MAX_CATCH_UP ticks every timer has fired

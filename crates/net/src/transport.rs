@@ -43,6 +43,20 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// keep data in flight, so a dead link is found within this bound.
 const UNACKED_LIMIT: Duration = Duration::from_secs(1);
 
+/// A dial whose TCP handshake has had no answer for this long starts a fresh one alongside
+/// (a new SYN from a new port), and the first to answer wins. The kernel resends a SYN only
+/// after 1 s: a handshake that lost its SYN or SYN-ACK (a partition healing one host at a
+/// time drops the answer to a redial made in between, as the network-partition test saw)
+/// would otherwise leave a healed link silent for a second, long enough for check-quorum to
+/// depose a leader. The earlier attempts are kept, not aborted, so a link slower than this
+/// (a round trip over 200 ms) still connects.
+const DIAL_RETRY: Duration = Duration::from_millis(200);
+
+/// A dial none of whose handshakes was answered within this long fails (a dialer then backs
+/// off and dials again; a tool reports the node unreachable). It outlasts the kernel's first
+/// SYN retransmission (1 s), so that one still counts.
+const DIAL_LIMIT: Duration = Duration::from_secs(2);
+
 /// Settings every Flotilla TCP connection gets.
 fn tune(tcp: &TcpStream) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
@@ -432,7 +446,7 @@ pub async fn connect_to<M>(
 where
     M: Serialize + DeserializeOwned,
 {
-    let tcp = TcpStream::connect(addr).await?;
+    let tcp = dial_tcp(addr).await?;
     tune(&tcp)?;
     let mut s: BoxIo = match tls {
         Some(tls) => tls
@@ -446,6 +460,46 @@ where
     };
     let id = auth::dial::<_, M>(&mut s, secret, me, addr).await?;
     Ok((s, id))
+}
+
+/// Opens a TCP connection to `addr`: a new handshake every [`DIAL_RETRY`] while none has been
+/// answered, the first answer deciding (a refusal fails the dial at once, as before), for at
+/// most [`DIAL_LIMIT`]. Handshakes still pending when one wins are dropped.
+async fn dial_tcp(addr: &str) -> std::io::Result<TcpStream> {
+    // Resolved once: each attempt tries the same addresses in turn, as `connect(addr)` does.
+    let addrs: Arc<[std::net::SocketAddr]> = tokio::net::lookup_host(addr).await?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} resolves to no address"),
+        ));
+    }
+    let start = tokio::time::Instant::now();
+    let deadline = start + DIAL_LIMIT;
+    let mut next = start;
+    // Dropping the set (on return, or when the dialer is aborted) aborts the other attempts.
+    let mut attempts = tokio::task::JoinSet::new();
+    loop {
+        if tokio::time::Instant::now() >= next && next < deadline {
+            let addrs = addrs.clone();
+            attempts.spawn(async move { TcpStream::connect(&addrs[..]).await });
+            next += DIAL_RETRY;
+        }
+        tokio::select! {
+            biased;
+            Some(done) = attempts.join_next() => {
+                return done.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            }
+            () = tokio::time::sleep_until(next.min(deadline)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer from {addr} within {DIAL_LIMIT:?}"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Asks the node at `addr` for its status (what `flotilla ctl status` does).
@@ -471,5 +525,93 @@ where
                 })
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Handshakes from this network namespace to `port` waiting for an answer (sockets in
+    /// SYN_SENT, from `/proc/net/tcp`).
+    fn handshakes_in_flight(port: u16) -> usize {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let remote = format!(":{port:04X}");
+        (table.lines().skip(1))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() > 3 && f[2].ends_with(&remote) && f[3] == "02")
+            .count()
+    }
+
+    /// A peer whose SYN-ACK is lost (here: a listener whose accept queue is full drops the
+    /// SYN) is not left to the kernel's SYN retransmission, 1 s later: the dialer starts fresh
+    /// handshakes alongside, and once the peer answers, messages flow.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unanswered_handshake_is_raced_by_fresh_ones() {
+        use socket2::{Domain, Socket, Type};
+        // Backlog 0: the accept queue holds one connection; the filler takes that place, so
+        // the listener drops every SYN until something accepts.
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        sock.bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        sock.listen(0).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let addr = sock.local_addr().unwrap().as_socket().unwrap();
+        let filler = TcpStream::connect(addr).await.unwrap();
+
+        let secret = Secret::new("transport-test-secret").unwrap();
+        let cfg = |me, peers| TransportConfig {
+            me,
+            secret: secret.clone(),
+            peers,
+            tls: None,
+        };
+        let dialer = Transport::<u64>::new(cfg(1, BTreeMap::from([(2, addr.to_string())])));
+        dialer.dial_peers(Arc::new(|_, _| {}));
+
+        // Fresh handshakes, not one waiting for the kernel to resend its SYN.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while handshakes_in_flight(addr.port()) < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a handshake without an answer was not raced by a fresh one within 5 s \
+                 ({} in flight)",
+                handshakes_in_flight(addr.port())
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Node 2 starts accepting: the queue empties and the next handshake gets through.
+        let freed = std::time::Instant::now();
+        drop(filler);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let peer = Transport::<u64>::new(cfg(2, BTreeMap::new()));
+        let listener = TcpListener::from_std(sock.into()).unwrap();
+        let status: StatusSource = Arc::new(|| tokio::sync::oneshot::channel().1);
+        let deliver: Deliver<u64> = Arc::new(move |from, m| {
+            let _ = tx.send((from, m));
+        });
+        tokio::spawn(peer.serve(listener, deliver, status));
+        // Messages queued while the link is down are dropped: send until one arrives.
+        let got = loop {
+            dialer.send(2, 7);
+            match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
+                Ok(got) => break got,
+                Err(_) => assert!(
+                    freed.elapsed() < Duration::from_secs(10),
+                    "no message within 10 s of the peer accepting"
+                ),
+            }
+        };
+        assert_eq!(got, Some((1, 7)));
+        eprintln!(
+            "connected {:?} after the peer began accepting",
+            freed.elapsed()
+        );
     }
 }

@@ -11,15 +11,60 @@ use flotilla_check::{check_kv, CheckResult, KvInput, KvOperation, KvOutput, Oper
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
-/// A free port and the two after it (best effort: probed by binding).
+/// A free port and the `n - 1` after it (best effort: probed by binding).
 pub fn free_ports(n: u16) -> u16 {
+    free_port_set(&(0..n).collect::<Vec<_>>())
+}
+
+/// Ports for `flotilla up` with `replicas` replica processes in all: (the router's port, the
+/// base port), every port `up` derives from them free: the router's metrics (port + 1), the
+/// replicas' ports (base and after) and their metrics (base + 100 and after).
+pub fn free_up_ports(replicas: u16) -> (u16, u16) {
+    let base: Vec<u16> = (0..replicas).chain(100..100 + replicas).collect();
+    (free_port_set(&[0, 1]), free_port_set(&base))
+}
+
+/// A port `p` with `p + o` free for every offset `o`, outside the kernel's range of ephemeral
+/// ports. A port in that range, free when probed, can be taken before the process meant to
+/// listen on it binds it (or, for a restarted process, while it is down), as the source port
+/// of any outgoing connection on the machine; the process then fails with "address in use".
+/// (That made the process tests flaky: a replica of `up` that never came back, a router that
+/// never listened, while other tests' processes dialed each other.)
+fn free_port_set(offsets: &[u16]) -> u16 {
+    let span = u32::from(offsets.iter().max().copied().unwrap_or(0));
+    let (low, high) = ephemeral_ports();
+    // Candidates: [10000, low) and (high, 65535], less room for the offsets.
+    let below = low.saturating_sub(10_000).saturating_sub(span);
+    let above = (65_535 - high).saturating_sub(span);
+    assert!(
+        below + above > 0,
+        "no ports outside the ephemeral range {low}-{high}"
+    );
     for _ in 0..200 {
-        let base = 20_000 + (rand_u32() % 30_000) as u16;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        let r = rand_u32() % (below + above);
+        let base = if r < below {
+            10_000 + r
+        } else {
+            high + 1 + (r - below)
+        } as u16;
+        if (offsets.iter()).all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok()) {
             return base;
         }
     }
     panic!("no free ports");
+}
+
+/// The kernel's range of ephemeral ports (Linux's default where it cannot be read).
+fn ephemeral_ports() -> (u32, u32) {
+    let text =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut nums = text
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u32>().ok());
+    match (nums.next(), nums.next()) {
+        (Some(low), Some(high)) if low <= high => (low, high),
+        _ => (32_768, 60_999),
+    }
 }
 
 pub fn rand_u32() -> u32 {
@@ -61,7 +106,7 @@ impl Recorder {
     }
 }
 
-/// One client: SETs fresh keys, APPENDs to a shared key, reads back, until `stop`.
+/// One client: SETs fresh keys, APPENDs to keys all clients share, reads back, until `stop`.
 pub fn writer(id: u64, cluster_port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
     let open = || -> redis::Connection {
         let client = redis::Client::open(format!("redis://127.0.0.1:{cluster_port}/")).unwrap();
@@ -91,14 +136,19 @@ pub fn writer(id: u64, cluster_port: u16, rec: Arc<Recorder>, stop: Arc<AtomicBo
             con = open();
         }
         let piece = format!("x{id}.{j},");
+        // A new shared key every 64 rounds: the checker keeps the key's whole value in each
+        // state it explores, and one key appended to for a whole run (tens of thousands of
+        // times in the network-partition test) outgrew its memory budget ("linearizability
+        // check timed out").
+        let shared = format!("shared-{}", j / 64);
         let call = rec.now();
         let r: redis::RedisResult<i64> = redis::cmd("APPEND")
-            .arg("shared")
+            .arg(&shared)
             .arg(&piece)
             .query(&mut con);
         rec.record(
             id,
-            KvInput::append("shared", &piece),
+            KvInput::append(&shared, &piece),
             call,
             r.as_ref().ok().map(|_| KvOutput::Done),
         );
