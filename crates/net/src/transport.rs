@@ -26,6 +26,15 @@ use crate::auth::{self, Secret};
 use crate::frame::{Frame, NodeStatus, MAX_FRAME};
 use crate::tls::{BoxIo, PeerTls};
 
+/// Payload bytes of queued messages batched into one frame. A message larger than this still
+/// goes, alone in its frame, if it is within [`MAX_FRAME`]. Batching saves a syscall and a
+/// header per message, which matters for small messages (heartbeats, client requests and
+/// replies); past a few hundred KiB that saving is nil, while a larger frame only delays the
+/// receiver (it decodes and delivers nothing of a frame before all of it has arrived) and
+/// makes it allocate the whole frame at once. 1 MiB is four of Raft's default AppendEntries
+/// batches (`max_append_bytes`, 256 KiB), and about a millisecond on a 10 Gbit/s link.
+const BATCH_BYTES: usize = 1 << 20;
+
 /// Messages queued per connection before new ones are dropped.
 const QUEUE: usize = 8192;
 /// Redial back-off, doubling from the minimum. The maximum stays well under the election
@@ -56,6 +65,22 @@ const DIAL_RETRY: Duration = Duration::from_millis(200);
 /// off and dials again; a tool reports the node unreachable). It outlasts the kernel's first
 /// SYN retransmission (1 s), so that one still counts.
 const DIAL_LIMIT: Duration = Duration::from_secs(2);
+
+/// How large the frames a connection's writer builds may be.
+#[derive(Clone, Copy, Debug)]
+struct FrameLimits {
+    /// No frame's payload is larger: what every receiver accepts ([`MAX_FRAME`]).
+    max_frame: usize,
+    /// Messages are batched into one frame up to this many payload bytes.
+    batch_bytes: usize,
+}
+
+impl FrameLimits {
+    const DEFAULT: FrameLimits = FrameLimits {
+        max_frame: MAX_FRAME,
+        batch_bytes: BATCH_BYTES,
+    };
+}
 
 /// Settings every Flotilla TCP connection gets.
 fn tune(tcp: &TcpStream) -> std::io::Result<()> {
@@ -249,7 +274,7 @@ where
                         deliver.clone(),
                         None,
                     )));
-                    write_loop(w, &mut rx, &addr).await;
+                    write_loop(w, &mut rx, &addr, FrameLimits::DEFAULT).await;
                 }
                 Ok((_, id)) if !warned => {
                     warned = true;
@@ -333,7 +358,7 @@ where
                     .insert(from, tx.clone());
             }
         }
-        let writer = tokio::spawn(async move { write_loop(w, &mut rx, "client").await });
+        let writer = tokio::spawn(async move { write_loop(w, &mut rx, "client", FrameLimits::DEFAULT).await });
         read_loop(r, from, addr, deliver, Some((status, tx.clone()))).await;
         let mut writers = self.writers.lock().expect("writers lock");
         if writers.get(&from).is_some_and(|q| q.same_channel(&tx)) {
@@ -391,34 +416,156 @@ async fn read_loop<R, M>(
     }
 }
 
-/// Writes queued frames until the queue closes or a write fails, merging whatever is queued
-/// into one `Msgs` frame per write.
-async fn write_loop<W, M>(w: W, rx: &mut mpsc::Receiver<Frame<M>>, addr: &str)
-where
+/// Bytes of a `Msgs` frame's payload besides its messages: the variant tag and the message
+/// count, each a postcard varint (at most 5 and 10 bytes).
+const MSGS_OVERHEAD: usize = 15;
+
+/// Writes queued frames until the queue closes or a write fails, batching queued messages into
+/// `Msgs` frames of at most `limits.batch_bytes` payload bytes, in order. A message that alone
+/// would make a frame over `limits.max_frame` is not sent (logged): every receiver would refuse
+/// the frame and drop the connection, only for the sender to redial and send it again. Raft
+/// retransmits what it needs; the sources of large messages bound them below the cap (client
+/// values by `MAX_VALUE_BYTES`, AppendEntries by `max_append_bytes`), except snapshots and
+/// shard transfers, which travel whole until they are sent in chunks.
+async fn write_loop<W, M>(
+    w: W,
+    rx: &mut mpsc::Receiver<Frame<M>>,
+    addr: &str,
+    limits: FrameLimits,
+) where
     W: AsyncWrite + Unpin,
     M: Serialize,
 {
     let mut w = BufWriter::new(w);
+    let mut writer = Batcher {
+        limits,
+        batch: Vec::new(),
+        bytes: 0,
+        refused: Refused::default(),
+    };
     while let Some(first) = rx.recv().await {
-        let mut frames = vec![first];
-        while let Ok(f) = rx.try_recv() {
-            match (frames.last_mut(), f) {
-                (Some(Frame::Msgs(batch)), Frame::Msgs(more)) => batch.extend(more),
-                (_, f) => frames.push(f),
-            }
-            if frames.len() > 64 {
-                break;
-            }
-        }
-        for f in &frames {
-            if let Err(e) = w.write_all(&flotilla_wire::encode(f)).await {
+        // Everything queued goes out now, in frames cut by the budget, then one flush.
+        let mut next = Some(first);
+        while let Some(f) = next {
+            if let Err(e) = writer.add(&mut w, f, addr).await {
                 tracing::debug!(%addr, "write failed: {e}");
                 return;
             }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = writer.write_batch(&mut w, addr).await {
+            tracing::debug!(%addr, "write failed: {e}");
+            return;
         }
         if let Err(e) = w.flush().await {
             tracing::debug!(%addr, "write failed: {e}");
             return;
+        }
+    }
+}
+
+/// The messages of the frame being built by [`write_loop`].
+struct Batcher<M> {
+    limits: FrameLimits,
+    batch: Vec<M>,
+    /// Payload bytes of the messages in `batch`.
+    bytes: usize,
+    refused: Refused,
+}
+
+impl<M: Serialize> Batcher<M> {
+    /// Adds `f`'s messages to the batch, writing the batch first whenever the next message
+    /// would take it past the budget. Other frames are written at once, after the batch.
+    async fn add<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        f: Frame<M>,
+        addr: &str,
+    ) -> std::io::Result<()> {
+        let msgs = match f {
+            Frame::Msgs(msgs) => msgs,
+            other => {
+                self.write_batch(w, addr).await?;
+                match flotilla_wire::encode_bounded(&other, self.limits.max_frame) {
+                    Ok(frame) => w.write_all(&frame).await?,
+                    Err(e) => tracing::error!(%addr, "frame not sent: {e}"),
+                }
+                return Ok(());
+            }
+        };
+        // A lone message may fill a frame; a batch stops at the budget (never past the cap).
+        let budget = self.limits.batch_bytes.min(self.limits.max_frame);
+        for m in msgs {
+            let len = match flotilla_wire::payload_len(&m) {
+                Ok(len) => len,
+                Err(e) => {
+                    tracing::error!(%addr, "message not sent: {e}");
+                    continue;
+                }
+            };
+            if len + MSGS_OVERHEAD > self.limits.max_frame {
+                self.refused.note(addr, len + MSGS_OVERHEAD, self.limits.max_frame);
+                continue;
+            }
+            if !self.batch.is_empty() && self.bytes + len + MSGS_OVERHEAD > budget {
+                self.write_batch(w, addr).await?;
+            }
+            self.bytes += len;
+            self.batch.push(m);
+        }
+        Ok(())
+    }
+
+    /// Writes the batch as one `Msgs` frame (nothing if it is empty).
+    async fn write_batch<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        addr: &str,
+    ) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let frame = Frame::Msgs(std::mem::take(&mut self.batch));
+        self.bytes = 0;
+        match flotilla_wire::encode_bounded(&frame, self.limits.max_frame) {
+            Ok(bytes) => w.write_all(&bytes).await,
+            // Cannot happen (every message was measured against the cap, with the frame's
+            // overhead); should it, the batch is lost as a dropped message is, not the link.
+            Err(e) => {
+                tracing::error!(%addr, "batch not sent: {e}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Messages a writer refused as larger than the frame cap: logged as an error at the first,
+/// then at most every [`REFUSED_LOG_EVERY`] with a count, since a leader resends an oversized
+/// snapshot on every heartbeat.
+#[derive(Default)]
+struct Refused {
+    since_logged: u64,
+    logged: Option<std::time::Instant>,
+}
+
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Refused {
+    fn note(&mut self, addr: &str, len: usize, max: usize) {
+        self.since_logged += 1;
+        if self.logged.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+            tracing::error!(
+                %addr,
+                len,
+                max,
+                refused = self.since_logged,
+                "message not sent: a frame of {len} bytes would exceed the {max}-byte frame \
+                 limit every receiver enforces ({} such messages since the last report; a \
+                 snapshot this large cannot be sent until snapshots travel in chunks)",
+                self.since_logged
+            );
+            self.since_logged = 0;
+            self.logged = Some(std::time::Instant::now());
         }
     }
 }
@@ -613,5 +760,79 @@ mod tests {
             "connected {:?} after the peer began accepting",
             freed.elapsed()
         );
+    }
+
+    /// Runs a writer with `limits` over an in-memory pipe, queues `queued`, and returns the
+    /// frames the other end reads (each read with `limits.max_frame` as the receiver's cap,
+    /// so a larger frame fails the read, as it would drop a real connection).
+    async fn frames_written(
+        limits: FrameLimits,
+        queued: Vec<Frame<(u32, Vec<u8>)>>,
+    ) -> Vec<Vec<(u32, Vec<u8>)>> {
+        let (a, mut b) = tokio::io::duplex(64 << 10);
+        let (tx, mut rx) = mpsc::channel(QUEUE);
+        for f in queued {
+            tx.try_send(f).expect("queue has room");
+        }
+        drop(tx);
+        let writer = tokio::spawn(async move { write_loop(a, &mut rx, "test", limits).await });
+        let mut frames = Vec::new();
+        loop {
+            match flotilla_wire::read_frame::<_, Frame<(u32, Vec<u8>)>>(&mut b, limits.max_frame)
+                .await
+            {
+                Ok(Frame::Msgs(m)) => frames.push(m),
+                Ok(_) => panic!("unexpected frame"),
+                Err(flotilla_wire::WireError::Io(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    break
+                }
+                Err(e) => panic!("the receiver refuses a frame: {e}"),
+            }
+        }
+        writer.await.unwrap();
+        frames
+    }
+
+    /// Queued messages that together are far past the frame cap all arrive, in order, in
+    /// frames the receiver accepts. (The writer once merged the whole queue into one frame:
+    /// a backlog of AppendEntries made frames of gigabytes, refused by every receiver.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_backlog_larger_than_the_cap_goes_in_frames_under_it() {
+        let limits = FrameLimits {
+            max_frame: 4096,
+            batch_bytes: 4096,
+        };
+        // 200 messages of ~300 bytes (60 KB, 15 caps' worth), queued one by one and in
+        // multi-message batches, as `Transport::send` and status answers queue them.
+        let msg = |i: u32| (i, vec![(i % 100) as u8; 300]);
+        let mut queued: Vec<_> = (0..100).map(|i| Frame::Msgs(vec![msg(i)])).collect();
+        queued.push(Frame::Msgs((100..200).map(msg).collect()));
+        let frames = frames_written(limits, queued).await;
+        let got: Vec<_> = frames.concat();
+        assert_eq!(got, (0..200).map(msg).collect::<Vec<_>>());
+        assert!(frames.len() >= 15, "only {} frames", frames.len());
+        assert!(frames.iter().all(|f| !f.is_empty()));
+    }
+
+    /// A message larger than the cap is refused by the writer (and logged); the messages
+    /// around it still arrive, in order, on the same connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_message_larger_than_the_cap_is_not_sent_and_the_rest_are() {
+        let limits = FrameLimits {
+            max_frame: 4096,
+            batch_bytes: 1024,
+        };
+        let small = |i: u32| (i, vec![1u8; 100]);
+        let queued = vec![
+            Frame::Msgs(vec![small(0), small(1)]),
+            Frame::Msgs(vec![(2, vec![2u8; 5000])]),
+            // Over the batch budget but within the cap: alone in its frame.
+            Frame::Msgs(vec![(3, vec![3u8; 3000]), small(4)]),
+        ];
+        let frames = frames_written(limits, queued).await;
+        let got: Vec<_> = frames.concat();
+        assert_eq!(got, vec![small(0), small(1), (3, vec![3u8; 3000]), small(4)]);
     }
 }

@@ -23,6 +23,35 @@ pub enum WireError {
     Checksum,
     #[error("malformed frame: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("value cannot be encoded: {0}")]
+    Encode(postcard::Error),
+}
+
+/// The payload bytes `value` encodes to, computed without encoding it (nothing is allocated),
+/// so a writer can decide what fits in a frame before building it.
+pub fn payload_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, WireError> {
+    postcard::experimental::serialized_size(value).map_err(WireError::Encode)
+}
+
+/// Encodes `value` as one frame (header included) whose payload is at most `max` bytes. A
+/// larger one is refused before its payload is built: a frame the receiver would refuse
+/// (and drop the connection for) is never made.
+pub fn encode_bounded<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Vec<u8>, WireError> {
+    // The header's length field is 32 bits: nothing longer can be framed at all.
+    let max = max.min(u32::MAX as usize);
+    let len = payload_len(value)?;
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
+    }
+    let mut out = Vec::with_capacity(8 + len);
+    out.extend_from_slice(&[0u8; 8]);
+    postcard::to_io(value, &mut out).map_err(WireError::Encode)?;
+    debug_assert_eq!(out.len() - 8, len, "postcard's size pass and encoding disagree");
+    let len = (out.len() - 8) as u32;
+    let crc = crc32c::crc32c(&out[8..]);
+    out[0..4].copy_from_slice(&len.to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
 }
 
 /// Encodes `value` as one frame (header included).
@@ -93,6 +122,21 @@ mod tests {
     enum Msg {
         Hello { name: String, n: u64 },
         Bye,
+    }
+
+    #[test]
+    fn bounded_encoding_matches_encode_and_refuses_oversized_values() {
+        let m = Msg::Hello {
+            name: "x".repeat(100),
+            n: 7,
+        };
+        let len = payload_len(&m).unwrap();
+        assert_eq!(encode(&m).len(), 8 + len);
+        assert_eq!(encode_bounded(&m, len).unwrap(), encode(&m));
+        assert!(matches!(
+            encode_bounded(&m, len - 1),
+            Err(WireError::TooLarge { len: l, max }) if l == len && max == len - 1
+        ));
     }
 
     #[test]
