@@ -16,8 +16,25 @@ pub const PROTOCOL_VERSION: u32 = 3;
 /// Frames before authentication are tiny; a larger one is an attack or a mistake.
 pub const MAX_HANDSHAKE_FRAME: usize = 4096;
 
-/// Largest frame an authenticated peer may send (snapshots travel in one message).
+/// Largest frame an authenticated peer may send; writers never build a larger one (see
+/// `transport::write_loop`). Snapshots still travel in one message, so one past this cannot be
+/// sent (the writer logs it) until snapshots travel in chunks.
 pub const MAX_FRAME: usize = 256 << 20;
+
+/// Room in a frame for everything of a message but a command's key and value: the message's
+/// own fields, a clerk's tag, Raft's entry fields (all a few dozen bytes).
+const ENVELOPE_ROOM: usize = 1 << 20;
+
+// Every message a client's command makes fits in a frame, so the writer never has to refuse
+// one: a request (a key and a value at the limits the router and the servers enforce), and an
+// AppendEntries carrying it (Raft's byte budget, past which it adds at most one entry).
+const _: () = assert!(
+    flotilla_kv::MAX_KEY_BYTES
+        + flotilla_kv::MAX_VALUE_BYTES
+        + ENVELOPE_ROOM
+        + flotilla_raft::DEFAULT_MAX_APPEND_BYTES
+        <= MAX_FRAME
+);
 
 /// One frame. The first three open a connection (see [`crate::auth`]); after that, service
 /// messages flow in batches, and clients may ask for a node's status.
@@ -107,5 +124,35 @@ impl NodeStatus {
     /// Whether the membership this node uses is committed (as far as it knows).
     pub fn membership_committed(&self) -> bool {
         self.membership_index <= self.commit_index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_kv::{KvCommand, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+    use flotilla_rsm::{Msg, Request};
+
+    /// The largest request a client may make (what `ENVELOPE_ROOM` is reckoned for) fits in a
+    /// frame with the envelope's room to spare.
+    #[test]
+    fn the_largest_request_fits_in_a_frame() {
+        let put = KvCommand::Put {
+            key: vec![7; MAX_KEY_BYTES],
+            value: vec![7; MAX_VALUE_BYTES],
+        };
+        put.validate().expect("at the limits, not past them");
+        let msg: Msg<KvCommand, KvReply> = Msg::Request(Request {
+            client: u64::MAX,
+            seq: u64::MAX,
+            cmd: put,
+        });
+        let frame = Frame::Msgs(vec![msg]);
+        let len = flotilla_wire::payload_len(&frame).unwrap();
+        assert!(
+            len <= MAX_KEY_BYTES + MAX_VALUE_BYTES + ENVELOPE_ROOM,
+            "{len} bytes"
+        );
+        assert!(len <= MAX_FRAME);
     }
 }

@@ -358,7 +358,10 @@ where
                     .insert(from, tx.clone());
             }
         }
-        let writer = tokio::spawn(async move { write_loop(w, &mut rx, "client", FrameLimits::DEFAULT).await });
+        let writer =
+            tokio::spawn(
+                async move { write_loop(w, &mut rx, "client", FrameLimits::DEFAULT).await },
+            );
         read_loop(r, from, addr, deliver, Some((status, tx.clone()))).await;
         let mut writers = self.writers.lock().expect("writers lock");
         if writers.get(&from).is_some_and(|q| q.same_channel(&tx)) {
@@ -427,12 +430,8 @@ const MSGS_OVERHEAD: usize = 15;
 /// retransmits what it needs; the sources of large messages bound them below the cap (client
 /// values by `MAX_VALUE_BYTES`, AppendEntries by `max_append_bytes`), except snapshots and
 /// shard transfers, which travel whole until they are sent in chunks.
-async fn write_loop<W, M>(
-    w: W,
-    rx: &mut mpsc::Receiver<Frame<M>>,
-    addr: &str,
-    limits: FrameLimits,
-) where
+async fn write_loop<W, M>(w: W, rx: &mut mpsc::Receiver<Frame<M>>, addr: &str, limits: FrameLimits)
+where
     W: AsyncWrite + Unpin,
     M: Serialize,
 {
@@ -504,7 +503,8 @@ impl<M: Serialize> Batcher<M> {
                 }
             };
             if len + MSGS_OVERHEAD > self.limits.max_frame {
-                self.refused.note(addr, len + MSGS_OVERHEAD, self.limits.max_frame);
+                self.refused
+                    .note(addr, len + MSGS_OVERHEAD, self.limits.max_frame);
                 continue;
             }
             if !self.batch.is_empty() && self.bytes + len + MSGS_OVERHEAD > budget {
@@ -833,6 +833,9 @@ mod tests {
         ];
         let frames = frames_written(limits, queued).await;
         let got: Vec<_> = frames.concat();
-        assert_eq!(got, vec![small(0), small(1), (3, vec![3u8; 3000]), small(4)]);
+        assert_eq!(
+            got,
+            vec![small(0), small(1), (3, vec![3u8; 3000]), small(4)]
+        );
     }
 }

@@ -150,6 +150,10 @@ pub enum Sabotage {
     MembershipChangeBeforeTermCommit,
 }
 
+/// The default [`Config::max_append_bytes`]. Transports check that an AppendEntries of this
+/// many bytes plus one entry of the largest command fits in one of their frames.
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 256 * 1024;
+
 impl Config {
     /// The defaults Flotilla uses with a 10 ms tick: elections after 300–600 ms of silence,
     /// heartbeats every 100 ms (10 per second per peer, the labs' ceiling). This is the labs'
@@ -161,7 +165,7 @@ impl Config {
             election_timeout_min_ticks: 30,
             election_timeout_max_ticks: 60,
             heartbeat_ticks: 10,
-            max_append_bytes: 256 * 1024,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
             seed,
             leader_noop: false,
             max_inflight_appends: 1,

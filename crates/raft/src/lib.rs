@@ -72,7 +72,7 @@ mod ready;
 mod rng;
 mod state;
 
-pub use config::{Config, ReadMode, Sabotage};
+pub use config::{Config, ReadMode, Sabotage, DEFAULT_MAX_APPEND_BYTES};
 pub use error::{ProposeError, TransferError};
 pub use log::RaftLog;
 pub use membership::{Membership, MembershipChange, MembershipError};

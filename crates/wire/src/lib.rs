@@ -46,7 +46,11 @@ pub fn encode_bounded<T: Serialize + ?Sized>(value: &T, max: usize) -> Result<Ve
     let mut out = Vec::with_capacity(8 + len);
     out.extend_from_slice(&[0u8; 8]);
     postcard::to_io(value, &mut out).map_err(WireError::Encode)?;
-    debug_assert_eq!(out.len() - 8, len, "postcard's size pass and encoding disagree");
+    debug_assert_eq!(
+        out.len() - 8,
+        len,
+        "postcard's size pass and encoding disagree"
+    );
     let len = (out.len() - 8) as u32;
     let crc = crc32c::crc32c(&out[8..]);
     out[0..4].copy_from_slice(&len.to_le_bytes());
