@@ -1,7 +1,8 @@
 //! Connections: dialed to peers (reconnected with backoff), accepted from clients and peers.
 //!
-//! Each connection has one writer task that takes everything queued for it and writes it as
-//! one frame (`Frame::Msgs`), so a burst of Raft messages to a peer costs one write. Queues are
+//! Each connection has one writer task that takes everything queued for it and writes it in
+//! `Frame::Msgs` frames of up to 1 MiB, in order, so a burst of Raft messages to a peer costs
+//! few writes, and no frame exceeds what a receiver accepts ([`MAX_FRAME`]). Queues are
 //! bounded; a message for a full queue or a peer that is down is dropped, which Raft and the
 //! clerks tolerate (they retransmit), and which keeps a dead peer from eating memory.
 //!
