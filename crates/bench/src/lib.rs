@@ -8,6 +8,7 @@
 //! groups, plus the time a 1 MB shard takes to move) and writes a Markdown/JSON report and an
 //! SVG chart.
 
+pub mod bigstate;
 pub mod cpu;
 #[cfg(feature = "etcd")]
 pub mod etcd;

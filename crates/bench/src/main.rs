@@ -29,6 +29,40 @@ enum Cmd {
     /// Start Flotilla (one group, then sharded at 1, 2 and 3 groups), Redis and etcd in turn,
     /// sweep each, time a shard move, write the report and chart.
     All(AllArgs),
+    /// Big state (issue 16): load gigabytes through `flotilla up`, then optionally add a
+    /// replica to the loaded group or move the loaded shard; prints time, latency, elections,
+    /// refused frames and each replica's peak RSS.
+    BigState(BigStateArgs),
+}
+
+#[derive(Args)]
+struct BigStateArgs {
+    /// Values to write.
+    #[arg(long, default_value_t = 10_000)]
+    values: u32,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100_000)]
+    value_size: usize,
+    /// Writing connections.
+    #[arg(long, default_value_t = 4)]
+    connections: u32,
+    /// After the load, add a fourth replica to the group and time its catch-up.
+    #[arg(long)]
+    add_replica: bool,
+    /// Run the default sharded `up`, load one shard, and move it to the other group.
+    #[arg(long, conflicts_with = "add_replica")]
+    shard_move: bool,
+    /// Router port; replicas listen on --base-port and after.
+    #[arg(long, default_value_t = 6390)]
+    port: u16,
+    #[arg(long, default_value_t = 7301)]
+    base_port: u16,
+    /// The flotilla binary.
+    #[arg(long, default_value = "target/release/flotilla")]
+    flotilla_bin: PathBuf,
+    /// Data directory (default: a new temporary one, removed at the end).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -190,12 +224,29 @@ fn all(a: AllArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn big_state(a: BigStateArgs) -> Result<(), String> {
+    let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("up"));
+    flotilla_bench::bigstate::run(&flotilla_bench::bigstate::BigOptions {
+        bin: a.flotilla_bin,
+        values: a.values,
+        value_size: a.value_size,
+        connections: a.connections,
+        port: a.port,
+        base_port: a.base_port,
+        add_replica: a.add_replica,
+        shard_move: a.shard_move,
+        dir,
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = service::install_signal_handler().and_then(|()| match cli.command {
         Cmd::Redis(a) => redis(a),
         Cmd::Etcd(a) => etcd(a),
         Cmd::All(a) => all(a),
+        Cmd::BigState(a) => big_state(a),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -134,7 +134,7 @@ pub fn check_key(port: u16, i: u32) -> Result<(), String> {
 }
 
 /// The latest configuration as `ctl query --json` prints it: (shard owners, group ids).
-fn query(bin: &Path, data: &Path) -> Result<(Vec<u64>, Vec<u64>), String> {
+pub fn query(bin: &Path, data: &Path) -> Result<(Vec<u64>, Vec<u64>), String> {
     let out = Command::new(bin)
         .args(["ctl", "query", "--json", "--dir"])
         .arg(data)
