@@ -67,6 +67,12 @@ impl Kv {
         self.data.len()
     }
 
+    /// Every key with its value, in no particular order (callers that need an order, such as
+    /// a shard sent in pages, sort the keys).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

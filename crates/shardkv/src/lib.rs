@@ -24,7 +24,10 @@ mod msg;
 mod server;
 
 pub use clerk::{ShardClerk, ShardClerkConfig, ShardClerkEvent, ShardClerkHost};
-pub use machine::{key_shard, ShardBlob, ShardCommand, ShardKv, ShardReply, ShardState};
+pub use machine::{
+    key_shard, PullCursor, ShardCommand, ShardKv, ShardPage, ShardReply, ShardState,
+    MAX_PAGE_BYTES, SESSION_RECORD_BYTES,
+};
 pub use msg::{CtrlMsg, GroupMsg, ShardMsg};
 pub use server::{CtrlServer, Resolver, ShardServer, ShardServerConfig};
 
