@@ -1,5 +1,6 @@
 //! The randomized sharded key/value suite: each seed draws a system (3 groups of 3, with or
-//! without snapshots, 4 or 10 shards) and runs clients doing random Get / Put / Append on keys
+//! without snapshots, 4 or 10 shards, shards pulled in pages of 40, 80 or 200 bytes, so a
+//! transfer spans many pages under every fault below) and runs clients doing random Get / Put / Append on keys
 //! spread over the shards while a nemesis joins, leaves and moves groups and shards, crashes
 //! and restarts servers (whole groups too), cuts servers off, and toggles an unreliable
 //! network. Some client operations give up after a deadline, so the history has operations
@@ -30,6 +31,8 @@ pub struct ShardRandomReport {
     pub reconfigurations: usize,
     /// The latest configuration's number at the end.
     pub configs: u64,
+    /// Pages proposed that were not the first of their shard's transfer.
+    pub later_pages: u64,
 }
 
 /// One randomized run of `seconds` virtual seconds of load under faults and reconfigurations.
@@ -39,6 +42,7 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
         ShardTesterConfig {
             max_raft_state: [None, Some(1000), Some(4000)][probe.rand(3) as usize],
             nshards: [4, 10, 10][probe.rand(3) as usize],
+            page_bytes: Some([40, 80, 200][probe.rand(3) as usize]),
             ..ShardTesterConfig::lab(3, false, None)
         }
     };
@@ -85,6 +89,7 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
         faults,
         reconfigurations,
         configs,
+        later_pages: t.later_pages(),
     }
 }
 
