@@ -312,6 +312,17 @@ fn a_large_shard_moves_in_pages_each_within_the_page_size_and_a_large_value_alon
             "only the final page is the last"
         );
         assert!(p.items() > 0 || p.last, "page {i} is empty");
+        // The message that carries it: the page plus a few bytes per item and an envelope.
+        let reply = crate::ShardMsg::PullReply {
+            num: 2,
+            shard: 2,
+            page: Some(p.clone()),
+        };
+        let encoded = postcard::to_allocvec(&reply).unwrap().len();
+        assert!(
+            encoded <= p.data_len().max(page_bytes) + 8 * p.items() + 64,
+            "page {i} travels in {encoded} bytes"
+        );
     }
     let alone: Vec<&ShardPage> = pages.iter().filter(|p| p.data_len() > page_bytes).collect();
     assert_eq!(alone.len(), 1, "the one large value, alone in its page");
