@@ -30,7 +30,9 @@ pub use machine::{
     MAX_PAGE_BYTES, SESSION_RECORD_BYTES,
 };
 pub use msg::{CtrlMsg, GroupMsg, ShardMsg};
-pub use server::{CtrlServer, Resolver, ShardServer, ShardServerConfig, DEFAULT_PAGE_BYTES};
+pub use server::{
+    CtrlServer, PullStats, Resolver, ShardServer, ShardServerConfig, DEFAULT_PAGE_BYTES,
+};
 
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,17 @@ struct PullTrack {
     ticks: u32,
 }
 
+/// Counts of what a replica's pulls did, for tests and operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PullStats {
+    /// Pages it proposed that were not their shard's first: non-zero once a shard it pulled
+    /// spanned pages.
+    pub later_pages: u64,
+    /// Of those, pages that went on from where another leader (or this replica before it
+    /// restarted) had got to: transfers resumed after a leadership change or a crash.
+    pub resumed: u64,
+}
+
 /// One replica of a shard group: the replicated [`ShardKv`] plus, while it leads, the loop
 /// that walks the group through configurations: poll the controller for the next one and
 /// propose it; pull each incoming shard from its previous owner page by page, proposing each
@@ -91,9 +102,10 @@ pub struct ShardServer {
     /// While leading: where this replica stands in pulling each shard, by (configuration,
     /// shard).
     pulls: BTreeMap<(u64, usize), PullTrack>,
-    /// Pages this replica proposed that started past the shard's first byte: how many of a
-    /// shard's transfers took more than one page (for tests and operators).
-    later_pages: u64,
+    /// Where the last page this replica proposed of each shard ends, by (configuration,
+    /// shard): a page proposed from elsewhere resumes another leader's transfer.
+    proposed_ends: BTreeMap<(u64, usize), PullCursor>,
+    stats: PullStats,
     /// The next server to try in each group, so retries go round a group whose leader is down.
     cursor: BTreeMap<Gid, usize>,
 }
@@ -118,7 +130,8 @@ impl ShardServer {
             install_retry_ticks: cfg.install_retry_ticks,
             page_bytes: cfg.page_bytes.max(1),
             pulls: BTreeMap::new(),
-            later_pages: 0,
+            proposed_ends: BTreeMap::new(),
+            stats: PullStats::default(),
             cursor: BTreeMap::new(),
         })
     }
@@ -135,10 +148,9 @@ impl ShardServer {
         self.replica.raft()
     }
 
-    /// Pages this replica proposed, while leading, that were not the first of their shard:
-    /// non-zero once some shard it pulled spanned pages.
-    pub fn later_pages_proposed(&self) -> u64 {
-        self.later_pages
+    /// What this replica's pulls did since it started.
+    pub fn pull_stats(&self) -> PullStats {
+        self.stats
     }
 
     fn replica_do(
@@ -296,9 +308,16 @@ impl ShardServer {
             ticks: 0,
         };
         let later = page.from != PullCursor::Start;
+        let resumed = later && self.proposed_ends.get(&key) != Some(&page.from);
+        let Some(end) = page.end() else {
+            return;
+        };
         if self.propose(ShardCommand::InstallPage { num, shard, page }, ctx) {
             self.pulls.insert(key, track);
-            self.later_pages += u64::from(later);
+            self.proposed_ends.retain(|&(n, _), _| n == num);
+            self.proposed_ends.insert(key, end);
+            self.stats.later_pages += u64::from(later);
+            self.stats.resumed += u64::from(resumed);
         }
     }
 

@@ -29,8 +29,8 @@ use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::{
-    key_shard, CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg,
-    ShardServer, ShardServerConfig,
+    key_shard, CtrlServer, PullStats, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost,
+    ShardMsg, ShardServer, ShardServerConfig,
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
@@ -47,9 +47,9 @@ const FIRST_GROUP_NODE: usize = 2 * CTRLERS;
 /// A simulated node of the sharded system.
 pub enum ShardNode {
     Ctrl(Box<CtrlServer>),
-    /// A group's server, and the tester's count of pages its servers proposed that were not
-    /// their shard's first (kept here: a server's own count is lost when it crashes).
-    Group(Box<ShardServer>, Rc<Cell<u64>>),
+    /// A group's server, and the tester's sum of every group server's [`PullStats`] (kept
+    /// here: a server's own counts are lost when it crashes).
+    Group(Box<ShardServer>, Rc<Cell<PullStats>>),
     Host(TestHost),
 }
 
@@ -88,10 +88,13 @@ impl Process for ShardNode {
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, HostEvent>) {
         match self {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
-            ShardNode::Group(s, later_pages) => {
-                let before = s.later_pages_proposed();
+            ShardNode::Group(s, sum) => {
+                let before = s.pull_stats();
                 server_step(ctx, |c| s.on_message(from, msg, c));
-                later_pages.set(later_pages.get() + s.later_pages_proposed() - before);
+                let (after, mut total) = (s.pull_stats(), sum.get());
+                total.later_pages += after.later_pages - before.later_pages;
+                total.resumed += after.resumed - before.resumed;
+                sum.set(total);
             }
             ShardNode::Host(h) => match msg {
                 ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if h.ctrl.clerk(r.client).is_some()) =>
@@ -195,7 +198,7 @@ pub struct ShardTester {
     admin2: ClientId,
     history: RefCell<KvHistory>,
     last_stamp: Cell<u64>,
-    later_pages: Rc<Cell<u64>>,
+    pull_stats: Rc<Cell<PullStats>>,
     name: String,
     seed: u64,
 }
@@ -208,8 +211,8 @@ impl ShardTester {
         let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
         let read_mode = crate::kv_tester::read_mode_from_env();
         let page_bytes = cfg.page_bytes.or_else(page_bytes_from_env);
-        let later_pages = Rc::new(Cell::new(0));
-        let count = later_pages.clone();
+        let pull_stats = Rc::new(Cell::new(PullStats::default()));
+        let count = pull_stats.clone();
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
             if id < 2 * CTRLERS {
                 let first = id / CTRLERS * CTRLERS;
@@ -285,7 +288,7 @@ impl ShardTester {
             admin2: ids.1,
             history: RefCell::new(KvHistory::new()),
             last_stamp: Cell::new(0),
-            later_pages,
+            pull_stats,
             name: name.to_owned(),
             seed,
         })
@@ -295,10 +298,10 @@ impl ShardTester {
         &self.cfg
     }
 
-    /// Pages the groups' servers proposed that were not the first of their shard: how often
-    /// a shard's transfer went on past one page.
-    pub fn later_pages(&self) -> u64 {
-        self.later_pages.get()
+    /// The sum of every group server's pull counts: how often a shard's transfer went on
+    /// past one page, and how often one was resumed by another leader or after a crash.
+    pub fn pull_stats(&self) -> PullStats {
+        self.pull_stats.get()
     }
 
     pub fn gid(&self, g: usize) -> Gid {
