@@ -73,6 +73,12 @@ impl Kv {
         self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
+    /// Takes every key with its value out, in no particular order, leaving the store empty
+    /// (a shard frozen for hand-over is kept sorted instead, without a second copy).
+    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        self.data.drain()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

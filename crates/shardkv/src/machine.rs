@@ -32,16 +32,15 @@
 //! * a shard has a pull cursor exactly when it is `Pulling`, and its data then is exactly the
 //!   frozen shard's items up to the cursor: no key after a `Key` cursor, no record before a
 //!   `Session` cursor, nothing at `Start`;
-//! * a frozen shard never changes, so any replica that has applied the configuration that
-//!   froze it can hand out its pages, and a cursor into it names the same place on all of
-//!   them.
+//! * a frozen shard never changes (its data is kept sorted, apart from the served store), so
+//!   any replica that has applied the configuration that froze it can hand out its pages,
+//!   and a cursor into it names the same place on all of them.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
+use serde_bytes::{ByteBuf, Bytes};
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
 use flotilla_rsm::{ClientId, SnapshotError, StateMachine};
@@ -100,10 +99,10 @@ struct Session {
 struct Shard {
     kv: Kv,
     sessions: BTreeMap<ClientId, Session>,
-    /// A frozen (`Handoff`) shard's keys in byte order, built when its first page is asked
-    /// for: pages are cut in that order. Right for ever once built, since a frozen shard never
-    /// changes; never built for any other shard.
-    order: OnceLock<Vec<Vec<u8>>>,
+    /// A frozen (`Handoff`) shard's keys and values in key order, moved out of `kv` (then
+    /// empty) when it froze: pages are cut in that order, found by binary search, with no
+    /// second copy of the data. Empty for every other shard.
+    frozen: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Bytes a client's exactly-once record counts for in a page (its id, sequence number and a
@@ -184,8 +183,18 @@ struct ShardBlob {
 
 impl Shard {
     fn blob(&self) -> ShardBlob {
+        let kv = if self.frozen.is_empty() {
+            self.kv.snapshot()
+        } else {
+            // `Kv::snapshot`'s format (pairs of byte strings in key order), which `from_blob`
+            // reads back with `Kv::restore`.
+            let pairs: Vec<(&Bytes, &Bytes)> = (self.frozen.iter())
+                .map(|(k, v)| (Bytes::new(k), Bytes::new(v)))
+                .collect();
+            postcard::to_allocvec(&pairs).expect("encoding into a Vec cannot fail")
+        };
         ShardBlob {
-            kv: self.kv.snapshot(),
+            kv,
             sessions: (self.sessions.iter())
                 .map(|(&c, s)| (c, s.seq, s.reply.clone()))
                 .collect(),
@@ -207,18 +216,25 @@ impl Shard {
         Ok(Shard {
             kv,
             sessions,
-            order: OnceLock::new(),
+            frozen: Vec::new(),
         })
+    }
+
+    /// Freezes the shard for hand-over: its data moves into `frozen`, sorted by key.
+    fn freeze(&mut self) {
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self.kv.drain().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.frozen = pairs;
+    }
+
+    /// Keys it holds.
+    fn len(&self) -> usize {
+        self.kv.len() + self.frozen.len()
     }
 
     /// The page of this frozen shard that starts right after `from`: items in order while
     /// they fit in `max_bytes` (at least one, however large, if any is left).
     fn page(&self, from: &PullCursor, max_bytes: usize) -> ShardPage {
-        let order = self.order.get_or_init(|| {
-            let mut keys: Vec<Vec<u8>> = self.kv.iter().map(|(k, _)| k.to_vec()).collect();
-            keys.sort_unstable();
-            keys
-        });
         let fits = |used: usize, more: usize| used == 0 || used + more <= max_bytes;
         let mut page = ShardPage {
             from: from.clone(),
@@ -229,18 +245,17 @@ impl Shard {
         let mut used = 0;
         let first_key = match from {
             PullCursor::Start => 0,
-            PullCursor::Key(k) => order.partition_point(|x| x <= k),
-            PullCursor::Session(_) => order.len(),
+            PullCursor::Key(k) => self.frozen.partition_point(|(x, _)| x <= k),
+            PullCursor::Session(_) => self.frozen.len(),
         };
-        for key in &order[first_key..] {
-            let value = self.kv.get(key).unwrap_or_default();
+        for (key, value) in &self.frozen[first_key..] {
             let size = key.len() + value.len();
             if !fits(used, size) {
                 return page;
             }
             used += size;
             page.kv
-                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.to_vec())));
+                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.clone())));
         }
         let after = match from {
             PullCursor::Session(c) => Bound::Excluded(*c),
@@ -361,7 +376,7 @@ impl ShardKv {
     pub fn shard_keys(&self) -> BTreeMap<usize, usize> {
         self.shards
             .iter()
-            .map(|(&s, (_, d))| (s, d.kv.len()))
+            .map(|(&s, (_, d))| (s, d.len()))
             .collect()
     }
 
@@ -486,8 +501,9 @@ impl ShardKv {
                 };
                 self.shards.insert(s, (state, Shard::default()));
             } else if was == self.gid && now != self.gid {
-                if let Some((st, _)) = self.shards.get_mut(&s) {
+                if let Some((st, d)) = self.shards.get_mut(&s) {
                     *st = ShardState::Handoff;
+                    d.freeze();
                 }
             }
         }
@@ -539,6 +555,13 @@ impl ShardKv {
                 fits,
                 "group {gid}: shard {s} is {st:?} in configuration {} (owner {now}, was {was})",
                 self.config.num
+            );
+            let frozen = *st == ShardState::Handoff;
+            assert!(
+                (frozen || d.frozen.is_empty()) && (!frozen || d.kv.is_empty()),
+                "group {gid}: {st:?} shard {s} holds {} keys frozen, {} not",
+                d.frozen.len(),
+                d.kv.len()
             );
             assert_eq!(
                 *st == ShardState::Pulling,
@@ -649,7 +672,11 @@ impl StateMachine for ShardKv {
             postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))?;
         let mut shards = BTreeMap::new();
         for (s, st, blob) in snap.shards {
-            shards.insert(s, (st, Shard::from_blob(&blob)?));
+            let mut shard = Shard::from_blob(&blob)?;
+            if st == ShardState::Handoff {
+                shard.freeze();
+            }
+            shards.insert(s, (st, shard));
         }
         self.config = snap.config;
         self.prev = snap.prev;

@@ -485,8 +485,13 @@ fn a_snapshot_taken_mid_pull_keeps_the_progress_and_the_pull_resumes_there() {
     assert_ne!(r.pull_cursors()[&2].1, PullCursor::Start);
     assert_eq!(r.shard_keys(), b.shard_keys());
     assert_eq!(r.snapshot(), b.snapshot());
-    // The restored replica goes on from the cursor, with the pages the rest would get.
-    let rest_r = transfer(&a, &mut r, 2, page_bytes);
+    // The restored replica goes on from the cursor, with the pages the rest would get, from
+    // an old owner's replica restored from its own snapshot too.
+    let mut ra = ShardKv::new(1, NSHARDS);
+    ra.restore(&a.snapshot()).unwrap();
+    ra.check_invariants();
+    assert_eq!(ra.snapshot(), a.snapshot());
+    let rest_r = transfer(&ra, &mut r, 2, page_bytes);
     let rest_b = transfer(&a, &mut b, 2, page_bytes);
     assert_eq!(rest_r, rest_b);
     let mut fresh = big_shard(40, 30, 500).1;
