@@ -27,11 +27,12 @@
 //! * a shard is served only in `Serving` or `Notify`, only while the configuration assigns it
 //!   to this group; its data there is exactly what the previous owner froze plus what was
 //!   applied here since;
-//! * `Pulling` and `Notify` shards are this group's and were another group's in the previous
-//!   configuration; `Handoff` shards were this group's and are another's now;
+//! * `Serving` shards are this group's; `Pulling` and `Notify` shards are this group's and
+//!   were another group's in the previous configuration; `Handoff` shards were this group's
+//!   and are another's now;
 //! * a shard has a pull cursor exactly when it is `Pulling`, and its data then is exactly the
-//!   frozen shard's items up to the cursor: no key after a `Key` cursor, no record before a
-//!   `Session` cursor, nothing at `Start`;
+//!   frozen shard's items up to the cursor: nothing at `Start`; no key after a `Key` cursor
+//!   and no record yet; no record after a `Session` cursor;
 //! * a frozen shard never changes (its data is kept sorted, apart from the served store), so
 //!   any replica that has applied the configuration that froze it can hand out its pages,
 //!   and a cursor into it names the same place on all of them.
