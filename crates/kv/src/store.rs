@@ -67,6 +67,18 @@ impl Kv {
         self.data.len()
     }
 
+    /// Every key with its value, in no particular order (callers that need an order, such as
+    /// a shard sent in pages, sort the keys).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Takes every key with its value out, in no particular order, leaving the store empty
+    /// (a shard frozen for hand-over is kept sorted instead, without a second copy).
+    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        self.data.drain()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }

@@ -1,8 +1,10 @@
 //! The randomized sharded key/value suite: each seed draws a system (3 groups of 3, with or
-//! without snapshots, 4 or 10 shards) and runs clients doing random Get / Put / Append on keys
-//! spread over the shards while a nemesis joins, leaves and moves groups and shards, crashes
-//! and restarts servers (whole groups too), cuts servers off, and toggles an unreliable
-//! network. Some client operations give up after a deadline, so the history has operations
+//! without snapshots, 4 or 10 shards, shards pulled in pages of 40, 80 or 200 bytes, so a
+//! transfer spans many pages under every fault below) and runs clients doing random Get /
+//! Put / Append on keys spread over the shards while a nemesis joins, leaves and moves groups
+//! and shards, crashes and restarts servers (whole groups too), cuts servers off, toggles an
+//! unreliable network, and after half the reconfigurations crashes the leader of a group
+//! mid-pull. Some client operations give up after a deadline, so the history has operations
 //! of unknown outcome. At the end everything heals; then
 //!
 //! * every group reaches the latest configuration with nothing pending, and between them the
@@ -30,6 +32,10 @@ pub struct ShardRandomReport {
     pub reconfigurations: usize,
     /// The latest configuration's number at the end.
     pub configs: u64,
+    /// Pages proposed that were not the first of their shard's transfer.
+    pub later_pages: u64,
+    /// Of those, pages that resumed a transfer after a leadership change or a crash.
+    pub resumed_pages: u64,
 }
 
 /// One randomized run of `seconds` virtual seconds of load under faults and reconfigurations.
@@ -39,6 +45,7 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
         ShardTesterConfig {
             max_raft_state: [None, Some(1000), Some(4000)][probe.rand(3) as usize],
             nshards: [4, 10, 10][probe.rand(3) as usize],
+            page_bytes: Some([40, 80, 200][probe.rand(3) as usize]),
             ..ShardTesterConfig::lab(3, false, None)
         }
     };
@@ -85,6 +92,8 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
         faults,
         reconfigurations,
         configs,
+        later_pages: t.pull_stats().later_pages,
+        resumed_pages: t.pull_stats().resumed,
     }
 }
 
@@ -144,6 +153,10 @@ async fn nemesis(t: &Rc<ShardTester>, duration: Duration) -> (usize, usize) {
                     }
                 }
                 reconfigurations += 1;
+                // Half the time, once a group starts pulling, its leader crashes mid-transfer.
+                if t.rand(2) == 0 && crash_a_pulling_leader(t).await {
+                    faults += 1;
+                }
             }
             4 | 5 => {
                 let (g, i) = (t.rand(groups as u64) as usize, t.rand(n as u64) as usize);
@@ -179,6 +192,34 @@ async fn nemesis(t: &Rc<ShardTester>, duration: Duration) -> (usize, usize) {
         }
     }
     (faults, reconfigurations)
+}
+
+/// Waits up to 500 ms for a group's leader to be pulling a shard, lets it go on for up to
+/// 30 ms, and crashes it: a transfer cut mid-way, to be resumed by the next leader (or by
+/// this one, restarted). Whether it crashed one.
+async fn crash_a_pulling_leader(t: &Rc<ShardTester>) -> bool {
+    for _ in 0..50 {
+        if let Some((g, i)) = pulling_leader(t) {
+            t.sleep(Duration::from_millis(t.rand(30))).await;
+            t.shutdown_server(g, i);
+            return true;
+        }
+        t.sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A live server (group, index) leading a group that is pulling a shard.
+fn pulling_leader(t: &ShardTester) -> Option<(usize, usize)> {
+    let (groups, n) = (t.config().groups, t.config().n);
+    (0..groups)
+        .flat_map(|g| (0..n).map(move |i| (g, i)))
+        .find(|&(g, i)| {
+            t.with_server(t.node(g, i), |s| {
+                s.raft().is_leader() && !s.machine().pull_cursors().is_empty()
+            })
+            .unwrap_or(false)
+        })
 }
 
 /// Every server up, every link up, a reliable network.

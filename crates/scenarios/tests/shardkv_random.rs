@@ -1,6 +1,7 @@
 //! The randomized sharded key/value suite: random joins, leaves and moves under crashes,
 //! partitions and an unreliable network, with clients on keys over every shard; every history
-//! checked for linearizability, and at the end every shard held exactly once.
+//! checked for linearizability, and at the end every shard held exactly once. Shards move in
+//! pages of a few dozen bytes, so transfers span many pages; most runs must show it.
 //! `FLOTILLA_RANDOM_SEEDS=K` runs K seeds (default 10); `FLOTILLA_SEED=N` replays one.
 
 use std::cell::Cell;
@@ -12,6 +13,7 @@ use flotilla_testkit::seeds::{run_seed_list, seeds_from_env_var};
 fn test_shardkv_random_linearizable() {
     let seeds = seeds_from_env_var("FLOTILLA_RANDOM_SEEDS", 10);
     let (ops, reconfigs, configs) = (Cell::new(0usize), Cell::new(0usize), Cell::new(0u64));
+    let (later_pages, paged_runs, resumed) = (Cell::new(0u64), Cell::new(0usize), Cell::new(0));
     run_seed_list(
         "shardkv_random",
         "test_shardkv_random_linearizable",
@@ -22,14 +24,34 @@ fn test_shardkv_random_linearizable() {
             ops.set(ops.get() + r.operations);
             reconfigs.set(reconfigs.get() + r.reconfigurations);
             configs.set(configs.get() + r.configs);
+            later_pages.set(later_pages.get() + r.later_pages);
+            paged_runs.set(paged_runs.get() + usize::from(r.later_pages > 0));
+            resumed.set(resumed.get() + r.resumed_pages);
         },
     );
     let runs = seeds.len();
     eprintln!(
-        "{runs} seeds: {} operations, {} reconfiguration commands, {} configurations reached",
+        "{runs} seeds: {} operations, {} reconfiguration commands, {} configurations reached, \
+         {} pages past a shard's first in {} runs, {} of them resuming a transfer",
         ops.get(),
         reconfigs.get(),
-        configs.get()
+        configs.get(),
+        later_pages.get(),
+        paged_runs.get(),
+        resumed.get()
+    );
+    // Shards must really move in many pages, or the faults never hit a transfer mid-way.
+    // (Some runs move no data; a single replayed seed may be one of them.)
+    assert!(
+        runs < 10 || paged_runs.get() * 2 > runs,
+        "only {} of {runs} runs pulled a shard in more than one page",
+        paged_runs.get()
+    );
+    // And some transfers must be cut by a crash or a leadership change and resumed (about
+    // one run in three does; a short run may see none).
+    assert!(
+        runs < 100 || resumed.get() > 0,
+        "no transfer was resumed in {runs} runs"
     );
     assert!(
         ops.get() / runs > 50,

@@ -6,7 +6,8 @@
 //! 6.5840 `shardkv` lab, with both challenges):
 //!
 //! * [`ShardKv`]: a group's state machine. Configurations are applied one at a time, in
-//!   order, through the group's log; shards move with their clients' exactly-once records;
+//!   order, through the group's log; shards move with their clients' exactly-once records,
+//!   in pages bounded in bytes (each its own message and its own log entry);
 //!   a group serves a shard only once it has all of it and never after giving it away;
 //!   shards a change does not move are served throughout, and each incoming shard as soon as
 //!   it arrives; a shard handed off is deleted once its new owner has it.
@@ -24,9 +25,14 @@ mod msg;
 mod server;
 
 pub use clerk::{ShardClerk, ShardClerkConfig, ShardClerkEvent, ShardClerkHost};
-pub use machine::{key_shard, ShardBlob, ShardCommand, ShardKv, ShardReply, ShardState};
+pub use machine::{
+    key_shard, PullCursor, ShardCommand, ShardKv, ShardPage, ShardReply, ShardState,
+    MAX_PAGE_BYTES, SESSION_RECORD_BYTES,
+};
 pub use msg::{CtrlMsg, GroupMsg, ShardMsg};
-pub use server::{CtrlServer, Resolver, ShardServer, ShardServerConfig};
+pub use server::{
+    CtrlServer, PullStats, Resolver, ShardServer, ShardServerConfig, DEFAULT_PAGE_BYTES,
+};
 
 #[cfg(test)]
 mod tests;

@@ -9,21 +9,39 @@
 //!   not move);
 //! * newly ours, from no group (the first configuration): served at once, empty;
 //! * newly ours, from group `g`: [`ShardState::Pulling`] until its data (with the clients'
-//!   exactly-once records) arrives through the log ([`ShardCommand::Install`]); then served at
+//!   exactly-once records) arrives through the log, in pages ([`ShardCommand::InstallPage`]):
+//!   the frozen shard's keys in byte order, then its records in client order, each page
+//!   bounded in bytes, so neither a message nor a log entry grows with the shard. The machine
+//!   records per pulling shard how far it has installed (a [`PullCursor`]: the last item
+//!   received) and applies only the page that starts there, so duplicated, reordered or
+//!   stale pages are ignored and a new leader (or a replica restarted from a snapshot taken
+//!   mid-pull) resumes from the cursor. Once the last page is applied the shard is served at
 //!   once, whatever other shards are still pulling, and [`ShardState::Notify`] until `g` has
 //!   been told it may delete its copy ([`ShardCommand::Confirmed`]);
 //! * no longer ours: [`ShardState::Handoff`]: frozen (never served again), kept until the new
 //!   owner says it has it, then deleted ([`ShardCommand::Delete`]), so storage does not grow
 //!   with the number of reconfigurations.
 //!
-//! Invariants: a shard is served only in `Serving` or `Notify`, only while the configuration
-//! assigns it to this group; its data there is exactly what the previous owner froze plus what
-//! was applied here since. A frozen shard never changes, so any replica that has applied the
-//! configuration that froze it can hand out its data.
+//! Invariants ([`ShardKv::check_invariants`] checks those that need no other group's state):
+//!
+//! * a shard is served only in `Serving` or `Notify`, only while the configuration assigns it
+//!   to this group; its data there is exactly what the previous owner froze plus what was
+//!   applied here since;
+//! * `Serving` shards are this group's; `Pulling` and `Notify` shards are this group's and
+//!   were another group's in the previous configuration; `Handoff` shards were this group's
+//!   and are another's now;
+//! * a shard has a pull cursor exactly when it is `Pulling`, and its data then is exactly the
+//!   frozen shard's items up to the cursor: nothing at `Start`; no key after a `Key` cursor
+//!   and no record yet; no record after a `Session` cursor;
+//! * a frozen shard never changes (its data is kept sorted, apart from the served store), so
+//!   any replica that has applied the configuration that froze it can hand out its pages,
+//!   and a cursor into it names the same place on all of them.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::{ByteBuf, Bytes};
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
 use flotilla_rsm::{ClientId, SnapshotError, StateMachine};
@@ -82,27 +100,102 @@ struct Session {
 struct Shard {
     kv: Kv,
     sessions: BTreeMap<ClientId, Session>,
+    /// A frozen (`Handoff`) shard's keys and values in key order, moved out of `kv` (then
+    /// empty) when it froze: pages are cut in that order, found by binary search, with no
+    /// second copy of the data. Empty for every other shard.
+    frozen: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A shard as it travels between groups and sits in snapshots.
+/// Bytes a client's exactly-once record counts for in a page (its id, sequence number and a
+/// write's reply, which is small).
+pub const SESSION_RECORD_BYTES: usize = 32;
+
+/// The largest page a group hands out, whatever the asker's setting: far below the
+/// transport's frame cap, so a page plus its envelope is always a sendable message.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// Where a shard's transfer stands: pages carry the frozen shard's keys in byte order, then
+/// its clients' exactly-once records in client order; a cursor names the last item received,
+/// and the next page starts right after it. The order of the variants is that of the items.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PullCursor {
+    /// Nothing received yet.
+    Start,
+    /// Keys up to and including this one.
+    Key(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Every key, and the records of clients up to and including this one.
+    Session(ClientId),
+}
+
+/// One page of a frozen shard: the items right after `from`, at most the asker's page size
+/// of them (a single item larger than a page travels alone).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardBlob {
+pub struct ShardPage {
+    /// Where the page starts (exclusive): the cursor it was asked from.
+    pub from: PullCursor,
+    kv: Vec<(ByteBuf, ByteBuf)>,
+    sessions: Vec<(ClientId, u64, KvReply)>,
+    /// Nothing follows: once applied, the shard is whole.
+    pub last: bool,
+}
+
+impl ShardPage {
+    /// Bytes it counts for against a page size: keys, values, and
+    /// [`SESSION_RECORD_BYTES`] per record.
+    pub fn data_len(&self) -> usize {
+        let kv: usize = self.kv.iter().map(|(k, v)| k.len() + v.len()).sum();
+        kv + self.sessions.len() * SESSION_RECORD_BYTES
+    }
+
+    /// Keys and records it carries.
+    pub fn items(&self) -> usize {
+        self.kv.len() + self.sessions.len()
+    }
+
+    /// Where the next page starts; `None` if its items are not strictly in order after
+    /// `from` (a page no group of this build cuts; applying it could break the cursor's
+    /// meaning, so it is ignored).
+    pub fn end(&self) -> Option<PullCursor> {
+        let mut at = self.from.clone();
+        let items = (self.kv.iter())
+            .map(|(k, _)| PullCursor::Key(k.to_vec()))
+            .chain(
+                self.sessions
+                    .iter()
+                    .map(|(c, _, _)| PullCursor::Session(*c)),
+            );
+        for item in items {
+            if item <= at {
+                return None;
+            }
+            at = item;
+        }
+        Some(at)
+    }
+}
+
+/// A shard as it sits in snapshots (between groups it travels in [`ShardPage`]s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ShardBlob {
     #[serde(with = "serde_bytes")]
     kv: Vec<u8>,
     sessions: Vec<(ClientId, u64, KvReply)>,
 }
 
-impl ShardBlob {
-    /// Bytes of key/value data it carries.
-    pub fn data_len(&self) -> usize {
-        self.kv.len()
-    }
-}
-
 impl Shard {
     fn blob(&self) -> ShardBlob {
+        let kv = if self.frozen.is_empty() {
+            self.kv.snapshot()
+        } else {
+            // `Kv::snapshot`'s format (pairs of byte strings in key order), which `from_blob`
+            // reads back with `Kv::restore`.
+            let pairs: Vec<(&Bytes, &Bytes)> = (self.frozen.iter())
+                .map(|(k, v)| (Bytes::new(k), Bytes::new(v)))
+                .collect();
+            postcard::to_allocvec(&pairs).expect("encoding into a Vec cannot fail")
+        };
         ShardBlob {
-            kv: self.kv.snapshot(),
+            kv,
             sessions: (self.sessions.iter())
                 .map(|(&c, s)| (c, s.seq, s.reply.clone()))
                 .collect(),
@@ -121,7 +214,63 @@ impl Shard {
                 (*c, s)
             })
             .collect();
-        Ok(Shard { kv, sessions })
+        Ok(Shard {
+            kv,
+            sessions,
+            frozen: Vec::new(),
+        })
+    }
+
+    /// Freezes the shard for hand-over: its data moves into `frozen`, sorted by key.
+    fn freeze(&mut self) {
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self.kv.drain().collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.frozen = pairs;
+    }
+
+    /// Keys it holds.
+    fn len(&self) -> usize {
+        self.kv.len() + self.frozen.len()
+    }
+
+    /// The page of this frozen shard that starts right after `from`: items in order while
+    /// they fit in `max_bytes` (at least one, however large, if any is left).
+    fn page(&self, from: &PullCursor, max_bytes: usize) -> ShardPage {
+        let fits = |used: usize, more: usize| used == 0 || used + more <= max_bytes;
+        let mut page = ShardPage {
+            from: from.clone(),
+            kv: Vec::new(),
+            sessions: Vec::new(),
+            last: false,
+        };
+        let mut used = 0;
+        let first_key = match from {
+            PullCursor::Start => 0,
+            PullCursor::Key(k) => self.frozen.partition_point(|(x, _)| x <= k),
+            PullCursor::Session(_) => self.frozen.len(),
+        };
+        for (key, value) in &self.frozen[first_key..] {
+            let size = key.len() + value.len();
+            if !fits(used, size) {
+                return page;
+            }
+            used += size;
+            page.kv
+                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.clone())));
+        }
+        let after = match from {
+            PullCursor::Session(c) => Bound::Excluded(*c),
+            _ => Bound::Unbounded,
+        };
+        for (c, s) in self.sessions.range((after, Bound::Unbounded)) {
+            if !fits(used, SESSION_RECORD_BYTES) {
+                return page;
+            }
+            used += SESSION_RECORD_BYTES;
+            page.sessions.push((*c, s.seq, s.reply.clone()));
+        }
+        page.last = true;
+        page
     }
 }
 
@@ -139,10 +288,13 @@ pub enum ShardCommand {
     /// Move to this configuration: applied only if it is the next one and every shard is
     /// settled.
     Config(ShardConfig),
-    /// Shards' data from their previous owner, for configuration `num`.
-    Install {
+    /// The next page of `shard`'s data from its previous owner, for configuration `num`:
+    /// applied only if the shard is pulling and the page starts where its installed part
+    /// ends.
+    InstallPage {
         num: u64,
-        shards: BTreeMap<usize, ShardBlob>,
+        shard: usize,
+        page: ShardPage,
     },
     /// The new owners of these shards (given away by configuration `num`) have them.
     Delete { num: u64, shards: Vec<usize> },
@@ -173,6 +325,8 @@ pub struct ShardKv {
     config: ShardConfig,
     prev: ShardConfig,
     shards: BTreeMap<usize, (ShardState, Shard)>,
+    /// Per `Pulling` shard: how far its pages have been installed.
+    pulled: BTreeMap<usize, PullCursor>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -180,6 +334,7 @@ struct Snapshot {
     config: ShardConfig,
     prev: ShardConfig,
     shards: Vec<(usize, ShardState, ShardBlob)>,
+    pulled: Vec<(usize, PullCursor)>,
 }
 
 impl ShardKv {
@@ -191,6 +346,7 @@ impl ShardKv {
             config: ShardConfig::initial(nshards),
             prev: ShardConfig::initial(nshards),
             shards: BTreeMap::new(),
+            pulled: BTreeMap::new(),
         }
     }
 
@@ -221,7 +377,7 @@ impl ShardKv {
     pub fn shard_keys(&self) -> BTreeMap<usize, usize> {
         self.shards
             .iter()
-            .map(|(&s, (_, d))| (s, d.kv.len()))
+            .map(|(&s, (_, d))| (s, d.len()))
             .collect()
     }
 
@@ -248,23 +404,36 @@ impl ShardKv {
         self.by_prev_owner(ShardState::Pulling)
     }
 
+    /// Each pulling shard with the group to pull it from and where its next page starts.
+    pub fn pull_cursors(&self) -> BTreeMap<usize, (Gid, PullCursor)> {
+        (self.pulled.iter())
+            .map(|(&s, at)| (s, (self.prev.shards[s], at.clone())))
+            .collect()
+    }
+
     /// Shards received whose previous owner has not confirmed deleting its copy, by that owner.
     pub fn notices(&self) -> BTreeMap<Gid, Vec<usize>> {
         self.by_prev_owner(ShardState::Notify)
     }
 
-    /// The data of those of `shards` this group froze on reaching configuration `num` and
-    /// still holds; nothing before it reaches `num`.
-    pub fn handoff(&self, num: u64, shards: &[usize]) -> BTreeMap<usize, ShardBlob> {
+    /// The page of `shard` starting right after `from`, at most `max_bytes` of items (capped
+    /// at [`MAX_PAGE_BYTES`]; one item alone if larger), if this group froze the shard on
+    /// reaching configuration `num` and still holds it; `None` before it reaches `num` and
+    /// after it deleted the shard.
+    pub fn handoff_page(
+        &self,
+        num: u64,
+        shard: usize,
+        from: &PullCursor,
+        max_bytes: usize,
+    ) -> Option<ShardPage> {
         if self.config.num != num {
-            return BTreeMap::new();
+            return None;
         }
-        (shards.iter())
-            .filter_map(|s| match self.shards.get(s) {
-                Some((ShardState::Handoff, d)) => Some((*s, d.blob())),
-                _ => None,
-            })
-            .collect()
+        match self.shards.get(&shard) {
+            Some((ShardState::Handoff, d)) => Some(d.page(from, max_bytes.min(MAX_PAGE_BYTES))),
+            _ => None,
+        }
     }
 
     /// Whether none of `shards`, given away by configuration `num`, is still held. A group
@@ -328,34 +497,98 @@ impl ShardKv {
                 let state = if was == 0 {
                     ShardState::Serving
                 } else {
+                    self.pulled.insert(s, PullCursor::Start);
                     ShardState::Pulling
                 };
                 self.shards.insert(s, (state, Shard::default()));
             } else if was == self.gid && now != self.gid {
-                if let Some((st, _)) = self.shards.get_mut(&s) {
+                if let Some((st, d)) = self.shards.get_mut(&s) {
                     *st = ShardState::Handoff;
+                    d.freeze();
                 }
             }
         }
         ShardReply::Done
     }
 
-    fn install(&mut self, num: u64, shards: BTreeMap<usize, ShardBlob>) -> ShardReply {
-        if num != self.config.num {
+    /// Installs `page` if it is the next one of pulling `shard`; a page from another
+    /// configuration, for a shard not pulling, or starting elsewhere than the installed part
+    /// ends (a duplicate, one overtaken by another leader's, or one out of order) is ignored.
+    fn install_page(&mut self, num: u64, shard: usize, page: ShardPage) -> ShardReply {
+        if num != self.config.num || self.pulled.get(&shard) != Some(&page.from) {
             return ShardReply::Done;
         }
-        for (s, blob) in shards {
-            let Some((st @ ShardState::Pulling, data)) = self.shards.get_mut(&s) else {
-                continue;
-            };
-            // Every replica decodes the same bytes alike, so a blob it cannot read is skipped
-            // by all (the shard stays pulling): it can only come from a peer of another build.
-            if let Ok(shard) = Shard::from_blob(&blob) {
-                *data = shard;
-                *st = ShardState::Notify;
-            }
+        // Every replica judges the same bytes alike, so a page out of order within itself is
+        // ignored by all (the pull stays where it is): no group of this build cuts one.
+        let Some(end) = page.end() else {
+            return ShardReply::Done;
+        };
+        let Some((st @ ShardState::Pulling, data)) = self.shards.get_mut(&shard) else {
+            return ShardReply::Done;
+        };
+        for (key, value) in page.kv {
+            let (key, value) = (key.into_vec(), value.into_vec());
+            data.kv.apply(KvCommand::Put { key, value });
+        }
+        for (c, seq, reply) in page.sessions {
+            data.sessions.insert(c, Session { seq, reply });
+        }
+        if page.last {
+            *st = ShardState::Notify;
+            self.pulled.remove(&shard);
+        } else {
+            self.pulled.insert(shard, end);
         }
         ShardReply::Done
+    }
+
+    /// Checks the invariants in the module docs; panics with a sentence naming the group.
+    pub fn check_invariants(&self) {
+        let gid = self.gid;
+        for (&s, (st, d)) in &self.shards {
+            let (was, now) = (self.prev.shards[s], self.config.shards[s]);
+            let fits = match st {
+                ShardState::Serving => now == gid,
+                ShardState::Pulling | ShardState::Notify => now == gid && was != gid && was != 0,
+                ShardState::Handoff => was == gid && now != gid,
+            };
+            assert!(
+                fits,
+                "group {gid}: shard {s} is {st:?} in configuration {} (owner {now}, was {was})",
+                self.config.num
+            );
+            let frozen = *st == ShardState::Handoff;
+            assert!(
+                (frozen || d.frozen.is_empty()) && (!frozen || d.kv.is_empty()),
+                "group {gid}: {st:?} shard {s} holds {} keys frozen, {} not",
+                d.frozen.len(),
+                d.kv.len()
+            );
+            assert_eq!(
+                *st == ShardState::Pulling,
+                self.pulled.contains_key(&s),
+                "group {gid}: shard {s} is {st:?} with pull cursor {:?}",
+                self.pulled.get(&s)
+            );
+            let Some(at) = self.pulled.get(&s) else {
+                continue;
+            };
+            let within = match at {
+                PullCursor::Start => d.kv.is_empty() && d.sessions.is_empty(),
+                PullCursor::Key(k) => d.sessions.is_empty() && d.kv.iter().all(|(x, _)| x <= k),
+                PullCursor::Session(c) => d.sessions.keys().all(|x| x <= c),
+            };
+            assert!(
+                within,
+                "group {gid}: pulling shard {s} holds items past its cursor {at:?}"
+            );
+        }
+        for s in self.pulled.keys() {
+            assert!(
+                self.shards.contains_key(s),
+                "group {gid}: pull cursor for shard {s}, which it does not hold"
+            );
+        }
     }
 
     fn delete(&mut self, num: u64, shards: &[usize]) -> ShardReply {
@@ -392,7 +625,7 @@ impl StateMachine for ShardKv {
         match cmd {
             ShardCommand::Op { client, seq, op } => self.op(client, seq, op),
             ShardCommand::Config(next) => self.reconfigure(next),
-            ShardCommand::Install { num, shards } => self.install(num, shards),
+            ShardCommand::InstallPage { num, shard, page } => self.install_page(num, shard, page),
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),
             ShardCommand::Confirmed { num, shards } => self.confirmed(num, &shards),
         }
@@ -424,6 +657,9 @@ impl StateMachine for ShardKv {
             shards: (self.shards.iter())
                 .map(|(&s, (st, d))| (s, *st, d.blob()))
                 .collect(),
+            pulled: (self.pulled.iter())
+                .map(|(&s, at)| (s, at.clone()))
+                .collect(),
         };
         postcard::to_allocvec(&snap).expect("encoding into a Vec cannot fail")
     }
@@ -437,11 +673,16 @@ impl StateMachine for ShardKv {
             postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))?;
         let mut shards = BTreeMap::new();
         for (s, st, blob) in snap.shards {
-            shards.insert(s, (st, Shard::from_blob(&blob)?));
+            let mut shard = Shard::from_blob(&blob)?;
+            if st == ShardState::Handoff {
+                shard.freeze();
+            }
+            shards.insert(s, (st, shard));
         }
         self.config = snap.config;
         self.prev = snap.prev;
         self.shards = shards;
+        self.pulled = snap.pulled.into_iter().collect();
         Ok(())
     }
 }

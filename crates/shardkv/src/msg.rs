@@ -2,14 +2,12 @@
 //! simulator's network or TCP) carries the controller's traffic, each group's, and shards
 //! moving between groups.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use flotilla_rsm::Msg;
 use flotilla_shardctrler::{CtrlCommand, CtrlReply};
 
-use crate::machine::{ShardBlob, ShardCommand, ShardReply};
+use crate::machine::{PullCursor, ShardCommand, ShardPage, ShardReply};
 
 /// The controller's messages: its replicas' Raft traffic, and clerks' (clients', routers',
 /// shard groups') queries and changes.
@@ -21,16 +19,20 @@ pub type GroupMsg = Msg<ShardCommand, ShardReply>;
 pub enum ShardMsg {
     Ctrl(CtrlMsg),
     Group(GroupMsg),
-    /// A new owner asks the previous owner for `shards`, which configuration `num` moved.
+    /// A new owner asks the previous owner for the page of `shard` (which configuration
+    /// `num` moved) right after `from`, of at most `max_bytes` of items.
     Pull {
         num: u64,
-        shards: Vec<usize>,
+        shard: usize,
+        from: PullCursor,
+        max_bytes: u64,
     },
-    /// Those of the asked shards the previous owner froze at `num` and still holds (none
-    /// before it reaches `num`).
+    /// That page, if the previous owner froze the shard at `num` and still holds it (`None`
+    /// before it reaches `num`, and after it deleted the shard).
     PullReply {
         num: u64,
-        shards: BTreeMap<usize, ShardBlob>,
+        shard: usize,
+        page: Option<ShardPage>,
     },
     /// A new owner has installed `shards` (moved by configuration `num`): the previous owner
     /// may delete its copies.

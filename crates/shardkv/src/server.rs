@@ -10,7 +10,7 @@ use flotilla_raft::Raft;
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
 
-use crate::machine::{ShardCommand, ShardKv};
+use crate::machine::{PullCursor, ShardCommand, ShardKv, ShardPage};
 use crate::msg::ShardMsg;
 
 /// Turns a server name from a configuration (`ShardConfig::groups`) into the node to send to:
@@ -31,10 +31,18 @@ pub struct ShardServerConfig {
     /// Ticks between the leader's rounds: ask the controller for the next configuration, pull
     /// missing shards, tell previous owners what arrived. The labs poll every 100 ms.
     pub poll_ticks: u32,
-    /// Ticks before a shard whose Install this leader proposed may be proposed again (the
-    /// first may have been lost with a leadership change).
+    /// Ticks before a page this leader proposed may be asked for and proposed again (the
+    /// first proposal may have been lost with a leadership change).
     pub install_retry_ticks: u32,
+    /// The most bytes of keys and values (plus [`crate::SESSION_RECORD_BYTES`] per
+    /// exactly-once record) this group asks for in one page of a shard it pulls: the size of
+    /// the pull's messages and of its log entries (a single larger value travels alone). Well
+    /// under the transport's 1 MiB batches, so a page never holds up other traffic for long.
+    pub page_bytes: usize,
 }
+
+/// [`ShardServerConfig::page_bytes`] by default.
+pub const DEFAULT_PAGE_BYTES: usize = 256 * 1024;
 
 impl ShardServerConfig {
     pub fn new(gid: Gid, nshards: usize, replica: ReplicaConfig, ctrlers: Vec<NodeId>) -> Self {
@@ -46,20 +54,43 @@ impl ShardServerConfig {
             ctrlers,
             poll_ticks: 10,
             install_retry_ticks: 50,
+            page_bytes: DEFAULT_PAGE_BYTES,
         }
     }
 }
 
+/// A leader's pull of one shard: the page it last asked for (or proposed), and since when. A
+/// page applied moves the machine's cursor past `from`, which sends the next ask at once.
+#[derive(Clone, Debug)]
+struct PullTrack {
+    from: PullCursor,
+    /// The page starting at `from` was proposed (not merely asked for).
+    proposed: bool,
+    ticks: u32,
+}
+
+/// Counts of what a replica's pulls did, for tests and operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PullStats {
+    /// Pages it proposed that were not their shard's first: non-zero once a shard it pulled
+    /// spanned pages.
+    pub later_pages: u64,
+    /// Of those, pages that went on from where another leader (or this replica before it
+    /// restarted) had got to: transfers resumed after a leadership change or a crash.
+    pub resumed: u64,
+}
+
 /// One replica of a shard group: the replicated [`ShardKv`] plus, while it leads, the loop
 /// that walks the group through configurations: poll the controller for the next one and
-/// propose it; pull each incoming shard from its previous owner and propose its data; tell
+/// propose it; pull each incoming shard from its previous owner page by page, proposing each
+/// page as it comes and asking for the next as soon as the last one is applied; tell
 /// previous owners what arrived so they delete it, and record their answer. Every step goes
 /// through the group's log, so a new leader picks up where the old one stopped; every step is
 /// idempotent, so repeating one is harmless.
 ///
 /// It answers other groups from its applied state (any replica can: a frozen shard never
-/// changes): `Pull` with the shards it froze, `Delete` by proposing the deletion and, once
-/// applied, saying so.
+/// changes): `Pull` with a page of a shard it froze, `Delete` by proposing the deletion and,
+/// once applied, saying so.
 pub struct ShardServer {
     replica: Replica<ShardKv>,
     ctrl: Clerk<CtrlCommand>,
@@ -67,8 +98,14 @@ pub struct ShardServer {
     poll_ticks: u32,
     since_poll: u32,
     install_retry_ticks: u32,
-    /// Shards whose Install this replica proposed, by (configuration, shard): ticks since.
-    installing: BTreeMap<(u64, usize), u32>,
+    page_bytes: usize,
+    /// While leading: where this replica stands in pulling each shard, by (configuration,
+    /// shard).
+    pulls: BTreeMap<(u64, usize), PullTrack>,
+    /// Where the last page this replica proposed of each shard ends, by (configuration,
+    /// shard): a page proposed from elsewhere resumes another leader's transfer.
+    proposed_ends: BTreeMap<(u64, usize), PullCursor>,
+    stats: PullStats,
     /// The next server to try in each group, so retries go round a group whose leader is down.
     cursor: BTreeMap<Gid, usize>,
 }
@@ -91,7 +128,10 @@ impl ShardServer {
             poll_ticks: cfg.poll_ticks.max(1),
             since_poll: 0,
             install_retry_ticks: cfg.install_retry_ticks,
-            installing: BTreeMap::new(),
+            page_bytes: cfg.page_bytes.max(1),
+            pulls: BTreeMap::new(),
+            proposed_ends: BTreeMap::new(),
+            stats: PullStats::default(),
             cursor: BTreeMap::new(),
         })
     }
@@ -106,6 +146,11 @@ impl ShardServer {
 
     pub fn raft(&self) -> &Raft {
         self.replica.raft()
+    }
+
+    /// What this replica's pulls did since it started.
+    pub fn pull_stats(&self) -> PullStats {
+        self.stats
     }
 
     fn replica_do(
@@ -123,27 +168,74 @@ impl ShardServer {
         let mut inner = Ctx::new(ctx.now());
         self.ctrl.on_tick(&mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
-        let retry = self.install_retry_ticks;
-        self.installing.retain(|_, age| {
-            *age += 1;
-            *age < retry
-        });
+        for track in self.pulls.values_mut() {
+            track.ticks += 1;
+        }
         self.since_poll += 1;
         if self.since_poll >= self.poll_ticks {
             self.since_poll = 0;
             if self.raft().is_leader() {
                 self.poll(ctx);
-            } else {
-                self.installing.clear();
             }
         }
+        self.pump_pulls(ctx);
     }
 
-    fn propose(&mut self, cmd: ShardCommand, ctx: &mut Ctx<ShardMsg, ()>) {
+    /// Proposes `cmd` if leading; whether it was accepted. Not leading (or pushed back):
+    /// the next leader, or this one later, proposes it again.
+    fn propose(&mut self, cmd: ShardCommand, ctx: &mut Ctx<ShardMsg, ()>) -> bool {
+        let mut ok = false;
         self.replica_do(ctx, |r, inner| {
-            // Not leading any more: the next leader proposes it.
-            let _ = r.propose_own(cmd, inner);
+            ok = r.propose_own(cmd, inner).is_ok();
         });
+        ok
+    }
+
+    /// While leading, asks for the next page of every pulling shard whose cursor moved (its
+    /// last page applied: at once), whose ask went unanswered for a poll round (of another
+    /// server of the old owner, in turn), or whose proposed page did not apply within
+    /// `install_retry_ticks` (lost with a leadership change).
+    fn pump_pulls(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
+        if !self.raft().is_leader() {
+            self.pulls.clear();
+            return;
+        }
+        let cursors = self.machine().pull_cursors();
+        if self.pulls.is_empty() && cursors.is_empty() {
+            return;
+        }
+        let num = self.machine().config().num;
+        self.pulls
+            .retain(|&(n, s), t| n == num && cursors.get(&s).is_some_and(|(_, at)| *at == t.from));
+        for (shard, (gid, from)) in cursors {
+            if let Some(t) = self.pulls.get(&(num, shard)) {
+                let wait = if t.proposed {
+                    self.install_retry_ticks
+                } else {
+                    self.poll_ticks
+                };
+                if t.ticks < wait {
+                    continue;
+                }
+            }
+            let Some(to) = self.next_server_of(gid) else {
+                continue;
+            };
+            let max_bytes = self.page_bytes as u64;
+            let track = PullTrack {
+                from: from.clone(),
+                proposed: false,
+                ticks: 0,
+            };
+            self.pulls.insert((num, shard), track);
+            let pull = ShardMsg::Pull {
+                num,
+                shard,
+                from,
+                max_bytes,
+            };
+            ctx.send(to, pull);
+        }
     }
 
     /// A server of group `gid` as the previous configuration lists it, the next in turn.
@@ -162,23 +254,12 @@ impl ShardServer {
     fn poll(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
         let m = self.machine();
         let num = m.config().num;
-        let (settled, pulls, notices) = (m.settled(), m.pulls(), m.notices());
+        let (settled, notices) = (m.settled(), m.notices());
         if settled && !self.ctrl.is_busy() {
             let mut inner = Ctx::new(ctx.now());
             self.ctrl
                 .start(CtrlCommand::Query(Some(num + 1)), &mut inner);
             inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
-        }
-        for (gid, shards) in pulls {
-            let shards: Vec<usize> = (shards.into_iter())
-                .filter(|s| !self.installing.contains_key(&(num, *s)))
-                .collect();
-            if shards.is_empty() {
-                continue;
-            }
-            if let Some(to) = self.next_server_of(gid) {
-                ctx.send(to, ShardMsg::Pull { num, shards });
-            }
         }
         for (gid, shards) in notices {
             if let Some(to) = self.next_server_of(gid) {
@@ -197,29 +278,47 @@ impl ShardServer {
         }
     }
 
+    /// Proposes a page that starts where the shard's installed part ends, unless this
+    /// leader already proposed that one.
     fn on_pull_reply(
         &mut self,
         num: u64,
-        shards: BTreeMap<usize, crate::ShardBlob>,
+        shard: usize,
+        page: ShardPage,
         ctx: &mut Ctx<ShardMsg, ()>,
     ) {
         if !self.raft().is_leader() || num != self.machine().config().num {
             return;
         }
-        let pulling = self.machine().shard_states();
-        let shards: BTreeMap<usize, crate::ShardBlob> = (shards.into_iter())
-            .filter(|(s, _)| {
-                pulling.get(s) == Some(&crate::ShardState::Pulling)
-                    && !self.installing.contains_key(&(num, *s))
-            })
-            .collect();
-        if shards.is_empty() {
+        let cursors = self.machine().pull_cursors();
+        if cursors.get(&shard).map(|(_, at)| at) != Some(&page.from) {
             return;
         }
-        for &s in shards.keys() {
-            self.installing.insert((num, s), 0);
+        let key = (num, shard);
+        if self
+            .pulls
+            .get(&key)
+            .is_some_and(|t| t.proposed && t.from == page.from)
+        {
+            return;
         }
-        self.propose(ShardCommand::Install { num, shards }, ctx);
+        let track = PullTrack {
+            from: page.from.clone(),
+            proposed: true,
+            ticks: 0,
+        };
+        let later = page.from != PullCursor::Start;
+        let resumed = later && self.proposed_ends.get(&key) != Some(&page.from);
+        let Some(end) = page.end() else {
+            return;
+        };
+        if self.propose(ShardCommand::InstallPage { num, shard, page }, ctx) {
+            self.pulls.insert(key, track);
+            self.proposed_ends.retain(|&(n, _), _| n == num);
+            self.proposed_ends.insert(key, end);
+            self.stats.later_pages += u64::from(later);
+            self.stats.resumed += u64::from(resumed);
+        }
     }
 
     fn on_delete(
@@ -270,7 +369,11 @@ impl Process for ShardServer {
 
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
         match msg {
-            ShardMsg::Group(m) => self.replica_do(ctx, |r, inner| r.on_message(from, m, inner)),
+            ShardMsg::Group(m) => {
+                self.replica_do(ctx, |r, inner| r.on_message(from, m, inner));
+                // A page may have applied: ask for the next one now rather than at the tick.
+                self.pump_pulls(ctx);
+            }
             ShardMsg::Ctrl(Msg::Response(resp)) => {
                 let mut inner = Ctx::new(ctx.now());
                 let reply = self.ctrl.on_response(from, resp, &mut inner);
@@ -282,11 +385,22 @@ impl Process for ShardServer {
             }
             // A shard server serves no controller requests.
             ShardMsg::Ctrl(_) => {}
-            ShardMsg::Pull { num, shards } => {
-                let shards = self.machine().handoff(num, &shards);
-                ctx.send(from, ShardMsg::PullReply { num, shards });
+            ShardMsg::Pull {
+                num,
+                shard,
+                from: at,
+                max_bytes,
+            } => {
+                let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+                let page = self.machine().handoff_page(num, shard, &at, max_bytes);
+                ctx.send(from, ShardMsg::PullReply { num, shard, page });
             }
-            ShardMsg::PullReply { num, shards } => self.on_pull_reply(num, shards, ctx),
+            ShardMsg::PullReply {
+                num,
+                shard,
+                page: Some(page),
+            } => self.on_pull_reply(num, shard, page, ctx),
+            ShardMsg::PullReply { page: None, .. } => {}
             ShardMsg::Delete { num, shards } => self.on_delete(from, num, shards, ctx),
             ShardMsg::Deleted { num, shards } => self.on_deleted(num, shards, ctx),
         }

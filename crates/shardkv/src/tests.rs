@@ -7,7 +7,7 @@ use flotilla_kv::{KvCommand, KvReply};
 use flotilla_rsm::StateMachine;
 use flotilla_shardctrler::{Gid, ShardConfig};
 
-use crate::{key_shard, ShardCommand, ShardKv, ShardReply, ShardState};
+use crate::{key_shard, PullCursor, ShardCommand, ShardKv, ShardPage, ShardReply, ShardState};
 
 const NSHARDS: usize = 4;
 
@@ -53,6 +53,48 @@ fn value(r: ShardReply) -> Vec<u8> {
         ShardReply::Kv(KvReply::Value(v)) => v.unwrap_or_default(),
         other => panic!("expected a value, got {other:?}"),
     }
+}
+
+/// Applies `cmd`, then checks the machine's invariants.
+fn apply(m: &mut ShardKv, cmd: ShardCommand) -> ShardReply {
+    let r = m.apply(cmd);
+    m.check_invariants();
+    r
+}
+
+/// Every page of `shard` from `from` on `to`'s cursor, each installed as soon as cut, until
+/// the last; the pages.
+fn transfer(from: &ShardKv, to: &mut ShardKv, shard: usize, page_bytes: usize) -> Vec<ShardPage> {
+    let num = to.config().num;
+    let mut pages = Vec::new();
+    while let Some((_, at)) = to.pull_cursors().get(&shard).cloned() {
+        let page = from
+            .handoff_page(num, shard, &at, page_bytes)
+            .expect("frozen there");
+        pages.push(page.clone());
+        assert_eq!(
+            apply(to, ShardCommand::InstallPage { num, shard, page }),
+            ShardReply::Done
+        );
+        assert!(pages.len() < 100_000, "the pull makes progress");
+    }
+    pages
+}
+
+fn install(num: u64, shard: usize, page: &ShardPage) -> ShardCommand {
+    ShardCommand::InstallPage {
+        num,
+        shard,
+        page: page.clone(),
+    }
+}
+
+/// Keys `{s}` hash-tagged into shard `s`'s tag, `n` of them: `<tag>-<i>`.
+fn keys_in(s: usize, n: usize) -> Vec<Vec<u8>> {
+    let tag = String::from_utf8(key_in(s)).unwrap();
+    (0..n)
+        .map(|i| format!("{{{tag}}}-{i:03}").into_bytes())
+        .collect()
 }
 
 /// Groups 1 and 2 after configuration 1 (everything on group 1), then configuration 2 moving
@@ -130,14 +172,13 @@ fn a_moved_shard_is_frozen_at_the_old_owner_and_not_served_at_the_new_one_until_
 fn a_shard_moves_with_its_exactly_once_records() {
     let (a, mut b) = two_groups_after_move();
     assert_eq!(b.pulls(), BTreeMap::from([(1, vec![2, 3])]));
-    // Nothing before the old owner reaches the configuration; then exactly the frozen shards.
-    assert!(a.handoff(1, &[2, 3]).is_empty());
-    let blobs = a.handoff(2, &[0, 2, 3]);
-    assert_eq!(blobs.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
-    b.apply(ShardCommand::Install {
-        num: 2,
-        shards: blobs,
-    });
+    // Nothing before the old owner reaches the configuration, nor of shards it did not
+    // freeze; then the frozen shards.
+    assert_eq!(a.handoff_page(1, 2, &PullCursor::Start, 1000), None);
+    assert_eq!(a.handoff_page(2, 0, &PullCursor::Start, 1000), None);
+    for s in [2, 3] {
+        assert_eq!(transfer(&a, &mut b, s, 1000).len(), 1);
+    }
     assert_eq!(b.shard_states()[&2], ShardState::Notify);
     // The client's append (7, 1) went through group 1; retried at group 2 it is answered from
     // the records that came with the shard, not applied again.
@@ -158,17 +199,15 @@ fn a_shard_moves_with_its_exactly_once_records() {
 fn the_old_copy_is_deleted_only_when_the_new_owner_has_it_and_then_both_settle() {
     let (mut a, mut b) = two_groups_after_move();
     assert!(!a.deleted(2, &[2, 3]));
-    // A repeated or late Install changes nothing once installed.
-    let blobs = a.handoff(2, &[2, 3]);
-    b.apply(ShardCommand::Install {
-        num: 2,
-        shards: blobs.clone(),
-    });
+    // A repeated or late page changes nothing once installed.
+    let pages: Vec<ShardPage> = [2, 3]
+        .iter()
+        .flat_map(|&s| transfer(&a, &mut b, s, 1000))
+        .collect();
     b.apply(op(7, 2, append(2, "y")));
-    b.apply(ShardCommand::Install {
-        num: 2,
-        shards: blobs,
-    });
+    for (s, page) in [2, 3].into_iter().zip(&pages) {
+        apply(&mut b, install(2, s, page));
+    }
     assert_eq!(value(b.apply(op(9, 1, get(2)))), b"xy");
     assert_eq!(b.notices(), BTreeMap::from([(1, vec![2, 3])]));
     a.apply(ShardCommand::Delete {
@@ -213,10 +252,7 @@ fn a_configuration_that_would_orphan_a_held_shard_is_refused() {
 #[test]
 fn snapshots_mid_migration_restore_the_same_state() {
     let (a, mut b) = two_groups_after_move();
-    b.apply(ShardCommand::Install {
-        num: 2,
-        shards: a.handoff(2, &[2]),
-    });
+    transfer(&a, &mut b, 2, 1000);
     for m in [&a, &b] {
         let mut r = ShardKv::new(m.gid(), NSHARDS);
         r.restore(&m.snapshot()).unwrap();
@@ -224,7 +260,244 @@ fn snapshots_mid_migration_restore_the_same_state() {
         assert_eq!(r.shard_states(), m.shard_states());
         assert_eq!(r.config(), m.config());
         assert_eq!(r.prev(), m.prev());
+        assert_eq!(r.pull_cursors(), m.pull_cursors());
     }
     let mut r = ShardKv::new(2, NSHARDS);
     assert!(r.restore(b"garbage").is_err());
+}
+
+/// Group 1 holds shard 2 with `n` keys of `len`-byte values, each appended by its own client
+/// (so as many exactly-once records), and one value of `big` bytes; then configuration 2
+/// moves shards 2 and 3 to group 2.
+fn big_shard(n: usize, len: usize, big: usize) -> (ShardKv, ShardKv) {
+    let (mut a, mut b) = (ShardKv::new(1, NSHARDS), ShardKv::new(2, NSHARDS));
+    let c1 = config(1, [1, 1, 1, 1]);
+    for m in [&mut a, &mut b] {
+        assert_eq!(apply(m, ShardCommand::Config(c1.clone())), ShardReply::Done);
+    }
+    for (i, key) in keys_in(2, n).into_iter().enumerate() {
+        let value = vec![b'a' + (i % 26) as u8; len];
+        let cmd = op(100 + i as u64, 1, KvCommand::Append { key, value });
+        assert_eq!(apply(&mut a, cmd), ShardReply::Kv(KvReply::Len(len as u64)));
+    }
+    let put = KvCommand::Put {
+        key: key_in(2),
+        value: vec![b'z'; big],
+    };
+    assert_eq!(apply(&mut a, op(99, 5, put)), ShardReply::Kv(KvReply::Done));
+    let c2 = config(2, [1, 1, 2, 2]);
+    for m in [&mut a, &mut b] {
+        assert_eq!(apply(m, ShardCommand::Config(c2.clone())), ShardReply::Done);
+    }
+    (a, b)
+}
+
+#[test]
+fn a_large_shard_moves_in_pages_each_within_the_page_size_and_a_large_value_alone() {
+    let (n, len, big, page_bytes) = (60, 50, 1000, 300);
+    let (a, mut b) = big_shard(n, len, big);
+    let pages = transfer(&a, &mut b, 2, page_bytes);
+    // 61 keys of ~60 bytes and 62 records of 32 bytes in pages of 300 bytes.
+    assert!(pages.len() > 15, "{} pages", pages.len());
+    for (i, p) in pages.iter().enumerate() {
+        assert!(
+            p.data_len() <= page_bytes || p.items() == 1,
+            "page {i} holds {} bytes in {} items",
+            p.data_len(),
+            p.items()
+        );
+        assert_eq!(
+            p.last,
+            i + 1 == pages.len(),
+            "only the final page is the last"
+        );
+        assert!(p.items() > 0 || p.last, "page {i} is empty");
+        // The message that carries it: the page plus a few bytes per item and an envelope.
+        let reply = crate::ShardMsg::PullReply {
+            num: 2,
+            shard: 2,
+            page: Some(p.clone()),
+        };
+        let encoded = postcard::to_allocvec(&reply).unwrap().len();
+        assert!(
+            encoded <= p.data_len().max(page_bytes) + 8 * p.items() + 64,
+            "page {i} travels in {encoded} bytes"
+        );
+    }
+    let alone: Vec<&ShardPage> = pages.iter().filter(|p| p.data_len() > page_bytes).collect();
+    assert_eq!(alone.len(), 1, "the one large value, alone in its page");
+    assert_eq!(alone[0].items(), 1);
+    // Every key arrived with its value.
+    assert_eq!(b.shard_states()[&2], ShardState::Notify);
+    assert_eq!(b.shard_keys()[&2], n + 1);
+    for (i, key) in keys_in(2, n).into_iter().enumerate() {
+        let got = value(apply(&mut b, op(1, 1, KvCommand::Get { key })));
+        assert_eq!(got, vec![b'a' + (i % 26) as u8; len]);
+    }
+    assert_eq!(value(apply(&mut b, op(1, 1, get(2)))), vec![b'z'; big]);
+}
+
+#[test]
+fn exactly_once_records_spanning_pages_all_arrive() {
+    let (n, len) = (40, 10);
+    let (a, mut b) = big_shard(n, len, 10);
+    // Pages of two items: the 41 records alone take 21 pages.
+    let pages = transfer(&a, &mut b, 2, 2 * crate::SESSION_RECORD_BYTES);
+    let after_records = (pages.iter())
+        .filter(|p| matches!(p.from, PullCursor::Session(_)))
+        .count();
+    assert!(
+        after_records > 10,
+        "records travelled in {} pages",
+        after_records + 1
+    );
+    // Each client's append, retried at the new owner, is answered from its record and not
+    // applied again; an older one is stale.
+    for (i, key) in keys_in(2, n).into_iter().enumerate() {
+        let client = 100 + i as u64;
+        let value = vec![b'a' + (i % 26) as u8; len];
+        let retry = op(
+            client,
+            1,
+            KvCommand::Append {
+                key: key.clone(),
+                value,
+            },
+        );
+        assert_eq!(
+            apply(&mut b, retry),
+            ShardReply::Kv(KvReply::Len(len as u64))
+        );
+        let old = op(client, 0, KvCommand::Get { key: key.clone() });
+        assert_eq!(value_len(apply(&mut b, old)), len);
+    }
+    assert_eq!(
+        apply(&mut b, op(99, 4, append(2, "old"))),
+        ShardReply::Stale
+    );
+}
+
+fn value_len(r: ShardReply) -> usize {
+    value(r).len()
+}
+
+#[test]
+fn pages_out_of_order_duplicated_stale_or_malformed_are_ignored() {
+    let (a, mut b) = big_shard(30, 20, 10);
+    let num = b.config().num;
+    let cursor = |b: &ShardKv| b.pull_cursors()[&2].1.clone();
+    let p0 = a.handoff_page(num, 2, &PullCursor::Start, 100).unwrap();
+    let p1 = a.handoff_page(num, 2, &p0.end().unwrap(), 100).unwrap();
+    assert!(!p0.last && !p1.last);
+    // The second page first: ignored.
+    let before = b.snapshot();
+    apply(&mut b, install(num, 2, &p1));
+    assert_eq!(b.snapshot(), before);
+    assert_eq!(cursor(&b), PullCursor::Start);
+    // A page of another configuration, or of another shard's cursor: ignored.
+    apply(&mut b, install(num - 1, 2, &p0));
+    apply(&mut b, install(num, 0, &p0));
+    assert_eq!(b.snapshot(), before);
+    // In order: applied.
+    apply(&mut b, install(num, 2, &p0));
+    assert_eq!(cursor(&b), p0.end().unwrap());
+    let after_p0 = b.snapshot();
+    assert_ne!(after_p0, before);
+    // The same page again (a duplicate, or another leader's proposal of it): ignored.
+    apply(&mut b, install(num, 2, &p0));
+    assert_eq!(b.snapshot(), after_p0);
+    // The same start cut to another size (another leader's setting) is a duplicate too.
+    let p0_small = a.handoff_page(num, 2, &PullCursor::Start, 30).unwrap();
+    apply(&mut b, install(num, 2, &p0_small));
+    assert_eq!(b.snapshot(), after_p0);
+    // A page whose items are out of order within itself is no page of this build: ignored.
+    let bad = malformed(&p1);
+    assert_eq!(bad.end(), None);
+    apply(&mut b, install(num, 2, &bad));
+    assert_eq!(b.snapshot(), after_p0);
+    apply(&mut b, install(num, 2, &p1));
+    assert_eq!(cursor(&b), p1.end().unwrap());
+    // The rest, then a late page once installed: ignored.
+    transfer(&a, &mut b, 2, 100);
+    assert_eq!(b.shard_states()[&2], ShardState::Notify);
+    let done = b.snapshot();
+    apply(&mut b, install(num, 2, &p0));
+    assert_eq!(b.snapshot(), done);
+}
+
+/// `page` with its first two keys swapped (through the wire encoding: its fields are the
+/// machine's).
+fn malformed(page: &ShardPage) -> ShardPage {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Mirror {
+        from: PullCursor,
+        kv: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+        sessions: Vec<(u64, u64, KvReply)>,
+        last: bool,
+    }
+    let bytes = postcard::to_allocvec(page).unwrap();
+    let mut m: Mirror = postcard::from_bytes(&bytes).unwrap();
+    assert!(m.kv.len() >= 2, "a page of two keys at least");
+    m.kv.swap(0, 1);
+    postcard::from_bytes(&postcard::to_allocvec(&m).unwrap()).unwrap()
+}
+
+#[test]
+fn a_pulling_shard_is_not_served_until_its_last_page_is_applied() {
+    let (a, mut b) = big_shard(20, 20, 10);
+    let num = b.config().num;
+    let mut pages = 0;
+    while let Some((_, at)) = b.pull_cursors().get(&2).cloned() {
+        assert_eq!(apply(&mut b, op(1, 1, get(2))), ShardReply::NotReady);
+        assert_eq!(
+            apply(&mut b, op(1, 1, append(2, "w"))),
+            ShardReply::NotReady
+        );
+        assert_eq!(b.shard_states()[&2], ShardState::Pulling);
+        assert!(!b.settled());
+        let page = a.handoff_page(num, 2, &at, 64).unwrap();
+        apply(&mut b, install(num, 2, &page));
+        pages += 1;
+    }
+    assert!(pages > 5, "{pages} pages");
+    assert_eq!(b.shard_states()[&2], ShardState::Notify);
+    assert_eq!(value(apply(&mut b, op(1, 1, get(2)))), vec![b'z'; 10]);
+    // The shard still to pull from the same owner is not affected by the other's arrival.
+    assert_eq!(b.shard_states()[&3], ShardState::Pulling);
+}
+
+#[test]
+fn a_snapshot_taken_mid_pull_keeps_the_progress_and_the_pull_resumes_there() {
+    let (a, mut b) = big_shard(40, 30, 500);
+    let num = b.config().num;
+    let page_bytes = 200;
+    let mut done = 0;
+    for _ in 0..5 {
+        let at = b.pull_cursors()[&2].1.clone();
+        let page = a.handoff_page(num, 2, &at, page_bytes).unwrap();
+        apply(&mut b, install(num, 2, &page));
+        done += 1;
+    }
+    let mut r = ShardKv::new(2, NSHARDS);
+    r.restore(&b.snapshot()).unwrap();
+    r.check_invariants();
+    assert_eq!(r.pull_cursors(), b.pull_cursors());
+    assert_ne!(r.pull_cursors()[&2].1, PullCursor::Start);
+    assert_eq!(r.shard_keys(), b.shard_keys());
+    assert_eq!(r.snapshot(), b.snapshot());
+    // The restored replica goes on from the cursor, with the pages the rest would get, from
+    // an old owner's replica restored from its own snapshot too.
+    let mut ra = ShardKv::new(1, NSHARDS);
+    ra.restore(&a.snapshot()).unwrap();
+    ra.check_invariants();
+    assert_eq!(ra.snapshot(), a.snapshot());
+    let rest_r = transfer(&ra, &mut r, 2, page_bytes);
+    let rest_b = transfer(&a, &mut b, 2, page_bytes);
+    assert_eq!(rest_r, rest_b);
+    let mut fresh = big_shard(40, 30, 500).1;
+    let all = transfer(&a, &mut fresh, 2, page_bytes);
+    assert_eq!(all.len(), done + rest_r.len());
+    assert_eq!(r.snapshot(), b.snapshot());
+    assert_eq!(r.shard_keys()[&2], 41);
+    assert_eq!(r.shard_states()[&2], ShardState::Notify);
 }

@@ -4,7 +4,10 @@
 //! operations are recorded and checked for linearizability, as [`crate::KvTester`] does.
 //!
 //! `FLOTILLA_READ_MODE=log|read-index|lease` sets how the groups serve Gets, as for
-//! [`crate::KvTester::kvraft`].
+//! [`crate::KvTester::kvraft`]; `FLOTILLA_SHARD_PAGE_BYTES=N` the page size of shard pulls
+//! where the scenario does not set one (so the lab scenarios can run with shards moving in
+//! many pages). Every group replica's state machine is checked against its invariants after
+//! every input it handles.
 //!
 //! Node ids: controller `0..3`, second controller `3..6`, group `g`'s server `i` at
 //! `6 + g·n + i`, the client host last.
@@ -26,8 +29,8 @@ use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::{
-    key_shard, CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg,
-    ShardServer, ShardServerConfig,
+    key_shard, CtrlServer, PullStats, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost,
+    ShardMsg, ShardServer, ShardServerConfig,
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
@@ -44,7 +47,9 @@ const FIRST_GROUP_NODE: usize = 2 * CTRLERS;
 /// A simulated node of the sharded system.
 pub enum ShardNode {
     Ctrl(Box<CtrlServer>),
-    Group(Box<ShardServer>),
+    /// A group's server, and the tester's sum of every group server's [`PullStats`] (kept
+    /// here: a server's own counts are lost when it crashes).
+    Group(Box<ShardServer>, Rc<Cell<PullStats>>),
     Host(TestHost),
 }
 
@@ -68,7 +73,7 @@ impl Process for ShardNode {
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, HostEvent>) {
         match self {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_tick(c)),
-            ShardNode::Group(s) => server_step(ctx, |c| s.on_tick(c)),
+            ShardNode::Group(s, _) => server_step(ctx, |c| s.on_tick(c)),
             ShardNode::Host(h) => {
                 let mut inner = Ctx::new(ctx.now());
                 h.shard.on_tick(&mut inner);
@@ -83,7 +88,14 @@ impl Process for ShardNode {
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, HostEvent>) {
         match self {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
-            ShardNode::Group(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
+            ShardNode::Group(s, sum) => {
+                let before = s.pull_stats();
+                server_step(ctx, |c| s.on_message(from, msg, c));
+                let (after, mut total) = (s.pull_stats(), sum.get());
+                total.later_pages += after.later_pages - before.later_pages;
+                total.resumed += after.resumed - before.resumed;
+                sum.set(total);
+            }
             ShardNode::Host(h) => match msg {
                 ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if h.ctrl.clerk(r.client).is_some()) =>
                 {
@@ -107,7 +119,7 @@ impl Process for ShardNode {
     fn may_send_before_save(&self, msg: &ShardMsg) -> bool {
         match self {
             ShardNode::Ctrl(s) => s.may_send_before_save(msg),
-            ShardNode::Group(s) => s.may_send_before_save(msg),
+            ShardNode::Group(s, _) => s.may_send_before_save(msg),
             ShardNode::Host(_) => false,
         }
     }
@@ -131,6 +143,15 @@ fn resolver(n: usize, groups: usize) -> Resolver {
     })
 }
 
+/// `FLOTILLA_SHARD_PAGE_BYTES`, if set.
+fn page_bytes_from_env() -> Option<usize> {
+    let v = std::env::var("FLOTILLA_SHARD_PAGE_BYTES").ok()?;
+    match v.trim().parse() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("FLOTILLA_SHARD_PAGE_BYTES={v:?}: expected a positive number of bytes"),
+    }
+}
+
 struct Pending<R> {
     reply: Option<R>,
     waker: Option<Waker>,
@@ -146,6 +167,9 @@ pub struct ShardTesterConfig {
     /// The labs' maxraftstate for the groups (`None` for -1).
     pub max_raft_state: Option<usize>,
     pub nshards: usize,
+    /// The groups' [`ShardServerConfig::page_bytes`] (`None`: `FLOTILLA_SHARD_PAGE_BYTES`,
+    /// else the default).
+    pub page_bytes: Option<usize>,
 }
 
 impl ShardTesterConfig {
@@ -156,6 +180,7 @@ impl ShardTesterConfig {
             unreliable,
             max_raft_state,
             nshards: DEFAULT_SHARDS,
+            page_bytes: None,
         }
     }
 }
@@ -173,6 +198,7 @@ pub struct ShardTester {
     admin2: ClientId,
     history: RefCell<KvHistory>,
     last_stamp: Cell<u64>,
+    pull_stats: Rc<Cell<PullStats>>,
     name: String,
     seed: u64,
 }
@@ -184,6 +210,9 @@ impl ShardTester {
         let resolve = resolver(n, groups);
         let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
         let read_mode = crate::kv_tester::read_mode_from_env();
+        let page_bytes = cfg.page_bytes.or_else(page_bytes_from_env);
+        let pull_stats = Rc::new(Cell::new(PullStats::default()));
+        let count = pull_stats.clone();
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
             if id < 2 * CTRLERS {
                 let first = id / CTRLERS * CTRLERS;
@@ -208,10 +237,14 @@ impl ShardTester {
                     max_raft_state: mrs,
                 };
                 let ctrlers = (0..CTRLERS).collect();
-                let cfg = ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
+                let mut cfg =
+                    ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
+                if let Some(b) = page_bytes {
+                    cfg.page_bytes = b;
+                }
                 let srv = ShardServer::restore(cfg, resolve.clone(), p.state(), p.snapshot())
                     .unwrap_or_else(|e| panic!("server {id} of group {g}: cannot restart: {e}"));
-                ShardNode::Group(Box::new(srv))
+                ShardNode::Group(Box::new(srv), count.clone())
             } else {
                 // Client ids from the seed: replayable, distinct across runs.
                 let base = s >> 16;
@@ -228,6 +261,11 @@ impl ShardTester {
         });
         let mut sim = Sim::new(host + 1, seed, TICK, factory);
         sim.set_reliable(!cfg.unreliable);
+        sim.set_checker(Box::new(|_, node: &ShardNode| {
+            if let ShardNode::Group(s, _) = node {
+                s.machine().check_invariants();
+            }
+        }));
         let sim = Rc::new(RefCell::new(sim));
         let mut ids = (0, 0);
         sim.borrow_mut().with_process(host, |node, _| {
@@ -250,6 +288,7 @@ impl ShardTester {
             admin2: ids.1,
             history: RefCell::new(KvHistory::new()),
             last_stamp: Cell::new(0),
+            pull_stats,
             name: name.to_owned(),
             seed,
         })
@@ -257,6 +296,12 @@ impl ShardTester {
 
     pub fn config(&self) -> &ShardTesterConfig {
         &self.cfg
+    }
+
+    /// The sum of every group server's pull counts: how often a shard's transfer went on
+    /// past one page, and how often one was resumed by another leader or after a crash.
+    pub fn pull_stats(&self) -> PullStats {
+        self.pull_stats.get()
     }
 
     pub fn gid(&self, g: usize) -> Gid {
@@ -465,7 +510,7 @@ impl ShardTester {
     pub fn with_server<T>(&self, i: NodeId, f: impl FnOnce(&ShardServer) -> T) -> Option<T> {
         let sim = self.sim.borrow();
         match sim.process(i)? {
-            ShardNode::Group(s) => Some(f(s)),
+            ShardNode::Group(s, _) => Some(f(s)),
             _ => None,
         }
     }
