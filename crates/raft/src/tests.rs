@@ -434,14 +434,17 @@ fn install_snapshot_catches_up_a_follower() {
         vec![Apply::Snapshot(Snapshot {
             index: 3,
             term: 1,
-            data: b"snap@3".to_vec()
+            data: Bytes::from_static(b"snap@3")
         })]
     );
     assert_eq!(
         ready.messages[0].msg,
         Message::InstallSnapshotReply {
             term: 1,
-            last_included_index: 3
+            last_included_index: 3,
+            offset: 0,
+            received: 6,
+            done: true
         }
     );
     assert_eq!((f.commit_index(), f.log().last_index()), (3, 3));
