@@ -6,6 +6,7 @@ use crate::*;
 mod election;
 mod membership;
 mod read;
+mod snapshot;
 mod transfer;
 
 fn cfg(id: NodeId, n: u64) -> Config {
@@ -37,8 +38,9 @@ fn leader_of(n: u64) -> Raft {
 /// Makes peer 1 the leader of term 1 under `cfg` (any pre-vote round granted by everyone).
 fn leader_with(cfg: Config) -> Raft {
     let n = cfg.voters.len() as u64;
+    let max_ticks = cfg.election_timeout_max_ticks;
     let mut r = Raft::new(cfg);
-    for _ in 0..=r_max_ticks() {
+    for _ in 0..=max_ticks {
         if r.is_pre_candidate() || r.role() == Role::Candidate {
             break;
         }
