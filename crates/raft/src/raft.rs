@@ -587,8 +587,9 @@ impl Raft {
             .expect("leader tracks every peer");
         // The entries suffice now: a transfer still recorded is over.
         p.snapshot = None;
-        if p.probing {
-            // One message at a time: the previous one was answered or is presumed lost.
+        if p.probing || window == 1 {
+            // One message at a time: the previous one was answered or is presumed lost (a
+            // heartbeat resends what is unacknowledged).
             p.sent_appends.clear();
             p.inflight_bytes = 0;
         }
