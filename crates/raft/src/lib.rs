@@ -74,6 +74,8 @@ mod ready;
 mod rng;
 mod state;
 
+/// The byte buffers snapshots are held and sent in (re-exported for drivers).
+pub use bytes::Bytes;
 pub use config::{
     Config, ReadMode, Sabotage, DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES, DEFAULT_MAX_UNCOMMITTED_BYTES,
@@ -82,8 +84,6 @@ pub use config::{
 pub use error::{ProposeError, TransferError};
 pub use log::RaftLog;
 pub use membership::{Membership, MembershipChange, MembershipError};
-/// The byte buffers snapshots are held and sent in (re-exported for drivers).
-pub use bytes::Bytes;
 pub use message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 pub use raft::{Raft, Role};
 pub use ready::{Apply, LogWrite, ReadState, Ready, Snapshot};

@@ -641,7 +641,10 @@ impl Raft {
     /// window has room, else nothing (the messages in flight keep its election timer, and
     /// their replies send more). Otherwise its window restarts from `matched`.
     fn heartbeat_to(&mut self, peer: NodeId) {
-        let p = self.progress.get_mut(&peer).expect("leader tracks every peer");
+        let p = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
         let progressed = p.matched > p.matched_at_heartbeat;
         p.matched_at_heartbeat = p.matched;
         let pipelined = self.cfg.max_inflight_appends > 1 && !p.probing;

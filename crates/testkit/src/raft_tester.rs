@@ -237,7 +237,11 @@ impl RaftTester {
     /// How many snapshots peers installed from their leaders that were larger than `chunk`
     /// bytes, hence sent in several chunks (every `Apply::Snapshot` is such an install).
     pub fn chunked_installs(&self, chunk: usize) -> usize {
-        self.installs.borrow().iter().filter(|&&len| len > chunk).count()
+        self.installs
+            .borrow()
+            .iter()
+            .filter(|&&len| len > chunk)
+            .count()
     }
 
     pub fn trace_hash(&self) -> u64 {

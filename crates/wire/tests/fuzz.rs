@@ -133,17 +133,15 @@ fn raft_message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             any::<bool>()
         )
-            .prop_map(
-                |((term, last_included_index, offset), received, done)| {
-                    Message::InstallSnapshotReply {
-                        term,
-                        last_included_index,
-                        offset,
-                        received,
-                        done,
-                    }
+            .prop_map(|((term, last_included_index, offset), received, done)| {
+                Message::InstallSnapshotReply {
+                    term,
+                    last_included_index,
+                    offset,
+                    received,
+                    done,
                 }
-            ),
+            }),
     ]
 }
 

@@ -17,7 +17,9 @@ fn chunked(id: NodeId) -> Config {
 }
 
 fn snapshot_bytes(len: usize, salt: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ salt)
+        .collect()
 }
 
 /// Peer 1 leads `cfg`'s cluster of 3 with entries 1..=4, peer 2 holds them all, and a
@@ -111,7 +113,10 @@ fn a_snapshot_travels_in_chunks_within_the_window() {
     let (mut sent, mut installed) = (Vec::new(), Vec::new());
     while !msgs.is_empty() {
         let chunks = chunks_of(&msgs);
-        assert!(chunks.len() <= 4, "more than the window at once: {chunks:?}");
+        assert!(
+            chunks.len() <= 4,
+            "more than the window at once: {chunks:?}"
+        );
         for m in &msgs {
             assert!(encoded_len(m) <= CHUNK + HEADER, "{} bytes", encoded_len(m));
         }
@@ -121,7 +126,10 @@ fn a_snapshot_travels_in_chunks_within_the_window() {
         msgs = next;
     }
     let offsets: Vec<u64> = sent.iter().map(|c| c.1).collect();
-    assert_eq!(offsets, (0..10).map(|i| i * CHUNK as u64).collect::<Vec<_>>());
+    assert_eq!(
+        offsets,
+        (0..10).map(|i| i * CHUNK as u64).collect::<Vec<_>>()
+    );
     assert_eq!(installed.len(), 1, "installed once");
     assert_eq!((installed[0].index, &installed[0].data[..]), (3, &data[..]));
     assert_eq!(f.snapshot_data(), &data[..]);
@@ -205,7 +213,12 @@ fn a_stalled_transfer_resumes_from_the_acknowledged_offset() {
     }
     assert_eq!(
         resumed,
-        vec![(3, 200, CHUNK), (3, 300, CHUNK), (3, 400, CHUNK), (3, 500, CHUNK)]
+        vec![
+            (3, 200, CHUNK),
+            (3, 300, CHUNK),
+            (3, 400, CHUNK),
+            (3, 500, CHUNK)
+        ]
     );
     // And the transfer completes.
     assert_eq!(l.snapshot_transfer(3), Some((3, 200)));
@@ -277,7 +290,13 @@ fn reordered_and_duplicated_chunks_are_harmless() {
     let data = snapshot_bytes(4 * CHUNK + 30, 4);
     let m = Membership::with_voters([1, 2, 3]);
     let mut f = Raft::new(chunked(3));
-    let order = [(300, CHUNK), (0, CHUNK), (0, CHUNK), (200, CHUNK), (100, CHUNK)];
+    let order = [
+        (300, CHUNK),
+        (0, CHUNK),
+        (0, CHUNK),
+        (200, CHUNK),
+        (100, CHUNK),
+    ];
     let mut received = Vec::new();
     for (offset, len) in order {
         f.step(1, chunk(3, &m, &data, offset, len));
@@ -352,7 +371,12 @@ fn a_newer_snapshot_restarts_the_transfer() {
     let (restarted, _) = exchange(&mut l, &mut f, next[..1].to_vec());
     assert_eq!(
         chunks_of(&restarted),
-        vec![(5, 0, CHUNK), (5, 100, CHUNK), (5, 200, CHUNK), (5, 300, CHUNK)]
+        vec![
+            (5, 0, CHUNK),
+            (5, 100, CHUNK),
+            (5, 200, CHUNK),
+            (5, 300, CHUNK)
+        ]
     );
     let mut msgs = restarted;
     msgs.insert(2, late); // the old snapshot's chunk arrives late, in the middle
@@ -525,7 +549,12 @@ fn proposals_are_refused_while_the_uncommitted_tail_is_full() {
         },
     );
     assert_eq!(l.commit_index(), 10);
-    let (index, _) = l.propose(vec![0; 5000]).expect("an empty tail admits any entry");
+    let (index, _) = l
+        .propose(vec![0; 5000])
+        .expect("an empty tail admits any entry");
     assert_eq!(index, 11);
-    assert!(matches!(l.propose(vec![0; 1]), Err(ProposeError::Busy { .. })));
+    assert!(matches!(
+        l.propose(vec![0; 1]),
+        Err(ProposeError::Busy { .. })
+    ));
 }
