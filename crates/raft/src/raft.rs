@@ -25,9 +25,10 @@
 //!     `acked <= sent <= total` (the length of that snapshot when it is the current one), the
 //!     follower's `matched` below the snapshot's index and its `next` at or below it; no
 //!     AppendEntries goes to it meanwhile (see [`snapshot`]).
-//! 11. A follower's partial snapshot (chunks received so far) belongs to its current term and
-//!     is incomplete (a complete one is installed at once); only a follower holds one, and a
-//!     term change or a restart forgets it.
+//! 11. A follower's partial snapshot (chunks received so far) belongs to its current term, is
+//!     incomplete (a complete one is installed at once) and lies above its commit index (one
+//!     the log caught up with is dropped); only a follower holds one, and a term change or a
+//!     restart forgets it.
 //! 12. A leader's `uncommitted_bytes` is the data of its entries above `commit`, and the
 //!     bytes it counts in flight to a follower are those of AppendEntries it sent that carry
 //!     entries above the follower's `matched`; a new proposal is refused while the former
@@ -895,6 +896,10 @@ impl Raft {
             }
         }
         self.commit = to;
+        if self.incoming.as_ref().is_some_and(|i| i.index() <= to) {
+            // Invariant 11: the log now holds what that snapshot would have brought.
+            self.incoming = None;
+        }
         while self.applied < self.commit {
             self.applied += 1;
             let e = self

@@ -37,9 +37,9 @@ fn test_random_faults_safety() {
 
 /// The slow-disk runs must be able to fail: peers that send votes and acknowledgements before
 /// what they promise is durable break Raft's safety once a crash lands inside a sync, and the
-/// safety checker must say so within the first seeds (seed 248 is the first, as measured
-/// with snapshot chunk sizes drawn per seed; it was 823 before they were, and 600 before
-/// pre-vote and check-quorum were).
+/// checks must say so within the first seeds (seed 248 is the first caught, by the final
+/// agreement check, as measured with snapshot chunk sizes drawn per seed; it was 823 before
+/// they were, and 600 before pre-vote and check-quorum were).
 #[test]
 fn test_acks_before_the_save_are_caught() {
     let caught = (1..=2000u64).find(|&seed| {

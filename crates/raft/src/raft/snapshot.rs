@@ -74,6 +74,12 @@ pub(super) struct Incoming {
     buf: Vec<u8>,
 }
 
+impl Incoming {
+    pub(super) fn index(&self) -> u64 {
+        self.index
+    }
+}
+
 impl Raft {
     /// The bytes the follower holds of the snapshot a transfer to `peer` is sending, if one
     /// is under way (for tests and status).
@@ -328,11 +334,14 @@ impl Raft {
         assert!(
             self.role == Role::Follower
                 && inc.term == self.hard.term
-                && (inc.buf.len() as u64) < inc.total,
-            "raft {}: a {:?} of term {} holds {} of {} bytes of snapshot {} from term {}",
+                && (inc.buf.len() as u64) < inc.total
+                && inc.index > self.commit,
+            "raft {}: a {:?} of term {} with commit {} holds {} of {} bytes of snapshot {} \
+             from term {}",
             self.cfg.id,
             self.role,
             self.hard.term,
+            self.commit,
             inc.buf.len(),
             inc.total,
             inc.index,
