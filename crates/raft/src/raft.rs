@@ -888,8 +888,8 @@ impl Raft {
         let membership_committed =
             self.commit < self.membership_index && self.membership_index <= to;
         if self.role == Role::Leader {
-            // Invariant 12: a leader applies only what it committed, so `applied == commit`
-            // before this and every newly committed entry is counted once, here.
+            // Invariant 12: each newly committed entry leaves the uncommitted tail once, here
+            // (a leader holds every entry above its commit index).
             for i in self.commit + 1..=to {
                 let len = self.log.entry(i).map_or(0, |e| e.data.len());
                 self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(len);
