@@ -11,14 +11,15 @@ use serde::{Deserialize, Serialize};
 /// 2: membership change (Raft entries and snapshots carry a membership; admin messages;
 /// `Welcome` names the acceptor; [`NodeStatus`] shows the membership).
 /// 3: sharding (the sharded system's message type; [`NodeStatus::shard`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: snapshots in chunks (`InstallSnapshot` carries an offset and the total length, its
+/// reply the bytes received and whether the transfer is done).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Frames before authentication are tiny; a larger one is an attack or a mistake.
 pub const MAX_HANDSHAKE_FRAME: usize = 4096;
 
 /// Largest frame an authenticated peer may send; writers never build a larger one (see
-/// `transport::write_loop`). Snapshots still travel in one message, so one past this cannot be
-/// sent (the writer logs it) until snapshots travel in chunks.
+/// `transport::write_loop`). Raft snapshots travel in chunks well below it (see below).
 pub const MAX_FRAME: usize = 256 << 20;
 
 /// Room in a frame for everything of a message but a command's key and value: the message's
@@ -34,6 +35,20 @@ const _: () = assert!(
         + ENVELOPE_ROOM
         + flotilla_raft::DEFAULT_MAX_APPEND_BYTES
         <= MAX_FRAME
+);
+
+/// Room in a batch for everything of an InstallSnapshot chunk but its data: terms, indices,
+/// offset and length (a few dozen bytes), the message wrappers, and the membership, whose
+/// member addresses are the only part that grows (100 members with 255-byte addresses take
+/// about 27 KiB; `tests::a_snapshot_chunk_fits_in_a_batch` measures it).
+const CHUNK_ENVELOPE_ROOM: usize = 32 << 10;
+
+// A snapshot chunk of Raft's default size, with its message, fits in one transport batch
+// (`transport::BATCH_BYTES`): a chunk never needs a frame beyond the batch budget, and other
+// messages wait behind at most one chunk.
+const _: () = assert!(
+    flotilla_raft::DEFAULT_SNAPSHOT_CHUNK_BYTES + CHUNK_ENVELOPE_ROOM
+        <= crate::transport::BATCH_BYTES
 );
 
 /// One frame. The first three open a connection (see [`crate::auth`]); after that, service
@@ -154,5 +169,29 @@ mod tests {
             "{len} bytes"
         );
         assert!(len <= MAX_FRAME);
+    }
+
+    /// A snapshot chunk of the default size, from a cluster of 100 members with 255-byte
+    /// addresses, fits in `CHUNK_ENVELOPE_ROOM` beyond its data, hence in one batch.
+    #[test]
+    fn a_snapshot_chunk_fits_in_a_batch() {
+        let mut membership = flotilla_raft::Membership::default();
+        for id in 0..100u64 {
+            membership.voters.insert(u64::MAX - id);
+            membership.addrs.insert(u64::MAX - id, "a".repeat(255));
+        }
+        let chunk = flotilla_raft::DEFAULT_SNAPSHOT_CHUNK_BYTES;
+        let msg: Msg<KvCommand, KvReply> = Msg::Raft(flotilla_raft::Message::InstallSnapshot {
+            term: u64::MAX,
+            last_included_index: u64::MAX,
+            last_included_term: u64::MAX,
+            membership,
+            total_len: u64::MAX,
+            offset: u64::MAX,
+            data: vec![7; chunk].into(),
+        });
+        let len = flotilla_wire::payload_len(&Frame::Msgs(vec![msg])).unwrap();
+        assert!(len <= chunk + CHUNK_ENVELOPE_ROOM, "{len} bytes");
+        assert!(len <= crate::transport::BATCH_BYTES, "{len} bytes");
     }
 }

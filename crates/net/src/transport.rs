@@ -34,7 +34,7 @@ use crate::tls::{BoxIo, PeerTls};
 /// receiver (it decodes and delivers nothing of a frame before all of it has arrived) and
 /// makes it allocate the whole frame at once. 1 MiB is four of Raft's default AppendEntries
 /// batches (`max_append_bytes`, 256 KiB), and about a millisecond on a 10 Gbit/s link.
-const BATCH_BYTES: usize = 1 << 20;
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
 
 /// Messages queued per connection before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -429,8 +429,9 @@ const MSGS_OVERHEAD: usize = 15;
 /// would make a frame over `limits.max_frame` is not sent (logged): every receiver would refuse
 /// the frame and drop the connection, only for the sender to redial and send it again. Raft
 /// retransmits what it needs; the sources of large messages bound them below the cap (client
-/// values by `MAX_VALUE_BYTES`, AppendEntries by `max_append_bytes`), except snapshots and
-/// shard transfers, which travel whole until they are sent in chunks.
+/// values by `MAX_VALUE_BYTES`, AppendEntries by `max_append_bytes`, Raft snapshots by
+/// `snapshot_chunk_bytes`), except shard transfers, which travel whole until they are sent in
+/// chunks.
 async fn write_loop<W, M>(w: W, rx: &mut mpsc::Receiver<Frame<M>>, addr: &str, limits: FrameLimits)
 where
     W: AsyncWrite + Unpin,
@@ -541,8 +542,8 @@ impl<M: Serialize> Batcher<M> {
 }
 
 /// Messages a writer refused as larger than the frame cap: logged as an error at the first,
-/// then at most every [`REFUSED_LOG_EVERY`] with a count, since a leader resends an oversized
-/// snapshot on every heartbeat.
+/// then at most every [`REFUSED_LOG_EVERY`] with a count, since a sender may retry the same
+/// oversized message again and again.
 #[derive(Default)]
 struct Refused {
     since_logged: u64,
@@ -561,8 +562,7 @@ impl Refused {
                 max,
                 refused = self.since_logged,
                 "message not sent: a frame of {len} bytes would exceed the {max}-byte frame \
-                 limit every receiver enforces ({} such messages since the last report; a \
-                 snapshot this large cannot be sent until snapshots travel in chunks)",
+                 limit every receiver enforces ({} such messages since the last report)",
                 self.since_logged
             );
             self.since_logged = 0;

@@ -43,6 +43,22 @@ pub struct Config {
     pub heartbeat_ticks: u32,
     /// Upper bound of entry payload bytes in one AppendEntries (one entry is always allowed).
     pub max_append_bytes: usize,
+    /// Bytes of AppendEntries payload a leader keeps in flight to one follower (besides the
+    /// count `max_inflight_appends`). A new message takes at most what is left of it (but
+    /// always one entry), so a slow follower holds at most this much, plus one entry, queued
+    /// in the transport for it since its window last restarted (see `Raft::tick`).
+    pub max_inflight_bytes: usize,
+    /// Largest payload of one InstallSnapshot chunk ([`crate::Message::InstallSnapshot`]):
+    /// a snapshot travels as a sequence of chunks of at most this many bytes.
+    pub snapshot_chunk_bytes: usize,
+    /// Bytes of snapshot chunks a leader keeps in flight to one follower (at least one chunk
+    /// is always allowed). Chunks beyond it wait for acknowledgements.
+    pub max_snapshot_inflight_bytes: usize,
+    /// A leader refuses proposals ([`crate::ProposeError::Busy`]) while the data of its
+    /// uncommitted log tail exceeds this (etcd's `MaxUncommittedEntriesSize`): when followers
+    /// lag, clients are pushed back instead of the leader's memory growing. An entry is
+    /// always admitted when the tail holds no data, so a large one still goes.
+    pub max_uncommitted_bytes: usize,
     /// Seed for the election-timeout jitter. Give each peer (and each restart) its own.
     pub seed: u64,
     /// A new leader appends an entry of its own term with empty data (Raft §8), so that it
@@ -154,6 +170,24 @@ pub enum Sabotage {
 /// many bytes plus one entry of the largest command fits in one of their frames.
 pub const DEFAULT_MAX_APPEND_BYTES: usize = 256 * 1024;
 
+/// The default [`Config::snapshot_chunk_bytes`]: 1 MiB less 64 KiB. Transports cut their
+/// batches at 1 MiB; a chunk plus its message's other fields (terms, indices, offsets and the
+/// membership, whose addresses are the only part that grows: 64 KiB is room for hundreds of
+/// members) then fits in one batch alone, so a chunk never needs a frame of its own beyond
+/// the batch budget, and a heartbeat or an AppendEntries never waits behind more than one
+/// chunk. Transports assert it.
+pub const DEFAULT_SNAPSHOT_CHUNK_BYTES: usize = (1 << 20) - (64 << 10);
+
+/// The default [`Config::max_snapshot_inflight_bytes`]: four chunks, enough to keep a
+/// loopback or LAN link busy while the follower appends what arrived.
+pub const DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES: usize = 4 * DEFAULT_SNAPSHOT_CHUNK_BYTES;
+
+/// The default [`Config::max_inflight_bytes`]: 8 MiB per follower (32 full AppendEntries).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 8 << 20;
+
+/// The default [`Config::max_uncommitted_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_UNCOMMITTED_BYTES: usize = 64 << 20;
+
 impl Config {
     /// The defaults Flotilla uses with a 10 ms tick: elections after 300–600 ms of silence,
     /// heartbeats every 100 ms (10 per second per peer, the labs' ceiling). This is the labs'
@@ -166,6 +200,10 @@ impl Config {
             election_timeout_max_ticks: 60,
             heartbeat_ticks: 10,
             max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            snapshot_chunk_bytes: DEFAULT_SNAPSHOT_CHUNK_BYTES,
+            max_snapshot_inflight_bytes: DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES,
+            max_uncommitted_bytes: DEFAULT_MAX_UNCOMMITTED_BYTES,
             seed,
             leader_noop: false,
             max_inflight_appends: 1,
@@ -216,6 +254,15 @@ impl Config {
                         election_timeout_max_ticks"
                     .to_owned(),
             );
+        }
+        if self.snapshot_chunk_bytes == 0
+            || self.max_inflight_bytes == 0
+            || self.max_snapshot_inflight_bytes == 0
+            || self.max_uncommitted_bytes == 0
+        {
+            return Err("raft config: snapshot_chunk_bytes, max_inflight_bytes, \
+                        max_snapshot_inflight_bytes and max_uncommitted_bytes must be positive"
+                .to_owned());
         }
         let mut v = self.voters.clone();
         v.sort_unstable();

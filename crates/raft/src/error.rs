@@ -8,6 +8,11 @@ pub enum ProposeError {
     /// Only the leader accepts proposals; `hint` is the leader this peer last heard from.
     #[error("not the leader (last known leader: {hint:?})")]
     NotLeader { hint: Option<NodeId> },
+    /// The leader's uncommitted log tail holds more than
+    /// [`crate::Config::max_uncommitted_bytes`] of data: its followers lag. Transient: the
+    /// caller retries later (or elsewhere), once entries have committed.
+    #[error("busy: {uncommitted} bytes of the log are uncommitted (limit {limit})")]
+    Busy { uncommitted: usize, limit: usize },
 }
 
 /// Why [`crate::Raft::transfer_leadership`] refused to start a leader transfer.

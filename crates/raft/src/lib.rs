@@ -4,7 +4,9 @@
 //! leader election with randomised timeouts (§5.2), log replication with the consistency
 //! check (§5.3), commitment of current-term entries only (§5.4.2), fast log back-tracking
 //! (§5.3, the follower's conflict hint lets the leader skip a term per round trip), and
-//! service-initiated snapshots with InstallSnapshot for followers behind them (§7).
+//! service-initiated snapshots with InstallSnapshot for followers behind them (§7), sent in
+//! chunks with flow control (Figure 13's offset and done), and flow control in bytes for
+//! replication and proposals.
 //!
 //! The core has no threads, clocks, sockets, disks or global randomness. A driver feeds it
 //! three kinds of input and then acts on the [`Ready`] it returns:
@@ -72,7 +74,13 @@ mod ready;
 mod rng;
 mod state;
 
-pub use config::{Config, ReadMode, Sabotage, DEFAULT_MAX_APPEND_BYTES};
+/// The byte buffers snapshots are held and sent in (re-exported for drivers).
+pub use bytes::Bytes;
+pub use config::{
+    Config, ReadMode, Sabotage, DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES, DEFAULT_MAX_UNCOMMITTED_BYTES,
+    DEFAULT_SNAPSHOT_CHUNK_BYTES,
+};
 pub use error::{ProposeError, TransferError};
 pub use log::RaftLog;
 pub use membership::{Membership, MembershipChange, MembershipError};

@@ -86,19 +86,41 @@ pub enum Message {
         /// `None` on success; where the consistency check failed otherwise.
         conflict: Option<ConflictHint>,
     },
+    /// One chunk of the leader's snapshot through `last_included_index` (§7, Figure 13's
+    /// offset and done): bytes `offset..offset + data.len()` of its `total_len` bytes. The
+    /// follower assembles the chunks of one snapshot in order and installs it once it holds
+    /// all `total_len` bytes (done). A chunk with empty `data` carries nothing but the
+    /// leader's heartbeat and asks for the follower's progress. Every chunk names the
+    /// snapshot and its membership, so each is self-describing (a few dozen bytes).
     InstallSnapshot {
         term: u64,
         last_included_index: u64,
         last_included_term: u64,
         /// The membership as of `last_included_index` (the latest one at or below it).
         membership: crate::Membership,
-        #[serde(with = "serde_bytes_compat")]
-        data: Vec<u8>,
+        /// Length of the whole snapshot's data.
+        total_len: u64,
+        /// Where `data` starts in the snapshot's data.
+        offset: u64,
+        /// At most [`crate::Config::snapshot_chunk_bytes`] bytes: a view of the leader's
+        /// snapshot, not a copy.
+        data: bytes::Bytes,
     },
+    /// The answer to an [`Message::InstallSnapshot`] chunk.
     InstallSnapshotReply {
         term: u64,
-        /// The snapshot index the follower now holds (everything up to it matches the leader).
+        /// The snapshot (its last included index) the answered chunk belonged to.
         last_included_index: u64,
+        /// The answered chunk's `offset`: with `received` below it, the chunk came after a
+        /// gap (a lost chunk, or a follower that restarted) and was not taken.
+        offset: u64,
+        /// Bytes of that snapshot the follower holds contiguously from its start: where the
+        /// leader resumes.
+        received: u64,
+        /// The follower holds everything up to `last_included_index` (it installed the
+        /// snapshot now, or already had it): the transfer is over, and everything up to that
+        /// index matches the leader.
+        done: bool,
     },
     /// "Would you vote for me in `term`?", asked by a pre-candidate before it starts a real
     /// election (thesis §9.6). `term` is the sender's current term + 1: the term it would

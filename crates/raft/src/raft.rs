@@ -20,13 +20,29 @@
 //!    configuration), and `peers` is every other member, plus, while that membership's entry
 //!    is uncommitted, every other member of the one before it (see [`membership`]). A leader
 //!    is a voter and tracks exactly `peers`.
+//! 10. A leader sends a follower at most one snapshot at a time: its transfer names a snapshot
+//!     at or below the leader's (a newer one restarts it from byte 0), with
+//!     `acked <= sent <= total` (the length of that snapshot when it is the current one), the
+//!     follower's `matched` below the snapshot's index and its `next` at or below it; no
+//!     AppendEntries goes to it meanwhile (see [`snapshot`]).
+//! 11. A follower's partial snapshot (chunks received so far) belongs to its current term, is
+//!     incomplete (a complete one is installed at once) and lies above its commit index (one
+//!     the log caught up with is dropped); only a follower holds one, and a term change or a
+//!     restart forgets it.
+//! 12. A leader's `uncommitted_bytes` is the data of its entries above `commit`, and the
+//!     bytes it counts in flight to a follower are those of AppendEntries it sent that carry
+//!     entries above the follower's `matched`; a new proposal is refused while the former
+//!     exceeds `max_uncommitted_bytes` (unless it is 0).
 
 mod election;
 mod membership;
 mod read;
+mod snapshot;
 mod transfer;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
 
 use crate::log::RaftLog;
 use crate::message::{ConflictHint, Entry, EntryKind, Envelope, Message};
@@ -67,6 +83,16 @@ struct Progress {
     /// The newest heartbeat round ([`Message::Heartbeat`]) this follower answered in this
     /// leader's term; only moves forward.
     acked_round: u64,
+    /// `(last index, payload bytes)` of the AppendEntries with entries sent and not yet
+    /// covered by `matched`, oldest first (invariant 12); a window restart forgets them.
+    sent_appends: VecDeque<(u64, usize)>,
+    /// The sum of `sent_appends`' bytes, bounded by `max_inflight_bytes` (plus one entry).
+    inflight_bytes: usize,
+    /// `matched` at the previous heartbeat: a pipelined follower whose `matched` moved since
+    /// is receiving, so its window is not restarted (nothing is resent).
+    matched_at_heartbeat: u64,
+    /// The snapshot transfer to this follower, if one is under way (invariant 10).
+    snapshot: Option<snapshot::SnapshotSend>,
 }
 
 impl Progress {
@@ -81,6 +107,10 @@ impl Progress {
             probing: true,
             last_heard: ticks,
             acked_round: 0,
+            sent_appends: VecDeque::new(),
+            inflight_bytes: 0,
+            matched_at_heartbeat: 0,
+            snapshot: None,
         }
     }
 }
@@ -114,8 +144,13 @@ pub struct Raft {
     membership_index: u64,
     hard: HardState,
     log: RaftLog,
-    /// The latest snapshot's data, kept to send to followers that are behind it.
-    snapshot_data: Vec<u8>,
+    /// The latest snapshot's data, kept to send to followers that are behind it. Shared: the
+    /// `Ready`, the service's `Apply` and every chunk sent are views of it, never copies.
+    snapshot_data: Bytes,
+    /// A follower's partial snapshot from its leader (invariant 11; see [`snapshot`]).
+    incoming: Option<snapshot::Incoming>,
+    /// A leader's bytes of entry data above `commit` (invariant 12); 0 on other peers.
+    uncommitted_bytes: usize,
     commit: u64,
     /// Highest index handed to the service in `Ready::applies`.
     applied: u64,
@@ -169,7 +204,7 @@ impl Raft {
     /// A peer restarted from what an earlier incarnation persisted: the encoded state from
     /// [`Raft::persistent_state`] and the last snapshot's data. The service is expected to
     /// restore its own state from the same snapshot, so nothing is re-applied below it.
-    pub fn restore(cfg: Config, state: PersistentState, snapshot_data: Vec<u8>) -> Self {
+    pub fn restore(cfg: Config, state: PersistentState, snapshot_data: impl Into<Bytes>) -> Self {
         cfg.validate();
         let mut rng = SplitMix64::new(cfg.seed);
         let election_timeout = rng.between(
@@ -189,7 +224,9 @@ impl Raft {
             membership_index: 0,
             hard: state.hard_state,
             log: state.log,
-            snapshot_data,
+            snapshot_data: snapshot_data.into(),
+            incoming: None,
+            uncommitted_bytes: 0,
             commit: base,
             applied: base,
             role: Role::Follower,
@@ -223,7 +260,7 @@ impl Raft {
     pub fn restore_from_bytes(
         cfg: Config,
         state: &[u8],
-        snapshot_data: Vec<u8>,
+        snapshot_data: impl Into<Bytes>,
     ) -> Result<Self, DecodeError> {
         Ok(Self::restore(
             cfg,
@@ -323,8 +360,7 @@ impl Raft {
             if heartbeat {
                 self.heartbeat_elapsed = 0;
                 for p in self.peers.clone() {
-                    self.restart_window(p);
-                    self.send_append(p);
+                    self.heartbeat_to(p);
                 }
                 self.resend_timeout_now();
             }
@@ -374,6 +410,14 @@ impl Raft {
         if let Some(target) = self.transfer_target() {
             return Err(ProposeError::NotLeader { hint: Some(target) });
         }
+        let limit = self.cfg.max_uncommitted_bytes;
+        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + data.len() > limit {
+            return Err(ProposeError::Busy {
+                uncommitted: self.uncommitted_bytes,
+                limit,
+            });
+        }
+        self.uncommitted_bytes += data.len();
         let index = self.log.append(Entry::command(self.hard.term, data));
         self.mark_unstable(index);
         for p in self.peers.clone() {
@@ -387,8 +431,8 @@ impl Raft {
 
     /// The service has a snapshot of its state through `index` (which it has applied): the log
     /// up to there may be discarded. Stale requests (at or below the current snapshot) are
-    /// ignored.
-    pub fn snapshot(&mut self, index: u64, data: Vec<u8>) {
+    /// ignored. Transfers of an older snapshot to followers restart with this one.
+    pub fn snapshot(&mut self, index: u64, data: impl Into<Bytes>) {
         if index <= self.log.snapshot_index() {
             return;
         }
@@ -405,7 +449,7 @@ impl Raft {
         let membership = self.membership_at(index);
         self.log.compact_to(index, term, membership);
         self.refresh_membership();
-        self.snapshot_data = data;
+        self.snapshot_data = data.into();
         self.snapshot_dirty = true;
         self.check_invariants();
     }
@@ -454,18 +498,30 @@ impl Raft {
                 last_included_index,
                 last_included_term,
                 membership,
+                total_len,
+                offset,
                 data,
             } => self.on_install_snapshot(
                 from,
                 term,
                 (last_included_index, last_included_term),
                 membership,
+                (total_len, offset),
                 data,
             ),
             Message::InstallSnapshotReply {
                 term,
                 last_included_index,
-            } => self.on_install_snapshot_reply(from, term, last_included_index),
+                offset,
+                received,
+                done,
+            } => self.on_install_snapshot_reply(
+                from,
+                term,
+                last_included_index,
+                (offset, received),
+                done,
+            ),
             Message::PreVote {
                 term,
                 last_log_index,
@@ -498,6 +554,7 @@ impl Raft {
             ready.snapshot = Some(Snapshot {
                 index: self.log.snapshot_index(),
                 term: self.log.snapshot_term(),
+                // A second reference to the same bytes, not a copy.
                 data: self.snapshot_data.clone(),
             });
         }
@@ -515,59 +572,93 @@ impl Raft {
 
     // ----- replication (§5.3) -----
 
-    /// Sends `peer` the entries from its `next` index, or the snapshot if they were compacted.
+    /// Sends `peer` the entries from its `next` index, as many as its byte budget allows
+    /// (`max_append_bytes`, and what is left of `max_inflight_bytes`; always one entry), or
+    /// continues its snapshot transfer if they were compacted (see [`snapshot`]).
     fn send_append(&mut self, peer: NodeId) {
         let next = self.progress[&peer].next;
-        let msg = if next <= self.log.snapshot_index() {
-            Message::InstallSnapshot {
-                term: self.hard.term,
-                last_included_index: self.log.snapshot_index(),
-                last_included_term: self.log.snapshot_term(),
-                membership: self.membership_at(self.log.snapshot_index()),
-                data: self.snapshot_data.clone(),
-            }
-        } else {
-            let prev = next - 1;
-            Message::AppendEntries {
-                term: self.hard.term,
-                prev_log_index: prev,
-                prev_log_term: self
-                    .log
-                    .term_at(prev)
-                    .expect("prev is at or after the snapshot"),
-                entries: self.log.entries_from(next, self.cfg.max_append_bytes),
-                leader_commit: self.commit,
-            }
-        };
+        if next <= self.log.snapshot_index() {
+            self.send_snapshot(peer, false);
+            return;
+        }
         let window = self.cfg.max_inflight_appends.max(1);
         let p = self
             .progress
             .get_mut(&peer)
             .expect("leader tracks every peer");
-        p.inflight = (p.inflight + 1).min(window);
-        match &msg {
-            Message::InstallSnapshot { .. } => p.probing = true,
-            Message::AppendEntries {
-                prev_log_index,
-                entries,
-                ..
-            } if window > 1 && !p.probing => {
-                p.next = prev_log_index + entries.len() as u64 + 1;
-            }
-            _ => {}
+        // The entries suffice now: a transfer still recorded is over.
+        p.snapshot = None;
+        if p.probing || window == 1 {
+            // One message at a time: the previous one was answered or is presumed lost (a
+            // heartbeat resends what is unacknowledged).
+            p.sent_appends.clear();
+            p.inflight_bytes = 0;
         }
+        let budget = (self.cfg.max_inflight_bytes.saturating_sub(p.inflight_bytes))
+            .min(self.cfg.max_append_bytes);
+        let prev = next - 1;
+        let entries = self.log.entries_from(next, budget);
+        let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+        let last = prev + entries.len() as u64;
+        p.inflight = (p.inflight + 1).min(window);
+        if !entries.is_empty() {
+            p.sent_appends.push_back((last, bytes));
+            p.inflight_bytes += bytes;
+        }
+        if window > 1 && !p.probing {
+            p.next = last + 1;
+        }
+        let msg = Message::AppendEntries {
+            term: self.hard.term,
+            prev_log_index: prev,
+            prev_log_term: self
+                .log
+                .term_at(prev)
+                .expect("prev is at or after the snapshot"),
+            entries,
+            leader_commit: self.commit,
+        };
         self.send(peer, msg);
     }
 
     /// Whether another AppendEntries may go to `peer` now (see [`Progress::inflight`]).
     fn can_send(&self, peer: NodeId) -> bool {
         let p = &self.progress[&peer];
+        if p.snapshot.is_some() {
+            // Chunks go on replies and heartbeats, not on proposals.
+            return false;
+        }
         let window = if p.probing {
             1
         } else {
             self.cfg.max_inflight_appends.max(1)
         };
-        p.inflight < window
+        p.inflight < window && p.inflight_bytes < self.cfg.max_inflight_bytes
+    }
+
+    /// A leader's heartbeat to `peer`: continues a snapshot transfer (see [`snapshot`]), or
+    /// sends an AppendEntries from `next`. A pipelined follower whose `matched` moved since
+    /// the previous heartbeat is receiving what is in flight: it gets new entries if its
+    /// window has room, else nothing (the messages in flight keep its election timer, and
+    /// their replies send more). Otherwise its window restarts from `matched`.
+    fn heartbeat_to(&mut self, peer: NodeId) {
+        let p = self
+            .progress
+            .get_mut(&peer)
+            .expect("leader tracks every peer");
+        let progressed = p.matched > p.matched_at_heartbeat;
+        p.matched_at_heartbeat = p.matched;
+        let pipelined = self.cfg.max_inflight_appends > 1 && !p.probing;
+        if p.snapshot.is_some() || p.next <= self.log.snapshot_index() {
+            self.heartbeat_snapshot(peer);
+        } else if pipelined && progressed {
+            if self.can_send(peer) {
+                self.send_append(peer);
+            }
+        } else {
+            self.restart_window(peer);
+            self.send_append(peer);
+        }
     }
 
     /// At a heartbeat, a replicating peer with a window > 1 starts again from what it has
@@ -584,6 +675,8 @@ impl Raft {
         if !p.probing {
             p.inflight = 0;
             p.next = p.matched + 1;
+            p.sent_appends.clear();
+            p.inflight_bytes = 0;
         }
     }
 
@@ -753,9 +846,16 @@ impl Raft {
                 let Some(p) = self.progress.get_mut(&from) else {
                     return;
                 };
+                if p.snapshot.is_some() {
+                    // A late answer to an AppendEntries sent before the transfer began: the
+                    // follower is known to be behind the snapshot.
+                    return;
+                }
                 p.next = next.clamp(p.matched + 1, last + 1);
                 p.inflight = 0;
                 p.probing = true;
+                p.sent_appends.clear();
+                p.inflight_bytes = 0;
                 p.next
             }
         };
@@ -787,7 +887,19 @@ impl Raft {
         }
         let membership_committed =
             self.commit < self.membership_index && self.membership_index <= to;
+        if self.role == Role::Leader {
+            // Invariant 12: each newly committed entry leaves the uncommitted tail once, here
+            // (a leader holds every entry above its commit index).
+            for i in self.commit + 1..=to {
+                let len = self.log.entry(i).map_or(0, |e| e.data.len());
+                self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(len);
+            }
+        }
         self.commit = to;
+        if self.incoming.as_ref().is_some_and(|i| i.index() <= to) {
+            // Invariant 11: the log now holds what that snapshot would have brought.
+            self.incoming = None;
+        }
         while self.applied < self.commit {
             self.applied += 1;
             let e = self
@@ -814,61 +926,6 @@ impl Raft {
         }
     }
 
-    // ----- snapshots (§7) -----
-
-    fn on_install_snapshot(
-        &mut self,
-        from: NodeId,
-        term: u64,
-        (index, snap_term): (u64, u64),
-        membership: Membership,
-        data: Vec<u8>,
-    ) {
-        let stale = Message::InstallSnapshotReply {
-            term: self.hard.term,
-            last_included_index: 0,
-        };
-        if !self.follow_leader(from, term, stale) {
-            return;
-        }
-        // A snapshot at or below our commit point adds nothing; entries up to it match anyway.
-        if index > self.commit {
-            let kept_suffix = self.log.compact_to(index, snap_term, membership);
-            if !kept_suffix {
-                self.mark_unstable(index + 1);
-            }
-            self.refresh_membership();
-            self.snapshot_data = data.clone();
-            self.snapshot_dirty = true;
-            self.commit = index;
-            self.applied = index;
-            self.applies.push(Apply::Snapshot(Snapshot {
-                index,
-                term: snap_term,
-                data,
-            }));
-        }
-        self.send(
-            from,
-            Message::InstallSnapshotReply {
-                term: self.hard.term,
-                last_included_index: index,
-            },
-        );
-    }
-
-    fn on_install_snapshot_reply(&mut self, from: NodeId, term: u64, index: u64) {
-        if self.role != Role::Leader || term != self.hard.term {
-            return;
-        }
-        if self
-            .record_match(from, index)
-            .is_some_and(|next| next <= self.log.last_index())
-        {
-            self.send_append(from);
-        }
-    }
-
     /// A follower acknowledged holding everything up to `index`: advance its progress (never
     /// backwards: replies may be reordered), commit what a majority now holds, and return the
     /// next index to send it (`None` for a peer this leader does not track).
@@ -879,6 +936,17 @@ impl Raft {
         p.next = p.next.max(p.matched + 1);
         p.inflight = p.inflight.saturating_sub(1);
         p.probing = false;
+        while let Some(&(end, bytes)) = p.sent_appends.front() {
+            if end > p.matched {
+                break;
+            }
+            p.sent_appends.pop_front();
+            p.inflight_bytes -= bytes;
+        }
+        if p.snapshot.as_ref().is_some_and(|s| p.matched >= s.index) {
+            // It holds the snapshot's index (installed, or by entries): the transfer is over.
+            p.snapshot = None;
+        }
         let next = p.next;
         self.maybe_commit();
         self.maybe_send_timeout_now(from);
@@ -933,8 +1001,35 @@ impl Raft {
                     pr.matched,
                     pr.next
                 );
+                let sent: usize = pr.sent_appends.iter().map(|&(_, b)| b).sum();
+                assert!(
+                    sent == pr.inflight_bytes
+                        && pr.sent_appends.iter().all(|&(end, _)| end > pr.matched),
+                    "raft {id}: {} bytes in flight to {p} but {:?} sent above matched {}",
+                    pr.inflight_bytes,
+                    pr.sent_appends,
+                    pr.matched
+                );
+                self.check_snapshot_send(*p, pr);
             }
+            if cfg!(any(test, debug_assertions)) {
+                let tail: usize = (c + 1..=l)
+                    .map(|i| self.log.entry(i).map_or(0, |e| e.data.len()))
+                    .sum();
+                assert_eq!(
+                    tail, self.uncommitted_bytes,
+                    "raft {id}: uncommitted tail ({c}, {l}] holds {tail} bytes, counted {}",
+                    self.uncommitted_bytes
+                );
+            }
+        } else {
+            assert_eq!(
+                self.uncommitted_bytes, 0,
+                "raft {id}: a {:?} counts uncommitted bytes",
+                self.role
+            );
         }
+        self.check_incoming();
         if let Some(target) = self.transfer_target() {
             assert!(
                 self.role == Role::Leader && self.membership.is_voter(target) && target != id,

@@ -1,13 +1,17 @@
 //! The outputs of the core after some input, collected by [`crate::Raft::ready`].
 
+use bytes::Bytes;
+
 use crate::{Entry, Envelope, HardState};
 
-/// A snapshot: the service state after applying every entry up to `index`.
+/// A snapshot: the service state after applying every entry up to `index`. `data` is shared
+/// with the core (a reference-counted view, no copy): the core keeps the same bytes to send to
+/// followers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub index: u64,
     pub term: u64,
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// An overwrite of the stored log: discard every stored entry with index `>= from`, then

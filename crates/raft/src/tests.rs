@@ -6,6 +6,7 @@ use crate::*;
 mod election;
 mod membership;
 mod read;
+mod snapshot;
 mod transfer;
 
 fn cfg(id: NodeId, n: u64) -> Config {
@@ -37,8 +38,9 @@ fn leader_of(n: u64) -> Raft {
 /// Makes peer 1 the leader of term 1 under `cfg` (any pre-vote round granted by everyone).
 fn leader_with(cfg: Config) -> Raft {
     let n = cfg.voters.len() as u64;
+    let max_ticks = cfg.election_timeout_max_ticks;
     let mut r = Raft::new(cfg);
-    for _ in 0..=r_max_ticks() {
+    for _ in 0..=max_ticks {
         if r.is_pre_candidate() || r.role() == Role::Candidate {
             break;
         }
@@ -434,14 +436,17 @@ fn install_snapshot_catches_up_a_follower() {
         vec![Apply::Snapshot(Snapshot {
             index: 3,
             term: 1,
-            data: b"snap@3".to_vec()
+            data: Bytes::from_static(b"snap@3")
         })]
     );
     assert_eq!(
         ready.messages[0].msg,
         Message::InstallSnapshotReply {
             term: 1,
-            last_included_index: 3
+            last_included_index: 3,
+            offset: 0,
+            received: 6,
+            done: true
         }
     );
     assert_eq!((f.commit_index(), f.log().last_index()), (3, 3));

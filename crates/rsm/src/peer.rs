@@ -52,7 +52,8 @@ impl RaftPeer {
             if ready.snapshot.is_some() || self.state_size == 0 {
                 let state = self.raft.encode_state();
                 self.state_size = state.len();
-                ctx.save(state, ready.snapshot.map(|s| s.data));
+                // The driver's save takes its own buffer; the core keeps the shared bytes.
+                ctx.save(state, ready.snapshot.map(|s| Vec::from(s.data)));
             } else {
                 let changes = encode_changes(ready.hard_state.as_ref(), ready.log_write.as_ref());
                 self.state_size += changes.len();

@@ -217,6 +217,12 @@ impl<S: StateMachine> Replica<S> {
                 let hint = hint.map(|l| l as NodeId);
                 ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
             }
+            // The log's uncommitted tail is full (followers lag): the same transient answer as
+            // a replica that cannot take the command now, so the clerk tries the others and
+            // then backs off, instead of this leader's memory growing.
+            Err(ProposeError::Busy { .. }) => {
+                ctx.send(from, answer(Err(RsmError::WrongLeader { hint: None })));
+            }
         }
     }
 
@@ -293,6 +299,8 @@ impl<S: StateMachine> Replica<S> {
                 let hint = hint.map(|l| l as NodeId);
                 reject_to(ctx, from, req.client, req.seq, hint);
             }
+            // Reads add nothing to the log; should the core refuse one as busy, retry later.
+            Err(ProposeError::Busy { .. }) => reject_to(ctx, from, req.client, req.seq, None),
         }
     }
 

@@ -487,3 +487,51 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     });
     assert!(sent.contains(&(9, refusal)), "sent {sent:?}");
 }
+
+/// A leader whose uncommitted log tail is full (followers lag) refuses new commands with the
+/// transient "wrong leader, no hint" answer, so the clerk tries elsewhere and backs off, and
+/// takes them again once the tail has committed.
+#[test]
+fn a_full_uncommitted_tail_pushes_clients_back() {
+    let cfg = ReplicaConfig {
+        raft: Config {
+            max_uncommitted_bytes: 1,
+            ..Config::for_service(0, vec![0, 1, 2], 1)
+        },
+        max_raft_state: None,
+    };
+    let mut disk = Default::default();
+    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    elect_of_three(&mut r, &mut disk);
+    let responses = |sent: Vec<(usize, M)>| -> Vec<(usize, M)> {
+        sent.into_iter()
+            .filter(|(_, m)| matches!(m, Msg::Response(_)))
+            .collect()
+    };
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(1, 1, 5), ctx)
+    });
+    assert_eq!(responses(sent), vec![], "admitted: the tail was empty");
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(2, 1, 3), ctx)
+    });
+    let busy = Msg::Response(Response {
+        client: 2,
+        seq: 1,
+        result: Err(RsmError::WrongLeader { hint: None }),
+    });
+    assert_eq!(responses(sent), vec![(9, busy)]);
+    let ack = Message::AppendEntriesReply {
+        term: 1,
+        match_index: 2,
+        conflict: None,
+    };
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(1, Msg::Raft(ack), ctx)
+    });
+    assert_eq!(responses(sent), vec![ok(1, 1, 5)]);
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(9, request(2, 1, 3), ctx)
+    });
+    assert_eq!(responses(sent), vec![], "admitted once the tail committed");
+}

@@ -31,7 +31,7 @@ use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::{KvTester, SafetyChecker};
 
 use crate::kv_random::{check_raft_state_bound, client, heal_everything, read_every_key};
-use crate::raft_random::{client_load, fault_rounds, SYNC_LATENCY};
+use crate::raft_random::{client_load, fault_rounds, snapshot_chunks, SYNC_LATENCY};
 
 /// What the operator did in one run, by outcome.
 #[derive(Debug, Default, Clone)]
@@ -64,6 +64,8 @@ pub struct MembershipRunReport {
     pub changes: usize,
     pub faults: usize,
     pub ops: OperatorStats,
+    /// Raft level: snapshots peers installed that spanned several chunks (0 at KV level).
+    pub chunked_installs: usize,
 }
 
 /// The reason of a refusal, without its numbers.
@@ -181,7 +183,7 @@ fn check_every_step(t: &RaftTester, checker: Rc<RefCell<SafetyChecker>>) {
 
 /// A Raft cluster drawn from `seed`: as [`crate::raft_random`]'s (pipelining, snapshots, slow
 /// disks, pre-vote, check-quorum), plus the slots, the founding voters and the leader no-op.
-fn raft_cluster(seed: u64) -> (Rc<RaftTester>, usize) {
+fn raft_cluster(seed: u64) -> (Rc<RaftTester>, usize, usize) {
     let probe = RaftTester::new(1, false, false, seed);
     let slots = [4usize, 5, 6, 7][probe.rand(4) as usize];
     let voters = [1usize, 2, 3, 3, 5][probe.rand(5) as usize].min(slots - 1);
@@ -191,23 +193,26 @@ fn raft_cluster(seed: u64) -> (Rc<RaftTester>, usize) {
     let pre_vote = probe.rand(2) == 0;
     let check_quorum = probe.rand(2) == 0;
     let leader_noop = probe.rand(2) == 0;
+    let (chunk, chunks_in_flight) = snapshot_chunks(&probe);
     drop(probe);
     let t = RaftTester::with_members(slots, voters, false, snapshots, seed, move |cfg| {
         cfg.max_inflight_appends = window;
         cfg.pre_vote = pre_vote;
         cfg.check_quorum = check_quorum;
         cfg.leader_noop = leader_noop;
+        cfg.snapshot_chunk_bytes = chunk;
+        cfg.max_snapshot_inflight_bytes = chunks_in_flight * chunk;
     });
     if slow_disk {
         t.sim.borrow_mut().set_sync_latency(Some(SYNC_LATENCY));
     }
-    (t, voters)
+    (t, voters, chunk)
 }
 
 /// One randomized Raft run for `seed` with `rounds` fault rounds (as [`crate::raft_random`]),
 /// membership changes and transfers drawn every 20–300 ms.
 pub fn raft_membership_random(seed: u64, rounds: usize) -> MembershipRunReport {
-    let (t, voters) = raft_cluster(seed);
+    let (t, voters, chunk) = raft_cluster(seed);
     let slots = t.n();
     let checker = Rc::new(RefCell::new(SafetyChecker::new()));
     check_every_step(&t, checker.clone());
@@ -240,6 +245,7 @@ pub fn raft_membership_random(seed: u64, rounds: usize) -> MembershipRunReport {
         changes: checker.committed_memberships(),
         faults,
         ops,
+        chunked_installs: t.chunked_installs(chunk),
     }
 }
 
@@ -399,6 +405,7 @@ pub fn kv_membership_random(seed: u64, seconds: u64) -> MembershipRunReport {
         changes: changes.get(),
         faults,
         ops,
+        chunked_installs: 0,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct RandomRunReport {
     pub trace_hash: u64,
     pub committed: usize,
     pub faults: usize,
+    /// Snapshots peers installed that spanned several chunks.
+    pub chunked_installs: usize,
 }
 
 /// One randomized run for `seed`, with `rounds` fault rounds of 100–600 ms each.
@@ -44,12 +46,15 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
     // Drawn after the draws above, so that each seed keeps its earlier choices.
     let pre_vote = probe.rand(2) == 0;
     let check_quorum = probe.rand(2) == 0;
+    let (chunk, chunks_in_flight) = snapshot_chunks(&probe);
     drop(probe);
 
     let modify = move |cfg: &mut Config| {
         cfg.max_inflight_appends = window;
         cfg.pre_vote = pre_vote;
         cfg.check_quorum = check_quorum;
+        cfg.snapshot_chunk_bytes = chunk;
+        cfg.max_snapshot_inflight_bytes = chunks_in_flight * chunk;
     };
     let t = if early_acks {
         RaftTester::with_early_acks(n, false, snapshots, seed, modify)
@@ -77,7 +82,16 @@ pub fn random_faults_with(seed: u64, rounds: usize, early_acks: bool) -> RandomR
         trace_hash: t.trace_hash(),
         committed,
         faults,
+        chunked_installs: t.chunked_installs(chunk),
     }
+}
+
+/// Draws a snapshot chunk size small enough that every snapshot of the labs' applier (a few
+/// hundred bytes and more) spans several chunks, and a window of 1 to 4 chunks in flight.
+pub fn snapshot_chunks(probe: &RaftTester) -> (usize, usize) {
+    let chunk = [64, 128, 256][probe.rand(3) as usize];
+    let in_flight = [1, 2, 4][probe.rand(3) as usize];
+    (chunk, in_flight)
 }
 
 /// Applies one random fault; returns 1 if it did anything.

@@ -26,6 +26,7 @@ fn run_all(test: &str, default: u64, run: impl Fn(u64) -> MembershipRunReport) {
     let changes: usize = reports.iter().map(|r| r.changes).sum();
     let work: usize = reports.iter().map(|r| r.work).sum();
     let transfers: usize = reports.iter().map(|r| r.ops.transfers).sum();
+    let chunked: usize = reports.iter().map(|r| r.chunked_installs).sum();
     let mut refused = std::collections::BTreeMap::new();
     for r in &reports {
         for (k, v) in &r.ops.refused {
@@ -34,7 +35,7 @@ fn run_all(test: &str, default: u64, run: impl Fn(u64) -> MembershipRunReport) {
     }
     eprintln!(
         "{test}: {n} runs, {changes} changes committed, {work} entries/operations, \
-         {transfers} transfers; refusals {refused:?}"
+         {transfers} transfers, {chunked} multi-chunk snapshot installs; refusals {refused:?}"
     );
     // Over enough runs (a replayed seed may well change nothing).
     if n >= 10 {
@@ -48,6 +49,11 @@ fn run_all(test: &str, default: u64, run: impl Fn(u64) -> MembershipRunReport) {
             work / n
         );
         assert!(transfers > 0, "no leader transfer in {n} runs");
+        // The Raft-level runs count installs (the KV level reports none): snapshots, new
+        // members and lagging followers make some transfers span several chunks.
+        if test.contains("raft") {
+            assert!(chunked > 0, "no multi-chunk snapshot installed in {n} runs");
+        }
     }
 }
 

@@ -21,6 +21,10 @@ use flotilla_rsm::{ClientId, Msg, ReplicaConfig};
 use flotilla_sim::Persister;
 
 use crate::read_lease::{PeerView, ReadLeaseWatch};
+
+/// The snapshot chunk size of simulated KV replicas: small enough that most InstallSnapshots
+/// span several chunks, large enough not to slow the scenarios much.
+pub const KV_SNAPSHOT_CHUNK_BYTES: usize = 4096;
 use crate::service::{ServiceTester, SimNode};
 
 /// The KV message type.
@@ -120,6 +124,10 @@ impl KvTester<KvReplica> {
                 Vec::new()
             };
             let mut raft = Config::for_service(id as u64, boot, s);
+            // Snapshots in several chunks, under the simulator's faults (the services' snapshots
+            // are KiBs to MiBs: the Raft tester's 128-byte chunks would slow every run).
+            raft.snapshot_chunk_bytes = KV_SNAPSHOT_CHUNK_BYTES;
+            raft.max_snapshot_inflight_bytes = 4 * KV_SNAPSHOT_CHUNK_BYTES;
             modify(&mut raft);
             let cfg = ReplicaConfig {
                 raft,

@@ -28,6 +28,11 @@ pub const SNAPSHOT_INTERVAL: u64 = 10;
 pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(120);
 /// The simulator's tick, which the Raft timeouts in `flotilla_raft::Config::new` assume.
 pub const TICK: Duration = Duration::from_millis(10);
+/// The snapshot chunk size of simulated peers (`Config::snapshot_chunk_bytes`, before a
+/// scenario's own changes): the labs' snapshots hold every command (hundreds of bytes to a
+/// few KiB), so this makes nearly every InstallSnapshot span several chunks, which drops,
+/// reordering and crashes then hit mid-transfer.
+pub const SIM_SNAPSHOT_CHUNK_BYTES: usize = 128;
 
 /// Encodes an integer command the way the scenarios use them.
 pub fn int_cmd(x: u64) -> Vec<u8> {
@@ -60,6 +65,8 @@ pub struct RaftTester {
     snapshots: bool,
     applied: RefCell<Applied>,
     step_check: RefCell<Option<StepCheck>>,
+    /// The size of every snapshot a peer installed from its leader, in order.
+    installs: RefCell<Vec<usize>>,
 }
 
 impl RaftTester {
@@ -146,13 +153,18 @@ impl RaftTester {
         modify: Rc<dyn Fn(&mut Config)>,
         early_acks: bool,
     ) -> Rc<Self> {
+        let modify = move |cfg: &mut Config| {
+            cfg.snapshot_chunk_bytes = SIM_SNAPSHOT_CHUNK_BYTES;
+            cfg.max_snapshot_inflight_bytes = 4 * SIM_SNAPSHOT_CHUNK_BYTES;
+            modify(cfg);
+        };
         let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
             let boot = if id < voters {
                 (0..voters as u64).collect()
             } else {
                 Vec::new()
             };
-            let server = RaftServer::with_voters(id, boot, p, s, &*modify);
+            let server = RaftServer::with_voters(id, boot, p, s, &modify);
             if early_acks {
                 server.send_everything_before_save()
             } else {
@@ -173,6 +185,7 @@ impl RaftTester {
                 max_index: 0,
             }),
             step_check: RefCell::new(None),
+            installs: RefCell::new(Vec::new()),
         })
     }
 
@@ -221,6 +234,16 @@ impl RaftTester {
         int_cmd(self.sim.borrow_mut().rng().gen_range(0..1u64 << 62))
     }
 
+    /// How many snapshots peers installed from their leaders that were larger than `chunk`
+    /// bytes, hence sent in several chunks (every `Apply::Snapshot` is such an install).
+    pub fn chunked_installs(&self, chunk: usize) -> usize {
+        self.installs
+            .borrow()
+            .iter()
+            .filter(|&&len| len > chunk)
+            .count()
+    }
+
     pub fn trace_hash(&self) -> u64 {
         self.sim.borrow().trace_hash()
     }
@@ -237,7 +260,10 @@ impl RaftTester {
         for (i, apply) in events {
             match apply {
                 Apply::Command { index, data, .. } => self.apply_command(i, index, data),
-                Apply::Snapshot(s) => self.ingest_snapshot(i, &s.data, Some(s.index)),
+                Apply::Snapshot(s) => {
+                    self.installs.borrow_mut().push(s.data.len());
+                    self.ingest_snapshot(i, &s.data, Some(s.index))
+                }
                 // Recorded like a command, so that index continuity and agreement between
                 // peers cover membership entries too.
                 Apply::Membership {

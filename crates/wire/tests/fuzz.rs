@@ -105,23 +105,43 @@ fn raft_message() -> impl Strategy<Value = Message> {
             }
         ),
         (
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
             membership,
+            (any::<u64>(), any::<u64>()),
             prop::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(
-                |(term, last_included_index, last_included_term, membership, data)| {
+                |(
+                    (term, last_included_index, last_included_term),
+                    membership,
+                    (total_len, offset),
+                    data,
+                )| {
                     Message::InstallSnapshot {
                         term,
                         last_included_index,
                         last_included_term,
                         membership,
-                        data,
+                        total_len,
+                        offset,
+                        data: data.into(),
                     }
                 }
             ),
+        (
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(|((term, last_included_index, offset), received, done)| {
+                Message::InstallSnapshotReply {
+                    term,
+                    last_included_index,
+                    offset,
+                    received,
+                    done,
+                }
+            }),
     ]
 }
 

@@ -113,6 +113,8 @@ impl Raft {
     /// `TimeoutNow`, so the votes are requested with [`Message::TransferVote`].
     pub(super) fn campaign_with(&mut self, transfer: bool) {
         self.hard.term += 1;
+        // Invariant 11: a partial snapshot belongs to the term it was received in.
+        self.incoming = None;
         self.hard.voted_for = Some(self.cfg.id);
         self.hard_dirty = true;
         self.role = Role::Candidate;
@@ -202,7 +204,10 @@ impl Raft {
                 voted_for: None,
             };
             self.hard_dirty = true;
+            // Invariant 11: another term's leader may hold other bytes for the same index.
+            self.incoming = None;
         }
+        self.uncommitted_bytes = 0;
         if self.role == Role::Leader {
             self.fail_reads();
         }
@@ -220,6 +225,11 @@ impl Raft {
         self.heartbeat_elapsed = 0;
         self.transfer = None;
         self.lease_revoked = false;
+        self.incoming = None;
+        // Invariant 12: what earlier leaders left uncommitted counts toward the limit too.
+        self.uncommitted_bytes = (self.commit + 1..=self.log.last_index())
+            .map(|i| self.log.entry(i).map_or(0, |e| e.data.len()))
+            .sum();
         let next = self.log.last_index() + 1;
         if self.cfg.leader_noop {
             let index = self.log.append(Entry::command(self.hard.term, Vec::new()));

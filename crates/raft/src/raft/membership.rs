@@ -83,10 +83,12 @@ impl Raft {
             _ => {}
         }
         let next = self.membership.apply(&change)?;
+        let data = next.encode();
+        self.uncommitted_bytes += data.len();
         let index = self.log.append(Entry {
             term: self.hard.term,
             kind: EntryKind::Membership,
-            data: next.encode(),
+            data,
         });
         self.mark_unstable(index);
         self.refresh_membership();
