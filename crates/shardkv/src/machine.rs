@@ -575,7 +575,9 @@ impl ShardKv {
             };
             let within = match at {
                 PullCursor::Start => d.kv.is_empty() && d.sessions.is_empty(),
-                PullCursor::Key(k) => d.sessions.is_empty() && d.kv.iter().all(|(x, _)| x <= k),
+                PullCursor::Key(k) => {
+                    d.sessions.is_empty() && d.kv.iter().all(|(x, _)| x[..] <= k[..])
+                }
                 PullCursor::Session(c) => d.sessions.keys().all(|x| x <= c),
             };
             assert!(
