@@ -78,6 +78,13 @@ pub trait Durable: Send {
     fn stage(&mut self, save: &Save) -> Result<(), DurableError>;
     /// Makes everything staged durable.
     fn sync(&mut self) -> Result<(), DurableError>;
+    /// Moves on work the storage does in the background (a local snapshot being written:
+    /// [`Save::local_tail`]) without blocking. The loop calls it after each batch that had
+    /// nothing to sync (a sync does the same). Durability does not depend on it: what it
+    /// finishes is a compaction.
+    fn poll(&mut self) -> Result<(), DurableError> {
+        Ok(())
+    }
 }
 
 /// Storage in memory, for processes that persist nothing that matters (a router's clerks) and
@@ -95,7 +102,8 @@ impl Durable for MemoryDurable {
         } else {
             self.state.clone_from(&save.state);
             if let Some(s) = &save.snapshot {
-                self.snapshot.clone_from(s);
+                self.snapshot.clear();
+                self.snapshot.extend_from_slice(s);
             }
         }
         Ok(())
@@ -385,6 +393,8 @@ async fn run<P: Process, D: Durable>(
                 return Ok(());
             }
             sync = Some(t.elapsed());
+        } else if let Err(DurableError::Fatal(e)) = durable.poll() {
+            return Err(NetError::Storage(e));
         }
         if let Some(o) = observe.as_mut() {
             let stats = BatchStats {

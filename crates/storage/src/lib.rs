@@ -158,6 +158,7 @@
 //! first: tests use it to fail the n-th write or fsync (a full disk, a failed writeback) and
 //! to watch where writes land. Absent by default; one `Option` check per system call.
 
+mod background;
 mod bench;
 pub mod durable;
 mod error;
@@ -173,4 +174,6 @@ mod tail;
 pub use bench::bench_report;
 pub use error::StorageError;
 pub use io::{FaultHook, Faults, FileOp};
-pub use storage::{DiskStorage, Recovered, StorageOptions, SyncStats, WalTail};
+pub use storage::{
+    DiskStorage, Recovered, StorageOptions, SyncStats, WalTail, BACKGROUND_RETRY,
+};
