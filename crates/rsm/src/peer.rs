@@ -57,7 +57,10 @@ impl RaftPeer {
             let local = ready.snapshot.is_some()
                 && self.state_size != 0
                 && ready.log_write.is_none()
-                && !ready.applies.iter().any(|a| matches!(a, Apply::Snapshot(_)));
+                && !ready
+                    .applies
+                    .iter()
+                    .any(|a| matches!(a, Apply::Snapshot(_)));
             if local {
                 let changes = encode_changes(ready.hard_state.as_ref(), None);
                 if !changes.is_empty() {

@@ -140,10 +140,7 @@ impl InFlight {
     }
 }
 
-fn join(
-    thread: JoinHandle<Result<bool, StorageError>>,
-    dir: &Path,
-) -> Result<bool, StorageError> {
+fn join(thread: JoinHandle<Result<bool, StorageError>>, dir: &Path) -> Result<bool, StorageError> {
     thread.join().unwrap_or_else(|_| {
         Err(StorageError::Io {
             op: "write a snapshot (the writer thread panicked) in",

@@ -475,7 +475,8 @@ impl DiskStorage {
     /// [`BACKGROUND_RETRY`]); a written snapshot is switched to, once no append is staged;
     /// the queued snapshot is started when nothing is in flight.
     fn advance_background(&mut self, wait: bool) -> Result<(), StorageError> {
-        let backing_off = |bg: &Background| !wait && bg.retry_at.is_some_and(|t| Instant::now() < t);
+        let backing_off =
+            |bg: &Background| !wait && bg.retry_at.is_some_and(|t| Instant::now() < t);
         loop {
             if let Some(f) = &mut self.background.in_flight {
                 match f.outcome(&self.dir, wait) {
@@ -490,7 +491,8 @@ impl DiskStorage {
                         return if wait { Err(e) } else { Ok(()) };
                     }
                     Outcome::Written => {
-                        let staged = !self.pending_ends.is_empty() || self.pending_replace.is_some();
+                        let staged =
+                            !self.pending_ends.is_empty() || self.pending_replace.is_some();
                         if staged || backing_off(&self.background) {
                             return Ok(());
                         }
@@ -533,7 +535,11 @@ impl DiskStorage {
     /// since, then removal of the old generation. Only with no append staged: all of them
     /// are durable in the old generation, and in the new one from its base.
     fn switch(&mut self) -> Result<(), StorageError> {
-        let f = self.background.in_flight.as_ref().expect("a written snapshot");
+        let f = self
+            .background
+            .in_flight
+            .as_ref()
+            .expect("a written snapshot");
         let generation = f.generation;
         debug_assert_eq!(generation, self.generation + 1);
         let base = f.local.base();

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::*;
 use flotilla_node::{Bytes, Save};
 use flotilla_storage::{
-    DiskStorage, FaultHook, FileOp, Faults, Recovered, StorageError, StorageOptions,
+    DiskStorage, FaultHook, Faults, FileOp, Recovered, StorageError, StorageOptions,
 };
 
 const EIO: i32 = 5;
@@ -36,7 +36,11 @@ fn segment0(generation: u64) -> String {
 
 /// A recognisable snapshot of `len` bytes (more than one write chunk when large).
 fn snapshot_bytes(len: usize, seed: u8) -> Bytes {
-    Bytes::from((0..len).map(|i| (i % 251) as u8 ^ seed).collect::<Vec<u8>>())
+    Bytes::from(
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ seed)
+            .collect::<Vec<u8>>(),
+    )
 }
 
 fn local(state: &[u8], snapshot: &Bytes, tail: &[u8]) -> Save {
@@ -215,7 +219,9 @@ fn a_local_snapshot_is_written_on_another_thread_while_appends_are_synced() {
     );
     assert!(storage.has_background_snapshot());
     append(&mut storage, b"during|");
-    storage.sync().expect("appends sync while the snapshot is being written");
+    storage
+        .sync()
+        .expect("appends sync while the snapshot is being written");
     let full = [&old_state[..], b"tail|during|"].concat();
     assert_eq!(recover_copy(tmp.path()), pair(&full, b"old-snap"));
     hook.open_gate();
@@ -356,7 +362,9 @@ fn a_failed_write_or_fsync_in_the_background_poisons_and_recovery_keeps_the_log(
         let (mut storage, old_state) = written(tmp.path(), &opts);
         let snap = snapshot_bytes(9 << 20, 4);
         hook.close_gate();
-        storage.stage(&local(b"compacted|", &snap, b"tail|")).unwrap();
+        storage
+            .stage(&local(b"compacted|", &snap, b"tail|"))
+            .unwrap();
         append(&mut storage, b"during|");
         storage.sync().unwrap();
         hook.fail(kind, name, skip, EIO);
@@ -393,7 +401,9 @@ fn lack_of_space_in_the_background_is_retried() {
         let snap = snapshot_bytes(9 << 20, 5);
         // Held, so that the failure meets `finish_background`, which reports it.
         hook.close_gate();
-        storage.stage(&local(b"compacted|", &snap, b"tail|")).unwrap();
+        storage
+            .stage(&local(b"compacted|", &snap, b"tail|"))
+            .unwrap();
         append(&mut storage, b"during|");
         storage.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
         hook.fail(kind, name, skip, ENOSPC);
@@ -411,7 +421,9 @@ fn lack_of_space_in_the_background_is_retried() {
         // Appends go on meanwhile; then space is back.
         append(&mut storage, b"full|");
         storage.sync().unwrap_or_else(|e| panic!("{what}: {e}"));
-        storage.finish_background().unwrap_or_else(|e| panic!("{what}: {e}"));
+        storage
+            .finish_background()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         drop(storage);
         let recovered = try_open(tmp.path()).unwrap();
         assert_eq!(recovered.state, b"compacted|during|full|", "{what}");
