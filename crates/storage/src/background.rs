@@ -17,6 +17,7 @@ use flotilla_node::Bytes;
 
 use crate::error::StorageError;
 use crate::format::{snapshot_name, TEMP_SUFFIX};
+use crate::fsutil::remove;
 use crate::io::Files;
 use crate::snapshot;
 
@@ -161,6 +162,8 @@ pub(crate) struct Background {
     pub queued: Option<Local>,
     /// After a failure for lack of space: no new attempt before this.
     pub retry_at: Option<Instant>,
+    /// Removing the files a switch superseded.
+    remover: Option<JoinHandle<()>>,
 }
 
 impl Background {
@@ -180,6 +183,32 @@ impl Background {
             .as_ref()
             .or(self.in_flight.as_ref().map(|f| &f.local))
             .map(|l| &l.data)
+    }
+
+    /// Removes `paths` on another thread (after the previous removal ended). A removal lost
+    /// in a crash is done again by the next open.
+    pub fn remove_later(&mut self, paths: Vec<PathBuf>) {
+        self.wait_removals();
+        let spawned = std::thread::Builder::new()
+            .name("flotilla-remove".into())
+            .spawn(move || {
+                for path in paths {
+                    if let Err(e) = remove(&path) {
+                        tracing::warn!("cannot remove a superseded storage file: {e}");
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => self.remover = Some(thread),
+            Err(e) => tracing::warn!("cannot start a thread to remove superseded files: {e}"),
+        }
+    }
+
+    /// Waits for the removal started last, if any (before the directory is reopened).
+    pub fn wait_removals(&mut self) {
+        if let Some(thread) = self.remover.take() {
+            let _ = thread.join();
+        }
     }
 
     pub fn is_idle(&self) -> bool {

@@ -41,7 +41,7 @@ pub(crate) fn write_unless(
     } else {
         &[&header, &frame, data]
     };
-    let file = create_atomically_unless(files, dir, &snapshot_name(generation), parts, 0, cancel)?;
+    let file = create_atomically_unless(files, dir, &snapshot_name(generation), parts, cancel)?;
     Ok(file.is_some())
 }
 
