@@ -24,6 +24,9 @@ impl Durable for Disk {
     fn sync(&mut self) -> Result<(), DurableError> {
         self.0.sync().map(|_| ()).map_err(classify)
     }
+    fn poll(&mut self) -> Result<(), DurableError> {
+        self.0.poll_background().map_err(classify)
+    }
 }
 
 /// Disk full is an error the driver waits out (the storage stays usable and its next sync

@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+pub use bytes::Bytes;
+
 /// Identifies a process (a server or a clerk) within one cluster: an index from 0.
 pub type NodeId = usize;
 
@@ -76,15 +78,30 @@ pub enum Refusal {
 
 /// A write to stable storage: the state, and optionally a new snapshot (`None` keeps the
 /// stored one). Both parts change atomically.
+///
+/// The snapshot is a [`Bytes`]: shared, not copied, on its way from the process to the disk
+/// (a snapshot may be gigabytes; a copy on the driver's loop stalls it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Save {
     pub state: Vec<u8>,
-    pub snapshot: Option<Vec<u8>>,
+    pub snapshot: Option<Bytes>,
     /// `state` is appended to the stored state instead of replacing it (an incremental
     /// write, as a write-ahead log does). Never set together with a snapshot.
     pub append: bool,
+    /// Set only on a replacement carrying a snapshot the process took **of its own state**
+    /// (log compaction, [`Ctx::save_local_snapshot`]): the bytes which, appended to the stored
+    /// state, make it hold everything `state` does. The stored state so extended, with the
+    /// stored snapshot, is then as good a recovery point as `state` with `snapshot`: the
+    /// stored log still holds every entry the new snapshot covers. So a storage may append
+    /// these bytes now (durable at the next sync, like any append) and write the snapshot
+    /// later, in the background, switching to `state`, `snapshot` and the appends made
+    /// meanwhile once the snapshot is durable. Storages that write at once may ignore it.
+    ///
+    /// `None` on every other save, which must be stored as it is before anything depending
+    /// on it is sent: a snapshot installed from a leader may have discarded the log it
+    /// replaces, so nothing older is a valid recovery point.
+    pub local_tail: Option<Vec<u8>>,
 }
-
 /// The outputs of one input, collected for the driver.
 #[derive(Debug)]
 pub struct Ctx<M, E> {
@@ -114,25 +131,55 @@ impl<M, E> Ctx<M, E> {
     }
 
     /// Persists `state` (and `snapshot` if given). A later save in the same input replaces an
-    /// earlier one, but keeps the earlier snapshot if the later one has none.
-    pub fn save(&mut self, state: Vec<u8>, snapshot: Option<Vec<u8>>) {
+    /// earlier one, but keeps the earlier snapshot if the later one has none. The save is a
+    /// plain replacement (no [`Save::local_tail`]): use it for a snapshot installed from
+    /// elsewhere.
+    pub fn save(&mut self, state: Vec<u8>, snapshot: Option<Bytes>) {
         let snapshot = snapshot.or_else(|| self.save.take().and_then(|s| s.snapshot));
         self.save = Some(Save {
             state,
             snapshot,
             append: false,
+            local_tail: None,
+        });
+    }
+
+    /// Persists `state` with `snapshot`, a snapshot the process took of its own stored state
+    /// (log compaction): the stored state, followed by what this input appended before this
+    /// call, must hold every entry `snapshot` covers, and `state` must be that state
+    /// compacted. The storage may then write the snapshot in the background (see
+    /// [`Save::local_tail`]). After an earlier replacement in the same input there is no
+    /// stored state to extend: the save is then a plain replacement, as [`Ctx::save`] makes.
+    pub fn save_local_snapshot(&mut self, state: Vec<u8>, snapshot: Bytes) {
+        let local_tail = match self.save.take() {
+            None => Some(Vec::new()),
+            Some(s) if s.append => Some(s.state),
+            // A compaction of a compaction: the stored state plus the tail still holds it all.
+            Some(s) => s.local_tail,
+        };
+        self.save = Some(Save {
+            state,
+            snapshot: Some(snapshot),
+            append: false,
+            local_tail,
         });
     }
 
     /// Appends `bytes` to the persisted state (after any earlier save of this input).
     pub fn append_state(&mut self, bytes: &[u8]) {
         match &mut self.save {
-            Some(s) => s.state.extend_from_slice(bytes),
+            Some(s) => {
+                s.state.extend_from_slice(bytes);
+                if let Some(tail) = &mut s.local_tail {
+                    tail.extend_from_slice(bytes);
+                }
+            }
             None => {
                 self.save = Some(Save {
                     state: bytes.to_vec(),
                     snapshot: None,
                     append: true,
+                    local_tail: None,
                 })
             }
         }
@@ -153,6 +200,15 @@ impl<M, E> Ctx<M, E> {
     ) {
         match self.save {
             Some(s) if s.append => outer.append_state(&s.state),
+            Some(Save {
+                state,
+                snapshot: Some(snapshot),
+                local_tail: Some(tail),
+                ..
+            }) => {
+                outer.append_state(&tail);
+                outer.save_local_snapshot(state, snapshot);
+            }
             Some(s) => outer.save(s.state, s.snapshot),
             None => {}
         }
@@ -177,15 +233,16 @@ mod tests {
     #[test]
     fn a_later_save_keeps_an_earlier_snapshot() {
         let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
-        ctx.save(vec![1], Some(vec![9]));
+        ctx.save(vec![1], Some(Bytes::from_static(&[9])));
         ctx.save(vec![2], None);
         let (save, _, _) = ctx.into_parts();
         assert_eq!(
             save,
             Some(Save {
                 state: vec![2],
-                snapshot: Some(vec![9]),
+                snapshot: Some(Bytes::from_static(&[9])),
                 append: false,
+                local_tail: None,
             })
         );
     }
@@ -205,5 +262,52 @@ mod tests {
         ctx.append_state(&[8]);
         let (save, _, _) = ctx.into_parts();
         assert_eq!(save.map(|s| (s.state, s.append)), Some((vec![7, 8], false)));
+    }
+
+    /// A local snapshot records what the input appended before it as the tail to append to
+    /// the stored state; appends after it extend both; a replacement before it (or a plain
+    /// save after it) makes it a plain replacement.
+    #[test]
+    fn a_local_snapshot_carries_the_appends_of_its_input() {
+        let snap = Bytes::from_static(b"snap");
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.append_state(b"ab");
+        ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
+        ctx.append_state(b"c");
+        let (save, _, _) = ctx.into_parts();
+        let save = save.unwrap();
+        assert_eq!(save.state, b"fullc");
+        assert_eq!(save.local_tail.as_deref(), Some(&b"abc"[..]));
+        assert_eq!(save.snapshot, Some(snap.clone()));
+
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
+        let (save, _, _) = ctx.into_parts();
+        assert_eq!(save.unwrap().local_tail, Some(Vec::new()));
+
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.save(b"installed".to_vec(), Some(Bytes::from_static(b"other")));
+        ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
+        let (save, _, _) = ctx.into_parts();
+        assert_eq!(save.unwrap().local_tail, None, "no stored state to extend");
+
+        let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
+        ctx.save(b"plain".to_vec(), None);
+        let (save, _, _) = ctx.into_parts();
+        let save = save.unwrap();
+        assert_eq!((save.local_tail, save.snapshot), (None, Some(snap.clone())));
+
+        // Forwarded from an inner context, the tail survives.
+        let mut inner: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        inner.append_state(b"x");
+        inner.save_local_snapshot(b"full".to_vec(), snap.clone());
+        let mut outer: Ctx<(), ()> = Ctx::new(Duration::ZERO);
+        outer.append_state(b"w");
+        inner.forward_into(&mut outer, |m| m, |e| e);
+        let (save, _, _) = outer.into_parts();
+        let save = save.unwrap();
+        assert_eq!(save.local_tail.as_deref(), Some(&b"wx"[..]));
+        assert_eq!(save.state, b"full");
     }
 }

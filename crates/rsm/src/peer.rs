@@ -1,6 +1,6 @@
 //! The Raft core as a process's component: the glue every driver of the core needs once.
 
-use flotilla_node::{Ctx, NodeId};
+use flotilla_node::{Bytes, Ctx, NodeId};
 use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState};
 
 /// A Raft peer inside a [`flotilla_node::Process`]. Peer ids are node ids.
@@ -49,11 +49,31 @@ impl RaftPeer {
     pub fn flush<M, E>(&mut self, ctx: &mut Ctx<M, E>, wrap: impl Fn(Message) -> M) -> Flushed {
         let ready = self.raft.ready();
         if ready.must_persist() {
-            if ready.snapshot.is_some() || self.state_size == 0 {
+            // A snapshot this peer took of its own log (not one installed from the leader,
+            // which the service is told to apply, and which may discard the log) leaves the
+            // stored log a valid recovery point: the storage may write it in the background
+            // (`Save::local_tail`). With a log write in the same `Ready` the write may have
+            // been cut at the new snapshot, so the stored log would miss entries: saved as is.
+            let local = ready.snapshot.is_some()
+                && self.state_size != 0
+                && ready.log_write.is_none()
+                && !ready
+                    .applies
+                    .iter()
+                    .any(|a| matches!(a, Apply::Snapshot(_)));
+            if local {
+                let changes = encode_changes(ready.hard_state.as_ref(), None);
+                if !changes.is_empty() {
+                    ctx.append_state(&changes);
+                }
                 let state = self.raft.encode_state();
                 self.state_size = state.len();
-                // The driver's save takes its own buffer; the core keeps the shared bytes.
-                ctx.save(state, ready.snapshot.map(|s| Vec::from(s.data)));
+                let data = ready.snapshot.expect("checked").data;
+                ctx.save_local_snapshot(state, Bytes::from(data));
+            } else if ready.snapshot.is_some() || self.state_size == 0 {
+                let state = self.raft.encode_state();
+                self.state_size = state.len();
+                ctx.save(state, ready.snapshot.map(|s| Bytes::from(s.data)));
             } else {
                 let changes = encode_changes(ready.hard_state.as_ref(), ready.log_write.as_ref());
                 self.state_size += changes.len();

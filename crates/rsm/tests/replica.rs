@@ -58,6 +58,7 @@ fn input(
         state,
         snapshot,
         append,
+        ..
     }) = save
     {
         if append {
@@ -66,7 +67,7 @@ fn input(
             disk.0 = state;
         }
         if let Some(s) = snapshot {
-            disk.1 = s;
+            disk.1 = s.into();
         }
     }
     sends

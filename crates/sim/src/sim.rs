@@ -42,7 +42,7 @@ impl Persister {
             self.state = save.state;
         }
         if let Some(s) = save.snapshot {
-            self.snapshot = s;
+            self.snapshot = s.into();
         }
     }
 }

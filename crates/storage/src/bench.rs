@@ -125,6 +125,7 @@ fn bytes_per_batch(dir: &Path, chunk: u64) -> Result<(f64, f64), StorageError> {
         state: vec![0x5a; RECORD_BYTES],
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     const N: u64 = 1000;
     let (start_bytes, start_end) = (
@@ -149,6 +150,7 @@ fn open_time(dir: &Path) -> Result<(Duration, Duration), StorageError> {
         state: vec![0x5a; 4096],
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     for i in 0..OPEN_WAL_BYTES / 4096 {
         storage.stage(&save)?;
@@ -223,6 +225,7 @@ fn latency(dir: &Path, opts: &StorageOptions, writers: usize) -> Result<Latency,
         state: vec![0x5a; LATENCY_RECORD_BYTES],
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     let runs = std::thread::scope(|scope| {
         let handles: Vec<_> = storages
@@ -305,6 +308,7 @@ fn measure(dir: &Path, batch: usize) -> Result<Measurement, StorageError> {
         state: vec![0x5a; RECORD_BYTES],
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     let mut fsyncs = Vec::with_capacity(SYNCS);
     let start = Instant::now();

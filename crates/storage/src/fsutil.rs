@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{io_err, StorageError};
 use crate::format::TEMP_SUFFIX;
@@ -33,30 +34,77 @@ pub(crate) fn create_atomically(
     parts: &[&[u8]],
     zero_tail: u64,
 ) -> Result<File, StorageError> {
+    let never = AtomicBool::new(false);
+    let file = write_atomically(files, dir, name, parts, zero_tail, &never, None)?;
+    Ok(file.expect("not cancelled"))
+}
+
+/// As [`create_atomically`], for a large file written in the background: gives up
+/// (removing the `.tmp`, returning `None`) once `cancel` is set, which is looked at between
+/// writes of at most [`WRITE_CHUNK`] bytes (a newer state may make the file useless); and
+/// fdatasyncs every [`BACKGROUND_FLUSH`] bytes, so that dirty pages never pile up: a
+/// gigabyte of them, flushed at the end, made the WAL's own fdatasyncs (on the same disk,
+/// and on ext4 through the same journal) wait behind them for hundreds of milliseconds.
+pub(crate) fn create_atomically_unless(
+    files: &Files,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    cancel: &AtomicBool,
+) -> Result<Option<File>, StorageError> {
+    write_atomically(files, dir, name, parts, 0, cancel, Some(BACKGROUND_FLUSH))
+}
+
+/// Bytes a background write leaves dirty at most before it fdatasyncs them.
+pub(crate) const BACKGROUND_FLUSH: u64 = 16 << 20;
+
+fn write_atomically(
+    files: &Files,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    zero_tail: u64,
+    cancel: &AtomicBool,
+    flush_every: Option<u64>,
+) -> Result<Option<File>, StorageError> {
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let path = dir.join(name);
-    let written = write_temp(files, &temp, parts, zero_tail).and_then(|file| {
-        fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
-        Ok(file)
-    });
+    let written =
+        write_temp(files, &temp, parts, zero_tail, cancel, flush_every).and_then(|file| {
+            let Some(file) = file else { return Ok(None) };
+            fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
+            Ok(Some(file))
+        });
     let file = match written {
-        Ok(file) => file,
+        Ok(Some(file)) => file,
+        Ok(None) => {
+            let _ = fs::remove_file(&temp);
+            return Ok(None);
+        }
         Err(e) => {
             let _ = fs::remove_file(&temp);
             return Err(e);
         }
     };
     sync_dir(dir)?;
-    Ok(file)
+    Ok(Some(file))
 }
 
-/// Creates `temp` holding `parts` then `zero_tail` zeros, fsynced.
+/// Largest single write: a file of gigabytes is written in pieces, so that a cancellation
+/// is noticed soon and a failing disk is found before all of it was handed to the kernel.
+pub(crate) const WRITE_CHUNK: usize = 4 << 20;
+
+/// Creates `temp` holding `parts` then `zero_tail` zeros, fsynced; `None` if `cancel` was
+/// set meanwhile. With `flush_every`, fdatasyncs each time that many bytes were written
+/// since the last time.
 fn write_temp(
     files: &Files,
     temp: &Path,
     parts: &[&[u8]],
     zero_tail: u64,
-) -> Result<File, StorageError> {
+    cancel: &AtomicBool,
+    flush_every: Option<u64>,
+) -> Result<Option<File>, StorageError> {
     files.check_create(temp)?;
     let file = OpenOptions::new()
         .read(true)
@@ -66,13 +114,26 @@ fn write_temp(
         .open(temp)
         .map_err(io_err("create", temp))?;
     let mut at = 0;
+    let mut flushed = 0;
     for part in parts {
-        files.write_at(&file, temp, part, at)?;
-        at += part.len() as u64;
+        for chunk in part.chunks(WRITE_CHUNK) {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            files.write_at(&file, temp, chunk, at)?;
+            at += chunk.len() as u64;
+            if flush_every.is_some_and(|n| at - flushed >= n) {
+                files.sync_data(&file, temp)?;
+                flushed = at;
+            }
+        }
     }
     write_zeros_at(files, &file, temp, at, zero_tail)?;
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
     files.sync_all(&file, temp)?;
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Writes `len` zero bytes at `offset` (positioned writes: the file offset is not used).

@@ -297,6 +297,19 @@ pub(crate) fn remove_superseded(
     generation: u64,
     snapshot_generation: u64,
 ) -> Result<(), StorageError> {
+    for path in superseded(dir, generation, snapshot_generation)? {
+        remove(&path)?;
+    }
+    Ok(())
+}
+
+/// The files [`remove_superseded`] removes, listed now: a list that can be removed later (on
+/// another thread) without touching files made meanwhile.
+pub(crate) fn superseded(
+    dir: &Path,
+    generation: u64,
+    snapshot_generation: u64,
+) -> Result<Vec<PathBuf>, StorageError> {
     let listing = list(dir)?;
     let old_segments = listing
         .segments
@@ -308,8 +321,8 @@ pub(crate) fn remove_superseded(
         .iter()
         .filter(|&&g| g != snapshot_generation)
         .map(|&g| snapshot_name(g));
-    for name in old_segments.chain(old_snapshots) {
-        remove(&dir.join(name))?;
-    }
-    Ok(())
+    Ok(old_segments
+        .chain(old_snapshots)
+        .map(|name| dir.join(name))
+        .collect())
 }

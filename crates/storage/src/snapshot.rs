@@ -1,13 +1,14 @@
 //! Snapshot files: `snapshot-<generation>.snap`, a header then the snapshot as one record.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use crate::error::StorageError;
 use crate::format::{
     check_snapshot_header, frame_header, read_frame, snapshot_header, snapshot_name,
     SNAPSHOT_HEADER_LEN,
 };
-use crate::fsutil::{create_atomically, read};
+use crate::fsutil::{create_atomically_unless, read};
 use crate::io::Files;
 
 /// Writes the snapshot of `generation` durably (temp file, fsync, rename, directory fsync).
@@ -17,6 +18,19 @@ pub(crate) fn write(
     generation: u64,
     data: &[u8],
 ) -> Result<(), StorageError> {
+    let never = AtomicBool::new(false);
+    write_unless(files, dir, generation, data, &never).map(|_| ())
+}
+
+/// As [`write`], giving up (nothing left behind, `false`) once `cancel` is set: see
+/// [`create_atomically_unless`].
+pub(crate) fn write_unless(
+    files: &Files,
+    dir: &Path,
+    generation: u64,
+    data: &[u8],
+    cancel: &AtomicBool,
+) -> Result<bool, StorageError> {
     let frame = frame_header(&[data]).ok_or(StorageError::TooLarge {
         what: "snapshot",
         len: data.len(),
@@ -27,8 +41,8 @@ pub(crate) fn write(
     } else {
         &[&header, &frame, data]
     };
-    create_atomically(files, dir, &snapshot_name(generation), parts, 0)?;
-    Ok(())
+    let file = create_atomically_unless(files, dir, &snapshot_name(generation), parts, cancel)?;
+    Ok(file.is_some())
 }
 
 /// Reads and verifies the snapshot of `generation`. The file was complete before any

@@ -4,8 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use flotilla_node::Save;
+use flotilla_node::{Bytes, Save};
 
+use crate::background::{Background, InFlight, Local, Outcome};
 use crate::error::StorageError;
 use crate::format::{frame_header, BATCH_RECORD_HEADER_LEN};
 use crate::io::{Faults, Files};
@@ -114,7 +115,10 @@ pub struct DiskStorage {
     segment: Segment,
     /// A replacement staged but not written for lack of space: the next `sync` writes it
     /// first. Appends staged after it are in `pending`.
-    pending_replace: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    pending_replace: Option<(Vec<u8>, Option<Bytes>)>,
+    /// Local snapshots being written on another thread, or waiting to be (see "Local
+    /// snapshots" in the crate docs). Idle while `pending_replace` is set.
+    background: Background,
     /// Appends staged since the last successful sync, framed as a batch body
     /// (`len u32 | payload` each): what the next `sync` writes.
     pending: Vec<u8>,
@@ -181,6 +185,7 @@ impl DiskStorage {
             snapshot_generation,
             segment,
             pending_replace: None,
+            background: Background::default(),
             pending: Vec::new(),
             pending_ends: Vec::new(),
             flushed: 0,
@@ -197,6 +202,14 @@ impl DiskStorage {
     /// returns, and supersedes every earlier append, synced or not. If it fails for lack of
     /// space ([`StorageError::is_disk_full`]), nothing durable changed and the next `sync`
     /// tries it again.
+    ///
+    /// A local snapshot (a replacement with [`Save::local_tail`]) is neither: its tail is
+    /// staged as an append, and its snapshot is written on another thread; once that is
+    /// durable, a later `sync` (or [`poll_background`](DiskStorage::poll_background))
+    /// switches to a generation based on it. Until then recovery returns the previous
+    /// snapshot and the whole log, which holds everything the new one does. A replacement
+    /// written now cancels any such write; if it has no snapshot of its own, it takes the
+    /// newest local one (the one `None` keeps, as far as the caller knows), written now too.
     pub fn stage(&mut self, save: &Save) -> Result<(), StorageError> {
         self.check_usable()?;
         if save.append {
@@ -207,20 +220,41 @@ impl DiskStorage {
             return self.append(&save.state);
         }
         check_fits("state", save.state.len() + 8)?;
-        check_fits("snapshot", save.snapshot.as_ref().map_or(0, Vec::len))?;
+        check_fits("snapshot", save.snapshot.as_ref().map_or(0, Bytes::len))?;
+        if let (Some(data), Some(tail), None) =
+            (&save.snapshot, &save.local_tail, &self.pending_replace)
+        {
+            self.append(tail)?;
+            self.state_size = save.state.len() as u64;
+            self.snapshot_size = data.len() as u64;
+            // Appends from here on belong to this snapshot's tail (`Background::appended`).
+            self.background.queued = Some(Local {
+                data: data.clone(),
+                state: save.state.clone(),
+                tail: Vec::new(),
+            });
+            let result = self.advance_background(false);
+            return self.poison_on(result);
+        }
+        let snapshot = save
+            .snapshot
+            .clone()
+            .or_else(|| self.background.newest().cloned());
+        let cancelled = self.background.cancel(&self.dir);
+        self.poison_on(cancelled)?;
         // Earlier appends are superseded, whether the replacement is written now or later.
         self.pending.clear();
         self.pending_ends.clear();
         self.flushed = 0;
         self.stats = SyncStats::default();
         self.state_size = save.state.len() as u64;
-        if let Some(s) = &save.snapshot {
+        if let Some(s) = &snapshot {
             self.snapshot_size = s.len() as u64;
         }
         self.pending_replace = None;
-        let result = self.replace(&save.state, save.snapshot.as_deref());
+        let result = self.replace(&save.state, snapshot.as_deref());
         if matches!(&result, Err(e) if e.is_disk_full()) {
-            self.pending_replace = Some((save.state.clone(), save.snapshot.clone()));
+            self.pending_replace = Some((save.state.clone(), snapshot));
         }
         self.poison_on(result)
     }
@@ -248,7 +282,38 @@ impl DiskStorage {
             ..self.stats
         };
         self.stats = SyncStats::default();
+        let result = self.advance_background(false);
+        self.poison_on(result)?;
         Ok(stats)
+    }
+
+    /// Moves background snapshots on without waiting: if the one being written is durable,
+    /// switches to it (writing the new generation's segment 0: the compacted state and the
+    /// appends since, small next to the snapshot), then starts the one queued. `sync` does
+    /// this too; call it when there was nothing to sync. Does nothing while appends are
+    /// staged (the switch must come after them). A failure for lack of space is not
+    /// reported: the log keeps everything meanwhile, and the write is tried again (after
+    /// [`BACKGROUND_RETRY`]). Any other failure, of the writer thread's included, poisons.
+    pub fn poll_background(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let result = self.advance_background(false);
+        self.poison_on(result)
+    }
+
+    /// Makes everything staged durable, waits for the background snapshots (the one being
+    /// written and the one queued) and switches to the newest, as if each had been written
+    /// when staged, and for the removal of the files that superseded. Blocks for the whole write: for tests and for a clean stop. A failure
+    /// for lack of space is returned (nothing is poisoned; a later call tries again).
+    pub fn finish_background(&mut self) -> Result<(), StorageError> {
+        self.sync()?;
+        let result = self.advance_background(true);
+        self.background.wait_removals();
+        self.poison_on(result)
+    }
+
+    /// Whether a local snapshot is being written or waits to be (switched to or not).
+    pub fn has_background_snapshot(&self) -> bool {
+        !self.background.is_idle()
     }
 
     /// Bytes of the stored state, staged appends included (the labs' `RaftStateSize`).
@@ -303,6 +368,7 @@ impl DiskStorage {
             return Ok(());
         }
         check_fits("state append", bytes.len())?;
+        self.background.appended(bytes);
         self.pending.reserve(BATCH_RECORD_HEADER_LEN + bytes.len());
         self.pending
             .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -402,6 +468,116 @@ impl DiskStorage {
         Ok(())
     }
 }
+
+impl DiskStorage {
+    /// One step of the background protocol at a time, as far as each can go now (or, with
+    /// `wait`, by waiting): the write in flight ended (a failure for lack of space puts its
+    /// snapshot back in the queue, unless a newer one is there, for a retry after
+    /// [`BACKGROUND_RETRY`]); a written snapshot is switched to, once no append is staged;
+    /// the queued snapshot is started when nothing is in flight.
+    fn advance_background(&mut self, wait: bool) -> Result<(), StorageError> {
+        let backing_off =
+            |bg: &Background| !wait && bg.retry_at.is_some_and(|t| Instant::now() < t);
+        loop {
+            if let Some(f) = &mut self.background.in_flight {
+                match f.outcome(&self.dir, wait) {
+                    Outcome::Running => return Ok(()),
+                    Outcome::Failed(e) => {
+                        let f = self.background.in_flight.take().expect("in flight");
+                        if !e.is_disk_full() {
+                            return Err(e);
+                        }
+                        self.background_full(&e);
+                        self.background.queued.get_or_insert(f.local);
+                        return if wait { Err(e) } else { Ok(()) };
+                    }
+                    Outcome::Written => {
+                        let staged =
+                            !self.pending_ends.is_empty() || self.pending_replace.is_some();
+                        if staged || backing_off(&self.background) {
+                            return Ok(());
+                        }
+                        match self.switch() {
+                            Ok(()) => self.background.retry_at = None,
+                            Err(e) if e.is_disk_full() => {
+                                self.background_full(&e);
+                                return if wait { Err(e) } else { Ok(()) };
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                }
+            }
+            if self.background.queued.is_none() || backing_off(&self.background) {
+                return Ok(());
+            }
+            let local = self.background.queued.take().expect("queued");
+            let generation = self.generation + 1;
+            let started = InFlight::start(&self.files, &self.dir, generation, local)?;
+            self.background.in_flight = Some(started);
+            if !wait {
+                return Ok(());
+            }
+        }
+    }
+
+    fn background_full(&mut self, e: &StorageError) {
+        tracing::warn!(
+            retry_ms = BACKGROUND_RETRY.as_millis() as u64,
+            "cannot write a local snapshot for lack of space (the log keeps everything \
+             meanwhile): {e}"
+        );
+        self.background.retry_at = Some(Instant::now() + BACKGROUND_RETRY);
+    }
+
+    /// Step 2 and 3 of a replacement for the snapshot written in the background: segment 0
+    /// of its generation (the commit point), based on the compacted state and every append
+    /// since, then removal of the old generation. Only with no append staged: all of them
+    /// are durable in the old generation, and in the new one from its base.
+    fn switch(&mut self) -> Result<(), StorageError> {
+        let f = self
+            .background
+            .in_flight
+            .as_ref()
+            .expect("a written snapshot");
+        let generation = f.generation;
+        debug_assert_eq!(generation, self.generation + 1);
+        let base = f.local.base();
+        self.segment = create_generation(
+            &self.files,
+            &self.dir,
+            generation,
+            generation,
+            &base,
+            self.opts.preallocation(),
+        )?;
+        // Committed: from here on a crash recovers the new generation.
+        self.generation = generation;
+        self.snapshot_generation = generation;
+        self.background.in_flight = None;
+        // Removed on another thread: unlinking the previous snapshot, a gigabyte say, took
+        // 0.3 s. Only files listed now, all superseded, so nothing made later is touched.
+        match recovery::superseded(&self.dir, generation, generation) {
+            Ok(paths) => self.background.remove_later(paths),
+            Err(e) => tracing::warn!("cannot list superseded storage files: {e}"),
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DiskStorage {
+    /// Stops a snapshot being written in the background (a crash would too): nothing refers
+    /// to it yet, and the next open recovers the previous snapshot and the whole log.
+    fn drop(&mut self) {
+        let _ = self.background.cancel(&self.dir);
+        self.background.wait_removals();
+    }
+}
+
+/// How long after a background snapshot write or switch failed for lack of space it is
+/// tried again.
+pub const BACKGROUND_RETRY: Duration = Duration::from_secs(1);
 
 /// Refuses a payload the 32-bit length field cannot describe.
 fn check_fits(what: &'static str, len: usize) -> Result<(), StorageError> {

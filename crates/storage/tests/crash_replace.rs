@@ -272,8 +272,9 @@ fn a_failed_replacement_step_leaves_the_old_generation() {
         fs::create_dir_all(tmp.path().join(blocker).join("x")).unwrap();
         let save = flotilla_node::Save {
             state: b"new".to_vec(),
-            snapshot: Some(b"new snapshot".to_vec()),
+            snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot")),
             append: false,
+            local_tail: None,
         };
         let err = storage.stage(&save).unwrap_err();
         assert!(

@@ -65,6 +65,7 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
         state: b"x".to_vec(),
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     assert!(matches!(
         storage.stage(&save),
@@ -263,8 +264,9 @@ fn disk_full_in_a_replacement_is_retried_by_the_next_sync() {
             hook.fail(rule(kind, target, 0, ENOSPC));
             let save = Save {
                 state: b"new base|".to_vec(),
-                snapshot: Some(b"new snapshot".to_vec()),
+                snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot")),
                 append: false,
+                local_tail: None,
             };
             let what = format!("{target} {kind:?}");
             let err = storage.stage(&save).unwrap_err();

@@ -225,8 +225,9 @@ fn an_io_error_poisons_the_storage() {
     std::fs::remove_dir_all(tmp.path()).unwrap();
     let save = Save {
         state: b"r".to_vec(),
-        snapshot: Some(b"s".to_vec()),
+        snapshot: Some(flotilla_node::Bytes::from_static(b"s")),
         append: false,
+        local_tail: None,
     };
     assert!(matches!(storage.stage(&save), Err(StorageError::Io { .. })));
     let err = storage.sync().unwrap_err();

@@ -49,6 +49,7 @@ pub fn append(storage: &mut DiskStorage, bytes: &[u8]) {
         state: bytes.to_vec(),
         snapshot: None,
         append: true,
+        local_tail: None,
     };
     storage.stage(&save).expect("stage append");
 }
@@ -56,8 +57,9 @@ pub fn append(storage: &mut DiskStorage, bytes: &[u8]) {
 pub fn replace(storage: &mut DiskStorage, state: &[u8], snapshot: Option<&[u8]>) {
     let save = Save {
         state: state.to_vec(),
-        snapshot: snapshot.map(<[u8]>::to_vec),
+        snapshot: snapshot.map(flotilla_node::Bytes::copy_from_slice),
         append: false,
+        local_tail: None,
     };
     storage.stage(&save).expect("stage replacement");
 }
