@@ -33,6 +33,9 @@ impl Default for ClerkConfig {
 #[derive(Clone, Debug)]
 struct Outstanding<C> {
     seq: u64,
+    /// The stamp every copy carries ([`Request::after_ms`]); fixed once non-zero. A copy
+    /// stamped 0 is never applied, so a 0 may be replaced by the first time heard.
+    after_ms: u64,
     cmd: C,
     /// Index into `servers` of the server the latest copy went to.
     target: usize,
@@ -72,7 +75,13 @@ impl<C> Outstanding<C> {
 /// One logical client of a replicated service.
 ///
 /// Invariants: at most one operation outstanding; each operation gets the next sequence
-/// number, and every copy of it carries the same one, so the service applies it once.
+/// number, and every copy of it carries the same one, so the service applies it once; every
+/// copy carries the same non-zero stamp (`after_ms`), or 0 until the clerk has heard a time.
+///
+/// Sessions expire (the `session` module of this crate): an operation refused with
+/// [`RsmError::SessionExpired`] ends with that error (its outcome is unknown); the clerk
+/// keeps its id, and its next operation, stamped with the time that answer brought, starts a
+/// new session (copies of the refused one stay refused: see the module).
 #[derive(Clone, Debug)]
 pub struct Clerk<C> {
     id: ClientId,
@@ -80,6 +89,8 @@ pub struct Clerk<C> {
     /// Index into `servers` of the server that answered last: the presumed leader.
     leader: usize,
     seq: u64,
+    /// The highest replicated clock a response brought: the stamp of the next operation.
+    seen_ms: u64,
     op: Option<Outstanding<C>>,
     cfg: ClerkConfig,
 }
@@ -92,9 +103,15 @@ impl<C: Clone + Debug> Clerk<C> {
             servers,
             leader: 0,
             seq: 0,
+            seen_ms: 0,
             op: None,
             cfg,
         }
+    }
+
+    /// The highest replicated clock (ms) any server told this clerk.
+    pub fn seen_ms(&self) -> u64 {
+        self.seen_ms
     }
 
     pub fn id(&self) -> ClientId {
@@ -116,6 +133,7 @@ impl<C: Clone + Debug> Clerk<C> {
         self.seq += 1;
         self.op = Some(Outstanding {
             seq: self.seq,
+            after_ms: self.seen_ms,
             cmd,
             target: self.leader,
             cursor: self.leader,
@@ -168,6 +186,7 @@ impl<C: Clone + Debug> Clerk<C> {
         let req = Request {
             client: self.id,
             seq: op.seq,
+            after_ms: op.after_ms,
             cmd: op.cmd.clone(),
         };
         ctx.send(self.servers[op.target], Msg::Request(req));
@@ -210,16 +229,21 @@ impl<C: Clone + Debug> Clerk<C> {
 
     /// Handles a server's response; returns the outcome if it completes the operation: the
     /// reply, or [`RsmError::DiskFull`] when the group cannot make progress for want of disk
-    /// space (see `Outstanding::out_of_space`; the command's outcome is then unknown).
+    /// space (see `Outstanding::out_of_space`; the command's outcome is then unknown), or
+    /// [`RsmError::SessionExpired`] (outcome unknown too).
     pub fn on_response<R, E>(
         &mut self,
         from: NodeId,
         resp: Response<R>,
         ctx: &mut Ctx<Msg<C, R>, E>,
     ) -> Option<Result<R, RsmError>> {
+        self.seen_ms = self.seen_ms.max(resp.now_ms);
         let op = self.op.as_mut()?;
         if resp.seq != op.seq {
             return None; // a late answer to an earlier operation
+        }
+        if op.after_ms == 0 {
+            op.after_ms = self.seen_ms;
         }
         let from_index = self.servers.iter().position(|&s| s == from)?;
         op.silent.remove(&from_index);
@@ -270,6 +294,19 @@ impl<C: Clone + Debug> Clerk<C> {
                     }
                     let next = op.cursor;
                     self.retry(next, ctx);
+                }
+                None
+            }
+            Err(RsmError::SessionExpired) => {
+                self.op = None;
+                Some(Err(RsmError::SessionExpired))
+            }
+            Err(RsmError::Unstamped) => {
+                if from_index == op.target && op.backoff == 0 {
+                    // No copy stamped 0 is ever applied: stamp it now (with at least 1, a
+                    // group whose clock is still 0) and resend.
+                    op.after_ms = op.after_ms.max(1);
+                    self.send(ctx);
                 }
                 None
             }

@@ -16,7 +16,7 @@ struct Sum(u64);
 impl StateMachine for Sum {
     type Command = u64;
     type Reply = u64;
-    fn apply(&mut self, cmd: u64) -> u64 {
+    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
         self.0 += cmd;
         self.0
     }
@@ -76,6 +76,7 @@ fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0], 1),
         max_raft_state,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -88,7 +89,12 @@ fn elect(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
 }
 
 fn request(client: u64, seq: u64, cmd: u64) -> M {
-    Msg::Request(Request { client, seq, cmd })
+    Msg::Request(Request {
+        client,
+        seq,
+        after_ms: 1,
+        cmd,
+    })
 }
 
 fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
@@ -97,6 +103,7 @@ fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
         Msg::Response(Response {
             client,
             seq,
+            now_ms: 0,
             result: Ok(reply),
         }),
     )
@@ -177,6 +184,7 @@ fn a_follower_says_wrong_leader() {
     let cfg = ReplicaConfig {
         raft: Config::for_service(1, vec![0, 1, 2], 1),
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
     let mut disk = Default::default();
@@ -190,6 +198,7 @@ fn a_follower_says_wrong_leader() {
             Msg::Response(Response {
                 client: 1,
                 seq: 1,
+                now_ms: 0,
                 result: Err(RsmError::WrongLeader { hint: None })
             })
         )]
@@ -220,6 +229,7 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let refuse = |hint| Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::WrongLeader { hint }),
     };
     // A hint is followed.
@@ -246,12 +256,14 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let stale = Response {
         client: 7,
         seq: 0,
+        now_ms: 0,
         result: Ok(1),
     };
     assert_eq!(c.on_response(10, stale, &mut ctx), None);
     let done = Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Ok(42),
     };
     assert_eq!(c.on_response(10, done, &mut ctx), Some(Ok(42)));
@@ -274,6 +286,7 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     let req = Msg::Request(Request {
         client: 7,
         seq: 1,
+        after_ms: 1,
         cmd: 5,
     });
     let full = r.refuse(&req, flotilla_node::Refusal::DiskFull);
@@ -282,6 +295,7 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
         Some(Msg::Response(Response {
             client: 7,
             seq: 1,
+            now_ms: 0,
             result: Err(RsmError::DiskFull),
         }))
     );
@@ -290,11 +304,13 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     let full = || Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::DiskFull),
     };
     let not_leader = || Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::WrongLeader { hint: None }),
     };
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
@@ -363,6 +379,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
                     let resp = Response {
                         client: 7,
                         seq: 1,
+                        now_ms: 0,
                         result: Err::<u64, _>(RsmError::WrongLeader { hint }),
                     };
                     let from = *from;
@@ -380,6 +397,7 @@ fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
     let cfg = ReplicaConfig {
         raft,
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -452,6 +470,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0, 1, 2], 1),
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
@@ -483,6 +502,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let refusal = Msg::Response(Response {
         client: 1,
         seq: 2,
+        now_ms: 0,
         result: Err(RsmError::WrongLeader { hint: Some(2) }),
     });
     assert!(sent.contains(&(9, refusal)), "sent {sent:?}");

@@ -26,7 +26,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
-use flotilla_rsm::{ClientId, SnapshotError, StateMachine};
+use flotilla_rsm::{
+    Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, StateMachine,
+    TableBlob,
+};
 use flotilla_shardctrler::{Gid, ShardConfig};
 
 /// The shard of `key` among `nshards`: FNV-1a of the key, or of its hash tag, the part between
@@ -68,20 +71,16 @@ impl ShardState {
     }
 }
 
-/// The last write one client applied to one shard, and its reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Session {
-    seq: u64,
-    reply: KvReply,
-}
-
 /// One shard: its keys and the exactly-once records of the clients that wrote to it. The
 /// records travel with the data, so a write retried at the shard's next owner is not applied
-/// twice.
+/// twice. They expire as the replica's own table does (`flotilla_rsm::SessionTable`: idle
+/// longer than the limit by the replicated clock, or least recently active beyond the
+/// maximum, per shard), and their watermark travels with them, so a write whose record
+/// expired here or at a previous owner is refused, not applied twice.
 #[derive(Clone, Debug, Default)]
 struct Shard {
     kv: Kv,
-    sessions: BTreeMap<ClientId, Session>,
+    sessions: SessionTable<KvReply>,
 }
 
 /// A shard as it travels between groups and sits in snapshots.
@@ -89,7 +88,7 @@ struct Shard {
 pub struct ShardBlob {
     #[serde(with = "serde_bytes")]
     kv: Vec<u8>,
-    sessions: Vec<(ClientId, u64, KvReply)>,
+    sessions: TableBlob<KvReply>,
 }
 
 impl ShardBlob {
@@ -103,24 +102,14 @@ impl Shard {
     fn blob(&self) -> ShardBlob {
         ShardBlob {
             kv: self.kv.snapshot(),
-            sessions: (self.sessions.iter())
-                .map(|(&c, s)| (c, s.seq, s.reply.clone()))
-                .collect(),
+            sessions: self.sessions.blob(),
         }
     }
 
     fn from_blob(blob: &ShardBlob) -> Result<Shard, SnapshotError> {
         let mut kv = Kv::default();
         kv.restore(&blob.kv)?;
-        let sessions = (blob.sessions.iter())
-            .map(|(c, seq, reply)| {
-                let s = Session {
-                    seq: *seq,
-                    reply: reply.clone(),
-                };
-                (*c, s)
-            })
-            .collect();
+        let sessions = SessionTable::from_blob(&blob.sessions);
         Ok(Shard { kv, sessions })
     }
 }
@@ -130,10 +119,13 @@ impl Shard {
 /// is ignored when it no longer fits the state, so repeats are harmless).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardCommand {
-    /// A client's operation, with the client's exactly-once tag (kept per shard).
+    /// A client's operation, with the client's exactly-once tag (kept per shard) and its
+    /// stamp: a replicated time it cannot be applied before, the same in every copy, 0 if the
+    /// clerk had heard no time (`flotilla_rsm::Request::after_ms`).
     Op {
         client: ClientId,
         seq: u64,
+        after_ms: u64,
         op: KvCommand,
     },
     /// Move to this configuration: applied only if it is the next one and every shard is
@@ -163,6 +155,11 @@ pub enum ShardReply {
     Stale,
     /// One of the group's own commands was applied (or found already done).
     Done,
+    /// The client's record in this shard expired and the write may have been applied before
+    /// it did: not applied now (`flotilla_rsm::RsmError::SessionExpired`).
+    Expired,
+    /// The write carries no time and the shard forgets records: stamp it and resend.
+    Unstamped,
 }
 
 /// A shard group's state machine.
@@ -279,7 +276,14 @@ impl ShardKv {
         }
     }
 
-    fn op(&mut self, client: ClientId, seq: u64, op: KvCommand) -> ShardReply {
+    fn op(
+        &mut self,
+        client: ClientId,
+        seq: u64,
+        after: u64,
+        op: KvCommand,
+        at: &ApplyCtx,
+    ) -> ShardReply {
         let s = key_shard(op.key(), self.nshards());
         if self.config.shards[s] != self.gid {
             return ShardReply::WrongGroup;
@@ -290,23 +294,36 @@ impl ShardKv {
             _ => return ShardReply::NotReady,
         };
         if matches!(op, KvCommand::Get { .. }) {
-            return ShardReply::Kv(shard.kv.apply(op));
+            return ShardReply::Kv(shard.kv.apply(op, at));
         }
-        if let Some(last) = shard.sessions.get(&client) {
-            if seq == last.seq {
-                return ShardReply::Kv(last.reply.clone());
-            }
-            if seq < last.seq {
-                return ShardReply::Stale;
-            }
+        match shard.sessions.check(client, seq, after, at.now_ms) {
+            Check::Apply => {}
+            Check::Answer(Applied::Fresh(r) | Applied::Duplicate(r)) => return ShardReply::Kv(r),
+            Check::Answer(Applied::Stale) => return ShardReply::Stale,
+            Check::Answer(Applied::Expired) => return ShardReply::Expired,
+            Check::Answer(Applied::Unstamped) => return ShardReply::Unstamped,
         }
-        let reply = shard.kv.apply(op);
-        let session = Session {
-            seq,
-            reply: reply.clone(),
-        };
-        shard.sessions.insert(client, session);
+        let reply = shard.kv.apply(op, at);
+        (shard.sessions).record(client, seq, after, at.now_ms, reply.clone());
+        shard.sessions.trim(at.limits);
         ShardReply::Kv(reply)
+    }
+
+    /// Removes the records idle too long from every shard served. A shard handed off is
+    /// frozen (its new owner may be pulling it) and one still pulling holds nothing.
+    fn expire_sessions(&mut self, now_ms: u64, limits: SessionLimits) {
+        for (st, shard) in self.shards.values_mut() {
+            if st.serves() {
+                shard.sessions.expire(now_ms, limits);
+            }
+        }
+    }
+
+    /// Sessions kept in each shard held.
+    pub fn shard_sessions(&self) -> BTreeMap<usize, usize> {
+        (self.shards.iter())
+            .map(|(&s, (_, d))| (s, d.sessions.len()))
+            .collect()
     }
 
     fn reconfigure(&mut self, next: ShardConfig) -> ShardReply {
@@ -388,9 +405,15 @@ impl StateMachine for ShardKv {
     /// Exactly-once records live in each shard and move with it.
     const REPLICA_SESSIONS: bool = false;
 
-    fn apply(&mut self, cmd: ShardCommand) -> ShardReply {
+    fn apply(&mut self, cmd: ShardCommand, at: &ApplyCtx) -> ShardReply {
+        self.expire_sessions(at.now_ms, at.limits);
         match cmd {
-            ShardCommand::Op { client, seq, op } => self.op(client, seq, op),
+            ShardCommand::Op {
+                client,
+                seq,
+                after_ms,
+                op,
+            } => self.op(client, seq, after_ms, op, at),
             ShardCommand::Config(next) => self.reconfigure(next),
             ShardCommand::Install { num, shards } => self.install(num, shards),
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),

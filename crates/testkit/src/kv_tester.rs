@@ -124,6 +124,7 @@ impl KvTester<KvReplica> {
             let cfg = ReplicaConfig {
                 raft,
                 max_raft_state,
+                sessions: flotilla_rsm::SessionLimits::default(),
             };
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))

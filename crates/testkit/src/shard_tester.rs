@@ -191,6 +191,7 @@ impl ShardTester {
                 let cfg = ReplicaConfig {
                     raft: Config::for_service(id as u64, voters, s),
                     max_raft_state: None,
+                    sessions: flotilla_rsm::SessionLimits::default(),
                 };
                 let c = CtrlServer::restore(cfg, nshards, p.state(), p.snapshot())
                     .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"));
@@ -206,6 +207,7 @@ impl ShardTester {
                 let replica = ReplicaConfig {
                     raft,
                     max_raft_state: mrs,
+                    sessions: flotilla_rsm::SessionLimits::default(),
                 };
                 let ctrlers = (0..CTRLERS).collect();
                 let cfg = ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
