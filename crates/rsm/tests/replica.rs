@@ -51,7 +51,17 @@ fn input(
     disk: &mut (Vec<u8>, Vec<u8>),
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
 ) -> Vec<(usize, M)> {
-    let mut ctx = Ctx::new(Duration::ZERO);
+    input_at(r, disk, 0, f)
+}
+
+/// As [`input`], the driver's wall clock reading `wall_ms` ms since the UNIX epoch.
+fn input_at(
+    r: &mut Replica<Sum>,
+    disk: &mut (Vec<u8>, Vec<u8>),
+    wall_ms: u64,
+    f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
+) -> Vec<(usize, M)> {
+    let mut ctx = Ctx::new(Duration::ZERO).with_wall_clock(Duration::from_millis(wall_ms));
     f(r, &mut ctx);
     let (save, sends, _) = ctx.into_parts();
     if let Some(Save {
@@ -506,4 +516,106 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
         result: Err(RsmError::WrongLeader { hint: Some(2) }),
     });
     assert!(sent.contains(&(9, refusal)), "sent {sent:?}");
+}
+
+fn stamped(client: u64, seq: u64, after_ms: u64, cmd: u64) -> M {
+    Msg::Request(Request {
+        client,
+        seq,
+        after_ms,
+        cmd,
+    })
+}
+
+fn answer(client: u64, seq: u64, now_ms: u64, result: Result<u64, RsmError>) -> (usize, M) {
+    let r = Response {
+        client,
+        seq,
+        now_ms,
+        result,
+    };
+    (9, Msg::Response(r))
+}
+
+/// Issue 16: the leader stamps its wall clock into each entry, and applying makes the
+/// replicated clock the highest stamp so far: a later leader (or the same one) whose clock
+/// reads earlier does not move it back. Answers carry it, and it survives a restart.
+#[test]
+fn the_leaders_clock_is_stamped_into_the_log_and_never_goes_back() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    elect(&mut r, &mut disk);
+    let t0 = 1_765_000_000_000;
+    let sent = input_at(&mut r, &mut disk, t0, |r, ctx| {
+        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+    });
+    assert_eq!(sent, vec![answer(1, 1, t0, Ok(5))]);
+    let sent = input_at(&mut r, &mut disk, t0 - 60_000, |r, ctx| {
+        r.on_message(9, stamped(1, 2, t0, 1), ctx)
+    });
+    assert_eq!(sent, vec![answer(1, 2, t0, Ok(6))]);
+    for seq in 3..100 {
+        input_at(&mut r, &mut disk, t0 + seq, |r, ctx| {
+            r.on_message(9, stamped(1, seq, t0, 1), ctx)
+        });
+    }
+    assert!(r.raft().log().snapshot_index() > 0, "no snapshot was taken");
+    let back = solo(Some(300), &disk);
+    assert!(back.state().clock_ms() >= t0, "the snapshot lost the clock");
+}
+
+/// Issue 16: a write that carries no time is answered at once with the replica's clock and
+/// never proposed (so never applied: the clerk may stamp it and resend); the clerk does so.
+#[test]
+fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
+    let mut disk = Default::default();
+    let mut r = solo(None, &disk);
+    elect(&mut r, &mut disk);
+    input_at(&mut r, &mut disk, 500, |r, ctx| {
+        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+    });
+    let last = r.raft().log().last_index();
+    let sent = input_at(&mut r, &mut disk, 600, |r, ctx| {
+        r.on_message(9, stamped(2, 1, 0, 5), ctx)
+    });
+    assert_eq!(sent, vec![answer(2, 1, 500, Err(RsmError::Unstamped))]);
+    assert_eq!(r.raft().log().last_index(), last);
+    // The clerk's side: it stamps with the time heard and resends at once.
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(5, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 0, .. }))]));
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    let refusal = Response {
+        client: 2,
+        seq: 1,
+        now_ms: 500,
+        result: Err(RsmError::Unstamped),
+    };
+    assert_eq!(clerk.on_response(0, refusal, &mut ctx), None);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 500, seq: 1, .. }))]));
+}
+
+/// Issue 16: a clerk whose session expired reports it to its caller (the outcome is
+/// unknown), and stamps its next operation with the time that answer brought.
+#[test]
+fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(5, &mut ctx);
+    let expired = Response {
+        client: 2,
+        seq: 1,
+        now_ms: 9_000,
+        result: Err(RsmError::SessionExpired),
+    };
+    let done = clerk.on_response(0, expired, &mut ctx);
+    assert_eq!(done, Some(Err(RsmError::SessionExpired)));
+    assert!(!clerk.is_busy());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(6, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 9_000, seq: 2, .. }))]));
 }
