@@ -585,7 +585,10 @@ fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     clerk.start(5, &mut ctx);
     let (_, sent, _) = ctx.into_parts();
-    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 0, .. }))]));
+    assert!(matches!(
+        sent[..],
+        [(0, Msg::Request(Request { after_ms: 0, .. }))]
+    ));
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     let refusal = Response {
         client: 2,
@@ -595,7 +598,17 @@ fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
     };
     assert_eq!(clerk.on_response(0, refusal, &mut ctx), None);
     let (_, sent, _) = ctx.into_parts();
-    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 500, seq: 1, .. }))]));
+    assert!(matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 500,
+                seq: 1,
+                ..
+            })
+        )]
+    ));
 }
 
 /// Issue 16: a clerk whose session expired reports it to its caller (the outcome is
@@ -617,5 +630,15 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     clerk.start(6, &mut ctx);
     let (_, sent, _) = ctx.into_parts();
-    assert!(matches!(sent[..], [(0, Msg::Request(Request { after_ms: 9_000, seq: 2, .. }))]));
+    assert!(matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 9_000,
+                seq: 2,
+                ..
+            })
+        )]
+    ));
 }

@@ -62,9 +62,14 @@ pub fn kv_sessions(seed: u64, seconds: u64) -> KvSessionsReport {
                 let task = churn(t.clone(), cli, stop.clone(), stats.clone());
                 tasks.push(t.svc.rt.spawn(task));
             }
-            tasks.push(t.svc.rt.spawn(watch(t.clone(), stop.clone(), stats.clone())));
+            tasks.push(
+                t.svc
+                    .rt
+                    .spawn(watch(t.clone(), stop.clone(), stats.clone())),
+            );
             let n = t.svc.n();
-            let majority = move |t: &Tester, _| (0..n).filter(|&i| t.svc.is_alive(i)).count() > n / 2 + 1;
+            let majority =
+                move |t: &Tester, _| (0..n).filter(|&i| t.svc.is_alive(i)).count() > n / 2 + 1;
             let faults = nemesis_with(&t, Duration::from_secs(seconds), majority).await;
             heal_everything(&t);
             stop.set(true);

@@ -109,7 +109,16 @@ impl KvTester<KvReplica> {
         modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
         let sessions = flotilla_rsm::SessionLimits::default();
-        Self::kvraft_build(name, seed, slots, voters, unreliable, max_raft_state, sessions, modify)
+        Self::kvraft_build(
+            name,
+            seed,
+            slots,
+            voters,
+            unreliable,
+            max_raft_state,
+            sessions,
+            modify,
+        )
     }
 
     /// `n` KV replicas (as [`KvTester::kvraft`], reads by ReadIndex) whose clients' sessions
@@ -122,7 +131,16 @@ impl KvTester<KvReplica> {
         max_raft_state: Option<usize>,
         sessions: flotilla_rsm::SessionLimits,
     ) -> Rc<Self> {
-        Self::kvraft_build(name, seed, n, n, unreliable, max_raft_state, sessions, |_| {})
+        Self::kvraft_build(
+            name,
+            seed,
+            n,
+            n,
+            unreliable,
+            max_raft_state,
+            sessions,
+            |_| {},
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
