@@ -20,7 +20,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
-use flotilla_kv::{KvCommand, KvReply};
+use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
@@ -146,6 +146,10 @@ pub struct ShardTesterConfig {
     /// The labs' maxraftstate for the groups (`None` for -1).
     pub max_raft_state: Option<usize>,
     pub nshards: usize,
+    /// When the groups' per-shard exactly-once records expire. With limits small enough to
+    /// expire records of live clients, give every operation a time limit: one refused as
+    /// "session expired" then counts as of unknown outcome.
+    pub sessions: flotilla_rsm::SessionLimits,
 }
 
 impl ShardTesterConfig {
@@ -156,6 +160,7 @@ impl ShardTesterConfig {
             unreliable,
             max_raft_state,
             nshards: DEFAULT_SHARDS,
+            sessions: flotilla_rsm::SessionLimits::default(),
         }
     }
 }
@@ -182,7 +187,7 @@ impl ShardTester {
         let (n, groups) = (cfg.n, cfg.groups);
         let host = FIRST_GROUP_NODE + groups * n;
         let resolve = resolver(n, groups);
-        let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
+        let (nshards, mrs, sessions) = (cfg.nshards, cfg.max_raft_state, cfg.sessions);
         let read_mode = crate::kv_tester::read_mode_from_env();
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
             if id < 2 * CTRLERS {
@@ -207,7 +212,7 @@ impl ShardTester {
                 let replica = ReplicaConfig {
                     raft,
                     max_raft_state: mrs,
-                    sessions: flotilla_rsm::SessionLimits::default(),
+                    sessions,
                 };
                 let ctrlers = (0..CTRLERS).collect();
                 let cfg = ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
@@ -656,6 +661,10 @@ impl ShardClient {
         };
         let (output, ret) = match &reply {
             None => (KvOutput::Unknown, None),
+            // As the error says: it may or may not have been applied.
+            Some(KvReply::Error(KvError::SessionExpired)) if limit.is_some() => {
+                (KvOutput::Unknown, None)
+            }
             Some(KvReply::Error(e)) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
             Some(KvReply::Value(v)) => (
                 KvOutput::value(text(v.as_deref().unwrap_or_default())),
@@ -663,6 +672,7 @@ impl ShardClient {
             ),
             Some(_) => (KvOutput::Done, Some(t.stamp())),
         };
+        let unknown = output == KvOutput::Unknown;
         t.history.borrow_mut().push(Operation {
             client: self.id,
             input,
@@ -670,7 +680,7 @@ impl ShardClient {
             output,
             ret,
         });
-        reply
+        reply.filter(|_| !unknown)
     }
 
     /// The key's value ("" if none).
