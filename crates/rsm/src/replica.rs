@@ -32,9 +32,13 @@ pub struct ReplicaConfig {
     pub sessions: SessionLimits,
 }
 
-/// A client's (or the replica's own) command as it sits in the log: the proposing leader's
-/// wall clock and session limits, then the request. Every replica applies the same stamp at
-/// the same index.
+/// The first byte of every entry a replica proposes: the layout of what follows. Entries of
+/// another layout (a later build's) are skipped by every replica alike.
+const ENTRY_VERSION: u8 = 2;
+
+/// A client's (or the replica's own) command as it sits in the log, after [`ENTRY_VERSION`]:
+/// the proposing leader's wall clock and session limits, then the request. Every replica
+/// applies the same stamp at the same index.
 #[derive(serde::Serialize)]
 struct EntryRef<'a, C> {
     time_ms: u64,
@@ -208,7 +212,7 @@ impl<S: StateMachine> Replica<S> {
             limits: self.limits,
             req,
         };
-        postcard::to_allocvec(&entry).expect("encoding into a Vec cannot fail")
+        postcard::to_extend(&entry, vec![ENTRY_VERSION]).expect("encoding into a Vec cannot fail")
     }
 
     fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
@@ -463,9 +467,10 @@ impl<S: StateMachine> Replica<S> {
         // The leader's no-op of a new term (empty), or an entry this build cannot read: every
         // replica decodes the same bytes the same way, so skipping keeps them in step; it can
         // only mean a leader of another version wrote it.
-        let entry = (!data.is_empty())
-            .then(|| postcard::from_bytes::<Entry<S::Command>>(data).ok())
-            .flatten();
+        let entry = match data.split_first() {
+            Some((&ENTRY_VERSION, rest)) => postcard::from_bytes::<Entry<S::Command>>(rest).ok(),
+            _ => None,
+        };
         let Some(entry) = entry else {
             if let Some(w) = waiter {
                 reject(ctx, &w, None, self.state.clock_ms());
