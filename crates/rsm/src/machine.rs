@@ -58,8 +58,9 @@ pub trait StateMachine {
     /// request's client and sequence number). A machine whose exactly-once records must move
     /// with parts of its state (a shard group hands each shard's records to the shard's next
     /// owner) sets it false, carries the client's tag inside its commands and filters
-    /// duplicates itself; every command then reaches `apply`, including a replica's own
-    /// ([`crate::Replica::propose_own`]).
+    /// duplicates itself (with a [`crate::SessionTable`] per part, expired by
+    /// [`ApplyCtx::now_ms`] and [`ApplyCtx::limits`]); every command then reaches `apply`,
+    /// including a replica's own ([`crate::Replica::propose_own`]).
     const REPLICA_SESSIONS: bool = true;
 
     /// Applies a committed command and returns the reply for the client that sent it. `at`
