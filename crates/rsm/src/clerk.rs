@@ -18,6 +18,11 @@ pub struct ClerkConfig {
     /// After every server in turn refused (an election is under way), wait this long before
     /// the next round instead of spinning at network speed.
     pub round_backoff_ticks: u32,
+    /// A clerk that has heard from no server for this long (by the driver's clock) starts
+    /// its next operation unstamped, and so first learns the service's clock (one extra
+    /// round trip): its old stamp may be below the expiry watermark although its operation
+    /// is new. Far below any session idle limit.
+    pub stamp_fresh_for: std::time::Duration,
 }
 
 impl Default for ClerkConfig {
@@ -25,6 +30,7 @@ impl Default for ClerkConfig {
         ClerkConfig {
             retry_ticks: 20,
             round_backoff_ticks: 5,
+            stamp_fresh_for: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -91,6 +97,9 @@ pub struct Clerk<C> {
     seq: u64,
     /// The highest replicated clock a response brought: the stamp of the next operation.
     seen_ms: u64,
+    /// When (driver clock) a response last came: `seen_ms` is fresh until
+    /// `cfg.stamp_fresh_for` after it.
+    heard_at: Option<std::time::Duration>,
     op: Option<Outstanding<C>>,
     cfg: ClerkConfig,
 }
@@ -104,6 +113,7 @@ impl<C: Clone + Debug> Clerk<C> {
             leader: 0,
             seq: 0,
             seen_ms: 0,
+            heard_at: None,
             op: None,
             cfg,
         }
@@ -112,6 +122,18 @@ impl<C: Clone + Debug> Clerk<C> {
     /// The highest replicated clock (ms) any server told this clerk.
     pub fn seen_ms(&self) -> u64 {
         self.seen_ms
+    }
+
+    /// The stamp for an operation started at `now` (driver clock): the time heard, if heard
+    /// within `stamp_fresh_for`, else 0 (unstamped: the first answer gives the time).
+    pub fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
+        let fresh =
+            (self.heard_at).is_some_and(|t| now.saturating_sub(t) < self.cfg.stamp_fresh_for);
+        if fresh {
+            self.seen_ms
+        } else {
+            0
+        }
     }
 
     pub fn id(&self) -> ClientId {
@@ -131,9 +153,10 @@ impl<C: Clone + Debug> Clerk<C> {
             self.id
         );
         self.seq += 1;
+        let after_ms = self.fresh_stamp(ctx.now());
         self.op = Some(Outstanding {
             seq: self.seq,
-            after_ms: self.seen_ms,
+            after_ms,
             cmd,
             target: self.leader,
             cursor: self.leader,
@@ -238,6 +261,7 @@ impl<C: Clone + Debug> Clerk<C> {
         ctx: &mut Ctx<Msg<C, R>, E>,
     ) -> Option<Result<R, RsmError>> {
         self.seen_ms = self.seen_ms.max(resp.now_ms);
+        self.heard_at = Some(ctx.now());
         let op = self.op.as_mut()?;
         if resp.seq != op.seq {
             return None; // a late answer to an earlier operation

@@ -45,8 +45,11 @@
 //! was applied, and says so). A clerk that has heard from the group recently stamps above the
 //! watermark (idle expiry removes only sessions idle for `idle_ms`), so a live client is not
 //! refused; a client whose session was really forgotten is. A stamp of 0 means "heard no time
-//! yet": such a request is never applied once a session was removed ([`Applied::Unstamped`];
-//! the replica answers it before proposing with its clock, and the clerk restamps). Unlike
+//! yet": such a write is never applied ([`Applied::Unstamped`]; the replica answers it before
+//! proposing, with its clock, and the clerk restamps it). A clerk that has heard nothing for a
+//! while (`ClerkConfig::stamp_fresh_for`, a minute) starts its next operation unstamped too,
+//! so that a client idle past the limit whose session expired with no operation outstanding
+//! gets a fresh stamp (one extra round trip) instead of a needless "session expired". Unlike
 //! registration this costs no log entry per client, and the same rule works for records
 //! kept per shard and moved between groups (a shard carries its own watermark), where a
 //! group-local registration index would mean nothing.
@@ -112,8 +115,8 @@ pub enum Applied<R> {
     /// The client has no session and sessions were removed since its stamp: it may have been
     /// applied before its session expired. Not applied now.
     Expired,
-    /// The client has no session and its request carries no time (`after_ms` 0) while some
-    /// session was removed: not applied; the client must stamp it and resend.
+    /// A write that carries no time (`after_ms` 0) and is not a duplicate: never applied;
+    /// the client must stamp it and resend.
     Unstamped,
 }
 
@@ -195,25 +198,27 @@ impl<R: Clone> SessionTable<R> {
     /// `now_ms`: apply it, or answer it from the table (a duplicate, stale, or from a client
     /// whose session may have expired after applying it: the module doc). A duplicate counts
     /// as activity.
+    ///
+    /// A write stamped 0 is never applied ([`Applied::Unstamped`]), session or not: so a
+    /// clerk may always replace a stamp of 0 by a time it heard later.
     pub fn check(&mut self, client: ClientId, seq: u64, after_ms: u64, now_ms: u64) -> Check<R> {
         match self.table.get_mut(&client) {
-            Some(s) if seq < s.seq => Check::Answer(Applied::Stale),
-            Some(s) => {
-                if seq != s.seq {
-                    return Check::Apply;
-                }
+            Some(s) if seq < s.seq => return Check::Answer(Applied::Stale),
+            Some(s) if seq == s.seq => {
                 let last = s.last_active_ms.max(now_ms).max(after_ms);
                 let reply = s.reply.clone();
                 let old = std::mem::replace(&mut s.last_active_ms, last);
                 self.by_activity.remove(&(old, client));
                 self.by_activity.insert((last, client));
-                Check::Answer(Applied::Duplicate(reply))
+                return Check::Answer(Applied::Duplicate(reply));
             }
-            None => match self.expired_through_ms {
-                Some(_) if after_ms == 0 => Check::Answer(Applied::Unstamped),
-                Some(t) if after_ms <= t => Check::Answer(Applied::Expired),
-                _ => Check::Apply,
-            },
+            _ if after_ms == 0 => return Check::Answer(Applied::Unstamped),
+            Some(_) => return Check::Apply,
+            None => {}
+        }
+        match self.expired_through_ms {
+            Some(t) if after_ms <= t => Check::Answer(Applied::Expired),
+            _ => Check::Apply,
         }
     }
 
@@ -615,7 +620,7 @@ mod tests {
     fn the_max_count_evicts_the_least_recently_active() {
         let mut s = Sessions::new(Counter::default());
         for (i, c) in [5u64, 3, 9].into_iter().enumerate() {
-            let t = 10 * i as u64;
+            let t = 10 * (i as u64 + 1);
             s.apply(stamped(c, 1, t, Some(1)), small(0, t, 3));
         }
         // Client 5 (the oldest) retries: it is now the most recently active.
@@ -633,7 +638,7 @@ mod tests {
         assert!(s.answered(5, 1).is_some() && s.answered(9, 1).is_some());
         s.apply(stamped(8, 1, 60, Some(1)), small(0, 60, 3));
         assert_eq!(s.answered(9, 1), None);
-        assert_eq!(s.expired_through_ms(), Some(20));
+        assert_eq!(s.expired_through_ms(), Some(30));
     }
 
     /// Issue 16: a retry from a client whose session expired is refused with "expired" and
@@ -664,6 +669,10 @@ mod tests {
             Applied::Unstamped
         );
         assert_eq!(s.machine().0, 6, "nothing was applied twice");
+        // Nor is an unstamped write of a client that has a session (the clerk may restamp
+        // it later, so it must not have been applied).
+        let unstamped = s.apply(stamped(2, 2, 0, Some(5)), small(5, 2_000, 100));
+        assert_eq!(unstamped, Applied::Unstamped);
         // The clerk's next operation carries the time it heard since: a new session.
         assert_eq!(
             s.apply(stamped(1, 3, 2_000, Some(1)), small(6, 2_000, 100)),

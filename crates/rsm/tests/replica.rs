@@ -232,6 +232,7 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
     let none = Vec::<usize>::new();
@@ -291,6 +292,7 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     let r = solo(None, &(Vec::new(), Vec::new()));
     let req = Msg::Request(Request {
@@ -371,6 +373,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     for hint_of_11 in [None, Some(10)] {
         let mut c = Clerk::new(7, vec![11, 10, 12], cfg.clone());
@@ -641,4 +644,23 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
             })
         )]
     ));
+    // A clerk that heard nothing for longer than `stamp_fresh_for` starts its next
+    // operation unstamped: its old stamp may be below the watermark although it is new.
+    clerk.abandon();
+    let later = ClerkConfig::default().stamp_fresh_for + Duration::from_secs(1);
+    let mut ctx: Ctx<M, ()> = Ctx::new(later);
+    clerk.start(7, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    let unstamped = matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 0,
+                seq: 3,
+                ..
+            })
+        )]
+    );
+    assert!(unstamped, "{sent:?}");
 }

@@ -119,6 +119,12 @@ impl ShardClerk {
         self.group.seen_ms().max(self.ctrl.seen_ms())
     }
 
+    /// The stamp for an operation started (or first sent) at `now`: the time heard, if
+    /// heard recently, else 0 (see `flotilla_rsm::ClerkConfig::stamp_fresh_for`).
+    fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
+        self.group.fresh_stamp(now).max(self.ctrl.fresh_stamp(now))
+    }
+
     /// The latest configuration this clerk knows.
     pub fn config(&self) -> &ShardConfig {
         &self.config
@@ -130,7 +136,7 @@ impl ShardClerk {
         self.seq += 1;
         self.op = Some(Op {
             seq: self.seq,
-            after_ms: self.seen_ms(),
+            after_ms: self.fresh_stamp(ctx.now()),
             op,
             phase: Phase::Config,
         });
@@ -167,10 +173,10 @@ impl ShardClerk {
 
     fn send_to_group<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
         let id = self.id;
-        let seen = self.seen_ms();
+        let fresh = self.fresh_stamp(ctx.now());
         let Some(op) = self.op.as_mut() else { return };
         if op.after_ms == 0 {
-            op.after_ms = seen;
+            op.after_ms = fresh;
         }
         let shard = key_shard(op.op.key(), self.config.shards.len());
         let gid = self.config.shards[shard];
