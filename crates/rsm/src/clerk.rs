@@ -21,8 +21,9 @@ pub struct ClerkConfig {
     /// A clerk that has heard from no server for this long (by the driver's clock) starts
     /// its next operation unstamped, and so first learns the service's clock (one extra
     /// round trip): its old stamp may be below the expiry watermark although its operation
-    /// is new. Far below any session idle limit.
-    pub stamp_fresh_for: std::time::Duration,
+    /// is new. Far below any session idle limit. In ms (not ticks: an idle clerk is not
+    /// ticked, so this is measured on the driver's clock).
+    pub stamp_fresh_ms: u32,
 }
 
 impl Default for ClerkConfig {
@@ -30,7 +31,7 @@ impl Default for ClerkConfig {
         ClerkConfig {
             retry_ticks: 20,
             round_backoff_ticks: 5,
-            stamp_fresh_for: std::time::Duration::from_secs(60),
+            stamp_fresh_ms: 60_000,
         }
     }
 }
@@ -98,7 +99,7 @@ pub struct Clerk<C> {
     /// The highest replicated clock a response brought: the stamp of the next operation.
     seen_ms: u64,
     /// When (driver clock) a response last came: `seen_ms` is fresh until
-    /// `cfg.stamp_fresh_for` after it.
+    /// `cfg.stamp_fresh_ms` after it.
     heard_at: Option<std::time::Duration>,
     op: Option<Outstanding<C>>,
     cfg: ClerkConfig,
@@ -125,10 +126,10 @@ impl<C: Clone + Debug> Clerk<C> {
     }
 
     /// The stamp for an operation started at `now` (driver clock): the time heard, if heard
-    /// within `stamp_fresh_for`, else 0 (unstamped: the first answer gives the time).
+    /// within `stamp_fresh_ms`, else 0 (unstamped: the first answer gives the time).
     pub fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
-        let fresh =
-            (self.heard_at).is_some_and(|t| now.saturating_sub(t) < self.cfg.stamp_fresh_for);
+        let window = std::time::Duration::from_millis(self.cfg.stamp_fresh_ms.into());
+        let fresh = (self.heard_at).is_some_and(|t| now.saturating_sub(t) < window);
         if fresh {
             self.seen_ms
         } else {

@@ -47,7 +47,7 @@
 //! refused; a client whose session was really forgotten is. A stamp of 0 means "heard no time
 //! yet": such a write is never applied ([`Applied::Unstamped`]; the replica answers it before
 //! proposing, with its clock, and the clerk restamps it). A clerk that has heard nothing for a
-//! while (`ClerkConfig::stamp_fresh_for`, a minute) starts its next operation unstamped too,
+//! while (`ClerkConfig::stamp_fresh_ms`, a minute) starts its next operation unstamped too,
 //! so that a client idle past the limit whose session expired with no operation outstanding
 //! gets a fresh stamp (one extra round trip) instead of a needless "session expired". Unlike
 //! registration this costs no log entry per client, and the same rule works for records

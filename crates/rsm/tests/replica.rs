@@ -644,10 +644,10 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
             })
         )]
     ));
-    // A clerk that heard nothing for longer than `stamp_fresh_for` starts its next
+    // A clerk that heard nothing for longer than `stamp_fresh_ms` starts its next
     // operation unstamped: its old stamp may be below the watermark although it is new.
     clerk.abandon();
-    let later = ClerkConfig::default().stamp_fresh_for + Duration::from_secs(1);
+    let later = Duration::from_millis(ClerkConfig::default().stamp_fresh_ms as u64 + 1);
     let mut ctx: Ctx<M, ()> = Ctx::new(later);
     clerk.start(7, &mut ctx);
     let (_, sent, _) = ctx.into_parts();

@@ -120,7 +120,7 @@ impl ShardClerk {
     }
 
     /// The stamp for an operation started (or first sent) at `now`: the time heard, if
-    /// heard recently, else 0 (see `flotilla_rsm::ClerkConfig::stamp_fresh_for`).
+    /// heard recently, else 0 (see `flotilla_rsm::ClerkConfig::stamp_fresh_ms`).
     fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
         self.group.fresh_stamp(now).max(self.ctrl.fresh_stamp(now))
     }
