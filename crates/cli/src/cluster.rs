@@ -167,6 +167,15 @@ pub struct ServerArgs {
     /// (every read is a log entry, written and fsynced).
     #[arg(long, value_parser = parse_read_mode)]
     read_mode: Option<ReadMode>,
+    /// Forget a client's exactly-once session after it wrote nothing for this long, by the
+    /// leaders' clocks stamped into the log (default 1h: far beyond any client's retries; a
+    /// client that comes back later gets "session expired" for a command it was retrying).
+    #[arg(long, value_parser = parse_duration)]
+    session_idle: Option<Duration>,
+    /// Keep at most this many sessions (per shard on a shard group), forgetting the least
+    /// recently active first (default 100000).
+    #[arg(long)]
+    max_sessions: Option<u64>,
     #[command(flatten)]
     secret: SecretArgs,
     #[command(flatten)]
@@ -193,6 +202,8 @@ struct ServerFile {
     heartbeat: Option<String>,
     election_timeout: Option<String>,
     read_mode: Option<String>,
+    session_idle: Option<String>,
+    max_sessions: Option<u64>,
     secret_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -233,6 +244,10 @@ impl ServerArgs {
         if self.read_mode.is_none() {
             self.read_mode = f.read_mode.as_deref().map(parse_read_mode).transpose()?;
         }
+        if self.session_idle.is_none() {
+            self.session_idle = f.session_idle.as_deref().map(parse_duration).transpose()?;
+        }
+        self.max_sessions = self.max_sessions.or(f.max_sessions);
         if self.election_timeout.is_none() {
             self.election_timeout = f
                 .election_timeout
@@ -248,6 +263,23 @@ impl ServerArgs {
             self.tls.tls_server_name = n;
         }
         Ok(self)
+    }
+}
+
+impl ServerArgs {
+    /// `--session-idle` and `--max-sessions`, defaults filled in.
+    fn session_limits(&self) -> Result<flotilla_rsm::SessionLimits, String> {
+        let mut limits = flotilla_rsm::SessionLimits::default();
+        if let Some(idle) = self.session_idle {
+            limits.idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(max) = self.max_sessions {
+            if max == 0 {
+                return Err("--max-sessions must be at least 1".into());
+            }
+            limits.max_sessions = max;
+        }
+        Ok(limits)
     }
 }
 
@@ -307,6 +339,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         join: args.join,
         secret,
         max_raft_state: Some(max_raft_state as usize),
+        sessions: args.session_limits()?,
         metrics: args.metrics.clone(),
         tls: args.tls.load()?,
         timers,
@@ -379,6 +412,7 @@ fn sharded_server(
         nshards: args.shards.unwrap_or(DEFAULT_SHARDS),
         secret: args.secret.load()?,
         max_raft_state: Some(args.max_raft_state.unwrap_or(64 << 20) as usize),
+        sessions: args.session_limits()?,
         metrics: args.metrics.clone(),
         tls: args.tls.load()?,
         timers,

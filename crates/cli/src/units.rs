@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// "10s", "500ms", "2m", or a plain number of seconds.
+/// "10s", "500ms", "2m", "1h", or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = split_unit(s);
@@ -13,7 +13,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
     if !(secs.is_finite() && secs >= 0.0) {
         return Err(format!("{s:?} is not a valid duration"));
@@ -62,7 +63,8 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("5d").is_err());
         assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
         assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
         assert_eq!(parse_size("100").unwrap(), 100);

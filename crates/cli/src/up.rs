@@ -70,6 +70,28 @@ pub struct UpArgs {
     /// Password clients must give with AUTH (default: none).
     #[arg(long)]
     password: Option<String>,
+    /// Passed to every server: forget a client's exactly-once session after it wrote nothing
+    /// for this long (default 1h; `flotilla server --session-idle`).
+    #[arg(long, value_parser = crate::units::parse_duration)]
+    session_idle: Option<Duration>,
+    /// Passed to every server: keep at most this many sessions, per shard on a shard group
+    /// (default 100000; `flotilla server --max-sessions`).
+    #[arg(long)]
+    max_sessions: Option<u64>,
+}
+
+impl UpArgs {
+    /// The session flags to hand every server, those given.
+    fn session_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(idle) = self.session_idle {
+            flags.extend(["--session-idle".into(), format!("{}ms", idle.as_millis())]);
+        }
+        if let Some(max) = self.max_sessions {
+            flags.extend(["--max-sessions".into(), max.to_string()]);
+        }
+        flags
+    }
 }
 
 /// Where a cluster's processes listen, as `cluster.json` records it.
@@ -297,7 +319,10 @@ fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
                 secret.clone(),
                 "--metrics".into(),
                 metrics_addr(&layout.servers[i], 100),
-            ],
+            ]
+            .into_iter()
+            .chain(args.session_flags())
+            .collect(),
             log: args.dir.join(format!("node-{i}.log")),
             child: None,
         })
@@ -352,6 +377,7 @@ fn sharded_processes(
             "--metrics".into(),
             metrics_addr(&peers[i], 100),
         ]);
+        a.extend(args.session_flags());
         Proc {
             log: args.dir.join(format!("{name}.log")),
             name,

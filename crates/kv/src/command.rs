@@ -84,6 +84,12 @@ pub enum KvError {
     /// command is unknown (an earlier copy may have reached a leader before it stalled).
     #[error("disk full: the replicas cannot write their logs (no space left on device); the command may or may not have been applied")]
     DiskFull,
+    /// The client's session expired (idle longer than the service's limit, or evicted when
+    /// its table was full) and the command could not be told from a retry of one applied
+    /// before it expired: not applied now, but an earlier copy may have been. Reported by
+    /// clerks; the clerk's next command starts a new session.
+    #[error("session expired: the command may or may not have been applied")]
+    SessionExpired,
     #[error("key of {len} bytes is longer than the limit of {max} bytes")]
     KeyTooLarge { len: usize, max: usize },
     #[error("value of {len} bytes is longer than the limit of {max} bytes")]

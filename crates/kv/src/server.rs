@@ -1,7 +1,9 @@
 //! The single-node key/value server with at-most-once semantics (the 6.5840 `kvsrv` lab).
 
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_rsm::{Applied, Msg, Response, RsmError, Sessions, StateMachine};
+use flotilla_rsm::{
+    Applied, Msg, Response, RsmError, SessionLimits, Sessions, Stamp, StateMachine,
+};
 
 use crate::store::{AppendReply, Kv};
 use crate::KvMsg;
@@ -37,11 +39,20 @@ impl Process for KvServer {
     fn on_message(&mut self, from: NodeId, msg: KvMsg, ctx: &mut Ctx<KvMsg, ()>) {
         let Msg::Request(req) = msg else { return };
         let (client, seq) = (req.client, req.seq);
+        // The lab's server forgets no client: nothing expires, so nothing is ever refused as
+        // expired or unstamped.
+        let stamp = Stamp {
+            time_ms: u64::try_from(ctx.wall_clock().as_millis()).unwrap_or(u64::MAX),
+            limits: SessionLimits::UNBOUNDED,
+            index: 0,
+        };
         let result = match <Kv as StateMachine>::validate(&req.cmd) {
             Err(refusal) => Ok(refusal),
-            Ok(()) => match self.state.apply(req) {
+            Ok(()) => match self.state.apply(req, stamp) {
                 Applied::Fresh(r) | Applied::Duplicate(r) => Ok(r),
                 Applied::Stale => Err(RsmError::Stale),
+                Applied::Expired => Err(RsmError::SessionExpired),
+                Applied::Unstamped => Err(RsmError::Unstamped),
             },
         };
         ctx.send(
@@ -49,6 +60,7 @@ impl Process for KvServer {
             Msg::Response(Response {
                 client,
                 seq,
+                now_ms: self.state.clock_ms(),
                 result,
             }),
         );
@@ -68,7 +80,16 @@ mod tests {
 
     fn call(s: &mut KvServer, client: u64, seq: u64, cmd: KvCommand) -> Result<KvReply, RsmError> {
         let mut ctx = Ctx::new(Duration::ZERO);
-        s.on_message(9, Msg::Request(Request { client, seq, cmd }), &mut ctx);
+        s.on_message(
+            9,
+            Msg::Request(Request {
+                client,
+                seq,
+                after_ms: 1,
+                cmd,
+            }),
+            &mut ctx,
+        );
         let (_, mut sends, _) = ctx.into_parts();
         assert_eq!(sends.len(), 1);
         match sends.pop() {

@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use flotilla_rsm::{SnapshotError, StateMachine};
+use flotilla_rsm::{ApplyCtx, SnapshotError, StateMachine};
 use serde_bytes::{ByteBuf, Bytes};
 
 use crate::command::{KvCommand, KvError, KvReply};
@@ -88,7 +88,7 @@ impl StateMachine for Kv {
     type Command = KvCommand;
     type Reply = KvReply;
 
-    fn apply(&mut self, cmd: KvCommand) -> KvReply {
+    fn apply(&mut self, cmd: KvCommand, _at: &ApplyCtx) -> KvReply {
         match cmd {
             KvCommand::Get { key } => KvReply::Value(self.data.get(&key).cloned()),
             KvCommand::Put { key, value } => {
@@ -179,20 +179,29 @@ mod tests {
     #[test]
     fn operations_and_replies() {
         let mut kv = Kv::default();
-        assert_eq!(kv.apply(get("a")), KvReply::Value(None));
-        assert_eq!(kv.apply(put("a", "x")), KvReply::Done);
-        assert_eq!(kv.apply(append("a", "yz")), KvReply::Len(3));
-        assert_eq!(kv.apply(append("b", "q")), KvReply::Len(1));
-        assert_eq!(kv.apply(get("a")), KvReply::Value(Some(b"xyz".to_vec())));
+        assert_eq!(kv.apply(get("a"), &ApplyCtx::zero()), KvReply::Value(None));
+        assert_eq!(kv.apply(put("a", "x"), &ApplyCtx::zero()), KvReply::Done);
         assert_eq!(
-            kv.apply(KvCommand::Delete { key: "a".into() }),
+            kv.apply(append("a", "yz"), &ApplyCtx::zero()),
+            KvReply::Len(3)
+        );
+        assert_eq!(
+            kv.apply(append("b", "q"), &ApplyCtx::zero()),
+            KvReply::Len(1)
+        );
+        assert_eq!(
+            kv.apply(get("a"), &ApplyCtx::zero()),
+            KvReply::Value(Some(b"xyz".to_vec()))
+        );
+        assert_eq!(
+            kv.apply(KvCommand::Delete { key: "a".into() }, &ApplyCtx::zero()),
             KvReply::Deleted(true)
         );
         assert_eq!(
-            kv.apply(KvCommand::Delete { key: "a".into() }),
+            kv.apply(KvCommand::Delete { key: "a".into() }, &ApplyCtx::zero()),
             KvReply::Deleted(false)
         );
-        assert_eq!(kv.apply(get("a")), KvReply::Value(None));
+        assert_eq!(kv.apply(get("a"), &ApplyCtx::zero()), KvReply::Value(None));
     }
 
     #[test]
@@ -202,22 +211,31 @@ mod tests {
             key: "n".into(),
             by,
         };
-        assert_eq!(kv.apply(incr(1)), KvReply::Int(1));
-        assert_eq!(kv.apply(incr(-5)), KvReply::Int(-4));
+        assert_eq!(kv.apply(incr(1), &ApplyCtx::zero()), KvReply::Int(1));
+        assert_eq!(kv.apply(incr(-5), &ApplyCtx::zero()), KvReply::Int(-4));
         assert_eq!(kv.get(b"n"), Some(&b"-4"[..]));
-        kv.apply(put("n", "x"));
-        assert_eq!(kv.apply(incr(1)), KvReply::Error(KvError::NotAnInteger));
-        kv.apply(put("n", &i64::MAX.to_string()));
-        assert_eq!(kv.apply(incr(1)), KvReply::Error(KvError::Overflow));
+        kv.apply(put("n", "x"), &ApplyCtx::zero());
+        assert_eq!(
+            kv.apply(incr(1), &ApplyCtx::zero()),
+            KvReply::Error(KvError::NotAnInteger)
+        );
+        kv.apply(put("n", &i64::MAX.to_string()), &ApplyCtx::zero());
+        assert_eq!(
+            kv.apply(incr(1), &ApplyCtx::zero()),
+            KvReply::Error(KvError::Overflow)
+        );
         assert_eq!(kv.get(b"n"), Some(i64::MAX.to_string().as_bytes()));
     }
 
     #[test]
     fn old_value_appends_return_what_they_replaced() {
         let mut kv = Kv::new(AppendReply::OldValue);
-        assert_eq!(kv.apply(append("k", "1")), KvReply::Value(Some(vec![])));
         assert_eq!(
-            kv.apply(append("k", "2")),
+            kv.apply(append("k", "1"), &ApplyCtx::zero()),
+            KvReply::Value(Some(vec![]))
+        );
+        assert_eq!(
+            kv.apply(append("k", "2"), &ApplyCtx::zero()),
             KvReply::Value(Some(b"1".to_vec()))
         );
         assert_eq!(kv.get(b"k"), Some(&b"12"[..]));
@@ -227,8 +245,8 @@ mod tests {
     fn snapshots_do_not_depend_on_insertion_order() {
         let (mut a, mut b) = (Kv::default(), Kv::default());
         for i in 0..100 {
-            a.apply(put(&format!("k{i}"), "v"));
-            b.apply(put(&format!("k{}", 99 - i), "v"));
+            a.apply(put(&format!("k{i}"), "v"), &ApplyCtx::zero());
+            b.apply(put(&format!("k{}", 99 - i), "v"), &ApplyCtx::zero());
         }
         assert_eq!(a.snapshot(), b.snapshot());
     }
@@ -236,8 +254,8 @@ mod tests {
     #[test]
     fn snapshot_round_trips_and_rejects_garbage() {
         let mut kv = Kv::default();
-        kv.apply(put("a", "1"));
-        kv.apply(put("b", "2"));
+        kv.apply(put("a", "1"), &ApplyCtx::zero());
+        kv.apply(put("b", "2"), &ApplyCtx::zero());
         let mut other = Kv::default();
         other.restore(&kv.snapshot()).unwrap();
         assert_eq!(other.get(b"b"), Some(&b"2"[..]));

@@ -419,6 +419,7 @@ mod tests {
         Msg::Response(Response {
             client: 0, // set by the caller
             seq,
+            now_ms: 0,
             result: Ok(reply.to_owned()),
         })
     }

@@ -288,6 +288,12 @@ async fn run<P: Process, D: Durable>(
         }
         let mut pending = Pending::new();
         let now = Instant::now();
+        // The host's clock, for what processes stamp into replicated state (a replica's
+        // session expiry): read once per batch, as `now` is. A clock before the epoch reads
+        // as the epoch (the replicated clock only moves forward anyway).
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         // The first tick due: if a save waits for disk space the ticks not fed are due again
         // after it (see `fed_ticks`).
         let first_due = next_tick;
@@ -339,14 +345,14 @@ async fn run<P: Process, D: Durable>(
                 if pending.stalled() {
                     break;
                 }
-                let mut ctx = Ctx::new(now - start);
+                let mut ctx = Ctx::new(now - start).with_wall_clock(wall);
                 process.on_missed_tick(&mut ctx);
                 collect(&process, ctx, &mut durable, &mut pending)?;
                 fed_ticks += 1;
             }
             next_tick += tick;
         } else if due == 1 {
-            let mut ctx = Ctx::new(now - start);
+            let mut ctx = Ctx::new(now - start).with_wall_clock(wall);
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
             fed_ticks += 1;
@@ -358,7 +364,7 @@ async fn run<P: Process, D: Durable>(
                 stop |= refuse(&process, input, &mut outputs, &mut deferred);
                 continue;
             }
-            let mut ctx = Ctx::new(now - start);
+            let mut ctx = Ctx::new(now - start).with_wall_clock(wall);
             match input {
                 Input::Msg { from, msg } => process.on_message(from, msg, &mut ctx),
                 Input::Call(f) => f(&mut process, &mut ctx),
@@ -367,7 +373,7 @@ async fn run<P: Process, D: Durable>(
             collect(&process, ctx, &mut durable, &mut pending)?;
         }
         if stalled && !pending.stalled() {
-            let mut ctx = Ctx::new(now - start);
+            let mut ctx = Ctx::new(now - start).with_wall_clock(wall);
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
             fed_ticks += 1;

@@ -160,6 +160,7 @@ mod tests {
         let msg: Msg<KvCommand, KvReply> = Msg::Request(Request {
             client: u64::MAX,
             seq: u64::MAX,
+            after_ms: 1,
             cmd: put,
         });
         let frame = Frame::Msgs(vec![msg]);

@@ -37,7 +37,7 @@ use flotilla_kv::{KvCommand, KvError, KvReply, MAX_VALUE_BYTES};
 use flotilla_resp::{
     ClientCommand, Command, CommandQuery, Decoder, Hello, Limits, Protocol, Value,
 };
-use flotilla_rsm::ClientId;
+use flotilla_rsm::{ClientId, RsmError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -113,10 +113,14 @@ impl Backend {
 
     async fn call(&self, clerk: ClientId, cmd: KvCommand) -> Option<KvReply> {
         match self {
-            // A group out of disk space answers like a sharded one: with the KV error.
-            Backend::Group(c) => {
-                (c.call(clerk, cmd).await).map(|r| r.unwrap_or(KvReply::Error(KvError::DiskFull)))
-            }
+            // A group out of disk space, or that forgot the clerk's session, answers like a
+            // sharded one: with the KV error (`-ERR session expired: …` to the client).
+            Backend::Group(c) => (c.call(clerk, cmd).await).map(|r| {
+                r.unwrap_or_else(|e| match e {
+                    RsmError::SessionExpired => KvReply::Error(KvError::SessionExpired),
+                    _ => KvReply::Error(KvError::DiskFull),
+                })
+            }),
             Backend::Sharded(c) => c.call(clerk, cmd).await,
         }
     }

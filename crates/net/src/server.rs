@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub secret: Secret,
     /// Snapshot once the persisted Raft state reaches this many bytes.
     pub max_raft_state: Option<usize>,
+    /// When clients' exactly-once sessions expire (`flotilla_rsm::SessionLimits`).
+    pub sessions: flotilla_rsm::SessionLimits,
     /// Serve Prometheus metrics here, if set.
     pub metrics: Option<String>,
     /// Mutual TLS between cluster processes, if configured.
@@ -233,6 +235,7 @@ where
     let rcfg = ReplicaConfig {
         raft,
         max_raft_state: cfg.max_raft_state,
+        sessions: cfg.sessions,
     };
     let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
         .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;

@@ -110,6 +110,8 @@ pub struct ShardServerSettings {
     pub nshards: usize,
     pub secret: Secret,
     pub max_raft_state: Option<usize>,
+    /// When clients' exactly-once records expire (the controller's table, and each shard's).
+    pub sessions: flotilla_rsm::SessionLimits,
     pub metrics: Option<String>,
     pub tls: Option<Arc<PeerTls>>,
     pub timers: Timers,
@@ -141,6 +143,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
     let rcfg = ReplicaConfig {
         raft,
         max_raft_state: cfg.max_raft_state,
+        sessions: cfg.sessions,
     };
     let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
     let mut peers = addrs.clone();
@@ -539,6 +542,7 @@ mod tests {
             let m = ShardMsg::Group(Msg::Response(Response {
                 client: ck,
                 seq,
+                now_ms: 0,
                 result: Ok(ShardReply::Kv(reply)),
             }));
             (node_id(&group) as NodeId, m)
@@ -554,6 +558,7 @@ mod tests {
         let m = ShardMsg::Ctrl(Msg::Response(Response {
             client: ck,
             seq: 1,
+            now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
         clients.host.deliver(node_id(&ctrler) as NodeId, m);

@@ -24,7 +24,7 @@ struct Sum(u64);
 impl StateMachine for Sum {
     type Command = u64;
     type Reply = u64;
-    fn apply(&mut self, cmd: u64) -> u64 {
+    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
         self.0 += cmd;
         self.0
     }
@@ -111,6 +111,7 @@ async fn launch(
         join,
         secret: secret(),
         max_raft_state: Some(2000),
+        sessions: flotilla_rsm::SessionLimits::default(),
         metrics: None,
         tls,
         timers: Timers::default(),

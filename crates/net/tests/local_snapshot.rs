@@ -20,7 +20,7 @@ struct Sum(u64);
 impl StateMachine for Sum {
     type Command = u64;
     type Reply = u64;
-    fn apply(&mut self, cmd: u64) -> u64 {
+    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
         self.0 += cmd;
         self.0
     }
@@ -82,6 +82,7 @@ fn replica(storage_dir: &Path, gate: &Arc<Gate>) -> (Replica<Sum>, DiskStorage) 
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0], 1),
         max_raft_state: Some(300),
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let r = Replica::restore(cfg, Sum::default(), &recovered.state, &recovered.snapshot)
         .expect("restores");
@@ -151,6 +152,8 @@ fn a_crash_while_local_snapshots_are_written_recovers_every_acknowledged_command
                 Msg::Request(Request {
                     client: 1,
                     seq,
+                    // Any time: only a stamp of 0 ("heard no time yet") is refused.
+                    after_ms: 1,
                     cmd: 1,
                 }),
                 ctx,

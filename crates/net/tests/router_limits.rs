@@ -48,6 +48,7 @@ async fn start(settings: Settings) -> u16 {
         join: false,
         secret: secret.clone(),
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
         metrics: None,
         tls: None,
         timers: Timers::default(),

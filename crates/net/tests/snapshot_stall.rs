@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_kv::{Kv, KvCommand};
 use flotilla_node::{Bytes, Save};
-use flotilla_rsm::StateMachine;
+use flotilla_rsm::{ApplyCtx, StateMachine};
 use flotilla_storage::{DiskStorage, FaultHook, Faults, FileOp, StorageOptions};
 
 const VALUE_BYTES: usize = 100 << 10;
@@ -101,10 +101,13 @@ fn snapshot_stall() {
     let mut kv = Kv::default();
     for i in 0..values {
         let value = vec![(i % 251) as u8; VALUE_BYTES];
-        kv.apply(KvCommand::Put {
-            key: format!("key-{i:08}").into_bytes(),
-            value,
-        });
+        kv.apply(
+            KvCommand::Put {
+                key: format!("key-{i:08}").into_bytes(),
+                value,
+            },
+            &ApplyCtx::zero(),
+        );
     }
     let t = Instant::now();
     let data = kv.snapshot();

@@ -106,15 +106,20 @@ pub struct Save {
 #[derive(Debug)]
 pub struct Ctx<M, E> {
     now: Duration,
+    /// Time comparable across processes (see [`Ctx::wall_clock`]).
+    wall: Duration,
     sends: Vec<(NodeId, M)>,
     save: Option<Save>,
     events: Vec<E>,
 }
 
 impl<M, E> Ctx<M, E> {
+    /// A context whose wall clock is `now` too: right for the simulator, where every
+    /// process shares one virtual clock. Real drivers add [`Ctx::with_wall_clock`].
     pub fn new(now: Duration) -> Self {
         Ctx {
             now,
+            wall: now,
             sends: Vec::new(),
             save: None,
             events: Vec::new(),
@@ -122,8 +127,30 @@ impl<M, E> Ctx<M, E> {
     }
 
     /// The driver's clock (virtual in the simulator). Processes should prefer counting ticks.
+    /// Monotonic, but its origin is the driver's start: not comparable across processes.
     pub fn now(&self) -> Duration {
         self.now
+    }
+
+    /// Sets the wall clock (time since the UNIX epoch, read from the host's clock).
+    pub fn with_wall_clock(mut self, since_epoch: Duration) -> Self {
+        self.wall = since_epoch;
+        self
+    }
+
+    /// A clock comparable across processes: the host's time since the UNIX epoch in a real
+    /// driver, the shared virtual time in the simulator. Unlike [`Ctx::now`] it may jump
+    /// (an operator or NTP setting the host's clock); a replicated service that stamps it
+    /// into its log must make what it derives from it monotonic itself (`flotilla_rsm`
+    /// does), and must not base safety on it.
+    pub fn wall_clock(&self) -> Duration {
+        self.wall
+    }
+
+    /// An empty context for an inner process (a replica inside a shard group's server),
+    /// with the same clocks.
+    pub fn child<N, F>(&self) -> Ctx<N, F> {
+        Ctx::new(self.now).with_wall_clock(self.wall)
     }
 
     pub fn send(&mut self, to: NodeId, msg: M) {

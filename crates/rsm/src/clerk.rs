@@ -18,6 +18,12 @@ pub struct ClerkConfig {
     /// After every server in turn refused (an election is under way), wait this long before
     /// the next round instead of spinning at network speed.
     pub round_backoff_ticks: u32,
+    /// A clerk that has heard from no server for this long (by the driver's clock) starts
+    /// its next operation unstamped, and so first learns the service's clock (one extra
+    /// round trip): its old stamp may be below the expiry watermark although its operation
+    /// is new. Far below any session idle limit. In ms (not ticks: an idle clerk is not
+    /// ticked, so this is measured on the driver's clock).
+    pub stamp_fresh_ms: u32,
 }
 
 impl Default for ClerkConfig {
@@ -25,6 +31,7 @@ impl Default for ClerkConfig {
         ClerkConfig {
             retry_ticks: 20,
             round_backoff_ticks: 5,
+            stamp_fresh_ms: 60_000,
         }
     }
 }
@@ -33,6 +40,9 @@ impl Default for ClerkConfig {
 #[derive(Clone, Debug)]
 struct Outstanding<C> {
     seq: u64,
+    /// The stamp every copy carries ([`Request::after_ms`]); fixed once non-zero. A copy
+    /// stamped 0 is never applied, so a 0 may be replaced by the first time heard.
+    after_ms: u64,
     cmd: C,
     /// Index into `servers` of the server the latest copy went to.
     target: usize,
@@ -72,7 +82,13 @@ impl<C> Outstanding<C> {
 /// One logical client of a replicated service.
 ///
 /// Invariants: at most one operation outstanding; each operation gets the next sequence
-/// number, and every copy of it carries the same one, so the service applies it once.
+/// number, and every copy of it carries the same one, so the service applies it once; every
+/// copy carries the same non-zero stamp (`after_ms`), or 0 until the clerk has heard a time.
+///
+/// Sessions expire (the `session` module of this crate): an operation refused with
+/// [`RsmError::SessionExpired`] ends with that error (its outcome is unknown); the clerk
+/// keeps its id, and its next operation, stamped with the time that answer brought, starts a
+/// new session (copies of the refused one stay refused: see the module).
 #[derive(Clone, Debug)]
 pub struct Clerk<C> {
     id: ClientId,
@@ -80,6 +96,11 @@ pub struct Clerk<C> {
     /// Index into `servers` of the server that answered last: the presumed leader.
     leader: usize,
     seq: u64,
+    /// The highest replicated clock a response brought: the stamp of the next operation.
+    seen_ms: u64,
+    /// When (driver clock) a response last came: `seen_ms` is fresh until
+    /// `cfg.stamp_fresh_ms` after it.
+    heard_at: Option<std::time::Duration>,
     op: Option<Outstanding<C>>,
     cfg: ClerkConfig,
 }
@@ -92,8 +113,27 @@ impl<C: Clone + Debug> Clerk<C> {
             servers,
             leader: 0,
             seq: 0,
+            seen_ms: 0,
+            heard_at: None,
             op: None,
             cfg,
+        }
+    }
+
+    /// The highest replicated clock (ms) any server told this clerk.
+    pub fn seen_ms(&self) -> u64 {
+        self.seen_ms
+    }
+
+    /// The stamp for an operation started at `now` (driver clock): the time heard, if heard
+    /// within `stamp_fresh_ms`, else 0 (unstamped: the first answer gives the time).
+    pub fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
+        let window = std::time::Duration::from_millis(self.cfg.stamp_fresh_ms.into());
+        let fresh = (self.heard_at).is_some_and(|t| now.saturating_sub(t) < window);
+        if fresh {
+            self.seen_ms
+        } else {
+            0
         }
     }
 
@@ -114,8 +154,10 @@ impl<C: Clone + Debug> Clerk<C> {
             self.id
         );
         self.seq += 1;
+        let after_ms = self.fresh_stamp(ctx.now());
         self.op = Some(Outstanding {
             seq: self.seq,
+            after_ms,
             cmd,
             target: self.leader,
             cursor: self.leader,
@@ -168,6 +210,7 @@ impl<C: Clone + Debug> Clerk<C> {
         let req = Request {
             client: self.id,
             seq: op.seq,
+            after_ms: op.after_ms,
             cmd: op.cmd.clone(),
         };
         ctx.send(self.servers[op.target], Msg::Request(req));
@@ -210,16 +253,22 @@ impl<C: Clone + Debug> Clerk<C> {
 
     /// Handles a server's response; returns the outcome if it completes the operation: the
     /// reply, or [`RsmError::DiskFull`] when the group cannot make progress for want of disk
-    /// space (see `Outstanding::out_of_space`; the command's outcome is then unknown).
+    /// space (see `Outstanding::out_of_space`; the command's outcome is then unknown), or
+    /// [`RsmError::SessionExpired`] (outcome unknown too).
     pub fn on_response<R, E>(
         &mut self,
         from: NodeId,
         resp: Response<R>,
         ctx: &mut Ctx<Msg<C, R>, E>,
     ) -> Option<Result<R, RsmError>> {
+        self.seen_ms = self.seen_ms.max(resp.now_ms);
+        self.heard_at = Some(ctx.now());
         let op = self.op.as_mut()?;
         if resp.seq != op.seq {
             return None; // a late answer to an earlier operation
+        }
+        if op.after_ms == 0 {
+            op.after_ms = self.seen_ms;
         }
         let from_index = self.servers.iter().position(|&s| s == from)?;
         op.silent.remove(&from_index);
@@ -270,6 +319,19 @@ impl<C: Clone + Debug> Clerk<C> {
                     }
                     let next = op.cursor;
                     self.retry(next, ctx);
+                }
+                None
+            }
+            Err(RsmError::SessionExpired) => {
+                self.op = None;
+                Some(Err(RsmError::SessionExpired))
+            }
+            Err(RsmError::Unstamped) => {
+                if from_index == op.target && op.backoff == 0 {
+                    // No copy stamped 0 is ever applied: stamp it now (with at least 1, a
+                    // group whose clock is still 0) and resend.
+                    op.after_ms = op.after_ms.max(1);
+                    self.send(ctx);
                 }
                 None
             }

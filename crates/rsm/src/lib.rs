@@ -7,7 +7,9 @@
 //!   snapshot; restore).
 //! * [`Sessions`]: the exactly-once table (client id → last sequence number and its reply),
 //!   kept inside the replicated state and its snapshots, so a retried command is applied once
-//!   even across leader changes and restarts.
+//!   even across leader changes and restarts; with the replicated clock (the leader's time
+//!   stamped into each entry) by which sessions expire, and the rule that refuses a request
+//!   whose session expired rather than applying it a second time (`session.rs`'s module doc).
 //! * [`Replica`]: the driver around the Raft core, itself a sans-I/O
 //!   [`flotilla_node::Process`]: it proposes client requests, applies committed entries in log
 //!   order, answers a waiting client only if the entry applied at its index is the one it
@@ -29,11 +31,11 @@ mod replica;
 mod session;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
-pub use machine::{SnapshotError, StateMachine};
+pub use machine::{ApplyCtx, SnapshotError, StateMachine};
 pub use msg::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClientId, Msg, MsgOf, Request,
     Response, RsmError,
 };
 pub use peer::{Flushed, RaftPeer};
 pub use replica::{Replica, ReplicaConfig, RestoreError};
-pub use session::{Applied, Sessions};
+pub use session::{Applied, Check, SessionLimits, SessionTable, Sessions, Stamp, TableBlob};

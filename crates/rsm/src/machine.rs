@@ -5,17 +5,47 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::session::SessionLimits;
+
 /// Restoring a snapshot failed: its bytes were not written by this service's `snapshot`.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt snapshot: {0}")]
 pub struct SnapshotError(pub String);
 
+/// What a machine may know about the entry it applies, beyond the command: the same on every
+/// replica at the same index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyCtx {
+    /// The replicated clock, in ms since the UNIX epoch (virtual time in the simulator): the
+    /// highest leader's clock stamped into the log so far, never decreasing
+    /// (the `session` module's doc says what it may and may not be trusted for).
+    pub now_ms: u64,
+    /// The log index of the entry (for a read outside the log: of the last entry applied).
+    pub index: u64,
+    /// The leader's session limits, for machines that keep their own exactly-once records
+    /// ([`StateMachine::REPLICA_SESSIONS`] false) and expire them as the replica's table does.
+    pub limits: SessionLimits,
+}
+
+impl ApplyCtx {
+    /// A context at time 0, index 0, default limits: for tests and for machines applied
+    /// outside a replica.
+    pub fn zero() -> Self {
+        ApplyCtx {
+            now_ms: 0,
+            index: 0,
+            limits: SessionLimits::default(),
+        }
+    }
+}
+
 /// A deterministic service state replicated through the Raft log.
 ///
 /// # Correctness
-/// * `apply` must be a pure function of the state and the command: every replica applies the
-///   same commands in the same order and must reach the same state and reply. No clocks, no
-///   randomness, no iteration over hash-map order.
+/// * `apply` must be a pure function of the state, the command and the [`ApplyCtx`]: every
+///   replica applies the same commands in the same order and must reach the same state and
+///   reply. No clocks but `ApplyCtx::now_ms`, no randomness, no iteration over hash-map
+///   order.
 /// * `restore(snapshot())` must give back an equal state.
 /// * Exactly-once is not the machine's concern: [`crate::Sessions`] filters duplicates before
 ///   `apply` sees them, unless the machine keeps its own records
@@ -28,12 +58,14 @@ pub trait StateMachine {
     /// request's client and sequence number). A machine whose exactly-once records must move
     /// with parts of its state (a shard group hands each shard's records to the shard's next
     /// owner) sets it false, carries the client's tag inside its commands and filters
-    /// duplicates itself; every command then reaches `apply`, including a replica's own
-    /// ([`crate::Replica::propose_own`]).
+    /// duplicates itself (with a [`crate::SessionTable`] per part, expired by
+    /// [`ApplyCtx::now_ms`] and [`ApplyCtx::limits`]); every command then reaches `apply`,
+    /// including a replica's own ([`crate::Replica::propose_own`]).
     const REPLICA_SESSIONS: bool = true;
 
-    /// Applies a committed command and returns the reply for the client that sent it.
-    fn apply(&mut self, cmd: Self::Command) -> Self::Reply;
+    /// Applies a committed command and returns the reply for the client that sent it. `at`
+    /// gives the replicated time and index of its entry.
+    fn apply(&mut self, cmd: Self::Command, at: &ApplyCtx) -> Self::Reply;
 
     /// True for commands that change nothing (reads). Their replies are not remembered in the
     /// session table: re-executing them is harmless, and remembering them would make memory

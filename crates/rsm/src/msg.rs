@@ -16,6 +16,11 @@ pub type ClientId = u64;
 pub struct Request<C> {
     pub client: ClientId,
     pub seq: u64,
+    /// A replicated time (ms) the operation cannot be applied before: the highest replica
+    /// clock the clerk had heard when it started the operation, the same in every copy; 0
+    /// if it had heard none. How expiry tells a new client from a forgotten one rests on it
+    /// (`session.rs`'s module doc).
+    pub after_ms: u64,
     pub cmd: C,
 }
 
@@ -24,11 +29,14 @@ pub struct Request<C> {
 pub struct Response<R> {
     pub client: ClientId,
     pub seq: u64,
+    /// The answering replica's replicated clock (ms): what the clerk stamps its next
+    /// operations with ([`Request::after_ms`]).
+    pub now_ms: u64,
     pub result: Result<R, RsmError>,
 }
 
-/// Why a replica did not answer a request with a reply. Each means "try again": the command
-/// took effect at most once, and a retry with the same `seq` is safe.
+/// Why a replica did not answer a request with a reply. Each but `SessionExpired` means "try
+/// again": the command took effect at most once, and a retry with the same `seq` is safe.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RsmError {
     /// This replica is not the leader, or lost leadership before the command committed;
@@ -45,6 +53,16 @@ pub enum RsmError {
     /// unknown: an earlier copy may have reached a leader before it stalled).
     #[error("disk full: the replicas cannot write their logs (no space left on device)")]
     DiskFull,
+    /// The client's session expired (idle too long, or evicted as least recently active
+    /// when the table was full) and the request cannot be told from a retry of one applied
+    /// before: it was not applied now, but an earlier copy may have been. The clerk reports
+    /// it to its caller and goes on with a fresh stamp (a new session) for later commands.
+    #[error("session expired: the command may or may not have been applied")]
+    SessionExpired,
+    /// The request carries no time (`after_ms` 0) and the group forgets sessions: the clerk
+    /// stamps it with the response's `now_ms` and resends. Never reported to a caller.
+    #[error("request not stamped with a time")]
+    Unstamped,
 }
 
 /// An operator's request about the replica group itself (`flotilla ctl add-node` …), sent to

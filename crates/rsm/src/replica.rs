@@ -15,7 +15,7 @@ use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
 use crate::machine::{SnapshotError, StateMachine};
 use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
 use crate::peer::RaftPeer;
-use crate::session::Sessions;
+use crate::session::{Applied, SessionLimits, Sessions, Stamp};
 
 /// Settings of one replica.
 #[derive(Clone, Debug)]
@@ -26,6 +26,37 @@ pub struct ReplicaConfig {
     /// Snapshot once the persisted Raft state reaches this many bytes; `None` never snapshots
     /// (the log then grows without bound).
     pub max_raft_state: Option<usize>,
+    /// How long a client's session lives idle and how many the table keeps. This replica's
+    /// values go into the entries it proposes as leader, so replicas configured differently
+    /// still agree at every index (the `session` module's doc).
+    pub sessions: SessionLimits,
+}
+
+/// The first byte of every entry a replica proposes: the layout of what follows. Entries of
+/// another layout (a later build's) are skipped by every replica alike.
+const ENTRY_VERSION: u8 = 2;
+
+/// A client's (or the replica's own) command as it sits in the log, after [`ENTRY_VERSION`]:
+/// the proposing leader's wall clock and session limits, then the request. Every replica
+/// applies the same stamp at the same index.
+#[derive(serde::Serialize)]
+struct EntryRef<'a, C> {
+    time_ms: u64,
+    limits: SessionLimits,
+    req: &'a Request<C>,
+}
+
+/// [`EntryRef`] decoded.
+#[derive(serde::Deserialize)]
+struct Entry<C> {
+    time_ms: u64,
+    limits: SessionLimits,
+    req: Request<C>,
+}
+
+/// Milliseconds since the UNIX epoch on the driver's clock (virtual in the simulator).
+fn wall_ms<M, E>(ctx: &Ctx<M, E>) -> u64 {
+    u64::try_from(ctx.wall_clock().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why a replica could not restart from what it persisted.
@@ -98,6 +129,8 @@ pub struct Replica<S: StateMachine> {
     changes: BTreeMap<u64, AdminWaiter>,
     applied: u64,
     max_raft_state: Option<usize>,
+    /// Stamped into every entry this replica proposes.
+    limits: SessionLimits,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -123,6 +156,7 @@ impl<S: StateMachine> Replica<S> {
             changes: BTreeMap::new(),
             applied,
             max_raft_state: cfg.max_raft_state,
+            limits: cfg.sessions,
         })
     }
 
@@ -162,25 +196,45 @@ impl<S: StateMachine> Replica<S> {
         let req = Request {
             client: 0,
             seq: 0,
+            after_ms: 0,
             cmd,
         };
-        let data = postcard::to_allocvec(&req).expect("encoding into a Vec cannot fail");
+        let data = self.entry(&req, ctx);
         let (index, _) = self.peer.raft_mut().propose(data)?;
         self.drive(ctx);
         Ok(index)
     }
 
+    /// The log entry for `req`: stamped with this replica's clock and limits.
+    fn entry(&self, req: &Request<S::Command>, ctx: &Ctx<MsgOf<S>, ()>) -> Vec<u8> {
+        let entry = EntryRef {
+            time_ms: wall_ms(ctx),
+            limits: self.limits,
+            req,
+        };
+        postcard::to_extend(&entry, vec![ENTRY_VERSION]).expect("encoding into a Vec cannot fail")
+    }
+
     fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
         let (client, seq) = (req.client, req.seq);
+        let now_ms = self.state.clock_ms();
         let answer = |result| {
             Msg::Response(Response {
                 client,
                 seq,
+                now_ms,
                 result,
             })
         };
         if let Err(reply) = S::validate(&req.cmd) {
             ctx.send(from, answer(Ok(reply)));
+            return;
+        }
+        // A write that carries no time is never proposed (so never applied): the clerk
+        // restamps it with this answer's clock, which is safe because no copy of it can have
+        // been applied (the `session` module's doc).
+        if S::REPLICA_SESSIONS && !S::is_read_only(&req.cmd) && req.after_ms == 0 {
+            ctx.send(from, answer(Err(RsmError::Unstamped)));
             return;
         }
         let raft = self.peer.raft();
@@ -199,7 +253,7 @@ impl<S: StateMachine> Replica<S> {
             ctx.send(from, answer(Ok(reply.clone())));
             return;
         }
-        let data = postcard::to_allocvec(&req).expect("encoding into a Vec cannot fail");
+        let data = self.entry(&req, ctx);
         match self.peer.raft_mut().propose(data) {
             Ok((index, term)) => {
                 let waiter = Waiter {
@@ -210,7 +264,7 @@ impl<S: StateMachine> Replica<S> {
                 };
                 if let Some(old) = self.waiting.insert(index, waiter) {
                     // An entry of an older term at this index was overwritten.
-                    reject(ctx, &old, None);
+                    reject(ctx, &old, None, now_ms);
                 }
             }
             Err(ProposeError::NotLeader { hint }) => {
@@ -297,10 +351,14 @@ impl<S: StateMachine> Replica<S> {
             }
             Err(ProposeError::NotLeader { hint }) => {
                 let hint = hint.map(|l| l as NodeId);
-                reject_to(ctx, from, req.client, req.seq, hint);
+                let now_ms = self.state.clock_ms();
+                reject_to(ctx, from, req.client, req.seq, hint, now_ms);
             }
             // Reads add nothing to the log; should the core refuse one as busy, retry later.
-            Err(ProposeError::Busy { .. }) => reject_to(ctx, from, req.client, req.seq, None),
+            Err(ProposeError::Busy { .. }) => {
+                let now_ms = self.state.clock_ms();
+                reject_to(ctx, from, req.client, req.seq, None, now_ms);
+            }
         }
     }
 
@@ -312,10 +370,11 @@ impl<S: StateMachine> Replica<S> {
         failed: Vec<u64>,
         ctx: &mut Ctx<MsgOf<S>, ()>,
     ) {
+        let now_ms = self.state.clock_ms();
         for id in failed {
             if let Some(w) = self.reads.remove(&id) {
                 let hint = self.peer.raft().leader().map(|l| l as NodeId);
-                reject_to(ctx, w.from, w.client, w.seq, hint);
+                reject_to(ctx, w.from, w.client, w.seq, hint, now_ms);
             }
         }
         for r in confirmed {
@@ -336,12 +395,13 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let w = entry.remove();
-            let reply = self.state.read(w.cmd);
+            let reply = self.state.read(w.cmd, self.applied);
             ctx.send(
                 w.from,
                 Msg::Response(Response {
                     client: w.client,
                     seq: w.seq,
+                    now_ms: self.state.clock_ms(),
                     result: Ok(reply),
                 }),
             );
@@ -372,44 +432,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn apply(&mut self, apply: Apply, ctx: &mut Ctx<MsgOf<S>, ()>) {
         match apply {
-            Apply::Command { index, term, data } => {
-                self.applied = index;
-                let waiter = self.waiting.remove(&index);
-                self.reject_waiting_through(index, ctx);
-                if data.is_empty() {
-                    // The leader's no-op of a new term.
-                    if let Some(w) = waiter {
-                        reject(ctx, &w, None);
-                    }
-                    return;
-                }
-                let req: Request<S::Command> = match postcard::from_bytes(&data) {
-                    Ok(r) => r,
-                    // Every replica decodes the same bytes the same way, so skipping keeps
-                    // them in step; it can only mean a leader of another version wrote it.
-                    Err(_) => {
-                        if let Some(w) = waiter {
-                            reject(ctx, &w, None);
-                        }
-                        return;
-                    }
-                };
-                let (client, seq) = (req.client, req.seq);
-                let result = self.state.apply(req);
-                let Some(w) = waiter else { return };
-                let ours = w.term == term && w.client == client && w.seq == seq;
-                match result.reply() {
-                    Some(reply) if ours => ctx.send(
-                        w.from,
-                        Msg::Response(Response {
-                            client,
-                            seq,
-                            result: Ok(reply),
-                        }),
-                    ),
-                    _ => reject(ctx, &w, None),
-                }
-            }
+            Apply::Command { index, term, data } => self.apply_command(index, term, &data, ctx),
             Apply::Membership {
                 index,
                 term,
@@ -447,6 +470,50 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
+    /// Applies the entry at `index` of `term` and answers the client waiting for it, if any.
+    fn apply_command(&mut self, index: u64, term: u64, data: &[u8], ctx: &mut Ctx<MsgOf<S>, ()>) {
+        self.applied = index;
+        let waiter = self.waiting.remove(&index);
+        self.reject_waiting_through(index, ctx);
+        // The leader's no-op of a new term (empty), or an entry this build cannot read: every
+        // replica decodes the same bytes the same way, so skipping keeps them in step; it can
+        // only mean a leader of another version wrote it.
+        let entry = match data.split_first() {
+            Some((&ENTRY_VERSION, rest)) => postcard::from_bytes::<Entry<S::Command>>(rest).ok(),
+            _ => None,
+        };
+        let Some(entry) = entry else {
+            if let Some(w) = waiter {
+                reject(ctx, &w, None, self.state.clock_ms());
+            }
+            return;
+        };
+        let (client, seq) = (entry.req.client, entry.req.seq);
+        let stamp = Stamp {
+            time_ms: entry.time_ms,
+            limits: entry.limits,
+            index,
+        };
+        let applied = self.state.apply(entry.req, stamp);
+        let Some(w) = waiter else { return };
+        let now_ms = self.state.clock_ms();
+        let ours = w.term == term && w.client == client && w.seq == seq;
+        let result = match applied {
+            _ if !ours => return reject(ctx, &w, None, now_ms),
+            Applied::Fresh(r) | Applied::Duplicate(r) => Ok(r),
+            Applied::Expired => Err(RsmError::SessionExpired),
+            Applied::Unstamped => Err(RsmError::Unstamped),
+            Applied::Stale => return reject(ctx, &w, None, now_ms),
+        };
+        let response = Response {
+            client,
+            seq,
+            now_ms,
+            result,
+        };
+        ctx.send(w.from, Msg::Response(response));
+    }
+
     /// Clients (and operators) waiting on entries at or below `index` that were not answered
     /// will never be.
     fn reject_waiting_through(&mut self, index: u64, ctx: &mut Ctx<MsgOf<S>, ()>) {
@@ -455,7 +522,7 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let w = entry.remove();
-            reject(ctx, &w, None);
+            reject(ctx, &w, None, self.state.clock_ms());
         }
         while let Some(entry) = self.changes.first_entry() {
             if *entry.key() > index {
@@ -491,18 +558,18 @@ impl<S: StateMachine> Replica<S> {
             reject_admin(ctx, &w);
         }
         for w in std::mem::take(&mut self.waiting).into_values() {
-            reject(ctx, &w, hint);
+            reject(ctx, &w, hint, self.state.clock_ms());
         }
         let reads = std::mem::take(&mut self.reads).into_values();
         for w in reads.chain(std::mem::take(&mut self.confirmed).into_values()) {
-            reject_to(ctx, w.from, w.client, w.seq, hint);
+            reject_to(ctx, w.from, w.client, w.seq, hint, self.state.clock_ms());
         }
     }
 }
 
 /// Tells a waiting client to retry, with a leader hint if one is known.
-fn reject<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &Waiter, hint: Option<NodeId>) {
-    reject_to(ctx, w.from, w.client, w.seq, hint);
+fn reject<C, R>(ctx: &mut Ctx<Msg<C, R>, ()>, w: &Waiter, hint: Option<NodeId>, now_ms: u64) {
+    reject_to(ctx, w.from, w.client, w.seq, hint, now_ms);
 }
 
 /// Tells a waiting operator its change's fate is unknown: this replica stopped leading, or
@@ -524,12 +591,14 @@ fn reject_to<C, R>(
     client: ClientId,
     seq: u64,
     hint: Option<NodeId>,
+    now_ms: u64,
 ) {
     ctx.send(
         from,
         Msg::Response(Response {
             client,
             seq,
+            now_ms,
             result: Err(RsmError::WrongLeader { hint }),
         }),
     );
@@ -594,6 +663,8 @@ impl<S: StateMachine> Process for Replica<S> {
             Msg::Request(req) => Some(Msg::Response(Response {
                 client: req.client,
                 seq: req.seq,
+                // Applied, so committed: it needs nothing of the unwritten saves.
+                now_ms: self.state.clock_ms(),
                 result: Err(RsmError::DiskFull),
             })),
             Msg::Admin(req) => Some(Msg::AdminResponse(AdminResponse {

@@ -16,7 +16,7 @@ struct Sum(u64);
 impl StateMachine for Sum {
     type Command = u64;
     type Reply = u64;
-    fn apply(&mut self, cmd: u64) -> u64 {
+    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
         self.0 += cmd;
         self.0
     }
@@ -51,7 +51,17 @@ fn input(
     disk: &mut (Vec<u8>, Vec<u8>),
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
 ) -> Vec<(usize, M)> {
-    let mut ctx = Ctx::new(Duration::ZERO);
+    input_at(r, disk, 0, f)
+}
+
+/// As [`input`], the driver's wall clock reading `wall_ms` ms since the UNIX epoch.
+fn input_at(
+    r: &mut Replica<Sum>,
+    disk: &mut (Vec<u8>, Vec<u8>),
+    wall_ms: u64,
+    f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
+) -> Vec<(usize, M)> {
+    let mut ctx = Ctx::new(Duration::ZERO).with_wall_clock(Duration::from_millis(wall_ms));
     f(r, &mut ctx);
     let (save, sends, _) = ctx.into_parts();
     if let Some(Save {
@@ -77,6 +87,7 @@ fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0], 1),
         max_raft_state,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -89,7 +100,12 @@ fn elect(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
 }
 
 fn request(client: u64, seq: u64, cmd: u64) -> M {
-    Msg::Request(Request { client, seq, cmd })
+    Msg::Request(Request {
+        client,
+        seq,
+        after_ms: 1,
+        cmd,
+    })
 }
 
 fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
@@ -98,6 +114,7 @@ fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
         Msg::Response(Response {
             client,
             seq,
+            now_ms: 0,
             result: Ok(reply),
         }),
     )
@@ -178,6 +195,7 @@ fn a_follower_says_wrong_leader() {
     let cfg = ReplicaConfig {
         raft: Config::for_service(1, vec![0, 1, 2], 1),
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
     let mut disk = Default::default();
@@ -191,6 +209,7 @@ fn a_follower_says_wrong_leader() {
             Msg::Response(Response {
                 client: 1,
                 seq: 1,
+                now_ms: 0,
                 result: Err(RsmError::WrongLeader { hint: None })
             })
         )]
@@ -214,6 +233,7 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
     let none = Vec::<usize>::new();
@@ -221,6 +241,7 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let refuse = |hint| Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::WrongLeader { hint }),
     };
     // A hint is followed.
@@ -247,12 +268,14 @@ fn clerk_retries_hints_timeouts_and_backoff() {
     let stale = Response {
         client: 7,
         seq: 0,
+        now_ms: 0,
         result: Ok(1),
     };
     assert_eq!(c.on_response(10, stale, &mut ctx), None);
     let done = Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Ok(42),
     };
     assert_eq!(c.on_response(10, done, &mut ctx), Some(Ok(42)));
@@ -270,11 +293,13 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     let r = solo(None, &(Vec::new(), Vec::new()));
     let req = Msg::Request(Request {
         client: 7,
         seq: 1,
+        after_ms: 1,
         cmd: 5,
     });
     let full = r.refuse(&req, flotilla_node::Refusal::DiskFull);
@@ -283,6 +308,7 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
         Some(Msg::Response(Response {
             client: 7,
             seq: 1,
+            now_ms: 0,
             result: Err(RsmError::DiskFull),
         }))
     );
@@ -291,11 +317,13 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     let full = || Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::DiskFull),
     };
     let not_leader = || Response {
         client: 7,
         seq: 1,
+        now_ms: 0,
         result: Err::<u64, _>(RsmError::WrongLeader { hint: None }),
     };
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
@@ -346,6 +374,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
     let cfg = ClerkConfig {
         retry_ticks: 3,
         round_backoff_ticks: 2,
+        ..ClerkConfig::default()
     };
     for hint_of_11 in [None, Some(10)] {
         let mut c = Clerk::new(7, vec![11, 10, 12], cfg.clone());
@@ -364,6 +393,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
                     let resp = Response {
                         client: 7,
                         seq: 1,
+                        now_ms: 0,
                         result: Err::<u64, _>(RsmError::WrongLeader { hint }),
                     };
                     let from = *from;
@@ -381,6 +411,7 @@ fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
     let cfg = ReplicaConfig {
         raft,
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -453,6 +484,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0, 1, 2], 1),
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
@@ -484,6 +516,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let refusal = Msg::Response(Response {
         client: 1,
         seq: 2,
+        now_ms: 0,
         result: Err(RsmError::WrongLeader { hint: Some(2) }),
     });
     assert!(sent.contains(&(9, refusal)), "sent {sent:?}");
@@ -500,6 +533,7 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
             ..Config::for_service(0, vec![0, 1, 2], 1)
         },
         max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
     };
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
@@ -519,6 +553,7 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
     let busy = Msg::Response(Response {
         client: 2,
         seq: 1,
+        now_ms: r.state().clock_ms(),
         result: Err(RsmError::WrongLeader { hint: None }),
     });
     assert_eq!(responses(sent), vec![(9, busy)]);
@@ -535,4 +570,148 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
         r.on_message(9, request(2, 1, 3), ctx)
     });
     assert_eq!(responses(sent), vec![], "admitted once the tail committed");
+}
+
+fn stamped(client: u64, seq: u64, after_ms: u64, cmd: u64) -> M {
+    Msg::Request(Request {
+        client,
+        seq,
+        after_ms,
+        cmd,
+    })
+}
+
+fn answer(client: u64, seq: u64, now_ms: u64, result: Result<u64, RsmError>) -> (usize, M) {
+    let r = Response {
+        client,
+        seq,
+        now_ms,
+        result,
+    };
+    (9, Msg::Response(r))
+}
+
+/// Issue 16: the leader stamps its wall clock into each entry, and applying makes the
+/// replicated clock the highest stamp so far: a later leader (or the same one) whose clock
+/// reads earlier does not move it back. Answers carry it, and it survives a restart.
+#[test]
+fn the_leaders_clock_is_stamped_into_the_log_and_never_goes_back() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    elect(&mut r, &mut disk);
+    let t0 = 1_765_000_000_000;
+    let sent = input_at(&mut r, &mut disk, t0, |r, ctx| {
+        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+    });
+    assert_eq!(sent, vec![answer(1, 1, t0, Ok(5))]);
+    let sent = input_at(&mut r, &mut disk, t0 - 60_000, |r, ctx| {
+        r.on_message(9, stamped(1, 2, t0, 1), ctx)
+    });
+    assert_eq!(sent, vec![answer(1, 2, t0, Ok(6))]);
+    for seq in 3..100 {
+        input_at(&mut r, &mut disk, t0 + seq, |r, ctx| {
+            r.on_message(9, stamped(1, seq, t0, 1), ctx)
+        });
+    }
+    assert!(r.raft().log().snapshot_index() > 0, "no snapshot was taken");
+    let back = solo(Some(300), &disk);
+    assert!(back.state().clock_ms() >= t0, "the snapshot lost the clock");
+}
+
+/// Issue 16: a write that carries no time is answered at once with the replica's clock and
+/// never proposed (so never applied: the clerk may stamp it and resend); the clerk does so.
+#[test]
+fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
+    let mut disk = Default::default();
+    let mut r = solo(None, &disk);
+    elect(&mut r, &mut disk);
+    input_at(&mut r, &mut disk, 500, |r, ctx| {
+        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+    });
+    let last = r.raft().log().last_index();
+    let sent = input_at(&mut r, &mut disk, 600, |r, ctx| {
+        r.on_message(9, stamped(2, 1, 0, 5), ctx)
+    });
+    assert_eq!(sent, vec![answer(2, 1, 500, Err(RsmError::Unstamped))]);
+    assert_eq!(r.raft().log().last_index(), last);
+    // The clerk's side: it stamps with the time heard and resends at once.
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(5, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(
+        sent[..],
+        [(0, Msg::Request(Request { after_ms: 0, .. }))]
+    ));
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    let refusal = Response {
+        client: 2,
+        seq: 1,
+        now_ms: 500,
+        result: Err(RsmError::Unstamped),
+    };
+    assert_eq!(clerk.on_response(0, refusal, &mut ctx), None);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 500,
+                seq: 1,
+                ..
+            })
+        )]
+    ));
+}
+
+/// Issue 16: a clerk whose session expired reports it to its caller (the outcome is
+/// unknown), and stamps its next operation with the time that answer brought.
+#[test]
+fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(5, &mut ctx);
+    let expired = Response {
+        client: 2,
+        seq: 1,
+        now_ms: 9_000,
+        result: Err(RsmError::SessionExpired),
+    };
+    let done = clerk.on_response(0, expired, &mut ctx);
+    assert_eq!(done, Some(Err(RsmError::SessionExpired)));
+    assert!(!clerk.is_busy());
+    let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
+    clerk.start(6, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    assert!(matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 9_000,
+                seq: 2,
+                ..
+            })
+        )]
+    ));
+    // A clerk that heard nothing for longer than `stamp_fresh_ms` starts its next
+    // operation unstamped: its old stamp may be below the watermark although it is new.
+    clerk.abandon();
+    let later = Duration::from_millis(ClerkConfig::default().stamp_fresh_ms as u64 + 1);
+    let mut ctx: Ctx<M, ()> = Ctx::new(later);
+    clerk.start(7, &mut ctx);
+    let (_, sent, _) = ctx.into_parts();
+    let unstamped = matches!(
+        sent[..],
+        [(
+            0,
+            Msg::Request(Request {
+                after_ms: 0,
+                seq: 3,
+                ..
+            })
+        )]
+    );
+    assert!(unstamped, "{sent:?}");
 }

@@ -12,6 +12,7 @@ pub mod kv_broken;
 pub mod kv_common;
 pub mod kv_random;
 pub mod kv_reads;
+pub mod kv_sessions;
 pub mod kvraft;
 pub mod kvsrv;
 pub mod membership;

@@ -11,13 +11,17 @@
 //!   groups hold every assigned shard exactly once and nothing else (handed-off shards were
 //!   deleted);
 //! * every client reads every key, and the whole history is linearizable;
-//! * every server's persisted Raft state is within 8 × maxraftstate.
+//! * every server's persisted Raft state is within 8 × maxraftstate;
+//! * with the small session limits a third of the seeds draw (records idle 1.5 s expire, at
+//!   most 4 per shard; issue 16), every shard keeps at most 4 records, and operations
+//!   refused as "session expired" count as of unknown outcome.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_rsm::SessionLimits;
 use flotilla_shardctrler::Gid;
 use flotilla_shardkv::ShardState;
 use flotilla_testkit::{ShardTester, ShardTesterConfig};
@@ -46,9 +50,15 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
             max_raft_state: [None, Some(1000), Some(4000)][probe.rand(3) as usize],
             nshards: [4, 10, 10][probe.rand(3) as usize],
             page_bytes: Some([40, 80, 200][probe.rand(3) as usize]),
+            // Drawn after the others, so every seed keeps its earlier choices.
+            sessions: match probe.rand(3) {
+                0 => SMALL_SESSIONS,
+                _ => SessionLimits::default(),
+            },
             ..ShardTesterConfig::lab(3, false, None)
         }
     };
+    let small = cfg.sessions == SMALL_SESSIONS;
     let mrs = cfg.max_raft_state;
     let t = ShardTester::new("ShardKvRandom", seed, cfg);
     let clients = 3 + t.rand(5) as usize;
@@ -61,7 +71,9 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
             t.joinm(&(0..first).collect::<Vec<_>>()).await;
             let stop = Rc::new(Cell::new(false));
             let load: Vec<_> = (0..clients)
-                .map(|_| t.rt.spawn(client(t.clone(), keys.clone(), stop.clone())))
+                .map(|_| {
+                    t.rt.spawn(client(t.clone(), keys.clone(), stop.clone(), small))
+                })
                 .collect();
             let counts = nemesis(&t, Duration::from_secs(seconds)).await;
             heal_everything(&t);
@@ -97,12 +109,20 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
     }
 }
 
-/// Random operations on random keys until told to stop; a third of them with a deadline.
-async fn client(t: Rc<ShardTester>, keys: Rc<Vec<String>>, stop: Rc<Cell<bool>>) {
+/// Per-shard records that expire while their clients are live (issue 16).
+const SMALL_SESSIONS: SessionLimits = SessionLimits {
+    idle_ms: 1_500,
+    max_sessions: 4,
+};
+
+/// Random operations on random keys until told to stop; a third of them with a deadline
+/// (all of them, if sessions may expire: a refusal as expired then ends one as unknown).
+async fn client(t: Rc<ShardTester>, keys: Rc<Vec<String>>, stop: Rc<Cell<bool>>, small: bool) {
     let ck = t.make_client();
     while !stop.get() {
         let k = &keys[t.rand(keys.len() as u64) as usize];
         let limit = (t.rand(3) == 0).then(|| Duration::from_millis(200 + t.rand(1000)));
+        let limit = limit.or(small.then_some(Duration::from_secs(10)));
         match t.rand(3) {
             0 => {
                 ck.try_get(k, limit).await;
@@ -260,6 +280,15 @@ async fn settle(t: &Rc<ShardTester>) -> u64 {
             latest.num
         );
         t.sleep(Duration::from_millis(100)).await;
+    }
+    let max = t.config().sessions.max_sessions as usize;
+    for node in t.group_nodes() {
+        let records = t.with_server(node, |s| s.machine().shard_sessions());
+        let records = records.expect("up");
+        assert!(
+            records.values().all(|&n| n <= max),
+            "node {node} keeps more than {max} records in a shard: {records:?}"
+        );
     }
     for g in 0..t.config().groups {
         for i in 0..t.config().n {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_rsm::{SnapshotError, StateMachine};
+use flotilla_rsm::{ApplyCtx, SnapshotError, StateMachine};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{rebalance, Gid, ShardConfig, DEFAULT_SHARDS};
@@ -141,7 +141,7 @@ impl StateMachine for Ctrler {
     type Command = CtrlCommand;
     type Reply = CtrlReply;
 
-    fn apply(&mut self, cmd: CtrlCommand) -> CtrlReply {
+    fn apply(&mut self, cmd: CtrlCommand, _at: &ApplyCtx) -> CtrlReply {
         if let Err(e) = self.check(&cmd) {
             return CtrlReply::Err(e);
         }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_rsm::StateMachine;
+use flotilla_rsm::{ApplyCtx, StateMachine};
 use proptest::prelude::*;
 
 use crate::*;
@@ -13,7 +13,7 @@ fn join(gids: &[Gid]) -> CtrlCommand {
 }
 
 fn latest(c: &mut Ctrler) -> ShardConfig {
-    match c.apply(CtrlCommand::Query(None)) {
+    match c.apply(CtrlCommand::Query(None), &ApplyCtx::zero()) {
         CtrlReply::Config(cfg) => cfg,
         other => panic!("query answered {other:?}"),
     }
@@ -66,8 +66,8 @@ proptest! {
                 Op::Leave(g) => CtrlCommand::Leave(g.clone()),
                 Op::Move(s, g) => CtrlCommand::Move { shard: *s, gid: *g },
             };
-            let reply = a.apply(cmd.clone());
-            prop_assert_eq!(&reply, &b.apply(cmd));
+            let reply = a.apply(cmd.clone(), &ApplyCtx::zero());
+            prop_assert_eq!(&reply, &b.apply(cmd, &ApplyCtx::zero()));
             let after = latest(&mut a);
             if matches!(reply, CtrlReply::Err(_)) {
                 prop_assert_eq!(&after, &before, "a refused command changed nothing");
@@ -89,17 +89,17 @@ proptest! {
 #[test]
 fn join_and_leave_move_only_what_they_must() {
     let mut c = Ctrler::default();
-    c.apply(join(&[1]));
-    c.apply(join(&[2]));
+    c.apply(join(&[1]), &ApplyCtx::zero());
+    c.apply(join(&[2]), &ApplyCtx::zero());
     let before = latest(&mut c);
-    c.apply(join(&[3]));
+    c.apply(join(&[3]), &ApplyCtx::zero());
     let after = latest(&mut c);
     let changed: Vec<usize> = (0..DEFAULT_SHARDS)
         .filter(|&s| before.shards[s] != after.shards[s])
         .collect();
     assert!(changed.iter().all(|&s| after.shards[s] == 3));
     assert!(changed.len() <= DEFAULT_SHARDS / 3 + 1);
-    c.apply(CtrlCommand::Leave(vec![1]));
+    c.apply(CtrlCommand::Leave(vec![1]), &ApplyCtx::zero());
     let left = latest(&mut c);
     assert!((0..DEFAULT_SHARDS).all(|s| after.shards[s] == 1 || after.shards[s] == left.shards[s]));
     assert_balanced(&left);
@@ -111,30 +111,33 @@ fn join_and_leave_move_only_what_they_must() {
 fn numbering_history_and_queries() {
     let mut c = Ctrler::new(4);
     assert_eq!(latest(&mut c), ShardConfig::initial(4));
-    assert_eq!(c.apply(join(&[5])), CtrlReply::Done { num: 1 });
-    assert_eq!(latest(&mut c).shards, vec![5; 4]);
     assert_eq!(
-        c.apply(CtrlCommand::Move { shard: 0, gid: 5 }),
+        c.apply(join(&[5]), &ApplyCtx::zero()),
         CtrlReply::Done { num: 1 }
     );
-    c.apply(join(&[6]));
+    assert_eq!(latest(&mut c).shards, vec![5; 4]);
     assert_eq!(
-        c.apply(CtrlCommand::Move { shard: 0, gid: 6 }),
+        c.apply(CtrlCommand::Move { shard: 0, gid: 5 }, &ApplyCtx::zero()),
+        CtrlReply::Done { num: 1 }
+    );
+    c.apply(join(&[6]), &ApplyCtx::zero());
+    assert_eq!(
+        c.apply(CtrlCommand::Move { shard: 0, gid: 6 }, &ApplyCtx::zero()),
         CtrlReply::Done { num: 3 }
     );
     assert_eq!(
-        c.apply(CtrlCommand::Query(Some(0))),
+        c.apply(CtrlCommand::Query(Some(0)), &ApplyCtx::zero()),
         CtrlReply::Config(ShardConfig::initial(4))
     );
-    let CtrlReply::Config(one) = c.apply(CtrlCommand::Query(Some(1))) else {
+    let CtrlReply::Config(one) = c.apply(CtrlCommand::Query(Some(1)), &ApplyCtx::zero()) else {
         panic!()
     };
     assert_eq!((one.num, one.groups.len()), (1, 1));
-    let CtrlReply::Config(far) = c.apply(CtrlCommand::Query(Some(99))) else {
+    let CtrlReply::Config(far) = c.apply(CtrlCommand::Query(Some(99)), &ApplyCtx::zero()) else {
         panic!()
     };
     assert_eq!(far.num, 3);
-    c.apply(CtrlCommand::Leave(vec![5, 6]));
+    c.apply(CtrlCommand::Leave(vec![5, 6]), &ApplyCtx::zero());
     assert_eq!(latest(&mut c).shards, vec![0; 4], "no groups: no owners");
 }
 
@@ -142,7 +145,7 @@ fn numbering_history_and_queries() {
 #[test]
 fn bad_commands_are_refused() {
     let mut c = Ctrler::default();
-    c.apply(join(&[1]));
+    c.apply(join(&[1]), &ApplyCtx::zero());
     let cases = [
         (join(&[0]), CtrlError::ZeroGid),
         (join(&[1]), CtrlError::AlreadyJoined(1)),
@@ -165,7 +168,7 @@ fn bad_commands_are_refused() {
         ),
     ];
     for (cmd, err) in cases {
-        assert_eq!(c.apply(cmd), CtrlReply::Err(err));
+        assert_eq!(c.apply(cmd, &ApplyCtx::zero()), CtrlReply::Err(err));
     }
     assert_eq!(latest(&mut c).num, 1);
 }
@@ -174,8 +177,8 @@ fn bad_commands_are_refused() {
 #[test]
 fn snapshots_round_trip() {
     let mut c = Ctrler::default();
-    c.apply(join(&[1, 2]));
-    c.apply(CtrlCommand::Move { shard: 3, gid: 1 });
+    c.apply(join(&[1, 2]), &ApplyCtx::zero());
+    c.apply(CtrlCommand::Move { shard: 3, gid: 1 }, &ApplyCtx::zero());
     let mut r = Ctrler::default();
     r.restore(&c.snapshot()).unwrap();
     assert_eq!(r, c);

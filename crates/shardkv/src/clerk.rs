@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg};
+use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, RsmError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
 
 use crate::machine::{key_shard, ShardCommand, ShardReply};
@@ -49,6 +49,9 @@ enum Phase {
 #[derive(Clone, Debug)]
 struct Op {
     seq: u64,
+    /// The stamp every copy carries (`ShardCommand::Op::after_ms`): fixed once non-zero; a
+    /// copy stamped 0 is never applied, so 0 may be replaced by the first time heard.
+    after_ms: u64,
     op: KvCommand,
     phase: Phase,
 }
@@ -108,6 +111,20 @@ impl ShardClerk {
         self.op.is_some()
     }
 
+    /// The highest replicated clock (ms) a group or the controller told this clerk: the
+    /// stamp of its next operation. Groups' clocks differ by their leaders' skew; a shard's
+    /// records stay sound whichever it is (`flotilla_rsm::SessionTable` keeps a record's
+    /// activity at least its stamp).
+    fn seen_ms(&self) -> u64 {
+        self.group.seen_ms().max(self.ctrl.seen_ms())
+    }
+
+    /// The stamp for an operation started (or first sent) at `now`: the time heard, if
+    /// heard recently, else 0 (see `flotilla_rsm::ClerkConfig::stamp_fresh_ms`).
+    fn fresh_stamp(&self, now: std::time::Duration) -> u64 {
+        self.group.fresh_stamp(now).max(self.ctrl.fresh_stamp(now))
+    }
+
     /// The latest configuration this clerk knows.
     pub fn config(&self) -> &ShardConfig {
         &self.config
@@ -119,6 +136,7 @@ impl ShardClerk {
         self.seq += 1;
         self.op = Some(Op {
             seq: self.seq,
+            after_ms: self.fresh_stamp(ctx.now()),
             op,
             phase: Phase::Config,
         });
@@ -155,7 +173,11 @@ impl ShardClerk {
 
     fn send_to_group<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
         let id = self.id;
+        let fresh = self.fresh_stamp(ctx.now());
         let Some(op) = self.op.as_mut() else { return };
+        if op.after_ms == 0 {
+            op.after_ms = fresh;
+        }
         let shard = key_shard(op.op.key(), self.config.shards.len());
         let gid = self.config.shards[shard];
         let servers: Vec<NodeId> = (self.config.groups.get(&gid).into_iter().flatten())
@@ -181,6 +203,7 @@ impl ShardClerk {
         let cmd = ShardCommand::Op {
             client: id,
             seq: op.seq,
+            after_ms: op.after_ms,
             op: op.op.clone(),
         };
         self.group.abandon();
@@ -276,10 +299,28 @@ impl ShardClerk {
                 let reply = self.group.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
                 match reply? {
-                    Err(_) => {
+                    Err(e) => {
                         // A majority of the group cannot write (disk full).
                         let op = self.op.take().expect("outstanding");
-                        Some((op.seq, KvReply::Error(KvError::DiskFull)))
+                        let e = match e {
+                            RsmError::SessionExpired => KvError::SessionExpired,
+                            _ => KvError::DiskFull,
+                        };
+                        Some((op.seq, KvReply::Error(e)))
+                    }
+                    Ok(ShardReply::Expired) => {
+                        // The next operation, stamped with the time this answer brought,
+                        // starts a new session.
+                        let op = self.op.take().expect("outstanding");
+                        Some((op.seq, KvReply::Error(KvError::SessionExpired)))
+                    }
+                    Ok(ShardReply::Unstamped) => {
+                        // No copy stamped 0 is ever applied: stamp it now and resend.
+                        let seen = self.seen_ms().max(1);
+                        let op = self.op.as_mut().expect("outstanding");
+                        op.after_ms = op.after_ms.max(seen);
+                        self.send_to_group(ctx);
+                        None
                     }
                     Ok(ShardReply::Kv(r)) => {
                         let op = self.op.take().expect("outstanding");
@@ -470,6 +511,7 @@ mod tests {
                         ShardMsg::Ctrl(Msg::Response(Response {
                             client,
                             seq,
+                            now_ms: 0,
                             result: Ok(CtrlReply::Config(config.clone())),
                         }))
                     }
@@ -481,6 +523,7 @@ mod tests {
                         ShardMsg::Group(Msg::Response(Response {
                             client,
                             seq,
+                            now_ms: 0,
                             result: Ok(ShardReply::Kv(KvReply::Value(None))),
                         }))
                     }
@@ -568,6 +611,7 @@ mod disk_full_tests {
         ShardMsg::Group(Msg::Response(Response {
             client: 7,
             seq,
+            now_ms: 0,
             result: Err(RsmError::DiskFull),
         }))
     }
@@ -576,6 +620,7 @@ mod disk_full_tests {
         ShardMsg::Ctrl(Msg::Response(Response {
             client: 7,
             seq,
+            now_ms: 0,
             result: Err(RsmError::DiskFull),
         }))
     }
@@ -598,6 +643,7 @@ mod disk_full_tests {
         let answer = ShardMsg::Ctrl(Msg::Response(Response {
             client: 7,
             seq: 1,
+            now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
         let sent = sends(|ctx| assert_eq!(c.on_message(0, answer, ctx), None));

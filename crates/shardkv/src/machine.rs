@@ -38,13 +38,15 @@
 //!   and a cursor into it names the same place on all of them.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteBuf, Bytes};
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
-use flotilla_rsm::{ClientId, SnapshotError, StateMachine};
+use flotilla_rsm::{
+    Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, StateMachine,
+    TableBlob,
+};
 use flotilla_shardctrler::{Gid, ShardConfig};
 
 /// The shard of `key` among `nshards`: FNV-1a of the key, or of its hash tag, the part between
@@ -86,20 +88,16 @@ impl ShardState {
     }
 }
 
-/// The last write one client applied to one shard, and its reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Session {
-    seq: u64,
-    reply: KvReply,
-}
-
 /// One shard: its keys and the exactly-once records of the clients that wrote to it. The
 /// records travel with the data, so a write retried at the shard's next owner is not applied
-/// twice.
+/// twice. They expire as the replica's own table does (`flotilla_rsm::SessionTable`: idle
+/// longer than the limit by the replicated clock, or least recently active beyond the
+/// maximum, per shard), and their watermark travels with them, so a write whose record
+/// expired here or at a previous owner is refused, not applied twice.
 #[derive(Clone, Debug, Default)]
 struct Shard {
     kv: Kv,
-    sessions: BTreeMap<ClientId, Session>,
+    sessions: SessionTable<KvReply>,
     /// A frozen (`Handoff`) shard's keys and values in key order, moved out of `kv` (then
     /// empty) when it froze: pages are cut in that order, found by binary search, with no
     /// second copy of the data. Empty for every other shard.
@@ -134,7 +132,11 @@ pub struct ShardPage {
     /// Where the page starts (exclusive): the cursor it was asked from.
     pub from: PullCursor,
     kv: Vec<(ByteBuf, ByteBuf)>,
-    sessions: Vec<(ClientId, u64, KvReply)>,
+    /// `(client, seq, last_active_ms, reply)`, in client order.
+    sessions: Vec<(ClientId, u64, u64, KvReply)>,
+    /// The previous owner's watermark for this shard's records ([`SessionTable`]): every
+    /// page carries it, so the new owner refuses whatever the old one would have.
+    expired_through_ms: Option<u64>,
     /// Nothing follows: once applied, the shard is whole.
     pub last: bool,
 }
@@ -162,7 +164,7 @@ impl ShardPage {
             .chain(
                 self.sessions
                     .iter()
-                    .map(|(c, _, _)| PullCursor::Session(*c)),
+                    .map(|(c, _, _, _)| PullCursor::Session(*c)),
             );
         for item in items {
             if item <= at {
@@ -179,7 +181,7 @@ impl ShardPage {
 struct ShardBlob {
     #[serde(with = "serde_bytes")]
     kv: Vec<u8>,
-    sessions: Vec<(ClientId, u64, KvReply)>,
+    sessions: TableBlob<KvReply>,
 }
 
 impl Shard {
@@ -196,24 +198,14 @@ impl Shard {
         };
         ShardBlob {
             kv,
-            sessions: (self.sessions.iter())
-                .map(|(&c, s)| (c, s.seq, s.reply.clone()))
-                .collect(),
+            sessions: self.sessions.blob(),
         }
     }
 
     fn from_blob(blob: &ShardBlob) -> Result<Shard, SnapshotError> {
         let mut kv = Kv::default();
         kv.restore(&blob.kv)?;
-        let sessions = (blob.sessions.iter())
-            .map(|(c, seq, reply)| {
-                let s = Session {
-                    seq: *seq,
-                    reply: reply.clone(),
-                };
-                (*c, s)
-            })
-            .collect();
+        let sessions = SessionTable::from_blob(&blob.sessions);
         Ok(Shard {
             kv,
             sessions,
@@ -241,6 +233,7 @@ impl Shard {
             from: from.clone(),
             kv: Vec::new(),
             sessions: Vec::new(),
+            expired_through_ms: self.sessions.expired_through_ms(),
             last: false,
         };
         let mut used = 0;
@@ -259,15 +252,15 @@ impl Shard {
                 .push((ByteBuf::from(key.clone()), ByteBuf::from(value.clone())));
         }
         let after = match from {
-            PullCursor::Session(c) => Bound::Excluded(*c),
-            _ => Bound::Unbounded,
+            PullCursor::Session(c) => Some(*c),
+            _ => None,
         };
-        for (c, s) in self.sessions.range((after, Bound::Unbounded)) {
+        for (c, seq, last_active, reply) in self.sessions.records_after(after) {
             if !fits(used, SESSION_RECORD_BYTES) {
                 return page;
             }
             used += SESSION_RECORD_BYTES;
-            page.sessions.push((*c, s.seq, s.reply.clone()));
+            page.sessions.push((c, seq, last_active, reply.clone()));
         }
         page.last = true;
         page
@@ -279,10 +272,13 @@ impl Shard {
 /// is ignored when it no longer fits the state, so repeats are harmless).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardCommand {
-    /// A client's operation, with the client's exactly-once tag (kept per shard).
+    /// A client's operation, with the client's exactly-once tag (kept per shard) and its
+    /// stamp: a replicated time it cannot be applied before, the same in every copy, 0 if the
+    /// clerk had heard no time (`flotilla_rsm::Request::after_ms`).
     Op {
         client: ClientId,
         seq: u64,
+        after_ms: u64,
         op: KvCommand,
     },
     /// Move to this configuration: applied only if it is the next one and every shard is
@@ -315,6 +311,11 @@ pub enum ShardReply {
     Stale,
     /// One of the group's own commands was applied (or found already done).
     Done,
+    /// The client's record in this shard expired and the write may have been applied before
+    /// it did: not applied now (`flotilla_rsm::RsmError::SessionExpired`).
+    Expired,
+    /// The write carries no time and the shard forgets records: stamp it and resend.
+    Unstamped,
 }
 
 /// A shard group's state machine.
@@ -448,7 +449,14 @@ impl ShardKv {
         }
     }
 
-    fn op(&mut self, client: ClientId, seq: u64, op: KvCommand) -> ShardReply {
+    fn op(
+        &mut self,
+        client: ClientId,
+        seq: u64,
+        after: u64,
+        op: KvCommand,
+        at: &ApplyCtx,
+    ) -> ShardReply {
         let s = key_shard(op.key(), self.nshards());
         if self.config.shards[s] != self.gid {
             return ShardReply::WrongGroup;
@@ -459,23 +467,36 @@ impl ShardKv {
             _ => return ShardReply::NotReady,
         };
         if matches!(op, KvCommand::Get { .. }) {
-            return ShardReply::Kv(shard.kv.apply(op));
+            return ShardReply::Kv(shard.kv.apply(op, at));
         }
-        if let Some(last) = shard.sessions.get(&client) {
-            if seq == last.seq {
-                return ShardReply::Kv(last.reply.clone());
-            }
-            if seq < last.seq {
-                return ShardReply::Stale;
-            }
+        match shard.sessions.check(client, seq, after, at.now_ms) {
+            Check::Apply => {}
+            Check::Answer(Applied::Fresh(r) | Applied::Duplicate(r)) => return ShardReply::Kv(r),
+            Check::Answer(Applied::Stale) => return ShardReply::Stale,
+            Check::Answer(Applied::Expired) => return ShardReply::Expired,
+            Check::Answer(Applied::Unstamped) => return ShardReply::Unstamped,
         }
-        let reply = shard.kv.apply(op);
-        let session = Session {
-            seq,
-            reply: reply.clone(),
-        };
-        shard.sessions.insert(client, session);
+        let reply = shard.kv.apply(op, at);
+        (shard.sessions).record(client, seq, after, at.now_ms, reply.clone());
+        shard.sessions.trim(at.limits);
         ShardReply::Kv(reply)
+    }
+
+    /// Removes the records idle too long from every shard served. A shard handed off is
+    /// frozen (its new owner may be pulling it) and one still pulling holds nothing.
+    fn expire_sessions(&mut self, now_ms: u64, limits: SessionLimits) {
+        for (st, shard) in self.shards.values_mut() {
+            if st.serves() {
+                shard.sessions.expire(now_ms, limits);
+            }
+        }
+    }
+
+    /// Sessions kept in each shard held.
+    pub fn shard_sessions(&self) -> BTreeMap<usize, usize> {
+        (self.shards.iter())
+            .map(|(&s, (_, d))| (s, d.sessions.len()))
+            .collect()
     }
 
     fn reconfigure(&mut self, next: ShardConfig) -> ShardReply {
@@ -514,7 +535,13 @@ impl ShardKv {
     /// Installs `page` if it is the next one of pulling `shard`; a page from another
     /// configuration, for a shard not pulling, or starting elsewhere than the installed part
     /// ends (a duplicate, one overtaken by another leader's, or one out of order) is ignored.
-    fn install_page(&mut self, num: u64, shard: usize, page: ShardPage) -> ShardReply {
+    fn install_page(
+        &mut self,
+        num: u64,
+        shard: usize,
+        page: ShardPage,
+        at: &ApplyCtx,
+    ) -> ShardReply {
         if num != self.config.num || self.pulled.get(&shard) != Some(&page.from) {
             return ShardReply::Done;
         }
@@ -528,10 +555,11 @@ impl ShardKv {
         };
         for (key, value) in page.kv {
             let (key, value) = (key.into_vec(), value.into_vec());
-            data.kv.apply(KvCommand::Put { key, value });
+            data.kv.apply(KvCommand::Put { key, value }, at);
         }
-        for (c, seq, reply) in page.sessions {
-            data.sessions.insert(c, Session { seq, reply });
+        data.sessions.raise_watermark(page.expired_through_ms);
+        for record in page.sessions {
+            data.sessions.receive(record, page.expired_through_ms);
         }
         if page.last {
             *st = ShardState::Notify;
@@ -578,7 +606,7 @@ impl ShardKv {
                 PullCursor::Key(k) => {
                     d.sessions.is_empty() && d.kv.iter().all(|(x, _)| x[..] <= k[..])
                 }
-                PullCursor::Session(c) => d.sessions.keys().all(|x| x <= c),
+                PullCursor::Session(c) => d.sessions.clients().all(|x| x <= *c),
             };
             assert!(
                 within,
@@ -623,11 +651,19 @@ impl StateMachine for ShardKv {
     /// Exactly-once records live in each shard and move with it.
     const REPLICA_SESSIONS: bool = false;
 
-    fn apply(&mut self, cmd: ShardCommand) -> ShardReply {
+    fn apply(&mut self, cmd: ShardCommand, at: &ApplyCtx) -> ShardReply {
+        self.expire_sessions(at.now_ms, at.limits);
         match cmd {
-            ShardCommand::Op { client, seq, op } => self.op(client, seq, op),
+            ShardCommand::Op {
+                client,
+                seq,
+                after_ms,
+                op,
+            } => self.op(client, seq, after_ms, op, at),
             ShardCommand::Config(next) => self.reconfigure(next),
-            ShardCommand::InstallPage { num, shard, page } => self.install_page(num, shard, page),
+            ShardCommand::InstallPage { num, shard, page } => {
+                self.install_page(num, shard, page, at)
+            }
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),
             ShardCommand::Confirmed { num, shards } => self.confirmed(num, &shards),
         }

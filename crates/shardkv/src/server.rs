@@ -158,14 +158,14 @@ impl ShardServer {
         ctx: &mut Ctx<ShardMsg, ()>,
         f: impl FnOnce(&mut Replica<ShardKv>, &mut Ctx<crate::GroupMsg, ()>),
     ) {
-        let mut inner = Ctx::new(ctx.now());
+        let mut inner = ctx.child();
         f(&mut self.replica, &mut inner);
         inner.forward_into(ctx, ShardMsg::Group, |()| ());
     }
 
     /// A tick's work besides the replica's: the controller clerk, install retries, polls.
     fn tick_rest(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = Ctx::new(ctx.now());
+        let mut inner = ctx.child();
         self.ctrl.on_tick(&mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
         for track in self.pulls.values_mut() {
@@ -256,7 +256,7 @@ impl ShardServer {
         let num = m.config().num;
         let (settled, notices) = (m.settled(), m.notices());
         if settled && !self.ctrl.is_busy() {
-            let mut inner = Ctx::new(ctx.now());
+            let mut inner = ctx.child();
             self.ctrl
                 .start(CtrlCommand::Query(Some(num + 1)), &mut inner);
             inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
@@ -375,7 +375,7 @@ impl Process for ShardServer {
                 self.pump_pulls(ctx);
             }
             ShardMsg::Ctrl(Msg::Response(resp)) => {
-                let mut inner = Ctx::new(ctx.now());
+                let mut inner = ctx.child();
                 let reply = self.ctrl.on_response(from, resp, &mut inner);
                 inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
                 // A controller out of disk space is asked again at the next poll.
@@ -464,20 +464,20 @@ impl Process for CtrlServer {
     type Event = ();
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = Ctx::new(ctx.now());
+        let mut inner = ctx.child();
         self.replica.on_tick(&mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
     }
 
     fn on_missed_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = Ctx::new(ctx.now());
+        let mut inner = ctx.child();
         self.replica.on_missed_tick(&mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
     }
 
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
         let ShardMsg::Ctrl(m) = msg else { return };
-        let mut inner = Ctx::new(ctx.now());
+        let mut inner = ctx.child();
         self.replica.on_message(from, m, &mut inner);
         inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
     }

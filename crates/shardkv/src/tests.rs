@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_kv::{KvCommand, KvReply};
-use flotilla_rsm::StateMachine;
+use flotilla_rsm::{ApplyCtx, SessionLimits, StateMachine};
 use flotilla_shardctrler::{Gid, ShardConfig};
 
 use crate::{key_shard, PullCursor, ShardCommand, ShardKv, ShardPage, ShardReply, ShardState};
@@ -34,7 +34,12 @@ fn key_in(s: usize) -> Vec<u8> {
 }
 
 fn op(client: u64, seq: u64, op: KvCommand) -> ShardCommand {
-    ShardCommand::Op { client, seq, op }
+    ShardCommand::Op {
+        client,
+        seq,
+        after_ms: 1,
+        op,
+    }
 }
 
 fn append(s: usize, v: &str) -> KvCommand {
@@ -57,7 +62,7 @@ fn value(r: ShardReply) -> Vec<u8> {
 
 /// Applies `cmd`, then checks the machine's invariants.
 fn apply(m: &mut ShardKv, cmd: ShardCommand) -> ShardReply {
-    let r = m.apply(cmd);
+    let r = m.apply(cmd, &ApplyCtx::zero());
     m.check_invariants();
     r
 }
@@ -104,14 +109,20 @@ fn two_groups_after_move() -> (ShardKv, ShardKv) {
     let c1 = config(1, [1, 1, 1, 1]);
     let c2 = config(2, [1, 1, 2, 2]);
     for m in [&mut a, &mut b] {
-        assert_eq!(m.apply(ShardCommand::Config(c1.clone())), ShardReply::Done);
+        assert_eq!(
+            m.apply(ShardCommand::Config(c1.clone()), &ApplyCtx::zero()),
+            ShardReply::Done
+        );
     }
     assert_eq!(
-        a.apply(op(7, 1, append(2, "x"))),
+        a.apply(op(7, 1, append(2, "x")), &ApplyCtx::zero()),
         ShardReply::Kv(KvReply::Len(1))
     );
     for m in [&mut a, &mut b] {
-        assert_eq!(m.apply(ShardCommand::Config(c2.clone())), ShardReply::Done);
+        assert_eq!(
+            m.apply(ShardCommand::Config(c2.clone()), &ApplyCtx::zero()),
+            ShardReply::Done
+        );
     }
     (a, b)
 }
@@ -137,10 +148,16 @@ fn hash_tags_keep_related_keys_in_one_shard() {
 #[test]
 fn the_first_configuration_serves_empty_shards_at_once() {
     let mut a = ShardKv::new(1, NSHARDS);
-    assert_eq!(a.apply(op(1, 1, get(0))), ShardReply::WrongGroup);
-    a.apply(ShardCommand::Config(config(1, [1, 1, 1, 1])));
+    assert_eq!(
+        a.apply(op(1, 1, get(0)), &ApplyCtx::zero()),
+        ShardReply::WrongGroup
+    );
+    a.apply(
+        ShardCommand::Config(config(1, [1, 1, 1, 1])),
+        &ApplyCtx::zero(),
+    );
     assert!(a.settled());
-    assert_eq!(value(a.apply(op(1, 1, get(0)))), b"");
+    assert_eq!(value(a.apply(op(1, 1, get(0)), &ApplyCtx::zero())), b"");
 }
 
 #[test]
@@ -149,22 +166,34 @@ fn a_moved_shard_is_frozen_at_the_old_owner_and_not_served_at_the_new_one_until_
     assert_eq!(a.shard_states()[&2], ShardState::Handoff);
     assert_eq!(b.shard_states()[&2], ShardState::Pulling);
     // Never served after it was given away, nor before it arrived.
-    assert_eq!(a.apply(op(7, 2, append(2, "y"))), ShardReply::WrongGroup);
-    assert_eq!(b.apply(op(7, 2, append(2, "y"))), ShardReply::NotReady);
-    assert_eq!(b.apply(op(8, 1, get(2))), ShardReply::NotReady);
+    assert_eq!(
+        a.apply(op(7, 2, append(2, "y")), &ApplyCtx::zero()),
+        ShardReply::WrongGroup
+    );
+    assert_eq!(
+        b.apply(op(7, 2, append(2, "y")), &ApplyCtx::zero()),
+        ShardReply::NotReady
+    );
+    assert_eq!(
+        b.apply(op(8, 1, get(2)), &ApplyCtx::zero()),
+        ShardReply::NotReady
+    );
     // Shards the change did not move are served throughout.
     assert_eq!(
-        a.apply(op(7, 3, append(0, "z"))),
+        a.apply(op(7, 3, append(0, "z")), &ApplyCtx::zero()),
         ShardReply::Kv(KvReply::Len(1))
     );
     assert!(!a.settled() && !b.settled());
     // Neither may move on while its hand-over is pending.
     let c3 = config(3, [1, 1, 1, 1]);
     assert_eq!(
-        a.apply(ShardCommand::Config(c3.clone())),
+        a.apply(ShardCommand::Config(c3.clone()), &ApplyCtx::zero()),
         ShardReply::NotReady
     );
-    assert_eq!(b.apply(ShardCommand::Config(c3)), ShardReply::NotReady);
+    assert_eq!(
+        b.apply(ShardCommand::Config(c3), &ApplyCtx::zero()),
+        ShardReply::NotReady
+    );
     assert_eq!(a.config().num, 2);
 }
 
@@ -183,14 +212,17 @@ fn a_shard_moves_with_its_exactly_once_records() {
     // The client's append (7, 1) went through group 1; retried at group 2 it is answered from
     // the records that came with the shard, not applied again.
     assert_eq!(
-        b.apply(op(7, 1, append(2, "x"))),
+        b.apply(op(7, 1, append(2, "x")), &ApplyCtx::zero()),
         ShardReply::Kv(KvReply::Len(1))
     );
-    assert_eq!(value(b.apply(op(9, 1, get(2)))), b"x");
+    assert_eq!(value(b.apply(op(9, 1, get(2)), &ApplyCtx::zero())), b"x");
     // An older operation of that client is stale, a newer one applies.
-    assert_eq!(b.apply(op(7, 0, append(2, "old"))), ShardReply::Stale);
     assert_eq!(
-        b.apply(op(7, 2, append(2, "y"))),
+        b.apply(op(7, 0, append(2, "old")), &ApplyCtx::zero()),
+        ShardReply::Stale
+    );
+    assert_eq!(
+        b.apply(op(7, 2, append(2, "y")), &ApplyCtx::zero()),
         ShardReply::Kv(KvReply::Len(2))
     );
 }
@@ -204,31 +236,43 @@ fn the_old_copy_is_deleted_only_when_the_new_owner_has_it_and_then_both_settle()
         .iter()
         .flat_map(|&s| transfer(&a, &mut b, s, 1000))
         .collect();
-    b.apply(op(7, 2, append(2, "y")));
+    b.apply(op(7, 2, append(2, "y")), &ApplyCtx::zero());
     for (s, page) in [2, 3].into_iter().zip(&pages) {
         apply(&mut b, install(2, s, page));
     }
-    assert_eq!(value(b.apply(op(9, 1, get(2)))), b"xy");
+    assert_eq!(value(b.apply(op(9, 1, get(2)), &ApplyCtx::zero())), b"xy");
     assert_eq!(b.notices(), BTreeMap::from([(1, vec![2, 3])]));
-    a.apply(ShardCommand::Delete {
-        num: 2,
-        shards: vec![2, 3],
-    });
+    a.apply(
+        ShardCommand::Delete {
+            num: 2,
+            shards: vec![2, 3],
+        },
+        &ApplyCtx::zero(),
+    );
     assert!(a.deleted(2, &[2, 3]));
     assert!(a.settled());
     assert_eq!(a.shard_states().len(), 2, "the handed-off data is gone");
-    b.apply(ShardCommand::Confirmed {
-        num: 2,
-        shards: vec![2, 3],
-    });
+    b.apply(
+        ShardCommand::Confirmed {
+            num: 2,
+            shards: vec![2, 3],
+        },
+        &ApplyCtx::zero(),
+    );
     assert!(b.settled());
     // Both may now move on, in order only.
     assert_eq!(
-        a.apply(ShardCommand::Config(config(4, [1, 1, 1, 1]))),
+        a.apply(
+            ShardCommand::Config(config(4, [1, 1, 1, 1])),
+            &ApplyCtx::zero()
+        ),
         ShardReply::NotReady
     );
     assert_eq!(
-        a.apply(ShardCommand::Config(config(3, [1, 1, 1, 2]))),
+        a.apply(
+            ShardCommand::Config(config(3, [1, 1, 1, 2])),
+            &ApplyCtx::zero()
+        ),
         ShardReply::Done
     );
     assert!(
@@ -240,13 +284,19 @@ fn the_old_copy_is_deleted_only_when_the_new_owner_has_it_and_then_both_settle()
 #[test]
 fn a_configuration_that_would_orphan_a_held_shard_is_refused() {
     let mut a = ShardKv::new(1, NSHARDS);
-    a.apply(ShardCommand::Config(config(1, [1, 1, 1, 1])));
+    a.apply(
+        ShardCommand::Config(config(1, [1, 1, 1, 1])),
+        &ApplyCtx::zero(),
+    );
     assert_eq!(
-        a.apply(ShardCommand::Config(config(2, [0, 0, 0, 0]))),
+        a.apply(
+            ShardCommand::Config(config(2, [0, 0, 0, 0])),
+            &ApplyCtx::zero()
+        ),
         ShardReply::NotReady
     );
     assert_eq!(a.config().num, 1);
-    assert!(a.apply(op(1, 1, get(0))) != ShardReply::WrongGroup);
+    assert!(a.apply(op(1, 1, get(0)), &ApplyCtx::zero()) != ShardReply::WrongGroup);
 }
 
 #[test]
@@ -432,7 +482,8 @@ fn malformed(page: &ShardPage) -> ShardPage {
     struct Mirror {
         from: PullCursor,
         kv: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
-        sessions: Vec<(u64, u64, KvReply)>,
+        sessions: Vec<(u64, u64, u64, KvReply)>,
+        expired_through_ms: Option<u64>,
         last: bool,
     }
     let bytes = postcard::to_allocvec(page).unwrap();
@@ -500,4 +551,70 @@ fn a_snapshot_taken_mid_pull_keeps_the_progress_and_the_pull_resumes_there() {
     assert_eq!(r.snapshot(), b.snapshot());
     assert_eq!(r.shard_keys()[&2], 41);
     assert_eq!(r.shard_states()[&2], ShardState::Notify);
+}
+
+/// An entry applied at replicated time `now_ms`, with an idle limit of 1 s and at most `max`
+/// records per shard.
+fn at(now_ms: u64, max: u64) -> ApplyCtx {
+    ApplyCtx {
+        now_ms,
+        index: 0,
+        limits: SessionLimits {
+            idle_ms: 1_000,
+            max_sessions: max,
+        },
+    }
+}
+
+fn stamped(client: u64, seq: u64, after_ms: u64, op: KvCommand) -> ShardCommand {
+    ShardCommand::Op {
+        client,
+        seq,
+        after_ms,
+        op,
+    }
+}
+
+/// Issue 16: a shard's exactly-once records expire by the replicated clock (idle past the
+/// limit, or least recently active past the maximum), and a retry from a client whose record
+/// expired is refused, not applied a second time, here or at the shard's next owner (the
+/// shard's watermark moves with it).
+#[test]
+fn per_shard_records_expire_and_an_expired_client_is_refused() {
+    let mut a = ShardKv::new(1, NSHARDS);
+    a.apply(ShardCommand::Config(config(1, [1, 1, 1, 1])), &at(0, 10));
+    assert_eq!(
+        a.apply(stamped(7, 1, 10, append(2, "x")), &at(10, 10)),
+        ShardReply::Kv(KvReply::Len(1))
+    );
+    assert_eq!(a.shard_sessions()[&2], 1);
+    // Client 8 writes shard 0 two seconds later: client 7's record (idle 2 s) goes, from
+    // shard 2 although nothing touched it.
+    let r = a.apply(stamped(8, 1, 2_000, append(0, "y")), &at(2_010, 10));
+    assert_eq!(r, ShardReply::Kv(KvReply::Len(1)));
+    assert_eq!(a.shard_sessions()[&2], 0);
+    // Client 7's retry of its append (reply lost): refused, the value is unchanged.
+    let retry = stamped(7, 1, 10, append(2, "x"));
+    assert_eq!(a.apply(retry.clone(), &at(2_020, 10)), ShardReply::Expired);
+    assert_eq!(
+        a.apply(stamped(7, 1, 0, append(2, "x")), &at(2_020, 10)),
+        ShardReply::Unstamped
+    );
+    assert_eq!(value(a.apply(op(9, 1, get(2)), &at(2_020, 10))), b"x");
+    // The shard moves to group 2 with its watermark: the retry is refused there too.
+    let mut b = ShardKv::new(2, NSHARDS);
+    b.apply(ShardCommand::Config(config(1, [1, 1, 1, 1])), &at(0, 10));
+    let c2 = config(2, [1, 1, 2, 1]);
+    a.apply(ShardCommand::Config(c2.clone()), &at(2_030, 10));
+    b.apply(ShardCommand::Config(c2), &at(2_030, 10));
+    transfer(&a, &mut b, 2, 64);
+    assert_eq!(b.apply(retry, &at(2_050, 10)), ShardReply::Expired);
+    // A new operation stamped with a time heard since starts a new record.
+    let r = b.apply(stamped(7, 2, 2_040, append(2, "z")), &at(2_050, 10));
+    assert_eq!(r, ShardReply::Kv(KvReply::Len(2)));
+    // Past the maximum, the least recently active record of the shard goes.
+    for c in 20..23 {
+        b.apply(stamped(c, 1, 2_060 + c, append(2, "w")), &at(2_060 + c, 2));
+    }
+    assert_eq!(b.shard_sessions()[&2], 2);
 }

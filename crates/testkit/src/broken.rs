@@ -3,7 +3,7 @@
 
 use flotilla_kv::{AppendReply, Kv, KvCommand, KvMsg, KvReplica};
 use flotilla_node::{Ctx, NodeId, Process};
-use flotilla_rsm::{Msg, Response, StateMachine};
+use flotilla_rsm::{ApplyCtx, Msg, Response, StateMachine};
 
 /// A single-node server without the exactly-once table: every copy of a request is applied,
 /// so a retried Append (its first reply was lost) is appended twice.
@@ -23,12 +23,13 @@ impl Process for NoDedupServer {
         let kv = self
             .kv
             .get_or_insert_with(|| Kv::new(AppendReply::OldValue));
-        let reply = kv.apply(req.cmd);
+        let reply = kv.apply(req.cmd, &ApplyCtx::zero());
         ctx.send(
             from,
             Msg::Response(Response {
                 client: req.client,
                 seq: req.seq,
+                now_ms: 0,
                 result: Ok(reply),
             }),
         );
@@ -62,6 +63,7 @@ impl Process for LocalReadReplica {
                     Msg::Response(Response {
                         client: req.client,
                         seq: req.seq,
+                        now_ms: 0,
                         result: Ok(flotilla_kv::KvReply::Value(value)),
                     }),
                 );

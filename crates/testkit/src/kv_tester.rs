@@ -112,6 +112,52 @@ impl KvTester<KvReplica> {
         max_raft_state: Option<usize>,
         modify: impl Fn(&mut Config) + 'static,
     ) -> Rc<Self> {
+        let sessions = flotilla_rsm::SessionLimits::default();
+        Self::kvraft_build(
+            name,
+            seed,
+            slots,
+            voters,
+            unreliable,
+            max_raft_state,
+            sessions,
+            modify,
+        )
+    }
+
+    /// `n` KV replicas (as [`KvTester::kvraft`], reads by ReadIndex) whose clients' sessions
+    /// expire by `sessions`.
+    pub fn kvraft_sessions(
+        name: &str,
+        seed: u64,
+        n: usize,
+        unreliable: bool,
+        max_raft_state: Option<usize>,
+        sessions: flotilla_rsm::SessionLimits,
+    ) -> Rc<Self> {
+        Self::kvraft_build(
+            name,
+            seed,
+            n,
+            n,
+            unreliable,
+            max_raft_state,
+            sessions,
+            |_| {},
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn kvraft_build(
+        name: &str,
+        seed: u64,
+        slots: usize,
+        voters: usize,
+        unreliable: bool,
+        max_raft_state: Option<usize>,
+        sessions: flotilla_rsm::SessionLimits,
+        modify: impl Fn(&mut Config) + 'static,
+    ) -> Rc<Self> {
         assert!(
             (1..=slots).contains(&voters),
             "{voters} founding voters in {slots} slots"
@@ -132,6 +178,7 @@ impl KvTester<KvReplica> {
             let cfg = ReplicaConfig {
                 raft,
                 max_raft_state,
+                sessions,
             };
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))

@@ -23,7 +23,7 @@ use serde::Serialize;
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClerkConfig, ClerkEvent,
-    ClerkHost, ClientId, Msg,
+    ClerkHost, ClientId, Msg, RsmError,
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
@@ -129,7 +129,8 @@ where
     pub sim: Rc<RefCell<Sim<Node<Srv, C, R>>>>,
     pub rt: Runtime,
     n: usize,
-    pending: RefCell<BTreeMap<ClientId, Pending<R>>>,
+    /// Clerks' outstanding operations, with their outcome once known.
+    pending: RefCell<BTreeMap<ClientId, Pending<Result<R, RsmError>>>>,
     /// Called with a server's id when the tester crashes (or restarts) it, for watchers that
     /// keep a view of live servers.
     crash_hooks: RefCell<Vec<CrashHook>>,
@@ -207,7 +208,7 @@ where
                 NodeEvent::Clerk(ev) => {
                     let mut pending = self.pending.borrow_mut();
                     if let Some(p) = pending.get_mut(&ev.client) {
-                        p.reply = Some(ev.reply.expect("simulated disks never fill"));
+                        p.reply = Some(ev.reply);
                         if let Some(w) = p.waker.take() {
                             w.wake();
                         }
@@ -273,17 +274,20 @@ where
     }
 
     /// Runs one operation on clerk `client` until it is answered.
+    /// Panics if the service refuses it (simulated disks never fill; a test whose sessions
+    /// may expire uses [`ServiceTester::call_timeout`]).
     pub async fn call(self: &Rc<Self>, client: ClientId, cmd: C) -> R {
         self.start(client, cmd);
-        Completion {
+        let r = Completion {
             tester: self.clone(),
             client,
         }
-        .await
+        .await;
+        r.unwrap_or_else(|e| panic!("clerk {client}'s operation was refused: {e}"))
     }
 
     /// As [`ServiceTester::call`], but gives up after `limit`: `None` means the outcome is
-    /// unknown (it may still take effect).
+    /// unknown (it may still take effect), as after [`RsmError::SessionExpired`].
     pub async fn call_timeout(
         self: &Rc<Self>,
         client: ClientId,
@@ -309,7 +313,11 @@ where
             self.pending.borrow_mut().remove(&client);
             self.with_host(|h, _| h.abandon(client));
         }
-        got
+        match got? {
+            Ok(r) => Some(r),
+            Err(RsmError::SessionExpired) => None,
+            Err(e) => panic!("clerk {client}'s operation was refused: {e}"),
+        }
     }
 
     fn start(&self, client: ClientId, cmd: C) {
@@ -323,7 +331,7 @@ where
         self.with_host(|h, ctx| h.start(client, cmd, ctx));
     }
 
-    fn take_reply(&self, client: ClientId) -> Option<R> {
+    fn take_reply(&self, client: ClientId) -> Option<Result<R, RsmError>> {
         let mut pending = self.pending.borrow_mut();
         let reply = pending.get_mut(&client)?.reply.take()?;
         pending.remove(&client);
@@ -452,8 +460,8 @@ where
     C: Clone + Debug + Serialize + DeserializeOwned + 'static,
     R: Clone + Debug + Serialize + DeserializeOwned + 'static,
 {
-    type Output = R;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+    type Output = Result<R, RsmError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, RsmError>> {
         if let Some(r) = self.tester.take_reply(self.client) {
             return Poll::Ready(r);
         }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
-use flotilla_kv::{KvCommand, KvReply};
+use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
@@ -170,6 +170,10 @@ pub struct ShardTesterConfig {
     /// The groups' [`ShardServerConfig::page_bytes`] (`None`: `FLOTILLA_SHARD_PAGE_BYTES`,
     /// else the default).
     pub page_bytes: Option<usize>,
+    /// When the groups' per-shard exactly-once records expire. With limits small enough to
+    /// expire records of live clients, give every operation a time limit: one refused as
+    /// "session expired" then counts as of unknown outcome.
+    pub sessions: flotilla_rsm::SessionLimits,
 }
 
 impl ShardTesterConfig {
@@ -181,6 +185,7 @@ impl ShardTesterConfig {
             max_raft_state,
             nshards: DEFAULT_SHARDS,
             page_bytes: None,
+            sessions: flotilla_rsm::SessionLimits::default(),
         }
     }
 }
@@ -208,7 +213,7 @@ impl ShardTester {
         let (n, groups) = (cfg.n, cfg.groups);
         let host = FIRST_GROUP_NODE + groups * n;
         let resolve = resolver(n, groups);
-        let (nshards, mrs) = (cfg.nshards, cfg.max_raft_state);
+        let (nshards, mrs, sessions) = (cfg.nshards, cfg.max_raft_state, cfg.sessions);
         let read_mode = crate::kv_tester::read_mode_from_env();
         let page_bytes = cfg.page_bytes.or_else(page_bytes_from_env);
         let pull_stats = Rc::new(Cell::new(PullStats::default()));
@@ -220,6 +225,7 @@ impl ShardTester {
                 let cfg = ReplicaConfig {
                     raft: Config::for_service(id as u64, voters, s),
                     max_raft_state: None,
+                    sessions: flotilla_rsm::SessionLimits::default(),
                 };
                 let c = CtrlServer::restore(cfg, nshards, p.state(), p.snapshot())
                     .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"));
@@ -235,6 +241,7 @@ impl ShardTester {
                 let replica = ReplicaConfig {
                     raft,
                     max_raft_state: mrs,
+                    sessions,
                 };
                 let ctrlers = (0..CTRLERS).collect();
                 let mut cfg =
@@ -699,6 +706,10 @@ impl ShardClient {
         };
         let (output, ret) = match &reply {
             None => (KvOutput::Unknown, None),
+            // As the error says: it may or may not have been applied.
+            Some(KvReply::Error(KvError::SessionExpired)) if limit.is_some() => {
+                (KvOutput::Unknown, None)
+            }
             Some(KvReply::Error(e)) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
             Some(KvReply::Value(v)) => (
                 KvOutput::value(text(v.as_deref().unwrap_or_default())),
@@ -706,6 +717,7 @@ impl ShardClient {
             ),
             Some(_) => (KvOutput::Done, Some(t.stamp())),
         };
+        let unknown = output == KvOutput::Unknown;
         t.history.borrow_mut().push(Operation {
             client: self.id,
             input,
@@ -713,7 +725,7 @@ impl ShardClient {
             output,
             ret,
         });
-        reply
+        reply.filter(|_| !unknown)
     }
 
     /// The key's value ("" if none).
