@@ -85,4 +85,12 @@ pub trait StateMachine {
 
     /// Replaces the state with one encoded by [`StateMachine::snapshot`].
     fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError>;
+
+    /// For a machine that keeps its own exactly-once records (`REPLICA_SESSIONS` false): the
+    /// highest watermark of its tables ([`crate::SessionTable::expired_through_ms`]), so that
+    /// the time replicas tell clerks to stamp with is above it (see
+    /// [`crate::Sessions::stamp_hint_ms`]). `None`: nothing was ever removed.
+    fn expired_through_ms(&self) -> Option<u64> {
+        None
+    }
 }

@@ -217,7 +217,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
         let (client, seq) = (req.client, req.seq);
-        let now_ms = self.state.clock_ms();
+        let now_ms = self.state.stamp_hint_ms();
         let answer = |result| {
             Msg::Response(Response {
                 client,
@@ -351,12 +351,12 @@ impl<S: StateMachine> Replica<S> {
             }
             Err(ProposeError::NotLeader { hint }) => {
                 let hint = hint.map(|l| l as NodeId);
-                let now_ms = self.state.clock_ms();
+                let now_ms = self.state.stamp_hint_ms();
                 reject_to(ctx, from, req.client, req.seq, hint, now_ms);
             }
             // Reads add nothing to the log; should the core refuse one as busy, retry later.
             Err(ProposeError::Busy { .. }) => {
-                let now_ms = self.state.clock_ms();
+                let now_ms = self.state.stamp_hint_ms();
                 reject_to(ctx, from, req.client, req.seq, None, now_ms);
             }
         }
@@ -370,7 +370,7 @@ impl<S: StateMachine> Replica<S> {
         failed: Vec<u64>,
         ctx: &mut Ctx<MsgOf<S>, ()>,
     ) {
-        let now_ms = self.state.clock_ms();
+        let now_ms = self.state.stamp_hint_ms();
         for id in failed {
             if let Some(w) = self.reads.remove(&id) {
                 let hint = self.peer.raft().leader().map(|l| l as NodeId);
@@ -401,7 +401,7 @@ impl<S: StateMachine> Replica<S> {
                 Msg::Response(Response {
                     client: w.client,
                     seq: w.seq,
-                    now_ms: self.state.clock_ms(),
+                    now_ms: self.state.stamp_hint_ms(),
                     result: Ok(reply),
                 }),
             );
@@ -484,7 +484,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let Some(entry) = entry else {
             if let Some(w) = waiter {
-                reject(ctx, &w, None, self.state.clock_ms());
+                reject(ctx, &w, None, self.state.stamp_hint_ms());
             }
             return;
         };
@@ -496,7 +496,7 @@ impl<S: StateMachine> Replica<S> {
         };
         let applied = self.state.apply(entry.req, stamp);
         let Some(w) = waiter else { return };
-        let now_ms = self.state.clock_ms();
+        let now_ms = self.state.stamp_hint_ms();
         let ours = w.term == term && w.client == client && w.seq == seq;
         let result = match applied {
             _ if !ours => return reject(ctx, &w, None, now_ms),
@@ -522,7 +522,7 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let w = entry.remove();
-            reject(ctx, &w, None, self.state.clock_ms());
+            reject(ctx, &w, None, self.state.stamp_hint_ms());
         }
         while let Some(entry) = self.changes.first_entry() {
             if *entry.key() > index {
@@ -558,11 +558,18 @@ impl<S: StateMachine> Replica<S> {
             reject_admin(ctx, &w);
         }
         for w in std::mem::take(&mut self.waiting).into_values() {
-            reject(ctx, &w, hint, self.state.clock_ms());
+            reject(ctx, &w, hint, self.state.stamp_hint_ms());
         }
         let reads = std::mem::take(&mut self.reads).into_values();
         for w in reads.chain(std::mem::take(&mut self.confirmed).into_values()) {
-            reject_to(ctx, w.from, w.client, w.seq, hint, self.state.clock_ms());
+            reject_to(
+                ctx,
+                w.from,
+                w.client,
+                w.seq,
+                hint,
+                self.state.stamp_hint_ms(),
+            );
         }
     }
 }
@@ -664,7 +671,7 @@ impl<S: StateMachine> Process for Replica<S> {
                 client: req.client,
                 seq: req.seq,
                 // Applied, so committed: it needs nothing of the unwritten saves.
-                now_ms: self.state.clock_ms(),
+                now_ms: self.state.stamp_hint_ms(),
                 result: Err(RsmError::DiskFull),
             })),
             Msg::Admin(req) => Some(Msg::AdminResponse(AdminResponse {

@@ -651,6 +651,12 @@ impl StateMachine for ShardKv {
     /// Exactly-once records live in each shard and move with it.
     const REPLICA_SESSIONS: bool = false;
 
+    fn expired_through_ms(&self) -> Option<u64> {
+        (self.shards.values())
+            .filter_map(|(_, d)| d.sessions.expired_through_ms())
+            .max()
+    }
+
     fn apply(&mut self, cmd: ShardCommand, at: &ApplyCtx) -> ShardReply {
         self.expire_sessions(at.now_ms, at.limits);
         match cmd {
