@@ -236,6 +236,7 @@ where
         raft,
         max_raft_state: cfg.max_raft_state,
         sessions: cfg.sessions,
+        snapshot_scales_with_state: true,
     };
     let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
         .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;

@@ -144,6 +144,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
         raft,
         max_raft_state: cfg.max_raft_state,
         sessions: cfg.sessions,
+        snapshot_scales_with_state: true,
     };
     let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
     let mut peers = addrs.clone();

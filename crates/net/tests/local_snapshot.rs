@@ -83,6 +83,7 @@ fn replica(storage_dir: &Path, gate: &Arc<Gate>) -> (Replica<Sum>, DiskStorage) 
         raft: Config::for_service(0, vec![0], 1),
         max_raft_state: Some(300),
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state: false,
     };
     let r = Replica::restore(cfg, Sum::default(), &recovered.state, &recovered.snapshot)
         .expect("restores");

@@ -1,6 +1,6 @@
 //! The Raft core as a process's component: the glue every driver of the core needs once.
 
-use flotilla_node::{Bytes, Ctx, NodeId};
+use flotilla_node::{Ctx, NodeId};
 use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState};
 
 /// A Raft peer inside a [`flotilla_node::Process`]. Peer ids are node ids.
@@ -69,11 +69,11 @@ impl RaftPeer {
                 let state = self.raft.encode_state();
                 self.state_size = state.len();
                 let data = ready.snapshot.expect("checked").data;
-                ctx.save_local_snapshot(state, Bytes::from(data));
+                ctx.save_local_snapshot(state, data);
             } else if ready.snapshot.is_some() || self.state_size == 0 {
                 let state = self.raft.encode_state();
                 self.state_size = state.len();
-                ctx.save(state, ready.snapshot.map(|s| Bytes::from(s.data)));
+                ctx.save(state, ready.snapshot.map(|s| s.data));
             } else {
                 let changes = encode_changes(ready.hard_state.as_ref(), ready.log_write.as_ref());
                 self.state_size += changes.len();

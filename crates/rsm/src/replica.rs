@@ -26,6 +26,14 @@ pub struct ReplicaConfig {
     /// Snapshot once the persisted Raft state reaches this many bytes; `None` never snapshots
     /// (the log then grows without bound).
     pub max_raft_state: Option<usize>,
+    /// Let the log grow to the size of the last snapshot before taking the next: the
+    /// threshold becomes `max(max_raft_state, last snapshot's bytes)`. Every snapshot encodes
+    /// the whole state, so with a fixed threshold loading N bytes encodes and writes
+    /// O(N² / max_raft_state) bytes of snapshots (1 GiB at 64 MiB: 16 snapshots, 8.5 GiB);
+    /// growing with the state makes it O(N) (5 snapshots, 2 GiB), as Redis rewrites its AOF
+    /// once it has doubled. The log on disk then stays within about the state's size. On for
+    /// deployed replicas; off in the lab scenarios, whose bound is `max_raft_state` itself.
+    pub snapshot_scales_with_state: bool,
     /// How long a client's session lives idle and how many the table keeps. This replica's
     /// values go into the entries it proposes as leader, so replicas configured differently
     /// still agree at every index (the `session` module's doc).
@@ -129,6 +137,8 @@ pub struct Replica<S: StateMachine> {
     changes: BTreeMap<u64, AdminWaiter>,
     applied: u64,
     max_raft_state: Option<usize>,
+    /// [`ReplicaConfig::snapshot_scales_with_state`].
+    snapshot_scales_with_state: bool,
     /// Stamped into every entry this replica proposes.
     limits: SessionLimits,
 }
@@ -156,6 +166,7 @@ impl<S: StateMachine> Replica<S> {
             changes: BTreeMap::new(),
             applied,
             max_raft_state: cfg.max_raft_state,
+            snapshot_scales_with_state: cfg.snapshot_scales_with_state,
             limits: cfg.sessions,
         })
     }
@@ -418,9 +429,15 @@ impl<S: StateMachine> Replica<S> {
             }
             self.settle_reads(flushed.reads, flushed.failed_reads, ctx);
             self.reject_if_deposed(ctx);
-            let over = self
-                .max_raft_state
-                .is_some_and(|max| self.peer.state_size() >= max);
+            let over = self.max_raft_state.is_some_and(|max| {
+                let last = self.peer.raft().snapshot_data().len();
+                let max = if self.snapshot_scales_with_state {
+                    max.max(last)
+                } else {
+                    max
+                };
+                self.peer.state_size() >= max
+            });
             if !over || self.applied <= self.peer.raft().log().snapshot_index() {
                 return;
             }

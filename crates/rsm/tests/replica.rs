@@ -84,10 +84,19 @@ fn input_at(
 }
 
 fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
+    solo_scaling(max_raft_state, false, disk)
+}
+
+fn solo_scaling(
+    max_raft_state: Option<usize>,
+    snapshot_scales_with_state: bool,
+    disk: &(Vec<u8>, Vec<u8>),
+) -> Replica<Sum> {
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0], 1),
         max_raft_state,
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state,
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -196,6 +205,7 @@ fn a_follower_says_wrong_leader() {
         raft: Config::for_service(1, vec![0, 1, 2], 1),
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state: false,
     };
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
     let mut disk = Default::default();
@@ -412,6 +422,7 @@ fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
         raft,
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state: false,
     };
     Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
 }
@@ -485,6 +496,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
         raft: Config::for_service(0, vec![0, 1, 2], 1),
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state: false,
     };
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
@@ -534,6 +546,7 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
         },
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
+        snapshot_scales_with_state: false,
     };
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
@@ -714,4 +727,46 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
         )]
     );
     assert!(unstamped, "{sent:?}");
+}
+
+/// Issue 16: with `snapshot_scales_with_state` the log may grow to the last snapshot's size
+/// before the next snapshot, so a growing state (here: the exactly-once table, one session
+/// per new client) is encoded O(log n) times rather than once per `max_raft_state` bytes of
+/// log; and the persisted log never outgrows that threshold by more than an input's worth.
+#[test]
+fn snapshots_scale_with_the_state_when_asked() {
+    let snapshots_taken = |scales: bool| {
+        let mut disk = Default::default();
+        let mut r = solo_scaling(Some(300), scales, &disk);
+        elect(&mut r, &mut disk);
+        let mut taken = 0;
+        let mut last = r.raft().log().snapshot_index();
+        for client in 1..=2_000 {
+            input(&mut r, &mut disk, |r, ctx| {
+                r.on_message(9, request(client, 1, 1), ctx)
+            });
+            let now = r.raft().log().snapshot_index();
+            if now != last {
+                taken += 1;
+                last = now;
+            }
+            let threshold = if scales {
+                300.max(r.raft().snapshot_data().len())
+            } else {
+                300
+            };
+            assert!(
+                disk.0.len() <= threshold + 200,
+                "the stored log ({} bytes) outgrew its threshold ({threshold})",
+                disk.0.len()
+            );
+        }
+        assert!(r.raft().snapshot_data().len() > 5_000, "the table grew");
+        taken
+    };
+    let (fixed, scaling) = (snapshots_taken(false), snapshots_taken(true));
+    assert!(
+        scaling * 5 < fixed,
+        "{scaling} snapshots with scaling, {fixed} without"
+    );
 }

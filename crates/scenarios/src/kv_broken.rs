@@ -68,6 +68,7 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
                 raft: Config::for_service(id as u64, (0..n as u64).collect(), s),
                 max_raft_state: None,
                 sessions: flotilla_rsm::SessionLimits::default(),
+                snapshot_scales_with_state: false,
             };
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .expect("fresh persister")
@@ -128,6 +129,7 @@ pub fn lone_replica_early_replies(seed: u64, early_replies: bool) -> CheckResult
             raft: Config::for_service(0, vec![0], s),
             max_raft_state: None,
             sessions: flotilla_rsm::SessionLimits::default(),
+            snapshot_scales_with_state: false,
         };
         KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
             .expect("a replica restarts from what it persisted")

@@ -22,6 +22,7 @@ fn controller(seed: u64) -> Rc<Svc> {
             raft: Config::for_service(id as u64, (0..N as u64).collect(), s),
             max_raft_state: None,
             sessions: flotilla_rsm::SessionLimits::default(),
+            snapshot_scales_with_state: false,
         };
         Replica::restore(cfg, Ctrler::default(), p.state(), p.snapshot())
             .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"))

@@ -179,6 +179,7 @@ impl KvTester<KvReplica> {
                 raft,
                 max_raft_state,
                 sessions,
+                snapshot_scales_with_state: false,
             };
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))

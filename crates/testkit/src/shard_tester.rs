@@ -226,6 +226,7 @@ impl ShardTester {
                     raft: Config::for_service(id as u64, voters, s),
                     max_raft_state: None,
                     sessions: flotilla_rsm::SessionLimits::default(),
+                    snapshot_scales_with_state: false,
                 };
                 let c = CtrlServer::restore(cfg, nshards, p.state(), p.snapshot())
                     .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"));
@@ -242,6 +243,7 @@ impl ShardTester {
                     raft,
                     max_raft_state: mrs,
                     sessions,
+                    snapshot_scales_with_state: false,
                 };
                 let ctrlers = (0..CTRLERS).collect();
                 let mut cfg =
