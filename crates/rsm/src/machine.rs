@@ -83,6 +83,14 @@ pub trait StateMachine {
     /// The whole state, encoded.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// [`StateMachine::snapshot`], appended to `out`. The replica builds its snapshot in one
+    /// buffer (its own header, then the machine's bytes): a machine with a large state
+    /// encodes straight into it, reserving the exact size first, so a snapshot costs one
+    /// copy of the state, made once, instead of one per layer and per reallocation.
+    fn snapshot_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.snapshot());
+    }
+
     /// Replaces the state with one encoded by [`StateMachine::snapshot`].
     fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError>;
 

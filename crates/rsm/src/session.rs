@@ -359,16 +359,15 @@ pub struct Sessions<S: StateMachine> {
 
 /// Snapshot layout: clock, table, then the machine's own bytes.
 #[derive(Serialize, Deserialize)]
-struct SnapshotParts<R> {
+struct SnapshotHeader<R> {
     clock_ms: u64,
     table: TableBlob<R>,
-    /// One byte string, not a sequence of numbers: it is the bulk of every snapshot.
-    #[serde(with = "serde_bytes")]
-    machine: Vec<u8>,
 }
 
 /// 2: sessions carry their last activity, and the snapshot the clock and watermark.
-const SNAPSHOT_VERSION: u8 = 2;
+/// 3: the machine's bytes follow the header to the end, unframed, so they are encoded
+/// straight into the snapshot's buffer ([`StateMachine::snapshot_into`]), not copied in.
+const SNAPSHOT_VERSION: u8 = 3;
 
 /// The stamp of one entry: the leader's clock and limits, and the entry's index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -467,13 +466,13 @@ impl<S: StateMachine> Sessions<S> {
 
     /// The machine, the table and the clock, encoded.
     pub fn snapshot(&self) -> Vec<u8> {
-        let parts = SnapshotParts {
+        let header = SnapshotHeader {
             clock_ms: self.clock_ms,
             table: self.table.blob(),
-            machine: self.machine.snapshot(),
         };
-        let mut out = vec![SNAPSHOT_VERSION];
-        out.extend(postcard::to_allocvec(&parts).expect("encoding into a Vec cannot fail"));
+        let mut out = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
+            .expect("encoding into a Vec cannot fail");
+        self.machine.snapshot_into(&mut out);
         out
     }
 
@@ -488,11 +487,11 @@ impl<S: StateMachine> Sessions<S> {
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError(format!("unknown snapshot version {version}")));
         }
-        let parts: SnapshotParts<S::Reply> =
-            postcard::from_bytes(rest).map_err(|e| SnapshotError(e.to_string()))?;
-        self.machine.restore(&parts.machine)?;
-        self.table = SessionTable::from_blob(&parts.table);
-        self.clock_ms = parts.clock_ms;
+        let (header, machine): (SnapshotHeader<S::Reply>, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|e| SnapshotError(e.to_string()))?;
+        self.machine.restore(machine)?;
+        self.table = SessionTable::from_blob(&header.table);
+        self.clock_ms = header.clock_ms;
         Ok(())
     }
 }
