@@ -38,6 +38,10 @@ pub struct BigOptions {
     pub base_port: u16,
     pub add_replica: bool,
     pub shard_move: bool,
+    /// Instead of the load: this many distinct clients, each writing once through a clerk
+    /// of its own, against `up --single --max-sessions <max_sessions>`.
+    pub clients: Option<u32>,
+    pub max_sessions: u64,
     /// Where `up` keeps its data (removed at the end unless `keep`).
     pub dir: PathBuf,
 }
@@ -93,25 +97,34 @@ fn value(i: u32, size: usize) -> Vec<u8> {
     v
 }
 
-/// Samples, every 250 ms until stopped, the highest Raft term and the current RSS of each
-/// replica.
+/// The gauges [`Sampler`] follows: the highest value any replica reported of each.
+const SAMPLED: [&str; 3] = [
+    "flotilla_raft_term",
+    "flotilla_sessions",
+    "flotilla_snapshot_bytes",
+];
+
+/// Samples, every 250 ms until stopped, the [`SAMPLED`] gauges of every replica, keeping the
+/// highest value of each.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    max_term: Arc<Mutex<u64>>,
+    max: Arc<Mutex<[u64; SAMPLED.len()]>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sampler {
     fn start(metrics_ports: Vec<u16>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let max_term = Arc::new(Mutex::new(0));
-        let (s, t) = (stop.clone(), max_term.clone());
+        let max = Arc::new(Mutex::new([0; SAMPLED.len()]));
+        let (s, t) = (stop.clone(), max.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 for &p in &metrics_ports {
-                    if let Some(term) = metric(p, "flotilla_raft_term") {
-                        let mut m = t.lock().unwrap_or_else(|e| e.into_inner());
-                        *m = (*m).max(term as u64);
+                    for (i, name) in SAMPLED.iter().enumerate() {
+                        if let Some(v) = metric(p, name) {
+                            let mut m = t.lock().unwrap_or_else(|e| e.into_inner());
+                            m[i] = m[i].max(v as u64);
+                        }
                     }
                 }
                 std::thread::sleep(Duration::from_millis(250));
@@ -119,13 +132,21 @@ impl Sampler {
         });
         Sampler {
             stop,
-            max_term,
+            max,
             thread: Some(thread),
         }
     }
 
+    fn max_of(&self, name: &str) -> u64 {
+        let i = SAMPLED
+            .iter()
+            .position(|n| *n == name)
+            .expect("a sampled gauge");
+        self.max.lock().unwrap_or_else(|e| e.into_inner())[i]
+    }
+
     fn max_term(&self) -> u64 {
-        *self.max_term.lock().unwrap_or_else(|e| e.into_inner())
+        self.max_of("flotilla_raft_term")
     }
 }
 
@@ -377,6 +398,9 @@ pub fn run(opts: &BigOptions) -> Result<(), String> {
     if !sharded {
         up_cmd.arg("--single");
     }
+    if opts.clients.is_some() {
+        up_cmd.args(["--max-sessions", &opts.max_sessions.to_string()]);
+    }
     let mut up = Service::start("flotilla up", &mut up_cmd, &opts.dir.join("up.out"))?;
     service::wait_resp_ready(&mut up, opts.port, Duration::from_secs(60))?;
     let replicas = servers(up.pid());
@@ -387,6 +411,13 @@ pub fn run(opts: &BigOptions) -> Result<(), String> {
         .iter()
         .filter_map(|&p| metric(p, "flotilla_raft_term"))
         .fold(0.0, f64::max) as u64;
+
+    if let Some(n) = opts.clients {
+        let result = many_clients(opts, n, &sampler);
+        drop(sampler);
+        up.stop();
+        return result;
+    }
 
     let state = u64::from(opts.values) * opts.value_size as u64;
     println!(
@@ -456,6 +487,83 @@ fn report_rss(pids: &[u32], state: u64) {
             );
         }
     }
+}
+
+/// `n` distinct clients, each a new clerk (a new session) writing once, 64 at a time, through
+/// the library's client; then the replicas' session tables and snapshots against the limit.
+fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), String> {
+    use flotilla_kv::{KvCommand, KvReply};
+    use flotilla_net::clients::Clients;
+    let layout: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(opts.dir.join("cluster.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("cluster.json: {e}"))?;
+    let servers: Vec<String> = (layout["servers"].as_array())
+        .ok_or("cluster.json names no servers")?
+        .iter()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect();
+    let secret = std::fs::read_to_string(opts.dir.join("secret")).map_err(|e| e.to_string())?;
+    let secret = flotilla_net::auth::Secret::new(&secret)?;
+    println!(
+        "sessions: {n} distinct clients, one write each, against --max-sessions {}",
+        opts.max_sessions
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let (done, failed) = rt.block_on(async {
+        let clients: Arc<Clients<KvCommand, KvReply>> = Clients::connect(&servers, secret);
+        let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (clients, next) = (clients.clone(), next.clone());
+                tokio::spawn(async move {
+                    let (mut done, mut failed) = (0u32, 0u32);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return (done, failed);
+                        }
+                        let clerk = clients.new_clerk().await;
+                        let put = KvCommand::Put {
+                            key: format!("client:{}", i % 1000).into_bytes(),
+                            value: i.to_le_bytes().to_vec(),
+                        };
+                        match clients.call(clerk, put).await {
+                            Some(Ok(_)) => done += 1,
+                            _ => failed += 1,
+                        }
+                        clients.remove_clerk(clerk);
+                    }
+                })
+            })
+            .collect();
+        let (mut done, mut failed) = (0, 0);
+        for t in tasks {
+            let (d, f) = t.await.unwrap_or((0, 0));
+            done += d;
+            failed += f;
+        }
+        (done, failed)
+    });
+    let secs = started.elapsed().as_secs_f64();
+    // One more sample after the last write: the sampler runs every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    println!(
+        "  {done} clients wrote, {failed} failed, in {secs:.1} s ({:.0} new clients/s)",
+        f64::from(done) / secs
+    );
+    println!(
+        "  largest session table on any replica: {} (limit {}); largest snapshot: {:.1} MiB",
+        sampler.max_of("flotilla_sessions"),
+        opts.max_sessions,
+        mib(sampler.max_of("flotilla_snapshot_bytes"))
+    );
+    Ok(())
 }
 
 /// A fourth replica joins the loaded single group; times its catch-up.

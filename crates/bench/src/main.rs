@@ -52,6 +52,14 @@ struct BigStateArgs {
     /// Run the default sharded `up`, load one shard, and move it to the other group.
     #[arg(long, conflicts_with = "add_replica")]
     shard_move: bool,
+    /// Instead of the load: this many distinct clients (a new session each) write once,
+    /// against `up --single --max-sessions <MAX_SESSIONS>`; prints the largest session table
+    /// and snapshot any replica reported.
+    #[arg(long, conflicts_with_all = ["add_replica", "shard_move"])]
+    clients: Option<u32>,
+    /// The session limit for --clients.
+    #[arg(long, default_value_t = 10_000)]
+    max_sessions: u64,
     /// Router port; replicas listen on --base-port and after.
     #[arg(long, default_value_t = 6390)]
     port: u16,
@@ -236,6 +244,8 @@ fn big_state(a: BigStateArgs) -> Result<(), String> {
         base_port: a.base_port,
         add_replica: a.add_replica,
         shard_move: a.shard_move,
+        clients: a.clients,
+        max_sessions: a.max_sessions,
         dir,
     })
 }

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub commit_index: Gauge,
     pub applied_index: Gauge,
     pub is_leader: Gauge,
+    /// Sessions in the replica's exactly-once table (bounded by `--max-sessions`).
+    pub sessions: Gauge,
+    /// Bytes of the replica's latest snapshot.
+    pub snapshot_bytes: Gauge,
     /// 1 while the replica waits for disk space (its writes failed with "no space left").
     pub disk_full: Gauge,
     pub fsync_seconds: Histogram,
@@ -61,6 +65,16 @@ impl Metrics {
             "flotilla_raft_is_leader",
             "1 if this replica leads",
             m.is_leader.clone(),
+        );
+        r.register(
+            "flotilla_sessions",
+            "Sessions in the exactly-once table",
+            m.sessions.clone(),
+        );
+        r.register(
+            "flotilla_snapshot_bytes",
+            "Bytes of the latest snapshot",
+            m.snapshot_bytes.clone(),
         );
         r.register(
             "flotilla_storage_disk_full",
@@ -109,6 +123,8 @@ impl Metrics {
             commit_index: Gauge::default(),
             applied_index: Gauge::default(),
             is_leader: Gauge::default(),
+            sessions: Gauge::default(),
+            snapshot_bytes: Gauge::default(),
             disk_full: Gauge::default(),
             fsync_seconds: latency_histogram(),
             batch_saves: Histogram::new(exponential_buckets(1.0, 2.0, 14)),

@@ -262,6 +262,7 @@ where
             t.set_peers(peers);
         }
         watch.observe(r.raft(), r.applied(), b);
+        watch.observe_state(r.state().clients(), r.raft().snapshot_data().len());
     });
     let metrics_addr = cfg.metrics.clone();
     let boot = cfg.peers.clone();
@@ -314,6 +315,16 @@ impl RaftWatch {
         RaftWatch {
             seen: None,
             metrics,
+        }
+    }
+
+    /// Exports the size of the replicated state's bookkeeping: sessions in the exactly-once
+    /// table and the latest snapshot's bytes (both bounded by settings; issue 16).
+    pub fn observe_state(&self, sessions: usize, snapshot_bytes: usize) {
+        if let Some(m) = &self.metrics {
+            m.sessions.set(i64::try_from(sessions).unwrap_or(i64::MAX));
+            m.snapshot_bytes
+                .set(i64::try_from(snapshot_bytes).unwrap_or(i64::MAX));
         }
     }
 
