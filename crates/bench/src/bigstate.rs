@@ -217,6 +217,20 @@ fn count_in_logs(dir: &Path, needle: &str) -> usize {
         .sum()
 }
 
+/// SET on the connection in `conn`, connecting first if there is none; after an error the
+/// connection is dropped (its reply may be half read) and the next call starts afresh.
+fn set_on(conn: &mut Option<Resp>, port: u16, key: &str, value: &[u8]) -> Result<(), String> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(Resp::connect(port)?),
+    };
+    let r = c.set(key, value);
+    if r.is_err() {
+        *conn = None;
+    }
+    r
+}
+
 /// Writes values `range` over `connections` connections; returns the latencies and the
 /// writes that were not acknowledged (with the first error).
 fn write_values(
@@ -236,17 +250,11 @@ fn write_values(
                 for i in range.filter(|i| i % connections == c) {
                     let v = value(i, size);
                     let started = Instant::now();
-                    let r = match conn.as_mut() {
-                        Some(c) => Ok(c),
-                        None => Resp::connect(port).map(|c| conn.insert(c)),
-                    }
-                    .and_then(|c: &mut Resp| c.set(&key(i), &v));
-                    match r {
+                    match set_on(&mut conn, port, &key(i), &v) {
                         Ok(()) => lat.push(started.elapsed()),
                         Err(e) => {
                             failed += 1;
                             first_err.get_or_insert(e);
-                            conn = None; // the reply may be half read: start afresh
                         }
                     }
                 }
@@ -287,16 +295,15 @@ impl Probe {
             while !s.load(Ordering::Relaxed) {
                 i += 1;
                 let started = Instant::now();
-                let r = match conn.as_mut() {
-                    Some(c) => Ok(c),
-                    None => Resp::connect(port).map(|c| conn.insert(c)),
-                }
-                .and_then(|c: &mut Resp| c.set(&format!("probe:{}", i % 1000), b"small value"));
-                match r {
+                match set_on(
+                    &mut conn,
+                    port,
+                    &format!("probe:{}", i % 1000),
+                    b"small value",
+                ) {
                     Ok(()) => lat.push(started.elapsed()),
                     Err(_) => {
                         failed += 1;
-                        conn = None;
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }
