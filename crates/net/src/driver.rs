@@ -219,9 +219,11 @@ where
     D: Durable + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
+    // Weak: the loop ends when every handle is dropped, offloaded work in flight or not.
+    let weak = tx.downgrade();
     let name = name.to_owned();
     let handle = tokio::spawn(async move {
-        let r = run(process, durable, tick, rx, outputs, observe).await;
+        let r = run(process, durable, tick, (rx, weak), outputs, observe).await;
         if let Err(e) = &r {
             tracing::error!(process = %name, "stopped: {e}");
         }
@@ -258,14 +260,23 @@ impl<M, E> Pending<M, E> {
     }
 }
 
-async fn run<P: Process, D: Durable>(
+async fn run<P, D: Durable>(
     mut process: P,
     mut durable: D,
     tick: Duration,
-    mut rx: mpsc::UnboundedReceiver<Input<P>>,
+    (mut rx, inputs_tx): (
+        mpsc::UnboundedReceiver<Input<P>>,
+        mpsc::WeakUnboundedSender<Input<P>>,
+    ),
     mut outputs: Outputs<P::Msg, P::Event>,
     mut observe: Option<Observer<P>>,
-) -> Result<(), NetError> {
+) -> Result<(), NetError>
+where
+    P: Process + Send + 'static,
+    P::Msg: Send + 'static,
+    P::Event: Send + 'static,
+{
+    process.allow_offload();
     let start = Instant::now();
     let mut next_tick = start + tick;
     // Calls that arrived while the disk was full, fed first in the next batch.
@@ -377,6 +388,18 @@ async fn run<P: Process, D: Durable>(
             process.on_tick(&mut ctx);
             collect(&process, ctx, &mut durable, &mut pending)?;
             fed_ticks += 1;
+        }
+        // Work the process handed off (encoding a snapshot of a large state, say) runs on the
+        // blocking pool, so this loop goes on ticking and answering meanwhile; its
+        // continuation comes back as a call, fed like any input.
+        for job in process.take_offloaded() {
+            let tx = inputs_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let continuation = job();
+                if let Some(tx) = tx.upgrade() {
+                    let _ = tx.send(Input::Call(continuation));
+                }
+            });
         }
         if pending.stalled() {
             next_tick = first_due + tick * fed_ticks;

@@ -65,7 +65,33 @@ pub trait Process {
     fn refuse(&self, _msg: &Self::Msg, _why: Refusal) -> Option<Self::Msg> {
         None
     }
+
+    /// The driver can run work off the process's thread ([`Process::take_offloaded`]); a
+    /// process that is never told so does all its work inline. Drivers call it once, before
+    /// the first input.
+    fn allow_offload(&mut self) {}
+
+    /// Work the process wants done off its thread, taken by the driver after each input: the
+    /// driver runs each job (on a worker thread, or at once in the simulator) and feeds the
+    /// continuation it returns to the process as its next input. A job must not depend on
+    /// anything but what it captured (a consistent view taken when it was made), and the
+    /// continuation must accept being fed after any number of other inputs — or never, if the
+    /// process crashes first. Default: none.
+    fn take_offloaded(&mut self) -> Vec<Offloaded<Self>>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
 }
+
+/// An input a process gives itself when offloaded work completes (see
+/// [`Process::take_offloaded`]).
+pub type Continuation<P> =
+    Box<dyn FnOnce(&mut P, &mut Ctx<<P as Process>::Msg, <P as Process>::Event>) + Send>;
+
+/// Work run off the process's thread, returning what the process is fed when it is done.
+pub type Offloaded<P> = Box<dyn FnOnce() -> Continuation<P> + Send>;
 
 /// Why a driver refuses a process's inputs for now (see [`Process::refuse`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

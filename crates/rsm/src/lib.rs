@@ -31,7 +31,7 @@ mod replica;
 mod session;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
-pub use machine::{ApplyCtx, SnapshotError, StateMachine};
+pub use machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
 pub use msg::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClientId, Msg, MsgOf, Request,
     Response, RsmError,

@@ -39,6 +39,9 @@ impl ApplyCtx {
     }
 }
 
+/// Appends a snapshot taken earlier to the buffer given ([`StateMachine::snapshot_job`]).
+pub type SnapshotJob = Box<dyn FnOnce(&mut Vec<u8>) + Send>;
+
 /// A deterministic service state replicated through the Raft log.
 ///
 /// # Correctness
@@ -50,7 +53,8 @@ impl ApplyCtx {
 /// * Exactly-once is not the machine's concern: [`crate::Sessions`] filters duplicates before
 ///   `apply` sees them, unless the machine keeps its own records
 ///   ([`StateMachine::REPLICA_SESSIONS`] false).
-pub trait StateMachine {
+/// * `snapshot_job`'s job must encode exactly what `snapshot` returned when the job was made.
+pub trait StateMachine: 'static {
     type Command: Clone + Debug + Serialize + DeserializeOwned;
     type Reply: Clone + Debug + Serialize + DeserializeOwned;
 
@@ -89,6 +93,16 @@ pub trait StateMachine {
     /// copy of the state, made once, instead of one per layer and per reallocation.
     fn snapshot_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.snapshot());
+    }
+
+    /// [`StateMachine::snapshot_into`] of the state as it is now, done later, possibly on
+    /// another thread while this machine goes on applying: a machine that can take a cheap
+    /// consistent view of itself (copy-on-write values, say) returns a job that encodes the
+    /// view, so that a replica's event loop is not blocked for the encoding of a large
+    /// state. Default: encode now; the job only copies the bytes.
+    fn snapshot_job(&self) -> SnapshotJob {
+        let bytes = self.snapshot();
+        Box::new(move |out: &mut Vec<u8>| out.extend_from_slice(&bytes))
     }
 
     /// Replaces the state with one encoded by [`StateMachine::snapshot`].

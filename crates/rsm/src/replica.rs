@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_node::{Ctx, NodeId, Process, Refusal};
+use flotilla_node::{Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState};
 
 use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
@@ -141,6 +141,14 @@ pub struct Replica<S: StateMachine> {
     snapshot_scales_with_state: bool,
     /// Stamped into every entry this replica proposes.
     limits: SessionLimits,
+    /// The driver runs offloaded work ([`Process::allow_offload`]): snapshots are then
+    /// encoded off the event loop.
+    offload: bool,
+    /// The index of the snapshot being encoded off the loop, if one is (at most one at a
+    /// time; forgotten by a crash, when the next threshold crossing starts another).
+    encoding: Option<u64>,
+    /// Offloaded work not yet taken by the driver.
+    offloaded: Vec<Offloaded<Self>>,
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -168,6 +176,9 @@ impl<S: StateMachine> Replica<S> {
             max_raft_state: cfg.max_raft_state,
             snapshot_scales_with_state: cfg.snapshot_scales_with_state,
             limits: cfg.sessions,
+            offload: false,
+            encoding: None,
+            offloaded: Vec::new(),
         })
     }
 
@@ -441,10 +452,47 @@ impl<S: StateMachine> Replica<S> {
             if !over || self.applied <= self.peer.raft().log().snapshot_index() {
                 return;
             }
+            if self.offload {
+                self.offload_snapshot();
+                return;
+            }
             let data = self.state.snapshot();
             self.peer.raft_mut().snapshot(self.applied, data);
             // Loop once more to persist the snapshot and the shorter log.
         }
+    }
+
+    /// Starts encoding a snapshot of the state as of `applied` off the event loop, unless
+    /// one is being encoded: the machine gives a consistent view now
+    /// ([`StateMachine::snapshot_job`]), the driver encodes it on a worker thread, and
+    /// [`Replica::snapshot_encoded`] hands it to Raft. Meanwhile the replica goes on applying
+    /// and answering; the log grows past the threshold for that long.
+    fn offload_snapshot(&mut self) {
+        if self.encoding.is_some() {
+            return;
+        }
+        let index = self.applied;
+        let job = self.state.snapshot_job();
+        self.encoding = Some(index);
+        self.offloaded.push(Box::new(move || {
+            let data = job();
+            Box::new(move |r: &mut Self, ctx: &mut Ctx<MsgOf<S>, ()>| {
+                r.snapshot_encoded(index, data, ctx)
+            })
+        }));
+    }
+
+    /// The snapshot of the state at `index`, encoded off the loop. Raft takes it unless it
+    /// already holds one at or past `index` (one installed from a leader meanwhile); entries
+    /// up to `index` are applied, hence committed, so they are still in the log otherwise.
+    fn snapshot_encoded(&mut self, index: u64, data: Vec<u8>, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        if self.encoding == Some(index) {
+            self.encoding = None;
+        }
+        if index > self.peer.raft().log().snapshot_index() {
+            self.peer.raft_mut().snapshot(index, data);
+        }
+        self.drive(ctx);
     }
 
     fn apply(&mut self, apply: Apply, ctx: &mut Ctx<MsgOf<S>, ()>) {
@@ -629,6 +677,14 @@ fn reject_to<C, R>(
 }
 
 impl<S: StateMachine> Process for Replica<S> {
+    fn allow_offload(&mut self) {
+        self.offload = true;
+    }
+
+    fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
+        std::mem::take(&mut self.offloaded)
+    }
+
     type Msg = MsgOf<S>;
     type Event = ();
 

@@ -476,6 +476,24 @@ impl<S: StateMachine> Sessions<S> {
         out
     }
 
+    /// [`Sessions::snapshot`] of the state as it is now, encoded when the job runs (on another
+    /// thread, say): the clock and table are encoded now (small), the machine's bytes by its
+    /// [`StateMachine::snapshot_job`].
+    pub fn snapshot_job(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
+        let header = SnapshotHeader {
+            clock_ms: self.clock_ms,
+            table: self.table.blob(),
+        };
+        let head = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
+            .expect("encoding into a Vec cannot fail");
+        let machine = self.machine.snapshot_job();
+        Box::new(move || {
+            let mut out = head;
+            machine(&mut out);
+            out
+        })
+    }
+
     /// Replaces machine, table and clock with a snapshot's. An empty snapshot is the initial
     /// state.
     pub fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {

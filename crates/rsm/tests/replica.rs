@@ -770,3 +770,50 @@ fn snapshots_scale_with_the_state_when_asked() {
         "{scaling} snapshots with scaling, {fixed} without"
     );
 }
+
+/// Issue 16: with offload allowed, a replica over its threshold hands the encoding of its
+/// snapshot to the driver instead of encoding on the event loop: no snapshot until the job's
+/// continuation is fed, one job at a time, writes applied meanwhile, and the snapshot then
+/// taken at the index the view was taken at.
+#[test]
+fn snapshots_are_encoded_off_the_loop_when_the_driver_allows() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    r.allow_offload();
+    elect(&mut r, &mut disk);
+    let mut seq = 0;
+    let mut jobs = Vec::new();
+    while jobs.is_empty() {
+        seq += 1;
+        input(&mut r, &mut disk, |r, ctx| {
+            r.on_message(9, request(1, seq, 1), ctx)
+        });
+        jobs = r.take_offloaded();
+        assert!(seq < 1_000, "no snapshot job");
+    }
+    assert_eq!(
+        r.raft().log().snapshot_index(),
+        0,
+        "not encoded on the loop"
+    );
+    let view_index = r.raft().applied_index();
+    for _ in 0..20 {
+        seq += 1;
+        let sent = input(&mut r, &mut disk, |r, ctx| {
+            r.on_message(9, request(1, seq, 1), ctx)
+        });
+        assert_eq!(sent.len(), 1, "answered while the snapshot is encoded");
+        assert!(r.take_offloaded().is_empty(), "one encoding at a time");
+    }
+    assert_eq!(jobs.len(), 1);
+    let continuation = (jobs.pop().unwrap())();
+    input(&mut r, &mut disk, continuation);
+    assert_eq!(r.raft().log().snapshot_index(), view_index);
+    // What was persisted restarts into the same state: the snapshot, then the later entries
+    // once the restarted leader commits them again.
+    let mut disk = disk.clone();
+    let mut back = solo(Some(300), &disk);
+    assert_eq!(back.raft().log().snapshot_index(), view_index);
+    elect(&mut back, &mut disk);
+    assert_eq!(back.state().machine().0, r.state().machine().0);
+}

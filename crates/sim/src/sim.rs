@@ -310,7 +310,8 @@ where
     pub fn restart(&mut self, i: NodeId) {
         self.crash(i);
         let seed = self.rng.gen();
-        let process = (self.factory)(i, &self.nodes[i].persister, seed);
+        let mut process = (self.factory)(i, &self.nodes[i].persister, seed);
+        process.allow_offload();
         self.nodes[i].process = Some(process);
         // A random phase, so peers do not tick in lock step.
         let phase = self.rng.gen_range(1..=self.tick.as_micros() as u64);
@@ -513,6 +514,19 @@ where
         }
         if let (Some(check), Some(p)) = (&self.checker, &self.nodes[i].process) {
             check(i, p);
+        }
+        // Offloaded work runs at once, and its continuation is the process's next input, at
+        // the same instant (a real driver feeds it later, after other inputs; processes must
+        // accept both).
+        let jobs = (self.nodes[i].process.as_mut()).map_or_else(Vec::new, P::take_offloaded);
+        for job in jobs {
+            let continuation = job();
+            let mut ctx = Ctx::new(self.now());
+            let Some(process) = self.nodes[i].process.as_mut() else {
+                return;
+            };
+            continuation(process, &mut ctx);
+            self.finish(i, ctx);
         }
     }
 
