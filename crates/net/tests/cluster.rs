@@ -13,32 +13,12 @@ use flotilla_net::transport::fetch_status;
 use flotilla_net::Secret;
 use flotilla_node::Save;
 use flotilla_raft::MembershipChange;
-use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg, SnapshotError, StateMachine};
+use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// A sum: commands add, replies are the new total.
-#[derive(Debug, Default)]
-struct Sum(u64);
-
-impl StateMachine for Sum {
-    type Command = u64;
-    type Reply = u64;
-    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
-        self.0 += cmd;
-        self.0
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.to_le_bytes().to_vec()
-    }
-    fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        self.0 = match data {
-            [] => 0,
-            b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
-        };
-        Ok(())
-    }
-}
+mod common;
+use common::Sum;
 
 /// Storage that outlives the replica using it, as a disk would.
 #[derive(Clone, Default)]

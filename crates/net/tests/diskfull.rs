@@ -11,32 +11,12 @@ use flotilla_net::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_net::{NetError, Secret};
 use flotilla_node::Save;
-use flotilla_rsm::{RsmError, SnapshotError, StateMachine};
+use flotilla_rsm::RsmError;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// A sum: commands add, replies are the new total.
-#[derive(Debug, Default)]
-struct Sum(u64);
-
-impl StateMachine for Sum {
-    type Command = u64;
-    type Reply = u64;
-    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
-        self.0 += cmd;
-        self.0
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.to_le_bytes().to_vec()
-    }
-    fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        self.0 = match data {
-            [] => 0,
-            b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
-        };
-        Ok(())
-    }
-}
+mod common;
+use common::Sum;
 
 /// Storage in memory that refuses every write while `full` is set, as a full disk does
 /// (a refused call changes nothing: `Durable`'s contract).

@@ -10,31 +10,11 @@ use std::time::Duration;
 
 use flotilla_node::{Ctx, Process};
 use flotilla_raft::Config;
-use flotilla_rsm::{Msg, Replica, ReplicaConfig, Request, Response, SnapshotError, StateMachine};
+use flotilla_rsm::{Msg, Replica, ReplicaConfig, Request, Response};
 use flotilla_storage::{DiskStorage, FaultHook, Faults, FileOp, StorageOptions};
 
-/// Adds; the reply is the new total.
-#[derive(Debug, Default)]
-struct Sum(u64);
-
-impl StateMachine for Sum {
-    type Command = u64;
-    type Reply = u64;
-    fn apply(&mut self, cmd: u64, _at: &flotilla_rsm::ApplyCtx) -> u64 {
-        self.0 += cmd;
-        self.0
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        self.0.to_le_bytes().to_vec()
-    }
-    fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        self.0 = match data {
-            [] => 0,
-            b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
-        };
-        Ok(())
-    }
-}
+mod common;
+use common::Sum;
 
 type M = Msg<u64, u64>;
 
