@@ -64,7 +64,7 @@ pub fn open(dir: &Path) -> Result<(Disk, Recovered), String> {
         Disk(disk, lock),
         Recovered {
             state: rec.state,
-            snapshot: rec.snapshot,
+            snapshot: rec.snapshot.into(),
         },
     ))
 }

@@ -110,8 +110,10 @@ impl Durable for MemoryDurable {
         } else {
             self.state.clone_from(&save.state);
             if let Some(s) = &save.snapshot {
-                self.snapshot.clear();
-                self.snapshot.extend_from_slice(s);
+                let bytes = s
+                    .to_bytes()
+                    .map_err(|e| DurableError::Fatal(e.to_string()))?;
+                self.snapshot = bytes.to_vec();
             }
         }
         Ok(())
@@ -738,7 +740,8 @@ mod tests {
             stall: Duration::from_millis(400),
             done: Some(done_tx),
         };
-        let peer = Peer(flotilla_rsm::RaftPeer::restore(raft_cfg(1), &[], &[]).unwrap());
+        let peer =
+            Peer(flotilla_rsm::RaftPeer::restore(raft_cfg(1), &[], Default::default()).unwrap());
         let tick = Duration::from_millis(10);
         let (h, join) = spawn("leader", peer, durable, tick, outputs);
         *inbox.lock().unwrap() = Some(h.clone());

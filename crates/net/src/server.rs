@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::Process;
-use flotilla_raft::{Config, Membership, Raft, ReadMode, Role};
+use flotilla_raft::{Config, Membership, Raft, ReadMode, Role, SnapshotData};
 use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -111,7 +111,7 @@ impl Timers {
 /// What a replica recovered from its storage.
 pub struct Recovered {
     pub state: Vec<u8>,
-    pub snapshot: Vec<u8>,
+    pub snapshot: SnapshotData,
 }
 
 /// Each member's address: the one the membership carries, else `boot`'s entry for its id
@@ -238,7 +238,7 @@ where
         sessions: cfg.sessions,
         snapshot_scales_with_state: true,
     };
-    let replica = Replica::restore(rcfg, machine, &recovered.state, &recovered.snapshot)
+    let replica = Replica::restore(rcfg, machine, &recovered.state, recovered.snapshot)
         .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;
     // Members' addresses come from the membership in use (from the log or snapshot, so a
     // restarted replica finds those added after it first started), else from `peers`.
@@ -262,7 +262,7 @@ where
             t.set_peers(peers);
         }
         watch.observe(r.raft(), r.applied(), b);
-        watch.observe_state(r.state().clients(), r.raft().snapshot_data().len());
+        watch.observe_state(r.state().clients(), r.raft().snapshot_data().len() as usize);
     });
     let metrics_addr = cfg.metrics.clone();
     let boot = cfg.peers.clone();

@@ -159,7 +159,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
         ShardRole::Ctrler => {
             let transport = shard_transport(me, &cfg, peers);
             let server =
-                CtrlServer::restore(rcfg, cfg.nshards, &recovered.state, &recovered.snapshot)
+                CtrlServer::restore(rcfg, cfg.nshards, &recovered.state, recovered.snapshot)
                     .map_err(stored)?;
             let observe: driver::Observer<CtrlServer> =
                 Box::new(move |s: &CtrlServer, b: &BatchStats| {
@@ -201,7 +201,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
             // Unique among the controller's clients: clerks' ids are below 2^62 (module docs).
             scfg.ctrl_client = me;
             let resolve = dialing_resolver(&transport);
-            let server = ShardServer::restore(scfg, resolve, &recovered.state, &recovered.snapshot)
+            let server = ShardServer::restore(scfg, resolve, &recovered.state, recovered.snapshot)
                 .map_err(stored)?;
             let observe: driver::Observer<ShardServer> =
                 Box::new(move |s: &ShardServer, b: &BatchStats| {

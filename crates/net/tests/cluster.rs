@@ -82,7 +82,7 @@ async fn launch(
         let d = disk.0.lock().unwrap();
         Recovered {
             state: d.state.clone(),
-            snapshot: d.snapshot.clone(),
+            snapshot: d.snapshot.clone().into(),
         }
     };
     let cfg = ServerConfig {

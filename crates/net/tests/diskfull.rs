@@ -78,7 +78,7 @@ async fn start(full: &Arc<AtomicBool>) -> (Vec<String>, Vec<Replica>) {
         };
         let recovered = Recovered {
             state: Vec::new(),
-            snapshot: Vec::new(),
+            snapshot: Default::default(),
         };
         let shutdown = std::future::pending();
         replicas.push(tokio::spawn(run_replica(

@@ -56,7 +56,7 @@ async fn start(settings: Settings) -> u16 {
     };
     let recovered = Recovered {
         state: Vec::new(),
-        snapshot: Vec::new(),
+        snapshot: Default::default(),
     };
     let never = std::future::pending::<()>();
     let disk = MemoryDurable::default();

@@ -39,7 +39,7 @@ async fn start(max_sessions: u64) -> u16 {
     };
     let recovered = Recovered {
         state: Vec::new(),
-        snapshot: Vec::new(),
+        snapshot: Default::default(),
     };
     let disk = MemoryDurable::default();
     let never = std::future::pending::<()>();

@@ -135,7 +135,7 @@ fn snapshot_stall() {
     storage
         .stage(&Save {
             state: vec![1; 64 << 10],
-            snapshot: Some(data.clone()),
+            snapshot: Some(data.clone().into()),
             ..Save::default()
         })
         .unwrap();
@@ -161,7 +161,7 @@ fn snapshot_stall() {
         storage
             .stage(&Save {
                 state: vec![1; 64 << 10],
-                snapshot: Some(data.clone()),
+                snapshot: Some(data.clone().into()),
                 local_tail: Some(Vec::new()),
                 ..Save::default()
             })

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 pub use bytes::Bytes;
+pub use flotilla_snapshot::SnapshotData;
 
 /// Identifies a process (a server or a clerk) within one cluster: an index from 0.
 pub type NodeId = usize;
@@ -105,12 +106,13 @@ pub enum Refusal {
 /// A write to stable storage: the state, and optionally a new snapshot (`None` keeps the
 /// stored one). Both parts change atomically.
 ///
-/// The snapshot is a [`Bytes`]: shared, not copied, on its way from the process to the disk
-/// (a snapshot may be gigabytes; a copy on the driver's loop stalls it).
+/// The snapshot is a [`SnapshotData`]: shared, not copied, on its way from the process to the
+/// disk (a snapshot may be gigabytes; a copy on the driver's loop stalls it), and possibly
+/// in a file of the storage's spool already, which the storage then installs by renaming.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Save {
     pub state: Vec<u8>,
-    pub snapshot: Option<Bytes>,
+    pub snapshot: Option<SnapshotData>,
     /// `state` is appended to the stored state instead of replacing it (an incremental
     /// write, as a write-ahead log does). Never set together with a snapshot.
     pub append: bool,
@@ -187,7 +189,7 @@ impl<M, E> Ctx<M, E> {
     /// earlier one, but keeps the earlier snapshot if the later one has none. The save is a
     /// plain replacement (no [`Save::local_tail`]): use it for a snapshot installed from
     /// elsewhere.
-    pub fn save(&mut self, state: Vec<u8>, snapshot: Option<Bytes>) {
+    pub fn save(&mut self, state: Vec<u8>, snapshot: Option<SnapshotData>) {
         let snapshot = snapshot.or_else(|| self.save.take().and_then(|s| s.snapshot));
         self.save = Some(Save {
             state,
@@ -203,7 +205,7 @@ impl<M, E> Ctx<M, E> {
     /// compacted. The storage may then write the snapshot in the background (see
     /// [`Save::local_tail`]). After an earlier replacement in the same input there is no
     /// stored state to extend: the save is then a plain replacement, as [`Ctx::save`] makes.
-    pub fn save_local_snapshot(&mut self, state: Vec<u8>, snapshot: Bytes) {
+    pub fn save_local_snapshot(&mut self, state: Vec<u8>, snapshot: SnapshotData) {
         let local_tail = match self.save.take() {
             None => Some(Vec::new()),
             Some(s) if s.append => Some(s.state),
@@ -286,14 +288,14 @@ mod tests {
     #[test]
     fn a_later_save_keeps_an_earlier_snapshot() {
         let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
-        ctx.save(vec![1], Some(Bytes::from_static(&[9])));
+        ctx.save(vec![1], Some(Bytes::from_static(&[9]).into()));
         ctx.save(vec![2], None);
         let (save, _, _) = ctx.into_parts();
         assert_eq!(
             save,
             Some(Save {
                 state: vec![2],
-                snapshot: Some(Bytes::from_static(&[9])),
+                snapshot: Some(Bytes::from_static(&[9]).into()),
                 append: false,
                 local_tail: None,
             })
@@ -322,7 +324,7 @@ mod tests {
     /// save after it) makes it a plain replacement.
     #[test]
     fn a_local_snapshot_carries_the_appends_of_its_input() {
-        let snap = Bytes::from_static(b"snap");
+        let snap = SnapshotData::from(Bytes::from_static(b"snap"));
         let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
         ctx.append_state(b"ab");
         ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(save.unwrap().local_tail, Some(Vec::new()));
 
         let mut ctx: Ctx<(), ()> = Ctx::new(Duration::ZERO);
-        ctx.save(b"installed".to_vec(), Some(Bytes::from_static(b"other")));
+        ctx.save(
+            b"installed".to_vec(),
+            Some(Bytes::from_static(b"other").into()),
+        );
         ctx.save_local_snapshot(b"full".to_vec(), snap.clone());
         let (save, _, _) = ctx.into_parts();
         assert_eq!(save.unwrap().local_tail, None, "no stored state to extend");

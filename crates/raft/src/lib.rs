@@ -82,6 +82,9 @@ pub use config::{
     DEFAULT_SNAPSHOT_CHUNK_BYTES,
 };
 pub use error::{ProposeError, TransferError};
+pub use flotilla_snapshot::{
+    MemorySpool, SnapshotData, SnapshotReader, SnapshotSource, SnapshotSpool, SnapshotWriter,
+};
 pub use log::RaftLog;
 pub use membership::{Membership, MembershipChange, MembershipError};
 pub use message::{ConflictHint, Entry, EntryKind, Envelope, Message};

@@ -41,15 +41,16 @@ mod snapshot;
 mod transfer;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-use bytes::Bytes;
+use std::sync::Arc;
 
 use crate::log::RaftLog;
 use crate::message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 use crate::ready::{Apply, LogWrite, Ready, Snapshot};
 use crate::rng::SplitMix64;
 use crate::state::{DecodeError, HardState, PersistentState};
-use crate::{Config, Membership, NodeId, ProposeError, ReadMode};
+use crate::{
+    Config, Membership, MemorySpool, NodeId, ProposeError, ReadMode, SnapshotData, SnapshotSpool,
+};
 
 /// The role a peer plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,8 +146,12 @@ pub struct Raft {
     hard: HardState,
     log: RaftLog,
     /// The latest snapshot's data, kept to send to followers that are behind it. Shared: the
-    /// `Ready`, the service's `Apply` and every chunk sent are views of it, never copies.
-    snapshot_data: Bytes,
+    /// `Ready`, the service's `Apply` and every chunk sent are views of it (or reads of the
+    /// driver's file holding it), never copies of the whole.
+    snapshot_data: SnapshotData,
+    /// Where a snapshot arriving in chunks is assembled (memory unless the driver gives a
+    /// spool of its own, [`Raft::set_snapshot_spool`]).
+    spool: Arc<dyn SnapshotSpool>,
     /// A follower's partial snapshot from its leader (invariant 11; see [`snapshot`]).
     incoming: Option<snapshot::Incoming>,
     /// A leader's bytes of entry data above `commit` (invariant 12); 0 on other peers.
@@ -198,13 +203,17 @@ pub struct Raft {
 impl Raft {
     /// A fresh peer with an empty log.
     pub fn new(cfg: Config) -> Self {
-        Self::restore(cfg, PersistentState::default(), Vec::new())
+        Self::restore(cfg, PersistentState::default(), SnapshotData::default())
     }
 
     /// A peer restarted from what an earlier incarnation persisted: the encoded state from
     /// [`Raft::persistent_state`] and the last snapshot's data. The service is expected to
     /// restore its own state from the same snapshot, so nothing is re-applied below it.
-    pub fn restore(cfg: Config, state: PersistentState, snapshot_data: impl Into<Bytes>) -> Self {
+    pub fn restore(
+        cfg: Config,
+        state: PersistentState,
+        snapshot_data: impl Into<SnapshotData>,
+    ) -> Self {
         cfg.validate();
         let mut rng = SplitMix64::new(cfg.seed);
         let election_timeout = rng.between(
@@ -225,6 +234,7 @@ impl Raft {
             hard: state.hard_state,
             log: state.log,
             snapshot_data: snapshot_data.into(),
+            spool: Arc::new(MemorySpool),
             incoming: None,
             uncommitted_bytes: 0,
             commit: base,
@@ -260,7 +270,7 @@ impl Raft {
     pub fn restore_from_bytes(
         cfg: Config,
         state: &[u8],
-        snapshot_data: impl Into<Bytes>,
+        snapshot_data: impl Into<SnapshotData>,
     ) -> Result<Self, DecodeError> {
         Ok(Self::restore(
             cfg,
@@ -329,8 +339,20 @@ impl Raft {
     pub fn log(&self) -> &RaftLog {
         &self.log
     }
-    pub fn snapshot_data(&self) -> &[u8] {
+    pub fn snapshot_data(&self) -> &SnapshotData {
         &self.snapshot_data
+    }
+    /// Makes snapshots arriving from a leader in chunks go to `spool` (a driver's
+    /// temporary files) rather than memory. A partial one under way is dropped (the leader
+    /// resends it from the start).
+    pub fn set_snapshot_spool(&mut self, spool: Arc<dyn SnapshotSpool>) {
+        self.spool = spool;
+        self.incoming = None;
+    }
+    /// The spool snapshots are assembled in (for a service writing its own snapshots to
+    /// the same place).
+    pub fn snapshot_spool(&self) -> Arc<dyn SnapshotSpool> {
+        Arc::clone(&self.spool)
     }
     /// Everything to persist but the snapshot data, for drivers that rewrite it whole.
     pub fn persistent_state(&self) -> PersistentState {
@@ -432,7 +454,7 @@ impl Raft {
     /// The service has a snapshot of its state through `index` (which it has applied): the log
     /// up to there may be discarded. Stale requests (at or below the current snapshot) are
     /// ignored. Transfers of an older snapshot to followers restart with this one.
-    pub fn snapshot(&mut self, index: u64, data: impl Into<Bytes>) {
+    pub fn snapshot(&mut self, index: u64, data: impl Into<SnapshotData>) {
         if index <= self.log.snapshot_index() {
             return;
         }

@@ -1,8 +1,6 @@
 //! The outputs of the core after some input, collected by [`crate::Raft::ready`].
 
-use bytes::Bytes;
-
-use crate::{Entry, Envelope, HardState};
+use crate::{Entry, Envelope, HardState, SnapshotData};
 
 /// A snapshot: the service state after applying every entry up to `index`. `data` is shared
 /// with the core (a reference-counted view, no copy): the core keeps the same bytes to send to
@@ -11,7 +9,7 @@ use crate::{Entry, Envelope, HardState};
 pub struct Snapshot {
     pub index: u64,
     pub term: u64,
-    pub data: Bytes,
+    pub data: SnapshotData,
 }
 
 /// An overwrite of the stored log: discard every stored entry with index `>= from`, then

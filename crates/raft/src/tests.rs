@@ -436,7 +436,7 @@ fn install_snapshot_catches_up_a_follower() {
         vec![Apply::Snapshot(Snapshot {
             index: 3,
             term: 1,
-            data: Bytes::from_static(b"snap@3")
+            data: Bytes::from_static(b"snap@3").into()
         })]
     );
     assert_eq!(

@@ -1,7 +1,9 @@
 //! The Raft core as a process's component: the glue every driver of the core needs once.
 
 use flotilla_node::{Ctx, NodeId};
-use flotilla_raft::{encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState};
+use flotilla_raft::{
+    encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState, SnapshotData,
+};
 
 /// A Raft peer inside a [`flotilla_node::Process`]. Peer ids are node ids.
 ///
@@ -21,8 +23,8 @@ pub struct RaftPeer {
 
 impl RaftPeer {
     /// Restarts a peer from what it persisted (both empty for a new peer).
-    pub fn restore(cfg: Config, state: &[u8], snapshot: &[u8]) -> Result<Self, DecodeError> {
-        let raft = Raft::restore_from_bytes(cfg, state, snapshot.to_vec())?;
+    pub fn restore(cfg: Config, state: &[u8], snapshot: SnapshotData) -> Result<Self, DecodeError> {
+        let raft = Raft::restore_from_bytes(cfg, state, snapshot)?;
         Ok(RaftPeer {
             raft,
             state_size: state.len(),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use flotilla_node::{Ctx, NodeId, Offloaded, Process, Refusal};
-use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState};
+use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState, SnapshotData};
 
 use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
 
@@ -74,6 +74,8 @@ pub enum RestoreError {
     Raft(#[from] DecodeError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("cannot read the snapshot: {0}")]
+    Read(std::io::Error),
 }
 
 /// A client waiting for the entry proposed at some index.
@@ -158,11 +160,12 @@ impl<S: StateMachine> Replica<S> {
         cfg: ReplicaConfig,
         machine: S,
         raft_state: &[u8],
-        snapshot: &[u8],
+        snapshot: SnapshotData,
     ) -> Result<Self, RestoreError> {
+        let bytes = snapshot.to_bytes().map_err(RestoreError::Read)?;
         let peer = RaftPeer::restore(cfg.raft, raft_state, snapshot)?;
         let mut state = Sessions::new(machine);
-        state.restore(snapshot)?;
+        state.restore(&bytes)?;
         let applied = peer.raft().log().snapshot_index();
         Ok(Replica {
             peer,
@@ -441,7 +444,7 @@ impl<S: StateMachine> Replica<S> {
             self.settle_reads(flushed.reads, flushed.failed_reads, ctx);
             self.reject_if_deposed(ctx);
             let over = self.max_raft_state.is_some_and(|max| {
-                let last = self.peer.raft().snapshot_data().len();
+                let last = self.peer.raft().snapshot_data().len() as usize;
                 let max = if self.snapshot_scales_with_state {
                     max.max(last)
                 } else {
@@ -520,7 +523,11 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Apply::Snapshot(snap) => {
-                if let Err(e) = self.state.restore(&snap.data) {
+                let data = snap.data.to_bytes();
+                if let Err(e) = (data.as_deref())
+                    .map_err(|e| SnapshotError(format!("cannot read it: {e}")))
+                    .and_then(|d| self.state.restore(d))
+                {
                     // The leader sent a snapshot this build cannot read: continuing would
                     // diverge from the other replicas.
                     panic!(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use flotilla_node::{Ctx, Process, Save};
-use flotilla_raft::{Config, Message, ReadMode};
+use flotilla_raft::{Config, Message, ReadMode, SnapshotData};
 use flotilla_rsm::{
     Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError, SnapshotError,
     StateMachine,
@@ -48,7 +48,7 @@ type M = Msg<u64, u64>;
 /// Runs one input on `r`, applies its save to `disk`, returns what it sent.
 fn input(
     r: &mut Replica<Sum>,
-    disk: &mut (Vec<u8>, Vec<u8>),
+    disk: &mut (Vec<u8>, SnapshotData),
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
 ) -> Vec<(usize, M)> {
     input_at(r, disk, 0, f)
@@ -57,7 +57,7 @@ fn input(
 /// As [`input`], the driver's wall clock reading `wall_ms` ms since the UNIX epoch.
 fn input_at(
     r: &mut Replica<Sum>,
-    disk: &mut (Vec<u8>, Vec<u8>),
+    disk: &mut (Vec<u8>, SnapshotData),
     wall_ms: u64,
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
 ) -> Vec<(usize, M)> {
@@ -77,20 +77,20 @@ fn input_at(
             disk.0 = state;
         }
         if let Some(s) = snapshot {
-            disk.1 = s.into();
+            disk.1 = s;
         }
     }
     sends
 }
 
-fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
+fn solo(max_raft_state: Option<usize>, disk: &(Vec<u8>, SnapshotData)) -> Replica<Sum> {
     solo_scaling(max_raft_state, false, disk)
 }
 
 fn solo_scaling(
     max_raft_state: Option<usize>,
     snapshot_scales_with_state: bool,
-    disk: &(Vec<u8>, Vec<u8>),
+    disk: &(Vec<u8>, SnapshotData),
 ) -> Replica<Sum> {
     let cfg = ReplicaConfig {
         raft: Config::for_service(0, vec![0], 1),
@@ -98,10 +98,10 @@ fn solo_scaling(
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state,
     };
-    Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
+    Replica::restore(cfg, Sum::default(), &disk.0, disk.1.clone()).expect("restores")
 }
 
-fn elect(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
+fn elect(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, SnapshotData)) {
     for _ in 0..100 {
         input(r, disk, |r, ctx| r.on_tick(ctx));
     }
@@ -207,7 +207,7 @@ fn a_follower_says_wrong_leader() {
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
     };
-    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     let mut disk = Default::default();
     let sent = input(&mut r, &mut disk, |r, ctx| {
         r.on_message(9, request(1, 1, 5), ctx)
@@ -305,7 +305,7 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
         round_backoff_ticks: 2,
         ..ClerkConfig::default()
     };
-    let r = solo(None, &(Vec::new(), Vec::new()));
+    let r = solo(None, &(Vec::new(), SnapshotData::default()));
     let req = Msg::Request(Request {
         client: 7,
         seq: 1,
@@ -415,7 +415,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
     }
 }
 
-fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
+fn solo_with(mode: ReadMode, disk: &(Vec<u8>, SnapshotData)) -> Replica<Sum> {
     let mut raft = Config::for_service(0, vec![0], 1);
     raft.read_mode = mode;
     let cfg = ReplicaConfig {
@@ -424,7 +424,7 @@ fn solo_with(mode: ReadMode, disk: &(Vec<u8>, Vec<u8>)) -> Replica<Sum> {
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
     };
-    Replica::restore(cfg, Sum::default(), &disk.0, &disk.1).expect("restores")
+    Replica::restore(cfg, Sum::default(), &disk.0, disk.1.clone()).expect("restores")
 }
 
 /// Thesis §6.4 on a lone voter: with ReadIndex (the services' default) a read is answered at
@@ -459,7 +459,7 @@ fn reads_leave_the_log_alone_unless_in_log_mode() {
 }
 
 /// Elects replica 0 of three (pre-vote and a vote granted by replica 1) and commits its no-op.
-fn elect_of_three(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, Vec<u8>)) {
+fn elect_of_three(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, SnapshotData)) {
     let raft = |m| Msg::Raft(m);
     for _ in 0..100 {
         if r.raft().is_pre_candidate() {
@@ -499,7 +499,7 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
         snapshot_scales_with_state: false,
     };
     let mut disk = Default::default();
-    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     elect_of_three(&mut r, &mut disk);
     let sent = input(&mut r, &mut disk, |r, ctx| {
         r.on_message(9, request(1, 1, 0), ctx)
@@ -549,7 +549,7 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
         snapshot_scales_with_state: false,
     };
     let mut disk = Default::default();
-    let mut r = Replica::restore(cfg, Sum::default(), &[], &[]).unwrap();
+    let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     elect_of_three(&mut r, &mut disk);
     let responses = |sent: Vec<(usize, M)>| -> Vec<(usize, M)> {
         sent.into_iter()
@@ -751,7 +751,7 @@ fn snapshots_scale_with_the_state_when_asked() {
                 last = now;
             }
             let threshold = if scales {
-                300.max(r.raft().snapshot_data().len())
+                300.max(r.raft().snapshot_data().len() as usize)
             } else {
                 300
             };

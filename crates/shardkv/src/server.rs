@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flotilla_node::{Ctx, NodeId, Process, Refusal};
-use flotilla_raft::Raft;
+use flotilla_raft::{Raft, SnapshotData};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
 
@@ -116,7 +116,7 @@ impl ShardServer {
         cfg: ShardServerConfig,
         resolve: Resolver,
         raft_state: &[u8],
-        snapshot: &[u8],
+        snapshot: SnapshotData,
     ) -> Result<Self, RestoreError> {
         let machine = ShardKv::new(cfg.gid, cfg.nshards);
         let replica = Replica::restore(cfg.replica, machine, raft_state, snapshot)?;
@@ -444,7 +444,7 @@ impl CtrlServer {
         cfg: ReplicaConfig,
         nshards: usize,
         raft_state: &[u8],
-        snapshot: &[u8],
+        snapshot: SnapshotData,
     ) -> Result<Self, RestoreError> {
         let replica = Replica::restore(cfg, Ctrler::new(nshards), raft_state, snapshot)?;
         Ok(CtrlServer { replica })

@@ -12,28 +12,29 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::network::{Fate, NetConfig, Stats};
-use flotilla_node::{Ctx, NodeId, Process, Save};
+use flotilla_node::{Ctx, NodeId, Process, Save, SnapshotData};
 
 /// Stable storage of one node: survives crashes, as the labs' `Persister` does.
 #[derive(Clone, Debug, Default)]
 pub struct Persister {
     state: Vec<u8>,
-    snapshot: Vec<u8>,
+    snapshot: SnapshotData,
 }
 
 impl Persister {
     pub fn state(&self) -> &[u8] {
         &self.state
     }
-    pub fn snapshot(&self) -> &[u8] {
-        &self.snapshot
+    /// The stored snapshot (shared, not copied).
+    pub fn snapshot(&self) -> SnapshotData {
+        self.snapshot.clone()
     }
     /// Size of the persisted state (the labs' `RaftStateSize`).
     pub fn state_size(&self) -> usize {
         self.state.len()
     }
     pub fn snapshot_size(&self) -> usize {
-        self.snapshot.len()
+        self.snapshot.len() as usize
     }
     fn apply(&mut self, save: Save) {
         if save.append {
@@ -42,7 +43,7 @@ impl Persister {
             self.state = save.state;
         }
         if let Some(s) = save.snapshot {
-            self.snapshot = s.into();
+            self.snapshot = s;
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use flotilla_node::Bytes;
+use flotilla_node::SnapshotData;
 
 use crate::error::StorageError;
 use crate::format::{snapshot_name, TEMP_SUFFIX};
@@ -25,7 +25,7 @@ use crate::snapshot;
 #[derive(Debug)]
 pub(crate) struct Local {
     /// Shared with the process (and the writer thread): never copied here.
-    pub data: Bytes,
+    pub data: SnapshotData,
     /// The compacted state the snapshot goes with.
     pub state: Vec<u8>,
     /// The payloads appended since (to the current generation): the new generation's base
@@ -178,7 +178,7 @@ impl Background {
     }
 
     /// The newest local snapshot not yet switched to, if any.
-    pub fn newest(&self) -> Option<&Bytes> {
+    pub fn newest(&self) -> Option<&SnapshotData> {
         self.queued
             .as_ref()
             .or(self.in_flight.as_ref().map(|f| &f.local))

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use flotilla_node::SnapshotData;
+
 use crate::error::StorageError;
 use crate::format::{
     check_snapshot_header, frame_header, read_frame, snapshot_header, snapshot_name,
@@ -16,7 +18,7 @@ pub(crate) fn write(
     files: &Files,
     dir: &Path,
     generation: u64,
-    data: &[u8],
+    data: &SnapshotData,
 ) -> Result<(), StorageError> {
     let never = AtomicBool::new(false);
     write_unless(files, dir, generation, data, &never).map(|_| ())
@@ -28,9 +30,15 @@ pub(crate) fn write_unless(
     files: &Files,
     dir: &Path,
     generation: u64,
-    data: &[u8],
+    data: &SnapshotData,
     cancel: &AtomicBool,
 ) -> Result<bool, StorageError> {
+    let data = data.to_bytes().map_err(|source| StorageError::Io {
+        op: "read the snapshot to store in",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let data = &data[..];
     let frame = frame_header(&[data]).ok_or(StorageError::TooLarge {
         what: "snapshot",
         len: data.len(),

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use flotilla_node::{Bytes, Save};
+use flotilla_node::{Save, SnapshotData};
 
 use crate::background::{Background, InFlight, Local, Outcome};
 use crate::error::StorageError;
@@ -115,7 +115,7 @@ pub struct DiskStorage {
     segment: Segment,
     /// A replacement staged but not written for lack of space: the next `sync` writes it
     /// first. Appends staged after it are in `pending`.
-    pending_replace: Option<(Vec<u8>, Option<Bytes>)>,
+    pending_replace: Option<(Vec<u8>, Option<SnapshotData>)>,
     /// Local snapshots being written on another thread, or waiting to be (see "Local
     /// snapshots" in the crate docs). Idle while `pending_replace` is set.
     background: Background,
@@ -220,7 +220,10 @@ impl DiskStorage {
             return self.append(&save.state);
         }
         check_fits("state", save.state.len() + 8)?;
-        check_fits("snapshot", save.snapshot.as_ref().map_or(0, Bytes::len))?;
+        check_fits(
+            "snapshot",
+            save.snapshot.as_ref().map_or(0, |d| d.len() as usize),
+        )?;
         if let (Some(data), Some(tail), None) =
             (&save.snapshot, &save.local_tail, &self.pending_replace)
         {
@@ -252,7 +255,7 @@ impl DiskStorage {
             self.snapshot_size = s.len() as u64;
         }
         self.pending_replace = None;
-        let result = self.replace(&save.state, snapshot.as_deref());
+        let result = self.replace(&save.state, snapshot.as_ref());
         if matches!(&result, Err(e) if e.is_disk_full()) {
             self.pending_replace = Some((save.state.clone(), snapshot));
         }
@@ -386,7 +389,7 @@ impl DiskStorage {
     /// one created, possibly on a later call if creating it failed for lack of space.
     fn flush(&mut self) -> Result<(), StorageError> {
         if let Some((state, snapshot)) = self.pending_replace.take() {
-            if let Err(e) = self.replace(&state, snapshot.as_deref()) {
+            if let Err(e) = self.replace(&state, snapshot.as_ref()) {
                 self.pending_replace = Some((state, snapshot));
                 return Err(e);
             }
@@ -431,7 +434,11 @@ impl DiskStorage {
     /// snapshot file, then segment 0 (the commit point), then removal of what it supersedes.
     /// A failure before the commit point leaves the current generation as it was (and
     /// removes the snapshot it wrote, best effort; the next open would).
-    fn replace(&mut self, state: &[u8], snapshot: Option<&[u8]>) -> Result<(), StorageError> {
+    fn replace(
+        &mut self,
+        state: &[u8],
+        snapshot: Option<&SnapshotData>,
+    ) -> Result<(), StorageError> {
         let generation = self.generation + 1;
         let snapshot_generation = match snapshot {
             Some(data) => {

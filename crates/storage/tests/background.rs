@@ -46,7 +46,7 @@ fn snapshot_bytes(len: usize, seed: u8) -> Bytes {
 fn local(state: &[u8], snapshot: &Bytes, tail: &[u8]) -> Save {
     Save {
         state: state.to_vec(),
-        snapshot: Some(snapshot.clone()),
+        snapshot: Some(snapshot.clone().into()),
         append: false,
         local_tail: Some(tail.to_vec()),
     }
@@ -498,7 +498,7 @@ fn a_replacement_supersedes_the_snapshot_in_the_background() {
             let theirs = Bytes::from_static(b"installed snapshot");
             let save = Save {
                 state: b"replaced|".to_vec(),
-                snapshot: installed.then(|| theirs.clone()),
+                snapshot: installed.then(|| theirs.clone().into()),
                 append: false,
                 local_tail: None,
             };

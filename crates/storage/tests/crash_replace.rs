@@ -272,7 +272,7 @@ fn a_failed_replacement_step_leaves_the_old_generation() {
         fs::create_dir_all(tmp.path().join(blocker).join("x")).unwrap();
         let save = flotilla_node::Save {
             state: b"new".to_vec(),
-            snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot")),
+            snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot").into()),
             append: false,
             local_tail: None,
         };

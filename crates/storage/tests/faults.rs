@@ -264,7 +264,7 @@ fn disk_full_in_a_replacement_is_retried_by_the_next_sync() {
             hook.fail(rule(kind, target, 0, ENOSPC));
             let save = Save {
                 state: b"new base|".to_vec(),
-                snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot")),
+                snapshot: Some(flotilla_node::Bytes::from_static(b"new snapshot").into()),
                 append: false,
                 local_tail: None,
             };

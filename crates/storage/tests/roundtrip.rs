@@ -225,7 +225,7 @@ fn an_io_error_poisons_the_storage() {
     std::fs::remove_dir_all(tmp.path()).unwrap();
     let save = Save {
         state: b"r".to_vec(),
-        snapshot: Some(flotilla_node::Bytes::from_static(b"s")),
+        snapshot: Some(flotilla_node::Bytes::from_static(b"s").into()),
         append: false,
         local_tail: None,
     };

@@ -261,8 +261,8 @@ impl RaftTester {
             match apply {
                 Apply::Command { index, data, .. } => self.apply_command(i, index, data),
                 Apply::Snapshot(s) => {
-                    self.installs.borrow_mut().push(s.data.len());
-                    self.ingest_snapshot(i, &s.data, Some(s.index))
+                    self.installs.borrow_mut().push(s.data.len() as usize);
+                    self.ingest_snapshot(i, &s.data.to_bytes().expect("in memory"), Some(s.index))
                 }
                 // Recorded like a command, so that index continuity and agreement between
                 // peers cover membership entries too.
@@ -347,7 +347,14 @@ impl RaftTester {
     pub fn start1(&self, i: NodeId) {
         self.crash1(i);
         self.applied.borrow_mut().last_applied[i] = 0;
-        let snapshot = self.sim.borrow().persister(i).snapshot().to_vec();
+        let snapshot = self
+            .sim
+            .borrow()
+            .persister(i)
+            .snapshot()
+            .to_bytes()
+            .expect("in memory")
+            .to_vec();
         if !snapshot.is_empty() {
             self.ingest_snapshot(i, &snapshot, None);
         }

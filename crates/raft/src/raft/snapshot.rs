@@ -23,26 +23,32 @@
 //!
 //! On a follower (invariant 11):
 //! * Chunks of one snapshot (its index, term and length, from the leader of the current
-//!   term) are assembled **in memory**, in order: a chunk that starts at or before the bytes
-//!   held adds what it has beyond them; one after a gap is not taken (the reply says so).
-//!   Holding the whole snapshot in memory is what the service does with it anyway (the
-//!   sans-I/O core hands it over in `Apply::Snapshot`); a disk-backed buffer would be the
-//!   driver's, not the core's.
+//!   term) are written, in order, to a [`crate::SnapshotWriter`] from the driver's spool
+//!   ([`Raft::set_snapshot_spool`]: memory by default, a temporary file for a deployed node,
+//!   so a replica never holds a received snapshot in memory beside the state it restores
+//!   from it): a chunk that starts at or before the bytes written adds what it has beyond
+//!   them; one after a gap is not taken (the reply says so).
 //! * A chunk of another (newer) snapshot replaces the partial copy; a late chunk of an older
 //!   one is answered and dropped. A term change or a restart forgets the partial copy: another
 //!   leader's snapshot at the same index may hold other bytes.
 //! * Only once every byte has arrived is the snapshot installed, at once and as a whole,
 //!   exactly as a single-message InstallSnapshot was: log compacted, `Apply::Snapshot`,
-//!   `Ready::snapshot`. A snapshot at or below the follower's commit index is answered `done`
+//!   `Ready::snapshot` (the writer finished, so a file is durable before it is installed). A snapshot at or below the follower's commit index is answered `done`
 //!   without being taken.
 //! * Malformed chunks (past their stated length) are dropped without an answer.
+//!
+//! Storage errors: a chunk the leader cannot read from its snapshot is not sent (the stall
+//! timeout resumes the transfer); a chunk or a snapshot the follower cannot write or finish
+//! drops its partial copy and answers that it holds nothing, so the leader starts again.
+
+use std::fmt;
 
 use bytes::Bytes;
 
 use super::{Progress, Raft};
 use crate::message::Message;
 use crate::ready::{Apply, Snapshot};
-use crate::{Membership, NodeId, Role};
+use crate::{Membership, NodeId, Role, SnapshotData, SnapshotWriter};
 
 /// A leader's snapshot transfer to one follower (invariant 10).
 #[derive(Clone, Debug)]
@@ -63,15 +69,27 @@ pub(super) struct SnapshotSend {
 }
 
 /// A follower's partial snapshot (invariant 11).
-#[derive(Debug)]
 pub(super) struct Incoming {
     /// The term of the leader sending it.
     term: u64,
     index: u64,
     snap_term: u64,
     total: u64,
-    /// Bytes `0..buf.len()` of the snapshot; capacity `total`, reserved at the first chunk.
-    buf: Vec<u8>,
+    /// Holds bytes `0..received` of the snapshot.
+    writer: Box<dyn SnapshotWriter>,
+    received: u64,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("term", &self.term)
+            .field("index", &self.index)
+            .field("snap_term", &self.snap_term)
+            .field("total", &self.total)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Incoming {
@@ -93,7 +111,7 @@ impl Raft {
     /// chunk at `acked` goes if no chunk does, so the follower hears from its leader.
     pub(super) fn send_snapshot(&mut self, peer: NodeId, keepalive: bool) {
         let (index, snap_term) = (self.log.snapshot_index(), self.log.snapshot_term());
-        let total = self.snapshot_data.len() as u64;
+        let total = self.snapshot_data.len();
         let chunk = self.cfg.snapshot_chunk_bytes.max(1) as u64;
         let window = self.cfg.max_snapshot_inflight_bytes as u64;
         let now = self.ticks;
@@ -119,14 +137,15 @@ impl Raft {
         }
         let s = p.snapshot.as_mut().expect("just ensured");
         let mut ranges = Vec::new();
-        while s.sent < s.total {
-            let len = chunk.min(s.total - s.sent);
-            let in_flight = s.sent - s.acked;
+        let mut sent = s.sent;
+        while sent < s.total {
+            let len = chunk.min(s.total - sent);
+            let in_flight = sent - s.acked;
             if in_flight > 0 && in_flight + len > window {
                 break;
             }
-            ranges.push((s.sent, len));
-            s.sent += len;
+            ranges.push((sent, len));
+            sent += len;
         }
         if ranges.is_empty() && keepalive {
             ranges.push((s.acked, 0));
@@ -136,9 +155,15 @@ impl Raft {
         }
         let membership = self.membership_at(index);
         for (offset, len) in ranges {
-            let data = self
-                .snapshot_data
-                .slice(offset as usize..(offset + len) as usize);
+            // A chunk that cannot be read is not sent, nor the ones after it: the transfer
+            // stalls and resumes from what the follower acknowledged (a storage error is
+            // treated as a lost message).
+            let Ok(data) = self.snapshot_data.chunk(offset, len as usize) else {
+                break;
+            };
+            if let Some(s) = (self.progress.get_mut(&peer)).and_then(|p| p.snapshot.as_mut()) {
+                s.sent = s.sent.max(offset + len);
+            }
             let msg = Message::InstallSnapshot {
                 term: self.hard.term,
                 last_included_index: index,
@@ -208,40 +233,56 @@ impl Raft {
                 self.send(from, reply(term, 0, false));
                 return;
             }
-            let mut buf = Vec::new();
-            let reserved = usize::try_from(total)
-                .ok()
-                .is_some_and(|t| buf.try_reserve_exact(t).is_ok());
-            if !reserved {
+            // An absurd length (or a full disk) gets no answer: the leader retries.
+            let Ok(writer) = self.spool.create(total) else {
                 return;
-            }
+            };
             self.incoming = Some(Incoming {
                 term,
                 index,
                 snap_term,
                 total,
-                buf,
+                writer,
+                received: 0,
             });
         }
         let inc = self.incoming.as_mut().expect("just ensured");
-        let have = inc.buf.len() as u64;
+        let have = inc.received;
         if offset <= have && end > have {
-            inc.buf.extend_from_slice(&data[(have - offset) as usize..]);
+            if inc
+                .writer
+                .write_all(&data[(have - offset) as usize..])
+                .is_err()
+            {
+                self.incoming = None;
+                self.send(from, reply(term, 0, false));
+                return;
+            }
+            inc.received = end;
         }
-        let received = inc.buf.len() as u64;
+        let received = inc.received;
         if received < total {
             self.send(from, reply(term, received, false));
             return;
         }
         let inc = self.incoming.take().expect("just ensured");
-        // `buf` has exactly `total` bytes and that capacity: the conversion does not copy.
-        self.install_snapshot(index, snap_term, membership, Bytes::from(inc.buf));
+        let Ok(data) = inc.writer.finish() else {
+            self.send(from, reply(term, 0, false));
+            return;
+        };
+        self.install_snapshot(index, snap_term, membership, data);
         self.send(from, reply(term, received, true));
     }
 
     /// Installs a complete snapshot from the leader: the log up to `index` is replaced, the
     /// service gets it in `Apply::Snapshot`, the driver stores it (`Ready::snapshot`).
-    fn install_snapshot(&mut self, index: u64, term: u64, membership: Membership, data: Bytes) {
+    fn install_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        membership: Membership,
+        data: SnapshotData,
+    ) {
         let kept_suffix = self.log.compact_to(index, term, membership);
         if !kept_suffix {
             self.mark_unstable(index + 1);
@@ -322,7 +363,7 @@ impl Raft {
         if s.index == current {
             assert_eq!(
                 s.total,
-                self.snapshot_data.len() as u64,
+                self.snapshot_data.len(),
                 "raft {id}: transfer to {peer} has the wrong length"
             );
         }
@@ -334,7 +375,7 @@ impl Raft {
         assert!(
             self.role == Role::Follower
                 && inc.term == self.hard.term
-                && (inc.buf.len() as u64) < inc.total
+                && inc.received < inc.total
                 && inc.index > self.commit,
             "raft {}: a {:?} of term {} with commit {} holds {} of {} bytes of snapshot {} \
              from term {}",
@@ -342,7 +383,7 @@ impl Raft {
             self.role,
             self.hard.term,
             self.commit,
-            inc.buf.len(),
+            inc.received,
             inc.total,
             inc.index,
             inc.term

@@ -366,7 +366,7 @@ fn snapshot_and_restart_keep_the_membership() {
         let before = p.membership().clone();
         let cfg = p.config().clone();
         let state = p.encode_state();
-        let snap = p.snapshot_data().to_vec();
+        let snap = p.snapshot_data().to_bytes().unwrap().to_vec();
         *p = Raft::restore_from_bytes(cfg, &state, snap).unwrap();
         assert_eq!(p.membership(), &before, "peer {}", p.id());
     }

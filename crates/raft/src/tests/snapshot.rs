@@ -131,8 +131,14 @@ fn a_snapshot_travels_in_chunks_within_the_window() {
         (0..10).map(|i| i * CHUNK as u64).collect::<Vec<_>>()
     );
     assert_eq!(installed.len(), 1, "installed once");
-    assert_eq!((installed[0].index, &installed[0].data[..]), (3, &data[..]));
-    assert_eq!(f.snapshot_data(), &data[..]);
+    assert_eq!(
+        (
+            installed[0].index,
+            &installed[0].data.to_bytes().unwrap()[..]
+        ),
+        (3, &data[..])
+    );
+    assert_eq!(f.snapshot_data().to_bytes().unwrap(), &data[..]);
     // Then entry 4 follows by AppendEntries.
     assert_eq!((f.log().snapshot_index(), f.commit_index()), (3, 4));
     assert_eq!(l.snapshot_transfer(3), None, "the transfer is over");
@@ -231,7 +237,7 @@ fn a_stalled_transfer_resumes_from_the_acknowledged_offset() {
         msgs = next;
     }
     assert_eq!(installed.len(), 1);
-    assert_eq!(&installed[0].data[..], &data[..]);
+    assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
 }
 
 /// The chunks `(index 3, offset, len)` of `data`, as the leader sent them.
@@ -279,7 +285,7 @@ fn a_lost_chunk_is_resent_from_the_follower_offset() {
         msgs = next;
     }
     assert_eq!(installed.len(), 1);
-    assert_eq!(&installed[0].data[..], &data[..]);
+    assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
 }
 
 /// Reordered and duplicated chunks are harmless: the follower takes bytes in order only,
@@ -319,7 +325,7 @@ fn reordered_and_duplicated_chunks_are_harmless() {
         vec![Apply::Snapshot(Snapshot {
             index: 3,
             term: 1,
-            data: Bytes::from(data.clone())
+            data: data.clone().into()
         })]
     );
     assert_eq!(ready.snapshot.map(|s| s.index), Some(3));
@@ -387,7 +393,13 @@ fn a_newer_snapshot_restarts_the_transfer() {
         msgs = next;
     }
     assert_eq!(installed.len(), 1);
-    assert_eq!((installed[0].index, &installed[0].data[..]), (5, &new[..]));
+    assert_eq!(
+        (
+            installed[0].index,
+            &installed[0].data.to_bytes().unwrap()[..]
+        ),
+        (5, &new[..])
+    );
     assert_eq!(f.log().snapshot_index(), 5);
 }
 
@@ -442,7 +454,7 @@ fn a_leader_change_forgets_the_partial_snapshot() {
     }
     let ready = f.ready();
     match &ready.applies[..] {
-        [Apply::Snapshot(s)] => assert_eq!(&s.data[..], &second[..]),
+        [Apply::Snapshot(s)] => assert_eq!(&s.data.to_bytes().unwrap()[..], &second[..]),
         other => panic!("expected one snapshot, got {other:?}"),
     }
 }
@@ -457,7 +469,7 @@ fn a_follower_restart_restarts_the_transfer_from_zero() {
     let msgs = to(l.ready(), 3);
     let (next, _) = exchange(&mut l, &mut f, msgs);
     assert_eq!(l.snapshot_transfer(3), Some((3, 400)));
-    f = Raft::restore(chunked(3), f.persistent_state(), f.snapshot_data().to_vec());
+    f = Raft::restore(chunked(3), f.persistent_state(), f.snapshot_data().clone());
     let (next, _) = exchange(&mut l, &mut f, next);
     assert_eq!(chunks_of(&next)[0], (3, 0, CHUNK), "resumed from 0");
     assert_eq!(l.snapshot_transfer(3), Some((3, 0)));
@@ -469,7 +481,7 @@ fn a_follower_restart_restarts_the_transfer_from_zero() {
         msgs = next;
     }
     assert_eq!(installed.len(), 1);
-    assert_eq!(&installed[0].data[..], &data[..]);
+    assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
 }
 
 /// Replication flow control in bytes: with room for 1000 AppendEntries in flight, a leader

@@ -57,7 +57,7 @@ pub fn append(storage: &mut DiskStorage, bytes: &[u8]) {
 pub fn replace(storage: &mut DiskStorage, state: &[u8], snapshot: Option<&[u8]>) {
     let save = Save {
         state: state.to_vec(),
-        snapshot: snapshot.map(flotilla_node::Bytes::copy_from_slice),
+        snapshot: snapshot.map(|s| flotilla_node::SnapshotData::from(s.to_vec())),
         append: false,
         local_tail: None,
     };
