@@ -198,7 +198,7 @@ pub fn status_of<S: StateMachine>(r: &Replica<S>, boot: &[String]) -> NodeStatus
         last_log_index: raft.log().last_index(),
         snapshot_index: raft.log().snapshot_index(),
         state_bytes: r.raft_state_size() as u64,
-        snapshot_bytes: raft.snapshot_data().len() as u64,
+        snapshot_bytes: raft.snapshot_data().len(),
         metrics: None,
         member: member.to_owned(),
         voters: m.voters.iter().copied().collect(),

@@ -28,6 +28,10 @@ pub trait SnapshotSource: Send + Sync + fmt::Debug + Any {
     /// The snapshot's length in bytes.
     fn len(&self) -> u64;
 
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Fills `buf` with the bytes at `offset` (`offset + buf.len() <= len()`).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
 

@@ -229,7 +229,7 @@ impl DiskStorage {
         {
             self.append(tail)?;
             self.state_size = save.state.len() as u64;
-            self.snapshot_size = data.len() as u64;
+            self.snapshot_size = data.len();
             // Appends from here on belong to this snapshot's tail (`Background::appended`).
             self.background.queued = Some(Local {
                 data: data.clone(),
@@ -252,7 +252,7 @@ impl DiskStorage {
         self.stats = SyncStats::default();
         self.state_size = save.state.len() as u64;
         if let Some(s) = &snapshot {
-            self.snapshot_size = s.len() as u64;
+            self.snapshot_size = s.len();
         }
         self.pending_replace = None;
         let result = self.replace(&save.state, snapshot.as_ref());
