@@ -16,7 +16,6 @@ use std::time::Instant;
 use flotilla_node::SnapshotData;
 
 use crate::error::StorageError;
-use crate::format::{snapshot_name, TEMP_SUFFIX};
 use crate::fsutil::remove;
 use crate::io::Files;
 use crate::snapshot;
@@ -89,7 +88,10 @@ impl InFlight {
         );
         let thread = std::thread::Builder::new()
             .name("flotilla-snapshot".into())
-            .spawn(move || snapshot::write_unless(&files, &dir_buf, generation, &data, &stop))
+            .spawn(move || {
+                let stored = snapshot::store_unless(&files, &dir_buf, generation, &data, None, &stop);
+                stored.map(|g| g.is_some())
+            })
             .map_err(|source| StorageError::Io {
                 op: "start a thread to write a snapshot in",
                 path: dir.to_path_buf(),
@@ -134,9 +136,7 @@ impl InFlight {
                 join(thread, dir).map(|_| ())
             }
         };
-        let name = snapshot_name(self.generation);
-        let _ = std::fs::remove_file(dir.join(&name));
-        let _ = std::fs::remove_file(dir.join(format!("{name}{TEMP_SUFFIX}")));
+        snapshot::discard(dir, self.generation, &self.local.data);
         result
     }
 }

@@ -35,6 +35,9 @@ pub(crate) const SEGMENT_HEADER_LEN: usize = 32;
 pub(crate) const SNAPSHOT_HEADER_LEN: usize = 24;
 /// Record frame header: payload length u32, CRC32C of the payload u32.
 pub(crate) const FRAME_HEADER_LEN: usize = 8;
+/// Where a (non-empty) snapshot's payload starts in its file: after the snapshot header and
+/// the frame header.
+pub(crate) const SNAPSHOT_PAYLOAD_AT: u64 = (SNAPSHOT_HEADER_LEN + FRAME_HEADER_LEN) as u64;
 
 /// Suffix of files being written; never read, deleted at open.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -62,9 +65,22 @@ pub(crate) fn snapshot_name(generation: u64) -> String {
     format!("snapshot-{generation:016x}.snap")
 }
 
+/// A snapshot being written through the storage's spool (arriving from a leader, or being
+/// encoded): a temporary file until the storage installs it by renaming it to
+/// [`snapshot_name`], so a crash leaves a `.tmp` that the next open removes.
+pub(crate) fn spool_name(id: u64) -> String {
+    format!("spool-{id:016x}.snap{TEMP_SUFFIX}")
+}
+
 /// Classifies a file name; `None` for names this crate never writes (left alone).
 pub(crate) fn parse_name(name: &str) -> Option<FileKind> {
     if let Some(base) = name.strip_suffix(TEMP_SUFFIX) {
+        let spool = (base.strip_prefix("spool-"))
+            .and_then(|r| r.strip_suffix(".snap"))
+            .and_then(parse_hex);
+        if spool.is_some() {
+            return Some(FileKind::Temp);
+        }
         return parse_name(base).map(|_| FileKind::Temp);
     }
     if let Some(rest) = name
@@ -381,7 +397,10 @@ mod tests {
         let snap = FileKind::Snapshot { generation: 7 };
         assert_eq!(parse_name(&snapshot_name(7)), Some(snap));
         assert_eq!(parse_name(&format!("{seg}.tmp")), Some(FileKind::Temp));
+        assert_eq!(parse_name(&spool_name(9)), Some(FileKind::Temp));
         for foreign in [
+            "spool-9.snap.tmp",
+            "spool-0000000000000009.snap",
             "wal-3-1.log",
             "notes.txt",
             "x.tmp",

@@ -35,24 +35,33 @@ pub(crate) fn create_atomically(
     zero_tail: u64,
 ) -> Result<File, StorageError> {
     let never = AtomicBool::new(false);
-    let file = write_atomically(files, dir, name, parts, zero_tail, &never, None)?;
+    let fill = |f: &mut Filling<'_>| {
+        for part in parts {
+            f.append(part)?;
+        }
+        f.zeros(zero_tail)?;
+        Ok(true)
+    };
+    let file = write_atomically(files, dir, name, fill, &never, None)?;
     Ok(file.expect("not cancelled"))
 }
 
-/// As [`create_atomically`], for a large file written in the background: gives up
-/// (removing the `.tmp`, returning `None`) once `cancel` is set, which is looked at between
-/// writes of at most [`WRITE_CHUNK`] bytes (a newer state may make the file useless); and
-/// fdatasyncs every [`BACKGROUND_FLUSH`] bytes, so that dirty pages never pile up: a
-/// gigabyte of them, flushed at the end, made the WAL's own fdatasyncs (on the same disk,
-/// and on ext4 through the same journal) wait behind them for hundreds of milliseconds.
+/// As [`create_atomically`] (without a zero tail), for a large file written in the
+/// background, whose bytes `fill` writes through a [`Filling`]: gives up (removing the
+/// `.tmp`, returning `None`) once `cancel` is set, which is looked at between writes of at
+/// most [`WRITE_CHUNK`] bytes (a newer state may make the file useless), or when `fill`
+/// returns `false`; and fdatasyncs every [`BACKGROUND_FLUSH`] bytes, so that dirty pages never
+/// pile up: a gigabyte of them, flushed at the end, made the WAL's own fdatasyncs (on the
+/// same disk, and on ext4 through the same journal) wait behind them for hundreds of
+/// milliseconds.
 pub(crate) fn create_atomically_unless(
     files: &Files,
     dir: &Path,
     name: &str,
-    parts: &[&[u8]],
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<bool, StorageError>,
     cancel: &AtomicBool,
 ) -> Result<Option<File>, StorageError> {
-    write_atomically(files, dir, name, parts, 0, cancel, Some(BACKGROUND_FLUSH))
+    write_atomically(files, dir, name, fill, cancel, Some(BACKGROUND_FLUSH))
 }
 
 /// Bytes a background write leaves dirty at most before it fdatasyncs them.
@@ -62,19 +71,17 @@ fn write_atomically(
     files: &Files,
     dir: &Path,
     name: &str,
-    parts: &[&[u8]],
-    zero_tail: u64,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<bool, StorageError>,
     cancel: &AtomicBool,
     flush_every: Option<u64>,
 ) -> Result<Option<File>, StorageError> {
     let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
     let path = dir.join(name);
-    let written =
-        write_temp(files, &temp, parts, zero_tail, cancel, flush_every).and_then(|file| {
-            let Some(file) = file else { return Ok(None) };
-            fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
-            Ok(Some(file))
-        });
+    let written = write_temp(files, &temp, fill, cancel, flush_every).and_then(|file| {
+        let Some(file) = file else { return Ok(None) };
+        fs::rename(&temp, &path).map_err(io_err("rename into place", &temp))?;
+        Ok(Some(file))
+    });
     let file = match written {
         Ok(Some(file)) => file,
         Ok(None) => {
@@ -94,14 +101,59 @@ fn write_atomically(
 /// is noticed soon and a failing disk is found before all of it was handed to the kernel.
 pub(crate) const WRITE_CHUNK: usize = 4 << 20;
 
-/// Creates `temp` holding `parts` then `zero_tail` zeros, fsynced; `None` if `cancel` was
-/// set meanwhile. With `flush_every`, fdatasyncs each time that many bytes were written
+/// A new file being written front to back (by [`create_atomically_unless`]'s `fill`).
+pub(crate) struct Filling<'a> {
+    files: &'a Files,
+    file: &'a File,
+    path: &'a Path,
+    /// Where the next appended byte goes.
+    at: u64,
+    /// Bytes before this were fdatasynced.
+    flushed: u64,
+    cancel: &'a AtomicBool,
+    flush_every: Option<u64>,
+}
+
+impl Filling<'_> {
+    /// Appends `buf` in writes of at most [`WRITE_CHUNK`]; `false` (nothing more to write)
+    /// once the write was cancelled.
+    pub(crate) fn append(&mut self, buf: &[u8]) -> Result<bool, StorageError> {
+        for chunk in buf.chunks(WRITE_CHUNK) {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            self.files.write_at(self.file, self.path, chunk, self.at)?;
+            self.at += chunk.len() as u64;
+            if self.flush_every.is_some_and(|n| self.at - self.flushed >= n) {
+                self.files.sync_data(self.file, self.path)?;
+                self.flushed = self.at;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Overwrites bytes already appended (a header reserved before the bytes it describes
+    /// were known). Made durable with the rest by the file's final fsync.
+    pub(crate) fn patch(&mut self, buf: &[u8], offset: u64) -> Result<(), StorageError> {
+        debug_assert!(offset + buf.len() as u64 <= self.at, "patching unwritten bytes");
+        self.files.write_at(self.file, self.path, buf, offset)
+    }
+
+    /// Appends `len` zero bytes.
+    fn zeros(&mut self, len: u64) -> Result<(), StorageError> {
+        write_zeros_at(self.files, self.file, self.path, self.at, len)?;
+        self.at += len;
+        Ok(())
+    }
+}
+
+/// Creates `temp`, has `fill` write it, and fsyncs it; `None` if `fill` gave up or `cancel`
+/// was set meanwhile. With `flush_every`, fdatasyncs each time that many bytes were appended
 /// since the last time.
 fn write_temp(
     files: &Files,
     temp: &Path,
-    parts: &[&[u8]],
-    zero_tail: u64,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<bool, StorageError>,
     cancel: &AtomicBool,
     flush_every: Option<u64>,
 ) -> Result<Option<File>, StorageError> {
@@ -113,23 +165,16 @@ fn write_temp(
         .truncate(true)
         .open(temp)
         .map_err(io_err("create", temp))?;
-    let mut at = 0;
-    let mut flushed = 0;
-    for part in parts {
-        for chunk in part.chunks(WRITE_CHUNK) {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            files.write_at(&file, temp, chunk, at)?;
-            at += chunk.len() as u64;
-            if flush_every.is_some_and(|n| at - flushed >= n) {
-                files.sync_data(&file, temp)?;
-                flushed = at;
-            }
-        }
-    }
-    write_zeros_at(files, &file, temp, at, zero_tail)?;
-    if cancel.load(Ordering::Relaxed) {
+    let mut filling = Filling {
+        files,
+        file: &file,
+        path: temp,
+        at: 0,
+        flushed: 0,
+        cancel,
+        flush_every,
+    };
+    if !fill(&mut filling)? || cancel.load(Ordering::Relaxed) {
         return Ok(None);
     }
     files.sync_all(&file, temp)?;

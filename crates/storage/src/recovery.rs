@@ -7,6 +7,8 @@ use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use flotilla_node::SnapshotData;
+
 use crate::error::{io_err, StorageError};
 use crate::format::{
     batch_records, check_segment_header, page_align, parse_name, read_batch, read_frame,
@@ -23,7 +25,7 @@ pub(crate) struct Loaded {
     /// The snapshot the generation's base record names (0: none).
     pub snapshot_generation: u64,
     pub state: Vec<u8>,
-    pub snapshot: Vec<u8>,
+    pub snapshot: SnapshotData,
 }
 
 /// The directory's files this crate recognises, by kind.
@@ -134,7 +136,7 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         records.for_each(|r| state.extend_from_slice(&buf[r]));
     }
     let snapshot = match snapshot_generation {
-        0 => Vec::new(),
+        0 => SnapshotData::default(),
         g => snapshot::read_verified(dir, g)?,
     };
     Ok(Loaded {

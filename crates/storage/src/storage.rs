@@ -1,10 +1,11 @@
 //! [`DiskStorage`]: the writer, and the public types around it.
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_node::{Save, SnapshotData};
+use flotilla_snapshot::SnapshotSpool;
 
 use crate::background::{Background, InFlight, Local, Outcome};
 use crate::error::StorageError;
@@ -12,7 +13,7 @@ use crate::format::{frame_header, BATCH_RECORD_HEADER_LEN};
 use crate::io::{Faults, Files};
 use crate::recovery;
 use crate::segment::{Preallocation, Segment};
-use crate::snapshot;
+use crate::snapshot::{self, DiskSpool};
 
 /// Tuning of a [`DiskStorage`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +63,9 @@ impl StorageOptions {
 pub struct Recovered {
     /// The last replacement followed by every durable append after it.
     pub state: Vec<u8>,
-    /// The last snapshot stored (empty if none).
-    pub snapshot: Vec<u8>,
+    /// The last snapshot stored (empty if none): backed by its file, read on demand, never
+    /// loaded into memory (its checksum was verified by streaming through it).
+    pub snapshot: SnapshotData,
 }
 
 /// What one [`DiskStorage::sync`] covered.
@@ -165,7 +167,7 @@ impl DiskStorage {
         let prealloc = opts.preallocation();
         let (old, snapshot_generation, state, snapshot) = match recovery::load(dir)? {
             Some(l) => (l.generation, l.snapshot_generation, l.state, l.snapshot),
-            None => (0, 0, Vec::new(), Vec::new()),
+            None => (0, 0, Vec::new(), SnapshotData::default()),
         };
         let generation = old + 1;
         let segment = create_generation(
@@ -191,7 +193,7 @@ impl DiskStorage {
             flushed: 0,
             stats: SyncStats::default(),
             state_size: state.len() as u64,
-            snapshot_size: snapshot.len() as u64,
+            snapshot_size: snapshot.len(),
             poisoned: false,
         };
         Ok((storage, Recovered { state, snapshot }))
@@ -332,6 +334,19 @@ impl DiskStorage {
         &self.dir
     }
 
+    /// Where the process should write snapshots it builds (one arriving from a leader:
+    /// `flotilla_raft::Raft::set_snapshot_spool`; one it encodes): temporary files in this
+    /// directory, which [`stage`](DiskStorage::stage) then installs by renaming instead of
+    /// copying. A writer dropped unfinished removes its file, and a crash leaves a `.tmp`
+    /// the next open removes; a finished one is read from its file, so the snapshot is
+    /// never held in memory.
+    pub fn spool(&self) -> Arc<dyn SnapshotSpool> {
+        Arc::new(DiskSpool {
+            dir: self.dir.clone(),
+            files: self.files.clone(),
+        })
+    }
+
     pub fn wal_tail(&self) -> WalTail {
         WalTail {
             path: self.segment.path().to_path_buf(),
@@ -440,11 +455,11 @@ impl DiskStorage {
         snapshot: Option<&SnapshotData>,
     ) -> Result<(), StorageError> {
         let generation = self.generation + 1;
+        // The current snapshot may come back (as the recovered one, say): then the new
+        // generation names it rather than store a copy.
+        let current = Some(self.snapshot_generation).filter(|&g| g != 0);
         let snapshot_generation = match snapshot {
-            Some(data) => {
-                snapshot::write(&self.files, &self.dir, generation, data)?;
-                generation
-            }
+            Some(data) => snapshot::store(&self.files, &self.dir, generation, data, current)?,
             None => self.snapshot_generation,
         };
         let created = create_generation(
@@ -458,9 +473,8 @@ impl DiskStorage {
         self.segment = match created {
             Ok(segment) => segment,
             Err(e) => {
-                if snapshot.is_some() {
-                    let _ =
-                        fs::remove_file(self.dir.join(crate::format::snapshot_name(generation)));
+                if let Some(data) = snapshot.filter(|_| snapshot_generation == generation) {
+                    snapshot::discard(&self.dir, generation, data);
                 }
                 return Err(e);
             }

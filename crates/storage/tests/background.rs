@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::*;
 use flotilla_node::{Bytes, Save};
 use flotilla_storage::{
-    DiskStorage, FaultHook, Faults, FileOp, Recovered, StorageError, StorageOptions,
+    DiskStorage, FaultHook, Faults, FileOp, StorageError, StorageOptions,
 };
 
 const EIO: i32 = 5;
@@ -186,13 +186,13 @@ fn written(dir: &Path, opts: &StorageOptions) -> (DiskStorage, Vec<u8>) {
 }
 
 /// Recovers a copy of `dir` (as a crash would leave it; the original is untouched).
-fn recover_copy(dir: &Path) -> Recovered {
+fn recover_copy(dir: &Path) -> Pair {
     let elsewhere = tempfile::tempdir().unwrap();
-    try_open(&copy_dir(dir, &elsewhere.path().join("crash"))).expect("recovers")
+    Pair::from(try_open(&copy_dir(dir, &elsewhere.path().join("crash"))).expect("recovers"))
 }
 
-fn pair(state: &[u8], snapshot: &[u8]) -> Recovered {
-    Recovered {
+fn pair(state: &[u8], snapshot: &[u8]) -> Pair {
+    Pair {
         state: state.to_vec(),
         snapshot: snapshot.to_vec(),
     }
@@ -247,7 +247,7 @@ fn a_local_snapshot_is_written_on_another_thread_while_appends_are_synced() {
     drop(storage);
     let recovered = try_open(tmp.path()).unwrap();
     assert_eq!(recovered.state, [&new_state[..], b"later|"].concat());
-    assert!(recovered.snapshot == snap[..]);
+    assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == snap[..]);
 }
 
 /// A sync after the write ended switches without being asked to wait; so does
@@ -277,7 +277,7 @@ fn a_sync_or_a_poll_switches_once_the_write_is_done() {
         drop(storage);
         let recovered = try_open(tmp.path()).unwrap();
         assert!(recovered.state.starts_with(b"c|"));
-        assert_eq!(recovered.snapshot, &snap[..]);
+        assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), &snap[..]);
     }
 }
 
@@ -325,7 +325,7 @@ fn a_crash_at_any_step_of_a_background_snapshot_recovers_a_valid_pair() {
     for (i, copy) in copies.iter().enumerate() {
         let what = copy.file_name().unwrap().to_string_lossy().into_owned();
         saw_snapshot_durable |= copy.join(snapshot_file(GEN + 1)).exists();
-        let recovered = try_open(copy).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let recovered = Pair::from(try_open(copy).unwrap_or_else(|e| panic!("{what}: {e}")));
         if i + 1 == copies.len() {
             assert!(recovered == new, "{what}: the new pair after the rename");
         } else {
@@ -383,7 +383,7 @@ fn a_failed_write_or_fsync_in_the_background_poisons_and_recovery_keeps_the_log(
         drop(storage);
         let (_, recovered) = open_opts(tmp.path(), &opts);
         let full = [&old_state[..], b"tail|during|"].concat();
-        assert_eq!(recovered, pair(&full, b"old-snap"), "{what}");
+        assert_eq!(Pair::from(recovered), pair(&full, b"old-snap"), "{what}");
         assert!(
             !names(tmp.path()).contains(&snapshot_file(GEN + 1)),
             "{what}: the unused snapshot is removed"
@@ -430,7 +430,7 @@ fn lack_of_space_in_the_background_is_retried() {
         drop(storage);
         let recovered = try_open(tmp.path()).unwrap();
         assert_eq!(recovered.state, b"compacted|during|full|", "{what}");
-        assert!(recovered.snapshot == snap[..], "{what}");
+        assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == snap[..], "{what}");
     }
 }
 
@@ -479,7 +479,7 @@ fn a_newer_local_snapshot_waits_and_only_the_newest_queued_is_written() {
     drop(storage);
     let recovered = try_open(tmp.path()).unwrap();
     assert_eq!(recovered.state, b"three|c|");
-    assert!(recovered.snapshot == s3[..]);
+    assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == s3[..]);
 }
 
 /// A replacement written at once (a snapshot installed from the leader) supersedes a local
@@ -516,7 +516,7 @@ fn a_replacement_supersedes_the_snapshot_in_the_background() {
             drop(storage);
             let recovered = try_open(tmp.path()).unwrap();
             assert_eq!(recovered.state, b"replaced|b|", "{what}");
-            assert!(recovered.snapshot == expected, "{what}");
+            assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == expected, "{what}");
         }
     }
 }
@@ -532,7 +532,7 @@ fn a_drop_during_the_write_recovers_the_old_pair() {
     append(&mut storage, b"a|");
     storage.sync().unwrap();
     drop(storage);
-    let (_, recovered) = open(tmp.path());
+    let recovered = Pair::from(open(tmp.path()).1);
     // The old pair, unless the write was done by the sync above, which then switched.
     let old = pair(&[&old_state[..], b"t|a|"].concat(), b"old-snap");
     assert!(recovered == old || recovered == pair(b"c|a|", &snap));

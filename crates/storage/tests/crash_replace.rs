@@ -18,7 +18,7 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use flotilla_storage::{Recovered, StorageOptions};
+use flotilla_storage::StorageOptions;
 
 /// A page for the header and one for a batch: format 2 starts each batch on a page, so
 /// each batch gets a segment of its own.
@@ -127,7 +127,7 @@ fn crash_states(old: &Path, new: &Path) -> Vec<State> {
 /// Runs every crash state of the replacement `make_new` applies to the directory `make_old`
 /// builds, checking the recovered pair, the files left, and that appending then works.
 fn check_replacement(
-    make_old: impl Fn(&Path, &StorageOptions) -> Recovered,
+    make_old: impl Fn(&Path, &StorageOptions) -> Pair,
     replace_state: &[u8],
     snapshot: Option<&[u8]>,
 ) {
@@ -138,7 +138,7 @@ fn check_replacement(
 
 fn check_replacement_with(
     opts: &StorageOptions,
-    make_old: impl Fn(&Path, &StorageOptions) -> Recovered,
+    make_old: impl Fn(&Path, &StorageOptions) -> Pair,
     replace_state: &[u8],
     snapshot: Option<&[u8]>,
 ) {
@@ -149,7 +149,7 @@ fn check_replacement_with(
     let (mut storage, _) = open_opts(&new, opts);
     replace(&mut storage, replace_state, snapshot);
     drop(storage);
-    let new_pair = Recovered {
+    let new_pair = Pair {
         state: replace_state.to_vec(),
         snapshot: snapshot.map_or(old_pair.snapshot.clone(), <[u8]>::to_vec),
     };
@@ -162,7 +162,7 @@ fn check_replacement_with(
         } else {
             (&old_pair, names(&old))
         };
-        assert_eq!(&recovered, expected, "{}, {opts:?}", s.what);
+        assert_eq!(&Pair::from(recovered), expected, "{}, {opts:?}", s.what);
         // Left-overs removed: the snapshot that goes with the state, and the generation
         // the open rewrote the state into (one segment holding it as its base record).
         let snapshots = |n: Vec<String>| -> Vec<String> {
@@ -188,7 +188,7 @@ fn check_replacement_with(
 }
 
 /// An old generation with a snapshot and several segments.
-fn old_with_snapshot(dir: &Path, opts: &StorageOptions) -> Recovered {
+fn old_with_snapshot(dir: &Path, opts: &StorageOptions) -> Pair {
     let (mut storage, _) = open_opts(dir, opts);
     replace(&mut storage, b"old base|", Some(b"old snapshot"));
     let records: Vec<Vec<u8>> = (0..12).map(record).collect();
@@ -199,19 +199,19 @@ fn old_with_snapshot(dir: &Path, opts: &StorageOptions) -> Recovered {
         }
     }
     assert!(segments(dir).len() >= 3);
-    Recovered {
+    Pair {
         state: [b"old base|".to_vec(), records.concat()].concat(),
         snapshot: b"old snapshot".to_vec(),
     }
 }
 
 /// A new directory's first generation, with appends and no snapshot.
-fn old_without_snapshot(dir: &Path, opts: &StorageOptions) -> Recovered {
+fn old_without_snapshot(dir: &Path, opts: &StorageOptions) -> Pair {
     let (mut storage, _) = open_opts(dir, opts);
     append(&mut storage, b"first|");
     append(&mut storage, b"second|");
     storage.sync().unwrap();
-    Recovered {
+    Pair {
         state: b"first|second|".to_vec(),
         snapshot: Vec::new(),
     }
@@ -248,7 +248,7 @@ fn a_crash_while_starting_a_segment_loses_nothing() {
     let next = format!("{}{:016x}.log.tmp", &name[..21], seq + 1);
     fs::write(tmp.path().join(&next), b"FLOTWAL").unwrap();
     let (_, recovered) = open_with(tmp.path(), SEGMENT_BYTES);
-    assert_eq!(recovered, expected);
+    assert_eq!(Pair::from(recovered), expected);
     assert!(!names(tmp.path()).contains(&next));
 }
 
@@ -291,6 +291,6 @@ fn a_failed_replacement_step_leaves_the_old_generation() {
             "{blocker}: {left:?}"
         );
         let (_, recovered) = open_with(tmp.path(), SEGMENT_BYTES);
-        assert_eq!(recovered, expected, "{blocker}");
+        assert_eq!(Pair::from(recovered), expected, "{blocker}");
     }
 }

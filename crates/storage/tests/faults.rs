@@ -90,7 +90,7 @@ fn a_failed_fsync_poisons_and_the_reopen_rewrites_a_new_generation() {
         "recovered {} bytes",
         recovered.state.len()
     );
-    assert_eq!(recovered.snapshot, b"snapshot");
+    assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"snapshot");
     let new_segment = storage.wal_tail().path;
     assert_ne!(new_segment, old_segment, "the old file is not reused");
     assert!(generation_of(&new_segment) > generation_of(&old_segment));
@@ -290,7 +290,7 @@ fn disk_full_in_a_replacement_is_retried_by_the_next_sync() {
             drop(storage);
             let recovered = open_opts(tmp.path(), &opts).1;
             assert_eq!(recovered.state, b"new base|after", "{what}");
-            assert_eq!(recovered.snapshot, b"new snapshot", "{what}");
+            assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"new snapshot", "{what}");
         }
     }
 }
@@ -378,7 +378,7 @@ fn a_directory_of_format_1_opens_and_is_rewritten_as_format_2() {
     let expected = format_1_directory(tmp.path());
     let (mut storage, recovered) = open(tmp.path());
     assert_eq!(recovered.state, expected);
-    assert_eq!(recovered.snapshot, b"old snapshot");
+    assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"old snapshot");
     assert_eq!(
         names(tmp.path()),
         [

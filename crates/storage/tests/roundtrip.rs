@@ -47,7 +47,7 @@ fn replacement_then_appends_round_trip_and_appends_continue_after_reopen() {
 
     let (mut storage, recovered) = open(tmp.path());
     assert_eq!(recovered.state, b"base|a|b|");
-    assert_eq!(recovered.snapshot, b"snap-1");
+    assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"snap-1");
     append(&mut storage, b"c|");
     storage.sync().unwrap();
     drop(storage);
@@ -64,14 +64,14 @@ fn a_replacement_without_snapshot_keeps_the_previous_snapshot() {
     drop(storage);
     let (mut storage, recovered) = open(tmp.path());
     assert_eq!(
-        (recovered.state.as_slice(), recovered.snapshot.as_slice()),
+        (recovered.state.as_slice(), &recovered.snapshot.to_bytes().unwrap()[..]),
         (&b"two"[..], &b"S1"[..])
     );
     replace(&mut storage, b"three", Some(b""));
     drop(storage);
     let recovered = try_open(tmp.path()).unwrap();
     assert_eq!(
-        (recovered.state.as_slice(), recovered.snapshot.as_slice()),
+        (recovered.state.as_slice(), &recovered.snapshot.to_bytes().unwrap()[..]),
         (&b"three"[..], &b""[..])
     );
 }
@@ -88,7 +88,7 @@ fn many_generations_round_trip_and_leave_one_generation_on_disk() {
             ]
             .concat();
             assert_eq!(recovered.state, expected_state, "generation {g}");
-            assert_eq!(recovered.snapshot, vec![100 + (g - 1) / 2 * 2; 50]);
+            assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), vec![100 + (g - 1) / 2 * 2; 50]);
         }
         // A snapshot every other generation, the rest keep the previous one.
         let snapshot = (g % 2 == 0).then(|| vec![100 + g; 50]);

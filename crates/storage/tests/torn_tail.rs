@@ -99,7 +99,7 @@ fn check_every_cut(opts: &StorageOptions, tear: Tear, count: usize) {
         let expected = if cut == w.end { &w.after } else { &w.before };
         let (mut storage, recovered) = open_opts(&dir, opts);
         assert_eq!(&recovered.state, expected, "{what}");
-        assert_eq!(recovered.snapshot, b"snapshot");
+        assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"snapshot");
         // New appends follow valid data.
         append(&mut storage, b"after the crash");
         storage.sync().unwrap();

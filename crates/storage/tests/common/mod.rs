@@ -145,3 +145,21 @@ pub fn assert_corrupt<T: std::fmt::Debug>(
         ),
     }
 }
+
+/// What an open recovered, as bytes: a recovered snapshot is backed by its file, and
+/// snapshots in files compare by identity, not content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pair {
+    pub state: Vec<u8>,
+    pub snapshot: Vec<u8>,
+}
+
+impl From<Recovered> for Pair {
+    fn from(r: Recovered) -> Pair {
+        let snapshot = r.snapshot.to_bytes().expect("read the snapshot").to_vec();
+        Pair {
+            state: r.state,
+            snapshot,
+        }
+    }
+}
