@@ -2,10 +2,12 @@
 //! [`Durable`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use flotilla_net::driver::{Durable, DurableError};
 use flotilla_net::server::Recovered;
 use flotilla_node::Save;
+use flotilla_raft::SnapshotSpool;
 use flotilla_storage::{DiskStorage, StorageError, StorageOptions};
 use nix::fcntl::{Flock, FlockArg};
 
@@ -26,6 +28,9 @@ impl Durable for Disk {
     }
     fn poll(&mut self) -> Result<(), DurableError> {
         self.0.poll_background().map_err(classify)
+    }
+    fn snapshot_spool(&self) -> Arc<dyn SnapshotSpool> {
+        self.0.spool()
     }
 }
 
@@ -64,7 +69,7 @@ pub fn open(dir: &Path) -> Result<(Disk, Recovered), String> {
         Disk(disk, lock),
         Recovered {
             state: rec.state,
-            snapshot: rec.snapshot.into(),
+            snapshot: rec.snapshot,
         },
     ))
 }

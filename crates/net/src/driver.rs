@@ -33,12 +33,14 @@
 //! appends (1 GiB blocked the loop 3.5 s otherwise), and switches to it in a later sync, or
 //! in [`Durable::poll`], which the loop calls after each batch that had nothing to sync.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use flotilla_node::{Ctx, NodeId, Process, Refusal, Save};
+use flotilla_raft::{MemorySpool, SnapshotSpool};
 
 use crate::NetError;
 
@@ -92,6 +94,12 @@ pub trait Durable: Send {
     /// finishes is a compaction.
     fn poll(&mut self) -> Result<(), DurableError> {
         Ok(())
+    }
+    /// Where the process should build snapshots (one arriving from a leader): the storage's
+    /// temporary files, which [`Durable::stage`] then installs without a copy, so a replica
+    /// never holds a large snapshot in memory. Memory by default.
+    fn snapshot_spool(&self) -> Arc<dyn SnapshotSpool> {
+        Arc::new(MemorySpool)
     }
 }
 

@@ -238,8 +238,9 @@ where
         sessions: cfg.sessions,
         snapshot_scales_with_state: true,
     };
-    let replica = Replica::restore(rcfg, machine, &recovered.state, recovered.snapshot)
+    let mut replica = Replica::restore(rcfg, machine, &recovered.state, recovered.snapshot)
         .map_err(|e| NetError::Storage(format!("cannot restart from the stored state: {e}")))?;
+    replica.set_snapshot_spool(durable.snapshot_spool());
     // Members' addresses come from the membership in use (from the log or snapshot, so a
     // restarted replica finds those added after it first started), else from `peers`.
     let mut book = AddressBook::new(cfg.id, cfg.peers.clone(), replica.raft());

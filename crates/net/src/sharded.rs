@@ -158,9 +158,10 @@ pub async fn run_shard_server<D: Durable + 'static>(
     match cfg.role.clone() {
         ShardRole::Ctrler => {
             let transport = shard_transport(me, &cfg, peers);
-            let server =
+            let mut server =
                 CtrlServer::restore(rcfg, cfg.nshards, &recovered.state, recovered.snapshot)
                     .map_err(stored)?;
+            server.set_snapshot_spool(durable.snapshot_spool());
             let observe: driver::Observer<CtrlServer> =
                 Box::new(move |s: &CtrlServer, b: &BatchStats| {
                     watch.observe(s.raft(), s.replica().applied(), b)
@@ -201,8 +202,10 @@ pub async fn run_shard_server<D: Durable + 'static>(
             // Unique among the controller's clients: clerks' ids are below 2^62 (module docs).
             scfg.ctrl_client = me;
             let resolve = dialing_resolver(&transport);
-            let server = ShardServer::restore(scfg, resolve, &recovered.state, recovered.snapshot)
-                .map_err(stored)?;
+            let mut server =
+                ShardServer::restore(scfg, resolve, &recovered.state, recovered.snapshot)
+                    .map_err(stored)?;
+            server.set_snapshot_spool(durable.snapshot_spool());
             let observe: driver::Observer<ShardServer> =
                 Box::new(move |s: &ShardServer, b: &BatchStats| {
                     watch.observe(s.raft(), s.replica().applied(), b)

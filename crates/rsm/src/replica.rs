@@ -189,6 +189,13 @@ impl<S: StateMachine> Replica<S> {
         self.peer.raft()
     }
 
+    /// Makes snapshots this replica builds (one arriving from a leader in chunks) go to
+    /// `spool`: a deployed node's storage gives temporary files in its data directory, which
+    /// it then installs by renaming, so a large snapshot is never held in memory.
+    pub fn set_snapshot_spool(&mut self, spool: std::sync::Arc<dyn flotilla_raft::SnapshotSpool>) {
+        self.peer.raft_mut().set_snapshot_spool(spool);
+    }
+
     pub fn state(&self) -> &Sessions<S> {
         &self.state
     }

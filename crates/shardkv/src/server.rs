@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flotilla_node::{Ctx, NodeId, Process, Refusal};
-use flotilla_raft::{Raft, SnapshotData};
+use flotilla_raft::{Raft, SnapshotData, SnapshotSpool};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
 
@@ -142,6 +142,11 @@ impl ShardServer {
 
     pub fn machine(&self) -> &ShardKv {
         self.replica.state().machine()
+    }
+
+    /// Where snapshots arriving from a leader are written ([`Replica::set_snapshot_spool`]).
+    pub fn set_snapshot_spool(&mut self, spool: Arc<dyn SnapshotSpool>) {
+        self.replica.set_snapshot_spool(spool);
     }
 
     pub fn raft(&self) -> &Raft {
@@ -452,6 +457,11 @@ impl CtrlServer {
 
     pub fn replica(&self) -> &Replica<Ctrler> {
         &self.replica
+    }
+
+    /// Where snapshots arriving from a leader are written ([`Replica::set_snapshot_spool`]).
+    pub fn set_snapshot_spool(&mut self, spool: Arc<dyn SnapshotSpool>) {
+        self.replica.set_snapshot_spool(spool);
     }
 
     pub fn raft(&self) -> &Raft {

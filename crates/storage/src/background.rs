@@ -89,7 +89,8 @@ impl InFlight {
         let thread = std::thread::Builder::new()
             .name("flotilla-snapshot".into())
             .spawn(move || {
-                let stored = snapshot::store_unless(&files, &dir_buf, generation, &data, None, &stop);
+                let stored =
+                    snapshot::store_unless(&files, &dir_buf, generation, &data, None, &stop);
                 stored.map(|g| g.is_some())
             })
             .map_err(|source| StorageError::Io {

@@ -124,7 +124,10 @@ impl Filling<'_> {
             }
             self.files.write_at(self.file, self.path, chunk, self.at)?;
             self.at += chunk.len() as u64;
-            if self.flush_every.is_some_and(|n| self.at - self.flushed >= n) {
+            if self
+                .flush_every
+                .is_some_and(|n| self.at - self.flushed >= n)
+            {
                 self.files.sync_data(self.file, self.path)?;
                 self.flushed = self.at;
             }
@@ -135,7 +138,10 @@ impl Filling<'_> {
     /// Overwrites bytes already appended (a header reserved before the bytes it describes
     /// were known). Made durable with the rest by the file's final fsync.
     pub(crate) fn patch(&mut self, buf: &[u8], offset: u64) -> Result<(), StorageError> {
-        debug_assert!(offset + buf.len() as u64 <= self.at, "patching unwritten bytes");
+        debug_assert!(
+            offset + buf.len() as u64 <= self.at,
+            "patching unwritten bytes"
+        );
         self.files.write_at(self.file, self.path, buf, offset)
     }
 

@@ -398,7 +398,9 @@ impl SnapshotSpool for DiskSpool {
             return Err(too_large(size_hint));
         }
         loop {
-            let path = self.dir.join(spool_name(SPOOL_IDS.fetch_add(1, Ordering::Relaxed)));
+            let path = self
+                .dir
+                .join(spool_name(SPOOL_IDS.fetch_add(1, Ordering::Relaxed)));
             self.files.check_create(&path).map_err(into_io)?;
             let created = OpenOptions::new()
                 .read(true)

@@ -16,9 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use flotilla_node::{Bytes, Save};
-use flotilla_storage::{
-    DiskStorage, FaultHook, Faults, FileOp, StorageError, StorageOptions,
-};
+use flotilla_storage::{DiskStorage, FaultHook, Faults, FileOp, StorageError, StorageOptions};
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
@@ -430,7 +428,10 @@ fn lack_of_space_in_the_background_is_retried() {
         drop(storage);
         let recovered = try_open(tmp.path()).unwrap();
         assert_eq!(recovered.state, b"compacted|during|full|", "{what}");
-        assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == snap[..], "{what}");
+        assert!(
+            recovered.snapshot.to_bytes().unwrap().to_vec() == snap[..],
+            "{what}"
+        );
     }
 }
 
@@ -516,7 +517,10 @@ fn a_replacement_supersedes_the_snapshot_in_the_background() {
             drop(storage);
             let recovered = try_open(tmp.path()).unwrap();
             assert_eq!(recovered.state, b"replaced|b|", "{what}");
-            assert!(recovered.snapshot.to_bytes().unwrap().to_vec() == expected, "{what}");
+            assert!(
+                recovered.snapshot.to_bytes().unwrap().to_vec() == expected,
+                "{what}"
+            );
         }
     }
 }

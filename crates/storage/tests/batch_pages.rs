@@ -135,7 +135,11 @@ fn check(
                 crash.before_state.len(),
                 crash.after_state.len()
             );
-            assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"snapshot", "{what}");
+            assert_eq!(
+                recovered.snapshot.to_bytes().unwrap().to_vec(),
+                b"snapshot",
+                "{what}"
+            );
             // Appends after the crash follow the recovered state.
             append(&mut storage, b"after the crash");
             storage.sync().unwrap();

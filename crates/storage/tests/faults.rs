@@ -290,7 +290,11 @@ fn disk_full_in_a_replacement_is_retried_by_the_next_sync() {
             drop(storage);
             let recovered = open_opts(tmp.path(), &opts).1;
             assert_eq!(recovered.state, b"new base|after", "{what}");
-            assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"new snapshot", "{what}");
+            assert_eq!(
+                recovered.snapshot.to_bytes().unwrap().to_vec(),
+                b"new snapshot",
+                "{what}"
+            );
         }
     }
 }
@@ -378,7 +382,10 @@ fn a_directory_of_format_1_opens_and_is_rewritten_as_format_2() {
     let expected = format_1_directory(tmp.path());
     let (mut storage, recovered) = open(tmp.path());
     assert_eq!(recovered.state, expected);
-    assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"old snapshot");
+    assert_eq!(
+        recovered.snapshot.to_bytes().unwrap().to_vec(),
+        b"old snapshot"
+    );
     assert_eq!(
         names(tmp.path()),
         [

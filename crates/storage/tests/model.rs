@@ -121,7 +121,11 @@ fn crash(
     }
     drop(file);
     let (storage, recovered) = open_opts(&dir, opts);
-    (storage, recovered.state, recovered.snapshot.to_bytes().unwrap().to_vec())
+    (
+        storage,
+        recovered.state,
+        recovered.snapshot.to_bytes().unwrap().to_vec(),
+    )
 }
 
 fn run(ops: Vec<Op>, opts: StorageOptions) -> Result<(), TestCaseError> {

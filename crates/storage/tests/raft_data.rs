@@ -75,5 +75,8 @@ fn raft_records_round_trip_and_decode() {
     assert_eq!(decoded, model);
     assert_eq!(decoded.log.snapshot_index(), 100);
     assert_eq!(decoded.log.entry(255), Some(&entry(3, 255)));
-    assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), b"kv snapshot at 100");
+    assert_eq!(
+        recovered.snapshot.to_bytes().unwrap().to_vec(),
+        b"kv snapshot at 100"
+    );
 }

@@ -64,14 +64,20 @@ fn a_replacement_without_snapshot_keeps_the_previous_snapshot() {
     drop(storage);
     let (mut storage, recovered) = open(tmp.path());
     assert_eq!(
-        (recovered.state.as_slice(), &recovered.snapshot.to_bytes().unwrap()[..]),
+        (
+            recovered.state.as_slice(),
+            &recovered.snapshot.to_bytes().unwrap()[..]
+        ),
         (&b"two"[..], &b"S1"[..])
     );
     replace(&mut storage, b"three", Some(b""));
     drop(storage);
     let recovered = try_open(tmp.path()).unwrap();
     assert_eq!(
-        (recovered.state.as_slice(), &recovered.snapshot.to_bytes().unwrap()[..]),
+        (
+            recovered.state.as_slice(),
+            &recovered.snapshot.to_bytes().unwrap()[..]
+        ),
         (&b"three"[..], &b""[..])
     );
 }
@@ -88,7 +94,10 @@ fn many_generations_round_trip_and_leave_one_generation_on_disk() {
             ]
             .concat();
             assert_eq!(recovered.state, expected_state, "generation {g}");
-            assert_eq!(recovered.snapshot.to_bytes().unwrap().to_vec(), vec![100 + (g - 1) / 2 * 2; 50]);
+            assert_eq!(
+                recovered.snapshot.to_bytes().unwrap().to_vec(),
+                vec![100 + (g - 1) / 2 * 2; 50]
+            );
         }
         // A snapshot every other generation, the rest keep the previous one.
         let snapshot = (g % 2 == 0).then(|| vec![100 + g; 50]);
