@@ -65,13 +65,8 @@ fn replica(storage_dir: &Path, gate: &Arc<Gate>) -> (Replica<Sum>, DiskStorage) 
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
     };
-    let r = Replica::restore(
-        cfg,
-        Sum::default(),
-        &recovered.state,
-        recovered.snapshot.into(),
-    )
-    .expect("restores");
+    let r = Replica::restore(cfg, Sum::default(), &recovered.state, recovered.snapshot)
+        .expect("restores");
     (r, storage)
 }
 

@@ -126,7 +126,9 @@ impl InFlight {
     }
 
     /// Stops the write (waiting for the thread: at most one chunk write or the fsync it is
-    /// in) and removes what it wrote, best effort: the next open removes a snapshot no
+    /// in) and removes what it wrote (a spool file it installed is renamed back to its
+    /// temporary name instead, for a replacement to install it again), best effort: the
+    /// next open removes a snapshot no
     /// generation refers to anyway. Returns an error the writer met before it saw the
     /// cancellation.
     pub fn cancel(self, dir: &Path) -> Result<(), StorageError> {

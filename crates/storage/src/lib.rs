@@ -42,6 +42,9 @@
 //!     header  "FLOTSNP\0" | version u32 = 1 | generation u64 | crc of those 20 bytes
 //!     record  length u32 | crc32c u32 | the snapshot (absent when the snapshot is empty)
 //! <either name>.tmp                      being written; never read, removed at open
+//! spool-<id:016x>.snap.tmp               a snapshot being built through the spool: laid out
+//!                                        as a snapshot file, header not yet written; never
+//!                                        read at open, removed there
 //! ```
 //!
 //! A *generation* is what one replacement (or one open: see Recovery) wrote. Its segment 0
@@ -88,9 +91,12 @@
 //!
 //! A replacement from generation `g` to `n = g + 1`:
 //!
-//! 1. with a snapshot: `snapshot-n.snap` is written as in F. A crash before the rename leaves
-//!    a `.tmp` (removed at open); after it, a snapshot no generation refers to (removed at
-//!    open). Either way `g` is recovered;
+//! 1. with a snapshot: `snapshot-n.snap` is written as in F (streamed from the
+//!    [`flotilla_node::SnapshotData`] in chunks, the frame header, which holds the payload's
+//!    CRC, written last into space reserved for it, all before the fsync), or, for a
+//!    snapshot built in this directory's spool (below), installed as in F without a copy. A
+//!    crash before the rename leaves a `.tmp` (removed at open); after it, a snapshot no
+//!    generation refers to (removed at open). Either way `g` is recovered;
 //! 2. `wal-n-0.log` (header, base record, zeros to a page) is written as in F. The rename is
 //!    the commit point: before it is durable, recovery sees `g`; after, `n`, whose snapshot
 //!    was made durable (with its directory entry) in step 1, before the rename;
@@ -153,6 +159,32 @@
 //! lack of space, nothing is recorded as written: the next `sync` writes the batch (and the
 //! zeros) again, from memory, at the same place; meanwhile what the failed write left there
 //! is an incomplete last batch, which recovery drops (B). Any other failure poisons.
+//!
+//! # Snapshots never held in memory
+//!
+//! A snapshot may be gigabytes; the storage streams it. [`DiskStorage::spool`] hands out
+//! writers (`flotilla_snapshot::SnapshotSpool`, which the Raft core uses for a snapshot
+//! arriving from a leader, and a process for one it encodes) that write a
+//! `spool-<id>.snap.tmp` in the directory: the payload at its place in a snapshot file,
+//! fdatasynced every 16 MiB as a background write is, then the frame header and an
+//! fdatasync at `finish`. Staging a save whose snapshot is such a file installs it: the
+//! snapshot header (which names the generation) is written, the file fsynced, renamed to
+//! `snapshot-n.snap`, the directory fsynced: invariant F, at the cost of a rename. An
+//! open file stays readable whatever happens to its names, so a snapshot being sent to a
+//! follower survives being superseded.
+//!
+//! The same snapshot may be staged twice (a replacement retried after a full disk, a local
+//! snapshot taken over by a replacement, a recovered snapshot handed back). A file
+//! installed for a generation that never committed (the failure before the commit point, a
+//! cancelled background write) is renamed back to its temporary name, so a retry installs
+//! it again and no later snapshot can take its name from under it; a file that is the
+//! current generation's snapshot is named by the new generation too (its base record
+//! names the older snapshot generation) rather than renamed; any other case is copied. A
+//! spool file never installed is removed when its writer or its last `SnapshotData` is
+//! dropped, and by the next open after a crash.
+//!
+//! At open, the snapshot is verified by streaming its payload through the CRC, 1 MiB at a
+//! time, and returned ([`Recovered::snapshot`]) backed by the open file.
 //!
 //! # Recovery
 //!
