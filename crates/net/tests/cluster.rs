@@ -1,6 +1,7 @@
 //! Three replicas on loopback TCP, driven by the same Replica the simulator runs: clients'
 //! operations are applied once, in order, across the loss of the leader and its restart.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use flotilla_net::tls::{PeerTls, TlsFiles};
 use flotilla_net::transport::fetch_status;
 use flotilla_net::Secret;
 use flotilla_node::Save;
-use flotilla_raft::MembershipChange;
+use flotilla_raft::{MembershipChange, MemorySpool, SnapshotSpool, SnapshotWriter};
 use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,9 +21,10 @@ use tokio::sync::oneshot;
 mod common;
 use common::Sum;
 
-/// Storage that outlives the replica using it, as a disk would.
+/// Storage that outlives the replica using it, as a disk would; counts the snapshots built
+/// in its spool.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<MemoryDurable>>);
+struct Shared(Arc<Mutex<MemoryDurable>>, Arc<AtomicUsize>);
 
 impl Durable for Shared {
     fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
@@ -30,6 +32,20 @@ impl Durable for Shared {
     }
     fn sync(&mut self) -> Result<(), DurableError> {
         Ok(())
+    }
+    fn snapshot_spool(&self) -> Arc<dyn SnapshotSpool> {
+        Arc::new(Counting(self.1.clone()))
+    }
+}
+
+/// The memory spool, counting the snapshots started in it.
+#[derive(Debug)]
+struct Counting(Arc<AtomicUsize>);
+
+impl SnapshotSpool for Counting {
+    fn create(&self, size_hint: u64) -> std::io::Result<Box<dyn SnapshotWriter>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        MemorySpool.create(size_hint)
     }
 }
 
@@ -296,7 +312,8 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
         stops.push(start(id, l, founders.clone(), Shared::default()).await);
     }
     let l = listeners.next().unwrap();
-    stops.push(launch(3, l, Vec::new(), true, Shared::default(), None).await);
+    let joiner = Shared::default();
+    stops.push(launch(3, l, Vec::new(), true, joiner.clone(), None).await);
     let clients: Arc<Clients<u64, u64>> = Clients::connect(&founders, secret());
     let ck = clients.new_clerk().await;
     // Past max_raft_state (2000 bytes, ~17 a command): the log from index 1 is gone, so the
@@ -323,6 +340,12 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
     assert!(
         joined.snapshot_index > 0,
         "node 3 caught up without a snapshot"
+    );
+    // The server gave the storage's spool to the core: the snapshot was built there (a
+    // deployed replica's spool writes it to a file in its data directory).
+    assert!(
+        joiner.1.load(Ordering::SeqCst) > 0,
+        "the snapshot did not arrive through the storage's spool"
     );
 
     let l = leader(&peers).await.expect("a leader");
