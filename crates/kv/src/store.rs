@@ -28,7 +28,7 @@ pub enum AppendReply {
 /// replica's event loop. A value put by a log entry is a view of the entry's own buffer
 /// ([`flotilla_rsm::shared_bytes`]), so the Raft log and the store hold one copy of it
 /// between them, not one each. A write replaces a value; an append extends it in place when
-/// nothing else holds it (see [`append_to`]), else builds a new one.
+/// nothing else holds it (`append_to`), else builds a new one.
 #[derive(Clone, Debug)]
 pub struct Kv {
     data: FxHashMap<Vec<u8>, Value>,
@@ -369,6 +369,36 @@ mod tests {
             (back.get(b"a"), back.get(b"b"), back.len()),
             (Some(&b"1"[..]), Some(&b"22"[..]), 2)
         );
+    }
+
+    /// Small appends extend an unshared value in place (see `append_to`); a value a snapshot
+    /// view holds is copied first, so the view keeps what it saw.
+    #[test]
+    fn a_stream_of_appends_builds_the_value_and_spares_views() {
+        let mut kv = Kv::default();
+        let at = ApplyCtx::zero();
+        let mut expected = Vec::new();
+        for i in 0..1000u32 {
+            let part = [b'a' + (i % 26) as u8];
+            expected.extend_from_slice(&part);
+            kv.apply(
+                KvCommand::Append {
+                    key: b"k".to_vec(),
+                    value: Value::copy_from_slice(&part),
+                },
+                &at,
+            );
+            if i == 500 {
+                let seen = kv.snapshot();
+                let job = kv.snapshot_job();
+                kv.apply(append("k", "!"), &at);
+                expected.push(b'!');
+                let mut out = Vec::new();
+                job(&mut out);
+                assert_eq!(out, seen, "the view is unchanged by later appends");
+            }
+        }
+        assert_eq!(kv.get(b"k"), Some(&expected[..]));
     }
 
     #[test]
