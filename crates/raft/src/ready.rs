@@ -13,7 +13,8 @@ pub struct Snapshot {
 }
 
 /// An overwrite of the stored log: discard every stored entry with index `>= from`, then
-/// append `entries` (the first of which, if any, has index `from`).
+/// append `entries` (the first of which, if any, has index `from`). The entries share their
+/// bytes with the log (no payload is copied to build a `LogWrite`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogWrite {
     pub from: u64,
@@ -21,13 +22,14 @@ pub struct LogWrite {
 }
 
 /// Something the service must apply, in order. A `Command` at index `i` always follows the
-/// command or snapshot at `i - 1`.
+/// command or snapshot at `i - 1`. Its `data` is the log entry's own buffer, shared (not a
+/// copy): a service may keep slices of it ([`Bytes::slice_ref`]) as its state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Apply {
     Command {
         index: u64,
         term: u64,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Replace the service state with this snapshot (sent by the leader, §7).
     Snapshot(Snapshot),

@@ -89,7 +89,7 @@ impl Raft {
         let index = self.log.append(Entry {
             term: self.hard.term,
             kind: EntryKind::Membership,
-            data,
+            data: data.into(),
         });
         self.mark_unstable(index);
         self.refresh_membership();
