@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
 use flotilla_node::{Ctx, Process, Save};
-use flotilla_raft::Config;
+use flotilla_raft::{Config, SnapshotData};
 use flotilla_rsm::{Msg, Replica, ReplicaConfig, Request};
 
 type M = Msg<KvCommand, KvReply>;
-type Disk = (Vec<u8>, Vec<u8>);
+type Disk = (Vec<u8>, SnapshotData);
 
 /// Runs one input on `r` and applies its save to `disk`.
 fn input(r: &mut Replica<Kv>, disk: &mut Disk, f: impl FnOnce(&mut Replica<Kv>, &mut Ctx<M, ()>)) {
@@ -30,7 +30,7 @@ fn input(r: &mut Replica<Kv>, disk: &mut Disk, f: impl FnOnce(&mut Replica<Kv>, 
             disk.0 = state;
         }
         if let Some(s) = snapshot {
-            disk.1 = s.into();
+            disk.1 = s;
         }
     }
 }
@@ -43,7 +43,7 @@ fn solo_leader(disk: &mut Disk) -> Replica<Kv> {
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
     };
-    let mut r = Replica::restore(cfg, Kv::default(), &disk.0, &disk.1).expect("restores");
+    let mut r = Replica::restore(cfg, Kv::default(), &disk.0, disk.1.clone()).expect("restores");
     for _ in 0..100 {
         input(&mut r, disk, |r, ctx| r.on_tick(ctx));
     }

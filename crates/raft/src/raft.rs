@@ -43,6 +43,8 @@ mod transfer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::log::RaftLog;
 use crate::message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 use crate::ready::{Apply, LogWrite, Ready, Snapshot};

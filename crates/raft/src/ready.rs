@@ -1,5 +1,7 @@
 //! The outputs of the core after some input, collected by [`crate::Raft::ready`].
 
+use bytes::Bytes;
+
 use crate::{Entry, Envelope, HardState, SnapshotData};
 
 /// A snapshot: the service state after applying every entry up to `index`. `data` is shared
