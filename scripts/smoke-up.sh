@@ -21,8 +21,8 @@ fail() {
     echo "smoke: $*" >&2
     echo "--- output of cargo run --release -- up:" >&2
     cat "$log" >&2
-    kill -KILL -- "-$pgid" 2>/dev/null || true
-    pkill -KILL -f 'flotilla (server|router)' 2>/dev/null || true
+    # Only what this run started (its session), not other clusters on a shared machine.
+    pkill -KILL -s "$pgid" 2>/dev/null || true
     exit 1
 }
 
@@ -52,7 +52,10 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 kill -0 "$leader" 2>/dev/null && fail "still running 30 s after Ctrl-C"
-if left=$(pgrep -af 'flotilla (up|server|router)'); then
+# What `up` started stays in this run's session (setsid above): anything still in it leaked.
+# Zombies are not counted: exited children wait there for init to reap them.
+left=$(ps -o pid=,stat=,args= -s "$pgid" | awk '$2 !~ /^Z/') || true
+if [ -n "$left" ]; then
     fail "processes left after Ctrl-C: $left"
 fi
 echo "smoke: Ctrl-C stopped every process"

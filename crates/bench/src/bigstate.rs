@@ -538,7 +538,7 @@ fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), Stri
                         let clerk = clients.new_clerk().await;
                         let put = KvCommand::Put {
                             key: format!("client:{}", i % 1000).into_bytes(),
-                            value: i.to_le_bytes().to_vec(),
+                            value: i.to_le_bytes().to_vec().into(),
                         };
                         match clients.call(clerk, put).await {
                             Some(Ok(_)) => done += 1,

@@ -158,7 +158,7 @@ const BENCH_WORKLOADS: [(&str, usize, usize, usize); 4] = [
 ];
 
 /// Times the checker on generated 10 000-operation histories (best of three runs each) and
-/// reports one line per workload, for `flotilla bench` and `cargo bench -p flotilla-check`.
+/// reports one line per workload, for `flotilla-lab bench kv` and `cargo bench -p flotilla-check`.
 pub fn bench_report() -> String {
     let mut report = String::from("linearizability checker (flotilla-check), best of 3:\n");
     for (label, ops, clients, keys) in BENCH_WORKLOADS {

@@ -5,7 +5,8 @@ use flotilla_net::metrics::Metrics;
 use flotilla_net::router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 use tokio::net::TcpListener;
 
-use crate::cluster::{runtime, shutdown_signal, SecretArgs, TlsArgs};
+use crate::auth::{SecretArgs, TlsArgs};
+use crate::process::{runtime, shutdown_signal};
 
 #[derive(Args)]
 pub struct RouterArgs {

@@ -32,11 +32,11 @@ use std::time::Duration;
 
 use clap::Args;
 use flotilla_shardctrler::Gid;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use tokio::process::{Child, Command};
 
-use crate::cluster::{runtime, shutdown_signal};
+use crate::auth::SecretArgs;
+use crate::layout::{Layout, ShardedLayout};
+use crate::process::{runtime, shutdown_signal};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -94,59 +94,9 @@ impl UpArgs {
     }
 }
 
-/// Where a cluster's processes listen, as `cluster.json` records it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Layout {
-    /// The single group's replicas; the controller's, when sharded.
-    pub servers: Vec<String>,
-    pub router: String,
-    /// A sharded cluster's controller and groups (absent for a single group).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sharded: Option<ShardedLayout>,
-}
-
-/// Where a sharded cluster's servers listen.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ShardedLayout {
-    pub ctrlers: Vec<String>,
-    /// The groups `up` starts and joins, by group id.
-    pub groups: BTreeMap<Gid, Vec<String>>,
-    pub shards: usize,
-}
-
-impl Layout {
-    fn path(dir: &Path) -> PathBuf {
-        dir.join("cluster.json")
-    }
-
-    pub fn secret_file(&self, dir: &Path) -> PathBuf {
-        dir.join("secret")
-    }
-
-    pub fn read(dir: &Path) -> Result<Self, String> {
-        let p = Self::path(dir);
-        let text = std::fs::read_to_string(&p).map_err(|e| {
-            format!(
-                "cannot read {} ({e}); is there a cluster started by `flotilla up` in {}?",
-                p.display(),
-                dir.display()
-            )
-        })?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is malformed: {e}", p.display()))
-    }
-
-    fn write(&self, dir: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).expect("a layout serialises");
-        // All or nothing and fsynced: `up` refuses to start on a malformed layout, so a power
-        // loss must never leave a partial or empty one.
-        flotilla_storage::durable::write_file(&Self::path(dir), text.as_bytes(), 0o644)
-            .map_err(|e| format!("cannot write the cluster layout: {e}"))
-    }
-}
-
 /// The layout to run: the directory's own if it has one, else a new one from the flags.
 fn layout(args: &UpArgs) -> Result<(Layout, bool), String> {
-    if Layout::path(&args.dir).exists() {
+    if Layout::exists(&args.dir) {
         return Ok((Layout::read(&args.dir)?, true));
     }
     if args.replicas == 0 || args.replicas > 9 {
@@ -432,7 +382,7 @@ fn sharded_processes(
 /// configuration beyond the first has been given groups already (by an earlier `up`, or by
 /// an operator since, whose changes a restart must not undo).
 async fn join_groups(dir: &Path, layout: &Layout, sharded: &ShardedLayout) -> Result<(), String> {
-    let secret = crate::cluster::SecretArgs {
+    let secret = SecretArgs {
         secret_file: Some(layout.secret_file(dir)),
     }
     .load()?;

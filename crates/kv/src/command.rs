@@ -1,5 +1,6 @@
 //! The KV service's operations and answers.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Longest key accepted, in bytes.
@@ -16,19 +17,21 @@ pub enum KvCommand {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
-    /// Sets the key's value.
+    /// Sets the key's value. Applied from a log entry, `value` is a view of the entry's
+    /// buffer ([`flotilla_rsm::shared_bytes`]), which the store keeps as the value: the log
+    /// and the store share one copy. Encoded as the byte string a `Vec<u8>` was.
     Put {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        value: Vec<u8>,
+        #[serde(with = "flotilla_rsm::shared_bytes")]
+        value: Bytes,
     },
     /// Appends to the key's value (a missing key counts as empty).
     Append {
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
-        #[serde(with = "serde_bytes")]
-        value: Vec<u8>,
+        #[serde(with = "flotilla_rsm::shared_bytes")]
+        value: Bytes,
     },
     /// Removes the key.
     Delete {

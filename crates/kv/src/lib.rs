@@ -19,7 +19,7 @@ mod store;
 
 pub use command::{KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use server::KvServer;
-pub use store::{AppendReply, Kv};
+pub use store::{AppendReply, Kv, Value};
 
 /// The message type of the KV service (Raft traffic, requests, responses).
 pub type KvMsg = flotilla_rsm::Msg<KvCommand, KvReply>;

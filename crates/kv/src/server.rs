@@ -129,7 +129,7 @@ mod tests {
             1,
             KvCommand::Put {
                 key: "k".into(),
-                value: vec![0; crate::MAX_VALUE_BYTES + 1],
+                value: vec![0; crate::MAX_VALUE_BYTES + 1].into(),
             },
         );
         assert!(matches!(r, Ok(KvReply::Error(_))));

@@ -1,13 +1,14 @@
 //! The key/value state machine.
 
-use std::sync::Arc;
-
 use rustc_hash::FxHashMap;
 
 use flotilla_rsm::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
 use serde_bytes::{ByteBuf, Bytes};
 
 use crate::command::{KvCommand, KvError, KvReply};
+
+/// A stored value: a shared, immutable buffer (a clone is a reference count).
+pub type Value = bytes::Bytes;
 
 /// What an Append answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,13 +23,15 @@ pub enum AppendReply {
 /// under load, in key comparisons); snapshots sort the keys, so they still encode identically
 /// on every replica and every run (the hasher is unseeded, so nothing else varies either).
 ///
-/// Values are shared (`Arc`) and copied on write: a snapshot job holds a view of every value
-/// as of when it was taken, for the cost of a reference each, and encodes it off the replica's
-/// event loop; a write to a value a view still holds copies that one value first
-/// (`Arc::make_mut`), any other write changes it in place.
+/// Values are shared, immutable buffers ([`Value`]): a snapshot job holds a view of every
+/// value as of when it was taken, for the cost of a reference each, and encodes it off the
+/// replica's event loop. A value put by a log entry is a view of the entry's own buffer
+/// ([`flotilla_rsm::shared_bytes`]), so the Raft log and the store hold one copy of it
+/// between them, not one each. A write replaces a value; an append extends it in place when
+/// nothing else holds it (`append_to`), else builds a new one.
 #[derive(Clone, Debug)]
 pub struct Kv {
-    data: FxHashMap<Vec<u8>, Arc<Vec<u8>>>,
+    data: FxHashMap<Vec<u8>, Value>,
     append_reply: AppendReply,
 }
 
@@ -47,7 +50,7 @@ impl Kv {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(|v| v.as_slice())
+        self.data.get(key).map(|v| &v[..])
     }
 
     fn incr(&mut self, key: Vec<u8>, by: i64) -> KvReply {
@@ -63,7 +66,8 @@ impl Kv {
         };
         match old.checked_add(by) {
             Some(n) => {
-                self.data.insert(key, Arc::new(n.to_string().into_bytes()));
+                self.data
+                    .insert(key, Value::from(n.to_string().into_bytes()));
                 KvReply::Int(n)
             }
             None => KvReply::Error(KvError::Overflow),
@@ -77,13 +81,13 @@ impl Kv {
     /// Every key with its value, in no particular order (callers that need an order, such as
     /// a shard sent in pages, sort the keys).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.data.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.data.iter().map(|(k, v)| (k.as_slice(), &v[..]))
     }
 
     /// Takes every key with its value out, in no particular order, leaving the store empty
     /// (a shard frozen for hand-over is kept sorted instead, without a second copy).
-    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        self.data.drain().map(|(k, v)| (k, Arc::unwrap_or_clone(v)))
+    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Value)> + '_ {
+        self.data.drain()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,28 +103,18 @@ impl StateMachine for Kv {
         match cmd {
             KvCommand::Get { key } => KvReply::Value(self.data.get(&key).map(|v| v.to_vec())),
             KvCommand::Put { key, value } => {
-                self.data.insert(key, Arc::new(value));
+                self.data.insert(key, value);
                 KvReply::Done
             }
             KvCommand::Append { key, value } => {
-                let slot = Arc::make_mut(self.data.entry(key).or_default());
-                // Grow exactly when the new part is at least as large as the old: amortised
-                // doubling stays for streams of small appends, and large values do not end
-                // up with up to twice their size in capacity.
-                if value.len() >= slot.len() {
-                    slot.reserve_exact(value.len());
-                }
-                match self.append_reply {
-                    AppendReply::NewLength => {
-                        slot.extend_from_slice(&value);
-                        KvReply::Len(slot.len() as u64)
-                    }
-                    AppendReply::OldValue => {
-                        let old = slot.clone();
-                        slot.extend_from_slice(&value);
-                        KvReply::Value(Some(old))
-                    }
-                }
+                let slot = self.data.entry(key).or_default();
+                let old = std::mem::take(slot);
+                let reply = match self.append_reply {
+                    AppendReply::NewLength => KvReply::Len((old.len() + value.len()) as u64),
+                    AppendReply::OldValue => KvReply::Value(Some(old.to_vec())),
+                };
+                *slot = append_to(old, &value);
+                reply
             }
             KvCommand::Delete { key } => KvReply::Deleted(self.data.remove(&key).is_some()),
             KvCommand::Incr { key, by } => self.incr(key, by),
@@ -151,7 +145,7 @@ impl StateMachine for Kv {
     /// A view of every key and value (a clone of each key, a reference to each value: no
     /// value is copied), sorted and encoded when the job runs.
     fn snapshot_job(&self) -> SnapshotJob {
-        let view: Vec<(Vec<u8>, Arc<Vec<u8>>)> = (self.data.iter())
+        let view: Vec<(Vec<u8>, Value)> = (self.data.iter())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Box::new(move |out: &mut Vec<u8>| {
@@ -167,11 +161,34 @@ impl StateMachine for Kv {
                 postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))?;
             pairs
                 .into_iter()
-                .map(|(k, v)| (k.into_vec(), Arc::new(v.into_vec())))
+                .map(|(k, v)| (k.into_vec(), Value::from(v.into_vec())))
                 .collect()
         };
         Ok(())
     }
+}
+
+/// `old` followed by `part`. In place when `old` is the only reference to its buffer (no
+/// snapshot view or log entry shares it), growing by doubling while the parts are smaller
+/// than the value, so a stream of small appends costs amortised O(1) a byte; into a new,
+/// exactly sized buffer otherwise (a part at least as large as the value, or a shared
+/// value), so a large value does not carry up to its size again in spare capacity.
+fn append_to(old: Value, part: &[u8]) -> Value {
+    let old = if part.len() < old.len() {
+        match old.try_into_mut() {
+            Ok(mut value) => {
+                value.extend_from_slice(part);
+                return value.freeze();
+            }
+            Err(shared) => shared,
+        }
+    } else {
+        old
+    };
+    let mut value = Vec::with_capacity(old.len() + part.len());
+    value.extend_from_slice(&old);
+    value.extend_from_slice(part);
+    Value::from(value)
 }
 
 /// Appends the snapshot encoding of `pairs` to `out`: pairs of byte strings in key order,
@@ -211,13 +228,13 @@ mod tests {
     fn put(k: &str, v: &str) -> KvCommand {
         KvCommand::Put {
             key: k.into(),
-            value: v.into(),
+            value: Value::copy_from_slice(v.as_bytes()),
         }
     }
     fn append(k: &str, v: &str) -> KvCommand {
         KvCommand::Append {
             key: k.into(),
-            value: v.into(),
+            value: Value::copy_from_slice(v.as_bytes()),
         }
     }
     fn get(k: &str) -> KvCommand {
@@ -336,7 +353,7 @@ mod tests {
         kv.apply(
             KvCommand::Append {
                 key: b"b".to_vec(),
-                value: b"333".to_vec(),
+                value: Value::from_static(b"333"),
             },
             &at,
         );
@@ -352,6 +369,36 @@ mod tests {
             (back.get(b"a"), back.get(b"b"), back.len()),
             (Some(&b"1"[..]), Some(&b"22"[..]), 2)
         );
+    }
+
+    /// Small appends extend an unshared value in place (see `append_to`); a value a snapshot
+    /// view holds is copied first, so the view keeps what it saw.
+    #[test]
+    fn a_stream_of_appends_builds_the_value_and_spares_views() {
+        let mut kv = Kv::default();
+        let at = ApplyCtx::zero();
+        let mut expected = Vec::new();
+        for i in 0..1000u32 {
+            let part = [b'a' + (i % 26) as u8];
+            expected.extend_from_slice(&part);
+            kv.apply(
+                KvCommand::Append {
+                    key: b"k".to_vec(),
+                    value: Value::copy_from_slice(&part),
+                },
+                &at,
+            );
+            if i == 500 {
+                let seen = kv.snapshot();
+                let job = kv.snapshot_job();
+                kv.apply(append("k", "!"), &at);
+                expected.push(b'!');
+                let mut out = Vec::new();
+                job(&mut out);
+                assert_eq!(out, seen, "the view is unchanged by later appends");
+            }
+        }
+        assert_eq!(kv.get(b"k"), Some(&expected[..]));
     }
 
     #[test]
@@ -370,7 +417,7 @@ mod tests {
     fn oversized_commands_are_refused_before_the_log() {
         let big = KvCommand::Put {
             key: vec![0; crate::MAX_KEY_BYTES + 1],
-            value: vec![],
+            value: Value::new(),
         };
         assert!(matches!(
             Kv::validate(&big),

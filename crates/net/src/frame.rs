@@ -154,7 +154,7 @@ mod tests {
     fn the_largest_request_fits_in_a_frame() {
         let put = KvCommand::Put {
             key: vec![7; MAX_KEY_BYTES],
-            value: vec![7; MAX_VALUE_BYTES],
+            value: vec![7; MAX_VALUE_BYTES].into(),
         };
         put.validate().expect("at the limits, not past them");
         let msg: Msg<KvCommand, KvReply> = Msg::Request(Request {

@@ -610,11 +610,27 @@ impl Router {
                 if options != flotilla_resp::SetOptions::default() {
                     return Err(Value::error("ERR SET options (NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL) are not supported by flotilla yet"));
                 }
-                self.call(conn, KvCommand::Put { key, value }).await?;
+                self.call(
+                    conn,
+                    KvCommand::Put {
+                        key,
+                        value: value.into(),
+                    },
+                )
+                .await?;
                 Value::ok()
             }
             Command::Append { key, value } => {
-                match self.call(conn, KvCommand::Append { key, value }).await? {
+                match self
+                    .call(
+                        conn,
+                        KvCommand::Append {
+                            key,
+                            value: value.into(),
+                        },
+                    )
+                    .await?
+                {
                     KvReply::Len(n) => Value::Integer(n as i64),
                     other => unexpected(other),
                 }
@@ -643,7 +659,10 @@ impl Router {
                 Value::Array(replies.into_iter().map(value_reply).collect())
             }
             Command::MSet { pairs } => {
-                let puts = (pairs.into_iter()).map(|(key, value)| KvCommand::Put { key, value });
+                let puts = (pairs.into_iter()).map(|(key, value)| KvCommand::Put {
+                    key,
+                    value: value.into(),
+                });
                 self.call_many(conn, puts.collect()).await?;
                 Value::ok()
             }

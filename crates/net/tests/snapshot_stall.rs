@@ -104,7 +104,7 @@ fn snapshot_stall() {
         kv.apply(
             KvCommand::Put {
                 key: format!("key-{i:08}").into_bytes(),
-                value,
+                value: value.into(),
             },
             &ApplyCtx::zero(),
         );

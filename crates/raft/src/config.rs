@@ -101,7 +101,10 @@ pub struct Config {
     /// clocks need one tick of margin. Must be below `election_timeout_min_ticks`.
     pub lease_drift_margin_ticks: u32,
     /// Test-only: breaks the core on purpose, to show that the scenarios catch the breakage.
-    /// Always `None` outside such tests.
+    /// Exists only with the `sabotage` feature (which only the lab crates turn on) and in
+    /// this crate's own tests: production builds can neither set it nor carry the broken
+    /// branches (see `sabotaged!`).
+    #[cfg(any(test, feature = "sabotage"))]
     #[doc(hidden)]
     pub sabotage: Option<Sabotage>,
 }
@@ -139,7 +142,9 @@ pub enum ReadMode {
     Lease,
 }
 
-/// Ways to break the core on purpose (see [`Config::sabotage`]). Test-only.
+/// Ways to break the core on purpose (see [`Config::sabotage`]). Test-only: exists only with
+/// the `sabotage` feature and in this crate's tests.
+#[cfg(any(test, feature = "sabotage"))]
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sabotage {
@@ -165,6 +170,23 @@ pub enum Sabotage {
     /// term (the single-server change bug the thesis's 2015 correction fixes).
     MembershipChangeBeforeTermCommit,
 }
+
+/// `sabotaged!(cfg, Variant)`: whether `cfg` (a [`Config`]) breaks the core in that way on
+/// purpose. Without the `sabotage` feature (outside this crate's tests) it is the constant
+/// `false` and names no [`Sabotage`], so the broken branches compile away.
+macro_rules! sabotaged {
+    ($cfg:expr, $which:ident) => {{
+        #[cfg(any(test, feature = "sabotage"))]
+        let on = $cfg.sabotage == Some($crate::Sabotage::$which);
+        #[cfg(not(any(test, feature = "sabotage")))]
+        let on = {
+            let _ = &$cfg;
+            false
+        };
+        on
+    }};
+}
+pub(crate) use sabotaged;
 
 /// The default [`Config::max_append_bytes`]. Transports check that an AppendEntries of this
 /// many bytes plus one entry of the largest command fits in one of their frames.
@@ -211,6 +233,7 @@ impl Config {
             check_quorum: false,
             read_mode: ReadMode::Log,
             lease_drift_margin_ticks: 5,
+            #[cfg(any(test, feature = "sabotage"))]
             sabotage: None,
         }
     }
@@ -271,7 +294,7 @@ impl Config {
             return Err(format!("raft config: duplicate voters {:?}", self.voters));
         }
         if self.read_mode == ReadMode::Lease {
-            let unchecked = self.sabotage == Some(Sabotage::LeaseWithoutCheckQuorum);
+            let unchecked = sabotaged!(self, LeaseWithoutCheckQuorum);
             if !self.check_quorum && !unchecked {
                 return Err(
                     "raft config: lease reads need check_quorum: without leader \

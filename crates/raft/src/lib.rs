@@ -76,8 +76,10 @@ mod state;
 
 /// The byte buffers snapshots are held and sent in (re-exported for drivers).
 pub use bytes::Bytes;
+#[cfg(any(test, feature = "sabotage"))]
+pub use config::Sabotage;
 pub use config::{
-    Config, ReadMode, Sabotage, DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_INFLIGHT_BYTES,
+    Config, ReadMode, DEFAULT_MAX_APPEND_BYTES, DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES, DEFAULT_MAX_UNCOMMITTED_BYTES,
     DEFAULT_SNAPSHOT_CHUNK_BYTES,
 };

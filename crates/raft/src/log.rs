@@ -88,6 +88,7 @@ impl RaftLog {
 
     /// Entries from `from` onwards (clamped to what is held), at most `max_bytes` of data but
     /// always at least one entry if any is available, so a huge entry still makes progress.
+    /// The entries share their bytes with the log: building an AppendEntries copies no payload.
     pub fn entries_from(&self, from: u64, max_bytes: usize) -> Vec<Entry> {
         let start = from.max(self.first_index());
         let mut out = Vec::new();
@@ -104,7 +105,8 @@ impl RaftLog {
         out
     }
 
-    /// All held entries from `from` (clamped), cloned, for persistence.
+    /// All held entries from `from` (clamped), for persistence: cloned entries that share their
+    /// bytes with the log.
     pub fn tail_from(&self, from: u64) -> Vec<Entry> {
         let start = from.max(self.first_index());
         if start > self.last_index() {

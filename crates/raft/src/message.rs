@@ -13,18 +13,31 @@
 //! builds: drivers bump their protocol version then, so a mixed cluster refuses to connect
 //! instead of misreading messages.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 
 /// One log entry: the term in which a leader created it, what kind of entry it is, and its
 /// bytes. Its index is implied by its position in the log.
+///
+/// `data` is a shared buffer: the log, the [`crate::LogWrite`] handed to storage, every
+/// AppendEntries that carries the entry and the [`crate::Apply`] that delivers it hold
+/// references to the same bytes (a clone is a reference count, never a copy of the payload),
+/// and a service may keep slices of it as its state (the KV store keeps a value as a view
+/// of its entry, so the log and the store hold one copy between them).
+///
+/// Invariant (what makes keeping such slices cheap): `data` is an allocation of its own, or a
+/// view of one holding this entry's payload only. A decoded entry (a follower's, from a
+/// transport frame; a restarted peer's, from a WAL segment) is copied out of the frame or
+/// segment into an exactly sized buffer ([`serde_bytes_compat`]), so a value kept from it
+/// never pins the megabytes of other entries (or of a whole segment) that arrived with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub term: u64,
     pub kind: EntryKind,
     #[serde(with = "serde_bytes_compat")]
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 /// What an entry's bytes are.
@@ -39,11 +52,11 @@ pub enum EntryKind {
 
 impl Entry {
     /// A command entry.
-    pub fn command(term: u64, data: Vec<u8>) -> Self {
+    pub fn command(term: u64, data: impl Into<Bytes>) -> Self {
         Entry {
             term,
             kind: EntryKind::Command,
-            data,
+            data: data.into(),
         }
     }
 }
@@ -243,37 +256,46 @@ pub struct Envelope {
     pub msg: Message,
 }
 
-/// Serialises `Vec<u8>` as one byte string rather than a sequence of u8, which keeps
-/// self-describing formats compact; postcard encodes both the same way.
+/// Serialises an entry's bytes as one byte string rather than a sequence of u8, which keeps
+/// self-describing formats compact; postcard encodes both the same way (a varint length, then
+/// the bytes), so the wire and disk formats are those of the `Vec<u8>` this field once was.
+///
+/// Decoding copies the bytes into a buffer of exactly their size, owned by the entry alone,
+/// rather than taking a view of the input (which [`Bytes::slice_ref`] could, for input held
+/// in a `Bytes`). The input is a transport frame (a batch of AppendEntries, up to
+/// `max_append_bytes` of other entries) or a WAL segment (up to 64 MiB) or the whole
+/// recovered state; a view would keep all of it alive for as long as any value applied from
+/// any of its entries lives in the service's state, long after the log dropped the entries
+/// and the keys of the others were overwritten. One copy per entry at receipt costs what
+/// reading it off the socket does; the leader, which builds its entries itself, makes none.
 mod serde_bytes_compat {
+    use bytes::Bytes;
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
+            type Value = Bytes;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                // Exactly `v.len()` bytes, never a view of the input (see the module doc).
+                Ok(Bytes::copy_from_slice(v))
             }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Bytes, A::Error> {
                 let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
                 while let Some(b) = a.next_element()? {
                     out.push(b);
                 }
-                Ok(out)
+                Ok(Bytes::from(out))
             }
         }
         d.deserialize_byte_buf(V)

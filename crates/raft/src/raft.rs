@@ -43,6 +43,8 @@ mod transfer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::log::RaftLog;
 use crate::message::{ConflictHint, Entry, EntryKind, Envelope, Message};
 use crate::ready::{Apply, LogWrite, Ready, Snapshot};
@@ -425,7 +427,11 @@ impl Raft {
     /// While a leader transfer is in progress ([`Raft::transfer_target`]) the leader refuses
     /// proposals with `NotLeader` hinting at the target, which is about to lead (thesis
     /// §3.10: new entries would only delay the target's catching up).
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<(u64, u64), ProposeError> {
+    ///
+    /// `data` becomes the entry's buffer as it is (a `Vec` is taken over without a copy):
+    /// every later holder of the entry shares it.
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<(u64, u64), ProposeError> {
+        let data = data.into();
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { hint: self.leader });
         }
@@ -933,6 +939,7 @@ impl Raft {
                 EntryKind::Command => Apply::Command {
                     index,
                     term,
+                    // A second reference to the entry's bytes, not a copy.
                     data: e.data.clone(),
                 },
                 EntryKind::Membership => Apply::Membership {

@@ -1,5 +1,7 @@
 //! The outputs of the core after some input, collected by [`crate::Raft::ready`].
 
+use bytes::Bytes;
+
 use crate::{Entry, Envelope, HardState, SnapshotData};
 
 /// A snapshot: the service state after applying every entry up to `index`. `data` is shared
@@ -13,7 +15,8 @@ pub struct Snapshot {
 }
 
 /// An overwrite of the stored log: discard every stored entry with index `>= from`, then
-/// append `entries` (the first of which, if any, has index `from`).
+/// append `entries` (the first of which, if any, has index `from`). The entries share their
+/// bytes with the log (no payload is copied to build a `LogWrite`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogWrite {
     pub from: u64,
@@ -21,13 +24,14 @@ pub struct LogWrite {
 }
 
 /// Something the service must apply, in order. A `Command` at index `i` always follows the
-/// command or snapshot at `i - 1`.
+/// command or snapshot at `i - 1`. Its `data` is the log entry's own buffer, shared (not a
+/// copy): a service may keep slices of it ([`Bytes::slice_ref`]) as its state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Apply {
     Command {
         index: u64,
         term: u64,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Replace the service state with this snapshot (sent by the leader, §7).
     Snapshot(Snapshot),

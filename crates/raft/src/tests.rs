@@ -531,7 +531,7 @@ fn leader_noop_commits_at_once() {
         vec![Apply::Command {
             index: 1,
             term: 1,
-            data: vec![]
+            data: bytes::Bytes::new()
         }]
     );
 }
@@ -565,7 +565,7 @@ fn appended_changes_replay_to_the_full_state() {
     assert_eq!(decoded.hard_state.term, 2);
     assert_eq!(decoded.log.last_index(), 3);
     assert_eq!(decoded.log.entry(3), Some(&entry(2, 9)));
-    assert_eq!(decoded.log.entry(2).map(|e| e.data.clone()), Some(vec![1]));
+    assert_eq!(decoded.log.entry(2).map(|e| e.data.to_vec()), Some(vec![1]));
 
     let mut gap = r.encode_state();
     gap.extend(encode_changes(
@@ -660,4 +660,71 @@ fn replication_pipelines_up_to_the_window() {
     assert_eq!(to2(&r.ready()), vec![(3, 4)]);
     r.propose(vec![8]).unwrap();
     assert_eq!(to2(&r.ready()), vec![], "probing: one message at a time");
+}
+
+/// A proposed payload is held once: the log write for storage, the AppendEntries of every
+/// follower and the apply all share the proposal's buffer (the same bytes at the same
+/// address), so a leader replicating to N followers holds one copy, not N + 2.
+#[test]
+fn a_payload_is_shared_from_proposal_to_followers_and_apply() {
+    let mut r = leader_of(3);
+    let payload = vec![7u8; 1000];
+    let at = payload.as_ptr();
+    r.propose(payload).unwrap();
+    let ready = r.ready();
+    let written = ready.log_write.expect("the proposal is written");
+    assert_eq!(written.entries.last().unwrap().data.as_ptr(), at);
+    let ack = |m: u64| Message::AppendEntriesReply {
+        term: 1,
+        match_index: m,
+        conflict: None,
+    };
+    for p in [2, 3] {
+        r.step(p, ack(0));
+    }
+    let ready = r.ready();
+    let sent: Vec<*const u8> = (ready.messages.iter())
+        .filter_map(|m| match &m.msg {
+            Message::AppendEntries { entries, .. } => entries.last().map(|e| e.data.as_ptr()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![at, at], "one AppendEntries per follower");
+    r.step(2, ack(2));
+    let applies = r.ready().applies;
+    let applied: Vec<*const u8> = (applies.iter())
+        .filter_map(|a| match a {
+            Apply::Command { data, .. } if !data.is_empty() => Some(data.as_ptr()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        applied,
+        vec![at],
+        "the proposal is applied from its own buffer"
+    );
+}
+
+/// A decoded entry (a follower's, out of a transport frame or a WAL segment) owns an exactly
+/// sized buffer, not a view of the input, so a value a service keeps from it does not pin
+/// the rest of the frame or segment (the invariant on [`Entry`]); and the encoding is the
+/// byte string a `Vec<u8>` field had (a varint length, then the bytes).
+#[test]
+fn a_decoded_entry_owns_its_bytes() {
+    let e = Entry::command(3, vec![9u8; 200]);
+    let mut frame = postcard::to_allocvec(&e).unwrap();
+    assert_eq!(
+        frame[..5],
+        [3, 0, 200, 1, 9],
+        "term, kind, varint 200, bytes"
+    );
+    frame.extend_from_slice(&[0; 4096]);
+    let input = bytes::Bytes::from(frame);
+    let (decoded, _): (Entry, _) = postcard::take_from_bytes(&input).unwrap();
+    assert_eq!(decoded, e);
+    let range = input.as_ptr_range();
+    assert!(
+        !range.contains(&decoded.data.as_ptr()),
+        "a copy, not a view"
+    );
 }

@@ -18,6 +18,8 @@
 //! * [`Clerk`] and [`ClerkHost`]: the client side: remembers the leader, retries elsewhere on
 //!   "wrong leader" or timeout, one outstanding request per clerk, a fresh sequence number per
 //!   operation. A host multiplexes many clerks in one process.
+//! * [`decode_shared`] and [`shared_bytes`]: commands decoded once, at apply, with their
+//!   large byte strings as views of the log entry's buffer rather than copies.
 //! * [`RaftPeer`]: the glue that turns the core's `Ready` into a process's outputs (persist,
 //!   then send, then apply), shared by the replica and the Raft lab tester.
 //!
@@ -29,6 +31,7 @@ mod msg;
 mod peer;
 mod replica;
 mod session;
+mod shared;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
 pub use machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
@@ -39,3 +42,4 @@ pub use msg::{
 pub use peer::{Flushed, RaftPeer};
 pub use replica::{Replica, ReplicaConfig, RestoreError};
 pub use session::{Applied, Check, SessionLimits, SessionTable, Sessions, Stamp, TableBlob};
+pub use shared::{decode_shared, shared_bytes};

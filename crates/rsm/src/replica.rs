@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use flotilla_node::{Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState, SnapshotData};
 
@@ -16,6 +17,7 @@ use crate::machine::{SnapshotError, StateMachine};
 use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
 use crate::peer::RaftPeer;
 use crate::session::{Applied, SessionLimits, Sessions, Stamp};
+use crate::shared::decode_shared;
 
 /// Settings of one replica.
 #[derive(Clone, Debug)]
@@ -244,7 +246,20 @@ impl<S: StateMachine> Replica<S> {
             limits: self.limits,
             req,
         };
-        postcard::to_extend(&entry, vec![ENTRY_VERSION]).expect("encoding into a Vec cannot fail")
+        // Exactly sized: the buffer becomes the entry's (`Bytes` takes the Vec over as it is),
+        // and a value applied from it is a view that keeps all of it alive, so spare
+        // capacity from growing the Vec would stay allocated for as long as the value lives.
+        let size =
+            postcard::experimental::serialized_size(&entry).expect("a size pass cannot fail");
+        let mut out = Vec::with_capacity(1 + size);
+        out.push(ENTRY_VERSION);
+        let out = postcard::to_extend(&entry, out).expect("encoding into a Vec cannot fail");
+        debug_assert_eq!(
+            out.len(),
+            out.capacity(),
+            "the entry's buffer is exactly sized"
+        );
+        out
     }
 
     fn on_request(&mut self, from: NodeId, req: Request<S::Command>, ctx: &mut Ctx<MsgOf<S>, ()>) {
@@ -507,7 +522,7 @@ impl<S: StateMachine> Replica<S> {
 
     fn apply(&mut self, apply: Apply, ctx: &mut Ctx<MsgOf<S>, ()>) {
         match apply {
-            Apply::Command { index, term, data } => self.apply_command(index, term, &data, ctx),
+            Apply::Command { index, term, data } => self.apply_command(index, term, data, ctx),
             Apply::Membership {
                 index,
                 term,
@@ -550,7 +565,10 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Applies the entry at `index` of `term` and answers the client waiting for it, if any.
-    fn apply_command(&mut self, index: u64, term: u64, data: &[u8], ctx: &mut Ctx<MsgOf<S>, ()>) {
+    ///
+    /// The command is decoded once, here, with [`decode_shared`]: its large byte strings
+    /// (a Put's value) are views of the entry's buffer, which the state may keep.
+    fn apply_command(&mut self, index: u64, term: u64, data: Bytes, ctx: &mut Ctx<MsgOf<S>, ()>) {
         self.applied = index;
         let waiter = self.waiting.remove(&index);
         self.reject_waiting_through(index, ctx);
@@ -558,7 +576,7 @@ impl<S: StateMachine> Replica<S> {
         // replica decodes the same bytes the same way, so skipping keeps them in step; it can
         // only mean a leader of another version wrote it.
         let entry = match data.split_first() {
-            Some((&ENTRY_VERSION, rest)) => postcard::from_bytes::<Entry<S::Command>>(rest).ok(),
+            Some((&ENTRY_VERSION, _)) => decode_shared::<Entry<S::Command>>(&data.slice(1..)).ok(),
             _ => None,
         };
         let Some(entry) = entry else {

@@ -105,7 +105,7 @@ fn pump(
     }
 }
 
-/// Prints every Raft figure; used by `cargo bench` and `flotilla bench raft`.
+/// Prints every Raft figure; used by `cargo bench` and `flotilla-lab bench raft`.
 pub fn print_raft_report(seeds: u64) {
     println!("Raft scenario suite, {seeds} seed(s) each (wall time):");
     let times = suite_wall_time(1..1 + seeds);

@@ -250,7 +250,7 @@ pub fn print_read_mode_report() {
     }
 }
 
-/// The KV report `flotilla bench kv` prints.
+/// The KV report `flotilla-lab bench kv` prints.
 pub fn print_kv_report() {
     println!("KV service in simulation (3 replicas, reliable network, 0.5-3 ms latency)");
     println!("clients |    ops | ops/virtual s | ops/wall s | history check");

@@ -183,9 +183,14 @@ pub fn heal_everything(t: &Tester) {
 
 /// `clients` fresh clients each complete a read of every key (all must be served again).
 pub async fn read_every_key(t: &Tester, clients: usize) {
+    read_keys(t, clients, &KEYS).await;
+}
+
+/// [`read_every_key`] over `keys`.
+pub async fn read_keys(t: &Tester, clients: usize, keys: &[&str]) {
     let readers: Vec<_> = (0..clients).map(|_| t.make_client()).collect();
     for ck in &readers {
-        for k in KEYS {
+        for &k in keys {
             ck.get(k).await;
         }
     }

@@ -13,7 +13,7 @@ use flotilla_kv::KvReplica;
 use flotilla_rsm::SessionLimits;
 use flotilla_testkit::KvTester;
 
-use crate::kv_random::{heal_everything, nemesis_with, read_every_key, KEYS};
+use crate::kv_random::{heal_everything, nemesis_with, read_keys};
 
 type Tester = Rc<KvTester<KvReplica>>;
 
@@ -22,6 +22,12 @@ type Tester = Rc<KvTester<KvReplica>>;
 pub const IDLE_MS: u64 = 1_500;
 /// At most this many sessions: fewer than the clients active at once.
 pub const MAX_SESSIONS: u64 = 6;
+
+/// The keys clients write. More than the random suite's three: refusals as expired leave
+/// many appends of unknown outcome, and the checker's search grows exponentially with those
+/// that overlap on one key; with three keys about 1% of seeds (11 of 1 000 from 8 800 000)
+/// outran its time limit and passed unchecked.
+const KEYS: [&str; 10] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
 
 /// What one run did, for reports.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +82,7 @@ pub fn kv_sessions(seed: u64, seconds: u64) -> KvSessionsReport {
             for h in tasks {
                 h.await;
             }
-            read_every_key(&t, 2).await;
+            read_keys(&t, 2, &KEYS).await;
             check_tables(&t, &stats);
             faults
         });

@@ -12,14 +12,14 @@ fn oversized() -> [(KvCommand, &'static str); 3] {
         (
             KvCommand::Put {
                 key: b"k".to_vec(),
-                value: vec![b'v'; MAX_VALUE_BYTES + 1],
+                value: vec![b'v'; MAX_VALUE_BYTES + 1].into(),
             },
             "value",
         ),
         (
             KvCommand::Append {
                 key: b"k".to_vec(),
-                value: vec![b'v'; MAX_VALUE_BYTES + 1],
+                value: vec![b'v'; MAX_VALUE_BYTES + 1].into(),
             },
             "value",
         ),

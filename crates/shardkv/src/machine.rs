@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_bytes::{ByteBuf, Bytes};
 
-use flotilla_kv::{Kv, KvCommand, KvReply};
+use flotilla_kv::{Kv, KvCommand, KvReply, Value};
 use flotilla_rsm::{
     Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, StateMachine,
     TableBlob,
@@ -101,7 +101,7 @@ struct Shard {
     /// A frozen (`Handoff`) shard's keys and values in key order, moved out of `kv` (then
     /// empty) when it froze: pages are cut in that order, found by binary search, with no
     /// second copy of the data. Empty for every other shard.
-    frozen: Vec<(Vec<u8>, Vec<u8>)>,
+    frozen: Vec<(Vec<u8>, Value)>,
 }
 
 /// Bytes a client's exactly-once record counts for in a page (its id, sequence number and a
@@ -215,7 +215,7 @@ impl Shard {
 
     /// Freezes the shard for hand-over: its data moves into `frozen`, sorted by key.
     fn freeze(&mut self) {
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = self.kv.drain().collect();
+        let mut pairs: Vec<(Vec<u8>, Value)> = self.kv.drain().collect();
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.frozen = pairs;
     }
@@ -249,7 +249,7 @@ impl Shard {
             }
             used += size;
             page.kv
-                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.clone())));
+                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.to_vec())));
         }
         let after = match from {
             PullCursor::Session(c) => Some(*c),
@@ -554,7 +554,7 @@ impl ShardKv {
             return ShardReply::Done;
         };
         for (key, value) in page.kv {
-            let (key, value) = (key.into_vec(), value.into_vec());
+            let (key, value) = (key.into_vec(), Value::from(value.into_vec()));
             data.kv.apply(KvCommand::Put { key, value }, at);
         }
         data.sessions.raise_watermark(page.expired_through_ms);

@@ -45,7 +45,7 @@ fn op(client: u64, seq: u64, op: KvCommand) -> ShardCommand {
 fn append(s: usize, v: &str) -> KvCommand {
     KvCommand::Append {
         key: key_in(s),
-        value: v.into(),
+        value: v.as_bytes().to_vec().into(),
     }
 }
 
@@ -327,12 +327,19 @@ fn big_shard(n: usize, len: usize, big: usize) -> (ShardKv, ShardKv) {
     }
     for (i, key) in keys_in(2, n).into_iter().enumerate() {
         let value = vec![b'a' + (i % 26) as u8; len];
-        let cmd = op(100 + i as u64, 1, KvCommand::Append { key, value });
+        let cmd = op(
+            100 + i as u64,
+            1,
+            KvCommand::Append {
+                key,
+                value: value.into(),
+            },
+        );
         assert_eq!(apply(&mut a, cmd), ShardReply::Kv(KvReply::Len(len as u64)));
     }
     let put = KvCommand::Put {
         key: key_in(2),
-        value: vec![b'z'; big],
+        value: vec![b'z'; big].into(),
     };
     assert_eq!(apply(&mut a, op(99, 5, put)), ShardReply::Kv(KvReply::Done));
     let c2 = config(2, [1, 1, 2, 2]);
@@ -411,7 +418,7 @@ fn exactly_once_records_spanning_pages_all_arrive() {
             1,
             KvCommand::Append {
                 key: key.clone(),
-                value,
+                value: value.into(),
             },
         );
         assert_eq!(

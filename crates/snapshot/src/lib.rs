@@ -85,6 +85,7 @@ impl SnapshotData {
             })?;
         match &self.0 {
             Repr::Memory(b) => Ok(b.slice(offset as usize..end as usize)),
+            Repr::Source(_) if len == 0 => Ok(Bytes::new()),
             Repr::Source(s) => {
                 let mut buf = vec![0; len];
                 s.read_exact_at(&mut buf, offset)?;

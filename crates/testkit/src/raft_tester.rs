@@ -259,7 +259,7 @@ impl RaftTester {
         let events = self.sim.borrow_mut().drain_events();
         for (i, apply) in events {
             match apply {
-                Apply::Command { index, data, .. } => self.apply_command(i, index, data),
+                Apply::Command { index, data, .. } => self.apply_command(i, index, data.to_vec()),
                 Apply::Snapshot(s) => {
                     self.installs.borrow_mut().push(s.data.len() as usize);
                     self.ingest_snapshot(i, &s.data.to_bytes().expect("in memory"), Some(s.index))

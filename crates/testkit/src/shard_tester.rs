@@ -755,7 +755,7 @@ impl ShardClient {
     pub async fn try_put(&self, key: &str, value: &str, limit: Option<Duration>) -> Option<()> {
         let cmd = KvCommand::Put {
             key: key.into(),
-            value: value.into(),
+            value: value.as_bytes().to_vec().into(),
         };
         let r = self.run(KvInput::put(key, value), cmd, limit).await?;
         assert_eq!(r, KvReply::Done, "put({key}) answered {r:?}");
@@ -771,7 +771,7 @@ impl ShardClient {
     pub async fn try_append(&self, key: &str, value: &str, limit: Option<Duration>) -> Option<()> {
         let cmd = KvCommand::Append {
             key: key.into(),
-            value: value.into(),
+            value: value.as_bytes().to_vec().into(),
         };
         let r = self.run(KvInput::append(key, value), cmd, limit).await?;
         assert!(matches!(r, KvReply::Len(_)), "append({key}) answered {r:?}");

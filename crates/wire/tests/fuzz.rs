@@ -24,7 +24,7 @@ fn raft_message() -> impl Strategy<Value = Message> {
                 } else {
                     EntryKind::Command
                 },
-                data,
+                data: data.into(),
             })
             .collect::<Vec<_>>()
     });

@@ -25,9 +25,10 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use super::{Progress, Raft};
+use crate::config::sabotaged;
 use crate::message::{Entry, Message};
 use crate::state::HardState;
-use crate::{NodeId, Role, Sabotage};
+use crate::{NodeId, Role};
 
 impl Raft {
     // ----- terms (§5.1) -----
@@ -51,7 +52,7 @@ impl Raft {
             }
             // A proposed term: adopting it would let a rejected pre-candidate raise everyone's
             // term, which is what pre-vote exists to prevent.
-            Message::PreVote { .. } if self.cfg.sabotage != Some(Sabotage::PreVoteBumpsTerm) => {}
+            Message::PreVote { .. } if !sabotaged!(self.cfg, PreVoteBumpsTerm) => {}
             // A grant echoes the term the pre-candidate proposed; it enters it by campaigning.
             Message::PreVoteReply { granted: true, .. } => {}
             Message::AppendEntries { .. }
@@ -294,7 +295,7 @@ impl Raft {
             }
             Ordering::Less => false,
         };
-        let lease = self.in_lease() && self.cfg.sabotage != Some(Sabotage::PreVoteIgnoresLease);
+        let lease = self.in_lease() && !sabotaged!(self.cfg, PreVoteIgnoresLease);
         let granted = free && !lease && self.log_up_to_date(last_index, last_term);
         let reply_term = if granted { term } else { self.hard.term };
         self.send(

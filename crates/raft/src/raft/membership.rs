@@ -20,9 +20,10 @@
 use std::collections::BTreeSet;
 
 use super::{Progress, Raft};
+use crate::config::sabotaged;
 use crate::membership::{Membership, MembershipChange, MembershipError};
 use crate::message::{Entry, EntryKind};
-use crate::{NodeId, Role, Sabotage};
+use crate::{NodeId, Role};
 
 impl Raft {
     /// The membership this peer uses: the latest in its log, committed or not.
@@ -56,13 +57,13 @@ impl Raft {
         if let Some(target) = self.transfer_target() {
             return Err(MembershipError::TransferInProgress { target });
         }
-        let concurrent = self.cfg.sabotage == Some(Sabotage::ConcurrentMembershipChanges);
+        let concurrent = sabotaged!(self.cfg, ConcurrentMembershipChanges);
         if self.membership_index > self.commit && !concurrent {
             return Err(MembershipError::ChangeInProgress {
                 index: self.membership_index,
             });
         }
-        let early = self.cfg.sabotage == Some(Sabotage::MembershipChangeBeforeTermCommit);
+        let early = sabotaged!(self.cfg, MembershipChangeBeforeTermCommit);
         if self.log.term_at(self.commit) != Some(self.hard.term) && !early {
             return Err(MembershipError::TermNotCommitted);
         }
@@ -88,7 +89,7 @@ impl Raft {
         let index = self.log.append(Entry {
             term: self.hard.term,
             kind: EntryKind::Membership,
-            data,
+            data: data.into(),
         });
         self.mark_unstable(index);
         self.refresh_membership();

@@ -37,9 +37,10 @@
 use std::collections::VecDeque;
 
 use super::Raft;
+use crate::config::sabotaged;
 use crate::message::Message;
 use crate::ready::ReadState;
-use crate::{NodeId, ProposeError, ReadMode, Role, Sabotage};
+use crate::{NodeId, ProposeError, ReadMode, Role};
 
 /// A read waiting for a heartbeat round.
 #[derive(Clone, Copy, Debug)]
@@ -130,7 +131,7 @@ impl Raft {
     /// (or when sabotaged), otherwise queued for the next round.
     fn register_read(&mut self, ctx: u64, since: u64) {
         let index = self.commit;
-        if self.has_read_lease() || self.cfg.sabotage == Some(Sabotage::ReadsWithoutRound) {
+        if self.has_read_lease() || sabotaged!(self.cfg, ReadsWithoutRound) {
             self.reads.ready.push(ReadState { ctx, index });
             return;
         }

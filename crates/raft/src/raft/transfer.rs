@@ -21,8 +21,9 @@
 //!   safe as any other.)
 
 use super::Raft;
+use crate::config::sabotaged;
 use crate::message::Message;
-use crate::{NodeId, Role, Sabotage, TransferError};
+use crate::{NodeId, Role, TransferError};
 
 /// A leader transfer in progress.
 #[derive(Clone, Copy, Debug)]
@@ -72,7 +73,7 @@ impl Raft {
 
     /// Whether a `TransferVote` is heard in a lease (false only when sabotaged).
     pub(super) fn transfer_vote_forced(&self) -> bool {
-        self.cfg.sabotage != Some(Sabotage::TransferVoteNotForced)
+        !sabotaged!(self.cfg, TransferVoteNotForced)
     }
 
     /// A leader tick: abandons a transfer that has run for an election timeout.

@@ -266,7 +266,7 @@ fn membership_applies_on_append_and_rolls_back_on_truncation() {
     let config_entry = Entry {
         term: 1,
         kind: EntryKind::Membership,
-        data: postcard::to_allocvec(&m).unwrap(),
+        data: postcard::to_allocvec(&m).unwrap().into(),
     };
     f.step(
         1,
@@ -309,7 +309,7 @@ fn undecodable_membership_entry_is_dropped() {
             entries: vec![Entry {
                 term: 1,
                 kind: EntryKind::Membership,
-                data: vec![0xff; 3],
+                data: vec![0xff; 3].into(),
             }],
             leader_commit: 0,
         },
@@ -475,7 +475,7 @@ fn format_1_state_still_decodes() {
     let s = PersistentState::decode(&bytes).unwrap();
     assert_eq!(s.hard_state, hard);
     let data: Vec<&[u8]> = (1..=4)
-        .map(|i| s.log.entry(i).unwrap().data.as_slice())
+        .map(|i| s.log.entry(i).unwrap().data.as_ref())
         .collect();
     assert_eq!(data, vec![b"a", b"b", b"c", b"d"]);
     assert!((1..=4).all(|i| s.log.entry(i).unwrap().kind == EntryKind::Command));

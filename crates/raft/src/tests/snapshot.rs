@@ -2,7 +2,12 @@
 //! and proposals bounded in bytes. Peers are wired by hand: the leader is peer 1 of 3, peer 2
 //! is up to date, peer 3 is behind the leader's snapshot.
 
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use super::*;
+use crate::{SnapshotData, SnapshotSource, SnapshotSpool, SnapshotWriter};
 
 const CHUNK: usize = 100;
 /// Bytes of an InstallSnapshot chunk's message beyond its data, for a 3-voter membership.
@@ -25,6 +30,11 @@ fn snapshot_bytes(len: usize, salt: u8) -> Vec<u8> {
 /// Peer 1 leads `cfg`'s cluster of 3 with entries 1..=4, peer 2 holds them all, and a
 /// snapshot at 3 of `data`; then peer 3 answers with an empty log, which starts its transfer.
 fn leader_sending(cfg: Config, data: &[u8]) -> Raft {
+    leader_sending_data(cfg, data.to_vec().into())
+}
+
+/// [`leader_sending`] with a snapshot held as `data` (in memory or in a source).
+fn leader_sending_data(cfg: Config, data: SnapshotData) -> Raft {
     let mut l = leader_with(cfg);
     for i in 0..4 {
         l.propose(vec![i]).unwrap();
@@ -37,7 +47,7 @@ fn leader_sending(cfg: Config, data: &[u8]) -> Raft {
             conflict: None,
         },
     );
-    l.snapshot(3, data.to_vec());
+    l.snapshot(3, data);
     l.ready();
     let hint = ConflictHint {
         term: None,
@@ -482,6 +492,147 @@ fn a_follower_restart_restarts_the_transfer_from_zero() {
     }
     assert_eq!(installed.len(), 1);
     assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
+}
+
+/// A source that fails every read while `failing` is set, as a file on a failing disk would.
+#[derive(Debug)]
+struct FlakySource {
+    bytes: Vec<u8>,
+    failing: Arc<AtomicBool>,
+}
+
+impl SnapshotSource for FlakySource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected read error"));
+        }
+        let o = offset as usize;
+        buf.copy_from_slice(&self.bytes[o..o + buf.len()]);
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// A spool whose writers fail the first write that would take a snapshot past `fail_at`
+/// bytes, once; then it behaves like memory.
+#[derive(Debug)]
+struct FlakySpool {
+    fail_at: u64,
+    failed: Arc<AtomicBool>,
+}
+
+struct FlakyWriter {
+    buf: Vec<u8>,
+    fail_at: u64,
+    failed: Arc<AtomicBool>,
+}
+
+impl SnapshotSpool for FlakySpool {
+    fn create(&self, _size_hint: u64) -> io::Result<Box<dyn SnapshotWriter>> {
+        Ok(Box::new(FlakyWriter {
+            buf: Vec::new(),
+            fail_at: self.fail_at,
+            failed: self.failed.clone(),
+        }))
+    }
+}
+
+impl io::Write for FlakyWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let past = (self.buf.len() + data.len()) as u64 > self.fail_at;
+        if past && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(io::Error::other("injected write error"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SnapshotWriter for FlakyWriter {
+    fn finish(self: Box<Self>) -> io::Result<SnapshotData> {
+        Ok(self.buf.into())
+    }
+}
+
+/// A leader that cannot read its snapshot (a disk error) sends no chunk, and does not count
+/// one as sent; once reads work again, the next heartbeat sends the transfer from where it
+/// was, and the follower installs the whole snapshot. Without the check a failed read would
+/// panic the leader (or send garbage).
+#[test]
+fn a_snapshot_the_leader_cannot_read_is_sent_once_it_can() {
+    let data = snapshot_bytes(10 * CHUNK, 11);
+    let failing = Arc::new(AtomicBool::new(true));
+    let source = FlakySource {
+        bytes: data.clone(),
+        failing: failing.clone(),
+    };
+    let mut l = leader_sending_data(chunked(1), SnapshotData::from_source(Arc::new(source)));
+    let msgs = to(l.ready(), 3);
+    assert!(
+        chunks_of(&msgs).iter().all(|&(_, _, len)| len == 0),
+        "no data chunk can be read: {:?}",
+        chunks_of(&msgs)
+    );
+    assert_eq!(l.snapshot_transfer(3), Some((3, 0)));
+    failing.store(false, Ordering::SeqCst);
+    let mut msgs = Vec::new();
+    for _ in 0..=l.config().heartbeat_ticks {
+        l.tick();
+        msgs.extend(to(l.ready(), 3));
+    }
+    assert_eq!(chunks_of(&msgs)[0], (3, 0, CHUNK), "sent from the start");
+    let mut f = Raft::new(chunked(3));
+    let mut installed = Vec::new();
+    while !msgs.is_empty() {
+        let (next, snaps) = exchange(&mut l, &mut f, msgs);
+        installed.extend(snaps);
+        msgs = next;
+    }
+    assert_eq!(installed.len(), 1);
+    assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
+}
+
+/// A follower that cannot write a chunk to its spool (a full disk) drops its partial copy and
+/// says it holds nothing; the leader starts again from 0 and the second attempt installs the
+/// snapshot whole. Without the check the follower would ack bytes it never stored.
+#[test]
+fn a_follower_that_cannot_store_a_chunk_gets_the_snapshot_again_from_zero() {
+    let data = snapshot_bytes(10 * CHUNK, 12);
+    let mut l = leader_sending(chunked(1), &data);
+    let mut f = Raft::new(chunked(3));
+    let failed = Arc::new(AtomicBool::new(false));
+    f.set_snapshot_spool(Arc::new(FlakySpool {
+        fail_at: 5 * CHUNK as u64,
+        failed: failed.clone(),
+    }));
+    let mut msgs = to(l.ready(), 3);
+    let (mut offsets, mut installed) = (Vec::new(), Vec::new());
+    while !msgs.is_empty() {
+        offsets.extend(chunks_of(&msgs).iter().map(|c| c.1));
+        let (next, snaps) = exchange(&mut l, &mut f, msgs);
+        installed.extend(snaps);
+        msgs = next;
+    }
+    assert!(
+        failed.load(Ordering::SeqCst),
+        "the write failure was injected"
+    );
+    assert_eq!(
+        offsets.iter().filter(|&&o| o == 0).count(),
+        2,
+        "the transfer started again from 0: {offsets:?}"
+    );
+    assert_eq!(installed.len(), 1);
+    assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
+    assert_eq!(l.snapshot_transfer(3), None, "the transfer ended");
 }
 
 /// Replication flow control in bytes: with room for 1000 AppendEntries in flight, a leader

@@ -19,7 +19,8 @@ use flotilla_net::NodeStatus;
 use flotilla_raft::MembershipChange;
 use flotilla_rsm::{AdminError, AdminOp, AdminReply};
 
-use crate::cluster::{runtime, Cluster, ClusterArgs};
+use super::group::{describe, Cluster, ClusterArgs};
+use crate::process::runtime;
 use crate::units::parse_duration;
 
 /// Pause between two looks at the group while waiting.
@@ -175,20 +176,6 @@ pub fn transfer_leader(a: NodeArgs) -> Result<(), String> {
 /// Whether `id` is a voter or learner of the group's membership.
 fn is_member(v: &ClusterView, id: u64) -> bool {
     v.is_voter(id) || v.is_learner(id)
-}
-
-/// `ids` with their addresses, in words: "0 at host:port, 2 at …", or "none".
-pub fn describe(ids: &[u64], addrs: &BTreeMap<u64, String>) -> String {
-    if ids.is_empty() {
-        return "none".to_owned();
-    }
-    let each: Vec<String> = (ids.iter())
-        .map(|id| match addrs.get(id) {
-            Some(a) => format!("{id} at {a}"),
-            None => format!("{id} (address unknown)"),
-        })
-        .collect();
-    each.join(", ")
 }
 
 /// What one admin request came to.

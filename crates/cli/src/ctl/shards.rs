@@ -17,7 +17,9 @@ use flotilla_net::NodeStatus;
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::ShardMsg;
 
-use crate::cluster::{runtime, SecretArgs, TlsArgs};
+use crate::auth::{SecretArgs, TlsArgs};
+use crate::layout::Layout;
+use crate::process::runtime;
 use crate::units::parse_duration;
 
 /// How long one server may take to answer a status request.
@@ -102,7 +104,7 @@ pub enum ShardCommand {
 impl CtrlArgs {
     fn load(&self) -> Result<Connected, String> {
         let (ctrlers, nshards, secret) = if self.ctrlers.is_empty() {
-            let layout = crate::up::Layout::read(&self.dir)?;
+            let layout = Layout::read(&self.dir)?;
             let Some(sharded) = layout.sharded.clone() else {
                 return Err(format!(
                     "the cluster in {} is a single group, not sharded; give --ctrlers",

@@ -1,4 +1,4 @@
-//! `flotilla demo`: a simulated Raft cluster under faults, narrated once per virtual second.
+//! `flotilla-lab demo`: a simulated Raft cluster under faults, narrated once per virtual second.
 //! Safety properties are checked after every simulator step; the run ends by healing the
 //! cluster and proving it commits on every node.
 

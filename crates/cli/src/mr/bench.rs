@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flotilla_mr::apps::{count_words, WordCount};
 use flotilla_mr::{coordinator, corpus, files::read_input, sequential, Registry};
 
-use crate::mr::{run_local, Display};
+use super::local::{run_local, Display};
 
 pub fn run(size: u64, files: usize, dir: &Path, repeat: usize) -> Result<(), String> {
     if files == 0 || size == 0 || repeat == 0 {
