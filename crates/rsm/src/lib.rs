@@ -18,6 +18,8 @@
 //! * [`Clerk`] and [`ClerkHost`]: the client side: remembers the leader, retries elsewhere on
 //!   "wrong leader" or timeout, one outstanding request per clerk, a fresh sequence number per
 //!   operation. A host multiplexes many clerks in one process.
+//! * [`stream`]: snapshots written to a writer and read from a reader piece by piece, so
+//!   a large state is never a second time in memory as its encoding.
 //! * [`RaftPeer`]: the glue that turns the core's `Ready` into a process's outputs (persist,
 //!   then send, then apply), shared by the replica and the Raft lab tester.
 //!
@@ -29,6 +31,7 @@ mod msg;
 mod peer;
 mod replica;
 mod session;
+pub mod stream;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
 pub use machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};

@@ -55,11 +55,13 @@
 //! group-local registration index would mean nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{ApplyCtx, SnapshotError, StateMachine};
+use crate::machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
 use crate::msg::{ClientId, Request};
+use crate::stream::Decoder;
 
 /// How long a session lives without activity, and how many the table keeps. The leader's
 /// values are stamped into each entry, so every replica applies the same ones.
@@ -464,50 +466,75 @@ impl<S: StateMachine> Sessions<S> {
         self.machine.apply(cmd, &at)
     }
 
-    /// The machine, the table and the clock, encoded.
-    pub fn snapshot(&self) -> Vec<u8> {
+    /// The snapshot's header: version, clock and table (small next to a large machine).
+    fn snapshot_head(&self) -> Vec<u8> {
         let header = SnapshotHeader {
             clock_ms: self.clock_ms,
             table: self.table.blob(),
         };
-        let mut out = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
-            .expect("encoding into a Vec cannot fail");
-        self.machine.snapshot_into(&mut out);
+        postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    /// The machine, the table and the clock, encoded ([`Sessions::snapshot_into`] into
+    /// memory).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.snapshot_into(&mut out)
+            .expect("writing into a Vec cannot fail");
         out
     }
 
-    /// [`Sessions::snapshot`] of the state as it is now, encoded when the job runs (on another
-    /// thread, say): the clock and table are encoded now (small), the machine's bytes by its
-    /// [`StateMachine::snapshot_job`].
-    pub fn snapshot_job(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
-        let header = SnapshotHeader {
-            clock_ms: self.clock_ms,
-            table: self.table.blob(),
-        };
-        let head = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
-            .expect("encoding into a Vec cannot fail");
+    /// The machine, the table and the clock, written to `out`: the header, then the
+    /// machine's bytes as it streams them ([`StateMachine::snapshot_into`]).
+    pub fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&self.snapshot_head())?;
+        self.machine.snapshot_into(out)
+    }
+
+    /// The length of the snapshot now if the machine knows its own cheaply
+    /// ([`StateMachine::snapshot_size_hint`]), else 0.
+    pub fn snapshot_size_hint(&self) -> u64 {
+        match self.machine.snapshot_size_hint() {
+            0 => 0,
+            n => n + self.snapshot_head().len() as u64,
+        }
+    }
+
+    /// [`Sessions::snapshot_into`] of the state as it is now, written when the job runs (on
+    /// another thread, say): the clock and table are encoded now (small), the machine's bytes
+    /// by its [`StateMachine::snapshot_job`].
+    pub fn snapshot_job(&self) -> SnapshotJob {
+        let head = self.snapshot_head();
         let machine = self.machine.snapshot_job();
-        Box::new(move || {
-            let mut out = head;
-            machine(&mut out);
-            out
+        Box::new(move |out: &mut dyn Write| {
+            out.write_all(&head)?;
+            machine(out)
         })
     }
 
     /// Replaces machine, table and clock with a snapshot's. An empty snapshot is the initial
     /// state.
     pub fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        let Some((&version, rest)) = data.split_first() else {
+        self.restore_from(&mut &data[..])
+    }
+
+    /// [`Sessions::restore`] from a stream: the header is decoded as it is read, then the
+    /// machine reads the rest ([`StateMachine::restore_from`]). On an error the state is
+    /// unspecified (the caller discards the replica).
+    pub fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
+        let mut d = Decoder::new(r);
+        if d.at_end().map_err(|e| SnapshotError(format!("cannot read it: {e}")))? {
             self.table = SessionTable::default();
             self.clock_ms = 0;
-            return self.machine.restore(&[]);
-        };
+            return self.machine.restore_from(&mut io::empty());
+        }
+        let version: u8 = d.decode()?;
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError(format!("unknown snapshot version {version}")));
         }
-        let (header, machine): (SnapshotHeader<S::Reply>, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| SnapshotError(e.to_string()))?;
-        self.machine.restore(machine)?;
+        let header: SnapshotHeader<S::Reply> = d.decode()?;
+        self.machine.restore_from(&mut d)?;
         self.table = SessionTable::from_blob(&header.table);
         self.clock_ms = header.clock_ms;
         Ok(())
