@@ -94,8 +94,10 @@ mod tests {
             assert_eq!(out, expected, "{n}");
             assert_eq!(encoded_len(refs), expected.len() as u64, "{n}");
             let mut back = Vec::new();
-            read_pairs(&mut &out[..], |k, v| back.push((ByteBuf::from(k), ByteBuf::from(v))))
-                .unwrap();
+            read_pairs(&mut &out[..], |k, v| {
+                back.push((ByteBuf::from(k), ByteBuf::from(v)))
+            })
+            .unwrap();
             assert_eq!(back, pairs);
         }
     }

@@ -221,7 +221,10 @@ mod tests {
         let mut out = Vec::new();
         for &v in &values {
             write_varint(&mut out, v).unwrap();
-            assert_eq!(postcard::to_allocvec(&v).unwrap().len() as u64, varint_len(v));
+            assert_eq!(
+                postcard::to_allocvec(&v).unwrap().len() as u64,
+                varint_len(v)
+            );
         }
         write_value(&mut out, &("text".to_owned(), vec![7u64; 100_000])).unwrap();
         out.extend_from_slice(b"tail");

@@ -55,9 +55,7 @@ impl View {
             shards: (m.shards.iter())
                 .map(|(&s, (st, d))| (s, *st, Data::of(d), d.sessions.blob()))
                 .collect(),
-            pulled: (m.pulled.iter())
-                .map(|(&s, at)| (s, at.clone()))
-                .collect(),
+            pulled: (m.pulled.iter()).map(|(&s, at)| (s, at.clone())).collect(),
         }
     }
 
@@ -149,4 +147,123 @@ pub(super) fn restore(m: &mut ShardKv, r: &mut dyn Read) -> Result<(), SnapshotE
 
 fn read_error(e: io::Error) -> SnapshotError {
     SnapshotError(format!("cannot read it: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{self, Read};
+
+    use serde::Serialize;
+    use serde_bytes::ByteBuf;
+
+    use super::*;
+    use crate::tests::{big_shard, transfer, two_groups_after_move};
+
+    /// The layout a group wrote when it built its snapshot in one buffer.
+    #[derive(Serialize)]
+    struct OldSnapshot {
+        config: ShardConfig,
+        prev: ShardConfig,
+        shards: Vec<(usize, ShardState, OldShard)>,
+        pulled: Vec<(usize, PullCursor)>,
+    }
+
+    #[derive(Serialize)]
+    struct OldShard {
+        #[serde(with = "serde_bytes")]
+        kv: Vec<u8>,
+        sessions: TableBlob<KvReply>,
+    }
+
+    fn old_encoding(m: &ShardKv) -> Vec<u8> {
+        let shard = |d: &Shard| {
+            let mut pairs: Vec<(ByteBuf, ByteBuf)> = (d.kv.iter())
+                .map(|(k, v)| (ByteBuf::from(k.to_vec()), ByteBuf::from(v.to_vec())))
+                .chain(
+                    (d.frozen.iter()).map(|(k, v)| (ByteBuf::from(k.clone()), v.to_vec().into())),
+                )
+                .collect();
+            pairs.sort();
+            OldShard {
+                kv: postcard::to_allocvec(&pairs).unwrap(),
+                sessions: d.sessions.blob(),
+            }
+        };
+        let snap = OldSnapshot {
+            config: m.config.clone(),
+            prev: m.prev.clone(),
+            shards: (m.shards.iter())
+                .map(|(&s, (st, d))| (s, *st, shard(d)))
+                .collect(),
+            pulled: (m.pulled.iter()).map(|(&s, at)| (s, at.clone())).collect(),
+        };
+        postcard::to_allocvec(&snap).unwrap()
+    }
+
+    /// Hands out at most 7 bytes a call.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(out.len()).min(7);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Issue 16: the streamed snapshot (from a job's view, with shards served, frozen and
+    /// half pulled) is the old layout byte for byte, its length is known before it is
+    /// written, and it restores from a reader into the state the old bytes restore.
+    #[test]
+    fn the_streamed_snapshot_is_the_old_layout_and_restores_the_same_state() {
+        let (a, mut b) = big_shard(40, 30, 500);
+        let num = b.config().num;
+        for _ in 0..3 {
+            let at = b.pull_cursors()[&2].1.clone();
+            let page = a.handoff_page(num, 2, &at, 200).unwrap();
+            let install = crate::ShardCommand::InstallPage {
+                num,
+                shard: 2,
+                page,
+            };
+            b.apply(install, &flotilla_rsm::ApplyCtx::zero());
+        }
+        let (c, mut d) = two_groups_after_move();
+        transfer(&c, &mut d, 2, 1000);
+        for m in [&a, &b, &c, &d] {
+            let old = old_encoding(m);
+            let mut streamed = Vec::new();
+            m.snapshot_job()(&mut streamed).unwrap();
+            assert_eq!(streamed, old, "group {}", m.gid());
+            assert_eq!(m.snapshot_size_hint(), old.len() as u64);
+            let mut r = ShardKv::new(m.gid(), 4);
+            r.restore_from(&mut Trickle(&old)).unwrap();
+            r.check_invariants();
+            assert_eq!(r.snapshot(), old);
+            assert_eq!(r.pull_cursors(), m.pull_cursors());
+            assert_eq!(r.shard_keys(), m.shard_keys());
+            for cut in [1, old.len() / 3, old.len() / 2, old.len() - 1] {
+                let mut r = ShardKv::new(m.gid(), 4);
+                assert!(r.restore_from(&mut &old[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    /// A job's view is the state when it was taken, whatever is applied after.
+    #[test]
+    fn a_snapshot_job_sees_the_state_when_it_was_taken() {
+        let (mut a, _) = big_shard(10, 30, 100);
+        let before = a.snapshot();
+        let job = a.snapshot_job();
+        let delete = crate::ShardCommand::Delete {
+            num: a.config().num,
+            shards: vec![2, 3],
+        };
+        a.apply(delete, &flotilla_rsm::ApplyCtx::zero());
+        assert_ne!(a.snapshot(), before);
+        let mut out = Vec::new();
+        job(&mut out).unwrap();
+        assert_eq!(out, before);
+    }
 }
