@@ -441,14 +441,21 @@ fn children(pid: i32) -> Vec<i32> {
     out
 }
 
-/// Whether `pid` still runs (a zombie does not: it holds no file or port).
+/// Whether any thread of `pid` still runs (a zombie holds no file or port).
 fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
+    // Every thread counts, not only the process's first: once killed, that thread may show
+    // as a zombie while others are still exiting, and those still hold the process's files
+    // (a data directory's lock among them). Gone means: no thread that is not a zombie.
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+        })
+    })
 }
 
 /// Stops `root` (so it restarts nobody), finds its descendants, and SIGKILLs them all, one

@@ -15,6 +15,7 @@
 
 mod command;
 mod server;
+pub mod snapshot;
 mod store;
 
 pub use command::{KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};

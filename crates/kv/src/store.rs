@@ -1,11 +1,13 @@
 //! The key/value state machine.
 
+use std::io::{self, Read, Write};
+
 use rustc_hash::FxHashMap;
 
 use flotilla_rsm::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
-use serde_bytes::{ByteBuf, Bytes};
 
 use crate::command::{KvCommand, KvError, KvReply};
+use crate::snapshot;
 
 /// A stored value: a shared, immutable buffer (a clone is a reference count).
 pub type Value = bytes::Bytes;
@@ -133,13 +135,21 @@ impl StateMachine for Kv {
     /// since the replica snapshots often: with a 1000-byte `max_raft_state` and 20 clients,
     /// every few dozen operations.
     fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.snapshot_into(&mut out);
+        let mut out = Vec::with_capacity(self.snapshot_size_hint() as usize);
+        self.snapshot_into(&mut out)
+            .expect("writing into a Vec cannot fail");
         out
     }
 
-    fn snapshot_into(&self, out: &mut Vec<u8>) {
-        encode_sorted(self.data.iter().map(|(k, v)| (&k[..], &v[..])), out);
+    /// Streamed pair by pair ([`crate::snapshot`]), into exactly the space the size hint
+    /// reserves (no second copy of a gigabyte state, no reallocation).
+    fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
+        snapshot::write_sorted(self.iter(), out)
+    }
+
+    /// Exact: the sum of the keys' and values' lengths and their varints.
+    fn snapshot_size_hint(&self) -> u64 {
+        snapshot::encoded_len(self.iter())
     }
 
     /// A view of every key and value (a clone of each key, a reference to each value: no
@@ -148,23 +158,27 @@ impl StateMachine for Kv {
         let view: Vec<(Vec<u8>, Value)> = (self.data.iter())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Box::new(move |out: &mut Vec<u8>| {
-            encode_sorted(view.iter().map(|(k, v)| (&k[..], &v[..])), out);
+        Box::new(move |out: &mut dyn Write| {
+            snapshot::write_sorted(view.iter().map(|(k, v)| (&k[..], &v[..])), out)
         })
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        self.data = if data.is_empty() {
-            FxHashMap::default()
-        } else {
-            let pairs: Vec<(ByteBuf, ByteBuf)> =
-                postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))?;
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into_vec(), Value::from(v.into_vec())))
-                .collect()
-        };
-        Ok(())
+        self.restore_from(&mut &data[..])
+    }
+
+    /// Pair by pair: the old state goes first (a restore replaces it whole, and holding both
+    /// would double a large replica's memory); on an error the store is left empty.
+    fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
+        self.data = FxHashMap::default();
+        let data = &mut self.data;
+        let read = snapshot::read_pairs(r, |k, v| {
+            data.insert(k, v.into());
+        });
+        if read.is_err() {
+            self.data = FxHashMap::default();
+        }
+        read
     }
 }
 
@@ -189,36 +203,6 @@ fn append_to(old: Value, part: &[u8]) -> Value {
     value.extend_from_slice(&old);
     value.extend_from_slice(part);
     Value::from(value)
-}
-
-/// Appends the snapshot encoding of `pairs` to `out`: pairs of byte strings in key order,
-/// into exactly the space reserved for them (no reallocation, so no second copy of a
-/// gigabyte state and no peak of twice its size).
-fn encode_sorted<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, out: &mut Vec<u8>) {
-    let mut pairs: Vec<(&Bytes, &Bytes)> =
-        pairs.map(|(k, v)| (Bytes::new(k), Bytes::new(v))).collect();
-    pairs.sort_unstable_by_key(|&(k, _)| k);
-    let size = encoded_size(&pairs);
-    out.reserve_exact(size);
-    let before = out.len();
-    *out =
-        postcard::to_extend(&pairs, std::mem::take(out)).expect("encoding into a Vec cannot fail");
-    debug_assert_eq!(
-        out.len() - before,
-        size,
-        "the size reserved is the size encoded"
-    );
-}
-
-/// Bytes postcard encodes `pairs` (a sequence of pairs of byte strings) into.
-fn encoded_size(pairs: &[(&Bytes, &Bytes)]) -> usize {
-    let strings = pairs.iter().flat_map(|(k, v)| [k.len(), v.len()]);
-    varint_len(pairs.len()) + strings.map(|n| varint_len(n) + n).sum::<usize>()
-}
-
-/// Bytes of postcard's varint encoding of `n`: 7 bits a byte.
-fn varint_len(n: usize) -> usize {
-    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 #[cfg(test)]
@@ -316,18 +300,9 @@ mod tests {
         assert_eq!(a.snapshot(), b.snapshot());
     }
 
-    /// The snapshot reserves exactly what it encodes (no reallocation of a large state), at
-    /// every varint boundary of the lengths.
+    /// The snapshot reserves exactly what it encodes (no reallocation of a large state).
     #[test]
     fn the_snapshot_size_is_computed_exactly() {
-        for n in [0usize, 1, 127, 128, 16_383, 16_384, 70_000] {
-            let (k, v) = (vec![b'k'; n % 300], vec![b'v'; n]);
-            let pairs: Vec<(&Bytes, &Bytes)> = (0..n.min(130))
-                .map(|_| (Bytes::new(&k), Bytes::new(&v)))
-                .collect();
-            let encoded = postcard::to_allocvec(&pairs).unwrap();
-            assert_eq!(encoded_size(&pairs), encoded.len(), "{n}");
-        }
         let mut kv = Kv::default();
         for i in 0..200 {
             kv.apply(
@@ -337,6 +312,7 @@ mod tests {
         }
         let snap = kv.snapshot();
         assert_eq!(snap.capacity(), snap.len(), "reserved exactly");
+        assert_eq!(kv.snapshot_size_hint(), snap.len() as u64);
     }
 
     /// A snapshot job encodes the state as it was when the job was taken, whatever is
@@ -360,7 +336,7 @@ mod tests {
         kv.apply(put("c", "new"), &at);
         kv.apply(KvCommand::Delete { key: b"a".to_vec() }, &at);
         let mut out = Vec::new();
-        job(&mut out);
+        job(&mut out).unwrap();
         assert_eq!(out, expected);
         assert_eq!(kv.get(b"b"), Some(&b"22333"[..]));
         let mut back = Kv::default();
@@ -394,7 +370,7 @@ mod tests {
                 kv.apply(append("k", "!"), &at);
                 expected.push(b'!');
                 let mut out = Vec::new();
-                job(&mut out);
+                job(&mut out).expect("writing to a Vec cannot fail");
                 assert_eq!(out, seen, "the view is unchanged by later appends");
             }
         }

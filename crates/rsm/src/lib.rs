@@ -20,6 +20,8 @@
 //!   operation. A host multiplexes many clerks in one process.
 //! * [`decode_shared`] and [`shared_bytes`]: commands decoded once, at apply, with their
 //!   large byte strings as views of the log entry's buffer rather than copies.
+//! * [`stream`]: snapshots written to a writer and read from a reader piece by piece, so
+//!   a large state is never a second time in memory as its encoding.
 //! * [`RaftPeer`]: the glue that turns the core's `Ready` into a process's outputs (persist,
 //!   then send, then apply), shared by the replica and the Raft lab tester.
 //!
@@ -32,6 +34,7 @@ mod peer;
 mod replica;
 mod session;
 mod shared;
+pub mod stream;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
 pub use machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};

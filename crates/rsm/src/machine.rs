@@ -1,6 +1,7 @@
 //! The trait a replicated service implements.
 
 use std::fmt::Debug;
+use std::io::{self, Read, Write};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -39,8 +40,8 @@ impl ApplyCtx {
     }
 }
 
-/// Appends a snapshot taken earlier to the buffer given ([`StateMachine::snapshot_job`]).
-pub type SnapshotJob = Box<dyn FnOnce(&mut Vec<u8>) + Send>;
+/// Writes a snapshot taken earlier to the writer given ([`StateMachine::snapshot_job`]).
+pub type SnapshotJob = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
 /// A deterministic service state replicated through the Raft log.
 ///
@@ -49,7 +50,8 @@ pub type SnapshotJob = Box<dyn FnOnce(&mut Vec<u8>) + Send>;
 ///   replica applies the same commands in the same order and must reach the same state and
 ///   reply. No clocks but `ApplyCtx::now_ms`, no randomness, no iteration over hash-map
 ///   order.
-/// * `restore(snapshot())` must give back an equal state.
+/// * `restore(snapshot())` must give back an equal state; `snapshot_into` writes the bytes
+///   `snapshot` returns and `restore_from` reads them as `restore` does.
 /// * Exactly-once is not the machine's concern: [`crate::Sessions`] filters duplicates before
 ///   `apply` sees them, unless the machine keeps its own records
 ///   ([`StateMachine::REPLICA_SESSIONS`] false).
@@ -87,12 +89,19 @@ pub trait StateMachine: 'static {
     /// The whole state, encoded.
     fn snapshot(&self) -> Vec<u8>;
 
-    /// [`StateMachine::snapshot`], appended to `out`. The replica builds its snapshot in one
-    /// buffer (its own header, then the machine's bytes): a machine with a large state
-    /// encodes straight into it, reserving the exact size first, so a snapshot costs one
-    /// copy of the state, made once, instead of one per layer and per reallocation.
-    fn snapshot_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.snapshot());
+    /// [`StateMachine::snapshot`], written to `out`. The replica streams its snapshot into
+    /// the writer its Raft core's spool gives (its own header, then the machine's bytes): a
+    /// machine with a large state encodes straight into it, record by record, so a snapshot
+    /// is never a second copy of the state in memory (with a spool of files, not at all).
+    fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&self.snapshot())
+    }
+
+    /// The length of [`StateMachine::snapshot`] of the state now, if it is cheap to know
+    /// (without encoding), else 0. A spool may reserve it: it must not be more than the
+    /// snapshot's length.
+    fn snapshot_size_hint(&self) -> u64 {
+        0
     }
 
     /// [`StateMachine::snapshot_into`] of the state as it is now, done later, possibly on
@@ -102,11 +111,24 @@ pub trait StateMachine: 'static {
     /// state. Default: encode now; the job only copies the bytes.
     fn snapshot_job(&self) -> SnapshotJob {
         let bytes = self.snapshot();
-        Box::new(move |out: &mut Vec<u8>| out.extend_from_slice(&bytes))
+        Box::new(move |out: &mut dyn Write| out.write_all(&bytes))
     }
 
     /// Replaces the state with one encoded by [`StateMachine::snapshot`].
     fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError>;
+
+    /// [`StateMachine::restore`] from a stream that holds the machine's bytes to its end. A
+    /// machine with a large state decodes record by record, never holding the encoded bytes
+    /// beside the state. Malformed or truncated input is a [`SnapshotError`] (never a panic,
+    /// nor an allocation of a size read from the stream that the stream does not back); the
+    /// state is then unspecified, and the caller discards it. Default: read everything, then
+    /// [`StateMachine::restore`].
+    fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
+        let mut data = Vec::new();
+        r.read_to_end(&mut data)
+            .map_err(|e| SnapshotError(format!("cannot read it: {e}")))?;
+        self.restore(&data)
+    }
 
     /// For a machine that keeps its own exactly-once records (`REPLICA_SESSIONS` false): the
     /// highest watermark of its tables ([`crate::SessionTable::expired_through_ms`]), so that

@@ -6,10 +6,14 @@
 //! answers each from the machine once it has applied through the read's index.
 
 use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use flotilla_node::{Ctx, NodeId, Offloaded, Process, Refusal};
-use flotilla_raft::{Apply, Config, DecodeError, ProposeError, ReadMode, ReadState, SnapshotData};
+use flotilla_raft::{
+    Apply, Config, DecodeError, ProposeError, ReadMode, ReadState, SnapshotData, SnapshotSpool,
+};
 
 use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
 
@@ -153,6 +157,29 @@ pub struct Replica<S: StateMachine> {
     encoding: Option<u64>,
     /// Offloaded work not yet taken by the driver.
     offloaded: Vec<Offloaded<Self>>,
+    /// The persisted state's size when the last snapshot failed to be written (a spool or
+    /// disk error), until one succeeds: the next attempt waits until the log has grown by
+    /// another `max_raft_state`, rather than encoding the whole state again at every input.
+    snapshot_failed_at: Option<usize>,
+}
+
+/// The buffer between a snapshot's encoder and its spool's writer: encoders write small
+/// pieces (varints, keys), a file wants large writes.
+const SNAPSHOT_WRITE_BUFFER: usize = 256 * 1024;
+
+/// Writes a snapshot through `spool`: `encode` streams it into a new writer (reserving
+/// `size_hint` bytes, 0 if unknown), which is then finished (for a file: made durable).
+fn write_snapshot(
+    spool: &dyn SnapshotSpool,
+    size_hint: u64,
+    encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<SnapshotData> {
+    let mut writer = spool.create(size_hint)?;
+    let mut buffered = BufWriter::with_capacity(SNAPSHOT_WRITE_BUFFER, &mut writer);
+    encode(&mut buffered)?;
+    buffered.flush()?;
+    drop(buffered);
+    writer.finish()
 }
 
 impl<S: StateMachine> Replica<S> {
@@ -164,10 +191,9 @@ impl<S: StateMachine> Replica<S> {
         raft_state: &[u8],
         snapshot: SnapshotData,
     ) -> Result<Self, RestoreError> {
-        let bytes = snapshot.to_bytes().map_err(RestoreError::Read)?;
-        let peer = RaftPeer::restore(cfg.raft, raft_state, snapshot)?;
         let mut state = Sessions::new(machine);
-        state.restore(&bytes)?;
+        state.restore_from(&mut snapshot.reader())?;
+        let peer = RaftPeer::restore(cfg.raft, raft_state, snapshot)?;
         let applied = peer.raft().log().snapshot_index();
         Ok(Replica {
             peer,
@@ -184,18 +210,20 @@ impl<S: StateMachine> Replica<S> {
             offload: false,
             encoding: None,
             offloaded: Vec::new(),
+            snapshot_failed_at: None,
         })
+    }
+
+    /// Makes the snapshots this replica takes, and those it receives, go through `spool`
+    /// rather than memory: a deployed node's storage gives temporary files in its data
+    /// directory, which it then installs by renaming, so a large snapshot is never held in
+    /// memory.
+    pub fn set_snapshot_spool(&mut self, spool: Arc<dyn SnapshotSpool>) {
+        self.peer.raft_mut().set_snapshot_spool(spool);
     }
 
     pub fn raft(&self) -> &flotilla_raft::Raft {
         self.peer.raft()
-    }
-
-    /// Makes snapshots this replica builds (one arriving from a leader in chunks) go to
-    /// `spool`: a deployed node's storage gives temporary files in its data directory, which
-    /// it then installs by renaming, so a large snapshot is never held in memory.
-    pub fn set_snapshot_spool(&mut self, spool: std::sync::Arc<dyn flotilla_raft::SnapshotSpool>) {
-        self.peer.raft_mut().set_snapshot_spool(spool);
     }
 
     pub fn state(&self) -> &Sessions<S> {
@@ -465,57 +493,102 @@ impl<S: StateMachine> Replica<S> {
             }
             self.settle_reads(flushed.reads, flushed.failed_reads, ctx);
             self.reject_if_deposed(ctx);
-            let over = self.max_raft_state.is_some_and(|max| {
-                let last = self.peer.raft().snapshot_data().len() as usize;
-                let max = if self.snapshot_scales_with_state {
-                    max.max(last)
-                } else {
-                    max
-                };
-                self.peer.state_size() >= max
-            });
-            if !over || self.applied <= self.peer.raft().log().snapshot_index() {
+            if !self.snapshot_due() {
                 return;
             }
             if self.offload {
                 self.offload_snapshot();
                 return;
             }
-            let data = self.state.snapshot();
-            self.peer.raft_mut().snapshot(self.applied, data);
+            let spool = self.peer.raft().snapshot_spool();
+            let hint = self.state.snapshot_size_hint();
+            match write_snapshot(&*spool, hint, |out| self.state.snapshot_into(out)) {
+                Ok(data) => self.take_snapshot(self.applied, data),
+                Err(e) => return self.snapshot_failed(self.applied, &e),
+            }
             // Loop once more to persist the snapshot and the shorter log.
         }
     }
 
+    /// Whether to snapshot now: the persisted state has reached its threshold and the
+    /// machine has applied something the last snapshot does not hold.
+    fn snapshot_due(&self) -> bool {
+        let Some(max) = self.max_raft_state else {
+            return false;
+        };
+        let mut threshold = if self.snapshot_scales_with_state {
+            max.max(self.peer.raft().snapshot_data().len() as usize)
+        } else {
+            max
+        };
+        if let Some(at) = self.snapshot_failed_at {
+            threshold = threshold.max(at.saturating_add(max));
+        }
+        self.peer.state_size() >= threshold
+            && self.applied > self.peer.raft().log().snapshot_index()
+    }
+
+    /// Hands Raft the snapshot of the state at `index`.
+    fn take_snapshot(&mut self, index: u64, data: SnapshotData) {
+        self.snapshot_failed_at = None;
+        self.peer.raft_mut().snapshot(index, data);
+    }
+
+    /// A snapshot could not be written (the spool's disk is full, say). Nothing is lost: the
+    /// log still holds every entry. The next attempt waits for the log to grow by another
+    /// threshold.
+    fn snapshot_failed(&mut self, index: u64, e: &io::Error) {
+        tracing::warn!(
+            replica = self.peer.raft().id(),
+            index,
+            "cannot write a snapshot: {e}; the log keeps growing until the next attempt"
+        );
+        self.snapshot_failed_at = Some(self.peer.state_size());
+    }
+
     /// Starts encoding a snapshot of the state as of `applied` off the event loop, unless
     /// one is being encoded: the machine gives a consistent view now
-    /// ([`StateMachine::snapshot_job`]), the driver encodes it on a worker thread, and
-    /// [`Replica::snapshot_encoded`] hands it to Raft. Meanwhile the replica goes on applying
-    /// and answering; the log grows past the threshold for that long.
+    /// ([`StateMachine::snapshot_job`]); the driver runs the job on a worker thread, which
+    /// streams the view into a writer of the core's spool and finishes it (for a file:
+    /// fsync, off the loop too); [`Replica::snapshot_encoded`] hands the result to Raft.
+    /// Meanwhile the replica goes on applying and answering; the log grows past the
+    /// threshold for that long.
     fn offload_snapshot(&mut self) {
         if self.encoding.is_some() {
             return;
         }
         let index = self.applied;
         let job = self.state.snapshot_job();
+        let hint = self.state.snapshot_size_hint();
+        let spool = self.peer.raft().snapshot_spool();
         self.encoding = Some(index);
         self.offloaded.push(Box::new(move || {
-            let data = job();
+            let data = write_snapshot(&*spool, hint, job);
             Box::new(move |r: &mut Self, ctx: &mut Ctx<MsgOf<S>, ()>| {
                 r.snapshot_encoded(index, data, ctx)
             })
         }));
     }
 
-    /// The snapshot of the state at `index`, encoded off the loop. Raft takes it unless it
-    /// already holds one at or past `index` (one installed from a leader meanwhile); entries
-    /// up to `index` are applied, hence committed, so they are still in the log otherwise.
-    fn snapshot_encoded(&mut self, index: u64, data: Vec<u8>, ctx: &mut Ctx<MsgOf<S>, ()>) {
+    /// The snapshot of the state at `index`, written off the loop (or why it could not be).
+    /// Raft takes it unless it already holds one at or past `index` (one installed from a
+    /// leader meanwhile); entries up to `index` are applied, hence committed, so they are
+    /// still in the log otherwise.
+    fn snapshot_encoded(
+        &mut self,
+        index: u64,
+        data: io::Result<SnapshotData>,
+        ctx: &mut Ctx<MsgOf<S>, ()>,
+    ) {
         if self.encoding == Some(index) {
             self.encoding = None;
         }
-        if index > self.peer.raft().log().snapshot_index() {
-            self.peer.raft_mut().snapshot(index, data);
+        match data {
+            Ok(data) if index > self.peer.raft().log().snapshot_index() => {
+                self.take_snapshot(index, data)
+            }
+            Ok(_) => {}
+            Err(e) => self.snapshot_failed(index, &e),
         }
         self.drive(ctx);
     }
@@ -545,11 +618,7 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Apply::Snapshot(snap) => {
-                let data = snap.data.to_bytes();
-                if let Err(e) = (data.as_deref())
-                    .map_err(|e| SnapshotError(format!("cannot read it: {e}")))
-                    .and_then(|d| self.state.restore(d))
-                {
+                if let Err(e) = self.state.restore_from(&mut snap.data.reader()) {
                     // The leader sent a snapshot this build cannot read: continuing would
                     // diverge from the other replicas.
                     panic!(

@@ -55,11 +55,13 @@
 //! group-local registration index would mean nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{ApplyCtx, SnapshotError, StateMachine};
+use crate::machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
 use crate::msg::{ClientId, Request};
+use crate::stream::Decoder;
 
 /// How long a session lives without activity, and how many the table keeps. The leader's
 /// values are stamped into each entry, so every replica applies the same ones.
@@ -464,50 +466,77 @@ impl<S: StateMachine> Sessions<S> {
         self.machine.apply(cmd, &at)
     }
 
-    /// The machine, the table and the clock, encoded.
-    pub fn snapshot(&self) -> Vec<u8> {
+    /// The snapshot's header: version, clock and table (small next to a large machine).
+    fn snapshot_head(&self) -> Vec<u8> {
         let header = SnapshotHeader {
             clock_ms: self.clock_ms,
             table: self.table.blob(),
         };
-        let mut out = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
-            .expect("encoding into a Vec cannot fail");
-        self.machine.snapshot_into(&mut out);
+        postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
+            .expect("encoding into a Vec cannot fail")
+    }
+
+    /// The machine, the table and the clock, encoded ([`Sessions::snapshot_into`] into
+    /// memory).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.snapshot_into(&mut out)
+            .expect("writing into a Vec cannot fail");
         out
     }
 
-    /// [`Sessions::snapshot`] of the state as it is now, encoded when the job runs (on another
-    /// thread, say): the clock and table are encoded now (small), the machine's bytes by its
-    /// [`StateMachine::snapshot_job`].
-    pub fn snapshot_job(&self) -> Box<dyn FnOnce() -> Vec<u8> + Send> {
-        let header = SnapshotHeader {
-            clock_ms: self.clock_ms,
-            table: self.table.blob(),
-        };
-        let head = postcard::to_extend(&header, vec![SNAPSHOT_VERSION])
-            .expect("encoding into a Vec cannot fail");
+    /// The machine, the table and the clock, written to `out`: the header, then the
+    /// machine's bytes as it streams them ([`StateMachine::snapshot_into`]).
+    pub fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(&self.snapshot_head())?;
+        self.machine.snapshot_into(out)
+    }
+
+    /// The length of the snapshot now if the machine knows its own cheaply
+    /// ([`StateMachine::snapshot_size_hint`]), else 0.
+    pub fn snapshot_size_hint(&self) -> u64 {
+        match self.machine.snapshot_size_hint() {
+            0 => 0,
+            n => n + self.snapshot_head().len() as u64,
+        }
+    }
+
+    /// [`Sessions::snapshot_into`] of the state as it is now, written when the job runs (on
+    /// another thread, say): the clock and table are encoded now (small), the machine's bytes
+    /// by its [`StateMachine::snapshot_job`].
+    pub fn snapshot_job(&self) -> SnapshotJob {
+        let head = self.snapshot_head();
         let machine = self.machine.snapshot_job();
-        Box::new(move || {
-            let mut out = head;
-            machine(&mut out);
-            out
+        Box::new(move |out: &mut dyn Write| {
+            out.write_all(&head)?;
+            machine(out)
         })
     }
 
     /// Replaces machine, table and clock with a snapshot's. An empty snapshot is the initial
     /// state.
     pub fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        let Some((&version, rest)) = data.split_first() else {
+        self.restore_from(&mut &data[..])
+    }
+
+    /// [`Sessions::restore`] from a stream: the header is decoded as it is read, then the
+    /// machine reads the rest ([`StateMachine::restore_from`]). On an error the state is
+    /// unspecified (the caller discards the replica).
+    pub fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
+        let mut d = Decoder::new(r);
+        if d.at_end()
+            .map_err(|e| SnapshotError(format!("cannot read it: {e}")))?
+        {
             self.table = SessionTable::default();
             self.clock_ms = 0;
-            return self.machine.restore(&[]);
-        };
+            return self.machine.restore_from(&mut io::empty());
+        }
+        let version: u8 = d.decode()?;
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError(format!("unknown snapshot version {version}")));
         }
-        let (header, machine): (SnapshotHeader<S::Reply>, &[u8]) =
-            postcard::take_from_bytes(rest).map_err(|e| SnapshotError(e.to_string()))?;
-        self.machine.restore(machine)?;
+        let header: SnapshotHeader<S::Reply> = d.decode()?;
+        self.machine.restore_from(&mut d)?;
         self.table = SessionTable::from_blob(&header.table);
         self.clock_ms = header.clock_ms;
         Ok(())
@@ -624,6 +653,56 @@ mod tests {
         assert!(t.restore(&[9, 9]).is_err());
         t.restore(&[]).unwrap();
         assert_eq!((t.machine().0, t.clients(), t.clock_ms()), (0, 0, 0));
+    }
+
+    /// Issue 16: a snapshot streamed into a spool's writer restores, from the snapshot's
+    /// reader, to an equal state: machine, sessions and clock; it is the bytes
+    /// [`Sessions::snapshot`] gives.
+    #[test]
+    fn a_snapshot_through_a_spool_restores_an_equal_state() {
+        use flotilla_raft::{MemorySpool, SnapshotSpool};
+        let mut s = Sessions::new(Counter::default());
+        for c in 1..50 {
+            s.apply(req(c, 3, Some(c)), at(10 * c));
+        }
+        let mut w = MemorySpool.create(0).unwrap();
+        s.snapshot_into(&mut w).unwrap();
+        let data = w.finish().unwrap();
+        assert_eq!(&data.to_bytes().unwrap()[..], &s.snapshot()[..]);
+        let mut t = Sessions::new(Counter::default());
+        t.restore_from(&mut data.reader()).unwrap();
+        assert_eq!(t.snapshot(), s.snapshot());
+        assert_eq!((t.machine().0, t.clock_ms(), t.clients()), (1225, 490, 49));
+        assert_eq!(t.apply(req(7, 3, Some(7)), at(500)), Applied::Duplicate(28));
+    }
+
+    /// Issue 16: every cut of a snapshot and every byte garbled is an error or a state,
+    /// never a panic; a cut inside the header or the machine's bytes is an error.
+    #[test]
+    fn cut_or_garbled_snapshots_are_errors_not_panics() {
+        let mut s = Sessions::new(Counter::default());
+        for c in 1..20 {
+            s.apply(req(c, 1, Some(1)), at(c));
+        }
+        let snap = s.snapshot();
+        for cut in 1..snap.len() {
+            let mut t = Sessions::new(Counter::default());
+            // The last 8 bytes are the counter: a cut leaves 1 to 7 of them, or none (then
+            // the machine's bytes are empty, which is its initial state).
+            let machine_cut = cut == snap.len() - 8;
+            assert_eq!(
+                t.restore_from(&mut &snap[..cut]).is_err(),
+                !machine_cut,
+                "cut at {cut}"
+            );
+        }
+        for i in 0..snap.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = snap.clone();
+                bad[i] ^= flip;
+                let _ = Sessions::new(Counter::default()).restore_from(&mut &bad[..]);
+            }
+        }
     }
 
     /// A new client stamped with the time replicas tell it is applied even when a session

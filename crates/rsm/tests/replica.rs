@@ -1,9 +1,13 @@
 //! The replica driver and the clerk, fed one input at a time.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::{Ctx, Process, Save};
-use flotilla_raft::{Config, Message, ReadMode, SnapshotData};
+use flotilla_raft::{
+    Config, Message, ReadMode, SnapshotData, SnapshotSource, SnapshotSpool, SnapshotWriter,
+};
 use flotilla_rsm::{
     Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError, SnapshotError,
     StateMachine,
@@ -816,4 +820,212 @@ fn snapshots_are_encoded_off_the_loop_when_the_driver_allows() {
     assert_eq!(back.raft().log().snapshot_index(), view_index);
     elect(&mut back, &mut disk);
     assert_eq!(back.state().machine().0, r.state().machine().0);
+}
+
+/// A spool that counts its writers and keeps what they wrote as a [`SnapshotSource`] (as a
+/// file would be), or refuses to create writers while `failing` is set (a full disk).
+#[derive(Debug, Default)]
+struct CountingSpool {
+    created: AtomicUsize,
+    finished: AtomicUsize,
+    failing: AtomicBool,
+    refused: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Kept(Vec<u8>);
+
+impl SnapshotSource for Kept {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let o = offset as usize;
+        buf.copy_from_slice(&self.0[o..o + buf.len()]);
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+struct KeptWriter(Vec<u8>, Arc<CountingSpool>);
+
+impl std::io::Write for KeptWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SnapshotWriter for KeptWriter {
+    fn finish(self: Box<Self>) -> std::io::Result<SnapshotData> {
+        self.1.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(SnapshotData::from_source(Arc::new(Kept(self.0))))
+    }
+}
+
+/// The spool handle a replica is given: shares the counts with the test.
+#[derive(Debug)]
+struct Counting(Arc<CountingSpool>);
+
+impl SnapshotSpool for Counting {
+    fn create(&self, _size_hint: u64) -> std::io::Result<Box<dyn SnapshotWriter>> {
+        if self.0.failing.load(Ordering::SeqCst) {
+            self.0.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(std::io::Error::other("no space left (test)"));
+        }
+        self.0.created.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(KeptWriter(Vec::new(), Arc::clone(&self.0))))
+    }
+}
+
+fn counting(r: &mut Replica<Sum>) -> Arc<CountingSpool> {
+    let spool = Arc::new(CountingSpool::default());
+    r.set_snapshot_spool(Arc::new(Counting(Arc::clone(&spool))));
+    spool
+}
+
+/// Writes until a snapshot job is offloaded; returns it.
+fn until_job(
+    r: &mut Replica<Sum>,
+    disk: &mut (Vec<u8>, SnapshotData),
+    seq: &mut u64,
+) -> flotilla_node::Offloaded<Replica<Sum>> {
+    loop {
+        *seq += 1;
+        input(r, disk, |r, ctx| r.on_message(9, request(1, *seq, 1), ctx));
+        if let Some(job) = r.take_offloaded().pop() {
+            return job;
+        }
+        assert!(*seq < 1_000, "no snapshot job");
+    }
+}
+
+/// Issue 16: the offloaded job writes the snapshot through the core's spool (on the worker
+/// thread, finished there) and Raft holds what the spool made, not a copy in memory; a
+/// restart reads it back from the spool's source. (Before, the job built a `Vec` whatever
+/// the spool: Raft held memory bytes and the spool saw nothing.)
+#[test]
+fn an_offloaded_snapshot_is_written_through_the_spool_and_raft_holds_its_data() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    r.allow_offload();
+    let spool = counting(&mut r);
+    elect(&mut r, &mut disk);
+    let mut seq = 0;
+    let job = until_job(&mut r, &mut disk, &mut seq);
+    assert_eq!(
+        spool.created.load(Ordering::SeqCst),
+        0,
+        "written by the job"
+    );
+    let index = r.raft().applied_index();
+    let continuation = job();
+    assert_eq!(
+        spool.finished.load(Ordering::SeqCst),
+        1,
+        "finished by the job"
+    );
+    input(&mut r, &mut disk, continuation);
+    assert_eq!(r.raft().log().snapshot_index(), index);
+    assert!(
+        r.raft().snapshot_data().source().is_some(),
+        "Raft holds the spool's data"
+    );
+    assert!(
+        disk.1.source().is_some(),
+        "and the save hands it to storage"
+    );
+    let back = solo(Some(300), &disk);
+    assert_eq!(back.raft().log().snapshot_index(), index);
+    assert_eq!(back.state().machine().0, index_sum(&r, index));
+    assert_eq!(
+        back.state().answered(1, seq),
+        Some(&back.state().machine().0),
+        "with the sessions"
+    );
+}
+
+/// The sum the machine had at `index`: every write added 1 (the lone leader's entries are
+/// its no-op, then one write each).
+fn index_sum(r: &Replica<Sum>, index: u64) -> u64 {
+    let writes_after = r.raft().applied_index() - index;
+    r.state().machine().0 - writes_after
+}
+
+/// Issue 16: the inline path (the simulator's, offload off) writes through the spool too.
+#[test]
+fn an_inline_snapshot_is_written_through_the_spool() {
+    let mut disk = Default::default();
+    let mut r = solo(Some(300), &disk);
+    let spool = counting(&mut r);
+    elect(&mut r, &mut disk);
+    let mut seq = 0;
+    while r.raft().log().snapshot_index() == 0 {
+        seq += 1;
+        input(&mut r, &mut disk, |r, ctx| {
+            r.on_message(9, request(1, seq, 1), ctx)
+        });
+        assert!(seq < 1_000, "no snapshot");
+    }
+    assert_eq!(spool.finished.load(Ordering::SeqCst), 1);
+    assert!(r.raft().snapshot_data().source().is_some());
+    let back = solo(Some(300), &disk);
+    assert_eq!(
+        back.state().machine().0,
+        index_sum(&r, back.raft().log().snapshot_index())
+    );
+}
+
+/// Issue 16: a spool that fails (a full disk) panics nothing and takes no snapshot; the
+/// replica goes on answering, does not retry at every input, and takes the snapshot once
+/// the log has grown by another threshold and the spool works again. Offloaded or not.
+#[test]
+fn a_failing_spool_skips_the_snapshot_and_a_later_threshold_retries() {
+    for offload in [false, true] {
+        let mut disk = Default::default();
+        let mut r = solo(Some(300), &disk);
+        if offload {
+            r.allow_offload();
+        }
+        let spool = counting(&mut r);
+        spool.failing.store(true, Ordering::SeqCst);
+        elect(&mut r, &mut disk);
+        let mut jobs = 0;
+        let mut seq = 0;
+        let mut write = |r: &mut Replica<Sum>, disk: &mut _, jobs: &mut usize| {
+            seq += 1;
+            let sent = input(r, disk, |r, ctx| r.on_message(9, request(1, seq, 1), ctx));
+            assert_eq!(sent, vec![ok(1, seq, seq)], "offload {offload}");
+            for job in r.take_offloaded() {
+                *jobs += 1;
+                input(r, disk, job());
+            }
+        };
+        // Past the threshold: one failed attempt, then none for a while.
+        while r.raft_state_size() < 300 {
+            write(&mut r, &mut disk, &mut jobs);
+            assert_eq!(r.raft().log().snapshot_index(), 0, "offload {offload}");
+        }
+        for _ in 0..5 {
+            write(&mut r, &mut disk, &mut jobs);
+        }
+        assert_eq!(r.raft().log().snapshot_index(), 0, "offload {offload}");
+        let refused = spool.refused.load(Ordering::SeqCst);
+        assert_eq!(refused, 1, "offload {offload}: one attempt");
+        assert_eq!(jobs, usize::from(offload), "offload {offload}");
+        spool.failing.store(false, Ordering::SeqCst);
+        for _ in 0..200 {
+            write(&mut r, &mut disk, &mut jobs);
+            if r.raft().log().snapshot_index() > 0 {
+                break;
+            }
+        }
+        assert!(r.raft().log().snapshot_index() > 0, "offload {offload}");
+        assert_eq!(spool.finished.load(Ordering::SeqCst), 1);
+    }
 }

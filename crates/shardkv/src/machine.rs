@@ -37,15 +37,19 @@
 //!   any replica that has applied the configuration that froze it can hand out its pages,
 //!   and a cursor into it names the same place on all of them.
 
+mod snapshot;
+
 use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_bytes::{ByteBuf, Bytes};
+use serde_bytes::ByteBuf;
 
 use flotilla_kv::{Kv, KvCommand, KvReply, Value};
 use flotilla_rsm::{
-    Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, StateMachine,
-    TableBlob,
+    Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, SnapshotJob,
+    StateMachine,
 };
 use flotilla_shardctrler::{Gid, ShardConfig};
 
@@ -100,8 +104,9 @@ struct Shard {
     sessions: SessionTable<KvReply>,
     /// A frozen (`Handoff`) shard's keys and values in key order, moved out of `kv` (then
     /// empty) when it froze: pages are cut in that order, found by binary search, with no
-    /// second copy of the data. Empty for every other shard.
-    frozen: Vec<(Vec<u8>, Value)>,
+    /// second copy of the data. Empty for every other shard. Shared: it never changes, so a
+    /// snapshot job's view of it is a reference.
+    frozen: Arc<Vec<(Vec<u8>, Value)>>,
 }
 
 /// Bytes a client's exactly-once record counts for in a page (its id, sequence number and a
@@ -176,48 +181,12 @@ impl ShardPage {
     }
 }
 
-/// A shard as it sits in snapshots (between groups it travels in [`ShardPage`]s).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct ShardBlob {
-    #[serde(with = "serde_bytes")]
-    kv: Vec<u8>,
-    sessions: TableBlob<KvReply>,
-}
-
 impl Shard {
-    fn blob(&self) -> ShardBlob {
-        let kv = if self.frozen.is_empty() {
-            self.kv.snapshot()
-        } else {
-            // `Kv::snapshot`'s format (pairs of byte strings in key order), which `from_blob`
-            // reads back with `Kv::restore`.
-            let pairs: Vec<(&Bytes, &Bytes)> = (self.frozen.iter())
-                .map(|(k, v)| (Bytes::new(k), Bytes::new(v)))
-                .collect();
-            postcard::to_allocvec(&pairs).expect("encoding into a Vec cannot fail")
-        };
-        ShardBlob {
-            kv,
-            sessions: self.sessions.blob(),
-        }
-    }
-
-    fn from_blob(blob: &ShardBlob) -> Result<Shard, SnapshotError> {
-        let mut kv = Kv::default();
-        kv.restore(&blob.kv)?;
-        let sessions = SessionTable::from_blob(&blob.sessions);
-        Ok(Shard {
-            kv,
-            sessions,
-            frozen: Vec::new(),
-        })
-    }
-
     /// Freezes the shard for hand-over: its data moves into `frozen`, sorted by key.
     fn freeze(&mut self) {
         let mut pairs: Vec<(Vec<u8>, Value)> = self.kv.drain().collect();
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.frozen = pairs;
+        self.frozen = Arc::new(pairs);
     }
 
     /// Keys it holds.
@@ -328,14 +297,6 @@ pub struct ShardKv {
     shards: BTreeMap<usize, (ShardState, Shard)>,
     /// Per `Pulling` shard: how far its pages have been installed.
     pulled: BTreeMap<usize, PullCursor>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    config: ShardConfig,
-    prev: ShardConfig,
-    shards: Vec<(usize, ShardState, ShardBlob)>,
-    pulled: Vec<(usize, PullCursor)>,
 }
 
 impl ShardKv {
@@ -694,39 +655,35 @@ impl StateMachine for ShardKv {
         }
     }
 
+    /// Streamed ([`snapshot`]'s layout), through the same view a snapshot job takes.
     fn snapshot(&self) -> Vec<u8> {
-        let snap = Snapshot {
-            config: self.config.clone(),
-            prev: self.prev.clone(),
-            shards: (self.shards.iter())
-                .map(|(&s, (st, d))| (s, *st, d.blob()))
-                .collect(),
-            pulled: (self.pulled.iter())
-                .map(|(&s, at)| (s, at.clone()))
-                .collect(),
-        };
-        postcard::to_allocvec(&snap).expect("encoding into a Vec cannot fail")
+        let mut out = Vec::with_capacity(self.snapshot_size_hint() as usize);
+        self.snapshot_into(&mut out)
+            .expect("writing into a Vec cannot fail");
+        out
+    }
+
+    fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
+        self.snapshot_job()(out)
+    }
+
+    fn snapshot_size_hint(&self) -> u64 {
+        snapshot::encoded_len(self)
+    }
+
+    /// A view of every shard: each live store's own view (its keys cloned, its values
+    /// referenced), each frozen shard's data referenced, the exactly-once records and the
+    /// configurations cloned; encoded when the job runs.
+    fn snapshot_job(&self) -> SnapshotJob {
+        let view = snapshot::View::of(self);
+        Box::new(move |out: &mut dyn Write| view.write(out))
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
-        if data.is_empty() {
-            *self = ShardKv::new(self.gid, self.nshards());
-            return Ok(());
-        }
-        let snap: Snapshot =
-            postcard::from_bytes(data).map_err(|e| SnapshotError(e.to_string()))?;
-        let mut shards = BTreeMap::new();
-        for (s, st, blob) in snap.shards {
-            let mut shard = Shard::from_blob(&blob)?;
-            if st == ShardState::Handoff {
-                shard.freeze();
-            }
-            shards.insert(s, (st, shard));
-        }
-        self.config = snap.config;
-        self.prev = snap.prev;
-        self.shards = shards;
-        self.pulled = snap.pulled.into_iter().collect();
-        Ok(())
+        self.restore_from(&mut &data[..])
+    }
+
+    fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
+        snapshot::restore(self, r)
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flotilla_node::{Ctx, NodeId, Process, Refusal};
+use flotilla_node::{Continuation, Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Raft, SnapshotData, SnapshotSpool};
 use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
@@ -360,6 +360,28 @@ impl Process for ShardServer {
     type Msg = ShardMsg;
     type Event = ();
 
+    /// The replica encodes its snapshots off the event loop, as a key/value group's does: a
+    /// group holding a large shard must not stall its leader for the encoding.
+    fn allow_offload(&mut self) {
+        self.replica.allow_offload();
+    }
+
+    /// The replica's jobs, their continuations fed back to it; an entry its continuation
+    /// applies may be a page, so the pulls move on as after any of the group's messages.
+    fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
+        (self.replica.take_offloaded().into_iter())
+            .map(|job| -> Offloaded<Self> {
+                Box::new(move || -> Continuation<Self> {
+                    let then = job();
+                    Box::new(move |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>| {
+                        s.replica_do(ctx, then);
+                        s.pump_pulls(ctx);
+                    })
+                })
+            })
+            .collect()
+    }
+
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
         self.replica_do(ctx, |r, inner| r.on_tick(inner));
         self.tick_rest(ctx);
@@ -472,6 +494,25 @@ impl CtrlServer {
 impl Process for CtrlServer {
     type Msg = ShardMsg;
     type Event = ();
+
+    fn allow_offload(&mut self) {
+        self.replica.allow_offload();
+    }
+
+    fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
+        (self.replica.take_offloaded().into_iter())
+            .map(|job| -> Offloaded<Self> {
+                Box::new(move || -> Continuation<Self> {
+                    let then = job();
+                    Box::new(move |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>| {
+                        let mut inner = ctx.child();
+                        then(&mut s.replica, &mut inner);
+                        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+                    })
+                })
+            })
+            .collect()
+    }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
         let mut inner = ctx.child();

@@ -69,7 +69,12 @@ fn apply(m: &mut ShardKv, cmd: ShardCommand) -> ShardReply {
 
 /// Every page of `shard` from `from` on `to`'s cursor, each installed as soon as cut, until
 /// the last; the pages.
-fn transfer(from: &ShardKv, to: &mut ShardKv, shard: usize, page_bytes: usize) -> Vec<ShardPage> {
+pub(crate) fn transfer(
+    from: &ShardKv,
+    to: &mut ShardKv,
+    shard: usize,
+    page_bytes: usize,
+) -> Vec<ShardPage> {
     let num = to.config().num;
     let mut pages = Vec::new();
     while let Some((_, at)) = to.pull_cursors().get(&shard).cloned() {
@@ -104,7 +109,7 @@ fn keys_in(s: usize, n: usize) -> Vec<Vec<u8>> {
 
 /// Groups 1 and 2 after configuration 1 (everything on group 1), then configuration 2 moving
 /// shards 2 and 3 to group 2.
-fn two_groups_after_move() -> (ShardKv, ShardKv) {
+pub(crate) fn two_groups_after_move() -> (ShardKv, ShardKv) {
     let (mut a, mut b) = (ShardKv::new(1, NSHARDS), ShardKv::new(2, NSHARDS));
     let c1 = config(1, [1, 1, 1, 1]);
     let c2 = config(2, [1, 1, 2, 2]);
@@ -319,7 +324,7 @@ fn snapshots_mid_migration_restore_the_same_state() {
 /// Group 1 holds shard 2 with `n` keys of `len`-byte values, each appended by its own client
 /// (so as many exactly-once records), and one value of `big` bytes; then configuration 2
 /// moves shards 2 and 3 to group 2.
-fn big_shard(n: usize, len: usize, big: usize) -> (ShardKv, ShardKv) {
+pub(crate) fn big_shard(n: usize, len: usize, big: usize) -> (ShardKv, ShardKv) {
     let (mut a, mut b) = (ShardKv::new(1, NSHARDS), ShardKv::new(2, NSHARDS));
     let c1 = config(1, [1, 1, 1, 1]);
     for m in [&mut a, &mut b] {

@@ -24,7 +24,7 @@ use rand::Rng;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
 use flotilla_kv::{KvCommand, KvError, KvReply};
-use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_node::{Continuation, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
@@ -69,6 +69,30 @@ pub enum HostEvent {
 impl Process for ShardNode {
     type Msg = ShardMsg;
     type Event = HostEvent;
+
+    /// Servers encode their snapshots as deployed ones do: the simulator runs the job at
+    /// once and feeds its continuation next.
+    fn allow_offload(&mut self) {
+        match self {
+            ShardNode::Ctrl(s) => s.allow_offload(),
+            ShardNode::Group(s, _) => s.allow_offload(),
+            ShardNode::Host(_) => {}
+        }
+    }
+
+    fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
+        match self {
+            ShardNode::Ctrl(s) => lift(s.take_offloaded(), |node| match node {
+                ShardNode::Ctrl(s) => Some(&mut **s),
+                _ => None,
+            }),
+            ShardNode::Group(s, _) => lift(s.take_offloaded(), |node| match node {
+                ShardNode::Group(s, _) => Some(&mut **s),
+                _ => None,
+            }),
+            ShardNode::Host(_) => Vec::new(),
+        }
+    }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, HostEvent>) {
         match self {
@@ -123,6 +147,28 @@ impl Process for ShardNode {
             ShardNode::Host(_) => false,
         }
     }
+}
+
+/// A server's offloaded jobs as the node's: each continuation is fed to the server `pick`
+/// finds in the node.
+fn lift<P: Process<Msg = ShardMsg, Event = ()> + 'static>(
+    jobs: Vec<Offloaded<P>>,
+    pick: fn(&mut ShardNode) -> Option<&mut P>,
+) -> Vec<Offloaded<ShardNode>> {
+    (jobs.into_iter())
+        .map(|job| -> Offloaded<ShardNode> {
+            Box::new(move || -> Continuation<ShardNode> {
+                let then = job();
+                Box::new(
+                    move |node: &mut ShardNode, ctx: &mut Ctx<ShardMsg, HostEvent>| {
+                        if let Some(s) = pick(node) {
+                            server_step(ctx, |c| then(s, c));
+                        }
+                    },
+                )
+            })
+        })
+        .collect()
 }
 
 fn server_step(ctx: &mut Ctx<ShardMsg, HostEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
