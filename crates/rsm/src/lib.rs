@@ -37,7 +37,7 @@ mod shared;
 pub mod stream;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
-pub use machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
+pub use machine::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine};
 pub use msg::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClientId, Msg, MsgOf, Request,
     Response, RsmError,

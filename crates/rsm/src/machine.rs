@@ -40,6 +40,29 @@ impl ApplyCtx {
     }
 }
 
+/// How much of a state an invariant check reads ([`StateMachine::check_invariants`],
+/// [`crate::Replica::check_invariants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckDepth {
+    /// Only what costs O(1), O(pending requests) or O(shards): cheap enough to run after
+    /// every input of every process in a long simulation.
+    Quick,
+    /// Everything, including scans of the whole state (every session, every key): for unit
+    /// tests, debug builds, and a sample of the simulator's steps.
+    Full,
+}
+
+impl CheckDepth {
+    /// [`CheckDepth::Full`] in debug builds, else [`CheckDepth::Quick`].
+    pub fn of_build() -> Self {
+        if cfg!(debug_assertions) {
+            CheckDepth::Full
+        } else {
+            CheckDepth::Quick
+        }
+    }
+}
+
 /// Writes a snapshot taken earlier to the writer given ([`StateMachine::snapshot_job`]).
 pub type SnapshotJob = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
@@ -137,4 +160,10 @@ pub trait StateMachine: 'static {
     fn expired_through_ms(&self) -> Option<u64> {
         None
     }
+
+    /// Checks the machine's own invariants, panicking with a sentence that names the broken
+    /// one; run after every input in the simulator (through
+    /// [`crate::Replica::check_invariants`]), so a [`CheckDepth::Quick`] check must not scan
+    /// the state. Default: none.
+    fn check_invariants(&self, _depth: CheckDepth) {}
 }

@@ -17,7 +17,7 @@ use flotilla_raft::{
 
 use crate::msg::{AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse};
 
-use crate::machine::{SnapshotError, StateMachine};
+use crate::machine::{CheckDepth, SnapshotError, StateMachine};
 use crate::msg::{ClientId, Msg, MsgOf, Request, Response, RsmError};
 use crate::peer::RaftPeer;
 use crate::session::{Applied, SessionLimits, Sessions, Stamp};
@@ -118,7 +118,7 @@ struct ReadWaiter<C> {
 /// One replica of a [`StateMachine`]: proposes client requests to Raft, applies committed
 /// entries in log order through the exactly-once table, answers clients, snapshots.
 ///
-/// Invariants:
+/// What it promises its clients:
 /// * A client is answered with a write's reply only for an entry this replica applied, at the
 ///   index it was proposed at, with the term it was proposed in, carrying the client's
 ///   `(client, seq)`. Everything else gets `WrongLeader`, so a deposed leader never answers
@@ -127,7 +127,29 @@ struct ReadWaiter<C> {
 ///   the machine has applied through its read index, from the machine's state, recording
 ///   nothing in the exactly-once table; reads the core failed, or held when this replica
 ///   stops leading, get `WrongLeader`.
-/// * `applied` is the index of the last entry or snapshot the machine reflects.
+///
+/// Invariants kept after every input (see [`Replica::check_invariants`]), on which those
+/// promises rest:
+/// 1. `applied` is the index of the last entry or snapshot the machine reflects, and equals
+///    the core's applied index: every entry the core hands out is applied at once, in log
+///    order, each exactly once (an entry at `applied + 1`, a snapshot above `applied`).
+/// 2. A client waiting for a write (`waiting`), or an operator for a membership change
+///    (`changes`), waits at an index above `applied` and at most the last in the log, and
+///    the log holds there an entry of the term it was proposed in: one at or below `applied`
+///    was answered or rejected when its index was applied, so none waits forever.
+/// 3. Every waiter (writes, changes, reads registered or confirmed) was added in the current
+///    term while this replica led it, and only a leader holds any: they are added only while
+///    leading and `reject_if_deposed` runs after every input, which is why it needs to look
+///    at only one of each.
+/// 4. Reads outside the log are held only when the read mode is not [`ReadMode::Log`];
+///    registered reads have ids below `next_read` (each id names one read); a confirmed read
+///    waits at an index above `applied` (one at or below was answered) and at or below the
+///    commit index (a read index is a commit index).
+/// 5. At most one snapshot is encoded off the event loop at a time: `encoding` is set only
+///    when the driver offloads, at an index at or below `applied`, and offloaded work (at
+///    most one job) waits only while it is set.
+/// 6. The replicated state keeps its invariants ([`Sessions`]: its table's and the
+///    machine's).
 pub struct Replica<S: StateMachine> {
     peer: RaftPeer,
     state: Sessions<S>,
@@ -601,6 +623,7 @@ impl<S: StateMachine> Replica<S> {
                 term,
                 membership,
             } => {
+                self.check_next_applied(index);
                 self.applied = index;
                 // Taken first: `reject_waiting_through` would tell it the change was lost.
                 let waiter = self.changes.remove(&index);
@@ -627,6 +650,13 @@ impl<S: StateMachine> Replica<S> {
                         snap.index
                     );
                 }
+                assert!(
+                    snap.index > self.applied,
+                    "replica {}, invariant 1: snapshot at {} applied after {}",
+                    self.peer.raft().id(),
+                    snap.index,
+                    self.applied
+                );
                 self.applied = snap.index;
                 self.reject_waiting_through(snap.index, ctx);
             }
@@ -638,6 +668,7 @@ impl<S: StateMachine> Replica<S> {
     /// The command is decoded once, here, with [`decode_shared`]: its large byte strings
     /// (a Put's value) are views of the entry's buffer, which the state may keep.
     fn apply_command(&mut self, index: u64, term: u64, data: Bytes, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        self.check_next_applied(index);
         self.applied = index;
         let waiter = self.waiting.remove(&index);
         self.reject_waiting_through(index, ctx);
@@ -678,6 +709,91 @@ impl<S: StateMachine> Replica<S> {
             result,
         };
         ctx.send(w.from, Msg::Response(response));
+    }
+
+    /// Invariant 1 at an entry's apply: it is the one right after the last applied.
+    fn check_next_applied(&self, index: u64) {
+        assert!(
+            index == self.applied + 1,
+            "replica {}, invariant 1: entry {index} applied after {}",
+            self.peer.raft().id(),
+            self.applied
+        );
+    }
+
+    /// Checks the invariants in the type's doc after an input; panics with a sentence naming
+    /// the replica and the broken invariant. [`CheckDepth::Quick`] costs O(waiters), plus
+    /// O(1) for the replicated state (its table's and machine's quick checks);
+    /// [`CheckDepth::Full`] also scans the replicated state.
+    pub fn check_invariants(&self, depth: CheckDepth) {
+        let raft = self.peer.raft();
+        let id = raft.id();
+        let (applied, commit, last) = (self.applied, raft.commit_index(), raft.log().last_index());
+        assert_eq!(
+            applied,
+            raft.applied_index(),
+            "replica {id}, invariant 1: the machine reflects entries through {applied}, the \
+             core has handed out through {}",
+            raft.applied_index()
+        );
+        let (leader, term) = (raft.is_leader(), raft.term());
+        let writes = self.waiting.iter().map(|(&i, w)| ("write", i, w.term));
+        let changes = self.changes.iter().map(|(&i, w)| ("change", i, w.term));
+        for (what, index, t) in writes.chain(changes) {
+            assert!(
+                index > applied && index <= last && raft.log().term_at(index) == Some(t),
+                "replica {id}, invariant 2: a {what} waits at {index} (term {t}), applied \
+                 {applied}, last {last}, the log's term there {:?}",
+                raft.log().term_at(index)
+            );
+        }
+        let terms = (self.waiting.values().map(|w| w.term))
+            .chain(self.changes.values().map(|w| w.term))
+            .chain(self.reads.values().map(|w| w.term))
+            .chain(self.confirmed.values().map(|w| w.term));
+        for t in terms {
+            assert!(
+                leader && t == term,
+                "replica {id}, invariant 3: a waiter of term {t} held in term {term} \
+                 (leader: {leader})"
+            );
+        }
+        let holds_reads = !self.reads.is_empty() || !self.confirmed.is_empty();
+        assert!(
+            !holds_reads || raft.read_mode() != ReadMode::Log,
+            "replica {id}, invariant 4: reads held outside the log in read mode Log"
+        );
+        if let Some((&ctx, _)) = self.reads.last_key_value() {
+            assert!(
+                ctx < self.next_read,
+                "replica {id}, invariant 4: read {ctx} registered, next id {}",
+                self.next_read
+            );
+        }
+        let lowest = self.confirmed.first_key_value().map(|(&(i, _), _)| i);
+        let highest = self.confirmed.last_key_value().map(|(&(i, _), _)| i);
+        if let (Some(lo), Some(hi)) = (lowest, highest) {
+            assert!(
+                lo > applied && hi <= commit,
+                "replica {id}, invariant 4: confirmed reads wait at {lo}..={hi}, applied \
+                 {applied}, commit {commit}"
+            );
+        }
+        if let Some(at) = self.encoding {
+            assert!(
+                self.offload && at <= applied,
+                "replica {id}, invariant 5: a snapshot at {at} is encoded off the loop \
+                 (offloading: {}), applied {applied}",
+                self.offload
+            );
+        }
+        assert!(
+            self.offloaded.len() <= usize::from(self.encoding.is_some()),
+            "replica {id}, invariant 5: {} jobs offloaded, encoding {:?}",
+            self.offloaded.len(),
+            self.encoding
+        );
+        self.state.check_invariants(depth);
     }
 
     /// Clients (and operators) waiting on entries at or below `index` that were not answered
@@ -857,5 +973,206 @@ impl<S: StateMachine> Process for Replica<S> {
             })),
             Msg::Raft(_) | Msg::Response(_) | Msg::AdminResponse(_) => None,
         }
+    }
+}
+
+/// Each invariant of [`Replica`] broken on purpose, in a replica that kept them all: the
+/// check names the one broken.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::machine::ApplyCtx;
+
+    /// A sum: commands add, replies are the new total.
+    #[derive(Debug, Default)]
+    struct Sum(u64);
+
+    impl StateMachine for Sum {
+        type Command = u64;
+        type Reply = u64;
+        fn apply(&mut self, cmd: u64, _at: &ApplyCtx) -> u64 {
+            self.0 += cmd;
+            self.0
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            self.0.to_le_bytes().to_vec()
+        }
+        fn restore(&mut self, data: &[u8]) -> Result<(), SnapshotError> {
+            self.0 = match data {
+                [] => 0,
+                b => u64::from_le_bytes(b.try_into().map_err(|_| SnapshotError("len".into()))?),
+            };
+            Ok(())
+        }
+    }
+
+    fn ctx() -> Ctx<MsgOf<Sum>, ()> {
+        Ctx::new(Duration::ZERO).with_wall_clock(Duration::from_millis(1))
+    }
+
+    /// A single-voter replica (read mode ReadIndex), elected, with three writes applied;
+    /// every invariant holds.
+    fn leader() -> Replica<Sum> {
+        let cfg = ReplicaConfig {
+            raft: Config::for_service(0, vec![0], 1),
+            max_raft_state: None,
+            sessions: SessionLimits::default(),
+            snapshot_scales_with_state: false,
+        };
+        let mut r =
+            Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).expect("restores");
+        for _ in 0..100 {
+            r.on_tick(&mut ctx());
+        }
+        assert!(r.raft().is_leader());
+        for seq in 1..=3 {
+            let req = Request {
+                client: 7,
+                seq,
+                after_ms: 1,
+                cmd: seq,
+            };
+            r.on_message(1, Msg::Request(req), &mut ctx());
+        }
+        assert_eq!(r.state().machine().0, 6);
+        r.check_invariants(CheckDepth::Full);
+        r
+    }
+
+    fn read(term: u64) -> ReadWaiter<u64> {
+        ReadWaiter {
+            term,
+            from: 1,
+            client: 8,
+            seq: 1,
+            cmd: 0,
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 1: the machine reflects")]
+    fn invariant_1_applied_is_the_cores() {
+        let mut r = leader();
+        r.applied -= 1;
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 1: entry")]
+    fn invariant_1_entries_apply_in_order() {
+        let mut r = leader();
+        let (index, term) = (r.applied + 2, r.raft().term());
+        let data = Bytes::new();
+        r.apply(Apply::Command { index, term, data }, &mut ctx());
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 2")]
+    fn invariant_2_no_write_waits_at_an_applied_index() {
+        let mut r = leader();
+        let w = Waiter {
+            term: r.raft().term(),
+            from: 1,
+            client: 7,
+            seq: 9,
+        };
+        r.waiting.insert(r.applied, w);
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 2")]
+    fn invariant_2_a_change_waits_for_an_entry_of_its_term() {
+        let mut r = leader();
+        let w = AdminWaiter {
+            term: r.raft().term(),
+            from: 1,
+            id: 1,
+        };
+        // Above the log's last entry: no entry of that term is there.
+        r.changes.insert(r.raft().log().last_index() + 1, w);
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 3")]
+    fn invariant_3_waiters_belong_to_the_current_term() {
+        let mut r = leader();
+        let term = r.raft().term();
+        r.reads.insert(0, read(term - 1));
+        r.next_read = 1;
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 4: confirmed reads")]
+    fn invariant_4_confirmed_reads_wait_above_applied() {
+        let mut r = leader();
+        let term = r.raft().term();
+        r.confirmed.insert((r.applied, 0), read(term));
+        r.next_read = 1;
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 4: read 5 registered")]
+    fn invariant_4_read_ids_are_below_the_next() {
+        let mut r = leader();
+        let term = r.raft().term();
+        r.reads.insert(5, read(term));
+        r.next_read = 5;
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 5")]
+    fn invariant_5_snapshots_are_encoded_off_the_loop_only_when_offloading() {
+        let mut r = leader();
+        r.encoding = Some(r.applied);
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 5")]
+    fn invariant_5_an_encoding_is_of_an_applied_state() {
+        let mut r = leader();
+        r.offload = true;
+        r.encoding = Some(r.applied + 1);
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "session table, invariant 1")]
+    fn invariant_6_the_replicated_state_is_checked() {
+        let mut r = leader();
+        r.state.table_mut().forget_activity(7);
+        r.check_invariants(CheckDepth::Quick);
+    }
+
+    /// A replica offloading its snapshots keeps invariant 5 while one is encoded, and after.
+    #[test]
+    fn an_offloaded_snapshot_keeps_the_invariants() {
+        let cfg = ReplicaConfig {
+            raft: Config::for_service(0, vec![0], 1),
+            max_raft_state: Some(1),
+            sessions: SessionLimits::default(),
+            snapshot_scales_with_state: false,
+        };
+        let mut r =
+            Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).expect("restores");
+        r.allow_offload();
+        for _ in 0..100 {
+            r.on_tick(&mut ctx());
+        }
+        assert!(r.encoding.is_some(), "the no-op's apply starts a snapshot");
+        r.check_invariants(CheckDepth::Full);
+        for job in r.take_offloaded() {
+            let then = job();
+            then(&mut r, &mut ctx());
+            r.check_invariants(CheckDepth::Full);
+        }
+        assert_eq!(r.raft().log().snapshot_index(), r.applied());
     }
 }

@@ -59,7 +59,7 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
+use crate::machine::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine};
 use crate::msg::{ClientId, Request};
 use crate::stream::Decoder;
 
@@ -144,8 +144,14 @@ pub enum Check<R> {
 /// shard in a shard group (the records move with the shard). Deterministic: every method is
 /// a function of the table and its arguments, and the table encodes the same everywhere.
 ///
-/// Invariants: `by_activity` holds exactly `(last_active_ms, client)` of every session;
-/// `expired_through_ms` is at least the last activity of every session ever removed.
+/// Invariants ([`SessionTable::check_invariants`]):
+/// 1. `by_activity` holds exactly `(last_active_ms, client)` of every session: expiry and
+///    trimming find the least recently active there, so a session missing from it would
+///    never expire, and an extra entry would remove a session on behalf of another's
+///    activity.
+///
+/// Also kept, though no single state shows it: `expired_through_ms` is at least the last
+/// activity of every session ever removed (it only grows, by `max`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionTable<R> {
     /// BTreeMap, not HashMap: snapshots must encode the same on every replica and every run.
@@ -310,8 +316,45 @@ impl<R: Clone> SessionTable<R> {
     }
 
     /// The client ids of every session, in order.
-    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+    pub fn clients(&self) -> impl DoubleEndedIterator<Item = ClientId> + '_ {
         self.table.keys().copied()
+    }
+
+    /// Checks the invariants in the type's doc; panics with a sentence naming the broken
+    /// one. Quick: the two indexes' sizes; full: their entries.
+    pub fn check_invariants(&self, depth: CheckDepth) {
+        assert_eq!(
+            self.by_activity.len(),
+            self.table.len(),
+            "session table, invariant 1: {} sessions but {} in the activity index",
+            self.table.len(),
+            self.by_activity.len()
+        );
+        if depth == CheckDepth::Full {
+            for (&client, s) in &self.table {
+                assert!(
+                    self.by_activity.contains(&(s.last_active_ms, client)),
+                    "session table, invariant 1: client {client}'s session (last active {}) \
+                     is not in the activity index",
+                    s.last_active_ms
+                );
+            }
+        }
+    }
+
+    /// Test-only: sets the last activity of `client`'s session without updating the
+    /// activity index (breaking invariant 1).
+    #[cfg(test)]
+    pub(crate) fn corrupt_activity(&mut self, client: ClientId, last_active_ms: u64) {
+        if let Some(s) = self.table.get_mut(&client) {
+            s.last_active_ms = last_active_ms;
+        }
+    }
+
+    /// Test-only: drops `client`'s entry from the activity index (breaking invariant 1).
+    #[cfg(test)]
+    pub(crate) fn forget_activity(&mut self, client: ClientId) {
+        self.by_activity.retain(|&(_, c)| c != client);
     }
 
     /// The table, for a snapshot or a shard's transfer.
@@ -347,16 +390,28 @@ impl<R: Clone> SessionTable<R> {
 /// three are replicated state: they change only by [`Sessions::apply`] in log order, and all
 /// go into the snapshot.
 ///
-/// Invariants: for every client with a session, the table holds the highest `seq` applied
-/// for it and the reply to exactly that operation (a clerk has one outstanding operation at
-/// a time and its `seq` only grows, so that one reply is all a retry can ever ask for);
-/// `clock_ms` never decreases.
+/// Invariants ([`Sessions::check_invariants`]):
+/// 1. A machine that keeps its own exactly-once records ([`StateMachine::REPLICA_SESSIONS`]
+///    false) leaves this table empty; otherwise the table holds at most the `max_sessions`
+///    of the last write recorded since this state was created or restored (every record is
+///    followed by a trim, so the table, and the snapshot, stay bounded).
+/// 2. The table keeps its own invariants ([`SessionTable`]), and the machine its own
+///    ([`StateMachine::check_invariants`]).
+///
+/// Also kept, though no single state shows them: for every client with a session, the table
+/// holds the highest `seq` applied for it and the reply to exactly that operation (a clerk
+/// has one outstanding operation at a time and its `seq` only grows, so that one reply is all
+/// a retry can ever ask for); `clock_ms` never decreases (it moves by `max`).
 #[derive(Debug)]
 pub struct Sessions<S: StateMachine> {
     machine: S,
     table: SessionTable<S::Reply>,
     /// The replicated clock: the highest stamp applied, in ms.
     clock_ms: u64,
+    /// The `max_sessions` the table was last trimmed to (invariant 1); `None` before the
+    /// first write recorded since this state was created or restored. Not replicated state:
+    /// only what this process has seen, for the check.
+    trimmed_to: Option<u64>,
 }
 
 /// Snapshot layout: clock, table, then the machine's own bytes.
@@ -385,7 +440,36 @@ impl<S: StateMachine> Sessions<S> {
             machine,
             table: SessionTable::default(),
             clock_ms: 0,
+            trimmed_to: None,
         }
+    }
+
+    /// Checks the invariants in the type's doc, the table's and the machine's; panics with a
+    /// sentence naming the broken one.
+    pub fn check_invariants(&self, depth: CheckDepth) {
+        if !S::REPLICA_SESSIONS {
+            assert!(
+                self.table.is_empty(),
+                "sessions, invariant 1: {} sessions in the replica's table of a machine that \
+                 keeps its own records",
+                self.table.len()
+            );
+        } else if let Some(max) = self.trimmed_to {
+            assert!(
+                self.table.len() as u64 <= max,
+                "sessions, invariant 1: {} sessions, more than the {max} the last write \
+                 trimmed to",
+                self.table.len()
+            );
+        }
+        self.table.check_invariants(depth);
+        self.machine.check_invariants(depth);
+    }
+
+    /// Test-only: the table, to break its invariants on purpose.
+    #[cfg(test)]
+    pub(crate) fn table_mut(&mut self) -> &mut SessionTable<S::Reply> {
+        &mut self.table
     }
 
     pub fn machine(&self) -> &S {
@@ -446,6 +530,7 @@ impl<S: StateMachine> Sessions<S> {
         let reply = self.machine.apply(req.cmd, &at);
         self.table.record(client, seq, after, now, reply.clone());
         self.table.trim(stamp.limits);
+        self.trimmed_to = Some(stamp.limits.max_sessions);
         Applied::Fresh(reply)
     }
 
@@ -524,6 +609,7 @@ impl<S: StateMachine> Sessions<S> {
     /// unspecified (the caller discards the replica).
     pub fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
         let mut d = Decoder::new(r);
+        self.trimmed_to = None;
         if d.at_end()
             .map_err(|e| SnapshotError(format!("cannot read it: {e}")))?
         {
@@ -857,5 +943,104 @@ mod tests {
             s.apply(stamped(3, 1, 1_500, Some(1)), small(8, 2_000, 100)),
             Applied::Fresh(8)
         );
+    }
+
+    /// The invariants hold through writes, duplicates, expiry, trimming and a restore.
+    #[test]
+    fn the_invariants_hold_as_sessions_come_and_go() {
+        let mut s = Sessions::new(Counter::default());
+        for i in 0..50u64 {
+            s.apply(
+                stamped(i % 7, i, 10 * i + 1, Some(1)),
+                small(i, 10 * i + 1, 4),
+            );
+            s.apply(
+                stamped(i % 7, i, 10 * i + 1, Some(1)),
+                small(i, 10 * i + 2, 4),
+            );
+            s.check_invariants(CheckDepth::Full);
+        }
+        let mut t = Sessions::new(Counter::default());
+        t.restore(&s.snapshot()).unwrap();
+        t.check_invariants(CheckDepth::Full);
+    }
+
+    #[test]
+    #[should_panic(expected = "session table, invariant 1: 2 sessions but 1")]
+    fn table_invariant_1_every_session_is_indexed() {
+        let mut s = Sessions::new(Counter::default());
+        s.apply(req(1, 1, Some(1)), at(5));
+        s.apply(req(2, 1, Some(1)), at(6));
+        s.table_mut().forget_activity(2);
+        s.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "session table, invariant 1: client 2's session")]
+    fn table_invariant_1_the_index_has_each_sessions_activity() {
+        let mut s = Sessions::new(Counter::default());
+        s.apply(req(1, 1, Some(1)), at(5));
+        s.apply(req(2, 1, Some(1)), at(6));
+        s.table_mut().corrupt_activity(2, 99);
+        // The sizes still agree: only the full check sees it.
+        s.check_invariants(CheckDepth::Quick);
+        s.check_invariants(CheckDepth::Full);
+    }
+
+    #[test]
+    #[should_panic(expected = "sessions, invariant 1: 4 sessions, more than the 3")]
+    fn sessions_invariant_1_the_table_stays_within_its_limit() {
+        let mut s = Sessions::new(Counter::default());
+        for c in 1..=5 {
+            s.apply(stamped(c, 1, c, Some(1)), small(c, c, 3));
+        }
+        s.check_invariants(CheckDepth::Full);
+        // A record without its trim.
+        s.table_mut().record(9, 1, 9, 9, 0);
+        s.check_invariants(CheckDepth::Quick);
+    }
+
+    /// A machine that keeps its own records (`REPLICA_SESSIONS` false), and whose invariant
+    /// is a total below 100.
+    #[derive(Debug, Default)]
+    struct OwnRecords(u64);
+
+    impl StateMachine for OwnRecords {
+        type Command = Option<u64>;
+        type Reply = u64;
+        const REPLICA_SESSIONS: bool = false;
+        fn apply(&mut self, cmd: Option<u64>, _at: &ApplyCtx) -> u64 {
+            self.0 += cmd.unwrap_or(0);
+            self.0
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&mut self, _data: &[u8]) -> Result<(), SnapshotError> {
+            Ok(())
+        }
+        fn check_invariants(&self, _depth: CheckDepth) {
+            assert!(self.0 < 100, "own records, invariant 1: total {}", self.0);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sessions, invariant 1: 1 sessions in the replica's table")]
+    fn sessions_invariant_1_a_machine_with_its_own_records_leaves_the_table_empty() {
+        let mut s = Sessions::new(OwnRecords::default());
+        s.apply(stamped(1, 1, 1, Some(5)), at(1));
+        s.check_invariants(CheckDepth::Full);
+        s.table_mut().record(1, 1, 1, 1, 5);
+        s.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "own records, invariant 1: total 100")]
+    fn sessions_invariant_2_the_machine_is_checked() {
+        let mut s = Sessions::new(OwnRecords::default());
+        s.apply(stamped(1, 1, 1, Some(60)), at(1));
+        s.check_invariants(CheckDepth::Quick);
+        s.apply(stamped(1, 2, 1, Some(40)), at(1));
+        s.check_invariants(CheckDepth::Quick);
     }
 }
