@@ -344,16 +344,18 @@ impl<R: Clone> SessionTable<R> {
 
     /// Test-only: sets the last activity of `client`'s session without updating the
     /// activity index (breaking invariant 1).
-    #[cfg(test)]
-    pub(crate) fn corrupt_activity(&mut self, client: ClientId, last_active_ms: u64) {
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn corrupt_activity(&mut self, client: ClientId, last_active_ms: u64) {
         if let Some(s) = self.table.get_mut(&client) {
             s.last_active_ms = last_active_ms;
         }
     }
 
     /// Test-only: drops `client`'s entry from the activity index (breaking invariant 1).
-    #[cfg(test)]
-    pub(crate) fn forget_activity(&mut self, client: ClientId) {
+    #[cfg(any(test, feature = "test-hooks"))]
+    #[doc(hidden)]
+    pub fn forget_activity(&mut self, client: ClientId) {
         self.by_activity.retain(|&(_, c)| c != client);
     }
 
@@ -380,7 +382,13 @@ impl<R: Clone> SessionTable<R> {
                 reply: reply.clone(),
                 last_active_ms: *last,
             };
-            t.table.insert(*c, s);
+            // A blob naming a client twice (damaged or foreign: `blob` never writes one):
+            // the last record wins, in both indexes (invariant 1).
+            if let Some(old) = t.table.insert(*c, s) {
+                if old.last_active_ms != *last {
+                    t.by_activity.remove(&(old.last_active_ms, *c));
+                }
+            }
         }
         t
     }
@@ -1042,5 +1050,20 @@ mod tests {
         s.check_invariants(CheckDepth::Quick);
         s.apply(stamped(1, 2, 1, Some(40)), at(1));
         s.check_invariants(CheckDepth::Quick);
+    }
+
+    /// A table decoded from a blob that names a client twice (no table encodes one: only a
+    /// damaged or foreign snapshot) keeps invariant 1: the last record wins in both indexes.
+    /// (Before, the activity index kept the first record's entry too, so expiry could later
+    /// act on a session's stale activity.)
+    #[test]
+    fn a_blob_naming_a_client_twice_decodes_to_a_table_that_keeps_its_invariants() {
+        let blob = TableBlob {
+            sessions: vec![(1, 1, 5, 10u64), (2, 1, 6, 20), (1, 2, 9, 30)],
+            expired_through_ms: None,
+        };
+        let t = SessionTable::from_blob(&blob);
+        t.check_invariants(CheckDepth::Full);
+        assert_eq!((t.len(), t.answered(1, 2)), (2, Some(&30)));
     }
 }

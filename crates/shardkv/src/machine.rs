@@ -22,20 +22,33 @@
 //!   owner says it has it, then deleted ([`ShardCommand::Delete`]), so storage does not grow
 //!   with the number of reconfigurations.
 //!
-//! Invariants ([`ShardKv::check_invariants`] checks those that need no other group's state):
+//! What the group promises: a shard is served only in `Serving` or `Notify`, only while the
+//! configuration assigns it to this group (`op` refuses the rest); its data there is exactly
+//! what the previous owner froze plus what was applied here since.
 //!
-//! * a shard is served only in `Serving` or `Notify`, only while the configuration assigns it
-//!   to this group; its data there is exactly what the previous owner froze plus what was
-//!   applied here since;
-//! * `Serving` shards are this group's; `Pulling` and `Notify` shards are this group's and
-//!   were another group's in the previous configuration; `Handoff` shards were this group's
-//!   and are another's now;
-//! * a shard has a pull cursor exactly when it is `Pulling`, and its data then is exactly the
-//!   frozen shard's items up to the cursor: nothing at `Start`; no key after a `Key` cursor
-//!   and no record yet; no record after a `Session` cursor;
-//! * a frozen shard never changes (its data is kept sorted, apart from the served store), so
-//!   any replica that has applied the configuration that froze it can hand out its pages,
-//!   and a cursor into it names the same place on all of them.
+//! Invariants, kept after every entry applied and every restore (checked by
+//! [`StateMachine::check_invariants`] for `ShardKv`, after every simulator step; those marked
+//! *full* scan the state and run only at [`CheckDepth::Full`]):
+//!
+//! 1. `prev` is the configuration right before `config` (numbers `n - 1` and `n`, or both the
+//!    initial 0), both of `nshards` shards, and every shard held is one of them.
+//! 2. Every shard held fits the two configurations: `Serving` shards are this group's;
+//!    `Pulling` and `Notify` shards are this group's and were another group's (not none) in
+//!    the previous configuration; `Handoff` shards were this group's and are another's now.
+//! 3. Every shard the configuration assigns to this group is held: none is lost between
+//!    configurations (the group leaves one only when settled, and a shard leaves it only by
+//!    deletion once handed off).
+//! 4. A shard has a pull cursor exactly when it is `Pulling`, and its data then is exactly
+//!    the frozen shard's items up to the cursor: nothing at `Start`; no record yet at a `Key`
+//!    cursor, and (full) no key after it; no record after a `Session` cursor.
+//! 5. Only a `Handoff` shard holds frozen data, and its served store is empty; (full) the
+//!    frozen data is sorted strictly by key. It never changes, so any replica that has applied
+//!    the configuration that froze it can hand out its pages, and a cursor into it names the
+//!    same place on all of them.
+//! 6. (full) Every key a shard holds is one of that shard's ([`key_shard`]): pages from a
+//!    previous owner carry only the shard's keys.
+//! 7. Every shard's exactly-once records keep their table's invariants
+//!    ([`SessionTable::check_invariants`]).
 
 mod snapshot;
 
@@ -48,8 +61,8 @@ use serde_bytes::ByteBuf;
 
 use flotilla_kv::{Kv, KvCommand, KvReply, Value};
 use flotilla_rsm::{
-    Applied, ApplyCtx, Check, ClientId, SessionLimits, SessionTable, SnapshotError, SnapshotJob,
-    StateMachine,
+    Applied, ApplyCtx, Check, CheckDepth, ClientId, SessionLimits, SessionTable, SnapshotError,
+    SnapshotJob, StateMachine,
 };
 use flotilla_shardctrler::{Gid, ShardConfig};
 
@@ -531,9 +544,28 @@ impl ShardKv {
         ShardReply::Done
     }
 
-    /// Checks the invariants in the module docs; panics with a sentence naming the group.
-    pub fn check_invariants(&self) {
+    /// Checks the invariants in the module docs (full ones only at [`CheckDepth::Full`]);
+    /// panics with a sentence naming the group and the invariant. Quick: O(shards).
+    fn check(&self, depth: CheckDepth) {
         let gid = self.gid;
+        let (n, full) = (self.nshards(), depth == CheckDepth::Full);
+        assert!(
+            self.prev.num == self.config.num.saturating_sub(1) && self.prev.shards.len() == n,
+            "group {gid}, invariant 1: configuration {} of {n} shards follows {} of {}",
+            self.config.num,
+            self.prev.num,
+            self.prev.shards.len()
+        );
+        if let Some((&s, _)) = self.shards.last_key_value() {
+            assert!(s < n, "group {gid}, invariant 1: holds shard {s} of {n}");
+        }
+        for (s, &owner) in self.config.shards.iter().enumerate() {
+            assert!(
+                owner != gid || self.shards.contains_key(&s),
+                "group {gid}, invariant 3: shard {s} is ours in configuration {} but not held",
+                self.config.num
+            );
+        }
         for (&s, (st, d)) in &self.shards {
             let (was, now) = (self.prev.shards[s], self.config.shards[s]);
             let fits = match st {
@@ -543,41 +575,59 @@ impl ShardKv {
             };
             assert!(
                 fits,
-                "group {gid}: shard {s} is {st:?} in configuration {} (owner {now}, was {was})",
+                "group {gid}, invariant 2: shard {s} is {st:?} in configuration {} (owner \
+                 {now}, was {was})",
                 self.config.num
-            );
-            let frozen = *st == ShardState::Handoff;
-            assert!(
-                (frozen || d.frozen.is_empty()) && (!frozen || d.kv.is_empty()),
-                "group {gid}: {st:?} shard {s} holds {} keys frozen, {} not",
-                d.frozen.len(),
-                d.kv.len()
             );
             assert_eq!(
                 *st == ShardState::Pulling,
                 self.pulled.contains_key(&s),
-                "group {gid}: shard {s} is {st:?} with pull cursor {:?}",
+                "group {gid}, invariant 4: shard {s} is {st:?} with pull cursor {:?}",
                 self.pulled.get(&s)
             );
-            let Some(at) = self.pulled.get(&s) else {
-                continue;
-            };
-            let within = match at {
-                PullCursor::Start => d.kv.is_empty() && d.sessions.is_empty(),
-                PullCursor::Key(k) => {
-                    d.sessions.is_empty() && d.kv.iter().all(|(x, _)| x[..] <= k[..])
-                }
-                PullCursor::Session(c) => d.sessions.clients().all(|x| x <= *c),
-            };
+            if let Some(at) = self.pulled.get(&s) {
+                let within = match at {
+                    PullCursor::Start => d.kv.is_empty() && d.sessions.is_empty(),
+                    PullCursor::Key(k) => {
+                        d.sessions.is_empty() && (!full || d.kv.iter().all(|(x, _)| x <= &k[..]))
+                    }
+                    PullCursor::Session(c) => d.sessions.clients().next_back() <= Some(*c),
+                };
+                assert!(
+                    within,
+                    "group {gid}, invariant 4: pulling shard {s} holds items past its cursor \
+                     {at:?}"
+                );
+            }
+            let frozen = *st == ShardState::Handoff;
             assert!(
-                within,
-                "group {gid}: pulling shard {s} holds items past its cursor {at:?}"
+                (frozen || d.frozen.is_empty()) && (!frozen || d.kv.is_empty()),
+                "group {gid}, invariant 5: {st:?} shard {s} holds {} keys frozen, {} not",
+                d.frozen.len(),
+                d.kv.len()
             );
+            if full {
+                assert!(
+                    d.frozen.windows(2).all(|w| w[0].0 < w[1].0),
+                    "group {gid}, invariant 5: shard {s}'s frozen keys are out of order"
+                );
+                let keys =
+                    (d.kv.iter().map(|(k, _)| k)).chain(d.frozen.iter().map(|(k, _)| &k[..]));
+                for k in keys {
+                    assert!(
+                        key_shard(k, n) == s,
+                        "group {gid}, invariant 6: shard {s} holds key {:?} of shard {}",
+                        String::from_utf8_lossy(k),
+                        key_shard(k, n)
+                    );
+                }
+            }
+            d.sessions.check_invariants(depth);
         }
         for s in self.pulled.keys() {
             assert!(
                 self.shards.contains_key(s),
-                "group {gid}: pull cursor for shard {s}, which it does not hold"
+                "group {gid}, invariant 4: pull cursor for shard {s}, which it does not hold"
             );
         }
     }
@@ -685,5 +735,171 @@ impl StateMachine for ShardKv {
 
     fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
         snapshot::restore(self, r)
+    }
+
+    fn check_invariants(&self, depth: CheckDepth) {
+        self.check(depth);
+    }
+}
+
+/// Each invariant of [`ShardKv`] broken on purpose, in a state that kept them all: group 1
+/// served shards 0..4 (with a key and a client's record in each) until configuration 2 gave
+/// shard 2 to group 2, which is pulling it.
+#[cfg(test)]
+mod invariant_tests {
+    use super::*;
+
+    const N: usize = 4;
+
+    fn config(num: u64, shards: [Gid; N]) -> ShardConfig {
+        let groups = (shards.iter().filter(|&&g| g != 0))
+            .map(|&g| (g, vec![format!("server-{g}-0")]))
+            .collect();
+        ShardConfig {
+            num,
+            shards: shards.to_vec(),
+            groups,
+        }
+    }
+
+    /// A key of shard `s`.
+    fn key_of(s: usize, nth: usize) -> Vec<u8> {
+        (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|k| key_shard(k, N) == s)
+            .nth(nth)
+            .unwrap()
+    }
+
+    /// Groups 1 (shard 2 in hand-off) and 2 (pulling it, nothing received).
+    fn groups() -> (ShardKv, ShardKv) {
+        let at = ApplyCtx::zero();
+        let (mut a, mut b) = (ShardKv::new(1, N), ShardKv::new(2, N));
+        a.apply(ShardCommand::Config(config(1, [1; N])), &at);
+        b.apply(ShardCommand::Config(config(1, [1; N])), &at);
+        for s in 0..N {
+            let op = KvCommand::Put {
+                key: key_of(s, 0),
+                value: Value::from_static(b"v"),
+            };
+            let seq = s as u64 + 1;
+            a.apply(
+                ShardCommand::Op {
+                    client: 7,
+                    seq,
+                    after_ms: 1,
+                    op,
+                },
+                &at,
+            );
+        }
+        a.apply(ShardCommand::Config(config(2, [1, 1, 2, 1])), &at);
+        b.apply(ShardCommand::Config(config(2, [1, 1, 2, 1])), &at);
+        assert_eq!(a.shards[&2].0, ShardState::Handoff);
+        assert_eq!(b.shards[&2].0, ShardState::Pulling);
+        for m in [&a, &b] {
+            m.check_invariants(CheckDepth::Full);
+        }
+        (a, b)
+    }
+
+    fn shard(m: &mut ShardKv, s: usize) -> &mut (ShardState, Shard) {
+        m.shards.get_mut(&s).unwrap()
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 1")]
+    fn invariant_1_prev_is_the_configuration_before() {
+        let (mut a, _) = groups();
+        a.prev = a.config.clone();
+        a.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 2")]
+    fn invariant_2_states_fit_the_configurations() {
+        let (mut a, _) = groups();
+        // Shard 0 came from no group in configuration 1: nobody to notify.
+        a.prev = config(1, [0, 1, 1, 1]);
+        shard(&mut a, 0).0 = ShardState::Notify;
+        a.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 3")]
+    fn invariant_3_no_shard_of_ours_is_lost() {
+        let (mut a, _) = groups();
+        a.shards.remove(&3);
+        a.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 2, invariant 4: shard 2 is Pulling with pull cursor None")]
+    fn invariant_4_a_pulling_shard_has_a_cursor() {
+        let (_, mut b) = groups();
+        b.pulled.clear();
+        b.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 2, invariant 4: pulling shard 2 holds items past")]
+    fn invariant_4_a_pulling_shard_holds_nothing_past_its_cursor() {
+        let (_, mut b) = groups();
+        let (k0, k1) = (key_of(2, 0), key_of(2, 1));
+        let (low, high) = if k0 < k1 { (k0, k1) } else { (k1, k0) };
+        b.pulled.insert(2, PullCursor::Key(low));
+        let put = KvCommand::Put {
+            key: high,
+            value: Value::from_static(b"v"),
+        };
+        shard(&mut b, 2).1.kv.apply(put, &ApplyCtx::zero());
+        // A key past the cursor takes a scan to see.
+        b.check_invariants(CheckDepth::Quick);
+        b.check_invariants(CheckDepth::Full);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 5: Handoff shard 2 holds 1 keys frozen, 1 not")]
+    fn invariant_5_a_frozen_shard_serves_nothing() {
+        let (mut a, _) = groups();
+        let put = KvCommand::Put {
+            key: key_of(2, 1),
+            value: Value::from_static(b"w"),
+        };
+        shard(&mut a, 2).1.kv.apply(put, &ApplyCtx::zero());
+        a.check_invariants(CheckDepth::Quick);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 5: shard 2's frozen keys are out of order")]
+    fn invariant_5_frozen_keys_are_sorted() {
+        let (mut a, _) = groups();
+        let (k0, k1) = (key_of(2, 0), key_of(2, 1));
+        let (low, high) = if k0 < k1 { (k0, k1) } else { (k1, k0) };
+        let v = Value::from_static(b"v");
+        shard(&mut a, 2).1.frozen = Arc::new(vec![(high, v.clone()), (low, v)]);
+        a.check_invariants(CheckDepth::Quick);
+        a.check_invariants(CheckDepth::Full);
+    }
+
+    #[test]
+    #[should_panic(expected = "group 1, invariant 6: shard 0 holds key")]
+    fn invariant_6_keys_are_in_their_shard() {
+        let (mut a, _) = groups();
+        let put = KvCommand::Put {
+            key: key_of(1, 1),
+            value: Value::from_static(b"v"),
+        };
+        shard(&mut a, 0).1.kv.apply(put, &ApplyCtx::zero());
+        a.check_invariants(CheckDepth::Quick);
+        a.check_invariants(CheckDepth::Full);
+    }
+
+    #[test]
+    #[should_panic(expected = "session table, invariant 1")]
+    fn invariant_7_each_shards_records_are_checked() {
+        let (mut a, _) = groups();
+        shard(&mut a, 1).1.sessions.forget_activity(7);
+        a.check_invariants(CheckDepth::Quick);
     }
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use flotilla_node::{Continuation, Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Raft, SnapshotData, SnapshotSpool};
-use flotilla_rsm::{Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError};
+use flotilla_rsm::{
+    CheckDepth, Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError,
+};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Ctrler, Gid};
 
 use crate::machine::{PullCursor, ShardCommand, ShardKv, ShardPage};
@@ -142,6 +144,12 @@ impl ShardServer {
 
     pub fn machine(&self) -> &ShardKv {
         self.replica.state().machine()
+    }
+
+    /// Checks the replica's invariants, and through it the group's state machine's
+    /// ([`Replica::check_invariants`]); panics with a sentence naming the broken one.
+    pub fn check_invariants(&self, depth: CheckDepth) {
+        self.replica.check_invariants(depth);
     }
 
     /// Where snapshots arriving from a leader are written ([`Replica::set_snapshot_spool`]).
@@ -479,6 +487,12 @@ impl CtrlServer {
 
     pub fn replica(&self) -> &Replica<Ctrler> {
         &self.replica
+    }
+
+    /// Checks the replica's invariants ([`Replica::check_invariants`]); panics with a
+    /// sentence naming the broken one.
+    pub fn check_invariants(&self, depth: CheckDepth) {
+        self.replica.check_invariants(depth);
     }
 
     /// Where snapshots arriving from a leader are written ([`Replica::set_snapshot_spool`]).

@@ -63,7 +63,7 @@ fn value(r: ShardReply) -> Vec<u8> {
 /// Applies `cmd`, then checks the machine's invariants.
 fn apply(m: &mut ShardKv, cmd: ShardCommand) -> ShardReply {
     let r = m.apply(cmd, &ApplyCtx::zero());
-    m.check_invariants();
+    m.check_invariants(flotilla_rsm::CheckDepth::Full);
     r
 }
 
@@ -543,7 +543,7 @@ fn a_snapshot_taken_mid_pull_keeps_the_progress_and_the_pull_resumes_there() {
     }
     let mut r = ShardKv::new(2, NSHARDS);
     r.restore(&b.snapshot()).unwrap();
-    r.check_invariants();
+    r.check_invariants(flotilla_rsm::CheckDepth::Full);
     assert_eq!(r.pull_cursors(), b.pull_cursors());
     assert_ne!(r.pull_cursors()[&2].1, PullCursor::Start);
     assert_eq!(r.shard_keys(), b.shard_keys());
@@ -552,7 +552,7 @@ fn a_snapshot_taken_mid_pull_keeps_the_progress_and_the_pull_resumes_there() {
     // an old owner's replica restored from its own snapshot too.
     let mut ra = ShardKv::new(1, NSHARDS);
     ra.restore(&a.snapshot()).unwrap();
-    ra.check_invariants();
+    ra.check_invariants(flotilla_rsm::CheckDepth::Full);
     assert_eq!(ra.snapshot(), a.snapshot());
     let rest_r = transfer(&ra, &mut r, 2, page_bytes);
     let rest_b = transfer(&a, &mut b, 2, page_bytes);

@@ -239,7 +239,7 @@ mod tests {
             assert_eq!(m.snapshot_size_hint(), old.len() as u64);
             let mut r = ShardKv::new(m.gid(), 4);
             r.restore_from(&mut Trickle(&old)).unwrap();
-            r.check_invariants();
+            r.check_invariants(flotilla_rsm::CheckDepth::Full);
             assert_eq!(r.snapshot(), old);
             assert_eq!(r.pull_cursors(), m.pull_cursors());
             assert_eq!(r.shard_keys(), m.shard_keys());
