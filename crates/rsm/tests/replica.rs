@@ -9,8 +9,8 @@ use flotilla_raft::{
     Config, Message, ReadMode, SnapshotData, SnapshotSource, SnapshotSpool, SnapshotWriter,
 };
 use flotilla_rsm::{
-    Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError, SnapshotError,
-    StateMachine,
+    CheckDepth, Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError,
+    SnapshotError, StateMachine,
 };
 
 /// A sum: commands add, replies are the new total; adding 0 is a read.
@@ -67,6 +67,7 @@ fn input_at(
 ) -> Vec<(usize, M)> {
     let mut ctx = Ctx::new(Duration::ZERO).with_wall_clock(Duration::from_millis(wall_ms));
     f(r, &mut ctx);
+    r.check_invariants(CheckDepth::Full);
     let (save, sends, _) = ctx.into_parts();
     if let Some(Save {
         state,

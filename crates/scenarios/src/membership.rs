@@ -187,11 +187,11 @@ struct SlotWatch {
     first_commit: Option<(u64, u64)>,
 }
 
-/// Watches slot `slot` after every input it handles (replaces any other per-step check).
+/// Watches slot `slot` after every input it handles (besides the replicas' invariant checks).
 fn watch_slot(t: &Tester, slot: NodeId) -> Rc<RefCell<SlotWatch>> {
     let watch = Rc::new(RefCell::new(SlotWatch::default()));
     let w = watch.clone();
-    t.svc.sim.borrow_mut().set_checker(Box::new(move |i, node| {
+    t.svc.sim.borrow_mut().add_checker(Box::new(move |i, node| {
         let SimNode::Server(r) = node else { return };
         if i != slot {
             return;
@@ -449,7 +449,7 @@ pub fn removed_node_disruption(seed: u64, pre_vote: bool, check_quorum: bool) ->
     let campaigned = Rc::new(Cell::new(false));
     let watching: Rc<Cell<Option<NodeId>>> = Rc::new(Cell::new(None));
     let (c, w) = (campaigned.clone(), watching.clone());
-    t.svc.sim.borrow_mut().set_checker(Box::new(move |i, node| {
+    t.svc.sim.borrow_mut().add_checker(Box::new(move |i, node| {
         if let (SimNode::Server(r), Some(removed)) = (node, w.get()) {
             let raft = r.raft();
             if i == removed && (raft.role() == Role::Candidate || raft.is_pre_candidate()) {

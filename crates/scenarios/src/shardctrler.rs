@@ -27,7 +27,7 @@ fn controller(seed: u64) -> Rc<Svc> {
         Replica::restore(cfg, Ctrler::default(), p.state(), p.snapshot())
             .unwrap_or_else(|e| panic!("controller {id}: cannot restart: {e}"))
     });
-    ServiceTester::new(N, false, seed, factory)
+    ServiceTester::replicas(N, false, seed, factory)
 }
 
 fn servers(g: Gid) -> Vec<String> {

@@ -126,7 +126,8 @@ pub struct Sim<P: Process> {
     stats: Stats,
     trace: u64,
     /// Called after every input a process handles, to check its invariants.
-    checker: Option<Checker<P>>,
+    /// Run in order after every input a live process handles.
+    checkers: Vec<Checker<P>>,
     /// Sync-latency mode: how long a sync takes (µs, inclusive range); `None` persists at once.
     sync_latency: Option<(u64, u64)>,
 }
@@ -166,7 +167,7 @@ where
                 ..Stats::default()
             },
             trace: TRACE_START,
-            checker: None,
+            checkers: Vec::new(),
             sync_latency: None,
         };
         for i in 0..n {
@@ -229,9 +230,10 @@ where
         }
     }
 
-    /// Installs a check run after every input a live process handles.
-    pub fn set_checker(&mut self, check: Checker<P>) {
-        self.checker = Some(check);
+    /// Adds a check run after every input a live process handles, after those added before
+    /// (a tester's invariant checks stay on when a scenario adds a watch of its own).
+    pub fn add_checker(&mut self, check: Checker<P>) {
+        self.checkers.push(check);
     }
 
     pub fn process(&self, i: NodeId) -> Option<&P> {
@@ -513,8 +515,10 @@ where
             }
             Some(latency) => self.finish_syncing(i, save, sends, events, latency),
         }
-        if let (Some(check), Some(p)) = (&self.checker, &self.nodes[i].process) {
-            check(i, p);
+        if let Some(p) = &self.nodes[i].process {
+            for check in &self.checkers {
+                check(i, p);
+            }
         }
         // Offloaded work runs at once, and its continuation is the process's next input, at
         // the same instant (a real driver feeds it later, after other inputs; processes must

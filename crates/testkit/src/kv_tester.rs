@@ -184,7 +184,11 @@ impl KvTester<KvReplica> {
             KvReplica::restore(cfg, Kv::default(), p.state(), p.snapshot())
                 .unwrap_or_else(|e| panic!("kv server {id}: cannot restart: {e}"))
         });
-        Self::wrap(ServiceTester::new(n, unreliable, seed, factory), name, seed)
+        Self::wrap(
+            ServiceTester::replicas(n, unreliable, seed, factory),
+            name,
+            seed,
+        )
     }
 
     /// Watches read leases from now on (see [`ReadLeaseWatch`]): after every step of a
@@ -195,7 +199,7 @@ impl KvTester<KvReplica> {
         self.svc
             .sim
             .borrow_mut()
-            .set_checker(Box::new(move |i, node| {
+            .add_checker(Box::new(move |i, node| {
                 if let SimNode::Server(r) = node {
                     let raft = r.raft();
                     let view = PeerView {

@@ -13,10 +13,13 @@
 //! * [`shard_tester`]: [`ShardTester`], the labs' sharded KV tester: a controller, three
 //!   replica groups and recording clients.
 //! * [`safety`]: [`SafetyChecker`], which checks the Raft safety properties after every step.
+//! * [`invariants`]: [`CheckSampler`], the depth of the servers' invariant checks that the
+//!   testers run after every step (every replica's, and a shard group's state machine's).
 //! * [`read_lease`]: [`ReadLeaseWatch`], which checks after every step that no peer holds a
 //!   read lease while another leads a newer term.
 
 pub mod broken;
+pub mod invariants;
 pub mod kv_tester;
 pub mod membership;
 pub mod raft_server;
@@ -27,6 +30,7 @@ pub mod seeds;
 pub mod service;
 pub mod shard_tester;
 
+pub use invariants::CheckSampler;
 pub use kv_tester::{KvClient, KvTester};
 pub use raft_server::RaftServer;
 pub use raft_tester::{as_int, int_cmd, RaftTester};

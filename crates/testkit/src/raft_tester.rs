@@ -173,7 +173,7 @@ impl RaftTester {
         });
         let mut sim = Sim::new(n, seed, TICK, factory);
         sim.set_reliable(!unreliable);
-        sim.set_checker(Box::new(|_, p: &RaftServer| p.raft().check_invariants()));
+        sim.add_checker(Box::new(|_, p: &RaftServer| p.raft().check_invariants()));
         Rc::new(RaftTester {
             sim: Rc::new(RefCell::new(sim)),
             rt: Runtime::new(),

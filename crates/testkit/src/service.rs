@@ -23,10 +23,11 @@ use serde::Serialize;
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClerkConfig, ClerkEvent,
-    ClerkHost, ClientId, Msg, RsmError,
+    ClerkHost, ClientId, Msg, Replica, RsmError, StateMachine,
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
+use crate::invariants::CheckSampler;
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
 
 /// A simulated node: a server, or the host of the test's clerks.
@@ -139,6 +140,32 @@ where
     /// The id of the next admin request (unique within the run, so late answers to requests
     /// given up on are told apart).
     next_admin: Cell<u64>,
+}
+
+impl<S> ServiceTester<Replica<S>, S::Command, S::Reply>
+where
+    S: StateMachine,
+    S::Command: 'static,
+    S::Reply: 'static,
+{
+    /// `n` replicas made by `factory`, as [`ServiceTester::new`], each checked against its
+    /// invariants ([`Replica::check_invariants`], the machine's included) after every input it
+    /// handles, at the depth a [`CheckSampler`] chooses.
+    pub fn replicas(
+        n: usize,
+        unreliable: bool,
+        seed: u64,
+        factory: ServerFactory<Replica<S>>,
+    ) -> Rc<Self> {
+        let t = Self::new(n, unreliable, seed, factory);
+        let sampler = CheckSampler::default();
+        t.sim.borrow_mut().add_checker(Box::new(move |_, node| {
+            if let SimNode::Server(r) = node {
+                r.check_invariants(sampler.next());
+            }
+        }));
+        t
+    }
 }
 
 impl<Srv, C, R> ServiceTester<Srv, C, R>

@@ -6,8 +6,9 @@
 //! `FLOTILLA_READ_MODE=log|read-index|lease` sets how the groups serve Gets, as for
 //! [`crate::KvTester::kvraft`]; `FLOTILLA_SHARD_PAGE_BYTES=N` the page size of shard pulls
 //! where the scenario does not set one (so the lab scenarios can run with shards moving in
-//! many pages). Every group replica's state machine is checked against its invariants after
-//! every input it handles.
+//! many pages). Every group and controller replica is checked against its invariants after
+//! every input it handles (a group's include its state machine's, [`flotilla_shardkv::ShardKv`]'s),
+//! at the depth a [`CheckSampler`] chooses.
 //!
 //! Node ids: controller `0..3`, second controller `3..6`, group `g`'s server `i` at
 //! `6 + g·n + i`, the client host last.
@@ -34,6 +35,7 @@ use flotilla_shardkv::{
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
+use crate::invariants::CheckSampler;
 use crate::kv_tester::CHECK_TIMEOUT;
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
 
@@ -316,10 +318,11 @@ impl ShardTester {
         });
         let mut sim = Sim::new(host + 1, seed, TICK, factory);
         sim.set_reliable(!cfg.unreliable);
-        sim.set_checker(Box::new(|_, node: &ShardNode| {
-            if let ShardNode::Group(s, _) = node {
-                s.machine().check_invariants();
-            }
+        let sampler = CheckSampler::default();
+        sim.add_checker(Box::new(move |_, node: &ShardNode| match node {
+            ShardNode::Group(s, _) => s.check_invariants(sampler.next()),
+            ShardNode::Ctrl(c) => c.check_invariants(sampler.next()),
+            ShardNode::Host(_) => {}
         }));
         let sim = Rc::new(RefCell::new(sim));
         let mut ids = (0, 0);
