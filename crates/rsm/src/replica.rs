@@ -722,9 +722,10 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Checks the invariants in the type's doc after an input; panics with a sentence naming
-    /// the replica and the broken invariant. [`CheckDepth::Quick`] costs O(waiters), plus
-    /// O(1) for the replicated state (its table's and machine's quick checks);
-    /// [`CheckDepth::Full`] also scans the replicated state.
+    /// the replica and the broken invariant. [`CheckDepth::Quick`] reads the first and last
+    /// waiter of each kind and the state's quick checks (O(1) for the table, the machine's
+    /// own: O(shards) for a shard group); [`CheckDepth::Full`] reads every waiter and scans
+    /// the replicated state.
     pub fn check_invariants(&self, depth: CheckDepth) {
         let raft = self.peer.raft();
         let id = raft.id();
@@ -737,8 +738,11 @@ impl<S: StateMachine> Replica<S> {
             raft.applied_index()
         );
         let (leader, term) = (raft.is_leader(), raft.term());
-        let writes = self.waiting.iter().map(|(&i, w)| ("write", i, w.term));
-        let changes = self.changes.iter().map(|(&i, w)| ("change", i, w.term));
+        // Quick: the first and last of each map (the extremes bound the others' indexes, and
+        // carry their term when invariant 3 holds), so O(1); full: every waiter.
+        let full = depth == CheckDepth::Full;
+        let writes = ends(self.waiting.iter(), full).map(|(&i, w)| ("write", i, w.term));
+        let changes = ends(self.changes.iter(), full).map(|(&i, w)| ("change", i, w.term));
         for (what, index, t) in writes.chain(changes) {
             assert!(
                 index > applied && index <= last && raft.log().term_at(index) == Some(t),
@@ -747,10 +751,10 @@ impl<S: StateMachine> Replica<S> {
                 raft.log().term_at(index)
             );
         }
-        let terms = (self.waiting.values().map(|w| w.term))
-            .chain(self.changes.values().map(|w| w.term))
-            .chain(self.reads.values().map(|w| w.term))
-            .chain(self.confirmed.values().map(|w| w.term));
+        let terms = (ends(self.waiting.values(), full).map(|w| w.term))
+            .chain(ends(self.changes.values(), full).map(|w| w.term))
+            .chain(ends(self.reads.values(), full).map(|w| w.term))
+            .chain(ends(self.confirmed.values(), full).map(|w| w.term));
         for t in terms {
             assert!(
                 leader && t == term,
@@ -854,6 +858,12 @@ impl<S: StateMachine> Replica<S> {
             );
         }
     }
+}
+
+/// What a check reads of `all`: every item when `full`, else the first and the last.
+fn ends<I: DoubleEndedIterator + Clone>(all: I, full: bool) -> impl Iterator<Item = I::Item> {
+    let (head, tail) = if full { (usize::MAX, 0) } else { (1, 1) };
+    all.clone().take(head).chain(all.rev().take(tail))
 }
 
 /// Tells a waiting client to retry, with a leader hint if one is known.
@@ -1104,6 +1114,20 @@ mod tests {
         r.reads.insert(0, read(term - 1));
         r.next_read = 1;
         r.check_invariants(CheckDepth::Quick);
+    }
+
+    /// A quick check reads the first and last waiters; a full one reads them all.
+    #[test]
+    #[should_panic(expected = "replica 0, invariant 3: a waiter of term 0")]
+    fn invariant_3_a_full_check_reads_every_waiter() {
+        let mut r = leader();
+        let term = r.raft().term();
+        r.reads.insert(0, read(term));
+        r.reads.insert(1, read(0));
+        r.reads.insert(2, read(term));
+        r.next_read = 3;
+        r.check_invariants(CheckDepth::Quick);
+        r.check_invariants(CheckDepth::Full);
     }
 
     #[test]
