@@ -27,7 +27,7 @@ impl CheckSampler {
     pub fn next(&self) -> CheckDepth {
         let n = self.checks.get();
         self.checks.set(n.wrapping_add(1));
-        if cfg!(debug_assertions) || n % FULL_CHECK_EVERY == 0 {
+        if cfg!(debug_assertions) || n.is_multiple_of(FULL_CHECK_EVERY) {
             CheckDepth::Full
         } else {
             CheckDepth::Quick
