@@ -52,17 +52,6 @@ pub enum CheckDepth {
     Full,
 }
 
-impl CheckDepth {
-    /// [`CheckDepth::Full`] in debug builds, else [`CheckDepth::Quick`].
-    pub fn of_build() -> Self {
-        if cfg!(debug_assertions) {
-            CheckDepth::Full
-        } else {
-            CheckDepth::Quick
-        }
-    }
-}
-
 /// Writes a snapshot taken earlier to the writer given ([`StateMachine::snapshot_job`]).
 pub type SnapshotJob = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
