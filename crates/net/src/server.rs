@@ -15,10 +15,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::driver::{self, BatchStats, Durable, Outputs};
-use crate::frame::NodeStatus;
 use crate::metrics::Metrics;
-use crate::transport::{Deliver, StatusSource, Transport, TransportConfig};
-use crate::{NetError, Secret};
+use crate::NetError;
+use flotilla_transport::frame::NodeStatus;
+use flotilla_transport::transport::{Deliver, StatusSource, Transport, TransportConfig};
+use flotilla_transport::Secret;
 
 /// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -50,7 +51,7 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics here, if set.
     pub metrics: Option<String>,
     /// Mutual TLS between cluster processes, if configured.
-    pub tls: Option<Arc<crate::tls::PeerTls>>,
+    pub tls: Option<Arc<flotilla_transport::tls::PeerTls>>,
     pub timers: Timers,
     /// How reads are served: `ReadIndex` (the default: a heartbeat round per batch of
     /// reads), `Lease` (no round while the leader's lease lasts; assumes bounded clock drift,
