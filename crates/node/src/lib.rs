@@ -13,7 +13,10 @@
 
 use std::time::Duration;
 
+pub mod durable;
+
 pub use bytes::Bytes;
+pub use durable::{Durable, DurableError, MemoryDurable};
 pub use flotilla_snapshot::SnapshotData;
 
 /// Identifies a process (a server or a clerk) within one cluster: an index from 0.
