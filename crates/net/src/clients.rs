@@ -17,8 +17,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::admin::{survey, ClusterView};
-use crate::driver::{self, MemoryDurable, Outputs, ProcessHandle};
 use crate::server::TICK;
+use flotilla_host::driver::{self, MemoryDurable, Outputs, ProcessHandle};
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Deliver, Transport, TransportConfig};
 use flotilla_transport::Secret;

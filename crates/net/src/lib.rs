@@ -1,14 +1,12 @@
 //! # flotilla-net: Flotilla's processes over TCP
 //!
 //! The simulator drives [`flotilla_node::Process`]es in virtual time; this crate drives the very
-//! same processes for real. It sits on `flotilla-transport` (frames, the authenticated
-//! handshake, TLS, dialing and accepting), which moves its service messages without knowing
-//! what they are:
+//! same processes for real, as services. It sits on two crates that know nothing of the
+//! services: `flotilla-transport` (frames, the authenticated handshake, TLS, dialing and
+//! accepting), which moves their messages, and `flotilla-host` (the driver loop, generic over
+//! `Process`, that stages saves with a `flotilla_node::Durable` and syncs once per batch
+//! before sending; the metrics), which runs them:
 //!
-//! * [`driver`]: the event loop that owns one process on a thread of its own: it feeds inputs
-//!   and 10 ms ticks, stages every save with the storage, syncs once per batch (group commit),
-//!   and only then hands the batch's messages to the transport.
-//! * [`metrics`]: the Prometheus metrics a replica exports.
 //! * [`server`]: one replica of a replicated group on TCP, from its stored state.
 //! * [`clients`]: the clerks' driver: commands to a group over the transport.
 //! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas, node ids
@@ -20,19 +18,18 @@
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
 //!
-//! The layers, bottom up (issue 17): `flotilla-transport` → this crate (to be split into a
-//! host — the driver loop and metrics — a client and a router) → the `flotilla` binary.
+//! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
+//! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate (the
+//! client and the router to be split off next) → the `flotilla` binary.
 
 pub mod admin;
 mod budget;
 pub mod clients;
-pub mod driver;
-pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod sharded;
 
-pub use driver::{Durable, Input, MemoryDurable, ProcessHandle};
+pub use flotilla_host::{Durable, Input, MemoryDurable, ProcessHandle};
 
 /// Why a connection or a process driver failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +44,15 @@ pub enum NetError {
     Storage(String),
     #[error("bad configuration: {0}")]
     Config(String),
+}
+
+/// A driver loop's failure, as the variant of the same name.
+impl From<flotilla_host::HostError> for NetError {
+    fn from(e: flotilla_host::HostError) -> Self {
+        match e {
+            flotilla_host::HostError::Storage(e) => NetError::Storage(e),
+        }
+    }
 }
 
 /// A connection's failure, as the variant of the same name: callers match on `Handshake`.

@@ -66,7 +66,7 @@ pub struct RouterConfig {
     /// say, no majority of replicas is reachable.
     pub command_timeout: std::time::Duration,
     /// Where to count requests, errors and latency by command.
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<Arc<flotilla_host::metrics::Metrics>>,
     /// Mutual TLS towards the replicas, if configured.
     pub tls: Option<Arc<flotilla_transport::tls::PeerTls>>,
     /// TLS towards Redis clients, if configured.

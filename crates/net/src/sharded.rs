@@ -38,12 +38,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::clients::{random_node_id, Waiters};
-use crate::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
 use crate::server::{
     host_process, raft_config, serve_metrics, status_of, RaftWatch, Recovered, StatusOf, Timers,
     TICK,
 };
 use crate::NetError;
+use flotilla_host::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
 use flotilla_transport::frame::ShardView;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Deliver, Transport, TransportConfig};

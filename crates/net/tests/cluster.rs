@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::admin::admin_request;
 use flotilla_net::clients::Clients;
-use flotilla_net::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_node::Save;
 use flotilla_raft::{MembershipChange, MemorySpool, SnapshotSpool, SnapshotWriter};

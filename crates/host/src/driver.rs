@@ -44,7 +44,7 @@ use flotilla_node::{Ctx, NodeId, Process, Refusal, Save};
 // which implements it for disk; re-exported here for the driver's users.
 pub use flotilla_node::durable::{Durable, DurableError, MemoryDurable};
 
-use crate::NetError;
+use crate::HostError;
 
 /// Most inputs handled between two syncs: bounds the latency a large backlog adds.
 const MAX_BATCH: usize = 4096;
@@ -133,7 +133,7 @@ pub fn spawn<P, D>(
     durable: D,
     tick: Duration,
     outputs: Outputs<P::Msg, P::Event>,
-) -> (ProcessHandle<P>, JoinHandle<Result<(), NetError>>)
+) -> (ProcessHandle<P>, JoinHandle<Result<(), HostError>>)
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -151,7 +151,7 @@ pub fn spawn_observed<P, D>(
     tick: Duration,
     outputs: Outputs<P::Msg, P::Event>,
     observe: Option<Observer<P>>,
-) -> (ProcessHandle<P>, JoinHandle<Result<(), NetError>>)
+) -> (ProcessHandle<P>, JoinHandle<Result<(), HostError>>)
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -210,7 +210,7 @@ async fn run<P, D: Durable>(
     ),
     mut outputs: Outputs<P::Msg, P::Event>,
     mut observe: Option<Observer<P>>,
-) -> Result<(), NetError>
+) -> Result<(), HostError>
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -371,7 +371,7 @@ where
             }
             sync = Some(t.elapsed());
         } else if let Err(DurableError::Fatal(e)) = durable.poll() {
-            return Err(NetError::Storage(e));
+            return Err(HostError::Storage(e));
         }
         if let Some(o) = observe.as_mut() {
             let stats = BatchStats {
@@ -407,7 +407,7 @@ async fn make_durable<P: Process, D: Durable>(
     outputs: &mut Outputs<P::Msg, P::Event>,
     deferred: &mut Vec<Input<P>>,
     (stopping, observe): (bool, &mut Option<Observer<P>>),
-) -> Result<bool, NetError> {
+) -> Result<bool, HostError> {
     let mut backoff = FULL_RETRY_MIN;
     let mut full_since: Option<Instant> = None;
     loop {
@@ -423,7 +423,7 @@ async fn make_durable<P: Process, D: Durable>(
                 }
                 return Ok(false);
             }
-            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+            Err(DurableError::Fatal(e)) => return Err(HostError::Storage(e)),
             Err(DurableError::DiskFull(e)) => {
                 if stopping {
                     return Ok(true);
@@ -507,13 +507,13 @@ fn collect<P: Process, D: Durable>(
     ctx: Ctx<P::Msg, P::Event>,
     durable: &mut D,
     pending: &mut Pending<P::Msg, P::Event>,
-) -> Result<(), NetError> {
+) -> Result<(), HostError> {
     let (save, sends, events) = ctx.into_parts();
     if let Some(save) = save {
         match durable.stage(&save) {
             Ok(()) => pending.saves += 1,
             Err(DurableError::DiskFull(_)) => pending.unstaged = Some(save),
-            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+            Err(DurableError::Fatal(e)) => return Err(HostError::Storage(e)),
         }
     }
     for (to, m) in sends {
@@ -954,7 +954,7 @@ mod tests {
         let (h, join) = spawn("c", Counter::default(), Broken, tick, outputs);
         h.deliver(1, CMsg::Add(5));
         let r = join.await.unwrap();
-        assert!(matches!(r, Err(NetError::Storage(e)) if e == "I/O error"));
+        assert!(matches!(r, Err(HostError::Storage(e)) if e == "I/O error"));
     }
 
     /// The time a full disk took is fed as ticks once it is over (a leader's lease must not
@@ -1058,6 +1058,6 @@ mod tests {
         };
         let (_h, join) = spawn("t", Ticks(0), Broken, Duration::from_millis(10), outputs);
         let r = join.await.unwrap();
-        assert!(matches!(r, Err(NetError::Storage(e)) if e == "snapshot fsync failed"));
+        assert!(matches!(r, Err(HostError::Storage(e)) if e == "snapshot fsync failed"));
     }
 }
