@@ -10,6 +10,9 @@
 //! After each input, a driver must make [`Ctx`]'s save durable **before** transmitting any of
 //! its sends: a sent message may depend on the saved state (a vote, an acknowledged entry).
 //! The one exception is a message for which [`Process::may_send_before_save`] is true.
+//!
+//! A driver that stores saves does so through [`Durable`] ([`durable`]): the storage interface
+//! lives here, below both the drivers and the storages that implement it.
 
 use std::time::Duration;
 
