@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use flotilla_net::tls::{PeerTls, TlsFiles};
-use flotilla_net::Secret;
+use flotilla_transport::tls::{PeerTls, TlsFiles};
+use flotilla_transport::Secret;
 
 /// Where the cluster secret comes from (the same for every process of a cluster).
 #[derive(Args, Clone)]

@@ -2,7 +2,7 @@
 //! signal.
 
 /// A tokio runtime for one process, on one thread: the network tasks and the process's driver
-/// loop then pass messages without thread switches (see `flotilla_net::driver`).
+/// loop then pass messages without thread switches (see `flotilla_host::driver`).
 pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,7 +1,7 @@
 //! `flotilla router`: the Redis-protocol front of the replicated KV service.
 
 use clap::Args;
-use flotilla_net::metrics::Metrics;
+use flotilla_host::metrics::Metrics;
 use flotilla_net::router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 use tokio::net::TcpListener;
 
@@ -80,7 +80,7 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
         metrics: metrics.clone(),
         tls: args.tls.load()?,
         client_tls: match (&args.client_tls_cert, &args.client_tls_key) {
-            (Some(c), Some(k)) => Some(flotilla_net::tls::client_acceptor(c, k)?),
+            (Some(c), Some(k)) => Some(flotilla_transport::tls::client_acceptor(c, k)?),
             _ => None,
         },
         sharded: (!args.ctrlers.is_empty()).then(|| ShardedRouting {
@@ -97,7 +97,7 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
             let l = TcpListener::bind(&addr)
                 .await
                 .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-            tokio::spawn(flotilla_net::metrics::serve(l, m));
+            tokio::spawn(flotilla_host::metrics::serve(l, m));
         }
         let listener = TcpListener::bind(&listen)
             .await

@@ -155,7 +155,7 @@ fn ensure_secret(path: &Path) -> Result<(), String> {
     }
     // Readable by its owner only from the first byte, and durable before any process that
     // reads it starts.
-    let secret = flotilla_net::Secret::generate() + "\n";
+    let secret = flotilla_transport::Secret::generate() + "\n";
     flotilla_storage::durable::write_file(path, secret.as_bytes(), 0o600)
         .map_err(|e| format!("cannot write the cluster secret: {e}"))
 }

@@ -12,10 +12,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clients::random_node_id;
-use crate::frame::{Frame, NodeStatus, MAX_FRAME};
-use crate::tls::PeerTls;
-use crate::transport::{connect_authenticated, fetch_status};
-use crate::{NetError, Secret};
+use crate::NetError;
+use flotilla_transport::frame::{Frame, NodeStatus, MAX_FRAME};
+use flotilla_transport::tls::PeerTls;
+use flotilla_transport::transport::{connect_authenticated, fetch_status};
+use flotilla_transport::Secret;
 
 /// Asks every address in `addrs` for its status at once; each answer (or why there is none,
 /// in words) in the order of `addrs`.

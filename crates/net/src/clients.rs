@@ -17,11 +17,11 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::admin::{survey, ClusterView};
-use crate::driver::{self, MemoryDurable, Outputs, ProcessHandle};
 use crate::server::TICK;
-use crate::tls::PeerTls;
-use crate::transport::{Deliver, Transport, TransportConfig};
-use crate::Secret;
+use flotilla_host::driver::{self, MemoryDurable, Outputs, ProcessHandle};
+use flotilla_transport::tls::PeerTls;
+use flotilla_transport::transport::{Deliver, Transport, TransportConfig};
+use flotilla_transport::Secret;
 
 /// How often clients ask the replicas for the membership. A member added since is reachable
 /// within this long; it cannot lead before it is promoted, a separate committed change later.
@@ -349,7 +349,7 @@ where
             }
         }
         let answers = survey::<Msg<C, R>>(&ask, &self.secret, self.tls.clone(), REFRESH).await;
-        let heard: Vec<(String, crate::NodeStatus)> = (ask.into_iter().zip(answers))
+        let heard: Vec<(String, flotilla_transport::NodeStatus)> = (ask.into_iter().zip(answers))
             .filter_map(|(a, r)| r.ok().map(|s| (a, s)))
             .collect();
         let Some(view) = ClusterView::of(&heard) else {

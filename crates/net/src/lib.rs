@@ -1,42 +1,35 @@
 //! # flotilla-net: Flotilla's processes over TCP
 //!
 //! The simulator drives [`flotilla_node::Process`]es in virtual time; this crate drives the very
-//! same processes for real:
+//! same processes for real, as services. It sits on two crates that know nothing of the
+//! services: `flotilla-transport` (frames, the authenticated handshake, TLS, dialing and
+//! accepting), which moves their messages, and `flotilla-host` (the driver loop, generic over
+//! `Process`, that stages saves with a `flotilla_node::Durable` and syncs once per batch
+//! before sending; the metrics), which runs them:
 //!
-//! * [`frame`]: what travels on a connection (handshake frames, batches of service messages,
-//!   status requests), in `flotilla-wire`'s length-prefixed, checksummed frames.
-//! * [`auth`]: the handshake. Every connection proves knowledge of the cluster secret in both
-//!   directions (HMAC-SHA256 over fresh nonces) before any message is accepted, so a process
-//!   without the secret can neither join a group nor send Raft messages.
-//! * [`transport`]: connections to peers (dialed, reconnected with backoff, one writer per
-//!   peer that batches whatever is queued into one frame) and from clients (accepted; replies
-//!   go back on the same connection).
-//! * [`driver`]: the event loop that owns one process on a thread of its own: it feeds inputs
-//!   and 10 ms ticks, stages every save with the storage, syncs once per batch (group commit),
-//!   and only then hands the batch's messages to the transport.
+//! * [`server`]: one replica of a replicated group on TCP, from its stored state.
+//! * [`clients`]: the clerks' driver: commands to a group over the transport.
 //! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas, node ids
 //!   from addresses, and the clients a router and `flotilla ctl` use.
+//! * [`router`]: the RESP (Redis protocol) front that turns client commands into clerk calls.
 //! * [`admin`]: what operators' tools and the router ask of a running group: statuses of many
 //!   nodes at once, the membership they describe, membership changes and leader transfers.
+//! * `budget`: compile-time checks that every service message fits the transport's frames.
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
+//!
+//! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
+//! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate (the
+//! client and the router to be split off next) → the `flotilla` binary.
 
 pub mod admin;
-pub mod auth;
+mod budget;
 pub mod clients;
-pub mod driver;
-pub mod frame;
-pub mod metrics;
 pub mod router;
 pub mod server;
 pub mod sharded;
-pub mod tls;
-pub mod transport;
 
-pub use auth::Secret;
-pub use driver::{Durable, Input, MemoryDurable, ProcessHandle};
-pub use frame::{Frame, NodeStatus, ShardView};
-pub use transport::{Transport, TransportConfig};
+pub use flotilla_host::{Durable, Input, MemoryDurable, ProcessHandle};
 
 /// Why a connection or a process driver failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +44,25 @@ pub enum NetError {
     Storage(String),
     #[error("bad configuration: {0}")]
     Config(String),
+}
+
+/// A driver loop's failure, as the variant of the same name.
+impl From<flotilla_host::HostError> for NetError {
+    fn from(e: flotilla_host::HostError) -> Self {
+        match e {
+            flotilla_host::HostError::Storage(e) => NetError::Storage(e),
+        }
+    }
+}
+
+/// A connection's failure, as the variant of the same name: callers match on `Handshake`.
+impl From<flotilla_transport::TransportError> for NetError {
+    fn from(e: flotilla_transport::TransportError) -> Self {
+        use flotilla_transport::TransportError as T;
+        match e {
+            T::Wire(e) => NetError::Wire(e),
+            T::Io(e) => NetError::Io(e),
+            T::Handshake { peer, reason } => NetError::Handshake { peer, reason },
+        }
+    }
 }

@@ -44,8 +44,8 @@ use tokio::net::{TcpListener, TcpStream};
 use self::input::{Budget, Fill, Input};
 use crate::clients::Clients;
 use crate::sharded::ShardClients;
-use crate::tls::BoxIo;
-use crate::Secret;
+use flotilla_transport::tls::BoxIo;
+use flotilla_transport::Secret;
 
 /// The router's settings.
 #[derive(Clone)]
@@ -66,9 +66,9 @@ pub struct RouterConfig {
     /// say, no majority of replicas is reachable.
     pub command_timeout: std::time::Duration,
     /// Where to count requests, errors and latency by command.
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<Arc<flotilla_host::metrics::Metrics>>,
     /// Mutual TLS towards the replicas, if configured.
-    pub tls: Option<Arc<crate::tls::PeerTls>>,
+    pub tls: Option<Arc<flotilla_transport::tls::PeerTls>>,
     /// TLS towards Redis clients, if configured.
     pub client_tls: Option<tokio_rustls::TlsAcceptor>,
     /// Front a sharded Flotilla instead of one group (`servers` is then unused).

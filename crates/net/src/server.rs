@@ -1,5 +1,5 @@
 //! One replica of a replicated service, on TCP: recovered from its storage, talking to its
-//! peers through an authenticated [`Transport`], driven by the [`crate::driver`] loop.
+//! peers through an authenticated [`Transport`], driven by the [`flotilla_host::driver`] loop.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,11 +14,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::driver::{self, BatchStats, Durable, Outputs};
-use crate::frame::NodeStatus;
-use crate::metrics::Metrics;
-use crate::transport::{Deliver, StatusSource, Transport, TransportConfig};
-use crate::{NetError, Secret};
+use crate::NetError;
+use flotilla_host::driver::{self, BatchStats, Durable, Outputs};
+use flotilla_host::metrics::Metrics;
+use flotilla_transport::frame::NodeStatus;
+use flotilla_transport::transport::{Deliver, StatusSource, Transport, TransportConfig};
+use flotilla_transport::Secret;
 
 /// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -50,7 +51,7 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics here, if set.
     pub metrics: Option<String>,
     /// Mutual TLS between cluster processes, if configured.
-    pub tls: Option<Arc<crate::tls::PeerTls>>,
+    pub tls: Option<Arc<flotilla_transport::tls::PeerTls>>,
     pub timers: Timers,
     /// How reads are served: `ReadIndex` (the default: a heartbeat round per batch of
     /// reads), `Lease` (no round while the leader's lease lasts; assumes bounded clock drift,
@@ -299,7 +300,7 @@ pub async fn serve_metrics(addr: Option<&str>) -> Result<Option<Arc<Metrics>>, N
     let Some(addr) = addr else { return Ok(None) };
     let l = TcpListener::bind(addr).await?;
     let m = Metrics::replica();
-    tokio::spawn(crate::metrics::serve(l, m.clone()));
+    tokio::spawn(flotilla_host::metrics::serve(l, m.clone()));
     Ok(Some(m))
 }
 
@@ -418,7 +419,7 @@ where
     };
     server.abort();
     match result {
-        Ok(r) => r,
+        Ok(r) => r.map_err(NetError::from),
         Err(e) => Err(NetError::Storage(format!("the process task failed: {e}"))),
     }
 }

@@ -38,15 +38,16 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::clients::{random_node_id, Waiters};
-use crate::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
-use crate::frame::ShardView;
 use crate::server::{
     host_process, raft_config, serve_metrics, status_of, RaftWatch, Recovered, StatusOf, Timers,
     TICK,
 };
-use crate::tls::PeerTls;
-use crate::transport::{Deliver, Transport, TransportConfig};
-use crate::{NetError, Secret};
+use crate::NetError;
+use flotilla_host::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
+use flotilla_transport::frame::ShardView;
+use flotilla_transport::tls::PeerTls;
+use flotilla_transport::transport::{Deliver, Transport, TransportConfig};
+use flotilla_transport::Secret;
 
 /// The node id of the sharded-system server advertised at `addr` (module docs): FNV-1a of
 /// the address, in `[2^62, 2^63)`.

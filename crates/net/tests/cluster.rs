@@ -5,16 +5,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::admin::admin_request;
 use flotilla_net::clients::Clients;
-use flotilla_net::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
-use flotilla_net::tls::{PeerTls, TlsFiles};
-use flotilla_net::transport::fetch_status;
-use flotilla_net::Secret;
 use flotilla_node::Save;
 use flotilla_raft::{MembershipChange, MemorySpool, SnapshotSpool, SnapshotWriter};
 use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg};
+use flotilla_transport::tls::{PeerTls, TlsFiles};
+use flotilla_transport::transport::fetch_status;
+use flotilla_transport::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::clients::Clients;
-use flotilla_net::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
-use flotilla_net::{NetError, Secret};
+use flotilla_net::NetError;
 use flotilla_node::Save;
 use flotilla_rsm::RsmError;
+use flotilla_transport::Secret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

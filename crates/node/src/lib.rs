@@ -10,10 +10,16 @@
 //! After each input, a driver must make [`Ctx`]'s save durable **before** transmitting any of
 //! its sends: a sent message may depend on the saved state (a vote, an acknowledged entry).
 //! The one exception is a message for which [`Process::may_send_before_save`] is true.
+//!
+//! A driver that stores saves does so through [`Durable`] ([`durable`]): the storage interface
+//! lives here, below both the drivers and the storages that implement it.
 
 use std::time::Duration;
 
+pub mod durable;
+
 pub use bytes::Bytes;
+pub use durable::{Durable, DurableError, MemoryDurable};
 pub use flotilla_snapshot::SnapshotData;
 
 /// Identifies a process (a server or a clerk) within one cluster: an index from 0.

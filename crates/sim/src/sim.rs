@@ -208,7 +208,7 @@ where
     }
     /// Sync-latency mode (`Some((min, max))`): a node's save takes a random time in the
     /// range to become durable, as a real disk's sync does, and the simulator drives each node
-    /// the way the TCP driver does (`flotilla_net::driver`): the first input with a save
+    /// the way the TCP driver does (`flotilla_host::driver`): the first input with a save
     /// starts a sync; messages the process marks [`Process::may_send_before_save`] leave at
     /// once, every other output waits for the sync; inputs that arrive meanwhile wait too and
     /// are then fed as one batch, whose saves share the next sync. A crash during a sync

@@ -24,6 +24,10 @@
 //! storage (it refuses everything: [`StorageError::Poisoned`]) and reopen it, which
 //! recovers what is durable.
 //!
+//! [`DiskDurable`] does all this for a driver: it is [`DiskStorage`] as a
+//! [`flotilla_node::Durable`], opened under the directory's lock (one process per directory),
+//! with disk-full errors told apart from fatal ones ([`flotilla_node::DurableError`]).
+//!
 //! # On-disk format (version 2)
 //!
 //! All integers little-endian, all checksums CRC32C (Castagnoli). A *page* is 4096 bytes.
@@ -244,6 +248,7 @@
 
 mod background;
 mod bench;
+mod disk_durable;
 pub mod durable;
 mod error;
 mod format;
@@ -256,6 +261,7 @@ mod storage;
 mod tail;
 
 pub use bench::bench_report;
+pub use disk_durable::{DiskDurable, OpenError};
 pub use error::StorageError;
 pub use io::{FaultHook, Faults, FileOp};
 pub use storage::{DiskStorage, Recovered, StorageOptions, SyncStats, WalTail, BACKGROUND_RETRY};

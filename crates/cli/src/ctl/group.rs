@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
-use flotilla_net::tls::PeerTls;
-use flotilla_net::Secret;
+use flotilla_transport::tls::PeerTls;
+use flotilla_transport::Secret;
 
 use crate::auth::{SecretArgs, TlsArgs};
 use crate::layout::Layout;

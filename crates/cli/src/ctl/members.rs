@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use flotilla_kv::{KvCommand, KvMsg, KvReply};
 use flotilla_net::admin::{admin_request, survey, ClusterView};
-use flotilla_net::NodeStatus;
 use flotilla_raft::MembershipChange;
 use flotilla_rsm::{AdminError, AdminOp, AdminReply};
+use flotilla_transport::NodeStatus;
 
 use super::group::{describe, Cluster, ClusterArgs};
 use crate::process::runtime;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use flotilla_net::admin::survey;
 use flotilla_net::sharded::ShardClients;
-use flotilla_net::NodeStatus;
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::ShardMsg;
+use flotilla_transport::NodeStatus;
 
 use crate::auth::{SecretArgs, TlsArgs};
 use crate::layout::Layout;
@@ -135,8 +135,8 @@ impl CtrlArgs {
 struct Connected {
     ctrlers: Vec<String>,
     nshards: usize,
-    secret: flotilla_net::Secret,
-    tls: Option<std::sync::Arc<flotilla_net::tls::PeerTls>>,
+    secret: flotilla_transport::Secret,
+    tls: Option<std::sync::Arc<flotilla_transport::tls::PeerTls>>,
     timeout: Duration,
 }
 

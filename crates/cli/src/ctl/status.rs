@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use flotilla_kv::KvMsg;
 use flotilla_net::admin::{survey, ClusterView};
-use flotilla_net::NodeStatus;
+use flotilla_transport::NodeStatus;
 
 use super::group::{describe, Cluster, ClusterArgs};
 use super::shards::{self, CtrlArgs, ShardCommand};

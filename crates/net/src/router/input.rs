@@ -47,7 +47,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
-use crate::tls::BoxIo;
+use flotilla_transport::tls::BoxIo;
 
 /// Bytes a connection may hold without asking the budget: room for any small command, and the
 /// size of the buffer every connection starts with.

@@ -34,7 +34,7 @@ use crate::tls::{BoxIo, PeerTls};
 /// receiver (it decodes and delivers nothing of a frame before all of it has arrived) and
 /// makes it allocate the whole frame at once. 1 MiB is four of Raft's default AppendEntries
 /// batches (`max_append_bytes`, 256 KiB), and about a millisecond on a 10 Gbit/s link.
-pub(crate) const BATCH_BYTES: usize = 1 << 20;
+pub const BATCH_BYTES: usize = 1 << 20;
 
 /// Messages queued per connection before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -296,7 +296,7 @@ where
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(BoxIo, u64), crate::NetError> {
+    async fn connect(&self, addr: &str) -> Result<(BoxIo, u64), crate::TransportError> {
         connect_to::<M>(addr, &self.cfg.secret, self.cfg.me, self.cfg.tls.as_deref()).await
     }
 
@@ -333,13 +333,13 @@ where
         addr: String,
         deliver: Deliver<M>,
         status: StatusSource,
-    ) -> Result<(), crate::NetError> {
+    ) -> Result<(), crate::TransportError> {
         tune(&tcp)?;
         let mut stream: BoxIo = match &self.cfg.tls {
             Some(tls) => tls
                 .accept(tcp)
                 .await
-                .map_err(|e| crate::NetError::Handshake {
+                .map_err(|e| crate::TransportError::Handshake {
                     peer: addr.clone(),
                     reason: format!("TLS: {e}"),
                 })?,
@@ -577,7 +577,7 @@ pub async fn connect_authenticated<M>(
     secret: &Secret,
     me: u64,
     tls: Option<&PeerTls>,
-) -> Result<BoxIo, crate::NetError>
+) -> Result<BoxIo, crate::TransportError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -590,7 +590,7 @@ pub async fn connect_to<M>(
     secret: &Secret,
     me: u64,
     tls: Option<&PeerTls>,
-) -> Result<(BoxIo, u64), crate::NetError>
+) -> Result<(BoxIo, u64), crate::TransportError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -600,7 +600,7 @@ where
         Some(tls) => tls
             .connect(tcp)
             .await
-            .map_err(|e| crate::NetError::Handshake {
+            .map_err(|e| crate::TransportError::Handshake {
                 peer: addr.to_owned(),
                 reason: format!("TLS: {e}"),
             })?,
@@ -656,7 +656,7 @@ pub async fn fetch_status<M>(
     secret: &Secret,
     me: u64,
     tls: Option<&PeerTls>,
-) -> Result<NodeStatus, crate::NetError>
+) -> Result<NodeStatus, crate::TransportError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -667,7 +667,7 @@ where
             Frame::Status(st) => return Ok(st),
             Frame::Msgs(_) => continue,
             _ => {
-                return Err(crate::NetError::Handshake {
+                return Err(crate::TransportError::Handshake {
                     peer: addr.to_owned(),
                     reason: "unexpected answer to a status request".into(),
                 })

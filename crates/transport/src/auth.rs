@@ -24,7 +24,7 @@ use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::frame::{Frame, MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION};
-use crate::NetError;
+use crate::TransportError;
 
 /// A handshake that takes longer than this is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,14 +92,14 @@ fn nonce() -> [u8; 32] {
     n
 }
 
-fn refused(peer: &str, reason: impl Into<String>) -> NetError {
-    NetError::Handshake {
+fn refused(peer: &str, reason: impl Into<String>) -> TransportError {
+    TransportError::Handshake {
         peer: peer.to_owned(),
         reason: reason.into(),
     }
 }
 
-async fn read<S, M>(s: &mut S, peer: &str) -> Result<Frame<M>, NetError>
+async fn read<S, M>(s: &mut S, peer: &str) -> Result<Frame<M>, TransportError>
 where
     S: AsyncRead + Unpin,
     M: DeserializeOwned,
@@ -117,7 +117,12 @@ where
 
 /// The dialer's side: proves itself as node `me`, checks the acceptor's proof, and returns
 /// the acceptor's node id.
-pub async fn dial<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<u64, NetError>
+pub async fn dial<S, M>(
+    s: &mut S,
+    secret: &Secret,
+    me: u64,
+    peer: &str,
+) -> Result<u64, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -145,7 +150,12 @@ where
 }
 
 /// The acceptor's side (node `me`): returns the dialer's node id once it has proved itself.
-pub async fn accept<S, M>(s: &mut S, secret: &Secret, me: u64, peer: &str) -> Result<u64, NetError>
+pub async fn accept<S, M>(
+    s: &mut S,
+    secret: &Secret,
+    me: u64,
+    peer: &str,
+) -> Result<u64, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -202,7 +212,10 @@ where
 mod tests {
     use super::*;
 
-    async fn pair(a: &Secret, b: &Secret) -> (Result<u64, NetError>, Result<u64, NetError>) {
+    async fn pair(
+        a: &Secret,
+        b: &Secret,
+    ) -> (Result<u64, TransportError>, Result<u64, TransportError>) {
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let (a, b) = (a.clone(), b.clone());
         let dialer = tokio::spawn(async move { dial::<_, u8>(&mut x, &a, 42, "acceptor").await });

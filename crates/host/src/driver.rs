@@ -33,16 +33,18 @@
 //! appends (1 GiB blocked the loop 3.5 s otherwise), and switches to it in a later sync, or
 //! in [`Durable::poll`], which the loop calls after each batch that had nothing to sync.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use flotilla_node::{Ctx, NodeId, Process, Refusal, Save};
-use flotilla_raft::{MemorySpool, SnapshotSpool};
 
-use crate::NetError;
+// The storage interface is `flotilla-node`'s, below both this driver and `flotilla-storage`,
+// which implements it for disk; re-exported here for the driver's users.
+pub use flotilla_node::durable::{Durable, DurableError, MemoryDurable};
+
+use crate::HostError;
 
 /// Most inputs handled between two syncs: bounds the latency a large backlog adds.
 const MAX_BATCH: usize = 4096;
@@ -55,81 +57,9 @@ pub const FULL_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between retries: space that comes back is used within about this long.
 pub const FULL_RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// Why a [`Durable`] call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DurableError {
-    /// No space left on the device. The call had no effect (what was durable still is, what
-    /// was staged still is); the same call may be made again later and succeeds once there
-    /// is space. The driver waits and retries.
-    #[error("disk full: {0}")]
-    DiskFull(String),
-    /// Anything else: the storage is unusable and the process must stop (a restart recovers
-    /// what is durable).
-    #[error("{0}")]
-    Fatal(String),
-}
-
 /// A loop waking this late for a tick logs that it stalled: two thirds of the minimum election
 /// timeout (300 ms by default), so every stall that can cost an election is in the log.
 const STALL_WARNING: Duration = Duration::from_millis(200);
-
-/// Stable storage as the driver uses it.
-///
-/// # Correctness
-/// After `sync` returns, everything staged before it must survive a crash: as staged, or,
-/// for a local snapshot ([`Save::local_tail`]) whose snapshot is still being written, as the
-/// stored state extended by the save's tail with the previous snapshot, which the process
-/// recovers from as well. A call that fails
-/// with [`DurableError::DiskFull`] changes nothing: a `stage` that failed staged nothing (the
-/// driver stages the same save again before the next `sync`), and a `sync` that failed
-/// leaves everything staged since the last successful one staged.
-pub trait Durable: Send {
-    /// Records one input's save (appended or replacing; see [`Save`]). May buffer.
-    fn stage(&mut self, save: &Save) -> Result<(), DurableError>;
-    /// Makes everything staged durable.
-    fn sync(&mut self) -> Result<(), DurableError>;
-    /// Moves on work the storage does in the background (a local snapshot being written:
-    /// [`Save::local_tail`]) without blocking. The loop calls it after each batch that had
-    /// nothing to sync (a sync does the same). Durability does not depend on it: what it
-    /// finishes is a compaction.
-    fn poll(&mut self) -> Result<(), DurableError> {
-        Ok(())
-    }
-    /// Where the process should build snapshots (one arriving from a leader): the storage's
-    /// temporary files, which [`Durable::stage`] then installs without a copy, so a replica
-    /// never holds a large snapshot in memory. Memory by default.
-    fn snapshot_spool(&self) -> Arc<dyn SnapshotSpool> {
-        Arc::new(MemorySpool)
-    }
-}
-
-/// Storage in memory, for processes that persist nothing that matters (a router's clerks) and
-/// for tests.
-#[derive(Debug, Default)]
-pub struct MemoryDurable {
-    pub state: Vec<u8>,
-    pub snapshot: Vec<u8>,
-}
-
-impl Durable for MemoryDurable {
-    fn stage(&mut self, save: &Save) -> Result<(), DurableError> {
-        if save.append {
-            self.state.extend_from_slice(&save.state);
-        } else {
-            self.state.clone_from(&save.state);
-            if let Some(s) = &save.snapshot {
-                let bytes = s
-                    .to_bytes()
-                    .map_err(|e| DurableError::Fatal(e.to_string()))?;
-                self.snapshot = bytes.to_vec();
-            }
-        }
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), DurableError> {
-        Ok(())
-    }
-}
 
 /// A closure run on the process in its thread, with its outputs handled like any input's.
 pub type Call<P> =
@@ -203,7 +133,7 @@ pub fn spawn<P, D>(
     durable: D,
     tick: Duration,
     outputs: Outputs<P::Msg, P::Event>,
-) -> (ProcessHandle<P>, JoinHandle<Result<(), NetError>>)
+) -> (ProcessHandle<P>, JoinHandle<Result<(), HostError>>)
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -221,7 +151,7 @@ pub fn spawn_observed<P, D>(
     tick: Duration,
     outputs: Outputs<P::Msg, P::Event>,
     observe: Option<Observer<P>>,
-) -> (ProcessHandle<P>, JoinHandle<Result<(), NetError>>)
+) -> (ProcessHandle<P>, JoinHandle<Result<(), HostError>>)
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -280,7 +210,7 @@ async fn run<P, D: Durable>(
     ),
     mut outputs: Outputs<P::Msg, P::Event>,
     mut observe: Option<Observer<P>>,
-) -> Result<(), NetError>
+) -> Result<(), HostError>
 where
     P: Process + Send + 'static,
     P::Msg: Send + 'static,
@@ -441,7 +371,7 @@ where
             }
             sync = Some(t.elapsed());
         } else if let Err(DurableError::Fatal(e)) = durable.poll() {
-            return Err(NetError::Storage(e));
+            return Err(HostError::Storage(e));
         }
         if let Some(o) = observe.as_mut() {
             let stats = BatchStats {
@@ -477,7 +407,7 @@ async fn make_durable<P: Process, D: Durable>(
     outputs: &mut Outputs<P::Msg, P::Event>,
     deferred: &mut Vec<Input<P>>,
     (stopping, observe): (bool, &mut Option<Observer<P>>),
-) -> Result<bool, NetError> {
+) -> Result<bool, HostError> {
     let mut backoff = FULL_RETRY_MIN;
     let mut full_since: Option<Instant> = None;
     loop {
@@ -493,7 +423,7 @@ async fn make_durable<P: Process, D: Durable>(
                 }
                 return Ok(false);
             }
-            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+            Err(DurableError::Fatal(e)) => return Err(HostError::Storage(e)),
             Err(DurableError::DiskFull(e)) => {
                 if stopping {
                     return Ok(true);
@@ -577,13 +507,13 @@ fn collect<P: Process, D: Durable>(
     ctx: Ctx<P::Msg, P::Event>,
     durable: &mut D,
     pending: &mut Pending<P::Msg, P::Event>,
-) -> Result<(), NetError> {
+) -> Result<(), HostError> {
     let (save, sends, events) = ctx.into_parts();
     if let Some(save) = save {
         match durable.stage(&save) {
             Ok(()) => pending.saves += 1,
             Err(DurableError::DiskFull(_)) => pending.unstaged = Some(save),
-            Err(DurableError::Fatal(e)) => return Err(NetError::Storage(e)),
+            Err(DurableError::Fatal(e)) => return Err(HostError::Storage(e)),
         }
     }
     for (to, m) in sends {
@@ -1024,7 +954,7 @@ mod tests {
         let (h, join) = spawn("c", Counter::default(), Broken, tick, outputs);
         h.deliver(1, CMsg::Add(5));
         let r = join.await.unwrap();
-        assert!(matches!(r, Err(NetError::Storage(e)) if e == "I/O error"));
+        assert!(matches!(r, Err(HostError::Storage(e)) if e == "I/O error"));
     }
 
     /// The time a full disk took is fed as ticks once it is over (a leader's lease must not
@@ -1128,6 +1058,6 @@ mod tests {
         };
         let (_h, join) = spawn("t", Ticks(0), Broken, Duration::from_millis(10), outputs);
         let r = join.await.unwrap();
-        assert!(matches!(r, Err(NetError::Storage(e)) if e == "snapshot fsync failed"));
+        assert!(matches!(r, Err(HostError::Storage(e)) if e == "snapshot fsync failed"));
     }
 }
