@@ -637,9 +637,10 @@ fn single_group_survives_power_losses() {
         std::thread::spawn(move || bulk_writer(port, rec, stop))
     };
     // A power loss while a snapshot is being written: killed at the first write 1 MiB into
-    // a snapshot's temporary file.
+    // a snapshot's temporary file (a spool file: snapshots are encoded straight into one,
+    // then renamed into place as `snapshot-<generation>.snap`).
     let snapshot = Trip {
-        name_prefix: "snapshot-".into(),
+        name_prefix: "spool-".into(),
         name_suffix: ".tmp".into(),
         min_offset: 1 << 20,
         ..Trip::default()
