@@ -100,6 +100,28 @@ pub type Continuation<P> =
 /// Work run off the process's thread, returning what the process is fed when it is done.
 pub type Offloaded<P> = Box<dyn FnOnce() -> Continuation<P> + Send>;
 
+/// The offloaded work of an inner process, as the work of the outer process that wraps it:
+/// each job runs as it would, and its continuation reaches the outer process through
+/// `apply`, which feeds it to the inner one (and forwards what that outputs).
+pub fn lift_offloaded<I, O, F>(jobs: Vec<Offloaded<I>>, apply: F) -> Vec<Offloaded<O>>
+where
+    I: Process + 'static,
+    O: Process + 'static,
+    F: Fn(&mut O, &mut Ctx<O::Msg, O::Event>, Continuation<I>) + Clone + Send + 'static,
+{
+    (jobs.into_iter())
+        .map(|job| -> Offloaded<O> {
+            let apply = apply.clone();
+            Box::new(move || -> Continuation<O> {
+                let then = job();
+                Box::new(move |outer: &mut O, ctx: &mut Ctx<O::Msg, O::Event>| {
+                    apply(outer, ctx, then)
+                })
+            })
+        })
+        .collect()
+}
+
 /// Why a driver refuses a process's inputs for now (see [`Process::refuse`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

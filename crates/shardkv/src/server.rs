@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use flotilla_node::{Continuation, Ctx, NodeId, Offloaded, Process, Refusal};
+use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Raft, SnapshotData, SnapshotSpool};
 use flotilla_rsm::{
     CheckDepth, Clerk, ClerkConfig, ClientId, Msg, Replica, ReplicaConfig, RestoreError,
@@ -377,17 +377,11 @@ impl Process for ShardServer {
     /// The replica's jobs, their continuations fed back to it; an entry its continuation
     /// applies may be a page, so the pulls move on as after any of the group's messages.
     fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
-        (self.replica.take_offloaded().into_iter())
-            .map(|job| -> Offloaded<Self> {
-                Box::new(move || -> Continuation<Self> {
-                    let then = job();
-                    Box::new(move |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>| {
-                        s.replica_do(ctx, then);
-                        s.pump_pulls(ctx);
-                    })
-                })
-            })
-            .collect()
+        let jobs = self.replica.take_offloaded();
+        lift_offloaded(jobs, |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>, then| {
+            s.replica_do(ctx, then);
+            s.pump_pulls(ctx);
+        })
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
@@ -514,18 +508,12 @@ impl Process for CtrlServer {
     }
 
     fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
-        (self.replica.take_offloaded().into_iter())
-            .map(|job| -> Offloaded<Self> {
-                Box::new(move || -> Continuation<Self> {
-                    let then = job();
-                    Box::new(move |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>| {
-                        let mut inner = ctx.child();
-                        then(&mut s.replica, &mut inner);
-                        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
-                    })
-                })
-            })
-            .collect()
+        let jobs = self.replica.take_offloaded();
+        lift_offloaded(jobs, |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>, then| {
+            let mut inner = ctx.child();
+            then(&mut s.replica, &mut inner);
+            inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        })
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {

@@ -25,7 +25,7 @@ use rand::Rng;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
 use flotilla_kv::{KvCommand, KvError, KvReply};
-use flotilla_node::{Continuation, Ctx, NodeId, Offloaded, Process};
+use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
@@ -157,20 +157,11 @@ fn lift<P: Process<Msg = ShardMsg, Event = ()> + 'static>(
     jobs: Vec<Offloaded<P>>,
     pick: fn(&mut ShardNode) -> Option<&mut P>,
 ) -> Vec<Offloaded<ShardNode>> {
-    (jobs.into_iter())
-        .map(|job| -> Offloaded<ShardNode> {
-            Box::new(move || -> Continuation<ShardNode> {
-                let then = job();
-                Box::new(
-                    move |node: &mut ShardNode, ctx: &mut Ctx<ShardMsg, HostEvent>| {
-                        if let Some(s) = pick(node) {
-                            server_step(ctx, |c| then(s, c));
-                        }
-                    },
-                )
-            })
-        })
-        .collect()
+    lift_offloaded(jobs, move |node: &mut ShardNode, ctx, then| {
+        if let Some(s) = pick(node) {
+            server_step(ctx, |c| then(s, c));
+        }
+    })
 }
 
 fn server_step(ctx: &mut Ctx<ShardMsg, HostEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
