@@ -274,6 +274,14 @@ impl DiskStorage {
     /// memory, to the same place, and the partly written batch left meanwhile is a torn
     /// tail to recovery. Any other error poisons the storage.
     pub fn sync(&mut self) -> Result<SyncStats, StorageError> {
+        let stats = self.sync_staged()?;
+        let result = self.advance_background(false);
+        self.poison_on(result)?;
+        Ok(stats)
+    }
+
+    /// `sync` without moving background snapshots on.
+    fn sync_staged(&mut self) -> Result<SyncStats, StorageError> {
         self.check_usable()?;
         let start = Instant::now();
         let result = self.flush();
@@ -287,8 +295,6 @@ impl DiskStorage {
             ..self.stats
         };
         self.stats = SyncStats::default();
-        let result = self.advance_background(false);
-        self.poison_on(result)?;
         Ok(stats)
     }
 
@@ -310,7 +316,9 @@ impl DiskStorage {
     /// when staged, and for the removal of the files that superseded. Blocks for the whole write: for tests and for a clean stop. A failure
     /// for lack of space is returned (nothing is poisoned; a later call tries again).
     pub fn finish_background(&mut self) -> Result<(), StorageError> {
-        self.sync()?;
+        // Not `sync`: its poll does not wait, and would swallow (and at once retry) a
+        // failure for lack of space that ended the write just now, which this call reports.
+        self.sync_staged()?;
         let result = self.advance_background(true);
         self.background.wait_removals();
         self.poison_on(result)
