@@ -274,26 +274,26 @@ impl Process for ShardClientHost {
     type Event = ClientEvent;
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
-        let mut inner = Ctx::new(ctx.now());
-        self.shard.on_tick(&mut inner);
-        inner.forward_into(ctx, |m| m, ClientEvent::Kv);
-        let mut inner = Ctx::new(ctx.now());
-        self.ctrl.on_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
+        ctx.scoped(|m| m, ClientEvent::Kv, |inner| self.shard.on_tick(inner));
+        ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
+            self.ctrl.on_tick(inner)
+        });
     }
 
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
         match msg {
             ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if self.ctrl.clerk(r.client).is_some()) =>
             {
-                let mut inner = Ctx::new(ctx.now());
-                self.ctrl.on_message(from, m, &mut inner);
-                inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
+                ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
+                    self.ctrl.on_message(from, m, inner)
+                });
             }
             other => {
-                let mut inner = Ctx::new(ctx.now());
-                self.shard.on_message(from, other, &mut inner);
-                inner.forward_into(ctx, |m| m, ClientEvent::Kv);
+                ctx.scoped(
+                    |m| m,
+                    ClientEvent::Kv,
+                    |inner| self.shard.on_message(from, other, inner),
+                );
             }
         }
     }
@@ -406,10 +406,12 @@ impl ShardClients {
         let waiting = self.kv.clone();
         self.host.call(move |h, ctx| {
             if h.shard.clerk(client).is_some_and(|c| !c.is_busy()) {
-                let mut inner = Ctx::new(ctx.now());
-                let seq = h.shard.start(client, cmd, &mut inner);
+                let seq = ctx.scoped(
+                    |m| m,
+                    ClientEvent::Kv,
+                    |inner| h.shard.start(client, cmd, inner),
+                );
                 waiting.started(client, token, seq);
-                inner.forward_into(ctx, |m| m, ClientEvent::Kv);
             } else {
                 waiting.cancel_token(client, token);
             }
@@ -452,10 +454,10 @@ impl ShardClients {
         let (token, rx) = self.ctrl.wait(client);
         let waiting = self.ctrl.clone();
         self.host.call(move |h, ctx| {
-            let mut inner = Ctx::new(ctx.now());
-            let seq = h.ctrl.start(client, cmd, &mut inner);
+            let seq = ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
+                h.ctrl.start(client, cmd, inner)
+            });
             waiting.started(client, token, seq);
-            inner.forward_into(ctx, ShardMsg::Ctrl, ClientEvent::Ctrl);
         });
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(Ok(r))) => Ok(r),

@@ -272,6 +272,22 @@ impl<M, E> Ctx<M, E> {
         self.events.push(event);
     }
 
+    /// Runs `f` on a context of its own for an inner process (a replica inside a shard
+    /// group's server, a clerk host inside a client), with the same clocks, and forwards
+    /// its outputs into this one, messages and events mapped by `msg` and `event` (see
+    /// [`Ctx::forward_into`]). Returns what `f` returns.
+    pub fn scoped<N, F, T>(
+        &mut self,
+        msg: impl Fn(N) -> M,
+        event: impl Fn(F) -> E,
+        f: impl FnOnce(&mut Ctx<N, F>) -> T,
+    ) -> T {
+        let mut inner = self.child();
+        let out = f(&mut inner);
+        inner.forward_into(self, msg, event);
+        out
+    }
+
     /// Replays these outputs (an inner process's, run with a context of its own) into
     /// `outer`, mapping messages and events into the outer process's types: the save first,
     /// then the sends and events in order.

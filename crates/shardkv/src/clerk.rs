@@ -166,9 +166,11 @@ impl ShardClerk {
         if self.ctrl.is_busy() {
             return;
         }
-        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-        self.ctrl.start(CtrlCommand::Query(None), &mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+        ctx.scoped(
+            ShardMsg::Ctrl,
+            |()| unreachable!(),
+            |inner| self.ctrl.start(CtrlCommand::Query(None), inner),
+        );
     }
 
     fn send_to_group<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
@@ -207,9 +209,11 @@ impl ShardClerk {
             op: op.op.clone(),
         };
         self.group.abandon();
-        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-        self.group.start(cmd, &mut inner);
-        inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+        ctx.scoped(
+            ShardMsg::Group,
+            |()| unreachable!(),
+            |inner| self.group.start(cmd, inner),
+        );
     }
 
     pub fn on_tick<E>(&mut self, ctx: &mut Ctx<ShardMsg, E>) {
@@ -223,9 +227,11 @@ impl ShardClerk {
                 if *ticks % self.cfg.group_patience_ticks == 0 {
                     self.query_controller(ctx);
                 }
-                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-                self.group.on_tick(&mut inner);
-                inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+                ctx.scoped(
+                    ShardMsg::Group,
+                    |()| unreachable!(),
+                    |inner| self.group.on_tick(inner),
+                );
             }
             Phase::Wait { ticks, then_config } => {
                 *ticks = ticks.saturating_sub(1);
@@ -238,9 +244,11 @@ impl ShardClerk {
                 }
             }
         }
-        let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-        self.ctrl.on_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+        ctx.scoped(
+            ShardMsg::Ctrl,
+            |()| unreachable!(),
+            |inner| self.ctrl.on_tick(inner),
+        );
     }
 
     /// Handles a message for this clerk; returns the reply if it completes the operation.
@@ -252,9 +260,11 @@ impl ShardClerk {
     ) -> Option<(u64, KvReply)> {
         match msg {
             ShardMsg::Ctrl(Msg::Response(resp)) => {
-                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-                let reply = self.ctrl.on_response(from, resp, &mut inner);
-                inner.forward_into(ctx, ShardMsg::Ctrl, |()| unreachable!());
+                let reply = ctx.scoped(
+                    ShardMsg::Ctrl,
+                    |()| unreachable!(),
+                    |inner| self.ctrl.on_response(from, resp, inner),
+                );
                 if let Some(Err(_)) = reply {
                     // The controller cannot write (disk full): no configuration to follow.
                     if !matches!(self.op.as_ref()?.phase, Phase::Config) {
@@ -295,9 +305,11 @@ impl ShardClerk {
                 if !matches!(self.op.as_ref()?.phase, Phase::Group { .. }) {
                     return None;
                 }
-                let mut inner: Ctx<_, ()> = Ctx::new(ctx.now());
-                let reply = self.group.on_response(from, resp, &mut inner);
-                inner.forward_into(ctx, ShardMsg::Group, |()| unreachable!());
+                let reply = ctx.scoped(
+                    ShardMsg::Group,
+                    |()| unreachable!(),
+                    |inner| self.group.on_response(from, resp, inner),
+                );
                 match reply? {
                     Err(e) => {
                         // A majority of the group cannot write (disk full).

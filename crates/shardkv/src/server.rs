@@ -171,16 +171,16 @@ impl ShardServer {
         ctx: &mut Ctx<ShardMsg, ()>,
         f: impl FnOnce(&mut Replica<ShardKv>, &mut Ctx<crate::GroupMsg, ()>),
     ) {
-        let mut inner = ctx.child();
-        f(&mut self.replica, &mut inner);
-        inner.forward_into(ctx, ShardMsg::Group, |()| ());
+        ctx.scoped(
+            ShardMsg::Group,
+            |()| (),
+            |inner| f(&mut self.replica, inner),
+        );
     }
 
     /// A tick's work besides the replica's: the controller clerk, install retries, polls.
     fn tick_rest(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = ctx.child();
-        self.ctrl.on_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        ctx.scoped(ShardMsg::Ctrl, |()| (), |inner| self.ctrl.on_tick(inner));
         for track in self.pulls.values_mut() {
             track.ticks += 1;
         }
@@ -269,10 +269,11 @@ impl ShardServer {
         let num = m.config().num;
         let (settled, notices) = (m.settled(), m.notices());
         if settled && !self.ctrl.is_busy() {
-            let mut inner = ctx.child();
-            self.ctrl
-                .start(CtrlCommand::Query(Some(num + 1)), &mut inner);
-            inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+            ctx.scoped(
+                ShardMsg::Ctrl,
+                |()| (),
+                |inner| self.ctrl.start(CtrlCommand::Query(Some(num + 1)), inner),
+            );
         }
         for (gid, shards) in notices {
             if let Some(to) = self.next_server_of(gid) {
@@ -404,9 +405,11 @@ impl Process for ShardServer {
                 self.pump_pulls(ctx);
             }
             ShardMsg::Ctrl(Msg::Response(resp)) => {
-                let mut inner = ctx.child();
-                let reply = self.ctrl.on_response(from, resp, &mut inner);
-                inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+                let reply = ctx.scoped(
+                    ShardMsg::Ctrl,
+                    |()| (),
+                    |inner| self.ctrl.on_response(from, resp, inner),
+                );
                 // A controller out of disk space is asked again at the next poll.
                 if let Some(Ok(reply)) = reply {
                     self.on_ctrl_reply(reply, ctx);
@@ -510,29 +513,29 @@ impl Process for CtrlServer {
     fn take_offloaded(&mut self) -> Vec<Offloaded<Self>> {
         let jobs = self.replica.take_offloaded();
         lift_offloaded(jobs, |s: &mut Self, ctx: &mut Ctx<ShardMsg, ()>, then| {
-            let mut inner = ctx.child();
-            then(&mut s.replica, &mut inner);
-            inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+            ctx.scoped(ShardMsg::Ctrl, |()| (), |inner| then(&mut s.replica, inner));
         })
     }
 
     fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = ctx.child();
-        self.replica.on_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        ctx.scoped(ShardMsg::Ctrl, |()| (), |inner| self.replica.on_tick(inner));
     }
 
     fn on_missed_tick(&mut self, ctx: &mut Ctx<ShardMsg, ()>) {
-        let mut inner = ctx.child();
-        self.replica.on_missed_tick(&mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        ctx.scoped(
+            ShardMsg::Ctrl,
+            |()| (),
+            |inner| self.replica.on_missed_tick(inner),
+        );
     }
 
     fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ()>) {
         let ShardMsg::Ctrl(m) = msg else { return };
-        let mut inner = ctx.child();
-        self.replica.on_message(from, m, &mut inner);
-        inner.forward_into(ctx, ShardMsg::Ctrl, |()| ());
+        ctx.scoped(
+            ShardMsg::Ctrl,
+            |()| (),
+            |inner| self.replica.on_message(from, m, inner),
+        );
     }
 
     fn is_reply(msg: &ShardMsg) -> bool {

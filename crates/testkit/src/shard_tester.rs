@@ -101,12 +101,10 @@ impl Process for ShardNode {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_tick(c)),
             ShardNode::Group(s, _) => server_step(ctx, |c| s.on_tick(c)),
             ShardNode::Host(h) => {
-                let mut inner = Ctx::new(ctx.now());
-                h.shard.on_tick(&mut inner);
-                inner.forward_into(ctx, |m| m, HostEvent::Shard);
-                let mut inner = Ctx::new(ctx.now());
-                h.ctrl.on_tick(&mut inner);
-                inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+                ctx.scoped(|m| m, HostEvent::Shard, |inner| h.shard.on_tick(inner));
+                ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
+                    h.ctrl.on_tick(inner)
+                });
             }
         }
     }
@@ -125,14 +123,16 @@ impl Process for ShardNode {
             ShardNode::Host(h) => match msg {
                 ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if h.ctrl.clerk(r.client).is_some()) =>
                 {
-                    let mut inner = Ctx::new(ctx.now());
-                    h.ctrl.on_message(from, m, &mut inner);
-                    inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+                    ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
+                        h.ctrl.on_message(from, m, inner)
+                    });
                 }
                 other => {
-                    let mut inner = Ctx::new(ctx.now());
-                    h.shard.on_message(from, other, &mut inner);
-                    inner.forward_into(ctx, |m| m, HostEvent::Shard);
+                    ctx.scoped(
+                        |m| m,
+                        HostEvent::Shard,
+                        |inner| h.shard.on_message(from, other, inner),
+                    );
                 }
             },
         }
@@ -165,9 +165,11 @@ fn lift<P: Process<Msg = ShardMsg, Event = ()> + 'static>(
 }
 
 fn server_step(ctx: &mut Ctx<ShardMsg, HostEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
-    let mut inner = Ctx::new(ctx.now());
-    f(&mut inner);
-    inner.forward_into(ctx, |m| m, |()| unreachable!("servers emit no events"));
+    ctx.scoped(
+        |m| m,
+        |()| unreachable!("servers emit no events"),
+        |inner| f(inner),
+    );
 }
 
 /// The simulator's node for a server name `server-<gid>-<i>` of a tester with `n` servers
@@ -443,9 +445,9 @@ impl ShardTester {
         self.ctrl_pending.borrow_mut().insert(id, new_pending());
         let c = cmd.clone();
         self.with_host(|h, ctx| {
-            let mut inner = Ctx::new(ctx.now());
-            h.ctrl.start(id, c, &mut inner);
-            inner.forward_into(ctx, ShardMsg::Ctrl, HostEvent::Ctrl);
+            ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
+                h.ctrl.start(id, c, inner)
+            });
         });
         let reply = wait_for(&self.ctrl_pending, id).await;
         if let CtrlReply::Err(e) = &reply {
