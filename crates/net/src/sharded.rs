@@ -25,13 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_kv::{KvCommand, KvReply};
-use flotilla_node::{Ctx, NodeId, Process};
+use flotilla_node::NodeId;
 use flotilla_raft::ReadMode;
-use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig, RsmError};
+use flotilla_rsm::{ClerkConfig, ClerkHost, ClientId, ReplicaConfig, RsmError};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
 use flotilla_shardkv::{
-    CtrlServer, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost, ShardMsg, ShardServer,
-    ShardServerConfig,
+    ClientEvent, CtrlServer, Resolver, ShardClerkConfig, ShardClerkHost, ShardClientHost, ShardMsg,
+    ShardServer, ShardServerConfig,
 };
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -254,55 +254,6 @@ fn group_view(s: &ShardServer) -> ShardView {
     }
 }
 
-/// The client side of the sharded system in one process: shard clerks (one per router
-/// connection, key → shard → group) and controller clerks (for `flotilla ctl` and `up`).
-pub struct ShardClientHost {
-    shard: ShardClerkHost,
-    ctrl: ClerkHost<CtrlCommand, CtrlReply>,
-    ctrlers: Vec<NodeId>,
-}
-
-/// A finished operation of a [`ShardClientHost`]'s clerk.
-#[derive(Debug)]
-pub enum ClientEvent {
-    Kv(ShardClerkEvent),
-    Ctrl(ClerkEvent<CtrlReply>),
-}
-
-impl Process for ShardClientHost {
-    type Msg = ShardMsg;
-    type Event = ClientEvent;
-
-    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
-        ctx.scoped(|m| m, ClientEvent::Kv, |inner| self.shard.on_tick(inner));
-        ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
-            self.ctrl.on_tick(inner)
-        });
-    }
-
-    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
-        match msg {
-            ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if self.ctrl.clerk(r.client).is_some()) =>
-            {
-                ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
-                    self.ctrl.on_message(from, m, inner)
-                });
-            }
-            other => {
-                ctx.scoped(
-                    |m| m,
-                    ClientEvent::Kv,
-                    |inner| self.shard.on_message(from, other, inner),
-                );
-            }
-        }
-    }
-
-    fn is_reply(msg: &ShardMsg) -> bool {
-        msg.is_reply()
-    }
-}
-
 /// Clerks of a sharded Flotilla with an async API: what the router and `flotilla ctl` use.
 pub struct ShardClients {
     host: ProcessHandle<ShardClientHost>,
@@ -350,17 +301,17 @@ impl ShardClients {
         let mut rng = rand::thread_rng();
         let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
         let resolve = dialing_resolver(&transport);
-        let host = ShardClientHost {
-            shard: ShardClerkHost::new(
+        let host = ShardClientHost::new(
+            ShardClerkHost::new(
                 rng.gen_range(1..1 << 61),
                 ctrl_nodes.clone(),
                 resolve,
                 nshards,
                 ShardClerkConfig::default(),
             ),
-            ctrl: ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
-            ctrlers: ctrl_nodes,
-        };
+            ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
+            ctrl_nodes,
+        );
         let (handle, _join) = driver::spawn(
             "shard-clerks",
             host,
@@ -444,7 +395,7 @@ impl ShardClients {
             None => {
                 let (tx, rx) = oneshot::channel();
                 self.host.call(move |h, _| {
-                    let _ = tx.send(h.ctrl.add_clerk(h.ctrlers.clone()));
+                    let _ = tx.send(h.add_ctrl_clerk());
                 });
                 let c = rx.await.map_err(|_| "the clerk host stopped".to_owned())?;
                 *slot = Some(c);
@@ -493,6 +444,7 @@ impl Drop for ShardClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_rsm::Msg;
 
     #[test]
     fn node_ids_are_server_ids_and_duplicates_are_refused() {

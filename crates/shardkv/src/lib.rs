@@ -20,11 +20,13 @@
 //! Design notes: `docs/sharding.md`.
 
 mod clerk;
+mod client_host;
 mod machine;
 mod msg;
 mod server;
 
 pub use clerk::{ShardClerk, ShardClerkConfig, ShardClerkEvent, ShardClerkHost};
+pub use client_host::{ClientEvent, ShardClientHost};
 pub use machine::{
     key_shard, PullCursor, ShardCommand, ShardKv, ShardPage, ShardReply, ShardState,
     MAX_PAGE_BYTES, SESSION_RECORD_BYTES,

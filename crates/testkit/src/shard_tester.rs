@@ -27,11 +27,11 @@ use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
-use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, ReplicaConfig};
+use flotilla_rsm::{ClerkConfig, ClerkHost, ClientId, ReplicaConfig};
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::{
-    key_shard, CtrlServer, PullStats, Resolver, ShardClerkConfig, ShardClerkEvent, ShardClerkHost,
-    ShardMsg, ShardServer, ShardServerConfig,
+    key_shard, ClientEvent, CtrlServer, PullStats, Resolver, ShardClerkConfig, ShardClerkHost,
+    ShardClientHost, ShardMsg, ShardServer, ShardServerConfig,
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
@@ -52,25 +52,12 @@ pub enum ShardNode {
     /// A group's server, and the tester's sum of every group server's [`PullStats`] (kept
     /// here: a server's own counts are lost when it crashes).
     Group(Box<ShardServer>, Rc<Cell<PullStats>>),
-    Host(TestHost),
-}
-
-/// The node running the test's clients: shard clerks, and controller clerks for the test's
-/// own Join / Leave / Move / Query.
-pub struct TestHost {
-    shard: ShardClerkHost,
-    ctrl: ClerkHost<CtrlCommand, CtrlReply>,
-}
-
-#[derive(Debug)]
-pub enum HostEvent {
-    Shard(ShardClerkEvent),
-    Ctrl(ClerkEvent<CtrlReply>),
+    Host(Box<ShardClientHost>),
 }
 
 impl Process for ShardNode {
     type Msg = ShardMsg;
-    type Event = HostEvent;
+    type Event = ClientEvent;
 
     /// Servers encode their snapshots as deployed ones do: the simulator runs the job at
     /// once and feeds its continuation next.
@@ -96,20 +83,15 @@ impl Process for ShardNode {
         }
     }
 
-    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, HostEvent>) {
+    fn on_tick(&mut self, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
         match self {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_tick(c)),
             ShardNode::Group(s, _) => server_step(ctx, |c| s.on_tick(c)),
-            ShardNode::Host(h) => {
-                ctx.scoped(|m| m, HostEvent::Shard, |inner| h.shard.on_tick(inner));
-                ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
-                    h.ctrl.on_tick(inner)
-                });
-            }
+            ShardNode::Host(h) => h.on_tick(ctx),
         }
     }
 
-    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, HostEvent>) {
+    fn on_message(&mut self, from: NodeId, msg: ShardMsg, ctx: &mut Ctx<ShardMsg, ClientEvent>) {
         match self {
             ShardNode::Ctrl(s) => server_step(ctx, |c| s.on_message(from, msg, c)),
             ShardNode::Group(s, sum) => {
@@ -120,21 +102,7 @@ impl Process for ShardNode {
                 total.resumed += after.resumed - before.resumed;
                 sum.set(total);
             }
-            ShardNode::Host(h) => match msg {
-                ShardMsg::Ctrl(m @ Msg::Response(_)) if matches!(&m, Msg::Response(r) if h.ctrl.clerk(r.client).is_some()) =>
-                {
-                    ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
-                        h.ctrl.on_message(from, m, inner)
-                    });
-                }
-                other => {
-                    ctx.scoped(
-                        |m| m,
-                        HostEvent::Shard,
-                        |inner| h.shard.on_message(from, other, inner),
-                    );
-                }
-            },
+            ShardNode::Host(h) => h.on_message(from, msg, ctx),
         }
     }
 
@@ -164,7 +132,7 @@ fn lift<P: Process<Msg = ShardMsg, Event = ()> + 'static>(
     })
 }
 
-fn server_step(ctx: &mut Ctx<ShardMsg, HostEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
+fn server_step(ctx: &mut Ctx<ShardMsg, ClientEvent>, f: impl FnOnce(&mut Ctx<ShardMsg, ()>)) {
     ctx.scoped(
         |m| m,
         |()| unreachable!("servers emit no events"),
@@ -306,7 +274,11 @@ impl ShardTester {
                     ShardClerkConfig::default(),
                 );
                 let ctrl = ClerkHost::new(base + (1 << 40), ClerkConfig::default());
-                ShardNode::Host(TestHost { shard, ctrl })
+                ShardNode::Host(Box::new(ShardClientHost::new(
+                    shard,
+                    ctrl,
+                    (0..CTRLERS).collect(),
+                )))
             }
         });
         let mut sim = Sim::new(host + 1, seed, TICK, factory);
@@ -389,8 +361,8 @@ impl ShardTester {
         let events = self.sim.borrow_mut().drain_events();
         for (_, e) in events {
             match e {
-                HostEvent::Shard(ev) => wake(&self.kv_pending, ev.client, ev.reply),
-                HostEvent::Ctrl(ev) => {
+                ClientEvent::Kv(ev) => wake(&self.kv_pending, ev.client, ev.reply),
+                ClientEvent::Ctrl(ev) => {
                     let reply = ev.reply.expect("simulated disks never fill");
                     wake(&self.ctrl_pending, ev.client, reply)
                 }
@@ -424,7 +396,10 @@ impl ShardTester {
         self.sim.borrow().trace_hash()
     }
 
-    fn with_host<T>(&self, f: impl FnOnce(&mut TestHost, &mut Ctx<ShardMsg, HostEvent>) -> T) -> T {
+    fn with_host<T>(
+        &self,
+        f: impl FnOnce(&mut ShardClientHost, &mut Ctx<ShardMsg, ClientEvent>) -> T,
+    ) -> T {
         let host = self.host;
         let mut sim = self.sim.borrow_mut();
         sim.with_process(host, |node, ctx| {
@@ -445,7 +420,7 @@ impl ShardTester {
         self.ctrl_pending.borrow_mut().insert(id, new_pending());
         let c = cmd.clone();
         self.with_host(|h, ctx| {
-            ctx.scoped(ShardMsg::Ctrl, HostEvent::Ctrl, |inner| {
+            ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
                 h.ctrl.start(id, c, inner)
             });
         });
