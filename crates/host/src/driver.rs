@@ -46,6 +46,10 @@ pub use flotilla_node::durable::{Durable, DurableError, MemoryDurable};
 
 use crate::HostError;
 
+/// The tick Flotilla's processes run with: the Raft timeouts of `Config::for_service` and the
+/// clerks' retry timers count in ticks of this length (10 ms).
+pub const TICK: Duration = Duration::from_millis(10);
+
 /// Most inputs handled between two syncs: bounds the latency a large backlog adds.
 const MAX_BATCH: usize = 4096;
 

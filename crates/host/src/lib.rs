@@ -13,7 +13,7 @@
 pub mod driver;
 pub mod metrics;
 
-pub use driver::{Input, ProcessHandle};
+pub use driver::{Input, ProcessHandle, TICK};
 pub use flotilla_node::{Durable, DurableError, MemoryDurable};
 
 /// Why a driver loop stopped with an error.

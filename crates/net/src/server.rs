@@ -21,8 +21,9 @@ use flotilla_transport::frame::NodeStatus;
 use flotilla_transport::transport::{Deliver, StatusSource, Transport, TransportConfig};
 use flotilla_transport::Secret;
 
-/// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms).
-pub const TICK: Duration = Duration::from_millis(10);
+/// The driver's tick, which the Raft timeouts in `Config::for_service` assume (10 ms); the
+/// host's, shared with the clients.
+pub use flotilla_host::TICK;
 
 /// A sync at least this long is logged: a third of the default election timeout, long
 /// enough that followers may start to miss their leader.

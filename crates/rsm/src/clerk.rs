@@ -385,6 +385,11 @@ impl<C: Clone + Debug, R> ClerkHost<C, R> {
         self.clerks.get(&id)
     }
 
+    /// The clerks' ids, in order.
+    pub fn clerk_ids(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.clerks.keys().copied()
+    }
+
     /// Starts an operation on clerk `id`; returns its sequence number.
     pub fn start(&mut self, id: ClientId, cmd: C, ctx: &mut Ctx<Msg<C, R>, ClerkEvent<R>>) -> u64 {
         let clerk = self

@@ -11,12 +11,15 @@
 //!   directions (HMAC-SHA256 over fresh nonces) before any message is accepted, so a process
 //!   without the secret can neither join a group nor send Raft messages.
 //! * [`tls`]: rustls configuration, when certificates are configured.
+//! * [`ids`]: node ids (replicas', clients', sharded servers' from their addresses) and the
+//!   dialing resolver that names nodes by address.
 //! * [`transport`]: connections to peers (dialed, reconnected with backoff, one writer per
 //!   peer that batches whatever is queued into one frame) and from clients (accepted; replies
 //!   go back on the same connection).
 
 pub mod auth;
 pub mod frame;
+pub mod ids;
 pub mod tls;
 pub mod transport;
 
