@@ -502,8 +502,8 @@ fn report_rss(pids: &[u32], state: u64) {
 /// `n` distinct clients, each a new clerk (a new session) writing once, 64 at a time, through
 /// the library's client; then the replicas' session tables and snapshots against the limit.
 fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), String> {
+    use flotilla_client::GroupClient;
     use flotilla_kv::{KvCommand, KvReply};
-    use flotilla_net::clients::Clients;
     let layout: serde_json::Value = serde_json::from_slice(
         &std::fs::read(opts.dir.join("cluster.json")).map_err(|e| e.to_string())?,
     )
@@ -526,7 +526,7 @@ fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let (done, failed) = rt.block_on(async {
-        let clients: Arc<Clients<KvCommand, KvReply>> = Clients::connect(&servers, secret);
+        let clients: Arc<GroupClient<KvCommand, KvReply>> = GroupClient::connect(&servers, secret);
         let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let tasks: Vec<_> = (0..64)
             .map(|_| {

@@ -28,6 +28,7 @@ mod server;
 mod storage;
 mod units;
 mod up;
+mod words;
 
 #[derive(Parser)]
 #[command(

@@ -37,6 +37,7 @@ use tokio::process::{Child, Command};
 use crate::auth::SecretArgs;
 use crate::layout::{Layout, ShardedLayout};
 use crate::process::{runtime, shutdown_signal};
+use crate::words;
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -386,20 +387,19 @@ async fn join_groups(dir: &Path, layout: &Layout, sharded: &ShardedLayout) -> Re
         secret_file: Some(layout.secret_file(dir)),
     }
     .load()?;
-    let clients = flotilla_net::sharded::ShardClients::connect(
-        &sharded.ctrlers,
-        sharded.shards,
-        secret,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let clients =
+        flotilla_client::ShardClient::connect(&sharded.ctrlers, sharded.shards, secret, None)
+            .map_err(words::controller)?;
     let limit = Duration::from_secs(30);
-    let latest = clients.query(None, limit).await?;
+    let latest = clients
+        .query(None, limit)
+        .await
+        .map_err(words::controller)?;
     if latest.num > 0 {
         return Ok(());
     }
     let join = flotilla_shardctrler::CtrlCommand::Join(sharded.groups.clone());
-    match clients.ctrl(join, limit).await? {
+    match clients.ctrl(join, limit).await.map_err(words::controller)? {
         flotilla_shardctrler::CtrlReply::Done { .. } => Ok(()),
         other => Err(format!(
             "the controller refused to join the groups: {other:?}"

@@ -11,21 +11,22 @@ use flotilla_rsm::{AdminError, AdminOp, AdminReply, AdminRequest, Msg};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::clients::random_node_id;
-use crate::NetError;
 use flotilla_transport::frame::{Frame, NodeStatus, MAX_FRAME};
+use flotilla_transport::ids::random_node_id;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{connect_authenticated, fetch_status};
 use flotilla_transport::Secret;
 
-/// Asks every address in `addrs` for its status at once; each answer (or why there is none,
-/// in words) in the order of `addrs`.
+use crate::ClientError;
+
+/// Asks every address in `addrs` for its status at once; each answer (or why there is none)
+/// in the order of `addrs`.
 pub async fn survey<M>(
     addrs: &[String],
     secret: &Secret,
     tls: Option<Arc<PeerTls>>,
     limit: Duration,
-) -> Vec<Result<NodeStatus, String>>
+) -> Vec<Result<NodeStatus, ClientError>>
 where
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
@@ -37,19 +38,15 @@ where
                 // connection from it, so sharing one with a live client would divert its replies.
                 let ask = fetch_status::<M>(&a, &secret, random_node_id(), tls.as_deref());
                 match tokio::time::timeout(limit, ask).await {
-                    Ok(Ok(s)) => Ok(s),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("no answer within {limit:?}")),
+                    Ok(r) => Ok(r?),
+                    Err(_) => Err(ClientError::Timeout(limit)),
                 }
             })
         })
         .collect();
     let mut out = Vec::with_capacity(asks.len());
     for a in asks {
-        out.push(
-            a.await
-                .unwrap_or_else(|e| Err(format!("status task failed: {e}"))),
-        );
+        out.push(a.await.unwrap_or_else(|e| Err(e.into())));
     }
     out
 }
@@ -119,7 +116,7 @@ pub async fn admin_request<C, R>(
     tls: Option<&PeerTls>,
     op: AdminOp,
     limit: Duration,
-) -> Result<Result<AdminReply, AdminError>, NetError>
+) -> Result<Result<AdminReply, AdminError>, ClientError>
 where
     C: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
@@ -142,9 +139,9 @@ where
                     }
                 }
                 _ => {
-                    return Err(NetError::Handshake {
+                    return Err(ClientError::Unexpected {
                         peer: addr.to_owned(),
-                        reason: "unexpected answer to an admin request".into(),
+                        answer: "a frame other than messages, to an admin request".into(),
                     })
                 }
             }
@@ -152,10 +149,7 @@ where
     };
     match tokio::time::timeout(limit, ask).await {
         Ok(r) => r,
-        Err(_) => Err(NetError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("no answer from {addr} within {limit:?}"),
-        ))),
+        Err(_) => Err(ClientError::Timeout(limit)),
     }
 }
 

@@ -8,23 +8,18 @@
 //! before sending; the metrics), which runs them:
 //!
 //! * [`server`]: one replica of a replicated group on TCP, from its stored state.
-//! * [`clients`]: the clerks' driver: commands to a group over the transport.
-//! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas, node ids
-//!   from addresses, and the clients a router and `flotilla ctl` use.
-//! * [`router`]: the RESP (Redis protocol) front that turns client commands into clerk calls.
-//! * [`admin`]: what operators' tools and the router ask of a running group: statuses of many
-//!   nodes at once, the membership they describe, membership changes and leader transfers.
+//! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas.
+//! * [`router`]: the RESP (Redis protocol) front that turns client commands into calls of
+//!   `flotilla-client`.
 //! * `budget`: compile-time checks that every service message fits the transport's frames.
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
 //!
 //! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
-//! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate (the
-//! client and the router to be split off next) → the `flotilla` binary.
+//! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate, and
+//! beside it `flotilla-client` (the clients and admin calls) → the `flotilla` binary.
 
-pub mod admin;
 mod budget;
-pub mod clients;
 pub mod router;
 pub mod server;
 pub mod sharded;

@@ -7,8 +7,8 @@
 //! limits are answered with an error and the connection is closed; unknown commands and wrong
 //! arities get an error and the connection goes on.
 //!
-//! The router fronts either one replicated KV group ([`Clients`]) or a sharded Flotilla
-//! ([`ShardClients`], with [`RouterConfig::sharded`]): there each connection's clerk maps every
+//! The router fronts either one replicated KV group ([`GroupClient`]) or a sharded Flotilla
+//! ([`ShardClient`], with [`RouterConfig::sharded`]): there each connection's clerk maps every
 //! key to its shard and the shard to its group by the controller's latest configuration, and
 //! follows the shards as they move. Multi-key commands (MGET, MSET, DEL, EXISTS) are split by
 //! group, the groups' parts run at once (each on a clerk of its own), and the replies are put
@@ -42,8 +42,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use self::input::{Budget, Fill, Input};
-use crate::clients::Clients;
-use crate::sharded::ShardClients;
+use flotilla_client::{GroupClient, ShardClient};
 use flotilla_transport::tls::BoxIo;
 use flotilla_transport::Secret;
 
@@ -54,7 +53,7 @@ pub struct RouterConfig {
     /// answers); the router then follows the group's membership.
     pub servers: Vec<String>,
     /// Talk only to `servers`, never to other members it learns of (see
-    /// `Clients::connect_pinned`).
+    /// `GroupClient::connect_pinned`).
     pub pin_servers: bool,
     pub secret: Secret,
     /// Clients must `AUTH` with this password first, if set.
@@ -99,8 +98,8 @@ pub struct ShardedRouting {
 
 /// The service behind the router.
 enum Backend {
-    Group(Arc<Clients<KvCommand, KvReply>>),
-    Sharded(Arc<ShardClients>),
+    Group(Arc<GroupClient<KvCommand, KvReply>>),
+    Sharded(Arc<ShardClient>),
 }
 
 impl Backend {
@@ -154,18 +153,16 @@ pub async fn run_router(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), crate::NetError> {
     let kv = match &cfg.sharded {
-        Some(s) => Backend::Sharded(ShardClients::connect(
-            &s.ctrlers,
-            s.nshards,
-            cfg.secret.clone(),
-            cfg.tls.clone(),
-        )?),
-        None if cfg.pin_servers => Backend::Group(Clients::connect_pinned(
+        Some(s) => Backend::Sharded(
+            ShardClient::connect(&s.ctrlers, s.nshards, cfg.secret.clone(), cfg.tls.clone())
+                .map_err(|e| crate::NetError::Config(e.to_string()))?,
+        ),
+        None if cfg.pin_servers => Backend::Group(GroupClient::connect_pinned(
             &cfg.servers,
             cfg.secret.clone(),
             cfg.tls.clone(),
         )),
-        None => Backend::Group(Clients::connect_with(
+        None => Backend::Group(GroupClient::connect_with(
             &cfg.servers,
             cfg.secret.clone(),
             cfg.tls.clone(),

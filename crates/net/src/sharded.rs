@@ -1,91 +1,49 @@
-//! A sharded Flotilla on TCP: controller replicas and shard-group replicas as processes, and
-//! the clients that routers and operators' tools use.
+//! A sharded Flotilla on TCP: controller replicas and shard-group replicas as processes.
 //!
 //! **Node ids.** The sharded system's processes learn of each other by name: a controller
 //! configuration lists each group's servers (`ShardConfig::groups`), and in deployment those
-//! names are the servers' advertised addresses (`10.0.0.7:7104`). A shard server must reach
-//! servers of groups it learns of only from a configuration, and a dialer checks that the node
-//! answering at an address has the id it expects, so every process must derive the same id
-//! from the same address with no table to share: [`node_id`] hashes the address into
-//! `[2^62, 2^63)`. Clients' ids (routers, tools) are random in `[2^32, 2^62)`
-//! ([`crate::clients::random_node_id`]), so a server's id never equals a client's. A group's
-//! (and the controller's) Raft ids are its servers' node ids, so Raft messages go straight to
-//! the node of that id. Two addresses hashing to one id would be refused at start-up
-//! ([`ShardServerSettings`] checks its group and controller); across groups the chance is
-//! about n²/2⁶³ for n servers.
+//! names are the servers' advertised addresses (`10.0.0.7:7104`). Every process derives a
+//! server's node id from its address (`flotilla_transport::ids`, which also keeps clients'
+//! ids apart from servers'). A group's (and the controller's) Raft ids are its servers' node
+//! ids, so Raft messages go straight to the node of that id. Two addresses hashing to one id
+//! are refused at start-up ([`ShardServerSettings`] checks its group and controller).
 //!
-//! **Dialing.** The [`Resolver`] handed to shard servers and clerks turns a name into its id
-//! and adds the address to the transport's address book on first use
-//! ([`Transport::add_peer`]), so a server dials another group's servers when it first pulls
-//! from or notifies them, and a router a group's servers when a key first maps there.
+//! **Dialing.** The [`Resolver`] handed to shard servers turns a name into its id and adds
+//! the address to the transport's address book on first use ([`Transport::add_peer`]), so a
+//! server dials another group's servers when it first pulls from or notifies them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use flotilla_kv::{KvCommand, KvReply};
 use flotilla_node::NodeId;
 use flotilla_raft::ReadMode;
-use flotilla_rsm::{ClerkConfig, ClerkHost, ClientId, ReplicaConfig, RsmError};
-use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig};
-use flotilla_shardkv::{
-    ClientEvent, CtrlServer, Resolver, ShardClerkConfig, ShardClerkHost, ShardClientHost, ShardMsg,
-    ShardServer, ShardServerConfig,
-};
-use rand::Rng;
+use flotilla_rsm::ReplicaConfig;
+use flotilla_shardctrler::Gid;
+use flotilla_shardkv::{CtrlServer, Resolver, ShardMsg, ShardServer, ShardServerConfig};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-use crate::clients::{random_node_id, Waiters};
 use crate::server::{
     host_process, raft_config, serve_metrics, status_of, RaftWatch, Recovered, StatusOf, Timers,
-    TICK,
 };
 use crate::NetError;
-use flotilla_host::driver::{self, BatchStats, Durable, MemoryDurable, Outputs, ProcessHandle};
+use flotilla_host::driver::{self, BatchStats, Durable};
 use flotilla_transport::frame::ShardView;
+use flotilla_transport::ids;
 use flotilla_transport::tls::PeerTls;
-use flotilla_transport::transport::{Deliver, Transport, TransportConfig};
+use flotilla_transport::transport::{Transport, TransportConfig};
 use flotilla_transport::Secret;
 
-/// The node id of the sharded-system server advertised at `addr` (module docs): FNV-1a of
-/// the address, in `[2^62, 2^63)`.
-pub fn node_id(addr: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in addr.as_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (1 << 62) | (h >> 2)
-}
-
 /// Node ids of `addrs`, refusing duplicates (the same address twice, or a hash collision).
-pub fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
-    let ids: Vec<u64> = addrs.iter().map(|a| node_id(a)).collect();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(j) = ids[..i].iter().position(|x| x == id) {
-            return Err(NetError::Config(format!(
-                "servers {} and {} have the same node id (the same address twice?)",
-                addrs[j], addrs[i]
-            )));
-        }
-    }
-    Ok(ids)
+fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
+    ids::node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))
 }
 
-/// A [`Resolver`] that names nodes by address and dials each one `transport` does not yet
-/// know on first use (module docs). Called from the process's own driver task, inside the
-/// runtime, after the transport's `dial_peers`.
-pub fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
-    let t = Arc::downgrade(transport);
-    Arc::new(move |name: &str| {
-        let id = node_id(name);
-        if let Some(t) = t.upgrade() {
-            t.add_peer(id, name);
-        }
-        Some(id as NodeId)
-    })
+/// The [`Resolver`] a shard server uses: names nodes by address and dials each on first use
+/// ([`ids::dialing`]).
+fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
+    let dial = ids::dialing(transport);
+    Arc::new(move |name: &str| Some(dial(name) as NodeId))
 }
 
 /// What a server of the sharded system is.
@@ -200,7 +158,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
             let transport = shard_transport(me, &cfg, peers);
             let ctrl_nodes = ctrl_ids.iter().map(|&i| i as NodeId).collect();
             let mut scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
-            // Unique among the controller's clients: clerks' ids are below 2^62 (module docs).
+            // Unique among the controller's clients: clerks' ids are below 2^62 (flotilla-client).
             scfg.ctrl_client = me;
             let resolve = dialing_resolver(&transport);
             let mut server =
@@ -251,290 +209,5 @@ fn group_view(s: &ShardServer) -> ShardView {
             .map(|(shard, st)| (shard, format!("{st:?}")))
             .collect(),
         keys: m.shard_keys(),
-    }
-}
-
-/// Clerks of a sharded Flotilla with an async API: what the router and `flotilla ctl` use.
-pub struct ShardClients {
-    host: ProcessHandle<ShardClientHost>,
-    /// Calls waiting on shard clerks, and on the controller clerk, matched by (client, seq).
-    kv: Arc<Waiters<KvReply>>,
-    ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>>,
-    /// The controller clerk, created on first use; one controller call at a time.
-    ctrl_clerk: tokio::sync::Mutex<Option<ClientId>>,
-    transport: Arc<Transport<ShardMsg>>,
-    nshards: usize,
-}
-
-impl ShardClients {
-    /// Clients of the sharded system whose controller replicas listen at `ctrlers`, with
-    /// `nshards` shards. Must run inside a tokio runtime. Node and clerk ids are random (see
-    /// [`crate::clients::Clients::connect`]).
-    pub fn connect(
-        ctrlers: &[String],
-        nshards: usize,
-        secret: Secret,
-        tls: Option<Arc<PeerTls>>,
-    ) -> Result<Arc<Self>, NetError> {
-        if nshards == 0 {
-            return Err(NetError::Config(
-                "the number of shards must be at least 1".into(),
-            ));
-        }
-        let ids = node_ids(ctrlers)?;
-        let transport = Transport::new(TransportConfig {
-            me: random_node_id(),
-            secret,
-            peers: ids.iter().copied().zip(ctrlers.iter().cloned()).collect(),
-            tls,
-        });
-        let kv: Arc<Waiters<KvReply>> = Arc::default();
-        let ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>> = Arc::default();
-        let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
-        let outputs = Outputs {
-            send: Box::new(move |to, m| t.send(to as u64, m)),
-            event: Box::new(move |e: ClientEvent| match e {
-                ClientEvent::Kv(e) => k.answer(e.client, e.seq, e.reply),
-                ClientEvent::Ctrl(e) => c.answer(e.client, e.seq, e.reply),
-            }),
-        };
-        let mut rng = rand::thread_rng();
-        let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
-        let resolve = dialing_resolver(&transport);
-        let host = ShardClientHost::new(
-            ShardClerkHost::new(
-                rng.gen_range(1..1 << 61),
-                ctrl_nodes.clone(),
-                resolve,
-                nshards,
-                ShardClerkConfig::default(),
-            ),
-            ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
-            ctrl_nodes,
-        );
-        let (handle, _join) = driver::spawn(
-            "shard-clerks",
-            host,
-            MemoryDurable::default(),
-            TICK,
-            outputs,
-        );
-        let h = handle.clone();
-        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from as usize, m));
-        transport.dial_peers(deliver);
-        Ok(Arc::new(ShardClients {
-            host: handle,
-            kv,
-            ctrl,
-            ctrl_clerk: tokio::sync::Mutex::new(None),
-            transport,
-            nshards,
-        }))
-    }
-
-    pub fn nshards(&self) -> usize {
-        self.nshards
-    }
-
-    /// The transport, e.g. to see which servers it dials.
-    pub fn transport(&self) -> &Arc<Transport<ShardMsg>> {
-        &self.transport
-    }
-
-    /// A new shard clerk (one sequential client).
-    pub async fn new_clerk(&self) -> ClientId {
-        let (tx, rx) = oneshot::channel();
-        self.host.call(move |h, _| {
-            let _ = tx.send(h.shard.add_clerk());
-        });
-        rx.await.expect("the clerk host runs as long as its handle")
-    }
-
-    /// Runs `cmd` on shard clerk `client` until a group answers it, exactly once. `None` if
-    /// there is no such clerk or it has an operation outstanding.
-    pub async fn call(&self, client: ClientId, cmd: KvCommand) -> Option<KvReply> {
-        let (token, rx) = self.kv.wait(client);
-        let waiting = self.kv.clone();
-        self.host.call(move |h, ctx| {
-            if h.shard.clerk(client).is_some_and(|c| !c.is_busy()) {
-                let seq = ctx.scoped(
-                    |m| m,
-                    ClientEvent::Kv,
-                    |inner| h.shard.start(client, cmd, inner),
-                );
-                waiting.started(client, token, seq);
-            } else {
-                waiting.cancel_token(client, token);
-            }
-        });
-        rx.await.ok()
-    }
-
-    /// Gives up on shard clerk `client`'s outstanding operation (its outcome stays unknown).
-    pub fn abandon(&self, client: ClientId) {
-        self.kv.cancel(client);
-        self.host.call(move |h, _| h.shard.abandon(client));
-    }
-
-    /// The latest configuration shard clerk `client` knows (configuration 0 before its first
-    /// operation).
-    pub async fn config_of(&self, client: ClientId) -> Option<ShardConfig> {
-        let (tx, rx) = oneshot::channel();
-        self.host.call(move |h, _| {
-            let _ = tx.send(h.shard.clerk(client).map(|c| c.config().clone()));
-        });
-        rx.await.ok().flatten()
-    }
-
-    /// Runs `cmd` on the controller, waiting at most `limit`. An error says the controller did
-    /// not answer in time (a Join, Leave or Move may then still take effect).
-    pub async fn ctrl(&self, cmd: CtrlCommand, limit: Duration) -> Result<CtrlReply, String> {
-        let mut slot = self.ctrl_clerk.lock().await;
-        let client = match *slot {
-            Some(c) => c,
-            None => {
-                let (tx, rx) = oneshot::channel();
-                self.host.call(move |h, _| {
-                    let _ = tx.send(h.add_ctrl_clerk());
-                });
-                let c = rx.await.map_err(|_| "the clerk host stopped".to_owned())?;
-                *slot = Some(c);
-                c
-            }
-        };
-        let (token, rx) = self.ctrl.wait(client);
-        let waiting = self.ctrl.clone();
-        self.host.call(move |h, ctx| {
-            let seq = ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
-                h.ctrl.start(client, cmd, inner)
-            });
-            waiting.started(client, token, seq);
-        });
-        match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(Ok(r))) => Ok(r),
-            Ok(Ok(Err(e))) => Err(format!("the controller cannot answer: {e}")),
-            Ok(Err(_)) => Err("the clerk host stopped".into()),
-            Err(_) => {
-                self.ctrl.cancel(client);
-                self.host.call(move |h, _| h.ctrl.abandon(client));
-                Err(format!(
-                    "no answer from the controller within {limit:?} (is a majority of its \
-                     replicas up?)"
-                ))
-            }
-        }
-    }
-
-    /// The controller's latest configuration.
-    pub async fn query(&self, num: Option<u64>, limit: Duration) -> Result<ShardConfig, String> {
-        match self.ctrl(CtrlCommand::Query(num), limit).await? {
-            CtrlReply::Config(c) => Ok(c),
-            CtrlReply::Err(e) => Err(e.to_string()),
-            other => Err(format!("unexpected answer from the controller: {other:?}")),
-        }
-    }
-}
-
-impl Drop for ShardClients {
-    fn drop(&mut self) {
-        self.host.stop();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use flotilla_rsm::Msg;
-
-    #[test]
-    fn node_ids_are_server_ids_and_duplicates_are_refused() {
-        let a = node_id("127.0.0.1:7101");
-        assert_eq!(a, node_id("127.0.0.1:7101"));
-        assert_ne!(a, node_id("127.0.0.1:7102"));
-        for addr in ["127.0.0.1:7101", "10.0.0.7:7104", "", "host.example:1"] {
-            let id = node_id(addr);
-            // Above every client id (random_node_id is below 2^62).
-            assert!((1 << 62..1 << 63).contains(&id), "{addr}: {id}");
-        }
-        let addrs = vec!["a:1".to_owned(), "b:1".to_owned(), "a:1".to_owned()];
-        let e = node_ids(&addrs).unwrap_err().to_string();
-        assert!(e.contains("a:1 and a:1"), "{e}");
-    }
-
-    /// Polls `f` once: `Some` if it finished.
-    async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
-        std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *f).poll(cx) {
-            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
-            std::task::Poll::Pending => std::task::Poll::Ready(None),
-        })
-        .await
-    }
-
-    /// Waits until the clerk host has handled every input queued before this call.
-    async fn settle(c: &ShardClients) {
-        let (tx, rx) = oneshot::channel();
-        c.host.call(move |_, _| {
-            let _ = tx.send(());
-        });
-        rx.await.expect("the clerk host runs");
-    }
-
-    fn value(v: &str) -> KvReply {
-        KvReply::Value(Some(v.as_bytes().to_vec()))
-    }
-
-    /// Issue 15, item 5, for the sharded clients: reply n is queued in the driver, the caller
-    /// gives up on n, the clerk's next call registers before the driver hands reply n out;
-    /// reply n must not answer call n+1. Exact on a current-thread runtime (nothing runs until
-    /// the test awaits); the test plays the controller and the group.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_reply_to_an_abandoned_call_does_not_answer_the_next() {
-        use flotilla_rsm::Response;
-        use flotilla_shardkv::ShardReply;
-        let (ctrler, group) = ("127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned());
-        let secret = Secret::new("a test secret, 16+ chars").expect("secret");
-        let clients =
-            ShardClients::connect(std::slice::from_ref(&ctrler), 2, secret, None).expect("clients");
-        let ck = clients.new_clerk().await;
-        let get = || KvCommand::Get { key: b"k".to_vec() };
-        let from_group = |seq: u64, reply: KvReply| {
-            let m = ShardMsg::Group(Msg::Response(Response {
-                client: ck,
-                seq,
-                now_ms: 0,
-                result: Ok(ShardReply::Kv(reply)),
-            }));
-            (node_id(&group) as NodeId, m)
-        };
-        let mut first = std::pin::pin!(clients.call(ck, get()));
-        assert!(poll_once(&mut first).await.is_none());
-        settle(&clients).await; // the clerk asked the controller
-        let config = ShardConfig {
-            num: 1,
-            shards: vec![1, 1],
-            groups: BTreeMap::from([(1, vec![group.clone()])]),
-        };
-        let m = ShardMsg::Ctrl(Msg::Response(Response {
-            client: ck,
-            seq: 1,
-            now_ms: 0,
-            result: Ok(CtrlReply::Config(config)),
-        }));
-        clients.host.deliver(node_id(&ctrler) as NodeId, m);
-        settle(&clients).await; // operation 1 went to group 1
-        let (from, m) = from_group(1, value("first"));
-        clients.host.deliver(from, m);
-        clients.abandon(ck); // the command timed out just as its reply came in
-        let mut second = std::pin::pin!(clients.call(ck, get()));
-        assert!(poll_once(&mut second).await.is_none());
-        settle(&clients).await; // reply 1 handled, operation 2 sent
-        assert_eq!(
-            poll_once(&mut second).await,
-            None,
-            "the second call must not receive the first's reply"
-        );
-        let (from, m) = from_group(2, value("second"));
-        clients.host.deliver(from, m);
-        assert_eq!(second.await, Some(value("second")));
     }
 }

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_client::admin::admin_request;
+use flotilla_client::GroupClient;
 use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
-use flotilla_net::admin::admin_request;
-use flotilla_net::clients::Clients;
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_node::Save;
 use flotilla_raft::{MembershipChange, MemorySpool, SnapshotSpool, SnapshotWriter};
@@ -145,7 +145,7 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
             start(id as u64, l, peers.clone(), disks[id].clone()).await,
         ));
     }
-    let clients: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let clients: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, secret());
     let ck = clients.new_clerk().await;
     let limit = Duration::from_secs(20);
     for i in 1..=50u64 {
@@ -188,7 +188,7 @@ async fn a_client_without_the_secret_gets_nothing_done() {
     let l = listeners.pop().unwrap();
     let _stop = start(0, l, peers.clone(), Shared::default()).await;
     let wrong = Secret::new("not-the-cluster-secret!").unwrap();
-    let bad: Arc<Clients<u64, u64>> = Clients::connect(&peers, wrong.clone());
+    let bad: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, wrong.clone());
     let ck = bad.new_clerk().await;
     let r = tokio::time::timeout(Duration::from_secs(2), bad.call(ck, 1)).await;
     assert!(
@@ -198,7 +198,7 @@ async fn a_client_without_the_secret_gets_nothing_done() {
     assert!(fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, 7, None)
         .await
         .is_err());
-    let good: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let good: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, secret());
     let ck = good.new_clerk().await;
     let r = tokio::time::timeout(Duration::from_secs(10), good.call(ck, 5)).await;
     assert_eq!(
@@ -241,14 +241,15 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
         let disk = Shared::default();
         stops.push(start_tls(id as u64, l, peers.clone(), disk, Some(tls.clone())).await);
     }
-    let good: Arc<Clients<u64, u64>> = Clients::connect_with(&peers, secret(), Some(tls.clone()));
+    let good: Arc<GroupClient<u64, u64>> =
+        GroupClient::connect_with(&peers, secret(), Some(tls.clone()));
     let ck = good.new_clerk().await;
     for i in 1..=20u64 {
         let r = tokio::time::timeout(Duration::from_secs(20), good.call(ck, 1)).await;
         assert_eq!(r.unwrap(), Some(Ok(i)));
     }
     // Plain TCP, and TLS with a certificate from another CA, are both turned away.
-    let plain: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let plain: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, secret());
     let ck = plain.new_clerk().await;
     assert!(
         tokio::time::timeout(Duration::from_secs(2), plain.call(ck, 1))
@@ -290,7 +291,7 @@ async fn admin(peers: &[String], op: AdminOp) -> AdminReply {
     }
 }
 
-async fn add_all(clients: &Clients<u64, u64>, ck: flotilla_rsm::ClientId, from: u64, to: u64) {
+async fn add_all(clients: &GroupClient<u64, u64>, ck: flotilla_rsm::ClientId, from: u64, to: u64) {
     for i in from..=to {
         let r = tokio::time::timeout(Duration::from_secs(20), clients.call(ck, 1)).await;
         assert_eq!(r.unwrap(), Some(Ok(i)));
@@ -314,7 +315,7 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
     let l = listeners.next().unwrap();
     let joiner = Shared::default();
     stops.push(launch(3, l, Vec::new(), true, joiner.clone(), None).await);
-    let clients: Arc<Clients<u64, u64>> = Clients::connect(&founders, secret());
+    let clients: Arc<GroupClient<u64, u64>> = GroupClient::connect(&founders, secret());
     let ck = clients.new_clerk().await;
     // Past max_raft_state (2000 bytes, ~17 a command): the log from index 1 is gone, so the
     // learner can only catch up from a snapshot.

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flotilla_client::GroupClient;
 use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
-use flotilla_net::clients::Clients;
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_net::NetError;
 use flotilla_node::Save;
@@ -98,7 +98,7 @@ async fn start(full: &Arc<AtomicBool>) -> (Vec<String>, Vec<Replica>) {
 async fn a_full_disk_is_refused_at_once_and_outlived() {
     let full = Arc::new(AtomicBool::new(false));
     let (peers, replicas) = start(&full).await;
-    let clients: Arc<Clients<u64, u64>> = Clients::connect(&peers, secret());
+    let clients: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, secret());
     let ck = clients.new_clerk().await;
     // Well above anything below, as the router's command timeout is: a refusal must come
     // from the replicas, not from running out of time.

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use flotilla_client::admin::{admin_request, survey, ClusterView};
 use flotilla_kv::{KvCommand, KvMsg, KvReply};
-use flotilla_net::admin::{admin_request, survey, ClusterView};
 use flotilla_raft::MembershipChange;
 use flotilla_rsm::{AdminError, AdminOp, AdminReply};
 use flotilla_transport::NodeStatus;

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use flotilla_net::admin::survey;
-use flotilla_net::sharded::ShardClients;
+use flotilla_client::admin::survey;
+use flotilla_client::ShardClient;
 use flotilla_shardctrler::{CtrlCommand, CtrlReply, Gid, ShardConfig, DEFAULT_SHARDS};
 use flotilla_shardkv::ShardMsg;
 use flotilla_transport::NodeStatus;
@@ -21,6 +21,7 @@ use crate::auth::{SecretArgs, TlsArgs};
 use crate::layout::Layout;
 use crate::process::runtime;
 use crate::units::parse_duration;
+use crate::words;
 
 /// How long one server may take to answer a status request.
 const STATUS_WAIT: Duration = Duration::from_secs(1);
@@ -141,14 +142,14 @@ struct Connected {
 }
 
 impl Connected {
-    fn clients(&self) -> Result<std::sync::Arc<ShardClients>, String> {
-        ShardClients::connect(
+    fn clients(&self) -> Result<std::sync::Arc<ShardClient>, String> {
+        ShardClient::connect(
             &self.ctrlers,
             self.nshards,
             self.secret.clone(),
             self.tls.clone(),
         )
-        .map_err(|e| e.to_string())
+        .map_err(words::controller)
     }
 }
 
@@ -180,7 +181,7 @@ pub fn run(cmd: ShardCommand) -> Result<(), String> {
             }
             ShardCommand::Query { num, json, ctrl } => {
                 let c = ctrl.load()?;
-                let config = c.clients()?.query(num, c.timeout).await?;
+                let config = (c.clients()?.query(num, c.timeout).await).map_err(words::controller)?;
                 if json {
                     println!("{}", serde_json::to_string(&config).expect("a configuration"));
                 } else {
@@ -190,7 +191,7 @@ pub fn run(cmd: ShardCommand) -> Result<(), String> {
             }
             ShardCommand::Shards { json, ctrl } => {
                 let c = ctrl.load()?;
-                let config = c.clients()?.query(None, c.timeout).await?;
+                let config = (c.clients()?.query(None, c.timeout).await).map_err(words::controller)?;
                 let servers = servers_of(&c, &config).await;
                 if json {
                     let rows: Vec<serde_json::Value> = (servers.iter())
@@ -253,14 +254,18 @@ fn check_change(cmd: &CtrlCommand, latest: &ShardConfig) -> Result<(), String> {
 async fn change(c: &Connected, cmd: CtrlCommand, wait: bool) -> Result<(), String> {
     let started = Instant::now();
     let clients = c.clients()?;
-    let before = clients.query(None, c.timeout).await?;
+    let before = (clients.query(None, c.timeout).await).map_err(words::controller)?;
     check_change(&cmd, &before)?;
-    let num = match clients.ctrl(cmd, c.timeout).await? {
+    let num = match clients
+        .ctrl(cmd, c.timeout)
+        .await
+        .map_err(words::controller)?
+    {
         CtrlReply::Done { num } => num,
         CtrlReply::Err(e) => return Err(format!("the controller refused: {e}")),
         other => return Err(format!("unexpected answer from the controller: {other:?}")),
     };
-    let after = clients.query(Some(num), c.timeout).await?;
+    let after = (clients.query(Some(num), c.timeout).await).map_err(words::controller)?;
     if num == before.num {
         println!("nothing changed: the latest configuration already says so");
     }
@@ -358,7 +363,7 @@ async fn servers_of_groups(
     let addrs: Vec<String> = who.iter().map(|(a, _)| a.clone()).collect();
     let answers = survey::<ShardMsg>(&addrs, &c.secret, c.tls.clone(), STATUS_WAIT).await;
     (who.into_iter().zip(answers))
-        .map(|((a, g), r)| (a, g, r))
+        .map(|((a, g), r)| (a, g, r.map_err(|e| e.to_string())))
         .collect()
 }
 

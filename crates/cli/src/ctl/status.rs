@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use flotilla_client::admin::{survey, ClusterView};
 use flotilla_kv::KvMsg;
-use flotilla_net::admin::{survey, ClusterView};
 use flotilla_transport::NodeStatus;
 
 use super::group::{describe, Cluster, ClusterArgs};
@@ -56,7 +56,7 @@ async fn status_rows(c: &Cluster) -> StatusRows {
             break;
         }
         let answers = survey::<KvMsg>(&ask, &c.secret, c.tls.clone(), STATUS_WAIT).await;
-        rows.extend(ask.into_iter().zip(answers));
+        rows.extend((ask.into_iter().zip(answers)).map(|(a, r)| (a, r.map_err(|e| e.to_string()))));
         let Some(view) = ClusterView::of(&answered(&rows)) else {
             break;
         };
