@@ -249,7 +249,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
         heartbeat: args.heartbeat.unwrap_or(defaults.heartbeat),
         election_timeout: args.election_timeout.unwrap_or(defaults.election_timeout),
     };
-    timers.validate()?;
+    timers.validate().map_err(|e| e.to_string())?;
     let secret = args.secret.load()?;
     let me = id as usize;
     if me >= args.peers.len() && !args.join {

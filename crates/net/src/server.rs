@@ -82,21 +82,35 @@ impl Default for Timers {
     }
 }
 
+/// Timers that cannot work together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimersError {
+    #[error("the heartbeat interval ({heartbeat:?}) must be at least one tick ({TICK:?})")]
+    HeartbeatBelowTick { heartbeat: Duration },
+    #[error(
+        "the election timeout ({election_timeout:?}) must be at least three heartbeat intervals \
+         ({heartbeat:?}): otherwise a follower gives up on a live leader after a single late \
+         heartbeat"
+    )]
+    ElectionTimeoutTooShort {
+        election_timeout: Duration,
+        heartbeat: Duration,
+    },
+}
+
 impl Timers {
     /// Checks the timers work together; the error says which rule they break.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TimersError> {
         if self.heartbeat < TICK {
-            return Err(format!(
-                "the heartbeat interval ({:?}) must be at least one tick ({TICK:?})",
-                self.heartbeat
-            ));
+            return Err(TimersError::HeartbeatBelowTick {
+                heartbeat: self.heartbeat,
+            });
         }
         if self.election_timeout < 3 * self.heartbeat {
-            return Err(format!(
-                "the election timeout ({:?}) must be at least three heartbeat intervals ({:?}): \
-                 otherwise a follower gives up on a live leader after a single late heartbeat",
-                self.election_timeout, self.heartbeat
-            ));
+            return Err(TimersError::ElectionTimeoutTooShort {
+                election_timeout: self.election_timeout,
+                heartbeat: self.heartbeat,
+            });
         }
         Ok(())
     }
@@ -446,14 +460,15 @@ mod tests {
             heartbeat: Duration::from_millis(1),
             ..Timers::default()
         };
-        assert!(too_fast.validate().unwrap_err().contains("one tick"));
+        let e = too_fast.validate().unwrap_err();
+        assert!(matches!(e, TimersError::HeartbeatBelowTick { .. }));
+        assert!(e.to_string().contains("one tick"), "{e}");
         let too_short = Timers {
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(250),
         };
-        assert!(too_short
-            .validate()
-            .unwrap_err()
-            .contains("three heartbeat"));
+        let e = too_short.validate().unwrap_err();
+        assert!(matches!(e, TimersError::ElectionTimeoutTooShort { .. }));
+        assert!(e.to_string().contains("three heartbeat"), "{e}");
     }
 }
