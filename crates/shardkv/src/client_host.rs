@@ -1,7 +1,7 @@
 //! The client side of the sharded system as one process: shard clerks (key → shard → group,
 //! one per sequential client) and controller clerks (Join/Leave/Move/Query for operators'
 //! tools), sharing one node id and one set of connections. The deployed clients
-//! (`flotilla-net`'s `ShardClients`) and the simulator's shard tester both run it.
+//! (`flotilla-client`'s `ShardClient`) and the simulator's shard tester both run it.
 
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{ClerkEvent, ClerkHost, Msg};
