@@ -64,6 +64,7 @@
 //! assert!(applied.iter().all(|a| a == &vec![b"hello".to_vec()]));
 //! ```
 
+pub mod bytes_field;
 mod config;
 mod error;
 mod log;
