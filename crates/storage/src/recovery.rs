@@ -108,7 +108,7 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         let path = dir.join(segment_name(generation, seq));
         let buf = read(&path)?;
         let version = check_segment_header(&buf, generation, seq)
-            .map_err(|r| StorageError::corrupt(&path, 0, r))?;
+            .map_err(|r| StorageError::corrupt(&path, 0, r.to_string()))?;
         if *generation_version.get_or_insert(version) != version {
             let reason = format!("format version {version} in a generation of another version");
             return Err(StorageError::corrupt(&path, 0, reason));
@@ -204,7 +204,7 @@ fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, Stor
         let error = match read_batch(buf, place.generation, place.seq, at) {
             Ok(body) => {
                 let batch = batch_records(buf, body.clone())
-                    .map_err(|r| StorageError::corrupt(path, at as u64, r))?;
+                    .map_err(|r| StorageError::corrupt(path, at as u64, r.to_string()))?;
                 records.extend(batch);
                 at = page_align(body.end as u64) as usize;
                 continue;

@@ -184,7 +184,7 @@ pub(crate) fn read_verified(dir: &Path, generation: u64) -> Result<SnapshotData,
     let have = size.min(SNAPSHOT_HEADER_LEN as u64) as usize;
     read_at(&mut header[..have], 0)?;
     check_snapshot_header(&header[..have], generation)
-        .map_err(|r| StorageError::corrupt(&path, 0, r))?;
+        .map_err(|r| StorageError::corrupt(&path, 0, r.to_string()))?;
     // An empty snapshot is stored as a header only (frames carry at least one byte).
     if size == SNAPSHOT_HEADER_LEN as u64 {
         return Ok(SnapshotData::default());
