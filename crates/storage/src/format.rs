@@ -1,6 +1,5 @@
 //! The bytes on disk: file names, file headers and record frames. Pure functions, no I/O.
 
-use std::fmt;
 use std::ops::Range;
 
 /// Version of the segments this build writes: 2, appends framed in page-aligned batches.
@@ -142,7 +141,7 @@ const SNAPSHOT_VERSIONS: [u32; 1] = [SNAPSHOT_VERSION];
 
 /// Why a file header (always at offset 0) fails its check. `what` names the kind of file.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HeaderError {
+pub enum HeaderError {
     /// The file ends before its header does.
     #[error("{len} bytes, shorter than the {header_len}-byte {what} header")]
     Short {
@@ -278,34 +277,22 @@ pub(crate) fn frame_header(parts: &[&[u8]]) -> Option<[u8; FRAME_HEADER_LEN]> {
     Some(h)
 }
 
-/// Why no valid frame starts at some offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameError {
+/// Why no valid frame (a length-prefixed, checksummed record) starts at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
     /// Fewer than [`FRAME_HEADER_LEN`] bytes remain.
+    #[error("only {available} bytes left, too few for a record header")]
     ShortHeader { available: usize },
     /// Length 0: never written (every payload has at least one byte), so this is zero fill
     /// or damage.
+    #[error("record length is 0")]
     ZeroLength,
     /// The declared payload runs past the end of the file.
+    #[error("record length {len} runs past the end of the file")]
     PastEnd { len: u32 },
     /// The payload does not match its checksum.
+    #[error("checksum mismatch in a {len}-byte record")]
     Checksum { len: u32 },
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FrameError::ShortHeader { available } => write!(
-                f,
-                "only {available} bytes left, too few for a record header"
-            ),
-            FrameError::ZeroLength => write!(f, "record length is 0"),
-            FrameError::PastEnd { len } => {
-                write!(f, "record length {len} runs past the end of the file")
-            }
-            FrameError::Checksum { len } => write!(f, "checksum mismatch in a {len}-byte record"),
-        }
-    }
 }
 
 /// Reads the frame starting at `at`; returns its payload's range (the next frame starts
@@ -356,27 +343,18 @@ fn batch_header_crc(generation: u64, seq: u64, offset: u64, fields: &[u8]) -> u3
     crc32c::crc32c_append(crc32c::crc32c(&place), fields)
 }
 
-/// Why no valid batch starts at some offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BatchError {
+/// Why no valid batch (a page-aligned group of records) starts at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
     /// The header's checksum does not match (zeros, garbage, or a header torn or damaged).
+    #[error("no valid batch header")]
     Header,
     /// The header is valid but the body runs past the end of the file.
+    #[error("a {len}-byte batch runs past the end of the file")]
     PastEnd { len: u64 },
     /// The header is valid but the body does not match its checksum.
+    #[error("checksum mismatch in a {len}-byte batch")]
     Checksum { len: u64 },
-}
-
-impl fmt::Display for BatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BatchError::Header => write!(f, "no valid batch header"),
-            BatchError::PastEnd { len } => {
-                write!(f, "a {len}-byte batch runs past the end of the file")
-            }
-            BatchError::Checksum { len } => write!(f, "checksum mismatch in a {len}-byte batch"),
-        }
-    }
 }
 
 /// Reads the batch at `offset`, verifying both checksums; returns its body's range.
@@ -409,7 +387,7 @@ pub(crate) fn read_batch(
 /// Why a batch body whose checksum matched does not split into records: it was written
 /// wrong, not torn. Offsets are the file's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum RecordsError {
+pub enum RecordsError {
     #[error("a record header is cut short by the batch's end at {batch_end}")]
     HeaderCut { batch_end: usize },
     /// A record of length 0 (never written) or running past the batch's end.
