@@ -80,10 +80,13 @@ fn line_error(text: &str) -> (usize, LineError) {
     }
 }
 
+/// A bad line, a test of the variant it must produce, and words its message must hold.
+type BadLine = (&'static str, fn(&LineError) -> bool, &'static str);
+
 #[test]
 fn bad_lines_are_typed_errors_naming_the_line() {
     let good = r#"{"client":0,"op":"put","key":"x","value":"1","call":0,"return":1}"#;
-    let cases: [(&str, fn(&LineError) -> bool, &str); 6] = [
+    let cases: [BadLine; 6] = [
         (
             r#"{"client":0,"op":"put""#,
             |e| matches!(e, LineError::Json(_)),
