@@ -80,7 +80,9 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
         metrics: metrics.clone(),
         tls: args.tls.load()?,
         client_tls: match (&args.client_tls_cert, &args.client_tls_key) {
-            (Some(c), Some(k)) => Some(flotilla_transport::tls::client_acceptor(c, k)?),
+            (Some(c), Some(k)) => {
+                Some(flotilla_transport::tls::client_acceptor(c, k).map_err(|e| e.to_string())?)
+            }
             _ => None,
         },
         sharded: (!args.ctrlers.is_empty()).then(|| ShardedRouting {

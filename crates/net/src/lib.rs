@@ -62,7 +62,10 @@ impl From<flotilla_transport::TransportError> for NetError {
         match e {
             T::Wire(e) => NetError::Wire(e),
             T::Io(e) => NetError::Io(e),
-            T::Handshake { peer, reason } => NetError::Handshake { peer, reason },
+            T::Handshake { peer, reason } => NetError::Handshake {
+                peer,
+                reason: reason.to_string(),
+            },
         }
     }
 }
