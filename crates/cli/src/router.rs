@@ -2,7 +2,7 @@
 
 use clap::Args;
 use flotilla_host::metrics::Metrics;
-use flotilla_net::router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
+use flotilla_router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 use tokio::net::TcpListener;
 
 use crate::auth::{SecretArgs, TlsArgs};

@@ -10,8 +10,7 @@
 //! * [`server`]: one replica of a replicated group on TCP, from its stored state.
 //! * [`clients`]: the clerks' driver: commands to a group over the transport.
 //! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas, node ids
-//!   from addresses, and the clients a router and `flotilla ctl` use.
-//! * [`router`]: the RESP (Redis protocol) front that turns client commands into clerk calls.
+//!   from addresses, and the clients a router (`flotilla-router`) and `flotilla ctl` use.
 //! * [`admin`]: what operators' tools and the router ask of a running group: statuses of many
 //!   nodes at once, the membership they describe, membership changes and leader transfers.
 //! * `budget`: compile-time checks that every service message fits the transport's frames.
@@ -20,12 +19,12 @@
 //!
 //! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
 //! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate (the
-//! client and the router to be split off next) → the `flotilla` binary.
+//! client to be split off next) → `flotilla-router` (the Redis-protocol front, on this crate's
+//! clients) → the `flotilla` binary.
 
 pub mod admin;
 mod budget;
 pub mod clients;
-pub mod router;
 pub mod server;
 pub mod sharded;
 
