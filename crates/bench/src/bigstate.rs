@@ -514,7 +514,7 @@ fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), Stri
         .filter_map(|s| s.as_str().map(String::from))
         .collect();
     let secret = std::fs::read_to_string(opts.dir.join("secret")).map_err(|e| e.to_string())?;
-    let secret = flotilla_transport::auth::Secret::new(&secret)?;
+    let secret = flotilla_transport::auth::Secret::new(&secret).map_err(|e| e.to_string())?;
     println!(
         "sessions: {n} distinct clients, one write each, against --max-sessions {}",
         opts.max_sessions

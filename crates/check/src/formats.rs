@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::HistoryError;
+use crate::error::{HistoryError, LineError};
 use crate::kv::{KvInput, KvOp, KvOperation, KvOutput};
 use crate::model::Operation;
 use crate::register::{RegisterInput, RegisterOperation, RegisterOutput};
@@ -36,11 +36,9 @@ impl<I, O> Pairing<I, O> {
         }
     }
 
-    fn invoke(&mut self, process: u64, input: I, unknown: O, time: u64) -> Result<(), String> {
+    fn invoke(&mut self, process: u64, input: I, unknown: O, time: u64) -> Result<(), LineError> {
         if self.pending.contains_key(&process) {
-            return Err(format!(
-                "process {process} invokes while its previous operation is pending"
-            ));
+            return Err(LineError::AlreadyPending { process });
         }
         self.pending.insert(process, self.ops.len());
         let op = Operation {
@@ -55,11 +53,8 @@ impl<I, O> Pairing<I, O> {
     }
 
     /// The pending operation of `process`, which this event completes.
-    fn complete(&mut self, process: u64) -> Result<&mut Option<Operation<I, O>>, String> {
-        let index = self
-            .pending
-            .remove(&process)
-            .ok_or_else(|| format!("process {process} completes an operation it never invoked"))?;
+    fn complete(&mut self, process: u64) -> Result<&mut Option<Operation<I, O>>, LineError> {
+        let index = (self.pending.remove(&process)).ok_or(LineError::NeverInvoked { process })?;
         Ok(&mut self.ops[index])
     }
 
@@ -98,20 +93,21 @@ fn jepsen_event(
     (process, kind, f): (&str, &str, &str),
     value: &str,
     time: u64,
-) -> Result<(), String> {
-    let process: u64 = process
-        .parse()
-        .map_err(|_| format!("bad process {process:?}"))?;
+) -> Result<(), LineError> {
+    let process: u64 = process.parse().map_err(|_| LineError::BadProcess {
+        process: process.into(),
+    })?;
     if kind == ":invoke" {
         let input = match f {
             ":read" => RegisterInput::Read,
             ":write" => RegisterInput::Write(parse_int(value)?),
             ":cas" => cas_arguments(value)?,
-            _ => return Err(format!("unknown operation {f}")),
+            _ => return Err(LineError::UnknownOperation { f: f.into() }),
         };
         return pairing.invoke(process, input, RegisterOutput::Unknown, time);
     }
-    let completion = completion(kind).ok_or_else(|| format!("unknown event type {kind}"))?;
+    let completion =
+        completion(kind).ok_or_else(|| LineError::UnknownEventType { kind: kind.into() })?;
     let slot = pairing.complete(process)?;
     let Some(op) = slot else {
         unreachable!("pending operations are never dropped")
@@ -132,10 +128,10 @@ fn jepsen_event(
             return Ok(());
         }
         _ => {
-            return Err(format!(
-                "{kind} {f} does not complete the pending {:?}",
-                op.input
-            ))
+            return Err(LineError::CompletionMismatch {
+                event: format!("{kind} {f}"),
+                pending: format!("{:?}", op.input),
+            })
         }
     };
     op.output = output;
@@ -143,23 +139,24 @@ fn jepsen_event(
     Ok(())
 }
 
-fn parse_int(text: &str) -> Result<i64, String> {
+fn parse_int(text: &str) -> Result<i64, LineError> {
     text.parse()
-        .map_err(|_| format!("expected an integer, found {text:?}"))
+        .map_err(|_| LineError::NotAnInteger { text: text.into() })
 }
 
 /// `[from to]`.
-fn cas_arguments(text: &str) -> Result<RegisterInput, String> {
+fn cas_arguments(text: &str) -> Result<RegisterInput, LineError> {
+    let bad = || LineError::BadCasArguments { text: text.into() };
     let inner = text
         .strip_prefix('[')
         .and_then(|t| t.strip_suffix(']'))
-        .ok_or_else(|| format!("expected [from to], found {text:?}"))?;
+        .ok_or_else(bad)?;
     match inner.split_whitespace().collect::<Vec<_>>().as_slice() {
         [from, to] => Ok(RegisterInput::Cas {
             from: parse_int(from)?,
             to: parse_int(to)?,
         }),
-        _ => Err(format!("expected [from to], found {text:?}")),
+        _ => Err(bad()),
     }
 }
 
@@ -192,30 +189,36 @@ fn edn_event(
     pairing: &mut Pairing<KvInput, KvOutput>,
     map: &BTreeMap<String, Edn>,
     time: u64,
-) -> Result<(), String> {
-    let field = |name: &str| map.get(name).ok_or_else(|| format!("missing :{name}"));
+) -> Result<(), LineError> {
+    let field = |key: &'static str| map.get(key).ok_or(LineError::MissingKey { key });
+    let wrong = |key, expected, found: &Edn| LineError::WrongKind {
+        key,
+        expected,
+        found: format!("{found:?}"),
+    };
     let process = match field("process")? {
         Edn::Int(p) if *p >= 0 => *p as u64,
-        other => {
-            return Err(format!(
-                ":process must be a non-negative integer, not {other:?}"
-            ))
-        }
+        other => return Err(wrong("process", "a non-negative integer", other)),
     };
-    let (Edn::Keyword(kind), Edn::Keyword(f)) = (field("type")?, field("f")?) else {
-        return Err(":type and :f must be keywords".into());
+    let kind = match field("type")? {
+        Edn::Keyword(kind) => kind,
+        other => return Err(wrong("type", "a keyword", other)),
+    };
+    let f = match field("f")? {
+        Edn::Keyword(f) => f,
+        other => return Err(wrong("f", "a keyword", other)),
     };
     let value = match map.get("value") {
         None | Some(Edn::Nil) => String::new(),
         Some(Edn::Str(s)) => s.clone(),
         Some(Edn::Int(n)) => n.to_string(),
-        Some(other) => return Err(format!(":value must be a string or nil, not {other:?}")),
+        Some(other) => return Err(wrong("value", "a string or nil", other)),
     };
     if kind == "invoke" {
         let key = match field("key")? {
             Edn::Str(s) => s.clone(),
             Edn::Int(n) => n.to_string(),
-            other => return Err(format!(":key must be a string, not {other:?}")),
+            other => return Err(wrong("key", "a string", other)),
         };
         let op = kv_op(f)?;
         let value = if matches!(op, KvOp::Get | KvOp::Delete) {
@@ -226,16 +229,18 @@ fn edn_event(
         return pairing.invoke(process, KvInput { op, key, value }, KvOutput::Unknown, time);
     }
     let completion =
-        completion(&format!(":{kind}")).ok_or_else(|| format!("unknown :type :{kind}"))?;
+        completion(&format!(":{kind}")).ok_or_else(|| LineError::UnknownEventType {
+            kind: format!(":{kind}"),
+        })?;
     let slot = pairing.complete(process)?;
     let Some(op) = slot else {
         unreachable!("pending operations are never dropped")
     };
     if kv_op(f)? != op.input.op {
-        return Err(format!(
-            ":{kind} :{f} does not complete the pending {}",
-            op.input.op.name()
-        ));
+        return Err(LineError::CompletionMismatch {
+            event: format!(":{kind} :{f}"),
+            pending: op.input.op.name().into(),
+        });
     }
     match completion {
         Completion::Info => {}
@@ -252,23 +257,23 @@ fn edn_event(
     Ok(())
 }
 
-fn kv_op(f: &str) -> Result<KvOp, String> {
+fn kv_op(f: &str) -> Result<KvOp, LineError> {
     match f {
         "get" => Ok(KvOp::Get),
         "put" => Ok(KvOp::Put),
         "append" => Ok(KvOp::Append),
         "delete" => Ok(KvOp::Delete),
-        _ => Err(format!("unknown :f :{f}")),
+        _ => Err(LineError::UnknownOperation { f: format!(":{f}") }),
     }
 }
 
 /// Parses a flat EDN map of keyword keys: `{:k v, :k v}` (commas are whitespace in EDN).
-fn parse_edn_map(line: &str) -> Result<BTreeMap<String, Edn>, String> {
+fn parse_edn_map(line: &str) -> Result<BTreeMap<String, Edn>, LineError> {
     let inner = line
         .trim()
         .strip_prefix('{')
         .and_then(|t| t.strip_suffix('}'))
-        .ok_or("expected a map {...}")?;
+        .ok_or(LineError::NotAMap)?;
     let mut rest = inner;
     let mut map = BTreeMap::new();
     loop {
@@ -278,7 +283,9 @@ fn parse_edn_map(line: &str) -> Result<BTreeMap<String, Edn>, String> {
         }
         let (key, after) = edn_value(rest)?;
         let Edn::Keyword(key) = key else {
-            return Err(format!("map key {key:?} is not a keyword"));
+            return Err(LineError::KeyNotKeyword {
+                key: format!("{key:?}"),
+            });
         };
         let (value, after) = edn_value(after.trim_start())?;
         map.insert(key, value);
@@ -287,7 +294,7 @@ fn parse_edn_map(line: &str) -> Result<BTreeMap<String, Edn>, String> {
 }
 
 /// Reads one scalar at the start of `text`; returns it and the rest.
-fn edn_value(text: &str) -> Result<(Edn, &str), String> {
+fn edn_value(text: &str) -> Result<(Edn, &str), LineError> {
     if let Some(body) = text.strip_prefix('"') {
         return edn_string(body);
     }
@@ -296,19 +303,19 @@ fn edn_value(text: &str) -> Result<(Edn, &str), String> {
         .unwrap_or(text.len());
     let (word, rest) = text.split_at(end);
     let value = match word {
-        "" => return Err("expected a value".into()),
+        "" => return Err(LineError::MissingValue),
         "nil" => Edn::Nil,
         _ if word.starts_with(':') => Edn::Keyword(word[1..].to_owned()),
         _ => Edn::Int(
             word.parse()
-                .map_err(|_| format!("unsupported EDN value {word:?}"))?,
+                .map_err(|_| LineError::UnsupportedValue { word: word.into() })?,
         ),
     };
     Ok((value, rest))
 }
 
 /// Reads a string body after its opening quote, with EDN's escapes.
-fn edn_string(body: &str) -> Result<(Edn, &str), String> {
+fn edn_string(body: &str) -> Result<(Edn, &str), LineError> {
     let mut out = String::new();
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
@@ -319,12 +326,12 @@ fn edn_string(body: &str) -> Result<(Edn, &str), String> {
                 Some('t') => out.push('\t'),
                 Some('r') => out.push('\r'),
                 Some(e @ ('"' | '\\')) => out.push(e),
-                other => return Err(format!("unsupported escape \\{other:?}")),
+                escape => return Err(LineError::UnsupportedEscape { escape }),
             },
             c => out.push(c),
         }
     }
-    Err("unterminated string".into())
+    Err(LineError::UnterminatedString)
 }
 
 #[cfg(test)]
@@ -338,7 +345,99 @@ mod tests {
         assert_eq!(map["type"], Edn::Keyword("ok".into()));
         assert_eq!(map["key"], Edn::Str("a \"b\"".into()));
         assert_eq!(map["value"], Edn::Nil);
-        assert!(parse_edn_map(r#"{:key "open}"#).is_err());
+        assert!(matches!(
+            parse_edn_map(r#"{:key "open}"#),
+            Err(LineError::UnterminatedString)
+        ));
+    }
+
+    /// Each malformed EDN line is refused with the variant naming its defect.
+    #[test]
+    fn edn_defects_are_named() {
+        let defect = |line: &str| match parse_edn_kv(line) {
+            Err(HistoryError::Line { line: 1, problem }) => problem,
+            other => panic!("{line}: expected a line-1 error, got {other:?}"),
+        };
+        assert!(matches!(defect("[:process 0]"), LineError::NotAMap));
+        assert!(matches!(
+            defect("{3 4}"),
+            LineError::KeyNotKeyword { key } if key == "Int(3)"
+        ));
+        assert!(matches!(defect("{:process}"), LineError::MissingValue));
+        assert!(matches!(
+            defect("{:process 1.5}"),
+            LineError::UnsupportedValue { word } if word == "1.5"
+        ));
+        assert!(matches!(
+            defect(r#"{:key "a\qb"}"#),
+            LineError::UnsupportedEscape { escape: Some('q') }
+        ));
+        assert!(matches!(
+            defect("{:type :invoke, :f :get}"),
+            LineError::MissingKey { key: "process" }
+        ));
+        assert!(matches!(
+            defect("{:process -1, :type :invoke, :f :get}"),
+            LineError::WrongKind {
+                key: "process",
+                expected: "a non-negative integer",
+                ..
+            }
+        ));
+        assert!(matches!(
+            defect(r#"{:process 0, :type "invoke", :f :get}"#),
+            LineError::WrongKind { key: "type", .. }
+        ));
+        assert!(matches!(
+            defect(r#"{:process 0, :type :invoke, :f :cas, :key "k"}"#),
+            LineError::UnknownOperation { f } if f == ":cas"
+        ));
+        assert!(matches!(
+            defect(r#"{:process 0, :type :done, :f :get, :key "k"}"#),
+            LineError::UnknownEventType { kind } if kind == ":done"
+        ));
+        let twice = "{:process 0, :type :invoke, :f :get, :key \"k\"}\n\
+                     {:process 0, :type :ok, :f :put, :key \"k\"}";
+        match parse_edn_kv(twice) {
+            Err(HistoryError::Line {
+                line: 2,
+                problem: LineError::CompletionMismatch { event, pending },
+            }) => assert_eq!((event.as_str(), pending.as_str()), (":ok :put", "get")),
+            other => panic!("expected a mismatch on line 2, got {other:?}"),
+        }
+    }
+
+    /// Malformed Jepsen events are refused with the variant naming their defect.
+    #[test]
+    fn jepsen_defects_are_named() {
+        let defect = |log: &str| match parse_jepsen_etcd(log) {
+            Err(HistoryError::Line { problem, .. }) => problem,
+            other => panic!("{log}: expected a line error, got {other:?}"),
+        };
+        assert!(matches!(
+            defect("INFO  jepsen.util - x\t:invoke\t:read\tnil"),
+            LineError::BadProcess { process } if process == "x"
+        ));
+        assert!(matches!(
+            defect("INFO  jepsen.util - 0\t:invoke\t:write\tfour"),
+            LineError::NotAnInteger { text } if text == "four"
+        ));
+        assert!(matches!(
+            defect("INFO  jepsen.util - 0\t:invoke\t:cas\t[1 2 3]"),
+            LineError::BadCasArguments { text } if text == "[1 2 3]"
+        ));
+        assert!(matches!(
+            defect("INFO  jepsen.util - 0\t:invoke\t:swap\t1"),
+            LineError::UnknownOperation { f } if f == ":swap"
+        ));
+        assert!(matches!(
+            defect("INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:invoke\t:read\tnil"),
+            LineError::AlreadyPending { process: 0 }
+        ));
+        assert!(matches!(
+            defect("INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:done\t:read\t1"),
+            LineError::UnknownEventType { kind } if kind == ":done"
+        ));
     }
 
     #[test]
@@ -357,6 +456,13 @@ mod tests {
         );
         assert_eq!(ops[2].ret, None);
         let err = parse_jepsen_etcd("INFO  jepsen.util - 2\t:ok\t:read\t1\n").unwrap_err();
+        assert!(matches!(
+            err,
+            HistoryError::Line {
+                line: 1,
+                problem: LineError::NeverInvoked { process: 2 }
+            }
+        ));
         assert_eq!(
             err.to_string(),
             "line 1: process 2 completes an operation it never invoked"

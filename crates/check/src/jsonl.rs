@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::HistoryError;
+use crate::error::{HistoryError, LineError, UnwritableError};
 use crate::kv::{KvInput, KvOp, KvOperation, KvOutput};
 use crate::model::Operation;
 
@@ -57,18 +57,16 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Er
 pub fn to_jsonl(history: &[KvOperation]) -> Result<String, HistoryError> {
     let mut out = String::new();
     for (index, op) in history.iter().enumerate() {
-        let line = line_out(op).map_err(|message| HistoryError::Unwritable { index, message })?;
-        let json = serde_json::to_string(&line).map_err(|e| HistoryError::Unwritable {
-            index,
-            message: e.to_string(),
-        })?;
+        let unwritable = |problem| HistoryError::Unwritable { index, problem };
+        let line = line_out(op).map_err(unwritable)?;
+        let json = serde_json::to_string(&line).map_err(|e| unwritable(e.into()))?;
         out.push_str(&json);
         out.push('\n');
     }
     Ok(out)
 }
 
-fn line_out(op: &KvOperation) -> Result<LineOut<'_>, String> {
+fn line_out(op: &KvOperation) -> Result<LineOut<'_>, UnwritableError> {
     let unknown = op.output == KvOutput::Unknown || op.ret.is_none();
     let (value, old) = match (op.input.op, &op.output) {
         _ if unknown => (
@@ -80,7 +78,7 @@ fn line_out(op: &KvOperation) -> Result<LineOut<'_>, String> {
             None,
         ),
         (KvOp::Get, KvOutput::Value(read)) => (read.as_str(), None),
-        (KvOp::Get, _) => return Err("a get that returned no value".into()),
+        (KvOp::Get, _) => return Err(UnwritableError::GetWithoutValue),
         (KvOp::Append, KvOutput::Value(old)) => (op.input.value.as_str(), Some(old.as_str())),
         (KvOp::Delete, _) => ("", None),
         (KvOp::Put | KvOp::Append, _) => (op.input.value.as_str(), None),
@@ -103,36 +101,27 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<KvOperation>, HistoryError> {
         if text.trim().is_empty() {
             continue;
         }
-        let line: LineIn =
-            serde_json::from_str(text).map_err(|e| HistoryError::line(i + 1, e.to_string()))?;
+        let line: LineIn = serde_json::from_str(text).map_err(|e| HistoryError::line(i + 1, e))?;
         history.push(operation(line).map_err(|m| HistoryError::line(i + 1, m))?);
     }
     Ok(history)
 }
 
-fn operation(line: LineIn) -> Result<KvOperation, String> {
+fn operation(line: LineIn) -> Result<KvOperation, LineError> {
     let op = match line.op.as_str() {
         "get" => KvOp::Get,
         "put" => KvOp::Put,
         "append" => KvOp::Append,
         "delete" => KvOp::Delete,
-        other => {
-            return Err(format!(
-                "unknown op {other:?} (expected get, put, append or delete)"
-            ))
-        }
+        other => return Err(LineError::UnknownOp { op: other.into() }),
     };
-    let ret = line
-        .ret
-        .ok_or("missing field `return` (null if the outcome is unknown)")?;
+    let ret = line.ret.ok_or(LineError::MissingReturn)?;
     if let Some(r) = ret.filter(|&r| r < line.call) {
-        return Err(format!(
-            "returns at {r} ns, before its call at {} ns",
-            line.call
-        ));
+        let call = line.call;
+        return Err(LineError::ReturnBeforeCall { ret: r, call });
     }
     if line.old.is_some() && (op != KvOp::Append || ret.is_none()) {
-        return Err("`old` is only for an append whose outcome is known".into());
+        return Err(LineError::MisplacedOld);
     }
     let output = match (ret, op) {
         (None, _) => KvOutput::Unknown,

@@ -109,7 +109,7 @@ mod model;
 mod register;
 
 pub use checker::{check_operations, CheckResult};
-pub use error::HistoryError;
+pub use error::{HistoryError, LineError, UnwritableError};
 pub use explain::{Explanation, OperationSummary};
 pub use gen::{bench_report, random_kv_history, random_kv_history_with, KvGenConfig};
 pub use jsonl::{

@@ -2,7 +2,8 @@
 
 use flotilla_check::{
     parse_jsonl, read_jsonl, to_jsonl, write_history_if_requested, write_jsonl, HistoryError,
-    KvHistory, KvInput, KvOperation, KvOutput, Operation, HISTORY_DIR_ENV,
+    KvHistory, KvInput, KvOperation, KvOutput, LineError, Operation, UnwritableError,
+    HISTORY_DIR_ENV,
 };
 
 fn sample() -> Vec<KvOperation> {
@@ -72,43 +73,56 @@ fn recorder_normalizes_unknown_outcomes_so_they_round_trip() {
     assert_eq!(parse_jsonl(&text).unwrap(), history.operations());
 }
 
-fn line_error(text: &str) -> (usize, String) {
+fn line_error(text: &str) -> (usize, LineError) {
     match parse_jsonl(text) {
-        Err(HistoryError::Line { line, message }) => (line, message),
+        Err(HistoryError::Line { line, problem }) => (line, problem),
         other => panic!("expected a line error, got {other:?}"),
     }
 }
 
+/// A bad line, a test of the variant it must produce, and words its message must hold.
+type BadLine = (&'static str, fn(&LineError) -> bool, &'static str);
+
 #[test]
 fn bad_lines_are_typed_errors_naming_the_line() {
     let good = r#"{"client":0,"op":"put","key":"x","value":"1","call":0,"return":1}"#;
-    let cases = [
-        (r#"{"client":0,"op":"put""#, "EOF"),
+    let cases: [BadLine; 6] = [
+        (
+            r#"{"client":0,"op":"put""#,
+            |e| matches!(e, LineError::Json(_)),
+            "EOF",
+        ),
         (
             r#"{"client":0,"op":"cas","key":"x","value":"1","call":0,"return":1}"#,
+            |e| matches!(e, LineError::UnknownOp { op } if op == "cas"),
             "unknown op \"cas\"",
         ),
         (
             r#"{"client":0,"op":"put","key":"x","value":"1","call":0}"#,
+            |e| matches!(e, LineError::MissingReturn),
             "missing field `return`",
         ),
         (
             r#"{"client":0,"op":"put","key":"x","value":"1","call":9,"return":1}"#,
+            |e| matches!(e, LineError::ReturnBeforeCall { ret: 1, call: 9 }),
             "before its call",
         ),
         (
             r#"{"client":0,"op":"get","key":"x","value":"1","call":0,"return":1,"old":""}"#,
+            |e| matches!(e, LineError::MisplacedOld),
             "`old`",
         ),
         (
             r#"{"client":-1,"op":"get","key":"x","value":"1","call":0,"return":1}"#,
+            |e| matches!(e, LineError::Json(_)),
             "invalid value",
         ),
     ];
-    for (bad, expected) in cases {
-        let (line, message) = line_error(&format!("{good}\n\n{bad}\n"));
+    for (bad, is_expected, words) in cases {
+        let (line, problem) = line_error(&format!("{good}\n\n{bad}\n"));
         assert_eq!(line, 3, "{bad}");
-        assert!(message.contains(expected), "{bad}: {message}");
+        assert!(is_expected(&problem), "{bad}: {problem:?}");
+        assert!(problem.to_string().contains(words), "{bad}: {problem}");
     }
     let missing = read_jsonl("/nonexistent/flotilla/h.jsonl").unwrap_err();
     assert!(matches!(missing, HistoryError::Io { .. }), "{missing}");
@@ -130,6 +144,16 @@ fn get_without_a_value_cannot_be_written() {
         ret: Some(1),
     };
     let err = to_jsonl(&[bad]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HistoryError::Unwritable {
+                index: 0,
+                problem: UnwritableError::GetWithoutValue
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "operation 0: a get that returned no value");
 }
 

@@ -26,7 +26,7 @@ impl SecretArgs {
                 "no cluster secret: pass --secret-file or set FLOTILLA_SECRET".to_owned()
             })?,
         };
-        Secret::new(&text)
+        Secret::new(&text).map_err(|e| e.to_string())
     }
 }
 
@@ -56,7 +56,9 @@ impl TlsArgs {
                     key: key.clone(),
                     ca: ca.clone(),
                 };
-                PeerTls::load(&files, &self.tls_server_name).map(Some)
+                PeerTls::load(&files, &self.tls_server_name)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
             _ => Ok(None),
         }

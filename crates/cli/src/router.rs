@@ -2,7 +2,7 @@
 
 use clap::Args;
 use flotilla_host::metrics::Metrics;
-use flotilla_net::router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
+use flotilla_router::{run_router, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 use tokio::net::TcpListener;
 
 use crate::auth::{SecretArgs, TlsArgs};
@@ -80,7 +80,9 @@ pub fn router(args: RouterArgs) -> Result<(), String> {
         metrics: metrics.clone(),
         tls: args.tls.load()?,
         client_tls: match (&args.client_tls_cert, &args.client_tls_key) {
-            (Some(c), Some(k)) => Some(flotilla_transport::tls::client_acceptor(c, k)?),
+            (Some(c), Some(k)) => {
+                Some(flotilla_transport::tls::client_acceptor(c, k).map_err(|e| e.to_string())?)
+            }
             _ => None,
         },
         sharded: (!args.ctrlers.is_empty()).then(|| ShardedRouting {

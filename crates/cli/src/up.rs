@@ -249,134 +249,148 @@ pub fn up(args: UpArgs) -> Result<(), String> {
     })
 }
 
-fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
-    if let Some(sharded) = &layout.sharded {
-        return sharded_processes(args, layout, sharded, secret);
-    }
-    let secret = secret.display().to_string();
-    let peers = layout.servers.join(",");
-    let mut procs: Vec<Proc> = (0..layout.servers.len())
-        .map(|i| Proc {
-            name: format!("replica {i}"),
-            args: vec![
-                "server".into(),
-                "--id".into(),
-                i.to_string(),
-                "--peers".into(),
-                peers.clone(),
-                "--data-dir".into(),
-                args.dir.join(format!("node-{i}")).display().to_string(),
-                "--secret-file".into(),
-                secret.clone(),
-                "--metrics".into(),
-                metrics_addr(&layout.servers[i], 100),
-            ]
-            .into_iter()
-            .chain(args.session_flags())
-            .collect(),
-            log: args.dir.join(format!("node-{i}.log")),
-            child: None,
-        })
-        .collect();
-    let mut router = vec![
-        "router".into(),
-        "--servers".into(),
-        peers,
-        "--listen".into(),
-        layout.router.clone(),
-        "--secret-file".into(),
-        secret,
-        "--metrics".into(),
-        metrics_addr(&layout.router, 1),
-    ];
-    if let Some(p) = &args.password {
-        router.extend(["--password".into(), p.clone()]);
-    }
-    procs.push(Proc {
-        name: "router".into(),
-        args: router,
-        log: args.dir.join("router.log"),
-        child: None,
-    });
-    procs
+/// What a process of the cluster is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Role {
+    /// A replica of the single group.
+    Replica,
+    /// A replica of the shard controller.
+    Ctrler,
+    /// A replica of shard group `gid`.
+    Shard { gid: Gid },
+    /// The Redis-protocol router.
+    Router,
 }
 
-/// The controller's replicas, each group's, then the router.
-fn sharded_processes(
-    args: &UpArgs,
-    layout: &Layout,
-    sharded: &ShardedLayout,
-    secret: &Path,
-) -> Vec<Proc> {
-    let secret = secret.display().to_string();
-    let ctrlers = sharded.ctrlers.join(",");
-    let shards = sharded.shards.to_string();
-    let server = |name: String, role: Vec<String>, peers: &[String], i: usize| -> Proc {
-        let mut a: Vec<String> = vec!["server".into()];
-        a.extend(role);
-        a.extend([
-            "--id".into(),
-            i.to_string(),
-            "--peers".into(),
-            peers.join(","),
-            "--shards".into(),
-            shards.clone(),
-            "--data-dir".into(),
-            args.dir.join(&name).display().to_string(),
-            "--secret-file".into(),
-            secret.clone(),
-            "--metrics".into(),
-            metrics_addr(&peers[i], 100),
-        ]);
-        a.extend(args.session_flags());
-        Proc {
-            log: args.dir.join(format!("{name}.log")),
-            name,
-            args: a,
-            child: None,
+/// One row of the table of processes `up` runs.
+struct Entry {
+    role: Role,
+    /// How messages name it.
+    name: String,
+    /// Its data directory and log file (`<file>/`, `<file>.log`) under the cluster's.
+    file: String,
+    /// A replica's group (its peers' addresses) and its place in it.
+    peers: Vec<String>,
+    index: usize,
+}
+
+/// Every process of the cluster, in start order: the replicas (the controller's, then each
+/// group's, when sharded), then the router. They are stopped in reverse: the router first,
+/// so that clients see a clean close.
+fn table(layout: &Layout) -> Vec<Entry> {
+    let replicas = |role: Role, peers: &[String], file: &dyn Fn(usize) -> String| {
+        (0..peers.len())
+            .map(|i| Entry {
+                role: role.clone(),
+                name: match role {
+                    Role::Replica => format!("replica {i}"),
+                    _ => file(i),
+                },
+                file: file(i),
+                peers: peers.to_vec(),
+                index: i,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut rows = match &layout.sharded {
+        None => replicas(Role::Replica, &layout.servers, &|i| format!("node-{i}")),
+        Some(sharded) => {
+            let mut rows = replicas(Role::Ctrler, &sharded.ctrlers, &|i| format!("ctrler-{i}"));
+            for (&gid, peers) in &sharded.groups {
+                rows.extend(replicas(Role::Shard { gid }, peers, &|i| {
+                    format!("group-{gid}-{i}")
+                }));
+            }
+            rows
         }
     };
-    let mut procs = Vec::new();
-    for i in 0..sharded.ctrlers.len() {
-        let role = vec!["--role".into(), "ctrler".into()];
-        procs.push(server(format!("ctrler-{i}"), role, &sharded.ctrlers, i));
-    }
-    for (g, peers) in &sharded.groups {
-        for i in 0..peers.len() {
-            let role = vec![
+    rows.push(Entry {
+        role: Role::Router,
+        name: "router".into(),
+        file: "router".into(),
+        peers: Vec::new(),
+        index: 0,
+    });
+    rows
+}
+
+impl Entry {
+    /// The `flotilla` subcommand and flags that run this process.
+    fn command(&self, args: &UpArgs, layout: &Layout, secret: &str) -> Vec<String> {
+        let sharded = layout.sharded.as_ref();
+        let mut a: Vec<String> = match &self.role {
+            Role::Router => return self.router_command(args, layout, secret),
+            Role::Replica => vec!["server".into()],
+            Role::Ctrler => vec!["server".into(), "--role".into(), "ctrler".into()],
+            Role::Shard { gid } => vec![
+                "server".into(),
                 "--role".into(),
                 "shard".into(),
                 "--gid".into(),
-                g.to_string(),
+                gid.to_string(),
                 "--ctrlers".into(),
-                ctrlers.clone(),
-            ];
-            procs.push(server(format!("group-{g}-{i}"), role, peers, i));
+                sharded.map(|s| s.ctrlers.join(",")).unwrap_or_default(),
+            ],
+        };
+        a.extend([
+            "--id".into(),
+            self.index.to_string(),
+            "--peers".into(),
+            self.peers.join(","),
+        ]);
+        if let Some(s) = sharded {
+            a.extend(["--shards".into(), s.shards.to_string()]);
         }
+        a.extend([
+            "--data-dir".into(),
+            args.dir.join(&self.file).display().to_string(),
+            "--secret-file".into(),
+            secret.into(),
+            "--metrics".into(),
+            metrics_addr(&self.peers[self.index], 100),
+        ]);
+        a.extend(args.session_flags());
+        a
     }
-    let mut router = vec![
-        "router".into(),
-        "--ctrlers".into(),
-        ctrlers,
-        "--shards".into(),
-        shards,
-        "--listen".into(),
-        layout.router.clone(),
-        "--secret-file".into(),
-        secret,
-        "--metrics".into(),
-        metrics_addr(&layout.router, 1),
-    ];
-    if let Some(p) = &args.password {
-        router.extend(["--password".into(), p.clone()]);
+
+    fn router_command(&self, args: &UpArgs, layout: &Layout, secret: &str) -> Vec<String> {
+        let mut a: Vec<String> = vec!["router".into()];
+        match &layout.sharded {
+            None => a.extend(["--servers".into(), layout.servers.join(",")]),
+            Some(s) => a.extend([
+                "--ctrlers".into(),
+                s.ctrlers.join(","),
+                "--shards".into(),
+                s.shards.to_string(),
+            ]),
+        }
+        a.extend([
+            "--listen".into(),
+            layout.router.clone(),
+            "--secret-file".into(),
+            secret.into(),
+            "--metrics".into(),
+            metrics_addr(&layout.router, 1),
+        ]);
+        if let Some(p) = &args.password {
+            a.extend(["--password".into(), p.clone()]);
+        }
+        a
     }
-    procs.push(Proc {
-        name: "router".into(),
-        args: router,
-        log: args.dir.join("router.log"),
-        child: None,
-    });
-    procs
+}
+
+/// The supervised processes of [`table`].
+fn processes(args: &UpArgs, layout: &Layout, secret: &Path) -> Vec<Proc> {
+    let secret = secret.display().to_string();
+    table(layout)
+        .into_iter()
+        .map(|e| Proc {
+            args: e.command(args, layout, &secret),
+            log: args.dir.join(format!("{}.log", e.file)),
+            name: e.name,
+            child: None,
+        })
+        .collect()
 }
 
 /// Hands a new sharded cluster's groups to the controller, once: a controller that has any
@@ -526,6 +540,93 @@ mod tests {
         assert_eq!(sharded.groups[&3][2], "127.0.0.1:7011");
         let (l, _) = layout(&args(&[])).unwrap();
         assert_eq!(l.sharded.unwrap().groups.len(), 2);
+    }
+
+    /// Every process `up` starts, by name, with its command line and log file: the table
+    /// both layouts are run from (the exact flags `server` and `router` are given).
+    fn commands(extra: &[&str]) -> Vec<(String, String, String)> {
+        let a = args(extra);
+        let (l, _) = layout(&a).unwrap();
+        let secret = a.dir.join("secret");
+        processes(&a, &l, &secret)
+            .into_iter()
+            .map(|p| {
+                let dir = a.dir.display().to_string();
+                let strip = |s: &str| s.replace(&dir, "D");
+                (
+                    p.name,
+                    strip(&p.args.join(" ")),
+                    strip(&p.log.display().to_string()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_single_group_runs_its_replicas_then_the_router() {
+        let c = commands(&[
+            "--single",
+            "--replicas",
+            "2",
+            "--password",
+            "pw",
+            "--max-sessions",
+            "5",
+        ]);
+        let s = |i: usize| {
+            format!(
+                "server --id {i} --peers 127.0.0.1:7101,127.0.0.1:7102 --data-dir D/node-{i} \
+                 --secret-file D/secret --metrics 127.0.0.1:{} --max-sessions 5",
+                7201 + i
+            )
+        };
+        assert_eq!(
+            c,
+            vec![
+                ("replica 0".into(), s(0), "D/node-0.log".into()),
+                ("replica 1".into(), s(1), "D/node-1.log".into()),
+                (
+                    "router".into(),
+                    "router --servers 127.0.0.1:7101,127.0.0.1:7102 --listen 127.0.0.1:6380 \
+                     --secret-file D/secret --metrics 127.0.0.1:6381 --password pw"
+                        .into(),
+                    "D/router.log".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sharded_cluster_runs_the_controller_the_groups_then_the_router() {
+        let c = commands(&[
+            "--replicas",
+            "1",
+            "--groups",
+            "2",
+            "--shards",
+            "4",
+            "--session-idle",
+            "2s",
+        ]);
+        let names: Vec<&str> = c.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["ctrler-0", "group-1-0", "group-2-0", "router"]);
+        assert_eq!(
+            c[0].1,
+            "server --role ctrler --id 0 --peers 127.0.0.1:7101 --shards 4 --data-dir D/ctrler-0 \
+             --secret-file D/secret --metrics 127.0.0.1:7201 --session-idle 2000ms"
+        );
+        assert_eq!(
+            c[2].1,
+            "server --role shard --gid 2 --ctrlers 127.0.0.1:7101 --id 0 --peers 127.0.0.1:7103 \
+             --shards 4 --data-dir D/group-2-0 --secret-file D/secret --metrics 127.0.0.1:7203 \
+             --session-idle 2000ms"
+        );
+        assert_eq!(c[2].2, "D/group-2-0.log");
+        assert_eq!(
+            c[3].1,
+            "router --ctrlers 127.0.0.1:7101 --shards 4 --listen 127.0.0.1:6380 \
+             --secret-file D/secret --metrics 127.0.0.1:6381"
+        );
     }
 
     #[test]

@@ -70,17 +70,46 @@ fn main() -> ExitCode {
     }
 }
 
+/// Why `mount` or `ctl` failed; `main` prints it as the one line of the failure.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The control socket could not be created (a missing directory, a path too long).
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] faultfs::Error),
+    /// No faultfs serves this control socket.
+    #[error("cannot connect to {}: {source}", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The request or its answer was cut off (the server stopped half-way).
+    #[error("control socket {}: {source}", path.display())]
+    Exchange {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The server answered with an error line (printed as received).
+    #[error("{answer}")]
+    Refused { answer: String },
+}
+
 fn serve(
     backing: PathBuf,
     mountpoint: PathBuf,
     control: PathBuf,
     strict_names: bool,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let _ = std::fs::remove_file(&control);
-    let listener = UnixListener::bind(&control)
-        .map_err(|e| format!("cannot listen on {}: {e}", control.display()))?;
-    let mount =
-        Mount::new(&backing, &mountpoint, Options { strict_names }).map_err(|e| e.to_string())?;
+    let listener = UnixListener::bind(&control).map_err(|source| CliError::Listen {
+        path: control.clone(),
+        source,
+    })?;
+    let mount = Mount::new(&backing, &mountpoint, Options { strict_names })?;
     eprintln!(
         "faultfs: {} on {}, control {}",
         backing.display(),
@@ -121,23 +150,81 @@ fn crash(mount: &Mount, mode: CrashMode) -> String {
     }
 }
 
-fn ctl(control: PathBuf, request: Request) -> Result<(), String> {
+fn ctl(control: PathBuf, request: Request) -> Result<(), CliError> {
     let line = match request {
         Request::Crash => "crash".to_owned(),
         Request::Torn { seed } => format!("torn {seed}"),
         Request::Unmount => "unmount".to_owned(),
     };
-    let mut conn = UnixStream::connect(&control)
-        .map_err(|e| format!("cannot connect to {}: {e}", control.display()))?;
-    writeln!(conn, "{line}").map_err(|e| e.to_string())?;
+    let mut conn = UnixStream::connect(&control).map_err(|source| CliError::Connect {
+        path: control.clone(),
+        source,
+    })?;
+    let exchange = |source| CliError::Exchange {
+        path: control.clone(),
+        source,
+    };
+    writeln!(conn, "{line}").map_err(exchange)?;
     let mut answer = String::new();
     BufReader::new(&conn)
         .read_line(&mut answer)
-        .map_err(|e| e.to_string())?;
+        .map_err(exchange)?;
     println!("{}", answer.trim());
     if answer.starts_with("ok") {
         Ok(())
     } else {
-        Err(answer.trim().to_owned())
+        Err(CliError::Refused {
+            answer: answer.trim().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ctl` with no faultfs behind the socket names the socket.
+    #[test]
+    fn ctl_without_a_server_names_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("control");
+        let err = ctl(control.clone(), Request::Crash).unwrap_err();
+        assert!(
+            matches!(&err, CliError::Connect { path, .. } if *path == control),
+            "{err:?}"
+        );
+    }
+
+    /// An `error …` answer fails the command, carrying the server's words.
+    #[test]
+    fn an_error_answer_fails_ctl() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("control");
+        let listener = UnixListener::bind(&control).unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&conn).read_line(&mut line).unwrap();
+            writeln!(&conn, "error bad seed \"x\"").unwrap();
+            line
+        });
+        let err = ctl(control, Request::Torn { seed: 7 }).unwrap_err();
+        assert_eq!(server.join().unwrap(), "torn 7\n");
+        assert!(
+            matches!(&err, CliError::Refused { answer } if answer == "error bad seed \"x\""),
+            "{err:?}"
+        );
+    }
+
+    /// A control socket that cannot be created fails the mount before anything is mounted.
+    #[test]
+    fn serve_reports_an_unusable_control_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("no-such-dir").join("control");
+        let err = serve(dir.path().into(), dir.path().into(), control.clone(), false).unwrap_err();
+        assert!(
+            matches!(&err, CliError::Listen { path, .. } if *path == control),
+            "{err:?}"
+        );
     }
 }

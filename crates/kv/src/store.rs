@@ -135,10 +135,7 @@ impl StateMachine for Kv {
     /// since the replica snapshots often: with a 1000-byte `max_raft_state` and 20 clients,
     /// every few dozen operations.
     fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.snapshot_size_hint() as usize);
-        self.snapshot_into(&mut out)
-            .expect("writing into a Vec cannot fail");
-        out
+        flotilla_rsm::snapshot_to_vec(self)
     }
 
     /// Streamed pair by pair ([`crate::snapshot`]), into exactly the space the size hint

@@ -9,18 +9,16 @@
 //!
 //! * [`server`]: one replica of a replicated group on TCP, from its stored state.
 //! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas.
-//! * [`router`]: the RESP (Redis protocol) front that turns client commands into calls of
-//!   `flotilla-client`.
 //! * `budget`: compile-time checks that every service message fits the transport's frames.
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
 //!
 //! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
 //! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate, and
-//! beside it `flotilla-client` (the clients and admin calls) → the `flotilla` binary.
+//! beside it `flotilla-client` (the clients and admin calls) → `flotilla-router` (the
+//! Redis-protocol front, on `flotilla-client`) → the `flotilla` binary.
 
 mod budget;
-pub mod router;
 pub mod server;
 pub mod sharded;
 
@@ -57,7 +55,10 @@ impl From<flotilla_transport::TransportError> for NetError {
         match e {
             T::Wire(e) => NetError::Wire(e),
             T::Io(e) => NetError::Io(e),
-            T::Handshake { peer, reason } => NetError::Handshake { peer, reason },
+            T::Handshake { peer, reason } => NetError::Handshake {
+                peer,
+                reason: reason.to_string(),
+            },
         }
     }
 }

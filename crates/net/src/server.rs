@@ -306,7 +306,7 @@ pub fn raft_config(
     let mut raft = Config::for_service(id, voters, rand::thread_rng().gen());
     timers.apply(&mut raft);
     raft.read_mode = read_mode;
-    raft.check().map_err(NetError::Config)?;
+    raft.check().map_err(|e| NetError::Config(e.to_string()))?;
     Ok(raft)
 }
 

@@ -24,6 +24,7 @@
 //! [`Config::read_mode`] says how a service serves reads; see [`ReadMode`] and
 //! [`crate::Raft::read_index`].
 
+use crate::error::ConfigError;
 use crate::NodeId;
 
 #[derive(Clone, Debug)]
@@ -262,55 +263,54 @@ impl Config {
     /// Whether the configuration is usable; the error names the rule it breaks. Drivers that
     /// build a configuration from user settings call it to report them;
     /// [`crate::Raft::new`] panics on an unusable one.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         if !self.voters.is_empty() && !self.voters.contains(&self.id) {
-            return Err(format!(
-                "raft config: id {} is not among voters {:?}",
-                self.id, self.voters
-            ));
+            return Err(ConfigError::NotAVoter {
+                id: self.id,
+                voters: self.voters.clone(),
+            });
         }
         if !(self.election_timeout_min_ticks > self.heartbeat_ticks
             && self.election_timeout_max_ticks >= self.election_timeout_min_ticks)
         {
-            return Err(
-                "raft config: need heartbeat_ticks < election_timeout_min_ticks <= \
-                        election_timeout_max_ticks"
-                    .to_owned(),
-            );
+            return Err(ConfigError::Timers {
+                heartbeat_ticks: self.heartbeat_ticks,
+                election_timeout_min_ticks: self.election_timeout_min_ticks,
+                election_timeout_max_ticks: self.election_timeout_max_ticks,
+            });
         }
-        if self.snapshot_chunk_bytes == 0
-            || self.max_inflight_bytes == 0
-            || self.max_snapshot_inflight_bytes == 0
-            || self.max_uncommitted_bytes == 0
-        {
-            return Err("raft config: snapshot_chunk_bytes, max_inflight_bytes, \
-                        max_snapshot_inflight_bytes and max_uncommitted_bytes must be positive"
-                .to_owned());
+        let limits = [
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes),
+            ("max_inflight_bytes", self.max_inflight_bytes),
+            (
+                "max_snapshot_inflight_bytes",
+                self.max_snapshot_inflight_bytes,
+            ),
+            ("max_uncommitted_bytes", self.max_uncommitted_bytes),
+        ];
+        if let Some(&(setting, _)) = limits.iter().find(|(_, bytes)| *bytes == 0) {
+            return Err(ConfigError::ZeroLimit { setting });
         }
         let mut v = self.voters.clone();
         v.sort_unstable();
         v.dedup();
         if v.len() != self.voters.len() {
-            return Err(format!("raft config: duplicate voters {:?}", self.voters));
+            return Err(ConfigError::DuplicateVoters {
+                voters: self.voters.clone(),
+            });
         }
         if self.read_mode == ReadMode::Lease {
             let unchecked = sabotaged!(self, LeaseWithoutCheckQuorum);
             if !self.check_quorum && !unchecked {
-                return Err(
-                    "raft config: lease reads need check_quorum: without leader \
-                            stickiness a follower that renewed the lease may vote for \
-                            another leader at once"
-                        .to_owned(),
-                );
+                return Err(ConfigError::LeaseWithoutCheckQuorum);
             }
             if self.lease_drift_margin_ticks == 0
                 || self.lease_drift_margin_ticks >= self.election_timeout_min_ticks
             {
-                return Err(format!(
-                    "raft config: lease reads need 1 <= lease_drift_margin_ticks ({}) < \
-                     election_timeout_min_ticks ({})",
-                    self.lease_drift_margin_ticks, self.election_timeout_min_ticks
-                ));
+                return Err(ConfigError::LeaseDriftMargin {
+                    lease_drift_margin_ticks: self.lease_drift_margin_ticks,
+                    election_timeout_min_ticks: self.election_timeout_min_ticks,
+                });
             }
         }
         Ok(())
@@ -321,5 +321,54 @@ impl Config {
         if let Err(e) = self.check() {
             panic!("{e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each rule of [`Config::check`] is reported as its own variant, carrying the values
+    /// that break it.
+    #[test]
+    fn check_names_the_broken_rule() {
+        let ok = Config::new(1, vec![1, 2, 3], 0);
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(
+            Config::new(4, vec![1, 2, 3], 0).check(),
+            Err(ConfigError::NotAVoter {
+                id: 4,
+                voters: vec![1, 2, 3]
+            })
+        );
+        let slow_heartbeat = Config {
+            heartbeat_ticks: 30,
+            ..ok.clone()
+        };
+        assert_eq!(
+            slow_heartbeat.check(),
+            Err(ConfigError::Timers {
+                heartbeat_ticks: 30,
+                election_timeout_min_ticks: 30,
+                election_timeout_max_ticks: 60
+            })
+        );
+        let no_inflight = Config {
+            max_inflight_bytes: 0,
+            ..ok.clone()
+        };
+        assert_eq!(
+            no_inflight.check(),
+            Err(ConfigError::ZeroLimit {
+                setting: "max_inflight_bytes"
+            })
+        );
+        let twice = Config::new(1, vec![1, 2, 2], 0);
+        assert_eq!(
+            twice.check(),
+            Err(ConfigError::DuplicateVoters {
+                voters: vec![1, 2, 2]
+            })
+        );
     }
 }

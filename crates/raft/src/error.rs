@@ -31,3 +31,63 @@ pub enum TransferError {
     #[error("a transfer to {target} is already in progress")]
     InProgress { target: NodeId },
 }
+
+/// Why [`crate::Config::check`] refused a configuration: the rule it breaks, with the values
+/// that break it, so a driver can report the user's setting.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The peer's own id is missing from a non-empty voter list.
+    #[error("raft config: id {id} is not among the voters {voters:?}")]
+    NotAVoter { id: NodeId, voters: Vec<NodeId> },
+    /// The timers break `heartbeat_ticks < election_timeout_min_ticks <=
+    /// election_timeout_max_ticks` (see the module docs of `config`).
+    #[error(
+        "raft config: need heartbeat_ticks ({heartbeat_ticks}) < election_timeout_min_ticks \
+         ({election_timeout_min_ticks}) <= election_timeout_max_ticks \
+         ({election_timeout_max_ticks})"
+    )]
+    Timers {
+        heartbeat_ticks: u32,
+        election_timeout_min_ticks: u32,
+        election_timeout_max_ticks: u32,
+    },
+    /// A byte limit that must be positive is zero; `setting` names the field.
+    #[error("raft config: {setting} must be positive")]
+    ZeroLimit { setting: &'static str },
+    /// The voter list names a peer twice.
+    #[error("raft config: duplicate voters {voters:?}")]
+    DuplicateVoters { voters: Vec<NodeId> },
+    /// [`crate::ReadMode::Lease`] without check-quorum.
+    #[error(
+        "raft config: lease reads need check_quorum: without leader stickiness a follower \
+         that renewed the lease may vote for another leader at once"
+    )]
+    LeaseWithoutCheckQuorum,
+    /// [`crate::ReadMode::Lease`] with a drift margin outside `1..election_timeout_min_ticks`.
+    #[error(
+        "raft config: lease reads need 1 <= lease_drift_margin_ticks \
+         ({lease_drift_margin_ticks}) < election_timeout_min_ticks \
+         ({election_timeout_min_ticks})"
+    )]
+    LeaseDriftMargin {
+        lease_drift_margin_ticks: u32,
+        election_timeout_min_ticks: u32,
+    },
+}
+
+/// A broken invariant of a [`crate::RaftLog`], found by [`crate::RaftLog::validate`] (a
+/// decoded log that no correct peer wrote).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// Invariant 2: the entry at `index` has a lower term than the one before it (or the
+    /// snapshot's).
+    #[error("log term decreases at index {index}: {term} after {previous_term}")]
+    TermDecreases {
+        index: u64,
+        term: u64,
+        previous_term: u64,
+    },
+    /// The membership entry at `index` holds bytes that are no membership.
+    #[error("membership entry at index {index} does not decode")]
+    BadMembership { index: u64 },
+}

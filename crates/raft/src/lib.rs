@@ -64,6 +64,7 @@
 //! assert!(applied.iter().all(|a| a == &vec![b"hello".to_vec()]));
 //! ```
 
+pub mod bytes_field;
 mod config;
 mod error;
 mod log;
@@ -83,7 +84,7 @@ pub use config::{
     DEFAULT_MAX_SNAPSHOT_INFLIGHT_BYTES, DEFAULT_MAX_UNCOMMITTED_BYTES,
     DEFAULT_SNAPSHOT_CHUNK_BYTES,
 };
-pub use error::{ProposeError, TransferError};
+pub use error::{ConfigError, LogError, ProposeError, TransferError};
 pub use flotilla_snapshot::{
     MemorySpool, SnapshotData, SnapshotReader, SnapshotSource, SnapshotSpool, SnapshotWriter,
 };

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::LogError;
 use crate::message::EntryKind;
 use crate::{Entry, Membership};
 
@@ -202,23 +203,20 @@ impl RaftLog {
     }
 
     /// As [`RaftLog::check`], returning the broken invariant instead (for decoded logs).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LogError> {
         let mut prev = self.snapshot_term;
         for (i, e) in self.entries.iter().enumerate() {
+            let index = self.snapshot_index + 1 + i as u64;
             if e.term < prev {
-                return Err(format!(
-                    "log term decreases at index {}: {} after {}",
-                    self.snapshot_index + 1 + i as u64,
-                    e.term,
-                    prev
-                ));
+                return Err(LogError::TermDecreases {
+                    index,
+                    term: e.term,
+                    previous_term: prev,
+                });
             }
             prev = e.term;
             if e.kind == EntryKind::Membership && Membership::decode(&e.data).is_none() {
-                return Err(format!(
-                    "membership entry at index {} does not decode",
-                    self.snapshot_index + 1 + i as u64
-                ));
+                return Err(LogError::BadMembership { index });
             }
         }
         Ok(())
@@ -235,6 +233,45 @@ mod tests {
             log.append(Entry::command(t, vec![t as u8]));
         }
         log
+    }
+
+    /// A decoded log that breaks invariant 2, or holds a membership entry that is no
+    /// membership, is refused with the index at fault.
+    #[test]
+    fn validate_names_the_broken_entry() {
+        assert_eq!(log_with_terms(&[1, 2, 2]).validate(), Ok(()));
+        let backwards = RaftLog::from_parts(
+            4,
+            3,
+            vec![Entry::command(3, vec![]), Entry::command(2, vec![])],
+        );
+        assert_eq!(
+            backwards.validate(),
+            Err(LogError::TermDecreases {
+                index: 6,
+                term: 2,
+                previous_term: 3
+            })
+        );
+        let below_snapshot = RaftLog::from_parts(4, 3, vec![Entry::command(2, vec![])]);
+        assert_eq!(
+            below_snapshot.validate(),
+            Err(LogError::TermDecreases {
+                index: 5,
+                term: 2,
+                previous_term: 3
+            })
+        );
+        let garbage = Entry {
+            term: 1,
+            kind: EntryKind::Membership,
+            data: vec![0xff; 3].into(),
+        };
+        let bad_membership = RaftLog::from_parts(0, 0, vec![Entry::command(1, vec![]), garbage]);
+        assert_eq!(
+            bad_membership.validate(),
+            Err(LogError::BadMembership { index: 2 })
+        );
     }
 
     #[test]

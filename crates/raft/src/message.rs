@@ -270,34 +270,12 @@ pub struct Envelope {
 /// reading it off the socket does; the leader, which builds its entries itself, makes none.
 mod serde_bytes_compat {
     use bytes::Bytes;
-    use serde::{Deserializer, Serializer};
+    use serde::Deserializer;
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
+    pub use crate::bytes_field::serialize;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                // Exactly `v.len()` bytes, never a view of the input (see the module doc).
-                Ok(Bytes::copy_from_slice(v))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes::from(v))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Bytes, A::Error> {
-                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0));
-                while let Some(b) = a.next_element()? {
-                    out.push(b);
-                }
-                Ok(Bytes::from(out))
-            }
-        }
-        d.deserialize_byte_buf(V)
+        // Exactly `v.len()` bytes, never a view of the input (see the module doc).
+        crate::bytes_field::deserialize_owned(d, Bytes::copy_from_slice)
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::LogError;
 use crate::log::RaftLog;
 use crate::message::Entry;
 use crate::ready::LogWrite;
@@ -43,8 +44,23 @@ pub(crate) fn encode_parts(hard_state: &HardState, log: &RaftLog) -> Vec<u8> {
 pub enum DecodeError {
     #[error("corrupt raft state: {0}")]
     Format(#[from] postcard::Error),
+    /// The decoded log breaks one of [`RaftLog`]'s invariants.
     #[error("corrupt raft state: {0}")]
-    Inconsistent(String),
+    Log(#[from] LogError),
+    /// An appended log write starts at `from`, which does not extend or overwrite the log
+    /// decoded so far (snapshot at `snapshot_index`, last entry at `last_index`).
+    #[error(
+        "corrupt raft state: log write from {from} does not fit a log of \
+         ({snapshot_index}, {last_index}]"
+    )]
+    LogWriteOutOfPlace {
+        from: u64,
+        snapshot_index: u64,
+        last_index: u64,
+    },
+    /// The first byte names a format this build does not know (written by a newer one).
+    #[error("corrupt raft state: unknown format version {0}")]
+    UnknownVersion(u8),
 }
 
 /// An incremental change to persisted state, appended after the full state (see
@@ -136,9 +152,11 @@ impl PersistentState {
             Change::Log { from, entries } => {
                 let (snap, last) = (self.log.snapshot_index(), self.log.last_index());
                 if from <= snap || from > last + 1 {
-                    return Err(DecodeError::Inconsistent(format!(
-                        "log write from {from} does not fit a log of ({snap}, {last}]"
-                    )));
+                    return Err(DecodeError::LogWriteOutOfPlace {
+                        from,
+                        snapshot_index: snap,
+                        last_index: last,
+                    });
                 }
                 self.log.truncate_from(from);
                 for e in entries {
@@ -179,12 +197,10 @@ impl PersistentState {
                     state.replay(change)?;
                     rest = tail;
                 }
-                state.log.validate().map_err(DecodeError::Inconsistent)?;
+                state.log.validate()?;
                 Ok(state)
             }
-            Some((v, _)) => Err(DecodeError::Inconsistent(format!(
-                "unknown format version {v}"
-            ))),
+            Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
         }
     }
 }

@@ -577,7 +577,21 @@ fn appended_changes_replay_to_the_full_state() {
     ));
     assert!(matches!(
         PersistentState::decode(&gap),
-        Err(DecodeError::Inconsistent(_))
+        Err(DecodeError::LogWriteOutOfPlace { from: 99, .. })
+    ));
+    let mut future = r.encode_state();
+    future[0] = 0xee;
+    assert!(matches!(
+        PersistentState::decode(&future),
+        Err(DecodeError::UnknownVersion(0xee))
+    ));
+    let backwards = PersistentState {
+        hard_state: HardState::default(),
+        log: RaftLog::from_parts(0, 0, vec![entry(2, 1), entry(1, 2)]),
+    };
+    assert!(matches!(
+        PersistentState::decode(&backwards.encode()),
+        Err(DecodeError::Log(LogError::TermDecreases { index: 2, .. }))
     ));
     let mut torn = r.encode_state();
     torn.extend(

@@ -37,7 +37,9 @@ mod shared;
 pub mod stream;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkEvent, ClerkHost};
-pub use machine::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine};
+pub use machine::{
+    snapshot_to_vec, ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine,
+};
 pub use msg::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClientId, Msg, MsgOf, Request,
     Response, RsmError,

@@ -55,6 +55,16 @@ pub enum CheckDepth {
 /// Writes a snapshot taken earlier to the writer given ([`StateMachine::snapshot_job`]).
 pub type SnapshotJob = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()> + Send>;
 
+/// [`StateMachine::snapshot`] for a machine that streams its snapshot: `snapshot_into` a
+/// buffer of the size hint (no reallocation when the hint is exact).
+pub fn snapshot_to_vec<M: StateMachine + ?Sized>(machine: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(machine.snapshot_size_hint() as usize);
+    machine
+        .snapshot_into(&mut out)
+        .expect("writing into a Vec cannot fail");
+    out
+}
+
 /// A deterministic service state replicated through the Raft log.
 ///
 /// # Correctness
@@ -98,7 +108,8 @@ pub trait StateMachine: 'static {
         Ok(())
     }
 
-    /// The whole state, encoded.
+    /// The whole state, encoded. A machine that streams ([`StateMachine::snapshot_into`])
+    /// implements it with [`snapshot_to_vec`].
     fn snapshot(&self) -> Vec<u8>;
 
     /// [`StateMachine::snapshot`], written to `out`. The replica streams its snapshot into

@@ -74,36 +74,14 @@ fn within(whole: &[u8], part: &[u8]) -> bool {
 /// otherwise.
 pub mod shared_bytes {
     use bytes::Bytes;
-    use serde::{Deserializer, Serializer};
+    use serde::Deserializer;
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
+    pub use flotilla_raft::bytes_field::serialize;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(super::share_or_copy(v))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes::from(v))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Bytes, A::Error> {
-                let mut out = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
-                while let Some(b) = a.next_element()? {
-                    out.push(b);
-                }
-                Ok(Bytes::from(out))
-            }
-        }
         // Borrowed where the format can (postcard's `from_bytes` hands over a slice of its
         // input), so the address check of invariant 1 can find the source.
-        d.deserialize_bytes(V)
+        flotilla_raft::bytes_field::deserialize_borrowed(d, super::share_or_copy)
     }
 }
 

@@ -707,10 +707,7 @@ impl StateMachine for ShardKv {
 
     /// Streamed ([`snapshot`]'s layout), through the same view a snapshot job takes.
     fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.snapshot_size_hint() as usize);
-        self.snapshot_into(&mut out)
-            .expect("writing into a Vec cannot fail");
-        out
+        flotilla_rsm::snapshot_to_vec(self)
     }
 
     fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {

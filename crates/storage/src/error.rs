@@ -3,6 +3,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::format::{BatchError, FrameError, HeaderError, RecordsError};
+
 /// Why a storage operation failed.
 ///
 /// `Io` and `Poisoned` are operating errors of a live node. An `Io` error for lack of space
@@ -27,7 +29,7 @@ pub enum StorageError {
     Corrupt {
         file: PathBuf,
         offset: u64,
-        reason: String,
+        reason: Corruption,
     },
 
     /// A record longer than the format's 32-bit length field.
@@ -58,13 +60,67 @@ impl StorageError {
     }
 
     /// A `Corrupt` error, for brevity at the many call sites.
-    pub(crate) fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(file: &Path, offset: u64, reason: impl Into<Corruption>) -> Self {
         StorageError::Corrupt {
             file: file.to_path_buf(),
             offset,
             reason: reason.into(),
         }
     }
+}
+
+/// What [`StorageError::Corrupt`] found wrong: the rule of the format (see the crate docs'
+/// recovery rules) that no crash of this code can break.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// A snapshot file with no WAL segment at all (segments are created first).
+    #[error("a snapshot exists but no WAL segment does")]
+    SnapshotWithoutWal,
+    /// A gap in the newest generation's segment numbers.
+    #[error("segment is missing while segment {last_seq:#x} exists")]
+    MissingSegment { last_seq: u64 },
+    /// A segment or snapshot header that fails its check.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Segments of one generation in different format versions (one rewrite writes them all).
+    #[error("format version {version} in a generation of another version")]
+    MixedVersions { version: u32 },
+    /// Segment 0 of the generation holds no base record.
+    #[error("the generation's first segment has no base record")]
+    NoBaseRecord,
+    /// The base record's frame is damaged (it was durable before anything depended on it).
+    #[error("{0} in the base record")]
+    BaseRecord(FrameError),
+    /// The base record is too short to hold the snapshot generation it starts with.
+    #[error("base record shorter than its 8-byte snapshot generation")]
+    ShortBaseRecord,
+    /// The base record names a snapshot newer than its own generation.
+    #[error("base record names snapshot {snapshot_generation:#x}, newer than its generation")]
+    BaseNamesNewerSnapshot { snapshot_generation: u64 },
+    /// A batch whose checksum matches yet whose records do not add up to it.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+    /// A bad batch in a segment before the last (those were complete and synced).
+    #[error("{0} in a segment that is not the last")]
+    BatchBeforeLastSegment(BatchError),
+    /// A bad record in a (version 1) segment before the last.
+    #[error("{0} in a segment that is not the last")]
+    RecordBeforeLastSegment(FrameError),
+    /// A bad batch in the last segment followed by a valid one at `next`: not a torn write.
+    #[error("{error}, yet a valid batch follows at offset {next}")]
+    BatchBeforeValidBatch { error: BatchError, next: usize },
+    /// A bad record in the last (version 1) segment followed by a valid one at `next`.
+    #[error("{error}, yet a valid record follows at offset {next}")]
+    RecordBeforeValidRecord { error: FrameError, next: usize },
+    /// The snapshot the newest generation names does not exist.
+    #[error("missing, yet the newest WAL generation refers to it")]
+    SnapshotMissing,
+    /// The snapshot file's one frame is damaged.
+    #[error(transparent)]
+    SnapshotFrame(FrameError),
+    /// Bytes after the snapshot's frame.
+    #[error("{count} unexpected bytes after the snapshot")]
+    SnapshotTrailingBytes { count: u64 },
 }
 
 /// `ENOSPC` or `EDQUOT`, by kind or by number (the numbers are Linux's, in case an error

@@ -1,6 +1,5 @@
 //! The bytes on disk: file names, file headers and record frames. Pure functions, no I/O.
 
-use std::fmt;
 use std::ops::Range;
 
 /// Version of the segments this build writes: 2, appends framed in page-aligned batches.
@@ -135,43 +134,96 @@ pub(crate) fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
     h
 }
 
+/// The segment format versions this build reads.
+const SEGMENT_VERSIONS: [u32; 2] = [FORMAT_VERSION_1, FORMAT_VERSION];
+/// The snapshot format versions this build reads.
+const SNAPSHOT_VERSIONS: [u32; 1] = [SNAPSHOT_VERSION];
+
+/// Why a file header (always at offset 0) fails its check. `what` names the kind of file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The file ends before its header does.
+    #[error("{len} bytes, shorter than the {header_len}-byte {what} header")]
+    Short {
+        what: &'static str,
+        len: usize,
+        header_len: usize,
+    },
+    #[error("{what} header checksum mismatch")]
+    Checksum { what: &'static str },
+    #[error("not a {what} (bad magic)")]
+    Magic { what: &'static str },
+    /// A version this build does not read (written by a newer one, or damaged).
+    #[error("{what} format version {version}, this build reads {readable:?}")]
+    Version {
+        what: &'static str,
+        version: u32,
+        readable: &'static [u32],
+    },
+    /// A segment header naming another segment than its file name does (a file renamed or
+    /// copied by hand).
+    #[error(
+        "header says generation {header_generation:#x} seq {header_seq:#x}, \
+         the file name says {generation:#x} {seq:#x}"
+    )]
+    SegmentMismatch {
+        header_generation: u64,
+        header_seq: u64,
+        generation: u64,
+        seq: u64,
+    },
+    /// A snapshot header naming another generation than its file name does.
+    #[error("header says generation {header_generation:#x}, the file name says {generation:#x}")]
+    SnapshotMismatch {
+        header_generation: u64,
+        generation: u64,
+    },
+}
+
 /// Checks a segment header against the generation and seq its file name promises; returns
-/// its format version. The error is the reason to report (the offset is always 0).
-pub(crate) fn check_segment_header(buf: &[u8], generation: u64, seq: u64) -> Result<u32, String> {
-    let versions = [FORMAT_VERSION_1, FORMAT_VERSION];
+/// its format version.
+pub(crate) fn check_segment_header(
+    buf: &[u8],
+    generation: u64,
+    seq: u64,
+) -> Result<u32, HeaderError> {
+    let what = "WAL segment";
     let fields = check_header(
         buf,
         &SEGMENT_MAGIC,
         SEGMENT_HEADER_LEN,
-        "WAL segment",
-        &versions,
+        what,
+        &SEGMENT_VERSIONS,
     )?;
-    let found = (u64_at(fields, 12), u64_at(fields, 20));
-    if found != (generation, seq) {
-        return Err(format!(
-            "header says generation {:#x} seq {:#x}, the file name says {generation:#x} {seq:#x}",
-            found.0, found.1
-        ));
+    let (header_generation, header_seq) = (u64_at(fields, 12), u64_at(fields, 20));
+    if (header_generation, header_seq) != (generation, seq) {
+        return Err(HeaderError::SegmentMismatch {
+            header_generation,
+            header_seq,
+            generation,
+            seq,
+        });
     }
     Ok(u32::from_le_bytes(
         fields[8..12].try_into().expect("4 bytes"),
     ))
 }
 
-pub(crate) fn check_snapshot_header(buf: &[u8], generation: u64) -> Result<(), String> {
-    let versions = [SNAPSHOT_VERSION];
+pub(crate) fn check_snapshot_header(buf: &[u8], generation: u64) -> Result<(), HeaderError> {
+    let what = "snapshot";
     let fields = check_header(
         buf,
         &SNAPSHOT_MAGIC,
         SNAPSHOT_HEADER_LEN,
-        "snapshot",
-        &versions,
+        what,
+        &SNAPSHOT_VERSIONS,
     )?;
-    let found = u64_at(fields, 12);
-    if found != generation {
-        return Err(format!(
-            "header says generation {found:#x}, the file name says {generation:#x}"
-        ));
+    let header_generation = u64_at(fields, 12);
+    if header_generation != generation {
+        return Err(HeaderError::SnapshotMismatch {
+            header_generation,
+            generation,
+        });
     }
     Ok(())
 }
@@ -180,28 +232,31 @@ pub(crate) fn check_snapshot_header(buf: &[u8], generation: u64) -> Result<(), S
 fn check_header<'a>(
     buf: &'a [u8],
     magic: &[u8; 8],
-    len: usize,
-    what: &str,
-    versions: &[u32],
-) -> Result<&'a [u8], String> {
-    let Some(h) = buf.get(..len) else {
-        return Err(format!(
-            "{} bytes, shorter than the {len}-byte {what} header",
-            buf.len()
-        ));
+    header_len: usize,
+    what: &'static str,
+    readable: &'static [u32],
+) -> Result<&'a [u8], HeaderError> {
+    let Some(h) = buf.get(..header_len) else {
+        return Err(HeaderError::Short {
+            what,
+            len: buf.len(),
+            header_len,
+        });
     };
-    let stored = u32::from_le_bytes(h[len - 4..].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&h[..len - 4]) != stored {
-        return Err(format!("{what} header checksum mismatch"));
+    let stored = u32::from_le_bytes(h[header_len - 4..].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&h[..header_len - 4]) != stored {
+        return Err(HeaderError::Checksum { what });
     }
     if &h[..8] != magic {
-        return Err(format!("not a {what} (bad magic)"));
+        return Err(HeaderError::Magic { what });
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if !versions.contains(&version) {
-        return Err(format!(
-            "{what} format version {version}, this build reads {versions:?}"
-        ));
+    if !readable.contains(&version) {
+        return Err(HeaderError::Version {
+            what,
+            version,
+            readable,
+        });
     }
     Ok(h)
 }
@@ -222,34 +277,22 @@ pub(crate) fn frame_header(parts: &[&[u8]]) -> Option<[u8; FRAME_HEADER_LEN]> {
     Some(h)
 }
 
-/// Why no valid frame starts at some offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameError {
+/// Why no valid frame (a length-prefixed, checksummed record) starts at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
     /// Fewer than [`FRAME_HEADER_LEN`] bytes remain.
+    #[error("only {available} bytes left, too few for a record header")]
     ShortHeader { available: usize },
     /// Length 0: never written (every payload has at least one byte), so this is zero fill
     /// or damage.
+    #[error("record length is 0")]
     ZeroLength,
     /// The declared payload runs past the end of the file.
+    #[error("record length {len} runs past the end of the file")]
     PastEnd { len: u32 },
     /// The payload does not match its checksum.
+    #[error("checksum mismatch in a {len}-byte record")]
     Checksum { len: u32 },
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FrameError::ShortHeader { available } => write!(
-                f,
-                "only {available} bytes left, too few for a record header"
-            ),
-            FrameError::ZeroLength => write!(f, "record length is 0"),
-            FrameError::PastEnd { len } => {
-                write!(f, "record length {len} runs past the end of the file")
-            }
-            FrameError::Checksum { len } => write!(f, "checksum mismatch in a {len}-byte record"),
-        }
-    }
 }
 
 /// Reads the frame starting at `at`; returns its payload's range (the next frame starts
@@ -300,27 +343,18 @@ fn batch_header_crc(generation: u64, seq: u64, offset: u64, fields: &[u8]) -> u3
     crc32c::crc32c_append(crc32c::crc32c(&place), fields)
 }
 
-/// Why no valid batch starts at some offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BatchError {
+/// Why no valid batch (a page-aligned group of records) starts at some offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
     /// The header's checksum does not match (zeros, garbage, or a header torn or damaged).
+    #[error("no valid batch header")]
     Header,
     /// The header is valid but the body runs past the end of the file.
+    #[error("a {len}-byte batch runs past the end of the file")]
     PastEnd { len: u64 },
     /// The header is valid but the body does not match its checksum.
+    #[error("checksum mismatch in a {len}-byte batch")]
     Checksum { len: u64 },
-}
-
-impl fmt::Display for BatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BatchError::Header => write!(f, "no valid batch header"),
-            BatchError::PastEnd { len } => {
-                write!(f, "a {len}-byte batch runs past the end of the file")
-            }
-            BatchError::Checksum { len } => write!(f, "checksum mismatch in a {len}-byte batch"),
-        }
-    }
 }
 
 /// Reads the batch at `offset`, verifying both checksums; returns its body's range.
@@ -350,9 +384,25 @@ pub(crate) fn read_batch(
     Ok(start..end)
 }
 
-/// Splits a verified batch body into its records' payload ranges. A body that passed its
-/// checksum yet does not split exactly was written wrong, not torn: the error is the reason.
-pub(crate) fn batch_records(buf: &[u8], body: Range<usize>) -> Result<Vec<Range<usize>>, String> {
+/// Why a batch body whose checksum matched does not split into records: it was written
+/// wrong, not torn. Offsets are the file's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    #[error("a record header is cut short by the batch's end at {batch_end}")]
+    HeaderCut { batch_end: usize },
+    /// A record of length 0 (never written) or running past the batch's end.
+    #[error("record length {len} at offset {offset} does not fit its batch")]
+    BadLength { len: usize, offset: usize },
+    /// A batch with no record (every batch the writer makes holds at least one).
+    #[error("an empty batch")]
+    Empty,
+}
+
+/// Splits a verified batch body into its records' payload ranges.
+pub(crate) fn batch_records(
+    buf: &[u8],
+    body: Range<usize>,
+) -> Result<Vec<Range<usize>>, RecordsError> {
     let mut records = Vec::new();
     let mut at = body.start;
     while at < body.end {
@@ -360,23 +410,20 @@ pub(crate) fn batch_records(buf: &[u8], body: Range<usize>) -> Result<Vec<Range<
             .get(at..at + BATCH_RECORD_HEADER_LEN)
             .filter(|_| at + 4 <= body.end)
         else {
-            return Err(format!(
-                "a record header is cut short by the batch's end at {}",
-                body.end
-            ));
+            return Err(RecordsError::HeaderCut {
+                batch_end: body.end,
+            });
         };
         let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
         let start = at + BATCH_RECORD_HEADER_LEN;
         if len == 0 || start + len > body.end {
-            return Err(format!(
-                "record length {len} at offset {at} does not fit its batch"
-            ));
+            return Err(RecordsError::BadLength { len, offset: at });
         }
         records.push(start..start + len);
         at = start + len;
     }
     if records.is_empty() {
-        return Err("an empty batch".to_string());
+        return Err(RecordsError::Empty);
     }
     Ok(records)
 }
@@ -415,10 +462,64 @@ mod tests {
         assert_eq!(check_segment_header(&segment_header(2, 5), 2, 5), Ok(2));
         let v1 = segment_header_version(2, 5, 1);
         assert_eq!(check_segment_header(&v1, 2, 5), Ok(1));
-        assert!(check_segment_header(&segment_header_version(2, 5, 3), 2, 5).is_err());
-        assert!(check_segment_header(&segment_header(2, 5), 2, 6).is_err());
+        assert_eq!(
+            check_segment_header(&segment_header_version(2, 5, 3), 2, 5),
+            Err(HeaderError::Version {
+                what: "WAL segment",
+                version: 3,
+                readable: &[1, 2]
+            })
+        );
+        assert_eq!(
+            check_segment_header(&segment_header(2, 5), 2, 6),
+            Err(HeaderError::SegmentMismatch {
+                header_generation: 2,
+                header_seq: 5,
+                generation: 2,
+                seq: 6
+            })
+        );
+        let mut flipped = segment_header(2, 5);
+        flipped[13] ^= 1;
+        assert_eq!(
+            check_segment_header(&flipped, 2, 5),
+            Err(HeaderError::Checksum {
+                what: "WAL segment"
+            })
+        );
+        assert_eq!(
+            check_segment_header(&snapshot_header(2), 2, 5),
+            Err(HeaderError::Short {
+                what: "WAL segment",
+                len: SNAPSHOT_HEADER_LEN,
+                header_len: SEGMENT_HEADER_LEN
+            })
+        );
         assert_eq!(check_snapshot_header(&snapshot_header(9), 9), Ok(()));
-        assert!(check_snapshot_header(&snapshot_header(9)[..10], 9).is_err());
+        assert_eq!(
+            check_snapshot_header(&snapshot_header(9)[..10], 9),
+            Err(HeaderError::Short {
+                what: "snapshot",
+                len: 10,
+                header_len: SNAPSHOT_HEADER_LEN
+            })
+        );
+        assert_eq!(
+            check_snapshot_header(&snapshot_header(9), 8),
+            Err(HeaderError::SnapshotMismatch {
+                header_generation: 9,
+                generation: 8
+            })
+        );
+        // A segment header's first 24 bytes, checksummed, with another magic.
+        let mut alien = segment_header(2, 5)[..SNAPSHOT_HEADER_LEN].to_vec();
+        alien[..8].copy_from_slice(b"NOTOURS\0");
+        let crc = crc32c::crc32c(&alien[..20]);
+        alien[20..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            check_snapshot_header(&alien, 2),
+            Err(HeaderError::Magic { what: "snapshot" })
+        );
     }
 
     #[test]
@@ -477,6 +578,19 @@ mod tests {
             read_batch(&buf, 4, 1, 4096),
             Err(BatchError::Checksum { len: 12 })
         );
-        assert!(batch_records(&body, 0..body.len() - 1).is_err());
+        assert_eq!(
+            batch_records(&body, 0..body.len() - 1),
+            Err(RecordsError::BadLength { len: 1, offset: 7 })
+        );
+        assert_eq!(
+            batch_records(&body, 0..9),
+            Err(RecordsError::HeaderCut { batch_end: 9 })
+        );
+        assert_eq!(batch_records(&body, 3..3), Err(RecordsError::Empty));
+        let zero = [0u8; 4];
+        assert_eq!(
+            batch_records(&zero, 0..4),
+            Err(RecordsError::BadLength { len: 0, offset: 0 })
+        );
     }
 }

@@ -262,6 +262,7 @@ mod tail;
 
 pub use bench::bench_report;
 pub use disk_durable::{DiskDurable, OpenError};
-pub use error::StorageError;
+pub use error::{Corruption, StorageError};
+pub use format::{BatchError, FrameError, HeaderError, RecordsError};
 pub use io::{FaultHook, Faults, FileOp};
 pub use storage::{DiskStorage, Recovered, StorageOptions, SyncStats, WalTail, BACKGROUND_RETRY};

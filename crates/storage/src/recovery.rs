@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flotilla_node::SnapshotData;
 
-use crate::error::{io_err, StorageError};
+use crate::error::{io_err, Corruption, StorageError};
 use crate::format::{
     batch_records, check_segment_header, page_align, parse_name, read_batch, read_frame,
     segment_name, snapshot_name, FileKind, FORMAT_VERSION_1, PAGE, SEGMENT_HEADER_LEN,
@@ -71,7 +71,7 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Loaded>, StorageError> {
     }
     let Some((&generation, seqs)) = listing.segments.last_key_value() else {
         if let Some(&g) = listing.snapshots.last() {
-            let reason = "a snapshot exists but no WAL segment does";
+            let reason = Corruption::SnapshotWithoutWal;
             return Err(StorageError::corrupt(
                 &dir.join(snapshot_name(g)),
                 0,
@@ -93,7 +93,7 @@ fn check_sequence(dir: &Path, generation: u64, seqs: &BTreeSet<u64>) -> Result<(
         None => Ok(()),
         Some((missing, _)) => {
             let path = dir.join(segment_name(generation, missing));
-            let reason = format!("segment is missing while segment {last:#x} exists");
+            let reason = Corruption::MissingSegment { last_seq: last };
             Err(StorageError::corrupt(&path, 0, reason))
         }
     }
@@ -110,7 +110,7 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         let version = check_segment_header(&buf, generation, seq)
             .map_err(|r| StorageError::corrupt(&path, 0, r))?;
         if *generation_version.get_or_insert(version) != version {
-            let reason = format!("format version {version} in a generation of another version");
+            let reason = Corruption::MixedVersions { version };
             return Err(StorageError::corrupt(&path, 0, reason));
         }
         let is_last = seq + 1 == count;
@@ -128,7 +128,7 @@ fn read_generation(dir: &Path, generation: u64, count: u64) -> Result<Loaded, St
         let mut records = records.into_iter();
         if seq == 0 {
             let base = records.next().ok_or_else(|| {
-                let reason = "the generation's first segment has no base record";
+                let reason = Corruption::NoBaseRecord;
                 StorageError::corrupt(&path, SEGMENT_HEADER_LEN as u64, reason)
             })?;
             (snapshot_generation, state) = parse_base(&path, &buf, base, generation)?;
@@ -158,12 +158,14 @@ fn parse_base(
     let at = (payload.start - crate::format::FRAME_HEADER_LEN) as u64;
     let bytes = &buf[payload];
     let Some((snap, state)) = bytes.split_first_chunk::<8>() else {
-        let reason = "base record shorter than its 8-byte snapshot generation";
+        let reason = Corruption::ShortBaseRecord;
         return Err(StorageError::corrupt(path, at, reason));
     };
     let snap = u64::from_le_bytes(*snap);
     if snap > generation {
-        let reason = format!("base record names snapshot {snap:#x}, newer than its generation");
+        let reason = Corruption::BaseNamesNewerSnapshot {
+            snapshot_generation: snap,
+        };
         return Err(StorageError::corrupt(path, at, reason));
     }
     Ok((snap, state.to_vec()))
@@ -193,9 +195,8 @@ fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, Stor
     let mut records = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     if place.seq == 0 {
-        let base = read_frame(buf, at).map_err(|e| {
-            StorageError::corrupt(path, at as u64, format!("{e} in the base record"))
-        })?;
+        let base = read_frame(buf, at)
+            .map_err(|e| StorageError::corrupt(path, at as u64, Corruption::BaseRecord(e)))?;
         at = base.end;
         records.push(base);
     }
@@ -211,11 +212,9 @@ fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, Stor
             }
             Err(e) => e,
         };
-        let corrupt = |reason: String| StorageError::corrupt(path, at as u64, reason);
+        let corrupt = |reason| StorageError::corrupt(path, at as u64, reason);
         if !place.is_last {
-            return Err(corrupt(format!(
-                "{error} in a segment that is not the last"
-            )));
+            return Err(corrupt(Corruption::BatchBeforeLastSegment(error)));
         }
         if buf[at..].iter().all(|&b| b == 0) {
             break; // free space
@@ -224,8 +223,7 @@ fn scan_batches(place: &Place<'_>, buf: &[u8]) -> Result<Vec<Range<usize>>, Stor
             .step_by(PAGE as usize)
             .find(|&p| read_batch(buf, place.generation, place.seq, p).is_ok());
         if let Some(next) = later {
-            let reason = format!("{error}, yet a valid batch follows at offset {next}");
-            return Err(corrupt(reason));
+            return Err(corrupt(Corruption::BatchBeforeValidBatch { error, next }));
         }
         tracing::warn!(
             file = %path.display(),
@@ -263,14 +261,12 @@ fn scan_records(
             }
             Err(e) => e,
         };
-        let corrupt = |reason: String| StorageError::corrupt(path, at as u64, reason);
+        let corrupt = |reason| StorageError::corrupt(path, at as u64, reason);
         if !is_last {
-            return Err(corrupt(format!(
-                "{error} in a segment that is not the last"
-            )));
+            return Err(corrupt(Corruption::RecordBeforeLastSegment(error)));
         }
         if has_base && records.is_empty() {
-            return Err(corrupt(format!("{error} in the base record")));
+            return Err(corrupt(Corruption::BaseRecord(error)));
         }
         match tail::classify(buf, at) {
             Tail::Free => {}
@@ -283,8 +279,7 @@ fn scan_records(
                 );
             }
             Tail::Corrupt { next } => {
-                let reason = format!("{error}, yet a valid record follows at offset {next}");
-                return Err(corrupt(reason));
+                return Err(corrupt(Corruption::RecordBeforeValidRecord { error, next }));
             }
         }
         return Ok(records);

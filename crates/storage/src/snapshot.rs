@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use flotilla_node::SnapshotData;
 use flotilla_snapshot::{SnapshotSource, SnapshotSpool, SnapshotWriter};
 
-use crate::error::{io_err, StorageError};
+use crate::error::{io_err, Corruption, StorageError};
 use crate::format::{
     check_snapshot_header, snapshot_header, snapshot_name, spool_name, FrameError,
     FRAME_HEADER_LEN, SNAPSHOT_HEADER_LEN, SNAPSHOT_PAYLOAD_AT, TEMP_SUFFIX,
@@ -170,7 +170,7 @@ pub(crate) fn read_verified(dir: &Path, generation: u64) -> Result<SnapshotData,
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let reason = "missing, yet the newest WAL generation refers to it";
+            let reason = Corruption::SnapshotMissing;
             return Err(StorageError::corrupt(&path, 0, reason));
         }
         Err(e) => return Err(io_err("open", &path)(e)),
@@ -190,7 +190,7 @@ pub(crate) fn read_verified(dir: &Path, generation: u64) -> Result<SnapshotData,
         return Ok(SnapshotData::default());
     }
     let at = SNAPSHOT_HEADER_LEN as u64;
-    let corrupt = |e: FrameError| StorageError::corrupt(&path, at, e.to_string());
+    let corrupt = |e| StorageError::corrupt(&path, at, Corruption::SnapshotFrame(e));
     if size < SNAPSHOT_PAYLOAD_AT {
         let available = (size - at) as usize;
         return Err(corrupt(FrameError::ShortHeader { available }));
@@ -219,7 +219,7 @@ pub(crate) fn read_verified(dir: &Path, generation: u64) -> Result<SnapshotData,
         return Err(corrupt(FrameError::Checksum { len }));
     }
     if end != size {
-        let reason = format!("{} unexpected bytes after the snapshot", size - end);
+        let reason = Corruption::SnapshotTrailingBytes { count: size - end };
         return Err(StorageError::corrupt(&path, end, reason));
     }
     Ok(SnapshotData::from_source(Arc::new(SnapshotFile {

@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use flotilla_storage::{BatchError, Corruption, FrameError, HeaderError};
 
 /// A replacement and `count` appends, each synced as a batch of its own; each batch's
 /// (segment, start offset).
@@ -88,7 +89,12 @@ fn a_flip_or_cut_in_a_segment_before_the_last_is_corruption() {
         let (segment, start) = &starts[3];
         assert_ne!(segment, last);
         truncate(segment, start + 5);
-        assert_corrupt(try_open(tmp.path()), segment, *start);
+        // The cut goes through the batch's 16-byte header.
+        let reason = assert_corrupt(try_open(tmp.path()), segment, *start);
+        assert_eq!(
+            reason,
+            Corruption::BatchBeforeLastSegment(BatchError::Header)
+        );
     }
 }
 
@@ -112,11 +118,19 @@ fn zeros_after_the_records_of_a_segment_before_the_last_are_corruption() {
         assert_eq!(file_len(&segs[1]), end);
         let bytes = fs::read(&segs[1]).unwrap();
         fs::write(&segs[1], [&bytes[..], &[0; 100]].concat()).unwrap();
-        assert_corrupt(try_open(tmp.path()), &segs[1], end);
+        let reason = assert_corrupt(try_open(tmp.path()), &segs[1], end);
+        assert_eq!(
+            reason,
+            Corruption::BatchBeforeLastSegment(BatchError::Header)
+        );
         // Or zeros in place of its last record.
         fs::write(&segs[1], &bytes).unwrap();
         zero_from(&segs[1], *last_start);
-        assert_corrupt(try_open(tmp.path()), &segs[1], *last_start);
+        let reason = assert_corrupt(try_open(tmp.path()), &segs[1], *last_start);
+        assert_eq!(
+            reason,
+            Corruption::BatchBeforeLastSegment(BatchError::Header)
+        );
     }
 }
 
@@ -130,6 +144,12 @@ fn a_flip_in_a_segment_header_is_corruption() {
             let bits = (0..32).flat_map(|byte| (0..8).map(move |bit| (byte, bit)));
             expect_corrupt_for_flips(tmp.path(), segment, 0, bits);
         }
+        flip_bit(&segs[2], 13, 0);
+        let reason = assert_corrupt(try_open(tmp.path()), &segs[2], 0);
+        assert!(
+            matches!(reason, Corruption::Header(HeaderError::Checksum { .. })),
+            "{reason:?}"
+        );
     }
 }
 
@@ -150,10 +170,15 @@ fn the_base_record_is_never_taken_for_a_torn_tail() {
         expect_corrupt_for_flips(tmp.path(), &segment, 32, bits);
         let bytes = fs::read(&segment).unwrap();
         zero_from(&segment, 32);
-        assert_corrupt(try_open(tmp.path()), &segment, 32);
+        let reason = assert_corrupt(try_open(tmp.path()), &segment, 32);
+        assert_eq!(reason, Corruption::BaseRecord(FrameError::ZeroLength));
         fs::write(&segment, &bytes).unwrap();
         truncate(&segment, end - 1);
-        assert_corrupt(try_open(tmp.path()), &segment, 32);
+        let reason = assert_corrupt(try_open(tmp.path()), &segment, 32);
+        assert_eq!(
+            reason,
+            Corruption::BaseRecord(FrameError::PastEnd { len: 12 })
+        );
     }
 }
 
@@ -163,10 +188,13 @@ fn a_missing_segment_is_corruption() {
     write(tmp.path(), 150, 1 << 20, 30);
     let segs = segments(tmp.path());
     assert!(segs.len() >= 4);
+    let last_seq = segs.len() as u64 - 1;
     fs::remove_file(&segs[2]).unwrap();
-    assert_corrupt(try_open(tmp.path()), &segs[2], 0);
+    let reason = assert_corrupt(try_open(tmp.path()), &segs[2], 0);
+    assert_eq!(reason, Corruption::MissingSegment { last_seq });
     fs::remove_file(&segs[0]).unwrap();
-    assert_corrupt(try_open(tmp.path()), &segs[0], 0);
+    let reason = assert_corrupt(try_open(tmp.path()), &segs[0], 0);
+    assert_eq!(reason, Corruption::MissingSegment { last_seq });
 }
 
 #[test]
@@ -178,16 +206,27 @@ fn a_damaged_or_missing_snapshot_is_corruption() {
     for byte in 0..len {
         flip_bit(&snapshot, byte, (byte % 8) as u8);
         let offset = if byte < 24 { 0 } else { 24 };
-        assert_corrupt(try_open(tmp.path()), &snapshot, offset);
+        let reason = assert_corrupt(try_open(tmp.path()), &snapshot, offset);
+        let in_header = matches!(reason, Corruption::Header(_));
+        assert_eq!(in_header, byte < 24, "byte {byte}: {reason:?}");
         flip_bit(&snapshot, byte, (byte % 8) as u8);
     }
     let bytes = fs::read(&snapshot).unwrap();
     fs::write(&snapshot, [&bytes[..], b"x"].concat()).unwrap();
-    assert_corrupt(try_open(tmp.path()), &snapshot, len);
+    let reason = assert_corrupt(try_open(tmp.path()), &snapshot, len);
+    assert_eq!(reason, Corruption::SnapshotTrailingBytes { count: 1 });
     fs::write(&snapshot, &bytes[..bytes.len() - 1]).unwrap();
-    assert_corrupt(try_open(tmp.path()), &snapshot, 24);
+    let reason = assert_corrupt(try_open(tmp.path()), &snapshot, 24);
+    assert!(
+        matches!(
+            reason,
+            Corruption::SnapshotFrame(FrameError::PastEnd { .. })
+        ),
+        "{reason:?}"
+    );
     fs::remove_file(&snapshot).unwrap();
-    assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+    let reason = assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+    assert_eq!(reason, Corruption::SnapshotMissing);
 }
 
 #[test]
@@ -198,5 +237,6 @@ fn a_snapshot_without_any_segment_is_corruption() {
         fs::remove_file(segment).unwrap();
     }
     let snapshot = tmp.path().join("snapshot-0000000000000002.snap");
-    assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+    let reason = assert_corrupt(try_open(tmp.path()), &snapshot, 0);
+    assert_eq!(reason, Corruption::SnapshotWithoutWal);
 }

@@ -9,11 +9,12 @@
 //! Gets through the log, by ReadIndex (the default, as services run) or by lease, so every
 //! kvraft lab scenario can be run in each mode.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+
+use crate::recorder::Recorder;
 use flotilla_kv::{Kv, KvCommand, KvReplica, KvReply, KvServer};
 use flotilla_node::{NodeId, Process};
 use flotilla_raft::{Config, ReadMode};
@@ -30,22 +31,12 @@ use crate::service::{ServiceTester, SimNode};
 /// The KV message type.
 type KvMsg = Msg<KvCommand, KvReply>;
 
-/// How long the final linearizability check may take before it answers "unknown" (which
-/// passes, as in the labs, after saying so).
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::recorder::CHECK_TIMEOUT;
 
 /// A simulated KV service with recording clients.
 pub struct KvTester<Srv: Process<Msg = KvMsg>> {
     pub svc: Rc<ServiceTester<Srv, KvCommand, KvReply>>,
-    history: RefCell<KvHistory>,
-    /// The last timestamp recorded, so that timestamps strictly increase in recording order:
-    /// a reply recorded before a later call is then ordered before it even when both happen
-    /// at the same virtual microsecond.
-    last_stamp: Cell<u64>,
-    /// Off for the memory tests, which must not count the history's copies of values.
-    recording: Cell<bool>,
-    name: String,
-    seed: u64,
+    rec: Recorder,
 }
 
 impl KvTester<KvServer> {
@@ -246,17 +237,13 @@ where
 
     /// The checker's verdict on the history so far.
     pub fn verdict(&self) -> CheckResult {
-        self.history.borrow().check(Some(CHECK_TIMEOUT))
+        self.rec.verdict()
     }
 
     fn wrap(svc: Rc<ServiceTester<Srv, KvCommand, KvReply>>, name: &str, seed: u64) -> Rc<Self> {
         Rc::new(KvTester {
             svc,
-            history: RefCell::new(KvHistory::new()),
-            last_stamp: Cell::new(0),
-            recording: Cell::new(true),
-            name: name.to_owned(),
-            seed,
+            rec: Recorder::new(name, seed),
         })
     }
 
@@ -280,57 +267,23 @@ where
     }
 
     fn stamp(&self) -> u64 {
-        let now = self.svc.now().as_nanos() as u64;
-        let t = now.max(self.last_stamp.get() + 1);
-        self.last_stamp.set(t);
-        t
+        self.rec.stamp(self.svc.now())
     }
 
     /// Stops (or resumes) recording operations in the history.
     pub fn set_recording(&self, on: bool) {
-        self.recording.set(on);
+        self.rec.set_recording(on);
     }
 
     pub fn history_len(&self) -> usize {
-        self.history.borrow().len()
+        self.rec.len()
     }
 
     /// Writes the history if `FLOTILLA_HISTORY_DIR` is set, checks it, and panics with the
     /// checker's explanation if it is not linearizable. An "unknown" verdict (the time limit
     /// ran out) passes with a note, as in the labs.
     pub fn check_linearizable(&self) {
-        let history = self.history.borrow();
-        if let Some(path) =
-            flotilla_check::write_history_if_requested(&self.name, self.seed, history.operations())
-        {
-            eprintln!("{}: history written to {}", self.name, path.display());
-        }
-        let started = std::time::Instant::now();
-        let verdict = history.check(Some(CHECK_TIMEOUT));
-        if std::env::var_os("FLOTILLA_VERBOSE").is_some() {
-            eprintln!(
-                "  ... Passed --  {:5.1}  {}  {:6} ops  (checked in {:.3} s)",
-                self.svc.now().as_secs_f64(),
-                self.svc.n(),
-                history.len(),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        match verdict {
-            CheckResult::Ok => {}
-            CheckResult::Unknown => eprintln!(
-                "{} (seed {}): linearizability check timed out on {} operations; not failing",
-                self.name,
-                self.seed,
-                history.len()
-            ),
-            illegal => panic!(
-                "{} (seed {}): history of {} operations is not linearizable:\n{illegal}",
-                self.name,
-                self.seed,
-                history.len()
-            ),
-        }
+        self.rec.check_linearizable(self.svc.now());
     }
 
     /// The end of a scenario: [`KvTester::check_linearizable`], then the simulation's trace
@@ -342,7 +295,7 @@ where
 
     /// The recorded history so far (for tests of the checker against broken servers).
     pub fn history(&self) -> KvHistory {
-        self.history.borrow().clone()
+        self.rec.history()
     }
 }
 
@@ -381,10 +334,7 @@ where
             None => (KvOutput::Unknown, None),
             Some(r) => (output_of(&input, r), Some(self.t.stamp())),
         };
-        if !self.t.recording.get() {
-            return reply;
-        }
-        self.t.history.borrow_mut().push(Operation {
+        self.t.rec.record(Operation {
             client: self.id,
             input,
             call,

@@ -19,12 +19,14 @@
 //!   read lease while another leads a newer term.
 
 pub mod broken;
+mod completion;
 pub mod invariants;
 pub mod kv_tester;
 pub mod membership;
 pub mod raft_server;
 pub mod raft_tester;
 pub mod read_lease;
+mod recorder;
 pub mod safety;
 pub mod seeds;
 pub mod service;

@@ -8,12 +8,9 @@
 //! ([`ServiceTester::admin`]: membership changes, leader transfers) come from.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rand::Rng;
@@ -27,6 +24,7 @@ use flotilla_rsm::{
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
+use crate::completion::Completions;
 use crate::invariants::CheckSampler;
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
 
@@ -115,12 +113,6 @@ pub type ServerFactory<Srv> = Box<dyn FnMut(NodeId, &Persister, u64) -> Srv>;
 
 type Node<Srv, C, R> = SimNode<Srv, C, R>;
 
-/// A completion slot per client with an operation in flight.
-struct Pending<R> {
-    reply: Option<R>,
-    waker: Option<Waker>,
-}
-
 /// Servers `0..n` plus the clerk host (node `n`) on a simulated network.
 pub struct ServiceTester<Srv, C, R>
 where
@@ -131,12 +123,12 @@ where
     pub rt: Runtime,
     n: usize,
     /// Clerks' outstanding operations, with their outcome once known.
-    pending: RefCell<BTreeMap<ClientId, Pending<Result<R, RsmError>>>>,
+    pending: Completions<ClientId, Result<R, RsmError>>,
     /// Called with a server's id when the tester crashes (or restarts) it, for watchers that
     /// keep a view of live servers.
     crash_hooks: RefCell<Vec<CrashHook>>,
     /// Admin requests in flight, by request id: the answer once it arrives.
-    admin: RefCell<BTreeMap<u64, Pending<Result<AdminReply, AdminError>>>>,
+    admin: Completions<u64, Result<AdminReply, AdminError>>,
     /// The id of the next admin request (unique within the run, so late answers to requests
     /// given up on are told apart).
     next_admin: Cell<u64>,
@@ -192,9 +184,9 @@ where
             sim: Rc::new(RefCell::new(sim)),
             rt: Runtime::new(),
             n,
-            pending: RefCell::new(BTreeMap::new()),
+            pending: Completions::default(),
             crash_hooks: RefCell::new(Vec::new()),
-            admin: RefCell::new(BTreeMap::new()),
+            admin: Completions::default(),
             next_admin: Cell::new(1),
         })
     }
@@ -232,24 +224,8 @@ where
         let events = self.sim.borrow_mut().drain_events();
         for (_, e) in events {
             match e {
-                NodeEvent::Clerk(ev) => {
-                    let mut pending = self.pending.borrow_mut();
-                    if let Some(p) = pending.get_mut(&ev.client) {
-                        p.reply = Some(ev.reply);
-                        if let Some(w) = p.waker.take() {
-                            w.wake();
-                        }
-                    }
-                }
-                NodeEvent::Admin(r) => {
-                    let mut admin = self.admin.borrow_mut();
-                    if let Some(p) = admin.get_mut(&r.id) {
-                        p.reply = Some(r.result);
-                        if let Some(w) = p.waker.take() {
-                            w.wake();
-                        }
-                    }
-                }
+                NodeEvent::Clerk(ev) => self.pending.answer(ev.client, ev.reply),
+                NodeEvent::Admin(r) => self.admin.answer(r.id, r.result),
                 NodeEvent::Server(_) => {}
             }
         }
@@ -305,12 +281,9 @@ where
     /// may expire uses [`ServiceTester::call_timeout`]).
     pub async fn call(self: &Rc<Self>, client: ClientId, cmd: C) -> R {
         self.start(client, cmd);
-        let r = Completion {
-            tester: self.clone(),
-            client,
-        }
-        .await;
-        r.unwrap_or_else(|e| panic!("clerk {client}'s operation was refused: {e}"))
+        let r = self.pending.wait(client, NO_LIMIT).await;
+        r.expect("no time limit")
+            .unwrap_or_else(|e| panic!("clerk {client}'s operation was refused: {e}"))
     }
 
     /// As [`ServiceTester::call`], but gives up after `limit`: `None` means the outcome is
@@ -322,22 +295,8 @@ where
         limit: Duration,
     ) -> Option<R> {
         self.start(client, cmd);
-        let mut timer = Box::pin(self.rt.sleep(limit));
-        let got = std::future::poll_fn(|cx| {
-            if let Some(r) = self.take_reply(client) {
-                return Poll::Ready(Some(r));
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            if let Some(p) = self.pending.borrow_mut().get_mut(&client) {
-                p.waker = Some(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await;
+        let got = self.pending.wait(client, Some(self.rt.sleep(limit))).await;
         if got.is_none() {
-            self.pending.borrow_mut().remove(&client);
             self.with_host(|h, _| h.abandon(client));
         }
         match got? {
@@ -348,21 +307,8 @@ where
     }
 
     fn start(&self, client: ClientId, cmd: C) {
-        self.pending.borrow_mut().insert(
-            client,
-            Pending {
-                reply: None,
-                waker: None,
-            },
-        );
+        self.pending.expect(client);
         self.with_host(|h, ctx| h.start(client, cmd, ctx));
-    }
-
-    fn take_reply(&self, client: ClientId) -> Option<Result<R, RsmError>> {
-        let mut pending = self.pending.borrow_mut();
-        let reply = pending.get_mut(&client)?.reply.take()?;
-        pending.remove(&client);
-        Some(reply)
     }
 
     /// Sends an operator's admin request from the clerk host to server `to`, over the
@@ -377,33 +323,12 @@ where
     ) -> Option<Result<AdminReply, AdminError>> {
         let id = self.next_admin.get();
         self.next_admin.set(id + 1);
-        let pending = Pending {
-            reply: None,
-            waker: None,
-        };
-        self.admin.borrow_mut().insert(id, pending);
+        self.admin.expect(id);
         let host = self.host();
         self.sim.borrow_mut().with_process(host, |_, ctx| {
             ctx.send(to, Msg::Admin(AdminRequest { id, op }));
         });
-        let mut timer = Box::pin(self.rt.sleep(limit));
-        let got = std::future::poll_fn(|cx| {
-            let mut admin = self.admin.borrow_mut();
-            let p = admin
-                .get_mut(&id)
-                .expect("pending until answered or abandoned");
-            if let Some(r) = p.reply.take() {
-                return Poll::Ready(Some(r));
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            p.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
-        self.admin.borrow_mut().remove(&id);
-        got
+        self.admin.wait(id, Some(self.rt.sleep(limit))).await
     }
 
     // ----- faults -----
@@ -470,31 +395,5 @@ where
     }
 }
 
-/// Completes when the tester has recorded client's reply.
-struct Completion<Srv, C, R>
-where
-    Srv: Process<Msg = Msg<C, R>> + 'static,
-    C: Clone + Debug + Serialize + DeserializeOwned + 'static,
-    R: Clone + Debug + Serialize + DeserializeOwned + 'static,
-{
-    tester: Rc<ServiceTester<Srv, C, R>>,
-    client: ClientId,
-}
-
-impl<Srv, C, R> Future for Completion<Srv, C, R>
-where
-    Srv: Process<Msg = Msg<C, R>> + 'static,
-    C: Clone + Debug + Serialize + DeserializeOwned + 'static,
-    R: Clone + Debug + Serialize + DeserializeOwned + 'static,
-{
-    type Output = Result<R, RsmError>;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, RsmError>> {
-        if let Some(r) = self.tester.take_reply(self.client) {
-            return Poll::Ready(r);
-        }
-        if let Some(p) = self.tester.pending.borrow_mut().get_mut(&self.client) {
-            p.waker = Some(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
+/// No time limit for [`Completions::wait`].
+const NO_LIMIT: Option<std::future::Pending<()>> = None;

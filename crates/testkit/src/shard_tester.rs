@@ -14,16 +14,14 @@
 //! `6 + g·n + i`, the client host last.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use rand::Rng;
 
-use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+use flotilla_check::{CheckResult, KvInput, KvOutput, Operation};
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
@@ -35,9 +33,10 @@ use flotilla_shardkv::{
 };
 use flotilla_sim::{block_on, Persister, Runtime, Sim};
 
+use crate::completion::Completions;
 use crate::invariants::CheckSampler;
-use crate::kv_tester::CHECK_TIMEOUT;
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
+use crate::recorder::Recorder;
 
 /// Replicas of each controller service.
 pub const CTRLERS: usize = 3;
@@ -161,11 +160,6 @@ fn page_bytes_from_env() -> Option<usize> {
     }
 }
 
-struct Pending<R> {
-    reply: Option<R>,
-    waker: Option<Waker>,
-}
-
 /// Settings of a [`ShardTester`].
 #[derive(Clone, Debug)]
 pub struct ShardTesterConfig {
@@ -205,16 +199,13 @@ pub struct ShardTester {
     pub rt: Runtime,
     cfg: ShardTesterConfig,
     host: NodeId,
-    kv_pending: RefCell<BTreeMap<ClientId, Pending<KvReply>>>,
-    ctrl_pending: RefCell<BTreeMap<ClientId, Pending<CtrlReply>>>,
+    kv_pending: Completions<ClientId, KvReply>,
+    ctrl_pending: Completions<ClientId, CtrlReply>,
     /// The test's controller clerks: of the main controller, of the second.
     admin: ClientId,
     admin2: ClientId,
-    history: RefCell<KvHistory>,
-    last_stamp: Cell<u64>,
+    rec: Recorder,
     pull_stats: Rc<Cell<PullStats>>,
-    name: String,
-    seed: u64,
 }
 
 impl ShardTester {
@@ -305,15 +296,12 @@ impl ShardTester {
             rt: Runtime::new(),
             cfg,
             host,
-            kv_pending: RefCell::new(BTreeMap::new()),
-            ctrl_pending: RefCell::new(BTreeMap::new()),
+            kv_pending: Completions::default(),
+            ctrl_pending: Completions::default(),
             admin: ids.0,
             admin2: ids.1,
-            history: RefCell::new(KvHistory::new()),
-            last_stamp: Cell::new(0),
+            rec: Recorder::new(name, seed),
             pull_stats,
-            name: name.to_owned(),
-            seed,
         })
     }
 
@@ -361,10 +349,10 @@ impl ShardTester {
         let events = self.sim.borrow_mut().drain_events();
         for (_, e) in events {
             match e {
-                ClientEvent::Kv(ev) => wake(&self.kv_pending, ev.client, ev.reply),
+                ClientEvent::Kv(ev) => self.kv_pending.answer(ev.client, ev.reply),
                 ClientEvent::Ctrl(ev) => {
                     let reply = ev.reply.expect("simulated disks never fill");
-                    wake(&self.ctrl_pending, ev.client, reply)
+                    self.ctrl_pending.answer(ev.client, reply)
                 }
             }
         }
@@ -417,14 +405,14 @@ impl ShardTester {
     /// answered; panics if refused.
     pub async fn ctrl(self: &Rc<Self>, second: bool, cmd: CtrlCommand) -> CtrlReply {
         let id = if second { self.admin2 } else { self.admin };
-        self.ctrl_pending.borrow_mut().insert(id, new_pending());
+        self.ctrl_pending.expect(id);
         let c = cmd.clone();
         self.with_host(|h, ctx| {
             ctx.scoped(ShardMsg::Ctrl, ClientEvent::Ctrl, |inner| {
                 h.ctrl.start(id, c, inner)
             });
         });
-        let reply = wait_for(&self.ctrl_pending, id).await;
+        let reply = (self.ctrl_pending.wait(id, NO_LIMIT).await).expect("no time limit");
         if let CtrlReply::Err(e) = &reply {
             panic!("{cmd:?} refused: {e}");
         }
@@ -586,55 +574,21 @@ impl ShardTester {
     }
 
     fn stamp(&self) -> u64 {
-        let now = self.now().as_nanos() as u64;
-        let t = now.max(self.last_stamp.get() + 1);
-        self.last_stamp.set(t);
-        t
+        self.rec.stamp(self.now())
     }
 
     pub fn history_len(&self) -> usize {
-        self.history.borrow().len()
+        self.rec.len()
     }
 
     pub fn verdict(&self) -> CheckResult {
-        self.history.borrow().check(Some(CHECK_TIMEOUT))
+        self.rec.verdict()
     }
 
     /// Writes the history if `FLOTILLA_HISTORY_DIR` is set and panics if it is not
     /// linearizable ("unknown" after the time limit passes with a note, as in the labs).
     pub fn check_linearizable(&self) {
-        let history = self.history.borrow();
-        if let Some(path) =
-            flotilla_check::write_history_if_requested(&self.name, self.seed, history.operations())
-        {
-            eprintln!("{}: history written to {}", self.name, path.display());
-        }
-        let started = std::time::Instant::now();
-        let verdict = history.check(Some(CHECK_TIMEOUT));
-        if std::env::var_os("FLOTILLA_VERBOSE").is_some() {
-            eprintln!(
-                "  ... Passed --  {:5.1}  {:6} ops  (checked in {:.3} s)  {}",
-                self.now().as_secs_f64(),
-                history.len(),
-                started.elapsed().as_secs_f64(),
-                self.name,
-            );
-        }
-        match verdict {
-            CheckResult::Ok => {}
-            CheckResult::Unknown => eprintln!(
-                "{} (seed {}): linearizability check timed out on {} operations; not failing",
-                self.name,
-                self.seed,
-                history.len()
-            ),
-            illegal => panic!(
-                "{} (seed {}): history of {} operations is not linearizable:\n{illegal}",
-                self.name,
-                self.seed,
-                history.len()
-            ),
-        }
+        self.rec.check_linearizable(self.now());
     }
 
     /// [`ShardTester::check_linearizable`], then the trace hash.
@@ -644,35 +598,8 @@ impl ShardTester {
     }
 }
 
-fn new_pending<R>() -> Pending<R> {
-    Pending {
-        reply: None,
-        waker: None,
-    }
-}
-
-fn wake<R>(pending: &RefCell<BTreeMap<ClientId, Pending<R>>>, client: ClientId, reply: R) {
-    if let Some(p) = pending.borrow_mut().get_mut(&client) {
-        p.reply = Some(reply);
-        if let Some(w) = p.waker.take() {
-            w.wake();
-        }
-    }
-}
-
-async fn wait_for<R>(pending: &RefCell<BTreeMap<ClientId, Pending<R>>>, id: ClientId) -> R {
-    std::future::poll_fn(|cx| {
-        let mut p = pending.borrow_mut();
-        let slot = p.get_mut(&id).expect("pending until answered");
-        if let Some(r) = slot.reply.take() {
-            p.remove(&id);
-            return Poll::Ready(r);
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
-    })
-    .await
-}
+/// No time limit for [`Completions::wait`].
+const NO_LIMIT: Option<std::future::Pending<()>> = None;
 
 /// A sharded-KV client whose operations are recorded in its tester's history.
 pub struct ShardClient {
@@ -693,36 +620,15 @@ impl ShardClient {
     ) -> Option<KvReply> {
         let t = &self.t;
         let call = t.stamp();
-        t.kv_pending.borrow_mut().insert(self.id, new_pending());
+        t.kv_pending.expect(self.id);
         let id = self.id;
         t.with_host(|h, ctx| {
             h.shard.start(id, cmd, ctx);
         });
-        let reply = match limit {
-            None => Some(wait_for(&t.kv_pending, id).await),
-            Some(d) => {
-                let mut timer = Box::pin(t.rt.sleep(d));
-                let got = std::future::poll_fn(|cx| {
-                    let mut p = t.kv_pending.borrow_mut();
-                    let slot = p.get_mut(&id).expect("pending until answered");
-                    if let Some(r) = slot.reply.take() {
-                        p.remove(&id);
-                        return Poll::Ready(Some(r));
-                    }
-                    if timer.as_mut().poll(cx).is_ready() {
-                        p.remove(&id);
-                        return Poll::Ready(None);
-                    }
-                    slot.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                })
-                .await;
-                if got.is_none() {
-                    t.with_host(|h, _| h.shard.abandon(id));
-                }
-                got
-            }
-        };
+        let reply = t.kv_pending.wait(id, limit.map(|d| t.rt.sleep(d))).await;
+        if reply.is_none() {
+            t.with_host(|h, _| h.shard.abandon(id));
+        }
         let (output, ret) = match &reply {
             None => (KvOutput::Unknown, None),
             // As the error says: it may or may not have been applied.
@@ -737,7 +643,7 @@ impl ShardClient {
             Some(_) => (KvOutput::Done, Some(t.stamp())),
         };
         let unknown = output == KvOutput::Unknown;
-        t.history.borrow_mut().push(Operation {
+        t.rec.record(Operation {
             client: self.id,
             input,
             call,
@@ -799,9 +705,10 @@ impl ShardClient {
     pub async fn check(&self, key: &str, want: &str) {
         let got = self.get(key).await;
         assert_eq!(
-            got, want,
+            got,
+            want,
             "Get({key}): expected {want:?}, received {got:?} (seed {})",
-            self.t.seed
+            self.t.rec.seed()
         );
     }
 }

@@ -29,19 +29,30 @@ use crate::TransportError;
 /// A handshake that takes longer than this is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The shortest cluster secret accepted, in bytes (after trimming whitespace).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Why a text is refused as the cluster secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// Too short to resist guessing; `len` is the trimmed length.
+    #[error("the cluster secret must be at least {min} characters (got {len})")]
+    TooShort { len: usize, min: usize },
+}
+
 /// The cluster secret every process of one cluster shares.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {
     /// A secret from its text; surrounding whitespace (a file's trailing newline) is ignored.
-    pub fn new(text: &str) -> Result<Self, String> {
+    pub fn new(text: &str) -> Result<Self, SecretError> {
         let t = text.trim();
-        if t.len() < 16 {
-            return Err(format!(
-                "the cluster secret must be at least 16 characters (got {})",
-                t.len()
-            ));
+        if t.len() < MIN_SECRET_LEN {
+            return Err(SecretError::TooShort {
+                len: t.len(),
+                min: MIN_SECRET_LEN,
+            });
         }
         Ok(Secret(t.as_bytes().to_vec()))
     }
@@ -92,10 +103,39 @@ fn nonce() -> [u8; 32] {
     n
 }
 
-fn refused(peer: &str, reason: impl Into<String>) -> TransportError {
+/// Why a handshake (or the exchange right after it) failed; the peer is named by
+/// [`TransportError::Handshake`].
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// No answer within [`HANDSHAKE_TIMEOUT`].
+    #[error("timed out")]
+    TimedOut,
+    /// The peer refused us; `reason` is its own words.
+    #[error("refused: {reason}")]
+    Refused { reason: String },
+    /// The peer sent another frame than the handshake's next one (not a Flotilla process,
+    /// or a confused one); `expected` names the one due.
+    #[error("unexpected frame instead of {expected}")]
+    UnexpectedFrame { expected: &'static str },
+    /// The peer's proof does not verify: it holds another cluster secret.
+    #[error("the peer does not know the cluster secret")]
+    WrongSecret,
+    /// The dialer runs a build of another protocol version.
+    #[error(
+        "the dialer speaks protocol version {dialer} and this node version {ours}: \
+         every process of a cluster must run the same Flotilla build"
+    )]
+    ProtocolVersion { dialer: u32, ours: u32 },
+    /// The TLS handshake under ours failed (an untrusted certificate, a wrong server name,
+    /// a peer without TLS).
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+}
+
+pub(crate) fn refused(peer: &str, reason: HandshakeError) -> TransportError {
     TransportError::Handshake {
         peer: peer.to_owned(),
-        reason: reason.into(),
+        reason,
     }
 }
 
@@ -111,7 +151,7 @@ where
     .await
     {
         Ok(r) => Ok(r?),
-        Err(_) => Err(refused(peer, "timed out")),
+        Err(_) => Err(refused(peer, HandshakeError::TimedOut)),
     }
 }
 
@@ -136,11 +176,18 @@ where
     flotilla_wire::write_frame(s, &hello).await?;
     let (id, theirs, proof) = match read::<S, M>(s, peer).await? {
         Frame::Welcome { id, nonce, proof } => (id, nonce, proof),
-        Frame::Refused { reason } => return Err(refused(peer, format!("refused: {reason}"))),
-        _ => return Err(refused(peer, "unexpected frame instead of Welcome")),
+        Frame::Refused { reason } => return Err(refused(peer, HandshakeError::Refused { reason })),
+        _ => {
+            return Err(refused(
+                peer,
+                HandshakeError::UnexpectedFrame {
+                    expected: "Welcome",
+                },
+            ))
+        }
     };
     if !secret.verify(b"acceptor", &mine, &theirs, &[me, id], &proof) {
-        return Err(refused(peer, "the peer does not know the cluster secret"));
+        return Err(refused(peer, HandshakeError::WrongSecret));
     }
     let auth: Frame<M> = Frame::Auth {
         proof: secret.proof(b"dialer", &theirs, &mine, &[me]),
@@ -166,17 +213,22 @@ where
             from,
             nonce,
         } => (version, from, nonce),
-        _ => return Err(refused(peer, "the first frame was not Hello")),
+        _ => {
+            return Err(refused(
+                peer,
+                HandshakeError::UnexpectedFrame { expected: "Hello" },
+            ))
+        }
     };
     if version != PROTOCOL_VERSION {
-        let reason = format!(
-            "the dialer speaks protocol version {version} and this node version {PROTOCOL_VERSION}: \
-             every process of a cluster must run the same Flotilla build"
-        );
+        let reason = HandshakeError::ProtocolVersion {
+            dialer: version,
+            ours: PROTOCOL_VERSION,
+        };
         let _ = flotilla_wire::write_frame(
             s,
             &Frame::<M>::Refused {
-                reason: reason.clone(),
+                reason: reason.to_string(),
             },
         )
         .await;
@@ -194,17 +246,20 @@ where
             Ok(from)
         }
         Frame::Auth { .. } => {
-            let reason = "the peer does not know the cluster secret";
+            let reason = HandshakeError::WrongSecret;
             let _ = flotilla_wire::write_frame(
                 s,
                 &Frame::<M>::Refused {
-                    reason: reason.into(),
+                    reason: reason.to_string(),
                 },
             )
             .await;
             Err(refused(peer, reason))
         }
-        _ => Err(refused(peer, "unexpected frame instead of Auth")),
+        _ => Err(refused(
+            peer,
+            HandshakeError::UnexpectedFrame { expected: "Auth" },
+        )),
     }
 }
 
@@ -259,7 +314,13 @@ mod tests {
             reason.contains(&versions) && reason.contains("same Flotilla build"),
             "{reason}"
         );
-        assert!(acceptor.await.unwrap().is_err());
+        assert!(matches!(
+            acceptor.await.unwrap(),
+            Err(TransportError::Handshake {
+                reason: HandshakeError::ProtocolVersion { dialer, ours: PROTOCOL_VERSION },
+                ..
+            }) if dialer == PROTOCOL_VERSION - 1
+        ));
     }
 
     #[tokio::test]
@@ -267,16 +328,75 @@ mod tests {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let t = Secret::new("0123456789abcdef-other!").unwrap();
         let (d, a) = pair(&t, &s).await;
-        assert!(d
-            .unwrap_err()
-            .to_string()
-            .contains("does not know the cluster secret"));
+        let d = d.unwrap_err();
+        assert!(
+            matches!(
+                &d,
+                TransportError::Handshake { peer, reason: HandshakeError::WrongSecret }
+                    if peer == "acceptor"
+            ),
+            "{d:?}"
+        );
+        assert!(d.to_string().contains("does not know the cluster secret"));
+        // The dialer hangs up before proving itself: the acceptor sees the connection end.
         assert!(a.is_err());
+    }
+
+    /// A dialer whose proof does not verify is refused, and told so.
+    #[tokio::test]
+    async fn an_acceptor_refuses_a_wrong_proof() {
+        let s = Secret::new("0123456789abcdef-secret").unwrap();
+        let (mut x, mut y) = tokio::io::duplex(1 << 16);
+        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &s, 7, "forger").await });
+        let hello: Frame<u8> = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            from: 42,
+            nonce: nonce(),
+        };
+        flotilla_wire::write_frame(&mut x, &hello).await.unwrap();
+        let welcome: Frame<u8> = flotilla_wire::read_frame(&mut x, MAX_HANDSHAKE_FRAME)
+            .await
+            .unwrap();
+        assert!(matches!(welcome, Frame::Welcome { id: 7, .. }));
+        let forged: Frame<u8> = Frame::Auth { proof: [0; 32] };
+        flotilla_wire::write_frame(&mut x, &forged).await.unwrap();
+        let answer: Frame<u8> = flotilla_wire::read_frame(&mut x, MAX_HANDSHAKE_FRAME)
+            .await
+            .unwrap();
+        assert!(matches!(answer, Frame::Refused { .. }), "{answer:?}");
+        assert!(matches!(
+            acceptor.await.unwrap(),
+            Err(TransportError::Handshake {
+                reason: HandshakeError::WrongSecret,
+                ..
+            })
+        ));
+    }
+
+    /// A dialer that opens with anything but Hello is refused, naming the frame expected.
+    #[tokio::test]
+    async fn a_first_frame_other_than_hello_is_refused() {
+        let s = Secret::new("0123456789abcdef-secret").unwrap();
+        let (mut x, mut y) = tokio::io::duplex(1 << 16);
+        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &s, 7, "odd").await });
+        let wrong: Frame<u8> = Frame::StatusRequest;
+        flotilla_wire::write_frame(&mut x, &wrong).await.unwrap();
+        assert!(matches!(
+            acceptor.await.unwrap(),
+            Err(TransportError::Handshake {
+                reason: HandshakeError::UnexpectedFrame { expected: "Hello" },
+                ..
+            })
+        ));
     }
 
     #[test]
     fn short_secrets_are_rejected() {
-        assert!(Secret::new("short").is_err());
+        assert_eq!(
+            Secret::new("  short\n").err(),
+            Some(SecretError::TooShort { len: 5, min: 16 })
+        );
+        assert!(Secret::new(&"x".repeat(MIN_SECRET_LEN)).is_ok());
         assert_eq!(Secret::generate().len(), 48);
     }
 }

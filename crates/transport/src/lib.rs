@@ -23,8 +23,9 @@ pub mod ids;
 pub mod tls;
 pub mod transport;
 
-pub use auth::Secret;
+pub use auth::{HandshakeError, Secret, SecretError};
 pub use frame::{Frame, NodeStatus, ShardView};
+pub use tls::TlsConfigError;
 pub use transport::{Transport, TransportConfig};
 
 /// Why a connection failed.
@@ -35,5 +36,8 @@ pub enum TransportError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("handshake with {peer} failed: {reason}")]
-    Handshake { peer: String, reason: String },
+    Handshake {
+        peer: String,
+        reason: HandshakeError,
+    },
 }

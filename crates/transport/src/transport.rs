@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::auth::{self, Secret};
+use crate::auth::{self, HandshakeError, Secret};
 use crate::frame::{Frame, NodeStatus, MAX_FRAME};
 use crate::tls::{BoxIo, PeerTls};
 
@@ -339,10 +339,7 @@ where
             Some(tls) => tls
                 .accept(tcp)
                 .await
-                .map_err(|e| crate::TransportError::Handshake {
-                    peer: addr.clone(),
-                    reason: format!("TLS: {e}"),
-                })?,
+                .map_err(|e| auth::refused(&addr, HandshakeError::Tls(e)))?,
             None => Box::new(tcp),
         };
         let from = auth::accept::<_, M>(&mut stream, &self.cfg.secret, self.cfg.me, &addr).await?;
@@ -600,10 +597,7 @@ where
         Some(tls) => tls
             .connect(tcp)
             .await
-            .map_err(|e| crate::TransportError::Handshake {
-                peer: addr.to_owned(),
-                reason: format!("TLS: {e}"),
-            })?,
+            .map_err(|e| auth::refused(addr, HandshakeError::Tls(e)))?,
         None => Box::new(tcp),
     };
     let id = auth::dial::<_, M>(&mut s, secret, me, addr).await?;
@@ -667,10 +661,9 @@ where
             Frame::Status(st) => return Ok(st),
             Frame::Msgs(_) => continue,
             _ => {
-                return Err(crate::TransportError::Handshake {
-                    peer: addr.to_owned(),
-                    reason: "unexpected answer to a status request".into(),
-                })
+                let expected = "a status answer";
+                let reason = HandshakeError::UnexpectedFrame { expected };
+                return Err(auth::refused(addr, reason));
             }
         }
     }

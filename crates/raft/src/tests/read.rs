@@ -362,13 +362,19 @@ fn lease_needs_check_quorum() {
         check_quorum: false,
         ..with_reads(3, ReadMode::Lease)
     };
-    assert!(bad.check().unwrap_err().contains("check_quorum"));
+    assert_eq!(bad.check(), Err(ConfigError::LeaseWithoutCheckQuorum));
     assert!(std::panic::catch_unwind(|| Raft::new(bad.clone())).is_err());
     let no_margin = Config {
         lease_drift_margin_ticks: 0,
         ..with_reads(3, ReadMode::Lease)
     };
-    assert!(no_margin.check().is_err());
+    assert_eq!(
+        no_margin.check(),
+        Err(ConfigError::LeaseDriftMargin {
+            lease_drift_margin_ticks: 0,
+            election_timeout_min_ticks: 30
+        })
+    );
     let sabotaged = Config {
         sabotage: Some(Sabotage::LeaseWithoutCheckQuorum),
         ..bad

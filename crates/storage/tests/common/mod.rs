@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use flotilla_node::Save;
-use flotilla_storage::{DiskStorage, Recovered, StorageError, StorageOptions};
+use flotilla_storage::{Corruption, DiskStorage, Recovered, StorageError, StorageOptions};
 
 /// `segment_bytes`, and the default preallocation.
 pub fn opts(segment_bytes: u64) -> StorageOptions {
@@ -120,16 +120,19 @@ pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
     fs::write(path, bytes).expect("write");
 }
 
-/// Asserts `result` is `Corrupt` naming `file` at `offset`, and that its message does too.
+/// Asserts `result` is `Corrupt` naming `file` at `offset`, and that its message does too;
+/// returns what it found wrong.
 pub fn assert_corrupt<T: std::fmt::Debug>(
     result: Result<T, StorageError>,
     file: &Path,
     offset: u64,
-) {
+) -> Corruption {
     match result {
         Err(e @ StorageError::Corrupt { .. }) => {
             let StorageError::Corrupt {
-                file: f, offset: o, ..
+                file: f,
+                offset: o,
+                reason,
             } = &e
             else {
                 unreachable!()
@@ -138,6 +141,7 @@ pub fn assert_corrupt<T: std::fmt::Debug>(
             let message = e.to_string();
             assert!(message.contains(&file.display().to_string()), "{message}");
             assert!(message.contains(&format!("offset {offset}")), "{message}");
+            reason.clone()
         }
         other => panic!(
             "expected Corrupt in {} at {offset}, got {other:?}",

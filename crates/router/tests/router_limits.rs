@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use flotilla_host::driver::MemoryDurable;
 use flotilla_kv::Kv;
-use flotilla_net::router::{run_router, RouterConfig};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_resp::{decode_value, Limits, Value};
+use flotilla_router::{run_router, RouterConfig};
 use flotilla_transport::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,7 +29,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            max_buffered_bytes: flotilla_net::router::DEFAULT_MAX_BUFFERED_BYTES,
+            max_buffered_bytes: flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
             password: None,
             idle_timeout: None,
         }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use flotilla_host::driver::MemoryDurable;
 use flotilla_kv::Kv;
-use flotilla_net::router::{run_router, RouterConfig};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_resp::{decode_value, Limits, Value};
+use flotilla_router::{run_router, RouterConfig};
 use flotilla_rsm::SessionLimits;
 use flotilla_transport::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,7 +64,7 @@ async fn start(max_sessions: u64) -> u16 {
         tls: None,
         client_tls: None,
         sharded: None,
-        max_buffered_bytes: flotilla_net::router::DEFAULT_MAX_BUFFERED_BYTES,
+        max_buffered_bytes: flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
         idle_timeout: None,
     };
     tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));

@@ -1,0 +1,103 @@
+//! The accept loop, a connection's admission, and `Router`: the state all connections share.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use flotilla_rsm::ClientId;
+use flotilla_transport::tls::BoxIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::backend::Backend;
+use crate::conn::Conn;
+use crate::input::Budget;
+use crate::{RouterConfig, RouterError};
+
+/// A running router's shared state.
+pub(crate) struct Router {
+    pub(crate) cfg: RouterConfig,
+    pub(crate) kv: Backend,
+    /// Connections open now (INFO's `connected_clients`; admission against `max_clients`).
+    pub(crate) connections: AtomicUsize,
+    /// The next connection's id (`CLIENT ID`; names it to the budget).
+    next_id: AtomicU64,
+    /// Clerks of closed connections, reused by new ones: every clerk that ever wrote keeps an
+    /// entry in the service's exactly-once table, so reuse bounds the table by the most
+    /// connections open at once instead of every connection ever made.
+    pub(crate) idle_clerks: Mutex<Vec<ClientId>>,
+    /// The bytes of requests not yet answered that all connections share.
+    pub(crate) budget: Budget,
+}
+
+/// Serves clients on `listener` until `shutdown` completes.
+pub async fn run_router(
+    cfg: RouterConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), RouterError> {
+    let kv = Backend::connect(&cfg)?;
+    let router = Arc::new(Router {
+        budget: Budget::new(cfg.max_buffered_bytes),
+        cfg,
+        kv,
+        connections: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+        idle_clerks: Mutex::new(Vec::new()),
+    });
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let r = router.clone();
+                    tokio::spawn(async move { r.serve(stream, addr.to_string()).await });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        () = shutdown => {}
+    }
+    Ok(())
+}
+
+impl Router {
+    /// One connection, from its TLS handshake to its close: admitted if under `max_clients`,
+    /// served by its session, its clerks then kept for the next connections.
+    async fn serve(self: Arc<Self>, tcp: TcpStream, addr: String) {
+        let _ = tcp.set_nodelay(true);
+        let mut stream: BoxIo = match &self.cfg.client_tls {
+            Some(acceptor) => match acceptor.accept(tcp).await {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    tracing::info!(%addr, "TLS handshake failed: {e}");
+                    return;
+                }
+            },
+            None => Box::new(tcp),
+        };
+        let open = self.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        if open > self.cfg.max_clients {
+            let _ = stream
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+            self.connections.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Conn::new(id, addr, self.cfg.password.is_none());
+        if let Err(e) = self.session(&mut stream, &mut conn).await {
+            tracing::debug!(addr = %conn.addr, "connection ended: {e}");
+        }
+        // The session loop only ends between commands, so the clerks have nothing outstanding.
+        let mut idle = self.idle_clerks.lock().expect("idle clerks lock");
+        idle.extend(conn.clerk.take());
+        idle.append(&mut conn.extra);
+        drop(idle);
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,99 @@
+//! One connection's loop: read what its client sends (within the shared budget, `input.rs`),
+//! decode requests, answer them in order, write the replies, close when told to or idle.
+
+use flotilla_resp::{Decoder, Limits, Value};
+use flotilla_transport::tls::BoxIo;
+use tokio::io::AsyncWriteExt;
+
+use crate::conn::{After, Conn};
+use crate::input::{Fill, Input};
+use crate::limits;
+use crate::listener::Router;
+
+/// Replies of pipelined requests gathered before they are written: enough for one write to
+/// carry many small replies, small enough that a client not reading costs little.
+const REPLIES_BATCH: usize = 64 << 10;
+
+impl Router {
+    /// Reads requests, answers them in order; pipelined replies go out together, in writes of
+    /// [`REPLIES_BATCH`] or so.
+    pub(crate) async fn session(&self, stream: &mut BoxIo, conn: &mut Conn) -> std::io::Result<()> {
+        let mut decoder = match conn.authenticated {
+            true => Decoder::new(limits()),
+            false => Decoder::before_auth(limits(), Limits::UNAUTHENTICATED),
+        };
+        let mut input = Input::new(&self.budget, conn.id);
+        let mut out = Vec::new();
+        loop {
+            loop {
+                match decoder.decode(input.unparsed()) {
+                    Ok(Some((args, used))) => {
+                        input.parsed(used);
+                        let (reply, after) = self.request(conn, args).await;
+                        input.answered(used);
+                        if conn.authenticated {
+                            // Between requests, so the next one is judged by the full limits.
+                            decoder.authenticated();
+                        }
+                        flotilla_resp::encode(&reply, conn.proto, &mut out);
+                        if after == After::Close {
+                            return self.write_out(stream, &mut out).await;
+                        }
+                        if out.len() >= REPLIES_BATCH {
+                            // Before running the next request: a client that pipelines requests
+                            // and does not read the replies must not make them pile up here.
+                            self.write_out(stream, &mut out).await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(addr = %conn.addr, "closing connection: {e}");
+                        flotilla_resp::encode(&e.to_value(), conn.proto, &mut out);
+                        return self.write_out(stream, &mut out).await;
+                    }
+                }
+            }
+            self.write_out(stream, &mut out).await?;
+            match input.fill(stream, self.cfg.idle_timeout).await? {
+                Fill::Data(_) => {}
+                Fill::Closed => return Ok(()),
+                Fill::Idle => {
+                    // Redis closes an idle client without a word.
+                    tracing::debug!(addr = %conn.addr, "closing idle connection");
+                    return Ok(());
+                }
+                Fill::TooLarge(max) => {
+                    tracing::info!(addr = %conn.addr, "closing connection: request over {max} bytes");
+                    let e = Value::error(format!("ERR Protocol error: request larger than the router's max-buffered-bytes ({max} bytes)"));
+                    flotilla_resp::encode(&e, conn.proto, &mut out);
+                    return self.write_out(stream, &mut out).await;
+                }
+            }
+        }
+    }
+
+    /// Writes `out` and empties it. With an idle timeout, a client that takes none of it for
+    /// that long is idle too (Redis counts a successful write as interaction): the write fails
+    /// with `TimedOut` and the connection closes, rather than holding its replies forever.
+    async fn write_out(&self, stream: &mut BoxIo, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let mut written = 0;
+        while written < out.len() {
+            let write = stream.write(&out[written..]);
+            let n = match self.cfg.idle_timeout {
+                Some(limit) => tokio::time::timeout(limit, write).await.map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle: the client took no reply bytes within the timeout",
+                    )
+                })??,
+                None => write.await?,
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        out.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! Every reply path of the router, byte for byte, one test per command family, in front of a
+//! one-replica KV group on loopback sockets. The expected bytes were taken from the router
+//! before it was split into command families (issue 17), so a handler that moves and
+//! answers differently fails here.
+
+use std::time::Duration;
+
+use flotilla_host::driver::MemoryDurable;
+use flotilla_kv::Kv;
+use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
+use flotilla_resp::{decode_value, Limits};
+use flotilla_router::{run_router, RouterConfig, DEFAULT_MAX_BUFFERED_BYTES};
+use flotilla_transport::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a test waits for a reply before it fails (it fails only by running out of it).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Starts a one-replica KV group and a router in front of it (clients must AUTH with
+/// `password`, if given); returns the router's port. Both run until the test's runtime ends.
+async fn start(password: Option<&str>) -> u16 {
+    let secret = Secret::new("router-replies-test-secret").unwrap();
+    let replica = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peers = vec![replica.local_addr().unwrap().to_string()];
+    let cfg = ServerConfig {
+        id: 0,
+        peers: peers.clone(),
+        join: false,
+        secret: secret.clone(),
+        max_raft_state: None,
+        sessions: flotilla_rsm::SessionLimits::default(),
+        metrics: None,
+        tls: None,
+        timers: Timers::default(),
+        read_mode: flotilla_raft::ReadMode::ReadIndex,
+    };
+    let recovered = Recovered {
+        state: Vec::new(),
+        snapshot: Default::default(),
+    };
+    let never = std::future::pending::<()>();
+    let disk = MemoryDurable::default();
+    tokio::spawn(run_replica(
+        cfg,
+        Kv::default(),
+        disk,
+        recovered,
+        replica,
+        never,
+    ));
+    let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = router.local_addr().unwrap().port();
+    let cfg = RouterConfig {
+        servers: peers,
+        pin_servers: false,
+        secret,
+        password: password.map(str::to_owned),
+        max_clients: 100,
+        command_timeout: PATIENCE,
+        metrics: None,
+        tls: None,
+        client_tls: None,
+        sharded: None,
+        max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+        idle_timeout: None,
+    };
+    tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));
+    port
+}
+
+/// A Redis client that sees replies as the bytes the router wrote.
+struct Client {
+    stream: TcpStream,
+    /// Received bytes not yet taken as a reply.
+    buf: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a command; returns its reply's bytes.
+    async fn raw(&mut self, args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+        }
+        self.stream.write_all(&out).await.unwrap();
+        loop {
+            if let Some((_, n)) = decode_value(&self.buf, &Limits::default()).unwrap() {
+                return self.buf.drain(..n).collect();
+            }
+            let read = tokio::time::timeout(PATIENCE, self.stream.read_buf(&mut self.buf));
+            match read.await {
+                Ok(Ok(0)) => panic!("the router closed the connection instead of replying"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("no reply: {e}"),
+                Err(_) => panic!("no reply within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// Sends a command and checks its reply, byte for byte.
+    async fn expect(&mut self, args: &[&str], reply: &str) {
+        let got = self.raw(args).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            reply,
+            "the reply to {args:?}"
+        );
+    }
+
+    /// Whether the router closed the connection, with nothing more to read.
+    async fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, self.stream.read_to_end(&mut rest));
+        matches!(read.await, Ok(Ok(_))) && rest.is_empty() && self.buf.is_empty()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_reply_as_before() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(&["SET", "k", "v"], "+OK\r\n").await;
+    c.expect(&["GET", "k"], "$1\r\nv\r\n").await;
+    c.expect(&["GET", "nope"], "$-1\r\n").await;
+    c.expect(&["APPEND", "k", "xy"], ":3\r\n").await;
+    c.expect(&["GET", "k"], "$3\r\nvxy\r\n").await;
+    c.expect(&["INCR", "n"], ":1\r\n").await;
+    c.expect(&["INCRBY", "n", "10"], ":11\r\n").await;
+    c.expect(&["DECR", "n"], ":10\r\n").await;
+    c.expect(&["DECRBY", "n", "3"], ":7\r\n").await;
+    c.expect(
+        &["INCR", "k"],
+        "-ERR value is not an integer or out of range\r\n",
+    )
+    .await;
+    c.expect(&["SET", "big", "9223372036854775807"], "+OK\r\n")
+        .await;
+    c.expect(
+        &["INCR", "big"],
+        "-ERR increment or decrement would overflow\r\n",
+    )
+    .await;
+    c.expect(
+        &["DECRBY", "n", "-9223372036854775808"],
+        "-ERR decrement would overflow\r\n",
+    )
+    .await;
+    c.expect(&["MSET", "a", "1", "b", "2"], "+OK\r\n").await;
+    c.expect(
+        &["MGET", "a", "nope", "b"],
+        "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n",
+    )
+    .await;
+    c.expect(
+        &["SET", "k", "v", "NX"],
+        "-ERR SET options (NX, XX, GET, EX, PX, EXAT, PXAT, KEEPTTL) are not supported by flotilla yet\r\n",
+    )
+    .await;
+    c.expect(
+        &["GET", "k", "extra"],
+        "-ERR wrong number of arguments for 'get' command\r\n",
+    )
+    .await;
+    c.expect(&["GET", "k"], "$3\r\nvxy\r\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_reply_as_before() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(&["MSET", "a", "1", "b", "2"], "+OK\r\n").await;
+    c.expect(&["EXISTS", "a", "a", "nope", "b"], ":3\r\n").await;
+    c.expect(&["DEL", "a", "nope", "b", "a"], ":2\r\n").await;
+    c.expect(&["EXISTS", "a", "b"], ":0\r\n").await;
+    c.expect(
+        &["DEL"],
+        "-ERR wrong number of arguments for 'del' command\r\n",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_commands_reply_as_before() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(&["PING"], "+PONG\r\n").await;
+    c.expect(&["PING", "hi"], "$2\r\nhi\r\n").await;
+    c.expect(&["ECHO", "hey"], "$3\r\nhey\r\n").await;
+    c.expect(&["SELECT", "0"], "+OK\r\n").await;
+    c.expect(&["SELECT", "1"], "-ERR DB index is out of range\r\n")
+        .await;
+    c.expect(
+        &["AUTH", "pw"],
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n",
+    )
+    .await;
+    c.expect(&["CLIENT", "GETNAME"], "$-1\r\n").await;
+    c.expect(&["CLIENT", "SETNAME", "me"], "+OK\r\n").await;
+    c.expect(&["CLIENT", "GETNAME"], "$2\r\nme\r\n").await;
+    c.expect(&["CLIENT", "ID"], ":1\r\n").await;
+    c.expect(&["CLIENT", "SETINFO", "LIB-NAME", "x"], "+OK\r\n")
+        .await;
+    let info = String::from_utf8(c.raw(&["CLIENT", "INFO"]).await).unwrap();
+    assert!(
+        info.starts_with("$") && info.contains("\r\nid=1 addr=127.0.0.1:"),
+        "{info}"
+    );
+    assert!(info.ends_with(" name=me db=0 resp=2\n\r\n"), "{info}");
+    c.expect(
+        &["HELLO", "3"],
+        "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:1\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n",
+    )
+    .await;
+    // RESP3 now: a null is `_`.
+    c.expect(&["GET", "nope"], "_\r\n").await;
+    c.expect(
+        &["NOSUCH", "a", "b"],
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' \r\n",
+    )
+    .await;
+    c.expect(&["QUIT"], "+OK\r\n").await;
+    assert!(c.closed().await, "QUIT closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_gates_commands_as_before() {
+    let mut c = Client::connect(start(Some("sesame")).await).await;
+    c.expect(&["GET", "k"], "-NOAUTH Authentication required.\r\n")
+        .await;
+    c.expect(&["PING"], "-NOAUTH Authentication required.\r\n")
+        .await;
+    c.expect(
+        &["HELLO", "3"],
+        "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n",
+    )
+    .await;
+    let wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    c.expect(&["AUTH", "open"], wrongpass).await;
+    c.expect(&["AUTH", "someone", "sesame"], wrongpass).await;
+    c.expect(&["HELLO", "2", "AUTH", "default", "nope"], wrongpass)
+        .await;
+    c.expect(&["AUTH", "default", "sesame"], "+OK\r\n").await;
+    c.expect(&["GET", "k"], "$-1\r\n").await;
+
+    let mut d = Client::connect(start(Some("sesame")).await).await;
+    let hello = String::from_utf8(
+        d.raw(&["HELLO", "2", "AUTH", "default", "sesame", "SETNAME", "n"])
+            .await,
+    )
+    .unwrap();
+    assert!(hello.starts_with("*14\r\n$6\r\nserver\r\n"), "{hello}");
+    d.expect(&["CLIENT", "GETNAME"], "$1\r\nn\r\n").await;
+    // QUIT is answered before authentication too.
+    let mut e = Client::connect(start(Some("sesame")).await).await;
+    e.expect(&["QUIT"], "+OK\r\n").await;
+    assert!(e.closed().await, "QUIT closes the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_commands_reply_as_before() {
+    let mut c = Client::connect(start(None).await).await;
+    let info = String::from_utf8(c.raw(&["INFO"]).await).unwrap();
+    let body = format!(
+        "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:1\r\nflotilla_buffered_bytes:0\r\nflotilla_buffered_bytes_peak:0\r\nflotilla_max_buffered_bytes:{}\r\nflotilla_buffer_waits:0\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:1\r\n",
+        env!("CARGO_PKG_VERSION"),
+        DEFAULT_MAX_BUFFERED_BYTES,
+    );
+    assert_eq!(info, format!("${}\r\n{body}\r\n", body.len()));
+    c.expect(
+        &["CONFIG", "GET", "maxclients"],
+        "*2\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n",
+    )
+    .await;
+    c.expect(
+        &["CONFIG", "GET", "*a*", "save"],
+        "*8\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n$9\r\ndatabases\r\n$1\r\n1\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n",
+    )
+    .await;
+    c.expect(
+        &["CONFIG", "GET", "timeout"],
+        "*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n",
+    )
+    .await;
+    c.expect(&["CONFIG", "GET", "maxmemory"], "*0\r\n").await;
+    c.expect(&["COMMAND", "COUNT"], ":0\r\n").await;
+    c.expect(&["COMMAND"], "*0\r\n").await;
+    c.expect(&["COMMAND", "DOCS"], "*0\r\n").await;
+    c.expect(&["COMMAND", "INFO", "get", "set"], "*2\r\n*-1\r\n*-1\r\n")
+        .await;
+    c.expect(&["DBSIZE"], "-ERR DBSIZE is not supported by flotilla\r\n")
+        .await;
+    c.expect(
+        &["FLUSHALL"],
+        "-ERR FLUSHALL is not supported by flotilla\r\n",
+    )
+    .await;
+    c.expect(
+        &["FLUSHDB", "ASYNC"],
+        "-ERR FLUSHDB is not supported by flotilla\r\n",
+    )
+    .await;
+}
