@@ -10,8 +10,8 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_id::alloc;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, RsmError};
-use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -27,9 +27,10 @@ use flotilla_transport::Secret;
 /// within this long; it cannot lead before it is promoted, a separate committed change later.
 pub const REFRESH: Duration = Duration::from_millis(500);
 
-/// A random node id for a client connection, outside the range of replica ids.
+/// A random node id for a client connection, outside the range of replica ids
+/// ([`alloc::client_node_id`]).
 pub fn random_node_id() -> u64 {
-    rand::thread_rng().gen_range(1 << 32..1 << 62)
+    alloc::client_node_id(&mut rand::thread_rng()).get()
 }
 
 /// Callers waiting for their clerk's operation to finish, matched by `(client, seq)`.
@@ -211,7 +212,7 @@ where
             send: Box::new(move |to, m| t.send(to as u64, m)),
             event: Box::new(move |e: ClerkEvent<R>| w.answer(e.client, e.seq, e.reply)),
         };
-        let host = ClerkHost::new(rng.gen_range(1..1 << 62), ClerkConfig::default());
+        let host = ClerkHost::new(alloc::group_clerk_base(&mut rng), ClerkConfig::default());
         let (handle, _join) =
             driver::spawn("clerks", host, MemoryDurable::default(), TICK, outputs);
         let h = handle.clone();

@@ -20,6 +20,7 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use flotilla_id::alloc;
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClerkConfig, ClerkEvent,
@@ -182,7 +183,7 @@ where
                 SimNode::Server(factory(id, p, s))
             } else {
                 // Client ids from the seed: distinct across hosts and runs, replayable.
-                let base = *first_client.get_or_insert(s >> 16);
+                let base = *first_client.get_or_insert(alloc::sim_clerk_base(s));
                 SimNode::Clients(ClerkHost::new(base, ClerkConfig::default()))
             }
         });

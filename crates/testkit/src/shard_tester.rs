@@ -24,6 +24,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+use flotilla_id::alloc;
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
@@ -265,7 +266,7 @@ impl ShardTester {
                 ShardNode::Group(Box::new(srv), count.clone())
             } else {
                 // Client ids from the seed: replayable, distinct across runs.
-                let base = s >> 16;
+                let base = alloc::sim_clerk_base(s);
                 let shard = ShardClerkHost::new(
                     base,
                     (0..CTRLERS).collect(),
@@ -273,7 +274,7 @@ impl ShardTester {
                     nshards,
                     ShardClerkConfig::default(),
                 );
-                let ctrl = ClerkHost::new(base + (1 << 40), ClerkConfig::default());
+                let ctrl = ClerkHost::new(alloc::sim_ctrl_clerk_base(s), ClerkConfig::default());
                 ShardNode::Host(Box::new(ShardClientHost::new(
                     shard,
                     ctrl,
