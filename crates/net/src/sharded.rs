@@ -52,9 +52,8 @@ use flotilla_transport::Secret;
 
 /// Node ids of `addrs` ([`alloc::server_node_ids`]), refusing duplicates (the same address
 /// twice, or a hash collision).
-pub fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
-    let ids = alloc::server_node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))?;
-    Ok(ids.into_iter().map(|id| id.get()).collect())
+pub fn node_ids(addrs: &[String]) -> Result<Vec<NodeId>, NetError> {
+    alloc::server_node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))
 }
 
 /// A [`Resolver`] that names nodes by address and dials each one `transport` does not yet
@@ -65,9 +64,9 @@ pub fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
     Arc::new(move |name: &str| {
         let id = server_node_id(name).get();
         if let Some(t) = t.upgrade() {
-            t.add_peer(id, name);
+            t.add_peer(NodeId::new(id), name);
         }
-        Some(id as NodeId)
+        Some(NodeId::new(id))
     })
 }
 
@@ -130,7 +129,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
         sessions: cfg.sessions,
         snapshot_scales_with_state: true,
     };
-    let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
+    let addrs: BTreeMap<NodeId, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
     let mut peers = addrs.clone();
     peers.remove(&me);
     let metrics = serve_metrics(cfg.metrics.as_deref()).await?;
@@ -181,7 +180,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
             // The controller is dialed from the start; other groups as configurations name them.
             peers.extend(ctrl_ids.iter().copied().zip(ctrlers.iter().cloned()));
             let transport = shard_transport(me, &cfg, peers);
-            let ctrl_nodes = ctrl_ids.iter().map(|&i| i as NodeId).collect();
+            let ctrl_nodes = ctrl_ids.clone();
             // Its controller clerk's id is `me` (alloc::server_ctrl_clerk).
             let scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
             let resolve = dialing_resolver(&transport);
@@ -210,9 +209,9 @@ pub async fn run_shard_server<D: Durable + 'static>(
 }
 
 fn shard_transport(
-    me: u64,
+    me: NodeId,
     cfg: &ShardServerSettings,
-    peers: BTreeMap<u64, String>,
+    peers: BTreeMap<NodeId, String>,
 ) -> Arc<Transport<ShardMsg>> {
     Transport::new(TransportConfig {
         me,
@@ -274,14 +273,14 @@ impl ShardClients {
         let ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>> = Arc::default();
         let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
         let outputs = Outputs {
-            send: Box::new(move |to, m| t.send(to as u64, m)),
+            send: Box::new(move |to, m| t.send(to, m)),
             event: Box::new(move |e: ClientEvent| match e {
                 ClientEvent::Kv(e) => k.answer(e.client, e.seq, e.reply),
                 ClientEvent::Ctrl(e) => c.answer(e.client, e.seq, e.reply),
             }),
         };
         let mut rng = rand::thread_rng();
-        let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
+        let ctrl_nodes: Vec<NodeId> = ids.clone();
         let resolve = dialing_resolver(&transport);
         let host = ShardClientHost::new(
             ShardClerkHost::new(
@@ -302,7 +301,7 @@ impl ShardClients {
             outputs,
         );
         let h = handle.clone();
-        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from as usize, m));
+        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from, m));
         transport.dial_peers(deliver);
         Ok(Arc::new(ShardClients {
             host: handle,
@@ -478,7 +477,7 @@ mod tests {
                 now_ms: 0,
                 result: Ok(ShardReply::Kv(reply)),
             }));
-            (server_node_id(&group).get() as NodeId, m)
+            (server_node_id(&group), m)
         };
         let mut first = std::pin::pin!(clients.call(ck, get()));
         assert!(poll_once(&mut first).await.is_none());
@@ -494,9 +493,7 @@ mod tests {
             now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
-        clients
-            .host
-            .deliver(server_node_id(&ctrler).get() as NodeId, m);
+        clients.host.deliver(server_node_id(&ctrler), m);
         settle(&clients).await; // operation 1 went to group 1
         let (from, m) = from_group(1, value("first"));
         clients.host.deliver(from, m);

@@ -94,8 +94,8 @@ pub use raft::{Raft, Role};
 pub use ready::{Apply, LogWrite, ReadState, Ready, Snapshot};
 pub use state::{encode_changes, DecodeError, HardState, PersistentState};
 
-/// A peer's identity within its cluster.
-pub type NodeId = u64;
+/// A peer's identity within its cluster (the same type as `flotilla_node::NodeId`).
+pub use flotilla_id::NodeId;
 
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ impl ShardServerConfig {
         ShardServerConfig {
             gid,
             nshards,
-            ctrl_client: alloc::server_ctrl_clerk(gid, flotilla_id::NodeId::new(replica.raft.id)),
+            ctrl_client: alloc::server_ctrl_clerk(gid, replica.raft.id),
             replica,
             ctrlers,
             poll_ticks: 10,

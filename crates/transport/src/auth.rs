@@ -14,6 +14,7 @@
 //! A dialer of another protocol version is refused with both versions in words: every
 //! process of a cluster must run the same build.
 
+use flotilla_id::NodeId;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -120,9 +121,9 @@ where
 pub async fn dial<S, M>(
     s: &mut S,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     peer: &str,
-) -> Result<u64, TransportError>
+) -> Result<NodeId, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -139,11 +140,11 @@ where
         Frame::Refused { reason } => return Err(refused(peer, format!("refused: {reason}"))),
         _ => return Err(refused(peer, "unexpected frame instead of Welcome")),
     };
-    if !secret.verify(b"acceptor", &mine, &theirs, &[me, id], &proof) {
+    if !secret.verify(b"acceptor", &mine, &theirs, &[me.get(), id.get()], &proof) {
         return Err(refused(peer, "the peer does not know the cluster secret"));
     }
     let auth: Frame<M> = Frame::Auth {
-        proof: secret.proof(b"dialer", &theirs, &mine, &[me]),
+        proof: secret.proof(b"dialer", &theirs, &mine, &[me.get()]),
     };
     flotilla_wire::write_frame(s, &auth).await?;
     Ok(id)
@@ -153,9 +154,9 @@ where
 pub async fn accept<S, M>(
     s: &mut S,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     peer: &str,
-) -> Result<u64, TransportError>
+) -> Result<NodeId, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -186,11 +187,13 @@ where
     let welcome: Frame<M> = Frame::Welcome {
         id: me,
         nonce: mine,
-        proof: secret.proof(b"acceptor", &theirs, &mine, &[from, me]),
+        proof: secret.proof(b"acceptor", &theirs, &mine, &[from.get(), me.get()]),
     };
     flotilla_wire::write_frame(s, &welcome).await?;
     match read::<S, M>(s, peer).await? {
-        Frame::Auth { proof } if secret.verify(b"dialer", &mine, &theirs, &[from], &proof) => {
+        Frame::Auth { proof }
+            if secret.verify(b"dialer", &mine, &theirs, &[from.get()], &proof) =>
+        {
             Ok(from)
         }
         Frame::Auth { .. } => {
@@ -215,11 +218,20 @@ mod tests {
     async fn pair(
         a: &Secret,
         b: &Secret,
-    ) -> (Result<u64, TransportError>, Result<u64, TransportError>) {
+    ) -> (
+        Result<NodeId, TransportError>,
+        Result<NodeId, TransportError>,
+    ) {
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let (a, b) = (a.clone(), b.clone());
-        let dialer = tokio::spawn(async move { dial::<_, u8>(&mut x, &a, 42, "acceptor").await });
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "dialer").await });
+        let dialer =
+            tokio::spawn(
+                async move { dial::<_, u8>(&mut x, &a, NodeId::new(42), "acceptor").await },
+            );
+        let acceptor =
+            tokio::spawn(
+                async move { accept::<_, u8>(&mut y, &b, NodeId::new(7), "dialer").await },
+            );
         (dialer.await.unwrap(), acceptor.await.unwrap())
     }
 
@@ -227,8 +239,12 @@ mod tests {
     async fn same_secret_authenticates_both_ways_and_names_both_ends() {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (d, a) = pair(&s, &s).await;
-        assert_eq!(d.unwrap(), 7, "the dialer learns the acceptor's id");
-        assert_eq!(a.unwrap(), 42);
+        assert_eq!(
+            d.unwrap(),
+            NodeId::new(7),
+            "the dialer learns the acceptor's id"
+        );
+        assert_eq!(a.unwrap(), NodeId::new(42));
     }
 
     /// A build of another protocol version (a Hello from it) is refused, in words, on both
@@ -238,10 +254,11 @@ mod tests {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let b = s.clone();
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "old").await });
+        let acceptor =
+            tokio::spawn(async move { accept::<_, u8>(&mut y, &b, NodeId::new(7), "old").await });
         let hello: Frame<u8> = Frame::Hello {
             version: PROTOCOL_VERSION - 1,
-            from: 42,
+            from: NodeId::new(42),
             nonce: nonce(),
         };
         flotilla_wire::write_frame(&mut x, &hello).await.unwrap();
