@@ -63,7 +63,7 @@ async fn start(full: &Arc<AtomicBool>) -> (Vec<String>, Vec<Replica>) {
     let mut replicas = Vec::new();
     for (id, listener) in listeners.into_iter().enumerate() {
         let cfg = ServerConfig {
-            id: NodeId::new(id as u64),
+            id: NodeId::from_index(id),
             peers: peers.clone(),
             join: false,
             secret: secret(),

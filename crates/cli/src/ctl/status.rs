@@ -123,7 +123,7 @@ fn status_table(rows: &StatusRows) -> String {
                 // A silent replica's id: the one the membership gives its address, else its
                 // position (--servers are the founding replicas in id order).
                 let id = (view.addrs.iter().find(|(_, a)| *a == addr))
-                    .map_or(i as u64, |(&id, _)| id.get());
+                    .map_or(NodeId::from_index(i), |(&id, _)| id);
                 out.push_str(&format!("{id:>3}  {addr:<21} unreachable: {e}\n"));
             }
         }
