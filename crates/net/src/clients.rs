@@ -10,8 +10,9 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flotilla_id::alloc;
+use flotilla_raft::NodeId;
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, RsmError};
-use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -27,9 +28,10 @@ use flotilla_transport::Secret;
 /// within this long; it cannot lead before it is promoted, a separate committed change later.
 pub const REFRESH: Duration = Duration::from_millis(500);
 
-/// A random node id for a client connection, outside the range of replica ids.
-pub fn random_node_id() -> u64 {
-    rand::thread_rng().gen_range(1 << 32..1 << 62)
+/// A random node id for a client connection, outside the range of replica ids
+/// ([`alloc::client_node_id`]).
+pub fn random_node_id() -> NodeId {
+    alloc::client_node_id(&mut rand::thread_rng())
 }
 
 /// Callers waiting for their clerk's operation to finish, matched by `(client, seq)`.
@@ -133,7 +135,7 @@ impl<R> Waiters<R> {
 #[derive(Default)]
 struct Roster {
     /// The group's voters with a known address (by replica id).
-    servers: Vec<usize>,
+    servers: Vec<NodeId>,
     /// Every clerk, to re-point them when `servers` changes.
     clerks: BTreeSet<ClientId>,
 }
@@ -194,10 +196,10 @@ where
     ) -> Arc<Self> {
         let mut rng = rand::thread_rng();
         let me = random_node_id();
-        let peers: BTreeMap<u64, String> = servers
+        let peers: BTreeMap<NodeId, String> = servers
             .iter()
             .enumerate()
-            .map(|(i, a)| (i as u64, a.clone()))
+            .map(|(i, a)| (NodeId::from_index(i), a.clone()))
             .collect();
         let transport = Transport::new(TransportConfig {
             me,
@@ -208,17 +210,17 @@ where
         let waiting: Arc<Waiters<Result<R, RsmError>>> = Arc::default();
         let (t, w) = (transport.clone(), waiting.clone());
         let outputs = Outputs {
-            send: Box::new(move |to, m| t.send(to as u64, m)),
+            send: Box::new(move |to, m| t.send(to, m)),
             event: Box::new(move |e: ClerkEvent<R>| w.answer(e.client, e.seq, e.reply)),
         };
-        let host = ClerkHost::new(rng.gen_range(1..1 << 62), ClerkConfig::default());
+        let host = ClerkHost::new(alloc::group_clerk_base(&mut rng), ClerkConfig::default());
         let (handle, _join) =
             driver::spawn("clerks", host, MemoryDurable::default(), TICK, outputs);
         let h = handle.clone();
-        let deliver: Deliver<Msg<C, R>> = Arc::new(move |from, m| h.deliver(from as usize, m));
+        let deliver: Deliver<Msg<C, R>> = Arc::new(move |from, m| h.deliver(from, m));
         transport.dial_peers(deliver);
         let roster = Arc::new(Mutex::new(Roster {
-            servers: (0..servers.len()).collect(),
+            servers: (0..servers.len()).map(NodeId::from_index).collect(),
             clerks: BTreeSet::new(),
         }));
         let follower = Follower {
@@ -253,7 +255,7 @@ where
     }
 
     /// The replica ids clerks talk to now (the group's voters, once learned).
-    pub fn servers(&self) -> Vec<usize> {
+    pub fn servers(&self) -> Vec<NodeId> {
         self.roster.lock().expect("roster lock").servers.clone()
     }
 
@@ -359,9 +361,9 @@ where
         if self.pinned {
             next.retain(|_, a| self.seeds.contains(a));
         }
-        let servers: Vec<usize> = (view.voters.iter())
+        let servers: Vec<NodeId> = (view.voters.iter())
             .filter(|v| next.contains_key(v))
-            .map(|&v| v as usize)
+            .copied()
             .collect();
         if next != book {
             tracing::info!(members = ?next, "following the group's membership");
@@ -451,7 +453,7 @@ mod tests {
         settle(&clients).await; // operation 1 has started
         clients
             .host
-            .deliver(0, with_client(answer(1, "reply to first")));
+            .deliver(NodeId::new(0), with_client(answer(1, "reply to first")));
         clients.abandon(ck); // the command timed out just as its reply came in
         let mut second = pin!(clients.call(ck, "second".to_owned()));
         assert!(poll_once(&mut second).await.is_none());
@@ -463,7 +465,7 @@ mod tests {
         );
         clients
             .host
-            .deliver(0, with_client(answer(2, "reply to second")));
+            .deliver(NodeId::new(0), with_client(answer(2, "reply to second")));
         assert_eq!(second.await, Some(Ok("reply to second".to_owned())));
     }
 }

@@ -6,9 +6,10 @@
 //! names are the servers' advertised addresses (`10.0.0.7:7104`). A shard server must reach
 //! servers of groups it learns of only from a configuration, and a dialer checks that the node
 //! answering at an address has the id it expects, so every process must derive the same id
-//! from the same address with no table to share: [`node_id`] hashes the address into
+//! from the same address with no table to share: [`server_node_id`] hashes the address into
 //! `[2^62, 2^63)`. Clients' ids (routers, tools) are random in `[2^32, 2^62)`
-//! ([`crate::clients::random_node_id`]), so a server's id never equals a client's. A group's
+//! ([`flotilla_id::alloc`] has the table of every id range), so a server's id never equals a
+//! client's. A group's
 //! (and the controller's) Raft ids are its servers' node ids, so Raft messages go straight to
 //! the node of that id. Two addresses hashing to one id would be refused at start-up
 //! ([`ShardServerSettings`] checks its group and controller); across groups the chance is
@@ -24,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_id::alloc::{self, server_node_id};
 use flotilla_kv::{KvCommand, KvReply};
 use flotilla_node::NodeId;
 use flotilla_raft::ReadMode;
@@ -33,7 +35,6 @@ use flotilla_shardkv::{
     ClientEvent, CtrlServer, Resolver, ShardClerkConfig, ShardClerkHost, ShardClientHost, ShardMsg,
     ShardServer, ShardServerConfig,
 };
-use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -49,29 +50,10 @@ use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Deliver, Transport, TransportConfig};
 use flotilla_transport::Secret;
 
-/// The node id of the sharded-system server advertised at `addr` (module docs): FNV-1a of
-/// the address, in `[2^62, 2^63)`.
-pub fn node_id(addr: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in addr.as_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (1 << 62) | (h >> 2)
-}
-
-/// Node ids of `addrs`, refusing duplicates (the same address twice, or a hash collision).
-pub fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
-    let ids: Vec<u64> = addrs.iter().map(|a| node_id(a)).collect();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(j) = ids[..i].iter().position(|x| x == id) {
-            return Err(NetError::Config(format!(
-                "servers {} and {} have the same node id (the same address twice?)",
-                addrs[j], addrs[i]
-            )));
-        }
-    }
-    Ok(ids)
+/// Node ids of `addrs` ([`alloc::server_node_ids`]), refusing duplicates (the same address
+/// twice, or a hash collision).
+pub fn node_ids(addrs: &[String]) -> Result<Vec<NodeId>, NetError> {
+    alloc::server_node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))
 }
 
 /// A [`Resolver`] that names nodes by address and dials each one `transport` does not yet
@@ -80,11 +62,11 @@ pub fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
 pub fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
     let t = Arc::downgrade(transport);
     Arc::new(move |name: &str| {
-        let id = node_id(name);
+        let id = server_node_id(name).get();
         if let Some(t) = t.upgrade() {
-            t.add_peer(id, name);
+            t.add_peer(NodeId::new(id), name);
         }
-        Some(id as NodeId)
+        Some(NodeId::new(id))
     })
 }
 
@@ -147,7 +129,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
         sessions: cfg.sessions,
         snapshot_scales_with_state: true,
     };
-    let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
+    let addrs: BTreeMap<NodeId, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
     let mut peers = addrs.clone();
     peers.remove(&me);
     let metrics = serve_metrics(cfg.metrics.as_deref()).await?;
@@ -198,10 +180,9 @@ pub async fn run_shard_server<D: Durable + 'static>(
             // The controller is dialed from the start; other groups as configurations name them.
             peers.extend(ctrl_ids.iter().copied().zip(ctrlers.iter().cloned()));
             let transport = shard_transport(me, &cfg, peers);
-            let ctrl_nodes = ctrl_ids.iter().map(|&i| i as NodeId).collect();
-            let mut scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
-            // Unique among the controller's clients: clerks' ids are below 2^62 (module docs).
-            scfg.ctrl_client = me;
+            let ctrl_nodes = ctrl_ids.clone();
+            // Its controller clerk's id is `me` (alloc::server_ctrl_clerk).
+            let scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
             let resolve = dialing_resolver(&transport);
             let mut server =
                 ShardServer::restore(scfg, resolve, &recovered.state, recovered.snapshot)
@@ -228,9 +209,9 @@ pub async fn run_shard_server<D: Durable + 'static>(
 }
 
 fn shard_transport(
-    me: u64,
+    me: NodeId,
     cfg: &ShardServerSettings,
-    peers: BTreeMap<u64, String>,
+    peers: BTreeMap<NodeId, String>,
 ) -> Arc<Transport<ShardMsg>> {
     Transport::new(TransportConfig {
         me,
@@ -292,24 +273,24 @@ impl ShardClients {
         let ctrl: Arc<Waiters<Result<CtrlReply, RsmError>>> = Arc::default();
         let (t, k, c) = (transport.clone(), kv.clone(), ctrl.clone());
         let outputs = Outputs {
-            send: Box::new(move |to, m| t.send(to as u64, m)),
+            send: Box::new(move |to, m| t.send(to, m)),
             event: Box::new(move |e: ClientEvent| match e {
                 ClientEvent::Kv(e) => k.answer(e.client, e.seq, e.reply),
                 ClientEvent::Ctrl(e) => c.answer(e.client, e.seq, e.reply),
             }),
         };
         let mut rng = rand::thread_rng();
-        let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
+        let ctrl_nodes: Vec<NodeId> = ids.clone();
         let resolve = dialing_resolver(&transport);
         let host = ShardClientHost::new(
             ShardClerkHost::new(
-                rng.gen_range(1..1 << 61),
+                alloc::shard_clerk_base(&mut rng),
                 ctrl_nodes.clone(),
                 resolve,
                 nshards,
                 ShardClerkConfig::default(),
             ),
-            ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
+            ClerkHost::new(alloc::ctrl_clerk_base(&mut rng), ClerkConfig::default()),
             ctrl_nodes,
         );
         let (handle, _join) = driver::spawn(
@@ -320,7 +301,7 @@ impl ShardClients {
             outputs,
         );
         let h = handle.clone();
-        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from as usize, m));
+        let deliver: Deliver<ShardMsg> = Arc::new(move |from, m| h.deliver(from, m));
         transport.dial_peers(deliver);
         Ok(Arc::new(ShardClients {
             host: handle,
@@ -447,15 +428,7 @@ mod tests {
     use flotilla_rsm::Msg;
 
     #[test]
-    fn node_ids_are_server_ids_and_duplicates_are_refused() {
-        let a = node_id("127.0.0.1:7101");
-        assert_eq!(a, node_id("127.0.0.1:7101"));
-        assert_ne!(a, node_id("127.0.0.1:7102"));
-        for addr in ["127.0.0.1:7101", "10.0.0.7:7104", "", "host.example:1"] {
-            let id = node_id(addr);
-            // Above every client id (random_node_id is below 2^62).
-            assert!((1 << 62..1 << 63).contains(&id), "{addr}: {id}");
-        }
+    fn duplicate_servers_are_refused() {
         let addrs = vec!["a:1".to_owned(), "b:1".to_owned(), "a:1".to_owned()];
         let e = node_ids(&addrs).unwrap_err().to_string();
         assert!(e.contains("a:1 and a:1"), "{e}");
@@ -504,7 +477,7 @@ mod tests {
                 now_ms: 0,
                 result: Ok(ShardReply::Kv(reply)),
             }));
-            (node_id(&group) as NodeId, m)
+            (server_node_id(&group), m)
         };
         let mut first = std::pin::pin!(clients.call(ck, get()));
         assert!(poll_once(&mut first).await.is_none());
@@ -520,7 +493,7 @@ mod tests {
             now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
-        clients.host.deliver(node_id(&ctrler) as NodeId, m);
+        clients.host.deliver(server_node_id(&ctrler), m);
         settle(&clients).await; // operation 1 went to group 1
         let (from, m) = from_group(1, value("first"));
         clients.host.deliver(from, m);
