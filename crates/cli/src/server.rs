@@ -8,6 +8,7 @@ use clap::Args;
 use flotilla_kv::Kv;
 use flotilla_net::server::{run_replica, ServerConfig, Timers};
 use flotilla_net::sharded::{run_shard_server, ShardRole, ShardServerSettings};
+use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
 use flotilla_shardctrler::DEFAULT_SHARDS;
 use tokio::net::TcpListener;
@@ -278,7 +279,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
     }
     let (storage, recovered) = crate::storage::open(&data_dir)?;
     let cfg = ServerConfig {
-        id,
+        id: NodeId::new(id),
         peers: args.peers.clone(),
         join: args.join,
         secret,
@@ -294,7 +295,7 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let join = cfg.join;
-        tracing::info!(id = cfg.id, %listen, join, data = %data_dir.display(), "replica starting");
+        tracing::info!(id = cfg.id.get(), %listen, join, data = %data_dir.display(), "replica starting");
         run_replica(
             cfg,
             Kv::default(),

@@ -11,12 +11,13 @@ use flotilla_rsm::{AdminError, AdminOp, AdminReply, AdminRequest, Msg};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use flotilla_id::NodeId;
 use flotilla_transport::frame::{Frame, NodeStatus, MAX_FRAME};
-use flotilla_transport::ids::random_node_id;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{connect_authenticated, fetch_status};
 use flotilla_transport::Secret;
 
+use crate::client::random_node_id;
 use crate::ClientError;
 
 /// Asks every address in `addrs` for its status at once; each answer (or why there is none)
@@ -55,16 +56,16 @@ where
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterView {
     /// The leader of the highest term any node says it leads, if one answered.
-    pub leader: Option<u64>,
+    pub leader: Option<NodeId>,
     pub term: u64,
     /// The membership: the leader's, else the newest (highest index) any node holds.
-    pub voters: Vec<u64>,
-    pub learners: Vec<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
     /// Log index of the entry that set it, and whether its holder knows it committed.
     pub membership_index: u64,
     pub committed: bool,
     /// Every member's address, as far as known: where it answered, else what the others say.
-    pub addrs: BTreeMap<u64, String>,
+    pub addrs: BTreeMap<NodeId, String>,
 }
 
 impl ClusterView {
@@ -86,7 +87,7 @@ impl ClusterView {
         for (addr, s) in answers {
             addrs.insert(s.id, addr.clone());
         }
-        let members = |id: &u64| holder.voters.contains(id) || holder.learners.contains(id);
+        let members = |id: &NodeId| holder.voters.contains(id) || holder.learners.contains(id);
         addrs.retain(|id, _| members(id));
         Some(ClusterView {
             leader: leader.map(|s| s.id),
@@ -99,11 +100,11 @@ impl ClusterView {
         })
     }
 
-    pub fn is_voter(&self, id: u64) -> bool {
+    pub fn is_voter(&self, id: NodeId) -> bool {
         self.voters.contains(&id)
     }
 
-    pub fn is_learner(&self, id: u64) -> bool {
+    pub fn is_learner(&self, id: NodeId) -> bool {
         self.learners.contains(&id)
     }
 }
@@ -121,7 +122,7 @@ where
     C: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    let id = random_node_id();
+    let id = random_node_id().get();
     let ask = async {
         // A fresh node id: the replica answers on the latest connection from that id.
         let mut s = connect_authenticated::<Msg<C, R>>(addr, secret, random_node_id(), tls).await?;
@@ -159,15 +160,15 @@ mod tests {
 
     fn status(id: u64, role: &str, term: u64, index: u64, voters: &[u64]) -> NodeStatus {
         NodeStatus {
-            id,
+            id: NodeId::new(id),
             role: role.into(),
             term,
             commit_index: 100,
             membership_index: index,
-            voters: voters.to_vec(),
+            voters: voters.iter().copied().map(NodeId::new).collect(),
             addrs: voters
                 .iter()
-                .map(|&v| (v, format!("seen-by-{id}:{v}")))
+                .map(|&v| (NodeId::new(v), format!("seen-by-{id}:{v}")))
                 .collect(),
             ..NodeStatus::default()
         }
@@ -182,12 +183,16 @@ mod tests {
             ("a1".to_owned(), status(1, "leader", 3, 9, &[0, 1, 3])),
             ("a3".to_owned(), status(3, "follower", 2, 12, &[0, 1, 3, 4])),
         ];
+        let n = NodeId::new;
         let v = ClusterView::of(&answers).unwrap();
-        assert_eq!((v.leader, v.term), (Some(1), 3));
-        assert_eq!((v.voters.clone(), v.membership_index), (vec![0, 1, 3], 9));
+        assert_eq!((v.leader, v.term), (Some(n(1)), 3));
+        assert_eq!(
+            (v.voters.clone(), v.membership_index),
+            (vec![n(0), n(1), n(3)], 9)
+        );
         assert!(v.committed);
-        let addrs: Vec<(u64, &str)> = v.addrs.iter().map(|(&k, a)| (k, a.as_str())).collect();
-        assert_eq!(addrs, vec![(0, "a0"), (1, "a1"), (3, "a3")]);
+        let addrs: Vec<(NodeId, &str)> = v.addrs.iter().map(|(&k, a)| (k, a.as_str())).collect();
+        assert_eq!(addrs, vec![(n(0), "a0"), (n(1), "a1"), (n(3), "a3")]);
         assert!(ClusterView::of(&[]).is_none());
     }
 }

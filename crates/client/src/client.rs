@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use flotilla_host::driver::{self, MemoryDurable, Outputs, ProcessHandle};
 use flotilla_host::TICK;
+use flotilla_id::{alloc, NodeId};
 use flotilla_node::{Ctx, Process};
 use flotilla_rsm::ClientId;
 use flotilla_transport::transport::{Deliver, Transport};
@@ -96,7 +97,7 @@ impl<P: ClerkProcess> Client<P> {
         });
         let (t, s) = (transport.clone(), shared.clone());
         let outputs = Outputs {
-            send: Box::new(move |to, m| t.send(to as u64, m)),
+            send: Box::new(move |to, m| t.send(to, m)),
             event: Box::new(move |e| {
                 if let Some((client, seq, reply)) = P::finished(e, &s.extra) {
                     s.calls.answer(client, seq, reply);
@@ -105,7 +106,7 @@ impl<P: ClerkProcess> Client<P> {
         };
         let (host, _join) = driver::spawn(name, process, MemoryDurable::default(), TICK, outputs);
         let h = host.clone();
-        let deliver: Deliver<P::Msg> = Arc::new(move |from, m| h.deliver(from as usize, m));
+        let deliver: Deliver<P::Msg> = Arc::new(move |from, m| h.deliver(from, m));
         transport.dial_peers(deliver);
         Client {
             host,
@@ -194,6 +195,12 @@ impl<P: ClerkProcess> Client<P> {
         let shared = shared.clone();
         host.call(move |h, _| h.set_servers(&shared.servers.lock().expect("servers lock")));
     }
+}
+
+/// A random node id for a client connection ([`alloc::client_node_id`]): a fresh one per
+/// client, and per one-off status or admin connection.
+pub(crate) fn random_node_id() -> NodeId {
+    alloc::client_node_id(&mut rand::thread_rng())
 }
 
 /// The waiters of [`Client::call`].

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use flotilla_id::alloc::DuplicateNodeId;
 use flotilla_rsm::RsmError;
 use flotilla_shardctrler::CtrlError;
-use flotilla_transport::ids::SameNodeId;
 use flotilla_transport::TransportError;
 
 /// Why a client could not start, or a request of it got no answer.
@@ -34,7 +34,7 @@ pub enum ClientError {
     Task(#[from] tokio::task::JoinError),
     /// Two of the servers given would share a node id.
     #[error(transparent)]
-    SameNodeId(#[from] SameNodeId),
+    SameNodeId(#[from] DuplicateNodeId),
     /// The settings given cannot work (no shards).
     #[error("bad configuration: {0}")]
     Config(&'static str),

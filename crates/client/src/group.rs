@@ -10,18 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_host::driver::ProcessHandle;
+use flotilla_id::alloc;
 use flotilla_node::{Ctx, NodeId};
 use flotilla_rsm::{ClerkConfig, ClerkEvent, ClerkHost, ClientId, Msg, RsmError};
-use flotilla_transport::ids::random_node_id;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Transport, TransportConfig};
 use flotilla_transport::Secret;
-use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::admin::{survey, ClusterView};
-use crate::client::{ClerkProcess, Client, Shared};
+use crate::client::{random_node_id, ClerkProcess, Client, Shared};
 
 /// How often the client asks the replicas for the membership. A member added since is
 /// reachable within this long; it cannot lead before it is promoted, a separate committed
@@ -116,10 +115,10 @@ where
         tls: Option<Arc<PeerTls>>,
         pinned: bool,
     ) -> Arc<Self> {
-        let peers: BTreeMap<u64, String> = servers
+        let peers: BTreeMap<NodeId, String> = servers
             .iter()
             .enumerate()
-            .map(|(i, a)| (i as u64, a.clone()))
+            .map(|(i, a)| (NodeId::from_index(i), a.clone()))
             .collect();
         let transport = Transport::new(TransportConfig {
             me: random_node_id(),
@@ -127,10 +126,10 @@ where
             peers,
             tls: tls.clone(),
         });
-        // Clerk ids anywhere below 2^62: random, so that no two clients share a session.
-        let first = rand::thread_rng().gen_range(1..1 << 62);
+        // Random, so that no two clients share a session.
+        let first = alloc::group_clerk_base(&mut rand::thread_rng());
         let host = ClerkHost::new(first, ClerkConfig::default());
-        let ids = (0..servers.len()).collect();
+        let ids = (0..servers.len()).map(NodeId::from_index).collect();
         let mut client = Client::spawn("clerks", host, transport, ids, ());
         let follower = Follower {
             seeds: servers.to_vec(),
@@ -203,7 +202,7 @@ where
         }
         let servers: Vec<NodeId> = (view.voters.iter())
             .filter(|v| next.contains_key(v))
-            .map(|&v| v as NodeId)
+            .copied()
             .collect();
         if next != book {
             tracing::info!(members = ?next, "following the group's membership");
@@ -260,7 +259,7 @@ mod tests {
         settle(&clients).await; // operation 1 has started
         clients
             .host
-            .deliver(0, with_client(answer(1, "reply to first")));
+            .deliver(NodeId::new(0), with_client(answer(1, "reply to first")));
         clients.abandon(ck); // the command timed out just as its reply came in
         let mut second = pin!(clients.call(ck, "second".to_owned()));
         assert!(poll_once(&mut second).await.is_none());
@@ -272,7 +271,7 @@ mod tests {
         );
         clients
             .host
-            .deliver(0, with_client(answer(2, "reply to second")));
+            .deliver(NodeId::new(0), with_client(answer(2, "reply to second")));
         assert_eq!(second.await, Some(Ok("reply to second".to_owned())));
     }
 
@@ -286,8 +285,9 @@ mod tests {
         );
         let old = clients.new_clerk().await;
         let gone = clients.new_clerk().await;
-        assert_eq!(clients.servers(), vec![0, 1]);
-        Client::point_at(&clients.host, &clients.shared, vec![1, 5]);
+        let n = NodeId::new;
+        assert_eq!(clients.servers(), vec![n(0), n(1)]);
+        Client::point_at(&clients.host, &clients.shared, vec![n(1), n(5)]);
         let new = clients.new_clerk().await;
         clients.remove_clerk(gone);
         let seen = clients
@@ -300,8 +300,8 @@ mod tests {
             })
             .await
             .expect("the clerk host runs");
-        assert_eq!(seen, (Some(1), Some(1), false));
-        assert_eq!(clients.servers(), vec![1, 5]);
+        assert_eq!(seen, (Some(n(1)), Some(n(1)), false));
+        assert_eq!(clients.servers(), vec![n(1), n(5)]);
         assert_eq!(clients.call(gone, "x".to_owned()).await, None);
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_id::alloc;
 use flotilla_kv::{KvCommand, KvReply};
 use flotilla_node::{Ctx, NodeId};
 use flotilla_rsm::{ClerkConfig, ClerkHost, ClientId, RsmError};
@@ -15,13 +16,12 @@ use flotilla_shardctrler::{CtrlCommand, CtrlReply, ShardConfig};
 use flotilla_shardkv::{
     ClientEvent, Resolver, ShardClerkConfig, ShardClerkHost, ShardClientHost, ShardMsg,
 };
-use flotilla_transport::ids::{dialing, node_ids, random_node_id};
+use flotilla_transport::ids::dialing;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Transport, TransportConfig};
 use flotilla_transport::Secret;
-use rand::Rng;
 
-use crate::client::{ClerkProcess, Client, Shared};
+use crate::client::{random_node_id, ClerkProcess, Client, Shared};
 use crate::waiters::Waiters;
 use crate::ClientError;
 
@@ -110,28 +110,28 @@ impl Client<ShardClientHost> {
                 "the number of shards must be at least 1",
             ));
         }
-        let ids = node_ids(ctrlers)?;
+        let ids = alloc::server_node_ids(ctrlers)?;
         let transport = Transport::new(TransportConfig {
             me: random_node_id(),
             secret,
             peers: ids.iter().copied().zip(ctrlers.iter().cloned()).collect(),
             tls,
         });
-        let ctrl_nodes: Vec<NodeId> = ids.iter().map(|&i| i as NodeId).collect();
+        let ctrl_nodes: Vec<NodeId> = ids.clone();
         let dial = dialing(&transport);
-        let resolve: Resolver = Arc::new(move |name: &str| Some(dial(name) as NodeId));
-        // Shard clerks' ids below 2^61, the controller clerk's in [2^61, 2^62): one id space
+        let resolve: Resolver = Arc::new(move |name: &str| Some(dial(name)));
+        // Shard clerks' and the controller clerk's ids in ranges of their own: one id space
         // on the controller, whose sessions both kinds of clerk open.
         let mut rng = rand::thread_rng();
         let host = ShardClientHost::new(
             ShardClerkHost::new(
-                rng.gen_range(1..1 << 61),
+                alloc::shard_clerk_base(&mut rng),
                 ctrl_nodes.clone(),
                 resolve,
                 nshards,
                 ShardClerkConfig::default(),
             ),
-            ClerkHost::new(rng.gen_range(1 << 61..1 << 62), ClerkConfig::default()),
+            ClerkHost::new(alloc::ctrl_clerk_base(&mut rng), ClerkConfig::default()),
             ctrl_nodes,
         );
         let extra = ShardExtra {
@@ -209,9 +209,9 @@ impl Client<ShardClientHost> {
 mod tests {
     use std::collections::BTreeMap;
 
+    use flotilla_id::alloc::server_node_id as node_id;
     use flotilla_rsm::{Msg, Response};
     use flotilla_shardkv::ShardReply;
-    use flotilla_transport::ids::node_id;
 
     use super::*;
     use crate::client::tests::{poll_once, settle};
@@ -242,7 +242,7 @@ mod tests {
                 now_ms: 0,
                 result: Ok(ShardReply::Kv(reply)),
             }));
-            (node_id(&group) as NodeId, m)
+            (node_id(&group), m)
         };
         let mut first = std::pin::pin!(clients.call(ck, get()));
         assert!(poll_once(&mut first).await.is_none());
@@ -258,7 +258,7 @@ mod tests {
             now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
-        clients.host.deliver(node_id(&ctrler) as NodeId, m);
+        clients.host.deliver(node_id(&ctrler), m);
         settle(&clients).await; // operation 1 went to group 1
         let (from, m) = from_group(1, value("first"));
         clients.host.deliver(from, m);
@@ -305,7 +305,7 @@ mod tests {
             shards: vec![0, 0],
             groups: BTreeMap::new(),
         };
-        let from = node_id(&ctrler) as NodeId;
+        let from = node_id(&ctrler);
         clients
             .host
             .deliver(from, respond(1, CtrlReply::Config(config.clone())));

@@ -609,7 +609,7 @@ mod tests {
             msg: Self::Msg,
             ctx: &mut Ctx<Self::Msg, Self::Event>,
         ) {
-            self.0.raft_mut().step(from as u64, msg);
+            self.0.raft_mut().step(from, msg);
             self.flush(ctx);
         }
         fn is_reply(msg: &Self::Msg) -> bool {
@@ -644,7 +644,11 @@ mod tests {
     }
 
     fn raft_cfg(id: u64) -> flotilla_raft::Config {
-        flotilla_raft::Config::for_service(id, vec![1, 2, 3], id)
+        flotilla_raft::Config::for_service(
+            NodeId::new(id),
+            vec![NodeId::new(1), NodeId::new(2), NodeId::new(3)],
+            id,
+        )
     }
 
     /// Issue 15, item 7: a leader's fsync stalls for 400 ms, longer than check-quorum's
@@ -658,14 +662,14 @@ mod tests {
         // The followers answer inside the send hook, straight into the leader's inbox; they
         // never tick, so they never campaign. The hook gets the leader's handle once spawned.
         let inbox: Arc<Mutex<Option<ProcessHandle<Peer>>>> = Arc::default();
-        let mut followers: BTreeMap<u64, flotilla_raft::Raft> = (2..=3)
-            .map(|id| (id, flotilla_raft::Raft::new(raft_cfg(id))))
+        let mut followers: BTreeMap<NodeId, flotilla_raft::Raft> = (2..=3)
+            .map(|id| (NodeId::new(id), flotilla_raft::Raft::new(raft_cfg(id))))
             .collect();
         let hook = inbox.clone();
         let outputs = Outputs {
             send: Box::new(move |to, m| {
-                let f = followers.get_mut(&(to as u64)).expect("a follower");
-                f.step(1, m);
+                let f = followers.get_mut(&to).expect("a follower");
+                f.step(NodeId::new(1), m);
                 let h = hook.lock().unwrap();
                 for e in f.ready().messages {
                     h.as_ref().expect("spawned").deliver(to, e.msg);
@@ -855,7 +859,7 @@ mod tests {
             outputs,
             Some(observe),
         );
-        h.deliver(1, CMsg::Add(5));
+        h.deliver(NodeId::new(1), CMsg::Add(5));
         disk.refusal.notified().await;
         // The episode has begun: the total (5) waits for space.
         let fed_while_full = {
@@ -866,10 +870,14 @@ mod tests {
             });
             rx
         };
-        h.deliver(2, CMsg::Add(7));
-        h.deliver(3, CMsg::Ping);
+        h.deliver(NodeId::new(2), CMsg::Add(7));
+        h.deliver(NodeId::new(3), CMsg::Ping);
         let (to, m, durable) = sent.recv().await.expect("a refusal");
-        assert_eq!((to, m), (2, CMsg::Full), "the request is refused at once");
+        assert_eq!(
+            (to, m),
+            (NodeId::new(2), CMsg::Full),
+            "the request is refused at once"
+        );
         assert!(durable.is_empty());
         // Retried with backoff, and still nothing else sent.
         disk.refusal.notified().await;
@@ -881,7 +889,7 @@ mod tests {
         );
         disk.full.store(false, Ordering::SeqCst);
         let (to, m, durable) = sent.recv().await.expect("the held answer");
-        assert_eq!((to, m), (1, CMsg::Total(5)));
+        assert_eq!((to, m), (NodeId::new(1), CMsg::Total(5)));
         assert_eq!(
             durable,
             vec![5],
@@ -893,7 +901,7 @@ mod tests {
             "nothing fed meanwhile"
         );
         // The refused request was never applied; the state carried on from 5.
-        h.deliver(1, CMsg::Add(1));
+        h.deliver(NodeId::new(1), CMsg::Add(1));
         let (_, m, durable) = sent.recv().await.expect("the next answer");
         assert_eq!((m, durable), (CMsg::Total(6), vec![5, 6]));
         assert!(*disk.refused.lock().unwrap() >= 2);
@@ -931,7 +939,7 @@ mod tests {
             ..Counter::default()
         };
         let (h, join) = spawn("c", counter, FakeDurable(disk.clone()), tick, outputs);
-        h.deliver(1, CMsg::Add(5));
+        h.deliver(NodeId::new(1), CMsg::Add(5));
         disk.refusal.notified().await;
         h.stop();
         join.await.unwrap().unwrap();
@@ -956,7 +964,7 @@ mod tests {
         };
         let tick = Duration::from_millis(10);
         let (h, join) = spawn("c", Counter::default(), Broken, tick, outputs);
-        h.deliver(1, CMsg::Add(5));
+        h.deliver(NodeId::new(1), CMsg::Add(5));
         let r = join.await.unwrap();
         assert!(matches!(r, Err(HostError::Storage(e)) if e == "I/O error"));
     }
@@ -978,7 +986,7 @@ mod tests {
         };
         let started = Instant::now();
         let (h, join) = spawn("c", counter, FakeDurable(disk.clone()), tick, outputs);
-        h.deliver(1, CMsg::Add(5));
+        h.deliver(NodeId::new(1), CMsg::Add(5));
         for _ in 0..3 {
             disk.refusal.notified().await; // retried at 100, then 300 ms
         }

@@ -78,10 +78,12 @@ mod tests {
     use flotilla_rsm::Request;
     use std::time::Duration;
 
+    const ID_9: NodeId = NodeId::new(9);
+
     fn call(s: &mut KvServer, client: u64, seq: u64, cmd: KvCommand) -> Result<KvReply, RsmError> {
         let mut ctx = Ctx::new(Duration::ZERO);
         s.on_message(
-            9,
+            NodeId::new(9),
             Msg::Request(Request {
                 client,
                 seq,
@@ -93,7 +95,7 @@ mod tests {
         let (_, mut sends, _) = ctx.into_parts();
         assert_eq!(sends.len(), 1);
         match sends.pop() {
-            Some((9, Msg::Response(r))) => {
+            Some((ID_9, Msg::Response(r))) => {
                 assert_eq!((r.client, r.seq), (client, seq));
                 r.result
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use flotilla_kv::{Kv, KvCommand, KvReply};
 use flotilla_node::{Ctx, Process, Save};
+use flotilla_raft::NodeId;
 use flotilla_raft::{Config, SnapshotData};
 use flotilla_rsm::{Msg, Replica, ReplicaConfig, Request};
 
@@ -38,7 +39,7 @@ fn input(r: &mut Replica<Kv>, disk: &mut Disk, f: impl FnOnce(&mut Replica<Kv>, 
 /// A lone replica restored from `disk` and elected.
 fn solo_leader(disk: &mut Disk) -> Replica<Kv> {
     let cfg = ReplicaConfig {
-        raft: Config::for_service(0, vec![0], 1),
+        raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
@@ -73,7 +74,9 @@ fn a_put_value_is_a_view_of_its_log_entry() {
             value: value.clone().into(),
         },
     });
-    input(&mut r, &mut disk, |r, ctx| r.on_message(9, put, ctx));
+    input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(NodeId::new(9), put, ctx)
+    });
     let at = r.raft().log().last_index();
     let entry = r.raft().log().entry(at).expect("the put's entry is held");
     let stored = r.state().machine().get(b"k").expect("the put was applied");

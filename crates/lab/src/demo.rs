@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use flotilla_id::NodeId;
 use flotilla_testkit::{RaftTester, SafetyChecker};
 
 #[derive(clap::Args)]
@@ -65,7 +66,7 @@ fn demo(n: usize, seed: u64, seconds: u64) -> usize {
         let load = c.rt.spawn(async move {
             while !stop2.get() {
                 for i in 0..c2.n() {
-                    c2.start(i, c2.rand_cmd());
+                    c2.start(NodeId::from_index(i), c2.rand_cmd());
                 }
                 c2.sleep(Duration::from_millis(20)).await;
             }
@@ -94,15 +95,18 @@ fn demo(n: usize, seed: u64, seconds: u64) -> usize {
 
 /// Injects one fault and describes it.
 fn fault(c: &RaftTester, n: usize) -> String {
-    let leader = (0..n).find(|&i| c.get_state(i).is_some_and(|(_, l)| l) && c.is_connected(i));
+    let leader = (0..n).find(|&i| {
+        c.get_state(NodeId::from_index(i)).is_some_and(|(_, l)| l)
+            && c.is_connected(NodeId::from_index(i))
+    });
     let i = c.rand(n as u64) as usize;
     match (c.rand(6), leader) {
         (0, Some(l)) => {
-            c.crash1(l);
+            c.crash1(NodeId::from_index(l));
             format!("crashed leader {l}")
         }
         (1, Some(l)) => {
-            c.disconnect(l);
+            c.disconnect(NodeId::from_index(l));
             format!("cut leader {l} off")
         }
         (2, _) => {
@@ -118,7 +122,7 @@ fn fault(c: &RaftTester, n: usize) -> String {
             )
         }
         _ => {
-            c.revive(i);
+            c.revive(NodeId::from_index(i));
             format!("peer {i} up and connected")
         }
     }
@@ -126,14 +130,19 @@ fn fault(c: &RaftTester, n: usize) -> String {
 
 fn status(c: &RaftTester, n: usize, committed: usize) -> String {
     let peers: Vec<String> = (0..n)
-        .map(|i| match (c.get_state(i), c.is_connected(i)) {
-            (None, _) => "down".to_string(),
-            (Some((term, lead)), conn) => {
-                format!(
-                    "{}{term}{}",
-                    if lead { "L" } else { "t" },
-                    if conn { "" } else { "/cut" }
-                )
+        .map(|i| {
+            match (
+                c.get_state(NodeId::from_index(i)),
+                c.is_connected(NodeId::from_index(i)),
+            ) {
+                (None, _) => "down".to_string(),
+                (Some((term, lead)), conn) => {
+                    format!(
+                        "{}{term}{}",
+                        if lead { "L" } else { "t" },
+                        if conn { "" } else { "/cut" }
+                    )
+                }
             }
         })
         .collect();

@@ -39,6 +39,7 @@ const _: () =
 mod tests {
     use super::*;
     use flotilla_kv::{KvCommand, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+    use flotilla_raft::NodeId;
     use flotilla_rsm::{Msg, Request};
     use flotilla_transport::Frame;
 
@@ -72,8 +73,10 @@ mod tests {
     fn a_snapshot_chunk_fits_in_a_batch() {
         let mut membership = flotilla_raft::Membership::default();
         for id in 0..100u64 {
-            membership.voters.insert(u64::MAX - id);
-            membership.addrs.insert(u64::MAX - id, "a".repeat(255));
+            membership.voters.insert(NodeId::new(u64::MAX - id));
+            membership
+                .addrs
+                .insert(NodeId::new(u64::MAX - id), "a".repeat(255));
         }
         let chunk = flotilla_raft::DEFAULT_SNAPSHOT_CHUNK_BYTES;
         let msg: Msg<KvCommand, KvReply> = Msg::Raft(flotilla_raft::Message::InstallSnapshot {

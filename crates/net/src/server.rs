@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::Process;
-use flotilla_raft::{Config, Membership, Raft, ReadMode, Role, SnapshotData};
+use flotilla_raft::{Config, Membership, NodeId, Raft, ReadMode, Role, SnapshotData};
 use flotilla_rsm::{MsgOf, Replica, ReplicaConfig, StateMachine};
 use rand::Rng;
 use serde::de::DeserializeOwned;
@@ -34,7 +34,7 @@ const SLOW_SYNC: Duration = Duration::from_millis(100);
 pub struct ServerConfig {
     /// This replica's id: a founding replica's is its index in `peers`; a joining one's is any
     /// id the group has never used.
-    pub id: u64,
+    pub id: NodeId,
     /// Addresses by id (the index): the founding replicas', this one's included. A founding
     /// replica boots a group of exactly these. After that, and for a joining replica, it is
     /// only an address book, which each member's address in the membership overrides.
@@ -133,10 +133,10 @@ pub struct Recovered {
 /// Each member's address: the one the membership carries, else `boot`'s entry for its id
 /// (members of the boot configuration have none in the membership). Members with neither are
 /// left out.
-pub fn member_addrs(m: &Membership, boot: &[String]) -> BTreeMap<u64, String> {
+pub fn member_addrs(m: &Membership, boot: &[String]) -> BTreeMap<NodeId, String> {
     (m.members().into_iter())
         .filter_map(|id| {
-            let addr = m.addrs.get(&id).or_else(|| boot.get(id as usize));
+            let addr = m.addrs.get(&id).or_else(|| boot.get(id.index()));
             addr.map(|a| (id, a.clone()))
         })
         .collect()
@@ -144,7 +144,7 @@ pub fn member_addrs(m: &Membership, boot: &[String]) -> BTreeMap<u64, String> {
 
 /// Keeps a replica's transport dialing its group's members as the membership changes.
 struct AddressBook {
-    me: u64,
+    me: NodeId,
     /// `ServerConfig::peers`.
     boot: Vec<String>,
     /// The membership last seen committed. Its members stay dialed while a newer one is not
@@ -156,7 +156,7 @@ struct AddressBook {
 }
 
 impl AddressBook {
-    fn new(me: u64, boot: Vec<String>, raft: &Raft) -> Self {
+    fn new(me: NodeId, boot: Vec<String>, raft: &Raft) -> Self {
         AddressBook {
             me,
             boot,
@@ -166,7 +166,7 @@ impl AddressBook {
     }
 
     /// The peers to dial, if they may have changed since the last call.
-    fn update(&mut self, raft: &Raft) -> Option<BTreeMap<u64, String>> {
+    fn update(&mut self, raft: &Raft) -> Option<BTreeMap<NodeId, String>> {
         let index = raft.membership_index();
         let key = (index, index <= raft.commit_index());
         if self.seen == Some(key) {
@@ -241,11 +241,10 @@ where
     S::Reply: Send + Sync + 'static,
     D: Durable + 'static,
 {
-    let n = cfg.peers.len() as u64;
     let voters = if cfg.join {
         Vec::new()
     } else {
-        (0..n).collect()
+        (0..cfg.peers.len()).map(NodeId::from_index).collect()
     };
     let raft = raft_config(cfg.id, voters, &cfg.timers, cfg.read_mode)?;
     let rcfg = ReplicaConfig {
@@ -262,7 +261,10 @@ where
     let mut book = AddressBook::new(cfg.id, cfg.peers.clone(), replica.raft());
     let peers = book.update(replica.raft()).expect("a first address book");
     if cfg.join && replica.raft().membership().members().is_empty() {
-        tracing::info!(id = cfg.id, "waiting for the group to add this replica");
+        tracing::info!(
+            id = cfg.id.get(),
+            "waiting for the group to add this replica"
+        );
     }
     let transport: Arc<Transport<MsgOf<S>>> = Transport::new(TransportConfig {
         me: cfg.id,
@@ -298,8 +300,8 @@ where
 /// The Raft settings of a service replica: production features on, `timers` and `read_mode`
 /// applied, checked.
 pub fn raft_config(
-    id: u64,
-    voters: Vec<u64>,
+    id: NodeId,
+    voters: Vec<NodeId>,
     timers: &Timers,
     read_mode: ReadMode,
 ) -> Result<Config, NetError> {
@@ -323,7 +325,7 @@ pub async fn serve_metrics(addr: Option<&str>) -> Result<Option<Arc<Metrics>>, N
 /// of term, role or leader (what an operator reads a failover from) and slow syncs, and
 /// export metrics.
 pub struct RaftWatch {
-    seen: Option<(u64, Role, Option<u64>)>,
+    seen: Option<(u64, Role, Option<NodeId>)>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -403,13 +405,13 @@ where
 {
     let t = transport.clone();
     let outputs = Outputs {
-        send: Box::new(move |to, m| t.send(to as u64, m)),
+        send: Box::new(move |to, m| t.send(to, m)),
         event: Box::new(|()| {}),
     };
     let (handle, join) =
         driver::spawn_observed(name, process, durable, TICK, outputs, Some(observe));
     let h = handle.clone();
-    let deliver: Deliver<P::Msg> = Arc::new(move |from, m| h.deliver(from as usize, m));
+    let deliver: Deliver<P::Msg> = Arc::new(move |from, m| h.deliver(from, m));
     let h = handle.clone();
     let status: StatusSource = Arc::new(move || {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -445,7 +447,11 @@ mod tests {
 
     #[test]
     fn timers_become_ticks_and_bad_ones_are_refused() {
-        let mut cfg = Config::for_service(0, vec![0, 1, 2], 7);
+        let mut cfg = Config::for_service(
+            NodeId::new(0),
+            vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+            7,
+        );
         Timers::default().apply(&mut cfg);
         assert_eq!(
             (

@@ -3,10 +3,10 @@
 //! **Node ids.** The sharded system's processes learn of each other by name: a controller
 //! configuration lists each group's servers (`ShardConfig::groups`), and in deployment those
 //! names are the servers' advertised addresses (`10.0.0.7:7104`). Every process derives a
-//! server's node id from its address (`flotilla_transport::ids`, which also keeps clients'
-//! ids apart from servers'). A group's (and the controller's) Raft ids are its servers' node
-//! ids, so Raft messages go straight to the node of that id. Two addresses hashing to one id
-//! are refused at start-up ([`ShardServerSettings`] checks its group and controller).
+//! server's node id from its address ([`alloc::server_node_id`]; [`flotilla_id::alloc`] has
+//! the table of every id range). A group's (and the controller's) Raft ids are its servers'
+//! node ids, so Raft messages go straight to the node of that id. Two addresses hashing to
+//! one id are refused at start-up ([`ShardServerSettings`] checks its group and controller).
 //!
 //! **Dialing.** The [`Resolver`] handed to shard servers turns a name into its id and adds
 //! the address to the transport's address book on first use ([`Transport::add_peer`]), so a
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use flotilla_id::alloc;
 use flotilla_node::NodeId;
 use flotilla_raft::ReadMode;
 use flotilla_rsm::ReplicaConfig;
@@ -29,21 +30,22 @@ use crate::server::{
 use crate::NetError;
 use flotilla_host::driver::{self, BatchStats, Durable};
 use flotilla_transport::frame::ShardView;
-use flotilla_transport::ids;
+use flotilla_transport::ids::dialing;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::transport::{Transport, TransportConfig};
 use flotilla_transport::Secret;
 
-/// Node ids of `addrs`, refusing duplicates (the same address twice, or a hash collision).
-fn node_ids(addrs: &[String]) -> Result<Vec<u64>, NetError> {
-    ids::node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))
+/// Node ids of `addrs` ([`alloc::server_node_ids`]), refusing duplicates (the same address
+/// twice, or a hash collision).
+fn node_ids(addrs: &[String]) -> Result<Vec<NodeId>, NetError> {
+    alloc::server_node_ids(addrs).map_err(|e| NetError::Config(e.to_string()))
 }
 
 /// The [`Resolver`] a shard server uses: names nodes by address and dials each on first use
-/// ([`ids::dialing`]).
+/// ([`dialing`]).
 fn dialing_resolver(transport: &Arc<Transport<ShardMsg>>) -> Resolver {
-    let dial = ids::dialing(transport);
-    Arc::new(move |name: &str| Some(dial(name) as NodeId))
+    let dial = dialing(transport);
+    Arc::new(move |name: &str| Some(dial(name)))
 }
 
 /// What a server of the sharded system is.
@@ -105,7 +107,7 @@ pub async fn run_shard_server<D: Durable + 'static>(
         sessions: cfg.sessions,
         snapshot_scales_with_state: true,
     };
-    let addrs: BTreeMap<u64, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
+    let addrs: BTreeMap<NodeId, String> = ids.iter().copied().zip(cfg.peers.clone()).collect();
     let mut peers = addrs.clone();
     peers.remove(&me);
     let metrics = serve_metrics(cfg.metrics.as_deref()).await?;
@@ -156,10 +158,9 @@ pub async fn run_shard_server<D: Durable + 'static>(
             // The controller is dialed from the start; other groups as configurations name them.
             peers.extend(ctrl_ids.iter().copied().zip(ctrlers.iter().cloned()));
             let transport = shard_transport(me, &cfg, peers);
-            let ctrl_nodes = ctrl_ids.iter().map(|&i| i as NodeId).collect();
-            let mut scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
-            // Unique among the controller's clients: clerks' ids are below 2^62 (flotilla-client).
-            scfg.ctrl_client = me;
+            let ctrl_nodes = ctrl_ids.clone();
+            // Its controller clerk's id is `me` (alloc::server_ctrl_clerk).
+            let scfg = ShardServerConfig::new(gid, cfg.nshards, rcfg, ctrl_nodes);
             let resolve = dialing_resolver(&transport);
             let mut server =
                 ShardServer::restore(scfg, resolve, &recovered.state, recovered.snapshot)
@@ -186,9 +187,9 @@ pub async fn run_shard_server<D: Durable + 'static>(
 }
 
 fn shard_transport(
-    me: u64,
+    me: NodeId,
     cfg: &ShardServerSettings,
-    peers: BTreeMap<u64, String>,
+    peers: BTreeMap<NodeId, String>,
 ) -> Arc<Transport<ShardMsg>> {
     Transport::new(TransportConfig {
         me,

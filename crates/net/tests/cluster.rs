@@ -10,6 +10,7 @@ use flotilla_client::GroupClient;
 use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_node::Save;
+use flotilla_raft::NodeId;
 use flotilla_raft::{MembershipChange, MemorySpool, SnapshotSpool, SnapshotWriter};
 use flotilla_rsm::{AdminError, AdminOp, AdminReply, Msg};
 use flotilla_transport::tls::{PeerTls, TlsFiles};
@@ -102,7 +103,7 @@ async fn launch(
         }
     };
     let cfg = ServerConfig {
-        id,
+        id: NodeId::new(id),
         peers,
         join,
         secret: secret(),
@@ -126,9 +127,10 @@ async fn launch(
 
 async fn leader(peers: &[String]) -> Option<u64> {
     for a in peers {
-        if let Ok(s) = fetch_status::<Msg<u64, u64>>(a, &secret(), 1 << 40, None).await {
+        if let Ok(s) = fetch_status::<Msg<u64, u64>>(a, &secret(), NodeId::new(1 << 40), None).await
+        {
             if s.role == "leader" {
-                return Some(s.id);
+                return Some(s.id.get());
             }
         }
     }
@@ -172,10 +174,11 @@ async fn replicas_on_tcp_survive_the_loss_and_restart_of_the_leader() {
             .unwrap();
         assert_eq!(total, Some(Ok(i)));
     }
-    let status = fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), 1 << 40, None)
-        .await
-        .unwrap();
-    assert_eq!(status.id, l);
+    let status =
+        fetch_status::<Msg<u64, u64>>(&peers[l as usize], &secret(), NodeId::new(1 << 40), None)
+            .await
+            .unwrap();
+    assert_eq!(status.id, NodeId::new(l));
     // Snapshots keep the persisted state bounded (max_raft_state 2000).
     for d in &disks {
         assert!(d.0.lock().unwrap().state.len() < 16_000);
@@ -195,9 +198,11 @@ async fn a_client_without_the_secret_gets_nothing_done() {
         r.is_err(),
         "an unauthenticated client's operation completed"
     );
-    assert!(fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, 7, None)
-        .await
-        .is_err());
+    assert!(
+        fetch_status::<Msg<u64, u64>>(&peers[0], &wrong, NodeId::new(7), None)
+            .await
+            .is_err()
+    );
     let good: Arc<GroupClient<u64, u64>> = GroupClient::connect(&peers, secret());
     let ck = good.new_clerk().await;
     let r = tokio::time::timeout(Duration::from_secs(10), good.call(ck, 5)).await;
@@ -258,11 +263,11 @@ async fn mutual_tls_admits_only_the_cluster_ca() {
     );
     let other = PeerTls::load(&make_pki(dir.path(), "other"), "flotilla").unwrap();
     assert!(
-        fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), 9, Some(&other))
+        fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), NodeId::new(9), Some(&other))
             .await
             .is_err()
     );
-    let st = fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), 9, Some(&tls))
+    let st = fetch_status::<Msg<u64, u64>>(&peers[0], &secret(), NodeId::new(9), Some(&tls))
         .await
         .unwrap();
     assert_eq!(st.commit_index, st.applied_index);
@@ -322,19 +327,19 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
     add_all(&clients, ck, 1, 300).await;
 
     let add = MembershipChange::AddLearner {
-        id: 3,
+        id: NodeId::new(3),
         addr: peers[3].clone(),
     };
     let AdminReply::Changed { membership, .. } = admin(&peers, AdminOp::Change(add)).await else {
         panic!("a change answered as a transfer")
     };
-    assert!(membership.is_learner(3) && membership.voters.len() == 3);
-    let promote = AdminOp::Change(MembershipChange::Promote { id: 3 });
+    assert!(membership.is_learner(NodeId::new(3)) && membership.voters.len() == 3);
+    let promote = AdminOp::Change(MembershipChange::Promote { id: NodeId::new(3) });
     let AdminReply::Changed { membership, .. } = admin(&peers, promote).await else {
         panic!("a change answered as a transfer")
     };
-    assert!(membership.is_voter(3));
-    let joined = fetch_status::<Msg<u64, u64>>(&peers[3], &secret(), 1 << 40, None)
+    assert!(membership.is_voter(NodeId::new(3)));
+    let joined = fetch_status::<Msg<u64, u64>>(&peers[3], &secret(), NodeId::new(1 << 40), None)
         .await
         .unwrap();
     assert_eq!((joined.member.as_str(), joined.voters.len()), ("voter", 4));
@@ -350,7 +355,7 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
     );
 
     let l = leader(&peers).await.expect("a leader");
-    let remove_leader = AdminOp::Change(MembershipChange::Remove { id: l });
+    let remove_leader = AdminOp::Change(MembershipChange::Remove { id: NodeId::new(l) });
     let r = admin_request::<u64, u64>(&peers[l as usize], &secret(), None, remove_leader, limit())
         .await
         .unwrap();
@@ -359,7 +364,7 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
         "{r:?}"
     );
     assert_eq!(
-        admin(&peers, AdminOp::TransferLeader { to: 3 }).await,
+        admin(&peers, AdminOp::TransferLeader { to: NodeId::new(3) }).await,
         AdminReply::TransferStarted
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -373,10 +378,14 @@ async fn a_joining_replica_is_added_takes_the_lead_and_clients_follow() {
     // Node 3 knows no founding replica's address: it leads over the connections they opened.
     add_all(&clients, ck, 301, 350).await;
 
-    admin(&peers, AdminOp::Change(MembershipChange::Remove { id: 0 })).await;
+    admin(
+        &peers,
+        AdminOp::Change(MembershipChange::Remove { id: NodeId::new(0) }),
+    )
+    .await;
     stops.remove(0).send(()).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while clients.servers() != vec![1, 2, 3] {
+    while clients.servers() != [1, 2, 3].map(NodeId::new) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{:?}",

@@ -11,6 +11,7 @@ use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_net::NetError;
 use flotilla_node::Save;
+use flotilla_raft::NodeId;
 use flotilla_rsm::RsmError;
 use flotilla_transport::Secret;
 use tokio::net::TcpListener;
@@ -62,7 +63,7 @@ async fn start(full: &Arc<AtomicBool>) -> (Vec<String>, Vec<Replica>) {
     let mut replicas = Vec::new();
     for (id, listener) in listeners.into_iter().enumerate() {
         let cfg = ServerConfig {
-            id: id as u64,
+            id: NodeId::from_index(id),
             peers: peers.clone(),
             join: false,
             secret: secret(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use flotilla_node::{Ctx, Process};
 use flotilla_raft::Config;
+use flotilla_raft::NodeId;
 use flotilla_rsm::{Msg, Replica, ReplicaConfig, Request, Response};
 use flotilla_storage::{DiskStorage, FaultHook, Faults, FileOp, StorageOptions};
 
@@ -60,7 +61,7 @@ fn replica(storage_dir: &Path, gate: &Arc<Gate>) -> (Replica<Sum>, DiskStorage) 
     };
     let (storage, recovered) = DiskStorage::open(storage_dir, opts).expect("open");
     let cfg = ReplicaConfig {
-        raft: Config::for_service(0, vec![0], 1),
+        raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
         max_raft_state: Some(300),
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
@@ -80,7 +81,7 @@ fn input(
     storage: &mut DiskStorage,
     kinds: &mut Kinds,
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
-) -> Vec<(usize, M)> {
+) -> Vec<(NodeId, M)> {
     let mut ctx = Ctx::new(Duration::ZERO);
     f(r, &mut ctx);
     let (save, sends, _) = ctx.into_parts();
@@ -129,7 +130,7 @@ fn a_crash_while_local_snapshots_are_written_recovers_every_acknowledged_command
     for seq in 1..=150 {
         let sent = input(&mut r, &mut storage, &mut kinds, |r, ctx| {
             r.on_message(
-                9,
+                NodeId::new(9),
                 Msg::Request(Request {
                     client: 1,
                     seq,

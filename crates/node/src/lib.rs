@@ -22,8 +22,9 @@ pub use bytes::Bytes;
 pub use durable::{Durable, DurableError, MemoryDurable};
 pub use flotilla_snapshot::SnapshotData;
 
-/// Identifies a process (a server or a clerk) within one cluster: an index from 0.
-pub type NodeId = usize;
+/// Identifies a process (a server or a client host) within one cluster or simulation; which
+/// numbers mean what is `flotilla_id::alloc`'s table. The same type as `flotilla_raft::NodeId`.
+pub use flotilla_id::NodeId;
 
 /// A deterministic, I/O-free server or client.
 pub trait Process {

@@ -332,13 +332,14 @@ mod tests {
     /// that break it.
     #[test]
     fn check_names_the_broken_rule() {
-        let ok = Config::new(1, vec![1, 2, 3], 0);
+        let ids = |v: &[u64]| -> Vec<NodeId> { v.iter().map(|&i| NodeId::new(i)).collect() };
+        let ok = Config::new(NodeId::new(1), ids(&[1, 2, 3]), 0);
         assert_eq!(ok.check(), Ok(()));
         assert_eq!(
-            Config::new(4, vec![1, 2, 3], 0).check(),
+            Config::new(NodeId::new(4), ids(&[1, 2, 3]), 0).check(),
             Err(ConfigError::NotAVoter {
-                id: 4,
-                voters: vec![1, 2, 3]
+                id: NodeId::new(4),
+                voters: ids(&[1, 2, 3])
             })
         );
         let slow_heartbeat = Config {
@@ -363,11 +364,11 @@ mod tests {
                 setting: "max_inflight_bytes"
             })
         );
-        let twice = Config::new(1, vec![1, 2, 2], 0);
+        let twice = Config::new(NodeId::new(1), ids(&[1, 2, 2]), 0);
         assert_eq!(
             twice.check(),
             Err(ConfigError::DuplicateVoters {
-                voters: vec![1, 2, 2]
+                voters: ids(&[1, 2, 2])
             })
         );
     }

@@ -38,9 +38,12 @@
 //!
 //! ## Example: three peers wired together by hand
 //! ```
-//! use flotilla_raft::{Apply, Config, Raft};
+//! use flotilla_raft::{Apply, Config, NodeId, Raft};
 //!
-//! let mut peers: Vec<Raft> = (1..=3).map(|id| Raft::new(Config::new(id, vec![1, 2, 3], id))).collect();
+//! let voters: Vec<NodeId> = (1..=3).map(NodeId::new).collect();
+//! let mut peers: Vec<Raft> = (voters.iter())
+//!     .map(|&id| Raft::new(Config::new(id, voters.clone(), id.get())))
+//!     .collect();
 //! let mut applied = vec![Vec::new(); 3];
 //! for _ in 0..200 {
 //!     for p in peers.iter_mut() { p.tick(); }
@@ -55,7 +58,7 @@
 //!             }
 //!         }
 //!         if sent.is_empty() { break; }
-//!         for m in sent { peers[(m.to - 1) as usize].step(m.from, m.msg); }
+//!         for m in sent { peers[m.to.index() - 1].step(m.from, m.msg); }
 //!     }
 //!     if let Some(leader) = peers.iter_mut().find(|p| p.is_leader()) {
 //!         if leader.log().last_index() == 0 { leader.propose(b"hello".to_vec()).unwrap(); }
@@ -95,8 +98,8 @@ pub use raft::{Raft, Role};
 pub use ready::{Apply, LogWrite, ReadState, Ready, Snapshot};
 pub use state::{encode_changes, DecodeError, HardState, PersistentState};
 
-/// A peer's identity within its cluster.
-pub type NodeId = u64;
+/// A peer's identity within its cluster (the same type as `flotilla_node::NodeId`).
+pub use flotilla_id::NodeId;
 
 #[cfg(test)]
 mod tests;

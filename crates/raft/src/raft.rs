@@ -122,10 +122,11 @@ impl Progress {
 /// [`Raft::snapshot`], then drain [`Raft::ready`] and act on it as [`Ready`] documents.
 ///
 /// ```
-/// use flotilla_raft::{Config, Raft, Role};
+/// use flotilla_raft::{Config, NodeId, Raft, Role};
 ///
 /// // A single-voter cluster elects itself once its election timeout passes.
-/// let mut raft = Raft::new(Config::new(1, vec![1], 7));
+/// let me = NodeId::new(1);
+/// let mut raft = Raft::new(Config::new(me, vec![me], 7));
 /// for _ in 0..60 {
 ///     raft.tick();
 /// }

@@ -10,7 +10,7 @@ mod snapshot;
 mod transfer;
 
 fn cfg(id: NodeId, n: u64) -> Config {
-    Config::new(id, (1..=n).collect(), 42 + id)
+    Config::new(id, (1..=n).map(NodeId::new).collect(), 42 + id.get())
 }
 
 fn elapse_election(r: &mut Raft) {
@@ -23,7 +23,7 @@ fn elapse_election(r: &mut Raft) {
 }
 
 fn r_max_ticks() -> u32 {
-    Config::new(1, vec![1], 0).election_timeout_max_ticks
+    Config::new(NodeId::new(1), vec![NodeId::new(1)], 0).election_timeout_max_ticks
 }
 
 fn entry(term: u64, data: u8) -> Entry {
@@ -32,7 +32,7 @@ fn entry(term: u64, data: u8) -> Entry {
 
 /// Makes peer 1 of `n` the leader of term 1 by granting it every vote.
 fn leader_of(n: u64) -> Raft {
-    leader_with(cfg(1, n))
+    leader_with(cfg(NodeId::new(1), n))
 }
 
 /// Makes peer 1 the leader of term 1 under `cfg` (any pre-vote round granted by everyone).
@@ -48,7 +48,7 @@ fn leader_with(cfg: Config) -> Raft {
     }
     for p in 2..=n {
         r.step(
-            p,
+            NodeId::new(p),
             Message::PreVoteReply {
                 term: 1,
                 granted: true,
@@ -57,7 +57,7 @@ fn leader_with(cfg: Config) -> Raft {
     }
     for p in 2..=n {
         r.step(
-            p,
+            NodeId::new(p),
             Message::RequestVoteReply {
                 term: 1,
                 granted: true,
@@ -73,22 +73,22 @@ fn leader_with(cfg: Config) -> Raft {
 /// its term, votes for itself, persists that, and asks every other peer for a vote.
 #[test]
 fn follower_times_out_and_campaigns() {
-    let mut r = Raft::new(cfg(1, 3));
+    let mut r = Raft::new(cfg(NodeId::new(1), 3));
     elapse_election(&mut r);
     assert_eq!(
         (r.role(), r.term(), r.voted_for()),
-        (Role::Candidate, 1, Some(1))
+        (Role::Candidate, 1, Some(NodeId::new(1)))
     );
     let ready = r.ready();
     assert_eq!(
         ready.hard_state,
         Some(HardState {
             term: 1,
-            voted_for: Some(1)
+            voted_for: Some(NodeId::new(1))
         })
     );
     let to: Vec<_> = ready.messages.iter().map(|m| m.to).collect();
-    assert_eq!(to, vec![2, 3]);
+    assert_eq!(to, vec![NodeId::new(2), NodeId::new(3)]);
     assert!(ready.messages.iter().all(|m| m.msg
         == Message::RequestVote {
             term: 1,
@@ -100,9 +100,9 @@ fn follower_times_out_and_campaigns() {
 /// §5.2: a peer grants at most one vote per term, first come first served.
 #[test]
 fn one_vote_per_term() {
-    let mut r = Raft::new(cfg(1, 3));
+    let mut r = Raft::new(cfg(NodeId::new(1), 3));
     r.step(
-        2,
+        NodeId::new(2),
         Message::RequestVote {
             term: 5,
             last_log_index: 0,
@@ -110,7 +110,7 @@ fn one_vote_per_term() {
         },
     );
     r.step(
-        3,
+        NodeId::new(3),
         Message::RequestVote {
             term: 5,
             last_log_index: 0,
@@ -122,7 +122,7 @@ fn one_vote_per_term() {
         ready.hard_state,
         Some(HardState {
             term: 5,
-            voted_for: Some(2)
+            voted_for: Some(NodeId::new(2))
         })
     );
     let replies: Vec<_> = ready
@@ -134,14 +134,14 @@ fn one_vote_per_term() {
         replies,
         vec![
             (
-                2,
+                NodeId::new(2),
                 Message::RequestVoteReply {
                     term: 5,
                     granted: true
                 }
             ),
             (
-                3,
+                NodeId::new(3),
                 Message::RequestVoteReply {
                     term: 5,
                     granted: false
@@ -157,9 +157,9 @@ fn vote_refused_to_stale_log() {
     let mut leader = leader_of(3);
     leader.propose(vec![1]).unwrap();
     let state = leader.persistent_state();
-    let mut r = Raft::restore(cfg(3, 3), state, Vec::new());
+    let mut r = Raft::restore(cfg(NodeId::new(3), 3), state, Vec::new());
     r.step(
-        2,
+        NodeId::new(2),
         Message::RequestVote {
             term: 7,
             last_log_index: 5,
@@ -181,11 +181,11 @@ fn vote_refused_to_stale_log() {
 /// AppendEntries (heartbeats) to every peer to assert its authority.
 #[test]
 fn majority_makes_leader_which_heartbeats() {
-    let mut r = Raft::new(cfg(1, 5));
+    let mut r = Raft::new(cfg(NodeId::new(1), 5));
     elapse_election(&mut r);
     r.ready();
     r.step(
-        2,
+        NodeId::new(2),
         Message::RequestVoteReply {
             term: 1,
             granted: true,
@@ -193,14 +193,14 @@ fn majority_makes_leader_which_heartbeats() {
     );
     assert_eq!(r.role(), Role::Candidate, "2 of 5 votes is not a majority");
     r.step(
-        3,
+        NodeId::new(3),
         Message::RequestVoteReply {
             term: 1,
             granted: false,
         },
     );
     r.step(
-        4,
+        NodeId::new(4),
         Message::RequestVoteReply {
             term: 1,
             granted: true,
@@ -218,7 +218,7 @@ fn majority_makes_leader_which_heartbeats() {
 fn higher_term_deposes_leader() {
     let mut r = leader_of(3);
     r.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntriesReply {
             term: 9,
             match_index: 0,
@@ -242,9 +242,9 @@ fn higher_term_deposes_leader() {
 /// that term, the term's first index and its log length.
 #[test]
 fn consistency_check_failure_returns_conflict_hint() {
-    let mut r = Raft::new(cfg(2, 3));
+    let mut r = Raft::new(cfg(NodeId::new(2), 3));
     r.step(
-        1,
+        NodeId::new(1),
         Message::AppendEntries {
             term: 2,
             prev_log_index: 0,
@@ -255,7 +255,7 @@ fn consistency_check_failure_returns_conflict_hint() {
     );
     r.ready();
     r.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntries {
             term: 3,
             prev_log_index: 3,
@@ -279,7 +279,7 @@ fn consistency_check_failure_returns_conflict_hint() {
         }
     );
     r.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntries {
             term: 3,
             prev_log_index: 9,
@@ -318,7 +318,7 @@ fn leader_skips_a_term_per_round_trip() {
         log_len: 40,
     };
     r.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 0,
@@ -338,10 +338,10 @@ fn only_current_term_entries_commit_by_counting() {
     let mut old = leader_of(3);
     old.propose(vec![1]).unwrap();
     let state = old.persistent_state();
-    let mut r = Raft::restore(cfg(1, 3), state, Vec::new());
+    let mut r = Raft::restore(cfg(NodeId::new(1), 3), state, Vec::new());
     elapse_election(&mut r);
     r.step(
-        2,
+        NodeId::new(2),
         Message::RequestVoteReply {
             term: 2,
             granted: true,
@@ -349,7 +349,7 @@ fn only_current_term_entries_commit_by_counting() {
     );
     assert!(r.is_leader());
     r.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 2,
             match_index: 1,
@@ -363,7 +363,7 @@ fn only_current_term_entries_commit_by_counting() {
     );
     r.propose(vec![2]).unwrap();
     r.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 2,
             match_index: 2,
@@ -392,7 +392,7 @@ fn install_snapshot_catches_up_a_follower() {
         l.propose(vec![i]).unwrap();
     }
     l.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 4,
@@ -412,7 +412,7 @@ fn install_snapshot_catches_up_a_follower() {
         log_len: 1,
     };
     l.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 0,
@@ -428,8 +428,8 @@ fn install_snapshot_catches_up_a_follower() {
         }
     ));
 
-    let mut f = Raft::new(cfg(3, 3));
-    f.step(1, msg);
+    let mut f = Raft::new(cfg(NodeId::new(3), 3));
+    f.step(NodeId::new(1), msg);
     let ready = f.ready();
     assert_eq!(
         ready.applies,
@@ -464,17 +464,17 @@ fn persisted_state_round_trips() {
         PersistentState::decode(&[9, 9, 9]).is_err(),
         "an unknown version must be rejected"
     );
-    let r = Raft::restore_from_bytes(cfg(1, 3), &bytes, Vec::new()).unwrap();
+    let r = Raft::restore_from_bytes(cfg(NodeId::new(1), 3), &bytes, Vec::new()).unwrap();
     assert_eq!(
         (r.term(), r.voted_for(), r.log().last_index()),
-        (1, Some(1), 1)
+        (1, Some(NodeId::new(1)), 1)
     );
 }
 
 /// §5.3: a follower never truncates entries because of a stale, shorter AppendEntries.
 #[test]
 fn stale_append_does_not_truncate() {
-    let mut r = Raft::new(cfg(2, 3));
+    let mut r = Raft::new(cfg(NodeId::new(2), 3));
     let ae = |entries| Message::AppendEntries {
         term: 1,
         prev_log_index: 0,
@@ -482,8 +482,8 @@ fn stale_append_does_not_truncate() {
         entries,
         leader_commit: 0,
     };
-    r.step(1, ae(vec![entry(1, 1), entry(1, 2)]));
-    r.step(1, ae(vec![entry(1, 1)]));
+    r.step(NodeId::new(1), ae(vec![entry(1, 1), entry(1, 2)]));
+    r.step(NodeId::new(1), ae(vec![entry(1, 1)]));
     assert_eq!(r.log().last_index(), 2);
 }
 
@@ -494,12 +494,12 @@ fn stale_append_does_not_truncate() {
 fn leader_noop_commits_at_once() {
     let mut r = Raft::new(Config {
         leader_noop: true,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     });
     elapse_election(&mut r);
     r.ready();
     r.step(
-        2,
+        NodeId::new(2),
         Message::RequestVoteReply {
             term: 1,
             granted: true,
@@ -518,7 +518,7 @@ fn leader_noop_commits_at_once() {
     assert!(ready.messages.iter().all(|m| matches!(m.msg,
         Message::AppendEntries { term: 1, prev_log_index: 0, ref entries, .. } if entries.len() == 1)));
     r.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 1,
@@ -613,14 +613,14 @@ fn appended_changes_replay_to_the_full_state() {
 fn replication_pipelines_up_to_the_window() {
     let mut r = Raft::new(Config {
         max_inflight_appends: 3,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     });
     elapse_election(&mut r);
     let vote = Message::RequestVoteReply {
         term: 1,
         granted: true,
     };
-    r.step(2, vote);
+    r.step(NodeId::new(2), vote);
     assert!(r.is_leader());
     r.ready();
     let ack = |m: u64| Message::AppendEntriesReply {
@@ -629,7 +629,7 @@ fn replication_pipelines_up_to_the_window() {
         conflict: None,
     };
     let to2 = |ready: &Ready| -> Vec<(u64, usize)> {
-        let appends = ready.messages.iter().filter(|m| m.to == 2);
+        let appends = ready.messages.iter().filter(|m| m.to == NodeId::new(2));
         appends
             .filter_map(|m| match &m.msg {
                 Message::AppendEntries {
@@ -645,9 +645,9 @@ fn replication_pipelines_up_to_the_window() {
     r.propose(vec![1]).unwrap();
     r.propose(vec![2]).unwrap();
     assert_eq!(to2(&r.ready()), vec![]);
-    r.step(2, ack(0));
+    r.step(NodeId::new(2), ack(0));
     assert_eq!(to2(&r.ready()), vec![(0, 2)]);
-    r.step(2, ack(2));
+    r.step(NodeId::new(2), ack(2));
     assert_eq!(to2(&r.ready()), vec![]);
     // Replicating: each proposal is sent at once, until 3 are unanswered.
     for i in 3..=6 {
@@ -656,7 +656,7 @@ fn replication_pipelines_up_to_the_window() {
     assert_eq!(to2(&r.ready()), vec![(2, 1), (3, 1), (4, 1)]);
     r.propose(vec![7]).unwrap();
     assert_eq!(to2(&r.ready()), vec![], "the window of 3 is full");
-    r.step(2, ack(3));
+    r.step(NodeId::new(2), ack(3));
     let sent = to2(&r.ready());
     assert_eq!(sent, vec![(5, 2)], "a freed slot carries all that is new");
     // A conflict: back to probing from the hint.
@@ -670,7 +670,7 @@ fn replication_pipelines_up_to_the_window() {
         match_index: 0,
         conflict: Some(hint),
     };
-    r.step(2, conflict);
+    r.step(NodeId::new(2), conflict);
     assert_eq!(to2(&r.ready()), vec![(3, 4)]);
     r.propose(vec![8]).unwrap();
     assert_eq!(to2(&r.ready()), vec![], "probing: one message at a time");
@@ -694,7 +694,7 @@ fn a_payload_is_shared_from_proposal_to_followers_and_apply() {
         conflict: None,
     };
     for p in [2, 3] {
-        r.step(p, ack(0));
+        r.step(NodeId::new(p), ack(0));
     }
     let ready = r.ready();
     let sent: Vec<*const u8> = (ready.messages.iter())
@@ -704,7 +704,7 @@ fn a_payload_is_shared_from_proposal_to_followers_and_apply() {
         })
         .collect();
     assert_eq!(sent, vec![at, at], "one AppendEntries per follower");
-    r.step(2, ack(2));
+    r.step(NodeId::new(2), ack(2));
     let applies = r.ready().applies;
     let applied: Vec<*const u8> = (applies.iter())
         .filter_map(|a| match a {

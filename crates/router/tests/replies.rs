@@ -24,7 +24,7 @@ async fn start(password: Option<&str>) -> u16 {
     let replica = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peers = vec![replica.local_addr().unwrap().to_string()];
     let cfg = ServerConfig {
-        id: 0,
+        id: flotilla_raft::NodeId::new(0),
         peers: peers.clone(),
         join: false,
         secret: secret.clone(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use flotilla_host::driver::MemoryDurable;
 use flotilla_kv::Kv;
 use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
+use flotilla_raft::NodeId;
 use flotilla_resp::{decode_value, Limits, Value};
 use flotilla_router::{run_router, RouterConfig};
 use flotilla_transport::Secret;
@@ -43,7 +44,7 @@ async fn start(settings: Settings) -> u16 {
     let replica = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peers = vec![replica.local_addr().unwrap().to_string()];
     let cfg = ServerConfig {
-        id: 0,
+        id: NodeId::new(0),
         peers: peers.clone(),
         join: false,
         secret: secret.clone(),

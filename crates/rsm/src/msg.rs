@@ -79,7 +79,7 @@ pub enum AdminOp {
     Change(MembershipChange),
     /// Start handing leadership to voter `to`; answered at once (the caller watches the
     /// group's status for the new leader).
-    TransferLeader { to: u64 },
+    TransferLeader { to: NodeId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The Raft core as a process's component: the glue every driver of the core needs once.
 
-use flotilla_node::{Ctx, NodeId};
+use flotilla_node::Ctx;
 use flotilla_raft::{
     encode_changes, Apply, Config, DecodeError, Message, Raft, ReadState, SnapshotData,
 };
@@ -83,7 +83,7 @@ impl RaftPeer {
             }
         }
         for m in ready.messages {
-            ctx.send(m.to as NodeId, wrap(m.msg));
+            ctx.send(m.to, wrap(m.msg));
         }
         Flushed {
             applies: ready.applies,

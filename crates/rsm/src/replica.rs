@@ -336,7 +336,7 @@ impl<S: StateMachine> Replica<S> {
         }
         let raft = self.peer.raft();
         if !raft.is_leader() {
-            let hint = raft.leader().map(|l| l as NodeId);
+            let hint = raft.leader();
             ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
             return;
         }
@@ -365,7 +365,6 @@ impl<S: StateMachine> Replica<S> {
                 }
             }
             Err(ProposeError::NotLeader { hint }) => {
-                let hint = hint.map(|l| l as NodeId);
                 ctx.send(from, answer(Err(RsmError::WrongLeader { hint })));
             }
             // The log's uncommitted tail is full (followers lag): the same transient answer as
@@ -391,9 +390,7 @@ impl<S: StateMachine> Replica<S> {
             AdminOp::TransferLeader { to } => match raft.transfer_leadership(to) {
                 Ok(()) => Ok(AdminReply::TransferStarted),
                 Err(flotilla_raft::TransferError::NotLeader { hint }) => {
-                    Err(AdminError::NotLeader {
-                        hint: hint.map(|l| l as NodeId),
-                    })
+                    Err(AdminError::NotLeader { hint })
                 }
                 Err(e @ flotilla_raft::TransferError::InProgress { .. }) => {
                     Err(AdminError::Busy(e.to_string()))
@@ -413,9 +410,7 @@ impl<S: StateMachine> Replica<S> {
                     return;
                 }
                 Err(flotilla_raft::MembershipError::NotLeader { hint }) => {
-                    Err(AdminError::NotLeader {
-                        hint: hint.map(|l| l as NodeId),
-                    })
+                    Err(AdminError::NotLeader { hint })
                 }
                 Err(
                     e @ (flotilla_raft::MembershipError::ChangeInProgress { .. }
@@ -447,7 +442,6 @@ impl<S: StateMachine> Replica<S> {
                 self.reads.insert(id, w);
             }
             Err(ProposeError::NotLeader { hint }) => {
-                let hint = hint.map(|l| l as NodeId);
                 let now_ms = self.state.stamp_hint_ms();
                 reject_to(ctx, from, req.client, req.seq, hint, now_ms);
             }
@@ -470,7 +464,7 @@ impl<S: StateMachine> Replica<S> {
         let now_ms = self.state.stamp_hint_ms();
         for id in failed {
             if let Some(w) = self.reads.remove(&id) {
-                let hint = self.peer.raft().leader().map(|l| l as NodeId);
+                let hint = self.peer.raft().leader();
                 reject_to(ctx, w.from, w.client, w.seq, hint, now_ms);
             }
         }
@@ -561,7 +555,7 @@ impl<S: StateMachine> Replica<S> {
     /// threshold.
     fn snapshot_failed(&mut self, index: u64, e: &io::Error) {
         tracing::warn!(
-            replica = self.peer.raft().id(),
+            replica = self.peer.raft().id().get(),
             index,
             "cannot write a snapshot: {e}; the log keeps growing until the next attempt"
         );
@@ -839,7 +833,7 @@ impl<S: StateMachine> Replica<S> {
         if writes && reads && changes {
             return;
         }
-        let hint = raft.leader().map(|l| l as NodeId);
+        let hint = raft.leader();
         for w in std::mem::take(&mut self.changes).into_values() {
             reject_admin(ctx, &w);
         }
@@ -928,7 +922,7 @@ impl<S: StateMachine> Process for Replica<S> {
 
     fn on_message(&mut self, from: NodeId, msg: MsgOf<S>, ctx: &mut Ctx<MsgOf<S>, ()>) {
         match msg {
-            Msg::Raft(m) => self.peer.raft_mut().step(from as u64, m),
+            Msg::Raft(m) => self.peer.raft_mut().step(from, m),
             Msg::Request(req) => self.on_request(from, req, ctx),
             Msg::Admin(req) => self.on_admin(from, req, ctx),
             // Replicas send responses, never receive them.
@@ -1026,7 +1020,7 @@ mod tests {
     /// every invariant holds.
     fn leader() -> Replica<Sum> {
         let cfg = ReplicaConfig {
-            raft: Config::for_service(0, vec![0], 1),
+            raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
             max_raft_state: None,
             sessions: SessionLimits::default(),
             snapshot_scales_with_state: false,
@@ -1044,7 +1038,7 @@ mod tests {
                 after_ms: 1,
                 cmd: seq,
             };
-            r.on_message(1, Msg::Request(req), &mut ctx());
+            r.on_message(NodeId::new(1), Msg::Request(req), &mut ctx());
         }
         assert_eq!(r.state().machine().0, 6);
         r.check_invariants(CheckDepth::Full);
@@ -1054,7 +1048,7 @@ mod tests {
     fn read(term: u64) -> ReadWaiter<u64> {
         ReadWaiter {
             term,
-            from: 1,
+            from: NodeId::new(1),
             client: 8,
             seq: 1,
             cmd: 0,
@@ -1084,7 +1078,7 @@ mod tests {
         let mut r = leader();
         let w = Waiter {
             term: r.raft().term(),
-            from: 1,
+            from: NodeId::new(1),
             client: 7,
             seq: 9,
         };
@@ -1098,7 +1092,7 @@ mod tests {
         let mut r = leader();
         let w = AdminWaiter {
             term: r.raft().term(),
-            from: 1,
+            from: NodeId::new(1),
             id: 1,
         };
         // Above the log's last entry: no entry of that term is there.
@@ -1179,7 +1173,7 @@ mod tests {
     #[test]
     fn an_offloaded_snapshot_keeps_the_invariants() {
         let cfg = ReplicaConfig {
-            raft: Config::for_service(0, vec![0], 1),
+            raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
             max_raft_state: Some(1),
             sessions: SessionLimits::default(),
             snapshot_scales_with_state: false,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_node::{Ctx, Process, Save};
+use flotilla_raft::NodeId;
 use flotilla_raft::{
     Config, Message, ReadMode, SnapshotData, SnapshotSource, SnapshotSpool, SnapshotWriter,
 };
@@ -12,6 +13,8 @@ use flotilla_rsm::{
     CheckDepth, Clerk, ClerkConfig, Msg, Replica, ReplicaConfig, Request, Response, RsmError,
     SnapshotError, StateMachine,
 };
+
+const ID_0: NodeId = NodeId::new(0);
 
 /// A sum: commands add, replies are the new total; adding 0 is a read.
 #[derive(Debug, Default)]
@@ -54,7 +57,7 @@ fn input(
     r: &mut Replica<Sum>,
     disk: &mut (Vec<u8>, SnapshotData),
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
-) -> Vec<(usize, M)> {
+) -> Vec<(NodeId, M)> {
     input_at(r, disk, 0, f)
 }
 
@@ -64,7 +67,7 @@ fn input_at(
     disk: &mut (Vec<u8>, SnapshotData),
     wall_ms: u64,
     f: impl FnOnce(&mut Replica<Sum>, &mut Ctx<M, ()>),
-) -> Vec<(usize, M)> {
+) -> Vec<(NodeId, M)> {
     let mut ctx = Ctx::new(Duration::ZERO).with_wall_clock(Duration::from_millis(wall_ms));
     f(r, &mut ctx);
     r.check_invariants(CheckDepth::Full);
@@ -98,7 +101,7 @@ fn solo_scaling(
     disk: &(Vec<u8>, SnapshotData),
 ) -> Replica<Sum> {
     let cfg = ReplicaConfig {
-        raft: Config::for_service(0, vec![0], 1),
+        raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
         max_raft_state,
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state,
@@ -122,9 +125,9 @@ fn request(client: u64, seq: u64, cmd: u64) -> M {
     })
 }
 
-fn ok(client: u64, seq: u64, reply: u64) -> (usize, M) {
+fn ok(client: u64, seq: u64, reply: u64) -> (NodeId, M) {
     (
-        9,
+        NodeId::new(9),
         Msg::Response(Response {
             client,
             seq,
@@ -142,15 +145,15 @@ fn answers_once_and_dedups_retries() {
     let mut r = solo(None, &disk);
     elect(&mut r, &mut disk);
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 5), ctx)
     });
     assert_eq!(sent, vec![ok(1, 1, 5)]);
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 5), ctx)
     });
     assert_eq!(sent, vec![ok(1, 1, 5)]);
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(2, 1, 3), ctx)
+        r.on_message(NodeId::new(9), request(2, 1, 3), ctx)
     });
     assert_eq!(sent, vec![ok(2, 1, 8)]);
     assert_eq!(r.state().machine().0, 8);
@@ -164,7 +167,7 @@ fn invalid_requests_are_refused_before_the_log() {
     elect(&mut r, &mut disk);
     let last = r.raft().log().last_index();
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 5000), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 5000), ctx)
     });
     assert_eq!(sent, vec![ok(1, 1, u64::MAX)]);
     assert_eq!(r.raft().log().last_index(), last);
@@ -180,7 +183,7 @@ fn snapshots_bound_the_log_and_restart_recovers() {
     elect(&mut r, &mut disk);
     for seq in 1..=200 {
         input(&mut r, &mut disk, |r, ctx| {
-            r.on_message(9, request(1, seq, 1), ctx)
+            r.on_message(NodeId::new(9), request(1, seq, 1), ctx)
         });
         assert!(
             disk.0.len() < 600,
@@ -197,7 +200,7 @@ fn snapshots_bound_the_log_and_restart_recovers() {
     assert_eq!(back.state().machine().0, 200);
     // The retry of the last request is a duplicate even after the restart.
     let sent = input(&mut back, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 200, 1), ctx)
+        r.on_message(NodeId::new(9), request(1, 200, 1), ctx)
     });
     assert_eq!(sent, vec![ok(1, 200, 200)]);
     assert_eq!(back.state().machine().0, 200);
@@ -207,7 +210,11 @@ fn snapshots_bound_the_log_and_restart_recovers() {
 #[test]
 fn a_follower_says_wrong_leader() {
     let cfg = ReplicaConfig {
-        raft: Config::for_service(1, vec![0, 1, 2], 1),
+        raft: Config::for_service(
+            NodeId::new(1),
+            vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+            1,
+        ),
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
@@ -215,12 +222,12 @@ fn a_follower_says_wrong_leader() {
     let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     let mut disk = Default::default();
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 5), ctx)
     });
     assert_eq!(
         sent,
         vec![(
-            9,
+            NodeId::new(9),
             Msg::Response(Response {
                 client: 1,
                 seq: 1,
@@ -235,7 +242,7 @@ fn a_follower_says_wrong_leader() {
 fn clerk_sends<T>(
     clerk: &mut Clerk<u64>,
     f: impl FnOnce(&mut Clerk<u64>, &mut Ctx<M, ()>) -> T,
-) -> Vec<usize> {
+) -> Vec<NodeId> {
     let mut ctx = Ctx::new(Duration::ZERO);
     let _ = f(clerk, &mut ctx);
     ctx.into_parts().1.into_iter().map(|(to, _)| to).collect()
@@ -250,9 +257,16 @@ fn clerk_retries_hints_timeouts_and_backoff() {
         round_backoff_ticks: 2,
         ..ClerkConfig::default()
     };
-    let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
-    let none = Vec::<usize>::new();
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
+    let mut c = Clerk::new(
+        7,
+        vec![NodeId::new(10), NodeId::new(11), NodeId::new(12)],
+        cfg,
+    );
+    let none = Vec::<NodeId>::new();
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.start(1, ctx)),
+        vec![NodeId::new(10)]
+    );
     let refuse = |hint| Response {
         client: 7,
         seq: 1,
@@ -260,24 +274,38 @@ fn clerk_retries_hints_timeouts_and_backoff() {
         result: Err::<u64, _>(RsmError::WrongLeader { hint }),
     };
     // A hint is followed.
-    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(10, refuse(Some(12)), ctx));
-    assert_eq!(sent, vec![12]);
+    let sent = clerk_sends(&mut c, |c, ctx| {
+        c.on_response(NodeId::new(10), refuse(Some(NodeId::new(12))), ctx)
+    });
+    assert_eq!(sent, vec![NodeId::new(12)]);
     // No hint: the round-robin cursor (still at 10, as hints do not move it) moves on; after
     // a refusal per server, a pause.
-    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(12, refuse(None), ctx));
-    assert_eq!(sent, vec![11]);
-    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(11, refuse(None), ctx));
+    let sent = clerk_sends(&mut c, |c, ctx| {
+        c.on_response(NodeId::new(12), refuse(None), ctx)
+    });
+    assert_eq!(sent, vec![NodeId::new(11)]);
+    let sent = clerk_sends(&mut c, |c, ctx| {
+        c.on_response(NodeId::new(11), refuse(None), ctx)
+    });
     assert_eq!(sent, none);
     assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), none);
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), vec![12]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)),
+        vec![NodeId::new(12)]
+    );
     // A late refusal from a server already left behind changes nothing.
-    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(11, refuse(None), ctx));
+    let sent = clerk_sends(&mut c, |c, ctx| {
+        c.on_response(NodeId::new(11), refuse(None), ctx)
+    });
     assert_eq!(sent, none);
     // Silence for retry_ticks: the next server.
     for _ in 0..2 {
         assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), none);
     }
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)), vec![10]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)),
+        vec![NodeId::new(10)]
+    );
     // An answer for another sequence number is ignored; the right one completes.
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     let stale = Response {
@@ -286,17 +314,20 @@ fn clerk_retries_hints_timeouts_and_backoff() {
         now_ms: 0,
         result: Ok(1),
     };
-    assert_eq!(c.on_response(10, stale, &mut ctx), None);
+    assert_eq!(c.on_response(NodeId::new(10), stale, &mut ctx), None);
     let done = Response {
         client: 7,
         seq: 1,
         now_ms: 0,
         result: Ok(42),
     };
-    assert_eq!(c.on_response(10, done, &mut ctx), Some(Ok(42)));
+    assert_eq!(c.on_response(NodeId::new(10), done, &mut ctx), Some(Ok(42)));
     assert!(!c.is_busy());
     // The next operation goes to the server that answered.
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(2, ctx)), vec![10]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.start(2, ctx)),
+        vec![NodeId::new(10)]
+    );
 }
 
 /// A replica whose disk is full refuses a client's request with `DiskFull` (sent in its
@@ -343,40 +374,56 @@ fn clerk_reports_disk_full_once_the_group_cannot_write() {
     };
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     // One full replica of three: the others may elect a leader; keep trying.
-    let mut c = Clerk::new(7, vec![10, 11, 12], cfg.clone());
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
-    assert_eq!(
-        clerk_sends(&mut c, |c, ctx| c.on_response(10, full(), ctx)),
-        vec![11]
+    let mut c = Clerk::new(
+        7,
+        vec![NodeId::new(10), NodeId::new(11), NodeId::new(12)],
+        cfg.clone(),
     );
-    let sent = clerk_sends(&mut c, |c, ctx| c.on_response(11, not_leader(), ctx));
-    assert_eq!(sent, vec![12]);
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.start(1, ctx)),
+        vec![NodeId::new(10)]
+    );
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_response(NodeId::new(10), full(), ctx)),
+        vec![NodeId::new(11)]
+    );
+    let sent = clerk_sends(&mut c, |c, ctx| {
+        c.on_response(NodeId::new(11), not_leader(), ctx)
+    });
+    assert_eq!(sent, vec![NodeId::new(12)]);
     assert!(c.is_busy());
     // A second full replica is a majority: the group cannot commit; report it.
     assert_eq!(
-        c.on_response(12, full(), &mut ctx),
+        c.on_response(NodeId::new(12), full(), &mut ctx),
         Some(Err(RsmError::DiskFull))
     );
     assert!(!c.is_busy());
     // One full, the others silent: nobody can serve; report it.
-    let mut c = Clerk::new(7, vec![10, 11, 12], cfg);
-    assert_eq!(clerk_sends(&mut c, |c, ctx| c.start(1, ctx)), vec![10]);
+    let mut c = Clerk::new(
+        7,
+        vec![NodeId::new(10), NodeId::new(11), NodeId::new(12)],
+        cfg,
+    );
     assert_eq!(
-        clerk_sends(&mut c, |c, ctx| c.on_response(10, full(), ctx)),
-        vec![11]
+        clerk_sends(&mut c, |c, ctx| c.start(1, ctx)),
+        vec![NodeId::new(10)]
+    );
+    assert_eq!(
+        clerk_sends(&mut c, |c, ctx| c.on_response(NodeId::new(10), full(), ctx)),
+        vec![NodeId::new(11)]
     );
     let mut sent = Vec::new();
     for _ in 0..3 {
         sent.extend(clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)));
     }
-    assert_eq!(sent, vec![12], "11 was silent: try 12");
+    assert_eq!(sent, vec![NodeId::new(12)], "11 was silent: try 12");
     for _ in 0..3 {
         assert!(c.is_busy(), "12 has had no time to answer yet");
         let _ = clerk_sends(&mut c, |c, ctx| c.on_tick(ctx));
     }
     // 12 silent too: every server is full or silent. The next answer from a full one ends it.
     assert_eq!(
-        c.on_response(10, full(), &mut ctx),
+        c.on_response(NodeId::new(10), full(), &mut ctx),
         Some(Err(RsmError::DiskFull))
     );
 }
@@ -391,11 +438,15 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
         round_backoff_ticks: 2,
         ..ClerkConfig::default()
     };
-    for hint_of_11 in [None, Some(10)] {
-        let mut c = Clerk::new(7, vec![11, 10, 12], cfg.clone());
+    for hint_of_11 in [None, Some(NodeId::new(10))] {
+        let mut c = Clerk::new(
+            7,
+            vec![NodeId::new(11), NodeId::new(10), NodeId::new(12)],
+            cfg.clone(),
+        );
         let mut to = clerk_sends(&mut c, |c, ctx| c.start(1, ctx));
         let mut steps = 0;
-        while to != vec![12] {
+        while to != vec![NodeId::new(12)] {
             steps += 1;
             assert!(
                 steps < 20,
@@ -404,7 +455,11 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
             to = match to.as_slice() {
                 [] => clerk_sends(&mut c, |c, ctx| c.on_tick(ctx)),
                 [from] => {
-                    let hint = if *from == 10 { Some(11) } else { hint_of_11 };
+                    let hint = if *from == NodeId::new(10) {
+                        Some(NodeId::new(11))
+                    } else {
+                        hint_of_11
+                    };
                     let resp = Response {
                         client: 7,
                         seq: 1,
@@ -421,7 +476,7 @@ fn clerk_escapes_servers_that_hint_at_each_other() {
 }
 
 fn solo_with(mode: ReadMode, disk: &(Vec<u8>, SnapshotData)) -> Replica<Sum> {
-    let mut raft = Config::for_service(0, vec![0], 1);
+    let mut raft = Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1);
     raft.read_mode = mode;
     let cfg = ReplicaConfig {
         raft,
@@ -445,12 +500,12 @@ fn reads_leave_the_log_alone_unless_in_log_mode() {
         let mut r = solo_with(mode, &disk);
         elect(&mut r, &mut disk);
         input(&mut r, &mut disk, |r, ctx| {
-            r.on_message(9, request(1, 1, 5), ctx)
+            r.on_message(NodeId::new(9), request(1, 1, 5), ctx)
         });
         let last = r.raft().log().last_index();
         for seq in 1..=3 {
             let sent = input(&mut r, &mut disk, |r, ctx| {
-                r.on_message(9, request(2, seq, 0), ctx)
+                r.on_message(NodeId::new(9), request(2, seq, 0), ctx)
             });
             assert_eq!(sent, vec![ok(2, seq, 5)], "{mode:?}");
         }
@@ -476,19 +531,25 @@ fn elect_of_three(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, SnapshotData)) {
         term: 1,
         granted: true,
     };
-    input(r, disk, |r, ctx| r.on_message(1, raft(grant), ctx));
+    input(r, disk, |r, ctx| {
+        r.on_message(NodeId::new(1), raft(grant), ctx)
+    });
     let vote = Message::RequestVoteReply {
         term: 1,
         granted: true,
     };
-    input(r, disk, |r, ctx| r.on_message(1, raft(vote), ctx));
+    input(r, disk, |r, ctx| {
+        r.on_message(NodeId::new(1), raft(vote), ctx)
+    });
     assert!(r.raft().is_leader());
     let ack = Message::AppendEntriesReply {
         term: 1,
         match_index: 1,
         conflict: None,
     };
-    input(r, disk, |r, ctx| r.on_message(1, raft(ack), ctx));
+    input(r, disk, |r, ctx| {
+        r.on_message(NodeId::new(1), raft(ack), ctx)
+    });
     assert_eq!(r.raft().commit_index(), 1);
 }
 
@@ -498,7 +559,11 @@ fn elect_of_three(r: &mut Replica<Sum>, disk: &mut (Vec<u8>, SnapshotData)) {
 #[test]
 fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let cfg = ReplicaConfig {
-        raft: Config::for_service(0, vec![0, 1, 2], 1),
+        raft: Config::for_service(
+            NodeId::new(0),
+            vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+            1,
+        ),
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
         snapshot_scales_with_state: false,
@@ -507,19 +572,21 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
     let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     elect_of_three(&mut r, &mut disk);
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 0), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 0), ctx)
     });
     let hb = |round| Msg::Raft(Message::Heartbeat { term: 1, round });
-    assert_eq!(sent, vec![(1, hb(1)), (2, hb(1))]);
+    assert_eq!(sent, vec![(NodeId::new(1), hb(1)), (NodeId::new(2), hb(1))]);
     assert_eq!(r.raft().log().last_index(), 1);
     let answer = Msg::Raft(Message::HeartbeatReply { term: 1, round: 1 });
-    let sent = input(&mut r, &mut disk, |r, ctx| r.on_message(2, answer, ctx));
+    let sent = input(&mut r, &mut disk, |r, ctx| {
+        r.on_message(NodeId::new(2), answer, ctx)
+    });
     assert_eq!(sent, vec![ok(1, 1, 0)]);
 
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 2, 0), ctx)
+        r.on_message(NodeId::new(9), request(1, 2, 0), ctx)
     });
-    assert_eq!(sent, vec![(1, hb(2)), (2, hb(2))]);
+    assert_eq!(sent, vec![(NodeId::new(1), hb(2)), (NodeId::new(2), hb(2))]);
     let new_leader = Message::AppendEntries {
         term: 2,
         prev_log_index: 1,
@@ -528,15 +595,17 @@ fn a_read_waits_for_its_round_and_fails_when_deposed() {
         leader_commit: 1,
     };
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(2, Msg::Raft(new_leader), ctx)
+        r.on_message(NodeId::new(2), Msg::Raft(new_leader), ctx)
     });
     let refusal = Msg::Response(Response {
         client: 1,
         seq: 2,
         now_ms: 0,
-        result: Err(RsmError::WrongLeader { hint: Some(2) }),
+        result: Err(RsmError::WrongLeader {
+            hint: Some(NodeId::new(2)),
+        }),
     });
-    assert!(sent.contains(&(9, refusal)), "sent {sent:?}");
+    assert!(sent.contains(&(NodeId::new(9), refusal)), "sent {sent:?}");
 }
 
 /// A leader whose uncommitted log tail is full (followers lag) refuses new commands with the
@@ -547,7 +616,11 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
     let cfg = ReplicaConfig {
         raft: Config {
             max_uncommitted_bytes: 1,
-            ..Config::for_service(0, vec![0, 1, 2], 1)
+            ..Config::for_service(
+                NodeId::new(0),
+                vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+                1,
+            )
         },
         max_raft_state: None,
         sessions: flotilla_rsm::SessionLimits::default(),
@@ -556,17 +629,17 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
     let mut disk = Default::default();
     let mut r = Replica::restore(cfg, Sum::default(), &[], SnapshotData::default()).unwrap();
     elect_of_three(&mut r, &mut disk);
-    let responses = |sent: Vec<(usize, M)>| -> Vec<(usize, M)> {
+    let responses = |sent: Vec<(NodeId, M)>| -> Vec<(NodeId, M)> {
         sent.into_iter()
             .filter(|(_, m)| matches!(m, Msg::Response(_)))
             .collect()
     };
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), request(1, 1, 5), ctx)
     });
     assert_eq!(responses(sent), vec![], "admitted: the tail was empty");
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(2, 1, 3), ctx)
+        r.on_message(NodeId::new(9), request(2, 1, 3), ctx)
     });
     let busy = Msg::Response(Response {
         client: 2,
@@ -574,18 +647,18 @@ fn a_full_uncommitted_tail_pushes_clients_back() {
         now_ms: r.state().clock_ms(),
         result: Err(RsmError::WrongLeader { hint: None }),
     });
-    assert_eq!(responses(sent), vec![(9, busy)]);
+    assert_eq!(responses(sent), vec![(NodeId::new(9), busy)]);
     let ack = Message::AppendEntriesReply {
         term: 1,
         match_index: 2,
         conflict: None,
     };
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(1, Msg::Raft(ack), ctx)
+        r.on_message(NodeId::new(1), Msg::Raft(ack), ctx)
     });
     assert_eq!(responses(sent), vec![ok(1, 1, 5)]);
     let sent = input(&mut r, &mut disk, |r, ctx| {
-        r.on_message(9, request(2, 1, 3), ctx)
+        r.on_message(NodeId::new(9), request(2, 1, 3), ctx)
     });
     assert_eq!(responses(sent), vec![], "admitted once the tail committed");
 }
@@ -599,14 +672,14 @@ fn stamped(client: u64, seq: u64, after_ms: u64, cmd: u64) -> M {
     })
 }
 
-fn answer(client: u64, seq: u64, now_ms: u64, result: Result<u64, RsmError>) -> (usize, M) {
+fn answer(client: u64, seq: u64, now_ms: u64, result: Result<u64, RsmError>) -> (NodeId, M) {
     let r = Response {
         client,
         seq,
         now_ms,
         result,
     };
-    (9, Msg::Response(r))
+    (NodeId::new(9), Msg::Response(r))
 }
 
 /// Issue 16: the leader stamps its wall clock into each entry, and applying makes the
@@ -619,16 +692,16 @@ fn the_leaders_clock_is_stamped_into_the_log_and_never_goes_back() {
     elect(&mut r, &mut disk);
     let t0 = 1_765_000_000_000;
     let sent = input_at(&mut r, &mut disk, t0, |r, ctx| {
-        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), stamped(1, 1, 1, 5), ctx)
     });
     assert_eq!(sent, vec![answer(1, 1, t0, Ok(5))]);
     let sent = input_at(&mut r, &mut disk, t0 - 60_000, |r, ctx| {
-        r.on_message(9, stamped(1, 2, t0, 1), ctx)
+        r.on_message(NodeId::new(9), stamped(1, 2, t0, 1), ctx)
     });
     assert_eq!(sent, vec![answer(1, 2, t0, Ok(6))]);
     for seq in 3..100 {
         input_at(&mut r, &mut disk, t0 + seq, |r, ctx| {
-            r.on_message(9, stamped(1, seq, t0, 1), ctx)
+            r.on_message(NodeId::new(9), stamped(1, seq, t0, 1), ctx)
         });
     }
     assert!(r.raft().log().snapshot_index() > 0, "no snapshot was taken");
@@ -644,22 +717,22 @@ fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
     let mut r = solo(None, &disk);
     elect(&mut r, &mut disk);
     input_at(&mut r, &mut disk, 500, |r, ctx| {
-        r.on_message(9, stamped(1, 1, 1, 5), ctx)
+        r.on_message(NodeId::new(9), stamped(1, 1, 1, 5), ctx)
     });
     let last = r.raft().log().last_index();
     let sent = input_at(&mut r, &mut disk, 600, |r, ctx| {
-        r.on_message(9, stamped(2, 1, 0, 5), ctx)
+        r.on_message(NodeId::new(9), stamped(2, 1, 0, 5), ctx)
     });
     assert_eq!(sent, vec![answer(2, 1, 500, Err(RsmError::Unstamped))]);
     assert_eq!(r.raft().log().last_index(), last);
     // The clerk's side: it stamps with the time heard and resends at once.
-    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![NodeId::new(0)], ClerkConfig::default());
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     clerk.start(5, &mut ctx);
     let (_, sent, _) = ctx.into_parts();
     assert!(matches!(
         sent[..],
-        [(0, Msg::Request(Request { after_ms: 0, .. }))]
+        [(ID_0, Msg::Request(Request { after_ms: 0, .. }))]
     ));
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     let refusal = Response {
@@ -668,12 +741,12 @@ fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
         now_ms: 500,
         result: Err(RsmError::Unstamped),
     };
-    assert_eq!(clerk.on_response(0, refusal, &mut ctx), None);
+    assert_eq!(clerk.on_response(NodeId::new(0), refusal, &mut ctx), None);
     let (_, sent, _) = ctx.into_parts();
     assert!(matches!(
         sent[..],
         [(
-            0,
+            ID_0,
             Msg::Request(Request {
                 after_ms: 500,
                 seq: 1,
@@ -687,7 +760,7 @@ fn an_unstamped_write_is_answered_with_the_clock_and_the_clerk_restamps_it() {
 /// unknown), and stamps its next operation with the time that answer brought.
 #[test]
 fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
-    let mut clerk: Clerk<u64> = Clerk::new(2, vec![0], ClerkConfig::default());
+    let mut clerk: Clerk<u64> = Clerk::new(2, vec![NodeId::new(0)], ClerkConfig::default());
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
     clerk.start(5, &mut ctx);
     let expired = Response {
@@ -696,7 +769,7 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
         now_ms: 9_000,
         result: Err(RsmError::SessionExpired),
     };
-    let done = clerk.on_response(0, expired, &mut ctx);
+    let done = clerk.on_response(NodeId::new(0), expired, &mut ctx);
     assert_eq!(done, Some(Err(RsmError::SessionExpired)));
     assert!(!clerk.is_busy());
     let mut ctx: Ctx<M, ()> = Ctx::new(Duration::ZERO);
@@ -705,7 +778,7 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
     assert!(matches!(
         sent[..],
         [(
-            0,
+            ID_0,
             Msg::Request(Request {
                 after_ms: 9_000,
                 seq: 2,
@@ -723,7 +796,7 @@ fn a_clerk_reports_an_expired_session_and_goes_on_with_a_fresh_stamp() {
     let unstamped = matches!(
         sent[..],
         [(
-            0,
+            ID_0,
             Msg::Request(Request {
                 after_ms: 0,
                 seq: 3,
@@ -748,7 +821,7 @@ fn snapshots_scale_with_the_state_when_asked() {
         let mut last = r.raft().log().snapshot_index();
         for client in 1..=2_000 {
             input(&mut r, &mut disk, |r, ctx| {
-                r.on_message(9, request(client, 1, 1), ctx)
+                r.on_message(NodeId::new(9), request(client, 1, 1), ctx)
             });
             let now = r.raft().log().snapshot_index();
             if now != last {
@@ -791,7 +864,7 @@ fn snapshots_are_encoded_off_the_loop_when_the_driver_allows() {
     while jobs.is_empty() {
         seq += 1;
         input(&mut r, &mut disk, |r, ctx| {
-            r.on_message(9, request(1, seq, 1), ctx)
+            r.on_message(NodeId::new(9), request(1, seq, 1), ctx)
         });
         jobs = r.take_offloaded();
         assert!(seq < 1_000, "no snapshot job");
@@ -805,7 +878,7 @@ fn snapshots_are_encoded_off_the_loop_when_the_driver_allows() {
     for _ in 0..20 {
         seq += 1;
         let sent = input(&mut r, &mut disk, |r, ctx| {
-            r.on_message(9, request(1, seq, 1), ctx)
+            r.on_message(NodeId::new(9), request(1, seq, 1), ctx)
         });
         assert_eq!(sent.len(), 1, "answered while the snapshot is encoded");
         assert!(r.take_offloaded().is_empty(), "one encoding at a time");
@@ -898,7 +971,9 @@ fn until_job(
 ) -> flotilla_node::Offloaded<Replica<Sum>> {
     loop {
         *seq += 1;
-        input(r, disk, |r, ctx| r.on_message(9, request(1, *seq, 1), ctx));
+        input(r, disk, |r, ctx| {
+            r.on_message(NodeId::new(9), request(1, *seq, 1), ctx)
+        });
         if let Some(job) = r.take_offloaded().pop() {
             return job;
         }
@@ -969,7 +1044,7 @@ fn an_inline_snapshot_is_written_through_the_spool() {
     while r.raft().log().snapshot_index() == 0 {
         seq += 1;
         input(&mut r, &mut disk, |r, ctx| {
-            r.on_message(9, request(1, seq, 1), ctx)
+            r.on_message(NodeId::new(9), request(1, seq, 1), ctx)
         });
         assert!(seq < 1_000, "no snapshot");
     }
@@ -1000,7 +1075,9 @@ fn a_failing_spool_skips_the_snapshot_and_a_later_threshold_retries() {
         let mut seq = 0;
         let mut write = |r: &mut Replica<Sum>, disk: &mut _, jobs: &mut usize| {
             seq += 1;
-            let sent = input(r, disk, |r, ctx| r.on_message(9, request(1, seq, 1), ctx));
+            let sent = input(r, disk, |r, ctx| {
+                r.on_message(NodeId::new(9), request(1, seq, 1), ctx)
+            });
             assert_eq!(sent, vec![ok(1, seq, seq)], "offload {offload}");
             for job in r.take_offloaded() {
                 *jobs += 1;

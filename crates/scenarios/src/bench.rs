@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use flotilla_raft::NodeId;
 use flotilla_raft::{Config, Envelope, Raft};
 
 use crate::RAFT_SCENARIOS;
@@ -46,7 +47,13 @@ impl CoreFigures {
 /// snapshots every 10,000 entries so memory stays bounded. Messages count requests and replies.
 pub fn core_throughput(entries: u64, batch: u64, payload: usize) -> CoreFigures {
     let mut peers: Vec<Raft> = (0..3)
-        .map(|id| Raft::new(Config::new(id, vec![0, 1, 2], 100 + id)))
+        .map(|id| {
+            Raft::new(Config::new(
+                NodeId::new(id),
+                vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+                100 + id,
+            ))
+        })
         .collect();
     let mut queue: VecDeque<Envelope> = VecDeque::new();
     let mut applied = [0u64; 3];
@@ -101,7 +108,7 @@ fn pump(
         }
         let Some(m) = queue.pop_front() else { break };
         *messages += 1;
-        peers[m.to as usize].step(m.from, m.msg);
+        peers[m.to.index()].step(m.from, m.msg);
     }
 }
 

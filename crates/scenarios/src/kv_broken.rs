@@ -65,7 +65,7 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
     fn factory(n: usize) -> impl FnMut(NodeId, &Persister, u64) -> KvReplica {
         move |id, p, s| {
             let cfg = ReplicaConfig {
-                raft: Config::for_service(id as u64, (0..n as u64).collect(), s),
+                raft: Config::for_service(id, (0..n).map(NodeId::from_index).collect(), s),
                 max_raft_state: None,
                 sessions: flotilla_rsm::SessionLimits::default(),
                 snapshot_scales_with_state: false,
@@ -84,8 +84,11 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
             writer.put("x", "0").await;
             t2.svc.sleep(Duration::from_millis(500)).await;
             let l = leader(&t2).expect("a leader served the first put");
-            let cut = (l + 1) % 5;
-            let majority: Vec<NodeId> = (0..5).filter(|&s| s != cut).collect();
+            let cut = NodeId::from_index((l.index() + 1) % 5);
+            let majority: Vec<NodeId> = (0..5)
+                .map(NodeId::from_index)
+                .filter(|&s| s != cut)
+                .collect();
             t2.svc.partition(&[majority, vec![cut]]);
             let reader = t2.make_client_to(vec![cut]);
             for i in 1..=10 {
@@ -107,7 +110,7 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
             Box::new(move |id, p, s| LocalReadReplica { inner: f(id, p, s) }),
         );
         run(t, |t| {
-            (0..5).find(|&s| {
+            (0..5).map(NodeId::from_index).find(|&s| {
                 t.svc
                     .with_server(s, |r| r.inner.raft().is_leader())
                     .unwrap_or(false)
@@ -126,7 +129,7 @@ pub fn stale_follower_reads(seed: u64, local_reads: bool) -> CheckResult {
 pub fn lone_replica_early_replies(seed: u64, early_replies: bool) -> CheckResult {
     fn replica(p: &Persister, s: u64) -> KvReplica {
         let cfg = ReplicaConfig {
-            raft: Config::for_service(0, vec![0], s),
+            raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], s),
             max_raft_state: None,
             sessions: flotilla_rsm::SessionLimits::default(),
             snapshot_scales_with_state: false,
@@ -144,8 +147,8 @@ pub fn lone_replica_early_replies(seed: u64, early_replies: bool) -> CheckResult
             let ck = t2.make_client();
             for i in 1..=10 {
                 ck.put("x", &i.to_string()).await;
-                t2.svc.crash(0);
-                t2.svc.restart(0);
+                t2.svc.crash(NodeId::new(0));
+                t2.svc.restart(NodeId::new(0));
                 ck.get("x").await;
             }
         });

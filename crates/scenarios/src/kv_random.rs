@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_kv::KvReplica;
+use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
 use flotilla_testkit::KvTester;
 
@@ -115,7 +116,10 @@ pub async fn client(t: Tester, cli: usize, stop: Rc<Cell<bool>>) {
 async fn nemesis(t: &Tester, duration: Duration) -> usize {
     let n = t.svc.n();
     nemesis_with(t, duration, |t, _| {
-        (0..n).filter(|&i| t.svc.is_alive(i)).count() > n / 2 + 1
+        (0..n)
+            .filter(|&i| t.svc.is_alive(NodeId::from_index(i)))
+            .count()
+            > n / 2 + 1
     })
     .await
 }
@@ -125,7 +129,7 @@ async fn nemesis(t: &Tester, duration: Duration) -> usize {
 pub async fn nemesis_with(
     t: &Tester,
     duration: Duration,
-    may_crash: impl Fn(&Tester, usize) -> bool,
+    may_crash: impl Fn(&Tester, NodeId) -> bool,
 ) -> usize {
     let n = t.svc.n();
     let end = t.svc.now() + duration;
@@ -135,29 +139,29 @@ pub async fn nemesis_with(
             0 => {
                 let mut halves = [Vec::new(), Vec::new()];
                 for s in 0..n {
-                    halves[t.svc.rand(2) as usize].push(s);
+                    halves[t.svc.rand(2) as usize].push(NodeId::from_index(s));
                 }
                 t.svc.partition(&halves);
             }
             1 => t.svc.heal(),
             2 => {
                 let s = t.svc.rand(n as u64) as usize;
-                if t.svc.is_alive(s) && may_crash(t, s) {
-                    t.svc.crash(s);
+                if t.svc.is_alive(NodeId::from_index(s)) && may_crash(t, NodeId::from_index(s)) {
+                    t.svc.crash(NodeId::from_index(s));
                 }
             }
             3 => {
                 for s in 0..n {
-                    if !t.svc.is_alive(s) {
-                        t.svc.restart(s);
+                    if !t.svc.is_alive(NodeId::from_index(s)) {
+                        t.svc.restart(NodeId::from_index(s));
                     }
                 }
             }
             4 => t.svc.set_unreliable(t.svc.rand(2) == 0),
             _ => {
                 let s = t.svc.rand(n as u64) as usize;
-                if t.svc.is_alive(s) {
-                    t.svc.restart(s);
+                if t.svc.is_alive(NodeId::from_index(s)) {
+                    t.svc.restart(NodeId::from_index(s));
                 }
             }
         }
@@ -174,8 +178,8 @@ pub async fn nemesis_with(
 pub fn heal_everything(t: &Tester) {
     t.svc.set_unreliable(false);
     for s in 0..t.svc.n() {
-        if !t.svc.is_alive(s) {
-            t.svc.restart(s);
+        if !t.svc.is_alive(NodeId::from_index(s)) {
+            t.svc.restart(NodeId::from_index(s));
         }
     }
     t.svc.heal();
@@ -201,7 +205,7 @@ pub async fn read_keys(t: &Tester, clients: usize, keys: &[&str]) {
 pub fn check_raft_state_bound(t: &Tester, max_raft_state: Option<usize>) {
     if let Some(m) = max_raft_state {
         for s in 0..t.svc.n() {
-            let (state, _) = t.svc.persisted_sizes(s);
+            let (state, _) = t.svc.persisted_sizes(NodeId::from_index(s));
             assert!(state <= 8 * m, "server {s}: Raft state {state} > 8*{m}");
         }
     }

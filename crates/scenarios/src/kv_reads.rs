@@ -137,7 +137,10 @@ fn run(seed: u64, n: usize, setup: ReadSetup, cut: Cut) -> ReadOutcome {
             .svc
             .with_server(leader, |r| r.raft().term())
             .expect("alive");
-        let others: Vec<NodeId> = (0..n).filter(|&s| s != leader).collect();
+        let others: Vec<NodeId> = (0..n)
+            .map(NodeId::from_index)
+            .filter(|&s| s != leader)
+            .collect();
         let writer = match cut {
             Cut::Whole => {
                 t.svc.partition(&[vec![leader], others.clone()]);
@@ -215,11 +218,14 @@ async fn watch_for_new_leader(
     seen: Rc<Cell<Option<Duration>>>,
 ) {
     while t.svc.now() - cut_at < CUT_FOR && seen.get().is_none() {
-        let newer = (0..t.svc.n()).filter(|&s| s != old).any(|s| {
-            t.svc
-                .with_server(s, |r| r.raft().is_leader() && r.raft().term() > term)
-                .unwrap_or(false)
-        });
+        let newer = (0..t.svc.n())
+            .map(NodeId::from_index)
+            .filter(|&s| s != old)
+            .any(|s| {
+                t.svc
+                    .with_server(s, |r| r.raft().is_leader() && r.raft().term() > term)
+                    .unwrap_or(false)
+            });
         if newer {
             seen.set(Some(t.svc.now() - cut_at));
         }

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_kv::KvReplica;
+use flotilla_raft::NodeId;
 use flotilla_rsm::SessionLimits;
 use flotilla_testkit::KvTester;
 
@@ -74,8 +75,12 @@ pub fn kv_sessions(seed: u64, seconds: u64) -> KvSessionsReport {
                     .spawn(watch(t.clone(), stop.clone(), stats.clone())),
             );
             let n = t.svc.n();
-            let majority =
-                move |t: &Tester, _| (0..n).filter(|&i| t.svc.is_alive(i)).count() > n / 2 + 1;
+            let majority = move |t: &Tester, _| {
+                (0..n)
+                    .filter(|&i| t.svc.is_alive(NodeId::from_index(i)))
+                    .count()
+                    > n / 2 + 1
+            };
             let faults = nemesis_with(&t, Duration::from_secs(seconds), majority).await;
             heal_everything(&t);
             stop.set(true);
@@ -88,7 +93,10 @@ pub fn kv_sessions(seed: u64, seconds: u64) -> KvSessionsReport {
         });
     t.check_linearizable();
     let removed = (0..t.svc.n())
-        .filter_map(|s| t.svc.with_server(s, |r| r.state().expired_through_ms()))
+        .filter_map(|s| {
+            t.svc
+                .with_server(NodeId::from_index(s), |r| r.state().expired_through_ms())
+        })
         .any(|w| w.is_some());
     assert!(removed, "seed {seed}: no session was ever removed");
     let clients = stats.clients.get();
@@ -116,7 +124,10 @@ struct Stats {
 /// Every replica's table is within the maximum.
 fn check_tables(t: &Tester, stats: &Stats) {
     for s in 0..t.svc.n() {
-        let Some(len) = t.svc.with_server(s, |r| r.state().clients()) else {
+        let Some(len) = t
+            .svc
+            .with_server(NodeId::from_index(s), |r| r.state().clients())
+        else {
             continue;
         };
         stats.max_table.set(stats.max_table.get().max(len));

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_kv::KvReplica;
+use flotilla_raft::NodeId;
 use flotilla_testkit::KvTester;
 
 use crate::kv_common::{append_value, check_client_appends, check_concurrent_appends};
@@ -272,11 +273,11 @@ async fn generic_script(t: Tester, g: &'static Generic) {
         }
         if g.crash {
             for i in 0..g.servers {
-                t.svc.crash(i);
+                t.svc.crash(NodeId::from_index(i));
             }
             t.svc.sleep(ET).await;
             for i in 0..g.servers {
-                t.svc.restart(i);
+                t.svc.restart(NodeId::from_index(i));
             }
             t.svc.heal();
         }
@@ -332,7 +333,7 @@ async fn partitioner(t: Tester, done: Rc<Cell<bool>>) {
     while !done.get() {
         let mut halves = [Vec::new(), Vec::new()];
         for s in 0..n {
-            halves[t.svc.rand(2) as usize].push(s);
+            halves[t.svc.rand(2) as usize].push(NodeId::from_index(s));
         }
         t.svc.partition(&halves);
         let extra = Duration::from_millis(t.svc.rand(200));
@@ -344,7 +345,7 @@ async fn partitioner(t: Tester, done: Rc<Cell<bool>>) {
 /// times it; without, no server has a snapshot.
 fn check_persisted_sizes(t: &Tester, max_raft_state: Option<usize>) {
     for s in 0..t.svc.n() {
-        let (state, snapshot) = t.svc.persisted_sizes(s);
+        let (state, snapshot) = t.svc.persisted_sizes(NodeId::from_index(s));
         match max_raft_state {
             Some(m) => assert!(
                 state <= 8 * m,
@@ -439,7 +440,10 @@ pub fn one_partition_4a(seed: u64) -> u64 {
         ck.put("1", "13").await;
         let leader = t.leader().expect("a leader answered the first put");
         // make_partition: the leader and one other server in the minority.
-        let others: Vec<usize> = (0..5).filter(|&s| s != leader).collect();
+        let others: Vec<NodeId> = (0..5)
+            .map(NodeId::from_index)
+            .filter(|&s| s != leader)
+            .collect();
         let p1 = others[1..].to_vec();
         let p2 = vec![leader, others[0]];
         t.svc.partition(&[p1.clone(), p2.clone()]);
@@ -500,9 +504,10 @@ pub fn snapshot_rpc_4b(seed: u64) -> u64 {
         let ck = t.make_client();
         ck.put("a", "A").await;
         assert_eq!(ck.get("a").await, "A");
-        t.svc.partition(&[vec![0, 1], vec![2]]);
+        t.svc
+            .partition(&[vec![NodeId::new(0), NodeId::new(1)], vec![NodeId::new(2)]]);
         {
-            let ck1 = t.make_client_to(vec![0, 1]);
+            let ck1 = t.make_client_to(vec![NodeId::new(0), NodeId::new(1)]);
             for i in 0..50 {
                 ck1.put(&i.to_string(), &i.to_string()).await;
             }
@@ -510,13 +515,14 @@ pub fn snapshot_rpc_4b(seed: u64) -> u64 {
             ck1.put("b", "B").await;
         }
         let sz = (0..3)
-            .map(|s| t.svc.persisted_sizes(s).0)
+            .map(|s| t.svc.persisted_sizes(NodeId::new(s)).0)
             .max()
             .unwrap_or(0);
         assert!(sz <= 8 * MRS, "logs were not trimmed ({sz} > 8*{MRS})");
-        t.svc.partition(&[vec![0, 2], vec![1]]);
+        t.svc
+            .partition(&[vec![NodeId::new(0), NodeId::new(2)], vec![NodeId::new(1)]]);
         {
-            let ck1 = t.make_client_to(vec![0, 2]);
+            let ck1 = t.make_client_to(vec![NodeId::new(0), NodeId::new(2)]);
             ck1.put("c", "C").await;
             ck1.put("d", "D").await;
             for (k, v) in [("a", "A"), ("b", "B"), ("1", "1"), ("49", "49")] {
@@ -549,7 +555,7 @@ pub fn snapshot_size_4b(seed: u64) -> u64 {
             }
         }
         for s in 0..3 {
-            let (state, snapshot) = t.svc.persisted_sizes(s);
+            let (state, snapshot) = t.svc.persisted_sizes(NodeId::new(s));
             assert!(
                 state <= 8 * MRS,
                 "server {s}: logs were not trimmed ({state} > 8*{MRS})"

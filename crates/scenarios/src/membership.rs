@@ -62,17 +62,22 @@ fn group(
 
 fn add(id: NodeId) -> MembershipChange {
     MembershipChange::AddLearner {
-        id: id as u64,
+        id,
         addr: format!("sim-{id}"),
     }
 }
 
 fn promote(id: NodeId) -> MembershipChange {
-    MembershipChange::Promote { id: id as u64 }
+    MembershipChange::Promote { id }
 }
 
-fn ids(set: impl IntoIterator<Item = NodeId>) -> BTreeSet<u64> {
-    set.into_iter().map(|i| i as u64).collect()
+/// The simulator's processes `r`.
+fn nodes(r: std::ops::Range<usize>) -> impl Iterator<Item = NodeId> {
+    r.map(NodeId::from_index)
+}
+
+fn ids(set: impl IntoIterator<Item = NodeId>) -> BTreeSet<NodeId> {
+    set.into_iter().collect()
 }
 
 /// Runs `f` on live server `i`'s Raft core.
@@ -217,7 +222,7 @@ fn watch_slot(t: &Tester, slot: NodeId) -> Rc<RefCell<SlotWatch>> {
 /// serves writes and reads; every server then uses voters {0,1,2,3}.
 pub fn learner_catches_up_by_snapshot(seed: u64) -> u64 {
     let t = group("LearnerBySnapshot", seed, (4, 3), false, Some(1000));
-    let learner = 3;
+    let learner = NodeId::new(3);
     let watch = watch_slot(&t, learner);
     let t2 = t.clone();
     t.svc.run(async move {
@@ -233,7 +238,7 @@ pub fn learner_catches_up_by_snapshot(seed: u64) -> u64 {
         .expect("alive");
         assert!(snap > 0, "leader {l} has not compacted its log");
         let m = ops::change(&t.svc, add(learner), CHANGE_DEADLINE).await;
-        assert!(m.is_learner(learner as u64), "{m:?}");
+        assert!(m.is_learner(learner), "{m:?}");
         wait_until(&t, Duration::from_secs(2), "the learner catches up", || {
             raft(&t, learner, |r| r.commit_index()).unwrap_or(0) >= commit
         })
@@ -245,9 +250,9 @@ pub fn learner_catches_up_by_snapshot(seed: u64) -> u64 {
              come from the leader's snapshot at {snap}"
         );
         let m = ops::change(&t.svc, promote(learner), CHANGE_DEADLINE).await;
-        assert_eq!(m.voters, ids(0..4));
+        assert_eq!(m.voters, ids(nodes(0..4)));
         for s in 0..4 {
-            let now = raft(&t, s, |r| r.term()).expect("alive");
+            let now = raft(&t, NodeId::new(s), |r| r.term()).expect("alive");
             assert_eq!(
                 now, term,
                 "server {s}'s term moved while {learner} was a learner"
@@ -263,7 +268,7 @@ pub fn learner_catches_up_by_snapshot(seed: u64) -> u64 {
         ck.put("after", "promotion").await;
         assert_eq!(ck.get("after").await, "promotion");
         let m = ops::settled(&t.svc, Duration::from_secs(2)).await;
-        assert_members_use(&t, 0..4, &m);
+        assert_members_use(&t, nodes(0..4), &m);
     });
     t.finish()
 }
@@ -280,10 +285,10 @@ pub fn grow_3_to_5_under_load(seed: u64) -> u64 {
         let load = Load::start(&t, 5);
         t.svc.sleep(Duration::from_secs(1)).await;
         for id in [3, 4] {
-            ops::change(&t.svc, add(id), CHANGE_DEADLINE).await;
+            ops::change(&t.svc, add(NodeId::new(id)), CHANGE_DEADLINE).await;
         }
         for id in [3, 4] {
-            ops::change(&t.svc, promote(id), CHANGE_DEADLINE).await;
+            ops::change(&t.svc, promote(NodeId::new(id)), CHANGE_DEADLINE).await;
         }
         let acked = load.acked();
         t.svc.sleep(Duration::from_secs(2)).await;
@@ -293,9 +298,9 @@ pub fn grow_3_to_5_under_load(seed: u64) -> u64 {
         );
         load.finish(&t).await;
         let m = ops::settled(&t.svc, Duration::from_secs(10)).await;
-        assert_eq!(m.voters, ids(0..5), "{m:?}");
+        assert_eq!(m.voters, ids(nodes(0..5)), "{m:?}");
         assert!(m.learners.is_empty(), "{m:?}");
-        assert_members_use(&t, 0..5, &m);
+        assert_members_use(&t, nodes(0..5), &m);
     });
     t.finish()
 }
@@ -312,7 +317,7 @@ pub fn shrink_5_to_3_under_load(seed: u64) -> u64 {
         let load = Load::start(&t, 5);
         t.svc.sleep(Duration::from_secs(1)).await;
         for id in [3, 4] {
-            ops::remove(&t.svc, id, CHANGE_DEADLINE).await;
+            ops::remove(&t.svc, NodeId::new(id), CHANGE_DEADLINE).await;
         }
         let acked = load.acked();
         t.svc.sleep(Duration::from_secs(2)).await;
@@ -322,12 +327,12 @@ pub fn shrink_5_to_3_under_load(seed: u64) -> u64 {
         );
         load.finish(&t).await;
         let m = ops::settled(&t.svc, Duration::from_secs(10)).await;
-        assert_eq!(m.voters, ids(0..3), "{m:?}");
+        assert_eq!(m.voters, ids(nodes(0..3)), "{m:?}");
         assert!(m.learners.is_empty(), "{m:?}");
-        assert_members_use(&t, 0..3, &m);
+        assert_members_use(&t, nodes(0..3), &m);
         for s in [3, 4] {
             assert_eq!(
-                raft(&t, s, |r| r.is_leader()),
+                raft(&t, NodeId::new(s), |r| r.is_leader()),
                 Some(false),
                 "removed {s} leads"
             );
@@ -349,7 +354,7 @@ pub fn remove_leader_by_transfer(seed: u64) -> u64 {
         let load = Load::start(&t, 3);
         let old = await_leader(&t).await;
         let term = raft(&t, old, |r| r.term()).expect("alive");
-        let remove_self = AdminOp::Change(MembershipChange::Remove { id: old as u64 });
+        let remove_self = AdminOp::Change(MembershipChange::Remove { id: old });
         let mut answer = ops::ask(&t.svc, old, remove_self.clone()).await;
         // A leader that has not yet committed an entry of its term refuses every change
         // for now; ask again once it has.
@@ -363,7 +368,7 @@ pub fn remove_leader_by_transfer(seed: u64) -> u64 {
             }
             other => panic!("the leader asked to remove itself answered {other:?}"),
         }
-        let to = (old + 1 + t.svc.rand(2) as usize) % 3;
+        let to = NodeId::from_index((old.index() + 1 + t.svc.rand(2) as usize) % 3);
         let t0 = t.svc.now();
         ops::transfer(&t.svc, to, Duration::from_secs(2)).await;
         let took = t.svc.now() - t0;
@@ -376,11 +381,14 @@ pub fn remove_leader_by_transfer(seed: u64) -> u64 {
         );
         let m = ops::change(
             &t.svc,
-            MembershipChange::Remove { id: old as u64 },
+            MembershipChange::Remove { id: old },
             CHANGE_DEADLINE,
         )
         .await;
-        let rest: Vec<NodeId> = (0..3).filter(|&s| s != old).collect();
+        let rest: Vec<NodeId> = (0..3)
+            .map(NodeId::from_index)
+            .filter(|&s| s != old)
+            .collect();
         assert_eq!(m.voters, ids(rest.clone()), "{m:?}");
         let acked = load.acked();
         t.svc.sleep(Duration::from_secs(2)).await;
@@ -462,10 +470,10 @@ pub fn removed_node_disruption(seed: u64, pre_vote: bool, check_quorum: bool) ->
         let t = t2;
         let load = Load::start(&t, 2);
         let leader = await_leader(&t).await;
-        let removed = (leader + 1) % 3;
-        let other = (leader + 2) % 3;
+        let removed = NodeId::from_index((leader.index() + 1) % 3);
+        let other = NodeId::from_index((leader.index() + 2) % 3);
         t.svc.partition(&[vec![removed], vec![leader, other]]);
-        let change = MembershipChange::Remove { id: removed as u64 };
+        let change = MembershipChange::Remove { id: removed };
         let m = ops::change(&t.svc, change, CHANGE_DEADLINE).await;
         assert_eq!(m.voters, ids([leader, other]));
         let term_before = raft(&t, leader, |r| r.term()).expect("alive");
@@ -510,25 +518,27 @@ pub fn membership_survives_restart(seed: u64) -> u64 {
         let t = t2;
         let ck = t.make_client();
         ck.put("a", "0").await;
-        ops::change(&t.svc, add(3), CHANGE_DEADLINE).await;
-        ops::change(&t.svc, add(4), CHANGE_DEADLINE).await;
-        ops::change(&t.svc, promote(3), CHANGE_DEADLINE).await;
+        ops::change(&t.svc, add(NodeId::new(3)), CHANGE_DEADLINE).await;
+        ops::change(&t.svc, add(NodeId::new(4)), CHANGE_DEADLINE).await;
+        ops::change(&t.svc, promote(NodeId::new(3)), CHANGE_DEADLINE).await;
         for i in 0..100 {
             ck.append("a", &format!(" {i}")).await;
         }
-        ops::change(&t.svc, promote(4), CHANGE_DEADLINE).await;
-        let final_m = ops::remove(&t.svc, 0, CHANGE_DEADLINE).await;
-        assert_eq!(final_m.voters, ids(1..5));
+        ops::change(&t.svc, promote(NodeId::new(4)), CHANGE_DEADLINE).await;
+        let final_m = ops::remove(&t.svc, NodeId::new(0), CHANGE_DEADLINE).await;
+        assert_eq!(final_m.voters, ids(nodes(1..5)));
         for i in 0..3 {
             ck.put("b", &i.to_string()).await;
         }
         ops::settled(&t.svc, Duration::from_secs(2)).await;
         let before: Vec<Membership> = (0..5)
-            .map(|s| ops::membership_of(&t.svc, s).expect("alive"))
+            .map(|s| ops::membership_of(&t.svc, NodeId::new(s)).expect("alive"))
             .collect();
         let snapshotted = (0..5).any(|s| {
-            raft(&t, s, |r| {
-                r.log().snapshot_membership().is_some_and(|m| m.is_voter(3))
+            raft(&t, NodeId::new(s), |r| {
+                r.log()
+                    .snapshot_membership()
+                    .is_some_and(|m| m.is_voter(NodeId::new(3)))
             })
             .unwrap_or(false)
         });
@@ -537,23 +547,23 @@ pub fn membership_survives_restart(seed: u64) -> u64 {
             "no snapshot holds a membership with 3 as a voter"
         );
         for s in 0..5 {
-            t.svc.crash(s);
+            t.svc.crash(NodeId::new(s));
         }
         for s in 0..5 {
-            t.svc.restart(s);
+            t.svc.restart(NodeId::new(s));
         }
         for (s, m) in before.iter().enumerate() {
-            let after = ops::membership_of(&t.svc, s).expect("restarted");
+            let after = ops::membership_of(&t.svc, NodeId::from_index(s)).expect("restarted");
             assert_eq!(&after, m, "server {s} restarted with another membership");
         }
         let l = await_leader(&t).await;
         assert!(
-            final_m.is_voter(l as u64),
+            final_m.is_voter(l),
             "{l} leads but is no voter of {final_m:?}"
         );
         ck.put("b", "after restart").await;
         let term = raft(&t, l, |r| r.term()).expect("alive");
-        t.svc.restart(0);
+        t.svc.restart(NodeId::new(0));
         t.svc.sleep(Duration::from_secs(2)).await;
         assert_eq!(
             ops::leader(&t.svc),
@@ -582,13 +592,16 @@ pub fn replace_crashed_node(seed: u64) -> u64 {
         let t = t2;
         let load = Load::start(&t, 5);
         t.svc.sleep(Duration::from_secs(1)).await;
-        let dead = t.svc.rand(3) as NodeId;
+        let dead = NodeId::new(t.svc.rand(3));
         t.svc.crash(dead);
-        ops::change(&t.svc, add(3), CHANGE_DEADLINE).await;
-        ops::change(&t.svc, promote(3), CHANGE_DEADLINE).await;
-        let change = MembershipChange::Remove { id: dead as u64 };
+        ops::change(&t.svc, add(NodeId::new(3)), CHANGE_DEADLINE).await;
+        ops::change(&t.svc, promote(NodeId::new(3)), CHANGE_DEADLINE).await;
+        let change = MembershipChange::Remove { id: dead };
         let m = ops::change(&t.svc, change, CHANGE_DEADLINE).await;
-        let live: Vec<NodeId> = (0..4).filter(|&s| s != dead).collect();
+        let live: Vec<NodeId> = (0..4)
+            .map(NodeId::from_index)
+            .filter(|&s| s != dead)
+            .collect();
         assert_eq!(m.voters, ids(live.clone()), "{m:?}");
         let acked = load.acked();
         t.svc.sleep(Duration::from_secs(2)).await;

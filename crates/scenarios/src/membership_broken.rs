@@ -87,7 +87,7 @@ async fn wait_until(
 /// committed) and commits it.
 async fn add_learner(c: &RaftTester, l: NodeId, id: NodeId) {
     let change = MembershipChange::AddLearner {
-        id: id as u64,
+        id,
         addr: String::new(),
     };
     let t0 = c.rt.now();
@@ -134,23 +134,23 @@ pub fn concurrent_promotions(seed: u64, sabotage: bool, single_change: bool) -> 
     let violation = run_script(&t, async move {
         c.one(int_cmd(1), 3, true).await;
         let a = c.check_one_leader().await;
-        let others: Vec<NodeId> = (0..3).filter(|&i| i != a).collect();
+        let others: Vec<NodeId> = (0..3).map(NodeId::from_index).filter(|&i| i != a).collect();
         for id in [3, 4] {
-            add_learner(&c, a, id).await;
+            add_learner(&c, a, NodeId::new(id)).await;
         }
         c.one(int_cmd(2), 5, true).await;
-        c.partition(&[vec![a, 3, 4], others.clone()]);
-        let first = c.propose_membership(a, MembershipChange::Promote { id: 3 });
+        c.partition(&[vec![a, NodeId::new(3), NodeId::new(4)], others.clone()]);
+        let first = c.propose_membership(a, MembershipChange::Promote { id: NodeId::new(3) });
         assert!(
             matches!(first, Some(Ok(_))),
             "the first promotion: {first:?}"
         );
-        let second = c.propose_membership(a, MembershipChange::Promote { id: 4 });
+        let second = c.propose_membership(a, MembershipChange::Promote { id: NodeId::new(4) });
         *r.borrow_mut() = second.expect("alive").err();
         for k in 0..60u64 {
             for p in [a, others[0], others[1]] {
                 if c.get_state(p).is_some_and(|(_, leads)| leads) {
-                    c.start(p, int_cmd(1000 + 10 * k + p as u64));
+                    c.start(p, int_cmd(1000 + 10 * k + p.get()));
                 }
             }
             c.sleep(Duration::from_millis(50)).await;
@@ -158,8 +158,8 @@ pub fn concurrent_promotions(seed: u64, sabotage: bool, single_change: bool) -> 
         c.heal_all();
         c.one(int_cmd(3), 5, true).await;
         let same = || {
-            let m0 = c.with_raft(0, |r| r.membership().clone());
-            (1..5).all(|i| c.with_raft(i, |r| r.membership().clone()) == m0)
+            let m0 = c.with_raft(NodeId::new(0), |r| r.membership().clone());
+            (1..5).all(|i| c.with_raft(NodeId::new(i), |r| r.membership().clone()) == m0)
         };
         let limit = Duration::from_secs(2);
         wait_until(&c, Duration::from_millis(10), limit, "one membership", same).await;
@@ -180,8 +180,7 @@ async fn two_votes(c: &RaftTester, group: &[NodeId]) -> (NodeId, NodeId) {
             };
             let voters: Vec<NodeId> = group.iter().copied().filter(|&u| u != q).collect();
             let granted = voters.iter().all(|&u| {
-                c.with_raft(u, |r| r.term() == term && r.voted_for() == Some(q as u64))
-                    == Some(true)
+                c.with_raft(u, |r| r.term() == term && r.voted_for() == Some(q)) == Some(true)
             });
             if granted {
                 assert_eq!(c.get_state(q), Some((term, false)), "{q} already leads");
@@ -220,7 +219,7 @@ pub fn change_before_term_commit(seed: u64, sabotage: bool) -> BrokenOutcome {
     let refused = Rc::new(RefCell::new(None));
     let (c, r) = (t.clone(), refused.clone());
     let violation = run_script(&t, async move {
-        let (s5, s6) = (4, 5);
+        let (s5, s6) = (NodeId::new(4), NodeId::new(5));
         let ms = Duration::from_millis;
         c.one(int_cmd(1), 4, true).await;
         let a = c.check_one_leader().await;
@@ -229,10 +228,10 @@ pub fn change_before_term_commit(seed: u64, sabotage: bool) -> BrokenOutcome {
         }
         c.one(int_cmd(2), 6, true).await;
         // 1. C5 reaches S5 only.
-        let bcd: Vec<NodeId> = (0..4).filter(|&i| i != a).collect();
+        let bcd: Vec<NodeId> = (0..4).map(NodeId::from_index).filter(|&i| i != a).collect();
         let rest: Vec<NodeId> = bcd.iter().copied().chain([s6]).collect();
         c.partition(&[vec![a, s5], rest.clone()]);
-        let promote = MembershipChange::Promote { id: s5 as u64 };
+        let promote = MembershipChange::Promote { id: s5 };
         let (k, _) = (c.propose_membership(a, promote).expect("alive"))
             .expect("the leader promotes its caught-up learner");
         let at_s5 = || c.with_raft(s5, |r| r.log().last_index() >= k) == Some(true);
@@ -246,7 +245,7 @@ pub fn change_before_term_commit(seed: u64, sabotage: bool) -> BrokenOutcome {
         let leads = || c.get_state(q).is_some_and(|(_, l)| l);
         wait_until(&c, ms(1), ms(500), "q leads", leads).await;
         // 3. q promotes S6 at once, retrying while S6's progress is unknown.
-        let promote = MembershipChange::Promote { id: s6 as u64 };
+        let promote = MembershipChange::Promote { id: s6 };
         let t0 = c.rt.now();
         let accepted = loop {
             match c.propose_membership(q, promote.clone()).expect("alive") {

@@ -110,26 +110,34 @@ fn draw_action(
     slots: usize,
     rand: &mut dyn FnMut(u64) -> u64,
 ) -> Option<Action> {
-    let members: Vec<NodeId> = m.members().into_iter().map(|i| i as NodeId).collect();
-    let learners: Vec<NodeId> = m.learners.iter().map(|&i| i as NodeId).collect();
-    let voters: Vec<NodeId> = (m.voters.iter().map(|&i| i as NodeId))
-        .filter(|&v| v != l)
-        .collect();
+    let members: Vec<NodeId> = m.members().into_iter().collect();
+    let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+    let voters: Vec<NodeId> = (m.voters.iter().copied()).filter(|&v| v != l).collect();
     let action = match rand(10) {
         0..=2 => {
-            let outside = (0..slots).filter(|s| !members.contains(s)).collect();
-            let id = pick(outside, &mut *rand)? as u64;
+            let outside = (0..slots)
+                .map(NodeId::from_index)
+                .filter(|s| !members.contains(s))
+                .collect();
+            let id = (pick(outside, &mut *rand)?).get();
             let addr = format!("sim-{id}");
-            Action::Change(MembershipChange::AddLearner { id, addr })
+            Action::Change(MembershipChange::AddLearner {
+                id: NodeId::new(id),
+                addr,
+            })
         }
         3..=5 => {
-            let id = pick(learners, &mut *rand)? as u64;
-            Action::Change(MembershipChange::Promote { id })
+            let id = (pick(learners, &mut *rand)?).get();
+            Action::Change(MembershipChange::Promote {
+                id: NodeId::new(id),
+            })
         }
         6..=7 => {
             let others = members.into_iter().filter(|&s| s != l).collect();
-            let id = pick(others, &mut *rand)? as u64;
-            Action::Change(MembershipChange::Remove { id })
+            let id = (pick(others, &mut *rand)?).get();
+            Action::Change(MembershipChange::Remove {
+                id: NodeId::new(id),
+            })
         }
         _ => Action::Transfer(pick(voters, &mut *rand)?),
     };
@@ -170,7 +178,7 @@ fn check_every_step(t: &RaftTester, checker: Rc<RefCell<SafetyChecker>>) {
     t.set_step_check(Box::new(move |sim| {
         for (i, last) in seen.iter_mut().enumerate().filter(|_| trace) {
             let now = sim
-                .process(i)
+                .process(NodeId::from_index(i))
                 .map_or("down".to_owned(), |p| peer_line(p.raft()));
             if *last != now {
                 eprintln!("{:>10.3} peer {i}: {now}", sim.now().as_secs_f64());
@@ -288,7 +296,7 @@ async fn raft_operator(c: Rc<RaftTester>, stop: Rc<Cell<bool>>, stats: Rc<RefCel
 fn retire_non_members(c: &RaftTester) {
     let views: Vec<(u64, bool, Membership)> = (0..c.n())
         .filter_map(|i| {
-            c.with_raft(i, |r| {
+            c.with_raft(NodeId::from_index(i), |r| {
                 let index = r.membership_index();
                 (index, index <= r.commit_index(), r.membership().clone())
             })
@@ -299,11 +307,14 @@ fn retire_non_members(c: &RaftTester) {
         .map(|(index, _, _)| *index)
         .max()
         .unwrap_or(0);
-    let keep: BTreeSet<u64> = (views.iter())
+    let keep: BTreeSet<NodeId> = (views.iter())
         .filter(|(index, _, _)| *index >= committed)
         .flat_map(|(_, _, m)| m.members())
         .collect();
-    for i in (0..c.n()).filter(|&i| !keep.contains(&(i as u64))) {
+    for i in (0..c.n())
+        .map(NodeId::from_index)
+        .filter(|i| !keep.contains(i))
+    {
         c.crash1(i);
     }
 }
@@ -312,8 +323,8 @@ fn retire_non_members(c: &RaftTester) {
 async fn agree_on_membership(c: &RaftTester, m: &Membership) {
     let t0 = c.rt.now();
     loop {
-        let views: Vec<(u64, Option<Membership>)> = (m.members().into_iter())
-            .map(|i| (i, c.with_raft(i as NodeId, |r| r.membership().clone())))
+        let views: Vec<(NodeId, Option<Membership>)> = (m.members().into_iter())
+            .map(|i| (i, c.with_raft(i, |r| r.membership().clone())))
             .collect();
         if views.iter().all(|(_, v)| v.as_ref() == Some(m)) {
             return;
@@ -430,13 +441,13 @@ async fn kv_operator(
             continue;
         };
         let to = if t.svc.rand(4) == 0 {
-            t.svc.rand(slots as u64) as NodeId
+            NodeId::new(t.svc.rand(slots as u64))
         } else {
             l
         };
         let op = match action {
             Action::Change(change) => AdminOp::Change(change),
-            Action::Transfer(v) => AdminOp::TransferLeader { to: v as u64 },
+            Action::Transfer(v) => AdminOp::TransferLeader { to: v },
         };
         let trace = tracing();
         if trace {
@@ -468,10 +479,10 @@ async fn kv_operator(
 /// Whether crashing `s` leaves a majority of voters alive in every live server's membership.
 fn may_crash(t: &Tester, s: NodeId) -> bool {
     (0..t.svc.n())
-        .filter_map(|i| ops::membership_of(&t.svc, i))
+        .filter_map(|i| ops::membership_of(&t.svc, NodeId::from_index(i)))
         .all(|m| {
             let alive = (m.voters.iter())
-                .filter(|&&v| v as NodeId != s && t.svc.is_alive(v as NodeId))
+                .filter(|&&v| v != s && t.svc.is_alive(v))
                 .count();
             m.voters.is_empty() || alive > m.voters.len() / 2
         })

@@ -1,5 +1,6 @@
 //! Lab 3A: leader election.
 
+use flotilla_raft::NodeId;
 use flotilla_testkit::raft_tester::{RaftTester, ELECTION_TIMEOUT};
 use std::time::Duration;
 
@@ -36,10 +37,10 @@ pub fn re_election(seed: u64) -> u64 {
         c.connect(leader1);
         let leader2 = c.check_one_leader().await;
         c.disconnect(leader2);
-        c.disconnect((leader2 + 1) % n);
+        c.disconnect(NodeId::from_index((leader2.index() + 1) % n));
         c.sleep(2 * ELECTION_TIMEOUT).await;
         c.check_no_leader();
-        c.connect((leader2 + 1) % n);
+        c.connect(NodeId::from_index((leader2.index() + 1) % n));
         c.check_one_leader().await;
         c.connect(leader2);
         c.check_one_leader().await;
@@ -58,12 +59,12 @@ pub fn many_elections(seed: u64) -> u64 {
         for _ in 1..10 {
             let picks: Vec<usize> = (0..3).map(|_| c.rand(n as u64) as usize).collect();
             for &i in &picks {
-                c.disconnect(i);
+                c.disconnect(NodeId::from_index(i));
             }
             // Either the current leader survived or 4+ peers elect a new one.
             c.check_one_leader().await;
             for &i in &picks {
-                c.connect(i);
+                c.connect(NodeId::from_index(i));
             }
         }
         c.check_one_leader().await;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use flotilla_raft::NodeId;
 use flotilla_testkit::raft_tester::{as_int, int_cmd, RaftTester, ELECTION_TIMEOUT};
 
 /// TestBasicAgree3B: nothing is committed before Start; commands land at indices 1, 2, 3.
@@ -55,13 +56,13 @@ pub fn follower_failure(seed: u64) -> u64 {
     t.run(async move {
         c.one(int_cmd(101), n, false).await;
         let leader1 = c.check_one_leader().await;
-        c.disconnect((leader1 + 1) % n);
+        c.disconnect(NodeId::from_index((leader1.index() + 1) % n));
         c.one(int_cmd(102), n - 1, false).await;
         c.sleep(ELECTION_TIMEOUT).await;
         c.one(int_cmd(103), n - 1, false).await;
         let leader2 = c.check_one_leader().await;
-        c.disconnect((leader2 + 1) % n);
-        c.disconnect((leader2 + 2) % n);
+        c.disconnect(NodeId::from_index((leader2.index() + 1) % n));
+        c.disconnect(NodeId::from_index((leader2.index() + 2) % n));
         let (index, _, ok) = c.start(leader2, int_cmd(104)).expect("leader is alive");
         assert!(ok, "leader rejected Start()");
         assert_eq!(index, 4, "expected index 4, got {index}");
@@ -88,7 +89,7 @@ pub fn leader_failure(seed: u64) -> u64 {
         let leader2 = c.check_one_leader().await;
         c.disconnect(leader2);
         for i in 0..n {
-            c.start(i, int_cmd(104));
+            c.start(NodeId::from_index(i), int_cmd(104));
         }
         c.sleep(2 * ELECTION_TIMEOUT).await;
         let (nd, _) = c.n_committed(4);
@@ -105,13 +106,13 @@ pub fn fail_agree(seed: u64) -> u64 {
     t.run(async move {
         c.one(int_cmd(101), n, false).await;
         let leader = c.check_one_leader().await;
-        c.disconnect((leader + 1) % n);
+        c.disconnect(NodeId::from_index((leader.index() + 1) % n));
         c.one(int_cmd(102), n - 1, false).await;
         c.one(int_cmd(103), n - 1, false).await;
         c.sleep(ELECTION_TIMEOUT).await;
         c.one(int_cmd(104), n - 1, false).await;
         c.one(int_cmd(105), n - 1, false).await;
-        c.connect((leader + 1) % n);
+        c.connect(NodeId::from_index((leader.index() + 1) % n));
         c.one(int_cmd(106), n, true).await;
         c.sleep(ELECTION_TIMEOUT).await;
         c.one(int_cmd(107), n, true).await;
@@ -129,7 +130,7 @@ pub fn fail_no_agree(seed: u64) -> u64 {
         c.one(int_cmd(10), n, false).await;
         let leader = c.check_one_leader().await;
         for k in 1..=3 {
-            c.disconnect((leader + k) % n);
+            c.disconnect(NodeId::from_index((leader.index() + k) % n));
         }
         let (index, _, ok) = c.start(leader, int_cmd(20)).expect("leader is alive");
         assert!(ok, "leader rejected Start()");
@@ -138,7 +139,7 @@ pub fn fail_no_agree(seed: u64) -> u64 {
         let (nd, _) = c.n_committed(index);
         assert_eq!(nd, 0, "{nd} committed but no majority");
         for k in 1..=3 {
-            c.connect((leader + k) % n);
+            c.connect(NodeId::from_index((leader.index() + k) % n));
         }
         // The disconnected majority may have chosen a leader from among their own ranks,
         // forgetting index 2.
@@ -180,7 +181,10 @@ pub fn concurrent_starts(seed: u64) -> u64 {
             for h in handles {
                 indices.extend(h.await);
             }
-            if (0..n).any(|j| c.get_state(j).is_some_and(|(tj, _)| tj != term)) {
+            if (0..n).any(|j| {
+                c.get_state(NodeId::from_index(j))
+                    .is_some_and(|(tj, _)| tj != term)
+            }) {
                 continue; // term changed: try again
             }
             let mut cmds = Vec::new();
@@ -247,7 +251,7 @@ pub fn backup(seed: u64) -> u64 {
         // Put the leader and one follower in a partition.
         let leader1 = c.check_one_leader().await;
         for k in 2..=4 {
-            c.disconnect((leader1 + k) % n);
+            c.disconnect(NodeId::from_index((leader1.index() + k) % n));
         }
         // Submit lots of commands that won't commit.
         for _ in 0..50 {
@@ -255,19 +259,19 @@ pub fn backup(seed: u64) -> u64 {
         }
         c.sleep(ELECTION_TIMEOUT / 2).await;
         c.disconnect(leader1);
-        c.disconnect((leader1 + 1) % n);
+        c.disconnect(NodeId::from_index((leader1.index() + 1) % n));
         // Allow the other partition to recover.
         for k in 2..=4 {
-            c.connect((leader1 + k) % n);
+            c.connect(NodeId::from_index((leader1.index() + k) % n));
         }
         for _ in 0..50 {
             c.one(c.rand_cmd(), 3, true).await;
         }
         // Now another partitioned leader and one follower.
         let leader2 = c.check_one_leader().await;
-        let mut other = (leader1 + 2) % n;
+        let mut other = NodeId::from_index((leader1.index() + 2) % n);
         if leader2 == other {
-            other = (leader2 + 1) % n;
+            other = NodeId::from_index((leader2.index() + 1) % n);
         }
         c.disconnect(other);
         // Lots more commands that won't commit.
@@ -277,16 +281,16 @@ pub fn backup(seed: u64) -> u64 {
         c.sleep(ELECTION_TIMEOUT / 2).await;
         // Bring the original leader back to life.
         for i in 0..n {
-            c.disconnect(i);
+            c.disconnect(NodeId::from_index(i));
         }
         c.connect(leader1);
-        c.connect((leader1 + 1) % n);
+        c.connect(NodeId::from_index((leader1.index() + 1) % n));
         c.connect(other);
         for _ in 0..50 {
             c.one(c.rand_cmd(), 3, true).await;
         }
         for i in 0..n {
-            c.connect(i);
+            c.connect(NodeId::from_index(i));
         }
         c.one(c.rand_cmd(), n, true).await;
     });
@@ -300,7 +304,11 @@ pub fn count(seed: u64) -> u64 {
     let t = RaftTester::new(n, false, false, seed);
     let c = t.clone();
     t.run(async move {
-        let rpcs = || (0..n).map(|j| c.rpc_count(j)).sum::<u64>();
+        let rpcs = || {
+            (0..n)
+                .map(|j| c.rpc_count(NodeId::from_index(j)))
+                .sum::<u64>()
+        };
         c.check_one_leader().await;
         let total1 = rpcs();
         assert!(
@@ -344,7 +352,10 @@ pub fn count(seed: u64) -> u64 {
                     }
                 }
             }
-            if (0..n).any(|j| c.get_state(j).is_some_and(|(tj, _)| tj != term)) {
+            if (0..n).any(|j| {
+                c.get_state(NodeId::from_index(j))
+                    .is_some_and(|(tj, _)| tj != term)
+            }) {
                 continue;
             }
             total2 = rpcs();

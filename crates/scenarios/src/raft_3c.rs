@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_raft::NodeId;
 use flotilla_testkit::raft_tester::{as_int, int_cmd, RaftTester, ELECTION_TIMEOUT};
 
 /// TestPersist13C: state survives restarting all peers, the leader, and a follower.
@@ -15,11 +16,11 @@ pub fn persist1(seed: u64) -> u64 {
         c.one(int_cmd(11), n, true).await;
         // Crash and re-start all.
         for i in 0..n {
-            c.start1(i);
+            c.start1(NodeId::from_index(i));
         }
         for i in 0..n {
-            c.disconnect(i);
-            c.connect(i);
+            c.disconnect(NodeId::from_index(i));
+            c.connect(NodeId::from_index(i));
         }
         c.one(int_cmd(12), n, true).await;
         let leader1 = c.check_one_leader().await;
@@ -33,7 +34,7 @@ pub fn persist1(seed: u64) -> u64 {
         c.start1(leader2);
         c.connect(leader2);
         c.wait(4, n, None).await; // wait for leader2 to join before killing i3
-        let i3 = (c.check_one_leader().await + 1) % n;
+        let i3 = NodeId::from_index((c.check_one_leader().await.index() + 1) % n);
         c.disconnect(i3);
         c.one(int_cmd(15), n - 1, true).await;
         c.start1(i3);
@@ -54,23 +55,23 @@ pub fn persist2(seed: u64) -> u64 {
             c.one(int_cmd(10 + index), n, true).await;
             index += 1;
             let leader1 = c.check_one_leader().await;
-            c.disconnect((leader1 + 1) % n);
-            c.disconnect((leader1 + 2) % n);
+            c.disconnect(NodeId::from_index((leader1.index() + 1) % n));
+            c.disconnect(NodeId::from_index((leader1.index() + 2) % n));
             c.one(int_cmd(10 + index), n - 2, true).await;
             index += 1;
             c.disconnect(leader1);
-            c.disconnect((leader1 + 3) % n);
-            c.disconnect((leader1 + 4) % n);
-            c.start1((leader1 + 1) % n);
-            c.start1((leader1 + 2) % n);
-            c.connect((leader1 + 1) % n);
-            c.connect((leader1 + 2) % n);
+            c.disconnect(NodeId::from_index((leader1.index() + 3) % n));
+            c.disconnect(NodeId::from_index((leader1.index() + 4) % n));
+            c.start1(NodeId::from_index((leader1.index() + 1) % n));
+            c.start1(NodeId::from_index((leader1.index() + 2) % n));
+            c.connect(NodeId::from_index((leader1.index() + 1) % n));
+            c.connect(NodeId::from_index((leader1.index() + 2) % n));
             c.sleep(ELECTION_TIMEOUT).await;
-            c.start1((leader1 + 3) % n);
-            c.connect((leader1 + 3) % n);
+            c.start1(NodeId::from_index((leader1.index() + 3) % n));
+            c.connect(NodeId::from_index((leader1.index() + 3) % n));
             c.one(int_cmd(10 + index), n - 2, true).await;
             index += 1;
-            c.connect((leader1 + 4) % n);
+            c.connect(NodeId::from_index((leader1.index() + 4) % n));
             c.connect(leader1);
         }
         c.one(int_cmd(1000), n, true).await;
@@ -86,16 +87,16 @@ pub fn persist3(seed: u64) -> u64 {
     t.run(async move {
         c.one(int_cmd(101), 3, true).await;
         let leader = c.check_one_leader().await;
-        c.disconnect((leader + 2) % n);
+        c.disconnect(NodeId::from_index((leader.index() + 2) % n));
         c.one(int_cmd(102), 2, true).await;
         c.crash1(leader);
-        c.crash1((leader + 1) % n);
-        c.connect((leader + 2) % n);
+        c.crash1(NodeId::from_index((leader.index() + 1) % n));
+        c.connect(NodeId::from_index((leader.index() + 2) % n));
         c.start1(leader);
         c.connect(leader);
         c.one(int_cmd(103), 2, true).await;
-        c.start1((leader + 1) % n);
-        c.connect((leader + 1) % n);
+        c.start1(NodeId::from_index((leader.index() + 1) % n));
+        c.connect(NodeId::from_index((leader.index() + 1) % n));
         c.one(int_cmd(104), n, true).await;
     });
     t.trace_hash()
@@ -124,28 +125,28 @@ pub fn figure8(seed: u64) -> u64 {
         for _ in 0..1000 {
             let mut leader = None;
             for i in 0..n {
-                if let Some((_, _, true)) = c.start(i, c.rand_cmd()) {
+                if let Some((_, _, true)) = c.start(NodeId::from_index(i), c.rand_cmd()) {
                     leader = Some(i);
                 }
             }
             figure8_pause(&c).await;
             if let Some(l) = leader {
-                c.crash1(l);
+                c.crash1(NodeId::from_index(l));
                 nup -= 1;
             }
             if nup < 3 {
                 let s = c.rand(n as u64) as usize;
-                if !c.is_alive(s) {
-                    c.start1(s);
-                    c.connect(s);
+                if !c.is_alive(NodeId::from_index(s)) {
+                    c.start1(NodeId::from_index(s));
+                    c.connect(NodeId::from_index(s));
                     nup += 1;
                 }
             }
         }
         for i in 0..n {
-            if !c.is_alive(i) {
-                c.start1(i);
-                c.connect(i);
+            if !c.is_alive(NodeId::from_index(i)) {
+                c.start1(NodeId::from_index(i));
+                c.connect(NodeId::from_index(i));
             }
         }
         c.one(c.rand_cmd(), n, true).await;
@@ -194,8 +195,8 @@ pub fn figure8_unreliable(seed: u64) -> u64 {
             }
             let mut leader = None;
             for i in 0..n {
-                if let Some((_, _, true)) = c.start(i, int_cmd(c.rand(10000))) {
-                    if c.is_connected(i) {
+                if let Some((_, _, true)) = c.start(NodeId::from_index(i), int_cmd(c.rand(10000))) {
+                    if c.is_connected(NodeId::from_index(i)) {
                         leader = Some(i);
                     }
                 }
@@ -203,21 +204,21 @@ pub fn figure8_unreliable(seed: u64) -> u64 {
             figure8_pause(&c).await;
             if let Some(l) = leader {
                 if c.rand(1000) < ELECTION_TIMEOUT.as_millis() as u64 / 2 {
-                    c.disconnect(l);
+                    c.disconnect(NodeId::from_index(l));
                     nup -= 1;
                 }
             }
             if nup < 3 {
                 let s = c.rand(n as u64) as usize;
-                if !c.is_connected(s) {
-                    c.connect(s);
+                if !c.is_connected(NodeId::from_index(s)) {
+                    c.connect(NodeId::from_index(s));
                     nup += 1;
                 }
             }
         }
         for i in 0..n {
-            if !c.is_connected(i) {
-                c.connect(i);
+            if !c.is_connected(NodeId::from_index(i)) {
+                c.connect(NodeId::from_index(i));
             }
         }
         c.one(int_cmd(c.rand(10000)), n, true).await;
@@ -233,7 +234,7 @@ async fn churn_client(c: Rc<RaftTester>, me: u64, stop: Rc<Cell<bool>>) -> Vec<u
         let x = c.rand(1 << 62);
         let mut index = None;
         for i in 0..c.n() {
-            if let Some((index1, _, true)) = c.start(i, int_cmd(x)) {
+            if let Some((index1, _, true)) = c.start(NodeId::from_index(i), int_cmd(x)) {
                 index = Some(index1);
             }
         }
@@ -272,16 +273,16 @@ fn churn(seed: u64, unreliable: bool) -> u64 {
             .collect();
         for _ in 0..20 {
             if c.rand(1000) < 200 {
-                c.disconnect(c.rand(n as u64) as usize);
+                c.disconnect(NodeId::from_index(c.rand(n as u64) as usize));
             }
             if c.rand(1000) < 500 {
                 let i = c.rand(n as u64) as usize;
-                c.revive(i);
+                c.revive(NodeId::from_index(i));
             }
             if c.rand(1000) < 200 {
                 let i = c.rand(n as u64) as usize;
-                if c.is_alive(i) {
-                    c.crash1(i);
+                if c.is_alive(NodeId::from_index(i)) {
+                    c.crash1(NodeId::from_index(i));
                 }
             }
             // Smaller than the election timeout, but not hugely smaller.

@@ -1,5 +1,6 @@
 //! Lab 3D: snapshots and log compaction.
 
+use flotilla_raft::NodeId;
 use flotilla_testkit::raft_tester::{RaftTester, SNAPSHOT_INTERVAL};
 
 /// The labs' MAXLOGSIZE: the persisted Raft state must stay below this with snapshots on.
@@ -16,9 +17,9 @@ fn snapcommon(seed: u64, disconnect: bool, reliable: bool, crash: bool) -> u64 {
         c.one(c.rand_cmd(), n, true).await;
         let mut leader1 = c.check_one_leader().await;
         for i in 0..30 {
-            let (mut victim, mut sender) = ((leader1 + 1) % n, leader1);
+            let (mut victim, mut sender) = (NodeId::from_index((leader1.index() + 1) % n), leader1);
             if i % 3 == 1 {
-                sender = (leader1 + 1) % n;
+                sender = NodeId::from_index((leader1.index() + 1) % n);
                 victim = leader1;
             }
             if disconnect {
@@ -102,11 +103,11 @@ pub fn snapshot_all_crash(seed: u64) -> u64 {
             }
             let index1 = c.one(c.rand_cmd(), n, true).await;
             for i in 0..n {
-                c.crash1(i);
+                c.crash1(NodeId::from_index(i));
             }
             for i in 0..n {
-                c.start1(i);
-                c.connect(i);
+                c.start1(NodeId::from_index(i));
+                c.connect(NodeId::from_index(i));
             }
             let index2 = c.one(c.rand_cmd(), n, true).await;
             assert!(index2 > index1, "index decreased from {index1} to {index2}");

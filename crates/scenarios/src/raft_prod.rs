@@ -10,6 +10,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_raft::NodeId;
 use flotilla_raft::{Config, Sabotage};
 use flotilla_testkit::raft_tester::{int_cmd, RaftTester, ELECTION_TIMEOUT, TICK};
 
@@ -98,12 +99,12 @@ async fn settled_leader(c: &RaftTester) -> (usize, u64) {
     c.one(int_cmd(1), c.n(), true).await;
     let leader = c.check_one_leader().await;
     let term = c.check_terms();
-    (leader, term)
+    (leader.index(), term)
 }
 
 fn max_term(c: &RaftTester, peers: impl Iterator<Item = usize>) -> u64 {
     peers
-        .filter_map(|i| c.get_state(i).map(|(t, _)| t))
+        .filter_map(|i| c.get_state(NodeId::from_index(i)).map(|(t, _)| t))
         .max()
         .expect("a live peer")
 }
@@ -118,14 +119,16 @@ pub fn rejoining_follower(seed: u64, f: Features) -> Disruption {
     t.run(async move {
         let (leader, term_before) = settled_leader(&c).await;
         let follower = (leader + 1) % n;
-        c.disconnect(follower);
+        c.disconnect(NodeId::from_index(follower));
         c.sleep(CUT_OFF).await;
-        c.connect(follower);
+        c.connect(NodeId::from_index(follower));
         c.sleep(2 * ELECTION_TIMEOUT).await;
         Disruption {
             leader,
             term_before,
-            leader_after: c.get_state(leader).expect("leader alive"),
+            leader_after: c
+                .get_state(NodeId::from_index(leader))
+                .expect("leader alive"),
             term_after: max_term(&c, 0..n),
         }
     })
@@ -144,12 +147,18 @@ pub fn follower_cut_from_leader(seed: u64, f: Features) -> Disruption {
     t.run(async move {
         let (leader, term_before) = settled_leader(&c).await;
         let follower = (leader + 1) % n;
-        c.set_link(leader, follower, false);
+        c.set_link(
+            NodeId::from_index(leader),
+            NodeId::from_index(follower),
+            false,
+        );
         c.sleep(CUT_OFF).await;
         Disruption {
             leader,
             term_before,
-            leader_after: c.get_state(leader).expect("leader alive"),
+            leader_after: c
+                .get_state(NodeId::from_index(leader))
+                .expect("leader alive"),
             term_after: max_term(&c, (0..n).filter(|&i| i != follower)),
         }
     })
@@ -165,14 +174,21 @@ pub fn isolated_leader_steps_down(seed: u64, n: usize, f: Features) -> Option<Du
     let c = t.clone();
     t.run(async move {
         let (leader, term) = settled_leader(&c).await;
-        let minority: Vec<usize> = (0..(n - 1) / 2).map(|k| (leader + k) % n).collect();
-        let majority: Vec<usize> = (0..n).filter(|i| !minority.contains(i)).collect();
+        let minority: Vec<NodeId> = (0..(n - 1) / 2)
+            .map(|k| NodeId::from_index((leader + k) % n))
+            .collect();
+        let majority: Vec<NodeId> = (0..n)
+            .map(NodeId::from_index)
+            .filter(|i| !minority.contains(i))
+            .collect();
         c.partition(&[minority, majority.clone()]);
         let t0 = c.rt.now();
         let mut led_for = None;
         while c.rt.now() - t0 < CUT_OFF {
             c.sleep(TICK).await;
-            let (t, is_leader) = c.get_state(leader).expect("leader alive");
+            let (t, is_leader) = c
+                .get_state(NodeId::from_index(leader))
+                .expect("leader alive");
             if !is_leader {
                 assert_eq!(t, term, "the cut-off leader was deposed by a higher term");
                 led_for = Some(c.rt.now() - t0);
@@ -184,7 +200,7 @@ pub fn isolated_leader_steps_down(seed: u64, n: usize, f: Features) -> Option<Du
             assert!(majority.contains(&new), "leader {new} is in the minority");
             c.one(int_cmd(2), majority.len(), true).await;
             for i in 0..n {
-                c.connect(i);
+                c.connect(NodeId::from_index(i));
             }
             c.one(int_cmd(3), n, true).await;
         }
@@ -205,7 +221,8 @@ pub fn leader_failover(seed: u64, f: Features) -> u64 {
         c.one(int_cmd(1), n, true).await;
         for round in 0..8u64 {
             let leader = c.check_one_leader().await;
-            let other = (leader + 1 + c.rand(n as u64 - 1) as usize) % n;
+            let other =
+                NodeId::from_index((leader.index() + 1 + c.rand(n as u64 - 1) as usize) % n);
             match c.rand(3) {
                 0 => c.crash1(leader),
                 1 => c.disconnect(leader),
@@ -219,7 +236,9 @@ pub fn leader_failover(seed: u64, f: Features) -> u64 {
                 new, leader,
                 "round {round}: the cut-off leader still counts"
             );
-            let up = (0..n).filter(|&i| c.is_connected(i)).count();
+            let up = (0..n)
+                .filter(|&i| c.is_connected(NodeId::from_index(i)))
+                .count();
             c.one(int_cmd(10 + round), up, true).await;
             c.heal_all();
             c.one(int_cmd(100 + round), n, true).await;
@@ -274,7 +293,7 @@ pub fn leader_transfer_under_load(
         for _ in 0..rounds {
             let old = c.check_one_leader().await;
             let (term_before, _) = c.get_state(old).expect("leader alive");
-            let target = (old + 1 + c.rand(n as u64 - 1) as usize) % n;
+            let target = NodeId::from_index((old.index() + 1 + c.rand(n as u64 - 1) as usize) % n);
             for _ in 0..5 {
                 c.start(old, next_cmd());
             }
@@ -288,7 +307,7 @@ pub fn leader_transfer_under_load(
                     led_after = Some(c.rt.now() - t0);
                     break;
                 }
-                for i in 0..n {
+                for i in (0..n).map(NodeId::from_index) {
                     match c.start(i, next_cmd()) {
                         Some((_, _, true)) => break,
                         _ if i == old && c.get_state(old) == Some((term_before, true)) => {
@@ -300,8 +319,8 @@ pub fn leader_transfer_under_load(
                 c.sleep(TICK).await;
             }
             out.push(TransferRound {
-                old,
-                target,
+                old: old.index(),
+                target: target.index(),
                 term_before,
                 led_after,
                 refused,
@@ -310,7 +329,7 @@ pub fn leader_transfer_under_load(
                 break;
             }
             let t1 = c.rt.now();
-            while c.with_raft(old, |r| r.leader()) != Some(Some(target as u64)) {
+            while c.with_raft(old, |r| r.leader()) != Some(Some(target)) {
                 assert!(
                     c.rt.now() - t1 <= TRANSFER_BOUND,
                     "the old leader {old} does not follow {target}"

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use flotilla_raft::Config;
+use flotilla_raft::NodeId;
 use flotilla_testkit::raft_tester::RaftTester;
 use flotilla_testkit::SafetyChecker;
 
@@ -97,35 +98,38 @@ pub fn snapshot_chunks(probe: &RaftTester) -> (usize, usize) {
 /// Applies one random fault; returns 1 if it did anything.
 fn inject_fault(c: &RaftTester, n: usize) -> usize {
     let i = c.rand(n as u64) as usize;
-    let leader = (0..n).find(|&k| c.get_state(k).is_some_and(|(_, l)| l) && c.is_connected(k));
+    let leader = (0..n).find(|&k| {
+        c.get_state(NodeId::from_index(k)).is_some_and(|(_, l)| l)
+            && c.is_connected(NodeId::from_index(k))
+    });
     match c.rand(14) {
         10 | 11 => match leader {
-            Some(l) => c.crash1(l),
+            Some(l) => c.crash1(NodeId::from_index(l)),
             None => return 0,
         },
         12 => match leader {
-            Some(l) => c.disconnect(l),
+            Some(l) => c.disconnect(NodeId::from_index(l)),
             None => return 0,
         },
         13 => {
             // Restart a crashed peer so crashes do not pile up.
-            match (0..n).find(|&k| !c.is_alive(k)) {
+            match (0..n).find(|&k| !c.is_alive(NodeId::from_index(k))) {
                 Some(k) => {
-                    c.start1(k);
-                    c.connect(k);
+                    c.start1(NodeId::from_index(k));
+                    c.connect(NodeId::from_index(k));
                 }
                 None => return 0,
             }
         }
-        0 | 1 => c.disconnect(i),
-        2 | 3 => c.connect(i),
+        0 | 1 => c.disconnect(NodeId::from_index(i)),
+        2 | 3 => c.connect(NodeId::from_index(i)),
         4 => {
-            if c.is_alive(i) {
-                c.crash1(i);
+            if c.is_alive(NodeId::from_index(i)) {
+                c.crash1(NodeId::from_index(i));
             }
         }
         5 | 6 => {
-            c.revive(i);
+            c.revive(NodeId::from_index(i));
         }
         7 => {
             // A random two-way partition.
@@ -133,8 +137,11 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
             let cut: Vec<bool> = (0..n)
                 .map(|_| rand::Rng::gen_bool(sim.rng(), 0.5))
                 .collect();
-            let a: Vec<usize> = (0..n).filter(|&k| cut[k]).collect();
-            let b: Vec<usize> = (0..n).filter(|&k| !cut[k]).collect();
+            let a: Vec<NodeId> = (0..n).filter(|&k| cut[k]).map(NodeId::from_index).collect();
+            let b: Vec<NodeId> = (0..n)
+                .filter(|&k| !cut[k])
+                .map(NodeId::from_index)
+                .collect();
             sim.partition(&[a, b]);
         }
         8 => c.set_unreliable(c.rand(2) == 0),
@@ -149,7 +156,7 @@ fn inject_fault(c: &RaftTester, n: usize) -> usize {
 pub async fn client_load(c: Rc<RaftTester>, stop: Rc<Cell<bool>>) {
     while !stop.get() {
         for i in 0..c.n() {
-            c.start(i, c.rand_cmd());
+            c.start(NodeId::from_index(i), c.rand_cmd());
         }
         let ms = if c.rand(8) == 0 {
             c.rand(1000)

@@ -19,7 +19,7 @@ const N: usize = 3;
 fn controller(seed: u64) -> Rc<Svc> {
     let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
         let cfg = ReplicaConfig {
-            raft: Config::for_service(id as u64, (0..N as u64).collect(), s),
+            raft: Config::for_service(id, (0..N).map(NodeId::from_index).collect(), s),
             max_raft_state: None,
             sessions: flotilla_rsm::SessionLimits::default(),
             snapshot_scales_with_state: false,
@@ -98,11 +98,11 @@ pub fn basic_leave_join_and_history_5a(seed: u64) {
         saved.push(check(&s, ck, &[]).await);
         assert_eq!(saved[0], ShardConfig::initial(DEFAULT_SHARDS));
         for down in 0..N {
-            s.crash(down);
+            s.crash(NodeId::from_index(down));
             for c in &saved {
                 assert_eq!(&query(&s, ck, Some(c.num)).await, c, "replica {down} down");
             }
-            s.restart(down);
+            s.restart(NodeId::from_index(down));
         }
     });
 }
@@ -248,10 +248,14 @@ pub fn multi_agree_config_5a(seed: u64) {
         join(&s, ck, &[1, 2, 3]).await;
         let had = query(&s, ck, None).await;
         let leader = (0..N)
+            .map(NodeId::from_index)
             .find(|&i| s.with_server(i, |r| r.raft().is_leader()) == Some(true))
             .expect("a leader answered");
         s.crash(leader);
-        let survivors: Vec<NodeId> = (0..N).filter(|&i| i != leader).collect();
+        let survivors: Vec<NodeId> = (0..N)
+            .map(NodeId::from_index)
+            .filter(|&i| i != leader)
+            .collect();
         let ck2 = s.make_clerk(survivors);
         assert_eq!(query(&s, ck2, None).await, had);
     });

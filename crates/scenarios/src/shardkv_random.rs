@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_raft::NodeId;
 use flotilla_rsm::SessionLimits;
 use flotilla_shardctrler::Gid;
 use flotilla_shardkv::ShardState;
@@ -198,7 +199,10 @@ async fn nemesis(t: &Rc<ShardTester>, duration: Duration) -> (usize, usize) {
             8 => {
                 // One server cut off from every other server.
                 let victim = t.group_nodes()[t.rand((groups * n) as u64) as usize];
-                let rest: Vec<usize> = (0..t.sim.borrow().len()).filter(|&i| i != victim).collect();
+                let rest: Vec<NodeId> = (0..t.sim.borrow().len())
+                    .map(NodeId::from_index)
+                    .filter(|&i| i != victim)
+                    .collect();
                 t.partition(&[rest, vec![victim]]);
                 faults += 1;
             }

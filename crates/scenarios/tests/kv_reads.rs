@@ -4,6 +4,7 @@
 //! by the lease watch). `FLOTILLA_SEEDS=K` runs K seeds (default 1); `FLOTILLA_SEED=N` replays
 //! one.
 
+use flotilla_raft::NodeId;
 use flotilla_raft::{Config, ReadMode, Sabotage};
 use flotilla_scenarios::kv_reads::{
     lease_follower_cut_from_leader, partitioned_leader_reads, ReadOutcome, ReadSetup,
@@ -64,7 +65,7 @@ fn test_log_reads_partitioned_leader_serves_no_read() {
 /// ~290 ms after the cut.)
 #[test]
 fn test_lease_partitioned_leader_reads_only_within_its_lease() {
-    let cfg = Config::for_service(0, vec![0], 0);
+    let cfg = Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 0);
     let lease = TICK * (cfg.election_timeout_min_ticks - cfg.lease_drift_margin_ticks);
     run_seeds(
         TARGET,

@@ -486,11 +486,11 @@ mod tests {
 
     use super::*;
 
-    const CTRLER: NodeId = 1;
+    const CTRLER: NodeId = NodeId::new(1);
     /// Group g's servers are nodes 10g, 10g+1, 10g+2, named "g-0", "g-1", "g-2".
     fn node(name: &str) -> NodeId {
         let (g, i) = name.split_once('-').expect("g-i");
-        10 * g.parse::<usize>().unwrap() + i.parse::<usize>().unwrap()
+        NodeId::from_index(10 * g.parse::<usize>().unwrap() + i.parse::<usize>().unwrap())
     }
 
     /// A key of each shard `0..nshards`.
@@ -528,7 +528,7 @@ mod tests {
                         }))
                     }
                     ShardMsg::Group(Msg::Request(Request { client, seq, .. })) => {
-                        if to % 10 == 0 {
+                        if to.get() % 10 == 0 {
                             *to_down += 1;
                             continue; // down
                         }
@@ -611,12 +611,18 @@ mod disk_full_tests {
     /// nodes 10, 11, 12.
     fn clerk() -> ShardClerk {
         let resolve: Resolver = Arc::new(|name: &str| match name {
-            "a" => Some(10),
-            "b" => Some(11),
-            "c" => Some(12),
+            "a" => Some(NodeId::new(10)),
+            "b" => Some(NodeId::new(11)),
+            "c" => Some(NodeId::new(12)),
             _ => None,
         });
-        ShardClerk::new(7, vec![0, 1, 2], resolve, 4, ShardClerkConfig::default())
+        ShardClerk::new(
+            7,
+            vec![NodeId::new(0), NodeId::new(1), NodeId::new(2)],
+            resolve,
+            4,
+            ShardClerkConfig::default(),
+        )
     }
 
     fn full_group(seq: u64) -> ShardMsg {
@@ -646,7 +652,10 @@ mod disk_full_tests {
         let sent = sends(|ctx| {
             c.start(get(), ctx);
         });
-        assert!(matches!(sent[..], [(0, ShardMsg::Ctrl(_))]), "{sent:?}");
+        assert!(
+            matches!(sent[..], [(to, ShardMsg::Ctrl(_))] if to == NodeId::new(0)),
+            "{sent:?}"
+        );
         let config = ShardConfig {
             num: 1,
             shards: vec![1; 4],
@@ -658,12 +667,18 @@ mod disk_full_tests {
             now_ms: 0,
             result: Ok(CtrlReply::Config(config)),
         }));
-        let sent = sends(|ctx| assert_eq!(c.on_message(0, answer, ctx), None));
-        assert!(matches!(sent[..], [(10, ShardMsg::Group(_))]), "{sent:?}");
-        let sent = sends(|ctx| assert_eq!(c.on_message(10, full_group(1), ctx), None));
-        assert!(matches!(sent[..], [(11, ShardMsg::Group(_))]), "{sent:?}");
+        let sent = sends(|ctx| assert_eq!(c.on_message(NodeId::new(0), answer, ctx), None));
+        assert!(
+            matches!(sent[..], [(to, ShardMsg::Group(_))] if to == NodeId::new(10)),
+            "{sent:?}"
+        );
+        let sent = sends(|ctx| assert_eq!(c.on_message(NodeId::new(10), full_group(1), ctx), None));
+        assert!(
+            matches!(sent[..], [(to, ShardMsg::Group(_))] if to == NodeId::new(11)),
+            "{sent:?}"
+        );
         let mut ctx = Ctx::<ShardMsg, ()>::new(std::time::Duration::ZERO);
-        let done = c.on_message(11, full_group(1), &mut ctx);
+        let done = c.on_message(NodeId::new(11), full_group(1), &mut ctx);
         assert_eq!(done, Some((1, KvReply::Error(KvError::DiskFull))));
         assert!(!c.is_busy());
 
@@ -672,9 +687,12 @@ mod disk_full_tests {
         let _ = sends(|ctx| {
             c.start(get(), ctx);
         });
-        let sent = sends(|ctx| assert_eq!(c.on_message(0, full_ctrl(1), ctx), None));
-        assert!(matches!(sent[..], [(1, ShardMsg::Ctrl(_))]), "{sent:?}");
-        let done = c.on_message(1, full_ctrl(1), &mut ctx);
+        let sent = sends(|ctx| assert_eq!(c.on_message(NodeId::new(0), full_ctrl(1), ctx), None));
+        assert!(
+            matches!(sent[..], [(to, ShardMsg::Ctrl(_))] if to == NodeId::new(1)),
+            "{sent:?}"
+        );
+        let done = c.on_message(NodeId::new(1), full_ctrl(1), &mut ctx);
         assert_eq!(done, Some((1, KvReply::Error(KvError::DiskFull))));
     }
 }

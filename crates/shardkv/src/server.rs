@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use flotilla_id::alloc;
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process, Refusal};
 use flotilla_raft::{Raft, SnapshotData, SnapshotSpool};
 use flotilla_rsm::{
@@ -28,7 +29,8 @@ pub struct ShardServerConfig {
     pub replica: ReplicaConfig,
     /// The controller's replicas.
     pub ctrlers: Vec<NodeId>,
-    /// The id of this replica's controller clerk (unique among the controller's clients).
+    /// The id of this replica's controller clerk (unique among the controller's clients):
+    /// [`alloc::server_ctrl_clerk`].
     pub ctrl_client: ClientId,
     /// Ticks between the leader's rounds: ask the controller for the next configuration, pull
     /// missing shards, tell previous owners what arrived. The labs poll every 100 ms.
@@ -51,7 +53,7 @@ impl ShardServerConfig {
         ShardServerConfig {
             gid,
             nshards,
-            ctrl_client: (1 << 62) | (gid << 16) | replica.raft.id,
+            ctrl_client: alloc::server_ctrl_clerk(gid, replica.raft.id),
             replica,
             ctrlers,
             poll_ticks: 10,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flotilla_kv::KvCommand;
 use flotilla_node::{Ctx, Offloaded, Process};
+use flotilla_raft::NodeId;
 use flotilla_raft::{Config, SnapshotData};
 use flotilla_rsm::{Msg, ReplicaConfig, Request, SessionLimits};
 use flotilla_shardctrler::CtrlCommand;
@@ -14,7 +15,7 @@ use flotilla_shardkv::{CtrlServer, ShardCommand, ShardMsg, ShardServer, ShardSer
 
 fn replica_config() -> ReplicaConfig {
     ReplicaConfig {
-        raft: Config::for_service(0, vec![0], 1),
+        raft: Config::for_service(NodeId::new(0), vec![NodeId::new(0)], 1),
         max_raft_state: Some(400),
         snapshot_scales_with_state: false,
         sessions: SessionLimits::default(),
@@ -36,7 +37,7 @@ fn until_offloaded<P: Process<Msg = ShardMsg, Event = ()>>(
         p.on_tick(&mut ctx());
     }
     for i in 1..2_000 {
-        p.on_message(9, msg(i), &mut ctx());
+        p.on_message(NodeId::new(9), msg(i), &mut ctx());
         let jobs = p.take_offloaded();
         if !jobs.is_empty() || snapshot_index(p) > 0 {
             return (jobs, snapshot_index(p) > 0);
@@ -66,7 +67,7 @@ fn shard_op(i: u64) -> ShardMsg {
 }
 
 fn shard_server() -> ShardServer {
-    let cfg = ShardServerConfig::new(100, 4, replica_config(), vec![5]);
+    let cfg = ShardServerConfig::new(100, 4, replica_config(), vec![NodeId::new(5)]);
     let resolve = Arc::new(|_: &str| None);
     ShardServer::restore(cfg, resolve, &[], SnapshotData::default()).unwrap()
 }

@@ -294,6 +294,12 @@ mod tests {
         type Msg = ();
         type Event = ();
         fn on_tick(&mut self, _: &mut flotilla_node::Ctx<(), ()>) {}
-        fn on_message(&mut self, _: usize, _: (), _: &mut flotilla_node::Ctx<(), ()>) {}
+        fn on_message(
+            &mut self,
+            _: flotilla_node::NodeId,
+            _: (),
+            _: &mut flotilla_node::Ctx<(), ()>,
+        ) {
+        }
     }
 }

@@ -171,8 +171,8 @@ where
             sync_latency: None,
         };
         for i in 0..n {
-            sim.restart(i);
-            sim.connect(i);
+            sim.restart(NodeId::from_index(i));
+            sim.connect(NodeId::from_index(i));
         }
         sim
     }
@@ -226,7 +226,7 @@ where
     pub fn set_service_time(&mut self, nodes: &[NodeId], per_message: Option<Duration>) {
         let us = per_message.map_or(0, |d| d.as_micros() as u64);
         for &i in nodes {
-            self.nodes[i].service = us;
+            self.nodes[i.index()].service = us;
         }
     }
 
@@ -237,42 +237,42 @@ where
     }
 
     pub fn process(&self, i: NodeId) -> Option<&P> {
-        self.nodes[i].process.as_ref()
+        self.nodes[i.index()].process.as_ref()
     }
     pub fn is_alive(&self, i: NodeId) -> bool {
-        self.nodes[i].process.is_some()
+        self.nodes[i.index()].process.is_some()
     }
     pub fn is_connected(&self, i: NodeId) -> bool {
-        self.connected[i]
+        self.connected[i.index()]
     }
     pub fn persister(&self, i: NodeId) -> &Persister {
-        &self.nodes[i].persister
+        &self.nodes[i.index()].persister
     }
     /// Whether node `i` has a sync in flight (sync-latency mode): the saves of its latest
     /// inputs are not durable yet, and the outputs that wait for them have not left.
     pub fn is_syncing(&self, i: NodeId) -> bool {
-        self.nodes[i].syncing.is_some()
+        self.nodes[i.index()].syncing.is_some()
     }
 
     // ----- faults -----
 
     /// Lets `i` talk to every other connected node.
     pub fn connect(&mut self, i: NodeId) {
-        self.connected[i] = true;
+        self.connected[i.index()] = true;
         for j in 0..self.len() {
             if self.connected[j] {
-                self.links[i][j] = true;
-                self.links[j][i] = true;
+                self.links[i.index()][j] = true;
+                self.links[j][i.index()] = true;
             }
         }
     }
 
     /// Cuts every link of `i`; messages in flight to or from it are lost.
     pub fn disconnect(&mut self, i: NodeId) {
-        self.connected[i] = false;
+        self.connected[i.index()] = false;
         for j in 0..self.len() {
-            self.links[i][j] = false;
-            self.links[j][i] = false;
+            self.links[i.index()][j] = false;
+            self.links[j][i.index()] = false;
         }
     }
 
@@ -280,13 +280,13 @@ where
     /// disconnected.
     pub fn partition(&mut self, groups: &[Vec<NodeId>]) {
         for i in 0..self.len() {
-            self.disconnect(i);
+            self.disconnect(NodeId::from_index(i));
         }
         for g in groups {
             for &a in g {
-                self.connected[a] = true;
+                self.connected[a.index()] = true;
                 for &b in g {
-                    self.links[a][b] = true;
+                    self.links[a.index()][b.index()] = true;
                 }
             }
         }
@@ -295,30 +295,30 @@ where
     /// Opens or cuts the link between `a` and `b` in both directions, leaving every other link
     /// as it is (e.g. to keep clients in touch with every server while servers are partitioned).
     pub fn set_link(&mut self, a: NodeId, b: NodeId, up: bool) {
-        self.links[a][b] = up;
-        self.links[b][a] = up;
+        self.links[a.index()][b.index()] = up;
+        self.links[b.index()][a.index()] = up;
     }
 
     /// Kills node `i`: its volatile state is gone, its persister kept. Messages in flight to it
     /// are dropped on arrival; its own earlier messages may still arrive, as on a real network.
     pub fn crash(&mut self, i: NodeId) {
-        self.nodes[i].process = None;
-        self.nodes[i].incarnation += 1;
+        self.nodes[i.index()].process = None;
+        self.nodes[i.index()].incarnation += 1;
         // What the sync in flight would have made durable is lost, with what waited for it.
-        self.nodes[i].syncing = None;
-        self.nodes[i].busy_until = 0;
+        self.nodes[i.index()].syncing = None;
+        self.nodes[i.index()].busy_until = 0;
     }
 
     /// (Re)starts node `i` from its persister; crashes it first if it is running.
     pub fn restart(&mut self, i: NodeId) {
         self.crash(i);
         let seed = self.rng.gen();
-        let mut process = (self.factory)(i, &self.nodes[i].persister, seed);
+        let mut process = (self.factory)(i, &self.nodes[i.index()].persister, seed);
         process.allow_offload();
-        self.nodes[i].process = Some(process);
+        self.nodes[i.index()].process = Some(process);
         // A random phase, so peers do not tick in lock step.
         let phase = self.rng.gen_range(1..=self.tick.as_micros() as u64);
-        let incarnation = self.nodes[i].incarnation;
+        let incarnation = self.nodes[i.index()].incarnation;
         self.push(
             self.now + phase,
             Event::Tick {
@@ -338,7 +338,7 @@ where
         f: impl FnOnce(&mut P, &mut Ctx<P::Msg, P::Event>) -> R,
     ) -> Option<R> {
         let mut ctx = Ctx::new(self.now());
-        let process = self.nodes[i].process.as_mut()?;
+        let process = self.nodes[i.index()].process.as_mut()?;
         let r = f(process, &mut ctx);
         self.finish(i, ctx);
         Some(r)
@@ -375,19 +375,19 @@ where
         self.now = t;
         match event {
             Event::Tick { node, incarnation } => {
-                if self.nodes[node].incarnation != incarnation {
+                if self.nodes[node.index()].incarnation != incarnation {
                     return true;
                 }
                 let next = self.now + self.tick.as_micros() as u64;
                 self.push(next, Event::Tick { node, incarnation });
-                if let Some(sync) = &mut self.nodes[node].syncing {
+                if let Some(sync) = &mut self.nodes[node.index()].syncing {
                     sync.deferred.push(Deferred::Tick);
                     return true;
                 }
                 self.feed_tick(node);
             }
             Event::Synced { node, incarnation } => {
-                if self.nodes[node].incarnation == incarnation {
+                if self.nodes[node.index()].incarnation == incarnation {
                     self.complete_sync(node);
                 }
             }
@@ -398,16 +398,16 @@ where
                 reply,
                 bytes,
             } => {
-                let alive =
-                    self.nodes[to].incarnation == incarnation && self.nodes[to].process.is_some();
-                if !alive || !self.links[from][to] {
+                let alive = self.nodes[to.index()].incarnation == incarnation
+                    && self.nodes[to.index()].process.is_some();
+                if !alive || !self.links[from.index()][to.index()] {
                     return true;
                 }
-                if let Some(sync) = &mut self.nodes[to].syncing {
+                if let Some(sync) = &mut self.nodes[to.index()].syncing {
                     sync.deferred.push(Deferred::Deliver { from, reply, bytes });
                     return true;
                 }
-                let slot = &mut self.nodes[to];
+                let slot = &mut self.nodes[to.index()];
                 if slot.service > 0 {
                     if slot.busy_until > self.now {
                         // Busy: wait behind what arrived earlier (pushed earlier, so it is
@@ -434,9 +434,9 @@ where
     }
 
     fn feed_tick(&mut self, node: NodeId) {
-        self.digest(&[&[0u8][..], &(node as u32).to_le_bytes()].concat());
+        self.digest(&[&[0u8][..], &(node.index() as u32).to_le_bytes()].concat());
         let mut ctx = Ctx::new(self.now());
-        self.nodes[node]
+        self.nodes[node.index()]
             .process
             .as_mut()
             .expect("current incarnation is alive")
@@ -448,8 +448,8 @@ where
         self.digest(
             &[
                 &[1u8][..],
-                &(from as u32).to_le_bytes(),
-                &(to as u32).to_le_bytes(),
+                &(from.index() as u32).to_le_bytes(),
+                &(to.index() as u32).to_le_bytes(),
             ]
             .concat(),
         );
@@ -458,12 +458,12 @@ where
         if reply {
             self.stats.bytes += bytes.len() as u64;
         } else {
-            self.stats.rpcs_received[to] += 1;
+            self.stats.rpcs_received[to.index()] += 1;
         }
         let msg: P::Msg =
             postcard::from_bytes(&bytes).expect("the simulator decodes what it encoded");
         let mut ctx = Ctx::new(self.now());
-        self.nodes[to]
+        self.nodes[to.index()]
             .process
             .as_mut()
             .expect("checked alive")
@@ -474,12 +474,12 @@ where
     /// A node's sync is done: its batch is durable, what waited for it goes out, and the
     /// inputs that arrived meanwhile are fed as the next batch.
     fn complete_sync(&mut self, node: NodeId) {
-        let Some(done) = self.nodes[node].syncing.take() else {
+        let Some(done) = self.nodes[node.index()].syncing.take() else {
             return;
         };
-        self.digest(&[&[2u8][..], &(node as u32).to_le_bytes()].concat());
+        self.digest(&[&[2u8][..], &(node.index() as u32).to_le_bytes()].concat());
         for save in done.saves {
-            self.nodes[node].persister.apply(save);
+            self.nodes[node.index()].persister.apply(save);
         }
         for (to, msg) in done.sends {
             self.send(node, to, msg);
@@ -506,7 +506,7 @@ where
         match self.sync_latency {
             None => {
                 if let Some(save) = save {
-                    self.nodes[i].persister.apply(save);
+                    self.nodes[i.index()].persister.apply(save);
                 }
                 for (to, msg) in sends {
                     self.send(i, to, msg);
@@ -515,7 +515,7 @@ where
             }
             Some(latency) => self.finish_syncing(i, save, sends, events, latency),
         }
-        if let Some(p) = &self.nodes[i].process {
+        if let Some(p) = &self.nodes[i.index()].process {
             for check in &self.checkers {
                 check(i, p);
             }
@@ -523,11 +523,12 @@ where
         // Offloaded work runs at once, and its continuation is the process's next input, at
         // the same instant (a real driver feeds it later, after other inputs; processes must
         // accept both).
-        let jobs = (self.nodes[i].process.as_mut()).map_or_else(Vec::new, P::take_offloaded);
+        let jobs =
+            (self.nodes[i.index()].process.as_mut()).map_or_else(Vec::new, P::take_offloaded);
         for job in jobs {
             let continuation = job();
             let mut ctx = Ctx::new(self.now());
-            let Some(process) = self.nodes[i].process.as_mut() else {
+            let Some(process) = self.nodes[i.index()].process.as_mut() else {
                 return;
             };
             continuation(process, &mut ctx);
@@ -545,7 +546,7 @@ where
         events: Vec<P::Event>,
         (min, max): (u64, u64),
     ) {
-        let process = self.nodes[i]
+        let process = self.nodes[i.index()]
             .process
             .as_ref()
             .expect("finish runs on a live process");
@@ -555,8 +556,8 @@ where
         for (to, msg) in early {
             self.send(i, to, msg);
         }
-        if self.nodes[i].syncing.is_none() && save.is_some() {
-            let incarnation = self.nodes[i].incarnation;
+        if self.nodes[i.index()].syncing.is_none() && save.is_some() {
+            let incarnation = self.nodes[i.index()].incarnation;
             let at = self.now + self.rng.gen_range(min..=max);
             self.push(
                 at,
@@ -565,14 +566,14 @@ where
                     incarnation,
                 },
             );
-            self.nodes[i].syncing = Some(Syncing {
+            self.nodes[i.index()].syncing = Some(Syncing {
                 saves: Vec::new(),
                 sends: Vec::new(),
                 events: Vec::new(),
                 deferred: Vec::new(),
             });
         }
-        match &mut self.nodes[i].syncing {
+        match &mut self.nodes[i.index()].syncing {
             Some(sync) => {
                 sync.saves.extend(save);
                 sync.sends.extend(held);
@@ -595,7 +596,7 @@ where
             self.stats.rpcs_sent += 1;
             self.stats.bytes += bytes.len() as u64;
         }
-        if to >= self.len() || !self.links[from][to] {
+        if to >= NodeId::from_index(self.len()) || !self.links[from.index()][to.index()] {
             return;
         }
         match self
@@ -604,7 +605,7 @@ where
         {
             Fate::Drop => {}
             Fate::DeliverAfter(d) => {
-                let incarnation = self.nodes[to].incarnation;
+                let incarnation = self.nodes[to.index()].incarnation;
                 let at = self.now + d.as_micros() as u64;
                 self.push(
                     at,

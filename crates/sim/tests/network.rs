@@ -68,19 +68,19 @@ fn pongs_at(s: &Sim<Echo>, i: NodeId) -> usize {
 fn reliable_network_delivers_everything_and_counts_rpcs() {
     let mut s = sim(2, 1);
     for k in 0..100 {
-        ping(&mut s, 0, 1, k);
+        ping(&mut s, NodeId::new(0), NodeId::new(1), k);
     }
     run_for(&mut s, Duration::from_secs(1));
-    assert_eq!(pongs_at(&s, 0), 100);
+    assert_eq!(pongs_at(&s, NodeId::new(0)), 100);
     assert_eq!(s.stats().rpcs_sent, 100, "replies are not RPCs");
     assert_eq!(s.stats().rpcs_received, vec![0, 100]);
     // Latency jitter may reorder pings; the persister holds what the last handled one saved.
-    let last = match s.process(1).unwrap().got.last() {
+    let last = match s.process(NodeId::new(1)).unwrap().got.last() {
         Some((_, Msg::Ping(k))) => *k,
         other => panic!("unexpected last message {other:?}"),
     };
     assert_eq!(
-        s.persister(1).state(),
+        s.persister(NodeId::new(1)).state(),
         &last.to_le_bytes(),
         "the handler's save is applied"
     );
@@ -91,11 +91,11 @@ fn unreliable_network_drops_about_a_tenth_each_way() {
     let mut s = sim(2, 2);
     s.set_reliable(false);
     for k in 0..10_000 {
-        ping(&mut s, 0, 1, k);
+        ping(&mut s, NodeId::new(0), NodeId::new(1), k);
     }
     run_for(&mut s, Duration::from_secs(1));
     let delivered = s.stats().rpcs_received[1];
-    let replies = pongs_at(&s, 0);
+    let replies = pongs_at(&s, NodeId::new(0));
     // 10% of requests dropped, then 10% of replies: about 9000 and 8100.
     assert!(
         (8800..9200).contains(&delivered),
@@ -110,35 +110,39 @@ fn unreliable_network_drops_about_a_tenth_each_way() {
 #[test]
 fn disconnect_and_partition_cut_links_both_ways() {
     let mut s = sim(3, 3);
-    s.disconnect(2);
-    ping(&mut s, 0, 2, 1);
-    ping(&mut s, 2, 0, 2);
-    s.partition(&[vec![0], vec![1, 2]]);
-    ping(&mut s, 0, 1, 3);
-    ping(&mut s, 1, 2, 4);
+    s.disconnect(NodeId::new(2));
+    ping(&mut s, NodeId::new(0), NodeId::new(2), 1);
+    ping(&mut s, NodeId::new(2), NodeId::new(0), 2);
+    s.partition(&[vec![NodeId::new(0)], vec![NodeId::new(1), NodeId::new(2)]]);
+    ping(&mut s, NodeId::new(0), NodeId::new(1), 3);
+    ping(&mut s, NodeId::new(1), NodeId::new(2), 4);
     run_for(&mut s, Duration::from_secs(1));
     assert!(
-        s.process(2).unwrap().got.iter().all(|(f, _)| *f == 1),
+        s.process(NodeId::new(2))
+            .unwrap()
+            .got
+            .iter()
+            .all(|(f, _)| *f == NodeId::new(1)),
         "only 1 may reach 2"
     );
-    assert_eq!(pongs_at(&s, 1), 1);
-    assert_eq!(pongs_at(&s, 0), 0);
+    assert_eq!(pongs_at(&s, NodeId::new(1)), 1);
+    assert_eq!(pongs_at(&s, NodeId::new(0)), 0);
 }
 
 #[test]
 fn crash_loses_volatile_state_and_in_flight_messages_but_keeps_persister() {
     let mut s = sim(2, 4);
-    ping(&mut s, 0, 1, 7);
+    ping(&mut s, NodeId::new(0), NodeId::new(1), 7);
     run_for(&mut s, Duration::from_secs(1));
-    ping(&mut s, 0, 1, 8);
-    s.crash(1);
-    s.restart(1);
+    ping(&mut s, NodeId::new(0), NodeId::new(1), 8);
+    s.crash(NodeId::new(1));
+    s.restart(NodeId::new(1));
     run_for(&mut s, Duration::from_secs(1));
     assert!(
-        s.process(1).unwrap().got.is_empty(),
+        s.process(NodeId::new(1)).unwrap().got.is_empty(),
         "the message to the old incarnation is lost"
     );
-    assert_eq!(s.persister(1).state(), &7u32.to_le_bytes());
+    assert_eq!(s.persister(NodeId::new(1)).state(), &7u32.to_le_bytes());
 }
 
 #[test]
@@ -146,16 +150,16 @@ fn long_reordering_delays_replies_by_up_to_seconds() {
     let mut s = sim(2, 5);
     s.set_long_reordering(true);
     for k in 0..300 {
-        ping(&mut s, 0, 1, k);
+        ping(&mut s, NodeId::new(0), NodeId::new(1), k);
     }
     run_for(&mut s, Duration::from_millis(100));
-    let early = pongs_at(&s, 0);
+    let early = pongs_at(&s, NodeId::new(0));
     run_for(&mut s, Duration::from_secs(3));
     // About a third of replies are not held back.
     assert!((60..140).contains(&early), "{early} replies arrived early");
-    assert_eq!(pongs_at(&s, 0), 300);
+    assert_eq!(pongs_at(&s, NodeId::new(0)), 300);
     let order: Vec<u32> = s
-        .process(0)
+        .process(NodeId::new(0))
         .unwrap()
         .got
         .iter()
@@ -175,7 +179,12 @@ fn same_seed_same_trace() {
         let mut s = sim(3, seed);
         s.set_reliable(false);
         for k in 0..50 {
-            ping(&mut s, (k % 3) as usize, ((k + 1) % 3) as usize, k);
+            ping(
+                &mut s,
+                NodeId::from_index((k % 3) as usize),
+                NodeId::from_index(((k + 1) % 3) as usize),
+                k,
+            );
         }
         run_for(&mut s, Duration::from_secs(1));
         s.trace_hash()
@@ -190,19 +199,27 @@ fn same_seed_same_trace() {
 fn a_busy_node_handles_messages_one_service_time_apart() {
     let mut s = sim(3, 5);
     let per = Duration::from_millis(2);
-    s.set_service_time(&[1], Some(per));
+    s.set_service_time(&[NodeId::new(1)], Some(per));
     for k in 0..5 {
-        ping(&mut s, 0, 1, k);
+        ping(&mut s, NodeId::new(0), NodeId::new(1), k);
     }
-    ping(&mut s, 0, 2, 99);
+    ping(&mut s, NodeId::new(0), NodeId::new(2), 99);
     let mut handled: Vec<(NodeId, Msg, Duration)> = Vec::new();
-    while handled.iter().filter(|(n, ..)| *n != 0).count() < 6 {
+    while handled
+        .iter()
+        .filter(|(n, ..)| *n != NodeId::new(0))
+        .count()
+        < 6
+    {
         assert!(s.step(), "events left");
         for (node, (_, m)) in s.drain_events() {
             handled.push((node, m, s.now()));
         }
     }
-    let at_1: Vec<_> = handled.iter().filter(|(n, ..)| *n == 1).collect();
+    let at_1: Vec<_> = handled
+        .iter()
+        .filter(|(n, ..)| *n == NodeId::new(1))
+        .collect();
     let mut got: Vec<Msg> = at_1.iter().map(|(_, m, _)| m.clone()).collect();
     got.sort_by_key(|m| format!("{m:?}"));
     assert_eq!(got, (0..5).map(Msg::Ping).collect::<Vec<_>>());
@@ -212,7 +229,7 @@ fn a_busy_node_handles_messages_one_service_time_apart() {
     // The reliable network's latency is at most 3 ms: without a service time all five would
     // be handled within it.
     assert!(at_1[4].2 >= at_1[0].2 + 4 * per);
-    let at_2 = handled.iter().find(|(n, ..)| *n == 2).unwrap();
+    let at_2 = handled.iter().find(|(n, ..)| *n == NodeId::new(2)).unwrap();
     assert!(
         at_2.2 <= Duration::from_millis(3),
         "node 2 has no service time"

@@ -12,7 +12,10 @@ fn entry(term: u64, i: u64) -> Entry {
 }
 
 fn hard(term: u64, voted_for: Option<u64>) -> HardState {
-    HardState { term, voted_for }
+    HardState {
+        term,
+        voted_for: voted_for.map(flotilla_raft::NodeId::new),
+    }
 }
 
 #[test]

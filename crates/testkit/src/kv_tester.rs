@@ -155,12 +155,12 @@ impl KvTester<KvReplica> {
         );
         let n = slots;
         let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
-            let boot = if id < voters {
-                (0..voters as u64).collect()
+            let boot = if id < NodeId::from_index(voters) {
+                (0..voters).map(NodeId::from_index).collect()
             } else {
                 Vec::new()
             };
-            let mut raft = Config::for_service(id as u64, boot, s);
+            let mut raft = Config::for_service(id, boot, s);
             // Snapshots in several chunks, under the simulator's faults (the services' snapshots
             // are KiBs to MiBs: the Raft tester's 128-byte chunks would slow every run).
             raft.snapshot_chunk_bytes = KV_SNAPSHOT_CHUNK_BYTES;
@@ -209,6 +209,7 @@ impl KvTester<KvReplica> {
     /// The live server that believes it leads in the highest term, if any.
     pub fn leader(&self) -> Option<NodeId> {
         (0..self.svc.n())
+            .map(NodeId::from_index)
             .filter_map(|s| {
                 self.svc
                     .with_server(s, |r| (r.raft().is_leader(), r.raft().term()))

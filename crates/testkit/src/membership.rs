@@ -30,6 +30,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// The live server leading in the highest term, if any.
 pub fn leader<S: StateMachine + 'static>(g: &Group<S>) -> Option<NodeId> {
     (0..g.n())
+        .map(NodeId::from_index)
         .filter_map(|s| {
             g.with_server(s, |r| (r.raft().is_leader(), r.raft().term()))
                 .filter(|&(leads, _)| leads)
@@ -80,7 +81,7 @@ pub async fn change<S: StateMachine + 'static>(
     deadline: Duration,
 ) -> Membership {
     let t0 = g.now();
-    let mut to = leader(g).unwrap_or(0);
+    let mut to = leader(g).unwrap_or(NodeId::new(0));
     let mut last = String::from("nothing yet");
     loop {
         if let Some(m) = committed_membership(g).filter(|m| reflects(m, &change)) {
@@ -96,10 +97,10 @@ pub async fn change<S: StateMachine + 'static>(
             Some(Err(AdminError::NotLeader { hint })) => {
                 last = format!("server {to}: not the leader (hint {hint:?})");
                 to = match hint {
-                    Some(h) if h < g.n() && h != to => h,
+                    Some(h) if h < NodeId::from_index(g.n()) && h != to => h,
                     _ => {
                         g.sleep(RETRY_PAUSE).await;
-                        (to + 1) % g.n()
+                        NodeId::from_index((to.index() + 1) % g.n())
                     }
                 };
             }
@@ -109,7 +110,7 @@ pub async fn change<S: StateMachine + 'static>(
             }
             None => {
                 last = format!("server {to}: no answer within {ADMIN_LIMIT:?}");
-                to = leader(g).unwrap_or((to + 1) % g.n());
+                to = leader(g).unwrap_or(NodeId::from_index((to.index() + 1) % g.n()));
             }
         }
     }
@@ -129,10 +130,7 @@ pub async fn transfer<S: StateMachine + 'static>(g: &Rc<Group<S>>, to: NodeId, d
             g.sleep(RETRY_PAUSE).await;
             continue;
         };
-        last = format!(
-            "{:?}",
-            ask(g, l, AdminOp::TransferLeader { to: to as u64 }).await
-        );
+        last = format!("{:?}", ask(g, l, AdminOp::TransferLeader { to }).await);
         // The transfer completes within a few round trips, or is abandoned after an
         // election timeout; look again after a while either way.
         for _ in 0..20 {
@@ -153,12 +151,12 @@ pub async fn remove<S: StateMachine + 'static>(
 ) -> Membership {
     if leader(g) == Some(id) {
         let m = membership_of(g, id).expect("the leader is alive");
-        let to = (m.voters.iter().map(|&v| v as NodeId))
+        let to = (m.voters.iter().copied())
             .find(|&v| v != id)
             .expect("a leader to remove has another voter to hand over to");
         transfer(g, to, deadline).await;
     }
-    let change = MembershipChange::Remove { id: id as u64 };
+    let change = MembershipChange::Remove { id };
     self::change(g, change, deadline).await
 }
 
@@ -187,7 +185,7 @@ fn settled_now<S: StateMachine + 'static>(g: &Group<S>) -> Option<Membership> {
     let l = leader(g)?;
     let commit = g.with_server(l, |r| r.raft().commit_index())?;
     let all = m.members().into_iter().all(|id| {
-        g.with_server(id as NodeId, |r| {
+        g.with_server(id, |r| {
             r.raft().commit_index() >= commit && r.raft().membership() == &m
         })
         .unwrap_or(true)
@@ -199,7 +197,7 @@ fn settled_now<S: StateMachine + 'static>(g: &Group<S>) -> Option<Membership> {
 pub fn describe<S: StateMachine + 'static>(g: &Group<S>) -> String {
     let mut out = String::new();
     for s in 0..g.n() {
-        let line = g.with_server(s, |r| {
+        let line = g.with_server(NodeId::from_index(s), |r| {
             let raft = r.raft();
             let m = raft.membership();
             format!(

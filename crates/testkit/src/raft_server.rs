@@ -44,7 +44,13 @@ impl RaftServer {
         seed: u64,
         modify: &dyn Fn(&mut Config),
     ) -> Self {
-        Self::with_voters(id, (0..n as u64).collect(), persister, seed, modify)
+        Self::with_voters(
+            id,
+            (0..n).map(NodeId::from_index).collect(),
+            persister,
+            seed,
+            modify,
+        )
     }
 
     /// As [`RaftServer::with_config`], booting with `voters` as the cluster's configuration
@@ -52,12 +58,12 @@ impl RaftServer {
     /// leader to add it.
     pub fn with_voters(
         id: NodeId,
-        voters: Vec<u64>,
+        voters: Vec<NodeId>,
         persister: &Persister,
         seed: u64,
         modify: &dyn Fn(&mut Config),
     ) -> Self {
-        let mut cfg = Config::new(id as u64, voters, seed);
+        let mut cfg = Config::new(id, voters, seed);
         modify(&mut cfg);
         let peer =
             RaftPeer::restore(cfg, persister.state(), persister.snapshot()).unwrap_or_else(|e| {
@@ -98,7 +104,7 @@ impl RaftServer {
         to: NodeId,
         ctx: &mut Ctx<Message, Apply>,
     ) -> Result<(), TransferError> {
-        let r = self.peer.raft_mut().transfer_leadership(to as u64);
+        let r = self.peer.raft_mut().transfer_leadership(to);
         self.flush(ctx);
         r
     }
@@ -137,7 +143,7 @@ impl Process for RaftServer {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, ctx: &mut Ctx<Message, Apply>) {
-        self.peer.raft_mut().step(from as u64, msg);
+        self.peer.raft_mut().step(from, msg);
         self.flush(ctx);
     }
 

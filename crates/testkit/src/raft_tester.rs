@@ -158,9 +158,9 @@ impl RaftTester {
             cfg.max_snapshot_inflight_bytes = 4 * SIM_SNAPSHOT_CHUNK_BYTES;
             modify(cfg);
         };
-        let factory = Box::new(move |id, p: &flotilla_sim::Persister, s| {
-            let boot = if id < voters {
-                (0..voters as u64).collect()
+        let factory = Box::new(move |id: NodeId, p: &flotilla_sim::Persister, s| {
+            let boot = if id < NodeId::from_index(voters) {
+                (0..voters).map(NodeId::from_index).collect()
             } else {
                 Vec::new()
             };
@@ -277,12 +277,12 @@ impl RaftTester {
         let snapshot_due = {
             let mut a = self.applied.borrow_mut();
             if self.snapshots {
-                let expected = a.last_applied[i] + 1;
+                let expected = a.last_applied[i.index()] + 1;
                 assert_eq!(
                     index, expected,
                     "server {i} apply out of order, expected index {expected}, got {index}"
                 );
-            } else if index > 1 && !a.logs[i].contains_key(&(index - 1)) {
+            } else if index > 1 && !a.logs[i.index()].contains_key(&(index - 1)) {
                 panic!("server {i} apply out of order {index}");
             }
             for (j, log) in a.logs.iter().enumerate() {
@@ -293,8 +293,8 @@ impl RaftTester {
                     );
                 }
             }
-            a.logs[i].insert(index, cmd);
-            a.last_applied[i] = index;
+            a.logs[i.index()].insert(index, cmd);
+            a.last_applied[i.index()] = index;
             a.max_index = a.max_index.max(index);
             self.snapshots && (index + 1).is_multiple_of(SNAPSHOT_INTERVAL)
         };
@@ -309,7 +309,9 @@ impl RaftTester {
     /// The 3D applier's snapshot: the index and every command up to it.
     fn encode_snapshot(&self, i: NodeId, index: u64) -> Vec<u8> {
         let a = self.applied.borrow();
-        let xlog: Vec<&Vec<u8>> = (0..=index).filter_map(|j| a.logs[i].get(&j)).collect();
+        let xlog: Vec<&Vec<u8>> = (0..=index)
+            .filter_map(|j| a.logs[i.index()].get(&j))
+            .collect();
         postcard::to_allocvec(&(index, xlog)).expect("encode snapshot")
     }
 
@@ -324,12 +326,12 @@ impl RaftTester {
         }
         let mut a = self.applied.borrow_mut();
         let first = last_included + 1 - xlog.len() as u64;
-        a.logs[i] = xlog
+        a.logs[i.index()] = xlog
             .into_iter()
             .enumerate()
             .map(|(k, c)| (first + k as u64, c))
             .collect();
-        a.last_applied[i] = last_included;
+        a.last_applied[i.index()] = last_included;
         a.max_index = a.max_index.max(last_included);
     }
 
@@ -346,7 +348,7 @@ impl RaftTester {
     /// state restarts from the persisted snapshot, if any.
     pub fn start1(&self, i: NodeId) {
         self.crash1(i);
-        self.applied.borrow_mut().last_applied[i] = 0;
+        self.applied.borrow_mut().last_applied[i.index()] = 0;
         let snapshot = self
             .sim
             .borrow()
@@ -372,18 +374,18 @@ impl RaftTester {
     /// Crashes every peer, then restarts and reconnects them all (the 3D tests' "crash all").
     pub fn crash_and_restart_all(&self) {
         for i in 0..self.n {
-            self.crash1(i);
+            self.crash1(NodeId::from_index(i));
         }
         for i in 0..self.n {
-            self.start1(i);
-            self.connect(i);
+            self.start1(NodeId::from_index(i));
+            self.connect(NodeId::from_index(i));
         }
     }
 
     /// Restarts every crashed peer and connects every peer.
     pub fn heal_all(&self) {
         for i in 0..self.n {
-            self.revive(i);
+            self.revive(NodeId::from_index(i));
         }
     }
 
@@ -416,7 +418,7 @@ impl RaftTester {
 
     /// Requests delivered to peer i (labrpc's `GetCount`).
     pub fn rpc_count(&self, i: NodeId) -> u64 {
-        self.sim.borrow().stats().rpcs_received[i]
+        self.sim.borrow().stats().rpcs_received[i.index()]
     }
     pub fn rpc_total(&self) -> u64 {
         self.sim.borrow().stats().rpcs_sent
@@ -428,7 +430,7 @@ impl RaftTester {
     pub fn log_size(&self) -> usize {
         let sim = self.sim.borrow();
         (0..self.n)
-            .map(|i| sim.persister(i).state_size())
+            .map(|i| sim.persister(NodeId::from_index(i)).state_size())
             .max()
             .unwrap_or(0)
     }
@@ -474,6 +476,7 @@ impl RaftTester {
     /// [`RaftTester::check_one_leader`] for the labs' check).
     pub fn leader_now(&self) -> Option<NodeId> {
         (0..self.n)
+            .map(NodeId::from_index)
             .filter(|&i| self.is_connected(i))
             .filter_map(|i| match self.get_state(i) {
                 Some((term, true)) => Some((term, i)),
@@ -498,9 +501,9 @@ impl RaftTester {
             let ms = 450 + self.rand(100);
             self.sleep(Duration::from_millis(ms)).await;
             let mut leaders: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
-            for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-                if let Some((term, true)) = self.get_state(i) {
-                    leaders.entry(term).or_default().push(i);
+            for i in (0..self.n).filter(|&i| self.is_connected(NodeId::from_index(i))) {
+                if let Some((term, true)) = self.get_state(NodeId::from_index(i)) {
+                    leaders.entry(term).or_default().push(NodeId::from_index(i));
                 }
             }
             for (term, ls) in &leaders {
@@ -516,8 +519,8 @@ impl RaftTester {
     /// All connected peers agree on the term; returns it.
     pub fn check_terms(&self) -> u64 {
         let mut term = None;
-        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-            if let Some((t, _)) = self.get_state(i) {
+        for i in (0..self.n).filter(|&i| self.is_connected(NodeId::from_index(i))) {
+            if let Some((t, _)) = self.get_state(NodeId::from_index(i)) {
                 match term {
                     None => term = Some(t),
                     Some(x) => assert_eq!(x, t, "servers disagree on term"),
@@ -529,8 +532,8 @@ impl RaftTester {
 
     /// No connected peer claims to be leader.
     pub fn check_no_leader(&self) {
-        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-            if let Some((_, true)) = self.get_state(i) {
+        for i in (0..self.n).filter(|&i| self.is_connected(NodeId::from_index(i))) {
+            if let Some((_, true)) = self.get_state(NodeId::from_index(i)) {
                 panic!("expected no leader among connected servers, but {i} claims to be leader");
             }
         }
@@ -562,8 +565,9 @@ impl RaftTester {
             let mut index = None;
             for _ in 0..self.n {
                 starts = (starts + 1) % self.n;
-                if self.is_connected(starts) {
-                    if let Some((i, _, true)) = self.start(starts, cmd.clone()) {
+                if self.is_connected(NodeId::from_index(starts)) {
+                    if let Some((i, _, true)) = self.start(NodeId::from_index(starts), cmd.clone())
+                    {
                         index = Some(i);
                         break;
                     }
@@ -601,7 +605,7 @@ impl RaftTester {
             }
             if let Some(st) = start_term {
                 for i in 0..self.n {
-                    if let Some((t, _)) = self.get_state(i) {
+                    if let Some((t, _)) = self.get_state(NodeId::from_index(i)) {
                         if t > st {
                             return None;
                         }

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::raft_server::RaftServer;
-use flotilla_raft::{Entry, EntryKind, RaftLog};
+use flotilla_raft::{Entry, EntryKind, NodeId, RaftLog};
 use flotilla_sim::Sim;
 
 #[derive(Default)]
@@ -64,7 +64,9 @@ impl SafetyChecker {
     pub fn check(&mut self, sim: &Sim<RaftServer>) {
         self.checked.resize(sim.len(), 0);
         for i in 0..sim.len() {
-            let Some(p) = sim.process(i) else { continue };
+            let Some(p) = sim.process(NodeId::from_index(i)) else {
+                continue;
+            };
             let r = p.raft();
             if r.is_leader() {
                 match self.leaders.get(&r.term()) {
@@ -85,7 +87,7 @@ impl SafetyChecker {
             // once the save is, and a crash meanwhile takes both back. So with a sync in
             // flight its commit index does not count yet. (Any other peer commits only on
             // acknowledgements, which wait for its own sync.)
-            if sim.is_syncing(i) && !r.commit_needs_peer_ack() {
+            if sim.is_syncing(NodeId::from_index(i)) && !r.commit_needs_peer_ack() {
                 continue;
             }
             // A restarted peer's commit index starts at its snapshot; re-check from there.
@@ -122,12 +124,16 @@ impl SafetyChecker {
         // Counting the commit indices not recorded yet (a lone voter's during its sync): a
         // leader proposes on its own commit index, and loses what it proposed on it if it
         // crashes before the sync.
-        let live_commits =
-            (0..sim.len()).filter_map(|i| sim.process(i).map(|p| p.raft().commit_index()));
+        let live_commits = (0..sim.len()).filter_map(|i| {
+            sim.process(NodeId::from_index(i))
+                .map(|p| p.raft().commit_index())
+        });
         let recorded = self.committed.keys().next_back().copied().unwrap_or(0);
         let committed = live_commits.fold(recorded, u64::max);
         for i in 0..sim.len() {
-            let Some(p) = sim.process(i) else { continue };
+            let Some(p) = sim.process(NodeId::from_index(i)) else {
+                continue;
+            };
             let pending: Vec<u64> = (p.raft().log().membership_indices().iter())
                 .copied()
                 .filter(|&k| k > committed)
@@ -155,7 +161,10 @@ impl SafetyChecker {
 /// Log matching over every pair of live peers.
 pub fn check_log_matching(sim: &Sim<RaftServer>) {
     let logs: Vec<(usize, &RaftLog)> = (0..sim.len())
-        .filter_map(|i| sim.process(i).map(|p| (i, p.raft().log())))
+        .filter_map(|i| {
+            sim.process(NodeId::from_index(i))
+                .map(|p| (i, p.raft().log()))
+        })
         .collect();
     for (x, &(i, a)) in logs.iter().enumerate() {
         for &(j, b) in &logs[x + 1..] {

@@ -17,6 +17,7 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use flotilla_id::alloc;
 use flotilla_node::{Ctx, NodeId, Process};
 use flotilla_rsm::{
     AdminError, AdminOp, AdminReply, AdminRequest, AdminResponse, ClerkConfig, ClerkEvent,
@@ -170,11 +171,11 @@ where
     pub fn new(n: usize, unreliable: bool, seed: u64, mut factory: ServerFactory<Srv>) -> Rc<Self> {
         let mut first_client: Option<ClientId> = None;
         let node_factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
-            if id < n {
+            if id < NodeId::from_index(n) {
                 SimNode::Server(factory(id, p, s))
             } else {
                 // Client ids from the seed: distinct across hosts and runs, replayable.
-                let base = *first_client.get_or_insert(s >> 16);
+                let base = *first_client.get_or_insert(alloc::sim_clerk_base(s));
                 SimNode::Clients(ClerkHost::new(base, ClerkConfig::default()))
             }
         });
@@ -198,11 +199,11 @@ where
 
     /// The node that hosts the clerks.
     pub fn host(&self) -> NodeId {
-        self.n
+        NodeId::from_index(self.n)
     }
 
     pub fn servers(&self) -> Vec<NodeId> {
-        (0..self.n).collect()
+        (0..self.n).map(NodeId::from_index).collect()
     }
 
     /// Runs `script` to completion in virtual time; panics past the labs' 120 s limit.
@@ -338,7 +339,7 @@ where
         let mut sim = self.sim.borrow_mut();
         sim.partition(groups);
         for s in 0..self.n {
-            sim.set_link(self.n, s, true);
+            sim.set_link(self.host(), NodeId::from_index(s), true);
         }
     }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use flotilla_check::{CheckResult, KvInput, KvOutput, Operation};
+use flotilla_id::alloc;
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
 use flotilla_raft::Config;
@@ -147,7 +148,7 @@ fn resolver(n: usize, groups: usize) -> Resolver {
         let (gid, i) = rest.split_once('-')?;
         let (gid, i): (Gid, usize) = (gid.parse().ok()?, i.parse().ok()?);
         let g = gid.checked_sub(FIRST_GID)? as usize;
-        (g < groups && i < n).then_some(FIRST_GROUP_NODE + g * n + i)
+        (g < groups && i < n).then_some(NodeId::from_index(FIRST_GROUP_NODE + g * n + i))
     })
 }
 
@@ -218,12 +219,13 @@ impl ShardTester {
         let page_bytes = cfg.page_bytes.or_else(page_bytes_from_env);
         let pull_stats = Rc::new(Cell::new(PullStats::default()));
         let count = pull_stats.clone();
-        let factory = Box::new(move |id: NodeId, p: &Persister, s: u64| {
+        let factory = Box::new(move |node: NodeId, p: &Persister, s: u64| {
+            let id = node.index();
             if id < 2 * CTRLERS {
                 let first = id / CTRLERS * CTRLERS;
-                let voters = (first as u64..(first + CTRLERS) as u64).collect();
+                let voters = (first..first + CTRLERS).map(NodeId::from_index).collect();
                 let cfg = ReplicaConfig {
-                    raft: Config::for_service(id as u64, voters, s),
+                    raft: Config::for_service(node, voters, s),
                     max_raft_state: None,
                     sessions: flotilla_rsm::SessionLimits::default(),
                     snapshot_scales_with_state: false,
@@ -234,8 +236,8 @@ impl ShardTester {
             } else if id < host {
                 let g = (id - FIRST_GROUP_NODE) / n;
                 let first = FIRST_GROUP_NODE + g * n;
-                let voters = (first as u64..(first + n) as u64).collect();
-                let mut raft = Config::for_service(id as u64, voters, s);
+                let voters = (first..first + n).map(NodeId::from_index).collect();
+                let mut raft = Config::for_service(node, voters, s);
                 if let Some(m) = read_mode {
                     raft.read_mode = m;
                 }
@@ -245,7 +247,7 @@ impl ShardTester {
                     sessions,
                     snapshot_scales_with_state: false,
                 };
-                let ctrlers = (0..CTRLERS).collect();
+                let ctrlers = (0..CTRLERS).map(NodeId::from_index).collect();
                 let mut cfg =
                     ShardServerConfig::new(FIRST_GID + g as Gid, nshards, replica, ctrlers);
                 if let Some(b) = page_bytes {
@@ -256,19 +258,19 @@ impl ShardTester {
                 ShardNode::Group(Box::new(srv), count.clone())
             } else {
                 // Client ids from the seed: replayable, distinct across runs.
-                let base = s >> 16;
+                let base = alloc::sim_clerk_base(s);
                 let shard = ShardClerkHost::new(
                     base,
-                    (0..CTRLERS).collect(),
+                    (0..CTRLERS).map(NodeId::from_index).collect(),
                     resolve.clone(),
                     nshards,
                     ShardClerkConfig::default(),
                 );
-                let ctrl = ClerkHost::new(base + (1 << 40), ClerkConfig::default());
+                let ctrl = ClerkHost::new(alloc::sim_ctrl_clerk_base(s), ClerkConfig::default());
                 ShardNode::Host(Box::new(ShardClientHost::new(
                     shard,
                     ctrl,
-                    (0..CTRLERS).collect(),
+                    (0..CTRLERS).map(NodeId::from_index).collect(),
                 )))
             }
         });
@@ -282,20 +284,23 @@ impl ShardTester {
         }));
         let sim = Rc::new(RefCell::new(sim));
         let mut ids = (0, 0);
-        sim.borrow_mut().with_process(host, |node, _| {
-            let ShardNode::Host(h) = node else {
-                unreachable!()
-            };
-            ids = (
-                h.ctrl.add_clerk((0..CTRLERS).collect()),
-                h.ctrl.add_clerk((CTRLERS..2 * CTRLERS).collect()),
-            );
-        });
+        sim.borrow_mut()
+            .with_process(NodeId::from_index(host), |node, _| {
+                let ShardNode::Host(h) = node else {
+                    unreachable!()
+                };
+                ids = (
+                    h.ctrl
+                        .add_clerk((0..CTRLERS).map(NodeId::from_index).collect()),
+                    h.ctrl
+                        .add_clerk((CTRLERS..2 * CTRLERS).map(NodeId::from_index).collect()),
+                );
+            });
         Rc::new(ShardTester {
             sim,
             rt: Runtime::new(),
             cfg,
-            host,
+            host: NodeId::from_index(host),
             kv_pending: Completions::default(),
             ctrl_pending: Completions::default(),
             admin: ids.0,
@@ -328,7 +333,7 @@ impl ShardTester {
 
     /// The node of group `g`'s server `i`.
     pub fn node(&self, g: usize, i: usize) -> NodeId {
-        FIRST_GROUP_NODE + g * self.cfg.n + i
+        NodeId::from_index(FIRST_GROUP_NODE + g * self.cfg.n + i)
     }
 
     /// Runs `script` in virtual time; panics past the labs' 120 s limit.
@@ -483,19 +488,21 @@ impl ShardTester {
     pub fn partition(&self, parts: &[Vec<NodeId>]) {
         let mut sim = self.sim.borrow_mut();
         sim.partition(parts);
-        for s in 0..self.host {
-            sim.set_link(self.host, s, true);
+        for s in 0..self.host.index() {
+            sim.set_link(self.host, NodeId::from_index(s), true);
         }
     }
 
     /// Every node reaches every other again.
     pub fn heal(&self) {
-        self.partition(&[(0..=self.host).collect()]);
+        self.partition(&[(0..=self.host.index()).map(NodeId::from_index).collect()]);
     }
 
     /// Every group server's node.
     pub fn group_nodes(&self) -> Vec<NodeId> {
-        (FIRST_GROUP_NODE..self.host).collect()
+        (FIRST_GROUP_NODE..self.host.index())
+            .map(NodeId::from_index)
+            .collect()
     }
 
     /// Size of node `i`'s persisted Raft state and snapshot.
@@ -559,7 +566,7 @@ impl ShardTester {
 
     /// A client that follows the second controller's configurations.
     pub fn make_client_of_second(self: &Rc<Self>) -> ShardClient {
-        let ctrlers = (CTRLERS..2 * CTRLERS).collect();
+        let ctrlers = (CTRLERS..2 * CTRLERS).map(NodeId::from_index).collect();
         let id = self.with_host(|h, _| h.shard.add_clerk_with(ctrlers));
         ShardClient {
             id,

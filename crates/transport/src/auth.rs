@@ -14,6 +14,7 @@
 //! A dialer of another protocol version is refused with both versions in words: every
 //! process of a cluster must run the same build.
 
+use flotilla_id::NodeId;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -160,9 +161,9 @@ where
 pub async fn dial<S, M>(
     s: &mut S,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     peer: &str,
-) -> Result<u64, TransportError>
+) -> Result<NodeId, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -186,11 +187,11 @@ where
             ))
         }
     };
-    if !secret.verify(b"acceptor", &mine, &theirs, &[me, id], &proof) {
+    if !secret.verify(b"acceptor", &mine, &theirs, &[me.get(), id.get()], &proof) {
         return Err(refused(peer, HandshakeError::WrongSecret));
     }
     let auth: Frame<M> = Frame::Auth {
-        proof: secret.proof(b"dialer", &theirs, &mine, &[me]),
+        proof: secret.proof(b"dialer", &theirs, &mine, &[me.get()]),
     };
     flotilla_wire::write_frame(s, &auth).await?;
     Ok(id)
@@ -200,9 +201,9 @@ where
 pub async fn accept<S, M>(
     s: &mut S,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     peer: &str,
-) -> Result<u64, TransportError>
+) -> Result<NodeId, TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     M: Serialize + DeserializeOwned,
@@ -238,11 +239,13 @@ where
     let welcome: Frame<M> = Frame::Welcome {
         id: me,
         nonce: mine,
-        proof: secret.proof(b"acceptor", &theirs, &mine, &[from, me]),
+        proof: secret.proof(b"acceptor", &theirs, &mine, &[from.get(), me.get()]),
     };
     flotilla_wire::write_frame(s, &welcome).await?;
     match read::<S, M>(s, peer).await? {
-        Frame::Auth { proof } if secret.verify(b"dialer", &mine, &theirs, &[from], &proof) => {
+        Frame::Auth { proof }
+            if secret.verify(b"dialer", &mine, &theirs, &[from.get()], &proof) =>
+        {
             Ok(from)
         }
         Frame::Auth { .. } => {
@@ -270,11 +273,20 @@ mod tests {
     async fn pair(
         a: &Secret,
         b: &Secret,
-    ) -> (Result<u64, TransportError>, Result<u64, TransportError>) {
+    ) -> (
+        Result<NodeId, TransportError>,
+        Result<NodeId, TransportError>,
+    ) {
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let (a, b) = (a.clone(), b.clone());
-        let dialer = tokio::spawn(async move { dial::<_, u8>(&mut x, &a, 42, "acceptor").await });
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "dialer").await });
+        let dialer =
+            tokio::spawn(
+                async move { dial::<_, u8>(&mut x, &a, NodeId::new(42), "acceptor").await },
+            );
+        let acceptor =
+            tokio::spawn(
+                async move { accept::<_, u8>(&mut y, &b, NodeId::new(7), "dialer").await },
+            );
         (dialer.await.unwrap(), acceptor.await.unwrap())
     }
 
@@ -282,8 +294,12 @@ mod tests {
     async fn same_secret_authenticates_both_ways_and_names_both_ends() {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (d, a) = pair(&s, &s).await;
-        assert_eq!(d.unwrap(), 7, "the dialer learns the acceptor's id");
-        assert_eq!(a.unwrap(), 42);
+        assert_eq!(
+            d.unwrap(),
+            NodeId::new(7),
+            "the dialer learns the acceptor's id"
+        );
+        assert_eq!(a.unwrap(), NodeId::new(42));
     }
 
     /// A build of another protocol version (a Hello from it) is refused, in words, on both
@@ -293,10 +309,11 @@ mod tests {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
         let b = s.clone();
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &b, 7, "old").await });
+        let acceptor =
+            tokio::spawn(async move { accept::<_, u8>(&mut y, &b, NodeId::new(7), "old").await });
         let hello: Frame<u8> = Frame::Hello {
             version: PROTOCOL_VERSION - 1,
-            from: 42,
+            from: NodeId::new(42),
             nonce: nonce(),
         };
         flotilla_wire::write_frame(&mut x, &hello).await.unwrap();
@@ -347,17 +364,20 @@ mod tests {
     async fn an_acceptor_refuses_a_wrong_proof() {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &s, 7, "forger").await });
+        let acceptor =
+            tokio::spawn(
+                async move { accept::<_, u8>(&mut y, &s, NodeId::new(7), "forger").await },
+            );
         let hello: Frame<u8> = Frame::Hello {
             version: PROTOCOL_VERSION,
-            from: 42,
+            from: NodeId::new(42),
             nonce: nonce(),
         };
         flotilla_wire::write_frame(&mut x, &hello).await.unwrap();
         let welcome: Frame<u8> = flotilla_wire::read_frame(&mut x, MAX_HANDSHAKE_FRAME)
             .await
             .unwrap();
-        assert!(matches!(welcome, Frame::Welcome { id: 7, .. }));
+        assert!(matches!(welcome, Frame::Welcome { id, .. } if id == NodeId::new(7)));
         let forged: Frame<u8> = Frame::Auth { proof: [0; 32] };
         flotilla_wire::write_frame(&mut x, &forged).await.unwrap();
         let answer: Frame<u8> = flotilla_wire::read_frame(&mut x, MAX_HANDSHAKE_FRAME)
@@ -378,7 +398,8 @@ mod tests {
     async fn a_first_frame_other_than_hello_is_refused() {
         let s = Secret::new("0123456789abcdef-secret").unwrap();
         let (mut x, mut y) = tokio::io::duplex(1 << 16);
-        let acceptor = tokio::spawn(async move { accept::<_, u8>(&mut y, &s, 7, "odd").await });
+        let acceptor =
+            tokio::spawn(async move { accept::<_, u8>(&mut y, &s, NodeId::new(7), "odd").await });
         let wrong: Frame<u8> = Frame::StatusRequest;
         flotilla_wire::write_frame(&mut x, &wrong).await.unwrap();
         assert!(matches!(

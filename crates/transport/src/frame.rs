@@ -1,5 +1,6 @@
 //! What travels on a Flotilla connection.
 
+use flotilla_id::NodeId;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ pub enum Frame<M> {
     /// Dialer → acceptor: who is calling, and a fresh nonce.
     Hello {
         version: u32,
-        from: u64,
+        from: NodeId,
         nonce: [u8; 32],
     },
     /// Acceptor → dialer: its node id, its own nonce, and its proof that it knows the secret.
@@ -38,7 +39,7 @@ pub enum Frame<M> {
     /// machine reusing the old one's address) instead of taking one node's answers for
     /// another's.
     Welcome {
-        id: u64,
+        id: NodeId,
         nonce: [u8; 32],
         proof: [u8; 32],
     },
@@ -60,12 +61,12 @@ pub enum Frame<M> {
 /// What `flotilla ctl status` shows of one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
-    pub id: u64,
+    pub id: NodeId,
     /// The process id, for operators (and fault tests) that need to signal it.
     pub pid: u32,
     pub role: String,
     pub term: u64,
-    pub leader: Option<u64>,
+    pub leader: Option<NodeId>,
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_log_index: u64,
@@ -80,12 +81,12 @@ pub struct NodeStatus {
     /// to be added, or removed).
     pub member: String,
     /// The membership this node uses (the latest in its log, committed or not): voters.
-    pub voters: Vec<u64>,
+    pub voters: Vec<NodeId>,
     /// Learners: members that receive the log but neither vote nor count toward commits.
-    pub learners: Vec<u64>,
+    pub learners: Vec<NodeId>,
     /// Each member's address as this node knows it (from the membership, else from its
     /// `--peers`); a member missing here is one this node reaches only when it dials in.
-    pub addrs: BTreeMap<u64, String>,
+    pub addrs: BTreeMap<NodeId, String>,
     /// Log index of the entry that set the membership (0: the boot configuration).
     pub membership_index: u64,
     /// A node of a sharded deployment: what it knows of the shard configurations.

@@ -11,8 +11,7 @@
 //!   directions (HMAC-SHA256 over fresh nonces) before any message is accepted, so a process
 //!   without the secret can neither join a group nor send Raft messages.
 //! * [`tls`]: rustls configuration, when certificates are configured.
-//! * [`ids`]: node ids (replicas', clients', sharded servers' from their addresses) and the
-//!   dialing resolver that names nodes by address.
+//! * [`ids`]: the resolver that names nodes by address and dials them on first use.
 //! * [`transport`]: connections to peers (dialed, reconnected with backoff, one writer per
 //!   peer that batches whatever is queued into one frame) and from clients (accepted; replies
 //!   go back on the same connection).

@@ -13,6 +13,7 @@
 //! A dialer checks that the node answering at an address is the one it expects, so a machine
 //! that took over a removed node's address is never taken for that node.
 
+use flotilla_id::NodeId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -95,17 +96,17 @@ fn tune(tcp: &TcpStream) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct TransportConfig {
     /// This process's node id, announced in every handshake.
-    pub me: u64,
+    pub me: NodeId,
     pub secret: Secret,
     /// Peers to dial at first, by node id: messages to them go over our own connection to
     /// them. [`Transport::set_peers`] replaces them.
-    pub peers: BTreeMap<u64, String>,
+    pub peers: BTreeMap<NodeId, String>,
     /// Mutual TLS on every connection, if configured.
     pub tls: Option<Arc<PeerTls>>,
 }
 
 /// Hands a received message to the local process.
-pub type Deliver<M> = Arc<dyn Fn(u64, M) + Send + Sync>;
+pub type Deliver<M> = Arc<dyn Fn(NodeId, M) + Send + Sync>;
 /// Answers a status request (asynchronously: the process answers from its own thread).
 pub type StatusSource = Arc<dyn Fn() -> tokio::sync::oneshot::Receiver<NodeStatus> + Send + Sync>;
 
@@ -134,10 +135,10 @@ impl Drop for Reader {
 pub struct Transport<M> {
     cfg: TransportConfig,
     /// Dialed peers, by id: the current address book. Locked before `writers` when both are.
-    dialers: Mutex<BTreeMap<u64, Dialer<M>>>,
+    dialers: Mutex<BTreeMap<NodeId, Dialer<M>>>,
     /// Writer queues: one per dialed peer, one per accepted connection from a node that is
     /// not a dialed peer (a client, or a peer whose address this node does not know).
-    writers: Mutex<HashMap<u64, Queue<M>>>,
+    writers: Mutex<HashMap<NodeId, Queue<M>>>,
     /// Where received messages go; set by [`Transport::dial_peers`], used by later dials.
     deliver: OnceLock<Deliver<M>>,
 }
@@ -156,7 +157,7 @@ where
     }
 
     /// The peers dialed now, by id.
-    pub fn peers(&self) -> BTreeMap<u64, String> {
+    pub fn peers(&self) -> BTreeMap<NodeId, String> {
         let dialers = self.dialers.lock().expect("dialers lock");
         dialers
             .iter()
@@ -165,11 +166,11 @@ where
     }
 
     /// Queues `msg` for node `to`; dropped if there is no connection or its queue is full.
-    pub fn send(&self, to: u64, msg: M) {
+    pub fn send(&self, to: NodeId, msg: M) {
         let writers = self.writers.lock().expect("writers lock");
         if let Some(q) = writers.get(&to) {
             if q.try_send(Frame::Msgs(vec![msg])).is_err() {
-                tracing::debug!(to, "queue full or closed; message dropped");
+                tracing::debug!(to = to.get(), "queue full or closed; message dropped");
             }
         }
     }
@@ -186,7 +187,7 @@ where
     /// Makes `peers` the address book: dials the new ones (and those whose address changed),
     /// drops the rest, closing their connections. Must run inside a tokio runtime, after
     /// [`Transport::dial_peers`].
-    pub fn set_peers(self: &Arc<Self>, peers: BTreeMap<u64, String>) {
+    pub fn set_peers(self: &Arc<Self>, peers: BTreeMap<NodeId, String>) {
         let deliver = self
             .deliver
             .get()
@@ -194,7 +195,7 @@ where
             .clone();
         let mut dialers = self.dialers.lock().expect("dialers lock");
         let mut writers = self.writers.lock().expect("writers lock");
-        let stale: Vec<u64> = (dialers.iter())
+        let stale: Vec<NodeId> = (dialers.iter())
             .filter(|&(id, d)| peers.get(id) != Some(&d.addr))
             .map(|(&id, _)| id)
             .collect();
@@ -204,7 +205,7 @@ where
             if writers.get(&id).is_some_and(|q| q.same_channel(&d.queue)) {
                 writers.remove(&id);
             }
-            tracing::info!(peer = id, addr = %d.addr, "no longer dialed");
+            tracing::info!(peer = id.get(), addr = %d.addr, "no longer dialed");
         }
         for (&peer, addr) in &peers {
             self.dial_locked(&mut dialers, &mut writers, peer, addr, &deliver);
@@ -215,7 +216,7 @@ where
     /// address): a sharded deployment's servers dial the servers of other groups as the
     /// configurations name them, and never drop one (a group that left may still be asked
     /// for shards it holds). Must run inside a tokio runtime, after [`Transport::dial_peers`].
-    pub fn add_peer(self: &Arc<Self>, peer: u64, addr: &str) {
+    pub fn add_peer(self: &Arc<Self>, peer: NodeId, addr: &str) {
         let deliver = self
             .deliver
             .get()
@@ -229,9 +230,9 @@ where
     /// Starts dialing `peer` at `addr` unless it is dialed already (or is this node).
     fn dial_locked(
         self: &Arc<Self>,
-        dialers: &mut BTreeMap<u64, Dialer<M>>,
-        writers: &mut HashMap<u64, Queue<M>>,
-        peer: u64,
+        dialers: &mut BTreeMap<NodeId, Dialer<M>>,
+        writers: &mut HashMap<NodeId, Queue<M>>,
+        peer: NodeId,
         addr: &str,
         deliver: &Deliver<M>,
     ) {
@@ -253,7 +254,7 @@ where
 
     async fn dialer(
         self: Arc<Self>,
-        peer: u64,
+        peer: NodeId,
         addr: String,
         mut rx: mpsc::Receiver<Frame<M>>,
         deliver: Deliver<M>,
@@ -266,7 +267,7 @@ where
                 Ok((stream, id)) if id == peer => {
                     backoff = BACKOFF_MIN;
                     warned = false;
-                    tracing::info!(peer, %addr, "connected");
+                    tracing::info!(peer = peer.get(), %addr, "connected");
                     let (r, w) = tokio::io::split(stream);
                     let _reader = Reader(tokio::spawn(read_loop(
                         r,
@@ -280,14 +281,14 @@ where
                 Ok((_, id)) if !warned => {
                     warned = true;
                     tracing::warn!(
-                        peer,
+                        peer = peer.get(),
                         %addr,
                         "node {id} answers at {addr}, not node {peer} (did a new node take \
                          over the address?); not talking to it as {peer}"
                     );
                 }
                 Ok(_) => {}
-                Err(e) => tracing::debug!(peer, %addr, "cannot connect: {e}"),
+                Err(e) => tracing::debug!(peer = peer.get(), %addr, "cannot connect: {e}"),
             }
             // Whatever queued while the connection was down is stale; Raft resends.
             while rx.try_recv().is_ok() {}
@@ -296,7 +297,7 @@ where
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(BoxIo, u64), crate::TransportError> {
+    async fn connect(&self, addr: &str) -> Result<(BoxIo, NodeId), crate::TransportError> {
         connect_to::<M>(addr, &self.cfg.secret, self.cfg.me, self.cfg.tls.as_deref()).await
     }
 
@@ -374,7 +375,7 @@ where
 /// status requests (on accepted connections).
 async fn read_loop<R, M>(
     mut r: R,
-    from: u64,
+    from: NodeId,
     addr: String,
     deliver: Deliver<M>,
     status: Option<(StatusSource, Queue<M>)>,
@@ -391,7 +392,7 @@ async fn read_loop<R, M>(
                 return
             }
             Err(e) => {
-                tracing::warn!(from, %addr, "closing connection: {e}");
+                tracing::warn!(from = from.get(), %addr, "closing connection: {e}");
                 return;
             }
         };
@@ -410,7 +411,7 @@ async fn read_loop<R, M>(
             }
             other => {
                 let kind = std::mem::discriminant(&other);
-                tracing::warn!(from, %addr, "closing connection: unexpected frame {kind:?}");
+                tracing::warn!(from = from.get(), %addr, "closing connection: unexpected frame {kind:?}");
                 return;
             }
         }
@@ -572,7 +573,7 @@ impl Refused {
 pub async fn connect_authenticated<M>(
     addr: &str,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     tls: Option<&PeerTls>,
 ) -> Result<BoxIo, crate::TransportError>
 where
@@ -585,9 +586,9 @@ where
 pub async fn connect_to<M>(
     addr: &str,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     tls: Option<&PeerTls>,
-) -> Result<(BoxIo, u64), crate::TransportError>
+) -> Result<(BoxIo, NodeId), crate::TransportError>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -648,7 +649,7 @@ async fn dial_tcp(addr: &str) -> std::io::Result<TcpStream> {
 pub async fn fetch_status<M>(
     addr: &str,
     secret: &Secret,
-    me: u64,
+    me: NodeId,
     tls: Option<&PeerTls>,
 ) -> Result<NodeStatus, crate::TransportError>
 where
@@ -712,7 +713,10 @@ mod tests {
             peers,
             tls: None,
         };
-        let dialer = Transport::<u64>::new(cfg(1, BTreeMap::from([(2, addr.to_string())])));
+        let dialer = Transport::<u64>::new(cfg(
+            NodeId::new(1),
+            BTreeMap::from([(NodeId::new(2), addr.to_string())]),
+        ));
         dialer.dial_peers(Arc::new(|_, _| {}));
 
         // Fresh handshakes, not one waiting for the kernel to resend its SYN.
@@ -731,7 +735,7 @@ mod tests {
         let freed = std::time::Instant::now();
         drop(filler);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let peer = Transport::<u64>::new(cfg(2, BTreeMap::new()));
+        let peer = Transport::<u64>::new(cfg(NodeId::new(2), BTreeMap::new()));
         let listener = TcpListener::from_std(sock.into()).unwrap();
         let status: StatusSource = Arc::new(|| tokio::sync::oneshot::channel().1);
         let deliver: Deliver<u64> = Arc::new(move |from, m| {
@@ -740,7 +744,7 @@ mod tests {
         tokio::spawn(peer.serve(listener, deliver, status));
         // Messages queued while the link is down are dropped: send until one arrives.
         let got = loop {
-            dialer.send(2, 7);
+            dialer.send(NodeId::new(2), 7);
             match tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
                 Ok(got) => break got,
                 Err(_) => assert!(
@@ -749,7 +753,7 @@ mod tests {
                 ),
             }
         };
-        assert_eq!(got, Some((1, 7)));
+        assert_eq!(got, Some((NodeId::new(1), 7)));
         eprintln!(
             "connected {:?} after the peer began accepting",
             freed.elapsed()

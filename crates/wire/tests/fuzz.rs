@@ -2,6 +2,7 @@
 //! panics; and every message Flotilla sends survives a round trip.
 
 use flotilla_mr::protocol::{Request, Response, Task};
+use flotilla_raft::NodeId;
 use flotilla_raft::{ConflictHint, Entry, EntryKind, Membership, Message};
 use flotilla_wire::{decode, encode, DEFAULT_MAX_FRAME};
 use proptest::prelude::*;
@@ -34,9 +35,12 @@ fn raft_message() -> impl Strategy<Value = Message> {
         prop::collection::btree_map(any::<u64>(), "[a-z0-9.:]{0,20}", 0..3),
     )
         .prop_map(|(voters, learners, addrs)| Membership {
-            voters,
-            learners,
-            addrs,
+            voters: voters.into_iter().map(NodeId::new).collect(),
+            learners: learners.into_iter().map(NodeId::new).collect(),
+            addrs: addrs
+                .into_iter()
+                .map(|(k, v)| (NodeId::new(k), v))
+                .collect(),
         });
     prop_oneof![
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(

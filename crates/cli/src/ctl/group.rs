@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
+use flotilla_raft::NodeId;
 use flotilla_transport::tls::PeerTls;
 use flotilla_transport::Secret;
 
@@ -68,7 +69,7 @@ fn resolve_cluster(
 }
 
 /// `ids` with their addresses, in words: "0 at host:port, 2 at …", or "none".
-pub fn describe(ids: &[u64], addrs: &BTreeMap<u64, String>) -> String {
+pub fn describe(ids: &[NodeId], addrs: &BTreeMap<NodeId, String>) -> String {
     if ids.is_empty() {
         return "none".to_owned();
     }

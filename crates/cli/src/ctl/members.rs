@@ -16,6 +16,7 @@ use clap::Args;
 use flotilla_client::admin::{admin_request, survey, ClusterView};
 use flotilla_kv::{KvCommand, KvMsg, KvReply};
 use flotilla_raft::MembershipChange;
+use flotilla_raft::NodeId;
 use flotilla_rsm::{AdminError, AdminOp, AdminReply};
 use flotilla_transport::NodeStatus;
 
@@ -38,7 +39,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 #[derive(Args)]
 pub struct AddNodeArgs {
     /// The new replica's id (the --id it was started with).
-    id: u64,
+    id: NodeId,
     /// Where the other replicas reach it (host:port).
     addr: String,
     /// Leave it a learner (it gets the log but neither votes nor counts toward commits).
@@ -51,7 +52,7 @@ pub struct AddNodeArgs {
 #[derive(Args)]
 pub struct NodeArgs {
     /// The replica's id.
-    id: u64,
+    id: NodeId,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -174,7 +175,7 @@ pub fn transfer_leader(a: NodeArgs) -> Result<(), String> {
 }
 
 /// Whether `id` is a voter or learner of the group's membership.
-fn is_member(v: &ClusterView, id: u64) -> bool {
+fn is_member(v: &ClusterView, id: NodeId) -> bool {
     v.is_voter(id) || v.is_learner(id)
 }
 
@@ -209,7 +210,7 @@ impl From<ChangeError> for String {
 struct Admin {
     cluster: Cluster,
     /// Members' addresses learned so far; asked along with the seeds.
-    book: BTreeMap<u64, String>,
+    book: BTreeMap<NodeId, String>,
     /// The statuses of the latest look at the group.
     heard: Vec<(String, NodeStatus)>,
     timeout: Duration,
@@ -249,7 +250,7 @@ impl Admin {
     }
 
     /// The group's view once a leader (and its address) is known, with both.
-    async fn leader_view(&mut self) -> Result<(ClusterView, u64, String), String> {
+    async fn leader_view(&mut self) -> Result<(ClusterView, NodeId, String), String> {
         loop {
             let why = match self.view().await {
                 None => "no replica answers".to_owned(),
@@ -307,7 +308,7 @@ impl Admin {
         done: impl Fn(&ClusterView) -> bool,
     ) -> Result<u64, ChangeError> {
         let removes =
-            |leader: u64| matches!(change, MembershipChange::Remove { id } if id == leader);
+            |leader: NodeId| matches!(change, MembershipChange::Remove { id } if id == leader);
         loop {
             let (view, leader, addr) = self.leader_view().await.map_err(ChangeError::Failed)?;
             let why = if done(&view) {
@@ -345,7 +346,7 @@ impl Admin {
     }
 
     /// Hands leadership to voter `to` and waits until it leads.
-    async fn transfer(&mut self, to: u64) -> Result<(), String> {
+    async fn transfer(&mut self, to: NodeId) -> Result<(), String> {
         loop {
             let (view, leader, addr) = self.leader_view().await?;
             if leader == to {
@@ -375,7 +376,7 @@ impl Admin {
     }
 
     /// Whether `to` is seen leading within [`TRANSFER_WAIT`] (or the deadline).
-    async fn await_leader(&mut self, to: u64) -> bool {
+    async fn await_leader(&mut self, to: NodeId) -> bool {
         let until = (Instant::now() + TRANSFER_WAIT).min(self.deadline);
         while Instant::now() < until {
             if self.view().await.is_some_and(|v| v.leader == Some(to)) {
@@ -388,7 +389,7 @@ impl Admin {
 
     /// The voter to hand leadership to before removing `leaving`: of the others that answer,
     /// the one that has applied the most (the quickest to catch up), the lowest id on a tie.
-    fn transfer_target(&self, view: &ClusterView, leaving: u64) -> Result<u64, String> {
+    fn transfer_target(&self, view: &ClusterView, leaving: NodeId) -> Result<NodeId, String> {
         (self.heard.iter().map(|(_, s)| s))
             .filter(|s| s.id != leaving && view.is_voter(s.id))
             .max_by_key(|s| (s.applied_index, std::cmp::Reverse(s.id)))

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use flotilla_client::admin::{survey, ClusterView};
 use flotilla_kv::KvMsg;
+use flotilla_raft::NodeId;
 use flotilla_transport::NodeStatus;
 
 use super::group::{describe, Cluster, ClusterArgs};
@@ -62,10 +63,11 @@ async fn status_rows(c: &Cluster) -> StatusRows {
         };
         // Members not heard from yet, by id (an address may be spelt two ways) or address.
         let heard = |id: u64, addr: &String| {
-            (rows.iter()).any(|(a, r)| a == addr || r.as_ref().is_ok_and(|s| s.id == id))
+            (rows.iter())
+                .any(|(a, r)| a == addr || r.as_ref().is_ok_and(|s| s.id == NodeId::new(id)))
         };
         ask = (view.addrs.into_iter())
-            .filter(|(id, a)| !heard(*id, a))
+            .filter(|(id, a)| !heard((*id).get(), a))
             .map(|(_, a)| a)
             .collect();
     }
@@ -121,7 +123,7 @@ fn status_table(rows: &StatusRows) -> String {
                 // A silent replica's id: the one the membership gives its address, else its
                 // position (--servers are the founding replicas in id order).
                 let id = (view.addrs.iter().find(|(_, a)| *a == addr))
-                    .map_or(i as u64, |(&id, _)| id);
+                    .map_or(NodeId::from_index(i), |(&id, _)| id);
                 out.push_str(&format!("{id:>3}  {addr:<21} unreachable: {e}\n"));
             }
         }

@@ -19,7 +19,7 @@ fn with_check_quorum(id: NodeId, n: u64) -> Config {
 }
 
 fn min_ticks() -> u32 {
-    cfg(1, 1).election_timeout_min_ticks
+    cfg(NodeId::new(1), 1).election_timeout_min_ticks
 }
 
 fn pre_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
@@ -69,7 +69,7 @@ fn replies_to(ready: &Ready, to: NodeId) -> Vec<Message> {
 /// in the next term, without raising its own term, voting, or persisting anything.
 #[test]
 fn pre_vote_timeout_asks_without_raising_term() {
-    let mut r = Raft::new(with_pre_vote(1, 3));
+    let mut r = Raft::new(with_pre_vote(NodeId::new(1), 3));
     elapse_pre_election(&mut r);
     assert_eq!(
         (r.role(), r.term(), r.voted_for(), r.leader()),
@@ -82,46 +82,52 @@ fn pre_vote_timeout_asks_without_raising_term() {
         .iter()
         .map(|m| (m.to, m.msg.clone()))
         .collect();
-    assert_eq!(sent, vec![(2, pre_vote(1, 0, 0)), (3, pre_vote(1, 0, 0))]);
+    assert_eq!(
+        sent,
+        vec![
+            (NodeId::new(2), pre_vote(1, 0, 0)),
+            (NodeId::new(3), pre_vote(1, 0, 0))
+        ]
+    );
 }
 
 /// §9.6: a pre-candidate does not adopt the (higher, proposed) term of a grant; only a
 /// majority of grants starts the real election: term + 1, a vote for itself, RequestVote.
 #[test]
 fn pre_vote_majority_starts_the_real_election() {
-    let mut r = Raft::new(with_pre_vote(1, 5));
+    let mut r = Raft::new(with_pre_vote(NodeId::new(1), 5));
     elapse_pre_election(&mut r);
     r.ready();
     let grant = Message::PreVoteReply {
         term: 1,
         granted: true,
     };
-    r.step(2, grant.clone());
+    r.step(NodeId::new(2), grant.clone());
     let refusal = Message::PreVoteReply {
         term: 0,
         granted: false,
     };
-    r.step(3, refusal);
+    r.step(NodeId::new(3), refusal);
     // A grant for another round (a term we do not propose) counts for nothing.
     let stale = Message::PreVoteReply {
         term: 3,
         granted: true,
     };
-    r.step(5, stale);
+    r.step(NodeId::new(5), stale);
     assert!(r.is_pre_candidate(), "2 grants of 5 (self included)");
     assert_eq!((r.term(), r.voted_for()), (0, None));
     assert!(r.ready().is_empty());
-    r.step(4, grant);
+    r.step(NodeId::new(4), grant);
     assert_eq!(
         (r.role(), r.is_pre_candidate(), r.term(), r.voted_for()),
-        (Role::Candidate, false, 1, Some(1))
+        (Role::Candidate, false, 1, Some(NodeId::new(1)))
     );
     let ready = r.ready();
     assert_eq!(
         ready.hard_state,
         Some(HardState {
             term: 1,
-            voted_for: Some(1)
+            voted_for: Some(NodeId::new(1))
         })
     );
     assert_eq!(ready.messages.len(), 4);
@@ -135,22 +141,22 @@ fn pre_vote_grant_changes_nothing() {
     let fixed = Config {
         election_timeout_min_ticks: 30,
         election_timeout_max_ticks: 30,
-        ..with_pre_vote(1, 3)
+        ..with_pre_vote(NodeId::new(1), 3)
     };
     let mut r = Raft::new(fixed);
     for _ in 0..29 {
         r.tick();
     }
-    r.step(2, pre_vote(1, 0, 0));
-    r.step(3, pre_vote(1, 0, 0));
+    r.step(NodeId::new(2), pre_vote(1, 0, 0));
+    r.step(NodeId::new(3), pre_vote(1, 0, 0));
     let ready = r.ready();
     assert_eq!(ready.hard_state, None);
     let grant = Message::PreVoteReply {
         term: 1,
         granted: true,
     };
-    assert_eq!(replies_to(&ready, 2), vec![grant.clone()]);
-    assert_eq!(replies_to(&ready, 3), vec![grant]);
+    assert_eq!(replies_to(&ready, NodeId::new(2)), vec![grant.clone()]);
+    assert_eq!(replies_to(&ready, NodeId::new(3)), vec![grant]);
     assert_eq!((r.term(), r.voted_for(), r.leader()), (0, None, None));
     r.tick();
     assert!(
@@ -165,14 +171,18 @@ fn pre_vote_grant_changes_nothing() {
 fn pre_vote_refused_to_stale_log() {
     let mut leader = leader_of(3);
     leader.propose(vec![1]).unwrap();
-    let mut r = Raft::restore(with_pre_vote(3, 3), leader.persistent_state(), Vec::new());
-    r.step(2, pre_vote(7, 5, 0));
+    let mut r = Raft::restore(
+        with_pre_vote(NodeId::new(3), 3),
+        leader.persistent_state(),
+        Vec::new(),
+    );
+    r.step(NodeId::new(2), pre_vote(7, 5, 0));
     let refusal = Message::PreVoteReply {
         term: 1,
         granted: false,
     };
-    assert_eq!(replies_to(&r.ready(), 2), vec![refusal]);
-    assert_eq!((r.term(), r.voted_for()), (1, Some(1)));
+    assert_eq!(replies_to(&r.ready(), NodeId::new(2)), vec![refusal]);
+    assert_eq!((r.term(), r.voted_for()), (1, Some(NodeId::new(1))));
 }
 
 /// §9.6: a follower that heard from its leader less than the minimum election timeout ago
@@ -180,26 +190,26 @@ fn pre_vote_refused_to_stale_log() {
 /// without the leader, it grants.
 #[test]
 fn pre_vote_refused_while_the_leader_is_live() {
-    let mut r = Raft::new(with_pre_vote(1, 3));
-    r.step(2, heartbeat(1));
+    let mut r = Raft::new(with_pre_vote(NodeId::new(1), 3));
+    r.step(NodeId::new(2), heartbeat(1));
     r.ready();
     for _ in 0..min_ticks() - 1 {
         r.tick();
     }
-    r.step(3, pre_vote(2, 0, 0));
+    r.step(NodeId::new(3), pre_vote(2, 0, 0));
     let refusal = Message::PreVoteReply {
         term: 1,
         granted: false,
     };
-    assert_eq!(replies_to(&r.ready(), 3), vec![refusal]);
-    assert_eq!((r.term(), r.leader()), (1, Some(2)));
+    assert_eq!(replies_to(&r.ready(), NodeId::new(3)), vec![refusal]);
+    assert_eq!((r.term(), r.leader()), (1, Some(NodeId::new(2))));
     r.tick();
-    r.step(3, pre_vote(2, 0, 0));
+    r.step(NodeId::new(3), pre_vote(2, 0, 0));
     let grant = Message::PreVoteReply {
         term: 2,
         granted: true,
     };
-    assert_eq!(replies_to(&r.ready(), 3), vec![grant]);
+    assert_eq!(replies_to(&r.ready(), NodeId::new(3)), vec![grant]);
     assert_eq!(r.term(), 1);
 }
 
@@ -208,7 +218,7 @@ fn pre_vote_refused_while_the_leader_is_live() {
 #[test]
 fn pre_vote_request_does_not_bump_a_leaders_term() {
     let mut r = leader_of(3);
-    r.step(3, pre_vote(2, 0, 0));
+    r.step(NodeId::new(3), pre_vote(2, 0, 0));
     assert_eq!((r.role(), r.term()), (Role::Leader, 1));
     let ready = r.ready();
     assert_eq!(ready.hard_state, None);
@@ -216,7 +226,7 @@ fn pre_vote_request_does_not_bump_a_leaders_term() {
         term: 1,
         granted: false,
     };
-    assert_eq!(replies_to(&ready, 3), vec![refusal]);
+    assert_eq!(replies_to(&ready, NodeId::new(3)), vec![refusal]);
 }
 
 /// §9.6 (as etcd): a pre-vote for a term below the voter's is refused with the voter's term,
@@ -231,8 +241,8 @@ fn pre_vote_refusal_from_a_higher_term_is_adopted() {
         },
         ..PersistentState::default()
     };
-    let mut voter = Raft::restore(with_pre_vote(2, 3), stale_term, Vec::new());
-    voter.step(1, pre_vote(3, 0, 0));
+    let mut voter = Raft::restore(with_pre_vote(NodeId::new(2), 3), stale_term, Vec::new());
+    voter.step(NodeId::new(1), pre_vote(3, 0, 0));
     let refusal = voter.ready().messages.remove(0).msg;
     assert_eq!(
         refusal,
@@ -241,10 +251,10 @@ fn pre_vote_refusal_from_a_higher_term_is_adopted() {
             granted: false
         }
     );
-    let mut r = Raft::new(with_pre_vote(1, 3));
+    let mut r = Raft::new(with_pre_vote(NodeId::new(1), 3));
     elapse_pre_election(&mut r);
     r.ready();
-    r.step(2, refusal);
+    r.step(NodeId::new(2), refusal);
     assert_eq!(
         (r.role(), r.is_pre_candidate(), r.term(), r.voted_for()),
         (Role::Follower, false, 5, None)
@@ -262,19 +272,19 @@ fn pre_vote_refusal_from_a_higher_term_is_adopted() {
 /// term after the one it is in, without raising its term a second time.
 #[test]
 fn timed_out_candidate_asks_for_pre_votes_again() {
-    let mut r = Raft::new(with_pre_vote(1, 3));
+    let mut r = Raft::new(with_pre_vote(NodeId::new(1), 3));
     elapse_pre_election(&mut r);
     let grant = Message::PreVoteReply {
         term: 1,
         granted: true,
     };
-    r.step(2, grant);
+    r.step(NodeId::new(2), grant);
     assert_eq!((r.role(), r.term()), (Role::Candidate, 1));
     r.ready();
     elapse_pre_election(&mut r);
     assert_eq!(
         (r.role(), r.term(), r.voted_for()),
-        (Role::Follower, 1, Some(1))
+        (Role::Follower, 1, Some(NodeId::new(1)))
     );
     let ready = r.ready();
     assert_eq!(ready.hard_state, None);
@@ -284,7 +294,7 @@ fn timed_out_candidate_asks_for_pre_votes_again() {
 /// §9.6: a lone voter needs no pre-votes: its election timer makes it leader at once.
 #[test]
 fn lone_voter_with_pre_vote_elects_itself() {
-    let mut r = Raft::new(Config::for_service(1, vec![1], 7));
+    let mut r = Raft::new(Config::for_service(NodeId::new(1), vec![NodeId::new(1)], 7));
     for _ in 0..r_max_ticks() {
         r.tick();
     }
@@ -296,54 +306,57 @@ fn lone_voter_with_pre_vote_elects_itself() {
 /// reply, no new term, no vote. Without check-quorum the same request is granted.
 #[test]
 fn sticky_follower_ignores_request_vote() {
-    let mut r = Raft::new(with_check_quorum(1, 3));
-    r.step(2, heartbeat(1));
+    let mut r = Raft::new(with_check_quorum(NodeId::new(1), 3));
+    r.step(NodeId::new(2), heartbeat(1));
     r.ready();
-    r.step(3, request_vote(2));
+    r.step(NodeId::new(3), request_vote(2));
     let ready = r.ready();
     assert!(ready.is_empty(), "ignored entirely: {ready:?}");
-    assert_eq!((r.term(), r.voted_for(), r.leader()), (1, None, Some(2)));
+    assert_eq!(
+        (r.term(), r.voted_for(), r.leader()),
+        (1, None, Some(NodeId::new(2)))
+    );
 
-    let mut plain = Raft::new(cfg(1, 3));
-    plain.step(2, heartbeat(1));
-    plain.step(3, request_vote(2));
-    assert_eq!((plain.term(), plain.voted_for()), (2, Some(3)));
+    let mut plain = Raft::new(cfg(NodeId::new(1), 3));
+    plain.step(NodeId::new(2), heartbeat(1));
+    plain.step(NodeId::new(3), request_vote(2));
+    assert_eq!((plain.term(), plain.voted_for()), (2, Some(NodeId::new(3))));
 }
 
 /// §4.2.3: stickiness lasts one minimum election timeout after the leader was last heard;
 /// then the follower adopts the candidate's term and grants as usual.
 #[test]
 fn stickiness_ends_after_the_minimum_election_timeout() {
-    let mut r = Raft::new(with_check_quorum(1, 3));
-    r.step(2, heartbeat(1));
+    let mut r = Raft::new(with_check_quorum(NodeId::new(1), 3));
+    r.step(NodeId::new(2), heartbeat(1));
     for _ in 0..min_ticks() - 1 {
         r.tick();
     }
-    r.step(3, request_vote(2));
+    r.step(NodeId::new(3), request_vote(2));
     assert_eq!(r.term(), 1, "still in the lease");
     r.tick();
-    r.step(3, request_vote(2));
-    assert_eq!((r.term(), r.voted_for()), (2, Some(3)));
+    r.step(NodeId::new(3), request_vote(2));
+    assert_eq!((r.term(), r.voted_for()), (2, Some(NodeId::new(3))));
 }
 
 /// §4.2.3: a check-quorum leader ignores a RequestVote of a higher term too, and refuses one
 /// of its own term from a peer that knows its leader.
 #[test]
 fn sticky_leader_and_followers_refuse_votes() {
-    let mut l = leader_with(with_check_quorum(1, 3));
-    l.step(3, request_vote(2));
+    let mut l = leader_with(with_check_quorum(NodeId::new(1), 3));
+    l.step(NodeId::new(3), request_vote(2));
     assert_eq!((l.role(), l.term()), (Role::Leader, 1));
     assert!(l.ready().is_empty());
 
-    let mut f = Raft::new(with_check_quorum(2, 3));
-    f.step(1, heartbeat(1));
+    let mut f = Raft::new(with_check_quorum(NodeId::new(2), 3));
+    f.step(NodeId::new(1), heartbeat(1));
     f.ready();
-    f.step(3, request_vote(1));
+    f.step(NodeId::new(3), request_vote(1));
     let refusal = Message::RequestVoteReply {
         term: 1,
         granted: false,
     };
-    assert_eq!(replies_to(&f.ready(), 3), vec![refusal]);
+    assert_eq!(replies_to(&f.ready(), NodeId::new(3)), vec![refusal]);
     assert_eq!(f.voted_for(), None);
 }
 
@@ -351,7 +364,7 @@ fn sticky_leader_and_followers_refuse_votes() {
 /// timeout steps down at that tick, to follower in the same term (nothing to persist).
 #[test]
 fn check_quorum_leader_steps_down_without_a_majority() {
-    let mut l = leader_with(with_check_quorum(1, 3));
+    let mut l = leader_with(with_check_quorum(NodeId::new(1), 3));
     for _ in 0..min_ticks() - 1 {
         l.tick();
     }
@@ -361,7 +374,7 @@ fn check_quorum_leader_steps_down_without_a_majority() {
     assert!(!l.quorum_active());
     assert_eq!(
         (l.role(), l.term(), l.leader(), l.voted_for()),
-        (Role::Follower, 1, None, Some(1))
+        (Role::Follower, 1, None, Some(NodeId::new(1)))
     );
     let ready = l.ready();
     assert!(ready.is_empty(), "stepping down sends and persists nothing");
@@ -372,7 +385,7 @@ fn check_quorum_leader_steps_down_without_a_majority() {
 /// 3) keep it leading indefinitely; replies of an older term do not count.
 #[test]
 fn check_quorum_counts_replies_of_the_leaders_term() {
-    let mut l = leader_with(with_check_quorum(1, 3));
+    let mut l = leader_with(with_check_quorum(NodeId::new(1), 3));
     let ack = |term| Message::AppendEntriesReply {
         term,
         match_index: 0,
@@ -380,12 +393,12 @@ fn check_quorum_counts_replies_of_the_leaders_term() {
     };
     for _ in 0..10 * min_ticks() {
         l.tick();
-        l.step(2, ack(1));
+        l.step(NodeId::new(2), ack(1));
     }
     assert!(l.is_leader() && l.quorum_active());
     for _ in 0..min_ticks() {
         l.tick();
-        l.step(2, ack(0));
+        l.step(NodeId::new(2), ack(0));
     }
     assert_eq!(l.role(), Role::Follower, "stale replies kept the leader");
 }
@@ -429,17 +442,17 @@ fn pre_vote_for_the_current_term_follows_the_vote() {
     let voted = PersistentState {
         hard_state: HardState {
             term: 2,
-            voted_for: Some(3),
+            voted_for: Some(NodeId::new(3)),
         },
         ..PersistentState::default()
     };
-    let mut r = Raft::restore(with_pre_vote(1, 3), voted, Vec::new());
-    r.step(2, pre_vote(2, 0, 0));
-    r.step(3, pre_vote(2, 0, 0));
+    let mut r = Raft::restore(with_pre_vote(NodeId::new(1), 3), voted, Vec::new());
+    r.step(NodeId::new(2), pre_vote(2, 0, 0));
+    r.step(NodeId::new(3), pre_vote(2, 0, 0));
     let ready = r.ready();
     let reply = |granted| Message::PreVoteReply { term: 2, granted };
-    assert_eq!(replies_to(&ready, 2), vec![reply(false)]);
-    assert_eq!(replies_to(&ready, 3), vec![reply(true)]);
+    assert_eq!(replies_to(&ready, NodeId::new(2)), vec![reply(false)]);
+    assert_eq!(replies_to(&ready, NodeId::new(3)), vec![reply(true)]);
     assert_eq!(ready.hard_state, None);
 }
 
@@ -449,7 +462,7 @@ fn pre_vote_for_the_current_term_follows_the_vote() {
 fn slow_elected_leader_refuses_pre_votes() {
     let mut r = Raft::new(Config {
         election_timeout_max_ticks: 1000,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     });
     while r.role() != Role::Candidate {
         r.tick();
@@ -466,13 +479,13 @@ fn slow_elected_leader_refuses_pre_votes() {
         term: 1,
         granted: true,
     };
-    r.step(2, vote);
+    r.step(NodeId::new(2), vote);
     assert!(r.is_leader());
     r.ready();
-    r.step(3, pre_vote(2, 0, 0));
+    r.step(NodeId::new(3), pre_vote(2, 0, 0));
     let refusal = Message::PreVoteReply {
         term: 1,
         granted: false,
     };
-    assert_eq!(replies_to(&r.ready(), 3), vec![refusal]);
+    assert_eq!(replies_to(&r.ready(), NodeId::new(3)), vec![refusal]);
 }

@@ -20,7 +20,7 @@ fn prod(id: NodeId, voters: u64) -> Config {
 fn cluster(voters: u64, spares: u64) -> Vec<Raft> {
     (1..=voters + spares)
         .map(|id| {
-            let mut c = prod(id, voters);
+            let mut c = prod(NodeId::new(id), voters);
             if id > voters {
                 c.voters = Vec::new();
             }
@@ -37,7 +37,7 @@ fn elect(peers: &mut [Raft]) -> NodeId {
             let (l, voters) = (p.id(), p.membership().voters.clone());
             if voters
                 .iter()
-                .all(|&v| peers[v as usize - 1].leader() == Some(l))
+                .all(|&v| peers[v.index() - 1].leader() == Some(l))
             {
                 return l;
             }
@@ -66,7 +66,7 @@ fn change(peers: &mut [Raft], leader: NodeId, c: MembershipChange) -> u64 {
 /// leader's latest commit index.
 fn settle_all(peers: &mut [Raft]) {
     settle(peers, &[]);
-    for _ in 0..cfg(1, 1).heartbeat_ticks {
+    for _ in 0..cfg(NodeId::new(1), 1).heartbeat_ticks {
         tick_all(peers, &[]);
     }
 }
@@ -86,16 +86,23 @@ fn learner_gets_the_log_but_never_campaigns() {
     let mut peers = cluster(3, 1);
     let l = elect(&mut peers);
     peer(&mut peers, l).propose(vec![7]).unwrap();
-    let index = change(&mut peers, l, add_learner(4));
-    let learner = peer(&mut peers, 4);
+    let index = change(&mut peers, l, add_learner(NodeId::new(4)));
+    let learner = peer(&mut peers, NodeId::new(4));
     assert_eq!(
         (voters(learner), learners(learner)),
-        (vec![1, 2, 3], vec![4])
+        (
+            vec![NodeId::new(1), NodeId::new(2), NodeId::new(3)],
+            vec![NodeId::new(4)]
+        )
     );
     assert!(!learner.is_voter());
     assert_eq!(learner.commit_index(), index, "it has the whole log");
     assert_eq!(
-        learner.membership().addrs.get(&4).map(String::as_str),
+        learner
+            .membership()
+            .addrs
+            .get(&NodeId::new(4))
+            .map(String::as_str),
         Some("10.0.0.4:7000")
     );
     let term = learner.term();
@@ -110,7 +117,7 @@ fn learner_gets_the_log_but_never_campaigns() {
 }
 
 fn r_max() -> u32 {
-    cfg(1, 1).election_timeout_max_ticks
+    cfg(NodeId::new(1), 1).election_timeout_max_ticks
 }
 
 /// §4.2.1: only voters count toward a commit: an entry that only the leader and a learner
@@ -119,13 +126,13 @@ fn r_max() -> u32 {
 fn learners_do_not_count_toward_commits() {
     let mut peers = cluster(3, 1);
     let l = elect(&mut peers);
-    change(&mut peers, l, add_learner(4));
+    change(&mut peers, l, add_learner(NodeId::new(4)));
     let before = peer(&mut peers, l).commit_index();
     let (index, _) = peer(&mut peers, l).propose(vec![9]).unwrap();
-    let followers: Vec<NodeId> = (1..=3).filter(|&p| p != l).collect();
+    let followers: Vec<NodeId> = (1..=3).map(NodeId::new).filter(|&p| p != l).collect();
     super::transfer::settle(&mut peers, &followers);
     assert_eq!(
-        peer(&mut peers, 4).log().last_index(),
+        peer(&mut peers, NodeId::new(4)).log().last_index(),
         index,
         "the learner has it"
     );
@@ -153,9 +160,9 @@ fn one_change_at_a_time() {
             .collect();
         let l = elect(&mut peers);
         let (first, _) = peer(&mut peers, l)
-            .propose_membership(add_learner(4))
+            .propose_membership(add_learner(NodeId::new(4)))
             .unwrap();
-        let second = peer(&mut peers, l).propose_membership(add_learner(5));
+        let second = peer(&mut peers, l).propose_membership(add_learner(NodeId::new(5)));
         if sabotage.is_none() {
             assert_eq!(
                 second,
@@ -163,13 +170,16 @@ fn one_change_at_a_time() {
             );
             settle(&mut peers, &[]);
             peer(&mut peers, l)
-                .propose_membership(add_learner(5))
+                .propose_membership(add_learner(NodeId::new(5)))
                 .unwrap();
         } else {
             assert_eq!(second.map(|(i, _)| i), Ok(first + 1));
         }
         settle(&mut peers, &[]);
-        assert_eq!(learners(peer(&mut peers, 1)), vec![4, 5]);
+        assert_eq!(
+            learners(peer(&mut peers, NodeId::new(1))),
+            vec![NodeId::new(4), NodeId::new(5)]
+        );
     }
 }
 
@@ -181,19 +191,19 @@ fn new_leader_commits_its_term_before_a_change() {
         .map(|id| {
             Raft::new(Config {
                 leader_noop: false,
-                ..prod(id, 3)
+                ..prod(NodeId::new(id), 3)
             })
         })
         .collect();
     let l = elect(&mut peers);
     assert_eq!(
-        peer(&mut peers, l).propose_membership(add_learner(4)),
+        peer(&mut peers, l).propose_membership(add_learner(NodeId::new(4))),
         Err(MembershipError::TermNotCommitted)
     );
     peer(&mut peers, l).propose(vec![1]).unwrap();
     settle(&mut peers, &[]);
     assert!(peer(&mut peers, l)
-        .propose_membership(add_learner(4))
+        .propose_membership(add_learner(NodeId::new(4)))
         .is_ok());
 }
 
@@ -205,17 +215,17 @@ fn leader_refuses_changes_that_do_not_fit() {
     let l = elect(&mut peers);
     // The learner is cut off, so it cannot catch up.
     peer(&mut peers, l)
-        .propose_membership(add_learner(4))
+        .propose_membership(add_learner(NodeId::new(4)))
         .unwrap();
-    settle_cut(&mut peers, &[4]);
+    settle_cut(&mut peers, &[NodeId::new(4)]);
     peer(&mut peers, l).propose(vec![1]).unwrap();
-    settle_cut(&mut peers, &[4]);
+    settle_cut(&mut peers, &[NodeId::new(4)]);
     let commit = peer(&mut peers, l).commit_index();
     let leader = peer(&mut peers, l);
     assert_eq!(
-        leader.propose_membership(MembershipChange::Promote { id: 4 }),
+        leader.propose_membership(MembershipChange::Promote { id: NodeId::new(4) }),
         Err(MembershipError::LearnerBehind {
-            id: 4,
+            id: NodeId::new(4),
             matched: 0,
             needed: commit
         })
@@ -225,29 +235,42 @@ fn leader_refuses_changes_that_do_not_fit() {
         Err(MembershipError::RemovesLeader)
     );
     assert_eq!(
-        leader.propose_membership(add_learner(4)),
-        Err(MembershipError::AlreadyMember(4))
+        leader.propose_membership(add_learner(NodeId::new(4))),
+        Err(MembershipError::AlreadyMember(NodeId::new(4)))
     );
     assert_eq!(
-        leader.propose_membership(MembershipChange::Promote { id: 9 }),
-        Err(MembershipError::NotALearner(9))
+        leader.propose_membership(MembershipChange::Promote { id: NodeId::new(9) }),
+        Err(MembershipError::NotALearner(NodeId::new(9)))
     );
     assert_eq!(
-        leader.propose_membership(MembershipChange::Remove { id: 9 }),
-        Err(MembershipError::NotAMember(9))
+        leader.propose_membership(MembershipChange::Remove { id: NodeId::new(9) }),
+        Err(MembershipError::NotAMember(NodeId::new(9)))
     );
-    let f = if l == 1 { 2 } else { 1 };
+    let f = if l == NodeId::new(1) { 2 } else { 1 };
     assert_eq!(
-        peer(&mut peers, f).propose_membership(MembershipChange::Remove { id: 3 }),
+        peer(&mut peers, NodeId::new(f))
+            .propose_membership(MembershipChange::Remove { id: NodeId::new(3) }),
         Err(MembershipError::NotLeader { hint: Some(l) })
     );
     // Once it catches up, the promotion goes through and it votes.
-    for _ in 0..cfg(1, 1).heartbeat_ticks {
+    for _ in 0..cfg(NodeId::new(1), 1).heartbeat_ticks {
         tick_all(&mut peers, &[]);
     }
-    change(&mut peers, l, MembershipChange::Promote { id: 4 });
-    assert_eq!(voters(peer(&mut peers, 4)), vec![1, 2, 3, 4]);
-    assert!(peer(&mut peers, 4).is_voter());
+    change(
+        &mut peers,
+        l,
+        MembershipChange::Promote { id: NodeId::new(4) },
+    );
+    assert_eq!(
+        voters(peer(&mut peers, NodeId::new(4))),
+        vec![
+            NodeId::new(1),
+            NodeId::new(2),
+            NodeId::new(3),
+            NodeId::new(4)
+        ]
+    );
+    assert!(peer(&mut peers, NodeId::new(4)).is_voter());
 }
 
 fn settle_cut(peers: &mut [Raft], cut: &[NodeId]) {
@@ -258,10 +281,10 @@ fn settle_cut(peers: &mut [Raft], cut: &[NodeId]) {
 /// back to the one before if the entry is truncated by a new leader.
 #[test]
 fn membership_applies_on_append_and_rolls_back_on_truncation() {
-    let mut f = Raft::new(prod(2, 3));
+    let mut f = Raft::new(prod(NodeId::new(2), 3));
     let m = Membership {
-        learners: [4].into(),
-        ..Membership::with_voters([1, 2, 3])
+        learners: [NodeId::new(4)].into(),
+        ..Membership::with_voters([1, 2, 3].map(NodeId::new))
     };
     let config_entry = Entry {
         term: 1,
@@ -269,7 +292,7 @@ fn membership_applies_on_append_and_rolls_back_on_truncation() {
         data: postcard::to_allocvec(&m).unwrap().into(),
     };
     f.step(
-        1,
+        NodeId::new(1),
         Message::AppendEntries {
             term: 1,
             prev_log_index: 0,
@@ -282,7 +305,7 @@ fn membership_applies_on_append_and_rolls_back_on_truncation() {
     assert_eq!(f.membership_index(), 2);
     // A leader of term 2 overwrites index 2 with a command.
     f.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntries {
             term: 2,
             prev_log_index: 1,
@@ -291,7 +314,10 @@ fn membership_applies_on_append_and_rolls_back_on_truncation() {
             leader_commit: 1,
         },
     );
-    assert_eq!(f.membership(), &Membership::with_voters([1, 2, 3]));
+    assert_eq!(
+        f.membership(),
+        &Membership::with_voters([1, 2, 3].map(NodeId::new))
+    );
     assert_eq!(f.membership_index(), 0);
 }
 
@@ -299,9 +325,9 @@ fn membership_applies_on_append_and_rolls_back_on_truncation() {
 /// AppendEntries is dropped, unanswered.
 #[test]
 fn undecodable_membership_entry_is_dropped() {
-    let mut f = Raft::new(prod(2, 3));
+    let mut f = Raft::new(prod(NodeId::new(2), 3));
     f.step(
-        1,
+        NodeId::new(1),
         Message::AppendEntries {
             term: 1,
             prev_log_index: 0,
@@ -325,10 +351,16 @@ fn undecodable_membership_entry_is_dropped() {
 fn removed_voter_learns_it_and_stays_quiet() {
     let mut peers = cluster(3, 0);
     let l = elect(&mut peers);
-    let gone = if l == 3 { 2 } else { 3 };
-    change(&mut peers, l, MembershipChange::Remove { id: gone });
-    let r = peer(&mut peers, gone);
-    assert!(!r.is_voter() && !r.membership().contains(gone));
+    let gone = if l == NodeId::new(3) { 2 } else { 3 };
+    change(
+        &mut peers,
+        l,
+        MembershipChange::Remove {
+            id: NodeId::new(gone),
+        },
+    );
+    let r = peer(&mut peers, NodeId::new(gone));
+    assert!(!r.is_voter() && !r.membership().contains(NodeId::new(gone)));
     let term = r.term();
     for _ in 0..10 * r_max() {
         r.tick();
@@ -339,7 +371,7 @@ fn removed_voter_learns_it_and_stays_quiet() {
     let (index, _) = peer(&mut peers, l).propose(vec![3]).unwrap();
     settle(&mut peers, &[]);
     assert_eq!(peer(&mut peers, l).commit_index(), index);
-    assert!(peer(&mut peers, gone).log().last_index() < index);
+    assert!(peer(&mut peers, NodeId::new(gone)).log().last_index() < index);
 }
 
 /// §4.1 with §7: a snapshot carries the membership as of its index, so a peer that joins
@@ -349,17 +381,29 @@ fn removed_voter_learns_it_and_stays_quiet() {
 fn snapshot_and_restart_keep_the_membership() {
     let mut peers = cluster(3, 2);
     let l = elect(&mut peers);
-    change(&mut peers, l, add_learner(4));
-    change(&mut peers, l, MembershipChange::Promote { id: 4 });
+    change(&mut peers, l, add_learner(NodeId::new(4)));
+    change(
+        &mut peers,
+        l,
+        MembershipChange::Promote { id: NodeId::new(4) },
+    );
     let applied = peer(&mut peers, l).applied_index();
     peer(&mut peers, l).snapshot(applied, b"state".to_vec());
     assert_eq!(peer(&mut peers, l).log().snapshot_index(), applied);
-    change(&mut peers, l, add_learner(5));
-    let joiner = peer(&mut peers, 5);
+    change(&mut peers, l, add_learner(NodeId::new(5)));
+    let joiner = peer(&mut peers, NodeId::new(5));
     assert_eq!(joiner.log().snapshot_index(), applied, "joined by snapshot");
     assert_eq!(
         (voters(joiner), learners(joiner)),
-        (vec![1, 2, 3, 4], vec![5])
+        (
+            vec![
+                NodeId::new(1),
+                NodeId::new(2),
+                NodeId::new(3),
+                NodeId::new(4)
+            ],
+            vec![NodeId::new(5)]
+        )
     );
     // Restart every peer from its persisted state: the membership is the same.
     for p in peers.iter_mut() {
@@ -372,12 +416,12 @@ fn snapshot_and_restart_keep_the_membership() {
     }
     // The restarted cluster elects among the voters {1, 2, 3, 4} and keeps committing.
     let l = elect(&mut peers);
-    assert!((1..=4).contains(&l));
+    assert!((NodeId::new(1)..=NodeId::new(4)).contains(&l));
     let (index, _) = peer(&mut peers, l).propose(vec![4]).unwrap();
     settle_all(&mut peers);
     assert!(peers
         .iter()
-        .all(|p| p.commit_index() >= index || p.id() == 5));
+        .all(|p| p.commit_index() >= index || p.id() == NodeId::new(5)));
 }
 
 /// A lone voter commits in the input that appends, so its AppendEntries (to a learner) must
@@ -386,9 +430,9 @@ fn snapshot_and_restart_keep_the_membership() {
 fn lone_voter_with_a_learner_sends_nothing_early() {
     let mut peers = cluster(1, 1);
     let l = elect(&mut peers);
-    assert_eq!(l, 1);
-    change(&mut peers, 1, add_learner(2));
-    let leader = peer(&mut peers, 1);
+    assert_eq!(l, NodeId::new(1));
+    change(&mut peers, NodeId::new(1), add_learner(NodeId::new(2)));
+    let leader = peer(&mut peers, NodeId::new(1));
     assert!(!leader.commit_needs_peer_ack());
     leader.propose(vec![1]).unwrap();
     let sent = leader.ready().messages;
@@ -400,8 +444,12 @@ fn lone_voter_with_a_learner_sends_nothing_early() {
         peer(&mut peers, m.to).step(m.from, m.msg);
     }
     settle_all(&mut peers);
-    change(&mut peers, 1, MembershipChange::Promote { id: 2 });
-    let leader = peer(&mut peers, 1);
+    change(
+        &mut peers,
+        NodeId::new(1),
+        MembershipChange::Promote { id: NodeId::new(2) },
+    );
+    let leader = peer(&mut peers, NodeId::new(1));
     assert!(leader.commit_needs_peer_ack());
     leader.propose(vec![2]).unwrap();
     let sent = leader.ready().messages;
@@ -415,10 +463,23 @@ fn grow_three_to_five_and_shrink_back() {
     let mut peers = cluster(3, 2);
     let mut l = elect(&mut peers);
     for id in [4, 5] {
-        change(&mut peers, l, add_learner(id));
-        change(&mut peers, l, MembershipChange::Promote { id });
+        change(&mut peers, l, add_learner(NodeId::new(id)));
+        change(
+            &mut peers,
+            l,
+            MembershipChange::Promote {
+                id: NodeId::new(id),
+            },
+        );
     }
-    assert!(peers.iter().all(|p| voters(p) == vec![1, 2, 3, 4, 5]));
+    assert!(peers.iter().all(|p| voters(p)
+        == vec![
+            NodeId::new(1),
+            NodeId::new(2),
+            NodeId::new(3),
+            NodeId::new(4),
+            NodeId::new(5)
+        ]));
     // Two peers down: three of five still commit.
     let cut = [other_than(l, 1), other_than(l, 2)];
     let (index, _) = peer(&mut peers, l).propose(vec![5]).unwrap();
@@ -426,9 +487,12 @@ fn grow_three_to_five_and_shrink_back() {
     assert_eq!(peer(&mut peers, l).commit_index(), index);
     settle(&mut peers, &[]);
     // Shrink by removing 1 and 2, handing leadership off first if needed.
-    for gone in [1, 2] {
+    for gone in [1, 2].map(NodeId::new) {
         if gone == l {
-            let to = (1..=5).find(|&p| p != l && p > 2).unwrap();
+            let to = (1..=5)
+                .map(NodeId::new)
+                .find(|&p| p != l && p > NodeId::new(2))
+                .unwrap();
             peer(&mut peers, l).transfer_leadership(to).unwrap();
             settle(&mut peers, &[]);
             l = to;
@@ -439,7 +503,10 @@ fn grow_three_to_five_and_shrink_back() {
         change(&mut peers, l, MembershipChange::Remove { id: gone });
     }
     for id in 3..=5 {
-        assert_eq!(voters(peer(&mut peers, id)), vec![3, 4, 5]);
+        assert_eq!(
+            voters(peer(&mut peers, NodeId::new(id))),
+            vec![NodeId::new(3), NodeId::new(4), NodeId::new(5)]
+        );
     }
     let (index, _) = peer(&mut peers, l).propose(vec![7]).unwrap();
     settle_all(&mut peers);
@@ -448,7 +515,7 @@ fn grow_three_to_five_and_shrink_back() {
 
 /// The `k`-th voter after `l` among 1..=5.
 fn other_than(l: NodeId, k: u64) -> NodeId {
-    (l - 1 + k) % 5 + 1
+    NodeId::new((l.get() - 1 + k) % 5 + 1)
 }
 
 /// Persisted state written before entry kinds existed (format 1, with records appended by
@@ -460,7 +527,7 @@ fn format_1_state_still_decodes() {
     let mut bytes = vec![1u8];
     let hard = HardState {
         term: 3,
-        voted_for: Some(2),
+        voted_for: Some(NodeId::new(2)),
     };
     let entries: Vec<(u64, Vec<u8>)> = vec![(1, b"a".to_vec()), (3, b"b".to_vec())];
     bytes.extend(postcard::to_allocvec(&(hard, 0u64, 0u64, entries)).unwrap());

@@ -11,7 +11,7 @@ fn with_reads(n: u64, mode: ReadMode) -> Config {
         leader_noop: true,
         read_mode: mode,
         check_quorum: mode == ReadMode::Lease,
-        ..cfg(1, n)
+        ..cfg(NodeId::new(1), n)
     }
 }
 
@@ -31,7 +31,7 @@ fn ack(r: &mut Raft, from: NodeId, index: u64) {
 fn committed_leader(n: u64, mode: ReadMode) -> Raft {
     let mut r = leader_with(with_reads(n, mode));
     for p in 2..=n / 2 + 1 {
-        ack(&mut r, p, 1);
+        ack(&mut r, NodeId::new(p), 1);
     }
     assert_eq!(r.commit_index(), 1);
     r.ready();
@@ -58,7 +58,7 @@ fn read(ctx: u64, index: u64) -> ReadState {
 }
 
 fn heartbeat_ticks() -> u32 {
-    cfg(1, 1).heartbeat_ticks
+    cfg(NodeId::new(1), 1).heartbeat_ticks
 }
 
 /// §6.4 step 1: a new leader's commit index may lag what earlier leaders committed, so a read
@@ -71,15 +71,18 @@ fn no_read_before_the_terms_entry_commits() {
     let ready = r.ready();
     assert!(ready.messages.is_empty() && ready.reads.is_empty());
     assert_eq!(r.pending_reads(), 1);
-    ack(&mut r, 2, 1);
+    ack(&mut r, NodeId::new(2), 1);
     assert_eq!(r.commit_index(), 1);
     let ready = r.ready();
-    assert_eq!(rounds(&ready), vec![(2, 1), (3, 1)]);
+    assert_eq!(
+        rounds(&ready),
+        vec![(NodeId::new(2), 1), (NodeId::new(3), 1)]
+    );
     assert!(
         ready.reads.is_empty(),
         "confirmed before any round was answered"
     );
-    r.step(3, answer(1, 1));
+    r.step(NodeId::new(3), answer(1, 1));
     assert_eq!(r.ready().reads, vec![read(7, 1)]);
     assert_eq!(r.pending_reads(), 0);
 }
@@ -91,12 +94,15 @@ fn no_read_before_the_terms_entry_commits() {
 fn reads_batch_into_one_round() {
     let mut r = committed_leader(3, ReadMode::ReadIndex);
     r.read_index(1).unwrap();
-    assert_eq!(rounds(&r.ready()), vec![(2, 1), (3, 1)]);
+    assert_eq!(
+        rounds(&r.ready()),
+        vec![(NodeId::new(2), 1), (NodeId::new(3), 1)]
+    );
     for ctx in 2..=10 {
         r.read_index(ctx).unwrap();
     }
     r.propose(vec![9]).unwrap();
-    ack(&mut r, 2, 2);
+    ack(&mut r, NodeId::new(2), 2);
     assert_eq!(r.commit_index(), 2);
     for ctx in 11..=20 {
         r.read_index(ctx).unwrap();
@@ -104,15 +110,15 @@ fn reads_batch_into_one_round() {
     let ready = r.ready();
     assert_eq!(rounds(&ready), vec![], "a round per read");
     assert!(ready.reads.is_empty());
-    r.step(2, answer(1, 1));
+    r.step(NodeId::new(2), answer(1, 1));
     let ready = r.ready();
     assert_eq!(ready.reads, vec![read(1, 1)]);
     assert_eq!(
         rounds(&ready),
-        vec![(2, 2), (3, 2)],
+        vec![(NodeId::new(2), 2), (NodeId::new(3), 2)],
         "one round for 19 reads"
     );
-    r.step(3, answer(1, 2));
+    r.step(NodeId::new(3), answer(1, 2));
     let mut want: Vec<ReadState> = (2..=10).map(|c| read(c, 1)).collect();
     want.extend((11..=20).map(|c| read(c, 2)));
     assert_eq!(r.ready().reads, want);
@@ -126,25 +132,31 @@ fn reads_batch_into_one_round() {
 fn stale_round_replies_do_not_confirm() {
     let mut r = committed_leader(5, ReadMode::ReadIndex);
     r.read_index(1).unwrap();
-    assert_eq!(rounds(&r.ready()), [2, 3, 4, 5].map(|p| (p, 1)).to_vec());
+    assert_eq!(
+        rounds(&r.ready()),
+        [2, 3, 4, 5].map(|p| (NodeId::new(p), 1)).to_vec()
+    );
     r.read_index(2).unwrap();
     for _ in 0..heartbeat_ticks() {
         r.tick();
     }
     // Read 2 waits for round 2, which the heartbeat sent because round 1 was unanswered.
-    assert_eq!(rounds(&r.ready()), [2, 3, 4, 5].map(|p| (p, 2)).to_vec());
+    assert_eq!(
+        rounds(&r.ready()),
+        [2, 3, 4, 5].map(|p| (NodeId::new(p), 2)).to_vec()
+    );
     assert_eq!(r.read_round(), 2);
-    r.step(2, answer(1, 1));
-    r.step(3, answer(1, 1));
+    r.step(NodeId::new(2), answer(1, 1));
+    r.step(NodeId::new(3), answer(1, 1));
     assert_eq!(r.ready().reads, vec![read(1, 1)]);
     for m in [answer(1, 1), answer(1, 1), answer(1, 99), answer(0, 2)] {
-        r.step(4, m.clone());
-        r.step(5, m);
+        r.step(NodeId::new(4), m.clone());
+        r.step(NodeId::new(5), m);
     }
-    r.step(2, answer(1, 2));
-    r.step(3, answer(1, 1));
+    r.step(NodeId::new(2), answer(1, 2));
+    r.step(NodeId::new(3), answer(1, 1));
     assert!(r.ready().reads.is_empty(), "old answers confirmed round 2");
-    r.step(5, answer(1, 2));
+    r.step(NodeId::new(5), answer(1, 2));
     assert_eq!(r.ready().reads, vec![read(2, 1)]);
 }
 
@@ -154,18 +166,18 @@ fn stale_round_replies_do_not_confirm() {
 fn pending_reads_fail_on_step_down() {
     let mut r = leader_with(with_reads(3, ReadMode::ReadIndex));
     r.read_index(1).unwrap();
-    ack(&mut r, 2, 1);
+    ack(&mut r, NodeId::new(2), 1);
     r.read_index(2).unwrap();
     r.ready();
     assert_eq!(r.pending_reads(), 2);
-    r.step(3, answer(5, 1));
+    r.step(NodeId::new(3), answer(5, 1));
     assert_eq!((r.role(), r.term()), (Role::Follower, 5));
     let ready = r.ready();
     assert_eq!(ready.failed_reads, vec![1, 2]);
     assert!(ready.reads.is_empty());
     assert_eq!(r.pending_reads(), 0);
     // Later answers to its old rounds change nothing.
-    r.step(2, answer(1, 1));
+    r.step(NodeId::new(2), answer(1, 1));
     assert!(r.ready().is_empty());
 }
 
@@ -175,7 +187,7 @@ fn pending_reads_fail_when_check_quorum_steps_down() {
     let mut r = committed_leader(3, ReadMode::Lease);
     r.read_index(4).unwrap();
     assert_eq!(r.ready().reads, vec![], "no lease before any answer");
-    for _ in 0..cfg(1, 1).election_timeout_min_ticks {
+    for _ in 0..cfg(NodeId::new(1), 1).election_timeout_min_ticks {
         r.tick();
     }
     assert_eq!((r.role(), r.term()), (Role::Follower, 1));
@@ -187,10 +199,12 @@ fn pending_reads_fail_when_check_quorum_steps_down() {
 fn follower_refuses_reads_with_a_hint() {
     let mut r = Raft::new(with_reads(3, ReadMode::ReadIndex));
     assert_eq!(r.read_index(1), Err(ProposeError::NotLeader { hint: None }));
-    r.step(2, Message::Heartbeat { term: 1, round: 4 });
+    r.step(NodeId::new(2), Message::Heartbeat { term: 1, round: 4 });
     assert_eq!(
         r.read_index(1),
-        Err(ProposeError::NotLeader { hint: Some(2) })
+        Err(ProposeError::NotLeader {
+            hint: Some(NodeId::new(2))
+        })
     );
 }
 
@@ -199,15 +213,15 @@ fn follower_refuses_reads_with_a_hint() {
 #[test]
 fn follower_answers_a_round_and_restarts_its_timer() {
     let mut r = Raft::new(with_reads(3, ReadMode::ReadIndex));
-    let min = cfg(1, 1).election_timeout_min_ticks;
+    let min = cfg(NodeId::new(1), 1).election_timeout_min_ticks;
     for _ in 0..min - 1 {
         r.tick();
     }
-    r.step(2, Message::Heartbeat { term: 3, round: 4 });
+    r.step(NodeId::new(2), Message::Heartbeat { term: 3, round: 4 });
     let ready = r.ready();
     assert_eq!(ready.messages.len(), 1);
     assert_eq!(ready.messages[0].msg, answer(3, 4));
-    assert_eq!((r.term(), r.leader()), (3, Some(2)));
+    assert_eq!((r.term(), r.leader()), (3, Some(NodeId::new(2))));
     for _ in 0..min - 1 {
         r.tick();
     }
@@ -216,7 +230,7 @@ fn follower_answers_a_round_and_restarts_its_timer() {
         Role::Follower,
         "the round did not restart the timer"
     );
-    r.step(3, Message::Heartbeat { term: 2, round: 9 });
+    r.step(NodeId::new(3), Message::Heartbeat { term: 2, round: 9 });
     assert_eq!(r.ready().messages[0].msg, answer(3, 9));
 }
 
@@ -239,13 +253,13 @@ fn unconfirmed_reads_fail_after_an_election_timeout() {
     let mut r = committed_leader(3, ReadMode::ReadIndex);
     r.read_index(3).unwrap();
     let mut sent = rounds(&r.ready()).len();
-    for _ in 0..cfg(1, 1).election_timeout_max_ticks - 1 {
+    for _ in 0..cfg(NodeId::new(1), 1).election_timeout_max_ticks - 1 {
         r.tick();
         let ready = r.ready();
         sent += rounds(&ready).len();
         assert!(ready.failed_reads.is_empty());
     }
-    let heartbeats = (cfg(1, 1).election_timeout_max_ticks - 1) / heartbeat_ticks();
+    let heartbeats = (cfg(NodeId::new(1), 1).election_timeout_max_ticks - 1) / heartbeat_ticks();
     assert_eq!(sent, 2 * (1 + heartbeats as usize));
     r.tick();
     assert!(r.is_leader());
@@ -259,8 +273,8 @@ fn lease_confirms_reads_without_a_round() {
     let mut r = leader_with(with_reads(3, ReadMode::Lease));
     // The new leader started round 1 at its election; its no-op commits.
     assert_eq!(r.read_round(), 1);
-    ack(&mut r, 2, 1);
-    r.step(2, answer(1, 1));
+    ack(&mut r, NodeId::new(2), 1);
+    r.step(NodeId::new(2), answer(1, 1));
     assert!(r.has_read_lease());
     r.ready();
     r.read_index(8).unwrap();
@@ -277,7 +291,7 @@ fn lease_confirms_reads_without_a_round() {
 fn lease_runs_from_the_send_tick() {
     let mut r = leader_with(with_reads(3, ReadMode::Lease));
     let lease = r_cfg_lease();
-    ack(&mut r, 2, 1);
+    ack(&mut r, NodeId::new(2), 1);
     for _ in 0..20 {
         r.tick();
     }
@@ -286,7 +300,7 @@ fn lease_runs_from_the_send_tick() {
         3,
         "rounds at the election and at two heartbeats"
     );
-    r.step(2, answer(1, 1));
+    r.step(NodeId::new(2), answer(1, 1));
     assert!(r.has_read_lease());
     for _ in 20..lease - 1 {
         r.tick();
@@ -297,12 +311,12 @@ fn lease_runs_from_the_send_tick() {
     r.ready();
     r.read_index(6).unwrap();
     assert_eq!(r.ready().reads, vec![]);
-    r.step(3, answer(1, 3));
+    r.step(NodeId::new(3), answer(1, 3));
     assert!(r.has_read_lease());
     assert_eq!(r.ready().reads, vec![read(6, 1)]);
     for _ in lease..20 + lease {
         r.tick();
-        r.step(2, answer(1, 1));
+        r.step(NodeId::new(2), answer(1, 1));
     }
     assert!(!r.has_read_lease(), "old rounds' answers renewed the lease");
 }
@@ -334,8 +348,8 @@ fn restarted_peer_waits_before_voting_in_lease_mode() {
         last_log_term: 0,
     };
     let mut lease = Raft::restore(with_reads(3, ReadMode::Lease), state.clone(), Vec::new());
-    lease.step(2, pre_vote.clone());
-    lease.step(2, request(4));
+    lease.step(NodeId::new(2), pre_vote.clone());
+    lease.step(NodeId::new(2), request(4));
     let ready = lease.ready();
     let refusal = Message::PreVoteReply {
         term: 3,
@@ -344,15 +358,15 @@ fn restarted_peer_waits_before_voting_in_lease_mode() {
     assert_eq!(ready.messages.len(), 1);
     assert_eq!(ready.messages[0].msg, refusal);
     assert_eq!(lease.term(), 3);
-    for _ in 0..cfg(1, 1).election_timeout_min_ticks {
+    for _ in 0..cfg(NodeId::new(1), 1).election_timeout_min_ticks {
         lease.tick();
     }
-    lease.step(2, request(100));
-    assert_eq!(lease.voted_for(), Some(2));
+    lease.step(NodeId::new(2), request(100));
+    assert_eq!(lease.voted_for(), Some(NodeId::new(2)));
 
     let mut read_index = Raft::restore(with_reads(3, ReadMode::ReadIndex), state, Vec::new());
-    read_index.step(2, request(4));
-    assert_eq!(read_index.voted_for(), Some(2));
+    read_index.step(NodeId::new(2), request(4));
+    assert_eq!(read_index.voted_for(), Some(NodeId::new(2)));
 }
 
 /// Lease reads rest on check-quorum's stickiness: a lease without it is refused.
@@ -382,7 +396,7 @@ fn lease_needs_check_quorum() {
     assert!(sabotaged.check().is_ok());
     assert!(with_reads(3, ReadMode::Lease).check().is_ok());
     assert_eq!(
-        Config::for_service(1, vec![1], 0).read_mode,
+        Config::for_service(NodeId::new(1), vec![NodeId::new(1)], 0).read_mode,
         ReadMode::ReadIndex
     );
 }
@@ -406,14 +420,14 @@ fn sabotaged_reads_skip_the_round() {
     elapse_election(&mut broken);
     for p in [2, 3] {
         broken.step(
-            p,
+            NodeId::new(p),
             Message::RequestVoteReply {
                 term: 2,
                 granted: true,
             },
         );
     }
-    ack_term(&mut broken, 2, 2, 2);
+    ack_term(&mut broken, NodeId::new(2), 2, 2);
     broken.ready();
     broken.read_index(1).unwrap();
     let ready = broken.ready();
@@ -463,7 +477,10 @@ struct Trio {
 
 impl Trio {
     fn new() -> Self {
-        let peers = (1..=3).map(|id| (id, Raft::new(lease_cfg(id)))).collect();
+        let peers = (1..=3)
+            .map(NodeId::new)
+            .map(|id| (id, Raft::new(lease_cfg(id))))
+            .collect();
         Trio {
             peers,
             wire: Vec::new(),
@@ -498,7 +515,11 @@ impl Trio {
 fn lease_cfg(id: NodeId) -> Config {
     Config {
         read_mode: ReadMode::Lease,
-        ..Config::for_service(id, vec![1, 2, 3], 42 + id)
+        ..Config::for_service(
+            id,
+            vec![NodeId::new(1), NodeId::new(2), NodeId::new(3)],
+            42 + id.get(),
+        )
     }
 }
 
@@ -511,45 +532,48 @@ fn lease_cfg(id: NodeId) -> Config {
 fn a_higher_term_does_not_end_a_followers_lease_promise() {
     let mut t = Trio::new();
     // L leads term 1; its no-op commits and F confirms a round: L holds a lease.
-    while !t.peer(1).is_pre_candidate() {
-        t.peer(1).tick();
+    while !t.peer(NodeId::new(1)).is_pre_candidate() {
+        t.peer(NodeId::new(1)).tick();
     }
     t.settle(&[]);
-    assert!(t.peer(1).is_leader());
+    assert!(t.peer(NodeId::new(1)).is_leader());
     for _ in 0..heartbeat_ticks() {
-        t.peer(1).tick();
+        t.peer(NodeId::new(1)).tick();
     }
-    t.settle(&[3]);
-    assert!(t.peer(1).has_read_lease(), "F answered L's round");
+    t.settle(&[NodeId::new(3)]);
+    assert!(
+        t.peer(NodeId::new(1)).has_read_lease(),
+        "F answered L's round"
+    );
     // X ran for term 2 earlier and lost; cut off, it restarts in term 2 with L's log.
-    let mut state = t.peer(3).persistent_state();
+    let mut state = t.peer(NodeId::new(3)).persistent_state();
     state.hard_state = HardState {
         term: 2,
-        voted_for: Some(3),
+        voted_for: Some(NodeId::new(3)),
     };
-    *t.peer(3) = Raft::restore(lease_cfg(3), state, Vec::new());
+    *t.peer(NodeId::new(3)) = Raft::restore(lease_cfg(NodeId::new(3)), state, Vec::new());
     // F receives X's refusal of a pre-vote F once asked for, delayed until now.
     let refusal = Message::PreVoteReply {
         term: 2,
         granted: false,
     };
-    t.peer(2).step(3, refusal);
+    t.peer(NodeId::new(2)).step(NodeId::new(3), refusal);
     assert_eq!(
-        t.peer(2).term(),
+        t.peer(NodeId::new(2)).term(),
         2,
         "a refused pre-vote's higher term is adopted"
     );
     // X's election timer fires; L is now cut off, F and X talk.
-    while !t.peer(3).is_pre_candidate() {
-        t.peer(3).tick();
+    while !t.peer(NodeId::new(3)).is_pre_candidate() {
+        t.peer(NodeId::new(3)).tick();
     }
-    t.settle(&[1]);
+    t.settle(&[NodeId::new(1)]);
     assert!(
-        !(t.peer(3).is_leader() && t.peer(1).has_read_lease()),
+        !(t.peer(NodeId::new(3)).is_leader() && t.peer(NodeId::new(1)).has_read_lease()),
         "X leads term {} while L still holds its read lease in term 1",
-        t.peer(3).term()
+        t.peer(NodeId::new(3)).term()
     );
-    assert!(!t.peer(3).is_leader(), "F voted in L's lease");
+    assert!(!t.peer(NodeId::new(3)).is_leader(), "F voted in L's lease");
 }
 
 /// Ticks missed in a driver stall (`Raft::tick_missed`) advance the lease's clock — a lease
@@ -563,10 +587,10 @@ fn missed_ticks_end_the_lease_but_wait_for_queued_answers() {
         r.tick();
     }
     let round = r.read_round();
-    r.step(2, answer(1, round));
+    r.step(NodeId::new(2), answer(1, round));
     assert!(r.has_read_lease());
     r.ready();
-    let stall = cfg(1, 1).election_timeout_min_ticks + 10;
+    let stall = cfg(NodeId::new(1), 1).election_timeout_min_ticks + 10;
     for _ in 0..stall {
         r.tick_missed();
     }
@@ -577,7 +601,7 @@ fn missed_ticks_end_the_lease_but_wait_for_queued_answers() {
         "a missed tick sent something"
     );
     // Follower 2's answer queued during the stall; then the acting tick.
-    ack(&mut r, 2, 1);
+    ack(&mut r, NodeId::new(2), 1);
     r.tick();
     assert!(r.is_leader(), "deposed although a majority answered");
     // Without the answer, the acting tick deposes it.

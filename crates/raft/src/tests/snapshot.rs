@@ -40,7 +40,7 @@ fn leader_sending_data(cfg: Config, data: SnapshotData) -> Raft {
         l.propose(vec![i]).unwrap();
     }
     l.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 4,
@@ -55,7 +55,7 @@ fn leader_sending_data(cfg: Config, data: SnapshotData) -> Raft {
         log_len: 1,
     };
     l.step(
-        3,
+        NodeId::new(3),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 0,
@@ -96,7 +96,7 @@ fn encoded_len(m: &Message) -> usize {
 /// next, and every snapshot `f` applied.
 fn exchange(l: &mut Raft, f: &mut Raft, msgs: Vec<Message>) -> (Vec<Message>, Vec<Snapshot>) {
     for m in msgs {
-        f.step(1, m);
+        f.step(NodeId::new(1), m);
     }
     let ready = f.ready();
     let snaps = (ready.applies.iter())
@@ -106,9 +106,9 @@ fn exchange(l: &mut Raft, f: &mut Raft, msgs: Vec<Message>) -> (Vec<Message>, Ve
         })
         .collect();
     for m in ready.messages {
-        l.step(3, m.msg);
+        l.step(NodeId::new(3), m.msg);
     }
-    (to(l.ready(), 3), snaps)
+    (to(l.ready(), NodeId::new(3)), snaps)
 }
 
 /// §7 in chunks: a snapshot of 10 chunks reaches the follower as 10 messages of at most a
@@ -117,9 +117,9 @@ fn exchange(l: &mut Raft, f: &mut Raft, msgs: Vec<Message>) -> (Vec<Message>, Ve
 #[test]
 fn a_snapshot_travels_in_chunks_within_the_window() {
     let data = snapshot_bytes(10 * CHUNK, 1);
-    let mut l = leader_sending(chunked(1), &data);
-    let mut f = Raft::new(chunked(3));
-    let mut msgs = to(l.ready(), 3);
+    let mut l = leader_sending(chunked(NodeId::new(1)), &data);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    let mut msgs = to(l.ready(), NodeId::new(3));
     let (mut sent, mut installed) = (Vec::new(), Vec::new());
     while !msgs.is_empty() {
         let chunks = chunks_of(&msgs);
@@ -151,7 +151,11 @@ fn a_snapshot_travels_in_chunks_within_the_window() {
     assert_eq!(f.snapshot_data().to_bytes().unwrap(), &data[..]);
     // Then entry 4 follows by AppendEntries.
     assert_eq!((f.log().snapshot_index(), f.commit_index()), (3, 4));
-    assert_eq!(l.snapshot_transfer(3), None, "the transfer is over");
+    assert_eq!(
+        l.snapshot_transfer(NodeId::new(3)),
+        None,
+        "the transfer is over"
+    );
 }
 
 /// Flow control: while a follower's transfer is under way, a heartbeat resends no snapshot
@@ -164,17 +168,20 @@ fn heartbeats_do_not_resend_the_snapshot() {
     let cfg = Config {
         election_timeout_min_ticks: 100,
         election_timeout_max_ticks: 200,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     };
     let data = vec![7u8; 10_000];
     let mut l = leader_sending(cfg, &data);
-    let first: usize = to(l.ready(), 3).iter().map(encoded_len).sum();
+    let first: usize = to(l.ready(), NodeId::new(3)).iter().map(encoded_len).sum();
     assert!(first >= data.len(), "the snapshot went out");
     // Nine heartbeats, no answer: less than an election timeout.
     let mut resent = 0;
     for _ in 0..90 {
         l.tick();
-        resent += to(l.ready(), 3).iter().map(encoded_len).sum::<usize>();
+        resent += to(l.ready(), NodeId::new(3))
+            .iter()
+            .map(encoded_len)
+            .sum::<usize>();
     }
     assert!(
         resent < 1_000,
@@ -188,26 +195,26 @@ fn heartbeats_do_not_resend_the_snapshot() {
 #[test]
 fn a_stalled_transfer_resumes_from_the_acknowledged_offset() {
     let data = snapshot_bytes(10 * CHUNK, 2);
-    let mut l = leader_sending(chunked(1), &data);
-    let mut f = Raft::new(chunked(3));
-    let msgs = to(l.ready(), 3);
+    let mut l = leader_sending(chunked(NodeId::new(1)), &data);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    let msgs = to(l.ready(), NodeId::new(3));
     // Only the first two chunks arrive; the leader learns of them. The other two are lost.
     let (next, _) = exchange(&mut l, &mut f, msgs[..2].to_vec());
     assert_eq!(chunks_of(&next), vec![(3, 400, CHUNK), (3, 500, CHUNK)]);
-    assert_eq!(l.snapshot_transfer(3), Some((3, 200)));
+    assert_eq!(l.snapshot_transfer(NodeId::new(3)), Some((3, 200)));
     // Those are lost too. Heartbeats: empty chunks at the acknowledged offset, which the
     // follower takes as its leader's.
-    let stall = chunked(1).election_timeout_min_ticks;
+    let stall = chunked(NodeId::new(1)).election_timeout_min_ticks;
     let mut heartbeats = Vec::new();
     for _ in 1..stall {
         l.tick();
-        heartbeats.extend(chunks_of(&to(l.ready(), 3)));
+        heartbeats.extend(chunks_of(&to(l.ready(), NodeId::new(3))));
     }
     assert!(!heartbeats.is_empty() && heartbeats.iter().all(|&c| c == (3, 200, 0)));
     for _ in 0..stall + 5 {
         f.tick();
         f.step(
-            1,
+            NodeId::new(1),
             Message::InstallSnapshot {
                 term: 1,
                 last_included_index: 3,
@@ -219,13 +226,16 @@ fn a_stalled_transfer_resumes_from_the_acknowledged_offset() {
             },
         );
     }
-    assert_eq!((f.role(), f.leader()), (Role::Follower, Some(1)));
+    assert_eq!(
+        (f.role(), f.leader()),
+        (Role::Follower, Some(NodeId::new(1)))
+    );
     f.ready();
     // The next heartbeat is an election timeout after the last progress: resume at 200.
     let mut resumed = Vec::new();
     for _ in 0..10 {
         l.tick();
-        resumed.extend(chunks_of(&to(l.ready(), 3)));
+        resumed.extend(chunks_of(&to(l.ready(), NodeId::new(3))));
     }
     assert_eq!(
         resumed,
@@ -237,7 +247,7 @@ fn a_stalled_transfer_resumes_from_the_acknowledged_offset() {
         ]
     );
     // And the transfer completes.
-    assert_eq!(l.snapshot_transfer(3), Some((3, 200)));
+    assert_eq!(l.snapshot_transfer(NodeId::new(3)), Some((3, 200)));
     let resent = resumed_msgs(&resumed, &data, l.membership());
     let (mut msgs, _) = exchange(&mut l, &mut f, resent);
     let mut installed = Vec::new();
@@ -277,9 +287,9 @@ fn chunk(index: u64, m: &Membership, data: &[u8], offset: u64, len: usize) -> Me
 #[test]
 fn a_lost_chunk_is_resent_from_the_follower_offset() {
     let data = snapshot_bytes(10 * CHUNK, 3);
-    let mut l = leader_sending(chunked(1), &data);
-    let mut f = Raft::new(chunked(3));
-    let mut msgs = to(l.ready(), 3);
+    let mut l = leader_sending(chunked(NodeId::new(1)), &data);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    let mut msgs = to(l.ready(), NodeId::new(3));
     msgs.remove(1); // the chunk at 100 is lost
     let (next, _) = exchange(&mut l, &mut f, msgs);
     let offsets: Vec<u64> = chunks_of(&next).iter().map(|c| c.1).collect();
@@ -304,8 +314,8 @@ fn a_lost_chunk_is_resent_from_the_follower_offset() {
 #[test]
 fn reordered_and_duplicated_chunks_are_harmless() {
     let data = snapshot_bytes(4 * CHUNK + 30, 4);
-    let m = Membership::with_voters([1, 2, 3]);
-    let mut f = Raft::new(chunked(3));
+    let m = Membership::with_voters([1, 2, 3].map(NodeId::new));
+    let mut f = Raft::new(chunked(NodeId::new(3)));
     let order = [
         (300, CHUNK),
         (0, CHUNK),
@@ -315,8 +325,8 @@ fn reordered_and_duplicated_chunks_are_harmless() {
     ];
     let mut received = Vec::new();
     for (offset, len) in order {
-        f.step(1, chunk(3, &m, &data, offset, len));
-        for msg in to(f.ready(), 1) {
+        f.step(NodeId::new(1), chunk(3, &m, &data, offset, len));
+        for msg in to(f.ready(), NodeId::new(1)) {
             if let Message::InstallSnapshotReply { received: r, .. } = msg {
                 received.push(r);
             }
@@ -324,11 +334,11 @@ fn reordered_and_duplicated_chunks_are_harmless() {
     }
     assert_eq!(received, vec![0, 100, 100, 100, 200]);
     // An overlapping chunk (150..250) adds only what is new; the last one completes it.
-    f.step(1, chunk(3, &m, &data, 150, CHUNK));
-    f.step(1, chunk(3, &m, &data, 200, CHUNK));
-    f.step(1, chunk(3, &m, &data, 300, CHUNK));
+    f.step(NodeId::new(1), chunk(3, &m, &data, 150, CHUNK));
+    f.step(NodeId::new(1), chunk(3, &m, &data, 200, CHUNK));
+    f.step(NodeId::new(1), chunk(3, &m, &data, 300, CHUNK));
     assert!(f.ready().applies.is_empty());
-    f.step(1, chunk(3, &m, &data, 400, 30));
+    f.step(NodeId::new(1), chunk(3, &m, &data, 400, 30));
     let ready = f.ready();
     assert_eq!(
         ready.applies,
@@ -339,7 +349,7 @@ fn reordered_and_duplicated_chunks_are_harmless() {
         })]
     );
     assert_eq!(ready.snapshot.map(|s| s.index), Some(3));
-    f.step(1, chunk(3, &m, &data, 100, CHUNK));
+    f.step(NodeId::new(1), chunk(3, &m, &data, 100, CHUNK));
     let ready = f.ready();
     assert!(ready.applies.is_empty(), "installed only once");
     assert!(matches!(
@@ -355,7 +365,7 @@ fn reordered_and_duplicated_chunks_are_harmless() {
     if let Message::InstallSnapshot { total_len, .. } = &mut bad {
         *total_len = 10;
     }
-    f.step(1, bad);
+    f.step(NodeId::new(1), bad);
     assert!(f.ready().messages.is_empty());
 }
 
@@ -366,15 +376,15 @@ fn reordered_and_duplicated_chunks_are_harmless() {
 fn a_newer_snapshot_restarts_the_transfer() {
     let old = snapshot_bytes(10 * CHUNK, 5);
     let new = snapshot_bytes(6 * CHUNK + 1, 6);
-    let mut l = leader_sending(chunked(1), &old);
-    let mut f = Raft::new(chunked(3));
-    let msgs = to(l.ready(), 3);
+    let mut l = leader_sending(chunked(NodeId::new(1)), &old);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    let msgs = to(l.ready(), NodeId::new(3));
     let late = msgs[3].clone();
     let (next, _) = exchange(&mut l, &mut f, msgs[..3].to_vec());
     // The leader commits 4 (peer 2 holds it) and snapshots there.
     l.propose(vec![9]).unwrap();
     l.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 5,
@@ -418,12 +428,12 @@ fn a_newer_snapshot_restarts_the_transfer() {
 /// new leader's chunk after the gap makes it restart from 0.
 #[test]
 fn a_leader_change_forgets_the_partial_snapshot() {
-    let m = Membership::with_voters([1, 2, 3]);
+    let m = Membership::with_voters([1, 2, 3].map(NodeId::new));
     let first = snapshot_bytes(3 * CHUNK, 7);
     let second = snapshot_bytes(3 * CHUNK, 8);
-    let mut f = Raft::new(chunked(3));
-    f.step(1, chunk(3, &m, &first, 0, CHUNK));
-    f.step(1, chunk(3, &m, &first, 100, CHUNK));
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    f.step(NodeId::new(1), chunk(3, &m, &first, 0, CHUNK));
+    f.step(NodeId::new(1), chunk(3, &m, &first, 100, CHUNK));
     f.ready();
     let term2 = |msg: Message| match msg {
         Message::InstallSnapshot {
@@ -446,8 +456,8 @@ fn a_leader_change_forgets_the_partial_snapshot() {
         other => other,
     };
     // Peer 2 leads term 2 and resumes at 200, where peer 1 left off.
-    f.step(2, term2(chunk(3, &m, &second, 200, CHUNK)));
-    let reply = to(f.ready(), 2).remove(0);
+    f.step(NodeId::new(2), term2(chunk(3, &m, &second, 200, CHUNK)));
+    let reply = to(f.ready(), NodeId::new(2)).remove(0);
     assert_eq!(
         reply,
         Message::InstallSnapshotReply {
@@ -460,7 +470,7 @@ fn a_leader_change_forgets_the_partial_snapshot() {
         "the bytes of term 1's leader are forgotten"
     );
     for offset in [0, 100, 200] {
-        f.step(2, term2(chunk(3, &m, &second, offset, CHUNK)));
+        f.step(NodeId::new(2), term2(chunk(3, &m, &second, offset, CHUNK)));
     }
     let ready = f.ready();
     match &ready.applies[..] {
@@ -474,15 +484,19 @@ fn a_leader_change_forgets_the_partial_snapshot() {
 #[test]
 fn a_follower_restart_restarts_the_transfer_from_zero() {
     let data = snapshot_bytes(10 * CHUNK, 9);
-    let mut l = leader_sending(chunked(1), &data);
-    let mut f = Raft::new(chunked(3));
-    let msgs = to(l.ready(), 3);
+    let mut l = leader_sending(chunked(NodeId::new(1)), &data);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
+    let msgs = to(l.ready(), NodeId::new(3));
     let (next, _) = exchange(&mut l, &mut f, msgs);
-    assert_eq!(l.snapshot_transfer(3), Some((3, 400)));
-    f = Raft::restore(chunked(3), f.persistent_state(), f.snapshot_data().clone());
+    assert_eq!(l.snapshot_transfer(NodeId::new(3)), Some((3, 400)));
+    f = Raft::restore(
+        chunked(NodeId::new(3)),
+        f.persistent_state(),
+        f.snapshot_data().clone(),
+    );
     let (next, _) = exchange(&mut l, &mut f, next);
     assert_eq!(chunks_of(&next)[0], (3, 0, CHUNK), "resumed from 0");
-    assert_eq!(l.snapshot_transfer(3), Some((3, 0)));
+    assert_eq!(l.snapshot_transfer(NodeId::new(3)), Some((3, 0)));
     let mut msgs = next;
     let mut installed = Vec::new();
     while !msgs.is_empty() {
@@ -574,22 +588,25 @@ fn a_snapshot_the_leader_cannot_read_is_sent_once_it_can() {
         bytes: data.clone(),
         failing: failing.clone(),
     };
-    let mut l = leader_sending_data(chunked(1), SnapshotData::from_source(Arc::new(source)));
-    let msgs = to(l.ready(), 3);
+    let mut l = leader_sending_data(
+        chunked(NodeId::new(1)),
+        SnapshotData::from_source(Arc::new(source)),
+    );
+    let msgs = to(l.ready(), NodeId::new(3));
     assert!(
         chunks_of(&msgs).iter().all(|&(_, _, len)| len == 0),
         "no data chunk can be read: {:?}",
         chunks_of(&msgs)
     );
-    assert_eq!(l.snapshot_transfer(3), Some((3, 0)));
+    assert_eq!(l.snapshot_transfer(NodeId::new(3)), Some((3, 0)));
     failing.store(false, Ordering::SeqCst);
     let mut msgs = Vec::new();
     for _ in 0..=l.config().heartbeat_ticks {
         l.tick();
-        msgs.extend(to(l.ready(), 3));
+        msgs.extend(to(l.ready(), NodeId::new(3)));
     }
     assert_eq!(chunks_of(&msgs)[0], (3, 0, CHUNK), "sent from the start");
-    let mut f = Raft::new(chunked(3));
+    let mut f = Raft::new(chunked(NodeId::new(3)));
     let mut installed = Vec::new();
     while !msgs.is_empty() {
         let (next, snaps) = exchange(&mut l, &mut f, msgs);
@@ -606,14 +623,14 @@ fn a_snapshot_the_leader_cannot_read_is_sent_once_it_can() {
 #[test]
 fn a_follower_that_cannot_store_a_chunk_gets_the_snapshot_again_from_zero() {
     let data = snapshot_bytes(10 * CHUNK, 12);
-    let mut l = leader_sending(chunked(1), &data);
-    let mut f = Raft::new(chunked(3));
+    let mut l = leader_sending(chunked(NodeId::new(1)), &data);
+    let mut f = Raft::new(chunked(NodeId::new(3)));
     let failed = Arc::new(AtomicBool::new(false));
     f.set_snapshot_spool(Arc::new(FlakySpool {
         fail_at: 5 * CHUNK as u64,
         failed: failed.clone(),
     }));
-    let mut msgs = to(l.ready(), 3);
+    let mut msgs = to(l.ready(), NodeId::new(3));
     let (mut offsets, mut installed) = (Vec::new(), Vec::new());
     while !msgs.is_empty() {
         offsets.extend(chunks_of(&msgs).iter().map(|c| c.1));
@@ -632,7 +649,11 @@ fn a_follower_that_cannot_store_a_chunk_gets_the_snapshot_again_from_zero() {
     );
     assert_eq!(installed.len(), 1);
     assert_eq!(&installed[0].data.to_bytes().unwrap()[..], &data[..]);
-    assert_eq!(l.snapshot_transfer(3), None, "the transfer ended");
+    assert_eq!(
+        l.snapshot_transfer(NodeId::new(3)),
+        None,
+        "the transfer ended"
+    );
 }
 
 /// Replication flow control in bytes: with room for 1000 AppendEntries in flight, a leader
@@ -645,18 +666,18 @@ fn appends_in_flight_are_bounded_in_bytes() {
     let entry = 100_000;
     let mut l = leader_with(Config {
         max_inflight_appends: 1000,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     });
     let ack = |m: u64| Message::AppendEntriesReply {
         term: 1,
         match_index: m,
         conflict: None,
     };
-    l.step(2, ack(0));
+    l.step(NodeId::new(2), ack(0));
     l.ready();
     let bytes_to_2 = |ready: Ready| -> usize {
         (ready.messages.iter())
-            .filter(|m| m.to == 2)
+            .filter(|m| m.to == NodeId::new(2))
             .map(|m| match &m.msg {
                 Message::AppendEntries { entries, .. } => {
                     entries.iter().map(|e| e.data.len()).sum()
@@ -676,7 +697,7 @@ fn appends_in_flight_are_bounded_in_bytes() {
     );
     assert!(sent >= budget - entry, "only {sent} bytes sent");
     // An acknowledgement of 10 entries frees their bytes, and at most that much more goes.
-    l.step(2, ack(10));
+    l.step(NodeId::new(2), ack(10));
     let more = bytes_to_2(l.ready());
     assert!(
         more > 0 && sent + more <= budget + 11 * entry,
@@ -691,7 +712,7 @@ fn appends_in_flight_are_bounded_in_bytes() {
 fn proposals_are_refused_while_the_uncommitted_tail_is_full() {
     let mut l = leader_with(Config {
         max_uncommitted_bytes: 1000,
-        ..cfg(1, 3)
+        ..cfg(NodeId::new(1), 3)
     });
     for _ in 0..10 {
         l.propose(vec![0; 100]).unwrap();
@@ -704,7 +725,7 @@ fn proposals_are_refused_while_the_uncommitted_tail_is_full() {
         })
     );
     l.step(
-        2,
+        NodeId::new(2),
         Message::AppendEntriesReply {
             term: 1,
             match_index: 10,

@@ -15,7 +15,9 @@ fn prod(id: NodeId, n: u64) -> Config {
 
 /// `n` peers (ids 1..=n, at index id - 1) with the production features.
 fn cluster(n: u64) -> Vec<Raft> {
-    (1..=n).map(|id| Raft::new(prod(id, n))).collect()
+    (1..=n)
+        .map(|id| Raft::new(prod(NodeId::new(id), n)))
+        .collect()
 }
 
 /// Delivers every message until the cluster is quiet; messages to or from a peer in `cut`
@@ -38,7 +40,7 @@ pub(super) fn settle_with(
                 continue;
             }
             on_deliver(peers, &m);
-            peers[(m.to - 1) as usize].step(m.from, m.msg);
+            peers[m.to.index() - 1].step(m.from, m.msg);
         }
     }
 }
@@ -68,11 +70,11 @@ pub(super) fn elect(peers: &mut [Raft]) -> NodeId {
 }
 
 pub(super) fn peer(peers: &mut [Raft], id: NodeId) -> &mut Raft {
-    &mut peers[(id - 1) as usize]
+    &mut peers[id.index() - 1]
 }
 
 fn other(leader: NodeId, k: u64, n: u64) -> NodeId {
-    (leader - 1 + k) % n + 1
+    NodeId::new((leader.get() - 1 + k) % n + 1)
 }
 
 /// §3.10: a transfer to a follower whose log is up to date sends it `TimeoutNow` at once;
@@ -117,7 +119,7 @@ fn transfer_to_up_to_date_follower_elects_it_in_next_term() {
         // The new leader commits, and everyone applies the same log.
         peer(&mut peers, target).propose(vec![2]).unwrap();
         settle(&mut peers, &[]);
-        for _ in 0..cfg(1, 1).heartbeat_ticks {
+        for _ in 0..cfg(NodeId::new(1), 1).heartbeat_ticks {
             tick_all(&mut peers, &[]);
         }
         assert!(peers.iter().all(|p| p.commit_index() == 2));
@@ -147,7 +149,7 @@ fn transfer_to_lagging_follower_waits_until_it_catches_up() {
         settle_with(&mut peers, &[], |peers, m| {
             if matches!(m.msg, Message::TimeoutNow { .. }) {
                 timeout_nows += 1;
-                let t = &peers[(m.to - 1) as usize];
+                let t = &peers[m.to.index() - 1];
                 assert_eq!(t.log().last_index(), last, "TimeoutNow before catching up");
             }
         });
@@ -174,7 +176,10 @@ fn proposals_refused_during_transfer() {
     );
     let l = peer(&mut peers, old);
     assert_eq!(l.transfer_leadership(old), Err(TransferError::ToSelf));
-    assert_eq!(l.transfer_leadership(9), Err(TransferError::NotAVoter(9)));
+    assert_eq!(
+        l.transfer_leadership(NodeId::new(9)),
+        Err(TransferError::NotAVoter(NodeId::new(9)))
+    );
     l.transfer_leadership(target).unwrap();
     assert_eq!(
         l.propose(vec![1]),
@@ -197,7 +202,7 @@ fn transfer_abandoned_after_election_timeout() {
     let target = other(old, 1, n);
     let term = peer(&mut peers, old).term();
     peer(&mut peers, old).transfer_leadership(target).unwrap();
-    let max = cfg(1, 1).election_timeout_max_ticks;
+    let max = cfg(NodeId::new(1), 1).election_timeout_max_ticks;
     for _ in 1..max {
         tick_all(&mut peers, &[target]);
     }
@@ -236,7 +241,7 @@ fn transfer_ends_when_the_leader_steps_down() {
 fn follower_of_1_in_term_1(cfg: Config) -> Raft {
     let mut r = Raft::new(cfg);
     r.step(
-        1,
+        NodeId::new(1),
         Message::AppendEntries {
             term: 1,
             prev_log_index: 0,
@@ -265,17 +270,17 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
         last_log_index: li,
         last_log_term: lt,
     };
-    let mut f = follower_of_1_in_term_1(prod(3, 3));
-    f.step(2, rv);
+    let mut f = follower_of_1_in_term_1(prod(NodeId::new(3), 3));
+    f.step(NodeId::new(2), rv);
     assert!(f.ready().messages.is_empty(), "sticky: ignored");
-    assert_eq!((f.term(), f.leader()), (1, Some(1)));
-    f.step(2, tv(2));
+    assert_eq!((f.term(), f.leader()), (1, Some(NodeId::new(1))));
+    f.step(NodeId::new(2), tv(2));
     let ready = f.ready();
     assert_eq!(
         ready.hard_state,
         Some(HardState {
             term: 2,
-            voted_for: Some(2)
+            voted_for: Some(NodeId::new(2))
         })
     );
     assert_eq!(
@@ -286,7 +291,7 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
         }
     );
     // One vote per term: another transfer candidate in term 2 is refused.
-    f.step(1, tv(2));
+    f.step(NodeId::new(1), tv(2));
     assert_eq!(
         f.ready().messages[0].msg,
         Message::RequestVoteReply {
@@ -295,9 +300,9 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
         }
     );
     // The log check: a forced vote for a stale log is refused.
-    let mut g = follower_of_1_in_term_1(prod(3, 3));
+    let mut g = follower_of_1_in_term_1(prod(NodeId::new(3), 3));
     g.step(
-        1,
+        NodeId::new(1),
         Message::AppendEntries {
             term: 1,
             prev_log_index: 0,
@@ -307,7 +312,7 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
         },
     );
     g.ready();
-    g.step(2, tv(2));
+    g.step(NodeId::new(2), tv(2));
     assert_eq!(
         g.ready().messages[0].msg,
         Message::RequestVoteReply {
@@ -318,9 +323,9 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
     // Sabotaged: the TransferVote is treated as an ordinary RequestVote and ignored.
     let mut s = follower_of_1_in_term_1(Config {
         sabotage: Some(Sabotage::TransferVoteNotForced),
-        ..prod(3, 3)
+        ..prod(NodeId::new(3), 3)
     });
-    s.step(2, tv(2));
+    s.step(NodeId::new(2), tv(2));
     assert!(s.ready().messages.is_empty());
     assert_eq!(s.term(), 1);
 }
@@ -329,15 +334,15 @@ fn forced_vote_granted_in_lease_ordinary_ignored() {
 /// and that election skips pre-vote.
 #[test]
 fn timeout_now_only_from_the_leader_in_its_term() {
-    let mut f = follower_of_1_in_term_1(prod(2, 3));
-    f.step(3, Message::TimeoutNow { term: 1 });
-    f.step(1, Message::TimeoutNow { term: 0 });
+    let mut f = follower_of_1_in_term_1(prod(NodeId::new(2), 3));
+    f.step(NodeId::new(3), Message::TimeoutNow { term: 1 });
+    f.step(NodeId::new(1), Message::TimeoutNow { term: 0 });
     assert_eq!((f.role(), f.term()), (Role::Follower, 1));
     assert!(f.ready().messages.is_empty());
-    f.step(1, Message::TimeoutNow { term: 1 });
+    f.step(NodeId::new(1), Message::TimeoutNow { term: 1 });
     assert_eq!(
         (f.role(), f.term(), f.voted_for()),
-        (Role::Candidate, 2, Some(2))
+        (Role::Candidate, 2, Some(NodeId::new(2)))
     );
     let sent: Vec<_> = f.ready().messages.into_iter().map(|m| m.msg).collect();
     let tv = Message::TransferVote {
@@ -357,7 +362,7 @@ fn timeout_now_revokes_the_read_lease() {
             Raft::new(Config {
                 read_mode: ReadMode::Lease,
                 leader_noop: true,
-                ..prod(id, n)
+                ..prod(NodeId::new(id), n)
             })
         })
         .collect();
