@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::Args;
 use flotilla_kv::Kv;
-use flotilla_net::server::{run_replica, ServerConfig, Timers};
-use flotilla_net::sharded::{run_shard_server, ShardRole, ShardServerSettings};
 use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
+use flotilla_server::server::{run_replica, ServerConfig, Timers};
+use flotilla_server::sharded::{run_shard_server, ShardRole, ShardServerSettings};
 use flotilla_shardctrler::DEFAULT_SHARDS;
 use tokio::net::TcpListener;
 

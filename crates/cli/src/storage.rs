@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use flotilla_net::server::Recovered;
+use flotilla_server::server::Recovered;
 use flotilla_storage::{DiskDurable, StorageOptions};
 
 /// Opens (or creates) `dir`, locked against a second process, and recovers what it holds.

@@ -20,7 +20,7 @@
 //! Failures are [`ClientError`]s, which the binary words for people.
 //!
 //! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` → this crate →
-//! the router and the `flotilla` binary. The servers (`flotilla-net`) sit beside it, on the
+//! the router and the `flotilla` binary. The servers (`flotilla-server`) sit beside it, on the
 //! same two crates.
 
 pub mod admin;

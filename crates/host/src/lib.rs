@@ -1,8 +1,8 @@
 //! # flotilla-host: one process, run for real
 //!
 //! The layer between the connections (`flotilla-transport`) and the services
-//! (`flotilla-net`): it runs any [`flotilla_node::Process`] on a tokio runtime and knows
-//! neither what the process is nor how its messages travel.
+//! (`flotilla-server`, `flotilla-client`): it runs any [`flotilla_node::Process`] on a tokio
+//! runtime and knows neither what the process is nor how its messages travel.
 //!
 //! * [`driver`]: the event loop that owns one process: it feeds inputs and 10 ms ticks,
 //!   stages every save with a [`flotilla_node::Durable`] (memory, or `flotilla-storage`'s

@@ -1,7 +1,7 @@
 //! Stable storage as a driver uses it: the [`Durable`] trait, its errors, and an in-memory
 //! implementation.
 //!
-//! It lives here, below both the drivers (`flotilla-net`'s event loop) and the storages
+//! It lives here, below both the drivers (`flotilla-host`'s event loop) and the storages
 //! (`flotilla-storage`'s `DiskDurable`), so that neither depends on the other. Every
 //! implementation must pass the conformance suite in `flotilla-storage`'s
 //! `tests/durable_conformance.rs`.

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use flotilla_host::driver::MemoryDurable;
 use flotilla_kv::Kv;
-use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_raft::NodeId;
 use flotilla_resp::{decode_value, Limits, Value};
 use flotilla_router::{run_router, RouterConfig};
 use flotilla_rsm::SessionLimits;
+use flotilla_server::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_transport::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

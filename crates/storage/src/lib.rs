@@ -134,7 +134,7 @@
 //!
 //! Why the fdatasyncs along the way: with a gigabyte dirty until the final fsync, the WAL's
 //! own fdatasyncs on the same disk waited behind its writeback (4 KiB syncs peaked at
-//! 0.17-0.58 s during the write; with them, 32-47 ms: `snapshot_stall` in flotilla-net).
+//! 0.17-0.58 s during the write; with them, 32-47 ms: `snapshot_stall` in flotilla-server).
 //! Why unlink elsewhere: removing a 1 GiB snapshot file took 0.3 s.
 //!
 //! Crash analysis: before the switch's rename, recovery finds `g` (its snapshot, its whole

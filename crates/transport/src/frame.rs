@@ -20,7 +20,7 @@ pub const PROTOCOL_VERSION: u32 = 4;
 pub const MAX_HANDSHAKE_FRAME: usize = 4096;
 
 /// Largest frame an authenticated peer may send; writers never build a larger one (see
-/// `transport::write_loop`). Raft snapshots travel in chunks well below it (`flotilla-net`
+/// `transport::write_loop`). Raft snapshots travel in chunks well below it (`flotilla-server`
 /// checks at compile time that every message a client's command makes fits).
 pub const MAX_FRAME: usize = 256 << 20;
 

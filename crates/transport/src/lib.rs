@@ -2,7 +2,7 @@
 //!
 //! The lowest layer of the deployed side: it moves opaque service messages (any type that
 //! serializes) between processes and knows nothing of Raft or of what the messages mean.
-//! `flotilla-net` sits on it and chooses the message types.
+//! `flotilla-server` sits on it and chooses the message types.
 //!
 //! * [`frame`]: what travels on a connection (handshake frames, batches of service messages,
 //!   status requests), in `flotilla-wire`'s length-prefixed, checksummed frames, and the byte

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use flotilla_client::GroupClient;
 use flotilla_host::driver::{Durable, DurableError, MemoryDurable};
-use flotilla_net::server::{run_replica, Recovered, ServerConfig, Timers};
-use flotilla_net::NetError;
 use flotilla_node::Save;
 use flotilla_raft::NodeId;
 use flotilla_rsm::RsmError;
+use flotilla_server::server::{run_replica, Recovered, ServerConfig, Timers};
+use flotilla_server::NetError;
 use flotilla_transport::Secret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

@@ -1,14 +1,14 @@
-//! # flotilla-net: Flotilla's processes over TCP
+//! # flotilla-server: Flotilla's servers on TCP
 //!
-//! The simulator drives [`flotilla_node::Process`]es in virtual time; this crate drives the very
-//! same processes for real, as services. It sits on two crates that know nothing of the
+//! The simulator drives [`flotilla_node::Process`]es in virtual time; this crate runs the very
+//! same replicas for real, as servers. It sits on two crates that know nothing of the
 //! services: `flotilla-transport` (frames, the authenticated handshake, TLS, dialing and
-//! accepting), which moves their messages, and `flotilla-host` (the driver loop, generic over
-//! `Process`, that stages saves with a `flotilla_node::Durable` and syncs once per batch
-//! before sending; the metrics), which runs them:
+//! accepting, node ids), which moves their messages, and `flotilla-host` (the driver loop,
+//! generic over `Process`, that stages saves with a `flotilla_node::Durable` and syncs once
+//! per batch before sending; the metrics), which runs them:
 //!
 //! * [`server`]: one replica of a replicated group on TCP, from its stored state.
-//! * [`sharded`]: the sharded system on TCP: controller and shard-group replicas.
+//! * [`sharded`]: the sharded system's servers on TCP: shard-group and controller replicas.
 //! * `budget`: compile-time checks that every service message fits the transport's frames.
 //!
 //! Everything binds where it is told; the binary defaults to 127.0.0.1.
@@ -16,7 +16,9 @@
 //! The layers, bottom up (issue 17): `flotilla-transport` → `flotilla-host` (with
 //! `flotilla-node`'s `Durable`, implemented for disk by `flotilla-storage`) → this crate, and
 //! beside it `flotilla-client` (the clients and admin calls) → `flotilla-router` (the
-//! Redis-protocol front, on `flotilla-client`) → the `flotilla` binary.
+//! Redis-protocol front, on `flotilla-client`) → the `flotilla` binary. The servers use no
+//! client: what both need is below them (the id rules in `flotilla-id`, the dialing resolver
+//! in `flotilla-transport`, the tick in `flotilla-host`).
 
 mod budget;
 pub mod server;

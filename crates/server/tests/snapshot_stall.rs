@@ -5,7 +5,7 @@
 //! the appends synced meanwhile. A measurement, not a test: it asserts nothing about time.
 //!
 //! ```text
-//! FLOTILLA_STALL_MIB=1024 cargo test --release -p flotilla-net --test snapshot_stall \
+//! FLOTILLA_STALL_MIB=1024 cargo test --release -p flotilla-server --test snapshot_stall \
 //!     -- --ignored --nocapture
 //! ```
 //! (default 256 MiB; the directory is under `TMPDIR`, which should be a real disk.)
