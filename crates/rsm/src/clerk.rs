@@ -291,12 +291,7 @@ impl<C: Clone + Debug> Clerk<C> {
                     return None; // a late refusal from a server already left behind
                 }
                 // Another replica may still lead (or be elected): try the next one.
-                let n = self.servers.len();
-                op.cursor = (op.cursor + 1) % n;
-                if op.cursor == from_index && n > 1 {
-                    op.cursor = (op.cursor + 1) % n;
-                }
-                let next = op.cursor;
+                let next = next_server(&mut op.cursor, from_index, self.servers.len());
                 self.retry(next, ctx);
                 None
             }
@@ -313,11 +308,7 @@ impl<C: Clone + Debug> Clerk<C> {
                     self.op.as_mut().expect("still outstanding").hinted = true;
                 } else {
                     let op = self.op.as_mut().expect("still outstanding");
-                    op.cursor = (op.cursor + 1) % n;
-                    if op.cursor == from_index && n > 1 {
-                        op.cursor = (op.cursor + 1) % n;
-                    }
-                    let next = op.cursor;
+                    let next = next_server(&mut op.cursor, from_index, n);
                     self.retry(next, ctx);
                 }
                 None
@@ -429,6 +420,16 @@ impl<C: Clone + Debug, R> ClerkHost<C, R> {
         }
         self.busy.remove(&id);
     }
+}
+
+/// Moves a clerk's cursor to the next of `n` servers, passing over `refused` (the one that
+/// just turned the operation away, when there is another), and returns it.
+fn next_server(cursor: &mut usize, refused: usize, n: usize) -> usize {
+    *cursor = (*cursor + 1) % n;
+    if *cursor == refused && n > 1 {
+        *cursor = (*cursor + 1) % n;
+    }
+    *cursor
 }
 
 impl<C: Clone + Debug, R> Process for ClerkHost<C, R> {
