@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Args;
 use flotilla_kv::Kv;
-use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
 use flotilla_server::server::{run_replica, ServerConfig, Timers};
 use flotilla_server::sharded::{run_shard_server, ShardRole, ShardServerSettings};
@@ -274,12 +273,13 @@ pub fn server(args: ServerArgs) -> Result<(), String> {
     if role != Role::Kv {
         return sharded_server(args, role, timers, data_dir, listen);
     }
+    let id = flotilla_id::alloc::replica_node_id(id).map_err(|e| e.to_string())?;
     if args.gid.is_some() || !args.ctrlers.is_empty() || args.shards.is_some() {
         return Err("--gid, --ctrlers and --shards are for --role shard or ctrler".into());
     }
     let (storage, recovered) = crate::storage::open(&data_dir)?;
     let cfg = ServerConfig {
-        id: NodeId::new(id),
+        id,
         peers: args.peers.clone(),
         join: args.join,
         secret,

@@ -309,6 +309,37 @@ fn a_replica_runs_from_a_config_file_and_a_bad_one_is_explained() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("use read-index, lease or log"), "{err}");
+    // A replica id in the clients' range (where a router's random id could meet it) is
+    // refused, by the server and by `ctl add-node`, before anything starts.
+    let out = Command::new(BIN)
+        .args([
+            "server",
+            "--id",
+            "4294967296",
+            "--join",
+            "--listen",
+            // Unbindable: a build without the check fails here instead of serving.
+            "256.0.0.1:1",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join("big-id"))
+        .arg("--secret-file")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("replica id 4294967296 is too large"), "{err}");
+    assert!(!tmp.path().join("big-id").exists(), "nothing was created");
+    let out = Command::new(BIN)
+        .args(["ctl", "add-node", "4294967296", "127.0.0.1:1"])
+        .args(["--servers", "127.0.0.1:1", "--secret-file"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("replica id 4294967296 is too large"), "{err}");
 }
 
 /// Sends `bytes` on a fresh connection to the router and returns what it answers before

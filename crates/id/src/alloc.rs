@@ -103,6 +103,35 @@ pub fn server_node_ids(addrs: &[String]) -> Result<Vec<NodeId>, DuplicateNodeId>
     Ok(ids)
 }
 
+/// An id an operator gave a replica of a single group, outside the replicas' range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaIdOutOfRange {
+    pub id: u64,
+}
+
+impl fmt::Display for ReplicaIdOutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replica id {} is too large: a single group's replica ids are below {} (ids above \
+             are clients')",
+            self.id, CLIENT_NODE_IDS_START
+        )
+    }
+}
+
+impl std::error::Error for ReplicaIdOutOfRange {}
+
+/// The node id of a single group's replica that an operator names (`flotilla server --id`,
+/// `flotilla ctl add-node`): refused at or above `2^32`, where it could be a client's.
+pub fn replica_node_id(id: u64) -> Result<NodeId, ReplicaIdOutOfRange> {
+    if id < CLIENT_NODE_IDS_START {
+        Ok(NodeId::new(id))
+    } else {
+        Err(ReplicaIdOutOfRange { id })
+    }
+}
+
 /// A client host's node id on TCP: random in `[2^32, 2^62)`, above any single group's replica
 /// ids and below every sharded server's.
 #[cfg(feature = "rand")]
@@ -159,6 +188,19 @@ pub fn sim_ctrl_clerk_base(seed: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn operators_replica_ids_stay_below_clients() {
+        assert_eq!(super::replica_node_id(0), Ok(super::NodeId::new(0)));
+        let last = super::CLIENT_NODE_IDS_START - 1;
+        assert_eq!(super::replica_node_id(last), Ok(super::NodeId::new(last)));
+        let first_client = super::CLIENT_NODE_IDS_START;
+        assert_eq!(
+            super::replica_node_id(first_client),
+            Err(super::ReplicaIdOutOfRange { id: first_client })
+        );
+        assert!(super::replica_node_id(u64::MAX).is_err());
+    }
+
     use super::*;
     use rand::rngs::mock::StepRng;
     use rand::SeedableRng;

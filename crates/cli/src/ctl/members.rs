@@ -68,8 +68,9 @@ struct CommonArgs {
 }
 
 pub fn add_node(a: AddNodeArgs) -> Result<(), String> {
+    let id = flotilla_id::alloc::replica_node_id(a.id.get()).map_err(|e| e.to_string())?;
     let mut admin = Admin::new(&a.common)?;
-    let (id, addr) = (a.id, a.addr.clone());
+    let addr = a.addr.clone();
     runtime()?.block_on(async move {
         let started = Instant::now();
         let (view, _, _) = admin.leader_view().await?;
