@@ -3,71 +3,12 @@
 //! before it was split into command families (issue 17), so a handler that moves and
 //! answers differently fails here.
 
-use std::time::Duration;
+mod common;
 
-use flotilla_host::driver::MemoryDurable;
-use flotilla_kv::Kv;
+use common::{Settings, PATIENCE};
 use flotilla_resp::{decode_value, Limits};
-use flotilla_router::{run_router, RouterConfig, DEFAULT_MAX_BUFFERED_BYTES};
-use flotilla_server::server::{run_replica, Recovered, ServerConfig, Timers};
-use flotilla_transport::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// How long a test waits for a reply before it fails (it fails only by running out of it).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Starts a one-replica KV group and a router in front of it (clients must AUTH with
-/// `password`, if given); returns the router's port. Both run until the test's runtime ends.
-async fn start(password: Option<&str>) -> u16 {
-    let secret = Secret::new("router-replies-test-secret").unwrap();
-    let replica = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let peers = vec![replica.local_addr().unwrap().to_string()];
-    let cfg = ServerConfig {
-        id: flotilla_raft::NodeId::new(0),
-        peers: peers.clone(),
-        join: false,
-        secret: secret.clone(),
-        max_raft_state: None,
-        sessions: flotilla_rsm::SessionLimits::default(),
-        metrics: None,
-        tls: None,
-        timers: Timers::default(),
-        read_mode: flotilla_raft::ReadMode::ReadIndex,
-    };
-    let recovered = Recovered {
-        state: Vec::new(),
-        snapshot: Default::default(),
-    };
-    let never = std::future::pending::<()>();
-    let disk = MemoryDurable::default();
-    tokio::spawn(run_replica(
-        cfg,
-        Kv::default(),
-        disk,
-        recovered,
-        replica,
-        never,
-    ));
-    let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = router.local_addr().unwrap().port();
-    let cfg = RouterConfig {
-        servers: peers,
-        pin_servers: false,
-        secret,
-        password: password.map(str::to_owned),
-        max_clients: 100,
-        command_timeout: PATIENCE,
-        metrics: None,
-        tls: None,
-        client_tls: None,
-        sharded: None,
-        max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
-        idle_timeout: None,
-    };
-    tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));
-    port
-}
+use tokio::net::TcpStream;
 
 /// A Redis client that sees replies as the bytes the router wrote.
 struct Client {
@@ -269,7 +210,7 @@ async fn server_commands_reply_as_before() {
     let body = format!(
         "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:1\r\nflotilla_buffered_bytes:0\r\nflotilla_buffered_bytes_peak:0\r\nflotilla_max_buffered_bytes:{}\r\nflotilla_buffer_waits:0\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:1\r\n",
         env!("CARGO_PKG_VERSION"),
-        DEFAULT_MAX_BUFFERED_BYTES,
+        flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
     );
     assert_eq!(info, format!("${}\r\n{body}\r\n", body.len()));
     c.expect(
@@ -305,4 +246,14 @@ async fn server_commands_reply_as_before() {
         "-ERR FLUSHDB is not supported by flotilla\r\n",
     )
     .await;
+}
+
+/// A one-replica KV group and a router (clients must AUTH with `password`, if given);
+/// returns the router's port.
+async fn start(password: Option<&'static str>) -> u16 {
+    common::start(Settings {
+        password,
+        ..Settings::default()
+    })
+    .await
 }

@@ -1,76 +1,13 @@
 //! Sessions that expire, end to end on loopback sockets (issue 16): a one-replica KV group
 //! that keeps one session, a router in front of it, two Redis connections (one clerk each).
 
-use std::time::Duration;
+mod common;
 
-use flotilla_host::driver::MemoryDurable;
-use flotilla_kv::Kv;
-use flotilla_raft::NodeId;
+use common::{Settings, PATIENCE};
 use flotilla_resp::{decode_value, Limits, Value};
-use flotilla_router::{run_router, RouterConfig};
 use flotilla_rsm::SessionLimits;
-use flotilla_server::server::{run_replica, Recovered, ServerConfig, Timers};
-use flotilla_transport::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// How long a test waits for a reply before it fails (it fails only by running out of it).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Starts a one-replica KV group keeping at most `max_sessions`, and a router; returns the
-/// router's port. Both run until the test's runtime ends.
-async fn start(max_sessions: u64) -> u16 {
-    let secret = Secret::new("sessions-test-secret-16+").unwrap();
-    let replica = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let peers = vec![replica.local_addr().unwrap().to_string()];
-    let cfg = ServerConfig {
-        id: NodeId::new(0),
-        peers: peers.clone(),
-        join: false,
-        secret: secret.clone(),
-        max_raft_state: None,
-        sessions: SessionLimits {
-            idle_ms: 3_600_000,
-            max_sessions,
-        },
-        metrics: None,
-        tls: None,
-        timers: Timers::default(),
-        read_mode: flotilla_raft::ReadMode::ReadIndex,
-    };
-    let recovered = Recovered {
-        state: Vec::new(),
-        snapshot: Default::default(),
-    };
-    let disk = MemoryDurable::default();
-    let never = std::future::pending::<()>();
-    tokio::spawn(run_replica(
-        cfg,
-        Kv::default(),
-        disk,
-        recovered,
-        replica,
-        never,
-    ));
-    let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = router.local_addr().unwrap().port();
-    let cfg = RouterConfig {
-        servers: peers,
-        pin_servers: false,
-        secret,
-        password: None,
-        max_clients: 100,
-        command_timeout: PATIENCE,
-        metrics: None,
-        tls: None,
-        client_tls: None,
-        sharded: None,
-        max_buffered_bytes: flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
-        idle_timeout: None,
-    };
-    tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));
-    port
-}
+use tokio::net::TcpStream;
 
 struct Client {
     stream: TcpStream,
@@ -127,4 +64,18 @@ async fn a_forgotten_session_gets_a_clear_error_and_then_a_new_session() {
     assert_eq!(a.call(&[b"GET", b"k"]).await, Value::bulk("1"));
     assert_eq!(a.call(&[b"SET", b"k", b"4"]).await, Value::ok());
     assert_eq!(b.call(&[b"GET", b"k"]).await, Value::bulk("4"));
+}
+
+/// A one-replica KV group keeping at most `max_sessions` (idle for an hour), and a router;
+/// returns the router's port.
+async fn start(max_sessions: u64) -> u16 {
+    let sessions = SessionLimits {
+        idle_ms: 3_600_000,
+        max_sessions,
+    };
+    common::start(Settings {
+        sessions,
+        ..Settings::default()
+    })
+    .await
 }
