@@ -58,10 +58,9 @@ impl Kv {
     fn incr(&mut self, key: Vec<u8>, by: i64) -> KvReply {
         let old = match self.data.get(&key) {
             None => 0,
-            Some(v) => match std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            // Redis's rule, not Rust's `parse` (which takes "+5", "0123", "-0"): a replica applies
+            // this, so it must be one exact, deterministic rule, the same on every replica.
+            Some(v) => match flotilla_resp::parse_i64(v) {
                 Some(n) => n,
                 None => return KvReply::Error(KvError::NotAnInteger),
             },
@@ -265,6 +264,16 @@ mod tests {
             kv.apply(incr(1), &ApplyCtx::zero()),
             KvReply::Error(KvError::NotAnInteger)
         );
+        // Not integers as Redis reads them, though Rust's `parse` takes them; left unchanged.
+        for stored in ["0123", "+5", "-0", " 1", "1 ", ""] {
+            kv.apply(put("n", stored), &ApplyCtx::zero());
+            assert_eq!(
+                kv.apply(incr(1), &ApplyCtx::zero()),
+                KvReply::Error(KvError::NotAnInteger),
+                "{stored:?}"
+            );
+            assert_eq!(kv.get(b"n"), Some(stored.as_bytes()));
+        }
         kv.apply(put("n", &i64::MAX.to_string()), &ApplyCtx::zero());
         assert_eq!(
             kv.apply(incr(1), &ApplyCtx::zero()),

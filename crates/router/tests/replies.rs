@@ -32,7 +32,12 @@ impl Client {
         for a in args {
             out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
         }
-        self.stream.write_all(&out).await.unwrap();
+        self.send(&out).await
+    }
+
+    /// Sends `bytes` as they are (malformed, inline, half a request); returns the next reply.
+    async fn send(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.stream.write_all(bytes).await.unwrap();
         loop {
             if let Some((_, n)) = decode_value(&self.buf, &Limits::default()).unwrap() {
                 return self.buf.drain(..n).collect();
@@ -246,6 +251,54 @@ async fn server_commands_reply_as_before() {
         "-ERR FLUSHDB is not supported by flotilla\r\n",
     )
     .await;
+}
+
+/// INCR and friends read the stored value as Redis's `string2ll` does (issue 18): a value with a
+/// leading zero, a `+` or `-0` is not an integer, and stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incr_reads_integers_as_redis_does() {
+    let mut c = Client::connect(start(None).await).await;
+    let not_integer = "-ERR value is not an integer or out of range\r\n";
+    for (value, incr) in [
+        ("0123", &["INCR", "z"][..]),
+        ("+5", &["INCR", "z"]),
+        ("-0", &["INCR", "z"]),
+        (" 1", &["DECR", "z"]),
+        ("1 ", &["INCRBY", "z", "2"]),
+        ("", &["DECRBY", "z", "2"]),
+    ] {
+        c.expect(&["SET", "z", value], "+OK\r\n").await;
+        c.expect(incr, not_integer).await;
+        let get = format!("${}\r\n{value}\r\n", value.len());
+        c.expect(&["GET", "z"], &get).await;
+    }
+    // The increment is read by the same rule.
+    c.expect(&["SET", "z", "0"], "+OK\r\n").await;
+    for by in [
+        "01",
+        "+1",
+        "-0",
+        " 1",
+        "1 ",
+        "",
+        "1a",
+        "9223372036854775808",
+    ] {
+        c.expect(&["INCRBY", "z", by], not_integer).await;
+        c.expect(&["DECRBY", "z", by], not_integer).await;
+    }
+    c.expect(
+        &["INCRBY", "z", "-9223372036854775808"],
+        ":-9223372036854775808\r\n",
+    )
+    .await;
+    c.expect(
+        &["DECR", "z"],
+        "-ERR increment or decrement would overflow\r\n",
+    )
+    .await;
+    c.expect(&["GET", "z"], "$20\r\n-9223372036854775808\r\n")
+        .await;
 }
 
 /// A one-replica KV group and a router (clients must AUTH with `password`, if given);
