@@ -11,7 +11,8 @@ pub struct Limits {
     /// The largest bulk string (`$<len>`) accepted: one key or value, in bytes. Redis's
     /// `proto-max-bulk-len` defaults to 512 MiB.
     pub max_bulk_len: usize,
-    /// The most arguments (`*<count>`) one request may have. Redis allows 1024 * 1024.
+    /// The most arguments (`*<count>`) one request may have. Redis 7 allows `INT_MAX` (before
+    /// 7.0, 1024 * 1024).
     pub max_array_len: usize,
     /// The longest inline request line, in bytes, and so how far the decoder looks for its
     /// newline. Redis's `PROTO_INLINE_MAX_SIZE` is 64 KiB.
@@ -45,6 +46,16 @@ impl Limits {
 /// sign cover every i64; a longer line is garbage, and bounding it keeps each call's rescan of
 /// a pending length line O(1).
 const MAX_LENGTH_LINE: usize = 32;
+
+/// The largest `*<count>` Redis itself accepts (`INT_MAX`). A count above it is answered in
+/// Redis's words ("invalid multibulk length"), before Flotilla's own, tighter limits are
+/// checked, as Redis checks it before its unauthenticated limit: a client sees Redis's reply
+/// wherever Redis would refuse, and Flotilla's plain words only where its limits differ.
+const REDIS_MAX_ARRAY_LEN: i64 = i32::MAX as i64;
+
+/// The largest `$<len>` Redis accepts by default (`proto-max-bulk-len`, 512 MiB); above it,
+/// "invalid bulk length" as Redis answers, as for [`REDIS_MAX_ARRAY_LEN`].
+const REDIS_MAX_BULK_LEN: i64 = 512 << 20;
 
 /// Arguments preallocated for a multibulk request, whatever its header claims: a header alone
 /// must not make the server reserve `max_array_len` slots.
@@ -173,7 +184,9 @@ impl Decoder {
         let Some((line, next)) = length_line(buf, self.pos + 1, "mbulk")? else {
             return Ok(Step::Pending);
         };
-        let count = parse_i64(line).ok_or(RespError::InvalidMultibulkLength)?;
+        let count = parse_i64(line)
+            .filter(|&count| count <= REDIS_MAX_ARRAY_LEN)
+            .ok_or(RespError::InvalidMultibulkLength)?;
         self.pos = next;
         if count <= 0 {
             // Redis ignores `*0` and `*-1` requests rather than failing the connection.
@@ -221,7 +234,7 @@ impl Decoder {
             return Ok(None);
         };
         let len = parse_i64(line)
-            .filter(|&len| len >= 0)
+            .filter(|len| (0..=REDIS_MAX_BULK_LEN).contains(len))
             .ok_or(RespError::InvalidBulkLength)?;
         let max = self.limits.max_bulk_len;
         let len = usize::try_from(len)

@@ -13,10 +13,11 @@ pub enum RespError {
     /// A multibulk request's argument did not start with `$`.
     #[error("Protocol error: expected '$', got '{0}'")]
     ExpectedBulk(Byte),
-    /// `*<count>` was not an integer.
+    /// `*<count>` was not an integer as Redis reads one, or above what Redis itself accepts.
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
-    /// `$<len>` was not a non-negative integer.
+    /// `$<len>` was not a non-negative integer as Redis reads one, or above what Redis itself
+    /// accepts (512 MiB).
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
     /// A length line (`*...` or `$...`) went on for too long without CRLF.

@@ -179,6 +179,35 @@ fn skipped_empty_requests_count_in_the_next_request() {
     assert_eq!((args, used), (vec![b"PING".to_vec()], 12));
 }
 
+/// Where Redis itself refuses a length (tests/unit/protocol.tcl), its words, not the limit's;
+/// checked before the limits, also before authentication, as Redis orders them.
+#[test]
+fn lengths_redis_refuses_get_redis_words() {
+    let multibulk = "Protocol error: invalid multibulk length";
+    let bulk = "Protocol error: invalid bulk length";
+    let decoders: [fn() -> Decoder; 2] = [
+        || Decoder::new(Limits::default()),
+        || Decoder::before_auth(Limits::default(), Limits::UNAUTHENTICATED),
+    ];
+    for new_decoder in decoders {
+        for (buf, message) in [
+            (&b"*3000000000\r\n"[..], multibulk),
+            (b"*2147483648\r\n", multibulk),
+            (b"*x\r\n", multibulk),
+            (b"*+1\r\n", multibulk),
+            (b"*01\r\n", multibulk),
+            (b"*1\r\n$2000000000\r\n", bulk),
+            (b"*1\r\n$536870913\r\n", bulk),
+            (b"*1\r\n$-10\r\n", bulk),
+            (b"*1\r\n$blabla\r\n", bulk),
+            (b"*1\r\n$01\r\n", bulk),
+        ] {
+            let e = decode_all(&mut new_decoder(), buf).unwrap_err();
+            assert_eq!(e.to_string(), message, "{:?}", String::from_utf8_lossy(buf));
+        }
+    }
+}
+
 #[test]
 fn limits_are_enforced_with_plain_words() {
     let limits = Limits {
@@ -187,8 +216,8 @@ fn limits_are_enforced_with_plain_words() {
         max_inline_len: 16,
     };
     assert_eq!(
-        error(b"*2\r\n$3\r\nSET\r\n$999999999\r\n", limits),
-        "Protocol error: bulk length 999999999 exceeds the limit of 33554432 bytes"
+        error(b"*2\r\n$3\r\nSET\r\n$99999999\r\n", limits),
+        "Protocol error: bulk length 99999999 exceeds the limit of 33554432 bytes"
     );
     assert_eq!(
         error(b"*4\r\n", limits),

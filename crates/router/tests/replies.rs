@@ -301,6 +301,70 @@ async fn incr_reads_integers_as_redis_does() {
         .await;
 }
 
+/// A protocol error is answered in Redis's words (those tests/unit/protocol.tcl asserts), then
+/// the connection is closed, as Redis does: after one, the stream position is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_reply_in_redis_words_then_close() {
+    let port = start(None).await;
+    let multibulk = "-ERR Protocol error: invalid multibulk length\r\n";
+    let bulk = "-ERR Protocol error: invalid bulk length\r\n";
+    let set_x = "*3\r\n$3\r\nSET\r\n$1\r\nx\r\n";
+    for (request, reply) in [
+        ("*abc\r\n".to_owned(), multibulk),
+        ("*01\r\n".to_owned(), multibulk),
+        // Out of Redis's range (above INT_MAX): Redis's words, not Flotilla's limit.
+        ("*3000000000\r\n".to_owned(), multibulk),
+        (format!("{set_x}$-10\r\n"), bulk),
+        (format!("{set_x}$blabla\r\n"), bulk),
+        // Above Redis's proto-max-bulk-len (512 MiB).
+        (format!("{set_x}$2000000000\r\n"), bulk),
+        (
+            format!("{set_x}fooz\r\n"),
+            "-ERR Protocol error: expected '$', got 'f'\r\n",
+        ),
+        (
+            "set \"\"\"test-key\"\"\" test-value\r\nping\r\n".to_owned(),
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            "set \"k v\r\n".to_owned(),
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ] {
+        let mut c = Client::connect(port).await;
+        let got = c.send(request.as_bytes()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            reply,
+            "the reply to {request:?}"
+        );
+        assert!(c.closed().await, "{request:?} closes the connection");
+    }
+    // Before AUTH too, Redis's range is checked first (its order), then the tighter limit.
+    let port = start(Some("sesame")).await;
+    for (request, reply) in [
+        ("*3000000000\r\n".to_owned(), multibulk),
+        (format!("{set_x}$2000000000\r\n"), bulk),
+        (
+            "*100\r\n".to_owned(),
+            "-ERR Protocol error: unauthenticated multibulk length\r\n",
+        ),
+    ] {
+        let mut c = Client::connect(port).await;
+        let got = c.send(request.as_bytes()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            reply,
+            "the reply to {request:?}"
+        );
+        assert!(c.closed().await, "{request:?} closes the connection");
+    }
+    // What Redis ignores is ignored: an empty line, a negative count.
+    let mut c = Client::connect(port).await;
+    let got = c.send(b"\r\n*-10\r\n*0\r\nAUTH sesame\r\n").await;
+    assert_eq!(got, b"+OK\r\n");
+}
+
 /// A one-replica KV group and a router (clients must AUTH with `password`, if given);
 /// returns the router's port.
 async fn start(password: Option<&'static str>) -> u16 {
