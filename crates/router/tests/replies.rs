@@ -365,6 +365,55 @@ async fn protocol_errors_reply_in_redis_words_then_close() {
     assert_eq!(got, b"+OK\r\n");
 }
 
+/// AUTH with no password configured, as Redis 7 answers it (its `default` user is `nopass`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_without_password_answers_as_redis_7() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(
+        &["AUTH", "x"],
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n",
+    )
+    .await;
+    c.expect(&["AUTH", "default", "x"], "+OK\r\n").await;
+    c.expect(
+        &["AUTH", "a", "b"],
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    c.expect(&["AUTH", "a", "b", "c"], "-ERR syntax error\r\n")
+        .await;
+    let hello = String::from_utf8(c.raw(&["HELLO", "2", "AUTH", "default", "x"]).await).unwrap();
+    assert!(hello.starts_with("*14\r\n$6\r\nserver\r\n"), "{hello}");
+    c.expect(
+        &["HELLO", "2", "AUTH", "a", "b"],
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    // A failed AUTH does not sign the connection out: there is nothing to sign out of.
+    c.expect(&["GET", "k"], "$-1\r\n").await;
+}
+
+/// AUTH with a password configured, as Redis's tests/unit/auth.tcl asserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_with_password_answers_as_redis() {
+    let mut c = Client::connect(start(Some("foobar")).await).await;
+    let wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    c.expect(&["AUTH", "wrong!"], wrongpass).await;
+    c.expect(&["AUTH", "default", "wrong!"], wrongpass).await;
+    c.expect(&["AUTH", "a", "foobar"], wrongpass).await;
+    c.expect(
+        &["SET", "foo", "bar"],
+        "-NOAUTH Authentication required.\r\n",
+    )
+    .await;
+    c.expect(&["AUTH", "foobar"], "+OK\r\n").await;
+    c.expect(&["SET", "foo", "100"], "+OK\r\n").await;
+    c.expect(&["INCR", "foo"], ":101\r\n").await;
+    let mut d = Client::connect(start(Some("foobar")).await).await;
+    d.expect(&["AUTH", "default", "foobar"], "+OK\r\n").await;
+    d.expect(&["GET", "foo"], "$-1\r\n").await;
+}
+
 /// A one-replica KV group and a router (clients must AUTH with `password`, if given);
 /// returns the router's port.
 async fn start(password: Option<&'static str>) -> u16 {

@@ -7,26 +7,35 @@ use super::Reply;
 use crate::conn::Conn;
 use crate::listener::Router;
 
-/// `AUTH [username] password`: only the `default` user, with the router's password.
+/// `AUTH [username] password`: only the `default` user, with the router's password. Without
+/// a password the answers are Redis 7's, whose `default` user is then `nopass`: any password
+/// is right for it, `AUTH password` alone is an error, and any other user does not exist.
 pub(super) fn auth(
     r: &Router,
     conn: &mut Conn,
     username: Option<Vec<u8>>,
     password: &[u8],
 ) -> Reply {
-    let Some(expected) = &r.cfg.password else {
-        return Err(Value::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+    let wrongpass = || {
+        Err(Value::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
     };
     let user_ok = username.as_deref().is_none_or(|u| u == b"default");
+    let Some(expected) = &r.cfg.password else {
+        return match username {
+            None => Err(Value::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            )),
+            Some(_) if user_ok => Ok(Value::ok()),
+            Some(_) => wrongpass(),
+        };
+    };
     if user_ok && constant_time_eq(password, expected.as_bytes()) {
         conn.authenticated = true;
         Ok(Value::ok())
     } else {
-        Err(Value::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
+        wrongpass()
     }
 }
 
