@@ -211,8 +211,22 @@ mod tests {
 
     #[test]
     fn rejects_truncated_lines() {
-        assert!(parse_stat("12 (x) S 1 2 3").is_err());
-        assert!(parse_stat("no parentheses").is_err());
+        let e = parse_stat("12 (x) S 1 2 3").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Parse { problem, text, .. }
+                if problem == "no field 14" && text == "12 (x) S 1 2 3"),
+            "{e:?}"
+        );
+        let e = parse_stat("no parentheses").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Parse { problem, .. } if problem == "no command name"),
+            "{e:?}"
+        );
+        let e = parse_stat("12 (x) S one 2 3").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read a /proc stat line: field 4 is not a number (\"one\"): 12 (x) S one 2 3"
+        );
     }
 
     #[test]

@@ -497,4 +497,49 @@ mod tests {
             .iter()
             .all(|p| !single.contains(p) && *p != REDIS_PORT));
     }
+
+    /// A `--flotilla-bin` that does not exist, or an old binary without `up --groups`.
+    #[test]
+    fn a_flotilla_without_the_commands_is_refused_with_what_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("flotilla");
+        let e = flotilla_available(&missing, false).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::BinaryLacks { bin, what } if *bin == missing && what == "a working `up` command"),
+            "{e:?}"
+        );
+        // `up --help` without --groups: fine for one group, refused for a sharded cluster.
+        let old = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/old-flotilla"
+        ));
+        flotilla_available(old, false).unwrap();
+        let e = flotilla_available(old, true).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::BinaryLacks { what, .. } if what == "`up --groups`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_not_installed() {
+        let e = version("flotilla-bench-no-such-program").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::NotInstalled { program, .. } if program == "flotilla-bench-no-such-program"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_json_without_shards_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Io { action: "read", .. }), "{e:?}");
+        std::fs::write(dir.path().join("cluster.json"), "{\"servers\": [").unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Json { .. }), "{e:?}");
+        std::fs::write(dir.path().join("cluster.json"), "{\"servers\": []}").unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Parse { .. }), "{e:?}");
+    }
 }

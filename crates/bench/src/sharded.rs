@@ -262,4 +262,124 @@ mod tests {
         assert_ne!(move_value(1), move_value(2));
         assert_eq!(u64::from(MOVE_KEYS) * MOVE_VALUE_SIZE as u64, 1_024_000);
     }
+
+    /// A one-connection router on loopback that answers every request with `reply`.
+    fn fake_router(reply: &'static [u8]) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            // Answer once the request has arrived (any bytes of it), then wait for the close.
+            if s.read(&mut buf).unwrap_or(0) > 0 {
+                let _ = s.write_all(reply);
+            }
+            let _ = s.read(&mut buf);
+        });
+        port
+    }
+
+    #[test]
+    fn an_error_reply_is_kept_as_the_router_sent_it() {
+        let port = fake_router(b"-ERR the shard is moving\r\n");
+        let e = Resp::connect(port).unwrap().set("k", b"v").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::ErrorReply { reply } if reply == "-ERR the shard is moving"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_bulk_length_is_a_parse_error_with_the_line() {
+        let port = fake_router(b"$12x\r\n");
+        let e = Resp::connect(port).unwrap().get("k").unwrap_err();
+        match &e {
+            BenchError::Parse {
+                what,
+                problem,
+                text,
+            } => {
+                assert_eq!(what, "the router's reply");
+                assert_eq!(problem, "bad bulk length");
+                assert_eq!(text, "$12x");
+            }
+            other => panic!("not a parse error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_set_answered_with_other_than_ok_is_an_unexpected_reply() {
+        let port = fake_router(b"+QUEUED\r\n");
+        let e = Resp::connect(port).unwrap().set("k", b"v").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::UnexpectedReply { request, .. } if request == "SET k"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_value_after_a_move_is_value_lost() {
+        let port = fake_router(b"$3\r\nabc\r\n");
+        let e = check_key(port, 0).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::ValueLost { key, found: Some(3) } if *key == move_key(0)),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "GET {bench-move}:0 returned 3 bytes that are not the value written after the move"
+        );
+    }
+
+    #[test]
+    fn nothing_listening_is_a_connection_error_naming_the_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = Resp::connect(port).err().expect("nothing listens");
+        match &e {
+            BenchError::Connection { addr, source, .. } => {
+                assert_eq!(addr, &format!("127.0.0.1:{port}"));
+                assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+            }
+            other => panic!("not a connection error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_flotilla_binary_cannot_run_ctl_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("no-flotilla");
+        let e = query(&bin, dir.path()).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Run { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+    }
+
+    /// A `flotilla` whose `ctl query --json` prints something else than JSON, or fails.
+    #[test]
+    fn ctl_query_printing_no_json_is_a_json_error() {
+        let bin = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/old-flotilla"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let e = query(bin, dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Json { .. }), "{e:?}");
+        // And when it fails: its stderr and status are kept.
+        std::fs::write(dir.path().join("fail"), "").unwrap();
+        let e = query(bin, dir.path()).unwrap_err();
+        match &e {
+            BenchError::Failed {
+                status: Some(s),
+                output,
+                ..
+            } => {
+                assert_eq!(s.code(), Some(4));
+                assert_eq!(output, "no controller");
+            }
+            other => panic!("not Failed: {other:?}"),
+        }
+    }
 }

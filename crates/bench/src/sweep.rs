@@ -150,4 +150,18 @@ mod tests {
         let got: Vec<u64> = spec.clients.iter().map(|&c| spec.requests_for(c)).collect();
         assert_eq!(got, vec![20_000, 20_000, 80_000]);
     }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn without_the_feature_etcd_is_refused_with_how_to_build_it() {
+        let spec = SweepSpec {
+            clients: vec![1],
+            requests: 1,
+            value_size: 1,
+            keyspace: 0,
+        };
+        let e = etcd(&["http://127.0.0.1:1".into()], &spec, None).unwrap_err();
+        assert!(matches!(e, BenchError::NoEtcd), "{e:?}");
+        assert!(e.to_string().contains("--features etcd"), "{e}");
+    }
 }
