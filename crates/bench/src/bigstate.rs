@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crate::cpu::process_tree;
 use crate::service::{self, Service};
 use crate::sharded::Resp;
+use crate::BenchError;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -219,7 +220,7 @@ fn count_in_logs(dir: &Path, needle: &str) -> usize {
 
 /// SET on the connection in `conn`, connecting first if there is none; after an error the
 /// connection is dropped (its reply may be half read) and the next call starts afresh.
-fn set_on(conn: &mut Option<Resp>, port: u16, key: &str, value: &[u8]) -> Result<(), String> {
+fn set_on(conn: &mut Option<Resp>, port: u16, key: &str, value: &[u8]) -> Result<(), BenchError> {
     let c = match conn {
         Some(c) => c,
         None => conn.insert(Resp::connect(port)?),
@@ -238,7 +239,7 @@ fn write_values(
     range: std::ops::Range<u32>,
     size: usize,
     connections: u32,
-) -> (Vec<Duration>, usize, Option<String>) {
+) -> (Vec<Duration>, usize, Option<BenchError>) {
     let threads: Vec<_> = (0..connections)
         .map(|c| {
             let range = range.clone();
@@ -332,9 +333,17 @@ impl Probe {
 
 /// Copies `bytes` over a loopback TCP connection into a file in `dir` and fsyncs it: the floor
 /// for a replica catching up on that much state.
-fn loopback_copy(dir: &Path, bytes: u64) -> Result<f64, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+fn loopback_copy(dir: &Path, bytes: u64) -> Result<f64, BenchError> {
+    let failed = |action, addr: &str, source| BenchError::Connection {
+        action,
+        addr: addr.into(),
+        source,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| failed("cannot listen on", "127.0.0.1:0", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| failed("cannot ask the address of", "127.0.0.1:0", e))?;
     let path = dir.join("loopback-copy.bin");
     let started = Instant::now();
     let p = path.clone();
@@ -344,19 +353,23 @@ fn loopback_copy(dir: &Path, bytes: u64) -> Result<f64, String> {
         std::io::copy(&mut s, &mut f)?;
         f.sync_all()
     });
-    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect(addr).map_err(|e| failed("cannot connect to", &addr.to_string(), e))?;
     let chunk = vec![b'x'; 1 << 20];
     let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
-        s.write_all(&chunk[..n]).map_err(|e| e.to_string())?;
+        s.write_all(&chunk[..n])
+            .map_err(|e| failed("cannot send to", &addr.to_string(), e))?;
         left -= n as u64;
     }
     drop(s);
     receiver
         .join()
-        .map_err(|_| "the copy's receiver panicked".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| BenchError::Panicked {
+            what: "the copy's receiver",
+        })?
+        .map_err(|e| BenchError::io("copy over loopback into", &path, e))?;
     let secs = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(path);
     Ok(secs)
@@ -367,30 +380,36 @@ fn mib(b: u64) -> f64 {
 }
 
 /// Runs `flotilla ctl ARGS --dir DIR`, returning its stdout, or an error with its output.
-fn ctl(bin: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
+fn ctl(bin: &Path, dir: &Path, args: &[&str]) -> Result<String, BenchError> {
     let out = Command::new(bin)
         .arg("ctl")
         .args(args)
         .arg("--dir")
         .arg(dir)
         .output()
-        .map_err(|e| format!("cannot run {} ctl: {e}", bin.display()))?;
+        .map_err(|source| BenchError::Run {
+            command: format!("{} ctl", bin.display()),
+            hint: "",
+            source,
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        return Err(format!(
-            "ctl {} failed: {}{}",
-            args.join(" "),
-            stdout.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(BenchError::Failed {
+            command: format!("ctl {}", args.join(" ")),
+            status: Some(out.status),
+            output: format!(
+                "{}{}",
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
     }
     Ok(stdout)
 }
 
 /// Runs every measurement the options ask for, printing figures as it goes.
-pub fn run(opts: &BigOptions) -> Result<(), String> {
-    std::fs::create_dir_all(&opts.dir)
-        .map_err(|e| format!("cannot create {}: {e}", opts.dir.display()))?;
+pub fn run(opts: &BigOptions) -> Result<(), BenchError> {
+    std::fs::create_dir_all(&opts.dir).map_err(|e| BenchError::io("create", &opts.dir, e))?;
     let sharded = opts.shard_move;
     let nreplicas: u16 = 3;
     // Sharded: the controller's replicas come first, then each group's.
@@ -501,20 +520,32 @@ fn report_rss(pids: &[u32], state: u64) {
 
 /// `n` distinct clients, each a new clerk (a new session) writing once, 64 at a time, through
 /// the library's client; then the replicas' session tables and snapshots against the limit.
-fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), String> {
+fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), BenchError> {
     use flotilla_client::GroupClient;
     use flotilla_kv::{KvCommand, KvReply};
+    let layout_path = opts.dir.join("cluster.json");
     let layout: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(opts.dir.join("cluster.json")).map_err(|e| e.to_string())?,
+        &std::fs::read(&layout_path).map_err(|e| BenchError::io("read", &layout_path, e))?,
     )
-    .map_err(|e| format!("cluster.json: {e}"))?;
+    .map_err(|source| BenchError::Json {
+        what: layout_path.display().to_string(),
+        source,
+    })?;
     let servers: Vec<String> = (layout["servers"].as_array())
-        .ok_or("cluster.json names no servers")?
+        .ok_or_else(|| {
+            BenchError::parse(layout_path.display().to_string(), "no servers named", "")
+        })?
         .iter()
         .filter_map(|s| s.as_str().map(String::from))
         .collect();
-    let secret = std::fs::read_to_string(opts.dir.join("secret")).map_err(|e| e.to_string())?;
-    let secret = flotilla_transport::auth::Secret::new(&secret).map_err(|e| e.to_string())?;
+    let secret_path = opts.dir.join("secret");
+    let secret = std::fs::read_to_string(&secret_path)
+        .map_err(|e| BenchError::io("read", &secret_path, e))?;
+    let secret =
+        flotilla_transport::auth::Secret::new(&secret).map_err(|source| BenchError::Secret {
+            path: secret_path.clone(),
+            source,
+        })?;
     println!(
         "sessions: {n} distinct clients, one write each, against --max-sessions {}",
         opts.max_sessions
@@ -523,7 +554,10 @@ fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), Stri
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| BenchError::Runtime {
+            what: "the clients' runtime",
+            source,
+        })?;
     let started = Instant::now();
     let (done, failed) = rt.block_on(async {
         let clients: Arc<GroupClient<KvCommand, KvReply>> = GroupClient::connect(&servers, secret);
@@ -577,7 +611,7 @@ fn many_clients(opts: &BigOptions, n: u32, sampler: &Sampler) -> Result<(), Stri
 }
 
 /// A fourth replica joins the loaded single group; times its catch-up.
-fn add_replica(opts: &BigOptions, up: &mut Service, state: u64) -> Result<(), String> {
+fn add_replica(opts: &BigOptions, up: &mut Service, state: u64) -> Result<(), BenchError> {
     let id = 3u16;
     let addr = format!("127.0.0.1:{}", opts.base_port + id);
     service::ensure_port_free(opts.base_port + id)?;
@@ -621,14 +655,14 @@ fn add_replica(opts: &BigOptions, up: &mut Service, state: u64) -> Result<(), St
 }
 
 /// Moves the shard holding the loaded values to another group while a client writes.
-fn shard_move(opts: &BigOptions, state: u64) -> Result<(), String> {
+fn shard_move(opts: &BigOptions, state: u64) -> Result<(), BenchError> {
     let (owners, groups) = crate::sharded::query(&opts.bin, &opts.dir)?;
     let shard = flotilla_shardkv::key_shard(key(0).as_bytes(), owners.len());
     let from = owners[shard];
     let to = *groups
         .iter()
         .find(|&&g| g != from)
-        .ok_or("a single group: nowhere to move the shard")?;
+        .ok_or(BenchError::SingleGroup)?;
     println!(
         "shard-move: shard {shard} ({:.0} MiB) from group {from} to group {to}",
         mib(state)
@@ -658,7 +692,12 @@ fn shard_move(opts: &BigOptions, state: u64) -> Result<(), String> {
     for i in (0..opts.values).step_by(step as usize) {
         match c.get(&key(i))? {
             Some(v) if v == value(i, opts.value_size) => {}
-            _ => return Err(format!("{} does not hold its value after the move", key(i))),
+            found => {
+                return Err(BenchError::ValueLost {
+                    key: key(i),
+                    found: found.map(|v| v.len()),
+                })
+            }
         }
     }
     println!("  every 1 in {step} of the moved keys read back intact");

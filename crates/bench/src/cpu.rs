@@ -5,6 +5,11 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+use crate::BenchError;
+
+/// What [`parse_stat`] reads, for its errors.
+const STAT_LINE: &str = "a /proc stat line";
+
 /// User and system CPU time of one process, in clock ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ticks {
@@ -21,19 +26,20 @@ impl Ticks {
 /// Parses a `/proc/<pid>/stat` line into its parent pid and CPU ticks. The command name (field
 /// 2) is in parentheses and may itself hold spaces or parentheses, so fields are counted from
 /// the last `)`: then state is field 3, ppid 4, utime 14 and stime 15 (proc(5)).
-pub fn parse_stat(line: &str) -> Result<(u32, Ticks), String> {
+pub fn parse_stat(line: &str) -> Result<(u32, Ticks), BenchError> {
+    let bad = |problem: String| BenchError::parse(STAT_LINE, problem, line);
     let close = line
         .rfind(')')
-        .ok_or_else(|| format!("no command name in stat line {line:?}"))?;
+        .ok_or_else(|| bad("no command name".into()))?;
     let fields: Vec<&str> = line[close + 1..].split_whitespace().collect();
-    let field = |n: usize| -> Result<u64, String> {
+    let field = |n: usize| -> Result<u64, BenchError> {
         let s = fields
             .get(n - 3)
-            .ok_or_else(|| format!("stat line has no field {n}: {line:?}"))?;
+            .ok_or_else(|| bad(format!("no field {n}")))?;
         s.parse()
-            .map_err(|_| format!("stat field {n} is not a number ({s:?}) in {line:?}"))
+            .map_err(|_| bad(format!("field {n} is not a number ({s:?})")))
     };
-    let ppid = u32::try_from(field(4)?).map_err(|_| format!("bad parent pid in {line:?}"))?;
+    let ppid = u32::try_from(field(4)?).map_err(|_| bad("bad parent pid".into()))?;
     Ok((
         ppid,
         Ticks {
@@ -111,18 +117,23 @@ fn ticks_between(before: &CpuSample, after: &CpuSample) -> u64 {
 
 /// Pids whose full command line matches the extended regular expression `pattern`, as
 /// `pgrep -f` finds them, this process left out (its own command line may match).
-pub fn pgrep(pattern: &str) -> Result<Vec<u32>, String> {
+pub fn pgrep(pattern: &str) -> Result<Vec<u32>, BenchError> {
     let out = Command::new("pgrep")
         .arg("-f")
         .arg(pattern)
         .output()
-        .map_err(|e| format!("cannot run pgrep: {e}"))?;
+        .map_err(|source| BenchError::Run {
+            command: "pgrep".into(),
+            hint: "",
+            source,
+        })?;
     // pgrep exits 1 when nothing matches: that is an empty list, not an error.
     if !out.status.success() && out.status.code() != Some(1) {
-        return Err(format!(
-            "pgrep -f {pattern:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(BenchError::Failed {
+            command: format!("pgrep -f {pattern:?}"),
+            status: Some(out.status),
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -200,8 +211,22 @@ mod tests {
 
     #[test]
     fn rejects_truncated_lines() {
-        assert!(parse_stat("12 (x) S 1 2 3").is_err());
-        assert!(parse_stat("no parentheses").is_err());
+        let e = parse_stat("12 (x) S 1 2 3").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Parse { problem, text, .. }
+                if problem == "no field 14" && text == "12 (x) S 1 2 3"),
+            "{e:?}"
+        );
+        let e = parse_stat("no parentheses").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Parse { problem, .. } if problem == "no command name"),
+            "{e:?}"
+        );
+        let e = parse_stat("12 (x) S one 2 3").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot read a /proc stat line: field 4 is not a number (\"one\"): 12 (x) S one 2 3"
+        );
     }
 
     #[test]

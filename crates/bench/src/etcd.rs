@@ -12,6 +12,7 @@ use etcd_client::{Client, ConnectOptions};
 use crate::cpu::CpuMeter;
 use crate::report::{OpPoint, Point};
 use crate::stats::Samples;
+use crate::BenchError;
 
 #[derive(Clone, Debug)]
 pub struct EtcdLoad {
@@ -33,14 +34,17 @@ fn options() -> ConnectOptions {
         .with_timeout(Duration::from_secs(10))
 }
 
-async fn connect(endpoints: &[String]) -> Result<Client, String> {
+async fn connect(endpoints: &[String]) -> Result<Client, BenchError> {
     Client::connect(endpoints, Some(options()))
         .await
-        .map_err(|e| format!("cannot connect to etcd at {}: {e}", endpoints.join(",")))
+        .map_err(|source| BenchError::Etcd {
+            what: format!("cannot connect to etcd at {}", endpoints.join(",")),
+            source,
+        })
 }
 
 /// Waits until the cluster accepts a put (so it has a leader), for at most `timeout`.
-pub async fn wait_healthy(endpoints: &[String], timeout: Duration) -> Result<(), String> {
+pub async fn wait_healthy(endpoints: &[String], timeout: Duration) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
@@ -49,15 +53,16 @@ pub async fn wait_healthy(endpoints: &[String], timeout: Duration) -> Result<(),
                 Ok(_) => return Ok(()),
                 Err(e) => last = e.to_string(),
             },
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Err(format!(
-        "etcd at {} was not healthy within {} s ({last})",
-        endpoints.join(","),
-        timeout.as_secs()
-    ))
+    Err(BenchError::NotReady {
+        what: format!("etcd at {}", endpoints.join(",")),
+        within: timeout,
+        last,
+        log: None,
+    })
 }
 
 /// One task's share of a phase: takes key numbers from `next` until `n` are done.
@@ -68,7 +73,7 @@ async fn worker(
     value: Arc<Vec<u8>>,
     next: Arc<AtomicU64>,
     n: u64,
-) -> Result<Samples, String> {
+) -> Result<Samples, BenchError> {
     let mut samples = Samples::default();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -83,12 +88,15 @@ async fn worker(
                 .await
                 .map(drop),
             Op::Get => match client.get(key.as_bytes(), None).await {
-                Ok(r) if r.kvs().is_empty() => return Err(format!("get {key}: not found")),
+                Ok(r) if r.kvs().is_empty() => return Err(BenchError::EtcdNotFound { key }),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             },
         };
-        result.map_err(|e| format!("{op:?} {key} failed: {e}"))?;
+        result.map_err(|source| BenchError::Etcd {
+            what: format!("{op:?} {key} failed"),
+            source,
+        })?;
         samples.record(start.elapsed());
     }
 }
@@ -100,7 +108,7 @@ async fn phase(
     load: &EtcdLoad,
     prefix: &str,
     meter: Option<&CpuMeter>,
-) -> Result<OpPoint, String> {
+) -> Result<OpPoint, BenchError> {
     let prefix: Arc<str> = prefix.into();
     let value = Arc::new(vec![b'x'; load.value_size]);
     let next = Arc::new(AtomicU64::new(0));
@@ -124,10 +132,7 @@ async fn phase(
         .collect();
     let mut all = Samples::with_capacity(load.requests as usize);
     for t in tasks {
-        all.merge(
-            t.await
-                .map_err(|e| format!("a load task panicked: {e}"))??,
-        );
+        all.merge(t.await.map_err(BenchError::Task)??);
     }
     let elapsed = start.elapsed();
     let cpu_seconds = match (meter, before) {
@@ -149,14 +154,17 @@ pub async fn run_point(
     load: &EtcdLoad,
     clients: u32,
     meter: Option<&CpuMeter>,
-) -> Result<Point, String> {
+) -> Result<Point, BenchError> {
     let mut conns = Vec::new();
     for _ in 0..clients.max(1) {
         let mut c = connect(&load.endpoints).await?;
         // Open the connections before timing anything.
         c.get("flotilla-bench/health", None)
             .await
-            .map_err(|e| format!("etcd warm-up get failed: {e}"))?;
+            .map_err(|source| BenchError::Etcd {
+                what: "etcd warm-up get failed".into(),
+                source,
+            })?;
         conns.push(c);
     }
     let prefix = format!("flotilla-bench/c{clients}/");

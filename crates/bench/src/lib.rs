@@ -10,6 +10,7 @@
 
 pub mod bigstate;
 pub mod cpu;
+pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod orchestrate;
@@ -20,3 +21,5 @@ pub mod sharded;
 pub mod stats;
 pub mod svg;
 pub mod sweep;
+
+pub use error::BenchError;

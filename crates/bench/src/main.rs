@@ -10,6 +10,10 @@ use flotilla_bench::report::{self, Report, SystemResult};
 use flotilla_bench::service;
 use flotilla_bench::sweep::{self, SweepSpec};
 
+/// Why a command failed: the library's [`flotilla_bench::BenchError`] or a sentence of the
+/// binary's own; `main` prints it as a sentence.
+type Failure = Box<dyn std::error::Error>;
+
 #[derive(Parser)]
 #[command(
     name = "flotilla-bench",
@@ -157,12 +161,12 @@ struct AllArgs {
     load: Load,
 }
 
-fn meter(cpu: &Cpu) -> Result<Option<CpuMeter>, String> {
+fn meter(cpu: &Cpu) -> Result<Option<CpuMeter>, Failure> {
     let mut pids = cpu.pids.clone();
     if let Some(pattern) = &cpu.pgrep {
         let found = cpu::pgrep(pattern)?;
         if found.is_empty() {
-            return Err(format!("no process matches {pattern:?}"));
+            return Err(format!("no process matches {pattern:?}").into());
         }
         pids.extend(found);
     }
@@ -184,7 +188,7 @@ fn print_one(name: &str, points: Vec<report::Point>, value_size: u32) {
     print!("{}", report::table(&r));
 }
 
-fn redis(a: RedisArgs) -> Result<(), String> {
+fn redis(a: RedisArgs) -> Result<(), Failure> {
     let spec = SweepSpec {
         clients: a.load.clients,
         requests: a.requests,
@@ -197,7 +201,7 @@ fn redis(a: RedisArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn etcd(a: EtcdArgs) -> Result<(), String> {
+fn etcd(a: EtcdArgs) -> Result<(), Failure> {
     let spec = SweepSpec {
         clients: a.load.clients,
         requests: a.requests,
@@ -210,7 +214,7 @@ fn etcd(a: EtcdArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn all(a: AllArgs) -> Result<(), String> {
+fn all(a: AllArgs) -> Result<(), Failure> {
     let spec = |requests| SweepSpec {
         clients: a.load.clients.clone(),
         requests,
@@ -232,7 +236,7 @@ fn all(a: AllArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn big_state(a: BigStateArgs) -> Result<(), String> {
+fn big_state(a: BigStateArgs) -> Result<(), Failure> {
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().join("up"));
     flotilla_bench::bigstate::run(&flotilla_bench::bigstate::BigOptions {
@@ -247,17 +251,20 @@ fn big_state(a: BigStateArgs) -> Result<(), String> {
         clients: a.clients,
         max_sessions: a.max_sessions,
         dir,
-    })
+    })?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = service::install_signal_handler().and_then(|()| match cli.command {
-        Cmd::Redis(a) => redis(a),
-        Cmd::Etcd(a) => etcd(a),
-        Cmd::All(a) => all(a),
-        Cmd::BigState(a) => big_state(a),
-    });
+    let result = service::install_signal_handler()
+        .map_err(Failure::from)
+        .and_then(|()| match cli.command {
+            Cmd::Redis(a) => redis(a),
+            Cmd::Etcd(a) => etcd(a),
+            Cmd::All(a) => all(a),
+            Cmd::BigState(a) => big_state(a),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

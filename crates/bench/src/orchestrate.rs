@@ -14,6 +14,7 @@ use crate::service::{self, Service};
 use crate::sharded;
 use crate::svg;
 use crate::sweep::{self, SweepSpec};
+use crate::BenchError;
 
 pub const FLOTILLA_PORT: u16 = 6390;
 pub const FLOTILLA_BASE_PORT: u16 = 7201;
@@ -45,13 +46,12 @@ pub struct Options {
 }
 
 /// Runs every selected system and writes `report.md`, `report.json` and `kv-bench.svg`.
-pub fn all(opts: &Options) -> Result<Report, String> {
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+pub fn all(opts: &Options) -> Result<Report, BenchError> {
+    mkdir(&opts.out)?;
     let tmp = tempfile::Builder::new()
         .prefix("flotilla-bench-")
         .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        .map_err(|e| BenchError::io("create a temporary directory in", std::env::temp_dir(), e))?;
     let want = |name: &str| opts.systems.iter().any(|s| s.eq_ignore_ascii_case(name));
     let mut systems = Vec::new();
     if want(FLOTILLA) {
@@ -87,14 +87,13 @@ pub fn all(opts: &Options) -> Result<Report, String> {
     Ok(report)
 }
 
-fn write_outputs(report: &Report, out: &Path) -> Result<(), String> {
+fn write_outputs(report: &Report, out: &Path) -> Result<(), BenchError> {
     let write = |name: &str, text: String| {
         let p = out.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        std::fs::write(&p, text).map_err(|e| BenchError::io("write", p, e))
     };
     write("report.md", report::markdown(report))?;
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|e| format!("cannot encode the report as JSON: {e}"))?;
+    let json = serde_json::to_string_pretty(report).map_err(BenchError::Encode)?;
     write("report.json", json + "\n")?;
     let notes: Vec<String> = (report.shard_move.as_ref())
         .map(|m| report::move_line(Some(m)))
@@ -126,11 +125,14 @@ fn machine(data: &Path) -> String {
 }
 
 /// The first line `program --version` prints, or why it cannot be run.
-fn version(program: &str) -> Result<String, String> {
+fn version(program: &str) -> Result<String, BenchError> {
     let out = Command::new(program)
         .arg("--version")
         .output()
-        .map_err(|e| format!("{program} is not installed or cannot run ({e})"))?;
+        .map_err(|source| BenchError::NotInstalled {
+            program: program.into(),
+            source,
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
@@ -139,7 +141,7 @@ fn version(program: &str) -> Result<String, String> {
 fn finish(
     name: &str,
     setup: String,
-    result: Result<Vec<crate::report::Point>, String>,
+    result: Result<Vec<crate::report::Point>, BenchError>,
 ) -> SystemResult {
     match result {
         Ok(points) => SystemResult {
@@ -150,18 +152,22 @@ fn finish(
         },
         Err(why) => {
             eprintln!("{name}: skipped: {why}");
-            SystemResult::skipped(name, &setup, why)
+            SystemResult::skipped(name, &setup, why.to_string())
         }
     }
 }
 
-fn mkdir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+fn mkdir(dir: &Path) -> Result<(), BenchError> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io("create", dir, e))
 }
 
 /// Whether `bin` has the `up` and `router` subcommands with the flags used here (and `ctl`,
 /// for a sharded cluster).
-fn flotilla_available(bin: &Path, sharded: bool) -> Result<(), String> {
+fn flotilla_available(bin: &Path, sharded: bool) -> Result<(), BenchError> {
+    let lacks = |what: String| BenchError::BinaryLacks {
+        bin: bin.into(),
+        what,
+    };
     let help = |sub: &str| {
         Command::new(bin)
             .args([sub, "--help"])
@@ -170,29 +176,21 @@ fn flotilla_available(bin: &Path, sharded: bool) -> Result<(), String> {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
-    let up = help("up").ok_or_else(|| {
-        format!(
-            "{} has no working `up` command yet (build it with `cargo build --release -p flotilla`)",
-            bin.display()
-        )
-    })?;
+    let up = help("up").ok_or_else(|| lacks("a working `up` command".into()))?;
     let flags: &[&str] = if sharded {
         &["--base-port", "--dir", "--port", "--groups"]
     } else {
         &["--base-port", "--dir", "--port", "--single"]
     };
     if let Some(f) = flags.iter().find(|f| !up.contains(*f)) {
-        return Err(format!(
-            "`{} up` lacks {f} (rebuild it with `cargo build --release -p flotilla`)",
-            bin.display()
-        ));
+        return Err(lacks(format!("`up {f}`")));
     }
     if sharded && !help("ctl").is_some_and(|h| h.contains("move")) {
-        return Err(format!("{} has no `ctl move` command yet", bin.display()));
+        return Err(lacks("a `ctl move` command".into()));
     }
     help("router")
         .map(drop)
-        .ok_or_else(|| format!("{} has no `router` command yet", bin.display()))
+        .ok_or_else(|| lacks("a `router` command".into()))
 }
 
 /// Every port a `flotilla up` uses: the router's, `replicas` replica ports from `base`, and
@@ -213,7 +211,7 @@ fn start_up(
     args: &[String],
     port: u16,
     ports: &[u16],
-) -> Result<Service, String> {
+) -> Result<Service, BenchError> {
     mkdir(dir)?;
     for &p in ports {
         service::ensure_port_free(p)?;
@@ -233,7 +231,7 @@ fn sweep_up(
     name: &str,
     mut svc: Service,
     port: u16,
-) -> Result<Vec<report::Point>, String> {
+) -> Result<Vec<report::Point>, BenchError> {
     let tree = cpu::process_tree(svc.pid());
     svc.set_tree(&tree);
     eprintln!("{name}: ready; CPU measured over {} processes", tree.len());
@@ -304,16 +302,19 @@ fn run_sharded(opts: &Options, dir: &Path, groups: usize) -> SystemResult {
 }
 
 /// The number of shards of the cluster in `data` (its cluster.json).
-fn cluster_shards(data: &Path) -> Result<usize, String> {
+fn cluster_shards(data: &Path) -> Result<usize, BenchError> {
     let p = data.join("cluster.json");
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is malformed: {e}", p.display()))?;
+    let text = std::fs::read_to_string(&p).map_err(|e| BenchError::io("read", &p, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|source| BenchError::Json {
+        what: p.display().to_string(),
+        source,
+    })?;
     (v["sharded"]["shards"].as_u64())
         .map(|n| n as usize)
         .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{} describes no sharded cluster", p.display()))
+        .ok_or_else(|| {
+            BenchError::parse(p.display().to_string(), "no sharded cluster described", "")
+        })
 }
 
 /// On a fresh `up --groups 2`: about 1 MB into one shard, then `ctl move --wait` timed,
@@ -356,7 +357,7 @@ fn run_shard_move(opts: &Options, dir: &Path) -> MoveResult {
     });
     result.unwrap_or_else(|why| {
         eprintln!("Shard move: skipped: {why}");
-        MoveResult::skipped(&setup, why)
+        MoveResult::skipped(&setup, why.to_string())
     })
 }
 
@@ -426,7 +427,7 @@ fn run_etcd(opts: &Options, dir: &Path) -> SystemResult {
     eprintln!("etcd: starting 3 members");
     let result = v.and_then(|_| {
         if !sweep::HAS_ETCD {
-            return Err(sweep::NO_ETCD.to_string());
+            return Err(BenchError::NoEtcd);
         }
         mkdir(dir)?;
         let mut members = Vec::new();
@@ -456,11 +457,14 @@ fn run_etcd(opts: &Options, dir: &Path) -> SystemResult {
 }
 
 #[cfg(feature = "etcd")]
-fn wait_etcd(endpoints: &[String], members: &mut [Service]) -> Result<(), String> {
+fn wait_etcd(endpoints: &[String], members: &mut [Service]) -> Result<(), BenchError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "a runtime to wait for etcd",
+            source,
+        })?;
     let healthy = rt.block_on(crate::etcd::wait_healthy(endpoints, READY_TIMEOUT));
     for m in members.iter_mut() {
         m.check_running()?;
@@ -469,8 +473,8 @@ fn wait_etcd(endpoints: &[String], members: &mut [Service]) -> Result<(), String
 }
 
 #[cfg(not(feature = "etcd"))]
-fn wait_etcd(_endpoints: &[String], _members: &mut [Service]) -> Result<(), String> {
-    Err(sweep::NO_ETCD.into())
+fn wait_etcd(_endpoints: &[String], _members: &mut [Service]) -> Result<(), BenchError> {
+    Err(BenchError::NoEtcd)
 }
 
 #[cfg(test)]
@@ -492,5 +496,50 @@ mod tests {
         assert!(ports
             .iter()
             .all(|p| !single.contains(p) && *p != REDIS_PORT));
+    }
+
+    /// A `--flotilla-bin` that does not exist, or an old binary without `up --groups`.
+    #[test]
+    fn a_flotilla_without_the_commands_is_refused_with_what_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("flotilla");
+        let e = flotilla_available(&missing, false).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::BinaryLacks { bin, what } if *bin == missing && what == "a working `up` command"),
+            "{e:?}"
+        );
+        // `up --help` without --groups: fine for one group, refused for a sharded cluster.
+        let old = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/old-flotilla"
+        ));
+        flotilla_available(old, false).unwrap();
+        let e = flotilla_available(old, true).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::BinaryLacks { what, .. } if what == "`up --groups`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_not_installed() {
+        let e = version("flotilla-bench-no-such-program").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::NotInstalled { program, .. } if program == "flotilla-bench-no-such-program"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_json_without_shards_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Io { action: "read", .. }), "{e:?}");
+        std::fs::write(dir.path().join("cluster.json"), "{\"servers\": [").unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Json { .. }), "{e:?}");
+        std::fs::write(dir.path().join("cluster.json"), "{\"servers\": []}").unwrap();
+        let e = cluster_shards(dir.path()).unwrap_err();
+        assert!(matches!(&e, BenchError::Parse { .. }), "{e:?}");
     }
 }

@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use crate::cpu::CpuMeter;
 use crate::stats::OpStats;
+use crate::BenchError;
+
+/// What [`parse_csv`] reads, for its errors.
+const CSV: &str = "redis-benchmark's CSV";
 
 /// One test (SET or GET) as redis-benchmark reported it.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,19 +24,19 @@ pub struct TestResult {
 }
 
 /// Reads redis-benchmark's `--csv` output.
-pub fn parse_csv(text: &str) -> Result<Vec<TestResult>, String> {
+pub fn parse_csv(text: &str) -> Result<Vec<TestResult>, BenchError> {
     let mut lines = text
         .split(['\r', '\n'])
         .map(str::trim)
         .filter(|l| l.starts_with('"'));
     let header = lines
         .next()
-        .ok_or("redis-benchmark printed no CSV header")?;
+        .ok_or_else(|| BenchError::parse(CSV, "no header line", text))?;
     let cols = split_csv(header);
     let col = |name: &str| {
         cols.iter()
             .position(|c| c == name)
-            .ok_or_else(|| format!("redis-benchmark's CSV has no {name:?} column: {header}"))
+            .ok_or_else(|| BenchError::parse(CSV, format!("no {name:?} column"), header))
     };
     let (test, rps, p50, p99) = (
         col("test")?,
@@ -43,12 +47,15 @@ pub fn parse_csv(text: &str) -> Result<Vec<TestResult>, String> {
     let mut out = Vec::new();
     for line in lines {
         let row = split_csv(line);
-        let num = |i: usize| -> Result<f64, String> {
-            row.get(i)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| format!("cannot read column {} of CSV row {line:?}", cols[i]))
+        let num = |i: usize| -> Result<f64, BenchError> {
+            row.get(i).and_then(|s| s.parse().ok()).ok_or_else(|| {
+                BenchError::parse(CSV, format!("column {} is not a number", cols[i]), line)
+            })
         };
-        let name = row.get(test).ok_or("empty CSV row")?.clone();
+        let name = row
+            .get(test)
+            .ok_or_else(|| BenchError::parse(CSV, "a row has no test name", line))?
+            .clone();
         let stats = OpStats {
             ops_per_sec: num(rps)?,
             p50_ms: num(p50)?,
@@ -66,7 +73,7 @@ fn split_csv(line: &str) -> Vec<String> {
 }
 
 /// Reads redis-benchmark's normal (human) output.
-pub fn parse_plain(text: &str) -> Result<Vec<TestResult>, String> {
+pub fn parse_plain(text: &str) -> Result<Vec<TestResult>, BenchError> {
     let lines: Vec<&str> = text.split(['\r', '\n']).map(str::trim).collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -82,39 +89,45 @@ pub fn parse_plain(text: &str) -> Result<Vec<TestResult>, String> {
             .iter()
             .position(|l| l.starts_with("======"))
             .unwrap_or(section.len());
-        let stats = parse_plain_section(&section[..end])
-            .map_err(|e| format!("redis-benchmark's {name} section: {e}"))?;
+        let stats = parse_plain_section(&name, &section[..end])?;
         out.push(TestResult { test: name, stats });
     }
     if out.is_empty() {
-        return Err("redis-benchmark printed no test section".into());
+        return Err(BenchError::parse(
+            "redis-benchmark's output",
+            "no test section",
+            text,
+        ));
     }
     Ok(out)
 }
 
-fn parse_plain_section(lines: &[&str]) -> Result<OpStats, String> {
+/// The figures of test `name`'s section, `lines`.
+fn parse_plain_section(name: &str, lines: &[&str]) -> Result<OpStats, BenchError> {
+    let what = format!("redis-benchmark's {name} section");
+    let bad = |problem: String, text: &str| BenchError::parse(&what, problem, text);
     let rps = lines
         .iter()
         .find_map(|l| l.strip_prefix("throughput summary:"))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
-        .ok_or("no throughput summary")?;
+        .ok_or_else(|| bad("no throughput summary".into(), ""))?;
     let at = lines
         .iter()
         .position(|l| l.starts_with("latency summary"))
-        .ok_or("no latency summary")?;
-    let names: Vec<&str> = lines
+        .ok_or_else(|| bad("no latency summary".into(), ""))?;
+    let header = lines
         .get(at + 1)
-        .ok_or("no latency header")?
-        .split_whitespace()
-        .collect();
-    let values: Vec<f64> = lines
+        .ok_or_else(|| bad("no latency header".into(), ""))?;
+    let names: Vec<&str> = header.split_whitespace().collect();
+    let row = lines
         .get(at + 2)
-        .ok_or("no latency values")?
+        .ok_or_else(|| bad("no latency values".into(), ""))?;
+    let values: Vec<f64> = row
         .split_whitespace()
         .map(|v| {
             v.parse()
-                .map_err(|_| format!("latency value {v:?} is not a number"))
+                .map_err(|_| bad(format!("latency value {v:?} is not a number"), row))
         })
         .collect::<Result<_, _>>()?;
     let get = |name: &str| {
@@ -122,7 +135,7 @@ fn parse_plain_section(lines: &[&str]) -> Result<OpStats, String> {
             .iter()
             .position(|n| *n == name)
             .and_then(|i| values.get(i).copied())
-            .ok_or_else(|| format!("no {name} in the latency summary"))
+            .ok_or_else(|| bad(format!("no {name} in the latency summary"), header))
     };
     Ok(OpStats {
         ops_per_sec: rps,
@@ -177,25 +190,27 @@ pub struct Measured {
 }
 
 /// Runs redis-benchmark for one test and measures the CPU of `meter`'s processes meanwhile.
-pub fn run(spec: &RunSpec, meter: &CpuMeter) -> Result<Measured, String> {
+pub fn run(spec: &RunSpec, meter: &CpuMeter) -> Result<Measured, BenchError> {
     let before = meter.sample();
     let start = Instant::now();
     let out = Command::new("redis-benchmark")
         .args(spec.args())
         .output()
-        .map_err(|e| format!("cannot run redis-benchmark (is redis-tools installed?): {e}"))?;
+        .map_err(|source| BenchError::Run {
+            command: "redis-benchmark".into(),
+            hint: " (is redis-tools installed?)",
+            source,
+        })?;
     let wall_seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = meter.seconds_between(&before, &meter.sample());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        return Err(format!(
-            "redis-benchmark {} failed ({}): {}{}",
-            spec.args().join(" "),
-            out.status,
-            stderr.trim(),
-            stdout.trim()
-        ));
+        return Err(BenchError::Failed {
+            command: format!("redis-benchmark {}", spec.args().join(" ")),
+            status: Some(out.status),
+            output: format!("{}{}", stderr.trim(), stdout.trim()),
+        });
     }
     let results = parse_csv(&stdout).or_else(|_| parse_plain(&stdout))?;
     let want = spec.test.to_ascii_uppercase();
@@ -203,9 +218,10 @@ pub fn run(spec: &RunSpec, meter: &CpuMeter) -> Result<Measured, String> {
         .into_iter()
         .find(|r| r.test.eq_ignore_ascii_case(&want))
         .ok_or_else(|| {
-            format!(
-                "redis-benchmark printed no {want} result: {}",
-                stdout.trim()
+            BenchError::parse(
+                "redis-benchmark's output",
+                format!("no {want} result"),
+                stdout.trim(),
             )
         })?;
     Ok(Measured {
@@ -255,12 +271,55 @@ mod tests {
 
     #[test]
     fn csv_errors_are_plain_words() {
-        assert!(parse_csv("").unwrap_err().contains("no CSV header"));
+        let e = parse_csv("").unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Parse { problem, .. } if problem == "no header line"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot read redis-benchmark's CSV: no header line"
+        );
         let e = parse_csv("\"test\",\"rps\"\n\"SET\",\"1\"\n").unwrap_err();
-        assert!(e.contains("p50_latency_ms"), "{e}");
-        let bad =
-            "\"test\",\"rps\",\"p50_latency_ms\",\"p99_latency_ms\"\n\"SET\",\"x\",\"1\",\"2\"";
-        assert!(parse_csv(bad).unwrap_err().contains("rps"));
+        assert_eq!(
+            e.to_string(),
+            "cannot read redis-benchmark's CSV: no \"p50_latency_ms\" column: \"test\",\"rps\""
+        );
+    }
+
+    /// A malformed row is a parse error that carries the row, and names the column.
+    #[test]
+    fn a_malformed_csv_row_is_a_parse_error_with_the_row() {
+        let row = "\"SET\",\"x\",\"1\",\"2\"";
+        let text = format!("\"test\",\"rps\",\"p50_latency_ms\",\"p99_latency_ms\"\n{row}\n");
+        match parse_csv(&text).unwrap_err() {
+            BenchError::Parse {
+                what,
+                problem,
+                text,
+            } => {
+                assert_eq!(what, "redis-benchmark's CSV");
+                assert_eq!(problem, "column rps is not a number");
+                assert_eq!(text, row);
+            }
+            other => panic!("not a parse error: {other:?}"),
+        }
+    }
+
+    /// A section whose latency table holds a word names the section and shows the row.
+    #[test]
+    fn a_malformed_latency_row_is_a_parse_error_naming_the_section() {
+        let text = "====== GET ======\nthroughput summary: 100.0 requests per second\n\
+                    latency summary (msec):\n avg min p50 p95 p99 max\n 0.1 0.1 oops 0.2 0.3 0.4\n";
+        let e = parse_plain(text).unwrap_err();
+        match &e {
+            BenchError::Parse { what, text, .. } => {
+                assert_eq!(what, "redis-benchmark's GET section");
+                assert_eq!(text, "0.1 0.1 oops 0.2 0.3 0.4");
+            }
+            other => panic!("not a parse error: {other:?}"),
+        }
+        assert!(e.to_string().contains("\"oops\" is not a number"), "{e}");
     }
 
     #[test]

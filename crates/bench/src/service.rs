@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::BenchError;
+
 /// Pids of every running service and of the processes found below it, for the signal thread.
 static RUNNING: Mutex<Vec<(u32, Vec<u32>)>> = Mutex::new(Vec::new());
 
@@ -52,11 +54,14 @@ fn stop_pids(roots: &[u32], all: &[u32], grace: Duration) {
 }
 
 /// Stops every registered service on SIGINT or SIGTERM, then exits with status 130.
-pub fn install_signal_handler() -> Result<(), String> {
+pub fn install_signal_handler() -> Result<(), BenchError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the signal thread's runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "the signal thread's runtime",
+            source,
+        })?;
     std::thread::spawn(move || {
         rt.block_on(async {
             let Ok(mut term) =
@@ -94,18 +99,21 @@ pub struct Service {
 
 impl Service {
     /// Starts `cmd` with stdin closed and stdout and stderr appended to `log`.
-    pub fn start(name: &str, cmd: &mut Command, log: &Path) -> Result<Self, String> {
-        let file = std::fs::File::create(log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    pub fn start(name: &str, cmd: &mut Command, log: &Path) -> Result<Self, BenchError> {
+        let file = std::fs::File::create(log).map_err(|e| BenchError::io("create", log, e))?;
         let err = file
             .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+            .map_err(|e| BenchError::io("open", log, e))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
             .spawn()
-            .map_err(|e| format!("cannot start {name} ({:?}): {e}", cmd.get_program()))?;
+            .map_err(|source| BenchError::Start {
+                name: name.into(),
+                program: cmd.get_program().to_string_lossy().into_owned(),
+                source,
+            })?;
         registry().push((child.id(), Vec::new()));
         Ok(Self {
             name: name.into(),
@@ -136,16 +144,19 @@ impl Service {
     }
 
     /// An error if the process has exited, with the end of its log.
-    pub fn check_running(&mut self) -> Result<(), String> {
+    pub fn check_running(&mut self) -> Result<(), BenchError> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!(
-                "{} exited ({status}); the end of {}:\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log, 15)
-            )),
-            Err(e) => Err(format!("cannot check on {}: {e}", self.name)),
+            Ok(Some(status)) => Err(BenchError::Exited {
+                name: self.name.clone(),
+                status,
+                log: self.log.clone(),
+                tail: log_tail(&self.log, 15),
+            }),
+            Err(source) => Err(BenchError::Check {
+                name: self.name.clone(),
+                source,
+            }),
         }
     }
 
@@ -192,10 +203,10 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 }
 
 /// An error unless nothing listens on 127.0.0.1:`port`.
-pub fn ensure_port_free(port: u16) -> Result<(), String> {
+pub fn ensure_port_free(port: u16) -> Result<(), BenchError> {
     TcpListener::bind(("127.0.0.1", port))
         .map(drop)
-        .map_err(|e| format!("port {port} on 127.0.0.1 is taken ({e}); stop what uses it"))
+        .map_err(|source| BenchError::PortTaken { port, source })
 }
 
 /// Sends one RESP command and reads one reply line.
@@ -216,7 +227,7 @@ fn resp_command(port: u16, args: &[&str]) -> std::io::Result<String> {
 }
 
 /// Waits until a Redis-protocol server on `port` answers PING with PONG and accepts a SET.
-pub fn wait_resp_ready(svc: &mut Service, port: u16, timeout: Duration) -> Result<(), String> {
+pub fn wait_resp_ready(svc: &mut Service, port: u16, timeout: Duration) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
@@ -236,11 +247,12 @@ pub fn wait_resp_ready(svc: &mut Service, port: u16, timeout: Duration) -> Resul
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(format!(
-        "{} on port {port} was not ready within {} s ({last})",
-        svc.name,
-        timeout.as_secs()
-    ))
+    Err(BenchError::NotReady {
+        what: format!("{} on port {port}", svc.name),
+        within: timeout,
+        last,
+        log: Some(svc.log.clone()),
+    })
 }
 
 #[cfg(test)]
@@ -268,6 +280,91 @@ mod tests {
         let mut svc = Service::start("sh", &mut cmd, &dir.path().join("sh.log")).unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let e = svc.check_running().unwrap_err();
-        assert!(e.contains("broken config"), "{e}");
+        assert!(e.to_string().contains("broken config"), "{e}");
+        match e {
+            BenchError::Exited {
+                name,
+                status,
+                log,
+                tail,
+            } => {
+                assert_eq!(name, "sh");
+                assert_eq!(status.code(), Some(3));
+                assert_eq!(log, dir.path().join("sh.log"));
+                assert_eq!(tail, "broken config");
+            }
+            other => panic!("not Exited: {other:?}"),
+        }
+    }
+
+    /// A program that does not exist: the error names it and keeps the OS error.
+    #[test]
+    fn a_missing_binary_is_a_start_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-flotilla");
+        let mut cmd = Command::new(&missing);
+        let e = Service::start("flotilla up", &mut cmd, &dir.path().join("up.log"))
+            .err()
+            .expect("a missing binary cannot start");
+        match &e {
+            BenchError::Start {
+                name,
+                program,
+                source,
+            } => {
+                assert_eq!(name, "flotilla up");
+                assert_eq!(program, &missing.display().to_string());
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("not Start: {other:?}"),
+        }
+        assert!(
+            e.to_string().starts_with("cannot start flotilla up ("),
+            "{e}"
+        );
+    }
+
+    /// A log that cannot be created (its directory is missing) is an I/O error on that path.
+    #[test]
+    fn an_unwritable_log_is_an_io_error_on_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("missing-dir").join("x.log");
+        let e = Service::start("sleep", &mut Command::new("sleep"), &log)
+            .err()
+            .expect("no log, no start");
+        assert!(
+            matches!(&e, BenchError::Io { action: "create", path, .. } if *path == log),
+            "{e:?}"
+        );
+    }
+
+    /// `--port` naming a port already in use is refused before anything starts.
+    #[test]
+    fn a_taken_port_is_refused() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let e = ensure_port_free(port).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::PortTaken { port: p, .. } if *p == port),
+            "{e:?}"
+        );
+        drop(l);
+    }
+
+    /// A server that exits before it answers: waiting stops with Exited, not a timeout.
+    #[test]
+    fn waiting_on_a_server_that_exits_reports_the_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo no config; exit 2"]);
+        let mut svc = Service::start("fake-server", &mut cmd, &dir.path().join("f.log")).unwrap();
+        let e = wait_resp_ready(&mut svc, port, Duration::from_secs(30)).unwrap_err();
+        assert!(
+            matches!(&e, BenchError::Exited { name, .. } if name == "fake-server"),
+            "{e:?}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 use crate::cpu::CpuMeter;
 use crate::redisbench::{self, RunSpec};
 use crate::report::{OpPoint, Point};
+use crate::BenchError;
 
 /// What every point of a sweep does.
 #[derive(Clone, Debug)]
@@ -60,7 +61,7 @@ pub fn redis(
     port: u16,
     spec: &SweepSpec,
     meter: Option<&CpuMeter>,
-) -> Result<Vec<Point>, String> {
+) -> Result<Vec<Point>, BenchError> {
     let none = CpuMeter::new(Vec::new());
     let m = meter.unwrap_or(&none);
     let mut points = Vec::new();
@@ -92,7 +93,7 @@ pub fn etcd(
     endpoints: &[String],
     spec: &SweepSpec,
     meter: Option<&CpuMeter>,
-) -> Result<Vec<Point>, String> {
+) -> Result<Vec<Point>, BenchError> {
     let load = |clients| crate::etcd::EtcdLoad {
         endpoints: endpoints.to_vec(),
         requests: spec.requests_for(clients),
@@ -103,7 +104,10 @@ pub fn etcd(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the generator's runtime: {e}"))?;
+        .map_err(|source| BenchError::Runtime {
+            what: "the generator's runtime",
+            source,
+        })?;
     let mut points = Vec::new();
     for &clients in &spec.clients {
         let p = rt.block_on(crate::etcd::run_point(&load(clients), clients, meter))?;
@@ -119,8 +123,8 @@ pub fn etcd(
     _endpoints: &[String],
     _spec: &SweepSpec,
     _meter: Option<&CpuMeter>,
-) -> Result<Vec<Point>, String> {
-    Err(NO_ETCD.into())
+) -> Result<Vec<Point>, BenchError> {
+    Err(BenchError::NoEtcd)
 }
 
 /// Why the etcd generator is missing from this build.
@@ -145,5 +149,19 @@ mod tests {
         };
         let got: Vec<u64> = spec.clients.iter().map(|&c| spec.requests_for(c)).collect();
         assert_eq!(got, vec![20_000, 20_000, 80_000]);
+    }
+
+    #[cfg(not(feature = "etcd"))]
+    #[test]
+    fn without_the_feature_etcd_is_refused_with_how_to_build_it() {
+        let spec = SweepSpec {
+            clients: vec![1],
+            requests: 1,
+            value_size: 1,
+            keyspace: 0,
+        };
+        let e = etcd(&["http://127.0.0.1:1".into()], &spec, None).unwrap_err();
+        assert!(matches!(e, BenchError::NoEtcd), "{e:?}");
+        assert!(e.to_string().contains("--features etcd"), "{e}");
     }
 }
