@@ -13,61 +13,242 @@ use crate::{CommandError, Protocol};
 /// move them out (`take`) rather than copy: a `SET` value may be tens of MiB.
 type Parser = fn(&mut [Vec<u8>]) -> Result<Command, CommandError>;
 
-/// A command (or subcommand) the parser knows.
+/// A command (or subcommand) the parser knows, with what Redis 7's `COMMAND INFO` and
+/// `COMMAND DOCS` report of it: the one table both parsing and those replies read, so that
+/// the commands a server accepts and the ones it describes cannot differ. The values are
+/// Redis 7.0's own (its `src/commands/*.json`), so a client sees Flotilla's commands as
+/// Redis describes them.
 pub struct CommandSpec {
     /// Lower-case name, as in Redis's `COMMAND INFO` (`client|setname` for subcommands).
     pub name: &'static str,
     /// Redis's arity convention, counting the name (and subcommand): `n` means exactly `n`
     /// arguments, `-n` at least `n`.
     pub arity: i32,
+    /// Redis's command flags as `COMMAND INFO` lists them (lower case, in Redis's order).
+    pub flags: &'static [&'static str],
+    /// The first key's argument index, the last's (negative: counted from the end) and the
+    /// step between keys; `(0, 0, 0)` for a command without keys.
+    pub keys: (i32, i32, i32),
+    /// Redis's command group (`string`, `generic`, `connection`, `server`).
+    pub group: &'static str,
+    /// The Redis version that introduced the command.
+    pub since: &'static str,
+    /// One line on what the command does.
+    pub summary: &'static str,
+    /// A container command's subcommands (`CLIENT`'s `client|setname` …); empty otherwise.
+    pub subcommands: &'static [CommandSpec],
     /// Turns arguments that passed the arity check into a command.
     parse: Parser,
 }
 
 const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
-    CommandSpec { name, arity, parse }
+    CommandSpec {
+        name,
+        arity,
+        flags: &[],
+        keys: (0, 0, 0),
+        group: "",
+        since: "",
+        summary: "",
+        subcommands: &[],
+        parse,
+    }
 }
+
+impl CommandSpec {
+    const fn flags(self, flags: &'static [&'static str]) -> CommandSpec {
+        CommandSpec { flags, ..self }
+    }
+
+    const fn keys(self, first: i32, last: i32, step: i32) -> CommandSpec {
+        CommandSpec {
+            keys: (first, last, step),
+            ..self
+        }
+    }
+
+    const fn doc(
+        self,
+        group: &'static str,
+        since: &'static str,
+        summary: &'static str,
+    ) -> CommandSpec {
+        CommandSpec {
+            group,
+            since,
+            summary,
+            ..self
+        }
+    }
+
+    const fn subcommands(self, subcommands: &'static [CommandSpec]) -> CommandSpec {
+        CommandSpec {
+            subcommands,
+            ..self
+        }
+    }
+}
+
+/// Flags shared by several commands.
+const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
+const READ_FAST: &[&str] = &["readonly", "fast"];
+const INTROSPECT: &[&str] = &["loading", "stale"];
+const CLIENT_SUB: &[&str] = &["noscript", "loading", "stale"];
+const NO_AUTH: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
 
 /// The top-level commands, the most frequent first since lookup is a linear scan (which beats
 /// hashing for two dozen short names).
 pub const COMMANDS: &[CommandSpec] = &[
-    spec("get", 2, |a| Ok(Command::Get { key: take(a, 1) })),
-    spec("set", -3, parse_set),
-    spec("mget", -2, |a| Ok(Command::MGet { keys: rest(a, 1) })),
-    spec("mset", -3, parse_mset),
-    spec("del", -2, |a| Ok(Command::Del { keys: rest(a, 1) })),
-    spec("exists", -2, |a| Ok(Command::Exists { keys: rest(a, 1) })),
-    spec("incr", 2, |a| Ok(Command::Incr { key: take(a, 1) })),
-    spec("incrby", 3, parse_incrby),
-    spec("decr", 2, |a| Ok(Command::Decr { key: take(a, 1) })),
-    spec("decrby", 3, parse_decrby),
+    spec("get", 2, |a| Ok(Command::Get { key: take(a, 1) }))
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Get the value of a key"),
+    spec("set", -3, parse_set)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Set the string value of a key"),
+    spec("mget", -2, |a| Ok(Command::MGet { keys: rest(a, 1) }))
+        .flags(READ_FAST)
+        .keys(1, -1, 1)
+        .doc("string", "1.0.0", "Get the values of all the given keys"),
+    spec("mset", -3, parse_mset)
+        .flags(&["write", "denyoom"])
+        .keys(1, -1, 2)
+        .doc("string", "1.0.1", "Set multiple keys to multiple values"),
+    spec("del", -2, |a| Ok(Command::Del { keys: rest(a, 1) }))
+        .flags(&["write"])
+        .keys(1, -1, 1)
+        .doc("generic", "1.0.0", "Delete a key"),
+    spec("exists", -2, |a| Ok(Command::Exists { keys: rest(a, 1) }))
+        .flags(READ_FAST)
+        .keys(1, -1, 1)
+        .doc("generic", "1.0.0", "Determine if a key exists"),
+    spec("incr", 2, |a| Ok(Command::Incr { key: take(a, 1) }))
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc(
+            "string",
+            "1.0.0",
+            "Increment the integer value of a key by one",
+        ),
+    spec("incrby", 3, parse_incrby)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc(
+            "string",
+            "1.0.0",
+            "Increment the integer value of a key by the given amount",
+        ),
+    spec("decr", 2, |a| Ok(Command::Decr { key: take(a, 1) }))
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc(
+            "string",
+            "1.0.0",
+            "Decrement the integer value of a key by one",
+        ),
+    spec("decrby", 3, parse_decrby)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc(
+            "string",
+            "1.0.0",
+            "Decrement the integer value of a key by the given number",
+        ),
     spec("append", 3, |a| {
         let (key, value) = (take(a, 1), take(a, 2));
         Ok(Command::Append { key, value })
-    }),
-    spec("ping", -1, parse_ping),
+    })
+    .flags(WRITE_FAST)
+    .keys(1, 1, 1)
+    .doc("string", "2.0.0", "Append a value to a key"),
+    spec("ping", -1, parse_ping)
+        .flags(&["fast"])
+        .doc("connection", "1.0.0", "Ping the server"),
     spec("echo", 2, |a| {
         Ok(Command::Echo {
             message: take(a, 1),
         })
-    }),
+    })
+    .flags(&["loading", "stale", "fast"])
+    .doc("connection", "1.0.0", "Echo the given string"),
     spec("info", -1, |a| {
         Ok(Command::Info {
             sections: rest(a, 1),
         })
-    }),
-    spec("auth", -2, parse_auth),
-    spec("quit", -1, |_| Ok(Command::Quit)),
-    spec("select", 2, |a| Ok(Command::Select { db: int(&a[1])? })),
-    spec("command", -1, parse_command),
-    spec("client", -2, |a| sub(a, "client", CLIENT)),
-    spec("hello", -1, parse_hello),
-    spec("config", -2, |a| sub(a, "config", CONFIG)),
-    spec("dbsize", 1, |_| Ok(Command::DbSize)),
+    })
+    .flags(INTROSPECT)
+    .doc(
+        "server",
+        "1.0.0",
+        "Get information and statistics about the server",
+    ),
+    spec("auth", -2, parse_auth).flags(NO_AUTH).doc(
+        "connection",
+        "1.0.0",
+        "Authenticate to the server",
+    ),
+    spec("quit", -1, |_| Ok(Command::Quit)).flags(NO_AUTH).doc(
+        "connection",
+        "1.0.0",
+        "Close the connection",
+    ),
+    spec("select", 2, |a| Ok(Command::Select { db: int(&a[1])? }))
+        .flags(&["loading", "stale", "fast"])
+        .doc(
+            "connection",
+            "1.0.0",
+            "Change the selected database for the current connection",
+        ),
+    spec("command", -1, |_| Ok(Command::Command(CommandQuery::List)))
+        .flags(INTROSPECT)
+        .doc("server", "2.8.13", "Get array of Redis command details")
+        .subcommands(COMMAND),
+    spec("client", -2, container)
+        .doc(
+            "connection",
+            "2.4.0",
+            "A container for client connection commands",
+        )
+        .subcommands(CLIENT),
+    spec("hello", -1, parse_hello).flags(NO_AUTH).doc(
+        "connection",
+        "6.0.0",
+        "Handshake with Redis",
+    ),
+    spec("config", -2, container)
+        .doc(
+            "server",
+            "2.0.0",
+            "A container for server configuration commands",
+        )
+        .subcommands(CONFIG),
+    spec("dbsize", 1, |_| Ok(Command::DbSize))
+        .flags(READ_FAST)
+        .doc(
+            "server",
+            "1.0.0",
+            "Return the number of keys in the selected database",
+        ),
     spec("flushall", -1, |a| {
         Ok(Command::FlushAll { mode: flush(a)? })
-    }),
-    spec("flushdb", -1, |a| Ok(Command::FlushDb { mode: flush(a)? })),
+    })
+    .flags(&["write"])
+    .doc("server", "1.0.0", "Remove all keys from all databases"),
+    spec("flushdb", -1, |a| Ok(Command::FlushDb { mode: flush(a)? }))
+        .flags(&["write"])
+        .doc(
+            "server",
+            "1.0.0",
+            "Remove all keys from the current database",
+        ),
 ];
 
 /// `CLIENT` subcommands (arity counts `CLIENT` and the subcommand).
@@ -75,30 +256,66 @@ pub const CLIENT: &[CommandSpec] = &[
     spec("client|setname", 3, |a| {
         let name = client_name(take(a, 2), "Client names")?;
         Ok(Command::Client(ClientCommand::SetName { name }))
-    }),
+    })
+    .flags(CLIENT_SUB)
+    .doc("connection", "2.6.9", "Set the current connection name"),
     spec("client|getname", 2, |_| {
         Ok(Command::Client(ClientCommand::GetName))
-    }),
-    spec("client|id", 2, |_| Ok(Command::Client(ClientCommand::Id))),
+    })
+    .flags(CLIENT_SUB)
+    .doc("connection", "2.6.9", "Get the current connection name"),
+    spec("client|id", 2, |_| Ok(Command::Client(ClientCommand::Id)))
+        .flags(CLIENT_SUB)
+        .doc(
+            "connection",
+            "5.0.0",
+            "Returns the client ID for the current connection",
+        ),
     spec("client|info", 2, |_| {
         Ok(Command::Client(ClientCommand::Info))
-    }),
-    spec("client|setinfo", 4, parse_client_setinfo),
+    })
+    .flags(CLIENT_SUB)
+    .doc(
+        "connection",
+        "6.2.0",
+        "Returns information about the current client connection.",
+    ),
+    spec("client|setinfo", 4, parse_client_setinfo)
+        .flags(CLIENT_SUB)
+        .doc(
+            "connection",
+            "7.2.0",
+            "Sets information specific to the client or connection.",
+        ),
 ];
 
-/// `COMMAND` subcommands; plain `COMMAND` is handled before the table.
+/// `COMMAND` subcommands; plain `COMMAND` is the container's own parser.
 pub const COMMAND: &[CommandSpec] = &[
     spec("command|count", 2, |_| {
         Ok(Command::Command(CommandQuery::Count))
-    }),
+    })
+    .flags(INTROSPECT)
+    .doc("server", "2.8.13", "Get total number of Redis commands"),
     spec("command|docs", -2, |a| {
         let names = rest(a, 2);
         Ok(Command::Command(CommandQuery::Docs { names }))
-    }),
+    })
+    .flags(INTROSPECT)
+    .doc(
+        "server",
+        "7.0.0",
+        "Get array of specific Redis command documentation",
+    ),
     spec("command|info", -2, |a| {
         let names = rest(a, 2);
         Ok(Command::Command(CommandQuery::Info { names }))
-    }),
+    })
+    .flags(INTROSPECT)
+    .doc(
+        "server",
+        "2.8.13",
+        "Get array of specific Redis command details, or all when no argument is given.",
+    ),
 ];
 
 /// `CONFIG` subcommands.
@@ -106,7 +323,13 @@ pub const CONFIG: &[CommandSpec] = &[spec("config|get", -3, |a| {
     Ok(Command::ConfigGet {
         patterns: rest(a, 2),
     })
-})];
+})
+.flags(&["admin", "noscript", "loading", "stale"])
+.doc(
+    "server",
+    "2.0.0",
+    "Get the values of configuration parameters",
+)];
 
 impl Command {
     /// Parses a request's arguments (name first, any case). Copies the arguments; the router
@@ -140,7 +363,16 @@ fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError
     if !arity_ok {
         return Err(CommandError::WrongArity(spec.name));
     }
+    if !spec.subcommands.is_empty() && args.len() > 1 {
+        return sub(args, spec.name, spec.subcommands);
+    }
     (spec.parse)(args)
+}
+
+/// A container's parser, never called: its arity (at least 2) means a subcommand is always
+/// named, and `run` goes to the subcommand's spec instead.
+fn container(_: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+    Err(CommandError::Syntax)
 }
 
 /// Dispatches a container command (`CLIENT SETNAME ...`) on its subcommand, `args[1]`.
@@ -226,13 +458,6 @@ fn parse_auth(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
         // Redis answers a syntax error here, not an arity error.
         _ => Err(CommandError::Syntax),
     }
-}
-
-fn parse_command(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
-    if args.len() == 1 {
-        return Ok(Command::Command(CommandQuery::List));
-    }
-    sub(args, "command", COMMAND)
 }
 
 fn flush(args: &[Vec<u8>]) -> Result<FlushMode, CommandError> {
@@ -355,4 +580,59 @@ fn set_expiry(unit: &str, arg: &[u8]) -> Result<Expiry, CommandError> {
         "exat" => Expiry::UnixSeconds(n),
         _ => Expiry::UnixMillis(n),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The least request `spec` accepts: its name words, then as many arguments as its arity
+    /// asks for (`1`, which every parser here takes, except `CLIENT SETINFO`'s attribute).
+    fn least_request(spec: &CommandSpec) -> Vec<Vec<u8>> {
+        let mut args: Vec<Vec<u8>> = spec.name.split('|').map(|w| w.into()).collect();
+        while args.len() < spec.arity.unsigned_abs() as usize {
+            args.push(b"1".to_vec());
+        }
+        if spec.name == "client|setinfo" {
+            args[2] = b"lib-name".to_vec();
+        }
+        args
+    }
+
+    /// The table is what `COMMAND INFO` reports, so every entry (each subcommand too) must
+    /// parse, by its own name and arity, to the command that carries its name; and a
+    /// container's entry has no flags or keys of its own to report wrongly.
+    #[test]
+    fn every_spec_parses_to_the_command_of_its_name() {
+        for spec in COMMANDS {
+            // CLIENT and CONFIG are nothing without a subcommand; plain COMMAND is a command.
+            if spec.subcommands.is_empty() || spec.arity == -1 {
+                let cmd = Command::from_args(least_request(spec))
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", spec.name));
+                assert_eq!(cmd.name(), spec.name);
+            }
+            for sub in spec.subcommands {
+                assert!(sub.name.starts_with(&format!("{}|", spec.name)));
+                let cmd = Command::from_args(least_request(sub))
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", sub.name));
+                assert_eq!(cmd.name(), sub.name);
+                assert!(sub.subcommands.is_empty(), "one level of subcommands");
+            }
+            assert!(!spec.group.is_empty() && !spec.summary.is_empty() && !spec.since.is_empty());
+        }
+    }
+
+    /// Redis's key range: a command with keys starts at 1 and steps by at least 1; one
+    /// without has none at all.
+    #[test]
+    fn key_ranges_are_redis_shaped() {
+        for spec in COMMANDS.iter().chain(CLIENT).chain(COMMAND).chain(CONFIG) {
+            let (first, last, step) = spec.keys;
+            assert!(
+                (first, last, step) == (0, 0, 0) || (first == 1 && step >= 1 && last != 0),
+                "{}",
+                spec.name
+            );
+        }
+    }
 }

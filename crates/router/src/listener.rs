@@ -27,6 +27,13 @@ pub(crate) struct Router {
     pub(crate) idle_clerks: Mutex<Vec<ClientId>>,
     /// The bytes of requests not yet answered that all connections share.
     pub(crate) budget: Budget,
+    /// When the router started (INFO's `uptime_in_seconds`).
+    pub(crate) started: std::time::Instant,
+    /// Connections admitted since the start (INFO's `total_connections_received`).
+    pub(crate) connections_received: AtomicU64,
+    /// Commands run since the start, past parsing and authentication, as Redis counts them
+    /// (INFO's `total_commands_processed`).
+    pub(crate) commands_processed: AtomicU64,
 }
 
 /// Serves clients on `listener` until `shutdown` completes.
@@ -43,6 +50,9 @@ pub async fn run_router(
         connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
         idle_clerks: Mutex::new(Vec::new()),
+        started: std::time::Instant::now(),
+        connections_received: AtomicU64::new(0),
+        commands_processed: AtomicU64::new(0),
     });
     let accept = async {
         loop {
@@ -88,6 +98,7 @@ impl Router {
             self.connections.fetch_sub(1, Ordering::SeqCst);
             return;
         }
+        self.connections_received.fetch_add(1, Ordering::Relaxed);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut conn = Conn::new(id, addr, self.cfg.password.is_none());
         if let Err(e) = self.session(&mut stream, &mut conn).await {

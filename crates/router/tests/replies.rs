@@ -211,13 +211,6 @@ async fn authentication_gates_commands_as_before() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_commands_reply_as_before() {
     let mut c = Client::connect(start(None).await).await;
-    let info = String::from_utf8(c.raw(&["INFO"]).await).unwrap();
-    let body = format!(
-        "# Server\r\nredis_version:7.0.0\r\nflotilla_version:{}\r\nredis_mode:standalone\r\n\r\n# Clients\r\nconnected_clients:1\r\nflotilla_buffered_bytes:0\r\nflotilla_buffered_bytes_peak:0\r\nflotilla_max_buffered_bytes:{}\r\nflotilla_buffer_waits:0\r\n\r\n# Replication\r\nrole:master\r\nflotilla_replicas:1\r\n",
-        env!("CARGO_PKG_VERSION"),
-        flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
-    );
-    assert_eq!(info, format!("${}\r\n{body}\r\n", body.len()));
     c.expect(
         &["CONFIG", "GET", "maxclients"],
         "*2\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n",
@@ -225,7 +218,7 @@ async fn server_commands_reply_as_before() {
     .await;
     c.expect(
         &["CONFIG", "GET", "*a*", "save"],
-        "*8\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n$9\r\ndatabases\r\n$1\r\n1\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n",
+        "*12\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n$9\r\ndatabases\r\n$1\r\n1\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n",
     )
     .await;
     c.expect(
@@ -233,12 +226,6 @@ async fn server_commands_reply_as_before() {
         "*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n",
     )
     .await;
-    c.expect(&["CONFIG", "GET", "maxmemory"], "*0\r\n").await;
-    c.expect(&["COMMAND", "COUNT"], ":0\r\n").await;
-    c.expect(&["COMMAND"], "*0\r\n").await;
-    c.expect(&["COMMAND", "DOCS"], "*0\r\n").await;
-    c.expect(&["COMMAND", "INFO", "get", "set"], "*2\r\n*-1\r\n*-1\r\n")
-        .await;
     c.expect(&["DBSIZE"], "-ERR DBSIZE is not supported by flotilla\r\n")
         .await;
     c.expect(
@@ -422,4 +409,198 @@ async fn start(password: Option<&'static str>) -> u16 {
         ..Settings::default()
     })
     .await
+}
+
+/// A bulk string's reply bytes.
+fn bulk(body: &str) -> String {
+    format!("${}\r\n{body}\r\n", body.len())
+}
+
+/// INFO answers the sections asked for, in any case, in Redis's order, and nothing for an
+/// unknown one (issue 18: it answered every section whatever was asked, without the fields
+/// `redis-cli --stat` reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_answers_only_the_sections_asked() {
+    let mut c = Client::connect(start(None).await).await;
+    let clients = format!(
+        "# Clients\r\nconnected_clients:1\r\nmaxclients:100\r\nblocked_clients:0\r\nflotilla_buffered_bytes:0\r\nflotilla_buffered_bytes_peak:0\r\nflotilla_max_buffered_bytes:{}\r\nflotilla_buffer_waits:0\r\n",
+        flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
+    );
+    c.expect(&["INFO", "clients"], &bulk(&clients)).await;
+    c.expect(&["INFO", "nosuch"], "$0\r\n\r\n").await;
+    c.expect(&["INFO", "Keyspace"], &bulk("# Keyspace\r\n"))
+        .await;
+    c.expect(
+        &["INFO", "replication"],
+        &bulk("# Replication\r\nrole:master\r\nflotilla_replicas:1\r\n"),
+    )
+    .await;
+    c.expect(
+        &["INFO", "PERSISTENCE"],
+        &bulk("# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\n"),
+    )
+    .await;
+    // Counted so far on this connection: the five INFOs above and this one.
+    let stats = "# Stats\r\ntotal_connections_received:1\r\ntotal_commands_processed:6\r\n";
+    c.expect(&["INFO", "stats"], &bulk(stats)).await;
+    // Several sections come in Redis's order, whatever the order asked; unknown ones are
+    // left out.
+    let stats = stats.replace(":6\r\n", ":7\r\n");
+    c.expect(
+        &["INFO", "STATS", "nosuch", "clients"],
+        &bulk(&format!("{clients}\r\n{stats}")),
+    )
+    .await;
+
+    let text = |reply: Vec<u8>| String::from_utf8(reply).unwrap();
+    let memory = text(c.raw(&["INFO", "memory"]).await);
+    let rss: u64 = (memory.lines())
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .expect("used_memory")
+        .parse()
+        .unwrap();
+    assert!(rss > 0, "{memory}");
+    assert!(
+        memory.ends_with("\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n"),
+        "{memory}"
+    );
+    let server = text(c.raw(&["INFO", "server"]).await);
+    assert!(
+        server.contains("\r\n# Server\r\nredis_version:7.0.0\r\n")
+            && server.contains(&format!("\r\nprocess_id:{}\r\n", std::process::id())),
+        "{server}"
+    );
+    assert!(!server.contains("# Clients"), "{server}");
+    let titles = |info: &str| -> Vec<String> {
+        (info.lines())
+            .filter(|l| l.starts_with("# "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let all = [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Persistence",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Keyspace",
+    ];
+    for asked in [
+        &["INFO"][..],
+        &["INFO", "default"],
+        &["INFO", "ALL"],
+        &["INFO", "everything"],
+    ] {
+        assert_eq!(titles(&text(c.raw(asked).await)), all, "{asked:?}");
+    }
+}
+
+/// CONFIG GET answers the memory settings tools ask for (issue 18: nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_get_reports_maxmemory() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(
+        &["CONFIG", "GET", "maxmemory"],
+        "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n",
+    )
+    .await;
+    c.expect(
+        &["CONFIG", "GET", "maxmemory-policy"],
+        "*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n",
+    )
+    .await;
+}
+
+/// COMMAND INFO and DOCS describe the supported commands as Redis 7 does, and nothing else
+/// (issue 18: COMMAND COUNT was 0 and COMMAND INFO get nil).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_describes_the_supported_commands() {
+    let mut c = Client::connect(start(None).await).await;
+    c.expect(
+        &["COMMAND", "INFO", "get"],
+        "*1\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+    )
+    .await;
+    c.expect(
+        &["COMMAND", "INFO", "MSET", "nosuch", "dbsize"],
+        "*3\r\n*10\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n*0\r\n*0\r\n*0\r\n*0\r\n$-1\r\n$-1\r\n",
+    )
+    .await;
+    c.expect(
+        &["COMMAND", "INFO", "config"],
+        "*1\r\n*10\r\n$6\r\nconfig\r\n:-2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*1\r\n*10\r\n$10\r\nconfig|get\r\n:-3\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n+stale\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+    )
+    .await;
+    c.expect(
+        &["COMMAND", "DOCS", "get", "nosuch"],
+        "*2\r\n$3\r\nget\r\n*6\r\n$7\r\nsummary\r\n$22\r\nGet the value of a key\r\n$5\r\nsince\r\n$5\r\n1.0.0\r\n$5\r\ngroup\r\n$6\r\nstring\r\n",
+    )
+    .await;
+    c.expect(&["COMMAND", "DOCS", "nosuch"], "*0\r\n").await;
+    // RESP3: the flags and the empty lists are sets, the docs maps.
+    c.raw(&["HELLO", "3"]).await;
+    c.expect(
+        &["COMMAND", "INFO", "incr", "nosuch"],
+        "*2\r\n*10\r\n$4\r\nincr\r\n:2\r\n~3\r\n+write\r\n+denyoom\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~0\r\n~0\r\n~0\r\n~0\r\n_\r\n",
+    )
+    .await;
+    c.expect(
+        &["COMMAND", "DOCS", "ping"],
+        "%1\r\n$4\r\nping\r\n%3\r\n$7\r\nsummary\r\n$15\r\nPing the server\r\n$5\r\nsince\r\n$5\r\n1.0.0\r\n$5\r\ngroup\r\n$10\r\nconnection\r\n",
+    )
+    .await;
+}
+
+/// The least request `spec` accepts: its name words, then `1` up to its arity (`CLIENT
+/// SETINFO` needs a known attribute).
+fn least_request(spec: &flotilla_resp::CommandSpec) -> Vec<String> {
+    let mut args: Vec<String> = spec.name.split('|').map(str::to_owned).collect();
+    while args.len() < spec.arity.unsigned_abs() as usize {
+        args.push("1".into());
+    }
+    if spec.name == "client|setinfo" {
+        args[2] = "lib-name".into();
+    }
+    args
+}
+
+/// COMMAND lists exactly the commands the router runs: every command of the parser's table
+/// (subcommands too) is described by COMMAND INFO unless dispatch answers it "not supported",
+/// and COMMAND COUNT and COMMAND count the described top-level ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_lists_what_dispatch_runs() {
+    let mut c = Client::connect(start(None).await).await;
+    let mut described = 0;
+    for spec in flotilla_resp::COMMANDS {
+        let mut specs = vec![spec];
+        specs.extend(spec.subcommands);
+        for s in specs {
+            let info = c.raw(&["COMMAND", "INFO", s.name]).await;
+            let listed = info != b"*1\r\n$-1\r\n";
+            if s.name == spec.name && listed {
+                described += 1;
+            }
+            // QUIT would close the connection; CLIENT and CONFIG need a subcommand.
+            if s.name == "quit" || (!s.subcommands.is_empty() && s.arity != -1) {
+                assert!(listed, "{}", s.name);
+                continue;
+            }
+            let args = least_request(s);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let reply = String::from_utf8(c.raw(&args).await).unwrap();
+            assert!(!reply.starts_with("-ERR unknown"), "{args:?}: {reply}");
+            let runs = !reply.contains("is not supported by flotilla");
+            assert_eq!(
+                listed, runs,
+                "{args:?}: COMMAND INFO {info:?}, reply {reply}"
+            );
+        }
+    }
+    c.expect(&["COMMAND", "COUNT"], &format!(":{described}\r\n"))
+        .await;
+    let all = c.raw(&["COMMAND"]).await;
+    assert!(all.starts_with(format!("*{described}\r\n").as_bytes()));
+    assert!(described > 20, "{described}");
 }
