@@ -5,27 +5,13 @@
 
 mod common;
 
+use common::Client;
+
 use common::{Settings, PATIENCE};
 use flotilla_resp::{decode_value, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// A Redis client that sees replies as the bytes the router wrote.
-struct Client {
-    stream: TcpStream,
-    /// Received bytes not yet taken as a reply.
-    buf: Vec<u8>,
-}
 
 impl Client {
-    async fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
     /// Sends a command; returns its reply's bytes.
     async fn raw(&mut self, args: &[&str]) -> Vec<u8> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
@@ -318,14 +304,7 @@ async fn protocol_errors_reply_in_redis_words_then_close() {
             "-ERR Protocol error: unbalanced quotes in request\r\n",
         ),
     ] {
-        let mut c = Client::connect(port).await;
-        let got = c.send(request.as_bytes()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            reply,
-            "the reply to {request:?}"
-        );
-        assert!(c.closed().await, "{request:?} closes the connection");
+        assert_refused_then_closed(port, &request, reply).await;
     }
     // Before AUTH too, Redis's range is checked first (its order), then the tighter limit.
     let port = start(Some("sesame")).await;
@@ -337,14 +316,7 @@ async fn protocol_errors_reply_in_redis_words_then_close() {
             "-ERR Protocol error: unauthenticated multibulk length\r\n",
         ),
     ] {
-        let mut c = Client::connect(port).await;
-        let got = c.send(request.as_bytes()).await;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            reply,
-            "the reply to {request:?}"
-        );
-        assert!(c.closed().await, "{request:?} closes the connection");
+        assert_refused_then_closed(port, &request, reply).await;
     }
     // What Redis ignores is ignored: an empty line, a negative count.
     let mut c = Client::connect(port).await;
@@ -603,4 +575,16 @@ async fn command_lists_what_dispatch_runs() {
     let all = c.raw(&["COMMAND"]).await;
     assert!(all.starts_with(format!("*{described}\r\n").as_bytes()));
     assert!(described > 20, "{described}");
+}
+
+/// Sends `request` on a new connection: the router must answer exactly `reply`, then close.
+async fn assert_refused_then_closed(port: u16, request: &str, reply: &str) {
+    let mut c = Client::connect(port).await;
+    let got = c.send(request.as_bytes()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        reply,
+        "the reply to {request:?}"
+    );
+    assert!(c.closed().await, "{request:?} closes the connection");
 }

@@ -5,30 +5,16 @@
 
 mod common;
 
+use common::Client;
+
 use std::time::Duration;
 
 use common::{start, Settings, PATIENCE};
 use flotilla_resp::{decode_value, Limits, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// A Redis client on raw bytes, so a test can send anything (half a request).
-struct Client {
-    stream: TcpStream,
-    /// Received bytes not yet decoded into a reply.
-    buf: Vec<u8>,
-}
-
 impl Client {
-    async fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
     async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }

@@ -3,26 +3,14 @@
 
 mod common;
 
+use common::Client;
+
 use common::{Settings, PATIENCE};
 use flotilla_resp::{decode_value, Limits, Value};
 use flotilla_rsm::SessionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
 
 impl Client {
-    async fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
     async fn call(&mut self, args: &[&[u8]]) -> Value {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {

@@ -10,7 +10,7 @@ use flotilla_router::{run_router, RouterConfig};
 use flotilla_rsm::SessionLimits;
 use flotilla_server::server::{run_replica, Recovered, ServerConfig, Timers};
 use flotilla_transport::Secret;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How long a test waits for anything before it fails: generous, since a test fails only by
 /// running out of it (a deadlock, a connection never closed), never by being slow.
@@ -87,4 +87,22 @@ pub async fn start(settings: Settings) -> u16 {
     };
     tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));
     port
+}
+
+/// A Redis client on raw bytes, so a test can send anything (half a request); each test
+/// file adds the calls it needs.
+pub struct Client {
+    pub stream: TcpStream,
+    /// Received bytes not yet taken as a reply.
+    pub buf: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
 }
