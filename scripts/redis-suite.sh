@@ -109,8 +109,10 @@ summarize() {
             fails[++nf] = pending "\t" msg
             pending = ""
         }
-        pending != "" && grab == 1 { l1 = $0; grab = 2; next }
-        pending != "" && grab == 2 { l2 = $0; grab = 0; flush_err(); next }
+        # A report line ends the failure before it: an assertion has one message line only.
+        { report = ($0 ~ /^\[(ok|err|exception|skip|ignore|[0-9]+\/[0-9]+ [a-z]+)\]: /) }
+        pending != "" && !report && grab == 1 { l1 = $0; grab = 2; next }
+        pending != "" && !report && grab == 2 { l2 = $0; grab = 0; flush_err(); next }
         /^\[ok\]: /        { flush_err(); ok++; next }
         /^\[skip\]: /      { flush_err(); skip++; next }
         /^\[ignore\]: /    { flush_err(); ign++; next }
