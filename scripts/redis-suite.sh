@@ -169,6 +169,10 @@ for unit in "${units[@]}"; do
         [ "$rc" = 124 ] || [ "$rc" = 137 ] && status=timeout
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$unit" "$ok" "$err" "$exc" "$skip" "$ign" "$status" "$secs" >>"$summary"
         while IFS= read -r line; do printf '%s\t%s\n' "$unit" "$line"; done >>"$failures"
+        if [ "$status" = timeout ]; then
+            printf '%s\t(unit timed out)\tkilled after %s s; the tests after the last report did not run\n' \
+                "$unit" "$timeout_s" >>"$failures"
+        fi
     } < <(summarize "$log")
     echo "redis-suite: $unit finished ($secs s)" >&2
 done
