@@ -45,9 +45,70 @@ pub enum KvCommand {
         key: Vec<u8>,
         by: i64,
     },
+    /// A Redis command as its arguments, name first ([`crate::engine`] parses and runs it
+    /// when it is applied, as Redis does; a syntax error is its reply). Every key it names is
+    /// in one shard. `route`: the key whose shard a keyless command (`DBSIZE`, `SCAN`,
+    /// `FLUSHALL` …) runs on in a sharded cluster, which runs it once per shard.
+    Redis {
+        args: Vec<Arg>,
+        #[serde(with = "opt_bytes")]
+        route: Option<Vec<u8>>,
+    },
+    /// `MULTI … EXEC`: the commands run one after another in one entry, nothing between them;
+    /// none runs if a watched key's version differs from the one given (`(key, version)`,
+    /// version 0 for a key that did not exist). Every key is in one shard.
+    Multi {
+        watch: Vec<(Arg, u64)>,
+        cmds: Vec<Vec<Arg>>,
+    },
+    /// The keys' versions (0: absent), for `WATCH`.
+    Versions { keys: Vec<Arg> },
+}
+
+/// One argument of a Redis command: applied from a log entry it is a view of the entry's
+/// buffer (as [`KvCommand::Put`]'s value), so a large `SET` value is held once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Arg(#[serde(with = "flotilla_rsm::shared_bytes")] pub Bytes);
+
+impl AsRef<[u8]> for Arg {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Arg {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Arg {
+        Arg(Bytes::from(v))
+    }
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg(Bytes::copy_from_slice(v.as_bytes()))
+    }
+}
+
+/// The key arguments of a Redis command (its spec's key range), in order.
+pub fn command_keys(args: &[Arg]) -> impl Iterator<Item = &[u8]> {
+    let spec = args
+        .first()
+        .and_then(|name| flotilla_resp::find_command(name.as_slice()));
+    let positions: Vec<usize> = spec
+        .map(|s| s.key_positions(args.len()).collect())
+        .unwrap_or_default();
+    positions.into_iter().map(move |i| args[i].as_slice())
 }
 
 impl KvCommand {
+    /// The key that places the command in a shard: its (first) key, a keyless command's
+    /// route; empty for a keyless command without one.
     pub fn key(&self) -> &[u8] {
         match self {
             KvCommand::Get { key }
@@ -55,22 +116,63 @@ impl KvCommand {
             | KvCommand::Append { key, .. }
             | KvCommand::Delete { key }
             | KvCommand::Incr { key, .. } => key,
+            KvCommand::Redis { args, route } => match route {
+                Some(r) => r,
+                None => command_keys(args).next().unwrap_or(&[]),
+            },
+            KvCommand::Multi { .. } | KvCommand::Versions { .. } => {
+                self.keys().next().unwrap_or(&[])
+            }
+        }
+    }
+
+    /// Every key the command names (a keyless command's route), in order, repeats kept.
+    pub fn keys(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            KvCommand::Redis { args, route: None } => Box::new(command_keys(args)),
+            KvCommand::Multi { watch, cmds } => Box::new(
+                (watch.iter().map(|(k, _)| k.as_slice()))
+                    .chain(cmds.iter().flat_map(|c| command_keys(c))),
+            ),
+            KvCommand::Versions { keys } => Box::new(keys.iter().map(Arg::as_slice)),
+            _ => Box::new(std::iter::once(self.key())),
+        }
+    }
+
+    /// Whether the command only reads, so that it may be served outside the log.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            KvCommand::Get { .. } | KvCommand::Versions { .. } => true,
+            KvCommand::Redis { args, .. } => args
+                .first()
+                .and_then(|n| flotilla_resp::find_command(n.as_slice()))
+                .is_some_and(|s| s.is_read_only()),
+            _ => false,
         }
     }
 
     /// The size limits, checked before a command is proposed.
     pub fn validate(&self) -> Result<(), KvError> {
-        let key = self.key().len();
-        if key > MAX_KEY_BYTES {
-            return Err(KvError::KeyTooLarge {
-                len: key,
-                max: MAX_KEY_BYTES,
-            });
+        for key in self.keys() {
+            if key.len() > MAX_KEY_BYTES {
+                return Err(KvError::KeyTooLarge {
+                    len: key.len(),
+                    max: MAX_KEY_BYTES,
+                });
+            }
         }
-        if let KvCommand::Put { value, .. } | KvCommand::Append { value, .. } = self {
-            if value.len() > MAX_VALUE_BYTES {
+        let values: Box<dyn Iterator<Item = usize>> = match self {
+            KvCommand::Put { value, .. } | KvCommand::Append { value, .. } => {
+                Box::new(std::iter::once(value.len()))
+            }
+            KvCommand::Redis { args, .. } => Box::new(args.iter().map(|a| a.0.len())),
+            KvCommand::Multi { cmds, .. } => Box::new(cmds.iter().flatten().map(|a| a.0.len())),
+            _ => Box::new(std::iter::empty()),
+        };
+        for len in values {
+            if len > MAX_VALUE_BYTES {
                 return Err(KvError::ValueTooLarge {
-                    len: value.len(),
+                    len,
                     max: MAX_VALUE_BYTES,
                 });
             }
@@ -132,6 +234,10 @@ pub enum KvReply {
     /// Incr done: the new value.
     Int(i64),
     Error(KvError),
+    /// A Redis command's (or transaction's) reply, errors included, in Redis's words.
+    Redis(flotilla_resp::Value),
+    /// The keys' versions, for `WATCH`.
+    Versions(Vec<u64>),
 }
 
 impl KvReply {

@@ -14,12 +14,15 @@
 //! Clients are [`flotilla_rsm::Clerk`]s; [`KvClerk`] names the type.
 
 mod command;
+pub mod engine;
 mod server;
+mod slot;
 pub mod snapshot;
 mod store;
 
-pub use command::{KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+pub use command::{command_keys, Arg, KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use server::KvServer;
+pub use slot::Slot;
 pub use store::{AppendReply, Kv, Value};
 
 /// The message type of the KV service (Raft traffic, requests, responses).

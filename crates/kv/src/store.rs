@@ -2,11 +2,15 @@
 
 use std::io::{self, Read, Write};
 
+use std::collections::BTreeSet;
+
 use rustc_hash::FxHashMap;
 
-use flotilla_rsm::{ApplyCtx, SnapshotError, SnapshotJob, StateMachine};
+use flotilla_rsm::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine};
 
 use crate::command::{KvCommand, KvError, KvReply};
+use crate::engine;
+use crate::slot::Slot;
 use crate::snapshot;
 
 /// A stored value: a shared, immutable buffer (a clone is a reference count).
@@ -21,9 +25,10 @@ pub enum AppendReply {
     OldValue,
 }
 
-/// Keys and values. A hash map for speed (ordered-map inserts were 6% of a replica's CPU
-/// under load, in key comparisons); snapshots sort the keys, so they still encode identically
-/// on every replica and every run (the hasher is unseeded, so nothing else varies either).
+/// Keys and their [`Slot`]s (value, expiry, version). A hash map for speed (ordered-map
+/// inserts were 6% of a replica's CPU under load, in key comparisons); snapshots sort the keys,
+/// so they still encode identically on every replica and every run (the hasher is unseeded,
+/// so nothing else varies either).
 ///
 /// Values are shared, immutable buffers ([`Value`]): a snapshot job holds a view of every
 /// value as of when it was taken, for the cost of a reference each, and encodes it off the
@@ -31,9 +36,20 @@ pub enum AppendReply {
 /// ([`flotilla_rsm::shared_bytes`]), so the Raft log and the store hold one copy of it
 /// between them, not one each. A write replaces a value; an append extends it in place when
 /// nothing else holds it (`append_to`), else builds a new one.
+///
+/// # Expiry
+/// Time is the replicated clock of [`ApplyCtx::now_ms`]: every replica applies an entry at
+/// the same "now" (the proposing leader's clock, never going back), so every replica expires
+/// the same keys at the same index. A key past its expiry is gone to every command at once
+/// (reads outside the log read at the serving leader's clock, see [`flotilla_rsm`]'s
+/// `session` module); it is removed from the map by the next write that touches it, and by
+/// the sweep every write entry runs ([`Kv::sweep`]), oldest expiry first, a bounded number
+/// per entry, as Redis's active expiry does. Invariant: `expiring` holds exactly the keys
+/// whose slot has an expiry, with that expiry.
 #[derive(Clone, Debug)]
 pub struct Kv {
-    data: FxHashMap<Vec<u8>, Value>,
+    data: FxHashMap<Vec<u8>, Slot>,
+    expiring: BTreeSet<(u64, Vec<u8>)>,
     append_reply: AppendReply,
 }
 
@@ -43,32 +59,137 @@ impl Default for Kv {
     }
 }
 
+/// Most expired keys one write entry removes besides those it touches (Redis's active expiry
+/// removes up to 20 per round, then more while a quarter of its sample was expired).
+const SWEEP_PER_ENTRY: usize = 32;
+
 impl Kv {
     pub fn new(append_reply: AppendReply) -> Self {
         Kv {
             data: FxHashMap::default(),
+            expiring: BTreeSet::new(),
             append_reply,
         }
     }
 
+    /// The key's string value, whether or not it has expired (tests and tools; commands read
+    /// through [`Kv::live`]).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(|v| &v[..])
+        self.data.get(key).map(|s| &s.value[..])
     }
 
-    fn incr(&mut self, key: Vec<u8>, by: i64) -> KvReply {
-        let old = match self.data.get(&key) {
-            None => 0,
+    /// The key's slot if it exists at `now_ms`.
+    pub fn live(&self, key: &[u8], now_ms: u64) -> Option<&Slot> {
+        self.data.get(key).filter(|s| !s.expired(now_ms))
+    }
+
+    /// Removes the key if it expired by `now_ms`: what a write does before it looks at a key,
+    /// so that it sees what readers see. Returns whether it removed one.
+    pub fn remove_if_expired(&mut self, key: &[u8], now_ms: u64) -> bool {
+        if self.data.get(key).is_some_and(|s| s.expired(now_ms)) {
+            self.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sets the key's value and expiry (0: none), bumping its version past `index`.
+    pub fn put(&mut self, key: Vec<u8>, value: Value, expire_at: u64, index: u64) {
+        let old = self.data.get(&key).map(|s| (s.version, s.expire_at));
+        let version = next_version(old.map(|(v, _)| v), index);
+        if let Some((_, old_expiry)) = old {
+            if old_expiry != 0 && old_expiry != expire_at {
+                self.expiring.remove(&(old_expiry, key.clone()));
+            }
+        }
+        if expire_at != 0 && old.map(|(_, e)| e) != Some(expire_at) {
+            self.expiring.insert((expire_at, key.clone()));
+        }
+        self.data.insert(
+            key,
+            Slot {
+                value,
+                expire_at,
+                version,
+            },
+        );
+    }
+
+    /// Changes the expiry of a key that exists (0: none); its version changes too.
+    pub fn set_expiry(&mut self, key: &[u8], expire_at: u64, index: u64) -> bool {
+        let Some(slot) = self.data.get_mut(key) else {
+            return false;
+        };
+        slot.version = next_version(Some(slot.version), index);
+        let old = std::mem::replace(&mut slot.expire_at, expire_at);
+        if old != expire_at {
+            if old != 0 {
+                self.expiring.remove(&(old, key.to_vec()));
+            }
+            if expire_at != 0 {
+                self.expiring.insert((expire_at, key.to_vec()));
+            }
+        }
+        true
+    }
+
+    /// Removes the key (expired or not) and returns its slot.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Slot> {
+        let slot = self.data.remove(key)?;
+        if slot.expire_at != 0 {
+            self.expiring.remove(&(slot.expire_at, key.to_vec()));
+        }
+        Some(slot)
+    }
+
+    /// Removes up to `max` keys that expired by `now_ms`, earliest expiry first; returns how
+    /// many it removed.
+    pub fn sweep(&mut self, now_ms: u64, max: usize) -> usize {
+        let mut removed = 0;
+        while removed < max {
+            match self.expiring.first() {
+                Some((at, _)) if *at <= now_ms => {}
+                _ => break,
+            }
+            let (_, key) = self.expiring.pop_first().expect("checked above");
+            self.data.remove(&key);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.data = FxHashMap::default();
+        self.expiring.clear();
+    }
+
+    /// Keys with an expiry (expired or not).
+    pub fn expiring(&self) -> usize {
+        self.expiring.len()
+    }
+
+    /// Keys expired by `now_ms` but not removed yet.
+    pub fn expired_count(&self, now_ms: u64) -> usize {
+        self.expiring.range(..(now_ms.saturating_add(1), Vec::new())).count()
+    }
+
+    fn incr(&mut self, key: Vec<u8>, by: i64, at: &ApplyCtx) -> KvReply {
+        self.remove_if_expired(&key, at.now_ms);
+        let (old, expire_at) = match self.data.get(&key) {
+            None => (0, 0),
             // Redis's rule, not Rust's `parse` (which takes "+5", "0123", "-0"): a replica applies
             // this, so it must be one exact, deterministic rule, the same on every replica.
-            Some(v) => match flotilla_resp::parse_i64(v) {
-                Some(n) => n,
+            Some(s) => match flotilla_resp::parse_i64(&s.value) {
+                Some(n) => (n, s.expire_at),
                 None => return KvReply::Error(KvError::NotAnInteger),
             },
         };
         match old.checked_add(by) {
             Some(n) => {
-                self.data
-                    .insert(key, Value::from(n.to_string().into_bytes()));
+                let value = Value::from(n.to_string().into_bytes());
+                self.put(key, value, expire_at, at.index);
                 KvReply::Int(n)
             }
             None => KvReply::Error(KvError::Overflow),
@@ -79,20 +200,51 @@ impl Kv {
         self.data.len()
     }
 
-    /// Every key with its value, in no particular order (callers that need an order, such as
+    /// Every key with its slot, in no particular order (callers that need an order, such as
     /// a shard sent in pages, sort the keys).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.data.iter().map(|(k, v)| (k.as_slice(), &v[..]))
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Slot)> {
+        self.data.iter().map(|(k, v)| (k.as_slice(), v))
     }
 
-    /// Takes every key with its value out, in no particular order, leaving the store empty
+    /// Takes every key with its slot out, in no particular order, leaving the store empty
     /// (a shard frozen for hand-over is kept sorted instead, without a second copy).
-    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Value)> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = (Vec<u8>, Slot)> + '_ {
+        self.expiring.clear();
         self.data.drain()
+    }
+
+    /// Inserts a slot received whole (a shard page's record), replacing any.
+    pub fn insert_slot(&mut self, key: Vec<u8>, slot: Slot) {
+        self.remove(&key);
+        if slot.expire_at != 0 {
+            self.expiring.insert((slot.expire_at, key.clone()));
+        }
+        self.data.insert(key, slot);
     }
 
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// Checks that `expiring` indexes exactly the slots with an expiry (O(n)).
+    pub fn check_expiry_index(&self) {
+        let with_expiry = self.data.values().filter(|s| s.expire_at != 0).count();
+        assert_eq!(with_expiry, self.expiring.len(), "expiry index size");
+        for (at, key) in &self.expiring {
+            assert_eq!(
+                self.data.get(key).map(|s| s.expire_at),
+                Some(*at),
+                "expiry index entry for {key:?}"
+            );
+        }
+    }
+}
+
+/// A written key's new version: above its previous one and at least the entry's index.
+fn next_version(previous: Option<u64>, index: u64) -> u64 {
+    match previous {
+        Some(v) => index.max(v.saturating_add(1)),
+        None => index,
     }
 }
 
@@ -100,62 +252,82 @@ impl StateMachine for Kv {
     type Command = KvCommand;
     type Reply = KvReply;
 
-    fn apply(&mut self, cmd: KvCommand, _at: &ApplyCtx) -> KvReply {
-        match cmd {
-            KvCommand::Get { key } => KvReply::Value(self.data.get(&key).map(|v| v.to_vec())),
+    fn apply(&mut self, cmd: KvCommand, at: &ApplyCtx) -> KvReply {
+        let writes = !Self::is_read_only(&cmd);
+        let reply = match cmd {
+            KvCommand::Get { key } => {
+                KvReply::Value(self.live(&key, at.now_ms).map(|s| s.value.to_vec()))
+            }
             KvCommand::Put { key, value } => {
-                self.data.insert(key, value);
+                self.put(key, value, 0, at.index);
                 KvReply::Done
             }
             KvCommand::Append { key, value } => {
-                let slot = self.data.entry(key).or_default();
-                let old = std::mem::take(slot);
+                self.remove_if_expired(&key, at.now_ms);
+                let (old, expire_at) = match self.remove(&key) {
+                    Some(s) => (s.value, s.expire_at),
+                    None => (Value::new(), 0),
+                };
                 let reply = match self.append_reply {
                     AppendReply::NewLength => KvReply::Len((old.len() + value.len()) as u64),
                     AppendReply::OldValue => KvReply::Value(Some(old.to_vec())),
                 };
-                *slot = append_to(old, &value);
+                self.put(key, append_to(old, &value), expire_at, at.index);
                 reply
             }
-            KvCommand::Delete { key } => KvReply::Deleted(self.data.remove(&key).is_some()),
-            KvCommand::Incr { key, by } => self.incr(key, by),
+            KvCommand::Delete { key } => {
+                self.remove_if_expired(&key, at.now_ms);
+                KvReply::Deleted(self.remove(&key).is_some())
+            }
+            KvCommand::Incr { key, by } => self.incr(key, by, at),
+            KvCommand::Redis { args, .. } => KvReply::Redis(engine::run(self, &args, at)),
+            KvCommand::Multi { watch, cmds } => KvReply::Redis(engine::multi(self, &watch, &cmds, at)),
+            KvCommand::Versions { keys } => KvReply::Versions(
+                keys.iter()
+                    .map(|k| self.live(k.as_slice(), at.now_ms).map_or(0, |s| s.version))
+                    .collect(),
+            ),
+        };
+        if writes {
+            self.sweep(at.now_ms, SWEEP_PER_ENTRY);
         }
+        reply
     }
 
     fn is_read_only(cmd: &KvCommand) -> bool {
-        matches!(cmd, KvCommand::Get { .. })
+        cmd.is_read_only()
     }
 
     fn validate(cmd: &KvCommand) -> Result<(), KvReply> {
         cmd.validate().map_err(KvReply::Error)
     }
 
-    /// Pairs of byte strings in key order. Encoded as byte strings (not sequences of numbers),
-    /// since the replica snapshots often: with a 1000-byte `max_raft_state` and 20 clients,
-    /// every few dozen operations.
+    /// Pairs of key and record in key order ([`crate::snapshot`]). Encoded as byte strings
+    /// (not sequences of numbers), since the replica snapshots often: with a 1000-byte
+    /// `max_raft_state` and 20 clients, every few dozen operations.
     fn snapshot(&self) -> Vec<u8> {
         flotilla_rsm::snapshot_to_vec(self)
     }
 
-    /// Streamed pair by pair ([`crate::snapshot`]), into exactly the space the size hint
+    /// Streamed slot by slot ([`crate::snapshot`]), into exactly the space the size hint
     /// reserves (no second copy of a gigabyte state, no reallocation).
     fn snapshot_into(&self, out: &mut dyn Write) -> io::Result<()> {
         snapshot::write_sorted(self.iter(), out)
     }
 
-    /// Exact: the sum of the keys' and values' lengths and their varints.
+    /// Exact: the sum of the keys' and records' lengths and their varints.
     fn snapshot_size_hint(&self) -> u64 {
         snapshot::encoded_len(self.iter())
     }
 
-    /// A view of every key and value (a clone of each key, a reference to each value: no
+    /// A view of every key and slot (a clone of each key, a reference to each value: no
     /// value is copied), sorted and encoded when the job runs.
     fn snapshot_job(&self) -> SnapshotJob {
-        let view: Vec<(Vec<u8>, Value)> = (self.data.iter())
+        let view: Vec<(Vec<u8>, Slot)> = (self.data.iter())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Box::new(move |out: &mut dyn Write| {
-            snapshot::write_sorted(view.iter().map(|(k, v)| (&k[..], &v[..])), out)
+            snapshot::write_sorted(view.iter().map(|(k, v)| (&k[..], v)), out)
         })
     }
 
@@ -163,18 +335,21 @@ impl StateMachine for Kv {
         self.restore_from(&mut &data[..])
     }
 
-    /// Pair by pair: the old state goes first (a restore replaces it whole, and holding both
+    /// Slot by slot: the old state goes first (a restore replaces it whole, and holding both
     /// would double a large replica's memory); on an error the store is left empty.
     fn restore_from(&mut self, r: &mut dyn Read) -> Result<(), SnapshotError> {
-        self.data = FxHashMap::default();
-        let data = &mut self.data;
-        let read = snapshot::read_pairs(r, |k, v| {
-            data.insert(k, v.into());
-        });
+        self.clear();
+        let read = snapshot::read_slots(r, |k, slot| self.insert_slot(k, slot));
         if read.is_err() {
-            self.data = FxHashMap::default();
+            self.clear();
         }
         read
+    }
+
+    fn check_invariants(&self, depth: CheckDepth) {
+        if depth == CheckDepth::Full {
+            self.check_expiry_index();
+        }
     }
 }
 
@@ -183,7 +358,7 @@ impl StateMachine for Kv {
 /// than the value, so a stream of small appends costs amortised O(1) a byte; into a new,
 /// exactly sized buffer otherwise (a part at least as large as the value, or a shared
 /// value), so a large value does not carry up to its size again in spare capacity.
-fn append_to(old: Value, part: &[u8]) -> Value {
+pub(crate) fn append_to(old: Value, part: &[u8]) -> Value {
     let old = if part.len() < old.len() {
         match old.try_into_mut() {
             Ok(mut value) => {

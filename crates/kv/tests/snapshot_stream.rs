@@ -39,13 +39,14 @@ fn store() -> Kv {
     kv
 }
 
-/// The old encoding: postcard of the pairs, sorted by key, built in one buffer.
+/// The encoding built in one buffer: the format tag, then postcard of the (key, record)
+/// pairs sorted by key.
 fn old_encoding(kv: &Kv) -> Vec<u8> {
     let mut pairs: Vec<(ByteBuf, ByteBuf)> = (kv.iter())
-        .map(|(k, v)| (ByteBuf::from(k.to_vec()), ByteBuf::from(v.to_vec())))
+        .map(|(k, v)| (ByteBuf::from(k.to_vec()), ByteBuf::from(v.to_record())))
         .collect();
     pairs.sort();
-    postcard::to_allocvec(&pairs).unwrap()
+    postcard::to_extend(&pairs, b"\xf0KV2".to_vec()).unwrap()
 }
 
 #[test]

@@ -7,33 +7,23 @@ use crate::Protocol;
 /// means (and whether the router supports, say, `SET ... NX`) is the router's business.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `GET key`.
-    Get { key: Vec<u8> },
-    /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`.
-    Set {
-        key: Vec<u8>,
-        value: Vec<u8>,
-        options: SetOptions,
+    /// A key/value command (`GET`, `SET`, `EXPIRE`, `SCAN` …: every command whose spec has no
+    /// parser), passed on as its arguments (the name first) for the service's engine to parse
+    /// and run, as Redis parses a command's options when it runs it. `name` is the spec's.
+    Data {
+        name: &'static str,
+        args: Vec<Vec<u8>>,
     },
-    /// `APPEND key value`.
-    Append { key: Vec<u8>, value: Vec<u8> },
-    /// `DEL key [key ...]`.
-    Del { keys: Vec<Vec<u8>> },
-    /// `EXISTS key [key ...]` (a key named twice counts twice, in Redis).
-    Exists { keys: Vec<Vec<u8>> },
-    /// `MGET key [key ...]`.
-    MGet { keys: Vec<Vec<u8>> },
-    /// `MSET key value [key value ...]`.
-    MSet { pairs: Vec<(Vec<u8>, Vec<u8>)> },
-    /// `INCR key`.
-    Incr { key: Vec<u8> },
-    /// `INCRBY key delta`.
-    IncrBy { key: Vec<u8>, delta: i64 },
-    /// `DECR key`.
-    Decr { key: Vec<u8> },
-    /// `DECRBY key delta`; `delta` is never `i64::MIN`, whose negation overflows (Redis's
-    /// "decrement would overflow" is reported by the parser).
-    DecrBy { key: Vec<u8>, delta: i64 },
+    /// `MULTI`.
+    Multi,
+    /// `EXEC`.
+    Exec,
+    /// `DISCARD`.
+    Discard,
+    /// `WATCH key [key ...]`.
+    Watch { keys: Vec<Vec<u8>> },
+    /// `UNWATCH`.
+    Unwatch,
     /// `PING [message]`: replies `+PONG`, or the message as a bulk string.
     Ping { message: Option<Vec<u8>> },
     /// `ECHO message`.
@@ -57,12 +47,6 @@ pub enum Command {
     Hello(Hello),
     /// `CONFIG GET parameter [parameter ...]` (glob patterns).
     ConfigGet { patterns: Vec<Vec<u8>> },
-    /// `DBSIZE`.
-    DbSize,
-    /// `FLUSHALL [ASYNC|SYNC]`.
-    FlushAll { mode: FlushMode },
-    /// `FLUSHDB [ASYNC|SYNC]`.
-    FlushDb { mode: FlushMode },
 }
 
 /// The options of `SET`. Redis's rules for combining them are enforced by the parser: at most
@@ -151,34 +135,17 @@ pub struct Hello {
     pub setname: Option<Vec<u8>>,
 }
 
-/// `FLUSHALL`/`FLUSHDB`'s mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FlushMode {
-    /// No argument: the server's default (`lazyfree-lazy-user-flush`).
-    #[default]
-    Default,
-    /// `SYNC`.
-    Sync,
-    /// `ASYNC`.
-    Async,
-}
-
 impl Command {
     /// The command's name as Redis reports it in errors and `COMMAND INFO`: lower case, with
     /// `|subcommand` for container commands (`client|setname`).
     pub fn name(&self) -> &'static str {
         match self {
-            Command::Get { .. } => "get",
-            Command::Set { .. } => "set",
-            Command::Append { .. } => "append",
-            Command::Del { .. } => "del",
-            Command::Exists { .. } => "exists",
-            Command::MGet { .. } => "mget",
-            Command::MSet { .. } => "mset",
-            Command::Incr { .. } => "incr",
-            Command::IncrBy { .. } => "incrby",
-            Command::Decr { .. } => "decr",
-            Command::DecrBy { .. } => "decrby",
+            Command::Data { name, .. } => name,
+            Command::Multi => "multi",
+            Command::Exec => "exec",
+            Command::Discard => "discard",
+            Command::Watch { .. } => "watch",
+            Command::Unwatch => "unwatch",
             Command::Ping { .. } => "ping",
             Command::Echo { .. } => "echo",
             Command::Info { .. } => "info",
@@ -189,9 +156,6 @@ impl Command {
             Command::Client(c) => c.name(),
             Command::Hello(_) => "hello",
             Command::ConfigGet { .. } => "config|get",
-            Command::DbSize => "dbsize",
-            Command::FlushAll { .. } => "flushall",
-            Command::FlushDb { .. } => "flushdb",
         }
     }
 
@@ -199,17 +163,13 @@ impl Command {
     /// Empty for commands that touch no key (or all of them, like `FLUSHALL`).
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
-            Command::Get { key }
-            | Command::Set { key, .. }
-            | Command::Append { key, .. }
-            | Command::Incr { key }
-            | Command::IncrBy { key, .. }
-            | Command::Decr { key }
-            | Command::DecrBy { key, .. } => vec![key],
-            Command::Del { keys } | Command::Exists { keys } | Command::MGet { keys } => {
-                keys.iter().map(Vec::as_slice).collect()
-            }
-            Command::MSet { pairs } => pairs.iter().map(|(k, _)| k.as_slice()).collect(),
+            Command::Data { name, args } => match crate::parse::find_command(name.as_bytes()) {
+                Some(spec) => (spec.key_positions(args.len()))
+                    .map(|i| args[i].as_slice())
+                    .collect(),
+                None => Vec::new(),
+            },
+            Command::Watch { keys } => keys.iter().map(Vec::as_slice).collect(),
             _ => Vec::new(),
         }
     }

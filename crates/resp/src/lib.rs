@@ -14,7 +14,7 @@
 //! while let Some((args, used)) = decoder.decode(&buf).expect("valid RESP") {
 //!     buf.drain(..used);
 //!     let reply = match Command::from_args(args) {
-//!         Ok(Command::Get { .. }) => Value::Null,
+//!         Ok(Command::Data { name: "get", .. }) => Value::Null,
 //!         Ok(Command::Ping { message: None }) => Value::simple("PONG"),
 //!         Ok(_) => Value::ok(),
 //!         Err(e) => e.to_value(),
@@ -78,13 +78,12 @@ mod reply;
 mod value;
 
 pub use command::{
-    ClientAttr, ClientCommand, Command, CommandQuery, Expiry, FlushMode, Hello, SetCondition,
-    SetOptions,
+    ClientAttr, ClientCommand, Command, CommandQuery, Expiry, Hello, SetCondition, SetOptions,
 };
 pub use command_error::CommandError;
 pub use decoder::{Decoder, Limits, Request};
 pub use error::{Byte, RespError};
 pub use num::parse_i64;
-pub use parse::{CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG};
+pub use parse::{find_command, CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG};
 pub use reply::{decode_value, MAX_REPLY_DEPTH};
 pub use value::{encode, format_double, Protocol, Value};

@@ -2,8 +2,7 @@
 //! per command.
 
 use crate::command::{
-    ClientAttr, ClientCommand, Command, CommandQuery, Expiry, FlushMode, Hello, SetCondition,
-    SetOptions,
+    ClientAttr, ClientCommand, Command, CommandQuery, Expiry, Hello, SetCondition, SetOptions,
 };
 use crate::command_error::lossy;
 use crate::num::parse_i64;
@@ -37,8 +36,10 @@ pub struct CommandSpec {
     pub summary: &'static str,
     /// A container command's subcommands (`CLIENT`'s `client|setname` …); empty otherwise.
     pub subcommands: &'static [CommandSpec],
-    /// Turns arguments that passed the arity check into a command.
-    parse: Parser,
+    /// Turns arguments that passed the arity check into a command; `None` for a key/value
+    /// command, which is passed on as its arguments ([`Command::Data`]) for the service's
+    /// engine to parse and run, as Redis parses a command's options when it runs it.
+    parse: Option<Parser>,
 }
 
 const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
@@ -51,7 +52,22 @@ const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
         since: "",
         summary: "",
         subcommands: &[],
-        parse,
+        parse: Some(parse),
+    }
+}
+
+/// A key/value command: its arguments go to the service's engine as they are.
+const fn data(name: &'static str, arity: i32) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags: &[],
+        keys: (0, 0, 0),
+        group: "",
+        since: "",
+        summary: "",
+        subcommands: &[],
+        parse: None,
     }
 }
 
@@ -106,69 +122,180 @@ const NO_AUTH: &[&str] = &[
 /// The top-level commands, the most frequent first since lookup is a linear scan (which beats
 /// hashing for two dozen short names).
 pub const COMMANDS: &[CommandSpec] = &[
-    spec("get", 2, |a| Ok(Command::Get { key: take(a, 1) }))
+    data("get", 2)
         .flags(READ_FAST)
         .keys(1, 1, 1)
         .doc("string", "1.0.0", "Get the value of a key"),
-    spec("set", -3, parse_set)
+    data("set", -3)
         .flags(&["write", "denyoom"])
         .keys(1, 1, 1)
         .doc("string", "1.0.0", "Set the string value of a key"),
-    spec("mget", -2, |a| Ok(Command::MGet { keys: rest(a, 1) }))
+    data("mget", -2)
         .flags(READ_FAST)
         .keys(1, -1, 1)
         .doc("string", "1.0.0", "Get the values of all the given keys"),
-    spec("mset", -3, parse_mset)
+    data("mset", -3)
         .flags(&["write", "denyoom"])
         .keys(1, -1, 2)
         .doc("string", "1.0.1", "Set multiple keys to multiple values"),
-    spec("del", -2, |a| Ok(Command::Del { keys: rest(a, 1) }))
+    data("msetnx", -3)
+        .flags(&["write", "denyoom"])
+        .keys(1, -1, 2)
+        .doc("string", "1.0.1", "Set multiple keys to multiple values, only if none of the keys exist"),
+    data("setnx", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Set the value of a key, only if the key does not exist"),
+    data("setex", 4)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("string", "2.0.0", "Set the value and expiration of a key"),
+    data("psetex", 4)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("string", "2.6.0", "Set the value and expiration in milliseconds of a key"),
+    data("getset", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Set the string value of a key and return its old value"),
+    data("getdel", 2)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("string", "6.2.0", "Get the value of a key and delete the key"),
+    data("getex", -2)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("string", "6.2.0", "Get the value of a key and optionally set its expiration"),
+    data("append", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "2.0.0", "Append a value to a key"),
+    data("strlen", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "2.2.0", "Get the length of the value stored in a key"),
+    data("setrange", 4)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("string", "2.2.0", "Overwrite part of a string at key starting at the specified offset"),
+    data("getrange", 4)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("string", "2.4.0", "Get a substring of the string stored at a key"),
+    data("substr", 4)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Get a substring of the string stored at a key"),
+    data("incr", 2)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Increment the integer value of a key by one"),
+    data("incrby", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Increment the integer value of a key by the given amount"),
+    data("decr", 2)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Decrement the integer value of a key by one"),
+    data("decrby", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "1.0.0", "Decrement the integer value of a key by the given number"),
+    data("incrbyfloat", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("string", "2.6.0", "Increment the float value of a key by the given amount"),
+    data("lcs", -3)
+        .flags(&["readonly"])
+        .keys(1, 2, 1)
+        .doc("string", "7.0.0", "Find longest common substring"),
+    data("del", -2)
         .flags(&["write"])
         .keys(1, -1, 1)
         .doc("generic", "1.0.0", "Delete a key"),
-    spec("exists", -2, |a| Ok(Command::Exists { keys: rest(a, 1) }))
+    data("unlink", -2)
+        .flags(&["write", "fast"])
+        .keys(1, -1, 1)
+        .doc("generic", "4.0.0", "Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking."),
+    data("exists", -2)
         .flags(READ_FAST)
         .keys(1, -1, 1)
         .doc("generic", "1.0.0", "Determine if a key exists"),
-    spec("incr", 2, |a| Ok(Command::Incr { key: take(a, 1) }))
+    data("touch", -2)
+        .flags(READ_FAST)
+        .keys(1, -1, 1)
+        .doc("generic", "3.2.1", "Alters the last access time of a key(s). Returns the number of existing keys specified."),
+    data("type", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("generic", "1.0.0", "Determine the type stored at key"),
+    data("rename", 3)
+        .flags(&["write"])
+        .keys(1, 2, 1)
+        .doc("generic", "1.0.0", "Rename a key"),
+    data("renamenx", 3)
+        .flags(WRITE_FAST)
+        .keys(1, 2, 1)
+        .doc("generic", "1.0.0", "Rename a key, only if the new key does not exist"),
+    data("copy", -3)
+        .flags(&["write", "denyoom"])
+        .keys(1, 2, 1)
+        .doc("generic", "6.2.0", "Copy a key"),
+    data("expire", -3)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("generic", "1.0.0", "Set a key's time to live in seconds"),
+    data("pexpire", -3)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("generic", "2.6.0", "Set a key's time to live in milliseconds"),
+    data("expireat", -3)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("generic", "1.2.0", "Set the expiration for a key as a UNIX timestamp"),
+    data("pexpireat", -3)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("generic", "2.6.0", "Set the expiration for a key as a UNIX timestamp specified in milliseconds"),
+    data("ttl", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("generic", "1.0.0", "Get the time to live for a key in seconds"),
+    data("pttl", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("generic", "2.6.0", "Get the time to live for a key in milliseconds"),
+    data("expiretime", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("generic", "7.0.0", "Get the expiration Unix timestamp for a key"),
+    data("pexpiretime", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("generic", "7.0.0", "Get the expiration Unix timestamp for a key in milliseconds"),
+    data("persist", 2)
         .flags(WRITE_FAST)
         .keys(1, 1, 1)
-        .doc(
-            "string",
-            "1.0.0",
-            "Increment the integer value of a key by one",
-        ),
-    spec("incrby", 3, parse_incrby)
-        .flags(WRITE_FAST)
-        .keys(1, 1, 1)
-        .doc(
-            "string",
-            "1.0.0",
-            "Increment the integer value of a key by the given amount",
-        ),
-    spec("decr", 2, |a| Ok(Command::Decr { key: take(a, 1) }))
-        .flags(WRITE_FAST)
-        .keys(1, 1, 1)
-        .doc(
-            "string",
-            "1.0.0",
-            "Decrement the integer value of a key by one",
-        ),
-    spec("decrby", 3, parse_decrby)
-        .flags(WRITE_FAST)
-        .keys(1, 1, 1)
-        .doc(
-            "string",
-            "1.0.0",
-            "Decrement the integer value of a key by the given number",
-        ),
-    spec("append", 3, |a| {
-        let (key, value) = (take(a, 1), take(a, 2));
-        Ok(Command::Append { key, value })
-    })
-    .flags(WRITE_FAST)
-    .keys(1, 1, 1)
-    .doc("string", "2.0.0", "Append a value to a key"),
+        .doc("generic", "2.2.0", "Remove the expiration from a key"),
+    data("keys", 2)
+        .flags(&["readonly"])
+        .doc("generic", "1.0.0", "Find all keys matching the given pattern"),
+    data("scan", -2)
+        .flags(&["readonly"])
+        .doc("generic", "2.8.0", "Incrementally iterate the keys space"),
+    data("randomkey", 1)
+        .flags(&["readonly"])
+        .doc("generic", "1.0.0", "Return a random key from the keyspace"),
+    data("dbsize", 1)
+        .flags(READ_FAST)
+        .doc("server", "1.0.0", "Return the number of keys in the selected database"),
+    data("flushall", -1)
+        .flags(&["write"])
+        .doc("server", "1.0.0", "Remove all keys from all databases"),
+    data("flushdb", -1)
+        .flags(&["write"])
+        .doc("server", "1.0.0", "Remove all keys from the current database"),
     spec("ping", -1, parse_ping)
         .flags(&["fast"])
         .doc("connection", "1.0.0", "Ping the server"),
@@ -230,25 +357,26 @@ pub const COMMANDS: &[CommandSpec] = &[
             "A container for server configuration commands",
         )
         .subcommands(CONFIG),
-    spec("dbsize", 1, |_| Ok(Command::DbSize))
-        .flags(READ_FAST)
+    spec("multi", 1, |_| Ok(Command::Multi))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .doc("transactions", "1.2.0", "Mark the start of a transaction block"),
+    spec("exec", 1, |_| Ok(Command::Exec))
+        .flags(&["noscript", "loading", "stale", "skip_slowlog"])
+        .doc("transactions", "1.2.0", "Execute all commands issued after MULTI"),
+    spec("discard", 1, |_| Ok(Command::Discard))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .doc("transactions", "2.0.0", "Discard all commands issued after MULTI"),
+    spec("watch", -2, |a| Ok(Command::Watch { keys: rest(a, 1) }))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .keys(1, -1, 1)
         .doc(
-            "server",
-            "1.0.0",
-            "Return the number of keys in the selected database",
+            "transactions",
+            "2.2.0",
+            "Watch the given keys to determine execution of the MULTI/EXEC block",
         ),
-    spec("flushall", -1, |a| {
-        Ok(Command::FlushAll { mode: flush(a)? })
-    })
-    .flags(&["write"])
-    .doc("server", "1.0.0", "Remove all keys from all databases"),
-    spec("flushdb", -1, |a| Ok(Command::FlushDb { mode: flush(a)? }))
-        .flags(&["write"])
-        .doc(
-            "server",
-            "1.0.0",
-            "Remove all keys from the current database",
-        ),
+    spec("unwatch", 1, |_| Ok(Command::Unwatch))
+        .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
+        .doc("transactions", "2.2.0", "Forget about all watched keys"),
 ];
 
 /// `CLIENT` subcommands (arity counts `CLIENT` and the subcommand).
@@ -366,7 +494,46 @@ fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError
     if !spec.subcommands.is_empty() && args.len() > 1 {
         return sub(args, spec.name, spec.subcommands);
     }
-    (spec.parse)(args)
+    match spec.parse {
+        Some(parse) => parse(args),
+        None => Ok(Command::Data {
+            name: spec.name,
+            args: args.iter_mut().map(std::mem::take).collect(),
+        }),
+    }
+}
+
+/// The spec of the top-level command `name` (any case).
+pub fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup(COMMANDS, "", name)
+}
+
+impl CommandSpec {
+    /// Whether the command only reads (Redis's `readonly` flag).
+    pub fn is_read_only(&self) -> bool {
+        self.flags.contains(&"readonly")
+    }
+
+    /// Whether the command's arguments go to the service's engine ([`Command::Data`]).
+    pub fn is_data(&self) -> bool {
+        self.parse.is_none()
+    }
+
+    /// The positions of the key arguments among `nargs` arguments (the name at 0), by the
+    /// spec's key range: Redis's `(first, last, step)`, a negative last counted from the end.
+    pub fn key_positions(&self, nargs: usize) -> impl Iterator<Item = usize> {
+        let (first, last, step) = self.keys;
+        let (first, nargs) = (i64::from(first), nargs as i64);
+        let last = if last < 0 {
+            nargs + i64::from(last)
+        } else {
+            i64::from(last)
+        };
+        let end = if first <= 0 { first } else { last.min(nargs - 1) + 1 };
+        (first.max(0)..end.max(first.max(0)))
+            .step_by(step.max(1) as usize)
+            .map(|i| i as usize)
+    }
 }
 
 /// A container's parser, never called: its arity (at least 2) means a subcommand is always
@@ -405,36 +572,6 @@ fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-fn parse_incrby(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
-    let delta = int(&args[2])?;
-    Ok(Command::IncrBy {
-        key: take(args, 1),
-        delta,
-    })
-}
-
-fn parse_decrby(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
-    let delta = int(&args[2])?;
-    if delta == i64::MIN {
-        return Err(CommandError::DecrementOverflow);
-    }
-    Ok(Command::DecrBy {
-        key: take(args, 1),
-        delta,
-    })
-}
-
-fn parse_mset(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
-    if args.len().is_multiple_of(2) {
-        return Err(CommandError::WrongArity("mset"));
-    }
-    let pairs = args[1..]
-        .chunks_exact_mut(2)
-        .map(|kv| (std::mem::take(&mut kv[0]), std::mem::take(&mut kv[1])))
-        .collect();
-    Ok(Command::MSet { pairs })
-}
-
 fn parse_ping(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
     match args.len() {
         1 => Ok(Command::Ping { message: None }),
@@ -456,15 +593,6 @@ fn parse_auth(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
             password: take(args, 2),
         }),
         // Redis answers a syntax error here, not an arity error.
-        _ => Err(CommandError::Syntax),
-    }
-}
-
-fn flush(args: &[Vec<u8>]) -> Result<FlushMode, CommandError> {
-    match args {
-        [_] => Ok(FlushMode::Default),
-        [_, mode] if is(mode, "sync") => Ok(FlushMode::Sync),
-        [_, mode] if is(mode, "async") => Ok(FlushMode::Async),
         _ => Err(CommandError::Syntax),
     }
 }
@@ -518,45 +646,45 @@ fn parse_hello(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
 
 /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`, in Redis's order: first
 /// the option words (any conflict is a syntax error), then the expiry number.
-fn parse_set(args: &mut [Vec<u8>]) -> Result<Command, CommandError> {
-    let mut options = SetOptions::default();
-    // The expiry's unit and the index of its number, parsed after all the words.
-    let mut expiry: Option<(&str, usize)> = None;
-    let mut keep_ttl = false;
-    let mut i = 3;
-    while i < args.len() {
-        let word = &args[i];
-        let has_value = i + 1 < args.len();
-        if is(word, "nx") && options.condition != Some(SetCondition::IfPresent) {
-            options.condition = Some(SetCondition::IfAbsent);
-        } else if is(word, "xx") && options.condition != Some(SetCondition::IfAbsent) {
-            options.condition = Some(SetCondition::IfPresent);
-        } else if is(word, "get") {
-            options.get = true;
-        } else if is(word, "keepttl") && expiry.is_none() {
-            keep_ttl = true;
-        } else if let Some(unit) = expiry_unit(word).filter(|_| has_value && !keep_ttl) {
-            if expiry.is_some_and(|(u, _)| u != unit) {
+impl SetOptions {
+    /// `SET`'s options: the arguments after the key and the value. Redis's rules: at most
+    /// one of NX/XX and one expiry (the same unit may repeat, the last wins), KEEPTTL only
+    /// without an expiry, every number an integer (else "not an integer") and positive, and
+    /// seconds small enough in milliseconds (else "invalid expire time").
+    pub fn parse<A: AsRef<[u8]>>(words: &[A]) -> Result<SetOptions, CommandError> {
+        let mut options = SetOptions::default();
+        let mut expiry: Option<(&str, usize)> = None;
+        let mut keep_ttl = false;
+        let mut i = 0;
+        while i < words.len() {
+            let word = words[i].as_ref();
+            let has_value = i + 1 < words.len();
+            if is(word, "nx") && options.condition != Some(SetCondition::IfPresent) {
+                options.condition = Some(SetCondition::IfAbsent);
+            } else if is(word, "xx") && options.condition != Some(SetCondition::IfAbsent) {
+                options.condition = Some(SetCondition::IfPresent);
+            } else if is(word, "get") {
+                options.get = true;
+            } else if is(word, "keepttl") && expiry.is_none() {
+                keep_ttl = true;
+            } else if let Some(unit) = expiry_unit(word).filter(|_| has_value && !keep_ttl) {
+                if expiry.is_some_and(|(u, _)| u != unit) {
+                    return Err(CommandError::Syntax);
+                }
+                expiry = Some((unit, i + 1));
+                i += 1;
+            } else {
                 return Err(CommandError::Syntax);
             }
-            expiry = Some((unit, i + 1));
             i += 1;
-        } else {
-            return Err(CommandError::Syntax);
         }
-        i += 1;
+        options.expiry = match expiry {
+            Some((unit, at)) => Some(set_expiry(unit, words[at].as_ref())?),
+            None if keep_ttl => Some(Expiry::KeepTtl),
+            None => None,
+        };
+        Ok(options)
     }
-    options.expiry = match expiry {
-        Some((unit, at)) => Some(set_expiry(unit, &args[at])?),
-        None if keep_ttl => Some(Expiry::KeepTtl),
-        None => None,
-    };
-    let (key, value) = (take(args, 1), take(args, 2));
-    Ok(Command::Set {
-        key,
-        value,
-        options,
-    })
 }
 
 fn expiry_unit(word: &[u8]) -> Option<&'static str> {

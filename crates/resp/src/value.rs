@@ -34,6 +34,7 @@ impl Protocol {
 /// RESP2 form on a RESP2 connection (see [`encode`]), so the router can build one value and
 /// send it to either kind of client.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Value {
     /// `+OK`. Must not contain CR or LF; [`encode`] replaces them with spaces, as Redis does,
     /// so that a reply echoing user input cannot break the framing.
@@ -66,6 +67,11 @@ pub enum Value {
     /// RESP3 `>` out-of-band data (pub/sub messages); in RESP2 an array.
     Push(Vec<Value>),
 }
+
+/// Equality as a reply's bytes compare: replies are compared in tests and in exactly-once
+/// records, where a double is a value a command computed, never NaN (Redis replies "nan" only
+/// as a bulk string), so `==` is reflexive on every reply that exists.
+impl Eq for Value {}
 
 impl Value {
     /// `+OK`.

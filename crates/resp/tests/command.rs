@@ -1,7 +1,7 @@
 //! Command parsing: every command, case-insensitivity, and Redis's exact error wording.
 
 use flotilla_resp::{
-    ClientAttr, ClientCommand, Command, CommandError, CommandQuery, Expiry, FlushMode, Hello,
+    ClientAttr, ClientCommand, Command, CommandError, CommandQuery, Expiry, Hello,
     Protocol, SetCondition, SetOptions, COMMANDS,
 };
 
@@ -22,77 +22,65 @@ fn err(line: &str) -> String {
     }
 }
 
+/// `SET`'s options in `line` (`SET k v …`).
+fn set(line: &str) -> SetOptions {
+    SetOptions::parse(&args(line)[3..]).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+fn set_err(line: &str) -> String {
+    match SetOptions::parse(&args(line)[3..]) {
+        Err(e) => e.to_string(),
+        Ok(o) => panic!("{line:?} parsed as {o:?}"),
+    }
+}
+
 fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
+/// Key/value commands are passed on whole, for the engine to parse: only the name (found in
+/// any case) and the arity are checked here.
 #[test]
-fn key_value_commands() {
-    assert_eq!(parse("GET k"), Command::Get { key: b("k") });
-    assert_eq!(
-        parse("append k v"),
-        Command::Append {
-            key: b("k"),
-            value: b("v")
-        }
-    );
-    assert_eq!(
-        parse("DEL a b"),
-        Command::Del {
-            keys: vec![b("a"), b("b")]
-        }
-    );
-    assert_eq!(
-        parse("exists a a"),
-        Command::Exists {
-            keys: vec![b("a"), b("a")]
-        }
-    );
-    assert_eq!(parse("MGET a"), Command::MGet { keys: vec![b("a")] });
-    assert_eq!(
-        parse("MSET a 1 b 2"),
-        Command::MSet {
-            pairs: vec![(b("a"), b("1")), (b("b"), b("2"))]
-        }
-    );
-    assert_eq!(parse("INCR n"), Command::Incr { key: b("n") });
-    assert_eq!(parse("DECR n"), Command::Decr { key: b("n") });
-    assert_eq!(
-        parse("INCRBY n -5"),
-        Command::IncrBy {
-            key: b("n"),
-            delta: -5
-        }
-    );
-    assert_eq!(
-        parse("DECRBY n 7"),
-        Command::DecrBy {
-            key: b("n"),
-            delta: 7
-        }
-    );
+fn key_value_commands_pass_as_their_arguments() {
+    for line in [
+        "GET k",
+        "append k v",
+        "DEL a b",
+        "exists a a",
+        "MGET a",
+        "MSET a 1 b 2",
+        "INCR n",
+        "INCRBY n -5",
+        "SET k v NX BOGUS",
+        "EXPIRE k 10 GT",
+        "SCAN 0 MATCH * COUNT 5",
+        "DBSIZE",
+        "FLUSHALL later",
+    ] {
+        let name = line.split(' ').next().unwrap().to_lowercase();
+        let Command::Data { name: got, args: a } = parse(line) else {
+            panic!("{line}: not a data command")
+        };
+        assert_eq!(got, name, "{line}");
+        assert_eq!(a, args(line), "{line}");
+    }
 }
 
 #[test]
 fn names_are_case_insensitive() {
     for name in ["get", "GET", "Get", "gEt"] {
-        assert_eq!(parse(&format!("{name} k")), Command::Get { key: b("k") });
+        assert_eq!(parse(&format!("{name} k")).name(), "get");
     }
     assert_eq!(
         parse("client SetName me"),
         Command::Client(ClientCommand::SetName { name: b("me") })
     );
-    assert_eq!(parse("set k v nx Get"), parse("SET k v NX GET"));
+    assert_eq!(set("set k v nx Get"), set("SET k v NX GET"));
 }
 
 #[test]
 fn plain_set_and_its_options() {
-    let set = |options| Command::Set {
-        key: b("k"),
-        value: b("v"),
-        options,
-    };
-    assert_eq!(parse("SET k v"), set(SetOptions::default()));
+    assert_eq!(set("SET k v"), SetOptions::default());
     let cases = [
         ("SET k v NX", Some(SetCondition::IfAbsent), false, None),
         ("SET k v XX GET", Some(SetCondition::IfPresent), true, None),
@@ -117,12 +105,12 @@ fn plain_set_and_its_options() {
     ];
     for (line, condition, get, expiry) in cases {
         assert_eq!(
-            parse(line),
-            set(SetOptions {
+            set(line),
+            SetOptions {
                 condition,
                 get,
                 expiry
-            }),
+            },
             "{line}"
         );
     }
@@ -140,14 +128,14 @@ fn set_option_errors_match_redis() {
         "SET k v BOGUS",
         "SET k v EX x NX XX",
     ] {
-        assert_eq!(err(line), "ERR syntax error", "{line}");
+        assert_eq!(set_err(line), "ERR syntax error", "{line}");
     }
     assert_eq!(
-        err("SET k v EX x"),
+        set_err("SET k v EX x"),
         "ERR value is not an integer or out of range"
     );
     assert_eq!(
-        err("SET k v PX 1.5"),
+        set_err("SET k v PX 1.5"),
         "ERR value is not an integer or out of range"
     );
     for line in [
@@ -156,7 +144,7 @@ fn set_option_errors_match_redis() {
         "SET k v EX 9223372036854776",
     ] {
         assert_eq!(
-            err(line),
+            set_err(line),
             "ERR invalid expire time in 'set' command",
             "{line}"
         );
@@ -166,9 +154,6 @@ fn set_option_errors_match_redis() {
 #[test]
 fn number_errors_match_redis() {
     for line in [
-        "INCRBY n x",
-        "INCRBY n 01",
-        "INCRBY n 9223372036854775808",
         "SELECT one",
     ] {
         assert_eq!(
@@ -177,10 +162,6 @@ fn number_errors_match_redis() {
             "{line}"
         );
     }
-    assert_eq!(
-        err("DECRBY n -9223372036854775808"),
-        "ERR decrement would overflow"
-    );
 }
 
 #[test]
@@ -217,26 +198,6 @@ fn connection_commands() {
             sections: vec![b("server"), b("keyspace")]
         }
     );
-    assert_eq!(parse("DBSIZE"), Command::DbSize);
-    assert_eq!(
-        parse("FLUSHALL"),
-        Command::FlushAll {
-            mode: FlushMode::Default
-        }
-    );
-    assert_eq!(
-        parse("flushall async"),
-        Command::FlushAll {
-            mode: FlushMode::Async
-        }
-    );
-    assert_eq!(
-        parse("FLUSHDB SYNC"),
-        Command::FlushDb {
-            mode: FlushMode::Sync
-        }
-    );
-    assert_eq!(err("FLUSHALL later"), "ERR syntax error");
 }
 
 #[test]
@@ -360,7 +321,6 @@ fn arity_errors_use_redis_wording() {
         ("get a b", "get"),
         ("SET k", "set"),
         ("MSET a", "mset"),
-        ("MSET a 1 b", "mset"),
         ("DEL", "del"),
         ("INCRBY n", "incrby"),
         ("PING a b", "ping"),
@@ -426,13 +386,11 @@ fn from_args_moves_binary_values() {
     let cmd = Command::from_args(vec![b("SET"), b("k"), value.clone()]).unwrap();
     assert_eq!(
         cmd,
-        Command::Set {
-            key: b("k"),
-            value,
-            options: SetOptions::default()
+        Command::Data {
+            name: "set",
+            args: vec![b("SET"), b("k"), value]
         }
     );
-    assert_eq!(cmd.name(), "set");
 }
 
 #[test]

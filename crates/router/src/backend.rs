@@ -100,6 +100,14 @@ impl Backend {
         }
     }
 
+    /// How many shards, for a sharded cluster.
+    pub(crate) fn nshards(&self) -> Option<usize> {
+        match self {
+            Backend::Group(_) => None,
+            Backend::Sharded(c) => Some(c.nshards()),
+        }
+    }
+
     /// INFO's line on the service: how many replicas, or shards, are behind the router.
     pub(crate) fn info_line(&self) -> String {
         match self {
@@ -107,4 +115,14 @@ impl Backend {
             Backend::Sharded(c) => format!("flotilla_shards:{}", c.nshards()),
         }
     }
+}
+
+/// A key in shard `shard` of `nshards`: what routes a keyless command (`DBSIZE` …) to that
+/// shard. A hash tag, so that the key is found in a few tries and never collides with a
+/// user's key in meaning (it is only routed on, never stored).
+pub(crate) fn route_key(shard: usize, nshards: usize) -> Vec<u8> {
+    (0u64..)
+        .map(|i| format!("{{flotilla-shard-{i}}}").into_bytes())
+        .find(|k| flotilla_shardkv::key_shard(k, nshards) == shard)
+        .expect("some key hashes to every shard")
 }

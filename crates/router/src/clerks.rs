@@ -14,6 +14,39 @@ use crate::conn::Conn;
 use crate::listener::Router;
 
 impl Router {
+    /// How many shards, for a sharded cluster (`None`: one group).
+    pub(crate) fn nshards(&self) -> Option<usize> {
+        self.kv.nshards()
+    }
+
+    /// The shard of `key` (0 on a single group).
+    pub(crate) fn shard_of(&self, key: &[u8]) -> usize {
+        self.nshards()
+            .map_or(0, |n| flotilla_shardkv::key_shard(key, n))
+    }
+
+    /// The distinct shards of `keys`, in order of first appearance.
+    pub(crate) fn shards_of<'a>(&self, keys: impl Iterator<Item = &'a [u8]>) -> Vec<usize> {
+        let mut shards = Vec::new();
+        for k in keys {
+            let s = self.shard_of(k);
+            if !shards.contains(&s) {
+                shards.push(s);
+            }
+        }
+        shards
+    }
+
+    /// The key that routes a keyless command to `shard` (computed once per shard).
+    pub(crate) fn route_key(&self, shard: usize) -> Vec<u8> {
+        let n = self.nshards().unwrap_or(1);
+        let mut keys = self.route_keys.lock().expect("route keys lock");
+        if keys.len() != n {
+            *keys = (0..n).map(|s| crate::backend::route_key(s, n)).collect();
+        }
+        keys[shard].clone()
+    }
+
     /// A clerk for a connection: an idle one, else a new one.
     async fn clerk(&self) -> ClientId {
         let reused = self.idle_clerks.lock().expect("idle clerks lock").pop();

@@ -1,9 +1,9 @@
 //! What the router knows of one client connection: the state its commands read and change.
 //!
 //! State a command family keeps per connection is a field here (as `CLIENT SETNAME` keeps
-//! `name`); a `MULTI`'s queue of commands and a `WATCH`'s keys would be too.
+//! `name`, and `MULTI` its queue of commands).
 
-use flotilla_resp::Protocol;
+use flotilla_resp::{Command, Protocol};
 use flotilla_rsm::ClientId;
 
 /// One client connection's state.
@@ -23,6 +23,20 @@ pub(crate) struct Conn {
     /// More clerks, for the groups' parts of a multi-key command that run alongside the
     /// first (sharded only); kept for the connection's next such command.
     pub(crate) extra: Vec<ClientId>,
+    /// Open from `MULTI` to `EXEC` or `DISCARD`.
+    pub(crate) tx: Option<Transaction>,
+    /// `WATCH`ed keys with the versions they had then; cleared by EXEC, DISCARD, UNWATCH.
+    pub(crate) watched: Vec<(Vec<u8>, u64)>,
+}
+
+/// A transaction being queued.
+#[derive(Default)]
+pub(crate) struct Transaction {
+    pub(crate) queued: Vec<Command>,
+    /// A command was refused while queueing: EXEC discards the transaction.
+    pub(crate) failed: bool,
+    /// The shard of the keys queued so far (sharded clusters).
+    pub(crate) shard: Option<usize>,
 }
 
 impl Conn {
@@ -37,6 +51,8 @@ impl Conn {
             name: None,
             clerk: None,
             extra: Vec::new(),
+            tx: None,
+            watched: Vec::new(),
         }
     }
 }

@@ -46,19 +46,16 @@
 //!
 //! ## Adding a command
 //!
-//! 1. Parse it in `flotilla-resp` (a [`flotilla_resp::Command`] variant and its spec: arity,
-//!    and Redis's flags, key range and docs, which `COMMAND INFO`/`DOCS` report from there).
-//! 2. Write its handler in the file of its family under `cmd/` (a new family is a new file
-//!    and a `mod` line in `cmd/mod.rs`): a function from the router, the connection and the
-//!    command's fields to a reply.
-//! 3. Add its arm to the `match` in `cmd/mod.rs`; the match is exhaustive, so a command parsed
-//!    but not dispatched does not compile.
-//!    An arm that answers "not supported" puts the name in `UNSUPPORTED` there too, so that
-//!    `COMMAND` does not list it (the test `command_lists_what_dispatch_runs` checks both).
+//! * A key/value command: its spec in `flotilla-resp` (a `data` entry: arity, Redis's flags,
+//!   key range and docs) and its handler in `flotilla_kv::engine`; the router needs nothing
+//!   unless the command spans shards in a new way (`cmd/data.rs`).
+//! * Any other command: a [`flotilla_resp::Command`] variant with its spec, a handler in the
+//!   file of its family under `cmd/`, and its arm in the `match` in `cmd/mod.rs` (exhaustive,
+//!   so a command parsed but not dispatched does not compile).
 //!
 //! State a command keeps per connection (a `MULTI`'s queued commands, `WATCH`ed keys) is a
-//! field of `Conn`; a rule that holds back commands before they run (as authentication does,
-//! and as a `MULTI` queueing them would) goes in `cmd/mod.rs`'s `dispatch`, ahead of the match.
+//! field of `Conn`; a rule that holds back commands before they run (authentication, a
+//! `MULTI` queueing them) goes in `cmd/mod.rs`'s `dispatch`, ahead of the match.
 
 mod backend;
 mod clerks;

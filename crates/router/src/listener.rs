@@ -25,6 +25,8 @@ pub(crate) struct Router {
     /// entry in the service's exactly-once table, so reuse bounds the table by the most
     /// connections open at once instead of every connection ever made.
     pub(crate) idle_clerks: Mutex<Vec<ClientId>>,
+    /// A key routed to each shard, for keyless commands (`Router::route_key`).
+    pub(crate) route_keys: Mutex<Vec<Vec<u8>>>,
     /// The bytes of requests not yet answered that all connections share.
     pub(crate) budget: Budget,
     /// When the router started (INFO's `uptime_in_seconds`).
@@ -50,6 +52,7 @@ pub async fn run_router(
         connections: AtomicUsize::new(0),
         next_id: AtomicU64::new(1),
         idle_clerks: Mutex::new(Vec::new()),
+        route_keys: Mutex::new(Vec::new()),
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),

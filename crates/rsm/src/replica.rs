@@ -486,7 +486,7 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let w = entry.remove();
-            let reply = self.state.read(w.cmd, self.applied);
+            let reply = self.state.read(w.cmd, self.applied, wall_ms(ctx));
             ctx.send(
                 w.from,
                 Msg::Response(Response {

@@ -546,13 +546,21 @@ impl<S: StateMachine> Sessions<S> {
     /// outside the log (a read confirmed by ReadIndex or a lease): as for reads applied from
     /// the log, nothing is recorded in the table and nothing changes. It sees the replicated
     /// clock as of the last entry applied, `index`.
-    pub fn read(&mut self, cmd: S::Command, index: u64) -> S::Reply {
+    ///
+    /// The read sees time as `max(replicated clock, wall_ms)`, `wall_ms` the serving leader's
+    /// clock: a key that expired by the leader's clock is gone at once, though no entry has
+    /// moved the replicated clock past its expiry yet. The clock assumption is the lease's
+    /// (`flotilla_raft`'s `ReadMode::Lease`): leaders' clocks agree within the bound the
+    /// deployment assumes; a new leader whose clock is behind its predecessor's could show a
+    /// key the old one had hidden, for at most that skew. The max keeps a leader's reads from
+    /// going back before what its log already applied.
+    pub fn read(&mut self, cmd: S::Command, index: u64, wall_ms: u64) -> S::Reply {
         debug_assert!(
             S::is_read_only(&cmd),
             "a command that writes, read outside the log"
         );
         let at = ApplyCtx {
-            now_ms: self.clock_ms,
+            now_ms: self.clock_ms.max(wall_ms),
             index,
             limits: SessionLimits::default(),
         };

@@ -59,7 +59,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use flotilla_kv::{Kv, KvCommand, KvReply, Value};
+use flotilla_kv::{Kv, KvCommand, KvReply, Slot, Value};
 use flotilla_rsm::{
     Applied, ApplyCtx, Check, CheckDepth, ClientId, SessionLimits, SessionTable, SnapshotError,
     SnapshotJob, StateMachine,
@@ -119,7 +119,7 @@ struct Shard {
     /// empty) when it froze: pages are cut in that order, found by binary search, with no
     /// second copy of the data. Empty for every other shard. Shared: it never changes, so a
     /// snapshot job's view of it is a reference.
-    frozen: Arc<Vec<(Vec<u8>, Value)>>,
+    frozen: Arc<Vec<(Vec<u8>, Slot)>>,
 }
 
 /// Bytes a client's exactly-once record counts for in a page (its id, sequence number and a
@@ -197,7 +197,7 @@ impl ShardPage {
 impl Shard {
     /// Freezes the shard for hand-over: its data moves into `frozen`, sorted by key.
     fn freeze(&mut self) {
-        let mut pairs: Vec<(Vec<u8>, Value)> = self.kv.drain().collect();
+        let mut pairs: Vec<(Vec<u8>, Slot)> = self.kv.drain().collect();
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.frozen = Arc::new(pairs);
     }
@@ -224,14 +224,14 @@ impl Shard {
             PullCursor::Key(k) => self.frozen.partition_point(|(x, _)| x <= k),
             PullCursor::Session(_) => self.frozen.len(),
         };
-        for (key, value) in &self.frozen[first_key..] {
-            let size = key.len() + value.len();
+        for (key, slot) in &self.frozen[first_key..] {
+            let size = key.len() + slot.record_len() as usize;
             if !fits(used, size) {
                 return page;
             }
             used += size;
             page.kv
-                .push((ByteBuf::from(key.clone()), ByteBuf::from(value.to_vec())));
+                .push((ByteBuf::from(key.clone()), ByteBuf::from(slot.to_record())));
         }
         let after = match from {
             PullCursor::Session(c) => Some(*c),
@@ -435,12 +435,18 @@ impl ShardKv {
         if self.config.shards[s] != self.gid {
             return ShardReply::WrongGroup;
         }
+        // A command on many keys runs on one shard's store: the router sends only those whose
+        // keys share a shard (Redis Cluster's rule, with its words).
+        if (op.keys()).any(|k| key_shard(k, self.nshards()) != s) {
+            let crossslot = "CROSSSLOT Keys in request don't hash to the same slot";
+            return ShardReply::Kv(KvReply::Redis(flotilla_resp::Value::error(crossslot)));
+        }
         let shard = match self.shards.get_mut(&s) {
             Some((st, d)) if st.serves() => d,
             // Ours, but the data is still on its way.
             _ => return ShardReply::NotReady,
         };
-        if matches!(op, KvCommand::Get { .. }) {
+        if op.is_read_only() {
             return ShardReply::Kv(shard.kv.apply(op, at));
         }
         match shard.sessions.check(client, seq, after, at.now_ms) {
@@ -514,7 +520,6 @@ impl ShardKv {
         num: u64,
         shard: usize,
         page: ShardPage,
-        at: &ApplyCtx,
     ) -> ShardReply {
         if num != self.config.num || self.pulled.get(&shard) != Some(&page.from) {
             return ShardReply::Done;
@@ -527,9 +532,12 @@ impl ShardKv {
         let Some((st @ ShardState::Pulling, data)) = self.shards.get_mut(&shard) else {
             return ShardReply::Done;
         };
-        for (key, value) in page.kv {
-            let (key, value) = (key.into_vec(), Value::from(value.into_vec()));
-            data.kv.apply(KvCommand::Put { key, value }, at);
+        // A record that does not decode is skipped by every replica alike (the same bytes):
+        // no group of this build sends one.
+        for (key, record) in page.kv {
+            if let Some(slot) = Slot::from_record(Value::from(record.into_vec())) {
+                data.kv.insert_slot(key.into_vec(), slot);
+            }
         }
         data.sessions.raise_watermark(page.expired_through_ms);
         for record in page.sessions {
@@ -679,7 +687,7 @@ impl StateMachine for ShardKv {
             } => self.op(client, seq, after_ms, op, at),
             ShardCommand::Config(next) => self.reconfigure(next),
             ShardCommand::InstallPage { num, shard, page } => {
-                self.install_page(num, shard, page, at)
+                self.install_page(num, shard, page)
             }
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),
             ShardCommand::Confirmed { num, shards } => self.confirmed(num, &shards),
@@ -687,13 +695,7 @@ impl StateMachine for ShardKv {
     }
 
     fn is_read_only(cmd: &ShardCommand) -> bool {
-        matches!(
-            cmd,
-            ShardCommand::Op {
-                op: KvCommand::Get { .. },
-                ..
-            }
-        )
+        matches!(cmd, ShardCommand::Op { op, .. } if op.is_read_only())
     }
 
     fn validate(cmd: &ShardCommand) -> Result<(), ShardReply> {
@@ -873,7 +875,11 @@ mod invariant_tests {
         let (mut a, _) = groups();
         let (k0, k1) = (key_of(2, 0), key_of(2, 1));
         let (low, high) = if k0 < k1 { (k0, k1) } else { (k1, k0) };
-        let v = Value::from_static(b"v");
+        let v = Slot {
+            value: Value::from_static(b"v"),
+            expire_at: 0,
+            version: 1,
+        };
         shard(&mut a, 2).1.frozen = Arc::new(vec![(high, v.clone()), (low, v)]);
         a.check_invariants(CheckDepth::Quick);
         a.check_invariants(CheckDepth::Full);

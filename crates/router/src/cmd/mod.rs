@@ -1,10 +1,11 @@
 //! The commands: a request's arguments parsed into a [`Command`], then run by its family's
 //! handler, one file per family:
 //!
-//! * `strings.rs`: GET, SET, APPEND, INCR, INCRBY, DECR, DECRBY, MGET, MSET.
-//! * `keys.rs`: DEL, EXISTS (commands on keys whatever their values).
+//! * `data.rs`: every key/value command (GET, SET, EXPIRE, SCAN …), which the service's
+//!   engine runs; the router only decides where.
+//! * `tx.rs`: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
 //! * `connection.rs`: AUTH, HELLO, PING, ECHO, SELECT, CLIENT, QUIT.
-//! * `server.rs`: INFO, CONFIG GET, COMMAND, DBSIZE, FLUSHALL, FLUSHDB.
+//! * `server.rs`: INFO, CONFIG GET, COMMAND.
 //!
 //! A handler takes the router, the connection and the command's fields, and returns a
 //! [`Reply`]. [`Router::request`] is the one place a command reaches its handler: the `match`
@@ -12,9 +13,9 @@
 //! until it has an arm here. A new family is a new file and its `mod` line below.
 
 mod connection;
-mod keys;
+mod data;
 mod server;
-mod strings;
+mod tx;
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -39,6 +40,9 @@ impl Router {
             // goes on.
             Err(e) => {
                 self.observe("unknown", started, true);
+                if let Some(tx) = &mut conn.tx {
+                    tx.failed = true;
+                }
                 return (e.to_value(), After::Continue);
             }
         };
@@ -55,8 +59,8 @@ impl Router {
     }
 }
 
-/// Runs `cmd` for `conn`: first the rules that hold commands back (authentication), then the
-/// command's handler.
+/// Runs `cmd` for `conn`: first the rules that hold commands back (authentication, a
+/// transaction queueing them), then the command's handler.
 async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
     let allowed = matches!(
         cmd,
@@ -70,23 +74,20 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
     }
     r.commands_processed.fetch_add(1, Ordering::Relaxed);
     use Command as C;
+    let queues = !matches!(
+        cmd,
+        C::Exec | C::Discard | C::Multi | C::Watch { .. } | C::Quit
+    );
+    if conn.tx.is_some() && queues {
+        return (tx::queue(r, conn, cmd), After::Continue);
+    }
     let reply = match cmd {
-        C::Get { key } => strings::get(r, conn, key).await,
-        C::Set {
-            key,
-            value,
-            options,
-        } => strings::set(r, conn, key, value, options).await,
-        C::Append { key, value } => strings::append(r, conn, key, value).await,
-        C::Incr { key } => strings::incr_by(r, conn, key, 1).await,
-        C::Decr { key } => strings::incr_by(r, conn, key, -1).await,
-        C::IncrBy { key, delta } => strings::incr_by(r, conn, key, delta).await,
-        C::DecrBy { key, delta } => strings::decr_by(r, conn, key, delta).await,
-        C::MGet { keys } => strings::mget(r, conn, keys).await,
-        C::MSet { pairs } => strings::mset(r, conn, pairs).await,
-
-        C::Del { keys } => keys::del(r, conn, keys).await,
-        C::Exists { keys } => keys::exists(r, conn, keys).await,
+        C::Data { name, args } => data::run(r, conn, name, args).await,
+        C::Multi => tx::multi(conn),
+        C::Exec => tx::exec(r, conn).await,
+        C::Discard => tx::discard(conn),
+        C::Watch { keys } => tx::watch(r, conn, keys).await,
+        C::Unwatch => tx::unwatch(conn),
 
         C::Auth { username, password } => connection::auth(r, conn, username, &password),
         C::Hello(h) => connection::hello(r, conn, h),
@@ -99,19 +100,16 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
         C::Info { sections } => server::info(r, &sections),
         C::ConfigGet { patterns } => server::config_get(r, &patterns),
         C::Command(q) => server::command(q),
-        C::DbSize | C::FlushAll { .. } | C::FlushDb { .. } => server::unsupported(cmd.name()),
     };
     (reply.unwrap_or_else(|e| e), After::Continue)
 }
-
-/// The commands parsed but answered "not supported" (their arm below calls
-/// [`server::unsupported`]): `COMMAND` leaves them out, as Redis leaves out commands it does
-/// not have. The router test `command_lists_what_dispatch_runs` checks that this list and the
-/// arms agree.
-const UNSUPPORTED: &[&str] = &["dbsize", "flushall", "flushdb"];
 
 /// A reply of the service that its command never gets: a bug, reported to the client rather
 /// than crashing the router.
 fn unexpected(r: KvReply) -> Value {
     Value::error(format!("ERR internal error: unexpected reply {r:?}"))
+}
+
+fn wrong_arity(name: &str) -> Value {
+    Value::error(format!("ERR wrong number of arguments for '{name}' command"))
 }

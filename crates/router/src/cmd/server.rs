@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use flotilla_resp::{CommandQuery, CommandSpec, Value, COMMANDS};
 
-use super::{Reply, UNSUPPORTED};
+use super::Reply;
 use crate::listener::Router;
 
 /// INFO's sections in Redis's order; all of them are in Redis's default set.
@@ -191,7 +191,7 @@ pub(super) fn command(q: CommandQuery) -> Reply {
 
 /// The top-level commands the router runs.
 fn supported() -> impl Iterator<Item = &'static CommandSpec> {
-    COMMANDS.iter().filter(|s| !UNSUPPORTED.contains(&s.name))
+    COMMANDS.iter()
 }
 
 /// The supported command named `name` (`get`, or `client|setname` for a subcommand), in any
@@ -242,14 +242,6 @@ fn docs(spec: &CommandSpec) -> Value {
         doc.push((Value::bulk("subcommands"), Value::Map(subs.collect())));
     }
     Value::Map(doc)
-}
-
-/// A command parsed but not supported: `name` as [`flotilla_resp::Command::name`] gives it.
-pub(super) fn unsupported(name: &str) -> Reply {
-    Err(Value::error(format!(
-        "ERR {} is not supported by flotilla",
-        name.to_uppercase()
-    )))
 }
 
 /// The `known` settings matching any of `patterns`, each once, in the order of `patterns`.
@@ -312,25 +304,21 @@ mod tests {
     }
 
     #[test]
-    fn command_reports_the_table_and_unsupported_commands_say_so() {
-        let count = COMMANDS.len() - UNSUPPORTED.len();
+    fn command_reports_the_table() {
+        let count = COMMANDS.len();
         assert_eq!(
             command(CommandQuery::Count),
             Ok(Value::Integer(count as i64))
         );
-        let names = vec![b"GET".to_vec(), b"flushall".to_vec(), b"client|ID".to_vec()];
+        let names = vec![b"GET".to_vec(), b"nosuch".to_vec(), b"client|ID".to_vec()];
         let Ok(Value::Array(infos)) = command(CommandQuery::Info { names }) else {
             panic!("an array")
         };
         assert_eq!(infos[0], command_info(&COMMANDS[0]));
-        assert_eq!(infos[1], Value::Null, "not supported, so not listed");
+        assert_eq!(infos[1], Value::Null, "not a command, so not listed");
         let Value::Array(id) = &infos[2] else {
             panic!("client|id is listed")
         };
         assert_eq!(id[0], Value::bulk("client|id"));
-        assert_eq!(
-            unsupported("flushdb"),
-            Err(Value::error("ERR FLUSHDB is not supported by flotilla"))
-        );
     }
 }

@@ -11,7 +11,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use flotilla_kv::{snapshot as pairs, Kv, KvReply, Value};
+use flotilla_kv::{snapshot as pairs, Kv, KvReply, Slot};
 use flotilla_rsm::stream::{varint_len, write_value, write_varint, Decoder};
 use flotilla_rsm::{SessionTable, SnapshotError, SnapshotJob, StateMachine, TableBlob};
 use flotilla_shardctrler::ShardConfig;
@@ -23,7 +23,7 @@ enum Data {
     /// A served (or pulling) shard: the store's own job, and the length it will write.
     Live { len: u64, job: SnapshotJob },
     /// A frozen shard's sorted pairs, shared with the machine (they never change).
-    Frozen(Arc<Vec<(Vec<u8>, Value)>>),
+    Frozen(Arc<Vec<(Vec<u8>, Slot)>>),
 }
 
 impl Data {
@@ -81,8 +81,8 @@ impl View {
     }
 }
 
-fn frozen_len(frozen: &[(Vec<u8>, Value)]) -> u64 {
-    pairs::encoded_len(frozen.iter().map(|(k, v)| (&k[..], &v[..])))
+fn frozen_len(frozen: &[(Vec<u8>, Slot)]) -> u64 {
+    pairs::encoded_len(frozen.iter().map(|(k, v)| (&k[..], v)))
 }
 
 fn size<T: serde::Serialize + ?Sized>(value: &T) -> u64 {
@@ -154,7 +154,6 @@ mod tests {
     use std::io::{self, Read};
 
     use serde::Serialize;
-    use serde_bytes::ByteBuf;
 
     use super::*;
     use crate::tests::{big_shard, transfer, two_groups_after_move};
@@ -177,15 +176,15 @@ mod tests {
 
     fn old_encoding(m: &ShardKv) -> Vec<u8> {
         let shard = |d: &Shard| {
-            let mut pairs: Vec<(ByteBuf, ByteBuf)> = (d.kv.iter())
-                .map(|(k, v)| (ByteBuf::from(k.to_vec()), ByteBuf::from(v.to_vec())))
-                .chain(
-                    (d.frozen.iter()).map(|(k, v)| (ByteBuf::from(k.clone()), v.to_vec().into())),
-                )
+            let mut slots: Vec<(Vec<u8>, Slot)> = (d.kv.iter())
+                .map(|(k, v)| (k.to_vec(), v.clone()))
+                .chain(d.frozen.iter().cloned())
                 .collect();
-            pairs.sort();
+            slots.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kv = Vec::new();
+            pairs::write_in_order(&slots, &mut kv).unwrap();
             OldShard {
-                kv: postcard::to_allocvec(&pairs).unwrap(),
+                kv,
                 sessions: d.sessions.blob(),
             }
         };

@@ -1,0 +1,139 @@
+//! Commands on the whole keyspace: KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB. In a
+//! sharded cluster the router runs each once per shard (the command's `route` names the
+//! shard) and combines the answers; here they see one store.
+//!
+//! # SCAN's cursor
+//! Keys are visited in the order of a 48-bit hash of their bytes ([`scan_hash`]), and the
+//! cursor is the hash to resume from. The order does not depend on the map's layout, on
+//! writes, or on which group holds the shard, so a key present for the whole scan is
+//! returned (at least once) whatever happens between calls, as Redis promises; a page ends
+//! only between keys of different hashes, so keys sharing a hash are never split.
+
+use flotilla_resp::Value;
+
+use super::{int, is, syntax_error, Handler, Run};
+use crate::command::Arg;
+
+/// Bits of a store's SCAN cursor; a sharded router keeps the shard above them.
+pub const SCAN_CURSOR_BITS: u32 = 48;
+
+pub(super) const HANDLERS: &[(&str, Handler)] = &[
+    ("keys", keys),
+    ("scan", scan),
+    ("dbsize", dbsize),
+    ("randomkey", randomkey),
+    ("flushall", flush),
+    ("flushdb", flush),
+];
+
+/// Where a key sits in SCAN's order: FNV-1a, cut to [`SCAN_CURSOR_BITS`].
+pub fn scan_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h >> (64 - SCAN_CURSOR_BITS)
+}
+
+fn live_keys<'a>(r: &'a Run) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let now = r.now;
+    r.kv.iter()
+        .filter(move |(_, s)| !s.expired(now))
+        .map(|(k, _)| k)
+}
+
+fn keys(r: &mut Run, a: &[Arg]) -> Value {
+    let pattern = a[1].as_slice();
+    let mut found: Vec<&[u8]> = live_keys(r)
+        .filter(|k| pattern == b"*" || super::glob_match(pattern, k))
+        .collect();
+    found.sort_unstable();
+    Value::Array(found.into_iter().map(|k| Value::Bulk(k.to_vec())).collect())
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+fn scan(r: &mut Run, a: &[Arg]) -> Value {
+    let Some(cursor) = std::str::from_utf8(a[1].as_slice())
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Value::error("ERR invalid cursor");
+    };
+    let (mut pattern, mut count, mut kind): (Option<&[u8]>, usize, Option<&Arg>) = (None, 10, None);
+    let mut i = 2;
+    while i < a.len() {
+        if i + 1 >= a.len() {
+            return syntax_error();
+        }
+        if is(&a[i], "match") {
+            pattern = Some(a[i + 1].as_slice());
+        } else if is(&a[i], "count") {
+            match int(&a[i + 1]) {
+                Ok(n) if n >= 1 => count = n as usize,
+                Ok(_) => return syntax_error(),
+                Err(e) => return e,
+            }
+        } else if is(&a[i], "type") {
+            kind = Some(&a[i + 1]);
+        } else {
+            return syntax_error();
+        }
+        i += 2;
+    }
+    let mut page: Vec<(u64, &[u8])> = live_keys(r)
+        .map(|k| (scan_hash(k), k))
+        .filter(|(h, _)| *h >= cursor)
+        .collect();
+    // A large store is scanned in at most ~64 calls whatever COUNT says (a hint in Redis
+    // too): each call costs a pass over the store.
+    let take = count.max(r.kv.len() / 64);
+    let next = if page.len() > take {
+        page.select_nth_unstable(take - 1);
+        let last = page[take - 1].0;
+        page.retain(|(h, _)| *h <= last);
+        last + 1
+    } else {
+        0
+    };
+    page.sort_unstable();
+    let keys = page
+        .into_iter()
+        .filter(|(_, k)| pattern.is_none_or(|p| super::glob_match(p, k)))
+        .filter(|_| kind.is_none_or(|t| is(t, "string")))
+        .map(|(_, k)| Value::Bulk(k.to_vec()))
+        .collect();
+    Value::Array(vec![
+        Value::Bulk(next.to_string().into_bytes()),
+        Value::Array(keys),
+    ])
+}
+
+/// Keys that exist now: the map's size less the keys expired but not yet removed.
+fn dbsize(r: &mut Run, _: &[Arg]) -> Value {
+    Value::Integer((r.kv.len() - r.kv.expired_count(r.now)) as i64)
+}
+
+/// A key chosen by the clock and the state (no hidden randomness): the same state at the
+/// same time gives the same key.
+fn randomkey(r: &mut Run, _: &[Arg]) -> Value {
+    let n = r.kv.len() - r.kv.expired_count(r.now);
+    if n == 0 {
+        return Value::Null;
+    }
+    let pick = (r.now.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 17) as usize % n;
+    live_keys(r)
+        .nth(pick)
+        .map_or(Value::Null, |k| Value::Bulk(k.to_vec()))
+}
+
+/// FLUSHALL, FLUSHDB `[ASYNC | SYNC]`.
+fn flush(r: &mut Run, a: &[Arg]) -> Value {
+    match a {
+        [_] => {}
+        [_, mode] if is(mode, "sync") || is(mode, "async") => {}
+        _ => return syntax_error(),
+    }
+    r.kv.clear();
+    Value::ok()
+}

@@ -1,0 +1,126 @@
+//! The Redis engine: runs a Redis command, given as its arguments, on the store, when its log
+//! entry is applied (or, for a read, when a read outside the log is answered). Replies and
+//! errors are Redis's, word for word, so that clients and Redis's own test suite see Redis.
+//!
+//! Every replica applies the same entry to the same state at the same replicated clock
+//! ([`ApplyCtx::now_ms`]), so a command is a deterministic function of them: no hidden
+//! randomness (`RANDOMKEY` picks by the clock and the state), no local clock.
+//!
+//! One file per family, each with its table of handlers: `strings.rs` (GET, SET and its
+//! options, SETNX …), `generic.rs` (DEL, EXISTS, TYPE, RENAME, COPY, the expiry commands),
+//! `keyspace.rs` (KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB). A command in the
+//! protocol crate's table without a handler here answers "unknown command" (the test
+//! `every_data_command_has_a_handler` keeps the two in step).
+
+mod generic;
+mod glob;
+mod keyspace;
+mod strings;
+
+use flotilla_resp::{find_command, Value};
+use flotilla_rsm::ApplyCtx;
+
+use crate::command::Arg;
+use crate::store::Kv;
+
+pub use glob::glob_match;
+pub use keyspace::{scan_hash, SCAN_CURSOR_BITS};
+
+/// A command's view of the store while it runs.
+pub(crate) struct Run<'a> {
+    pub kv: &'a mut Kv,
+    /// The replicated clock (ms since the UNIX epoch): what expiry is measured against.
+    pub now: u64,
+    /// The entry's index: what written keys' versions are raised to.
+    pub index: u64,
+}
+
+type Handler = fn(&mut Run, &[Arg]) -> Value;
+
+const FAMILIES: &[&[(&str, Handler)]] = &[strings::HANDLERS, generic::HANDLERS, keyspace::HANDLERS];
+
+fn handler(name: &str) -> Option<Handler> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.iter())
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+}
+
+/// Runs one command (name first) and returns its reply.
+pub fn run(kv: &mut Kv, args: &[Arg], at: &ApplyCtx) -> Value {
+    let mut run = Run {
+        kv,
+        now: at.now_ms,
+        index: at.index,
+    };
+    run.command(args)
+}
+
+/// Runs a transaction: nothing if a watched key's version changed (a null array, as Redis's
+/// EXEC answers), else every command in order, their replies in an array (a command's error
+/// does not stop the ones after it, as in Redis).
+pub fn multi(kv: &mut Kv, watch: &[(Arg, u64)], cmds: &[Vec<Arg>], at: &ApplyCtx) -> Value {
+    let changed = (watch.iter())
+        .any(|(k, v)| kv.live(k.as_slice(), at.now_ms).map_or(0, |s| s.version) != *v);
+    if changed {
+        return Value::NullArray;
+    }
+    let mut run = Run {
+        kv,
+        now: at.now_ms,
+        index: at.index,
+    };
+    Value::Array(cmds.iter().map(|c| run.command(c)).collect())
+}
+
+impl Run<'_> {
+    fn command(&mut self, args: &[Arg]) -> Value {
+        let Some(spec) = args.first().and_then(|n| find_command(n.as_slice())) else {
+            return Value::error("ERR unknown command");
+        };
+        let arity_ok = match usize::try_from(spec.arity) {
+            Ok(exact) => args.len() == exact,
+            Err(_) => args.len() >= spec.arity.unsigned_abs() as usize,
+        };
+        if !arity_ok {
+            return wrong_arity(spec.name);
+        }
+        match handler(spec.name) {
+            Some(h) => h(self, args),
+            None => Value::error(format!(
+                "ERR unknown command '{}', with args beginning with: ",
+                spec.name
+            )),
+        }
+    }
+}
+
+pub(crate) fn wrong_arity(name: &str) -> Value {
+    Value::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+pub(crate) fn syntax_error() -> Value {
+    Value::error("ERR syntax error")
+}
+
+pub(crate) fn not_integer() -> Value {
+    Value::error("ERR value is not an integer or out of range")
+}
+
+/// An argument read as Redis reads an integer.
+pub(crate) fn int(arg: &Arg) -> Result<i64, Value> {
+    flotilla_resp::parse_i64(arg.as_slice()).ok_or_else(not_integer)
+}
+
+pub(crate) fn is(arg: &Arg, word: &str) -> bool {
+    arg.as_slice().eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// The reply of a handler that may stop early with an error reply.
+pub(crate) fn reply(r: Result<Value, Value>) -> Value {
+    r.unwrap_or_else(|e| e)
+}
+
+#[cfg(test)]
+mod tests;

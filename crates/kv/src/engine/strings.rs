@@ -1,0 +1,421 @@
+//! String commands: GET, SET (NX/XX/GET/EX/PX/EXAT/PXAT/KEEPTTL), SETNX, SETEX, PSETEX,
+//! GETSET, GETDEL, GETEX, MGET, MSET, MSETNX, APPEND, STRLEN, SETRANGE, GETRANGE, SUBSTR,
+//! INCR, DECR, INCRBY, DECRBY, INCRBYFLOAT, LCS.
+
+use flotilla_resp::{Expiry, SetCondition, SetOptions, Value};
+
+use super::{int, is, not_integer, reply, syntax_error, wrong_arity, Handler, Run};
+use crate::command::Arg;
+use crate::store::Value as Bytes;
+
+/// Redis's `proto-max-bulk-len` default: the longest string SETRANGE may build.
+const MAX_STRING: u64 = 512 * 1024 * 1024;
+
+pub(super) const HANDLERS: &[(&str, Handler)] = &[
+    ("get", get),
+    ("set", set),
+    ("setnx", setnx),
+    ("setex", |r, a| set_with_ttl(r, a, 1000, "setex")),
+    ("psetex", |r, a| set_with_ttl(r, a, 1, "psetex")),
+    ("getset", getset),
+    ("getdel", getdel),
+    ("getex", getex),
+    ("mget", mget),
+    ("mset", mset),
+    ("msetnx", msetnx),
+    ("append", append),
+    ("strlen", strlen),
+    ("setrange", setrange),
+    ("getrange", getrange),
+    ("substr", getrange),
+    ("incr", |r, a| incr_by(r, &a[1], 1)),
+    ("decr", |r, a| incr_by(r, &a[1], -1)),
+    ("incrby", |r, a| reply(int(&a[2]).map(|by| incr_by(r, &a[1], by)))),
+    ("decrby", decrby),
+    ("incrbyfloat", incrbyfloat),
+    ("lcs", lcs),
+];
+
+impl Run<'_> {
+    /// The key's value if it exists now.
+    pub(crate) fn value(&self, key: &Arg) -> Option<&Bytes> {
+        self.kv.live(key.as_slice(), self.now).map(|s| &s.value)
+    }
+
+    /// The key's expiry if it exists now (0: none).
+    pub(crate) fn expiry(&self, key: &Arg) -> Option<u64> {
+        self.kv.live(key.as_slice(), self.now).map(|s| s.expire_at)
+    }
+
+    /// Sets a value and expiry (0: none); an expiry already past deletes the key instead, as
+    /// Redis does (the key would be invisible anyway).
+    pub(crate) fn store(&mut self, key: &Arg, value: Bytes, expire_at: u64) {
+        if expire_at != 0 && expire_at <= self.now {
+            self.kv.remove(key.as_slice());
+        } else {
+            self.kv.put(key.as_slice().to_vec(), value, expire_at, self.index);
+        }
+    }
+
+    /// Removes the key if it exists now; whether it did.
+    pub(crate) fn delete(&mut self, key: &[u8]) -> bool {
+        self.kv.remove_if_expired(key, self.now);
+        self.kv.remove(key).is_some()
+    }
+}
+
+fn bulk_or_null(v: Option<&Bytes>) -> Value {
+    v.map_or(Value::Null, |v| Value::Bulk(v.to_vec()))
+}
+
+fn get(r: &mut Run, a: &[Arg]) -> Value {
+    bulk_or_null(r.value(&a[1]))
+}
+
+/// An expiry option's absolute time: `n` units from now, or an absolute time; `None` if it
+/// overflows (Redis's "invalid expire time").
+fn absolute(now: u64, expiry: Expiry, current: u64) -> Option<u64> {
+    match expiry {
+        Expiry::Seconds(s) => s.checked_mul(1000)?.checked_add(now),
+        Expiry::Millis(ms) => ms.checked_add(now),
+        Expiry::UnixSeconds(s) => s.checked_mul(1000),
+        Expiry::UnixMillis(ms) => Some(ms),
+        Expiry::KeepTtl => Some(current),
+    }
+    .filter(|&t| t <= i64::MAX as u64)
+}
+
+fn set(r: &mut Run, a: &[Arg]) -> Value {
+    let options = match SetOptions::parse(&a[3..]) {
+        Ok(o) => o,
+        Err(e) => return e.to_value(),
+    };
+    let key = &a[1];
+    let old = r.value(key).cloned();
+    let current = r.expiry(key).unwrap_or(0);
+    let expire_at = match options.expiry {
+        None => 0,
+        Some(e) => match absolute(r.now, e, current) {
+            Some(t) => t,
+            None => return Value::error("ERR invalid expire time in 'set' command"),
+        },
+    };
+    let go = match options.condition {
+        None => true,
+        Some(SetCondition::IfAbsent) => old.is_none(),
+        Some(SetCondition::IfPresent) => old.is_some(),
+    };
+    if go {
+        r.store(key, a[2].0.clone(), expire_at);
+    }
+    match (options.get, go) {
+        (true, _) => bulk_or_null(old.as_ref()),
+        (false, true) => Value::ok(),
+        (false, false) => Value::Null,
+    }
+}
+
+fn setnx(r: &mut Run, a: &[Arg]) -> Value {
+    if r.value(&a[1]).is_some() {
+        return Value::Integer(0);
+    }
+    r.store(&a[1], a[2].0.clone(), 0);
+    Value::Integer(1)
+}
+
+/// SETEX (seconds, `unit` 1000) and PSETEX (milliseconds).
+fn set_with_ttl(r: &mut Run, a: &[Arg], unit: i64, name: &str) -> Value {
+    let n = match int(&a[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let at = (n > 0)
+        .then(|| n.checked_mul(unit))
+        .flatten()
+        .and_then(|ms| (ms as u64).checked_add(r.now))
+        .filter(|&t| t <= i64::MAX as u64);
+    match at {
+        Some(at) => {
+            r.store(&a[1], a[3].0.clone(), at);
+            Value::ok()
+        }
+        None => Value::error(format!("ERR invalid expire time in '{name}' command")),
+    }
+}
+
+fn getset(r: &mut Run, a: &[Arg]) -> Value {
+    let old = r.value(&a[1]).cloned();
+    r.store(&a[1], a[2].0.clone(), 0);
+    bulk_or_null(old.as_ref())
+}
+
+fn getdel(r: &mut Run, a: &[Arg]) -> Value {
+    let old = r.value(&a[1]).cloned();
+    if old.is_some() {
+        r.delete(a[1].as_slice());
+    }
+    bulk_or_null(old.as_ref())
+}
+
+/// `GETEX key [EX s | PX ms | EXAT t | PXAT t | PERSIST]`.
+fn getex(r: &mut Run, a: &[Arg]) -> Value {
+    enum Change {
+        Keep,
+        Persist,
+        At(Expiry),
+    }
+    let mut change = Change::Keep;
+    let mut i = 2;
+    while i < a.len() {
+        let has_value = i + 1 < a.len();
+        let unit = ["ex", "px", "exat", "pxat"].into_iter().find(|u| is(&a[i], u));
+        if is(&a[i], "persist") && matches!(change, Change::Keep) {
+            change = Change::Persist;
+        } else if let Some(unit) = unit.filter(|_| has_value && !matches!(change, Change::Persist)) {
+            let n = match int(&a[i + 1]) {
+                Ok(n) => n,
+                Err(e) => return e,
+            };
+            if n <= 0 {
+                return Value::error("ERR invalid expire time in 'getex' command");
+            }
+            let n = n as u64;
+            change = Change::At(match unit {
+                "ex" => Expiry::Seconds(n),
+                "px" => Expiry::Millis(n),
+                "exat" => Expiry::UnixSeconds(n),
+                _ => Expiry::UnixMillis(n),
+            });
+            i += 1;
+        } else {
+            return syntax_error();
+        }
+        i += 1;
+    }
+    let Some(value) = r.value(&a[1]).cloned() else {
+        return Value::Null;
+    };
+    match change {
+        Change::Keep => {}
+        Change::Persist => {
+            r.kv.set_expiry(a[1].as_slice(), 0, r.index);
+        }
+        Change::At(e) => match absolute(r.now, e, 0) {
+            Some(at) if at <= r.now => {
+                r.delete(a[1].as_slice());
+            }
+            Some(at) => {
+                r.kv.set_expiry(a[1].as_slice(), at, r.index);
+            }
+            None => return Value::error("ERR invalid expire time in 'getex' command"),
+        },
+    }
+    Value::Bulk(value.to_vec())
+}
+
+fn mget(r: &mut Run, a: &[Arg]) -> Value {
+    Value::Array(a[1..].iter().map(|k| bulk_or_null(r.value(k))).collect())
+}
+
+fn mset(r: &mut Run, a: &[Arg]) -> Value {
+    if a.len() % 2 == 0 {
+        return wrong_arity("mset");
+    }
+    for kv in a[1..].chunks_exact(2) {
+        r.store(&kv[0], kv[1].0.clone(), 0);
+    }
+    Value::ok()
+}
+
+fn msetnx(r: &mut Run, a: &[Arg]) -> Value {
+    if a.len() % 2 == 0 {
+        return wrong_arity("msetnx");
+    }
+    if a[1..].chunks_exact(2).any(|kv| r.value(&kv[0]).is_some()) {
+        return Value::Integer(0);
+    }
+    for kv in a[1..].chunks_exact(2) {
+        r.store(&kv[0], kv[1].0.clone(), 0);
+    }
+    Value::Integer(1)
+}
+
+fn append(r: &mut Run, a: &[Arg]) -> Value {
+    let key = a[1].as_slice();
+    r.kv.remove_if_expired(key, r.now);
+    let (old, expire_at) = match r.kv.remove(key) {
+        Some(s) => (s.value, s.expire_at),
+        None => (Bytes::new(), 0),
+    };
+    let new = crate::store::append_to(old, a[2].as_slice());
+    let len = new.len();
+    r.kv.put(key.to_vec(), new, expire_at, r.index);
+    Value::Integer(len as i64)
+}
+
+fn strlen(r: &mut Run, a: &[Arg]) -> Value {
+    Value::Integer(r.value(&a[1]).map_or(0, |v| v.len() as i64))
+}
+
+fn setrange(r: &mut Run, a: &[Arg]) -> Value {
+    let offset = match int(&a[2]) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    if offset < 0 {
+        return Value::error("ERR offset is out of range");
+    }
+    let part = a[3].as_slice();
+    let old = r.value(&a[1]).cloned();
+    if part.is_empty() {
+        // Nothing to write: the key is not created, its length is the answer.
+        return Value::Integer(old.map_or(0, |v| v.len() as i64));
+    }
+    let offset = offset as u64;
+    if offset + part.len() as u64 > MAX_STRING {
+        return Value::error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    let expire_at = r.expiry(&a[1]).unwrap_or(0);
+    let mut v = old.map(|v| v.to_vec()).unwrap_or_default();
+    let end = offset as usize + part.len();
+    if v.len() < end {
+        v.resize(end, 0);
+    }
+    v[offset as usize..end].copy_from_slice(part);
+    let len = v.len();
+    r.store(&a[1], Bytes::from(v), expire_at);
+    Value::Integer(len as i64)
+}
+
+/// GETRANGE (and SUBSTR): Redis's index rules, negative from the end, clamped.
+fn getrange(r: &mut Run, a: &[Arg]) -> Value {
+    let (start, end) = match (int(&a[2]), int(&a[3])) {
+        (Ok(s), Ok(e)) => (s, e),
+        _ => return not_integer(),
+    };
+    let v = r.value(&a[1]).cloned().unwrap_or_default();
+    let len = v.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Value::Bulk(Vec::new());
+    }
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let end = if end < 0 { len + end } else { end }.max(0);
+    let end = end.min(len - 1);
+    if start > end || len == 0 {
+        return Value::Bulk(Vec::new());
+    }
+    Value::Bulk(v[start as usize..=end as usize].to_vec())
+}
+
+/// INCR, DECR, INCRBY: adds `by` to the key's integer (absent: 0); the key keeps its TTL.
+fn incr_by(r: &mut Run, key: &Arg, by: i64) -> Value {
+    let old = match r.value(key) {
+        None => 0,
+        Some(v) => match flotilla_resp::parse_i64(v) {
+            Some(n) => n,
+            None => return not_integer(),
+        },
+    };
+    let Some(new) = old.checked_add(by) else {
+        return Value::error("ERR increment or decrement would overflow");
+    };
+    let expire_at = r.expiry(key).unwrap_or(0);
+    r.store(key, Bytes::from(new.to_string().into_bytes()), expire_at);
+    Value::Integer(new)
+}
+
+fn decrby(r: &mut Run, a: &[Arg]) -> Value {
+    match int(&a[2]) {
+        Ok(i64::MIN) => Value::error("ERR decrement would overflow"),
+        Ok(by) => incr_by(r, &a[1], -by),
+        Err(e) => e,
+    }
+}
+
+/// A float as Redis's `string2ld` reads one: no spaces, nothing after the number, not NaN.
+fn parse_float(s: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(s).ok()?;
+    if s.is_empty() || s.starts_with(|c: char| c.is_whitespace()) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// A float as Redis prints INCRBYFLOAT's result: plain decimal, no exponent, no trailing
+/// zeros, and never "-0". (Redis computes in `long double`; this in `f64`, printed as the
+/// shortest decimal that reads back the same, which is what Redis's output rounds to for
+/// every sum of short decimals.)
+pub(crate) fn format_float(v: f64) -> String {
+    if v == 0.0 {
+        return "0".to_owned();
+    }
+    format!("{v}")
+}
+
+fn incrbyfloat(r: &mut Run, a: &[Arg]) -> Value {
+    let Some(by) = parse_float(a[2].as_slice()) else {
+        return Value::error("ERR value is not a valid float");
+    };
+    let old = match r.value(&a[1]) {
+        None => 0.0,
+        Some(v) => match parse_float(v) {
+            Some(n) => n,
+            None => return Value::error("ERR value is not a valid float"),
+        },
+    };
+    let new = old + by;
+    if !new.is_finite() {
+        return Value::error("ERR increment would produce NaN or Infinity");
+    }
+    let text = format_float(new);
+    let expire_at = r.expiry(&a[1]).unwrap_or(0);
+    r.store(&a[1], Bytes::from(text.clone().into_bytes()), expire_at);
+    Value::Bulk(text.into_bytes())
+}
+
+/// `LCS key1 key2 [LEN]`: the longest common subsequence of two strings (or its length).
+/// `IDX` is not supported yet (answered with an error saying so).
+fn lcs(r: &mut Run, a: &[Arg]) -> Value {
+    let mut len_only = false;
+    for opt in &a[3..] {
+        if is(opt, "len") {
+            len_only = true;
+        } else if is(opt, "idx") || is(opt, "minmatchlen") || is(opt, "withmatchlen") {
+            return Value::error("ERR LCS IDX is not supported by flotilla");
+        } else {
+            return syntax_error();
+        }
+    }
+    let x = r.value(&a[1]).cloned().unwrap_or_default();
+    let y = r.value(&a[2]).cloned().unwrap_or_default();
+    // Table of LCS lengths of suffixes, (|x|+1) × (|y|+1): Redis's own algorithm and bound.
+    let (n, m) = (x.len(), y.len());
+    let mut t = vec![0u32; (n + 1) * (m + 1)];
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            t[at(i, j)] = if x[i] == y[j] {
+                t[at(i + 1, j + 1)] + 1
+            } else {
+                t[at(i + 1, j)].max(t[at(i, j + 1)])
+            };
+        }
+    }
+    if len_only {
+        return Value::Integer(i64::from(t[at(0, 0)]));
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if x[i] == y[j] {
+            out.push(x[i]);
+            i += 1;
+            j += 1;
+        } else if t[at(i + 1, j)] >= t[at(i, j + 1)] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    Value::Bulk(out)
+}

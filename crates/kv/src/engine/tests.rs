@@ -1,0 +1,267 @@
+//! The engine against Redis's documented behaviour (replies word for word).
+
+use flotilla_resp::Value;
+use flotilla_rsm::{ApplyCtx, StateMachine};
+
+use crate::command::{Arg, KvCommand, KvReply};
+use crate::store::Kv;
+
+/// Runs `line` (words split on spaces) at time `now` (ms), entry index `index`.
+fn at(kv: &mut Kv, now: u64, line: &str) -> Value {
+    let args: Vec<Arg> = line.split(' ').map(Arg::from).collect();
+    let ctx = ApplyCtx {
+        now_ms: now,
+        index: now,
+        ..ApplyCtx::zero()
+    };
+    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
+        KvReply::Redis(v) => v,
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+fn run(kv: &mut Kv, line: &str) -> Value {
+    at(kv, 1000, line)
+}
+
+fn bulk(s: &str) -> Value {
+    Value::Bulk(s.as_bytes().to_vec())
+}
+
+fn err(s: &str) -> Value {
+    Value::Error(s.to_owned())
+}
+
+#[test]
+fn set_options() {
+    let kv = &mut Kv::default();
+    assert_eq!(run(kv, "SET k v NX"), Value::ok());
+    assert_eq!(run(kv, "SET k w NX"), Value::Null);
+    assert_eq!(run(kv, "SET k w XX GET"), bulk("v"));
+    assert_eq!(run(kv, "SET nokey w XX"), Value::Null);
+    assert_eq!(run(kv, "GET nokey"), Value::Null);
+    assert_eq!(run(kv, "SET k v NX XX"), err("ERR syntax error"));
+    assert_eq!(
+        run(kv, "SET k v EX 0"),
+        err("ERR invalid expire time in 'set' command")
+    );
+    assert_eq!(run(kv, "SET k v EX 10"), Value::ok());
+    assert_eq!(at(kv, 1000, "TTL k"), Value::Integer(10));
+    assert_eq!(at(kv, 1000, "PTTL k"), Value::Integer(10_000));
+    assert_eq!(run(kv, "SET k v2 KEEPTTL"), Value::ok());
+    assert_eq!(at(kv, 2000, "PTTL k"), Value::Integer(9000));
+    assert_eq!(run(kv, "SET k v3"), Value::ok());
+    assert_eq!(run(kv, "TTL k"), Value::Integer(-1));
+    assert_eq!(run(kv, "TTL nokey"), Value::Integer(-2));
+    // An absolute time already past: the key is gone at once.
+    assert_eq!(run(kv, "SET k v PXAT 500"), Value::ok());
+    assert_eq!(run(kv, "EXISTS k"), Value::Integer(0));
+}
+
+#[test]
+fn keys_expire_by_the_replicated_clock() {
+    let kv = &mut Kv::default();
+    at(kv, 1000, "SET a 1 PX 100");
+    at(kv, 1000, "SETEX b 1 2");
+    at(kv, 1000, "PSETEX c 5000 3");
+    assert_eq!(at(kv, 1099, "GET a"), bulk("1"));
+    assert_eq!(at(kv, 1100, "GET a"), Value::Null, "gone at its expiry");
+    assert_eq!(at(kv, 1100, "DBSIZE"), Value::Integer(2));
+    assert_eq!(at(kv, 2000, "MGET a b c"), Value::Array(vec![Value::Null, Value::Null, bulk("3")]));
+    // A write entry sweeps what expired, so the map does not keep it.
+    at(kv, 2000, "SET other x");
+    assert_eq!((kv.len(), kv.expiring()), (2, 1));
+    kv.check_expiry_index();
+    assert_eq!(at(kv, 2000, "PERSIST c"), Value::Integer(1));
+    assert_eq!(at(kv, 9000, "GET c"), bulk("3"));
+    assert_eq!(at(kv, 9000, "EXPIRE c 10 XX"), Value::Integer(0));
+    assert_eq!(at(kv, 9000, "EXPIRE c 10 NX"), Value::Integer(1));
+    assert_eq!(at(kv, 9000, "EXPIRE c 5 GT"), Value::Integer(0));
+    assert_eq!(at(kv, 9000, "EXPIRE c 5 LT"), Value::Integer(1));
+    assert_eq!(at(kv, 9000, "EXPIRETIME c"), Value::Integer(14));
+    assert_eq!(
+        at(kv, 9000, "EXPIRE c 5 NX GT"),
+        err("ERR NX and XX, GT or LT options at the same time are not compatible")
+    );
+    assert_eq!(at(kv, 9000, "EXPIRE c -1"), Value::Integer(1));
+    assert_eq!(at(kv, 9000, "EXISTS c"), Value::Integer(0));
+    kv.check_expiry_index();
+}
+
+#[test]
+fn a_snapshot_keeps_expiry_and_versions() {
+    let kv = &mut Kv::default();
+    at(kv, 1000, "SET a 1 PX 5000");
+    at(kv, 1001, "SET b 2");
+    let mut back = Kv::default();
+    back.restore(&kv.snapshot()).unwrap();
+    assert_eq!(at(&mut back, 1000, "PTTL a"), Value::Integer(5000));
+    assert_eq!(back.live(b"b", 0).map(|s| s.version), Some(1001));
+    back.check_expiry_index();
+    assert_eq!(back.snapshot(), kv.snapshot());
+}
+
+#[test]
+fn string_commands() {
+    let kv = &mut Kv::default();
+    assert_eq!(run(kv, "SETNX k a"), Value::Integer(1));
+    assert_eq!(run(kv, "SETNX k b"), Value::Integer(0));
+    assert_eq!(run(kv, "GETSET k c"), bulk("a"));
+    assert_eq!(run(kv, "APPEND k de"), Value::Integer(3));
+    assert_eq!(run(kv, "STRLEN k"), Value::Integer(3));
+    assert_eq!(run(kv, "GETRANGE k 0 -1"), bulk("cde"));
+    assert_eq!(run(kv, "GETRANGE k -2 100"), bulk("de"));
+    assert_eq!(run(kv, "GETRANGE k 2 1"), bulk(""));
+    assert_eq!(run(kv, "GETRANGE nokey 0 -1"), bulk(""));
+    assert_eq!(run(kv, "SETRANGE k 5 X"), Value::Integer(6));
+    assert_eq!(run(kv, "GET k"), Value::Bulk(b"cde\0\0X".to_vec()));
+    assert_eq!(run(kv, "SETRANGE k -1 X"), err("ERR offset is out of range"));
+    assert_eq!(run(kv, "GETDEL k"), Value::Bulk(b"cde\0\0X".to_vec()));
+    assert_eq!(run(kv, "GETDEL k"), Value::Null);
+    assert_eq!(run(kv, "MSETNX a 1 b 2"), Value::Integer(1));
+    assert_eq!(run(kv, "MSETNX b 3 c 4"), Value::Integer(0));
+    assert_eq!(run(kv, "EXISTS c"), Value::Integer(0));
+    assert_eq!(
+        run(kv, "MSET a 1 b"),
+        err("ERR wrong number of arguments for 'mset' command")
+    );
+    assert_eq!(run(kv, "GETEX a PX 100"), bulk("1"));
+    assert_eq!(run(kv, "PTTL a"), Value::Integer(100));
+    assert_eq!(run(kv, "GETEX a PERSIST"), bulk("1"));
+    assert_eq!(run(kv, "TTL a"), Value::Integer(-1));
+    assert_eq!(run(kv, "GETEX a BOGUS"), err("ERR syntax error"));
+}
+
+#[test]
+fn integers_and_floats_as_redis_reads_them() {
+    let kv = &mut Kv::default();
+    assert_eq!(run(kv, "INCR n"), Value::Integer(1));
+    assert_eq!(run(kv, "INCRBY n -5"), Value::Integer(-4));
+    assert_eq!(run(kv, "DECRBY n 6"), Value::Integer(-10));
+    for bad in ["INCRBY n x", "INCRBY n 01", "INCRBY n 9223372036854775808"] {
+        assert_eq!(run(kv, bad), err("ERR value is not an integer or out of range"), "{bad}");
+    }
+    assert_eq!(
+        run(kv, "DECRBY n -9223372036854775808"),
+        err("ERR decrement would overflow")
+    );
+    run(kv, "SET n 0123");
+    assert_eq!(run(kv, "INCR n"), err("ERR value is not an integer or out of range"));
+    run(kv, "SET n 9223372036854775807");
+    assert_eq!(run(kv, "INCR n"), err("ERR increment or decrement would overflow"));
+    assert_eq!(run(kv, "INCRBYFLOAT f 1"), bulk("1"));
+    assert_eq!(run(kv, "INCRBYFLOAT f 0.25"), bulk("1.25"));
+    assert_eq!(run(kv, "INCRBYFLOAT f -1.25"), bulk("0"));
+    run(kv, "SET f 17179869184");
+    assert_eq!(run(kv, "INCRBYFLOAT f 1.5"), bulk("17179869185.5"));
+    assert_eq!(run(kv, "INCRBYFLOAT f +inf"), err("ERR increment would produce NaN or Infinity"));
+    assert_eq!(run(kv, "INCRBYFLOAT f x"), err("ERR value is not a valid float"));
+    run(kv, "SET f 1x");
+    assert_eq!(run(kv, "INCRBYFLOAT f 1"), err("ERR value is not a valid float"));
+}
+
+#[test]
+fn keys_rename_copy_type() {
+    let kv = &mut Kv::default();
+    run(kv, "MSET a 1 b 2 ab 3");
+    assert_eq!(
+        run(kv, "KEYS a*"),
+        Value::Array(vec![bulk("a"), bulk("ab")])
+    );
+    assert_eq!(run(kv, "TYPE a"), Value::simple("string"));
+    assert_eq!(run(kv, "TYPE zz"), Value::simple("none"));
+    run(kv, "EXPIRE a 100");
+    assert_eq!(run(kv, "RENAME a z"), Value::ok());
+    assert_eq!(run(kv, "TTL z"), Value::Integer(100), "the TTL moves with the value");
+    assert_eq!(run(kv, "RENAME a z"), err("ERR no such key"));
+    assert_eq!(run(kv, "RENAMENX z b"), Value::Integer(0));
+    assert_eq!(run(kv, "COPY z c"), Value::Integer(1));
+    assert_eq!(run(kv, "COPY z c"), Value::Integer(0));
+    assert_eq!(run(kv, "COPY z c REPLACE"), Value::Integer(1));
+    assert_eq!(run(kv, "DEL z c nokey"), Value::Integer(2));
+    assert_eq!(run(kv, "EXISTS b b ab"), Value::Integer(3));
+    assert_eq!(run(kv, "FLUSHALL"), Value::ok());
+    assert_eq!(run(kv, "DBSIZE"), Value::Integer(0));
+    assert_eq!(run(kv, "FLUSHALL later"), err("ERR syntax error"));
+}
+
+/// SCAN returns every key present for the whole scan, also when keys are added and removed
+/// between calls, whatever COUNT is.
+#[test]
+fn scan_misses_no_key_that_stays() {
+    let kv = &mut Kv::default();
+    for i in 0..500 {
+        run(kv, &format!("SET stay{i} v"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_owned();
+    let mut calls = 0;
+    loop {
+        let Value::Array(reply) = run(kv, &format!("SCAN {cursor} COUNT 7")) else {
+            panic!("an array")
+        };
+        let (Value::Bulk(next), Value::Array(keys)) = (&reply[0], &reply[1]) else {
+            panic!("cursor and keys")
+        };
+        for k in keys {
+            let Value::Bulk(k) = k else { panic!() };
+            seen.insert(String::from_utf8(k.clone()).unwrap());
+        }
+        run(kv, &format!("SET churn{calls} v"));
+        run(kv, &format!("DEL churn{}", calls / 2));
+        calls += 1;
+        cursor = String::from_utf8(next.clone()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+    }
+    for i in 0..500 {
+        assert!(seen.contains(&format!("stay{i}")), "stay{i} missed");
+    }
+    assert!(calls > 10, "COUNT 7 over 500 keys takes many calls, took {calls}");
+}
+
+#[test]
+fn a_transaction_applies_whole_or_not_at_all() {
+    let kv = &mut Kv::default();
+    let ctx = |now| ApplyCtx {
+        now_ms: now,
+        index: now,
+        ..ApplyCtx::zero()
+    };
+    let cmd = |line: &str| line.split(' ').map(Arg::from).collect::<Vec<_>>();
+    run(kv, "SET w 1");
+    let version = kv.live(b"w", 1000).unwrap().version;
+    let tx = |v| KvCommand::Multi {
+        watch: vec![(Arg::from("w"), v)],
+        cmds: vec![cmd("INCR x"), cmd("SET y 5 BOGUS"), cmd("INCR x")],
+    };
+    assert_eq!(
+        kv.apply(tx(version), &ctx(2000)),
+        KvReply::Redis(Value::Array(vec![
+            Value::Integer(1),
+            err("ERR syntax error"),
+            Value::Integer(2)
+        ]))
+    );
+    at(kv, 3000, "SET w 2");
+    assert_eq!(kv.apply(tx(version), &ctx(4000)), KvReply::Redis(Value::NullArray));
+    assert_eq!(run(kv, "GET x"), bulk("2"), "the aborted transaction changed nothing");
+}
+
+/// Every key/value command in the protocol crate's table has a handler here.
+#[test]
+fn every_data_command_has_a_handler() {
+    for spec in flotilla_resp::COMMANDS.iter().filter(|s| s.is_data()) {
+        assert!(super::handler(spec.name).is_some(), "{} has no handler", spec.name);
+    }
+}
+
+#[test]
+fn lcs_as_redis_documents_it() {
+    let kv = &mut Kv::default();
+    run(kv, "MSET key1 ohmytext key2 mynewtext");
+    assert_eq!(run(kv, "LCS key1 key2"), bulk("mytext"));
+    assert_eq!(run(kv, "LCS key1 key2 LEN"), Value::Integer(6));
+    assert_eq!(run(kv, "LCS key1 nokey"), bulk(""));
+}
