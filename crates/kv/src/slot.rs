@@ -111,7 +111,13 @@ mod tests {
             assert_eq!(Slot::from_record(record.into()), Some(slot));
         }
         assert_eq!(Slot::from_record(bytes::Bytes::new()), None);
-        assert_eq!(Slot::from_record(bytes::Bytes::from_static(&[7, 0, 0])), None);
-        assert_eq!(Slot::from_record(bytes::Bytes::from_static(&[0, 0x80])), None);
+        assert_eq!(
+            Slot::from_record(bytes::Bytes::from_static(&[7, 0, 0])),
+            None
+        );
+        assert_eq!(
+            Slot::from_record(bytes::Bytes::from_static(&[0, 0x80])),
+            None
+        );
     }
 }

@@ -118,7 +118,10 @@ mod tests {
             assert_eq!(back, slots);
             if n > 0 {
                 for cut in [out.len() - 1, out.len() / 2, 5] {
-                    assert!(read_slots(&mut &out[..cut], |_, _| {}).is_err(), "{n} {cut}");
+                    assert!(
+                        read_slots(&mut &out[..cut], |_, _| {}).is_err(),
+                        "{n} {cut}"
+                    );
                 }
             }
         }

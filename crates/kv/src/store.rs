@@ -172,7 +172,9 @@ impl Kv {
 
     /// Keys expired by `now_ms` but not removed yet.
     pub fn expired_count(&self, now_ms: u64) -> usize {
-        self.expiring.range(..(now_ms.saturating_add(1), Vec::new())).count()
+        self.expiring
+            .range(..(now_ms.saturating_add(1), Vec::new()))
+            .count()
     }
 
     fn incr(&mut self, key: Vec<u8>, by: i64, at: &ApplyCtx) -> KvReply {
@@ -281,7 +283,9 @@ impl StateMachine for Kv {
             }
             KvCommand::Incr { key, by } => self.incr(key, by, at),
             KvCommand::Redis { args, .. } => KvReply::Redis(engine::run(self, &args, at)),
-            KvCommand::Multi { watch, cmds } => KvReply::Redis(engine::multi(self, &watch, &cmds, at)),
+            KvCommand::Multi { watch, cmds } => {
+                KvReply::Redis(engine::multi(self, &watch, &cmds, at))
+            }
             KvCommand::Versions { keys } => KvReply::Versions(
                 keys.iter()
                     .map(|k| self.live(k.as_slice(), at.now_ms).map_or(0, |s| s.version))

@@ -14,6 +14,10 @@ pub enum Command {
         name: &'static str,
         args: Vec<Vec<u8>>,
     },
+    /// `CONFIG SET parameter value [parameter value ...]`.
+    ConfigSet { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+    /// `FUNCTION FLUSH [ASYNC|SYNC]`.
+    FunctionFlush,
     /// `MULTI`.
     Multi,
     /// `EXEC`.
@@ -141,6 +145,8 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Data { name, .. } => name,
+            Command::ConfigSet { .. } => "config|set",
+            Command::FunctionFlush => "function|flush",
             Command::Multi => "multi",
             Command::Exec => "exec",
             Command::Discard => "discard",

@@ -357,6 +357,9 @@ pub const COMMANDS: &[CommandSpec] = &[
             "A container for server configuration commands",
         )
         .subcommands(CONFIG),
+    spec("function", -2, container)
+        .doc("scripting", "7.0.0", "A container for function commands")
+        .subcommands(FUNCTION),
     spec("multi", 1, |_| Ok(Command::Multi))
         .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
         .doc("transactions", "1.2.0", "Mark the start of a transaction block"),
@@ -447,17 +450,45 @@ pub const COMMAND: &[CommandSpec] = &[
 ];
 
 /// `CONFIG` subcommands.
-pub const CONFIG: &[CommandSpec] = &[spec("config|get", -3, |a| {
-    Ok(Command::ConfigGet {
-        patterns: rest(a, 2),
+pub const CONFIG: &[CommandSpec] = &[
+    spec("config|get", -3, |a| {
+        Ok(Command::ConfigGet {
+            patterns: rest(a, 2),
+        })
     })
+    .flags(&["admin", "noscript", "loading", "stale"])
+    .doc(
+        "server",
+        "2.0.0",
+        "Get the values of configuration parameters",
+    ),
+    spec("config|set", -4, |a| {
+        if !a.len().is_multiple_of(2) {
+            return Err(CommandError::WrongArity("config|set"));
+        }
+        let pairs = a[2..]
+            .chunks_exact_mut(2)
+            .map(|p| (std::mem::take(&mut p[0]), std::mem::take(&mut p[1])))
+            .collect();
+        Ok(Command::ConfigSet { pairs })
+    })
+    .flags(&["admin", "noscript", "loading", "stale"])
+    .doc(
+        "server",
+        "2.0.0",
+        "Set configuration parameters to the given values",
+    ),
+];
+
+/// `FUNCTION` subcommands: only FLUSH (Flotilla has no functions; every test file of Redis's
+/// suite starts with `FUNCTION FLUSH`).
+pub const FUNCTION: &[CommandSpec] = &[spec("function|flush", -2, |a| match a.len() {
+    2 => Ok(Command::FunctionFlush),
+    3 if is(&a[2], "sync") || is(&a[2], "async") => Ok(Command::FunctionFlush),
+    _ => Err(CommandError::Syntax),
 })
-.flags(&["admin", "noscript", "loading", "stale"])
-.doc(
-    "server",
-    "2.0.0",
-    "Get the values of configuration parameters",
-)];
+.flags(&["write", "noscript"])
+.doc("scripting", "7.0.0", "Deleting all functions")];
 
 impl Command {
     /// Parses a request's arguments (name first, any case). Copies the arguments; the router
@@ -529,7 +560,11 @@ impl CommandSpec {
         } else {
             i64::from(last)
         };
-        let end = if first <= 0 { first } else { last.min(nargs - 1) + 1 };
+        let end = if first <= 0 {
+            first
+        } else {
+            last.min(nargs - 1) + 1
+        };
         (first.max(0)..end.max(first.max(0)))
             .step_by(step.max(1) as usize)
             .map(|i| i as usize)
@@ -754,7 +789,13 @@ mod tests {
     /// without has none at all.
     #[test]
     fn key_ranges_are_redis_shaped() {
-        for spec in COMMANDS.iter().chain(CLIENT).chain(COMMAND).chain(CONFIG) {
+        for spec in COMMANDS
+            .iter()
+            .chain(CLIENT)
+            .chain(COMMAND)
+            .chain(CONFIG)
+            .chain(FUNCTION)
+        {
             let (first, last, step) = spec.keys;
             assert!(
                 (first, last, step) == (0, 0, 0) || (first == 1 && step >= 1 && last != 0),

@@ -27,6 +27,8 @@ pub(crate) struct Router {
     pub(crate) idle_clerks: Mutex<Vec<ClientId>>,
     /// A key routed to each shard, for keyless commands (`Router::route_key`).
     pub(crate) route_keys: Mutex<Vec<Vec<u8>>>,
+    /// What CONFIG SET set of the encoding settings (`cmd/server.rs`).
+    pub(crate) encoding_settings: Mutex<std::collections::BTreeMap<&'static str, String>>,
     /// The bytes of requests not yet answered that all connections share.
     pub(crate) budget: Budget,
     /// When the router started (INFO's `uptime_in_seconds`).
@@ -53,6 +55,7 @@ pub async fn run_router(
         next_id: AtomicU64::new(1),
         idle_clerks: Mutex::new(Vec::new()),
         route_keys: Mutex::new(Vec::new()),
+        encoding_settings: Mutex::new(Default::default()),
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),

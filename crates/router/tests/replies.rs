@@ -92,7 +92,8 @@ async fn strings_reply_as_before() {
     )
     .await;
     c.expect(&["SET", "k", "v", "NX"], "$-1\r\n").await;
-    c.expect(&["SET", "fresh", "v2", "XX", "GET"], "$-1\r\n").await;
+    c.expect(&["SET", "fresh", "v2", "XX", "GET"], "$-1\r\n")
+        .await;
     c.expect(&["SET", "k", "v", "NX", "XX"], "-ERR syntax error\r\n")
         .await;
     c.expect(
@@ -202,7 +203,15 @@ async fn server_commands_reply_as_before() {
     )
     .await;
     c.expect(
-        &["CONFIG", "GET", "*a*", "save"],
+        &[
+            "CONFIG",
+            "GET",
+            "save",
+            "appendonly",
+            "databases",
+            "maxclients",
+            "maxmemory*",
+        ],
         "*12\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n$9\r\ndatabases\r\n$1\r\n1\r\n$10\r\nmaxclients\r\n$3\r\n100\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n",
     )
     .await;
@@ -211,6 +220,22 @@ async fn server_commands_reply_as_before() {
         "*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n",
     )
     .await;
+    c.expect(
+        &["CONFIG", "SET", "hash-max-ziplist-value", "10"],
+        "+OK\r\n",
+    )
+    .await;
+    c.expect(
+        &["CONFIG", "GET", "hash-max-ziplist-value"],
+        "*2\r\n$22\r\nhash-max-ziplist-value\r\n$2\r\n10\r\n",
+    )
+    .await;
+    c.expect(
+        &["CONFIG", "SET", "maxmemory", "1"],
+        "-ERR Unknown option or number of arguments for CONFIG SET - 'maxmemory'\r\n",
+    )
+    .await;
+    c.expect(&["FUNCTION", "FLUSH"], "+OK\r\n").await;
     c.expect(&["SET", "some", "key"], "+OK\r\n").await;
     c.expect(&["DBSIZE"], ":1\r\n").await;
     c.expect(&["FLUSHALL"], "+OK\r\n").await;
@@ -496,7 +521,7 @@ async fn command_describes_the_supported_commands() {
     .await;
     c.expect(
         &["COMMAND", "INFO", "config"],
-        "*1\r\n*10\r\n$6\r\nconfig\r\n:-2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*1\r\n*10\r\n$10\r\nconfig|get\r\n:-3\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n+stale\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
+        "*1\r\n*10\r\n$6\r\nconfig\r\n:-2\r\n*0\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*2\r\n*10\r\n$10\r\nconfig|get\r\n:-3\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n+stale\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n*10\r\n$10\r\nconfig|set\r\n:-4\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n+stale\r\n:0\r\n:0\r\n:0\r\n*0\r\n*0\r\n*0\r\n*0\r\n",
     )
     .await;
     c.expect(
@@ -623,8 +648,11 @@ async fn transactions_apply_whole_or_not_at_all() {
     c.expect(&["WATCH", "tx"], "+OK\r\n").await;
     other.expect(&["SET", "tx", "5"], "+OK\r\n").await;
     c.expect(&["MULTI"], "+OK\r\n").await;
-    c.expect(&["WATCH", "x"], "-ERR WATCH inside MULTI is not allowed\r\n")
-        .await;
+    c.expect(
+        &["WATCH", "x"],
+        "-ERR WATCH inside MULTI is not allowed\r\n",
+    )
+    .await;
     c.expect(&["INCR", "tx"], "+QUEUED\r\n").await;
     c.expect(&["EXEC"], "*-1\r\n").await;
     c.expect(&["GET", "tx"], "$1\r\n5\r\n").await;
@@ -640,7 +668,8 @@ async fn transactions_apply_whole_or_not_at_all() {
 async fn keys_expire() {
     let mut c = Client::connect(common::start(Settings::default()).await).await;
     c.expect(&["SET", "k", "v", "PX", "1"], "+OK\r\n").await;
-    c.expect(&["SET", "keep", "v", "EX", "100"], "+OK\r\n").await;
+    c.expect(&["SET", "keep", "v", "EX", "100"], "+OK\r\n")
+        .await;
     let deadline = std::time::Instant::now() + PATIENCE;
     // Wall-clock expiry: polls until the 1 ms TTL has passed (a read sees the leader's clock).
     while c.raw(&["GET", "k"]).await != b"$-1\r\n" {

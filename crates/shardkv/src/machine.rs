@@ -515,12 +515,7 @@ impl ShardKv {
     /// Installs `page` if it is the next one of pulling `shard`; a page from another
     /// configuration, for a shard not pulling, or starting elsewhere than the installed part
     /// ends (a duplicate, one overtaken by another leader's, or one out of order) is ignored.
-    fn install_page(
-        &mut self,
-        num: u64,
-        shard: usize,
-        page: ShardPage,
-    ) -> ShardReply {
+    fn install_page(&mut self, num: u64, shard: usize, page: ShardPage) -> ShardReply {
         if num != self.config.num || self.pulled.get(&shard) != Some(&page.from) {
             return ShardReply::Done;
         }
@@ -686,9 +681,7 @@ impl StateMachine for ShardKv {
                 op,
             } => self.op(client, seq, after_ms, op, at),
             ShardCommand::Config(next) => self.reconfigure(next),
-            ShardCommand::InstallPage { num, shard, page } => {
-                self.install_page(num, shard, page)
-            }
+            ShardCommand::InstallPage { num, shard, page } => self.install_page(num, shard, page),
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),
             ShardCommand::Confirmed { num, shards } => self.confirmed(num, &shards),
         }

@@ -427,7 +427,10 @@ fn output_of(input: &KvInput, reply: &KvReply) -> KvOutput {
         KvReply::Done | KvReply::Len(_) | KvReply::Deleted(_) | KvReply::Int(_) => KvOutput::Done,
         KvReply::Error(e) => panic!("{:?}({}) was refused: {e}", input.op, input.key),
         KvReply::Redis(_) | KvReply::Versions(_) => {
-            panic!("{:?}({}): a reply of another kind of command", input.op, input.key)
+            panic!(
+                "{:?}({}): a reply of another kind of command",
+                input.op, input.key
+            )
         }
     }
 }

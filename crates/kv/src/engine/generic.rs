@@ -18,8 +18,12 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("copy", copy),
     ("expire", |r, a| expire(r, a, Base::Now, 1000, "expire")),
     ("pexpire", |r, a| expire(r, a, Base::Now, 1, "pexpire")),
-    ("expireat", |r, a| expire(r, a, Base::Epoch, 1000, "expireat")),
-    ("pexpireat", |r, a| expire(r, a, Base::Epoch, 1, "pexpireat")),
+    ("expireat", |r, a| {
+        expire(r, a, Base::Epoch, 1000, "expireat")
+    }),
+    ("pexpireat", |r, a| {
+        expire(r, a, Base::Epoch, 1, "pexpireat")
+    }),
     ("ttl", |r, a| ttl(r, a, Show::Remaining(1000))),
     ("pttl", |r, a| ttl(r, a, Show::Remaining(1))),
     ("expiretime", |r, a| ttl(r, a, Show::At(1000))),

@@ -80,7 +80,10 @@ fn class(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
                 matched |= pattern[p + 1] == c;
                 p += 2;
             }
-            _ if pattern.get(p + 1) == Some(&b'-') && p + 2 < pattern.len() && pattern[p + 2] != b']' => {
+            _ if pattern.get(p + 1) == Some(&b'-')
+                && p + 2 < pattern.len()
+                && pattern[p + 2] != b']' =>
+            {
                 let (lo, hi) = (x.min(pattern[p + 2]), x.max(pattern[p + 2]));
                 matched |= (lo..=hi).contains(&c);
                 p += 3;

@@ -97,7 +97,9 @@ impl Run<'_> {
 }
 
 pub(crate) fn wrong_arity(name: &str) -> Value {
-    Value::error(format!("ERR wrong number of arguments for '{name}' command"))
+    Value::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 pub(crate) fn syntax_error() -> Value {

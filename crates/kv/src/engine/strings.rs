@@ -30,7 +30,9 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("substr", getrange),
     ("incr", |r, a| incr_by(r, &a[1], 1)),
     ("decr", |r, a| incr_by(r, &a[1], -1)),
-    ("incrby", |r, a| reply(int(&a[2]).map(|by| incr_by(r, &a[1], by)))),
+    ("incrby", |r, a| {
+        reply(int(&a[2]).map(|by| incr_by(r, &a[1], by)))
+    }),
     ("decrby", decrby),
     ("incrbyfloat", incrbyfloat),
     ("lcs", lcs),
@@ -53,7 +55,8 @@ impl Run<'_> {
         if expire_at != 0 && expire_at <= self.now {
             self.kv.remove(key.as_slice());
         } else {
-            self.kv.put(key.as_slice().to_vec(), value, expire_at, self.index);
+            self.kv
+                .put(key.as_slice().to_vec(), value, expire_at, self.index);
         }
     }
 
@@ -168,10 +171,13 @@ fn getex(r: &mut Run, a: &[Arg]) -> Value {
     let mut i = 2;
     while i < a.len() {
         let has_value = i + 1 < a.len();
-        let unit = ["ex", "px", "exat", "pxat"].into_iter().find(|u| is(&a[i], u));
+        let unit = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|u| is(&a[i], u));
         if is(&a[i], "persist") && matches!(change, Change::Keep) {
             change = Change::Persist;
-        } else if let Some(unit) = unit.filter(|_| has_value && !matches!(change, Change::Persist)) {
+        } else if let Some(unit) = unit.filter(|_| has_value && !matches!(change, Change::Persist))
+        {
             let n = match int(&a[i + 1]) {
                 Ok(n) => n,
                 Err(e) => return e,
@@ -218,7 +224,7 @@ fn mget(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 fn mset(r: &mut Run, a: &[Arg]) -> Value {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return wrong_arity("mset");
     }
     for kv in a[1..].chunks_exact(2) {
@@ -228,7 +234,7 @@ fn mset(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 fn msetnx(r: &mut Run, a: &[Arg]) -> Value {
-    if a.len() % 2 == 0 {
+    if a.len().is_multiple_of(2) {
         return wrong_arity("msetnx");
     }
     if a[1..].chunks_exact(2).any(|kv| r.value(&kv[0]).is_some()) {

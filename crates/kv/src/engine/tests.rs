@@ -67,7 +67,10 @@ fn keys_expire_by_the_replicated_clock() {
     assert_eq!(at(kv, 1099, "GET a"), bulk("1"));
     assert_eq!(at(kv, 1100, "GET a"), Value::Null, "gone at its expiry");
     assert_eq!(at(kv, 1100, "DBSIZE"), Value::Integer(2));
-    assert_eq!(at(kv, 2000, "MGET a b c"), Value::Array(vec![Value::Null, Value::Null, bulk("3")]));
+    assert_eq!(
+        at(kv, 2000, "MGET a b c"),
+        Value::Array(vec![Value::Null, Value::Null, bulk("3")])
+    );
     // A write entry sweeps what expired, so the map does not keep it.
     at(kv, 2000, "SET other x");
     assert_eq!((kv.len(), kv.expiring()), (2, 1));
@@ -115,7 +118,10 @@ fn string_commands() {
     assert_eq!(run(kv, "GETRANGE nokey 0 -1"), bulk(""));
     assert_eq!(run(kv, "SETRANGE k 5 X"), Value::Integer(6));
     assert_eq!(run(kv, "GET k"), Value::Bulk(b"cde\0\0X".to_vec()));
-    assert_eq!(run(kv, "SETRANGE k -1 X"), err("ERR offset is out of range"));
+    assert_eq!(
+        run(kv, "SETRANGE k -1 X"),
+        err("ERR offset is out of range")
+    );
     assert_eq!(run(kv, "GETDEL k"), Value::Bulk(b"cde\0\0X".to_vec()));
     assert_eq!(run(kv, "GETDEL k"), Value::Null);
     assert_eq!(run(kv, "MSETNX a 1 b 2"), Value::Integer(1));
@@ -139,25 +145,44 @@ fn integers_and_floats_as_redis_reads_them() {
     assert_eq!(run(kv, "INCRBY n -5"), Value::Integer(-4));
     assert_eq!(run(kv, "DECRBY n 6"), Value::Integer(-10));
     for bad in ["INCRBY n x", "INCRBY n 01", "INCRBY n 9223372036854775808"] {
-        assert_eq!(run(kv, bad), err("ERR value is not an integer or out of range"), "{bad}");
+        assert_eq!(
+            run(kv, bad),
+            err("ERR value is not an integer or out of range"),
+            "{bad}"
+        );
     }
     assert_eq!(
         run(kv, "DECRBY n -9223372036854775808"),
         err("ERR decrement would overflow")
     );
     run(kv, "SET n 0123");
-    assert_eq!(run(kv, "INCR n"), err("ERR value is not an integer or out of range"));
+    assert_eq!(
+        run(kv, "INCR n"),
+        err("ERR value is not an integer or out of range")
+    );
     run(kv, "SET n 9223372036854775807");
-    assert_eq!(run(kv, "INCR n"), err("ERR increment or decrement would overflow"));
+    assert_eq!(
+        run(kv, "INCR n"),
+        err("ERR increment or decrement would overflow")
+    );
     assert_eq!(run(kv, "INCRBYFLOAT f 1"), bulk("1"));
     assert_eq!(run(kv, "INCRBYFLOAT f 0.25"), bulk("1.25"));
     assert_eq!(run(kv, "INCRBYFLOAT f -1.25"), bulk("0"));
     run(kv, "SET f 17179869184");
     assert_eq!(run(kv, "INCRBYFLOAT f 1.5"), bulk("17179869185.5"));
-    assert_eq!(run(kv, "INCRBYFLOAT f +inf"), err("ERR increment would produce NaN or Infinity"));
-    assert_eq!(run(kv, "INCRBYFLOAT f x"), err("ERR value is not a valid float"));
+    assert_eq!(
+        run(kv, "INCRBYFLOAT f +inf"),
+        err("ERR increment would produce NaN or Infinity")
+    );
+    assert_eq!(
+        run(kv, "INCRBYFLOAT f x"),
+        err("ERR value is not a valid float")
+    );
     run(kv, "SET f 1x");
-    assert_eq!(run(kv, "INCRBYFLOAT f 1"), err("ERR value is not a valid float"));
+    assert_eq!(
+        run(kv, "INCRBYFLOAT f 1"),
+        err("ERR value is not a valid float")
+    );
 }
 
 #[test]
@@ -172,7 +197,11 @@ fn keys_rename_copy_type() {
     assert_eq!(run(kv, "TYPE zz"), Value::simple("none"));
     run(kv, "EXPIRE a 100");
     assert_eq!(run(kv, "RENAME a z"), Value::ok());
-    assert_eq!(run(kv, "TTL z"), Value::Integer(100), "the TTL moves with the value");
+    assert_eq!(
+        run(kv, "TTL z"),
+        Value::Integer(100),
+        "the TTL moves with the value"
+    );
     assert_eq!(run(kv, "RENAME a z"), err("ERR no such key"));
     assert_eq!(run(kv, "RENAMENX z b"), Value::Integer(0));
     assert_eq!(run(kv, "COPY z c"), Value::Integer(1));
@@ -218,7 +247,10 @@ fn scan_misses_no_key_that_stays() {
     for i in 0..500 {
         assert!(seen.contains(&format!("stay{i}")), "stay{i} missed");
     }
-    assert!(calls > 10, "COUNT 7 over 500 keys takes many calls, took {calls}");
+    assert!(
+        calls > 10,
+        "COUNT 7 over 500 keys takes many calls, took {calls}"
+    );
 }
 
 #[test]
@@ -245,15 +277,26 @@ fn a_transaction_applies_whole_or_not_at_all() {
         ]))
     );
     at(kv, 3000, "SET w 2");
-    assert_eq!(kv.apply(tx(version), &ctx(4000)), KvReply::Redis(Value::NullArray));
-    assert_eq!(run(kv, "GET x"), bulk("2"), "the aborted transaction changed nothing");
+    assert_eq!(
+        kv.apply(tx(version), &ctx(4000)),
+        KvReply::Redis(Value::NullArray)
+    );
+    assert_eq!(
+        run(kv, "GET x"),
+        bulk("2"),
+        "the aborted transaction changed nothing"
+    );
 }
 
 /// Every key/value command in the protocol crate's table has a handler here.
 #[test]
 fn every_data_command_has_a_handler() {
     for spec in flotilla_resp::COMMANDS.iter().filter(|s| s.is_data()) {
-        assert!(super::handler(spec.name).is_some(), "{} has no handler", spec.name);
+        assert!(
+            super::handler(spec.name).is_some(),
+            "{} has no handler",
+            spec.name
+        );
     }
 }
 

@@ -104,7 +104,9 @@ async fn split(
             let mut out = vec![Value::Null; items.len()];
             for ((_, positions, _), v) in parts.iter().zip(values) {
                 let Value::Array(got) = v else {
-                    return Err(Value::error("ERR internal error: MGET answered a non-array"));
+                    return Err(Value::error(
+                        "ERR internal error: MGET answered a non-array",
+                    ));
                 };
                 for (&p, g) in positions.iter().zip(got) {
                     out[p] = g;
@@ -113,10 +115,15 @@ async fn split(
             Value::Array(out)
         }
         "mset" => Value::ok(),
-        _ => Value::Integer(values.iter().map(|v| match v {
-            Value::Integer(n) => *n,
-            _ => 0,
-        }).sum()),
+        _ => Value::Integer(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(n) => *n,
+                    _ => 0,
+                })
+                .sum(),
+        ),
     })
 }
 
@@ -137,10 +144,15 @@ async fn keyless(r: &Router, conn: &mut Conn, name: &str, args: Vec<Arg>) -> Rep
         }
     }
     Ok(match name {
-        "dbsize" => Value::Integer(values.iter().map(|v| match v {
-            Value::Integer(n) => *n,
-            _ => 0,
-        }).sum()),
+        "dbsize" => Value::Integer(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(n) => *n,
+                    _ => 0,
+                })
+                .sum(),
+        ),
         "keys" => Value::Array(
             values
                 .into_iter()
@@ -163,17 +175,27 @@ async fn scan(r: &Router, conn: &mut Conn, mut args: Vec<Arg>, nshards: usize) -
     else {
         return Err(Value::error("ERR invalid cursor"));
     };
-    let (shard, inner) = (cursor >> SCAN_CURSOR_BITS, cursor & ((1 << SCAN_CURSOR_BITS) - 1));
+    let (shard, inner) = (
+        cursor >> SCAN_CURSOR_BITS,
+        cursor & ((1 << SCAN_CURSOR_BITS) - 1),
+    );
     if shard as usize >= nshards {
-        return Ok(Value::Array(vec![Value::bulk("0"), Value::Array(Vec::new())]));
+        return Ok(Value::Array(vec![
+            Value::bulk("0"),
+            Value::Array(Vec::new()),
+        ]));
     }
     args[1] = Arg::from(inner.to_string().into_bytes());
     let route = Some(r.route_key(shard as usize));
     let Value::Array(mut answer) = one(r, conn, args, route).await? else {
-        return Err(Value::error("ERR internal error: SCAN answered a non-array"));
+        return Err(Value::error(
+            "ERR internal error: SCAN answered a non-array",
+        ));
     };
     let next_inner = match answer.first() {
-        Some(Value::Bulk(b)) => std::str::from_utf8(b).ok().and_then(|c| c.parse::<u64>().ok()),
+        Some(Value::Bulk(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|c| c.parse::<u64>().ok()),
         _ => None,
     }
     .ok_or_else(|| Value::error("ERR internal error: SCAN answered no cursor"))?;

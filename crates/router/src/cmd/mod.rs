@@ -99,6 +99,8 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
 
         C::Info { sections } => server::info(r, &sections),
         C::ConfigGet { patterns } => server::config_get(r, &patterns),
+        C::ConfigSet { pairs } => server::config_set(r, pairs),
+        C::FunctionFlush => Ok(Value::ok()),
         C::Command(q) => server::command(q),
     };
     (reply.unwrap_or_else(|e| e), After::Continue)
@@ -111,5 +113,7 @@ fn unexpected(r: KvReply) -> Value {
 }
 
 fn wrong_arity(name: &str) -> Value {
-    Value::error(format!("ERR wrong number of arguments for '{name}' command"))
+    Value::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }

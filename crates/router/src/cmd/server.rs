@@ -143,12 +143,66 @@ pub(super) fn config_get(r: &Router, patterns: &[Vec<u8>]) -> Reply {
     Ok(matching(&config_values(r), patterns))
 }
 
+/// Redis's settings of its in-memory encodings (when a small hash stops being a listpack …):
+/// Flotilla has one encoding, so they change nothing, but CONFIG SET takes them (clients
+/// and Redis's tests set them) and CONFIG GET reports what was set, with Redis's defaults.
+pub(crate) const ENCODING_SETTINGS: &[(&str, &str)] = &[
+    ("hash-max-listpack-entries", "128"),
+    ("hash-max-listpack-value", "64"),
+    ("hash-max-ziplist-entries", "128"),
+    ("hash-max-ziplist-value", "64"),
+    ("list-max-listpack-size", "-2"),
+    ("list-max-ziplist-size", "-2"),
+    ("list-compress-depth", "0"),
+    ("set-max-intset-entries", "512"),
+    ("set-max-listpack-entries", "128"),
+    ("set-max-listpack-value", "64"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+    ("zset-max-ziplist-entries", "128"),
+    ("zset-max-ziplist-value", "64"),
+];
+
+/// `CONFIG SET parameter value [parameter value …]`: all or nothing, as Redis does. Only the
+/// encoding settings may be set (kept per router, no effect); any other is refused in
+/// Redis's words: the router's own settings come from its command line.
+pub(super) fn config_set(r: &Router, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Reply {
+    let mut changes = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+        let Some((known, _)) = ENCODING_SETTINGS.iter().find(|(n, _)| *n == name) else {
+            return Err(Value::error(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            )));
+        };
+        if flotilla_resp::parse_i64(&value).is_none() {
+            return Err(Value::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+            )));
+        }
+        changes.push((*known, String::from_utf8_lossy(&value).into_owned()));
+    }
+    let mut set = r.encoding_settings.lock().expect("settings lock");
+    for (name, value) in changes {
+        set.insert(name, value);
+    }
+    Ok(Value::ok())
+}
+
 /// The settings `CONFIG GET` reports: redis-benchmark asks for `save` and `appendonly`,
 /// redis-cli for `databases`;
 /// `timeout` and `maxclients` are the router's own, in Redis's units.
 fn config_values(r: &Router) -> Vec<(&'static str, String)> {
     let timeout = r.cfg.idle_timeout.map_or(0.0, |t| t.as_secs_f64());
-    vec![
+    let set = r.encoding_settings.lock().expect("settings lock");
+    let encodings = ENCODING_SETTINGS.iter().map(|(n, default)| {
+        (
+            *n,
+            set.get(n).cloned().unwrap_or_else(|| (*default).to_owned()),
+        )
+    });
+    let mut values: Vec<(&'static str, String)> = encodings.collect();
+    values.extend([
         ("save", String::new()),
         ("appendonly", "yes".into()),
         ("databases", "1".into()),
@@ -157,7 +211,8 @@ fn config_values(r: &Router) -> Vec<(&'static str, String)> {
         // The router evicts nothing and sets no memory limit: Redis's defaults, true here.
         ("maxmemory", "0".into()),
         ("maxmemory-policy", "noeviction".into()),
-    ]
+    ]);
+    values
 }
 
 /// `COMMAND [COUNT | DOCS | INFO]`, from the parser's table less the commands the router
