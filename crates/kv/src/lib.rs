@@ -22,7 +22,7 @@ mod store;
 
 pub use command::{command_keys, Arg, KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use server::KvServer;
-pub use slot::Slot;
+pub use slot::{Data, Hash, Slot};
 pub use store::{AppendReply, Kv, Value};
 
 /// The message type of the KV service (Raft traffic, requests, responses).

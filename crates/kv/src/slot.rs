@@ -2,11 +2,15 @@
 //! encoding a key travels in (snapshots and shard pages).
 //!
 //! # Record encoding
-//! `[kind: u8][expire_at: varint][version: varint][payload]`, where `kind` 0 is a string and
-//! the payload is its bytes. Written as one length-prefixed byte string, so a snapshot stays
-//! "pairs of byte strings" and a shard page carries a record as it carries a value.
+//! `[kind: u8][expire_at: varint][version: varint][payload]`. Kind 0, a string: the payload
+//! is its bytes. Kind 1, a hash: a varint count, then each field and value (in field order)
+//! as a varint length and its bytes. Written as one length-prefixed byte string, so a
+//! snapshot stays "pairs of byte strings" and a shard page carries a record as it carries a
+//! value.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use flotilla_rsm::stream::{varint_len, write_varint};
 
@@ -14,11 +18,53 @@ use crate::store::Value;
 
 /// Kind byte of a string record.
 const STRING: u8 = 0;
+/// Kind byte of a hash record.
+const HASH: u8 = 1;
+
+/// A hash's fields and values, in field order (so that it encodes the same on every replica).
+pub type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A key's value, of one of Redis's types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Data {
+    /// A string: a shared buffer, often a view of the log entry that wrote it.
+    Str(Value),
+    /// A hash, shared by snapshot views; a write copies it first if a view holds it
+    /// (`Arc::make_mut`), so a view keeps what it saw.
+    Hash(Arc<Hash>),
+}
+
+impl Data {
+    /// Redis's name of the type (`TYPE`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Data::Str(_) => "string",
+            Data::Hash(_) => "hash",
+        }
+    }
+
+    fn payload_len(&self) -> u64 {
+        match self {
+            Data::Str(v) => v.len() as u64,
+            Data::Hash(h) => {
+                let items: u64 = (h.iter())
+                    .map(|(f, v)| {
+                        varint_len(f.len() as u64)
+                            + f.len() as u64
+                            + varint_len(v.len() as u64)
+                            + v.len() as u64
+                    })
+                    .sum();
+                varint_len(h.len() as u64) + items
+            }
+        }
+    }
+}
 
 /// One key's entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
-    pub value: Value,
+    pub value: Data,
     /// When the key expires, in ms since the UNIX epoch by the replicated clock; 0: never.
     /// A key is gone from the moment `now >= expire_at`, whether or not it was removed yet.
     pub expire_at: u64,
@@ -38,17 +84,42 @@ impl Slot {
         1 + varint_len(self.expire_at) + varint_len(self.version)
     }
 
+    /// A string's slot.
+    pub fn string(value: Value, expire_at: u64, version: u64) -> Slot {
+        Slot {
+            value: Data::Str(value),
+            expire_at,
+            version,
+        }
+    }
+
     /// Bytes of the record (without its length prefix).
     pub fn record_len(&self) -> u64 {
-        self.header_len() + self.value.len() as u64
+        self.header_len() + self.value.payload_len()
     }
 
     /// Writes the record's bytes (without a length prefix).
     pub fn write_record(&self, out: &mut dyn Write) -> io::Result<()> {
-        out.write_all(&[STRING])?;
+        let kind = match self.value {
+            Data::Str(_) => STRING,
+            Data::Hash(_) => HASH,
+        };
+        out.write_all(&[kind])?;
         write_varint(out, self.expire_at)?;
         write_varint(out, self.version)?;
-        out.write_all(&self.value)
+        match &self.value {
+            Data::Str(v) => out.write_all(v),
+            Data::Hash(h) => {
+                write_varint(out, h.len() as u64)?;
+                for (f, v) in h.iter() {
+                    for s in [f, v] {
+                        write_varint(out, s.len() as u64)?;
+                        out.write_all(s)?;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The record as one buffer (a shard page's item).
@@ -63,18 +134,42 @@ impl Slot {
     /// without a copy when `record` is the only holder of its buffer's tail.
     pub fn from_record(record: bytes::Bytes) -> Option<Slot> {
         let (&kind, mut rest) = record.split_first()?;
-        if kind != STRING {
-            return None;
-        }
         let expire_at = read_varint(&mut rest)?;
         let version = read_varint(&mut rest)?;
-        let start = record.len() - rest.len();
+        let value = match kind {
+            STRING => Data::Str(record.slice(record.len() - rest.len()..)),
+            HASH => {
+                let count = read_varint(&mut rest)?;
+                let mut h = Hash::new();
+                for _ in 0..count {
+                    let f = read_bytes(&mut rest)?;
+                    let v = read_bytes(&mut rest)?;
+                    h.insert(f, v);
+                }
+                if !rest.is_empty() {
+                    return None;
+                }
+                Data::Hash(Arc::new(h))
+            }
+            _ => return None,
+        };
         Some(Slot {
-            value: record.slice(start..),
+            value,
             expire_at,
             version,
         })
     }
+}
+
+/// A varint length and that many bytes; `None` if the input is shorter.
+fn read_bytes(input: &mut &[u8]) -> Option<Vec<u8>> {
+    let len = usize::try_from(read_varint(input)?).ok()?;
+    if len > input.len() {
+        return None;
+    }
+    let (b, rest) = input.split_at(len);
+    *input = rest;
+    Some(b.to_vec())
 }
 
 fn read_varint(input: &mut &[u8]) -> Option<u64> {
@@ -101,14 +196,25 @@ mod tests {
             (1_700_000_000_123, 99, b"hello"),
             (u64::MAX, u64::MAX, &[0xff; 300][..]),
         ] {
+            let slot = Slot::string(Value::copy_from_slice(value), expire_at, version);
+            let record = slot.to_record();
+            assert_eq!(record.len() as u64, slot.record_len());
+            assert_eq!(Slot::from_record(record.into()), Some(slot));
+            let hash: Hash = (0..value.len().min(40))
+                .map(|i| (vec![i as u8; i], value[..i].to_vec()))
+                .collect();
             let slot = Slot {
-                value: Value::copy_from_slice(value),
+                value: Data::Hash(Arc::new(hash)),
                 expire_at,
                 version,
             };
             let record = slot.to_record();
             assert_eq!(record.len() as u64, slot.record_len());
-            assert_eq!(Slot::from_record(record.into()), Some(slot));
+            assert_eq!(Slot::from_record(record.clone().into()), Some(slot));
+            let cut = &record[..record.len() - 1];
+            if value.len() > 1 {
+                assert_eq!(Slot::from_record(bytes::Bytes::copy_from_slice(cut)), None);
+            }
         }
         assert_eq!(Slot::from_record(bytes::Bytes::new()), None);
         assert_eq!(

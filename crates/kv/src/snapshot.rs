@@ -102,7 +102,7 @@ mod tests {
                     let mut k = vec![b'k'; n % 300];
                     k.extend_from_slice(&(i as u32).to_be_bytes());
                     let slot = Slot {
-                        value: Value::from(vec![b'v'; n]),
+                        value: crate::Data::Str(Value::from(vec![b'v'; n])),
                         expire_at: (i as u64) * 1000,
                         version: n as u64,
                     };

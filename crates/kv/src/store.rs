@@ -10,7 +10,7 @@ use flotilla_rsm::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachin
 
 use crate::command::{KvCommand, KvError, KvReply};
 use crate::engine;
-use crate::slot::Slot;
+use crate::slot::{Data, Slot};
 use crate::snapshot;
 
 /// A stored value: a shared, immutable buffer (a clone is a reference count).
@@ -75,7 +75,19 @@ impl Kv {
     /// The key's string value, whether or not it has expired (tests and tools; commands read
     /// through [`Kv::live`]).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.data.get(key).map(|s| &s.value[..])
+        match self.data.get(key).map(|s| &s.value) {
+            Some(Data::Str(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The key's string value if it exists at `now_ms` and is a string (the lab commands,
+    /// which know only strings, see other types as absent).
+    fn live_string(&self, key: &[u8], now_ms: u64) -> Option<&Value> {
+        match self.live(key, now_ms).map(|s| &s.value) {
+            Some(Data::Str(v)) => Some(v),
+            _ => None,
+        }
     }
 
     /// The key's slot if it exists at `now_ms`.
@@ -94,8 +106,13 @@ impl Kv {
         }
     }
 
-    /// Sets the key's value and expiry (0: none), bumping its version past `index`.
+    /// Sets the key's string value and expiry (0: none), bumping its version past `index`.
     pub fn put(&mut self, key: Vec<u8>, value: Value, expire_at: u64, index: u64) {
+        self.put_data(key, Data::Str(value), expire_at, index)
+    }
+
+    /// Sets the key's value (of any type) and expiry (0: none), bumping its version.
+    pub fn put_data(&mut self, key: Vec<u8>, value: Data, expire_at: u64, index: u64) {
         let old = self.data.get(&key).map(|s| (s.version, s.expire_at));
         let version = next_version(old.map(|(v, _)| v), index);
         if let Some((_, old_expiry)) = old {
@@ -183,9 +200,12 @@ impl Kv {
             None => (0, 0),
             // Redis's rule, not Rust's `parse` (which takes "+5", "0123", "-0"): a replica applies
             // this, so it must be one exact, deterministic rule, the same on every replica.
-            Some(s) => match flotilla_resp::parse_i64(&s.value) {
-                Some(n) => (n, s.expire_at),
-                None => return KvReply::Error(KvError::NotAnInteger),
+            Some(s) => match &s.value {
+                Data::Str(v) => match flotilla_resp::parse_i64(v) {
+                    Some(n) => (n, s.expire_at),
+                    None => return KvReply::Error(KvError::NotAnInteger),
+                },
+                Data::Hash(_) => return KvReply::Error(KvError::NotAnInteger),
             },
         };
         match old.checked_add(by) {
@@ -258,7 +278,7 @@ impl StateMachine for Kv {
         let writes = !Self::is_read_only(&cmd);
         let reply = match cmd {
             KvCommand::Get { key } => {
-                KvReply::Value(self.live(&key, at.now_ms).map(|s| s.value.to_vec()))
+                KvReply::Value(self.live_string(&key, at.now_ms).map(|v| v.to_vec()))
             }
             KvCommand::Put { key, value } => {
                 self.put(key, value, 0, at.index);
@@ -267,8 +287,13 @@ impl StateMachine for Kv {
             KvCommand::Append { key, value } => {
                 self.remove_if_expired(&key, at.now_ms);
                 let (old, expire_at) = match self.remove(&key) {
-                    Some(s) => (s.value, s.expire_at),
-                    None => (Value::new(), 0),
+                    Some(Slot {
+                        value: Data::Str(v),
+                        expire_at,
+                        ..
+                    }) => (v, expire_at),
+                    // The lab's Append knows only strings: another type is replaced.
+                    _ => (Value::new(), 0),
                 };
                 let reply = match self.append_reply {
                     AppendReply::NewLength => KvReply::Len((old.len() + value.len()) as u64),

@@ -296,6 +296,70 @@ pub const COMMANDS: &[CommandSpec] = &[
     data("flushdb", -1)
         .flags(&["write"])
         .doc("server", "1.0.0", "Remove all keys from the current database"),
+    data("hset", -4)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Set the string value of a hash field"),
+    data("hmset", -4)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Set multiple hash fields to multiple values"),
+    data("hsetnx", 4)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Set the value of a hash field, only if the field does not exist"),
+    data("hget", 3)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get the value of a hash field"),
+    data("hmget", -3)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get the values of all the given hash fields"),
+    data("hdel", -3)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Delete one or more hash fields"),
+    data("hgetall", 2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get all the fields and values in a hash"),
+    data("hkeys", 2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get all the fields in a hash"),
+    data("hvals", 2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get all the values in a hash"),
+    data("hlen", 2)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Get the number of fields in a hash"),
+    data("hexists", 3)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Determine if a hash field exists"),
+    data("hstrlen", 3)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "3.2.0", "Get the length of the value of a hash field"),
+    data("hincrby", 4)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.0.0", "Increment the integer value of a hash field by the given number"),
+    data("hincrbyfloat", 4)
+        .flags(WRITE_FAST)
+        .keys(1, 1, 1)
+        .doc("hash", "2.6.0", "Increment the float value of a hash field by the given amount"),
+    data("hscan", -3)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("hash", "2.8.0", "Incrementally iterate hash fields and associated values"),
+    data("hrandfield", -2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("hash", "6.2.0", "Get one or multiple random fields from a hash"),
     spec("ping", -1, parse_ping)
         .flags(&["fast"])
         .doc("connection", "1.0.0", "Ping the server"),

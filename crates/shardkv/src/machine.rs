@@ -868,11 +868,7 @@ mod invariant_tests {
         let (mut a, _) = groups();
         let (k0, k1) = (key_of(2, 0), key_of(2, 1));
         let (low, high) = if k0 < k1 { (k0, k1) } else { (k1, k0) };
-        let v = Slot {
-            value: Value::from_static(b"v"),
-            expire_at: 0,
-            version: 1,
-        };
+        let v = Slot::string(Value::from_static(b"v"), 0, 1);
         shard(&mut a, 2).1.frozen = Arc::new(vec![(high, v.clone()), (low, v)]);
         a.check_invariants(CheckDepth::Quick);
         a.check_invariants(CheckDepth::Full);

@@ -630,3 +630,102 @@ fn per_shard_records_expire_and_an_expired_client_is_refused() {
     }
     assert_eq!(b.shard_sessions()[&2], 2);
 }
+
+fn redis(line: &str) -> KvCommand {
+    KvCommand::Redis {
+        args: line.split(' ').map(flotilla_kv::Arg::from).collect(),
+        route: None,
+    }
+}
+
+fn redis_reply(r: ShardReply) -> flotilla_resp::Value {
+    match r {
+        ShardReply::Kv(KvReply::Redis(v)) => v,
+        other => panic!("expected a Redis reply, got {other:?}"),
+    }
+}
+
+/// A shard moves with its keys' types and expiry times: a hash and a string with TTLs
+/// written at the old owner read the same at the new one, and expire there on time.
+#[test]
+fn types_and_expiry_move_with_a_shard() {
+    use flotilla_resp::Value;
+    let (mut a, mut b) = (ShardKv::new(1, NSHARDS), ShardKv::new(2, NSHARDS));
+    let c1 = config(1, [1, 1, 1, 1]);
+    for m in [&mut a, &mut b] {
+        m.apply(ShardCommand::Config(c1.clone()), &ApplyCtx::zero());
+    }
+    let (h, s) = (
+        String::from_utf8(key_in(3)).unwrap(),
+        String::from_utf8(keys_in(3, 2)[1].clone()).unwrap(),
+    );
+    let at = |ms| ApplyCtx {
+        now_ms: ms,
+        index: ms,
+        ..ApplyCtx::zero()
+    };
+    let w = |m: &mut ShardKv, seq, line: &str, ms| {
+        redis_reply(m.apply(op(9, seq, redis(line)), &at(ms)))
+    };
+    assert_eq!(
+        w(&mut a, 1, &format!("HSET {h} f v"), 1000),
+        Value::Integer(1)
+    );
+    assert_eq!(
+        w(&mut a, 2, &format!("PEXPIRE {h} 5000"), 1000),
+        Value::Integer(1)
+    );
+    assert_eq!(
+        w(&mut a, 3, &format!("SET {s} x PX 9000"), 1000),
+        Value::ok()
+    );
+    let c2 = config(2, [1, 1, 1, 2]);
+    for m in [&mut a, &mut b] {
+        m.apply(ShardCommand::Config(c2.clone()), &ApplyCtx::zero());
+    }
+    transfer(&a, &mut b, 3, 1 << 20);
+    let r = |m: &mut ShardKv, line: &str, ms| redis_reply(m.apply(op(10, 1, redis(line)), &at(ms)));
+    assert_eq!(
+        r(&mut b, &format!("HGET {h} f"), 2000),
+        Value::Bulk(b"v".to_vec())
+    );
+    assert_eq!(r(&mut b, &format!("PTTL {h}"), 2000), Value::Integer(4000));
+    assert_eq!(
+        r(&mut b, &format!("TYPE {s}"), 2000),
+        Value::simple("string")
+    );
+    assert_eq!(
+        r(&mut b, &format!("HGET {h} f"), 6000),
+        Value::Null,
+        "expired on time"
+    );
+    assert_eq!(
+        r(&mut b, &format!("GET {s}"), 6000),
+        Value::Bulk(b"x".to_vec())
+    );
+}
+
+/// A command on keys of two shards is refused with Redis Cluster's CROSSSLOT, unapplied.
+#[test]
+fn a_command_across_shards_is_refused() {
+    use flotilla_resp::Value;
+    let mut a = ShardKv::new(1, NSHARDS);
+    a.apply(
+        ShardCommand::Config(config(1, [1, 1, 1, 1])),
+        &ApplyCtx::zero(),
+    );
+    let (k0, k1) = (
+        String::from_utf8(key_in(0)).unwrap(),
+        String::from_utf8(key_in(1)).unwrap(),
+    );
+    let reply = redis_reply(a.apply(
+        op(3, 1, redis(&format!("MSET {k0} 1 {k1} 2"))),
+        &ApplyCtx::zero(),
+    ));
+    assert_eq!(
+        reply,
+        Value::error("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    let get = redis_reply(a.apply(op(3, 2, redis(&format!("GET {k0}"))), &ApplyCtx::zero()));
+    assert_eq!(get, Value::Null);
+}

@@ -38,16 +38,13 @@ fn del(r: &mut Run, a: &[Arg]) -> Value {
 
 /// EXISTS and TOUCH: how many of the keys exist, a key named twice counting twice.
 fn exists(r: &mut Run, a: &[Arg]) -> Value {
-    let n = a[1..].iter().filter(|k| r.value(k).is_some()).count();
+    let n = a[1..].iter().filter(|k| r.exists(k)).count();
     Value::Integer(n as i64)
 }
 
 fn key_type(r: &mut Run, a: &[Arg]) -> Value {
-    Value::simple(if r.value(&a[1]).is_some() {
-        "string"
-    } else {
-        "none"
-    })
+    let slot = r.kv.live(a[1].as_slice(), r.now);
+    Value::simple(slot.map_or("none", |s| s.value.type_name()))
 }
 
 /// RENAME and RENAMENX: the value moves with its TTL.
@@ -56,12 +53,12 @@ fn rename(r: &mut Run, a: &[Arg], nx: bool) -> Value {
     let Some(slot) = r.kv.live(src.as_slice(), r.now).cloned() else {
         return Value::error("ERR no such key");
     };
-    if nx && r.value(dst).is_some() {
+    if nx && r.exists(dst) {
         return Value::Integer(0);
     }
     if src != dst {
         r.kv.remove(src.as_slice());
-        r.store(dst, slot.value, slot.expire_at);
+        r.store_data(dst, slot.value, slot.expire_at);
     }
     if nx {
         Value::Integer(1)
@@ -96,10 +93,10 @@ fn copy(r: &mut Run, a: &[Arg]) -> Value {
     let Some(slot) = r.kv.live(src.as_slice(), r.now).cloned() else {
         return Value::Integer(0);
     };
-    if r.value(dst).is_some() && !replace {
+    if r.exists(dst) && !replace {
         return Value::Integer(0);
     }
-    r.store(dst, slot.value, slot.expire_at);
+    r.store_data(dst, slot.value, slot.expire_at);
     Value::Integer(1)
 }
 

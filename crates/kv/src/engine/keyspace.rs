@@ -52,42 +52,62 @@ fn keys(r: &mut Run, a: &[Arg]) -> Value {
     Value::Array(found.into_iter().map(|k| Value::Bulk(k.to_vec())).collect())
 }
 
-/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
-fn scan(r: &mut Run, a: &[Arg]) -> Value {
-    let Some(cursor) = std::str::from_utf8(a[1].as_slice())
+/// SCAN's (and HSCAN's) options after the command's key: the cursor, MATCH, COUNT, TYPE.
+pub(super) struct ScanOptions<'a> {
+    cursor: u64,
+    pattern: Option<&'a [u8]>,
+    count: usize,
+    kind: Option<&'a Arg>,
+}
+
+/// Parses `cursor [MATCH pattern] [COUNT count] [TYPE type]` (TYPE only if `with_type`).
+pub(super) fn parse_scan_options(a: &[Arg], with_type: bool) -> Result<ScanOptions<'_>, Value> {
+    let cursor = std::str::from_utf8(a[0].as_slice())
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
-    else {
-        return Value::error("ERR invalid cursor");
+        .ok_or_else(|| Value::error("ERR invalid cursor"))?;
+    let mut o = ScanOptions {
+        cursor,
+        pattern: None,
+        count: 10,
+        kind: None,
     };
-    let (mut pattern, mut count, mut kind): (Option<&[u8]>, usize, Option<&Arg>) = (None, 10, None);
-    let mut i = 2;
+    let mut i = 1;
     while i < a.len() {
         if i + 1 >= a.len() {
-            return syntax_error();
+            return Err(syntax_error());
         }
         if is(&a[i], "match") {
-            pattern = Some(a[i + 1].as_slice());
+            o.pattern = Some(a[i + 1].as_slice());
         } else if is(&a[i], "count") {
-            match int(&a[i + 1]) {
-                Ok(n) if n >= 1 => count = n as usize,
-                Ok(_) => return syntax_error(),
-                Err(e) => return e,
+            match int(&a[i + 1])? {
+                n if n >= 1 => o.count = n as usize,
+                _ => return Err(syntax_error()),
             }
-        } else if is(&a[i], "type") {
-            kind = Some(&a[i + 1]);
+        } else if with_type && is(&a[i], "type") {
+            o.kind = Some(&a[i + 1]);
         } else {
-            return syntax_error();
+            return Err(syntax_error());
         }
         i += 2;
     }
-    let mut page: Vec<(u64, &[u8])> = live_keys(r)
+    Ok(o)
+}
+
+/// One page of `items` (of `total` in the whole collection) from the options' cursor: the
+/// next cursor (0 at the end) and the items in it that MATCH.
+pub(super) fn scan_page<'a>(
+    items: impl Iterator<Item = &'a [u8]>,
+    total: usize,
+    o: &ScanOptions,
+) -> (u64, Vec<&'a [u8]>) {
+    let mut page: Vec<(u64, &[u8])> = items
         .map(|k| (scan_hash(k), k))
-        .filter(|(h, _)| *h >= cursor)
+        .filter(|(h, _)| *h >= o.cursor)
         .collect();
-    // A large store is scanned in at most ~64 calls whatever COUNT says (a hint in Redis
-    // too): each call costs a pass over the store.
-    let take = count.max(r.kv.len() / 64);
+    // A large collection is scanned in at most ~64 calls whatever COUNT says (a hint in
+    // Redis too): each call costs a pass over it.
+    let take = o.count.max(total / 64);
     let next = if page.len() > take {
         page.select_nth_unstable(take - 1);
         let last = page[take - 1].0;
@@ -97,15 +117,30 @@ fn scan(r: &mut Run, a: &[Arg]) -> Value {
         0
     };
     page.sort_unstable();
-    let keys = page
+    let found = page
         .into_iter()
-        .filter(|(_, k)| pattern.is_none_or(|p| super::glob_match(p, k)))
-        .filter(|_| kind.is_none_or(|t| is(t, "string")))
-        .map(|(_, k)| Value::Bulk(k.to_vec()))
+        .filter(|(_, k)| o.pattern.is_none_or(|p| super::glob_match(p, k)))
+        .map(|(_, k)| k)
         .collect();
+    (next, found)
+}
+
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+fn scan(r: &mut Run, a: &[Arg]) -> Value {
+    let o = match parse_scan_options(&a[1..], true) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let now = r.now;
+    let kind = o.kind;
+    let keys = r
+        .kv
+        .iter()
+        .filter(move |(_, s)| !s.expired(now) && kind.is_none_or(|t| is(t, s.value.type_name())));
+    let (next, keys) = scan_page(keys.map(|(k, _)| k), r.kv.len(), &o);
     Value::Array(vec![
         Value::Bulk(next.to_string().into_bytes()),
-        Value::Array(keys),
+        Value::Array(keys.into_iter().map(|k| Value::Bulk(k.to_vec())).collect()),
     ])
 }
 

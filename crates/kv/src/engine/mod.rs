@@ -8,12 +8,14 @@
 //!
 //! One file per family, each with its table of handlers: `strings.rs` (GET, SET and its
 //! options, SETNX …), `generic.rs` (DEL, EXISTS, TYPE, RENAME, COPY, the expiry commands),
-//! `keyspace.rs` (KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB). A command in the
+//! `keyspace.rs` (KEYS, SCAN, DBSIZE, RANDOMKEY, FLUSHALL, FLUSHDB), `hash.rs` (HSET, HGET
+//! … HSCAN, HRANDFIELD). A command in the
 //! protocol crate's table without a handler here answers "unknown command" (the test
 //! `every_data_command_has_a_handler` keeps the two in step).
 
 mod generic;
 mod glob;
+mod hash;
 mod keyspace;
 mod strings;
 
@@ -37,7 +39,12 @@ pub(crate) struct Run<'a> {
 
 type Handler = fn(&mut Run, &[Arg]) -> Value;
 
-const FAMILIES: &[&[(&str, Handler)]] = &[strings::HANDLERS, generic::HANDLERS, keyspace::HANDLERS];
+const FAMILIES: &[&[(&str, Handler)]] = &[
+    strings::HANDLERS,
+    generic::HANDLERS,
+    keyspace::HANDLERS,
+    hash::HANDLERS,
+];
 
 fn handler(name: &str) -> Option<Handler> {
     FAMILIES
@@ -100,6 +107,10 @@ pub(crate) fn wrong_arity(name: &str) -> Value {
     Value::error(format!(
         "ERR wrong number of arguments for '{name}' command"
     ))
+}
+
+pub(crate) fn wrong_type() -> Value {
+    Value::error("WRONGTYPE Operation against a key holding the wrong kind of value")
 }
 
 pub(crate) fn syntax_error() -> Value {

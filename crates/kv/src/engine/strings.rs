@@ -4,8 +4,9 @@
 
 use flotilla_resp::{Expiry, SetCondition, SetOptions, Value};
 
-use super::{int, is, not_integer, reply, syntax_error, wrong_arity, Handler, Run};
+use super::{int, is, not_integer, reply, syntax_error, wrong_arity, wrong_type, Handler, Run};
 use crate::command::Arg;
+use crate::slot::Data;
 use crate::store::Value as Bytes;
 
 /// Redis's `proto-max-bulk-len` default: the longest string SETRANGE may build.
@@ -39,9 +40,18 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
 ];
 
 impl Run<'_> {
-    /// The key's value if it exists now.
-    pub(crate) fn value(&self, key: &Arg) -> Option<&Bytes> {
-        self.kv.live(key.as_slice(), self.now).map(|s| &s.value)
+    /// The key's string if it exists now; WRONGTYPE if it holds another type.
+    pub(crate) fn string(&self, key: &Arg) -> Result<Option<&Bytes>, Value> {
+        match self.kv.live(key.as_slice(), self.now).map(|s| &s.value) {
+            None => Ok(None),
+            Some(Data::Str(v)) => Ok(Some(v)),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+
+    /// Whether the key exists now (of any type).
+    pub(crate) fn exists(&self, key: &Arg) -> bool {
+        self.kv.live(key.as_slice(), self.now).is_some()
     }
 
     /// The key's expiry if it exists now (0: none).
@@ -52,11 +62,16 @@ impl Run<'_> {
     /// Sets a value and expiry (0: none); an expiry already past deletes the key instead, as
     /// Redis does (the key would be invisible anyway).
     pub(crate) fn store(&mut self, key: &Arg, value: Bytes, expire_at: u64) {
+        self.store_data(key, Data::Str(value), expire_at)
+    }
+
+    /// [`Run::store`] for a value of any type.
+    pub(crate) fn store_data(&mut self, key: &Arg, value: Data, expire_at: u64) {
         if expire_at != 0 && expire_at <= self.now {
             self.kv.remove(key.as_slice());
         } else {
             self.kv
-                .put(key.as_slice().to_vec(), value, expire_at, self.index);
+                .put_data(key.as_slice().to_vec(), value, expire_at, self.index);
         }
     }
 
@@ -72,7 +87,10 @@ fn bulk_or_null(v: Option<&Bytes>) -> Value {
 }
 
 fn get(r: &mut Run, a: &[Arg]) -> Value {
-    bulk_or_null(r.value(&a[1]))
+    match r.string(&a[1]) {
+        Ok(v) => bulk_or_null(v),
+        Err(e) => e,
+    }
 }
 
 /// An expiry option's absolute time: `n` units from now, or an absolute time; `None` if it
@@ -94,7 +112,15 @@ fn set(r: &mut Run, a: &[Arg]) -> Value {
         Err(e) => return e.to_value(),
     };
     let key = &a[1];
-    let old = r.value(key).cloned();
+    // SET replaces a value of any type; with GET the old value must be a string.
+    let old = match options.get {
+        true => match r.string(key) {
+            Ok(v) => v.cloned(),
+            Err(e) => return e,
+        },
+        false => None,
+    };
+    let exists = r.exists(key);
     let current = r.expiry(key).unwrap_or(0);
     let expire_at = match options.expiry {
         None => 0,
@@ -105,8 +131,8 @@ fn set(r: &mut Run, a: &[Arg]) -> Value {
     };
     let go = match options.condition {
         None => true,
-        Some(SetCondition::IfAbsent) => old.is_none(),
-        Some(SetCondition::IfPresent) => old.is_some(),
+        Some(SetCondition::IfAbsent) => !exists,
+        Some(SetCondition::IfPresent) => exists,
     };
     if go {
         r.store(key, a[2].0.clone(), expire_at);
@@ -119,7 +145,7 @@ fn set(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 fn setnx(r: &mut Run, a: &[Arg]) -> Value {
-    if r.value(&a[1]).is_some() {
+    if r.exists(&a[1]) {
         return Value::Integer(0);
     }
     r.store(&a[1], a[2].0.clone(), 0);
@@ -147,13 +173,19 @@ fn set_with_ttl(r: &mut Run, a: &[Arg], unit: i64, name: &str) -> Value {
 }
 
 fn getset(r: &mut Run, a: &[Arg]) -> Value {
-    let old = r.value(&a[1]).cloned();
+    let old = match r.string(&a[1]) {
+        Ok(v) => v.cloned(),
+        Err(e) => return e,
+    };
     r.store(&a[1], a[2].0.clone(), 0);
     bulk_or_null(old.as_ref())
 }
 
 fn getdel(r: &mut Run, a: &[Arg]) -> Value {
-    let old = r.value(&a[1]).cloned();
+    let old = match r.string(&a[1]) {
+        Ok(v) => v.cloned(),
+        Err(e) => return e,
+    };
     if old.is_some() {
         r.delete(a[1].as_slice());
     }
@@ -198,8 +230,10 @@ fn getex(r: &mut Run, a: &[Arg]) -> Value {
         }
         i += 1;
     }
-    let Some(value) = r.value(&a[1]).cloned() else {
-        return Value::Null;
+    let value = match r.string(&a[1]) {
+        Ok(Some(v)) => v.clone(),
+        Ok(None) => return Value::Null,
+        Err(e) => return e,
     };
     match change {
         Change::Keep => {}
@@ -220,7 +254,11 @@ fn getex(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 fn mget(r: &mut Run, a: &[Arg]) -> Value {
-    Value::Array(a[1..].iter().map(|k| bulk_or_null(r.value(k))).collect())
+    // A key of another type reads as nil here, as in Redis.
+    let values = a[1..]
+        .iter()
+        .map(|k| bulk_or_null(r.string(k).ok().flatten()));
+    Value::Array(values.collect())
 }
 
 fn mset(r: &mut Run, a: &[Arg]) -> Value {
@@ -237,7 +275,7 @@ fn msetnx(r: &mut Run, a: &[Arg]) -> Value {
     if a.len().is_multiple_of(2) {
         return wrong_arity("msetnx");
     }
-    if a[1..].chunks_exact(2).any(|kv| r.value(&kv[0]).is_some()) {
+    if a[1..].chunks_exact(2).any(|kv| r.exists(&kv[0])) {
         return Value::Integer(0);
     }
     for kv in a[1..].chunks_exact(2) {
@@ -248,11 +286,13 @@ fn msetnx(r: &mut Run, a: &[Arg]) -> Value {
 
 fn append(r: &mut Run, a: &[Arg]) -> Value {
     let key = a[1].as_slice();
-    r.kv.remove_if_expired(key, r.now);
-    let (old, expire_at) = match r.kv.remove(key) {
-        Some(s) => (s.value, s.expire_at),
-        None => (Bytes::new(), 0),
+    let old = match r.string(&a[1]) {
+        Ok(v) => v.cloned().unwrap_or_default(),
+        Err(e) => return e,
     };
+    let expire_at = r.expiry(&a[1]).unwrap_or(0);
+    // Removed first, so that `old` is the value's only holder and grows in place.
+    r.kv.remove(key);
     let new = crate::store::append_to(old, a[2].as_slice());
     let len = new.len();
     r.kv.put(key.to_vec(), new, expire_at, r.index);
@@ -260,7 +300,10 @@ fn append(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 fn strlen(r: &mut Run, a: &[Arg]) -> Value {
-    Value::Integer(r.value(&a[1]).map_or(0, |v| v.len() as i64))
+    match r.string(&a[1]) {
+        Ok(v) => Value::Integer(v.map_or(0, |v| v.len() as i64)),
+        Err(e) => e,
+    }
 }
 
 fn setrange(r: &mut Run, a: &[Arg]) -> Value {
@@ -272,7 +315,10 @@ fn setrange(r: &mut Run, a: &[Arg]) -> Value {
         return Value::error("ERR offset is out of range");
     }
     let part = a[3].as_slice();
-    let old = r.value(&a[1]).cloned();
+    let old = match r.string(&a[1]) {
+        Ok(v) => v.cloned(),
+        Err(e) => return e,
+    };
     if part.is_empty() {
         // Nothing to write: the key is not created, its length is the answer.
         return Value::Integer(old.map_or(0, |v| v.len() as i64));
@@ -299,7 +345,10 @@ fn getrange(r: &mut Run, a: &[Arg]) -> Value {
         (Ok(s), Ok(e)) => (s, e),
         _ => return not_integer(),
     };
-    let v = r.value(&a[1]).cloned().unwrap_or_default();
+    let v = match r.string(&a[1]) {
+        Ok(v) => v.cloned().unwrap_or_default(),
+        Err(e) => return e,
+    };
     let len = v.len() as i64;
     if start < 0 && end < 0 && start > end {
         return Value::Bulk(Vec::new());
@@ -315,12 +364,13 @@ fn getrange(r: &mut Run, a: &[Arg]) -> Value {
 
 /// INCR, DECR, INCRBY: adds `by` to the key's integer (absent: 0); the key keeps its TTL.
 fn incr_by(r: &mut Run, key: &Arg, by: i64) -> Value {
-    let old = match r.value(key) {
-        None => 0,
-        Some(v) => match flotilla_resp::parse_i64(v) {
+    let old = match r.string(key) {
+        Ok(None) => 0,
+        Ok(Some(v)) => match flotilla_resp::parse_i64(v) {
             Some(n) => n,
             None => return not_integer(),
         },
+        Err(e) => return e,
     };
     let Some(new) = old.checked_add(by) else {
         return Value::error("ERR increment or decrement would overflow");
@@ -339,7 +389,7 @@ fn decrby(r: &mut Run, a: &[Arg]) -> Value {
 }
 
 /// A float as Redis's `string2ld` reads one: no spaces, nothing after the number, not NaN.
-fn parse_float(s: &[u8]) -> Option<f64> {
+pub(super) fn parse_float(s: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(s).ok()?;
     if s.is_empty() || s.starts_with(|c: char| c.is_whitespace()) {
         return None;
@@ -363,12 +413,13 @@ fn incrbyfloat(r: &mut Run, a: &[Arg]) -> Value {
     let Some(by) = parse_float(a[2].as_slice()) else {
         return Value::error("ERR value is not a valid float");
     };
-    let old = match r.value(&a[1]) {
-        None => 0.0,
-        Some(v) => match parse_float(v) {
+    let old = match r.string(&a[1]) {
+        Ok(None) => 0.0,
+        Ok(Some(v)) => match parse_float(v) {
             Some(n) => n,
             None => return Value::error("ERR value is not a valid float"),
         },
+        Err(e) => return e,
     };
     let new = old + by;
     if !new.is_finite() {
@@ -393,8 +444,13 @@ fn lcs(r: &mut Run, a: &[Arg]) -> Value {
             return syntax_error();
         }
     }
-    let x = r.value(&a[1]).cloned().unwrap_or_default();
-    let y = r.value(&a[2]).cloned().unwrap_or_default();
+    let (x, y) = match (r.string(&a[1]), r.string(&a[2])) {
+        (Ok(x), Ok(y)) => (
+            x.cloned().unwrap_or_default(),
+            y.cloned().unwrap_or_default(),
+        ),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
     // Table of LCS lengths of suffixes, (|x|+1) × (|y|+1): Redis's own algorithm and bound.
     let (n, m) = (x.len(), y.len());
     let mut t = vec![0u32; (n + 1) * (m + 1)];

@@ -308,3 +308,138 @@ fn lcs_as_redis_documents_it() {
     assert_eq!(run(kv, "LCS key1 key2 LEN"), Value::Integer(6));
     assert_eq!(run(kv, "LCS key1 nokey"), bulk(""));
 }
+
+#[test]
+fn hashes() {
+    let kv = &mut Kv::default();
+    assert_eq!(run(kv, "HSET h a 1 b 2"), Value::Integer(2));
+    assert_eq!(run(kv, "HSET h a 3 c 4"), Value::Integer(1));
+    assert_eq!(run(kv, "HMSET h d 5"), Value::ok());
+    assert_eq!(
+        run(kv, "HSET h a"),
+        err("ERR wrong number of arguments for 'hset' command")
+    );
+    assert_eq!(run(kv, "HGET h a"), bulk("3"));
+    assert_eq!(run(kv, "HGET h zz"), Value::Null);
+    assert_eq!(
+        run(kv, "HMGET h a zz"),
+        Value::Array(vec![bulk("3"), Value::Null])
+    );
+    assert_eq!(run(kv, "HLEN h"), Value::Integer(4));
+    assert_eq!(run(kv, "HSETNX h a 9"), Value::Integer(0));
+    assert_eq!(run(kv, "HSETNX h e 9"), Value::Integer(1));
+    assert_eq!(run(kv, "HEXISTS h e"), Value::Integer(1));
+    assert_eq!(run(kv, "HSTRLEN h e"), Value::Integer(1));
+    assert_eq!(
+        run(kv, "HKEYS h"),
+        Value::Array(["a", "b", "c", "d", "e"].map(bulk).to_vec())
+    );
+    assert_eq!(run(kv, "HINCRBY h a 10"), Value::Integer(13));
+    assert_eq!(run(kv, "HINCRBYFLOAT h a 0.5"), bulk("13.5"));
+    assert_eq!(
+        run(kv, "HINCRBY h a 1"),
+        err("ERR hash value is not an integer")
+    );
+    assert_eq!(run(kv, "TYPE h"), Value::simple("hash"));
+    assert_eq!(run(kv, "HDEL h a b c d e nope"), Value::Integer(5));
+    assert_eq!(
+        run(kv, "EXISTS h"),
+        Value::Integer(0),
+        "an emptied hash is deleted"
+    );
+    assert_eq!(run(kv, "HGETALL h"), Value::Map(vec![]));
+}
+
+#[test]
+fn types_do_not_mix() {
+    let kv = &mut Kv::default();
+    run(kv, "HSET h f v");
+    run(kv, "SET s v");
+    let wrong = err("WRONGTYPE Operation against a key holding the wrong kind of value");
+    for line in [
+        "GET h",
+        "INCR h",
+        "APPEND h x",
+        "STRLEN h",
+        "GETRANGE h 0 1",
+        "SET h v GET",
+    ] {
+        assert_eq!(run(kv, line), wrong, "{line}");
+    }
+    for line in ["HGET s f", "HSET s f v", "HLEN s", "HINCRBY s f 1"] {
+        assert_eq!(run(kv, line), wrong, "{line}");
+    }
+    assert_eq!(
+        run(kv, "MGET h s"),
+        Value::Array(vec![Value::Null, bulk("v")])
+    );
+    // SET replaces a value of any type.
+    assert_eq!(run(kv, "SET h now-a-string"), Value::ok());
+    assert_eq!(run(kv, "TYPE h"), Value::simple("string"));
+    run(kv, "HSET h2 f v");
+    assert_eq!(
+        run(kv, "SCAN 0 TYPE hash"),
+        Value::Array(vec![bulk("0"), Value::Array(vec![bulk("h2")])])
+    );
+}
+
+/// A hash survives a snapshot and a shard page (its record), with its TTL; a snapshot job
+/// taken before a write keeps the hash as it was.
+#[test]
+fn hashes_travel_in_snapshots_and_records() {
+    let kv = &mut Kv::default();
+    run(kv, "HSET h a 1 b 2");
+    run(kv, "PEXPIRE h 5000");
+    let job = kv.snapshot_job();
+    run(kv, "HSET h c 3");
+    let mut old = Vec::new();
+    job(&mut old).unwrap();
+    let mut back = Kv::default();
+    back.restore(&old).unwrap();
+    assert_eq!(run(&mut back, "HLEN h"), Value::Integer(2));
+    assert_eq!(run(&mut back, "PTTL h"), Value::Integer(5000));
+    let slot = kv.live(b"h", 0).unwrap().clone();
+    assert_eq!(
+        crate::Slot::from_record(slot.to_record().into()),
+        Some(slot)
+    );
+}
+
+#[test]
+fn hscan_and_hrandfield() {
+    let kv = &mut Kv::default();
+    let mut line = "HSET h".to_owned();
+    for i in 0..100 {
+        line.push_str(&format!(" f{i} v{i}"));
+    }
+    run(kv, &line);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let Value::Array(reply) = run(kv, &format!("HSCAN h {cursor} COUNT 7")) else {
+            panic!()
+        };
+        let (Value::Bulk(next), Value::Array(items)) = (&reply[0], &reply[1]) else {
+            panic!()
+        };
+        for pair in items.chunks(2) {
+            seen.insert(format!("{:?}", pair[0]));
+        }
+        cursor = String::from_utf8(next.clone()).unwrap();
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 100);
+    let Value::Array(five) = run(kv, "HRANDFIELD h 5") else {
+        panic!()
+    };
+    let distinct: std::collections::BTreeSet<_> = five.iter().map(|v| format!("{v:?}")).collect();
+    assert_eq!((five.len(), distinct.len()), (5, 5));
+    let Value::Array(many) = run(kv, "HRANDFIELD h -300 WITHVALUES") else {
+        panic!()
+    };
+    assert_eq!(many.len(), 600);
+    assert_eq!(run(kv, "HRANDFIELD nokey 3"), Value::Array(vec![]));
+    assert_eq!(run(kv, "HRANDFIELD nokey"), Value::Null);
+}
