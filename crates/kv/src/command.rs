@@ -97,9 +97,7 @@ impl From<&str> for Arg {
 
 /// The key arguments of a Redis command (its spec's key range), in order.
 pub fn command_keys(args: &[Arg]) -> impl Iterator<Item = &[u8]> {
-    let spec = args
-        .first()
-        .and_then(|name| flotilla_resp::find_command(name.as_slice()));
+    let spec = flotilla_resp::command_spec(args);
     let positions: Vec<usize> = spec
         .map(|s| s.key_positions(args.len()).collect())
         .unwrap_or_default();
@@ -143,10 +141,9 @@ impl KvCommand {
     pub fn is_read_only(&self) -> bool {
         match self {
             KvCommand::Get { .. } | KvCommand::Versions { .. } => true,
-            KvCommand::Redis { args, .. } => args
-                .first()
-                .and_then(|n| flotilla_resp::find_command(n.as_slice()))
-                .is_some_and(|s| s.is_read_only()),
+            KvCommand::Redis { args, .. } => {
+                flotilla_resp::command_spec(args).is_some_and(|s| s.is_read_only())
+            }
             _ => false,
         }
     }

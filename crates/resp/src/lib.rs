@@ -84,6 +84,8 @@ pub use command_error::CommandError;
 pub use decoder::{Decoder, Limits, Request};
 pub use error::{Byte, RespError};
 pub use num::parse_i64;
-pub use parse::{find_command, CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG, FUNCTION};
+pub use parse::{
+    command_spec, find_command, CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG, FUNCTION, MEMORY,
+};
 pub use reply::{decode_value, MAX_REPLY_DEPTH};
 pub use value::{encode, format_double, Protocol, Value};

@@ -421,6 +421,9 @@ pub const COMMANDS: &[CommandSpec] = &[
             "A container for server configuration commands",
         )
         .subcommands(CONFIG),
+    spec("memory", -2, container)
+        .doc("server", "4.0.0", "A container for memory diagnostics commands")
+        .subcommands(MEMORY),
     spec("function", -2, container)
         .doc("scripting", "7.0.0", "A container for function commands")
         .subcommands(FUNCTION),
@@ -544,6 +547,12 @@ pub const CONFIG: &[CommandSpec] = &[
     ),
 ];
 
+/// `MEMORY` subcommands.
+pub const MEMORY: &[CommandSpec] = &[data("memory|usage", -3)
+    .flags(&["readonly"])
+    .keys(2, 2, 1)
+    .doc("server", "4.0.0", "Estimate the memory usage of a key")];
+
 /// `FUNCTION` subcommands: only FLUSH (Flotilla has no functions; every test file of Redis's
 /// suite starts with `FUNCTION FLUSH`).
 pub const FUNCTION: &[CommandSpec] = &[spec("function|flush", -2, |a| match a.len() {
@@ -598,9 +607,28 @@ fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError
     }
 }
 
-/// The spec of the top-level command `name` (any case).
+/// The spec of the top-level command `name` (any case), or of a subcommand given as
+/// `container|sub` (`memory|usage`), as [`Command::name`] names it.
 pub fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
-    lookup(COMMANDS, "", name)
+    match name.iter().position(|&b| b == b'|') {
+        None => lookup(COMMANDS, "", name),
+        Some(bar) => {
+            let container = lookup(COMMANDS, "", &name[..bar])?;
+            lookup(container.subcommands, container.name, &name[bar + 1..])
+        }
+    }
+}
+
+/// The spec of the command a request's arguments name: the subcommand's for a container
+/// command with one (`MEMORY USAGE k`), else the command's.
+pub fn command_spec<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
+    let spec = lookup(COMMANDS, "", args.first()?.as_ref())?;
+    match args.get(1) {
+        Some(sub) if !spec.subcommands.is_empty() => {
+            lookup(spec.subcommands, spec.name, sub.as_ref())
+        }
+        _ => Some(spec),
+    }
 }
 
 impl CommandSpec {

@@ -24,6 +24,7 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("randomkey", randomkey),
     ("flushall", flush),
     ("flushdb", flush),
+    ("memory|usage", memory_usage),
 ];
 
 /// Where a key sits in SCAN's order: FNV-1a, cut to [`SCAN_CURSOR_BITS`].
@@ -171,4 +172,25 @@ fn flush(r: &mut Run, a: &[Arg]) -> Value {
     }
     r.kv.clear();
     Value::ok()
+}
+
+/// `MEMORY USAGE key [SAMPLES n]`: an estimate in bytes, the key and its record plus the
+/// map's bookkeeping (Flotilla's allocator is not Redis's, so the figures differ from
+/// Redis's; they are of the same order and grow with the value).
+fn memory_usage(r: &mut Run, a: &[Arg]) -> Value {
+    match a.len() {
+        3 => {}
+        5 if is(&a[3], "samples") => {
+            if let Err(e) = int(&a[4]) {
+                return e;
+            }
+        }
+        _ => return syntax_error(),
+    }
+    match r.kv.live(a[2].as_slice(), r.now) {
+        None => Value::Null,
+        Some(slot) => {
+            Value::Integer((a[2].as_slice().len() as u64 + slot.record_len() + 48) as i64)
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod hash;
 mod keyspace;
 mod strings;
 
-use flotilla_resp::{find_command, Value};
+use flotilla_resp::{command_spec, Value};
 use flotilla_rsm::ApplyCtx;
 
 use crate::command::Arg;
@@ -83,7 +83,7 @@ pub fn multi(kv: &mut Kv, watch: &[(Arg, u64)], cmds: &[Vec<Arg>], at: &ApplyCtx
 
 impl Run<'_> {
     fn command(&mut self, args: &[Arg]) -> Value {
-        let Some(spec) = args.first().and_then(|n| find_command(n.as_slice())) else {
+        let Some(spec) = command_spec(args) else {
             return Value::error("ERR unknown command");
         };
         let arity_ok = match usize::try_from(spec.arity) {

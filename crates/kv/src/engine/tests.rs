@@ -291,7 +291,9 @@ fn a_transaction_applies_whole_or_not_at_all() {
 /// Every key/value command in the protocol crate's table has a handler here.
 #[test]
 fn every_data_command_has_a_handler() {
-    for spec in flotilla_resp::COMMANDS.iter().filter(|s| s.is_data()) {
+    let all =
+        (flotilla_resp::COMMANDS.iter()).flat_map(|s| std::iter::once(s).chain(s.subcommands));
+    for spec in all.filter(|s| s.is_data()) {
         assert!(
             super::handler(spec.name).is_some(),
             "{} has no handler",
@@ -442,4 +444,19 @@ fn hscan_and_hrandfield() {
     assert_eq!(many.len(), 600);
     assert_eq!(run(kv, "HRANDFIELD nokey 3"), Value::Array(vec![]));
     assert_eq!(run(kv, "HRANDFIELD nokey"), Value::Null);
+}
+
+#[test]
+fn memory_usage_grows_with_the_value() {
+    let kv = &mut Kv::default();
+    run(kv, "SET small x");
+    run(kv, &format!("SET big {}", "x".repeat(1000)));
+    let (Value::Integer(small), Value::Integer(big)) = (
+        run(kv, "MEMORY USAGE small"),
+        run(kv, "MEMORY USAGE big SAMPLES 5"),
+    ) else {
+        panic!("integers")
+    };
+    assert!(small > 0 && big > small + 900, "{small} {big}");
+    assert_eq!(run(kv, "MEMORY USAGE nokey"), Value::Null);
 }
