@@ -63,6 +63,10 @@ pub enum KvCommand {
     },
     /// The keys' versions (0: absent), for `WATCH`.
     Versions { keys: Vec<Arg> },
+    /// Removes keys past their expiry (up to a bound): proposed by the leader of its own
+    /// ([`flotilla_rsm::StateMachine::housekeeping`]), Redis's active expiry, so that an idle
+    /// store does not keep expired keys. Harmless to apply twice.
+    SweepExpired,
 }
 
 /// One argument of a Redis command: applied from a log entry it is a view of the entry's
@@ -121,6 +125,7 @@ impl KvCommand {
             KvCommand::Multi { .. } | KvCommand::Versions { .. } => {
                 self.keys().next().unwrap_or(&[])
             }
+            KvCommand::SweepExpired => &[],
         }
     }
 
@@ -133,6 +138,7 @@ impl KvCommand {
                     .chain(cmds.iter().flat_map(|c| command_keys(c))),
             ),
             KvCommand::Versions { keys } => Box::new(keys.iter().map(Arg::as_slice)),
+            KvCommand::SweepExpired => Box::new(std::iter::empty()),
             _ => Box::new(std::iter::once(self.key())),
         }
     }

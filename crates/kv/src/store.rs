@@ -63,6 +63,11 @@ impl Default for Kv {
 /// removes up to 20 per round, then more while a quarter of its sample was expired).
 const SWEEP_PER_ENTRY: usize = 32;
 
+/// Most expired keys one leader-proposed sweep ([`KvCommand::SweepExpired`]) removes: a
+/// bounded pause for the replicas that apply it; the leader proposes the next while more are
+/// due.
+pub const SWEEP_PER_HOUSEKEEPING: usize = 1000;
+
 impl Kv {
     pub fn new(append_reply: AppendReply) -> Self {
         Kv {
@@ -185,6 +190,11 @@ impl Kv {
     /// Keys with an expiry (expired or not).
     pub fn expiring(&self) -> usize {
         self.expiring.len()
+    }
+
+    /// Whether some key expired by `now_ms` is still in the map (O(1)).
+    pub fn has_expired(&self, now_ms: u64) -> bool {
+        self.expiring.first().is_some_and(|(at, _)| *at <= now_ms)
     }
 
     /// Keys expired by `now_ms` but not removed yet.
@@ -311,6 +321,9 @@ impl StateMachine for Kv {
             KvCommand::Multi { watch, cmds } => {
                 KvReply::Redis(engine::multi(self, &watch, &cmds, at))
             }
+            KvCommand::SweepExpired => {
+                KvReply::Int(self.sweep(at.now_ms, SWEEP_PER_HOUSEKEEPING) as i64)
+            }
             KvCommand::Versions { keys } => KvReply::Versions(
                 keys.iter()
                     .map(|k| self.live(k.as_slice(), at.now_ms).map_or(0, |s| s.version))
@@ -325,6 +338,10 @@ impl StateMachine for Kv {
 
     fn is_read_only(cmd: &KvCommand) -> bool {
         cmd.is_read_only()
+    }
+
+    fn housekeeping(&self, now_ms: u64) -> Option<KvCommand> {
+        self.has_expired(now_ms).then_some(KvCommand::SweepExpired)
     }
 
     fn validate(cmd: &KvCommand) -> Result<(), KvReply> {

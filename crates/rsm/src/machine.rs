@@ -153,6 +153,15 @@ pub trait StateMachine: 'static {
         self.restore(&data)
     }
 
+    /// Work that time made due (keys past their expiry): a command the leader proposes of its
+    /// own, at most one at a time, when this returns one at its clock `now_ms`. It goes
+    /// through the log like any command (so every replica does the work at the same index),
+    /// bypassing the exactly-once table, and may be proposed again by this leader or the
+    /// next, so applying it twice must be harmless. Called on every tick of a leader: O(1).
+    fn housekeeping(&self, _now_ms: u64) -> Option<Self::Command> {
+        None
+    }
+
     /// For a machine that keeps its own exactly-once records (`REPLICA_SESSIONS` false): the
     /// highest watermark of its tables ([`crate::SessionTable::expired_through_ms`]), so that
     /// the time replicas tell clerks to stamp with is above it (see

@@ -113,6 +113,15 @@ struct ReadWaiter<C> {
     client: ClientId,
     seq: u64,
     cmd: C,
+    /// The leader's clock when the read arrived: the time it reads at (with the replicated
+    /// clock if that is ahead), so that a key expired by then is gone.
+    at_ms: u64,
+    /// The leader's last log index when the read arrived: the read waits until it is
+    /// applied too, not only its read index. An entry proposed before the read arrived
+    /// carries an earlier stamp; answered before it was applied, the read would have been
+    /// placed at a time after a write that takes effect after it (a read seeing a key
+    /// expired, then a write proposed earlier finding it still there).
+    after: u64,
 }
 
 /// One replica of a [`StateMachine`]: proposes client requests to Raft, applies committed
@@ -183,6 +192,9 @@ pub struct Replica<S: StateMachine> {
     /// disk error), until one succeeds: the next attempt waits until the log has grown by
     /// another `max_raft_state`, rather than encoding the whole state again at every input.
     snapshot_failed_at: Option<usize>,
+    /// The index of the housekeeping command this leader proposed and has not yet applied
+    /// ([`StateMachine::housekeeping`]): one at a time.
+    housekeeping_at: Option<u64>,
 }
 
 /// The buffer between a snapshot's encoder and its spool's writer: encoders write small
@@ -233,6 +245,7 @@ impl<S: StateMachine> Replica<S> {
             encoding: None,
             offloaded: Vec::new(),
             snapshot_failed_at: None,
+            housekeeping_at: None,
         })
     }
 
@@ -287,6 +300,30 @@ impl<S: StateMachine> Replica<S> {
         let (index, _) = self.peer.raft_mut().propose(data)?;
         self.drive(ctx);
         Ok(index)
+    }
+
+    /// Proposes the machine's housekeeping, if it has some due and this replica leads with
+    /// none of its own still unapplied. Proposed like [`Replica::propose_own`], for any
+    /// machine: the session table lets the replica's own client through.
+    fn propose_housekeeping(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
+        if !self.peer.raft().is_leader() || self.housekeeping_at.is_some_and(|i| i > self.applied)
+        {
+            return;
+        }
+        self.housekeeping_at = None;
+        let Some(cmd) = self.state.machine().housekeeping(wall_ms(ctx)) else {
+            return;
+        };
+        let req = Request {
+            client: crate::session::OWN_CLIENT,
+            seq: 0,
+            after_ms: 0,
+            cmd,
+        };
+        let data = self.entry(&req, ctx);
+        if let Ok((index, _)) = self.peer.raft_mut().propose(data) {
+            self.housekeeping_at = Some(index);
+        }
     }
 
     /// The log entry for `req`: stamped with this replica's clock and limits.
@@ -438,6 +475,8 @@ impl<S: StateMachine> Replica<S> {
                     client: req.client,
                     seq: req.seq,
                     cmd: req.cmd,
+                    at_ms: wall_ms(ctx),
+                    after: self.peer.raft().log().last_index(),
                 };
                 self.reads.insert(id, w);
             }
@@ -470,7 +509,7 @@ impl<S: StateMachine> Replica<S> {
         }
         for r in confirmed {
             if let Some(w) = self.reads.remove(&r.ctx) {
-                self.confirmed.insert((r.index, r.ctx), w);
+                self.confirmed.insert((r.index.max(w.after), r.ctx), w);
             }
         }
         self.answer_reads(ctx);
@@ -486,7 +525,7 @@ impl<S: StateMachine> Replica<S> {
                 break;
             }
             let w = entry.remove();
-            let reply = self.state.read(w.cmd, self.applied, wall_ms(ctx));
+            let reply = self.state.read(w.cmd, self.applied, w.at_ms);
             ctx.send(
                 w.from,
                 Msg::Response(Response {
@@ -911,6 +950,7 @@ impl<S: StateMachine> Process for Replica<S> {
 
     fn on_tick(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
         self.peer.raft_mut().tick();
+        self.propose_housekeeping(ctx);
         self.drive(ctx);
     }
 
@@ -1052,6 +1092,8 @@ mod tests {
             client: 8,
             seq: 1,
             cmd: 0,
+            at_ms: 0,
+            after: 0,
         }
     }
 

@@ -61,6 +61,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::machine::{ApplyCtx, CheckDepth, SnapshotError, SnapshotJob, StateMachine};
 use crate::msg::{ClientId, Request};
+
+/// The client id of a replica's own commands ([`crate::Replica::propose_own`], housekeeping).
+pub(crate) const OWN_CLIENT: ClientId = 0;
 use crate::stream::Decoder;
 
 /// How long a session lives without activity, and how many the table keeps. The leader's
@@ -528,7 +531,9 @@ impl<S: StateMachine> Sessions<S> {
             index: stamp.index,
             limits: stamp.limits,
         };
-        if S::is_read_only(&req.cmd) || !S::REPLICA_SESSIONS {
+        // The replica's own commands (client 0, which no clerk is: clients draw ids from
+        // 2^32 up) are not a client's, so the table does not filter them.
+        if S::is_read_only(&req.cmd) || !S::REPLICA_SESSIONS || req.client == OWN_CLIENT {
             return Applied::Fresh(self.machine.apply(req.cmd, &at));
         }
         let (client, seq, after) = (req.client, req.seq, req.after_ms);
@@ -548,8 +553,9 @@ impl<S: StateMachine> Sessions<S> {
     /// clock as of the last entry applied, `index`.
     ///
     /// The read sees time as `max(replicated clock, wall_ms)`, `wall_ms` the serving leader's
-    /// clock: a key that expired by the leader's clock is gone at once, though no entry has
-    /// moved the replicated clock past its expiry yet. The clock assumption is the lease's
+    /// clock when the read arrived (the replica makes it wait for every entry proposed
+    /// before then): a key that expired by the leader's clock is gone at once, though no
+    /// entry has moved the replicated clock past its expiry yet. The clock assumption is the lease's
     /// (`flotilla_raft`'s `ReadMode::Lease`): leaders' clocks agree within the bound the
     /// deployment assumes; a new leader whose clock is behind its predecessor's could show a
     /// key the old one had hidden, for at most that skew. The max keeps a leader's reads from

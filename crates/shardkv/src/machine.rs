@@ -278,6 +278,9 @@ pub enum ShardCommand {
     Delete { num: u64, shards: Vec<usize> },
     /// The previous owner of these shards (received in configuration `num`) deleted its copy.
     Confirmed { num: u64, shards: Vec<usize> },
+    /// Removes keys past their expiry from the shards served (a bounded number from each):
+    /// the leader's housekeeping ([`flotilla_rsm::StateMachine::housekeeping`]).
+    SweepExpired,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -684,7 +687,22 @@ impl StateMachine for ShardKv {
             ShardCommand::InstallPage { num, shard, page } => self.install_page(num, shard, page),
             ShardCommand::Delete { num, shards } => self.delete(num, &shards),
             ShardCommand::Confirmed { num, shards } => self.confirmed(num, &shards),
+            ShardCommand::SweepExpired => {
+                for (st, d) in self.shards.values_mut() {
+                    if st.serves() {
+                        d.kv.apply(KvCommand::SweepExpired, at);
+                    }
+                }
+                ShardReply::Done
+            }
         }
+    }
+
+    /// Expired keys wait in a served shard: sweep them (O(shards)).
+    fn housekeeping(&self, now_ms: u64) -> Option<ShardCommand> {
+        (self.shards.values())
+            .any(|(st, d)| st.serves() && d.kv.has_expired(now_ms))
+            .then_some(ShardCommand::SweepExpired)
     }
 
     fn is_read_only(cmd: &ShardCommand) -> bool {
