@@ -17,12 +17,13 @@
 //! Which `t` to choose for the next operation? Only absolute expiry times enter the state
 //! (`SET … PXAT`, `PEXPIREAT`; relative `EX`/`PX` would make the stored expiry depend on `t`
 //! and are left to the engine's unit tests), so an operation's effect and reply depend on
-//! `t` only through which of the keys it touches have expired by `t`. Those expiry times cut
-//! the window `[max(previous t, call), ret]` into intervals in which the operation behaves
-//! the same; within one interval the earliest instant dominates every later one (it leaves
+//! `t` only through which of the keys it touches have expired by `t`, and (in a
+//! transaction, where a later command sees what an earlier one set) which of the times its
+//! commands name have passed. Those times cut the window `[max(previous t, call), ret]` into
+//! intervals in which the operation behaves the same; within one interval the earliest instant dominates every later one (it leaves
 //! the same keys and allows every later operation at least the instants the later one would).
 //! So the step tries the earliest instant of each interval: the window's start, and each
-//! touched key's expiry inside the window — at most a few instants, each leading to a state.
+//! such time inside the window — at most a few instants, each leading to a state.
 //!
 //! The model is thus nondeterministic, and [`RedisState`] is the set of states the
 //! linearization so far can be in (porcupine's powerset construction for nondeterministic
@@ -381,29 +382,73 @@ fn apply(mut m: Moment, op: &RedisOp, reply: &RedisReply) -> Option<Moment> {
     }
 }
 
-/// The instants worth trying for an operation on `keys` in `[max(m.t, call), ret]`: the
-/// window's start and every touched key's expiry inside it (see the module docs).
-fn instants(m: &Moment, keys: &[&str], call: u64, ret: u64) -> Vec<u64> {
+/// The absolute times an operation's commands name (their `PXAT`, `PEXPIREAT`): inside a
+/// transaction, whether a key a command set is already gone for the next one depends on them.
+fn named_times(op: &RedisOp) -> Vec<u64> {
+    let of = |c: &RedisCmd| match c {
+        RedisCmd::Set { px_at: Some(t), .. } | RedisCmd::PExpireAt { at: t, .. } => Some(*t),
+        _ => None,
+    };
+    match op {
+        RedisOp::Cmd(c) => of(c).into_iter().collect(),
+        RedisOp::Multi { cmds, .. } => cmds.iter().filter_map(of).collect(),
+        RedisOp::Versions { .. } => Vec::new(),
+    }
+}
+
+/// The instants worth trying for an operation in `[max(m.t, call), ret]`: the window's start,
+/// every touched key's expiry inside it and every time the operation names inside it. The
+/// operation's effect and reply are the same at every instant between two of these (see the
+/// module docs).
+fn instants(m: &Moment, keys: &[&str], named: &[u64], call: u64, ret: u64) -> Vec<u64> {
     let lo = m.t.max(call);
     if lo > ret {
         return Vec::new();
     }
-    let mut ts = vec![lo];
-    for k in keys {
-        if let Some(s) = m.get(k) {
-            if s.expire_at > lo && s.expire_at <= ret {
-                ts.push(s.expire_at);
-            }
-        }
-    }
+    let expiries = keys.iter().filter_map(|k| m.get(k)).map(|s| s.expire_at);
+    let mut ts: Vec<u64> = std::iter::once(lo)
+        .chain(
+            expiries
+                .chain(named.iter().copied())
+                .filter(|&e| e > lo && e <= ret),
+        )
+        .collect();
     ts.sort_unstable();
     ts.dedup();
     ts
 }
 
 /// The model of strings with absolute expiry and transactions (see the module docs).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedisModel;
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedisModel {
+    /// Reads (GET, the labs' get, version reads) may take effect at an instant later than
+    /// the writes linearized after them: their instant does not carry forward. Off (the
+    /// default), every operation's instant follows the previous one's.
+    ///
+    /// A service that answers reads outside its log (ReadIndex, leases) at its leader's
+    /// clock, while a write proposed earlier, stamped with an earlier time, is still on its
+    /// way to being applied, behaves so: the read may see a key expired that the write
+    /// then finds present (and may keep alive, e.g. by PERSIST or SET XX). Flotilla's
+    /// replicas do this (`flotilla_rsm`'s `session::read`); the strict model rejects such
+    /// histories, this one accepts them.
+    pub reads_run_ahead: bool,
+}
+
+impl RedisModel {
+    /// Every instant follows the previous one (see [`RedisModel::reads_run_ahead`]).
+    pub fn strict() -> Self {
+        RedisModel {
+            reads_run_ahead: false,
+        }
+    }
+
+    /// Reads' instants do not carry forward (see [`RedisModel::reads_run_ahead`]).
+    pub fn reads_run_ahead() -> Self {
+        RedisModel {
+            reads_run_ahead: true,
+        }
+    }
+}
 
 impl Model for RedisModel {
     type State = RedisState;
@@ -437,15 +482,31 @@ impl Model for RedisModel {
         output: &RedisOutput,
     ) -> Option<RedisState> {
         let keys = input.op.keys();
+        let named = named_times(&input.op);
         let ret = if output.reply == RedisReply::Unknown {
             u64::MAX
         } else {
             output.ret_ms
         };
         let mut next: Vec<Moment> = Vec::new();
+        let keep_time = self.reads_run_ahead
+            && matches!(
+                input.op,
+                RedisOp::Cmd(RedisCmd::Get { .. }) | RedisOp::Versions { .. }
+            );
         for m in &state.0 {
-            for t in instants(m, &keys, input.call_ms, ret) {
-                if let Some(after) = apply(m.at(t), &input.op, &output.reply) {
+            for t in instants(m, &keys, &named, input.call_ms, ret) {
+                if let Some(mut after) = apply(m.at(t), &input.op, &output.reply) {
+                    if keep_time {
+                        // The keys the read looked at are as at `t`, the others unchanged:
+                        // a read changes nothing but `seen`, so undo only the clock and the
+                        // expiry of the keys it did not touch.
+                        let mut back = m.clone();
+                        for (k, s) in after.keys.drain(..) {
+                            back.put(&k, Some(s));
+                        }
+                        after = back;
+                    }
                     next.push(after);
                 }
             }
@@ -645,8 +706,12 @@ fn describe_reply(r: &RedisReply) -> String {
 }
 
 /// Checks a history of [`RedisModel`] operations (see [`check_operations`]).
-pub fn check_redis(history: &[RedisOperation], timeout: Option<Duration>) -> CheckResult {
-    check_operations(&RedisModel, history, timeout)
+pub fn check_redis(
+    model: RedisModel,
+    history: &[RedisOperation],
+    timeout: Option<Duration>,
+) -> CheckResult {
+    check_operations(&model, history, timeout)
 }
 
 /// A labs' key/value operation as one of this model's, its window `[call_ms, ret_ms]` given
