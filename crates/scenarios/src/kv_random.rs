@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use flotilla_check::RedisModel;
+use flotilla_check::{RedisCmd, RedisModel, RedisOp, RedisOperation, RedisReply, SetCond};
 use flotilla_kv::KvReplica;
 use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
@@ -57,15 +57,21 @@ pub struct KvRandomReport {
 /// a key can be seen expired and then kept alive by that write). [`kv_random_strict`] checks
 /// every run with the strict model.
 pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
-    kv_random_with(seed, seconds, false)
+    kv_random_with(seed, seconds, false).0
 }
 
 /// [`kv_random`] with every history checked by the strict model, whatever the read mode.
 pub fn kv_random_strict(seed: u64, seconds: u64) -> KvRandomReport {
-    kv_random_with(seed, seconds, true)
+    kv_random_with(seed, seconds, true).0
 }
 
-fn kv_random_with(seed: u64, seconds: u64, strict: bool) -> KvRandomReport {
+/// [`kv_random`]'s checked history, as the Redis model reads it, and the model it passed.
+pub fn kv_random_history(seed: u64, seconds: u64) -> (Vec<RedisOperation>, RedisModel) {
+    let (_, t) = kv_random_with(seed, seconds, false);
+    (t.redis_history(), t.redis_model())
+}
+
+fn kv_random_with(seed: u64, seconds: u64, strict: bool) -> (KvRandomReport, Tester) {
     let (n, max_raft_state, clients, slow_disk, read_mode) = {
         let probe = KvTester::kvsrv("probe", seed, false);
         let n = [3usize, 5, 5, 7][probe.svc.rand(4) as usize];
@@ -112,21 +118,70 @@ fn kv_random_with(seed: u64, seconds: u64, strict: bool) -> KvRandomReport {
                 h.await;
             }
             read_keys(&t, clients, &all_keys()).await;
+            probe_expiry_and_transaction(&t).await;
             faults
         });
     check_raft_state_bound(&t, max_raft_state);
     t.check_linearizable();
     leases.check();
-    KvRandomReport {
+    let report = KvRandomReport {
         trace_hash: t.svc.trace_hash(),
         operations: t.history_len(),
         faults,
         read_mode,
         mix: stats.take(),
+    };
+    (report, t)
+}
+
+/// The value [`probe_expiry_and_transaction`] sets and must see expire.
+pub const PROBE_VALUE: &str = "probe";
+
+/// At the end of a run, with every fault healed: a key set to expire 50 ms ahead is read
+/// 100 ms later (gone), and a transaction's two writes are read back (both there). The
+/// history then has known answers a test can tamper with ([`kv_random_history`]).
+async fn probe_expiry_and_transaction(t: &Tester) {
+    let ck = t.make_client();
+    let at = t.svc.now().as_millis() as u64 + 50;
+    let set = RedisCmd::Set {
+        key: KEYS[0].to_owned(),
+        value: PROBE_VALUE.to_owned(),
+        cond: SetCond::Always,
+        px_at: Some(at),
+    };
+    assert_eq!(
+        ck.try_redis(RedisOp::Cmd(set), None).await,
+        Some(RedisReply::Ok)
+    );
+    t.svc.sleep(Duration::from_millis(100)).await;
+    let get = |k: &str| RedisOp::Cmd(RedisCmd::Get { key: k.to_owned() });
+    let gone = ck.try_redis(get(KEYS[0]), None).await;
+    assert_eq!(
+        gone,
+        Some(RedisReply::Bulk(None)),
+        "the probe key did not expire"
+    );
+    let [x, y] = TX_KEYS[0];
+    let write = |k: &str| RedisCmd::Set {
+        key: k.to_owned(),
+        value: format!("{PROBE_VALUE} {k}"),
+        cond: SetCond::Always,
+        px_at: None,
+    };
+    let tx = RedisOp::Multi {
+        watch: Vec::new(),
+        cmds: vec![write(x), write(y)],
+    };
+    let applied = RedisReply::Array(vec![RedisReply::Ok; 2]);
+    assert_eq!(ck.try_redis(tx, None).await, Some(applied));
+    for k in [x, y] {
+        ck.try_redis(get(k), None).await;
     }
 }
 
-/// As [`client`], with the Redis mix of [`crate::redis_mix`] for 30% of the operations (each costs the engine a few linear searches of the command table, so a larger share slows the suite more than it adds).
+/// As [`client`], with the Redis mix of [`crate::redis_mix`] for 30% of the operations (each
+/// costs the engine a few linear searches of the command table, so a larger share slows the
+/// suite more than it adds).
 pub async fn mixed_client(
     t: Tester,
     cli: usize,

@@ -6,7 +6,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use flotilla_scenarios::kv_random::{kv_random, kv_random_strict};
+use flotilla_check::{check_redis, RedisCmd, RedisOp, RedisOperation, RedisReply};
+use flotilla_scenarios::kv_random::{
+    kv_random, kv_random_history, kv_random_strict, KEYS, PROBE_VALUE, TX_KEYS,
+};
 use flotilla_scenarios::redis_mix::MixStats;
 use flotilla_testkit::seeds::{run_seed_list, seeds_from_env_var};
 
@@ -61,4 +64,49 @@ fn test_kv_random_strict_expiry() {
             kv_random_strict(seed, 10);
         },
     );
+}
+
+/// The last completed Redis GET of `key` in `history`, by call time.
+fn last_get(history: &mut [RedisOperation], key: &str) -> usize {
+    (0..history.len())
+        .filter(|&i| {
+            let op = &history[i];
+            matches!(&op.input.op, RedisOp::Cmd(RedisCmd::Get { key: k }) if k == key)
+                && matches!(op.output.reply, RedisReply::Bulk(_))
+        })
+        .max_by_key(|&i| history[i].call)
+        .expect("the probe read the key")
+}
+
+/// The checker fails real histories with one answer changed: the end-of-run probe's read of
+/// a key whose PXAT passed 50 ms before it was sent, made to see the key; and its read of one
+/// of a transaction's two writes, made to miss it (the transaction half applied).
+#[test]
+fn test_kv_random_tampered_histories_are_rejected() {
+    for seed in [1, 2, 3] {
+        let (history, model) = kv_random_history(seed, 3);
+        let verdict = check_redis(model, &history, None);
+        assert!(verdict.is_ok(), "seed {seed}: {verdict}");
+
+        let mut seen = history.clone();
+        let i = last_get(&mut seen, KEYS[0]);
+        assert_eq!(seen[i].output.reply, RedisReply::Bulk(None));
+        seen[i].output.reply = RedisReply::Bulk(Some(PROBE_VALUE.to_owned()));
+        assert!(
+            check_redis(model, &seen, None).is_illegal(),
+            "seed {seed}: a read of an expired key accepted"
+        );
+
+        let mut half = history;
+        let i = last_get(&mut half, TX_KEYS[0][1]);
+        assert_eq!(
+            half[i].output.reply,
+            RedisReply::Bulk(Some(format!("{PROBE_VALUE} {}", TX_KEYS[0][1])))
+        );
+        half[i].output.reply = RedisReply::Bulk(None);
+        assert!(
+            check_redis(model, &half, None).is_illegal(),
+            "seed {seed}: a transaction applied half accepted"
+        );
+    }
 }

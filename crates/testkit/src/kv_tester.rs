@@ -286,6 +286,11 @@ where
         self.rec.set_redis_model(model);
     }
 
+    /// The model a history with Redis-model operations is checked by.
+    pub fn redis_model(&self) -> flotilla_check::RedisModel {
+        self.rec.redis_model()
+    }
+
     pub fn history_len(&self) -> usize {
         self.rec.len()
     }
@@ -307,6 +312,12 @@ where
     /// The recorded history so far (for tests of the checker against broken servers).
     pub fn history(&self) -> KvHistory {
         self.rec.history()
+    }
+
+    /// The whole history so far as the Redis model reads it (the labs' operations
+    /// converted), for tests that tamper with a real history.
+    pub fn redis_history(&self) -> Vec<flotilla_check::RedisOperation> {
+        self.rec.redis_history()
     }
 }
 

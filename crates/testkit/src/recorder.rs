@@ -84,6 +84,10 @@ impl Recorder {
         self.redis_model.set(model);
     }
 
+    pub fn redis_model(&self) -> RedisModel {
+        self.redis_model.get()
+    }
+
     /// Whether the history holds Redis-model operations (and is checked by their model).
     fn timed(&self) -> bool {
         !self.redis.borrow().is_empty()
@@ -91,7 +95,7 @@ impl Recorder {
 
     /// The whole history as Redis-model operations: the labs' ones converted, each window
     /// widened to whole milliseconds (a call stamped at `c` happened at `c - drift` or later).
-    fn redis_history(&self) -> Vec<RedisOperation> {
+    pub fn redis_history(&self) -> Vec<RedisOperation> {
         let drift = self.max_drift_ns.get();
         let ms = |ns: u64| ns / 1_000_000;
         let mut ops: Vec<RedisOperation> = (self.history.borrow().operations().iter())
