@@ -117,10 +117,7 @@ fn shardkv_random_with(seed: u64, seconds: u64, strict: bool) -> ShardRandomRepo
             for k in keys.iter() {
                 ck.get(k).await;
             }
-            for k in TX_KEYS.iter().flatten() {
-                let get = flotilla_check::RedisCmd::Get { key: k.to_string() };
-                ck.try_redis(flotilla_check::RedisOp::Cmd(get), None).await;
-            }
+            read_tx_keys(&ck).await;
             (counts.0, counts.1, configs)
         });
     for node in t.group_nodes() {
@@ -142,6 +139,15 @@ fn shardkv_random_with(seed: u64, seconds: u64, strict: bool) -> ShardRandomRepo
         configs,
         later_pages: t.pull_stats().later_pages,
         resumed_pages: t.pull_stats().resumed,
+    }
+}
+
+/// A GET of every transaction key: with every key read at the end, the history shows each
+/// key's final state.
+async fn read_tx_keys(ck: &flotilla_testkit::ShardClient) {
+    for k in TX_KEYS.iter().flatten() {
+        let get = flotilla_check::RedisCmd::Get { key: k.to_string() };
+        ck.try_redis(flotilla_check::RedisOp::Cmd(get), None).await;
     }
 }
 
