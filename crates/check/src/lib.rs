@@ -56,6 +56,10 @@
 //!
 //! - [`KvModel`]: get / put / append / delete; a missing key reads as ""; an append may carry
 //!   the old value it returned (6.5840's kvsrv), which must equal the value before it.
+//! - [`RedisModel`]: Redis strings with absolute expiry (`SET … PXAT`, `PEXPIREAT`,
+//!   `PERSIST`), conditional SET, transactions with WATCH, and the labs' operations; each
+//!   operation carries the window of the clock in which it took effect, since whether a key
+//!   has expired depends on when it is read.
 //! - [`RegisterModel`]: read / write / compare-and-set on a register that starts out nil, for
 //!   the Jepsen etcd logs ([`formats::parse_jepsen_etcd`]).
 //!
@@ -106,6 +110,7 @@ mod gen;
 mod jsonl;
 mod kv;
 mod model;
+mod redis;
 mod register;
 
 pub use checker::{check_operations, CheckResult};
@@ -117,4 +122,8 @@ pub use jsonl::{
 };
 pub use kv::{check_kv, KvHistory, KvInput, KvModel, KvOp, KvOperation, KvOutput, PendingOp};
 pub use model::{quote, truncate, Lookahead, Model, Operation};
+pub use redis::{
+    check_redis, redis_op_of_kv, RedisCmd, RedisInput, RedisModel, RedisOp, RedisOperation,
+    RedisOutput, RedisReply, RedisState, SetCond,
+};
 pub use register::{RegisterInput, RegisterModel, RegisterOperation, RegisterOutput};

@@ -1,38 +1,77 @@
 //! The randomized key/value suite: each seed draws a cluster (3, 5 or 7 replicas, with or
 //! without snapshots, reading through the log, by ReadIndex or by lease) and runs clients
-//! doing random Get / Put / Append / Delete on a few keys while a nemesis partitions, crashes,
+//! doing random Get / Put / Append / Delete on a few keys, and the Redis mix of
+//! [`crate::redis_mix`] (conditional SET, expiry, transactions with WATCH) on those keys and
+//! on two hash-tagged pairs, while a nemesis partitions, crashes,
 //! restarts and toggles an unreliable network. Some client operations give up after a
 //! deadline, so the history has operations of unknown outcome. At the end everything heals,
 //! every client reads every key, and the whole history must be linearizable, with the
 //! persisted Raft state within the snapshot bound; and no read lease may ever have overlapped
 //! a newer leader.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_check::{RedisCmd, RedisModel, RedisOp, RedisOperation, RedisReply, SetCond};
 use flotilla_kv::KvReplica;
 use flotilla_raft::NodeId;
 use flotilla_raft::ReadMode;
 use flotilla_testkit::KvTester;
 
 use crate::raft_random::SYNC_LATENCY;
+use crate::redis_mix::{note_lab_read, note_lab_write, redis_step, MixEnv, MixStats};
 
 type Tester = Rc<KvTester<KvReplica>>;
 
 pub const KEYS: [&str; 3] = ["a", "b", "c"];
 
+/// Keys of the Redis mix's transactions: two pairs, each sharing a hash tag (in one group
+/// every key is in one shard anyway; the tags keep the suites alike). Transactions link the
+/// keys of a pair into one partition of the checker's, so they are kept apart from [`KEYS`].
+pub const TX_KEYS: [[&str; 2]; 2] = [["{t}x", "{t}y"], ["{u}x", "{u}y"]];
+
+/// Every key the suite's clients use.
+pub fn all_keys() -> Vec<&'static str> {
+    KEYS.iter()
+        .chain(TX_KEYS.iter().flatten())
+        .copied()
+        .collect()
+}
 /// What one random run did, for reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KvRandomReport {
     pub trace_hash: u64,
     pub operations: usize,
     pub faults: usize,
     pub read_mode: ReadMode,
+    /// What the operations did.
+    pub mix: MixStats,
 }
 
 /// One randomized run of `seconds` virtual seconds of load under faults.
+///
+/// Reads served outside the log (ReadIndex, lease) are checked with
+/// [`RedisModel::reads_run_ahead`]: a replica answers them at its leader's clock, which can
+/// be later than the stamp of a write proposed before and applied after (a known gap:
+/// a key can be seen expired and then kept alive by that write). [`kv_random_strict`] checks
+/// every run with the strict model.
 pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
+    kv_random_with(seed, seconds, false).0
+}
+
+/// [`kv_random`] with every history checked by the strict model, whatever the read mode.
+pub fn kv_random_strict(seed: u64, seconds: u64) -> KvRandomReport {
+    kv_random_with(seed, seconds, true).0
+}
+
+/// [`kv_random`]'s checked history, as the Redis model reads it, and the model it passed.
+pub fn kv_random_history(seed: u64, seconds: u64) -> (Vec<RedisOperation>, RedisModel) {
+    let (_, t) = kv_random_with(seed, seconds, false);
+    (t.redis_history(), t.redis_model())
+}
+
+fn kv_random_with(seed: u64, seconds: u64, strict: bool) -> (KvRandomReport, Tester) {
     let (n, max_raft_state, clients, slow_disk, read_mode) = {
         let probe = KvTester::kvsrv("probe", seed, false);
         let n = [3usize, 5, 5, 7][probe.svc.rand(4) as usize];
@@ -47,6 +86,9 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
     let t = KvTester::kvraft_with("KvRandom", seed, n, false, max_raft_state, move |cfg| {
         cfg.read_mode = read_mode
     });
+    if !strict && read_mode != ReadMode::Log {
+        t.set_redis_model(RedisModel::reads_run_ahead());
+    }
     let leases = t.watch_read_leases();
     if slow_disk {
         // Syncs that take time: answers and AppendEntries that leave before the save (see
@@ -54,13 +96,18 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
         t.svc.sim.borrow_mut().set_sync_latency(Some(SYNC_LATENCY));
     }
     let t2 = t.clone();
+    let stats = Rc::new(RefCell::new(MixStats::default()));
+    let stats2 = stats.clone();
     let faults = t
         .svc
         .run_for(Duration::from_secs(seconds + 120), async move {
             let t = t2;
             let stop = Rc::new(Cell::new(false));
             let load: Vec<_> = (0..clients)
-                .map(|cli| t.svc.rt.spawn(client(t.clone(), cli, stop.clone())))
+                .map(|cli| {
+                    let (t, stop, stats) = (t.clone(), stop.clone(), stats2.clone());
+                    t.svc.rt.spawn(mixed_client(t.clone(), cli, stop, stats))
+                })
                 .collect();
             let faults = nemesis(&t, Duration::from_secs(seconds)).await;
             // Heal everything: clients without a deadline must then finish, and every client
@@ -70,17 +117,132 @@ pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
             for h in load {
                 h.await;
             }
-            read_every_key(&t, clients).await;
+            read_keys(&t, clients, &all_keys()).await;
+            probe_expiry_and_transaction(&t).await;
             faults
         });
     check_raft_state_bound(&t, max_raft_state);
     t.check_linearizable();
     leases.check();
-    KvRandomReport {
+    let report = KvRandomReport {
         trace_hash: t.svc.trace_hash(),
         operations: t.history_len(),
         faults,
         read_mode,
+        mix: stats.take(),
+    };
+    (report, t)
+}
+
+/// The value [`probe_expiry_and_transaction`] sets and must see expire.
+pub const PROBE_VALUE: &str = "probe";
+
+/// At the end of a run, with every fault healed: a key set to expire 50 ms ahead is read
+/// 100 ms later (gone), and a transaction's two writes are read back (both there). The
+/// history then has known answers a test can tamper with ([`kv_random_history`]).
+async fn probe_expiry_and_transaction(t: &Tester) {
+    let ck = t.make_client();
+    let at = t.svc.now().as_millis() as u64 + 50;
+    let set = RedisCmd::Set {
+        key: KEYS[0].to_owned(),
+        value: PROBE_VALUE.to_owned(),
+        cond: SetCond::Always,
+        px_at: Some(at),
+    };
+    assert_eq!(
+        ck.try_redis(RedisOp::Cmd(set), None).await,
+        Some(RedisReply::Ok)
+    );
+    t.svc.sleep(Duration::from_millis(100)).await;
+    let get = |k: &str| RedisOp::Cmd(RedisCmd::Get { key: k.to_owned() });
+    let gone = ck.try_redis(get(KEYS[0]), None).await;
+    assert_eq!(
+        gone,
+        Some(RedisReply::Bulk(None)),
+        "the probe key did not expire"
+    );
+    let [x, y] = TX_KEYS[0];
+    let write = |k: &str| RedisCmd::Set {
+        key: k.to_owned(),
+        value: format!("{PROBE_VALUE} {k}"),
+        cond: SetCond::Always,
+        px_at: None,
+    };
+    let tx = RedisOp::Multi {
+        watch: Vec::new(),
+        cmds: vec![write(x), write(y)],
+    };
+    let applied = RedisReply::Array(vec![RedisReply::Ok; 2]);
+    assert_eq!(ck.try_redis(tx, None).await, Some(applied));
+    for k in [x, y] {
+        ck.try_redis(get(k), None).await;
+    }
+}
+
+/// As [`client`], with the Redis mix of [`crate::redis_mix`] for 30% of the operations (each
+/// costs the engine a few linear searches of the command table, so a larger share slows the
+/// suite more than it adds).
+pub async fn mixed_client(
+    t: Tester,
+    cli: usize,
+    stop: Rc<Cell<bool>>,
+    stats: Rc<RefCell<MixStats>>,
+) {
+    let mut ck = t.make_client();
+    let keys: Vec<String> = all_keys().into_iter().map(str::to_owned).collect();
+    let groups: Vec<Vec<String>> = (TX_KEYS.iter())
+        .map(|g| g.iter().map(|k| k.to_string()).collect())
+        .collect();
+    let now_ms = || t.svc.now().as_millis() as u64;
+    let rand = |n| t.svc.rand(n);
+    let mut j = 0;
+    while !stop.get() {
+        let key = KEYS[t.svc.rand(KEYS.len() as u64) as usize];
+        let value = format!("{cli}.{j} ");
+        j += 1;
+        let limit = (t.svc.rand(3) == 0).then(|| Duration::from_millis(100 + t.svc.rand(900)));
+        let call_ms = now_ms();
+        let done = match t.svc.rand(100) {
+            0..=27 => match ck.try_get(key, limit).await {
+                Some(v) => {
+                    note_lab_read(&stats, key, &v, call_ms);
+                    true
+                }
+                None => false,
+            },
+            28..=41 => {
+                let done = ck.try_put(key, &value, limit).await.is_some();
+                if done {
+                    note_lab_write(&stats, key, now_ms());
+                }
+                done
+            }
+            42..=62 => ck.try_append(key, &value, limit).await.is_some(),
+            63..=69 => {
+                let done = ck.try_delete(key, limit).await.is_some();
+                if done {
+                    note_lab_write(&stats, key, now_ms());
+                }
+                done
+            }
+            _ => {
+                let env = MixEnv {
+                    rand: &rand,
+                    now_ms: &now_ms,
+                    keys: &keys,
+                    groups: &groups,
+                };
+                redis_step(&ck, &env, &value, limit, &stats).await
+            }
+        };
+        if !done {
+            // A clerk that gave up moves on with a fresh sequence number; sometimes the
+            // client is replaced by a new one instead, as a restarted process would be.
+            if t.svc.rand(2) == 0 {
+                ck = t.make_client();
+            }
+        }
+        t.svc.sleep(Duration::from_millis(t.svc.rand(20))).await;
     }
 }
 

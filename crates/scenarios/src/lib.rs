@@ -24,6 +24,7 @@ pub mod raft_3c;
 pub mod raft_3d;
 pub mod raft_prod;
 pub mod raft_random;
+pub mod redis_mix;
 pub mod shard_bench;
 pub mod shardctrler;
 pub mod shardkv;

@@ -1,7 +1,9 @@
 //! The randomized sharded key/value suite: each seed draws a system (3 groups of 3, with or
 //! without snapshots, 4 or 10 shards, shards pulled in pages of 40, 80 or 200 bytes, so a
 //! transfer spans many pages under every fault below) and runs clients doing random Get /
-//! Put / Append on keys spread over the shards while a nemesis joins, leaves and moves groups
+//! Put / Append on keys spread over the shards, and the Redis mix of [`crate::redis_mix`]
+//! (conditional SET, expiry, transactions with WATCH on hash-tagged keys of one shard) for
+//! 20% of their operations, while a nemesis joins, leaves and moves groups
 //! and shards, crashes and restarts servers (whole groups too), cuts servers off, toggles an
 //! unreliable network, and after half the reconfigurations crashes the leader of a group
 //! mid-pull. Some client operations give up after a deadline, so the history has operations
@@ -16,20 +18,25 @@
 //!   most 4 per shard; issue 16), every shard keeps at most 4 records, and operations
 //!   refused as "session expired" count as of unknown outcome.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use flotilla_check::RedisModel;
 use flotilla_raft::NodeId;
 use flotilla_rsm::SessionLimits;
 use flotilla_shardctrler::Gid;
 use flotilla_shardkv::ShardState;
 use flotilla_testkit::{ShardTester, ShardTesterConfig};
 
+use crate::redis_mix::{note_lab_read, note_lab_write, redis_step, MixEnv, MixStats};
+
 /// What one random run did, for reports.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ShardRandomReport {
+    /// What the clients' operations did.
+    pub mix: MixStats,
     pub trace_hash: u64,
     pub operations: usize,
     pub faults: usize,
@@ -44,7 +51,24 @@ pub struct ShardRandomReport {
 }
 
 /// One randomized run of `seconds` virtual seconds of load under faults and reconfigurations.
+///
+/// The groups answer reads outside the log (by ReadIndex), so the history is checked with
+/// [`RedisModel::reads_run_ahead`] (see [`crate::kv_random::kv_random`]);
+/// [`shardkv_random_strict`] checks it with the strict model.
 pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
+    shardkv_random_with(seed, seconds, false)
+}
+
+/// [`shardkv_random`] checked by the strict Redis model.
+pub fn shardkv_random_strict(seed: u64, seconds: u64) -> ShardRandomReport {
+    shardkv_random_with(seed, seconds, true)
+}
+
+/// Keys of the Redis mix's transactions: pairs sharing a hash tag, so each pair is in one
+/// shard (the shards of different pairs are whatever the hash gives).
+pub const TX_KEYS: [[&str; 2]; 3] = [["{g0}a", "{g0}b"], ["{g1}a", "{g1}b"], ["{g2}a", "{g2}b"]];
+
+fn shardkv_random_with(seed: u64, seconds: u64, strict: bool) -> ShardRandomReport {
     let cfg = {
         let probe = ShardTester::new("probe", seed, ShardTesterConfig::lab(3, false, None));
         ShardTesterConfig {
@@ -62,8 +86,13 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
     let small = cfg.sessions == SMALL_SESSIONS;
     let mrs = cfg.max_raft_state;
     let t = ShardTester::new("ShardKvRandom", seed, cfg);
+    if !strict {
+        t.set_redis_model(RedisModel::reads_run_ahead());
+    }
     let clients = 3 + t.rand(5) as usize;
     let keys: Rc<Vec<String>> = Rc::new((0..12).map(|i| format!("key-{i}")).collect());
+    let stats = Rc::new(RefCell::new(MixStats::default()));
+    let stats2 = stats.clone();
     let t2 = t.clone();
     let (faults, reconfigurations, configs) =
         t.run_for(Duration::from_secs(seconds + 120), async move {
@@ -73,7 +102,8 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
             let stop = Rc::new(Cell::new(false));
             let load: Vec<_> = (0..clients)
                 .map(|_| {
-                    t.rt.spawn(client(t.clone(), keys.clone(), stop.clone(), small))
+                    let c = client(t.clone(), keys.clone(), stop.clone(), small, stats2.clone());
+                    t.rt.spawn(c)
                 })
                 .collect();
             let counts = nemesis(&t, Duration::from_secs(seconds)).await;
@@ -87,6 +117,7 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
             for k in keys.iter() {
                 ck.get(k).await;
             }
+            read_tx_keys(&ck).await;
             (counts.0, counts.1, configs)
         });
     for node in t.group_nodes() {
@@ -100,6 +131,7 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
     }
     t.check_linearizable();
     ShardRandomReport {
+        mix: stats.take(),
         trace_hash: t.trace_hash(),
         operations: t.history_len(),
         faults,
@@ -107,6 +139,15 @@ pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
         configs,
         later_pages: t.pull_stats().later_pages,
         resumed_pages: t.pull_stats().resumed,
+    }
+}
+
+/// A GET of every transaction key: with every key read at the end, the history shows each
+/// key's final state.
+async fn read_tx_keys(ck: &flotilla_testkit::ShardClient) {
+    for k in TX_KEYS.iter().flatten() {
+        let get = flotilla_check::RedisCmd::Get { key: k.to_string() };
+        ck.try_redis(flotilla_check::RedisOp::Cmd(get), None).await;
     }
 }
 
@@ -118,21 +159,50 @@ const SMALL_SESSIONS: SessionLimits = SessionLimits {
 
 /// Random operations on random keys until told to stop; a third of them with a deadline
 /// (all of them, if sessions may expire: a refusal as expired then ends one as unknown).
-async fn client(t: Rc<ShardTester>, keys: Rc<Vec<String>>, stop: Rc<Cell<bool>>, small: bool) {
+async fn client(
+    t: Rc<ShardTester>,
+    keys: Rc<Vec<String>>,
+    stop: Rc<Cell<bool>>,
+    small: bool,
+    stats: Rc<RefCell<MixStats>>,
+) {
     let ck = t.make_client();
+    let all: Vec<String> = (keys.iter().cloned())
+        .chain(TX_KEYS.iter().flatten().map(|k| k.to_string()))
+        .collect();
+    let groups: Vec<Vec<String>> = (TX_KEYS.iter())
+        .map(|g| g.iter().map(|k| k.to_string()).collect())
+        .collect();
+    let now_ms = || t.now().as_millis() as u64;
+    let rand = |n| t.rand(n);
     while !stop.get() {
         let k = &keys[t.rand(keys.len() as u64) as usize];
         let limit = (t.rand(3) == 0).then(|| Duration::from_millis(200 + t.rand(1000)));
         let limit = limit.or(small.then_some(Duration::from_secs(10)));
-        match t.rand(3) {
-            0 => {
-                ck.try_get(k, limit).await;
+        let call_ms = now_ms();
+        match t.rand(20) {
+            0..=5 => {
+                if let Some(v) = ck.try_get(k, limit).await {
+                    note_lab_read(&stats, k, &v, call_ms);
+                }
             }
-            1 => {
-                ck.try_put(k, &t.randstring(3), limit).await;
+            6..=10 => {
+                if ck.try_put(k, &t.randstring(3), limit).await.is_some() {
+                    note_lab_write(&stats, k, now_ms());
+                }
+            }
+            11..=15 => {
+                ck.try_append(k, &t.randstring(3), limit).await;
             }
             _ => {
-                ck.try_append(k, &t.randstring(3), limit).await;
+                let env = MixEnv {
+                    rand: &rand,
+                    now_ms: &now_ms,
+                    keys: &all,
+                    groups: &groups,
+                };
+                let value = t.randstring(3);
+                redis_step(&ck, &env, &value, limit, &stats).await;
             }
         }
         if t.rand(4) == 0 {

@@ -4,9 +4,10 @@
 //! pages of a few dozen bytes, so transfers span many pages; most runs must show it.
 //! `FLOTILLA_RANDOM_SEEDS=K` runs K seeds (default 10); `FLOTILLA_SEED=N` replays one.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-use flotilla_scenarios::shardkv_random::shardkv_random;
+use flotilla_scenarios::redis_mix::MixStats;
+use flotilla_scenarios::shardkv_random::{shardkv_random, shardkv_random_strict};
 use flotilla_testkit::seeds::{run_seed_list, seeds_from_env_var};
 
 #[test]
@@ -14,6 +15,7 @@ fn test_shardkv_random_linearizable() {
     let seeds = seeds_from_env_var("FLOTILLA_RANDOM_SEEDS", 10);
     let (ops, reconfigs, configs) = (Cell::new(0usize), Cell::new(0usize), Cell::new(0u64));
     let (later_pages, paged_runs, resumed) = (Cell::new(0u64), Cell::new(0usize), Cell::new(0));
+    let mix = RefCell::new(MixStats::default());
     run_seed_list(
         "shardkv_random",
         "test_shardkv_random_linearizable",
@@ -22,6 +24,7 @@ fn test_shardkv_random_linearizable() {
             let r = shardkv_random(seed, 10);
             assert!(r.faults > 0, "seed {seed} injected no faults");
             ops.set(ops.get() + r.operations);
+            mix.borrow_mut().add(&r.mix);
             reconfigs.set(reconfigs.get() + r.reconfigurations);
             configs.set(configs.get() + r.configs);
             later_pages.set(later_pages.get() + r.later_pages);
@@ -40,6 +43,15 @@ fn test_shardkv_random_linearizable() {
         paged_runs.get(),
         resumed.get()
     );
+    let mix = mix.into_inner();
+    eprintln!("{runs} seeds, the Redis mix: {mix}");
+    // The new operations must exercise what they are there for: keys expiring under the
+    // clients, WATCH aborting (each happens several times a run).
+    if runs >= 10 {
+        assert!(mix.expired_seen > 0, "no key was seen expired");
+        assert!(mix.aborted > 0, "no transaction was aborted by WATCH");
+        assert!(mix.committed > 0, "no transaction applied");
+    }
     // Shards must really move in many pages, or the faults never hit a transfer mid-way.
     // (Some runs move no data; a single replayed seed may be one of them.)
     assert!(
@@ -62,5 +74,23 @@ fn test_shardkv_random_linearizable() {
         configs.get() as usize > 3 * runs,
         "too few configurations: {}",
         configs.get()
+    );
+}
+
+/// Every run checked by the strict Redis model. Passes today (seeds 1-10 and 100-299), but the
+/// groups answer reads outside the log as the KV replicas do, so it can fail as
+/// `test_kv_random_strict_expiry` does; the suite checks with the relaxed model, and this
+/// one is run by hand (`-- --ignored`) until the gap is closed.
+#[test]
+#[ignore = "reads outside the log may run ahead of writes proposed before them; run by hand"]
+fn test_shardkv_random_strict_expiry() {
+    let seeds = seeds_from_env_var("FLOTILLA_RANDOM_SEEDS", 10);
+    run_seed_list(
+        "shardkv_random",
+        "test_shardkv_random_strict_expiry",
+        &seeds,
+        |seed| {
+            shardkv_random_strict(seed, 10);
+        },
     );
 }

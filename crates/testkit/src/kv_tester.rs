@@ -12,9 +12,13 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use flotilla_check::{CheckResult, KvHistory, KvInput, KvOutput, Operation};
+use flotilla_check::{
+    CheckResult, KvHistory, KvInput, KvOutput, Operation, RedisInput, RedisOp, RedisOutput,
+    RedisReply,
+};
 
 use crate::recorder::Recorder;
+use crate::redis_ops::{command_of, reply_of};
 use flotilla_kv::{Kv, KvCommand, KvReplica, KvReply, KvServer};
 use flotilla_node::{NodeId, Process};
 use flotilla_raft::{Config, ReadMode};
@@ -276,6 +280,17 @@ where
         self.rec.set_recording(on);
     }
 
+    /// Sets the model a history with Redis-model operations is checked by (by default the
+    /// strict one; see [`flotilla_check::RedisModel::reads_run_ahead`]).
+    pub fn set_redis_model(&self, model: flotilla_check::RedisModel) {
+        self.rec.set_redis_model(model);
+    }
+
+    /// The model a history with Redis-model operations is checked by.
+    pub fn redis_model(&self) -> flotilla_check::RedisModel {
+        self.rec.redis_model()
+    }
+
     pub fn history_len(&self) -> usize {
         self.rec.len()
     }
@@ -297,6 +312,12 @@ where
     /// The recorded history so far (for tests of the checker against broken servers).
     pub fn history(&self) -> KvHistory {
         self.rec.history()
+    }
+
+    /// The whole history so far as the Redis model reads it (the labs' operations
+    /// converted), for tests that tamper with a real history.
+    pub fn redis_history(&self) -> Vec<flotilla_check::RedisOperation> {
+        self.rec.redis_history()
     }
 }
 
@@ -406,6 +427,39 @@ where
             KvReply::Len(_) => None,
             other => panic!("append({key}) answered {other:?}"),
         })
+    }
+
+    /// Runs a Redis-model operation (expiry, conditional SET, a transaction, a version read)
+    /// with an optional time limit, recording it; its reply as the model compares it, `None`
+    /// if it gave up (outcome unknown). Once one is recorded, the whole history is checked
+    /// by [`flotilla_check::RedisModel`].
+    pub async fn try_redis(&self, op: RedisOp, limit: Option<Duration>) -> Option<RedisReply> {
+        let call = self.t.stamp();
+        let call_ms = Recorder::ms(self.t.svc.now());
+        let cmd = command_of(&op);
+        let reply = match limit {
+            None => Some(self.t.svc.call(self.id, cmd).await),
+            Some(d) => self.t.svc.call_timeout(self.id, cmd, d).await,
+        };
+        let (output, ret) = match &reply {
+            None => (RedisOutput::unknown(), None),
+            Some(r) => {
+                let output = RedisOutput {
+                    ret_ms: Recorder::ms(self.t.svc.now()),
+                    reply: reply_of(&op, r),
+                };
+                (output, Some(self.t.stamp()))
+            }
+        };
+        let known = ret.map(|_| output.reply.clone());
+        self.t.rec.record_redis(Operation {
+            client: self.id,
+            input: RedisInput { call_ms, op },
+            call,
+            output,
+            ret,
+        });
+        known
     }
 
     /// Delete with an optional time limit.

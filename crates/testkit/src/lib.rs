@@ -27,6 +27,7 @@ pub mod raft_server;
 pub mod raft_tester;
 pub mod read_lease;
 mod recorder;
+pub mod redis_ops;
 pub mod safety;
 pub mod seeds;
 pub mod service;

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use flotilla_check::{CheckResult, KvInput, KvOutput, Operation};
+use flotilla_check::{
+    CheckResult, KvInput, KvOutput, Operation, RedisInput, RedisOp, RedisOutput, RedisReply,
+};
 use flotilla_id::alloc;
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_node::{lift_offloaded, Ctx, NodeId, Offloaded, Process};
@@ -38,6 +40,7 @@ use crate::completion::Completions;
 use crate::invariants::CheckSampler;
 use crate::raft_tester::{TEST_TIME_LIMIT, TICK};
 use crate::recorder::Recorder;
+use crate::redis_ops::{command_of, reply_of};
 
 /// Replicas of each controller service.
 pub const CTRLERS: usize = 3;
@@ -584,6 +587,12 @@ impl ShardTester {
         self.rec.stamp(self.now())
     }
 
+    /// Sets the model a history with Redis-model operations is checked by (by default the
+    /// strict one; see [`flotilla_check::RedisModel::reads_run_ahead`]).
+    pub fn set_redis_model(&self, model: flotilla_check::RedisModel) {
+        self.rec.set_redis_model(model);
+    }
+
     pub fn history_len(&self) -> usize {
         self.rec.len()
     }
@@ -658,6 +667,48 @@ impl ShardClient {
             ret,
         });
         reply.filter(|_| !unknown)
+    }
+
+    /// Runs a Redis-model operation with an optional time limit, recording it: its reply as
+    /// the model compares it, `None` if it gave up or its session expired (outcome unknown).
+    /// Every key it names must be in one shard. See [`crate::KvClient::try_redis`].
+    pub async fn try_redis(&self, op: RedisOp, limit: Option<Duration>) -> Option<RedisReply> {
+        let t = &self.t;
+        let call = t.stamp();
+        let call_ms = Recorder::ms(t.now());
+        t.kv_pending.expect(self.id);
+        let id = self.id;
+        let cmd = command_of(&op);
+        t.with_host(|h, ctx| {
+            h.shard.start(id, cmd, ctx);
+        });
+        let reply = t.kv_pending.wait(id, limit.map(|d| t.rt.sleep(d))).await;
+        if reply.is_none() {
+            t.with_host(|h, _| h.shard.abandon(id));
+        }
+        let (output, ret) = match &reply {
+            None => (RedisOutput::unknown(), None),
+            // As the error says: it may or may not have been applied.
+            Some(KvReply::Error(KvError::SessionExpired)) if limit.is_some() => {
+                (RedisOutput::unknown(), None)
+            }
+            Some(r) => {
+                let output = RedisOutput {
+                    ret_ms: Recorder::ms(t.now()),
+                    reply: reply_of(&op, r),
+                };
+                (output, Some(t.stamp()))
+            }
+        };
+        let known = ret.map(|_| output.reply.clone());
+        t.rec.record_redis(Operation {
+            client: self.id,
+            input: RedisInput { call_ms, op },
+            call,
+            output,
+            ret,
+        });
+        known
     }
 
     /// The key's value ("" if none).
