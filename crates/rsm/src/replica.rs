@@ -153,7 +153,9 @@ struct ReadWaiter<C> {
 /// 4. Reads outside the log are held only when the read mode is not [`ReadMode::Log`];
 ///    registered reads have ids below `next_read` (each id names one read); a confirmed read
 ///    waits at an index above `applied` (one at or below was answered) and at or below the
-///    commit index (a read index is a commit index).
+///    last in the log (the larger of its read index, a commit index, and the leader's last
+///    index when it arrived; a leader's log only grows while it leads, and reads do not
+///    outlive its leadership, by 3).
 /// 5. At most one snapshot is encoded off the event loop at a time: `encoding` is set only
 ///    when the driver offloads, at an index at or below `applied`, and offloaded work (at
 ///    most one job) waits only while it is set.
@@ -306,8 +308,7 @@ impl<S: StateMachine> Replica<S> {
     /// none of its own still unapplied. Proposed like [`Replica::propose_own`], for any
     /// machine: the session table lets the replica's own client through.
     fn propose_housekeeping(&mut self, ctx: &mut Ctx<MsgOf<S>, ()>) {
-        if !self.peer.raft().is_leader() || self.housekeeping_at.is_some_and(|i| i > self.applied)
-        {
+        if !self.peer.raft().is_leader() || self.housekeeping_at.is_some_and(|i| i > self.applied) {
             return;
         }
         self.housekeeping_at = None;
@@ -762,7 +763,7 @@ impl<S: StateMachine> Replica<S> {
     pub fn check_invariants(&self, depth: CheckDepth) {
         let raft = self.peer.raft();
         let id = raft.id();
-        let (applied, commit, last) = (self.applied, raft.commit_index(), raft.log().last_index());
+        let (applied, last) = (self.applied, raft.log().last_index());
         assert_eq!(
             applied,
             raft.applied_index(),
@@ -811,9 +812,9 @@ impl<S: StateMachine> Replica<S> {
         let highest = self.confirmed.last_key_value().map(|(&(i, _), _)| i);
         if let (Some(lo), Some(hi)) = (lowest, highest) {
             assert!(
-                lo > applied && hi <= commit,
+                lo > applied && hi <= last,
                 "replica {id}, invariant 4: confirmed reads wait at {lo}..={hi}, applied \
-                 {applied}, commit {commit}"
+                 {applied}, last log index {last}"
             );
         }
         if let Some(at) = self.encoding {

@@ -49,25 +49,18 @@ pub struct KvRandomReport {
     pub mix: MixStats,
 }
 
-/// One randomized run of `seconds` virtual seconds of load under faults.
-///
-/// Reads served outside the log (ReadIndex, lease) are checked with
-/// [`RedisModel::reads_run_ahead`]: a replica answers them at its leader's clock, which can
-/// be later than the stamp of a write proposed before and applied after (a known gap:
-/// a key can be seen expired and then kept alive by that write). [`kv_random_strict`] checks
-/// every run with the strict model.
+/// One randomized run of `seconds` virtual seconds of load under faults, every history
+/// checked by the strict Redis model, reads outside the log included. (With the relaxed
+/// model, [`RedisModel::reads_run_ahead`], this suite once hid a bug: a read answered at the
+/// leader's clock at answer time could see a key expired that a write proposed before it
+/// then found present; seed 18 shows it on that code.)
 pub fn kv_random(seed: u64, seconds: u64) -> KvRandomReport {
-    kv_random_with(seed, seconds, false).0
-}
-
-/// [`kv_random`] with every history checked by the strict model, whatever the read mode.
-pub fn kv_random_strict(seed: u64, seconds: u64) -> KvRandomReport {
     kv_random_with(seed, seconds, true).0
 }
 
 /// [`kv_random`]'s checked history, as the Redis model reads it, and the model it passed.
 pub fn kv_random_history(seed: u64, seconds: u64) -> (Vec<RedisOperation>, RedisModel) {
-    let (_, t) = kv_random_with(seed, seconds, false);
+    let (_, t) = kv_random_with(seed, seconds, true);
     (t.redis_history(), t.redis_model())
 }
 

@@ -52,15 +52,8 @@ pub struct ShardRandomReport {
 
 /// One randomized run of `seconds` virtual seconds of load under faults and reconfigurations.
 ///
-/// The groups answer reads outside the log (by ReadIndex), so the history is checked with
-/// [`RedisModel::reads_run_ahead`] (see [`crate::kv_random::kv_random`]);
-/// [`shardkv_random_strict`] checks it with the strict model.
+/// Checked by the strict Redis model (see [`crate::kv_random::kv_random`]).
 pub fn shardkv_random(seed: u64, seconds: u64) -> ShardRandomReport {
-    shardkv_random_with(seed, seconds, false)
-}
-
-/// [`shardkv_random`] checked by the strict Redis model.
-pub fn shardkv_random_strict(seed: u64, seconds: u64) -> ShardRandomReport {
     shardkv_random_with(seed, seconds, true)
 }
 
