@@ -340,6 +340,11 @@ impl StateMachine for Kv {
         cmd.is_read_only()
     }
 
+    /// Redis commands read expiry; a lab Get only when some key has an expiry at all.
+    fn read_waits_for_proposals(&self, cmd: &KvCommand) -> bool {
+        !matches!(cmd, KvCommand::Get { .. }) || !self.expiring.is_empty()
+    }
+
     fn housekeeping(&self, now_ms: u64) -> Option<KvCommand> {
         self.has_expired(now_ms).then_some(KvCommand::SweepExpired)
     }

@@ -86,6 +86,7 @@ pub use error::{Byte, RespError};
 pub use num::parse_i64;
 pub use parse::{
     command_spec, find_command, CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG, FUNCTION, MEMORY,
+    OBJECT,
 };
 pub use reply::{decode_value, MAX_REPLY_DEPTH};
 pub use value::{encode, format_double, Protocol, Value};

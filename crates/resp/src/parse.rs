@@ -296,6 +296,18 @@ pub const COMMANDS: &[CommandSpec] = &[
     data("flushdb", -1)
         .flags(&["write"])
         .doc("server", "1.0.0", "Remove all keys from the current database"),
+    data("setbit", 4)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("bitmap", "2.2.0", "Sets or clears the bit at offset in the string value stored at key"),
+    data("getbit", 3)
+        .flags(READ_FAST)
+        .keys(1, 1, 1)
+        .doc("bitmap", "2.2.0", "Returns the bit value at offset in the string value stored at key"),
+    data("bitcount", -2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("bitmap", "2.6.0", "Count set bits in a string"),
     data("hset", -4)
         .flags(WRITE_FAST)
         .keys(1, 1, 1)
@@ -421,6 +433,9 @@ pub const COMMANDS: &[CommandSpec] = &[
             "A container for server configuration commands",
         )
         .subcommands(CONFIG),
+    spec("object", -2, container)
+        .doc("generic", "2.2.3", "A container for object introspection commands")
+        .subcommands(OBJECT),
     spec("memory", -2, container)
         .doc("server", "4.0.0", "A container for memory diagnostics commands")
         .subcommands(MEMORY),
@@ -546,6 +561,16 @@ pub const CONFIG: &[CommandSpec] = &[
         "Set configuration parameters to the given values",
     ),
 ];
+
+/// `OBJECT` subcommands.
+pub const OBJECT: &[CommandSpec] = &[data("object|encoding", 3)
+    .flags(&["readonly"])
+    .keys(2, 2, 1)
+    .doc(
+        "generic",
+        "2.2.3",
+        "Inspect the internal encoding of a Redis object",
+    )];
 
 /// `MEMORY` subcommands.
 pub const MEMORY: &[CommandSpec] = &[data("memory|usage", -3)

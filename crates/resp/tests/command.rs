@@ -409,6 +409,7 @@ fn every_command_in_the_table_parses_at_its_arity() {
             "config" => args.extend([b("GET"), b("save")]),
             "function" => args.extend([b("FLUSH")]),
             "memory" => args.extend([b("USAGE"), b("k")]),
+            "object" => args.extend([b("ENCODING"), b("k")]),
             "hello" | "flushall" | "flushdb" => {}
             _ => args.extend(std::iter::repeat_n(b("2"), n - 1)),
         }

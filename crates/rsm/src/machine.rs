@@ -153,6 +153,17 @@ pub trait StateMachine: 'static {
         self.restore(&data)
     }
 
+    /// Whether a read outside the log of `cmd` must wait for every entry proposed before it
+    /// arrived, not only for its read index. Needed when the answer depends on the time (a
+    /// key's expiry): the read is answered at the leader's clock when it arrived, and an entry
+    /// proposed earlier carries an earlier stamp; answered before that entry applies, the read
+    /// would be placed after a write that takes effect after it (a key seen expired, then
+    /// found present by a write proposed before the read). Costs the read the commit of the
+    /// writes in flight, so machines say it only where time matters.
+    fn read_waits_for_proposals(&self, _cmd: &Self::Command) -> bool {
+        false
+    }
+
     /// Work that time made due (keys past their expiry): a command the leader proposes of its
     /// own, at most one at a time, when this returns one at its clock `now_ms`. It goes
     /// through the log like any command (so every replica does the work at the same index),

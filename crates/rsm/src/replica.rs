@@ -116,8 +116,9 @@ struct ReadWaiter<C> {
     /// The leader's clock when the read arrived: the time it reads at (with the replicated
     /// clock if that is ahead), so that a key expired by then is gone.
     at_ms: u64,
-    /// The leader's last log index when the read arrived: the read waits until it is
-    /// applied too, not only its read index. An entry proposed before the read arrived
+    /// The leader's last log index when the read arrived, if the machine says the read's
+    /// answer may depend on the time ([`StateMachine::read_waits_for_proposals`]), else 0:
+    /// the read waits until it is applied too, not only its read index. An entry proposed before the read arrived
     /// carries an earlier stamp; answered before it was applied, the read would have been
     /// placed at a time after a write that takes effect after it (a read seeing a key
     /// expired, then a write proposed earlier finding it still there).
@@ -468,6 +469,12 @@ impl<S: StateMachine> Replica<S> {
         let id = self.next_read;
         self.next_read += 1;
         let term = self.peer.raft().term();
+        // A read whose answer may depend on the time waits for what was proposed before it
+        // arrived (see `ReadWaiter::after`); other reads need only their read index.
+        let after = match self.state.machine().read_waits_for_proposals(&req.cmd) {
+            true => self.peer.raft().log().last_index(),
+            false => 0,
+        };
         match self.peer.raft_mut().read_index(id) {
             Ok(()) => {
                 let w = ReadWaiter {
@@ -477,7 +484,7 @@ impl<S: StateMachine> Replica<S> {
                     seq: req.seq,
                     cmd: req.cmd,
                     at_ms: wall_ms(ctx),
-                    after: self.peer.raft().log().last_index(),
+                    after,
                 };
                 self.reads.insert(id, w);
             }

@@ -698,6 +698,18 @@ impl StateMachine for ShardKv {
         }
     }
 
+    /// As the KV store's: a Redis read, or a lab Get while some shard has keys with an
+    /// expiry (O(shards)).
+    fn read_waits_for_proposals(&self, cmd: &ShardCommand) -> bool {
+        match cmd {
+            ShardCommand::Op {
+                op: KvCommand::Get { .. },
+                ..
+            } => (self.shards.values()).any(|(_, d)| d.kv.expiring() > 0),
+            _ => true,
+        }
+    }
+
     /// Expired keys wait in a served shard: sweep them (O(shards)).
     fn housekeeping(&self, now_ms: u64) -> Option<ShardCommand> {
         (self.shards.values())

@@ -29,6 +29,7 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("expiretime", |r, a| ttl(r, a, Show::At(1000))),
     ("pexpiretime", |r, a| ttl(r, a, Show::At(1))),
     ("persist", persist),
+    ("object|encoding", object_encoding),
 ];
 
 fn del(r: &mut Run, a: &[Arg]) -> Value {
@@ -198,4 +199,25 @@ fn persist(r: &mut Run, a: &[Arg]) -> Value {
         }
         _ => Value::Integer(0),
     }
+}
+
+/// `OBJECT ENCODING key`: the encoding Redis would use for the value, by Redis's default
+/// thresholds (Flotilla has one encoding per type; clients and tests read this name).
+fn object_encoding(r: &mut Run, a: &[Arg]) -> Value {
+    use crate::slot::Data;
+    let Some(slot) = r.kv.live(a[2].as_slice(), r.now) else {
+        return Value::Null;
+    };
+    let name = match &slot.value {
+        Data::Str(v) if v.len() <= 20 && flotilla_resp::parse_i64(v).is_some() => "int",
+        Data::Str(v) if v.len() <= 44 => "embstr",
+        Data::Str(_) => "raw",
+        Data::Hash(h)
+            if h.len() <= 128 && h.iter().all(|(f, v)| f.len() <= 64 && v.len() <= 64) =>
+        {
+            "listpack"
+        }
+        Data::Hash(_) => "hashtable",
+    };
+    Value::bulk(name)
 }

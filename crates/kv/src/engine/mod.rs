@@ -13,6 +13,7 @@
 //! protocol crate's table without a handler here answers "unknown command" (the test
 //! `every_data_command_has_a_handler` keeps the two in step).
 
+mod bits;
 mod generic;
 mod glob;
 mod hash;
@@ -44,6 +45,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     generic::HANDLERS,
     keyspace::HANDLERS,
     hash::HANDLERS,
+    bits::HANDLERS,
 ];
 
 fn handler(name: &str) -> Option<Handler> {

@@ -460,3 +460,33 @@ fn memory_usage_grows_with_the_value() {
     assert!(small > 0 && big > small + 900, "{small} {big}");
     assert_eq!(run(kv, "MEMORY USAGE nokey"), Value::Null);
 }
+
+#[test]
+fn bits() {
+    let kv = &mut Kv::default();
+    assert_eq!(run(kv, "SETBIT b 7 1"), Value::Integer(0));
+    assert_eq!(run(kv, "GET b"), Value::Bulk(vec![1]));
+    assert_eq!(run(kv, "SETBIT b 7 0"), Value::Integer(1));
+    assert_eq!(run(kv, "SETBIT b 8 1"), Value::Integer(0));
+    assert_eq!(run(kv, "GET b"), Value::Bulk(vec![0, 0x80]));
+    assert_eq!(run(kv, "GETBIT b 8"), Value::Integer(1));
+    assert_eq!(run(kv, "GETBIT b 100"), Value::Integer(0));
+    assert_eq!(
+        run(kv, "SETBIT b 4294967296 1"),
+        err("ERR bit offset is not an integer or out of range")
+    );
+    assert_eq!(
+        run(kv, "SETBIT b 0 2"),
+        err("ERR bit is not an integer or out of range")
+    );
+    run(kv, "SET s foobar");
+    assert_eq!(run(kv, "BITCOUNT s"), Value::Integer(26));
+    assert_eq!(run(kv, "BITCOUNT s 1 1"), Value::Integer(6));
+    assert_eq!(run(kv, "BITCOUNT s 5 30 BIT"), Value::Integer(17));
+    assert_eq!(run(kv, "OBJECT ENCODING s"), bulk("embstr"));
+    run(kv, "SET n 12345");
+    assert_eq!(run(kv, "OBJECT ENCODING n"), bulk("int"));
+    run(kv, "HSET h f v");
+    assert_eq!(run(kv, "OBJECT ENCODING h"), bulk("listpack"));
+    assert_eq!(run(kv, "OBJECT ENCODING nokey"), Value::Null);
+}
