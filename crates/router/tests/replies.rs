@@ -951,3 +951,49 @@ async fn keys_expire() {
     c.expect(&["TTL", "keep"], ":100\r\n").await;
     c.expect(&["EXISTS", "k", "keep"], ":1\r\n").await;
 }
+
+/// INFO answers even when the cluster cannot (issue 18: INFO's key count asks the service,
+/// and tools poll INFO to see whether a server is well): the count is reported unknown, with
+/// why, and the group as having no leader, where INFO would otherwise wait out the command
+/// timeout (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_answers_when_the_cluster_does_not() {
+    // A "replica" that never answers: connections wait in its backlog.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let router = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = router.local_addr().unwrap().port();
+    let cfg = flotilla_router::RouterConfig {
+        servers: vec![silent.local_addr().unwrap().to_string()],
+        pin_servers: false,
+        secret: flotilla_transport::Secret::new("router-end-to-end-test-secret").unwrap(),
+        password: None,
+        max_clients: 100,
+        command_timeout: std::time::Duration::from_secs(3600),
+        metrics: None,
+        tls: None,
+        client_tls: None,
+        sharded: None,
+        max_buffered_bytes: flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
+        idle_timeout: None,
+    };
+    tokio::spawn(flotilla_router::run_router(
+        cfg,
+        router,
+        std::future::pending::<()>(),
+    ));
+    let mut c = Client::connect(port).await;
+    let text = |reply: Vec<u8>| String::from_utf8(reply).unwrap();
+    let keyspace = text(c.raw(&["INFO", "keyspace"]).await);
+    assert!(
+        keyspace.contains(
+            "\r\n# Keyspace\r\nflotilla_keys_unknown:ERR no answer from the cluster within 1 s"
+        ),
+        "{keyspace}"
+    );
+    let flotilla = text(c.raw(&["INFO", "flotilla"]).await);
+    assert!(
+        flotilla.contains("\r\ngroup0:leader=none,term=0,voters=0,answered=0/1\r\n"),
+        "{flotilla}"
+    );
+    drop(silent);
+}

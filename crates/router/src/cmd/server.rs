@@ -12,8 +12,9 @@
 //! know how many keys expire, but no command reports it to the router).
 
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flotilla_kv::{Arg, KvCommand};
 use flotilla_resp::{CommandQuery, CommandSpec, Value, COMMANDS};
 
 use super::Reply;
@@ -171,18 +172,14 @@ async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String
         // speaks no cluster protocol (no CLUSTER SLOTS, no MOVED): clients must not use it as
         // a Redis Cluster.
         "cluster" => vec![("cluster_enabled", "0".into())],
-        "keyspace" => {
-            // Redis leaves out a database without keys; so is one the service cannot count
-            // now (the reply would otherwise say nothing of why).
-            let dbsize = super::data::run(r, conn, "dbsize", vec![b"dbsize".to_vec()]).await;
-            match dbsize {
-                Ok(Value::Integer(n)) if n > 0 => {
-                    // expires=0: see the module's docs.
-                    vec![("db0", format!("keys={n},expires=0,avg_ttl=0"))]
-                }
-                _ => Vec::new(),
-            }
-        }
+        // Redis leaves out a database without keys. A count the service cannot give now
+        // (no leader) is said in a field of Flotilla's, not left out as if there were no keys.
+        "keyspace" => match key_count(r, conn).await {
+            // expires=0: see the module's docs.
+            Ok(0) => Vec::new(),
+            Ok(n) => vec![("db0", format!("keys={n},expires=0,avg_ttl=0"))],
+            Err(e) => vec![("flotilla_keys_unknown", e)],
+        },
         "flotilla" => return r.kv.describe(&r.cfg).await,
         // `modules`: Flotilla has none.
         _ => Vec::new(),
@@ -190,6 +187,31 @@ async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String
     (fields.into_iter())
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+}
+
+/// How long INFO waits for each shard's key count: INFO is what tools poll to see whether a
+/// server is well, so it answers promptly even when the cluster cannot.
+const KEY_COUNT_WAIT: Duration = Duration::from_secs(1);
+
+/// The keys of every shard (DBSIZE on each), or why they cannot be counted now.
+async fn key_count(r: &Router, conn: &mut Conn) -> Result<i64, String> {
+    let routes: Vec<Option<Vec<u8>>> = match r.nshards() {
+        None => vec![None],
+        Some(n) => (0..n).map(|s| Some(r.route_key(s))).collect(),
+    };
+    let mut total = 0;
+    for route in routes {
+        let args = vec![Arg::from(b"dbsize".to_vec())];
+        let cmd = KvCommand::Redis { args, route };
+        let reply = r.call_within(conn, cmd, KEY_COUNT_WAIT).await;
+        match reply.and_then(super::data::redis_reply) {
+            Ok(Value::Integer(n)) => total += n,
+            Ok(other) => return Err(format!("DBSIZE answered {other:?}")),
+            Err(Value::Error(e)) => return Err(e),
+            Err(other) => return Err(format!("{other:?}")),
+        }
+    }
+    Ok(total)
 }
 
 /// Lines `name:value\r\n` back into fields.
@@ -276,7 +298,7 @@ fn cpu() -> Vec<(&'static str, String)> {
 }
 
 /// Now, since the UNIX epoch, by the router's clock.
-fn unix_now() -> std::time::Duration {
+fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
