@@ -51,6 +51,23 @@ pub enum Command {
     Hello(Hello),
     /// `CONFIG GET parameter [parameter ...]` (glob patterns).
     ConfigGet { patterns: Vec<Vec<u8>> },
+    /// `TIME`: the server's clock, as seconds and microseconds.
+    Time,
+    /// `LASTSAVE`: when the data was last known to be on disk.
+    LastSave,
+    /// `SAVE`.
+    Save,
+    /// `BGSAVE [SCHEDULE]`.
+    BgSave,
+    /// `RESET`: the connection back to its state on connecting (RESP2, no name, no
+    /// transaction, no watched keys, the default user).
+    Reset,
+    /// `DEBUG PROTOCOL type`: a reply of the RESP type named (Redis's clients and its test
+    /// suite check their decoders with it); `kind` as sent.
+    DebugProtocol { kind: Vec<u8> },
+    /// `DEBUG subcommand ...` other than PROTOCOL: refused by the router; the subcommand as
+    /// sent.
+    DebugOther { sub: Vec<u8> },
 }
 
 /// The options of `SET`. Redis's rules for combining them are enforced by the parser: at most
@@ -162,6 +179,12 @@ impl Command {
             Command::Client(c) => c.name(),
             Command::Hello(_) => "hello",
             Command::ConfigGet { .. } => "config|get",
+            Command::Time => "time",
+            Command::LastSave => "lastsave",
+            Command::Save => "save",
+            Command::BgSave => "bgsave",
+            Command::Reset => "reset",
+            Command::DebugProtocol { .. } | Command::DebugOther { .. } => "debug",
         }
     }
 

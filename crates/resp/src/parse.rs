@@ -462,6 +462,38 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("unwatch", 1, |_| Ok(Command::Unwatch))
         .flags(&["noscript", "loading", "stale", "fast", "allow_busy"])
         .doc("transactions", "2.2.0", "Forget about all watched keys"),
+    spec("time", 1, |_| Ok(Command::Time))
+        .flags(&["loading", "stale", "fast"])
+        .doc("server", "2.6.0", "Return the current server time"),
+    spec("lastsave", 1, |_| Ok(Command::LastSave))
+        .flags(&["loading", "stale", "fast"])
+        .doc(
+            "server",
+            "1.0.0",
+            "Get the UNIX time stamp of the last successful save to disk",
+        ),
+    spec("save", 1, |_| Ok(Command::Save))
+        .flags(&["admin", "noscript", "no_async_loading", "no_multi"])
+        .doc("server", "1.0.0", "Synchronously save the dataset to disk"),
+    spec("bgsave", -1, |a| match a.len() {
+        1 => Ok(Command::BgSave),
+        2 if is(&a[1], "schedule") => Ok(Command::BgSave),
+        _ => Err(CommandError::Syntax),
+    })
+    .flags(&["admin", "noscript", "no_async_loading"])
+    .doc("server", "1.0.0", "Asynchronously save the dataset to disk"),
+    spec("reset", 1, |_| Ok(Command::Reset))
+        .flags(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
+        .doc("connection", "6.2.0", "Reset the connection"),
+    spec("debug", -2, |a| {
+        if a.len() == 3 && is(&a[1], "protocol") {
+            Ok(Command::DebugProtocol { kind: take(a, 2) })
+        } else {
+            Ok(Command::DebugOther { sub: take(a, 1) })
+        }
+    })
+    .flags(&["admin", "noscript", "loading", "stale"])
+    .doc("server", "1.0.0", "A container for debugging commands"),
 ];
 
 /// `CLIENT` subcommands (arity counts `CLIENT` and the subcommand).

@@ -17,7 +17,8 @@ pub const MAX_REPLY_DEPTH: usize = 128;
 /// start on each call, which is fine for replies of ordinary size. Lengths are checked against
 /// `limits` (maps count `max_array_len` pairs). `$-1` decodes to [`Value::Null`], `*-1` to
 /// [`Value::NullArray`], RESP3 `_` to [`Value::Null`] and a RESP3 blob error (`!`) to
-/// [`Value::Error`]. Attributes (`|`) are not supported.
+/// [`Value::Error`]. Attributes (`|`) decode with the reply that follows them, as one
+/// [`Value::Attribute`].
 pub fn decode_value(buf: &[u8], limits: &Limits) -> Result<Option<(Value, usize)>, RespError> {
     ReplyParser { buf, limits }.value(0, 0)
 }
@@ -35,7 +36,7 @@ impl ReplyParser<'_> {
         match kind {
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => self.scalar(kind, at + 1),
             b'$' | b'=' | b'!' => self.blob(kind, at + 1),
-            b'*' | b'%' | b'~' | b'>' => self.aggregate(kind, at + 1, depth),
+            b'*' | b'%' | b'~' | b'>' | b'|' => self.aggregate(kind, at + 1, depth),
             other => Err(RespError::UnknownType(Byte(other))),
         }
     }
@@ -82,7 +83,8 @@ impl ReplyParser<'_> {
         Ok(Some((blob_value(kind, data)?, end + 2)))
     }
 
-    /// An array (`*`), map (`%`), set (`~`) or push (`>`).
+    /// An array (`*`), map (`%`), set (`~`), push (`>`), or attributes (`|`) with the reply
+    /// after them.
     fn aggregate(
         &self,
         kind: u8,
@@ -106,7 +108,11 @@ impl ReplyParser<'_> {
             .ok()
             .filter(|&n| n <= max)
             .ok_or(RespError::TooManyArguments { len: count, max })?;
-        let items_count = if kind == b'%' { count * 2 } else { count };
+        let items_count = if kind == b'%' || kind == b'|' {
+            count * 2
+        } else {
+            count
+        };
         let mut items = Vec::with_capacity(items_count.min(1024));
         for _ in 0..items_count {
             let Some((item, after)) = self.value(next, depth + 1)? else {
@@ -114,6 +120,13 @@ impl ReplyParser<'_> {
             };
             items.push(item);
             next = after;
+        }
+        if kind == b'|' {
+            let Some((value, after)) = self.value(next, depth + 1)? else {
+                return Ok(None);
+            };
+            let (attrs, value) = (pairs(items), Box::new(value));
+            return Ok(Some((Value::Attribute { attrs, value }, after)));
         }
         Ok(Some((aggregate_value(kind, items), next)))
     }
@@ -170,13 +183,16 @@ fn aggregate_value(kind: u8, items: Vec<Value>) -> Value {
         b'*' => Value::Array(items),
         b'~' => Value::Set(items),
         b'>' => Value::Push(items),
-        _ => {
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            let mut items = items.into_iter();
-            while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                pairs.push((k, v));
-            }
-            Value::Map(pairs)
-        }
+        _ => Value::Map(pairs(items)),
     }
+}
+
+/// `k1 v1 k2 v2 …` as pairs.
+fn pairs(items: Vec<Value>) -> Vec<(Value, Value)> {
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut items = items.into_iter();
+    while let (Some(k), Some(v)) = (items.next(), items.next()) {
+        pairs.push((k, v));
+    }
+    pairs
 }

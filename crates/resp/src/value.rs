@@ -66,6 +66,12 @@ pub enum Value {
     Verbatim { format: [u8; 3], text: Vec<u8> },
     /// RESP3 `>` out-of-band data (pub/sub messages); in RESP2 an array.
     Push(Vec<Value>),
+    /// RESP3 `|`: attributes (data about the reply, as `key-popularity`) followed by the reply
+    /// itself; in RESP2 only the reply, as Redis sends it.
+    Attribute {
+        attrs: Vec<(Value, Value)>,
+        value: Box<Value>,
+    },
 }
 
 /// Equality as a reply's bytes compare: replies are compared in tests and in exactly-once
@@ -116,7 +122,7 @@ impl Value {
 /// On a RESP2 connection the RESP3-only types take the form Redis gives them: map → flat
 /// array, set and push → array, null → `$-1` ([`Value::Null`]) or `*-1`
 /// ([`Value::NullArray`]), boolean → integer, double, big number and verbatim string → bulk
-/// string.
+/// string, attributes left out (only the reply they come with).
 pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
     let resp3 = proto == Protocol::Resp3;
     match value {
@@ -140,6 +146,16 @@ pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
         Value::BigNumber(n) => bulk(out, b'$', n.as_bytes()),
         Value::Verbatim { format, text } if resp3 => verbatim(out, format, text),
         Value::Verbatim { text, .. } => bulk(out, b'$', text),
+        Value::Attribute { attrs, value } => {
+            if resp3 {
+                header(out, b'|', len_i64(attrs.len()));
+                for (k, v) in attrs {
+                    encode(k, proto, out);
+                    encode(v, proto, out);
+                }
+            }
+            encode(value, proto, out);
+        }
     }
 }
 

@@ -58,6 +58,14 @@ fn every_type() -> Vec<(Value, Value)> {
             Value::Push(vec![Value::bulk("message"), Value::bulk("chan")]),
             Value::Array(vec![Value::bulk("message"), Value::bulk("chan")]),
         ),
+        // Attributes: RESP2 has none, only the reply they come with.
+        (
+            Value::Attribute {
+                attrs: vec![(Value::bulk("key-popularity"), Value::Integer(90))],
+                value: Box::new(Value::bulk("reply")),
+            },
+            Value::bulk("reply"),
+        ),
     ]
 }
 
@@ -115,6 +123,11 @@ fn well_known_replies_have_redis_bytes() {
         text: b"Some string".to_vec(),
     };
     assert_eq!(bytes(&verbatim, Resp3), "=15\r\ntxt:Some string\r\n");
+    let attribute = Value::Attribute {
+        attrs: vec![(Value::bulk("a"), Value::Integer(1))],
+        value: Box::new(Value::Integer(2)),
+    };
+    assert_eq!(bytes(&attribute, Resp3), "|1\r\n$1\r\na\r\n:1\r\n:2\r\n");
 }
 
 #[test]

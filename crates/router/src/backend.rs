@@ -3,10 +3,14 @@
 //! [`Backend`] for clerks and runs commands on them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use flotilla_client::{GroupClient, ShardClient};
-use flotilla_kv::{KvCommand, KvError, KvReply};
+use flotilla_client::admin::{survey, ClusterView};
+use flotilla_client::{ClientError, GroupClient, ShardClient};
+use flotilla_kv::{KvCommand, KvError, KvMsg, KvReply};
 use flotilla_rsm::{ClientId, RsmError};
+use flotilla_shardkv::ShardMsg;
+use flotilla_transport::NodeStatus;
 
 use crate::{RouterConfig, RouterError};
 
@@ -109,12 +113,97 @@ impl Backend {
     }
 
     /// INFO's line on the service: how many replicas, or shards, are behind the router.
-    pub(crate) fn info_line(&self) -> String {
+    pub(crate) fn info_line(&self) -> (&'static str, String) {
         match self {
-            Backend::Group(c) => format!("flotilla_replicas:{}", c.servers().len()),
-            Backend::Sharded(c) => format!("flotilla_shards:{}", c.nshards()),
+            Backend::Group(c) => ("flotilla_replicas", c.servers().len().to_string()),
+            Backend::Sharded(c) => ("flotilla_shards", c.nshards().to_string()),
         }
     }
+}
+
+/// How long INFO's `flotilla` section waits for the servers' statuses and the controller's
+/// configuration: a server that does not answer by then is reported as not answering.
+const DESCRIBE_WAIT: Duration = Duration::from_secs(1);
+
+impl Backend {
+    /// INFO's `flotilla` section: the service's groups (the controller's too, sharded), each
+    /// with its leader's address (`none` while it has none that answers), the highest term
+    /// its servers report, its voters, and how many of its servers answered; sharded, also
+    /// the configuration's number and each group's shards. Asked of the servers themselves
+    /// (status requests, as `flotilla ctl status` does), so it is the groups' state now.
+    pub(crate) async fn describe(&self, cfg: &RouterConfig) -> Vec<(String, String)> {
+        let mut out = vec![(
+            "flotilla_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        )];
+        let tls = cfg.tls.clone();
+        match self {
+            Backend::Group(_) => {
+                let answers = survey::<KvMsg>(&cfg.servers, &cfg.secret, tls, DESCRIBE_WAIT).await;
+                out.push(("backend".into(), "group".into()));
+                out.push(("groups".into(), "1".into()));
+                out.push(("group0".into(), group_line(&cfg.servers, answers)));
+            }
+            Backend::Sharded(c) => {
+                out.push(("backend".into(), "sharded".into()));
+                out.push(("shards".into(), c.nshards().to_string()));
+                let ctrlers = cfg
+                    .sharded
+                    .as_ref()
+                    .map(|s| s.ctrlers.clone())
+                    .unwrap_or_default();
+                let config = c.query(None, DESCRIBE_WAIT).await;
+                let groups: Vec<(u64, Vec<String>)> = match &config {
+                    Ok(config) => config.groups.iter().map(|(g, s)| (*g, s.clone())).collect(),
+                    Err(_) => Vec::new(),
+                };
+                // Every server at once: the controller's first, then each group's.
+                let mut addrs = ctrlers.clone();
+                for (_, servers) in &groups {
+                    addrs.extend(servers.iter().cloned());
+                }
+                let mut answers = survey::<ShardMsg>(&addrs, &cfg.secret, tls, DESCRIBE_WAIT)
+                    .await
+                    .into_iter();
+                match &config {
+                    Ok(config) => {
+                        out.push(("config".into(), config.num.to_string()));
+                        out.push(("groups".into(), config.groups.len().to_string()));
+                    }
+                    Err(e) => out.push(("config_error".into(), e.to_string())),
+                }
+                let ctrl: Vec<_> = answers.by_ref().take(ctrlers.len()).collect();
+                out.push(("ctrl".into(), group_line(&ctrlers, ctrl)));
+                for (g, servers) in &groups {
+                    let mine: Vec<_> = answers.by_ref().take(servers.len()).collect();
+                    let owned = config
+                        .as_ref()
+                        .map_or(0, |c| c.shards.iter().filter(|o| *o == g).count());
+                    let line = format!("{},shards={owned}", group_line(servers, mine));
+                    out.push((format!("group{g}"), line));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One group's line: `leader=ADDR|none,term=T,voters=N,answered=K/M`.
+fn group_line(servers: &[String], answers: Vec<Result<NodeStatus, ClientError>>) -> String {
+    let heard: Vec<(String, NodeStatus)> = (servers.iter().zip(answers))
+        .filter_map(|(a, r)| r.ok().map(|s| (a.clone(), s)))
+        .collect();
+    let view = ClusterView::of(&heard).unwrap_or_default();
+    let leader = (view.leader)
+        .and_then(|l| view.addrs.get(&l).cloned())
+        .unwrap_or_else(|| "none".into());
+    format!(
+        "leader={leader},term={},voters={},answered={}/{}",
+        view.term,
+        view.voters.len(),
+        heard.len(),
+        servers.len()
+    )
 }
 
 /// A key in shard `shard` of `nshards`: what routes a keyless command (`DBSIZE` …) to that

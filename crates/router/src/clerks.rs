@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use flotilla_kv::{KvCommand, KvError, KvReply};
 use flotilla_resp::Value;
@@ -59,6 +60,17 @@ impl Router {
     /// Runs one service operation on the connection's clerk. `Err` is the error reply: the
     /// service's error, or no answer in time.
     pub(crate) async fn call(&self, conn: &mut Conn, cmd: KvCommand) -> Result<KvReply, Value> {
+        self.call_within(conn, cmd, self.cfg.command_timeout).await
+    }
+
+    /// As [`Router::call`], with a time limit of its own: for what must answer promptly even
+    /// when the cluster cannot (INFO's key count).
+    pub(crate) async fn call_within(
+        &self,
+        conn: &mut Conn,
+        cmd: KvCommand,
+        limit: Duration,
+    ) -> Result<KvReply, Value> {
         let clerk = match conn.clerk {
             Some(c) => c,
             None => {
@@ -67,7 +79,7 @@ impl Router {
                 c
             }
         };
-        self.call_on(clerk, cmd).await
+        self.call_on_within(clerk, cmd, limit).await
     }
 
     /// Runs operations on many keys, in the order given when they go to one group. With
@@ -131,7 +143,18 @@ impl Router {
 
     /// Runs one operation on `clerk`, within the command timeout.
     async fn call_on(&self, clerk: ClientId, cmd: KvCommand) -> Result<KvReply, Value> {
-        let limit = self.cfg.command_timeout;
+        self.call_on_within(clerk, cmd, self.cfg.command_timeout)
+            .await
+    }
+
+    /// Runs one operation on `clerk`, within `limit`; past it, the clerk abandons the
+    /// operation (it may still be applied), so that the clerk is free for the next.
+    async fn call_on_within(
+        &self,
+        clerk: ClientId,
+        cmd: KvCommand,
+        limit: Duration,
+    ) -> Result<KvReply, Value> {
         match tokio::time::timeout(limit, self.kv.call(clerk, cmd)).await {
             Ok(Some(KvReply::Error(e))) => Err(kv_error(&e)),
             Ok(Some(r)) => Ok(r),

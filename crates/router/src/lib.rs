@@ -65,6 +65,7 @@ mod conn;
 mod input;
 mod listener;
 mod session;
+mod stats;
 
 pub use config::{limits, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 pub use listener::run_router;

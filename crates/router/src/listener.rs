@@ -38,6 +38,10 @@ pub(crate) struct Router {
     /// Commands run since the start, past parsing and authentication, as Redis counts them
     /// (INFO's `total_commands_processed`).
     pub(crate) commands_processed: AtomicU64,
+    /// INFO's commandstats, errorstats, latencystats.
+    pub(crate) stats: Mutex<crate::stats::Stats>,
+    /// INFO's `run_id`: random per router start, so that a tool can tell a restart.
+    pub(crate) run_id: String,
 }
 
 /// Serves clients on `listener` until `shutdown` completes.
@@ -59,6 +63,10 @@ pub async fn run_router(
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),
+        stats: Mutex::new(Default::default()),
+        run_id: (0..40)
+            .map(|_| char::from_digit(rand::random::<u32>() % 16, 16).expect("a hex digit"))
+            .collect(),
     });
     let accept = async {
         loop {

@@ -1,7 +1,7 @@
-//! Commands on the connection itself: AUTH, HELLO, PING, ECHO, SELECT, CLIENT, QUIT (and,
-//! next, RESET). None reaches the service; they read and change the [`Conn`].
+//! Commands on the connection itself: AUTH, HELLO, PING, ECHO, SELECT, CLIENT, RESET, QUIT.
+//! None reaches the service; they read and change the [`Conn`].
 
-use flotilla_resp::{ClientCommand, Hello, Value};
+use flotilla_resp::{ClientCommand, Hello, Protocol, Value};
 
 use super::Reply;
 use crate::conn::Conn;
@@ -108,6 +108,18 @@ pub(super) fn client(conn: &mut Conn, c: ClientCommand) -> Reply {
     })
 }
 
+/// `RESET`: the connection as it was on connecting, as Redis 6.2+ does it: any transaction
+/// discarded, no watched keys, RESP2, no name, and the default user again (so, with a
+/// password, not authenticated). The clerk stays: it is the router's, not the client's state.
+pub(super) fn reset(r: &Router, conn: &mut Conn) -> Reply {
+    conn.tx = None;
+    conn.watched.clear();
+    conn.proto = Protocol::Resp2;
+    conn.name = None;
+    conn.authenticated = r.cfg.password.is_none();
+    Ok(Value::simple("RESET"))
+}
+
 /// `QUIT`'s reply; the caller closes the connection after it.
 pub(super) fn quit() -> Value {
     Value::ok()
@@ -121,7 +133,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flotilla_resp::{ClientAttr, Protocol};
+    use flotilla_resp::ClientAttr;
 
     #[test]
     fn passwords_compare_exactly() {

@@ -4,8 +4,8 @@
 //! * `data.rs`: every key/value command (GET, SET, EXPIRE, SCAN …), which the service's
 //!   engine runs; the router only decides where.
 //! * `tx.rs`: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
-//! * `connection.rs`: AUTH, HELLO, PING, ECHO, SELECT, CLIENT, QUIT.
-//! * `server.rs`: INFO, CONFIG GET, COMMAND.
+//! * `connection.rs`: AUTH, HELLO, PING, ECHO, SELECT, CLIENT, RESET, QUIT.
+//! * `server.rs`: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, DEBUG PROTOCOL.
 //!
 //! A handler takes the router, the connection and the command's fields, and returns a
 //! [`Reply`]. [`Router::request`] is the one place a command reaches its handler: the `match`
@@ -21,19 +21,23 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use flotilla_kv::KvReply;
-use flotilla_resp::{Command, Value};
+use flotilla_resp::{find_command, Command, CommandError, Value};
 
 use crate::conn::{After, Conn};
 use crate::listener::Router;
+use crate::stats::Outcome;
 
 /// A handler's answer; `Err` is an error reply, so that `?` ends a handler on the first error
 /// (as the service's errors do, through [`Router::call`]).
 type Reply = Result<Value, Value>;
 
 impl Router {
-    /// Parses and runs one request; counts it in the metrics by command name.
+    /// Parses and runs one request; counts it in the metrics and in INFO's statistics by
+    /// command name.
     pub(crate) async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {
         let started = Instant::now();
+        // The command named, for the statistics of a request that does not parse.
+        let named = args.first().and_then(|n| find_command(n)).map(|s| s.name);
         let cmd = match Command::from_args(args) {
             Ok(c) => c,
             // An unknown command, a wrong arity, a bad number: answered, and the connection
@@ -43,12 +47,35 @@ impl Router {
                 if let Some(tx) = &mut conn.tx {
                     tx.failed = true;
                 }
-                return (e.to_value(), After::Continue);
+                let reply = e.to_value();
+                // As Redis counts them: a wrong arity is a rejected call of the command, an
+                // argument it cannot parse a failed one (Redis parses options as it runs),
+                // an unknown command or subcommand only an error.
+                let (command, outcome) = match e {
+                    CommandError::WrongArity(name) => (Some(name), Outcome::Rejected),
+                    CommandError::Empty
+                    | CommandError::Unknown { .. }
+                    | CommandError::UnknownSubcommand { .. } => (None, Outcome::Rejected),
+                    _ => (named, Outcome::Failed),
+                };
+                self.count(command, outcome, started, &reply);
+                return (reply, After::Continue);
             }
         };
         let name = cmd.name();
-        let (reply, after) = dispatch(self, conn, cmd).await;
+        let (reply, after, outcome) = match gate(conn, &cmd) {
+            Some(refusal) => (refusal, After::Continue, Outcome::Rejected),
+            None => {
+                let (reply, after) = dispatch(self, conn, cmd).await;
+                let outcome = match reply {
+                    Value::Error(_) => Outcome::Failed,
+                    _ => Outcome::Ok,
+                };
+                (reply, after, outcome)
+            }
+        };
         self.observe(name, started, matches!(reply, Value::Error(_)));
+        self.count(Some(name), outcome, started, &reply);
         (reply, after)
     }
 
@@ -57,26 +84,52 @@ impl Router {
             m.observe_command(command, started.elapsed(), error);
         }
     }
+
+    /// Counts a command in INFO's commandstats, errorstats and latencystats.
+    fn count(
+        &self,
+        command: Option<&'static str>,
+        outcome: Outcome,
+        started: Instant,
+        reply: &Value,
+    ) {
+        let error = match reply {
+            Value::Error(e) => Some(e.as_str()),
+            _ => None,
+        };
+        let mut stats = self.stats.lock().expect("stats lock");
+        stats.record(command, outcome, started.elapsed(), error);
+    }
 }
 
-/// Runs `cmd` for `conn`: first the rules that hold commands back (authentication, a
-/// transaction queueing them), then the command's handler.
-async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
-    let allowed = matches!(
-        cmd,
-        Command::Auth { .. } | Command::Hello(_) | Command::Quit
-    );
+/// The rules that refuse a command before it runs (Redis's `rejected_calls`): a connection
+/// not authenticated runs only AUTH, HELLO, QUIT and RESET; a transaction does not take a
+/// command flagged `no_multi` (SAVE), and is then discarded at EXEC, as Redis does.
+fn gate(conn: &mut Conn, cmd: &Command) -> Option<Value> {
+    use Command as C;
+    let allowed = matches!(cmd, C::Auth { .. } | C::Hello(_) | C::Quit | C::Reset);
     if !conn.authenticated && !allowed {
-        return (
-            Value::error("NOAUTH Authentication required."),
-            After::Continue,
-        );
+        return Some(Value::error("NOAUTH Authentication required."));
     }
+    if let Some(tx) = &mut conn.tx {
+        let no_multi =
+            find_command(cmd.name().as_bytes()).is_some_and(|s| s.flags.contains(&"no_multi"));
+        if no_multi {
+            tx.failed = true;
+            return Some(Value::error("ERR Command not allowed inside a transaction"));
+        }
+    }
+    None
+}
+
+/// Runs `cmd` for `conn` (which [`gate`] let through): queued if a transaction is open, else
+/// its handler.
+async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
     r.commands_processed.fetch_add(1, Ordering::Relaxed);
     use Command as C;
     let queues = !matches!(
         cmd,
-        C::Exec | C::Discard | C::Multi | C::Watch { .. } | C::Quit
+        C::Exec | C::Discard | C::Multi | C::Watch { .. } | C::Quit | C::Reset
     );
     if conn.tx.is_some() && queues {
         return (tx::queue(r, conn, cmd), After::Continue);
@@ -95,13 +148,20 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
         C::Echo { message } => connection::echo(message),
         C::Select { db } => connection::select(db),
         C::Client(c) => connection::client(conn, c),
+        C::Reset => connection::reset(r, conn),
         C::Quit => return (connection::quit(), After::Close),
 
-        C::Info { sections } => server::info(r, &sections),
+        C::Info { sections } => server::info(r, conn, &sections).await,
         C::ConfigGet { patterns } => server::config_get(r, &patterns),
         C::ConfigSet { pairs } => server::config_set(r, pairs),
         C::FunctionFlush => Ok(Value::ok()),
         C::Command(q) => server::command(q),
+        C::Time => server::time(),
+        C::LastSave => server::lastsave(),
+        C::Save => server::save(),
+        C::BgSave => server::bgsave(),
+        C::DebugProtocol { kind } => server::debug_protocol(&kind),
+        C::DebugOther { sub } => server::debug_other(&sub),
     };
     (reply.unwrap_or_else(|e| e), After::Continue)
 }

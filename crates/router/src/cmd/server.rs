@@ -1,73 +1,110 @@
-//! Commands on the server: INFO, CONFIG GET, COMMAND, and those not supported yet (DBSIZE,
-//! FLUSHALL, FLUSHDB). Next: CONFIG SET.
+//! Commands on the server: INFO, CONFIG, COMMAND, TIME, LASTSAVE, SAVE, BGSAVE, DEBUG PROTOCOL.
 //!
-//! INFO's fields carry Redis's names where the router has the figure, so that tools reading
-//! them (`redis-cli --stat` reads `db<n>:keys`, `used_memory`, `connected_clients`,
+//! INFO's sections and fields are Redis 7.0's, where the router has the figure, so that tools
+//! reading them (`redis-cli --stat` reads `db<n>:keys`, `used_memory`, `connected_clients`,
 //! `blocked_clients`, `total_commands_processed`, `total_connections_received`,
-//! `bgsave_in_progress`, `aof_rewrite_in_progress`, `loading`) show true numbers. Two are
-//! stand-ins, said here because the field names cannot say it: `used_memory` is the router
-//! process's resident memory (the data lives in the replicas, which the router does not
-//! measure), and the keyspace section has no `db0` line, since the router cannot count keys
-//! without asking every group (Redis, too, omits a database without keys). The CPU section is
-//! empty: the process's CPU times need `getrusage`, which the router (no unsafe code) lacks.
+//! `bgsave_in_progress`, `aof_rewrite_in_progress`, `loading`) show true numbers. Stand-ins,
+//! said here because the field names cannot say it: the memory figures are the router
+//! process's (the data lives in the replicas, which the router does not measure); the CPU
+//! figures are the router's (getrusage), without Redis's `*_main_thread` pair, since the
+//! router has no main thread that runs commands; `expires` and `avg_ttl` of the keyspace line
+//! are 0, since the engine's DBSIZE is the only count the router can ask for (the replicas
+//! know how many keys expire, but no command reports it to the router).
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flotilla_kv::{Arg, KvCommand};
 use flotilla_resp::{CommandQuery, CommandSpec, Value, COMMANDS};
 
 use super::Reply;
+use crate::conn::Conn;
 use crate::listener::Router;
 
-/// INFO's sections in Redis's order; all of them are in Redis's default set.
-const SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "keyspace",
+/// Which of INFO's selections a section is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Set {
+    /// `INFO`, `INFO default`, `all` and `everything`.
+    Default,
+    /// `all` and `everything`, not the default (Redis's per-command sections).
+    All,
+    /// Only `everything`, or by name: as Redis's module sections. The `flotilla` section asks
+    /// every server for its status, too slow for the INFO tools poll every second.
+    Everything,
+}
+
+/// INFO's sections in Redis 7.0's order: name, title, selection.
+const SECTIONS: &[(&str, &str, Set)] = &[
+    ("server", "Server", Set::Default),
+    ("clients", "Clients", Set::Default),
+    ("memory", "Memory", Set::Default),
+    ("persistence", "Persistence", Set::Default),
+    ("stats", "Stats", Set::Default),
+    ("replication", "Replication", Set::Default),
+    ("cpu", "CPU", Set::Default),
+    ("modules", "Modules", Set::Default),
+    ("commandstats", "Commandstats", Set::All),
+    ("errorstats", "Errorstats", Set::Default),
+    ("latencystats", "Latencystats", Set::All),
+    ("cluster", "Cluster", Set::Default),
+    ("keyspace", "Keyspace", Set::Default),
+    ("flotilla", "Flotilla", Set::Everything),
 ];
 
-/// `INFO [section …]`: the sections asked for (any case; `default`, `all` and `everything`
-/// mean all of them; none means `default`), in Redis's order; only unknown names give an
-/// empty string, as Redis answers.
-pub(super) fn info(r: &Router, asked: &[Vec<u8>]) -> Reply {
-    let wanted = |name: &str| {
-        asked.is_empty()
+/// `INFO [section …]`: the sections asked for (any case; none means `default`; `default`,
+/// `all` and `everything` as Redis selects them, and may be mixed with names), each once, in
+/// Redis's order; unknown names are left out, so only unknown names give an empty string.
+pub(super) async fn info(r: &Router, conn: &mut Conn, asked: &[Vec<u8>]) -> Reply {
+    let is = |a: &Vec<u8>, w: &str| a.eq_ignore_ascii_case(w.as_bytes());
+    let wanted = |name: &str, set: Set| {
+        (asked.is_empty() && set == Set::Default)
             || asked.iter().any(|a| {
-                a.eq_ignore_ascii_case(name.as_bytes())
-                    || ["default", "all", "everything"]
-                        .iter()
-                        .any(|all| a.eq_ignore_ascii_case(all.as_bytes()))
+                is(a, name)
+                    || (name == "modules" && is(a, "module_list"))
+                    || (is(a, "default") && set == Set::Default)
+                    || (is(a, "all") && set != Set::Everything)
+                    || is(a, "everything")
             })
     };
-    let sections: Vec<String> = (SECTIONS.iter())
-        .filter(|name| wanted(name))
-        .map(|name| section(r, name))
-        .collect();
+    let mut sections = Vec::new();
+    for &(name, title, set) in SECTIONS {
+        if wanted(name, set) {
+            let mut text = format!("# {title}\r\n");
+            for (k, v) in section(r, conn, name).await {
+                text.push_str(&format!("{k}:{v}\r\n"));
+            }
+            sections.push(text);
+        }
+    }
     Ok(Value::bulk(sections.join("\r\n")))
 }
 
-/// One INFO section: its `# Title` line and `name:value` lines, each ending in CRLF.
-fn section(r: &Router, name: &str) -> String {
-    let title = match name {
-        "cpu" => "CPU".to_owned(),
-        _ => name[..1].to_ascii_uppercase() + &name[1..],
-    };
+/// One INFO section's `name:value` fields. (Commandstats' and the like's names are built.)
+async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String)> {
     let fields: Vec<(&str, String)> = match name {
         "server" => {
             let uptime = r.started.elapsed().as_secs();
-            vec![
+            let mut f = vec![
                 ("redis_version", "7.0.0".into()),
                 ("flotilla_version", env!("CARGO_PKG_VERSION").into()),
                 ("redis_mode", "standalone".into()),
+            ];
+            if let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+                let os = format!("Linux {} {}", release.trim(), std::env::consts::ARCH);
+                f.push(("os", os));
+            }
+            f.extend([
                 ("arch_bits", usize::BITS.to_string()),
                 ("process_id", std::process::id().to_string()),
+                ("run_id", r.run_id.clone()),
+                ("server_time_usec", unix_micros().to_string()),
                 ("uptime_in_seconds", uptime.to_string()),
                 ("uptime_in_days", (uptime / 86_400).to_string()),
-            ]
+            ]);
+            if let Ok(exe) = std::env::current_exe() {
+                f.push(("executable", exe.display().to_string()));
+            }
+            f
         }
         "clients" => {
             let budget = r.budget.stats();
@@ -85,57 +122,292 @@ fn section(r: &Router, name: &str) -> String {
                 ("flotilla_buffer_waits", budget.waits.to_string()),
             ]
         }
-        // `used_memory` first: redis-cli finds a field by the first occurrence of its name.
-        "memory" => match resident_bytes() {
-            Some(rss) => vec![
-                ("used_memory", rss.to_string()),
-                ("used_memory_rss", rss.to_string()),
-                ("maxmemory", "0".into()),
-                ("maxmemory_policy", "noeviction".into()),
-            ],
-            None => vec![
-                ("maxmemory", "0".into()),
-                ("maxmemory_policy", "noeviction".into()),
-            ],
-        },
-        // The router loads nothing and forks nothing; the replicas' durability is a log,
-        // which CONFIG GET reports as `appendonly yes`.
+        "memory" => memory(),
+        // The router loads nothing and forks nothing. The replicas' durability is their log,
+        // fsynced before a write is acknowledged (CONFIG GET reports `appendonly yes`): no
+        // acknowledged change is ever waiting for a save, and the last save is now.
         "persistence" => vec![
             ("loading", "0".into()),
             ("async_loading", "0".into()),
+            ("rdb_changes_since_last_save", "0".into()),
             ("rdb_bgsave_in_progress", "0".into()),
+            ("rdb_last_save_time", unix_seconds().to_string()),
+            ("rdb_last_bgsave_status", "ok".into()),
             ("aof_enabled", "1".into()),
             ("aof_rewrite_in_progress", "0".into()),
+            ("aof_last_write_status", "ok".into()),
         ],
-        "stats" => vec![
-            (
-                "total_connections_received",
-                r.connections_received.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "total_commands_processed",
-                r.commands_processed.load(Ordering::Relaxed).to_string(),
-            ),
-        ],
-        "replication" => {
-            return format!("# Replication\r\nrole:master\r\n{}\r\n", r.kv.info_line())
+        "stats" => {
+            let errors = r.stats.lock().expect("stats lock").error_replies;
+            vec![
+                (
+                    "total_connections_received",
+                    r.connections_received.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "total_commands_processed",
+                    r.commands_processed.load(Ordering::Relaxed).to_string(),
+                ),
+                ("total_error_replies", errors.to_string()),
+            ]
         }
+        // Flotilla's replicas replicate by Raft, not by Redis's replication stream: no Redis
+        // replica can attach to the router, so none is connected and no offset advances.
+        "replication" => {
+            let (k, v) = r.kv.info_line();
+            vec![
+                ("role", "master".into()),
+                ("connected_slaves", "0".into()),
+                ("master_repl_offset", "0".into()),
+                ("second_repl_offset", "-1".into()),
+                ("repl_backlog_active", "0".into()),
+                (k, v),
+            ]
+        }
+        "cpu" => cpu(),
+        "commandstats" => return stat_lines(&r.stats.lock().expect("stats lock").command_lines()),
+        "errorstats" => return stat_lines(&r.stats.lock().expect("stats lock").error_lines()),
+        "latencystats" => return stat_lines(&r.stats.lock().expect("stats lock").latency_lines()),
+        // Keys of different shards are refused with Redis Cluster's CROSSSLOT, but the router
+        // speaks no cluster protocol (no CLUSTER SLOTS, no MOVED): clients must not use it as
+        // a Redis Cluster.
+        "cluster" => vec![("cluster_enabled", "0".into())],
+        // Redis leaves out a database without keys. A count the service cannot give now
+        // (no leader) is said in a field of Flotilla's, not left out as if there were no keys.
+        "keyspace" => match key_count(r, conn).await {
+            // expires=0: see the module's docs.
+            Ok(0) => Vec::new(),
+            Ok(n) => vec![("db0", format!("keys={n},expires=0,avg_ttl=0"))],
+            Err(e) => vec![("flotilla_keys_unknown", e)],
+        },
+        "flotilla" => return r.kv.describe(&r.cfg).await,
+        // `modules`: Flotilla has none.
         _ => Vec::new(),
     };
-    let mut text = format!("# {title}\r\n");
-    for (k, v) in fields {
-        text.push_str(&format!("{k}:{v}\r\n"));
-    }
-    text
+    (fields.into_iter())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
-/// The router process's resident memory in bytes (`VmRSS` of /proc/self/status), where there
-/// is one to read.
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+/// How long INFO waits for each shard's key count: INFO is what tools poll to see whether a
+/// server is well, so it answers promptly even when the cluster cannot.
+const KEY_COUNT_WAIT: Duration = Duration::from_secs(1);
+
+/// The keys of every shard (DBSIZE on each), or why they cannot be counted now.
+async fn key_count(r: &Router, conn: &mut Conn) -> Result<i64, String> {
+    let routes: Vec<Option<Vec<u8>>> = match r.nshards() {
+        None => vec![None],
+        Some(n) => (0..n).map(|s| Some(r.route_key(s))).collect(),
+    };
+    let mut total = 0;
+    for route in routes {
+        let args = vec![Arg::from(b"dbsize".to_vec())];
+        let cmd = KvCommand::Redis { args, route };
+        let reply = r.call_within(conn, cmd, KEY_COUNT_WAIT).await;
+        match reply.and_then(super::data::redis_reply) {
+            Ok(Value::Integer(n)) => total += n,
+            Ok(other) => return Err(format!("DBSIZE answered {other:?}")),
+            Err(Value::Error(e)) => return Err(e),
+            Err(other) => return Err(format!("{other:?}")),
+        }
+    }
+    Ok(total)
+}
+
+/// Lines `name:value\r\n` back into fields.
+fn stat_lines(text: &str) -> Vec<(String, String)> {
+    (text.lines())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The memory section, from /proc/self/status (resident and peak resident memory) and
+/// /proc/meminfo, where they can be read. `used_memory` first: redis-cli finds a field by the
+/// first occurrence of its name.
+fn memory() -> Vec<(&'static str, String)> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mut f = Vec::new();
+    let mut with_human = |name: &'static str, human: &'static str, bytes: Option<u64>| {
+        if let Some(b) = bytes {
+            f.push((name, b.to_string()));
+            f.push((human, bytes_to_human(b)));
+        }
+    };
+    let rss = kib_field(&status, "VmRSS:");
+    with_human("used_memory", "used_memory_human", rss);
+    with_human("used_memory_rss", "used_memory_rss_human", rss);
+    with_human(
+        "used_memory_peak",
+        "used_memory_peak_human",
+        kib_field(&status, "VmHWM:"),
+    );
+    with_human(
+        "total_system_memory",
+        "total_system_memory_human",
+        kib_field(&meminfo, "MemTotal:"),
+    );
+    // The router evicts nothing and sets no memory limit: Redis's defaults, true here.
+    f.extend([
+        ("maxmemory", "0".into()),
+        ("maxmemory_human", "0B".into()),
+        ("maxmemory_policy", "noeviction".into()),
+        // Rust's default allocator: the C library's malloc.
+        ("mem_allocator", "libc".into()),
+    ]);
+    f
+}
+
+/// A `Name:   123 kB` line of a /proc file, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix(name))?;
     let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Redis's `bytesToHuman`: `512B`, `894.73K`, `11.49M` …
+fn bytes_to_human(n: u64) -> String {
+    const UNITS: [(&str, u32); 5] = [("K", 1), ("M", 2), ("G", 3), ("T", 4), ("P", 5)];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let (unit, power) = (UNITS.iter())
+        .take_while(|(_, p)| n >= 1024u64.pow(*p))
+        .last()
+        .copied()
+        .unwrap_or(("K", 1));
+    format!("{:.2}{unit}", n as f64 / 1024f64.powi(power as i32))
+}
+
+/// The CPU section: the router process's and its children's user and system time
+/// (getrusage), as Redis prints them, seconds with six decimals.
+fn cpu() -> Vec<(&'static str, String)> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let secs = |t: nix::sys::time::TimeVal| format!("{}.{:06}", t.tv_sec(), t.tv_usec());
+    let mut f = Vec::new();
+    if let Ok(me) = getrusage(UsageWho::RUSAGE_SELF) {
+        f.push(("used_cpu_sys", secs(me.system_time())));
+        f.push(("used_cpu_user", secs(me.user_time())));
+    }
+    if let Ok(children) = getrusage(UsageWho::RUSAGE_CHILDREN) {
+        f.push(("used_cpu_sys_children", secs(children.system_time())));
+        f.push(("used_cpu_user_children", secs(children.user_time())));
+    }
+    f
+}
+
+/// Now, since the UNIX epoch, by the router's clock.
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn unix_seconds() -> u64 {
+    unix_now().as_secs()
+}
+
+fn unix_micros() -> u128 {
+    unix_now().as_micros()
+}
+
+/// `TIME`: the router's clock, `[seconds, microseconds]` as bulk strings, as Redis replies.
+/// (Expiry runs by the leaders' clocks, stamped into the log; the router's may differ from
+/// them by the clock skew the lease already assumes bounded.)
+pub(super) fn time() -> Reply {
+    let now = unix_now();
+    Ok(Value::bulk_array([
+        now.as_secs().to_string(),
+        now.subsec_micros().to_string(),
+    ]))
+}
+
+/// `LASTSAVE`: now. A write is acknowledged only once a majority of its group's replicas
+/// have fsynced it to their logs, so everything acknowledged so far is on disk at any
+/// moment: the last successful save is always the present. (This also ends a client's
+/// classic wait for BGSAVE, "until LASTSAVE changes", within a second.)
+pub(super) fn lastsave() -> Reply {
+    Ok(Value::Integer(
+        i64::try_from(unix_seconds()).unwrap_or(i64::MAX),
+    ))
+}
+
+/// `SAVE`: `+OK` with nothing to do, and truthfully: every acknowledged write is already
+/// fsynced to a majority of its group's logs (see LASTSAVE), which is what a client asking
+/// for a save wants to be true. Snapshots are the replicas' own business (log compaction).
+pub(super) fn save() -> Reply {
+    Ok(Value::ok())
+}
+
+/// `BGSAVE [SCHEDULE]`: as SAVE, in Redis's words for a background save.
+pub(super) fn bgsave() -> Reply {
+    Ok(Value::simple("Background saving started"))
+}
+
+/// `DEBUG PROTOCOL type`: Redis's sample reply of each RESP type, so that a client (and
+/// Redis's own test suite) can check its decoder against the router. RESP3 types take their
+/// RESP2 form on a RESP2 connection ([`flotilla_resp::encode`]).
+pub(super) fn debug_protocol(kind: &[u8]) -> Reply {
+    let ints = || (0..3).map(Value::Integer).collect::<Vec<_>>();
+    let is = |w: &str| kind.eq_ignore_ascii_case(w.as_bytes());
+    Ok(if is("string") {
+        Value::bulk("Hello World")
+    } else if is("integer") {
+        Value::Integer(12345)
+    } else if is("double") {
+        // Redis's sample value, not π.
+        #[allow(clippy::approx_constant)]
+        Value::Double(3.141)
+    } else if is("bignum") {
+        Value::BigNumber("1234567999999999999999999999999999999".into())
+    } else if is("null") {
+        Value::Null
+    } else if is("array") {
+        Value::Array(ints())
+    } else if is("set") {
+        Value::Set(ints())
+    } else if is("map") {
+        Value::Map(
+            (0..3)
+                .map(|j| (Value::Integer(j), Value::Boolean(j == 1)))
+                .collect(),
+        )
+    } else if is("attrib") {
+        Value::Attribute {
+            attrs: vec![(
+                Value::bulk("key-popularity"),
+                Value::Array(vec![Value::bulk("key:123"), Value::Integer(90)]),
+            )],
+            value: Box::new(Value::bulk("Some real reply following the attribute")),
+        }
+    } else if is("push") {
+        // Redis sends a push and then a reply: two replies to one request, which the
+        // router's one-reply-per-request sessions cannot.
+        return Err(Value::error(
+            "ERR DEBUG PROTOCOL push is not available in flotilla (it answers one reply per request)",
+        ));
+    } else if is("true") {
+        Value::Boolean(true)
+    } else if is("false") {
+        Value::Boolean(false)
+    } else if is("verbatim") {
+        Value::Verbatim {
+            format: *b"txt",
+            text: b"This is a verbatim\nstring".to_vec(),
+        }
+    } else {
+        return Err(Value::error("ERR Wrong protocol type name. Please use one of the following: string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false"));
+    })
+}
+
+/// `DEBUG` other than PROTOCOL: Redis's debugging of its own process (RELOAD, DIGEST, SLEEP
+/// …) has no counterpart in the router.
+pub(super) fn debug_other(sub: &[u8]) -> Reply {
+    Err(Value::error(format!(
+        "ERR DEBUG {} is not available in flotilla (only DEBUG PROTOCOL is)",
+        String::from_utf8_lossy(sub).to_uppercase()
+    )))
 }
 
 /// `CONFIG GET parameter [parameter …]`.
