@@ -630,7 +630,7 @@ impl Command {
     /// Parses a request's arguments, moving keys and values out of `args`.
     pub fn from_args(mut args: Vec<Vec<u8>>) -> Result<Command, CommandError> {
         let name = args.first().ok_or(CommandError::Empty)?;
-        let spec = lookup(COMMANDS, "", name).ok_or_else(|| CommandError::unknown(&args))?;
+        let spec = top_level(name).ok_or_else(|| CommandError::unknown(&args))?;
         run(spec, &mut args)
     }
 }
@@ -664,13 +664,33 @@ fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError
     }
 }
 
+/// The top-level commands by lower-case name: every request looks its name up (in the
+/// router, and again in each replica that applies it), and the table has grown past the
+/// size where a linear scan is cheap.
+fn by_name() -> &'static std::collections::HashMap<&'static str, &'static CommandSpec> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<&str, &CommandSpec>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| COMMANDS.iter().map(|s| (s.name, s)).collect())
+}
+
+/// A top-level command's spec by name, in any case.
+fn top_level(name: &[u8]) -> Option<&'static CommandSpec> {
+    // Names are short ASCII words: lower-cased on the stack (a longer name is no command).
+    let mut lower = [0u8; 24];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    by_name().get(std::str::from_utf8(lower).ok()?).copied()
+}
+
 /// The spec of the top-level command `name` (any case), or of a subcommand given as
 /// `container|sub` (`memory|usage`), as [`Command::name`] names it.
 pub fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
     match name.iter().position(|&b| b == b'|') {
-        None => lookup(COMMANDS, "", name),
+        None => top_level(name),
         Some(bar) => {
-            let container = lookup(COMMANDS, "", &name[..bar])?;
+            let container = top_level(&name[..bar])?;
             lookup(container.subcommands, container.name, &name[bar + 1..])
         }
     }
@@ -679,7 +699,7 @@ pub fn find_command(name: &[u8]) -> Option<&'static CommandSpec> {
 /// The spec of the command a request's arguments name: the subcommand's for a container
 /// command with one (`MEMORY USAGE k`), else the command's.
 pub fn command_spec<A: AsRef<[u8]>>(args: &[A]) -> Option<&'static CommandSpec> {
-    let spec = lookup(COMMANDS, "", args.first()?.as_ref())?;
+    let spec = top_level(args.first()?.as_ref())?;
     match args.get(1) {
         Some(sub) if !spec.subcommands.is_empty() => {
             lookup(spec.subcommands, spec.name, sub.as_ref())
