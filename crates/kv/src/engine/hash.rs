@@ -257,6 +257,9 @@ fn hscan(r: &mut Run, a: &[Arg]) -> Value {
     ])
 }
 
+/// The most fields one HRANDFIELD with a negative count returns.
+const MAX_RANDOM_FIELDS: i64 = 10_000_000;
+
 /// A small deterministic generator (splitmix64): the engine draws from the clock and the
 /// state, never from hidden randomness.
 struct Draw(u64);
@@ -286,6 +289,12 @@ fn hrandfield(r: &mut Run, a: &[Arg]) -> Value {
         _ => return super::syntax_error(),
     };
     if count.is_some_and(|n| !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n)) {
+        return Value::error("ERR value is out of range");
+    }
+    // A negative count repeats fields: the reply is built whole, so a count that would take
+    // more than Redis's largest bulk reply's worth of elements is refused, not allocated (a
+    // bad request must not take the serving replica's memory).
+    if count.is_some_and(|n| n < -MAX_RANDOM_FIELDS) {
         return Value::error("ERR value is out of range");
     }
     let h = match r.hash(&a[1]) {

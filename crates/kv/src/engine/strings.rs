@@ -453,6 +453,12 @@ fn lcs(r: &mut Run, a: &[Arg]) -> Value {
     };
     // Table of LCS lengths of suffixes, (|x|+1) × (|y|+1): Redis's own algorithm and bound.
     let (n, m) = (x.len(), y.len());
+    let cells = (n as u64 + 1).saturating_mul(m as u64 + 1);
+    if cells.saturating_mul(4) > MAX_STRING {
+        return Value::error(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        );
+    }
     let mut t = vec![0u32; (n + 1) * (m + 1)];
     let at = |i: usize, j: usize| i * (m + 1) + j;
     for i in (0..n).rev() {

@@ -490,3 +490,22 @@ fn bits() {
     assert_eq!(run(kv, "OBJECT ENCODING h"), bulk("listpack"));
     assert_eq!(run(kv, "OBJECT ENCODING nokey"), Value::Null);
 }
+
+/// Requests that would make the serving replica allocate without bound are refused.
+#[test]
+fn huge_requests_are_refused_not_allocated() {
+    let kv = &mut Kv::default();
+    run(kv, "HSET h f v");
+    assert_eq!(
+        run(kv, "HRANDFIELD h -4000000000000000000"),
+        err("ERR value is out of range")
+    );
+    run(
+        kv,
+        &format!("MSET a {} b {}", "x".repeat(20_000), "y".repeat(20_000)),
+    );
+    assert_eq!(
+        run(kv, "LCS a b"),
+        err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+    );
+}
