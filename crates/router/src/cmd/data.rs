@@ -115,15 +115,7 @@ async fn split(
             Value::Array(out)
         }
         "mset" => Value::ok(),
-        _ => Value::Integer(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::Integer(n) => *n,
-                    _ => 0,
-                })
-                .sum(),
-        ),
+        _ => sum_integers(&values),
     })
 }
 
@@ -153,15 +145,7 @@ async fn keyless(r: &Router, conn: &mut Conn, name: &str, args: Vec<Arg>) -> Rep
         }
     }
     Ok(match name {
-        "dbsize" => Value::Integer(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::Integer(n) => *n,
-                    _ => 0,
-                })
-                .sum(),
-        ),
+        "dbsize" => sum_integers(&values),
         "keys" => Value::Array(
             values
                 .into_iter()
@@ -217,4 +201,13 @@ async fn scan(r: &Router, conn: &mut Conn, mut args: Vec<Arg>, nshards: usize) -
     };
     answer[0] = Value::Bulk(next.to_string().into_bytes());
     Ok(Value::Array(answer))
+}
+
+/// The sum of the integer answers of a command's parts (DEL's, EXISTS's, DBSIZE's counts).
+fn sum_integers(values: &[Value]) -> Value {
+    let sum = values.iter().map(|v| match v {
+        Value::Integer(n) => *n,
+        _ => 0,
+    });
+    Value::Integer(sum.sum())
 }
