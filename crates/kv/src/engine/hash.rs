@@ -212,6 +212,10 @@ fn hincrbyfloat(r: &mut Run, a: &[Arg]) -> Value {
     let Some(by) = parse_float(a[3].as_slice()) else {
         return Value::error("ERR value is not a valid float");
     };
+    // Redis's HINCRBYFLOAT refuses an infinite increment before it reads the field.
+    if by.is_infinite() {
+        return Value::error("ERR value is NaN or Infinity");
+    }
     let old = match r.hash(&a[1]) {
         Err(e) => return e,
         Ok(h) => h.and_then(|h| h.get(a[2].as_slice())).cloned(),

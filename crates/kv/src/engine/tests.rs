@@ -339,6 +339,10 @@ fn hashes() {
     assert_eq!(run(kv, "HINCRBY h a 10"), Value::Integer(13));
     assert_eq!(run(kv, "HINCRBYFLOAT h a 0.5"), bulk("13.5"));
     assert_eq!(
+        run(kv, "HINCRBYFLOAT h a +inf"),
+        err("ERR value is NaN or Infinity")
+    );
+    assert_eq!(
         run(kv, "HINCRBY h a 1"),
         err("ERR hash value is not an integer")
     );
