@@ -102,9 +102,7 @@ impl From<&str> for Arg {
 /// The key arguments of a Redis command (its spec's key range), in order.
 pub fn command_keys(args: &[Arg]) -> impl Iterator<Item = &[u8]> {
     let spec = flotilla_resp::command_spec(args);
-    let positions: Vec<usize> = spec
-        .map(|s| s.key_positions(args.len()).collect())
-        .unwrap_or_default();
+    let positions: Vec<usize> = spec.map(|s| s.key_positions(args)).unwrap_or_default();
     positions.into_iter().map(move |i| args[i].as_slice())
 }
 

@@ -19,11 +19,15 @@ mod server;
 mod slot;
 pub mod snapshot;
 mod store;
+mod stream;
+mod zset;
 
 pub use command::{command_keys, Arg, KvCommand, KvError, KvReply, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 pub use server::KvServer;
-pub use slot::{Data, Hash, Slot};
+pub use slot::{Data, Hash, List, Set, Slot};
 pub use store::{AppendReply, Kv, Value};
+pub use stream::{Stream, StreamId};
+pub use zset::{Score, ZSet};
 
 /// The message type of the KV service (Raft traffic, requests, responses).
 pub type KvMsg = flotilla_rsm::Msg<KvCommand, KvReply>;

@@ -4,25 +4,44 @@
 //! # Record encoding
 //! `[kind: u8][expire_at: varint][version: varint][payload]`. Kind 0, a string: the payload
 //! is its bytes. Kind 1, a hash: a varint count, then each field and value (in field order)
-//! as a varint length and its bytes. Written as one length-prefixed byte string, so a
+//! as a varint length and its bytes. Kind 2, a list, and kind 3, a set: a varint count, then
+//! each element (in list order; in byte order) as a varint length and its bytes. Kind 4, a
+//! sorted set ([`ZSet`]), and kind 5, a stream ([`Stream`]): as their own modules say. Written as one length-prefixed byte string, so a
 //! snapshot stays "pairs of byte strings" and a shard page carries a record as it carries a
 //! value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use flotilla_rsm::stream::{varint_len, write_varint};
 
 use crate::store::Value;
+use crate::stream::Stream;
+use crate::zset::ZSet;
 
 /// Kind byte of a string record.
 const STRING: u8 = 0;
 /// Kind byte of a hash record.
 const HASH: u8 = 1;
+/// Kind byte of a list record.
+const LIST: u8 = 2;
+/// Kind byte of a set record.
+const SET: u8 = 3;
+/// Kind byte of a sorted set record.
+const ZSET: u8 = 4;
+/// Kind byte of a stream record.
+const STREAM: u8 = 5;
 
 /// A hash's fields and values, in field order (so that it encodes the same on every replica).
 pub type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A list's elements, head first.
+pub type List = VecDeque<Vec<u8>>;
+
+/// A set's members, in byte order (so that it encodes, and SPOP draws, the same on every
+/// replica).
+pub type Set = BTreeSet<Vec<u8>>;
 
 /// A key's value, of one of Redis's types.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +51,14 @@ pub enum Data {
     /// A hash, shared by snapshot views; a write copies it first if a view holds it
     /// (`Arc::make_mut`), so a view keeps what it saw.
     Hash(Arc<Hash>),
+    /// A list; shared and copied on write as a hash is.
+    List(Arc<List>),
+    /// A set; shared and copied on write as a hash is.
+    Set(Arc<Set>),
+    /// A sorted set; shared and copied on write as a hash is.
+    ZSet(Arc<ZSet>),
+    /// A stream; shared and copied on write as a hash is.
+    Stream(Arc<Stream>),
 }
 
 impl Data {
@@ -40,6 +67,22 @@ impl Data {
         match self {
             Data::Str(_) => "string",
             Data::Hash(_) => "hash",
+            Data::List(_) => "list",
+            Data::Set(_) => "set",
+            Data::ZSet(_) => "zset",
+            Data::Stream(_) => "stream",
+        }
+    }
+
+    /// The record's kind byte.
+    fn kind(&self) -> u8 {
+        match self {
+            Data::Str(_) => STRING,
+            Data::Hash(_) => HASH,
+            Data::List(_) => LIST,
+            Data::Set(_) => SET,
+            Data::ZSet(_) => ZSET,
+            Data::Stream(_) => STREAM,
         }
     }
 
@@ -57,6 +100,10 @@ impl Data {
                     .sum();
                 varint_len(h.len() as u64) + items
             }
+            Data::List(l) => elements_len(l.len(), l.iter()),
+            Data::Set(m) => elements_len(m.len(), m.iter()),
+            Data::ZSet(z) => z.payload_len(),
+            Data::Stream(s) => s.payload_len(),
         }
     }
 }
@@ -100,11 +147,7 @@ impl Slot {
 
     /// Writes the record's bytes (without a length prefix).
     pub fn write_record(&self, out: &mut dyn Write) -> io::Result<()> {
-        let kind = match self.value {
-            Data::Str(_) => STRING,
-            Data::Hash(_) => HASH,
-        };
-        out.write_all(&[kind])?;
+        out.write_all(&[self.value.kind()])?;
         write_varint(out, self.expire_at)?;
         write_varint(out, self.version)?;
         match &self.value {
@@ -119,6 +162,10 @@ impl Slot {
                 }
                 Ok(())
             }
+            Data::List(l) => write_elements(out, l.len(), l.iter()),
+            Data::Set(m) => write_elements(out, m.len(), m.iter()),
+            Data::ZSet(z) => z.write_payload(out),
+            Data::Stream(s) => s.write_payload(out),
         }
     }
 
@@ -137,7 +184,11 @@ impl Slot {
         let expire_at = read_varint(&mut rest)?;
         let version = read_varint(&mut rest)?;
         let value = match kind {
-            STRING => Data::Str(record.slice(record.len() - rest.len()..)),
+            STRING => {
+                let v = record.slice(record.len() - rest.len()..);
+                rest = &[];
+                Data::Str(v)
+            }
             HASH => {
                 let count = read_varint(&mut rest)?;
                 let mut h = Hash::new();
@@ -146,13 +197,17 @@ impl Slot {
                     let v = read_bytes(&mut rest)?;
                     h.insert(f, v);
                 }
-                if !rest.is_empty() {
-                    return None;
-                }
                 Data::Hash(Arc::new(h))
             }
+            LIST => Data::List(Arc::new(read_elements(&mut rest)?)),
+            SET => Data::Set(Arc::new(read_elements(&mut rest)?)),
+            ZSET => Data::ZSet(Arc::new(ZSet::read_payload(&mut rest)?)),
+            STREAM => Data::Stream(Arc::new(Stream::read_payload(&mut rest)?)),
             _ => return None,
         };
+        if !rest.is_empty() {
+            return None;
+        }
         Some(Slot {
             value,
             expire_at,
@@ -161,8 +216,38 @@ impl Slot {
     }
 }
 
+fn elements_len<'a>(count: usize, items: impl Iterator<Item = &'a Vec<u8>>) -> u64 {
+    varint_len(count as u64)
+        + items
+            .map(|e| varint_len(e.len() as u64) + e.len() as u64)
+            .sum::<u64>()
+}
+
+fn write_elements<'a>(
+    out: &mut dyn Write,
+    count: usize,
+    items: impl Iterator<Item = &'a Vec<u8>>,
+) -> io::Result<()> {
+    write_varint(out, count as u64)?;
+    for e in items {
+        write_varint(out, e.len() as u64)?;
+        out.write_all(e)?;
+    }
+    Ok(())
+}
+
+/// A count, then that many elements; `None` if the input ends early. A count beyond the
+/// input's bytes (each element takes at least one) is refused before it sizes anything.
+fn read_elements<C: FromIterator<Vec<u8>>>(input: &mut &[u8]) -> Option<C> {
+    let count = read_varint(input)?;
+    if count > input.len() as u64 {
+        return None;
+    }
+    (0..count).map(|_| read_bytes(input)).collect()
+}
+
 /// A varint length and that many bytes; `None` if the input is shorter.
-fn read_bytes(input: &mut &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn read_bytes(input: &mut &[u8]) -> Option<Vec<u8>> {
     let len = usize::try_from(read_varint(input)?).ok()?;
     if len > input.len() {
         return None;
@@ -172,7 +257,7 @@ fn read_bytes(input: &mut &[u8]) -> Option<Vec<u8>> {
     Some(b.to_vec())
 }
 
-fn read_varint(input: &mut &[u8]) -> Option<u64> {
+pub(crate) fn read_varint(input: &mut &[u8]) -> Option<u64> {
     let mut n: u64 = 0;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = input.split_first()?;

@@ -51,6 +51,9 @@ pub struct Kv {
     data: FxHashMap<Vec<u8>, Slot>,
     expiring: BTreeSet<(u64, Vec<u8>)>,
     append_reply: AppendReply,
+    /// Reads served that drew at random (the engine's `Run::draw`): local to this replica,
+    /// not state (not in snapshots; replicas differ in it).
+    read_draws: u64,
 }
 
 impl Default for Kv {
@@ -74,7 +77,14 @@ impl Kv {
             data: FxHashMap::default(),
             expiring: BTreeSet::new(),
             append_reply,
+            read_draws: 0,
         }
+    }
+
+    /// A number that differs at every call: what a read's random draws mix in.
+    pub(crate) fn next_read_nonce(&mut self) -> u64 {
+        self.read_draws += 1;
+        self.read_draws
     }
 
     /// The key's string value, whether or not it has expired (tests and tools; commands read
@@ -215,7 +225,7 @@ impl Kv {
                     Some(n) => (n, s.expire_at),
                     None => return KvReply::Error(KvError::NotAnInteger),
                 },
-                Data::Hash(_) => return KvReply::Error(KvError::NotAnInteger),
+                _ => return KvReply::Error(KvError::NotAnInteger),
             },
         };
         match old.checked_add(by) {

@@ -193,7 +193,7 @@ impl Command {
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
             Command::Data { name, args } => match crate::parse::find_command(name.as_bytes()) {
-                Some(spec) => (spec.key_positions(args.len()))
+                Some(spec) => (spec.key_positions(args).into_iter())
                     .map(|i| args[i].as_slice())
                     .collect(),
                 None => Vec::new(),

@@ -71,6 +71,7 @@ mod command;
 mod command_error;
 mod decoder;
 mod error;
+mod families;
 mod inline;
 mod num;
 mod parse;
@@ -85,8 +86,8 @@ pub use decoder::{Decoder, Limits, Request};
 pub use error::{Byte, RespError};
 pub use num::parse_i64;
 pub use parse::{
-    command_spec, find_command, CommandSpec, CLIENT, COMMAND, COMMANDS, CONFIG, FUNCTION, MEMORY,
-    OBJECT,
+    all_commands, command_spec, find_command, CommandSpec, CLIENT, COMMAND, CONFIG, FUNCTION,
+    MEMORY, OBJECT,
 };
 pub use reply::{decode_value, MAX_REPLY_DEPTH};
 pub use value::{encode, format_double, Protocol, Value};

@@ -28,6 +28,10 @@ pub struct CommandSpec {
     /// The first key's argument index, the last's (negative: counted from the end) and the
     /// step between keys; `(0, 0, 0)` for a command without keys.
     pub keys: (i32, i32, i32),
+    /// For a command whose keys are counted by an argument (`ZUNIONSTORE dst numkeys k…`,
+    /// Redis's "movablekeys"): that argument's index, the keys following it; 0 otherwise.
+    /// Keys of `keys` before that index are keys too (ZUNIONSTORE's destination).
+    pub numkeys: usize,
     /// Redis's command group (`string`, `generic`, `connection`, `server`).
     pub group: &'static str,
     /// The Redis version that introduced the command.
@@ -48,6 +52,7 @@ const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
         arity,
         flags: &[],
         keys: (0, 0, 0),
+        numkeys: 0,
         group: "",
         since: "",
         summary: "",
@@ -57,12 +62,13 @@ const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
 }
 
 /// A key/value command: its arguments go to the service's engine as they are.
-const fn data(name: &'static str, arity: i32) -> CommandSpec {
+pub(crate) const fn data(name: &'static str, arity: i32) -> CommandSpec {
     CommandSpec {
         name,
         arity,
         flags: &[],
         keys: (0, 0, 0),
+        numkeys: 0,
         group: "",
         since: "",
         summary: "",
@@ -72,18 +78,27 @@ const fn data(name: &'static str, arity: i32) -> CommandSpec {
 }
 
 impl CommandSpec {
-    const fn flags(self, flags: &'static [&'static str]) -> CommandSpec {
+    pub(crate) const fn flags(self, flags: &'static [&'static str]) -> CommandSpec {
         CommandSpec { flags, ..self }
     }
 
-    const fn keys(self, first: i32, last: i32, step: i32) -> CommandSpec {
+    pub(crate) const fn keys(self, first: i32, last: i32, step: i32) -> CommandSpec {
         CommandSpec {
             keys: (first, last, step),
             ..self
         }
     }
 
-    const fn doc(
+    /// Keys counted by the argument at `index` (see [`CommandSpec::numkeys`]).
+    #[allow(dead_code)] // until a family's table has such a command
+    pub(crate) const fn numkeys(self, index: usize) -> CommandSpec {
+        CommandSpec {
+            numkeys: index,
+            ..self
+        }
+    }
+
+    pub(crate) const fn doc(
         self,
         group: &'static str,
         since: &'static str,
@@ -106,8 +121,8 @@ impl CommandSpec {
 }
 
 /// Flags shared by several commands.
-const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
-const READ_FAST: &[&str] = &["readonly", "fast"];
+pub(crate) const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
+pub(crate) const READ_FAST: &[&str] = &["readonly", "fast"];
 const INTROSPECT: &[&str] = &["loading", "stale"];
 const CLIENT_SUB: &[&str] = &["noscript", "loading", "stale"];
 const NO_AUTH: &[&str] = &[
@@ -120,8 +135,9 @@ const NO_AUTH: &[&str] = &[
 ];
 
 /// The top-level commands, the most frequent first since lookup is a linear scan (which beats
-/// hashing for two dozen short names).
-pub const COMMANDS: &[CommandSpec] = &[
+/// hashing for two dozen short names): the strings, generic, keyspace, hash and server ones
+/// here, the other data types' in `families/`; [`all_commands`] is every one.
+const CORE: &[CommandSpec] = &[
     data("get", 2)
         .flags(READ_FAST)
         .keys(1, 1, 1)
@@ -670,7 +686,21 @@ fn run(spec: &CommandSpec, args: &mut [Vec<u8>]) -> Result<Command, CommandError
 fn by_name() -> &'static std::collections::HashMap<&'static str, &'static CommandSpec> {
     static TABLE: std::sync::OnceLock<std::collections::HashMap<&str, &CommandSpec>> =
         std::sync::OnceLock::new();
-    TABLE.get_or_init(|| COMMANDS.iter().map(|s| (s.name, s)).collect())
+    TABLE.get_or_init(|| all_commands().map(|s| (s.name, s)).collect())
+}
+
+/// The tables of top-level commands: the core one, then one per data type family.
+const TABLES: &[&[CommandSpec]] = &[
+    CORE,
+    crate::families::lists::LISTS,
+    crate::families::sets::SETS,
+    crate::families::zsets::ZSETS,
+    crate::families::streams::STREAMS,
+];
+
+/// Every top-level command (what `COMMAND` lists), in table order.
+pub fn all_commands() -> impl Iterator<Item = &'static CommandSpec> + Clone {
+    TABLES.iter().flat_map(|t| t.iter())
 }
 
 /// A top-level command's spec by name, in any case.
@@ -719,24 +749,44 @@ impl CommandSpec {
         self.parse.is_none()
     }
 
-    /// The positions of the key arguments among `nargs` arguments (the name at 0), by the
-    /// spec's key range: Redis's `(first, last, step)`, a negative last counted from the end.
-    pub fn key_positions(&self, nargs: usize) -> impl Iterator<Item = usize> {
+    /// Whether the command names keys (it is routed by them).
+    pub fn has_keys(&self) -> bool {
+        self.keys != (0, 0, 0) || self.numkeys != 0
+    }
+
+    /// The positions of the key arguments among `args` (the name at 0), by the spec's key
+    /// range: Redis's `(first, last, step)`, a negative last counted from the end; for a
+    /// command with [`CommandSpec::numkeys`], the range's keys before the count's argument,
+    /// then as many as it says (no more than there are arguments: a bad count is the
+    /// engine's to refuse).
+    pub fn key_positions<A: AsRef<[u8]>>(&self, args: &[A]) -> Vec<usize> {
+        let nargs = args.len();
         let (first, last, step) = self.keys;
-        let (first, nargs) = (i64::from(first), nargs as i64);
+        let (first, n) = (i64::from(first), nargs as i64);
         let last = if last < 0 {
-            nargs + i64::from(last)
+            n + i64::from(last)
         } else {
             i64::from(last)
         };
         let end = if first <= 0 {
             first
         } else {
-            last.min(nargs - 1) + 1
+            last.min(n - 1) + 1
         };
-        (first.max(0)..end.max(first.max(0)))
+        let fixed = (first.max(0)..end.max(first.max(0)))
             .step_by(step.max(1) as usize)
-            .map(|i| i as usize)
+            .map(|i| i as usize);
+        if self.numkeys == 0 {
+            return fixed.collect();
+        }
+        let mut keys: Vec<usize> = fixed.filter(|&i| i < self.numkeys).collect();
+        let count = (args.get(self.numkeys))
+            .and_then(|a| crate::parse_i64(a.as_ref()))
+            .and_then(|c| usize::try_from(c).ok())
+            .unwrap_or(0);
+        let start = self.numkeys + 1;
+        keys.extend(start..(start.saturating_add(count)).min(nargs));
+        keys
     }
 }
 
@@ -936,7 +986,7 @@ mod tests {
     /// container's entry has no flags or keys of its own to report wrongly.
     #[test]
     fn every_spec_parses_to_the_command_of_its_name() {
-        for spec in COMMANDS {
+        for spec in all_commands() {
             // CLIENT and CONFIG are nothing without a subcommand; plain COMMAND is a command.
             if spec.subcommands.is_empty() || spec.arity == -1 {
                 let cmd = Command::from_args(least_request(spec))
@@ -954,12 +1004,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn counted_keys_follow_their_count() {
+        fn args(s: &str) -> Vec<&[u8]> {
+            s.split(' ').map(str::as_bytes).collect()
+        }
+        let zunionstore = data("zunionstore", -4).keys(1, 1, 1).numkeys(2);
+        assert_eq!(
+            zunionstore.key_positions(&args("zunionstore d 2 a b weights 1 2")),
+            [1, 3, 4]
+        );
+        // A count past the arguments, or not a count, names only what is there.
+        assert_eq!(
+            zunionstore.key_positions(&args("zunionstore d 9 a b")),
+            [1, 3, 4]
+        );
+        assert_eq!(zunionstore.key_positions(&args("zunionstore d x a")), [1]);
+        let sintercard = data("sintercard", -3).keys(1, 1, 1).numkeys(1);
+        assert_eq!(
+            sintercard.key_positions(&args("sintercard 2 a b limit 3")),
+            [2, 3]
+        );
+        assert!(sintercard.has_keys());
+        let mget = data("mget", -2).keys(1, -1, 1);
+        assert_eq!(mget.key_positions(&args("mget a b c")), [1, 2, 3]);
+    }
+
     /// Redis's key range: a command with keys starts at 1 and steps by at least 1; one
     /// without has none at all.
     #[test]
     fn key_ranges_are_redis_shaped() {
-        for spec in COMMANDS
-            .iter()
+        for spec in all_commands()
             .chain(CLIENT)
             .chain(COMMAND)
             .chain(CONFIG)

@@ -836,7 +836,7 @@ fn least_request(spec: &flotilla_resp::CommandSpec) -> Vec<String> {
 async fn command_lists_what_dispatch_runs() {
     let mut c = Client::connect(start(None).await).await;
     let mut described = 0;
-    for spec in flotilla_resp::COMMANDS {
+    for spec in flotilla_resp::all_commands() {
         let mut specs = vec![spec];
         specs.extend(spec.subcommands);
         for s in specs {

@@ -201,6 +201,11 @@ fn persist(r: &mut Run, a: &[Arg]) -> Value {
     }
 }
 
+/// Whether a set member is one Redis keeps in an intset: an integer in canonical form.
+fn is_intset_member(m: &[u8]) -> bool {
+    flotilla_resp::parse_i64(m).is_some()
+}
+
 /// `OBJECT ENCODING key`: the encoding Redis would use for the value, by Redis's default
 /// thresholds (Flotilla has one encoding per type; clients and tests read this name).
 fn object_encoding(r: &mut Run, a: &[Arg]) -> Value {
@@ -218,6 +223,14 @@ fn object_encoding(r: &mut Run, a: &[Arg]) -> Value {
             "listpack"
         }
         Data::Hash(_) => "hashtable",
+        Data::List(l) if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) => "listpack",
+        Data::List(_) => "quicklist",
+        Data::Set(m) if m.len() <= 512 && m.iter().all(|e| is_intset_member(e)) => "intset",
+        Data::Set(m) if m.len() <= 128 && m.iter().all(|e| e.len() <= 64) => "listpack",
+        Data::Set(_) => "hashtable",
+        Data::ZSet(z) if z.len() <= 128 && z.by_member().all(|(m, _)| m.len() <= 64) => "listpack",
+        Data::ZSet(_) => "skiplist",
+        Data::Stream(_) => "stream",
     };
     Value::bulk(name)
 }

@@ -264,20 +264,6 @@ fn hscan(r: &mut Run, a: &[Arg]) -> Value {
 /// The most fields one HRANDFIELD with a negative count returns.
 const MAX_RANDOM_FIELDS: i64 = 10_000_000;
 
-/// A small deterministic generator (splitmix64): the engine draws from the clock and the
-/// state, never from hidden randomness.
-struct Draw(u64);
-
-impl Draw {
-    fn next(&mut self, below: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % below as u64) as usize
-    }
-}
-
 /// `HRANDFIELD key [count [WITHVALUES]]`.
 fn hrandfield(r: &mut Run, a: &[Arg]) -> Value {
     let (count, with_values) = match a.len() {
@@ -313,8 +299,7 @@ fn hrandfield(r: &mut Run, a: &[Arg]) -> Value {
         Ok(Some(h)) => Arc::clone(h),
     };
     let fields: Vec<(&Vec<u8>, &Vec<u8>)> = h.iter().collect();
-    // Varies with the clock (a read outside the log sees the leader's, to the ms).
-    let mut draw = Draw(r.now ^ r.index.rotate_left(32) ^ super::scan_hash(a[1].as_slice()));
+    let mut draw = r.draw(a[1].as_slice());
     let Some(n) = count else {
         return bulk(fields[draw.next(fields.len())].0);
     };

@@ -18,7 +18,11 @@ mod generic;
 mod glob;
 mod hash;
 mod keyspace;
+mod lists;
+mod sets;
+mod streams;
 mod strings;
+mod zsets;
 
 use flotilla_resp::{command_spec, Value};
 use flotilla_rsm::ApplyCtx;
@@ -36,6 +40,43 @@ pub(crate) struct Run<'a> {
     pub now: u64,
     /// The entry's index: what written keys' versions are raised to.
     pub index: u64,
+    /// Whether the running command only reads (its draws need not agree across replicas).
+    read_only: bool,
+    /// Draws made so far by this entry's commands.
+    draws: u64,
+}
+
+/// A small deterministic generator (splitmix64): what SPOP, SRANDMEMBER, HRANDFIELD … pick
+/// with.
+pub(crate) struct Draw(u64);
+
+impl Draw {
+    /// A number in `0..below` (`below > 0`).
+    pub fn next(&mut self, below: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) % below as u64) as usize
+    }
+}
+
+impl Run<'_> {
+    /// A generator for a command on `key`. A write's draws are a function of the entry
+    /// (index, clock, key, and how many draws its commands made before), so every replica
+    /// picks the same (SPOP removes the same members everywhere). A read's also mix in a
+    /// count of the reads this replica served: a read is answered by one replica and changes
+    /// nothing, and two reads in the same millisecond should not pick alike (Redis's tests
+    /// measure the spread of SRANDMEMBER over many calls).
+    pub(crate) fn draw(&mut self, key: &[u8]) -> Draw {
+        self.draws += 1;
+        let mut seed = self.now ^ self.index.rotate_left(32) ^ scan_hash(key);
+        seed ^= self.draws.wrapping_mul(0xd6e8_feb8_6659_fd93);
+        if self.read_only {
+            seed ^= self.kv.next_read_nonce().rotate_left(40);
+        }
+        Draw(seed)
+    }
 }
 
 type Handler = fn(&mut Run, &[Arg]) -> Value;
@@ -46,6 +87,10 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     keyspace::HANDLERS,
     hash::HANDLERS,
     bits::HANDLERS,
+    lists::HANDLERS,
+    sets::HANDLERS,
+    zsets::HANDLERS,
+    streams::HANDLERS,
 ];
 
 fn handler(name: &str) -> Option<Handler> {
@@ -62,6 +107,8 @@ pub fn run(kv: &mut Kv, args: &[Arg], at: &ApplyCtx) -> Value {
         kv,
         now: at.now_ms,
         index: at.index,
+        read_only: false,
+        draws: 0,
     };
     run.command(args)
 }
@@ -79,6 +126,8 @@ pub fn multi(kv: &mut Kv, watch: &[(Arg, u64)], cmds: &[Vec<Arg>], at: &ApplyCtx
         kv,
         now: at.now_ms,
         index: at.index,
+        read_only: false,
+        draws: 0,
     };
     Value::Array(cmds.iter().map(|c| run.command(c)).collect())
 }
@@ -95,6 +144,7 @@ impl Run<'_> {
         if !arity_ok {
             return wrong_arity(spec.name);
         }
+        self.read_only = spec.is_read_only();
         match handler(spec.name) {
             Some(h) => h(self, args),
             None => Value::error(format!(

@@ -32,10 +32,14 @@ pub(super) fn crossslot() -> Value {
 pub(super) async fn run(r: &Router, conn: &mut Conn, name: &str, args: Vec<Vec<u8>>) -> Reply {
     let spec = find_command(name.as_bytes()).expect("a parsed command has a spec");
     let args: Vec<Arg> = args.into_iter().map(Arg::from).collect();
-    if spec.keys == (0, 0, 0) {
+    if !spec.has_keys() {
         return keyless(r, conn, name, args).await;
     }
-    let shards = r.shards_of(spec.key_positions(args.len()).map(|i| args[i].as_slice()));
+    let shards = r.shards_of(
+        spec.key_positions(&args)
+            .into_iter()
+            .map(|i| args[i].as_slice()),
+    );
     if shards.len() <= 1 {
         return one(r, conn, args, None).await;
     }

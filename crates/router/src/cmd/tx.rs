@@ -45,7 +45,7 @@ pub(super) fn queue(r: &Router, conn: &mut Conn, cmd: Command) -> Value {
     if let Command::Data { name, .. } = &cmd {
         if r.nshards().is_some() {
             let spec = flotilla_resp::find_command(name.as_bytes()).expect("parsed");
-            if spec.keys == (0, 0, 0) {
+            if !spec.has_keys() {
                 tx.failed = true;
                 return Value::error(format!(
                     "ERR {} cannot run inside MULTI on a sharded cluster (it spans every shard)",

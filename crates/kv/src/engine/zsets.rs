@@ -1,0 +1,6 @@
+//! Sorted sets.
+
+#[allow(unused_imports)]
+use super::{Handler, Run};
+
+pub(super) const HANDLERS: &[(&str, Handler)] = &[];

@@ -1,0 +1,6 @@
+//! Sets: the specs of the `set` group's commands (as Redis's `COMMAND INFO` gives them).
+
+#[allow(unused_imports)]
+use crate::parse::{data, CommandSpec, READ_FAST, WRITE_FAST};
+
+pub(crate) const SETS: &[CommandSpec] = &[];
