@@ -104,6 +104,26 @@ impl Backend {
         }
     }
 
+    /// The fewest servers a group has: of the one group, or of the groups of the
+    /// configuration `clerk` last saw (the controller's latest without a clerk); `None` when
+    /// it cannot be learnt now.
+    pub(crate) async fn smallest_group(&self, clerk: Option<ClientId>) -> Option<usize> {
+        match self {
+            Backend::Group(c) => Some(c.servers().len()),
+            Backend::Sharded(c) => {
+                let config = match clerk {
+                    Some(clerk) => c.config_of(clerk).await,
+                    None => None,
+                };
+                let config = match config {
+                    Some(config) if !config.groups.is_empty() => config,
+                    _ => c.query(None, DESCRIBE_WAIT).await.ok()?,
+                };
+                config.groups.values().map(Vec::len).min()
+            }
+        }
+    }
+
     /// How many shards, for a sharded cluster.
     pub(crate) fn nshards(&self) -> Option<usize> {
         match self {

@@ -29,6 +29,9 @@ pub(crate) struct Router {
     pub(crate) route_keys: Mutex<Vec<Vec<u8>>>,
     /// What CONFIG SET set of the encoding settings (`cmd/server.rs`).
     pub(crate) encoding_settings: Mutex<std::collections::BTreeMap<&'static str, String>>,
+    /// CONFIG SET `maxmemory` and `min-replicas-to-write` (`cmd/limits.rs`); 0: none.
+    pub(crate) maxmemory: AtomicU64,
+    pub(crate) min_replicas_to_write: AtomicU64,
     /// The bytes of requests not yet answered that all connections share.
     pub(crate) budget: Budget,
     /// When the router started (INFO's `uptime_in_seconds`).
@@ -60,6 +63,8 @@ pub async fn run_router(
         idle_clerks: Mutex::new(Vec::new()),
         route_keys: Mutex::new(Vec::new()),
         encoding_settings: Mutex::new(Default::default()),
+        maxmemory: AtomicU64::new(0),
+        min_replicas_to_write: AtomicU64::new(0),
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),

@@ -776,6 +776,73 @@ async fn config_get_reports_maxmemory() {
     .await;
 }
 
+/// `maxmemory` refuses what may grow memory while the router is above it (OOM), lets reads
+/// and deletes run, and discards a transaction at EXEC if one of its commands would be
+/// refused; `min-replicas-to-write` beyond what a majority promises refuses writes
+/// (NOREPLICAS). Redis's suite leaves a client inside MULTI, and fails every test after,
+/// when these cannot be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_commands_as_redis_does() {
+    let port = start(None).await;
+    let mut c = Client::connect(port).await;
+    let mut admin = Client::connect(port).await;
+    c.expect(&["SET", "k", "v"], "+OK\r\n").await;
+    admin
+        .expect(
+            &["CONFIG", "SET", "maxmemory", "bla"],
+            "-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value\r\n",
+        )
+        .await;
+    c.expect(&["MULTI"], "+OK\r\n").await;
+    c.expect(&["SET", "k", "w"], "+QUEUED\r\n").await;
+    c.expect(&["GET", "k"], "+QUEUED\r\n").await;
+    admin
+        .expect(&["CONFIG", "SET", "maxmemory", "1"], "+OK\r\n")
+        .await;
+    c.expect(
+        &["EXEC"],
+        "-EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.\r\n",
+    )
+    .await;
+    let oom = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+    c.expect(&["SET", "k", "w"], oom).await;
+    c.expect(&["GET", "k"], "$1\r\nv\r\n").await;
+    c.expect(&["MULTI"], "+OK\r\n").await;
+    c.expect(&["GET", "k"], "+QUEUED\r\n").await;
+    c.expect(&["APPEND", "k", "x"], oom).await;
+    c.expect(
+        &["EXEC"],
+        "-EXECABORT Transaction discarded because of previous errors.\r\n",
+    )
+    .await;
+    c.expect(&["MULTI"], "+OK\r\n").await;
+    c.expect(&["GET", "k"], "+QUEUED\r\n").await;
+    c.expect(&["EXEC"], "*1\r\n$1\r\nv\r\n").await;
+    c.expect(&["DEL", "k"], ":1\r\n").await;
+    admin
+        .expect(
+            &["CONFIG", "GET", "maxmemory"],
+            "*2\r\n$9\r\nmaxmemory\r\n$1\r\n1\r\n",
+        )
+        .await;
+    admin
+        .expect(&["CONFIG", "SET", "maxmemory", "0"], "+OK\r\n")
+        .await;
+    c.expect(&["SET", "k", "w"], "+OK\r\n").await;
+
+    // One replica behind this router: no copy besides the leader's is promised.
+    admin
+        .expect(&["CONFIG", "SET", "min-replicas-to-write", "1"], "+OK\r\n")
+        .await;
+    let noreplicas = "-NOREPLICAS Not enough good replicas to write.\r\n";
+    c.expect(&["SET", "k", "y"], noreplicas).await;
+    c.expect(&["GET", "k"], "$1\r\nw\r\n").await;
+    admin
+        .expect(&["CONFIG", "SET", "min-replicas-to-write", "0"], "+OK\r\n")
+        .await;
+    c.expect(&["SET", "k", "y"], "+OK\r\n").await;
+}
+
 /// COMMAND INFO and DOCS describe the supported commands as Redis 7 does, and nothing else
 /// (issue 18: COMMAND COUNT was 0 and COMMAND INFO get nil).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@
 
 mod connection;
 mod data;
+mod limits;
 mod server;
 mod tx;
 
@@ -132,10 +133,13 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
         C::Exec | C::Discard | C::Multi | C::Watch { .. } | C::Quit | C::Reset
     );
     if conn.tx.is_some() && queues {
-        return (tx::queue(r, conn, cmd), After::Continue);
+        return (tx::queue(r, conn, cmd).await, After::Continue);
     }
     let reply = match cmd {
-        C::Data { name, args } => data::run(r, conn, name, args).await,
+        C::Data { name, args } => match limits::refusal(r, conn, limits::flags_of(&args)).await {
+            Some(refused) => Err(refused),
+            None => data::run(r, conn, name, args).await,
+        },
         C::Multi => tx::multi(conn),
         C::Exec => tx::exec(r, conn).await,
         C::Discard => tx::discard(conn),

@@ -122,7 +122,7 @@ async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String
                 ("flotilla_buffer_waits", budget.waits.to_string()),
             ]
         }
-        "memory" => memory(),
+        "memory" => memory(r.maxmemory.load(std::sync::atomic::Ordering::Relaxed)),
         // The router loads nothing and forks nothing. The replicas' durability is their log,
         // fsynced before a write is acknowledged (CONFIG GET reports `appendonly yes`): no
         // acknowledged change is ever waiting for a save, and the last save is now.
@@ -225,7 +225,7 @@ fn stat_lines(text: &str) -> Vec<(String, String)> {
 /// The memory section, from /proc/self/status (resident and peak resident memory) and
 /// /proc/meminfo, where they can be read. `used_memory` first: redis-cli finds a field by the
 /// first occurrence of its name.
-fn memory() -> Vec<(&'static str, String)> {
+fn memory(maxmemory: u64) -> Vec<(&'static str, String)> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mut f = Vec::new();
@@ -248,15 +248,24 @@ fn memory() -> Vec<(&'static str, String)> {
         "total_system_memory_human",
         kib_field(&meminfo, "MemTotal:"),
     );
-    // The router evicts nothing and sets no memory limit: Redis's defaults, true here.
+    // The router evicts nothing: a command that would grow memory past `maxmemory` is
+    // refused (`limits.rs`).
     f.extend([
-        ("maxmemory", "0".into()),
-        ("maxmemory_human", "0B".into()),
+        ("maxmemory", maxmemory.to_string()),
+        ("maxmemory_human", bytes_to_human(maxmemory)),
         ("maxmemory_policy", "noeviction".into()),
         // Rust's default allocator: the C library's malloc.
         ("mem_allocator", "libc".into()),
     ]);
     f
+}
+
+/// INFO's `used_memory`: the router's resident memory, what `maxmemory` is compared with.
+pub(super) fn used_memory() -> Option<u64> {
+    kib_field(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
 }
 
 /// A `Name:   123 kB` line of a /proc file, in bytes.
@@ -435,13 +444,37 @@ pub(crate) const ENCODING_SETTINGS: &[(&str, &str)] = &[
     ("zset-max-ziplist-value", "64"),
 ];
 
-/// `CONFIG SET parameter value [parameter value …]`: all or nothing, as Redis does. Only the
-/// encoding settings may be set (kept per router, no effect); any other is refused in
-/// Redis's words: the router's own settings come from its command line.
+/// The settings that refuse commands (`limits.rs`), which CONFIG SET may change.
+const LIMIT_SETTINGS: &[&str] = &["maxmemory", "min-replicas-to-write"];
+
+/// `CONFIG SET parameter value [parameter value …]`: all or nothing, as Redis does. The
+/// limits (`limits.rs`) and the encoding settings (kept per router, no effect) may be set;
+/// any other is refused in Redis's words: the router's own settings come from its command
+/// line.
 pub(super) fn config_set(r: &Router, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Reply {
     let mut changes = Vec::with_capacity(pairs.len());
+    let mut limits = Vec::new();
     for (name, value) in pairs {
         let name = String::from_utf8_lossy(&name).to_ascii_lowercase();
+        if let Some(limit) = LIMIT_SETTINGS.iter().find(|n| **n == name) {
+            let parsed = match *limit {
+                "maxmemory" => {
+                    super::limits::parse_memory(&value).ok_or("argument must be a memory value")
+                }
+                _ => (flotilla_resp::parse_i64(&value))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or("argument couldn't be parsed into an integer"),
+            };
+            match parsed {
+                Ok(v) => limits.push((*limit, v)),
+                Err(why) => {
+                    return Err(Value::error(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+                    )))
+                }
+            }
+            continue;
+        }
         let Some((known, _)) = ENCODING_SETTINGS.iter().find(|(n, _)| *n == name) else {
             return Err(Value::error(format!(
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
@@ -457,6 +490,13 @@ pub(super) fn config_set(r: &Router, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Reply {
     let mut set = r.encoding_settings.lock().expect("settings lock");
     for (name, value) in changes {
         set.insert(name, value);
+    }
+    for (name, value) in limits {
+        let setting = match name {
+            "maxmemory" => &r.maxmemory,
+            _ => &r.min_replicas_to_write,
+        };
+        setting.store(value, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Value::ok())
 }
@@ -480,9 +520,19 @@ fn config_values(r: &Router) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("timeout", format!("{timeout}")),
         ("maxclients", r.cfg.max_clients.to_string()),
-        // The router evicts nothing and sets no memory limit: Redis's defaults, true here.
-        ("maxmemory", "0".into()),
+        (
+            "maxmemory",
+            r.maxmemory
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .to_string(),
+        ),
         ("maxmemory-policy", "noeviction".into()),
+        (
+            "min-replicas-to-write",
+            (r.min_replicas_to_write
+                .load(std::sync::atomic::Ordering::Relaxed))
+            .to_string(),
+        ),
     ]);
     values
 }

@@ -9,6 +9,9 @@
 //! or not at all. Commands the router answers itself (PING, ECHO …) are answered at EXEC, in
 //! their place among the replies.
 //!
+//! Memory and replica limits (`limits.rs`) refuse a command when it is queued, and the whole
+//! transaction at EXEC.
+//!
 //! In a sharded cluster every key of a transaction, watched keys included, must be in one
 //! shard (hash tags: `{user:1}.name`), else CROSSSLOT; keyless commands cannot be queued.
 
@@ -40,7 +43,14 @@ pub(super) fn discard(conn: &mut Conn) -> Reply {
 
 /// Queues `cmd` in the open transaction; an error reply (and the transaction marked to be
 /// discarded) if it cannot be part of one.
-pub(super) fn queue(r: &Router, conn: &mut Conn, cmd: Command) -> Value {
+pub(super) async fn queue(r: &Router, conn: &mut Conn, cmd: Command) -> Value {
+    if let Command::Data { args, .. } = &cmd {
+        if let Some(refused) = super::limits::refusal(r, conn, super::limits::flags_of(args)).await
+        {
+            conn.tx.as_mut().expect("inside MULTI").failed = true;
+            return refused;
+        }
+    }
     let tx = conn.tx.as_mut().expect("queue is called inside MULTI");
     if let Command::Data { name, .. } = &cmd {
         if r.nshards().is_some() {
@@ -107,6 +117,23 @@ pub(super) async fn exec(r: &Router, conn: &mut Conn) -> Reply {
         return Err(Value::error("ERR EXEC without MULTI"));
     };
     let watched = std::mem::take(&mut conn.watched);
+    // The limits again, over every queued command's flags: memory or replicas may have
+    // changed since they were queued.
+    let mut flags: Vec<&str> = Vec::new();
+    for cmd in &tx.queued {
+        if let Command::Data { args, .. } = cmd {
+            flags.extend(super::limits::flags_of(args));
+        }
+    }
+    if let Some(refused) = super::limits::refusal(r, conn, &flags).await {
+        let why = match &refused {
+            Value::Error(e) => e.clone(),
+            other => format!("{other:?}"),
+        };
+        return Err(Value::error(format!(
+            "EXECABORT Transaction discarded because of: {why}"
+        )));
+    }
     if tx.failed {
         return Err(Value::error(
             "EXECABORT Transaction discarded because of previous errors.",
