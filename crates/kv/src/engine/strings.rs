@@ -431,18 +431,35 @@ fn incrbyfloat(r: &mut Run, a: &[Arg]) -> Value {
     Value::Bulk(text.into_bytes())
 }
 
-/// `LCS key1 key2 [LEN]`: the longest common subsequence of two strings (or its length).
-/// `IDX` is not supported yet (answered with an error saying so).
+/// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`: the longest common
+/// subsequence of two strings, its length, or the ranges where it matches each string. By
+/// Redis's algorithm step for step (its table of prefix lengths, walked back from the ends,
+/// ties going along the second string), so that the subsequence picked among equally long
+/// ones, and the ranges, are Redis's.
 fn lcs(r: &mut Run, a: &[Arg]) -> Value {
-    let mut len_only = false;
-    for opt in &a[3..] {
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0u64);
+    let mut opts = a[3..].iter();
+    while let Some(opt) = opts.next() {
         if is(opt, "len") {
             len_only = true;
-        } else if is(opt, "idx") || is(opt, "minmatchlen") || is(opt, "withmatchlen") {
-            return Value::error("ERR LCS IDX is not supported by flotilla");
+        } else if is(opt, "idx") {
+            idx = true;
+        } else if is(opt, "withmatchlen") {
+            with_len = true;
+        } else if is(opt, "minmatchlen") {
+            let Some(n) = opts.next() else {
+                return syntax_error();
+            };
+            match int(n) {
+                Ok(n) => min_len = n.max(0) as u64,
+                Err(e) => return e,
+            }
         } else {
             return syntax_error();
         }
+    }
+    if len_only && idx {
+        return Value::error("ERR If you want both the length and indexes, please just use IDX.");
     }
     let (x, y) = match (r.string(&a[1]), r.string(&a[2])) {
         (Ok(x), Ok(y)) => (
@@ -451,7 +468,7 @@ fn lcs(r: &mut Run, a: &[Arg]) -> Value {
         ),
         (Err(e), _) | (_, Err(e)) => return e,
     };
-    // Table of LCS lengths of suffixes, (|x|+1) × (|y|+1): Redis's own algorithm and bound.
+    // t[i][j]: the LCS length of x[..i] and y[..j]; (|x|+1) × (|y|+1) cells, Redis's bound.
     let (n, m) = (x.len(), y.len());
     let cells = (n as u64 + 1).saturating_mul(m as u64 + 1);
     if cells.saturating_mul(4) > MAX_STRING {
@@ -461,29 +478,73 @@ fn lcs(r: &mut Run, a: &[Arg]) -> Value {
     }
     let mut t = vec![0u32; (n + 1) * (m + 1)];
     let at = |i: usize, j: usize| i * (m + 1) + j;
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            t[at(i, j)] = if x[i] == y[j] {
-                t[at(i + 1, j + 1)] + 1
+    for i in 1..=n {
+        for j in 1..=m {
+            t[at(i, j)] = if x[i - 1] == y[j - 1] {
+                t[at(i - 1, j - 1)] + 1
             } else {
-                t[at(i + 1, j)].max(t[at(i, j + 1)])
+                t[at(i - 1, j)].max(t[at(i, j - 1)])
             };
         }
     }
+    let total = t[at(n, m)];
     if len_only {
-        return Value::Integer(i64::from(t[at(0, 0)]));
+        return Value::Integer(i64::from(total));
     }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < n && j < m {
-        if x[i] == y[j] {
-            out.push(x[i]);
-            i += 1;
-            j += 1;
-        } else if t[at(i + 1, j)] >= t[at(i, j + 1)] {
-            i += 1;
+    let mut out = vec![0u8; total as usize];
+    let mut k = total as usize;
+    let mut matches = Vec::new();
+    // The range being grown backwards: x[xs..=xe] matches y[ys..=ye]; `xs == n`: none.
+    let (mut xs, mut xe, mut ys, mut ye) = (n, 0, 0, 0);
+    let (mut i, mut j) = (n, m);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if x[i - 1] == y[j - 1] {
+            out[k - 1] = x[i - 1];
+            if xs == n {
+                (xs, xe, ys, ye) = (i - 1, i - 1, j - 1, j - 1);
+            } else if xs == i && ys == j {
+                xs -= 1;
+                ys -= 1;
+            } else {
+                emit = true;
+            }
+            if xs == 0 || ys == 0 {
+                emit = true;
+            }
+            k -= 1;
+            i -= 1;
+            j -= 1;
         } else {
-            j += 1;
+            if t[at(i - 1, j)] > t[at(i, j - 1)] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if xs != n {
+                emit = true;
+            }
         }
+        if emit {
+            let len = (xe - xs + 1) as u64;
+            if min_len == 0 || len >= min_len {
+                let pair = |s: usize, e: usize| {
+                    Value::Array(vec![Value::Integer(s as i64), Value::Integer(e as i64)])
+                };
+                let mut item = vec![pair(xs, xe), pair(ys, ye)];
+                if with_len {
+                    item.push(Value::Integer(len as i64));
+                }
+                matches.push(Value::Array(item));
+            }
+            xs = n;
+        }
+    }
+    if idx {
+        return Value::Map(vec![
+            (Value::bulk("matches"), Value::Array(matches)),
+            (Value::bulk("len"), Value::Integer(i64::from(total))),
+        ]);
     }
     Value::Bulk(out)
 }

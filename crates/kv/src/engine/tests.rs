@@ -308,6 +308,57 @@ fn lcs_as_redis_documents_it() {
     assert_eq!(run(kv, "LCS key1 key2"), bulk("mytext"));
     assert_eq!(run(kv, "LCS key1 key2 LEN"), Value::Integer(6));
     assert_eq!(run(kv, "LCS key1 nokey"), bulk(""));
+    let range = |s: i64, e: i64| Value::Array(vec![Value::Integer(s), Value::Integer(e)]);
+    let m = |a: (i64, i64), b: (i64, i64), len: Option<i64>| {
+        let mut v = vec![range(a.0, a.1), range(b.0, b.1)];
+        v.extend(len.map(Value::Integer));
+        Value::Array(v)
+    };
+    let idx = |matches: Vec<Value>, len: i64| {
+        Value::Map(vec![
+            (bulk("matches"), Value::Array(matches)),
+            (bulk("len"), Value::Integer(len)),
+        ])
+    };
+    // What Redis 7.0.15 answers, ranges last to first.
+    assert_eq!(
+        run(kv, "LCS key1 key2 IDX"),
+        idx(vec![m((4, 7), (5, 8), None), m((2, 3), (0, 1), None)], 6)
+    );
+    assert_eq!(
+        run(kv, "LCS key1 key2 IDX MINMATCHLEN 3 WITHMATCHLEN"),
+        idx(vec![m((4, 7), (5, 8), Some(4))], 6)
+    );
+    assert_eq!(
+        run(kv, "LCS key1 key2 LEN IDX"),
+        err("ERR If you want both the length and indexes, please just use IDX.")
+    );
+    assert_eq!(
+        run(kv, "LCS key1 key2 MINMATCHLEN"),
+        err("ERR syntax error")
+    );
+    // Among equally long subsequences, Redis's pick.
+    run(kv, "MSET a abcbdab b bdcaba c xaybzc d abcxyz");
+    assert_eq!(run(kv, "LCS a b"), bulk("bdab"));
+    assert_eq!(
+        run(kv, "LCS a b IDX WITHMATCHLEN"),
+        idx(
+            vec![m((5, 6), (3, 4), Some(2)), m((3, 4), (0, 1), Some(2))],
+            4
+        )
+    );
+    assert_eq!(run(kv, "LCS c d"), bulk("abc"));
+    assert_eq!(
+        run(kv, "LCS c d IDX WITHMATCHLEN"),
+        idx(
+            vec![
+                m((5, 5), (2, 2), Some(1)),
+                m((3, 3), (1, 1), Some(1)),
+                m((1, 1), (0, 0), Some(1))
+            ],
+            3
+        )
+    );
 }
 
 #[test]
