@@ -324,6 +324,14 @@ const CORE: &[CommandSpec] = &[
         .flags(&["readonly"])
         .keys(1, 1, 1)
         .doc("bitmap", "2.6.0", "Count set bits in a string"),
+    data("dump", 2)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc("generic", "2.6.0", "Return a serialized version of the value stored at the specified key."),
+    data("restore", -4)
+        .flags(&["write", "denyoom"])
+        .keys(1, 1, 1)
+        .doc("generic", "2.6.0", "Create a key using the provided serialized value, previously obtained using DUMP."),
     data("hset", -4)
         .flags(WRITE_FAST)
         .keys(1, 1, 1)

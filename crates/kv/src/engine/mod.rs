@@ -14,6 +14,7 @@
 //! `every_data_command_has_a_handler` keeps the two in step).
 
 mod bits;
+mod dump;
 mod generic;
 mod glob;
 mod hash;
@@ -87,6 +88,7 @@ const FAMILIES: &[&[(&str, Handler)]] = &[
     keyspace::HANDLERS,
     hash::HANDLERS,
     bits::HANDLERS,
+    dump::HANDLERS,
     lists::HANDLERS,
     sets::HANDLERS,
     zsets::HANDLERS,
