@@ -59,15 +59,16 @@ pub enum Command {
     Save,
     /// `BGSAVE [SCHEDULE]`.
     BgSave,
+    /// `SHUTDOWN [options]`: refused (the cluster is stopped by its process manager).
+    Shutdown,
     /// `RESET`: the connection back to its state on connecting (RESP2, no name, no
     /// transaction, no watched keys, the default user).
     Reset,
     /// `DEBUG PROTOCOL type`: a reply of the RESP type named (Redis's clients and its test
     /// suite check their decoders with it); `kind` as sent.
     DebugProtocol { kind: Vec<u8> },
-    /// `DEBUG subcommand ...` other than PROTOCOL: refused by the router; the subcommand as
-    /// sent.
-    DebugOther { sub: Vec<u8> },
+    /// `DEBUG subcommand ...` other than PROTOCOL: the subcommand as sent, and its arguments.
+    DebugOther { sub: Vec<u8>, args: Vec<Vec<u8>> },
 }
 
 /// The options of `SET`. Redis's rules for combining them are enforced by the parser: at most
@@ -183,6 +184,7 @@ impl Command {
             Command::LastSave => "lastsave",
             Command::Save => "save",
             Command::BgSave => "bgsave",
+            Command::Shutdown => "shutdown",
             Command::Reset => "reset",
             Command::DebugProtocol { .. } | Command::DebugOther { .. } => "debug",
         }

@@ -506,6 +506,17 @@ const CORE: &[CommandSpec] = &[
     })
     .flags(&["admin", "noscript", "no_async_loading"])
     .doc("server", "1.0.0", "Asynchronously save the dataset to disk"),
+    spec("shutdown", -1, |_| Ok(Command::Shutdown))
+        .flags(&[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "sentinel",
+            "allow_busy",
+        ])
+        .doc("server", "1.0.0", "Synchronously save the dataset to disk and then shut down the server"),
     spec("reset", 1, |_| Ok(Command::Reset))
         .flags(&["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"])
         .doc("connection", "6.2.0", "Reset the connection"),
@@ -513,7 +524,10 @@ const CORE: &[CommandSpec] = &[
         if a.len() == 3 && is(&a[1], "protocol") {
             Ok(Command::DebugProtocol { kind: take(a, 2) })
         } else {
-            Ok(Command::DebugOther { sub: take(a, 1) })
+            Ok(Command::DebugOther {
+                sub: take(a, 1),
+                args: rest(a, 2),
+            })
         }
     })
     .flags(&["admin", "noscript", "loading", "stale"])

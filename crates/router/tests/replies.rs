@@ -666,6 +666,35 @@ async fn time_and_saves_answer_as_redis() {
     )
     .await;
     c.expect(&["GET", "k"], "$-1\r\n").await;
+    // SHUTDOWN is refused, and inside MULTI refused as Redis refuses it there.
+    c.expect(
+        &["SHUTDOWN"],
+        "-ERR SHUTDOWN is not available in flotilla: stop the cluster where it was started (Ctrl-C on `flotilla up`, or its service manager)\r\n",
+    )
+    .await;
+    c.expect(&["MULTI"], "+OK\r\n").await;
+    c.expect(
+        &["SHUTDOWN"],
+        "-ERR Command not allowed inside a transaction\r\n",
+    )
+    .await;
+    c.expect(&["DISCARD"], "+OK\r\n").await;
+    // DEBUG DIGEST-VALUE: equal values, equal digests; a missing key, zeros.
+    c.expect(&["SET", "a", "v"], "+OK\r\n").await;
+    c.expect(&["COPY", "a", "b"], ":1\r\n").await;
+    let digests =
+        String::from_utf8(c.raw(&["DEBUG", "DIGEST-VALUE", "a", "b", "none"]).await).unwrap();
+    let lines: Vec<&str> = digests.split("\r\n").collect();
+    assert_eq!(lines[0], "*3", "{digests}");
+    assert_eq!(lines[1], lines[2], "{digests}");
+    assert_eq!(lines[1].len(), 41, "{digests}");
+    assert_eq!(lines[3], format!("+{}", "0".repeat(40)));
+    c.expect(&["SET", "b", "w"], "+OK\r\n").await;
+    let digests = String::from_utf8(c.raw(&["DEBUG", "DIGEST-VALUE", "a", "b"]).await).unwrap();
+    let lines: Vec<&str> = digests.split("\r\n").collect();
+    assert_ne!(lines[1], lines[2], "{digests}");
+    c.expect(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"], "+OK\r\n")
+        .await;
 }
 
 /// RESET puts the connection back as it was on connecting (issue 18: unknown command), as

@@ -164,8 +164,9 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
         C::LastSave => server::lastsave(),
         C::Save => server::save(),
         C::BgSave => server::bgsave(),
+        C::Shutdown => server::shutdown(),
         C::DebugProtocol { kind } => server::debug_protocol(&kind),
-        C::DebugOther { sub } => server::debug_other(&sub),
+        C::DebugOther { sub, args } => server::debug_other(r, conn, &sub, args).await,
     };
     (reply.unwrap_or_else(|e| e), After::Continue)
 }

@@ -410,13 +410,55 @@ pub(super) fn debug_protocol(kind: &[u8]) -> Reply {
     })
 }
 
-/// `DEBUG` other than PROTOCOL: Redis's debugging of its own process (RELOAD, DIGEST, SLEEP
-/// …) has no counterpart in the router.
-pub(super) fn debug_other(sub: &[u8]) -> Reply {
+/// `DEBUG` other than PROTOCOL:
+/// * `SET-ACTIVE-EXPIRE 0|1`: answered OK and changes nothing. Redis's tests turn active
+///   expiry off to look at keys that expired but were not yet removed; in Flotilla no reply
+///   depends on when an expired key is removed (it is gone to every command, DBSIZE and KEYS
+///   included, from its expiry on), so there is nothing to turn off that a client could see.
+/// * `DIGEST-VALUE key [key …]`: a digest of each key's value (40 hex digits, zeros for a
+///   missing key), from its DUMP serialization: equal values give equal digests.
+/// * anything else (RELOAD, DIGEST, SLEEP, OBJECT …), Redis's debugging of its own process,
+///   has no counterpart in the router.
+pub(super) async fn debug_other(
+    r: &Router,
+    conn: &mut Conn,
+    sub: &[u8],
+    args: Vec<Vec<u8>>,
+) -> Reply {
+    if sub.eq_ignore_ascii_case(b"set-active-expire") && args.len() == 1 {
+        return Ok(Value::ok());
+    }
+    if sub.eq_ignore_ascii_case(b"digest-value") {
+        let mut digests = Vec::with_capacity(args.len());
+        for key in args {
+            let dump = vec![b"dump".to_vec(), key];
+            digests.push(match super::data::run(r, conn, "dump", dump).await? {
+                Value::Bulk(payload) => {
+                    use sha2::Digest;
+                    // The value's serialization, less the version and checksum footer.
+                    let body = &payload[..payload.len().saturating_sub(10)];
+                    let hash = sha2::Sha256::digest(body);
+                    let hex: String = hash[..20].iter().map(|b| format!("{b:02x}")).collect();
+                    Value::Simple(hex)
+                }
+                _ => Value::Simple("0".repeat(40)),
+            });
+        }
+        return Ok(Value::Array(digests));
+    }
     Err(Value::error(format!(
         "ERR DEBUG {} is not available in flotilla (only DEBUG PROTOCOL is)",
         String::from_utf8_lossy(sub).to_uppercase()
     )))
+}
+
+/// `SHUTDOWN`: refused. The router is one process of a cluster whose durability does not
+/// depend on a final save; stopping it from a client would leave the replicas running and
+/// the clients without a door, so the cluster is stopped where it was started.
+pub(super) fn shutdown() -> Reply {
+    Err(Value::error(
+        "ERR SHUTDOWN is not available in flotilla: stop the cluster where it was started (Ctrl-C on `flotilla up`, or its service manager)",
+    ))
 }
 
 /// `CONFIG GET parameter [parameter …]`.
