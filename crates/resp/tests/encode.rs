@@ -106,6 +106,19 @@ fn well_known_replies_have_redis_bytes() {
     let map = Value::Map(vec![(Value::simple("server"), Value::bulk("flotilla"))]);
     assert_eq!(bytes(&map, Resp3), "%1\r\n+server\r\n$8\r\nflotilla\r\n");
     assert_eq!(bytes(&map, Resp2), "*2\r\n+server\r\n$8\r\nflotilla\r\n");
+    // HRANDFIELD … WITHVALUES, ZRANGE … WITHSCORES: pairs in RESP3, flat in RESP2.
+    let pairs = Value::Pairs(vec![
+        (Value::bulk("a"), Value::Double(1.5)),
+        (Value::bulk("b"), Value::Double(2.0)),
+    ]);
+    assert_eq!(
+        bytes(&pairs, Resp3),
+        "*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,2\r\n"
+    );
+    assert_eq!(
+        bytes(&pairs, Resp2),
+        "*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$1\r\n2\r\n"
+    );
     assert_eq!(bytes(&Value::Boolean(true), Resp3), "#t\r\n");
     assert_eq!(bytes(&Value::Double(3.0), Resp3), ",3\r\n");
     assert_eq!(bytes(&Value::Double(f64::NEG_INFINITY), Resp3), ",-inf\r\n");

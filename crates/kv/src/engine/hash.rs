@@ -318,12 +318,11 @@ fn hrandfield(r: &mut Run, a: &[Arg]) -> Value {
             .map(|_| draw.next(fields.len()))
             .collect()
     };
-    let mut out = Vec::with_capacity(picked.len() * if with_values { 2 } else { 1 });
-    for i in picked {
-        out.push(bulk(fields[i].0));
-        if with_values {
-            out.push(bulk(fields[i].1));
-        }
+    if with_values {
+        let pairs = picked
+            .into_iter()
+            .map(|i| (bulk(fields[i].0), bulk(fields[i].1)));
+        return Value::Pairs(pairs.collect());
     }
-    Value::Array(out)
+    Value::Array(picked.into_iter().map(|i| bulk(fields[i].0)).collect())
 }
