@@ -285,19 +285,27 @@ fn smove(r: &mut Run, a: &[Arg]) -> Value {
         Ok(None) => return Value::Integer(0),
         Ok(Some(m)) => m.contains(member),
     };
-    if let Err(e) = r.members(dst) {
-        return e;
-    }
+    let dst_has = match r.members(dst) {
+        Err(e) => return e,
+        Ok(m) => m.is_some_and(|m| m.contains(member)),
+    };
     if !has {
         return Value::Integer(0);
     }
     if src.as_slice() == dst.as_slice() {
         return Value::Integer(1);
     }
-    let moved = r
-        .with_members(src, |m| m.remove(member))
-        .and_then(|_| r.with_members(dst, |m| m.insert(member.to_vec())));
-    moved.map_or_else(|e| e, |_| Value::Integer(1))
+    if let Err(e) = r.with_members(src, |m| m.remove(member)) {
+        return e;
+    }
+    // A destination that has the member already is not written (nor its version raised:
+    // Redis signals it only when the member is added).
+    if !dst_has {
+        if let Err(e) = r.with_members(dst, |m| m.insert(member.to_vec())) {
+            return e;
+        }
+    }
+    Value::Integer(1)
 }
 
 #[derive(Clone, Copy)]

@@ -113,6 +113,21 @@ fn writes_that_change_nothing_keep_the_version() {
     assert_eq!(version(kv), 14);
 }
 
+/// SMOVE of a member the destination already has changes only the source: a transaction
+/// watching the destination still commits (Redis's "SMOVE only notify dstset when the
+/// addition is successful").
+#[test]
+fn smove_into_a_set_that_has_the_member_leaves_it_untouched() {
+    let kv = &mut Kv::default();
+    at(kv, 1000, 10, "SADD src a b");
+    at(kv, 1000, 11, "SADD dst a");
+    assert_eq!(at(kv, 1000, 12, "SMOVE src dst a"), int(1));
+    assert_eq!(kv.live(b"dst", 1000).unwrap().version, 11);
+    assert_eq!(kv.live(b"src", 1000).unwrap().version, 12);
+    assert_eq!(at(kv, 1000, 13, "SMOVE src dst b"), int(1));
+    assert_eq!(kv.live(b"dst", 1000).unwrap().version, 13);
+}
+
 #[test]
 fn writes_keep_the_ttl() {
     let kv = &mut Kv::default();
