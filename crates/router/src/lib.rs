@@ -66,6 +66,7 @@ mod input;
 mod listener;
 mod session;
 mod stats;
+mod wakeups;
 
 pub use config::{limits, RouterConfig, ShardedRouting, DEFAULT_MAX_BUFFERED_BYTES};
 pub use listener::run_router;

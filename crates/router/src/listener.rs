@@ -32,6 +32,8 @@ pub(crate) struct Router {
     /// CONFIG SET `maxmemory` and `min-replicas-to-write` (`cmd/limits.rs`); 0: none.
     pub(crate) maxmemory: AtomicU64,
     pub(crate) min_replicas_to_write: AtomicU64,
+    /// Clients blocked on keys (BLPOP …), woken by writes to them.
+    pub(crate) wakeups: crate::wakeups::Wakeups,
     /// The bytes of requests not yet answered that all connections share.
     pub(crate) budget: Budget,
     /// When the router started (INFO's `uptime_in_seconds`).
@@ -65,6 +67,7 @@ pub async fn run_router(
         encoding_settings: Mutex::new(Default::default()),
         maxmemory: AtomicU64::new(0),
         min_replicas_to_write: AtomicU64::new(0),
+        wakeups: Default::default(),
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),

@@ -29,7 +29,15 @@ impl Router {
                 match decoder.decode(input.unparsed()) {
                     Ok(Some((args, used))) => {
                         input.parsed(used);
-                        let (reply, after) = self.request(conn, args).await;
+                        let (reply, after) = if crate::cmd::blocks(&args) {
+                            match self.watching_close(stream, &mut input, conn, args).await? {
+                                Some(answer) => answer,
+                                // The client left while blocked: nothing to answer.
+                                None => return Ok(()),
+                            }
+                        } else {
+                            self.request(conn, args).await
+                        };
                         input.answered(used);
                         if conn.authenticated {
                             // Between requests, so the next one is judged by the full limits.
@@ -68,6 +76,32 @@ impl Router {
                     flotilla_resp::encode(&e, conn.proto, &mut out);
                     return self.write_out(stream, &mut out).await;
                 }
+            }
+        }
+    }
+
+    /// Runs a request that may block for long (BLPOP …) while reading what the client sends
+    /// meanwhile, so that a client closing its connection ends the wait (`None`) instead of
+    /// leaving it blocked until its timeout, or forever. Pipelined requests read meanwhile
+    /// wait their turn in `input`.
+    async fn watching_close(
+        &self,
+        stream: &mut BoxIo,
+        input: &mut Input<'_>,
+        conn: &mut Conn,
+        args: Vec<Vec<u8>>,
+    ) -> std::io::Result<Option<(Value, After)>> {
+        let request = self.request(conn, args);
+        tokio::pin!(request);
+        loop {
+            tokio::select! {
+                answer = &mut request => return Ok(Some(answer)),
+                fill = input.fill(stream, None) => match fill? {
+                    Fill::Closed => return Ok(None),
+                    Fill::Data(_) => {}
+                    // Nothing more can be read now: wait for the answer alone.
+                    Fill::Idle | Fill::TooLarge(_) => return Ok(Some(request.await)),
+                },
             }
         }
     }

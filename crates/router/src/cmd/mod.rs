@@ -13,6 +13,8 @@
 //! until it has an arm here. A new family is a new file and its `mod` line below.
 
 mod connection;
+mod blocking;
+pub(crate) use blocking::blocks;
 mod data;
 mod limits;
 mod server;
@@ -138,7 +140,15 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
     let reply = match cmd {
         C::Data { name, args } => match limits::refusal(r, conn, limits::flags_of(&args)).await {
             Some(refused) => Err(refused),
-            None => data::run(r, conn, name, args).await,
+            None if blocking::blocks(&args) => blocking::run(r, conn, name, args).await,
+            None => {
+                let woken = wakes(r, &args);
+                let reply = data::run(r, conn, name, args).await;
+                if let Some(keys) = woken {
+                    r.wakeups.wake(keys.iter().map(Vec::as_slice));
+                }
+                reply
+            }
         },
         C::Multi => tx::multi(conn),
         C::Exec => tx::exec(r, conn).await,
@@ -169,6 +179,16 @@ async fn dispatch(r: &Router, conn: &mut Conn, cmd: Command) -> (Value, After) {
         C::DebugOther { sub, args } => server::debug_other(r, conn, &sub, args).await,
     };
     (reply.unwrap_or_else(|e| e), After::Continue)
+}
+
+/// The keys a write command may wake blocked clients on (`wakeups.rs`); `None` for a read,
+/// or when no client is blocked.
+fn wakes(r: &Router, args: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    if r.wakeups.is_idle() {
+        return None;
+    }
+    let spec = flotilla_resp::command_spec(args).filter(|s| s.flags.contains(&"write"))?;
+    Some(spec.key_positions(args).into_iter().map(|i| args[i].clone()).collect())
 }
 
 /// A reply of the service that its command never gets: a bug, reported to the client rather

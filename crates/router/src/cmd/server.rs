@@ -114,8 +114,7 @@ async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String
                     r.connections.load(Ordering::Relaxed).to_string(),
                 ),
                 ("maxclients", r.cfg.max_clients.to_string()),
-                // No command blocks (no BLPOP, no WAIT).
-                ("blocked_clients", "0".into()),
+                ("blocked_clients", r.wakeups.waiters().to_string()),
                 ("flotilla_buffered_bytes", budget.used.to_string()),
                 ("flotilla_buffered_bytes_peak", budget.peak.to_string()),
                 ("flotilla_max_buffered_bytes", budget.max.to_string()),

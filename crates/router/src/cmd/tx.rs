@@ -148,9 +148,13 @@ pub(super) async fn exec(r: &Router, conn: &mut Conn) -> Reply {
     }
     let mut data = Vec::new();
     let mut local = Vec::new();
+    let mut woken: Vec<Vec<u8>> = Vec::new();
     for (i, cmd) in tx.queued.into_iter().enumerate() {
         match cmd {
-            Command::Data { args, .. } => data.push(args.into_iter().map(Arg::from).collect()),
+            Command::Data { args, .. } => {
+                woken.extend(super::wakes(r, &args).into_iter().flatten());
+                data.push(args.into_iter().map(Arg::from).collect())
+            }
             other => local.push((i, other)),
         }
     }
@@ -170,6 +174,7 @@ pub(super) async fn exec(r: &Router, conn: &mut Conn) -> Reply {
             Err(e) => return Err(e),
         }
     };
+    r.wakeups.wake(woken.iter().map(Vec::as_slice));
     for (i, cmd) in local {
         let (reply, _) = Box::pin(super::dispatch(r, conn, cmd)).await;
         results.insert(i.min(results.len()), reply);
