@@ -53,12 +53,35 @@ pub(super) async fn run(r: &Router, conn: &mut Conn, name: &str, args: Vec<Vec<u
     let keys: Vec<Vec<u8>> = (spec.key_positions(&args).into_iter())
         .map(|i| args[i].clone())
         .collect();
-    let waiter = r.wakeups.register(keys);
+    // The keys popped from: BLMOVE's and BRPOPLPUSH's destination is no reason to run.
+    let sources = match name {
+        "blmove" | "brpoplpush" => &keys[..keys.len().min(1)],
+        _ => &keys[..],
+    };
+    let mut probe = vec![b"exists".to_vec()];
+    probe.extend(sources.iter().cloned());
+    let waiter = r.wakeups.register(keys.clone());
+    let mut first = true;
+    // The engine's answer on a timeout (a null, or a null array, by command).
+    let mut timed_out = Value::NullArray;
     loop {
-        let reply = super::data::run(r, conn, name, args.clone()).await?;
-        if !matches!(reply, Value::Null | Value::NullArray) {
-            return Ok(reply);
+        // After the first run (which checks the arguments), a retry runs the pop, a write
+        // that takes a log entry, only if a source key exists: a read finds out, so that
+        // clients blocked on empty lists cost reads, not writes.
+        let worth_running = first
+            || !matches!(
+                super::data::run(r, conn, "exists", probe.clone()).await,
+                Ok(Value::Integer(0))
+            );
+        first = false;
+        if worth_running {
+            let reply = super::data::run(r, conn, name, args.clone()).await?;
+            if !matches!(reply, Value::Null | Value::NullArray) {
+                return Ok(reply);
+            }
+            timed_out = reply;
         }
+        let reply = timed_out.clone();
         let wait = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left.min(RETRY),
