@@ -3,14 +3,14 @@
 //!
 //! # Record encoding
 //! `[kind: u8][expire_at: varint][version: varint][payload]`. Kind 0, a string: the payload
-//! is its bytes. Kind 1, a hash: a varint count, then each field and value (in field order)
+//! is its bytes. Kind 1, a hash: a varint count, then each field and value (in the hash's order)
 //! as a varint length and its bytes. Kind 2, a list, and kind 3, a set: a varint count, then
 //! each element (in list order; in byte order) as a varint length and its bytes. Kind 4, a
 //! sorted set ([`ZSet`]), and kind 5, a stream ([`Stream`]): as their own modules say. Written as one length-prefixed byte string, so a
 //! snapshot stays "pairs of byte strings" and a shard page carries a record as it carries a
 //! value.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -33,8 +33,10 @@ const ZSET: u8 = 4;
 /// Kind byte of a stream record.
 const STREAM: u8 = 5;
 
-/// A hash's fields and values, in field order (so that it encodes the same on every replica).
-pub type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
+/// A hash's fields and values, in the order the fields were added, as Redis keeps a small
+/// hash (HGETALL answers in that order). Every replica applies the same writes in the same
+/// order, so every replica's order, and encoding, is the same.
+pub type Hash = indexmap::IndexMap<Vec<u8>, Vec<u8>, rustc_hash::FxBuildHasher>;
 
 /// A list's elements, head first.
 pub type List = VecDeque<Vec<u8>>;
@@ -191,7 +193,7 @@ impl Slot {
             }
             HASH => {
                 let count = read_varint(&mut rest)?;
-                let mut h = Hash::new();
+                let mut h = Hash::default();
                 for _ in 0..count {
                     let f = read_bytes(&mut rest)?;
                     let v = read_bytes(&mut rest)?;

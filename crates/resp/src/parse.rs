@@ -633,14 +633,24 @@ pub const CONFIG: &[CommandSpec] = &[
 ];
 
 /// `OBJECT` subcommands.
-pub const OBJECT: &[CommandSpec] = &[data("object|encoding", 3)
-    .flags(&["readonly"])
-    .keys(2, 2, 1)
-    .doc(
-        "generic",
-        "2.2.3",
-        "Inspect the internal encoding of a Redis object",
-    )];
+pub const OBJECT: &[CommandSpec] = &[
+    data("object|refcount", 3)
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .doc(
+            "generic",
+            "2.2.3",
+            "Get the number of references to the value of the key",
+        ),
+    data("object|encoding", 3)
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .doc(
+            "generic",
+            "2.2.3",
+            "Inspect the internal encoding of a Redis object",
+        ),
+];
 
 /// `MEMORY` subcommands.
 pub const MEMORY: &[CommandSpec] = &[data("memory|usage", -3)

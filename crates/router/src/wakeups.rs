@@ -111,8 +111,7 @@ mod tests {
         w.wake([&b"k"[..]]);
         // Woken before waiting: the wait ends at once.
         a.woken().await;
-        let unwoken =
-            tokio::time::timeout(std::time::Duration::from_millis(20), b.woken()).await;
+        let unwoken = tokio::time::timeout(std::time::Duration::from_millis(20), b.woken()).await;
         assert!(unwoken.is_err(), "a write to another key wakes no one");
         drop(a);
         assert_eq!(w.keys(), 1);

@@ -166,7 +166,7 @@ fn decode(body: &[u8]) -> Option<Data> {
         }
         TYPE_HASH => {
             let n = get_count(input)?;
-            let mut h = Hash::new();
+            let mut h = Hash::default();
             for _ in 0..n {
                 let f = get_string(input)?;
                 h.insert(f, get_string(input)?);

@@ -30,6 +30,7 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("pexpiretime", |r, a| ttl(r, a, Show::At(1))),
     ("persist", persist),
     ("object|encoding", object_encoding),
+    ("object|refcount", object_refcount),
 ];
 
 fn del(r: &mut Run, a: &[Arg]) -> Value {
@@ -204,6 +205,15 @@ fn persist(r: &mut Run, a: &[Arg]) -> Value {
 /// Whether a set member is one Redis keeps in an intset: an integer in canonical form.
 fn is_intset_member(m: &[u8]) -> bool {
     flotilla_resp::parse_i64(m).is_some()
+}
+
+/// `OBJECT REFCOUNT key`: 1 for a key that exists. Flotilla shares no values between keys
+/// (Redis shares small integers, and answers more for them), so each value has one holder.
+fn object_refcount(r: &mut Run, a: &[Arg]) -> Value {
+    match r.kv.live(a[2].as_slice(), r.now) {
+        Some(_) => Value::Integer(1),
+        None => Value::Null,
+    }
 }
 
 /// `OBJECT ENCODING key`: the encoding Redis would use for the value, by Redis's default

@@ -45,7 +45,7 @@ impl Run<'_> {
     /// the key if no field is left. WRONGTYPE if it holds another type.
     fn with_hash<T>(&mut self, key: &Arg, f: impl FnOnce(&mut Hash) -> T) -> Result<T, Value> {
         let (mut hash, expire_at) = match self.kv.live(key.as_slice(), self.now) {
-            None => (Arc::new(Hash::new()), 0),
+            None => (Arc::new(Hash::default()), 0),
             Some(s) => match &s.value {
                 Data::Hash(h) => (Arc::clone(h), s.expire_at),
                 _ => return Err(wrong_type()),
@@ -134,7 +134,7 @@ fn hdel(r: &mut Run, a: &[Arg]) -> Value {
     let removed = r.with_hash(&a[1], |h| {
         a[2..]
             .iter()
-            .filter(|f| h.remove(f.as_slice()).is_some())
+            .filter(|f| h.shift_remove(f.as_slice()).is_some())
             .count()
     });
     removed.map_or_else(|e| e, |n| Value::Integer(n as i64))

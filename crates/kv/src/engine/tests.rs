@@ -364,6 +364,15 @@ fn lcs_as_redis_documents_it() {
 #[test]
 fn hashes() {
     let kv = &mut Kv::default();
+    // Fields answer in the order they were added, as Redis answers a small hash; an update
+    // keeps a field's place, a delete closes the gap.
+    run(kv, "HSET order z 1 a 2 m 3");
+    run(kv, "HDEL order a");
+    run(kv, "HSET order b 4 z 5");
+    assert_eq!(
+        run(kv, "HKEYS order"),
+        Value::Array(vec![bulk("z"), bulk("m"), bulk("b")])
+    );
     assert_eq!(run(kv, "HSET h a 1 b 2"), Value::Integer(2));
     assert_eq!(run(kv, "HSET h a 3 c 4"), Value::Integer(1));
     assert_eq!(run(kv, "HMSET h d 5"), Value::ok());
@@ -540,6 +549,8 @@ fn bits() {
     assert_eq!(run(kv, "OBJECT ENCODING s"), bulk("embstr"));
     run(kv, "SET n 12345");
     assert_eq!(run(kv, "OBJECT ENCODING n"), bulk("int"));
+    assert_eq!(run(kv, "OBJECT REFCOUNT n"), Value::Integer(1));
+    assert_eq!(run(kv, "OBJECT REFCOUNT nokey"), Value::Null);
     run(kv, "HSET h f v");
     assert_eq!(run(kv, "OBJECT ENCODING h"), bulk("listpack"));
     assert_eq!(run(kv, "OBJECT ENCODING nokey"), Value::Null);

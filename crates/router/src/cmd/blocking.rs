@@ -22,9 +22,9 @@ const RETRY: Duration = Duration::from_millis(100);
 
 /// Whether `args` name a command the router makes wait.
 pub(crate) fn blocks(args: &[Vec<u8>]) -> bool {
-    args.first()
-        .and_then(|n| find_command(n))
-        .is_some_and(|s| s.flags.contains(&"blocking") && timeout_index(s.name, args.len()).is_some())
+    args.first().and_then(|n| find_command(n)).is_some_and(|s| {
+        s.flags.contains(&"blocking") && timeout_index(s.name, args.len()).is_some()
+    })
 }
 
 /// Where the timeout argument is: second for the `*MPOP` commands, last for the others;

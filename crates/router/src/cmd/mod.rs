@@ -12,8 +12,8 @@
 //! in `dispatch` names every command, so a command added to `flotilla-resp` does not compile
 //! until it has an arm here. A new family is a new file and its `mod` line below.
 
-mod connection;
 mod blocking;
+mod connection;
 pub(crate) use blocking::blocks;
 mod data;
 mod limits;
@@ -188,7 +188,12 @@ fn wakes(r: &Router, args: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
         return None;
     }
     let spec = flotilla_resp::command_spec(args).filter(|s| s.flags.contains(&"write"))?;
-    Some(spec.key_positions(args).into_iter().map(|i| args[i].clone()).collect())
+    Some(
+        spec.key_positions(args)
+            .into_iter()
+            .map(|i| args[i].clone())
+            .collect(),
+    )
 }
 
 /// A reply of the service that its command never gets: a bug, reported to the client rather
