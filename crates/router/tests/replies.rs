@@ -230,6 +230,17 @@ async fn server_commands_reply_as_before() {
         "*2\r\n$22\r\nhash-max-ziplist-value\r\n$2\r\n10\r\n",
     )
     .await;
+    // Redis's test harness sets `save ""` first; a schedule is checked as Redis does.
+    c.expect(&["CONFIG", "SET", "save", ""], "+OK\r\n").await;
+    c.expect(&["CONFIG", "SET", "save", "3600 1 300 100"], "+OK\r\n")
+        .await;
+    c.expect(
+        &["CONFIG", "SET", "save", "1 2 3"],
+        "-ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save parameters\r\n",
+    )
+    .await;
+    c.expect(&["CONFIG", "GET", "save"], "*2\r\n$4\r\nsave\r\n$0\r\n\r\n")
+        .await;
     c.expect(
         &["CONFIG", "SET", "maxmemory", "1"],
         "-ERR Unknown option or number of arguments for CONFIG SET - 'maxmemory'\r\n",
