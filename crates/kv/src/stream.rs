@@ -113,7 +113,11 @@ impl Stream {
 
     /// Adds an entry with `id`, which must be above `last_id`.
     pub fn append(&mut self, id: StreamId, fields: Vec<Vec<u8>>) {
-        debug_assert!(id > self.last_id, "stream IDs only grow: {id} after {}", self.last_id);
+        debug_assert!(
+            id > self.last_id,
+            "stream IDs only grow: {id} after {}",
+            self.last_id
+        );
         match self.nodes.iter_mut().next_back() {
             Some((_, put)) if *put < NODE_MAX_ENTRIES => *put += 1,
             _ => {
@@ -315,7 +319,10 @@ mod tests {
     fn payload_round_trips() {
         let mut s = Stream::new();
         for i in 1..250u64 {
-            s.append(id(1000 * i, i), vec![b"f".to_vec(), vec![b'v'; i as usize % 7]]);
+            s.append(
+                id(1000 * i, i),
+                vec![b"f".to_vec(), vec![b'v'; i as usize % 7]],
+            );
         }
         s.delete(id(2000, 2));
         s.max_deleted_id = id(2000, 2);

@@ -1,6 +1,693 @@
-//! Streams.
+//! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD, XSETID, XINFO STREAM
+//! (and the HELP of XINFO and XGROUP). Unlike the other collections, a stream left empty
+//! stays (Redis keeps its last ID, so that IDs keep growing).
+//!
+//! IDs given by `*` come from the replicated clock ([`Run::now`]), so every replica gives the
+//! same. XREAD never blocks here: with BLOCK it answers what it would answer at once, as
+//! Redis does inside MULTI (a null array when nothing is new); waiting is the router's.
 
-#[allow(unused_imports)]
-use super::{Handler, Run};
+use std::sync::Arc;
 
-pub(super) const HANDLERS: &[(&str, Handler)] = &[];
+use flotilla_resp::Value;
+
+use super::{int, is, syntax_error, wrong_arity, wrong_type, Handler, Run};
+use crate::command::Arg;
+use crate::slot::{Data, Slot};
+use crate::stream::{Stream, StreamId, Trim, NODE_MAX_ENTRIES};
+
+pub(super) const HANDLERS: &[(&str, Handler)] = &[
+    ("xadd", xadd),
+    ("xlen", xlen),
+    ("xrange", |r, a| xrange(r, a, false)),
+    ("xrevrange", |r, a| xrange(r, a, true)),
+    ("xdel", xdel),
+    ("xtrim", xtrim),
+    ("xread", xread),
+    ("xsetid", xsetid),
+    ("xinfo|stream", xinfo_stream),
+    ("xinfo|help", |_, _| help("XINFO", XINFO_HELP)),
+    ("xgroup|help", |_, _| help("XGROUP", XGROUP_HELP)),
+];
+
+impl Run<'_> {
+    /// The key's stream if it exists now; WRONGTYPE if it holds another type.
+    fn stream(&self, key: &Arg) -> Result<Option<&Arc<Stream>>, Value> {
+        match self.kv.live(key.as_slice(), self.now).map(|s| &s.value) {
+            None => Ok(None),
+            Some(Data::Stream(s)) => Ok(Some(s)),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+
+    /// Changes the key's stream with `f`, which says whether it changed anything: if so the
+    /// key's version rises (WATCH sees a write), else the key is left as it was. An absent
+    /// key is created empty if `create`, else `f` does not run (`Ok(None)`). A stream left
+    /// empty stays. WRONGTYPE if the key holds another type.
+    fn with_stream<T>(
+        &mut self,
+        key: &Arg,
+        create: bool,
+        f: impl FnOnce(&mut Stream) -> (T, bool),
+    ) -> Result<Option<T>, Value> {
+        self.kv.remove_if_expired(key.as_slice(), self.now);
+        let old = match self.kv.live(key.as_slice(), self.now) {
+            None if !create => return Ok(None),
+            None => None,
+            Some(s) => match &s.value {
+                Data::Stream(_) => Some((s.expire_at, s.version)),
+                _ => return Err(wrong_type()),
+            },
+        };
+        // Taken out of the store first, so that `make_mut` copies the stream only when a
+        // snapshot view still holds it.
+        let mut stream = match self.kv.remove(key.as_slice()).map(|s| s.value) {
+            Some(Data::Stream(s)) => s,
+            _ => Arc::new(Stream::new()),
+        };
+        let (out, changed) = f(Arc::make_mut(&mut stream));
+        match old {
+            Some((expire_at, version)) if !changed => {
+                let slot = Slot {
+                    value: Data::Stream(stream),
+                    expire_at,
+                    version,
+                };
+                self.kv.insert_slot(key.as_slice().to_vec(), slot);
+            }
+            old => {
+                let expire_at = old.map_or(0, |(e, _)| e);
+                self.store_data(key, Data::Stream(stream), expire_at);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn invalid_id() -> Value {
+    Value::error("ERR Invalid stream ID specified as stream command argument")
+}
+
+/// A number as Redis's `string2ull` reads it: a canonical non-negative integer, or what C's
+/// `strtoull` takes whole (leading blanks, a `+`, leading zeros).
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    let t = s.trim_ascii_start();
+    let t = t.strip_prefix(b"+").unwrap_or(t);
+    if t.is_empty() || !t.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(t).ok()?.parse().ok()
+}
+
+/// An ID argument as Redis's `streamGenericParseIDOrReply` reads it: `ms-seq`, or `ms` with
+/// `missing_seq`; `-` and `+` the least and greatest unless `strict`. With `seq_given`, the
+/// form `ms-*` is accepted (`Ok((id with seq 0, false))`).
+fn parse_id(
+    arg: &[u8],
+    missing_seq: u64,
+    strict: bool,
+    allow_auto_seq: bool,
+) -> Result<(StreamId, bool), Value> {
+    if arg.len() > 127 {
+        return Err(invalid_id());
+    }
+    match arg {
+        b"-" | b"+" if strict => return Err(invalid_id()),
+        b"-" => return Ok((StreamId::MIN, true)),
+        b"+" => return Ok((StreamId::MAX, true)),
+        _ => {}
+    }
+    let (ms, seq) = match arg.iter().position(|&b| b == b'-') {
+        None => (arg, None),
+        Some(dash) => (&arg[..dash], Some(&arg[dash + 1..])),
+    };
+    let ms = parse_u64(ms).ok_or_else(invalid_id)?;
+    match seq {
+        None => Ok((
+            StreamId {
+                ms,
+                seq: missing_seq,
+            },
+            true,
+        )),
+        Some(b"*") if allow_auto_seq => Ok((StreamId { ms, seq: 0 }, false)),
+        Some(seq) => Ok((
+            StreamId {
+                ms,
+                seq: parse_u64(seq).ok_or_else(invalid_id)?,
+            },
+            true,
+        )),
+    }
+}
+
+/// A strict ID (no `-`, `+` or `ms-*`).
+fn strict_id(arg: &Arg) -> Result<StreamId, Value> {
+    parse_id(arg.as_slice(), 0, true, false).map(|(id, _)| id)
+}
+
+fn id_value(id: StreamId) -> Value {
+    Value::Bulk(id.to_string().into_bytes())
+}
+
+/// An entry as Redis replies it: its ID, then its fields and values.
+fn entry_value(id: StreamId, fields: &[Vec<u8>]) -> Value {
+    Value::Array(vec![
+        id_value(id),
+        Value::Array(fields.iter().map(|f| Value::Bulk(f.clone())).collect()),
+    ])
+}
+
+/// The entries from `start` to `end` (inclusive), at most `count` of them (0: all), last
+/// first if `rev`.
+fn range_value(s: &Stream, start: StreamId, end: StreamId, count: usize, rev: bool) -> Value {
+    if start > end {
+        return Value::Array(Vec::new());
+    }
+    let range = s.entries.range(start..=end);
+    let take = if count == 0 { usize::MAX } else { count };
+    let items: Vec<Value> = if rev {
+        range
+            .rev()
+            .take(take)
+            .map(|(id, f)| entry_value(*id, f))
+            .collect()
+    } else {
+        range
+            .take(take)
+            .map(|(id, f)| entry_value(*id, f))
+            .collect()
+    };
+    Value::Array(items)
+}
+
+/// XADD's and XTRIM's options (Redis's `streamAddTrimArgs`).
+#[derive(Default)]
+struct TrimArgs {
+    /// The trim rule, if any.
+    rule: Option<Trim>,
+    /// `~`: whole nodes only.
+    approx: bool,
+    /// The most entries a trim may remove (0: no limit).
+    limit: u64,
+    /// XADD's NOMKSTREAM.
+    no_mkstream: bool,
+    /// XADD's ID: `None` for `*`; else the ID and whether its sequence was given (not
+    /// `ms-*`).
+    id: Option<(StreamId, bool)>,
+    /// XADD: the index of the first field.
+    fields_at: usize,
+}
+
+/// Parses XADD's (`xadd`) or XTRIM's options from argument 2 on, as Redis's
+/// `streamParseAddOrTrimArgsOrReply`, in the order it checks them.
+fn parse_trim_args(a: &[Arg], xadd: bool) -> Result<TrimArgs, Value> {
+    let mut t = TrimArgs::default();
+    let mut limit_given = false;
+    let mut i = 2;
+    let incompatible = || {
+        Value::error(
+            "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+        )
+    };
+    while i < a.len() {
+        let more = a.len() - 1 - i;
+        let opt = &a[i];
+        if xadd && opt.as_slice() == b"*" {
+            break;
+        } else if is(opt, "maxlen") && more > 0 {
+            if t.rule.is_some() {
+                return Err(incompatible());
+            }
+            t.approx = false;
+            let next = a[i + 1].as_slice();
+            if more >= 2 && next == b"~" {
+                t.approx = true;
+                i += 1;
+            } else if more >= 2 && next == b"=" {
+                i += 1;
+            }
+            let n = int(&a[i + 1])?;
+            if n < 0 {
+                return Err(Value::error("ERR The MAXLEN argument must be >= 0."));
+            }
+            i += 1;
+            t.rule = Some(Trim::MaxLen(n as u64));
+        } else if is(opt, "minid") && more > 0 {
+            if t.rule.is_some() {
+                return Err(incompatible());
+            }
+            t.approx = false;
+            let next = a[i + 1].as_slice();
+            if more >= 2 && next == b"~" {
+                t.approx = true;
+                i += 1;
+            } else if more >= 2 && next == b"=" {
+                i += 1;
+            }
+            let id = strict_id(&a[i + 1])?;
+            i += 1;
+            t.rule = Some(Trim::MinId(id));
+        } else if is(opt, "limit") && more > 0 {
+            let n = int(&a[i + 1])?;
+            if n < 0 {
+                return Err(Value::error("ERR The LIMIT argument must be >= 0."));
+            }
+            t.limit = n as u64;
+            limit_given = true;
+            i += 1;
+        } else if xadd && is(opt, "nomkstream") {
+            t.no_mkstream = true;
+        } else if xadd {
+            t.id = Some(parse_id(opt.as_slice(), 0, true, true)?);
+            break;
+        } else {
+            return Err(syntax_error());
+        }
+        i += 1;
+    }
+    t.fields_at = i + 1;
+    if t.limit != 0 && t.rule.is_none() {
+        return Err(Value::error(
+            "ERR syntax error, LIMIT cannot be used without specifying a trimming strategy",
+        ));
+    }
+    if !xadd && t.rule.is_none() {
+        return Err(Value::error(
+            "ERR syntax error, XTRIM must be called with a trimming strategy",
+        ));
+    }
+    if limit_given {
+        if !t.approx {
+            return Err(Value::error(
+                "ERR syntax error, LIMIT cannot be used without the special ~ option",
+            ));
+        }
+    } else if t.approx {
+        // Redis's default: at most 100 nodes' worth of work.
+        t.limit = 100 * NODE_MAX_ENTRIES;
+    } else {
+        t.limit = 0;
+    }
+    Ok(t)
+}
+
+/// `XADD key [NOMKSTREAM] [(MAXLEN|MINID) [=|~] threshold [LIMIT count]] (*|id) field value
+/// [field value …]`.
+fn xadd(r: &mut Run, a: &[Arg]) -> Value {
+    let t = match parse_trim_args(a, true) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let nfields = a.len().saturating_sub(t.fields_at);
+    if nfields < 2 || nfields % 2 == 1 {
+        return wrong_arity("xadd");
+    }
+    if let Some((StreamId { ms: 0, seq: 0 }, true)) = t.id {
+        return Value::error("ERR The ID specified in XADD must be greater than 0-0");
+    }
+    let last = match r.stream(&a[1]) {
+        Err(e) => return e,
+        Ok(None) if t.no_mkstream => return Value::Null,
+        Ok(s) => s.map_or(StreamId::MIN, |s| s.last_id),
+    };
+    if last == StreamId::MAX {
+        return Value::error(
+            "ERR The stream has exhausted the last possible ID, unable to add more items",
+        );
+    }
+    // The new ID, from the state and the replicated clock only (Redis's streamNextID and
+    // streamAppendItem).
+    let id = match t.id {
+        None if r.now > last.ms => Some(StreamId { ms: r.now, seq: 0 }),
+        None => last.next(),
+        Some((id, true)) => Some(id),
+        Some((id, false)) if id.ms == last.ms => last.next().filter(|n| n.ms == last.ms),
+        Some((id, false)) => Some(id),
+    };
+    let Some(id) = id.filter(|id| *id > last) else {
+        return Value::error(
+            "ERR The ID specified in XADD is equal or smaller than the target stream top item",
+        );
+    };
+    let fields: Vec<Vec<u8>> = a[t.fields_at..]
+        .iter()
+        .map(|f| f.as_slice().to_vec())
+        .collect();
+    let added = r.with_stream(&a[1], true, |s| {
+        s.append(id, fields);
+        if let Some(rule) = t.rule {
+            s.trim(rule, t.approx, t.limit);
+        }
+        ((), true)
+    });
+    match added {
+        Err(e) => e,
+        Ok(_) => id_value(id),
+    }
+}
+
+fn xlen(r: &mut Run, a: &[Arg]) -> Value {
+    match r.stream(&a[1]) {
+        Err(e) => e,
+        Ok(s) => Value::Integer(s.map_or(0, |s| s.len() as i64)),
+    }
+}
+
+/// An interval bound: `(id` exclusive (then strict), else as [`parse_id`] reads it.
+fn bound(arg: &Arg, missing_seq: u64) -> Result<(StreamId, bool), Value> {
+    let b = arg.as_slice();
+    if b.len() > 1 && b[0] == b'(' {
+        parse_id(&b[1..], missing_seq, true, false).map(|(id, _)| (id, true))
+    } else {
+        parse_id(b, missing_seq, false, false).map(|(id, _)| (id, false))
+    }
+}
+
+/// `XRANGE key start end [COUNT n]`, `XREVRANGE key end start [COUNT n]`.
+fn xrange(r: &mut Run, a: &[Arg], rev: bool) -> Value {
+    super::reply((|| {
+        let (start_arg, end_arg) = if rev { (&a[3], &a[2]) } else { (&a[2], &a[3]) };
+        let (mut start, ex) = bound(start_arg, 0)?;
+        if ex {
+            start = start
+                .next()
+                .ok_or_else(|| Value::error("ERR invalid start ID for the interval"))?;
+        }
+        let (mut end, ex) = bound(end_arg, u64::MAX)?;
+        if ex {
+            end = end
+                .prev()
+                .ok_or_else(|| Value::error("ERR invalid end ID for the interval"))?;
+        }
+        let mut count: Option<i64> = None;
+        let mut j = 4;
+        while j < a.len() {
+            if is(&a[j], "count") && j + 1 < a.len() {
+                count = Some(int(&a[j + 1])?.max(0));
+                j += 2;
+            } else {
+                return Err(syntax_error());
+            }
+        }
+        let Some(s) = r.stream(&a[1])? else {
+            return Ok(Value::Array(Vec::new()));
+        };
+        // COUNT 0 answers a null array (Redis's `addReplyNullArray`); no COUNT, every entry.
+        match count {
+            Some(0) => Ok(Value::NullArray),
+            Some(n) => Ok(range_value(s, start, end, n as usize, rev)),
+            None => Ok(range_value(s, start, end, 0, rev)),
+        }
+    })())
+}
+
+/// `XDEL key id [id …]`.
+fn xdel(r: &mut Run, a: &[Arg]) -> Value {
+    match r.stream(&a[1]) {
+        Err(e) => return e,
+        Ok(None) => return Value::Integer(0),
+        Ok(Some(_)) => {}
+    }
+    // Every ID is checked before any is deleted: a bad one deletes nothing.
+    let ids = match a[2..].iter().map(strict_id).collect::<Result<Vec<_>, _>>() {
+        Ok(ids) => ids,
+        Err(e) => return e,
+    };
+    let deleted = r.with_stream(&a[1], false, |s| {
+        let mut n = 0;
+        for id in ids {
+            if s.delete(id) {
+                s.max_deleted_id = s.max_deleted_id.max(id);
+                n += 1;
+            }
+        }
+        (n, n > 0)
+    });
+    match deleted {
+        Err(e) => e,
+        Ok(n) => Value::Integer(n.unwrap_or(0)),
+    }
+}
+
+/// `XTRIM key (MAXLEN|MINID) [=|~] threshold [LIMIT count]`.
+fn xtrim(r: &mut Run, a: &[Arg]) -> Value {
+    let t = match parse_trim_args(a, false) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let rule = t.rule.expect("XTRIM's options name a rule");
+    match r.with_stream(&a[1], false, |s| {
+        let n = s.trim(rule, t.approx, t.limit);
+        (n, n > 0)
+    }) {
+        Err(e) => e,
+        Ok(n) => Value::Integer(n.unwrap_or(0) as i64),
+    }
+}
+
+/// `XREAD [COUNT n] [BLOCK ms] STREAMS key [key …] id [id …]`: entries above each ID; with
+/// BLOCK, what it would answer at once (see the module's note).
+fn xread(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let mut count: i64 = 0;
+        let mut streams_at = 0;
+        let mut i = 1;
+        while i < a.len() {
+            let more = a.len() - 1 - i;
+            let o = &a[i];
+            if is(o, "block") && more > 0 {
+                i += 1;
+                let ms = flotilla_resp::parse_i64(a[i].as_slice())
+                    .ok_or_else(|| Value::error("ERR timeout is not an integer or out of range"))?;
+                if ms < 0 {
+                    return Err(Value::error("ERR timeout is negative"));
+                }
+            } else if is(o, "count") && more > 0 {
+                i += 1;
+                count = int(&a[i])?.max(0);
+            } else if is(o, "streams") && more > 0 {
+                streams_at = i + 1;
+                if (a.len() - streams_at) % 2 != 0 {
+                    return Err(Value::error(
+                        "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
+                    ));
+                }
+                break;
+            } else if is(o, "group") && more >= 2 {
+                return Err(Value::error(
+                    "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
+                ));
+            } else if is(o, "noack") {
+                return Err(Value::error(
+                    "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
+                ));
+            } else {
+                return Err(syntax_error());
+            }
+            i += 1;
+        }
+        if streams_at == 0 {
+            return Err(syntax_error());
+        }
+        let n = (a.len() - streams_at) / 2;
+        let (keys, id_args) = a[streams_at..].split_at(n);
+        let mut after = Vec::with_capacity(n);
+        for (key, id) in keys.iter().zip(id_args) {
+            let s = r.stream(key)?;
+            after.push(match id.as_slice() {
+                b"$" => s.map_or(StreamId::MIN, |s| s.last_id),
+                b">" => {
+                    return Err(Value::error(
+                        "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
+                    ))
+                }
+                _ => strict_id(id)?,
+            });
+        }
+        let count = usize::try_from(count).unwrap_or(0);
+        let mut out = Vec::new();
+        for (key, gt) in keys.iter().zip(after) {
+            let Some(s) = r.stream(key)? else { continue };
+            let Some(start) = gt.next() else { continue };
+            if s.entries.range(start..).next().is_none() {
+                continue;
+            }
+            out.push(Value::Array(vec![
+                Value::Bulk(key.as_slice().to_vec()),
+                range_value(s, start, StreamId::MAX, count, false),
+            ]));
+        }
+        Ok(if out.is_empty() {
+            Value::NullArray
+        } else {
+            Value::Array(out)
+        })
+    })())
+}
+
+/// `XSETID key last-id [ENTRIESADDED n] [MAXDELETEDID id]`.
+fn xsetid(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let id = strict_id(&a[2])?;
+        let mut entries_added: Option<u64> = None;
+        let mut max_deleted = StreamId::MIN;
+        let mut i = 3;
+        while i < a.len() {
+            let more = a.len() - 1 - i;
+            if is(&a[i], "entriesadded") && more > 0 {
+                let n = int(&a[i + 1])?;
+                if n < 0 {
+                    return Err(Value::error("ERR entries_added must be positive"));
+                }
+                entries_added = Some(n as u64);
+            } else if is(&a[i], "maxdeletedid") && more > 0 {
+                max_deleted = strict_id(&a[i + 1])?;
+                if id < max_deleted {
+                    return Err(Value::error(
+                        "ERR The ID specified in XSETID is smaller than the provided max_deleted_entry_id",
+                    ));
+                }
+            } else {
+                return Err(syntax_error());
+            }
+            i += 2;
+        }
+        let Some(s) = r.stream(&a[1])? else {
+            return Err(Value::error("ERR no such key"));
+        };
+        if let Some(top) = s.entries.keys().next_back() {
+            if id < *top {
+                return Err(Value::error(
+                    "ERR The ID specified in XSETID is smaller than the target stream top item",
+                ));
+            }
+            if entries_added.is_some_and(|n| (s.len() as u64) > n) {
+                return Err(Value::error(
+                    "ERR The entries_added specified in XSETID is smaller than the target stream length",
+                ));
+            }
+        }
+        r.with_stream(&a[1], false, |s| {
+            s.last_id = id;
+            if let Some(n) = entries_added {
+                s.entries_added = n;
+            }
+            if max_deleted != StreamId::MIN {
+                s.max_deleted_id = max_deleted;
+            }
+            ((), true)
+        })?;
+        Ok(Value::ok())
+    })())
+}
+
+fn subcommand_syntax_error(a: &[Arg]) -> Value {
+    Value::error(format!(
+        "ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&a[1].as_slice()[..a[1].as_slice().len().min(128)]),
+        String::from_utf8_lossy(a[0].as_slice()).to_uppercase()
+    ))
+}
+
+/// `XINFO STREAM key [FULL [COUNT n]]`.
+fn xinfo_stream(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let opts = &a[3..];
+        let mut full = false;
+        let mut count: i64 = 10;
+        if !opts.is_empty() {
+            if (opts.len() != 1 && opts.len() != 3) || !is(&opts[0], "full") {
+                return Err(subcommand_syntax_error(a));
+            }
+            full = true;
+            if opts.len() == 3 {
+                if !is(&opts[1], "count") {
+                    return Err(subcommand_syntax_error(a));
+                }
+                count = int(&opts[2])?;
+                if count < 0 {
+                    count = 10;
+                }
+            }
+        }
+        let Some(s) = r.stream(&a[2])? else {
+            return Err(Value::error("ERR no such key"));
+        };
+        let b = |s: &str| Value::Bulk(s.as_bytes().to_vec());
+        let mut map = vec![
+            (b("length"), Value::Integer(s.len() as i64)),
+            (b("radix-tree-keys"), Value::Integer(s.nodes.len() as i64)),
+            // Redis counts its radix tree's inner nodes too; one per key and a root here.
+            (
+                b("radix-tree-nodes"),
+                Value::Integer(s.nodes.len() as i64 + 1),
+            ),
+            (b("last-generated-id"), id_value(s.last_id)),
+            (b("max-deleted-entry-id"), id_value(s.max_deleted_id)),
+            (b("entries-added"), Value::Integer(s.entries_added as i64)),
+            (b("recorded-first-entry-id"), id_value(s.first_id())),
+        ];
+        if full {
+            let count = usize::try_from(count).unwrap_or(usize::MAX);
+            map.push((
+                b("entries"),
+                range_value(s, StreamId::MIN, StreamId::MAX, count, false),
+            ));
+            map.push((b("groups"), Value::Array(Vec::new())));
+        } else {
+            let edge = |rev: bool| {
+                let e = if rev {
+                    s.entries.iter().next_back()
+                } else {
+                    s.entries.iter().next()
+                };
+                e.map_or(Value::Null, |(id, f)| entry_value(*id, f))
+            };
+            map.push((b("groups"), Value::Integer(0)));
+            map.push((b("first-entry"), edge(false)));
+            map.push((b("last-entry"), edge(true)));
+        }
+        Ok(Value::Map(map))
+    })())
+}
+
+const XINFO_HELP: &[&str] = &[
+    "CONSUMERS <key> <groupname>",
+    "    Show consumers of <groupname>.",
+    "GROUPS <key>",
+    "    Show the stream consumer groups.",
+    "STREAM <key> [FULL [COUNT <count>]",
+    "    Show information about the stream.",
+];
+
+const XGROUP_HELP: &[&str] = &[
+    "CREATE <key> <groupname> <id|$> [option]",
+    "    Create a new consumer group. Options are:",
+    "    * MKSTREAM",
+    "      Create the empty stream if it does not exist.",
+    "    * ENTRIESREAD entries_read",
+    "      Set the group's entries_read counter (internal use).",
+    "CREATECONSUMER <key> <groupname> <consumer>",
+    "    Create a new consumer in the specified group.",
+    "DELCONSUMER <key> <groupname> <consumer>",
+    "    Remove the specified consumer.",
+    "DESTROY <key> <groupname>",
+    "    Remove the specified group.",
+    "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+    "    Set the current group ID and entries_read counter.",
+];
+
+/// Redis's `addReplyHelp`: a title line, the lines, then HELP's own.
+fn help(command: &str, lines: &[&str]) -> Value {
+    let mut out = vec![Value::simple(format!(
+        "{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    ))];
+    out.extend(lines.iter().map(|l| Value::simple(*l)));
+    out.push(Value::simple("HELP"));
+    out.push(Value::simple("    Print this help."));
+    Value::Array(out)
+}
+
+#[cfg(test)]
+#[path = "streams_tests.rs"]
+mod tests;
