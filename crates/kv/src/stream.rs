@@ -6,14 +6,16 @@
 //!    given again, even after its entry is deleted), and `entries_added` counts every entry
 //!    ever added (XSETID may set both);
 //! 2. every entry lies in a node: `nodes` has a key at most the entry's ID, and every node
-//!    holds at least one entry (the entries from its key to the next node's key).
+//!    holds at least one entry (the entries from its key to the next node's key);
+//! 3. in each consumer group, an ID is in a consumer's `pel` exactly when the group's `pel`
+//!    has it with that consumer's name (Redis shares one record between the two lists).
 //!
 //! The nodes are Redis's radix tree nodes (listpacks of at most [`NODE_MAX_ENTRIES`]
 //! appended entries), kept as Redis keeps them because its replies show them: approximate
 //! trimming (`MAXLEN ~ n`) removes only whole nodes, and XINFO STREAM counts them. They are a
 //! function of the commands applied, as the entries are, so every replica agrees.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use flotilla_rsm::stream::{varint_len, write_varint};
@@ -77,6 +79,106 @@ pub enum Trim {
     MinId(StreamId),
 }
 
+/// A message delivered to a consumer of a group and not yet acknowledged (Redis's NACK).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The consumer it was delivered to.
+    pub consumer: Vec<u8>,
+    /// When it was last delivered (ms, by the replicated clock).
+    pub delivery_time: u64,
+    /// How many times it was delivered.
+    pub delivery_count: u64,
+}
+
+/// A consumer of a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Consumer {
+    /// When it last read or claimed (ms, by the replicated clock).
+    pub seen_time: u64,
+    /// The IDs pending with it (each also in the group's `pel`).
+    pub pel: BTreeSet<StreamId>,
+}
+
+/// A consumer group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    /// The last ID delivered to the group.
+    pub last_id: StreamId,
+    /// How many entries the group read (its logical position), `None` when unknown (Redis's
+    /// `-1`, after an arbitrary XGROUP SETID).
+    pub entries_read: Option<u64>,
+    /// Messages delivered and not acknowledged, by ID.
+    pub pel: BTreeMap<StreamId, Pending>,
+    /// Consumers by name.
+    pub consumers: BTreeMap<Vec<u8>, Consumer>,
+}
+
+impl Group {
+    /// Creates the consumer if absent; whether it did. Either way, it was seen `now`.
+    pub fn touch_consumer(&mut self, name: &[u8], now: u64) -> bool {
+        match self.consumers.get_mut(name) {
+            Some(c) => {
+                c.seen_time = now;
+                false
+            }
+            None => {
+                self.consumers.insert(
+                    name.to_vec(),
+                    Consumer {
+                        seen_time: now,
+                        pel: BTreeSet::new(),
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Removes `id` from the pending lists; whether it was pending.
+    pub fn ack(&mut self, id: StreamId) -> bool {
+        match self.pel.remove(&id) {
+            Some(p) => {
+                if let Some(c) = self.consumers.get_mut(&p.consumer) {
+                    c.pel.remove(&id);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes `id` pending with `consumer` (which must exist), moving it from another
+    /// consumer if needed; returns its record to update.
+    pub fn assign(&mut self, id: StreamId, consumer: &[u8], now: u64) -> &mut Pending {
+        if let Some(old) = self.pel.get(&id).map(|p| p.consumer.clone()) {
+            if old != consumer {
+                if let Some(c) = self.consumers.get_mut(&old) {
+                    c.pel.remove(&id);
+                }
+            }
+        }
+        if let Some(c) = self.consumers.get_mut(consumer) {
+            c.pel.insert(id);
+        }
+        let p = self.pel.entry(id).or_insert_with(|| Pending {
+            consumer: consumer.to_vec(),
+            delivery_time: now,
+            delivery_count: 0,
+        });
+        p.consumer = consumer.to_vec();
+        p
+    }
+
+    /// Removes a consumer and its pending messages; how many it had.
+    pub fn remove_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let c = self.consumers.remove(name)?;
+        for id in &c.pel {
+            self.pel.remove(id);
+        }
+        Some(c.pel.len())
+    }
+}
+
 /// A stream's entries and its ID bookkeeping.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stream {
@@ -91,6 +193,8 @@ pub struct Stream {
     /// Redis's nodes, by the ID of the first entry put in each: how many entries were put in
     /// it (deleted ones included, as Redis counts them when it decides to start a new node).
     pub nodes: BTreeMap<StreamId, u64>,
+    /// Consumer groups by name.
+    pub groups: BTreeMap<Vec<u8>, Group>,
 }
 
 impl Stream {
@@ -109,6 +213,57 @@ impl Stream {
     /// The first entry's ID, 0-0 if none (Redis's `recorded-first-entry-id`).
     pub fn first_id(&self) -> StreamId {
         self.entries.keys().next().copied().unwrap_or_default()
+    }
+
+    /// Whether an entry between `start` and `end` may have been deleted (Redis's
+    /// `streamRangeHasTombstones`: it knows only the greatest deleted ID).
+    pub fn range_has_tombstones(&self, start: StreamId, end: StreamId) -> bool {
+        if self.is_empty() || self.max_deleted_id == StreamId::MIN {
+            return false;
+        }
+        if self.first_id() > self.max_deleted_id {
+            return false;
+        }
+        start <= self.max_deleted_id && self.max_deleted_id <= end
+    }
+
+    /// How many entries were added up to `id`, when that can be known (Redis's
+    /// `streamEstimateDistanceFromFirstEverEntry`).
+    pub fn entries_read_at(&self, id: StreamId) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if self.is_empty() && id <= self.last_id {
+            return Some(self.entries_added);
+        }
+        if id == self.last_id {
+            return Some(self.entries_added);
+        } else if id > self.last_id {
+            return None;
+        }
+        let first = self.first_id();
+        if self.max_deleted_id == StreamId::MIN || self.max_deleted_id < first {
+            if id < first {
+                return Some(self.entries_added - self.len() as u64);
+            } else if id == first {
+                return Some(self.entries_added - self.len() as u64 + 1);
+            }
+        }
+        None
+    }
+
+    /// A group's lag: entries added it has not read, when that can be known (Redis's
+    /// `streamReplyWithCGLag`).
+    pub fn lag(&self, g: &Group) -> Option<u64> {
+        if self.entries_added == 0 {
+            return Some(0);
+        }
+        if let Some(read) = g.entries_read {
+            if !self.range_has_tombstones(g.last_id, StreamId::MAX) {
+                return Some(self.entries_added.saturating_sub(read));
+            }
+        }
+        (self.entries_read_at(g.last_id)).map(|read| self.entries_added.saturating_sub(read))
     }
 
     /// Adds an entry with `id`, which must be above `last_id`.
@@ -236,6 +391,27 @@ impl Stream {
         let nodes: u64 = (self.nodes.iter())
             .map(|(id, put)| Self::id_len(*id) + varint_len(*put))
             .sum();
+        let bytes = |b: &[u8]| varint_len(b.len() as u64) + b.len() as u64;
+        let groups: u64 = (self.groups.iter())
+            .map(|(name, g)| {
+                bytes(name)
+                    + Self::id_len(g.last_id)
+                    + varint_len(g.entries_read.map_or(0, |n| n.wrapping_add(1)))
+                    + varint_len(g.consumers.len() as u64)
+                    + (g.consumers.iter())
+                        .map(|(n, c)| bytes(n) + varint_len(c.seen_time))
+                        .sum::<u64>()
+                    + varint_len(g.pel.len() as u64)
+                    + (g.pel.iter())
+                        .map(|(id, p)| {
+                            Self::id_len(*id)
+                                + bytes(&p.consumer)
+                                + varint_len(p.delivery_time)
+                                + varint_len(p.delivery_count)
+                        })
+                        .sum::<u64>()
+            })
+            .sum();
         Self::id_len(self.last_id)
             + varint_len(self.entries_added)
             + Self::id_len(self.max_deleted_id)
@@ -243,11 +419,17 @@ impl Stream {
             + entries
             + varint_len(self.nodes.len() as u64)
             + nodes
+            + varint_len(self.groups.len() as u64)
+            + groups
     }
 
     /// `[last_id][entries_added][max_deleted_id][count]` then per entry in ID order
-    /// `[id][n][n × (len, bytes)]`, then `[node count]` and per node in ID order `[id][put]`;
-    /// an ID is two varints.
+    /// `[id][n][n × (len, bytes)]`, then `[node count]` and per node in ID order `[id][put]`,
+    /// then `[group count]` and per group in name order `[name][last_id][entries_read + 1, 0
+    /// if unknown][consumer count]` and per consumer in name order `[name][seen_time]`, then
+    /// `[pending count]` and per pending message in ID order `[id][consumer name]
+    /// [delivery_time][delivery_count]` (a consumer's own list is rebuilt from these). An ID
+    /// is two varints, a name a varint length and its bytes.
     pub(crate) fn write_payload(&self, out: &mut dyn Write) -> io::Result<()> {
         Self::write_id(out, self.last_id)?;
         write_varint(out, self.entries_added)?;
@@ -266,6 +448,27 @@ impl Stream {
             Self::write_id(out, *id)?;
             write_varint(out, *put)?;
         }
+        write_varint(out, self.groups.len() as u64)?;
+        for (name, g) in &self.groups {
+            write_varint(out, name.len() as u64)?;
+            out.write_all(name)?;
+            Self::write_id(out, g.last_id)?;
+            write_varint(out, g.entries_read.map_or(0, |n| n.wrapping_add(1)))?;
+            write_varint(out, g.consumers.len() as u64)?;
+            for (n, c) in &g.consumers {
+                write_varint(out, n.len() as u64)?;
+                out.write_all(n)?;
+                write_varint(out, c.seen_time)?;
+            }
+            write_varint(out, g.pel.len() as u64)?;
+            for (id, p) in &g.pel {
+                Self::write_id(out, *id)?;
+                write_varint(out, p.consumer.len() as u64)?;
+                out.write_all(&p.consumer)?;
+                write_varint(out, p.delivery_time)?;
+                write_varint(out, p.delivery_count)?;
+            }
+        }
         Ok(())
     }
 
@@ -279,6 +482,7 @@ impl Stream {
             max_deleted_id: Self::read_id(input)?,
             entries: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            groups: BTreeMap::new(),
         };
         let count = read_varint(input)?;
         for _ in 0..count {
@@ -299,6 +503,40 @@ impl Stream {
             let id = Self::read_id(input)?;
             let put = read_varint(input)?;
             s.nodes.insert(id, put);
+        }
+        // Every count below is of items of at least a byte each: loops bounded by the input,
+        // and nothing is sized by a count.
+        let ngroups = read_varint(input)?;
+        for _ in 0..ngroups {
+            let name = read_bytes(input)?;
+            let mut g = Group {
+                last_id: Self::read_id(input)?,
+                entries_read: read_varint(input)?.checked_sub(1),
+                ..Group::default()
+            };
+            let nconsumers = read_varint(input)?;
+            for _ in 0..nconsumers {
+                let n = read_bytes(input)?;
+                let c = Consumer {
+                    seen_time: read_varint(input)?,
+                    pel: BTreeSet::new(),
+                };
+                g.consumers.insert(n, c);
+            }
+            let npending = read_varint(input)?;
+            for _ in 0..npending {
+                let id = Self::read_id(input)?;
+                let consumer = read_bytes(input)?;
+                let p = Pending {
+                    delivery_time: read_varint(input)?,
+                    delivery_count: read_varint(input)?,
+                    consumer,
+                };
+                // A message pending with a consumer the group does not have is garbage.
+                g.consumers.get_mut(&p.consumer)?.pel.insert(id);
+                g.pel.insert(id, p);
+            }
+            s.groups.insert(name, g);
         }
         let ordered = (s.entries.keys().next_back()).is_none_or(|last| *last <= s.last_id);
         let placed = (s.entries.keys().next()).is_none_or(|first| s.node_of(*first).is_some());
@@ -326,6 +564,19 @@ mod tests {
         }
         s.delete(id(2000, 2));
         s.max_deleted_id = id(2000, 2);
+        let mut g = Group {
+            last_id: id(3000, 3),
+            entries_read: Some(3),
+            ..Group::default()
+        };
+        g.touch_consumer(b"alice", 7);
+        g.touch_consumer(b"bob", 8);
+        g.assign(id(1000, 1), b"alice", 9).delivery_count = 2;
+        g.assign(id(3000, 3), b"alice", 9);
+        g.assign(id(3000, 3), b"bob", 10);
+        assert_eq!(g.consumers[&b"alice"[..]].pel.len(), 1);
+        s.groups.insert(b"g".to_vec(), g);
+        s.groups.insert(b"unknown".to_vec(), Group::default());
         assert_eq!(s.nodes.len(), 3);
         let mut out = Vec::new();
         s.write_payload(&mut out).unwrap();

@@ -1,5 +1,6 @@
-//! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD, XSETID, XINFO STREAM
-//! (and the HELP of XINFO and XGROUP). Unlike the other collections, a stream left empty
+//! Stream commands: XADD, XLEN, XRANGE, XREVRANGE, XDEL, XTRIM, XREAD, XSETID, XINFO, and
+//! consumer groups: XGROUP, XREADGROUP, XACK, XPENDING, XCLAIM, XAUTOCLAIM. Delivery and
+//! seen times are the replicated clock's, as IDs are. Unlike the other collections, a stream left empty
 //! stays (Redis keeps its last ID, so that IDs keep growing).
 //!
 //! IDs given by `*` come from the replicated clock ([`Run::now`]), so every replica gives the
@@ -13,7 +14,7 @@ use flotilla_resp::Value;
 use super::{int, is, syntax_error, wrong_arity, wrong_type, Handler, Run};
 use crate::command::Arg;
 use crate::slot::{Data, Slot};
-use crate::stream::{Stream, StreamId, Trim, NODE_MAX_ENTRIES};
+use crate::stream::{Group, Stream, StreamId, Trim, NODE_MAX_ENTRIES};
 
 pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("xadd", xadd),
@@ -22,7 +23,19 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
     ("xrevrange", |r, a| xrange(r, a, true)),
     ("xdel", xdel),
     ("xtrim", xtrim),
-    ("xread", xread),
+    ("xread", |r, a| xread(r, a, false)),
+    ("xreadgroup", |r, a| xread(r, a, true)),
+    ("xack", xack),
+    ("xpending", xpending),
+    ("xclaim", xclaim),
+    ("xautoclaim", xautoclaim),
+    ("xgroup|create", xgroup),
+    ("xgroup|setid", xgroup),
+    ("xgroup|destroy", xgroup),
+    ("xgroup|createconsumer", xgroup),
+    ("xgroup|delconsumer", xgroup),
+    ("xinfo|groups", xinfo_groups),
+    ("xinfo|consumers", xinfo_consumers),
     ("xsetid", xsetid),
     ("xinfo|stream", xinfo_stream),
     ("xinfo|help", |_, _| help("XINFO", XINFO_HELP)),
@@ -445,12 +458,29 @@ fn xtrim(r: &mut Run, a: &[Arg]) -> Value {
     }
 }
 
-/// `XREAD [COUNT n] [BLOCK ms] STREAMS key [key …] id [id …]`: entries above each ID; with
-/// BLOCK, what it would answer at once (see the module's note).
-fn xread(r: &mut Run, a: &[Arg]) -> Value {
+fn lossy(a: &Arg) -> String {
+    String::from_utf8_lossy(a.as_slice()).into_owned()
+}
+
+/// Where a stream of an XREAD or XREADGROUP is read from.
+#[derive(Clone, Copy)]
+enum ReadFrom {
+    /// Entries above this ID.
+    After(StreamId),
+    /// XREADGROUP's `>`: entries the group was not given yet.
+    New,
+}
+
+/// `XREAD [COUNT n] [BLOCK ms] STREAMS key [key …] id [id …]` and `XREADGROUP GROUP g c
+/// [COUNT n] [BLOCK ms] [NOACK] STREAMS key [key …] id [id …]`, as Redis's `xreadCommand`:
+/// every argument is checked before anything is read. With BLOCK, what it would answer at
+/// once (see the module's note).
+fn xread(r: &mut Run, a: &[Arg], readgroup: bool) -> Value {
     super::reply((|| {
         let mut count: i64 = 0;
         let mut streams_at = 0;
+        let mut group: Option<(&Arg, &Arg)> = None;
+        let mut noack = false;
         let mut i = 1;
         while i < a.len() {
             let more = a.len() - 1 - i;
@@ -474,13 +504,20 @@ fn xread(r: &mut Run, a: &[Arg]) -> Value {
                 }
                 break;
             } else if is(o, "group") && more >= 2 {
-                return Err(Value::error(
-                    "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
-                ));
+                if !readgroup {
+                    return Err(Value::error(
+                        "ERR The GROUP option is only supported by XREADGROUP. You called XREAD instead.",
+                    ));
+                }
+                group = Some((&a[i + 1], &a[i + 2]));
+                i += 2;
             } else if is(o, "noack") {
-                return Err(Value::error(
-                    "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
-                ));
+                if !readgroup {
+                    return Err(Value::error(
+                        "ERR The NOACK option is only supported by XREADGROUP. You called XREAD instead.",
+                    ));
+                }
+                noack = true;
             } else {
                 return Err(syntax_error());
             }
@@ -489,39 +526,616 @@ fn xread(r: &mut Run, a: &[Arg]) -> Value {
         if streams_at == 0 {
             return Err(syntax_error());
         }
+        if readgroup && group.is_none() {
+            return Err(Value::error("ERR Missing GROUP option for XREADGROUP"));
+        }
         let n = (a.len() - streams_at) / 2;
         let (keys, id_args) = a[streams_at..].split_at(n);
-        let mut after = Vec::with_capacity(n);
+        let mut from = Vec::with_capacity(n);
         for (key, id) in keys.iter().zip(id_args) {
             let s = r.stream(key)?;
-            after.push(match id.as_slice() {
-                b"$" => s.map_or(StreamId::MIN, |s| s.last_id),
+            if let Some((g, _)) = group {
+                if s.is_none_or(|s| !s.groups.contains_key(g.as_slice())) {
+                    return Err(Value::error(format!(
+                        "NOGROUP No such key '{}' or consumer group '{}' in XREADGROUP with GROUP option",
+                        lossy(key),
+                        lossy(g)
+                    )));
+                }
+            }
+            from.push(match id.as_slice() {
+                b"$" if readgroup => {
+                    return Err(Value::error(
+                        "ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.",
+                    ))
+                }
+                b"$" => ReadFrom::After(s.map_or(StreamId::MIN, |s| s.last_id)),
+                b">" if readgroup => ReadFrom::New,
                 b">" => {
                     return Err(Value::error(
                         "ERR The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.",
                     ))
                 }
-                _ => strict_id(id)?,
+                _ => ReadFrom::After(strict_id(id)?),
             });
         }
         let count = usize::try_from(count).unwrap_or(0);
         let mut out = Vec::new();
-        for (key, gt) in keys.iter().zip(after) {
-            let Some(s) = r.stream(key)? else { continue };
-            let Some(start) = gt.next() else { continue };
-            if s.entries.range(start..).next().is_none() {
-                continue;
+        for (key, from) in keys.iter().zip(from) {
+            let entries = match group {
+                None => read_plain(r, key, from, count)?,
+                Some((g, c)) => read_group(r, key, g, c, from, count, noack)?,
+            };
+            if let Some(entries) = entries {
+                out.push(Value::Array(vec![
+                    Value::Bulk(key.as_slice().to_vec()),
+                    entries,
+                ]));
             }
-            out.push(Value::Array(vec![
-                Value::Bulk(key.as_slice().to_vec()),
-                range_value(s, start, StreamId::MAX, count, false),
-            ]));
         }
         Ok(if out.is_empty() {
             Value::NullArray
         } else {
             Value::Array(out)
         })
+    })())
+}
+
+/// XREAD of one stream: its entries after the ID, `None` if there are none.
+fn read_plain(r: &Run, key: &Arg, from: ReadFrom, count: usize) -> Result<Option<Value>, Value> {
+    let (Some(s), ReadFrom::After(gt)) = (r.stream(key)?, from) else {
+        return Ok(None);
+    };
+    let Some(start) = gt.next() else {
+        return Ok(None);
+    };
+    if s.entries.range(start..).next().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(range_value(s, start, StreamId::MAX, count, false)))
+}
+
+/// XREADGROUP of one stream (its group exists): with `>`, entries the group was not given
+/// yet, now pending with the consumer unless NOACK (`None` if there are none); with an ID,
+/// the consumer's own pending entries above it, each delivered once more (a deleted one
+/// as its ID and a null).
+fn read_group(
+    r: &mut Run,
+    key: &Arg,
+    group: &Arg,
+    consumer: &Arg,
+    from: ReadFrom,
+    count: usize,
+    noack: bool,
+) -> Result<Option<Value>, Value> {
+    let now = r.now;
+    let take = if count == 0 { usize::MAX } else { count };
+    let (g, c) = (group.as_slice(), consumer.as_slice());
+    let served = r.with_stream(key, false, |s| {
+        let Some(last_delivered) = s.groups.get(g).map(|g| g.last_id) else {
+            return (None, false);
+        };
+        match from {
+            ReadFrom::After(gt) => {
+                let grp = s.groups.get_mut(g).expect("looked up above");
+                grp.touch_consumer(c, now);
+                let Some(start) = gt.next() else {
+                    return (Some(Value::Array(Vec::new())), true);
+                };
+                let ids: Vec<StreamId> = (grp.consumers[c].pel.range(start..))
+                    .take(take)
+                    .copied()
+                    .collect();
+                let mut items = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match s.entries.get(&id) {
+                        Some(f) => {
+                            items.push(entry_value(id, f));
+                            let p = grp
+                                .pel
+                                .get_mut(&id)
+                                .expect("a consumer's ID is the group's");
+                            p.delivery_time = now;
+                            p.delivery_count += 1;
+                        }
+                        None => items.push(Value::Array(vec![id_value(id), Value::NullArray])),
+                    }
+                }
+                (Some(Value::Array(items)), true)
+            }
+            ReadFrom::New => {
+                let new: Vec<StreamId> = (s.entries.range(last_delivered..))
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id > last_delivered)
+                    .take(take)
+                    .collect();
+                if new.is_empty() {
+                    return (None, false);
+                }
+                let mut items = Vec::with_capacity(new.len());
+                for id in new {
+                    let read = {
+                        let grp = &s.groups[g];
+                        match grp.entries_read {
+                            Some(n) if !s.range_has_tombstones(id, StreamId::MAX) => Some(n + 1),
+                            _ if s.entries_added > 0 => s.entries_read_at(id),
+                            other => other,
+                        }
+                    };
+                    items.push(entry_value(id, &s.entries[&id]));
+                    let grp = s.groups.get_mut(g).expect("looked up above");
+                    grp.entries_read = read;
+                    grp.last_id = id;
+                    grp.touch_consumer(c, now);
+                    if !noack {
+                        let p = grp.assign(id, c, now);
+                        p.delivery_time = now;
+                        p.delivery_count = 1;
+                    }
+                }
+                (Some(Value::Array(items)), true)
+            }
+        }
+    })?;
+    Ok(served.flatten())
+}
+
+fn no_group(key: &Arg, group: &Arg) -> Value {
+    Value::error(format!(
+        "NOGROUP No such key '{}' or consumer group '{}'",
+        lossy(key),
+        lossy(group)
+    ))
+}
+
+/// The key's group, for a read.
+fn group_of<'a>(r: &'a Run, key: &Arg, group: &Arg) -> Result<&'a Group, Value> {
+    r.stream(key)?
+        .and_then(|s| s.groups.get(group.as_slice()))
+        .ok_or_else(|| no_group(key, group))
+}
+
+/// `XACK key group id [id …]`.
+fn xack(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let exists = r
+            .stream(&a[1])?
+            .is_some_and(|s| s.groups.contains_key(a[2].as_slice()));
+        if !exists {
+            return Ok(Value::Integer(0));
+        }
+        let ids = a[3..]
+            .iter()
+            .map(strict_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        let acked = r.with_stream(&a[1], false, |s| {
+            let g = s.groups.get_mut(a[2].as_slice()).expect("checked above");
+            let n = ids.into_iter().filter(|id| g.ack(*id)).count();
+            (n, n > 0)
+        })?;
+        Ok(Value::Integer(acked.unwrap_or(0) as i64))
+    })())
+}
+
+/// `XPENDING key group [[IDLE min-idle] start end count [consumer]]`.
+fn xpending(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        if a.len() != 3 && !(6..=9).contains(&a.len()) {
+            return Err(syntax_error());
+        }
+        let mut range = None;
+        if a.len() >= 6 {
+            let mut at = 3;
+            let mut min_idle = 0i64;
+            if is(&a[3], "idle") {
+                min_idle = int(&a[4])?;
+                if a.len() < 8 {
+                    return Err(syntax_error());
+                }
+                at += 2;
+            }
+            let count = int(&a[at + 2])?.max(0);
+            let (mut start, ex) = bound(&a[at], 0)?;
+            if ex {
+                start = start
+                    .next()
+                    .ok_or_else(|| Value::error("ERR invalid start ID for the interval"))?;
+            }
+            let (mut end, ex) = bound(&a[at + 1], u64::MAX)?;
+            if ex {
+                end = end
+                    .prev()
+                    .ok_or_else(|| Value::error("ERR invalid end ID for the interval"))?;
+            }
+            range = Some((min_idle, start, end, count as u64, a.get(at + 3)));
+        }
+        let now = r.now;
+        let g = group_of(r, &a[1], &a[2])?;
+        let Some((min_idle, start, end, count, consumer)) = range else {
+            let (Some(first), Some(last)) = (g.pel.keys().next(), g.pel.keys().next_back()) else {
+                return Ok(Value::Array(vec![
+                    Value::Integer(0),
+                    Value::Null,
+                    Value::Null,
+                    Value::NullArray,
+                ]));
+            };
+            let per_consumer = (g.consumers.iter())
+                .filter(|(_, c)| !c.pel.is_empty())
+                .map(|(n, c)| {
+                    Value::Array(vec![
+                        Value::Bulk(n.clone()),
+                        Value::Bulk(c.pel.len().to_string().into_bytes()),
+                    ])
+                })
+                .collect();
+            return Ok(Value::Array(vec![
+                Value::Integer(g.pel.len() as i64),
+                id_value(*first),
+                id_value(*last),
+                Value::Array(per_consumer),
+            ]));
+        };
+        let ids: Box<dyn Iterator<Item = StreamId>> = match consumer {
+            Some(c) => match g.consumers.get(c.as_slice()) {
+                None => return Ok(Value::Array(Vec::new())),
+                Some(c) => Box::new(c.pel.iter().copied()),
+            },
+            None => Box::new(g.pel.keys().copied()),
+        };
+        if start > end || count == 0 {
+            return Ok(Value::Array(Vec::new()));
+        }
+        let mut out = Vec::new();
+        for id in ids.skip_while(|id| *id < start).take_while(|id| *id <= end) {
+            if out.len() as u64 >= count {
+                break;
+            }
+            let p = &g.pel[&id];
+            let idle = now.saturating_sub(p.delivery_time);
+            if min_idle > 0 && (idle as i64) < min_idle {
+                continue;
+            }
+            out.push(Value::Array(vec![
+                id_value(id),
+                Value::Bulk(p.consumer.clone()),
+                Value::Integer(idle as i64),
+                Value::Integer(p.delivery_count as i64),
+            ]));
+        }
+        Ok(Value::Array(out))
+    })())
+}
+
+/// An integer argument with Redis's message for it when it is not one.
+fn int_or(arg: &Arg, message: &str) -> Result<i64, Value> {
+    flotilla_resp::parse_i64(arg.as_slice()).ok_or_else(|| Value::error(format!("ERR {message}")))
+}
+
+/// `XCLAIM key group consumer min-idle id [id …] [IDLE ms] [TIME ms] [RETRYCOUNT n] [FORCE]
+/// [JUSTID] [LASTID id]`.
+fn xclaim(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        group_of(r, &a[1], &a[2])?;
+        let min_idle = int_or(&a[4], "Invalid min-idle-time argument for XCLAIM")?.max(0) as u64;
+        // The IDs run until the first argument that is not one; the options follow.
+        let mut ids = Vec::new();
+        let mut j = 5;
+        while j < a.len() {
+            match strict_id(&a[j]) {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+            j += 1;
+        }
+        let now = r.now;
+        let (mut force, mut justid) = (false, false);
+        let mut delivery: Option<i64> = None;
+        let mut retry: Option<i64> = None;
+        let mut last_id = StreamId::MIN;
+        while j < a.len() {
+            let more = a.len() - 1 - j;
+            let o = &a[j];
+            if is(o, "force") {
+                force = true;
+            } else if is(o, "justid") {
+                justid = true;
+            } else if is(o, "idle") && more > 0 {
+                j += 1;
+                let idle = int_or(&a[j], "Invalid IDLE option argument for XCLAIM")?;
+                delivery = Some((now as i64).saturating_sub(idle));
+            } else if is(o, "time") && more > 0 {
+                j += 1;
+                delivery = Some(int_or(&a[j], "Invalid TIME option argument for XCLAIM")?);
+            } else if is(o, "retrycount") && more > 0 {
+                j += 1;
+                retry = Some(int_or(
+                    &a[j],
+                    "Invalid RETRYCOUNT option argument for XCLAIM",
+                )?);
+            } else if is(o, "lastid") && more > 0 {
+                j += 1;
+                last_id = strict_id(&a[j])?;
+            } else {
+                return Err(Value::error(format!(
+                    "ERR Unrecognized XCLAIM option '{}'",
+                    lossy(o)
+                )));
+            }
+            j += 1;
+        }
+        let delivery = match delivery {
+            Some(t) if t >= 0 && (t as u64) <= now => t as u64,
+            _ => now,
+        };
+        let (g, c) = (a[2].as_slice(), a[3].as_slice());
+        let out = r.with_stream(&a[1], false, |s| {
+            let mut changed = false;
+            let grp = s.groups.get_mut(g).expect("checked above");
+            if last_id > grp.last_id {
+                grp.last_id = last_id;
+                changed = true;
+            }
+            let mut out = Vec::new();
+            for id in ids {
+                let grp = s.groups.get_mut(g).expect("checked above");
+                let pending = grp.pel.get(&id).map(|p| p.delivery_time);
+                if !s.entries.contains_key(&id) {
+                    // A pending message whose entry is gone is dropped.
+                    if pending.is_some() {
+                        grp.ack(id);
+                        changed = true;
+                    }
+                    continue;
+                }
+                match pending {
+                    Some(t) if min_idle > 0 && now.saturating_sub(t) < min_idle => continue,
+                    Some(_) => {}
+                    None if force => {}
+                    None => continue,
+                }
+                grp.touch_consumer(c, now);
+                let created = pending.is_none();
+                let p = grp.assign(id, c, now);
+                if created {
+                    // Redis's new NACK starts at one delivery.
+                    p.delivery_count = 1;
+                }
+                p.delivery_time = delivery;
+                match retry {
+                    Some(n) if n >= 0 => p.delivery_count = n as u64,
+                    _ if !justid => p.delivery_count += 1,
+                    _ => {}
+                }
+                changed = true;
+                out.push(if justid {
+                    id_value(id)
+                } else {
+                    entry_value(id, &s.entries[&id])
+                });
+            }
+            (Value::Array(out), changed)
+        })?;
+        Ok(out.unwrap_or_else(|| Value::Array(Vec::new())))
+    })())
+}
+
+/// The most entries one XAUTOCLAIM may claim (Redis's bound, so that `count × 10` attempts
+/// cannot overflow).
+const MAX_AUTOCLAIM: i64 = i64::MAX / 16;
+
+/// `XAUTOCLAIM key group consumer min-idle start [COUNT n] [JUSTID]`.
+fn xautoclaim(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let min_idle =
+            int_or(&a[4], "Invalid min-idle-time argument for XAUTOCLAIM")?.max(0) as u64;
+        let (mut start, ex) = bound(&a[5], 0)?;
+        if ex {
+            start = start
+                .next()
+                .ok_or_else(|| Value::error("ERR invalid start ID for the interval"))?;
+        }
+        let mut count: i64 = 100;
+        let mut justid = false;
+        let mut j = 6;
+        while j < a.len() {
+            let more = a.len() - 1 - j;
+            if is(&a[j], "count") && more > 0 {
+                count = flotilla_resp::parse_i64(a[j + 1].as_slice())
+                    .filter(|n| (1..=MAX_AUTOCLAIM).contains(n))
+                    .ok_or_else(|| Value::error("ERR COUNT must be > 0"))?;
+                j += 1;
+            } else if is(&a[j], "justid") {
+                justid = true;
+            } else {
+                return Err(syntax_error());
+            }
+            j += 1;
+        }
+        group_of(r, &a[1], &a[2])?;
+        let now = r.now;
+        let (g, c) = (a[2].as_slice(), a[3].as_slice());
+        let out = r.with_stream(&a[1], false, |s| {
+            let mut count = count as u64;
+            let mut attempts = count.saturating_mul(10);
+            let mut claimed = Vec::new();
+            let mut deleted = Vec::new();
+            let mut cursor = start;
+            let mut next = StreamId::MIN;
+            loop {
+                let grp = s.groups.get_mut(g).expect("checked above");
+                let Some(id) = grp.pel.range(cursor..).next().map(|(id, _)| *id) else {
+                    break;
+                };
+                if attempts == 0 || count == 0 {
+                    next = id;
+                    break;
+                }
+                attempts -= 1;
+                cursor = match id.next() {
+                    Some(n) => n,
+                    None => StreamId::MAX,
+                };
+                if !s.entries.contains_key(&id) {
+                    grp.ack(id);
+                    deleted.push(id_value(id));
+                    count -= 1;
+                    if id == StreamId::MAX {
+                        break;
+                    }
+                    continue;
+                }
+                if min_idle > 0 && now.saturating_sub(grp.pel[&id].delivery_time) < min_idle {
+                    if id == StreamId::MAX {
+                        break;
+                    }
+                    continue;
+                }
+                grp.touch_consumer(c, now);
+                let p = grp.assign(id, c, now);
+                p.delivery_time = now;
+                if !justid {
+                    p.delivery_count += 1;
+                }
+                claimed.push(if justid {
+                    id_value(id)
+                } else {
+                    entry_value(id, &s.entries[&id])
+                });
+                count -= 1;
+                if id == StreamId::MAX {
+                    break;
+                }
+            }
+            let changed = !claimed.is_empty() || !deleted.is_empty();
+            (
+                Value::Array(vec![
+                    id_value(next),
+                    Value::Array(claimed),
+                    Value::Array(deleted),
+                ]),
+                changed,
+            )
+        })?;
+        Ok(out.expect("checked above"))
+    })())
+}
+
+fn xgroup_syntax_error(a: &[Arg]) -> Value {
+    subcommand_syntax_error(a)
+}
+
+/// `XGROUP CREATE key group (id|$) [MKSTREAM] [ENTRIESREAD n]`, `XGROUP SETID key group
+/// (id|$) [ENTRIESREAD n]`, `XGROUP DESTROY key group`, `XGROUP CREATECONSUMER key group
+/// consumer`, `XGROUP DELCONSUMER key group consumer`, as Redis's `xgroupCommand`.
+fn xgroup(r: &mut Run, a: &[Arg]) -> Value {
+    super::reply((|| {
+        let sub = String::from_utf8_lossy(a[1].as_slice()).to_ascii_lowercase();
+        let mut mkstream = false;
+        let mut entries_read: Option<u64> = None;
+        let mut i = 5;
+        while i < a.len() {
+            if sub == "create" && is(&a[i], "mkstream") {
+                mkstream = true;
+                i += 1;
+            } else if (sub == "create" || sub == "setid")
+                && is(&a[i], "entriesread")
+                && i + 1 < a.len()
+            {
+                let n = int(&a[i + 1])?;
+                if n < -1 {
+                    return Err(Value::error(
+                        "ERR value for ENTRIESREAD must be positive or -1",
+                    ));
+                }
+                entries_read = u64::try_from(n).ok();
+                i += 2;
+            } else {
+                return Err(xgroup_syntax_error(a));
+            }
+        }
+        let (key, name) = (&a[2], a[3].as_slice());
+        let s = r.stream(key)?;
+        let exists = s.is_some_and(|s| s.groups.contains_key(name));
+        if !mkstream {
+            if s.is_none() {
+                return Err(Value::error(
+                    "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
+                ));
+            }
+            if !exists && matches!(sub.as_str(), "setid" | "createconsumer" | "delconsumer") {
+                return Err(Value::error(format!(
+                    "NOGROUP No such consumer group '{}' for key name '{}'",
+                    lossy(&a[3]),
+                    lossy(key)
+                )));
+            }
+        }
+        let last = s.map_or(StreamId::MIN, |s| s.last_id);
+        let now = r.now;
+        match (sub.as_str(), a.len()) {
+            ("create", 5..=8) => {
+                let id = match a[4].as_slice() {
+                    b"$" => last,
+                    _ => strict_id(&a[4])?,
+                };
+                if exists {
+                    return Err(Value::error("BUSYGROUP Consumer Group name already exists"));
+                }
+                r.with_stream(key, true, |s| {
+                    let g = Group {
+                        last_id: id,
+                        entries_read,
+                        ..Group::default()
+                    };
+                    s.groups.insert(name.to_vec(), g);
+                    ((), true)
+                })?;
+                Ok(Value::ok())
+            }
+            ("setid", 5 | 7) => {
+                let id = match a[4].as_slice() {
+                    b"$" => last,
+                    _ => parse_id(a[4].as_slice(), 0, false, false)?.0,
+                };
+                r.with_stream(key, false, |s| {
+                    let g = s.groups.get_mut(name).expect("checked above");
+                    g.last_id = id;
+                    g.entries_read = entries_read;
+                    ((), true)
+                })?;
+                Ok(Value::ok())
+            }
+            ("destroy", 4) => {
+                let gone = r.with_stream(key, false, |s| {
+                    let gone = s.groups.remove(name).is_some();
+                    (gone, gone)
+                })?;
+                Ok(Value::Integer(i64::from(gone == Some(true))))
+            }
+            ("createconsumer", 5) => {
+                let created = r.with_stream(key, false, |s| {
+                    let g = s.groups.get_mut(name).expect("checked above");
+                    if g.consumers.contains_key(a[4].as_slice()) {
+                        return (false, false);
+                    }
+                    g.touch_consumer(a[4].as_slice(), now);
+                    (true, true)
+                })?;
+                Ok(Value::Integer(i64::from(created == Some(true))))
+            }
+            ("delconsumer", 5) => {
+                let pending = r.with_stream(key, false, |s| {
+                    let g = s.groups.get_mut(name).expect("checked above");
+                    match g.remove_consumer(a[4].as_slice()) {
+                        Some(n) => (n, true),
+                        None => (0, false),
+                    }
+                })?;
+                Ok(Value::Integer(pending.unwrap_or(0) as i64))
+            }
+            _ => Err(xgroup_syntax_error(a)),
+        }
     })())
 }
 
@@ -633,7 +1247,10 @@ fn xinfo_stream(r: &mut Run, a: &[Arg]) -> Value {
                 b("entries"),
                 range_value(s, StreamId::MIN, StreamId::MAX, count, false),
             ));
-            map.push((b("groups"), Value::Array(Vec::new())));
+            let groups = (s.groups.iter())
+                .map(|(name, g)| group_full(s, name, g, count))
+                .collect();
+            map.push((b("groups"), Value::Array(groups)));
         } else {
             let edge = |rev: bool| {
                 let e = if rev {
@@ -643,12 +1260,123 @@ fn xinfo_stream(r: &mut Run, a: &[Arg]) -> Value {
                 };
                 e.map_or(Value::Null, |(id, f)| entry_value(*id, f))
             };
-            map.push((b("groups"), Value::Integer(0)));
+            map.push((b("groups"), Value::Integer(s.groups.len() as i64)));
             map.push((b("first-entry"), edge(false)));
             map.push((b("last-entry"), edge(true)));
         }
         Ok(Value::Map(map))
     })())
+}
+
+fn b(s: &str) -> Value {
+    Value::Bulk(s.as_bytes().to_vec())
+}
+
+fn entries_read_value(g: &Group) -> Value {
+    g.entries_read
+        .map_or(Value::Null, |n| Value::Integer(n as i64))
+}
+
+fn lag_value(s: &Stream, g: &Group) -> Value {
+    s.lag(g).map_or(Value::Null, |n| Value::Integer(n as i64))
+}
+
+/// A group in XINFO STREAM FULL: its pending messages and each consumer's, at most `count`
+/// of each (0: all).
+fn group_full(s: &Stream, name: &[u8], g: &Group, count: usize) -> Value {
+    let take = if count == 0 { usize::MAX } else { count };
+    let pending = (g.pel.iter().take(take))
+        .map(|(id, p)| {
+            Value::Array(vec![
+                id_value(*id),
+                Value::Bulk(p.consumer.clone()),
+                Value::Integer(p.delivery_time as i64),
+                Value::Integer(p.delivery_count as i64),
+            ])
+        })
+        .collect();
+    let consumers = (g.consumers.iter())
+        .map(|(n, c)| {
+            let pending = (c.pel.iter().take(take))
+                .map(|id| {
+                    let p = &g.pel[id];
+                    Value::Array(vec![
+                        id_value(*id),
+                        Value::Integer(p.delivery_time as i64),
+                        Value::Integer(p.delivery_count as i64),
+                    ])
+                })
+                .collect();
+            Value::Map(vec![
+                (b("name"), Value::Bulk(n.clone())),
+                (b("seen-time"), Value::Integer(c.seen_time as i64)),
+                (b("pel-count"), Value::Integer(c.pel.len() as i64)),
+                (b("pending"), Value::Array(pending)),
+            ])
+        })
+        .collect();
+    Value::Map(vec![
+        (b("name"), Value::Bulk(name.to_vec())),
+        (b("last-delivered-id"), id_value(g.last_id)),
+        (b("entries-read"), entries_read_value(g)),
+        (b("lag"), lag_value(s, g)),
+        (b("pel-count"), Value::Integer(g.pel.len() as i64)),
+        (b("pending"), Value::Array(pending)),
+        (b("consumers"), Value::Array(consumers)),
+    ])
+}
+
+/// `XINFO GROUPS key`.
+fn xinfo_groups(r: &mut Run, a: &[Arg]) -> Value {
+    match r.stream(&a[2]) {
+        Err(e) => e,
+        Ok(None) => Value::error("ERR no such key"),
+        Ok(Some(s)) => Value::Array(
+            (s.groups.iter())
+                .map(|(name, g)| {
+                    Value::Map(vec![
+                        (b("name"), Value::Bulk(name.clone())),
+                        (b("consumers"), Value::Integer(g.consumers.len() as i64)),
+                        (b("pending"), Value::Integer(g.pel.len() as i64)),
+                        (b("last-delivered-id"), id_value(g.last_id)),
+                        (b("entries-read"), entries_read_value(g)),
+                        (b("lag"), lag_value(s, g)),
+                    ])
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// `XINFO CONSUMERS key group`.
+fn xinfo_consumers(r: &mut Run, a: &[Arg]) -> Value {
+    let now = r.now;
+    let s = match r.stream(&a[2]) {
+        Err(e) => return e,
+        Ok(None) => return Value::error("ERR no such key"),
+        Ok(Some(s)) => s,
+    };
+    let Some(g) = s.groups.get(a[3].as_slice()) else {
+        return Value::error(format!(
+            "NOGROUP No such consumer group '{}' for key name '{}'",
+            lossy(&a[3]),
+            lossy(&a[2])
+        ));
+    };
+    Value::Array(
+        (g.consumers.iter())
+            .map(|(n, c)| {
+                Value::Map(vec![
+                    (b("name"), Value::Bulk(n.clone())),
+                    (b("pending"), Value::Integer(c.pel.len() as i64)),
+                    (
+                        b("idle"),
+                        Value::Integer(now.saturating_sub(c.seen_time) as i64),
+                    ),
+                ])
+            })
+            .collect(),
+    )
 }
 
 const XINFO_HELP: &[&str] = &[

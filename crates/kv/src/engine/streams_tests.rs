@@ -335,3 +335,121 @@ fn help_lists_the_subcommands() {
     );
     assert_eq!(lines.last(), Some(&Value::simple("    Print this help.")));
 }
+
+/// A group's life, replies as a real redis-server 7.0 gave them for the same commands.
+#[test]
+fn consumer_groups_deliver_track_and_claim() {
+    let kv = &mut Kv::default();
+    for i in 1..=3 {
+        run(kv, &format!("XADD s {i}-0 a {i}"));
+    }
+    assert_eq!(run(kv, "XGROUP CREATE s g 0"), Value::ok());
+    assert_eq!(
+        run(kv, "XGROUP CREATE s g 0"),
+        err("BUSYGROUP Consumer Group name already exists")
+    );
+    let first_two = arr(vec![arr(vec![
+        bulk("s"),
+        arr(vec![entry("1-0", &["a", "1"]), entry("2-0", &["a", "2"])]),
+    ])]);
+    assert_eq!(
+        run(kv, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >"),
+        first_two
+    );
+    assert_eq!(
+        run(kv, "XPENDING s g"),
+        arr(vec![
+            int(2),
+            bulk("1-0"),
+            bulk("2-0"),
+            arr(vec![arr(vec![bulk("alice"), bulk("2")])])
+        ])
+    );
+    assert_eq!(run(kv, "XREADGROUP GROUP g alice STREAMS s 0"), first_two);
+    assert_eq!(run(kv, "XACK s g 1-0 9-0"), int(1));
+    assert_eq!(
+        at(kv, 1500, "XCLAIM s g bob 0 2-0 JUSTID"),
+        arr(vec![bulk("2-0")])
+    );
+    // Delivered twice (the history read counts, JUSTID does not), idle since the claim.
+    assert_eq!(
+        at(kv, 1700, "XPENDING s g - + 10"),
+        arr(vec![arr(vec![bulk("2-0"), bulk("bob"), int(200), int(2)])])
+    );
+    let Value::Array(groups) = run(kv, "XINFO GROUPS s") else {
+        panic!()
+    };
+    assert_eq!(
+        groups[0],
+        Value::Map(vec![
+            (bulk("name"), bulk("g")),
+            (bulk("consumers"), int(2)),
+            (bulk("pending"), int(1)),
+            (bulk("last-delivered-id"), bulk("2-0")),
+            (bulk("entries-read"), int(2)),
+            (bulk("lag"), int(1)),
+        ])
+    );
+    // A pending message whose entry was deleted is dropped by the claim, not claimed.
+    run(kv, "XDEL s 2-0");
+    assert_eq!(
+        run(kv, "XAUTOCLAIM s g carol 0 0 COUNT 1"),
+        arr(vec![bulk("0-0"), arr(vec![]), arr(vec![bulk("2-0")])])
+    );
+    assert_eq!(
+        run(kv, "XPENDING s g"),
+        arr(vec![int(0), Value::Null, Value::Null, Value::NullArray])
+    );
+    assert_eq!(run(kv, "XGROUP DELCONSUMER s g carol"), int(0));
+    assert_eq!(run(kv, "XGROUP CREATECONSUMER s g dave"), int(1));
+    assert_eq!(run(kv, "XGROUP CREATECONSUMER s g dave"), int(0));
+    assert_eq!(
+        run(kv, "XGROUP SETID s nog 0"),
+        err("NOGROUP No such consumer group 'nog' for key name 's'")
+    );
+    assert_eq!(
+        run(kv, "XGROUP CREATE nokey g 0"),
+        err("ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.")
+    );
+    assert_eq!(run(kv, "XGROUP CREATE nokey g $ MKSTREAM"), Value::ok());
+    assert_eq!(run(kv, "XLEN nokey"), int(0));
+    assert_eq!(
+        run(kv, "XREADGROUP GROUP nog c STREAMS s >"),
+        err("NOGROUP No such key 's' or consumer group 'nog' in XREADGROUP with GROUP option")
+    );
+    assert_eq!(
+        run(kv, "XCLAIM s g bob 0 1-0 FOO"),
+        err("ERR Unrecognized XCLAIM option 'FOO'")
+    );
+    assert_eq!(
+        run(kv, "XAUTOCLAIM s g bob 0 0 COUNT 0"),
+        err("ERR COUNT must be > 0")
+    );
+    assert_eq!(run(kv, "XPENDING s g IDLE 5 - +"), err("ERR syntax error"));
+    assert_eq!(
+        run(kv, "XGROUP CREATE s g2 0 ENTRIESREAD -2"),
+        err("ERR value for ENTRIESREAD must be positive or -1")
+    );
+    assert_eq!(run(kv, "XGROUP DESTROY s g"), int(1));
+    assert_eq!(run(kv, "XGROUP DESTROY s g"), int(0));
+}
+
+/// Groups travel with the stream: a snapshot record of it decodes to the same state.
+#[test]
+fn groups_survive_the_record_encoding() {
+    let kv = &mut Kv::default();
+    run(kv, "XADD s 1-0 a 1");
+    run(kv, "XGROUP CREATE s g 0");
+    run(kv, "XREADGROUP GROUP g alice STREAMS s >");
+    let Some(slot) = kv.live(b"s", 0) else {
+        panic!()
+    };
+    let crate::slot::Data::Stream(s) = &slot.value else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    s.write_payload(&mut out).unwrap();
+    let back = crate::stream::Stream::read_payload(&mut &out[..]).expect("decodes");
+    assert_eq!(&back, &**s);
+    assert_eq!(back.groups[&b"g"[..]].pel.len(), 1);
+}

@@ -64,6 +64,46 @@ pub(crate) const STREAMS: &[CommandSpec] = &[
             "5.0.0",
             "An internal command for replicating stream values",
         ),
+    data("xreadgroup", -7)
+        .flags(&["write", "blocking", "movablekeys"])
+        .keys_after("streams", 4)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Return new entries from a stream using a consumer group, or access the history of the pending entries for a given consumer. Can block.",
+        ),
+    data("xack", -4)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Marks a pending message as correctly processed, effectively removing it from the pending entries list of the consumer group. Return value of the command is the number of messages successfully acknowledged, that is, the IDs we were actually able to resolve in the PEL.",
+        ),
+    data("xpending", -3)
+        .flags(&["readonly"])
+        .keys(1, 1, 1)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Return information and entries from a stream consumer group pending entries list, that are messages fetched but never acknowledged.",
+        ),
+    data("xclaim", -6)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Changes (or acquires) ownership of a message in a consumer group, as if the message was delivered to the specified consumer.",
+        ),
+    data("xautoclaim", -6)
+        .flags(&["write", "fast"])
+        .keys(1, 1, 1)
+        .doc(
+            "stream",
+            "6.2.0",
+            "Changes (or acquires) ownership of messages in a consumer group, as if the messages were delivered to the specified consumer.",
+        ),
     spec("xinfo", -2, container)
         .doc(
             "stream",
@@ -82,6 +122,14 @@ pub(crate) const STREAMS: &[CommandSpec] = &[
 
 /// `XINFO` subcommands.
 pub(crate) const XINFO: &[CommandSpec] = &[
+    data("xinfo|groups", 3)
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .doc("stream", "5.0.0", "List the consumer groups of a stream"),
+    data("xinfo|consumers", 4)
+        .flags(&["readonly"])
+        .keys(2, 2, 1)
+        .doc("stream", "5.0.0", "List the consumers in a consumer group"),
     data("xinfo|stream", -3)
         .flags(&["readonly"])
         .keys(2, 2, 1)
@@ -94,9 +142,38 @@ pub(crate) const XINFO: &[CommandSpec] = &[
 ];
 
 /// `XGROUP` subcommands.
-pub(crate) const XGROUP: &[CommandSpec] =
-    &[data("xgroup|help", 2).flags(&["loading", "stale"]).doc(
+pub(crate) const XGROUP: &[CommandSpec] = &[
+    data("xgroup|create", -5)
+        .flags(&["write", "denyoom"])
+        .keys(2, 2, 1)
+        .doc("stream", "5.0.0", "Create a consumer group."),
+    data("xgroup|setid", -5)
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Set a consumer group to an arbitrary last delivered ID value.",
+        ),
+    data("xgroup|destroy", 4)
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .doc("stream", "5.0.0", "Destroy a consumer group."),
+    data("xgroup|createconsumer", 5)
+        .flags(&["write", "denyoom"])
+        .keys(2, 2, 1)
+        .doc("stream", "6.2.0", "Create a consumer in a consumer group."),
+    data("xgroup|delconsumer", 5)
+        .flags(&["write"])
+        .keys(2, 2, 1)
+        .doc(
+            "stream",
+            "5.0.0",
+            "Delete a consumer from a consumer group.",
+        ),
+    data("xgroup|help", 2).flags(&["loading", "stale"]).doc(
         "stream",
         "5.0.0",
         "Show helpful text about the different subcommands",
-    )];
+    ),
+];
