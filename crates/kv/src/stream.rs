@@ -244,9 +244,9 @@ impl Stream {
         let first = self.first_id();
         if self.max_deleted_id == StreamId::MIN || self.max_deleted_id < first {
             if id < first {
-                return Some(self.entries_added - self.len() as u64);
+                return Some(self.entries_added.saturating_sub(self.len() as u64));
             } else if id == first {
-                return Some(self.entries_added - self.len() as u64 + 1);
+                return Some(self.entries_added.saturating_sub(self.len() as u64) + 1);
             }
         }
         None
@@ -317,8 +317,11 @@ impl Stream {
     /// trim. Returns how many entries went.
     pub fn trim(&mut self, rule: Trim, approx: bool, limit: u64) -> u64 {
         let mut deleted = 0u64;
-        let nodes: Vec<StreamId> = self.nodes.keys().copied().collect();
-        for node in nodes {
+        // Node by node from the oldest, looked up as the trim goes (most trims stop at the
+        // first node: collecting every node's key would cost each XADD the stream's size).
+        let mut next_node = self.nodes.keys().next().copied();
+        while let Some(node) = next_node {
+            next_node = (self.nodes.range(node..).nth(1)).map(|(k, _)| *k);
             if let Trim::MaxLen(max) = rule {
                 if self.len() as u64 <= max {
                     break;

@@ -312,7 +312,7 @@ fn xadd(r: &mut Run, a: &[Arg]) -> Value {
         Err(e) => return e,
     };
     let nfields = a.len().saturating_sub(t.fields_at);
-    if nfields < 2 || nfields % 2 == 1 {
+    if nfields < 2 || !nfields.is_multiple_of(2) {
         return wrong_arity("xadd");
     }
     if let Some((StreamId { ms: 0, seq: 0 }, true)) = t.id {
@@ -497,7 +497,7 @@ fn xread(r: &mut Run, a: &[Arg], readgroup: bool) -> Value {
                 count = int(&a[i])?.max(0);
             } else if is(o, "streams") && more > 0 {
                 streams_at = i + 1;
-                if (a.len() - streams_at) % 2 != 0 {
+                if !(a.len() - streams_at).is_multiple_of(2) {
                     return Err(Value::error(
                         "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified.",
                     ));
@@ -636,7 +636,7 @@ fn read_group(
                                 .get_mut(&id)
                                 .expect("a consumer's ID is the group's");
                             p.delivery_time = now;
-                            p.delivery_count += 1;
+                            p.delivery_count = p.delivery_count.saturating_add(1);
                         }
                         None => items.push(Value::Array(vec![id_value(id), Value::NullArray])),
                     }
@@ -657,7 +657,9 @@ fn read_group(
                     let read = {
                         let grp = &s.groups[g];
                         match grp.entries_read {
-                            Some(n) if !s.range_has_tombstones(id, StreamId::MAX) => Some(n + 1),
+                            Some(n) if !s.range_has_tombstones(id, StreamId::MAX) => {
+                                Some(n.saturating_add(1))
+                            }
                             _ if s.entries_added > 0 => s.entries_read_at(id),
                             other => other,
                         }
@@ -995,7 +997,7 @@ fn xautoclaim(r: &mut Run, a: &[Arg]) -> Value {
                 let p = grp.assign(id, c, now);
                 p.delivery_time = now;
                 if !justid {
-                    p.delivery_count += 1;
+                    p.delivery_count = p.delivery_count.saturating_add(1);
                 }
                 claimed.push(if justid {
                     id_value(id)
