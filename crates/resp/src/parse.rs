@@ -32,6 +32,11 @@ pub struct CommandSpec {
     /// Redis's "movablekeys"): that argument's index, the keys following it; 0 otherwise.
     /// Keys of `keys` before that index are keys too (ZUNIONSTORE's destination).
     pub numkeys: usize,
+    /// For a command whose keys follow a keyword (`XREAD … STREAMS k1 k2 id1 id2`, Redis's
+    /// "keyword" key spec with a range limited to half the rest): the keyword and the
+    /// argument index its search starts from; the arguments after it are keys, then as many
+    /// IDs. `None` otherwise.
+    pub keys_after: Option<(&'static str, usize)>,
     /// Redis's command group (`string`, `generic`, `connection`, `server`).
     pub group: &'static str,
     /// The Redis version that introduced the command.
@@ -46,13 +51,14 @@ pub struct CommandSpec {
     parse: Option<Parser>,
 }
 
-const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
+pub(crate) const fn spec(name: &'static str, arity: i32, parse: Parser) -> CommandSpec {
     CommandSpec {
         name,
         arity,
         flags: &[],
         keys: (0, 0, 0),
         numkeys: 0,
+        keys_after: None,
         group: "",
         since: "",
         summary: "",
@@ -69,6 +75,7 @@ pub(crate) const fn data(name: &'static str, arity: i32) -> CommandSpec {
         flags: &[],
         keys: (0, 0, 0),
         numkeys: 0,
+        keys_after: None,
         group: "",
         since: "",
         summary: "",
@@ -98,6 +105,14 @@ impl CommandSpec {
         }
     }
 
+    /// Keys after `keyword`, searched from argument `from` (see [`CommandSpec::keys_after`]).
+    pub(crate) const fn keys_after(self, keyword: &'static str, from: usize) -> CommandSpec {
+        CommandSpec {
+            keys_after: Some((keyword, from)),
+            ..self
+        }
+    }
+
     pub(crate) const fn doc(
         self,
         group: &'static str,
@@ -112,7 +127,7 @@ impl CommandSpec {
         }
     }
 
-    const fn subcommands(self, subcommands: &'static [CommandSpec]) -> CommandSpec {
+    pub(crate) const fn subcommands(self, subcommands: &'static [CommandSpec]) -> CommandSpec {
         CommandSpec {
             subcommands,
             ..self
@@ -783,7 +798,7 @@ impl CommandSpec {
 
     /// Whether the command names keys (it is routed by them).
     pub fn has_keys(&self) -> bool {
-        self.keys != (0, 0, 0) || self.numkeys != 0
+        self.keys != (0, 0, 0) || self.numkeys != 0 || self.keys_after.is_some()
     }
 
     /// The positions of the key arguments among `args` (the name at 0), by the spec's key
@@ -793,6 +808,16 @@ impl CommandSpec {
     /// engine's to refuse).
     pub fn key_positions<A: AsRef<[u8]>>(&self, args: &[A]) -> Vec<usize> {
         let nargs = args.len();
+        if let Some((keyword, from)) = self.keys_after {
+            // Redis's keyword search: the first match from `from` on; half the rest are keys
+            // (an odd rest is the engine's to refuse).
+            let found = (args.iter().enumerate().skip(from))
+                .find(|(_, a)| a.as_ref().eq_ignore_ascii_case(keyword.as_bytes()));
+            return found.map_or_else(Vec::new, |(at, _)| {
+                let n = (nargs - at - 1) / 2;
+                (at + 1..at + 1 + n).collect()
+            });
+        }
         let (first, last, step) = self.keys;
         let (first, n) = (i64::from(first), nargs as i64);
         let last = if last < 0 {
@@ -824,7 +849,7 @@ impl CommandSpec {
 
 /// A container's parser, never called: its arity (at least 2) means a subcommand is always
 /// named, and `run` goes to the subcommand's spec instead.
-fn container(_: &mut [Vec<u8>]) -> Result<Command, CommandError> {
+pub(crate) fn container(_: &mut [Vec<u8>]) -> Result<Command, CommandError> {
     Err(CommandError::Syntax)
 }
 
@@ -1058,6 +1083,14 @@ mod tests {
             [2, 3]
         );
         assert!(sintercard.has_keys());
+        let xread = data("xread", -4).keys_after("streams", 1);
+        assert_eq!(
+            xread.key_positions(&args("xread count 2 STREAMS a b 0 0")),
+            [4, 5]
+        );
+        assert_eq!(xread.key_positions(&args("xread streams a b 0")), [2]);
+        assert_eq!(xread.key_positions(&args("xread count 2")), [0usize; 0]);
+        assert!(xread.has_keys());
         let mget = data("mget", -2).keys(1, -1, 1);
         assert_eq!(mget.key_positions(&args("mget a b c")), [1, 2, 3]);
     }

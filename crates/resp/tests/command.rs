@@ -410,6 +410,8 @@ fn every_command_in_the_table_parses_at_its_arity() {
             "function" => args.extend([b("FLUSH")]),
             "memory" => args.extend([b("USAGE"), b("k")]),
             "object" => args.extend([b("ENCODING"), b("k")]),
+            "xinfo" => args.extend([b("STREAM"), b("k")]),
+            "xgroup" => args.extend([b("HELP")]),
             "hello" | "flushall" | "flushdb" => {}
             _ => args.extend(std::iter::repeat_n(b("2"), n - 1)),
         }
