@@ -77,32 +77,50 @@ pub(super) async fn queue(r: &Router, conn: &mut Conn, cmd: Command) -> Value {
     Value::simple("QUEUED")
 }
 
-/// `WATCH key [key ...]`: remembers each key's version now.
+/// `WATCH key [key ...]`: remembers each key's version now. The keys may be in several
+/// shards (EXEC says what a transaction can then do).
 pub(super) async fn watch(r: &Router, conn: &mut Conn, keys: Vec<Vec<u8>>) -> Reply {
     if conn.tx.is_some() {
         return Err(Value::error("ERR WATCH inside MULTI is not allowed"));
     }
-    let mut shards = r.shards_of(keys.iter().map(Vec::as_slice));
-    shards.extend(r.shards_of(conn.watched.iter().map(|(k, _)| k.as_slice())));
-    shards.sort_unstable();
-    shards.dedup();
-    if shards.len() > 1 {
-        return Err(crossslot());
+    let versions = versions(r, conn, &keys).await?;
+    for (k, v) in keys.into_iter().zip(versions) {
+        if !conn.watched.iter().any(|(w, _)| *w == k) {
+            conn.watched.push((k, v));
+        }
     }
-    let cmd = KvCommand::Versions {
-        keys: keys.iter().cloned().map(Arg::from).collect(),
-    };
-    match r.call(conn, cmd).await? {
-        flotilla_kv::KvReply::Versions(v) if v.len() == keys.len() => {
-            for (k, v) in keys.into_iter().zip(v) {
-                if !conn.watched.iter().any(|(w, _)| *w == k) {
-                    conn.watched.push((k, v));
+    Ok(Value::ok())
+}
+
+/// The versions of `keys` now, asked of each shard they are in.
+async fn versions(r: &Router, conn: &mut Conn, keys: &[Vec<u8>]) -> Result<Vec<u64>, Value> {
+    let mut out = vec![0; keys.len()];
+    let shards = r.shards_of(keys.iter().map(Vec::as_slice));
+    for shard in shards {
+        let part: Vec<usize> = (0..keys.len())
+            .filter(|&i| shards_one(r, &keys[i]) == shard)
+            .collect();
+        let cmd = KvCommand::Versions {
+            keys: part.iter().map(|&i| Arg::from(keys[i].clone())).collect(),
+        };
+        match r.call(conn, cmd).await? {
+            flotilla_kv::KvReply::Versions(v) if v.len() == part.len() => {
+                for (i, v) in part.into_iter().zip(v) {
+                    out[i] = v;
                 }
             }
-            Ok(Value::ok())
+            other => return Err(super::unexpected(other)),
         }
-        other => Err(super::unexpected(other)),
     }
+    Ok(out)
+}
+
+/// The shard of one key (0 on a single group).
+fn shards_one(r: &Router, key: &[u8]) -> usize {
+    r.shards_of(std::iter::once(key))
+        .first()
+        .copied()
+        .unwrap_or(0)
 }
 
 /// `UNWATCH`.
@@ -143,8 +161,21 @@ pub(super) async fn exec(r: &Router, conn: &mut Conn) -> Reply {
     shards.extend(tx.shard);
     shards.sort_unstable();
     shards.dedup();
+    let has_data = tx.queued.iter().any(|c| matches!(c, Command::Data { .. }));
+    let mut watched = watched;
     if shards.len() > 1 {
-        return Err(crossslot());
+        // Writes are checked against the watched keys in the same entry, so they must share
+        // its shard. A transaction that writes nothing only needs to know whether a watched
+        // key changed: each shard is asked, and nothing is applied either way.
+        if has_data {
+            return Err(crossslot());
+        }
+        let keys: Vec<Vec<u8>> = watched.iter().map(|(k, _)| k.clone()).collect();
+        let now = versions(r, conn, &keys).await?;
+        if watched.iter().zip(now).any(|((_, then), now)| *then != now) {
+            return Ok(Value::NullArray);
+        }
+        watched.clear();
     }
     let mut data = Vec::new();
     let mut local = Vec::new();
