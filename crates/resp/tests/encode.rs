@@ -40,7 +40,7 @@ fn every_type() -> Vec<(Value, Value)> {
         ),
         (Value::Double(1.5), Value::bulk("1.5")),
         (Value::Double(f64::INFINITY), Value::bulk("inf")),
-        (Value::Double(-1e300), Value::bulk("-1e+300")),
+        (Value::Double(-1e300), Value::bulk("-1.0000000000000001e+300")),
         (Value::Boolean(true), Value::Integer(1)),
         (Value::Boolean(false), Value::Integer(0)),
         (
@@ -168,9 +168,15 @@ fn doubles_print_like_redis() {
         (1.5, "1.5"),
         (-2.25, "-2.25"),
         (3.0, "3"),
-        (0.1, "0.1"),
-        (1e300, "1e+300"),
-        (1.5e-7, "1.5e-7"),
+        (0.1, "0.10000000000000001"),
+        (1.1, "1.1000000000000001"),
+        (0.0001, "0.0001"),
+        (1e-5, "1.0000000000000001e-05"),
+        (123456789012345678.0, "1.2345678901234568e+17"),
+        (1e20, "1e+20"),
+        (1e300, "1.0000000000000001e+300"),
+        (1.5e-7, "1.4999999999999999e-07"),
+        (3.141, "3.141"),
         (f64::INFINITY, "inf"),
     ] {
         assert_eq!(format_double(d), text);
