@@ -72,6 +72,10 @@ pub enum Value {
         attrs: Vec<(Value, Value)>,
         value: Box<Value>,
     },
+    /// Pairs as Redis 7 replies them (ZRANGE … WITHSCORES, ZPOPMIN with a count, HRANDFIELD …
+    /// WITHVALUES): RESP3 an array of two-element arrays, RESP2 one flat array `k1 v1 k2 v2`.
+    /// (Last, so that the variants before it keep their serialized indices.)
+    Pairs(Vec<(Value, Value)>),
 }
 
 /// Equality as a reply's bytes compare: replies are compared in tests and in exactly-once
@@ -136,6 +140,15 @@ pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
         Value::NullArray => out.extend_from_slice(b"*-1\r\n"),
         Value::Array(items) => aggregate(out, b'*', items, proto),
         Value::Map(pairs) => map(out, pairs, proto),
+        Value::Pairs(pairs) if resp3 => {
+            header(out, b'*', len_i64(pairs.len()));
+            for (k, v) in pairs {
+                out.extend_from_slice(b"*2\r\n");
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
+        Value::Pairs(pairs) => map(out, pairs, proto),
         Value::Set(items) => aggregate(out, if resp3 { b'~' } else { b'*' }, items, proto),
         Value::Push(items) => aggregate(out, if resp3 { b'>' } else { b'*' }, items, proto),
         Value::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),

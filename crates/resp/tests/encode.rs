@@ -240,3 +240,10 @@ fn reply_decoding_rejects_garbage() {
     let deep = "*1\r\n".repeat(200);
     assert!(decode_value(deep.as_bytes(), &Limits::default()).is_err());
 }
+
+#[test]
+fn pairs_are_nested_in_resp3_and_flat_in_resp2() {
+    let pairs = Value::Pairs(vec![(Value::bulk("a"), Value::Double(1.5))]);
+    assert_eq!(bytes(&pairs, Resp2), "*2\r\n$1\r\na\r\n$3\r\n1.5\r\n");
+    assert_eq!(bytes(&pairs, Resp3), "*1\r\n*2\r\n$1\r\na\r\n,1.5\r\n");
+}

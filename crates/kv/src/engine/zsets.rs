@@ -120,16 +120,14 @@ fn err(msg: &str) -> Value {
     Value::error(msg)
 }
 
-/// Members (and scores if `withscores`) as Redis's RESP2 flat reply.
+/// Members, or with `withscores` (member, score) pairs: a flat array in RESP2, an array of
+/// pairs in RESP3, as Redis 7 replies them.
 fn flat<'a>(items: impl IntoIterator<Item = (&'a [u8], Score)>, withscores: bool) -> Value {
-    let mut out = Vec::new();
-    for (m, s) in items {
-        out.push(bulk(m));
-        if withscores {
-            out.push(double(s));
-        }
+    if withscores {
+        Value::Pairs(items.into_iter().map(|(m, s)| (bulk(m), double(s))).collect())
+    } else {
+        Value::Array(items.into_iter().map(|(m, _)| bulk(m)).collect())
     }
-    Value::Array(out)
 }
 
 fn not_float() -> Value {
@@ -693,7 +691,16 @@ fn zpop(r: &mut Run, a: &[Arg], max: bool) -> Value {
         }
         let popped = pop_first_of(r, &a[1..2], max, count)?;
         let popped = popped.map(|(_, p)| p).unwrap_or_default();
-        Ok(flat(popped.iter().map(|(m, s)| (m.as_slice(), *s)), true))
+        if a.len() == 3 {
+            // With a count: pairs (nested in RESP3); without, one flat pair in both.
+            return Ok(flat(popped.iter().map(|(m, s)| (m.as_slice(), *s)), true));
+        }
+        let mut out = Vec::with_capacity(2);
+        for (m, s) in &popped {
+            out.push(bulk(m));
+            out.push(double(*s));
+        }
+        Ok(Value::Array(out))
     })())
 }
 

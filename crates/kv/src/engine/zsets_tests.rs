@@ -41,6 +41,15 @@ fn int(n: i64) -> Value {
 /// A flat reply of members and (as RESP2 prints them) scores.
 fn items(kv: &mut Kv, line: &str) -> Vec<String> {
     match run(kv, line) {
+        Value::Pairs(v) => v
+            .into_iter()
+            .flat_map(|(m, s)| [m, s])
+            .map(|x| match x {
+                Value::Bulk(b) => String::from_utf8(b).unwrap(),
+                Value::Double(d) => flotilla_resp::format_double(d),
+                other => panic!("{line}: {other:?}"),
+            })
+            .collect(),
         Value::Array(v) => v
             .into_iter()
             .map(|x| match x {
