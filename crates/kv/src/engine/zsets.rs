@@ -33,11 +33,21 @@ pub(super) const HANDLERS: &[(&str, Handler)] = &[
         let dst = a[1].clone();
         zrange(r, &a[1..], Some(&dst), None, None)
     }),
-    ("zrevrange", |r, a| zrange(r, a, None, Some(Kind::Rank), Some(true))),
-    ("zrangebyscore", |r, a| zrange(r, a, None, Some(Kind::Score), Some(false))),
-    ("zrevrangebyscore", |r, a| zrange(r, a, None, Some(Kind::Score), Some(true))),
-    ("zrangebylex", |r, a| zrange(r, a, None, Some(Kind::Lex), Some(false))),
-    ("zrevrangebylex", |r, a| zrange(r, a, None, Some(Kind::Lex), Some(true))),
+    ("zrevrange", |r, a| {
+        zrange(r, a, None, Some(Kind::Rank), Some(true))
+    }),
+    ("zrangebyscore", |r, a| {
+        zrange(r, a, None, Some(Kind::Score), Some(false))
+    }),
+    ("zrevrangebyscore", |r, a| {
+        zrange(r, a, None, Some(Kind::Score), Some(true))
+    }),
+    ("zrangebylex", |r, a| {
+        zrange(r, a, None, Some(Kind::Lex), Some(false))
+    }),
+    ("zrevrangebylex", |r, a| {
+        zrange(r, a, None, Some(Kind::Lex), Some(true))
+    }),
     ("zremrangebyrank", |r, a| zremrange(r, a, Kind::Rank)),
     ("zremrangebyscore", |r, a| zremrange(r, a, Kind::Score)),
     ("zremrangebylex", |r, a| zremrange(r, a, Kind::Lex)),
@@ -72,14 +82,22 @@ impl Run<'_> {
     /// changed anything; keeps the TTL, and deletes the key if no member is left. A call that
     /// changed nothing leaves the key as it was, version included (WATCH does not fire, as
     /// in Redis, which signals a key only when a command modified it).
-    fn with_zset<T>(&mut self, key: &[u8], f: impl FnOnce(&mut ZSet) -> (T, bool)) -> Result<T, Value> {
+    fn with_zset<T>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(&mut ZSet) -> (T, bool),
+    ) -> Result<T, Value> {
         self.zset(key)?;
         // Expired but not yet removed: gone, as for every read.
         self.kv.remove_if_expired(key, self.now);
         let old = self.kv.remove(key);
         let (mut z, expire_at, version) = match old {
             None => (Arc::new(ZSet::new()), 0, None),
-            Some(Slot { value: Data::ZSet(z), expire_at, version }) => (z, expire_at, Some(version)),
+            Some(Slot {
+                value: Data::ZSet(z),
+                expire_at,
+                version,
+            }) => (z, expire_at, Some(version)),
             Some(_) => unreachable!("type checked above"),
         };
         // Dropped from the store first, so that `make_mut` copies the set only when a
@@ -87,11 +105,16 @@ impl Run<'_> {
         let (out, changed) = f(Arc::make_mut(&mut z));
         match version {
             Some(version) if !changed => {
-                let slot = Slot { value: Data::ZSet(z), expire_at, version };
+                let slot = Slot {
+                    value: Data::ZSet(z),
+                    expire_at,
+                    version,
+                };
                 self.kv.insert_slot(key.to_vec(), slot);
             }
             _ if !z.is_empty() => {
-                self.kv.put_data(key.to_vec(), Data::ZSet(z), expire_at, self.index)
+                self.kv
+                    .put_data(key.to_vec(), Data::ZSet(z), expire_at, self.index)
             }
             _ => {}
         }
@@ -103,7 +126,8 @@ impl Run<'_> {
     fn put_zset(&mut self, key: &[u8], z: ZSet) {
         self.kv.remove(key);
         if !z.is_empty() {
-            self.kv.put_data(key.to_vec(), Data::ZSet(Arc::new(z)), 0, self.index);
+            self.kv
+                .put_data(key.to_vec(), Data::ZSet(Arc::new(z)), 0, self.index);
         }
     }
 }
@@ -124,7 +148,12 @@ fn err(msg: &str) -> Value {
 /// pairs in RESP3, as Redis 7 replies them.
 fn flat<'a>(items: impl IntoIterator<Item = (&'a [u8], Score)>, withscores: bool) -> Value {
     if withscores {
-        Value::Pairs(items.into_iter().map(|(m, s)| (bulk(m), double(s))).collect())
+        Value::Pairs(
+            items
+                .into_iter()
+                .map(|(m, s)| (bulk(m), double(s)))
+                .collect(),
+        )
     } else {
         Value::Array(items.into_iter().map(|(m, _)| bulk(m)).collect())
     }
@@ -175,13 +204,13 @@ fn zadd(r: &mut Run, a: &[Arg]) -> Value {
         i += 1;
     }
     let rest = &a[i..];
-    if rest.is_empty() || rest.len() % 2 != 0 {
+    if rest.is_empty() || !rest.len().is_multiple_of(2) {
         return syntax_error();
     }
     if f.nx && f.xx {
         return err("ERR XX and NX options at the same time are not compatible");
     }
-    if (f.gt && f.nx) || (f.lt && f.nx) || (f.gt && f.lt) {
+    if (f.nx && (f.gt || f.lt)) || (f.gt && f.lt) {
         return err("ERR GT, LT, and/or NX options at the same time are not compatible");
     }
     if f.incr && rest.len() > 2 {
@@ -286,7 +315,10 @@ fn zmscore(r: &mut Run, a: &[Arg]) -> Value {
         Ok(z) => Value::Array(
             a[2..]
                 .iter()
-                .map(|m| z.and_then(|z| z.score(m.as_slice())).map_or(Value::Null, double))
+                .map(|m| {
+                    z.and_then(|z| z.score(m.as_slice()))
+                        .map_or(Value::Null, double)
+                })
                 .collect(),
         ),
     }
@@ -318,7 +350,10 @@ fn zrem(r: &mut Run, a: &[Arg]) -> Value {
         Ok(Some(_)) => {}
     }
     let removed = r.with_zset(a[1].as_slice(), |z| {
-        let n = a[2..].iter().filter(|m| z.remove(m.as_slice()).is_some()).count();
+        let n = a[2..]
+            .iter()
+            .filter(|m| z.remove(m.as_slice()).is_some())
+            .count();
         (n, n > 0)
     });
     removed.map_or_else(|e| e, |n| Value::Integer(n as i64))
@@ -447,7 +482,13 @@ impl Range {
     /// The members in the range, in ascending order (`rev`: descending), after skipping
     /// `offset` and taking at most `limit` (negative: all), as Redis walks its skiplist: from
     /// the first member past the start bound while members stay within the end bound.
-    fn select<'z>(&self, z: &'z ZSet, rev: bool, offset: i64, limit: i64) -> Vec<(&'z [u8], Score)> {
+    fn select<'z>(
+        &self,
+        z: &'z ZSet,
+        rev: bool,
+        offset: i64,
+        limit: i64,
+    ) -> Vec<(&'z [u8], Score)> {
         if offset < 0 || limit == 0 {
             return Vec::new();
         }
@@ -483,11 +524,9 @@ impl Range {
             }
             Range::Score(s) => {
                 let s = *s;
-                let (first, last): (Box<dyn Fn(f64) -> bool>, Box<dyn Fn(f64) -> bool>) = if rev {
-                    (Box::new(move |v| s.below_max(v)), Box::new(move |v| s.above_min(v)))
-                } else {
-                    (Box::new(move |v| s.above_min(v)), Box::new(move |v| s.below_max(v)))
-                };
+                // Walking up: start past min, stop past max; walking down, the other way.
+                let first = |v: f64| if rev { s.below_max(v) } else { s.above_min(v) };
+                let last = |v: f64| if rev { s.above_min(v) } else { s.below_max(v) };
                 it.skip_while(|(_, v)| !first(v.get()))
                     .take_while(|(_, v)| last(v.get()))
                     .skip(offset)
@@ -495,7 +534,13 @@ impl Range {
                     .collect()
             }
             Range::Lex(l) => it
-                .skip_while(|(m, _)| if rev { !l.below_max(m) } else { !l.above_min(m) })
+                .skip_while(|(m, _)| {
+                    if rev {
+                        !l.below_max(m)
+                    } else {
+                        !l.above_min(m)
+                    }
+                })
                 .take_while(|(m, _)| if rev { l.above_min(m) } else { l.below_max(m) })
                 .skip(offset)
                 .take(limit)
@@ -635,6 +680,9 @@ fn zremrange(r: &mut Run, a: &[Arg], kind: Kind) -> Value {
 // ---------------------------------------------------------------------------------------
 // Pops
 
+/// Popped members and their scores, in pop order.
+type Popped = Vec<(Vec<u8>, Score)>;
+
 /// Pops up to `count` members from the first of `keys` that holds a sorted set: that key
 /// and the pairs, or `None` if no key holds one. WRONGTYPE at the first key of another type.
 fn pop_first_of(
@@ -642,7 +690,7 @@ fn pop_first_of(
     keys: &[Arg],
     max: bool,
     count: usize,
-) -> Result<Option<(Arg, Vec<(Vec<u8>, Score)>)>, Value> {
+) -> Result<Option<(Arg, Popped)>, Value> {
     for key in keys {
         if r.zset(key.as_slice())?.is_none() {
             continue;
@@ -721,7 +769,11 @@ fn bzpop(r: &mut Run, a: &[Arg], max: bool) -> Value {
         match pop_first_of(r, &a[1..a.len() - 1], max, 1)? {
             Some((key, popped)) if !popped.is_empty() => {
                 let (m, s) = &popped[0];
-                Ok(Value::Array(vec![bulk(key.as_slice()), bulk(m), double(*s)]))
+                Ok(Value::Array(vec![
+                    bulk(key.as_slice()),
+                    bulk(m),
+                    double(*s),
+                ]))
             }
             _ => Ok(Value::NullArray),
         }
@@ -855,7 +907,9 @@ fn zscan(r: &mut Run, a: &[Arg]) -> Value {
     for m in members {
         items.push(bulk(m));
         let s = z.score(m).expect("member of the set");
-        items.push(Value::Bulk(flotilla_resp::format_double(s.get()).into_bytes()));
+        items.push(Value::Bulk(
+            flotilla_resp::format_double(s.get()).into_bytes(),
+        ));
     }
     Value::Array(vec![
         Value::Bulk(next.to_string().into_bytes()),
@@ -1064,7 +1118,10 @@ fn setop_inner(r: &mut Run, a: &[Arg], op: Op, store: bool, card: bool) -> Resul
     }
     let mut out = ZSet::new();
     for (m, s) in acc {
-        out.insert(m, Score::new(s).unwrap_or(Score::new(0.0).expect("0 is a number")));
+        out.insert(
+            m,
+            Score::new(s).unwrap_or(Score::new(0.0).expect("0 is a number")),
+        );
     }
     if store {
         let n = out.len();
