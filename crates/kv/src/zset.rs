@@ -87,6 +87,20 @@ impl ZSet {
         Some(score)
     }
 
+    /// Removes and returns the lowest (score, member) pair.
+    pub fn pop_min(&mut self) -> Option<(Vec<u8>, Score)> {
+        let (score, member) = self.order.pop_first()?;
+        self.scores.remove(&member);
+        Some((member, score))
+    }
+
+    /// Removes and returns the highest (score, member) pair.
+    pub fn pop_max(&mut self) -> Option<(Vec<u8>, Score)> {
+        let (score, member) = self.order.pop_last()?;
+        self.scores.remove(&member);
+        Some((member, score))
+    }
+
     /// Members and scores in Redis's order: ascending score, then member bytes.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], Score)> + '_ {
         self.order.iter().map(|(s, m)| (m.as_slice(), *s))

@@ -75,6 +75,10 @@ pub enum Value {
         attrs: Vec<(Value, Value)>,
         value: Box<Value>,
     },
+    /// Pairs as Redis 7 replies them (ZRANGE … WITHSCORES, ZPOPMIN with a count, HRANDFIELD …
+    /// WITHVALUES): RESP3 an array of two-element arrays, RESP2 one flat array `k1 v1 k2 v2`.
+    /// (Last, so that the variants before it keep their serialized indices.)
+    Pairs(Vec<(Value, Value)>),
 }
 
 /// Equality as a reply's bytes compare: replies are compared in tests and in exactly-once
@@ -139,6 +143,15 @@ pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
         Value::NullArray => out.extend_from_slice(b"*-1\r\n"),
         Value::Array(items) => aggregate(out, b'*', items, proto),
         Value::Map(pairs) => map(out, pairs, proto),
+        Value::Pairs(pairs) if resp3 => {
+            header(out, b'*', len_i64(pairs.len()));
+            for (k, v) in pairs {
+                out.extend_from_slice(b"*2\r\n");
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
+        Value::Pairs(pairs) => map(out, pairs, proto),
         Value::Set(items) => aggregate(out, if resp3 { b'~' } else { b'*' }, items, proto),
         Value::Pairs(pairs) if resp3 => {
             header(out, b'*', len_i64(pairs.len()));
@@ -250,9 +263,10 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Formats a double as Redis does: the shortest text that reads back as the same number,
-/// `inf`/`-inf`/`nan`, and exponent notation where `%.17g` would use it (`1e+300`), so that
-/// huge values do not print as hundreds of digits.
+/// Formats a double as Redis 7.0 replies one (`addReplyDouble`, also ZSCAN's `d2string`):
+/// C's `%.17g` (17 significant digits, trailing zeros dropped, exponent form below 1e-4 and
+/// from 1e17 with a signed two-digit exponent: `1.1000000000000001`, `1e+20`), and
+/// `inf`/`-inf`/`nan`. Every output reads back as the same number.
 pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".to_owned();
@@ -260,15 +274,24 @@ pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf" } else { "-inf" }.to_owned();
     }
-    let magnitude = d.abs();
-    if magnitude != 0.0 && !(1e-4..1e17).contains(&magnitude) {
-        // Rust writes "1e300" / "1e-7"; Redis (and C's printf) write "1e+300" / "1e-07"-like
-        // forms. Any of them parse back; add the '+' to match Redis where it costs nothing.
-        let s = format!("{d:e}");
-        return match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        };
+    if d == 0.0 {
+        return "0".to_owned();
     }
-    format!("{d}")
+    fn trim(s: &str) -> &str {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
+        }
+    }
+    // `%e` at precision 16 fixes the exponent `%g` chooses by (C's rule, P = 17).
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').expect("exponent form");
+    let exp: i32 = exp.parse().expect("exponent");
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.unsigned_abs())
+    } else {
+        trim(&format!("{d:.*}", (16 - exp) as usize)).to_owned()
+    }
 }

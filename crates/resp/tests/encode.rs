@@ -40,7 +40,10 @@ fn every_type() -> Vec<(Value, Value)> {
         ),
         (Value::Double(1.5), Value::bulk("1.5")),
         (Value::Double(f64::INFINITY), Value::bulk("inf")),
-        (Value::Double(-1e300), Value::bulk("-1e+300")),
+        (
+            Value::Double(-1e300),
+            Value::bulk("-1.0000000000000001e+300"),
+        ),
         (Value::Boolean(true), Value::Integer(1)),
         (Value::Boolean(false), Value::Integer(0)),
         (
@@ -181,9 +184,15 @@ fn doubles_print_like_redis() {
         (1.5, "1.5"),
         (-2.25, "-2.25"),
         (3.0, "3"),
-        (0.1, "0.1"),
-        (1e300, "1e+300"),
-        (1.5e-7, "1.5e-7"),
+        (0.1, "0.10000000000000001"),
+        (1.1, "1.1000000000000001"),
+        (0.0001, "0.0001"),
+        (1e-5, "1.0000000000000001e-05"),
+        (123456789012345678.0, "1.2345678901234568e+17"),
+        (1e20, "1e+20"),
+        (1e300, "1.0000000000000001e+300"),
+        (1.5e-7, "1.4999999999999999e-07"),
+        (2.675, "2.6749999999999998"),
         (f64::INFINITY, "inf"),
     ] {
         assert_eq!(format_double(d), text);
@@ -246,4 +255,11 @@ fn reply_decoding_rejects_garbage() {
     }
     let deep = "*1\r\n".repeat(200);
     assert!(decode_value(deep.as_bytes(), &Limits::default()).is_err());
+}
+
+#[test]
+fn pairs_are_nested_in_resp3_and_flat_in_resp2() {
+    let pairs = Value::Pairs(vec![(Value::bulk("a"), Value::Double(1.5))]);
+    assert_eq!(bytes(&pairs, Resp2), "*2\r\n$1\r\na\r\n$3\r\n1.5\r\n");
+    assert_eq!(bytes(&pairs, Resp3), "*1\r\n*2\r\n$1\r\na\r\n,1.5\r\n");
 }
