@@ -56,9 +56,6 @@ pub enum Value {
     Map(Vec<(Value, Value)>),
     /// RESP3 `~`; in RESP2 an array.
     Set(Vec<Value>),
-    /// Pairs as Redis 7 answers `HRANDFIELD … WITHVALUES`, `ZRANGE … WITHSCORES`: in RESP3 an
-    /// array of two-element arrays, in RESP2 one flat array `k1 v1 k2 v2 ...`.
-    Pairs(Vec<(Value, Value)>),
     /// RESP3 `,1.5`; in RESP2 a bulk string (`"1.5"`, `"inf"`, `"nan"`).
     Double(f64),
     /// RESP3 `#t`/`#f`; in RESP2 the integer 1 or 0.
@@ -153,21 +150,6 @@ pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
         }
         Value::Pairs(pairs) => map(out, pairs, proto),
         Value::Set(items) => aggregate(out, if resp3 { b'~' } else { b'*' }, items, proto),
-        Value::Pairs(pairs) if resp3 => {
-            header(out, b'*', len_i64(pairs.len()));
-            for (k, v) in pairs {
-                out.extend_from_slice(b"*2\r\n");
-                encode(k, proto, out);
-                encode(v, proto, out);
-            }
-        }
-        Value::Pairs(pairs) => {
-            header(out, b'*', len_i64(pairs.len() * 2));
-            for (k, v) in pairs {
-                encode(k, proto, out);
-                encode(v, proto, out);
-            }
-        }
         Value::Push(items) => aggregate(out, if resp3 { b'>' } else { b'*' }, items, proto),
         Value::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),
         Value::Double(d) => bulk(out, b'$', format_double(*d).as_bytes()),
