@@ -2,32 +2,16 @@
 //! restore to what was dumped, and damaged ones are refused.
 
 use flotilla_resp::Value;
-use flotilla_rsm::{ApplyCtx, StateMachine};
 
-use crate::command::{Arg, KvCommand, KvReply};
+use crate::command::Arg;
+use crate::engine::test_support::*;
 use crate::store::Kv;
-
-fn call(kv: &mut Kv, args: Vec<Arg>) -> Value {
-    let ctx = ApplyCtx {
-        now_ms: 1000,
-        index: 7,
-        ..ApplyCtx::zero()
-    };
-    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
-        KvReply::Redis(v) => v,
-        other => panic!("{other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    call(kv, line.split(' ').map(Arg::from).collect())
-}
 
 fn restore(kv: &mut Kv, key: &str, payload: &[u8], opts: &str) -> Value {
     let mut args: Vec<Arg> = ["RESTORE", key, "0"].into_iter().map(Arg::from).collect();
     args.push(Arg::from(payload.to_vec()));
     args.extend(opts.split(' ').filter(|o| !o.is_empty()).map(Arg::from));
-    call(kv, args)
+    call(kv, args, NOW, NOW)
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -35,10 +19,6 @@ fn hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
 }
 
 fn bulks(items: &[&str]) -> Value {
@@ -141,7 +121,7 @@ fn restore_follows_redis_rules() {
     let mut args: Vec<Arg> = ["RESTORE", "x", "-1"].into_iter().map(Arg::from).collect();
     args.push(Arg::from(payload.clone()));
     assert_eq!(
-        call(kv, args),
+        call(kv, args, NOW, NOW),
         Value::error("ERR Invalid TTL value, must be >= 0")
     );
     let mut args: Vec<Arg> = ["RESTORE", "t", "5000"]
@@ -149,7 +129,7 @@ fn restore_follows_redis_rules() {
         .map(Arg::from)
         .collect();
     args.push(Arg::from(payload.clone()));
-    assert_eq!(call(kv, args), Value::ok());
+    assert_eq!(call(kv, args, NOW, NOW), Value::ok());
     assert_eq!(run(kv, "PTTL t"), Value::Integer(5000));
     assert_eq!(run(kv, "DUMP nokey"), Value::Null);
 }

@@ -2,49 +2,11 @@
 //! from a real redis-server 7.0.15, or is one Redis's own unit/type/list asserts).
 
 use flotilla_resp::{Protocol, Value};
-use flotilla_rsm::{ApplyCtx, StateMachine};
+use flotilla_rsm::StateMachine;
 
-use crate::command::{Arg, KvCommand, KvReply};
+use crate::command::Arg;
+use crate::engine::test_support::*;
 use crate::store::Kv;
-
-/// The replicated clock of these tests (ms).
-const NOW: u64 = 1000;
-
-fn args(line: &str) -> Vec<Arg> {
-    line.split(' ').map(Arg::from).collect()
-}
-
-fn ctx(now: u64) -> ApplyCtx {
-    ApplyCtx {
-        now_ms: now,
-        index: now,
-        ..ApplyCtx::zero()
-    }
-}
-
-/// Runs `line` (words split on spaces) at time `now` (ms).
-fn at(kv: &mut Kv, now: u64, line: &str) -> Value {
-    let cmd = KvCommand::Redis {
-        args: args(line),
-        route: None,
-    };
-    match kv.apply(cmd, &ctx(now)) {
-        KvReply::Redis(v) => v,
-        other => panic!("{line}: {other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    at(kv, NOW, line)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
-}
-
-fn err(s: &str) -> Value {
-    Value::Error(s.to_owned())
-}
 
 fn int(n: i64) -> Value {
     Value::Integer(n)

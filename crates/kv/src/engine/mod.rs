@@ -190,4 +190,6 @@ pub(crate) fn reply(r: Result<Value, Value>) -> Value {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

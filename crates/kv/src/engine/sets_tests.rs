@@ -3,40 +3,9 @@
 use std::collections::BTreeSet;
 
 use flotilla_resp::Value;
-use flotilla_rsm::{ApplyCtx, StateMachine};
 
-use crate::command::{Arg, KvCommand, KvReply};
+use crate::engine::test_support::*;
 use crate::store::Kv;
-
-/// Runs `line` (words split on spaces) at time `now` (ms), entry index `index`.
-fn at(kv: &mut Kv, now: u64, index: u64, line: &str) -> Value {
-    let args: Vec<Arg> = line.split(' ').map(Arg::from).collect();
-    let ctx = ApplyCtx {
-        now_ms: now,
-        index,
-        ..ApplyCtx::zero()
-    };
-    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
-        KvReply::Redis(v) => v,
-        other => panic!("{line}: {other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    at(kv, 1000, 1000, line)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
-}
-
-fn err(s: &str) -> Value {
-    Value::Error(s.to_owned())
-}
-
-fn int(n: i64) -> Value {
-    Value::Integer(n)
-}
 
 /// A set reply's members, as text.
 fn members(v: Value) -> Vec<String> {
@@ -102,14 +71,14 @@ fn add_remove_and_membership() {
 #[test]
 fn writes_that_change_nothing_keep_the_version() {
     let kv = &mut Kv::default();
-    at(kv, 1000, 10, "SADD s a b");
+    at_index(kv, 1000, 10, "SADD s a b");
     let version = |kv: &Kv| kv.live(b"s", 1000).unwrap().version;
     assert_eq!(version(kv), 10);
-    assert_eq!(at(kv, 1000, 11, "SADD s a b"), int(0));
-    assert_eq!(at(kv, 1000, 12, "SREM s z"), int(0));
-    assert_eq!(at(kv, 1000, 13, "SMOVE s t z"), int(0));
+    assert_eq!(at_index(kv, 1000, 11, "SADD s a b"), int(0));
+    assert_eq!(at_index(kv, 1000, 12, "SREM s z"), int(0));
+    assert_eq!(at_index(kv, 1000, 13, "SMOVE s t z"), int(0));
     assert_eq!(version(kv), 10);
-    assert_eq!(at(kv, 1000, 14, "SADD s c"), int(1));
+    assert_eq!(at_index(kv, 1000, 14, "SADD s c"), int(1));
     assert_eq!(version(kv), 14);
 }
 
@@ -119,12 +88,12 @@ fn writes_that_change_nothing_keep_the_version() {
 #[test]
 fn smove_into_a_set_that_has_the_member_leaves_it_untouched() {
     let kv = &mut Kv::default();
-    at(kv, 1000, 10, "SADD src a b");
-    at(kv, 1000, 11, "SADD dst a");
-    assert_eq!(at(kv, 1000, 12, "SMOVE src dst a"), int(1));
+    at_index(kv, 1000, 10, "SADD src a b");
+    at_index(kv, 1000, 11, "SADD dst a");
+    assert_eq!(at_index(kv, 1000, 12, "SMOVE src dst a"), int(1));
     assert_eq!(kv.live(b"dst", 1000).unwrap().version, 11);
     assert_eq!(kv.live(b"src", 1000).unwrap().version, 12);
-    assert_eq!(at(kv, 1000, 13, "SMOVE src dst b"), int(1));
+    assert_eq!(at_index(kv, 1000, 13, "SMOVE src dst b"), int(1));
     assert_eq!(kv.live(b"dst", 1000).unwrap().version, 13);
 }
 
@@ -137,10 +106,10 @@ fn writes_keep_the_ttl() {
     run(kv, "SREM s a");
     run(kv, "SPOP s");
     assert_eq!(run(kv, "TTL s"), int(10));
-    assert_eq!(at(kv, 11_000, 2000, "SCARD s"), int(0), "expired");
+    assert_eq!(at_index(kv, 11_000, 2000, "SCARD s"), int(0), "expired");
     // A set that expired is gone: SADD starts a new one, without the old TTL.
-    assert_eq!(at(kv, 11_000, 2001, "SADD s x"), int(1));
-    assert_eq!(at(kv, 11_000, 2002, "TTL s"), int(-1));
+    assert_eq!(at_index(kv, 11_000, 2001, "SADD s x"), int(1));
+    assert_eq!(at_index(kv, 11_000, 2002, "TTL s"), int(-1));
 }
 
 #[test]
@@ -293,18 +262,18 @@ fn spop_is_deterministic_per_entry() {
         for i in 0..50 {
             line.push_str(&format!(" m{i}"));
         }
-        at(kv, 1000, 1, &line);
+        at_index(kv, 1000, 1, &line);
         let mut popped = Vec::new();
         for i in 0..10u64 {
-            popped.push(members(Value::Array(vec![at(
+            popped.push(members(Value::Array(vec![at_index(
                 kv,
                 1000 + i,
                 2 + i,
                 "SPOP s",
             )])));
         }
-        popped.push(members(at(kv, 2000, 20, "SPOP s 15")));
-        (popped, sorted(at(kv, 2000, 21, "SMEMBERS s")))
+        popped.push(members(at_index(kv, 2000, 20, "SPOP s 15")));
+        (popped, sorted(at_index(kv, 2000, 21, "SMEMBERS s")))
     };
     let (popped, left) = apply_all();
     assert_eq!((popped.clone(), left.clone()), apply_all());

@@ -1,40 +1,9 @@
 //! Stream commands against Redis 7.0's replies (checked against a real redis-server).
 
 use flotilla_resp::Value;
-use flotilla_rsm::{ApplyCtx, StateMachine};
 
-use crate::command::{Arg, KvCommand, KvReply};
+use crate::engine::test_support::*;
 use crate::store::Kv;
-
-/// Runs `line` (words split on spaces) at replicated time `now` (ms).
-fn at(kv: &mut Kv, now: u64, line: &str) -> Value {
-    let args: Vec<Arg> = line.split(' ').map(Arg::from).collect();
-    let ctx = ApplyCtx {
-        now_ms: now,
-        index: now,
-        ..ApplyCtx::zero()
-    };
-    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
-        KvReply::Redis(v) => v,
-        other => panic!("{line}: {other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    at(kv, 1000, line)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
-}
-
-fn err(s: &str) -> Value {
-    Value::Error(s.to_owned())
-}
-
-fn int(n: i64) -> Value {
-    Value::Integer(n)
-}
 
 /// An entry as XRANGE replies it.
 fn entry(id: &str, fields: &[&str]) -> Value {

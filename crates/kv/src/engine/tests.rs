@@ -4,33 +4,8 @@ use flotilla_resp::Value;
 use flotilla_rsm::{ApplyCtx, StateMachine};
 
 use crate::command::{Arg, KvCommand, KvReply};
+use crate::engine::test_support::*;
 use crate::store::Kv;
-
-/// Runs `line` (words split on spaces) at time `now` (ms), entry index `index`.
-fn at(kv: &mut Kv, now: u64, line: &str) -> Value {
-    let args: Vec<Arg> = line.split(' ').map(Arg::from).collect();
-    let ctx = ApplyCtx {
-        now_ms: now,
-        index: now,
-        ..ApplyCtx::zero()
-    };
-    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
-        KvReply::Redis(v) => v,
-        other => panic!("{line}: {other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    at(kv, 1000, line)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
-}
-
-fn err(s: &str) -> Value {
-    Value::Error(s.to_owned())
-}
 
 #[test]
 fn set_options() {

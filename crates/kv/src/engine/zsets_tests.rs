@@ -3,40 +3,10 @@
 use std::sync::Arc;
 
 use flotilla_resp::Value;
-use flotilla_rsm::{ApplyCtx, StateMachine};
 
-use crate::command::{Arg, KvCommand, KvReply};
+use crate::engine::test_support::*;
 use crate::slot::Data;
 use crate::store::Kv;
-
-fn at(kv: &mut Kv, now: u64, line: &str) -> Value {
-    let args: Vec<Arg> = line.split(' ').map(Arg::from).collect();
-    let ctx = ApplyCtx {
-        now_ms: now,
-        index: now,
-        ..ApplyCtx::zero()
-    };
-    match kv.apply(KvCommand::Redis { args, route: None }, &ctx) {
-        KvReply::Redis(v) => v,
-        other => panic!("{line}: {other:?}"),
-    }
-}
-
-fn run(kv: &mut Kv, line: &str) -> Value {
-    at(kv, 1000, line)
-}
-
-fn bulk(s: &str) -> Value {
-    Value::Bulk(s.as_bytes().to_vec())
-}
-
-fn err(s: &str) -> Value {
-    Value::Error(s.to_owned())
-}
-
-fn int(n: i64) -> Value {
-    Value::Integer(n)
-}
 
 /// A flat reply of members and (as RESP2 prints them) scores.
 fn items(kv: &mut Kv, line: &str) -> Vec<String> {
