@@ -76,6 +76,9 @@ pub enum Value {
     /// WITHVALUES): RESP3 an array of two-element arrays, RESP2 one flat array `k1 v1 k2 v2`.
     /// (Last, so that the variants before it keep their serialized indices.)
     Pairs(Vec<(Value, Value)>),
+    /// A map that Redis 7 sends as an array of `[key, value]` arrays in RESP2 (XREAD's
+    /// streams): RESP3 `%`, RESP2 `*n` of `*2`.
+    KeyedPairs(Vec<(Value, Value)>),
 }
 
 /// Equality as a reply's bytes compare: replies are compared in tests and in exactly-once
@@ -149,6 +152,15 @@ pub fn encode(value: &Value, proto: Protocol, out: &mut Vec<u8>) {
             }
         }
         Value::Pairs(pairs) => map(out, pairs, proto),
+        Value::KeyedPairs(pairs) if resp3 => map(out, pairs, proto),
+        Value::KeyedPairs(pairs) => {
+            header(out, b'*', len_i64(pairs.len()));
+            for (k, v) in pairs {
+                out.extend_from_slice(b"*2\r\n");
+                encode(k, proto, out);
+                encode(v, proto, out);
+            }
+        }
         Value::Set(items) => aggregate(out, if resp3 { b'~' } else { b'*' }, items, proto),
         Value::Push(items) => aggregate(out, if resp3 { b'>' } else { b'*' }, items, proto),
         Value::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),

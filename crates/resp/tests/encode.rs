@@ -109,6 +109,10 @@ fn well_known_replies_have_redis_bytes() {
     let map = Value::Map(vec![(Value::simple("server"), Value::bulk("flotilla"))]);
     assert_eq!(bytes(&map, Resp3), "%1\r\n+server\r\n$8\r\nflotilla\r\n");
     assert_eq!(bytes(&map, Resp2), "*2\r\n+server\r\n$8\r\nflotilla\r\n");
+    // XREAD: a map in RESP3, [key, value] arrays in RESP2.
+    let streams = Value::KeyedPairs(vec![(Value::bulk("s"), Value::Integer(1))]);
+    assert_eq!(bytes(&streams, Resp3), "%1\r\n$1\r\ns\r\n:1\r\n");
+    assert_eq!(bytes(&streams, Resp2), "*1\r\n*2\r\n$1\r\ns\r\n:1\r\n");
     // HRANDFIELD … WITHVALUES, ZRANGE … WITHSCORES: pairs in RESP3, flat in RESP2.
     let pairs = Value::Pairs(vec![
         (Value::bulk("a"), Value::Double(1.5)),

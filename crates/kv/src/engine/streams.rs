@@ -567,16 +567,14 @@ fn xread(r: &mut Run, a: &[Arg], readgroup: bool) -> Value {
                 Some((g, c)) => read_group(r, key, g, c, from, count, noack)?,
             };
             if let Some(entries) = entries {
-                out.push(Value::Array(vec![
-                    Value::Bulk(key.as_slice().to_vec()),
-                    entries,
-                ]));
+                out.push((Value::Bulk(key.as_slice().to_vec()), entries));
             }
         }
+        // A map in RESP3, an array of [key, entries] in RESP2, as Redis 7 answers.
         Ok(if out.is_empty() {
             Value::NullArray
         } else {
-            Value::Array(out)
+            Value::KeyedPairs(out)
         })
     })())
 }

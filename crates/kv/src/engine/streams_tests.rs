@@ -217,17 +217,11 @@ fn xread_answers_at_once() {
     run(kv, "XADD a 2-1 f v");
     assert_eq!(
         run(kv, "XREAD BLOCK 0 STREAMS a 1-18446744073709551615"),
-        arr(vec![arr(vec![
-            bulk("a"),
-            arr(vec![entry("2-1", &["f", "v"])])
-        ])])
+        Value::KeyedPairs(vec![(bulk("a"), arr(vec![entry("2-1", &["f", "v"])]))])
     );
     assert_eq!(
         run(kv, "XREAD COUNT 1 STREAMS nokey a 0 0"),
-        arr(vec![arr(vec![
-            bulk("a"),
-            arr(vec![entry("1-1", &["f", "v"])])
-        ])])
+        Value::KeyedPairs(vec![(bulk("a"), arr(vec![entry("1-1", &["f", "v"])]))])
     );
     assert_eq!(run(kv, "XREAD STREAMS a $"), Value::NullArray);
     assert_eq!(
@@ -317,10 +311,10 @@ fn consumer_groups_deliver_track_and_claim() {
         run(kv, "XGROUP CREATE s g 0"),
         err("BUSYGROUP Consumer Group name already exists")
     );
-    let first_two = arr(vec![arr(vec![
+    let first_two = Value::KeyedPairs(vec![(
         bulk("s"),
         arr(vec![entry("1-0", &["a", "1"]), entry("2-0", &["a", "2"])]),
-    ])]);
+    )]);
     assert_eq!(
         run(kv, "XREADGROUP GROUP g alice COUNT 2 STREAMS s >"),
         first_two
