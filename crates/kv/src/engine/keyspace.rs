@@ -61,12 +61,31 @@ pub(super) struct ScanOptions<'a> {
     kind: Option<&'a Arg>,
 }
 
+/// A SCAN cursor as Redis reads it (C's `strtoul`): decimal digits after an optional sign, a
+/// negative one wrapping around (`-1` is the largest cursor, which has nothing after it), the
+/// empty string 0; `None` (Redis's "invalid cursor") for anything else or past 2⁶⁴ − 1.
+pub fn parse_cursor(c: &[u8]) -> Option<u64> {
+    let (negative, digits) = match c.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, c),
+    };
+    if digits.is_empty() {
+        return c.is_empty().then_some(0);
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if negative { n.wrapping_neg() } else { n })
+}
+
 /// Parses `cursor [MATCH pattern] [COUNT count] [TYPE type]` (TYPE only if `with_type`).
 pub(super) fn parse_scan_options(a: &[Arg], with_type: bool) -> Result<ScanOptions<'_>, Value> {
-    let cursor = std::str::from_utf8(a[0].as_slice())
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .ok_or_else(|| Value::error("ERR invalid cursor"))?;
+    let cursor = parse_cursor(a[0].as_slice()).ok_or_else(|| Value::error("ERR invalid cursor"))?;
     let mut o = ScanOptions {
         cursor,
         pattern: None,

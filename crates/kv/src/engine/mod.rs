@@ -32,7 +32,7 @@ use crate::command::Arg;
 use crate::store::Kv;
 
 pub use glob::glob_match;
-pub use keyspace::{scan_hash, SCAN_CURSOR_BITS};
+pub use keyspace::{parse_cursor, scan_hash, SCAN_CURSOR_BITS};
 
 /// A command's view of the store while it runs.
 pub(crate) struct Run<'a> {

@@ -403,6 +403,16 @@ fn sscan_visits_every_member() {
         Value::Array(vec![bulk("0"), Value::Array(vec![])])
     );
     assert_eq!(run(kv, "SSCAN s x"), err("ERR invalid cursor"));
+    // Redis reads cursors with strtoul: -1 is the largest, after which there is nothing.
+    assert_eq!(
+        run(kv, "SSCAN s -1"),
+        Value::Array(vec![bulk("0"), Value::Array(vec![])])
+    );
+    assert_eq!(
+        run(kv, "SSCAN s 18446744073709551616"),
+        err("ERR invalid cursor")
+    );
+    assert_eq!(run(kv, "SSCAN s -"), err("ERR invalid cursor"));
     assert_eq!(run(kv, "SSCAN s 0 COUNT 0"), err("ERR syntax error"));
     assert_eq!(run(kv, "SSCAN s 0 MATCH"), err("ERR syntax error"));
 }

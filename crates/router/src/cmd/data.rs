@@ -171,10 +171,7 @@ async fn keyless(r: &Router, conn: &mut Conn, name: &str, args: Vec<Arg>) -> Rep
 
 /// SCAN over shards: the cursor's high bits are the shard, the low bits that shard's cursor.
 async fn scan(r: &Router, conn: &mut Conn, mut args: Vec<Arg>, nshards: usize) -> Reply {
-    let Some(cursor) = std::str::from_utf8(args[1].as_slice())
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
+    let Some(cursor) = flotilla_kv::engine::parse_cursor(args[1].as_slice()) else {
         return Err(Value::error("ERR invalid cursor"));
     };
     let (shard, inner) = (
