@@ -53,16 +53,21 @@ impl Router {
                                     (reply, After::Continue)
                                 }
                                 Ok(cmd) => match self.batchable(conn, cmd, started).await {
-                                    // Answered when the batch runs.
+                                    // Answered when its batch runs, or now, alone.
                                     Ok(item) => {
-                                        if !batch.fits(&item) {
+                                        if !batch.admits(&item) {
                                             self.run_batch_out(
                                                 conn, &mut batch, &mut input, &mut out,
                                             )
                                             .await;
                                         }
-                                        batch.push(item, used);
-                                        continue;
+                                        if batch.admits(&item) {
+                                            batch.push(item, used);
+                                            continue;
+                                        }
+                                        // A read with no write before it: alone.
+                                        let started = item.started();
+                                        self.run_command(conn, item.into_command(), started).await
                                     }
                                     Err(cmd) => {
                                         self.run_batch_out(conn, &mut batch, &mut input, &mut out)

@@ -16,10 +16,14 @@
 //! commands run one after another too. What differs is only what no client can tell: other
 //! connections' commands cannot run between the batch's (in Redis they could, but need not).
 //!
-//! Reads: a `Multi` is a write (a log entry, `KvCommand::is_read_only`), so a batch of reads
-//! alone would cost an entry where each read costs a ReadIndex round; a run without a write
-//! runs command by command, as before. Reads among writes go in the entry: still
-//! linearizable, and their order with the writes is kept.
+//! Reads: a `Multi` is a write (a log entry, `KvCommand::is_read_only`), and a read alone is
+//! served by ReadIndex, cheaper than an entry. So a batch starts only at a write: a read with
+//! no write before it in the batch runs alone, as before (a pipeline of reads only gains
+//! nothing, nor loses). A read after a write of the batch joins it: it would have had to wait
+//! for that write to be applied anyway, and in the entry it is still linearizable, in its
+//! place among the writes. (This also keeps a pipeline of large reads from being answered all
+//! at once: replies are held until their batch is answered, so a client that does not read
+//! its replies makes the router hold one batch's replies at most.)
 //!
 //! Each command is counted as if it ran alone: `total_commands_processed`, commandstats,
 //! errorstats, latency (the batch's, from the command's arrival), and its write wakes the
@@ -54,6 +58,21 @@ pub(crate) struct Batched {
     bytes: usize,
 }
 
+impl Batched {
+    /// When its request was decoded.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The command, to run alone.
+    pub(crate) fn into_command(self) -> Command {
+        Command::Data {
+            name: self.name,
+            args: self.args,
+        }
+    }
+}
+
 /// A run of batchable commands of one connection, of one shard, in the order received.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -69,10 +88,11 @@ impl Batch {
         self.items.is_empty()
     }
 
-    /// Whether `item` may join the batch: same shard, within the bounds.
-    pub(crate) fn fits(&self, item: &Batched) -> bool {
+    /// Whether `item` may join the batch: same shard, within the bounds; a batch starts with
+    /// a write.
+    pub(crate) fn admits(&self, item: &Batched) -> bool {
         match self.items.first() {
-            None => true,
+            None => item.write,
             Some(first) => {
                 first.shard == item.shard
                     && self.items.len() < MAX_COMMANDS
@@ -148,18 +168,14 @@ impl Router {
 
     /// Runs the batch (emptying it); the replies, one per command, in order.
     pub(crate) async fn run_batch(&self, conn: &mut Conn, batch: &mut Batch) -> Vec<Value> {
-        let items = std::mem::take(batch).items;
-        if items.len() < 2 || !items.iter().any(|i| i.write) {
-            // One command, or reads only (see the module's note): each alone.
-            let mut replies = Vec::with_capacity(items.len());
-            for i in items {
-                let cmd = Command::Data {
-                    name: i.name,
-                    args: i.args,
-                };
-                replies.push(self.run_command(conn, cmd, i.started).await.0);
-            }
-            return replies;
+        let mut items = std::mem::take(batch).items;
+        if items.len() < 2 {
+            // One command: as it would run alone.
+            let Some(i) = items.pop() else {
+                return Vec::new();
+            };
+            let started = i.started;
+            return vec![self.run_command(conn, i.into_command(), started).await.0];
         }
         let n = items.len();
         let mut woken: Vec<Vec<u8>> = Vec::new();
