@@ -9,6 +9,12 @@
 //! before that command; one that is not batchable at all then runs the ordinary way
 //! (`Router::request`), one of another shard starts the next batch.
 //!
+//! Sharded, a batch is of one *shard* (not group): a shard group keeps each shard's store and
+//! sessions apart (`flotilla_shardkv`), so one entry cannot span shards. A pipeline on keys
+//! of many shards (redis-benchmark `-r`) therefore forms runs of one or two commands and
+//! gains little; batching by group would take a group command that applies ops of several of
+//! its shards in one entry.
+//!
 //! A batch runs as [`KvCommand::Multi`] without watched keys: the engine applies the commands
 //! in order, in one entry, nothing between them, and answers one reply each; an error in one
 //! does not stop the others. So every reply is the one the command would have had alone, in
