@@ -43,6 +43,10 @@ pub(crate) struct Router {
     /// Commands run since the start, past parsing and authentication, as Redis counts them
     /// (INFO's `total_commands_processed`).
     pub(crate) commands_processed: AtomicU64,
+    /// Pipelined runs of commands sent as one entry, and the commands in them (INFO's
+    /// `flotilla_pipelined_batches`, `flotilla_pipelined_commands`; `cmd/pipeline.rs`).
+    pub(crate) pipelined_batches: AtomicU64,
+    pub(crate) pipelined_commands: AtomicU64,
     /// INFO's commandstats, errorstats, latencystats.
     pub(crate) stats: Mutex<crate::stats::Stats>,
     /// INFO's `run_id`: random per router start, so that a tool can tell a restart.
@@ -71,6 +75,8 @@ pub async fn run_router(
         started: std::time::Instant::now(),
         connections_received: AtomicU64::new(0),
         commands_processed: AtomicU64::new(0),
+        pipelined_batches: AtomicU64::new(0),
+        pipelined_commands: AtomicU64::new(0),
         stats: Mutex::new(Default::default()),
         run_id: (0..40)
             .map(|_| char::from_digit(rand::random::<u32>() % 16, 16).expect("a hex digit"))

@@ -1,10 +1,13 @@
 //! One connection's loop: read what its client sends (within the shared budget, `input.rs`),
 //! decode requests, answer them in order, write the replies, close when told to or idle.
 
+use std::time::Instant;
+
 use flotilla_resp::{Decoder, Limits, Value};
 use flotilla_transport::tls::BoxIo;
 use tokio::io::AsyncWriteExt;
 
+use crate::cmd::Batch;
 use crate::conn::{After, Conn};
 use crate::input::{Fill, Input};
 use crate::limits;
@@ -24,19 +27,55 @@ impl Router {
         };
         let mut input = Input::new(&self.budget, conn.id);
         let mut out = Vec::new();
+        // Pipelined requests gathered to run as one entry (`cmd/pipeline.rs`): only ever
+        // non-empty while more complete requests are being decoded from the input.
+        let mut batch = Batch::default();
         loop {
             loop {
                 match decoder.decode(input.unparsed()) {
                     Ok(Some((args, used))) => {
                         input.parsed(used);
                         let (reply, after) = if crate::cmd::blocks(&args) {
+                            self.run_batch_out(conn, &mut batch, &mut input, &mut out)
+                                .await;
                             match self.watching_close(stream, &mut input, conn, args).await? {
                                 Some(answer) => answer,
                                 // The client left while blocked: nothing to answer.
                                 None => return Ok(()),
                             }
                         } else {
-                            self.request(conn, args).await
+                            let started = Instant::now();
+                            match self.parse(conn, args, started) {
+                                // Did not parse: answered in its turn.
+                                Err(reply) => {
+                                    self.run_batch_out(conn, &mut batch, &mut input, &mut out)
+                                        .await;
+                                    (reply, After::Continue)
+                                }
+                                Ok(cmd) => match self.batchable(conn, cmd, started).await {
+                                    // Answered when its batch runs, or now, alone.
+                                    Ok(item) => {
+                                        if !batch.admits(&item) {
+                                            self.run_batch_out(
+                                                conn, &mut batch, &mut input, &mut out,
+                                            )
+                                            .await;
+                                        }
+                                        if batch.admits(&item) {
+                                            batch.push(item, used);
+                                            continue;
+                                        }
+                                        // A read with no write before it: alone.
+                                        let started = item.started();
+                                        self.run_command(conn, item.into_command(), started).await
+                                    }
+                                    Err(cmd) => {
+                                        self.run_batch_out(conn, &mut batch, &mut input, &mut out)
+                                            .await;
+                                        self.run_command(conn, cmd, started).await
+                                    }
+                                },
+                            }
                         };
                         input.answered(used);
                         if conn.authenticated {
@@ -55,12 +94,19 @@ impl Router {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        // The requests before the bad one are answered first, as they came.
+                        self.run_batch_out(conn, &mut batch, &mut input, &mut out)
+                            .await;
                         tracing::info!(addr = %conn.addr, "closing connection: {e}");
                         flotilla_resp::encode(&e.to_value(), conn.proto, &mut out);
                         return self.write_out(stream, &mut out).await;
                     }
                 }
             }
+            // Every complete request received is decoded: the batch runs before waiting
+            // for more (a request's later part would never join it anyway).
+            self.run_batch_out(conn, &mut batch, &mut input, &mut out)
+                .await;
             self.write_out(stream, &mut out).await?;
             match input.fill(stream, self.cfg.idle_timeout).await? {
                 Fill::Data(_) => {}
@@ -78,6 +124,25 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Runs the batch, if any, and encodes its replies into `out`; its requests' input bytes
+    /// go back.
+    async fn run_batch_out(
+        &self,
+        conn: &mut Conn,
+        batch: &mut Batch,
+        input: &mut Input<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let bytes = batch.request_bytes();
+        for reply in self.run_batch(conn, batch).await {
+            flotilla_resp::encode(&reply, conn.proto, out);
+        }
+        input.answered(bytes);
     }
 
     /// Runs a request that may block for long (BLPOP …) while reading what the client sends

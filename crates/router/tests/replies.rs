@@ -446,7 +446,7 @@ async fn info_answers_only_the_sections_asked() {
         "{persistence}"
     );
     // Counted so far on this connection: the five INFOs above and this one.
-    let stats = "# Stats\r\ntotal_connections_received:1\r\ntotal_commands_processed:6\r\ntotal_error_replies:0\r\n";
+    let stats = "# Stats\r\ntotal_connections_received:1\r\ntotal_commands_processed:6\r\ntotal_error_replies:0\r\nflotilla_pipelined_batches:0\r\nflotilla_pipelined_commands:0\r\n";
     c.expect(&["INFO", "stats"], &bulk(stats)).await;
     // Several sections come in Redis's order, whatever the order asked; unknown ones are
     // left out.

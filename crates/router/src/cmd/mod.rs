@@ -17,6 +17,8 @@ mod connection;
 pub(crate) use blocking::blocks;
 mod data;
 mod limits;
+mod pipeline;
+pub(crate) use pipeline::Batch;
 mod server;
 mod tx;
 
@@ -39,10 +41,24 @@ impl Router {
     /// command name.
     pub(crate) async fn request(&self, conn: &mut Conn, args: Vec<Vec<u8>>) -> (Value, After) {
         let started = Instant::now();
+        match self.parse(conn, args, started) {
+            Ok(cmd) => self.run_command(conn, cmd, started).await,
+            Err(reply) => (reply, After::Continue),
+        }
+    }
+
+    /// Parses a request received at `started`; a request that does not parse is answered
+    /// (`Err`, counted in the statistics), and the connection goes on.
+    pub(crate) fn parse(
+        &self,
+        conn: &mut Conn,
+        args: Vec<Vec<u8>>,
+        started: Instant,
+    ) -> Result<Command, Value> {
         // The command named, for the statistics of a request that does not parse.
         let named = args.first().and_then(|n| find_command(n)).map(|s| s.name);
-        let cmd = match Command::from_args(args) {
-            Ok(c) => c,
+        match Command::from_args(args) {
+            Ok(c) => Ok(c),
             // An unknown command, a wrong arity, a bad number: answered, and the connection
             // goes on.
             Err(e) => {
@@ -62,9 +78,18 @@ impl Router {
                     _ => (named, Outcome::Failed),
                 };
                 self.count(command, outcome, started, &reply);
-                return (reply, After::Continue);
+                Err(reply)
             }
-        };
+        }
+    }
+
+    /// Runs a parsed request (received at `started`) and counts it.
+    pub(crate) async fn run_command(
+        &self,
+        conn: &mut Conn,
+        cmd: Command,
+        started: Instant,
+    ) -> (Value, After) {
         let name = cmd.name();
         let (reply, after, outcome) = match gate(conn, &cmd) {
             Some(refusal) => (refusal, After::Continue, Outcome::Rejected),

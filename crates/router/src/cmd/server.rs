@@ -148,6 +148,14 @@ async fn section(r: &Router, conn: &mut Conn, name: &str) -> Vec<(String, String
                     r.commands_processed.load(Ordering::Relaxed).to_string(),
                 ),
                 ("total_error_replies", errors.to_string()),
+                (
+                    "flotilla_pipelined_batches",
+                    r.pipelined_batches.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "flotilla_pipelined_commands",
+                    r.pipelined_commands.load(Ordering::Relaxed).to_string(),
+                ),
             ]
         }
         // Flotilla's replicas replicate by Raft, not by Redis's replication stream: no Redis
