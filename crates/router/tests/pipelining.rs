@@ -6,21 +6,12 @@
 //! sharing 10 shards, as `sharded.rs`).
 
 mod common;
-
-use std::collections::BTreeMap;
+mod sharded_harness;
 
 use common::{Client, Settings, PATIENCE};
-use flotilla_host::driver::MemoryDurable;
 use flotilla_resp::{decode_value, Limits, Value};
-use flotilla_router::{run_router, RouterConfig, ShardedRouting};
-use flotilla_server::server::{Recovered, Timers};
-use flotilla_server::sharded::{run_shard_server, ShardRole, ShardServerSettings};
-use flotilla_shardctrler::{CtrlCommand, CtrlReply};
-use flotilla_transport::Secret;
+use sharded_harness::key_in;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-const NSHARDS: usize = 10;
 
 /// A request as a client encodes it.
 fn request(args: &[&str]) -> Vec<u8> {
@@ -197,20 +188,12 @@ async fn pipelined_incrs_apply_in_order_as_a_few_entries() {
     assert_eq!(c.pipelined().await, after);
 }
 
-/// The first key `prefix0`, `prefix1` … in `shard`.
-fn key_in(shard: usize, prefix: &str) -> String {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| flotilla_shardkv::key_shard(k.as_bytes(), NSHARDS) == shard)
-        .unwrap()
-}
-
 /// On a sharded cluster: a pipeline that moves between shards, with commands split by shard
 /// (MSET, DEL), keyless ones (DBSIZE) and a cross-slot refusal, is answered as one request at
 /// a time; each shard's run of commands is batched, and their effects are in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_pipeline_is_answered_as_one_request_at_a_time() {
-    let mut c = Client::connect(start_sharded().await).await;
+    let mut c = Client::connect(sharded_harness::start().await).await;
     let script = |p: &str| -> Vec<Vec<String>> {
         let (a, b) = (key_in(2, &format!("{p}a")), key_in(7, &format!("{p}b")));
         let mut s: Vec<Vec<String>> = Vec::new();
@@ -257,89 +240,4 @@ async fn a_sharded_pipeline_is_answered_as_one_request_at_a_time() {
     // 42 batched (20 + 20 + 2), less a few should the socket split the write.
     assert!(commands >= 30, "{commands} commands pipelined");
     assert!(batches <= 10, "{batches} batches for {commands} commands");
-}
-
-/// Starts the controller and two groups, joins the groups, and starts a router; returns the
-/// router's port (as `sharded.rs`). Everything runs until the test's runtime ends.
-async fn start_sharded() -> u16 {
-    let secret = Secret::new("router-pipelining-test-secret").unwrap();
-    let bind = || TcpListener::bind("127.0.0.1:0");
-    let (ctrl, g1, g2) = (
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-        bind().await.unwrap(),
-    );
-    let addr = |l: &TcpListener| l.local_addr().unwrap().to_string();
-    let ctrlers = vec![addr(&ctrl)];
-    let groups = BTreeMap::from([(1, vec![addr(&g1)]), (2, vec![addr(&g2)])]);
-    let servers = [
-        (ShardRole::Ctrler, ctrlers.clone(), ctrl),
-        (
-            ShardRole::Group {
-                gid: 1,
-                ctrlers: ctrlers.clone(),
-            },
-            groups[&1].clone(),
-            g1,
-        ),
-        (
-            ShardRole::Group {
-                gid: 2,
-                ctrlers: ctrlers.clone(),
-            },
-            groups[&2].clone(),
-            g2,
-        ),
-    ];
-    for (role, peers, listener) in servers {
-        let cfg = ShardServerSettings {
-            role,
-            peers,
-            index: 0,
-            nshards: NSHARDS,
-            secret: secret.clone(),
-            max_raft_state: None,
-            sessions: Default::default(),
-            metrics: None,
-            tls: None,
-            timers: Timers::default(),
-            read_mode: flotilla_raft::ReadMode::ReadIndex,
-        };
-        let recovered = Recovered {
-            state: Vec::new(),
-            snapshot: Default::default(),
-        };
-        let never = std::future::pending::<()>();
-        let disk = MemoryDurable::default();
-        tokio::spawn(run_shard_server(cfg, disk, recovered, listener, never));
-    }
-    let admin =
-        flotilla_client::ShardClient::connect(&ctrlers, NSHARDS, secret.clone(), None).unwrap();
-    let joined = admin
-        .ctrl(CtrlCommand::Join(groups), PATIENCE)
-        .await
-        .unwrap();
-    assert!(matches!(joined, CtrlReply::Done { .. }), "{joined:?}");
-
-    let router = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = router.local_addr().unwrap().port();
-    let cfg = RouterConfig {
-        servers: Vec::new(),
-        pin_servers: false,
-        secret,
-        password: None,
-        max_clients: 100,
-        command_timeout: PATIENCE,
-        metrics: None,
-        tls: None,
-        client_tls: None,
-        sharded: Some(ShardedRouting {
-            ctrlers,
-            nshards: NSHARDS,
-        }),
-        max_buffered_bytes: flotilla_router::DEFAULT_MAX_BUFFERED_BYTES,
-        idle_timeout: None,
-    };
-    tokio::spawn(run_router(cfg, router, std::future::pending::<()>()));
-    port
 }
