@@ -303,21 +303,7 @@ fn hrandfield(r: &mut Run, a: &[Arg]) -> Value {
     let Some(n) = count else {
         return bulk(fields[draw.next(fields.len())].0);
     };
-    let picked: Vec<usize> = if n >= 0 {
-        // Distinct fields: a partial shuffle of the indices.
-        let mut idx: Vec<usize> = (0..fields.len()).collect();
-        let take = (n as usize).min(idx.len());
-        for i in 0..take {
-            let j = i + draw.next(idx.len() - i);
-            idx.swap(i, j);
-        }
-        idx.truncate(take);
-        idx
-    } else {
-        (0..n.unsigned_abs())
-            .map(|_| draw.next(fields.len()))
-            .collect()
-    };
+    let picked = draw.picks(fields.len(), n);
     if with_values {
         let pairs = picked
             .into_iter()

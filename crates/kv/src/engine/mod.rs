@@ -60,6 +60,29 @@ impl Draw {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) % below as u64) as usize
     }
+
+    /// Positions of `n` distinct elements of a collection of `len`, drawn uniformly: a
+    /// partial shuffle of the indices (`len` is the collection's size, never a client's count).
+    pub fn distinct(&mut self, len: usize, n: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..len).collect();
+        let take = n.min(len);
+        for i in 0..take {
+            let j = i + self.next(len - i);
+            idx.swap(i, j);
+        }
+        idx.truncate(take);
+        idx
+    }
+
+    /// Positions for Redis's random-pick count (SRANDMEMBER, HRANDFIELD, ZRANDMEMBER): a
+    /// count ≥ 0 picks that many distinct elements (at most `len`), a negative one picks its
+    /// magnitude with repeats. `len > 0`; the caller bounds a negative count.
+    pub fn picks(&mut self, len: usize, count: i64) -> Vec<usize> {
+        match usize::try_from(count) {
+            Ok(n) => self.distinct(len, n),
+            Err(_) => (0..count.unsigned_abs()).map(|_| self.next(len)).collect(),
+        }
+    }
 }
 
 impl Run<'_> {

@@ -163,19 +163,6 @@ fn scard(r: &mut Run, a: &[Arg]) -> Value {
     }
 }
 
-/// Positions of `n` distinct members of a set of `len`, drawn uniformly: a partial shuffle
-/// of the indices (`len` is the set's size, never a client's count).
-fn distinct(draw: &mut super::Draw, len: usize, n: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..len).collect();
-    let take = n.min(len);
-    for i in 0..take {
-        let j = i + draw.next(len - i);
-        idx.swap(i, j);
-    }
-    idx.truncate(take);
-    idx
-}
-
 /// `SPOP key [count]`.
 fn spop(r: &mut Run, a: &[Arg]) -> Value {
     let count = match a.len() {
@@ -212,7 +199,8 @@ fn spop(r: &mut Run, a: &[Arg]) -> Value {
     }
     let mut draw = r.draw(a[1].as_slice());
     let members: Vec<&Vec<u8>> = set.iter().collect();
-    let picked: Vec<Vec<u8>> = distinct(&mut draw, members.len(), count as usize)
+    let picked: Vec<Vec<u8>> = draw
+        .distinct(members.len(), count as usize)
         .into_iter()
         .map(|i| members[i].clone())
         .collect();
@@ -261,17 +249,7 @@ fn srandmember(r: &mut Run, a: &[Arg]) -> Value {
         return Value::Array(Vec::new());
     }
     let members: Vec<&Vec<u8>> = set.iter().collect();
-    let picked: Vec<usize> = if n > 0 {
-        distinct(
-            &mut draw,
-            members.len(),
-            usize::try_from(n).unwrap_or(usize::MAX),
-        )
-    } else {
-        (0..n.unsigned_abs())
-            .map(|_| draw.next(members.len()))
-            .collect()
-    };
+    let picked = draw.picks(members.len(), n);
     Value::Array(picked.into_iter().map(|i| bulk(members[i])).collect())
 }
 

@@ -211,34 +211,39 @@ struct TrimArgs {
     fields_at: usize,
 }
 
+/// The start of a MAXLEN or MINID option at `a[i]` (with `more` arguments after it): refused
+/// if a rule was given already; its optional `~` (approximate) or `=` taken. Returns the
+/// index of the argument before the rule's value.
+fn trim_operator(t: &mut TrimArgs, a: &[Arg], mut i: usize, more: usize) -> Result<usize, Value> {
+    if t.rule.is_some() {
+        return Err(Value::error(
+            "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
+        ));
+    }
+    t.approx = false;
+    let next = a[i + 1].as_slice();
+    if more >= 2 && next == b"~" {
+        t.approx = true;
+        i += 1;
+    } else if more >= 2 && next == b"=" {
+        i += 1;
+    }
+    Ok(i)
+}
+
 /// Parses XADD's (`xadd`) or XTRIM's options from argument 2 on, as Redis's
 /// `streamParseAddOrTrimArgsOrReply`, in the order it checks them.
 fn parse_trim_args(a: &[Arg], xadd: bool) -> Result<TrimArgs, Value> {
     let mut t = TrimArgs::default();
     let mut limit_given = false;
     let mut i = 2;
-    let incompatible = || {
-        Value::error(
-            "ERR syntax error, MAXLEN and MINID options at the same time are not compatible",
-        )
-    };
     while i < a.len() {
         let more = a.len() - 1 - i;
         let opt = &a[i];
         if xadd && opt.as_slice() == b"*" {
             break;
         } else if is(opt, "maxlen") && more > 0 {
-            if t.rule.is_some() {
-                return Err(incompatible());
-            }
-            t.approx = false;
-            let next = a[i + 1].as_slice();
-            if more >= 2 && next == b"~" {
-                t.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
-                i += 1;
-            }
+            i = trim_operator(&mut t, a, i, more)?;
             let n = int(&a[i + 1])?;
             if n < 0 {
                 return Err(Value::error("ERR The MAXLEN argument must be >= 0."));
@@ -246,17 +251,7 @@ fn parse_trim_args(a: &[Arg], xadd: bool) -> Result<TrimArgs, Value> {
             i += 1;
             t.rule = Some(Trim::MaxLen(n as u64));
         } else if is(opt, "minid") && more > 0 {
-            if t.rule.is_some() {
-                return Err(incompatible());
-            }
-            t.approx = false;
-            let next = a[i + 1].as_slice();
-            if more >= 2 && next == b"~" {
-                t.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
-                i += 1;
-            }
+            i = trim_operator(&mut t, a, i, more)?;
             let id = strict_id(&a[i + 1])?;
             i += 1;
             t.rule = Some(Trim::MinId(id));

@@ -871,21 +871,7 @@ fn zrandmember(r: &mut Run, a: &[Arg]) -> Value {
         let Some(n) = count else {
             return Ok(bulk(members[draw.next(members.len())].0));
         };
-        let picked: Vec<usize> = if n >= 0 {
-            // Distinct members: a partial shuffle of the indices.
-            let mut idx: Vec<usize> = (0..members.len()).collect();
-            let take = (n as usize).min(idx.len());
-            for i in 0..take {
-                let j = i + draw.next(idx.len() - i);
-                idx.swap(i, j);
-            }
-            idx.truncate(take);
-            idx
-        } else {
-            (0..n.unsigned_abs())
-                .map(|_| draw.next(members.len()))
-                .collect()
-        };
+        let picked = draw.picks(members.len(), n);
         Ok(flat(picked.into_iter().map(|i| members[i]), withscores))
     })())
 }

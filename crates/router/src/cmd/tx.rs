@@ -98,7 +98,7 @@ async fn versions(r: &Router, conn: &mut Conn, keys: &[Vec<u8>]) -> Result<Vec<u
     let shards = r.shards_of(keys.iter().map(Vec::as_slice));
     for shard in shards {
         let part: Vec<usize> = (0..keys.len())
-            .filter(|&i| shards_one(r, &keys[i]) == shard)
+            .filter(|&i| r.shard_of(&keys[i]) == shard)
             .collect();
         let cmd = KvCommand::Versions {
             keys: part.iter().map(|&i| Arg::from(keys[i].clone())).collect(),
@@ -113,14 +113,6 @@ async fn versions(r: &Router, conn: &mut Conn, keys: &[Vec<u8>]) -> Result<Vec<u
         }
     }
     Ok(out)
-}
-
-/// The shard of one key (0 on a single group).
-fn shards_one(r: &Router, key: &[u8]) -> usize {
-    r.shards_of(std::iter::once(key))
-        .first()
-        .copied()
-        .unwrap_or(0)
 }
 
 /// `UNWATCH`.
